@@ -1,0 +1,70 @@
+//! The protocol between the orchestrator (`difflow`) and the worker (`difflow-worker`):
+//! a job file describing one stage instance completely, and the events the worker prints
+//! on stdout, one JSON object per line. The worker never reads the `.diff` file.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Everything a worker needs to run one stage instance.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Job {
+    /// The instance name, for messages (`gen[scale=0.5]`).
+    pub instance: String,
+    pub kind: String,
+    pub variant: String,
+    /// The instance's parameters ([`crate::lang::value::Value::to_json`]): configs as
+    /// objects with `kind` and `variant`, stage references as `{"$stage": NAME}`.
+    pub params: serde_json::Value,
+    /// The finished upstream stages, by instance name.
+    pub inputs: BTreeMap<String, Input>,
+    /// The staging folder to write outputs into. It survives an interrupted run of the
+    /// same key, so a training stage finds its checkpoints here and resumes.
+    pub out_dir: PathBuf,
+    /// `cpu` or `cuda:N` (already resolved from `auto`).
+    pub device: String,
+    /// Project settings the engine needs.
+    pub settings: JobSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Input {
+    pub kind: String,
+    pub variant: String,
+    pub params: serde_json::Value,
+    /// The committed cache entry of that stage.
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct JobSettings {
+    /// Default InceptionV3 weights (`pt_inception-2015-12-05`), from `difflow.toml`.
+    pub inception_weights: Option<PathBuf>,
+    /// Threads for CPU tensor work (0: libtorch's default).
+    pub threads: usize,
+}
+
+/// What the worker prints on stdout, one per line.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// A phase with `total` units of work begins (`what`: "training", "sampling", …).
+    Begin { what: String, total: u64 },
+    /// `done` units of the current phase are finished; `loss` when training.
+    Progress { done: u64, loss: Option<f64> },
+    /// A line for the user.
+    Log { message: String },
+    /// A headline number for `difflow.lock` and `difflow show`.
+    Metric { name: String, value: f64 },
+}
+
+impl Event {
+    pub fn to_line(&self) -> String {
+        serde_json::to_string(self).expect("events serialise")
+    }
+}
+
+/// Exit status of a worker whose stage failed for a reason the user can fix (missing
+/// data, NaN loss, …); its stderr holds the message. Anything else is a crash.
+pub const WORKER_STAGE_FAILED: i32 = 2;

@@ -1,0 +1,12 @@
+//! difflow: a declarative pipeline language for diffusion-model experiments.
+//!
+//! This crate is the part that never loads libtorch: the front end (`syntax`, `lang`,
+//! `schema`, `diagnostics`), the stage graph, the cache and the orchestrator that runs
+//! stages in `difflow-worker` processes (the `engine/` crate), plus the float64
+//! diffusion tables that `difflow show` prints.
+
+pub mod diagnostics;
+pub mod diffusion;
+pub mod job;
+pub mod lang;
+pub mod syntax;
