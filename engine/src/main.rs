@@ -1,4 +1,28 @@
-fn main() {
-    let t = tch::Tensor::from_slice(&[1.0f32, 2.0]);
-    println!("{}", t.sum(tch::Kind::Float).double_value(&[]));
+//! `difflow-worker JOB.json`: runs one stage instance and prints `difflow::job::Event`s as
+//! JSON lines on stdout. Exit 0: outputs complete; exit 2: a failure the user can fix
+//! (message on stderr); anything else is a crash.
+
+use std::process::ExitCode;
+
+use difflow::job::{Job, WORKER_STAGE_FAILED};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() != 2 {
+        eprintln!("usage: difflow-worker JOB.json\n(the worker is launched by `difflow run`; it runs one stage)");
+        return ExitCode::from(WORKER_STAGE_FAILED as u8);
+    }
+    match load_job(&args[1]).and_then(|job| difflow_engine::stages::run(&job)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(WORKER_STAGE_FAILED as u8)
+        }
+    }
+}
+
+fn load_job(path: &str) -> anyhow::Result<Job> {
+    use anyhow::Context;
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the job file {path}"))?;
+    serde_json::from_str(&text).with_context(|| format!("the job file {path} is not a valid difflow job"))
 }

@@ -1,0 +1,225 @@
+//! Decoded image datasets (what every image loader returns), the resize/pad helpers they
+//! share, and the `images` loader: a folder of PNG/JPEG files, class subfolders as labels.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use image::imageops::FilterType;
+use rayon::prelude::*;
+
+/// Decoded images as uint8 `[N, C, H, W]` (row-major, channel planes) with int labels in
+/// `0..classes`. Scaling to [-1, 1] happens at training time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageSet {
+    pub pixels: Vec<u8>,
+    pub labels: Vec<i64>,
+    pub count: usize,
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+    pub classes: usize,
+    /// The name of each class (a folder name, a digit, a CIFAR class name).
+    pub class_names: Vec<String>,
+}
+
+impl ImageSet {
+    pub fn image_len(&self) -> usize {
+        self.channels * self.height * self.width
+    }
+
+    pub fn image(&self, i: usize) -> &[u8] {
+        let n = self.image_len();
+        &self.pixels[i * n..(i + 1) * n]
+    }
+
+    /// Keeps the images whose label is in `keep` (labels renumbered in the order of
+    /// `keep`), then the first `limit`.
+    pub fn select(self, keep: Option<&[i64]>, limit: Option<usize>) -> Result<ImageSet> {
+        let n = self.image_len();
+        let mut out = ImageSet { pixels: Vec::new(), labels: Vec::new(), count: 0, ..self.clone_header() };
+        if let Some(keep) = keep {
+            for &c in keep {
+                if c < 0 || c as usize >= self.classes {
+                    bail!("`classes` lists {c}, but the data has classes 0..{}", self.classes - 1);
+                }
+            }
+            out.classes = keep.len();
+            out.class_names = keep.iter().map(|&c| self.class_names[c as usize].clone()).collect();
+        }
+        let limit = limit.unwrap_or(usize::MAX);
+        for i in 0..self.count {
+            if out.count >= limit {
+                break;
+            }
+            let label = match keep {
+                Some(keep) => match keep.iter().position(|&c| c == self.labels[i]) {
+                    Some(p) => p as i64,
+                    None => continue,
+                },
+                None => self.labels[i],
+            };
+            out.pixels.extend_from_slice(&self.pixels[i * n..(i + 1) * n]);
+            out.labels.push(label);
+            out.count += 1;
+        }
+        if out.count == 0 {
+            bail!("no images left after selecting classes {keep:?}");
+        }
+        Ok(out)
+    }
+
+    fn clone_header(&self) -> ImageSet {
+        ImageSet {
+            pixels: Vec::new(),
+            labels: Vec::new(),
+            count: 0,
+            channels: self.channels,
+            height: self.height,
+            width: self.width,
+            classes: self.classes,
+            class_names: self.class_names.clone(),
+        }
+    }
+
+    /// Brings every image to `size`×`size`: larger sizes pad with zeros around the centre
+    /// (28 → 32 for MNIST, as is customary), smaller ones resize with a triangle filter
+    /// (which widens with the ratio, so downscaling averages rather than aliases).
+    pub fn to_size(self, size: usize) -> Result<ImageSet> {
+        if size == self.height && size == self.width {
+            return Ok(self);
+        }
+        if size == 0 {
+            bail!("`size` must be positive");
+        }
+        let (c, h, w) = (self.channels, self.height, self.width);
+        let n = self.image_len();
+        let pixels: Vec<u8> = self
+            .pixels
+            .par_chunks(n)
+            .flat_map_iter(|img| {
+                (0..c)
+                    .flat_map(|ch| resize_plane(&img[ch * h * w..(ch + 1) * h * w], h, w, size))
+                    .collect::<Vec<u8>>()
+            })
+            .collect();
+        Ok(ImageSet { pixels, height: size, width: size, ..self })
+    }
+}
+
+/// One channel plane `h`×`w` to `size`×`size` (pad when both sides fit, else resize).
+fn resize_plane(plane: &[u8], h: usize, w: usize, size: usize) -> Vec<u8> {
+    if size >= h && size >= w {
+        let (top, left) = ((size - h) / 2, (size - w) / 2);
+        let mut out = vec![0u8; size * size];
+        for y in 0..h {
+            out[(top + y) * size + left..(top + y) * size + left + w].copy_from_slice(&plane[y * w..(y + 1) * w]);
+        }
+        out
+    } else {
+        let img = image::GrayImage::from_raw(w as u32, h as u32, plane.to_vec()).expect("plane has h·w bytes");
+        image::imageops::resize(&img, size as u32, size as u32, FilterType::Triangle).into_raw()
+    }
+}
+
+/// Loads a folder of PNG/JPEG images: class subfolders (sorted by name) give the labels;
+/// images directly in the folder, with no subfolders, are one class. Every image is
+/// resized so that its shorter side is `size`, centre-cropped to `size`×`size`, and
+/// converted to `channels` (1: luma, 3: RGB).
+pub fn load_folder(path: &Path, size: usize, channels: usize) -> Result<ImageSet> {
+    if !path.is_dir() {
+        bail!(
+            "the image folder {} does not exist: point `path` at a folder of PNG/JPEG files \
+             (one subfolder per class)",
+            path.display()
+        );
+    }
+    if channels != 1 && channels != 3 {
+        bail!("`channels` must be 1 (grayscale) or 3 (RGB), got {channels}");
+    }
+    if size == 0 {
+        bail!("`size` must be positive");
+    }
+    let mut class_dirs: Vec<PathBuf> = read_dir_sorted(path)?.into_iter().filter(|p| p.is_dir()).collect();
+    let mut class_names: Vec<String> =
+        class_dirs.iter().map(|p| p.file_name().unwrap_or_default().to_string_lossy().into_owned()).collect();
+    if class_dirs.is_empty() {
+        class_dirs.push(path.to_path_buf());
+        class_names.push(path.file_name().unwrap_or_default().to_string_lossy().into_owned());
+    }
+    let mut files: Vec<(PathBuf, i64)> = Vec::new();
+    for (label, dir) in class_dirs.iter().enumerate() {
+        for file in read_dir_sorted(dir)? {
+            if is_image_file(&file) {
+                files.push((file, label as i64));
+            }
+        }
+    }
+    if files.is_empty() {
+        bail!(
+            "the image folder {} holds no PNG or JPEG files (looked in {} folder(s)): put the images there, \
+             one subfolder per class",
+            path.display(),
+            class_dirs.len()
+        );
+    }
+    let decoded: Vec<Vec<u8>> = files
+        .par_iter()
+        .map(|(file, _)| decode_file(file, size, channels))
+        .collect::<Result<Vec<_>>>()?;
+    let pixels = decoded.concat();
+    Ok(ImageSet {
+        count: files.len(),
+        labels: files.iter().map(|(_, l)| *l).collect(),
+        pixels,
+        channels,
+        height: size,
+        width: size,
+        classes: class_dirs.len(),
+        class_names,
+    })
+}
+
+fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot list the folder {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
+        .collect();
+    entries.sort();
+    Ok(entries)
+}
+
+fn is_image_file(path: &Path) -> bool {
+    path.is_file()
+        && path
+            .extension()
+            .map(|e| matches!(e.to_string_lossy().to_lowercase().as_str(), "png" | "jpg" | "jpeg"))
+            .unwrap_or(false)
+}
+
+/// Decodes one file to `channels` planes of `size`×`size` (channel-first).
+fn decode_file(file: &Path, size: usize, channels: usize) -> Result<Vec<u8>> {
+    let img = image::ImageReader::open(file)
+        .with_context(|| format!("cannot open the image {}", file.display()))?
+        .with_guessed_format()
+        .with_context(|| format!("cannot read the image {}", file.display()))?
+        .decode()
+        .with_context(|| format!("the image {} is corrupt or not a PNG/JPEG: replace or remove it", file.display()))?;
+    let (w, h) = (img.width(), img.height());
+    let scale = size as f64 / w.min(h) as f64;
+    let (nw, nh) = (((w as f64 * scale).round() as u32).max(size as u32), ((h as f64 * scale).round() as u32).max(size as u32));
+    let img = if (nw, nh) == (w, h) { img } else { img.resize_exact(nw, nh, FilterType::Triangle) };
+    let img = img.crop_imm((nw - size as u32) / 2, (nh - size as u32) / 2, size as u32, size as u32);
+    let hw = size * size;
+    let mut out = vec![0u8; channels * hw];
+    if channels == 1 {
+        out.copy_from_slice(img.to_luma8().as_raw());
+    } else {
+        for (i, px) in img.to_rgb8().pixels().enumerate() {
+            for c in 0..3 {
+                out[c * hw + i] = px.0[c];
+            }
+        }
+    }
+    Ok(out)
+}

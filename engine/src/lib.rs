@@ -1,0 +1,12 @@
+//! difflow's diffusion engine on libtorch: data, models, objectives, samplers, guidance,
+//! metrics and plots, and the stages that glue them to a job file (`difflow::job::Job`).
+//! The worker binary (`difflow-worker`) runs exactly one stage.
+
+pub mod data;
+pub mod device;
+pub mod diffusion;
+pub mod models;
+pub mod params;
+pub mod plot;
+pub mod progress;
+pub mod stages;

@@ -1,0 +1,151 @@
+//! The `encoder`: the UNet's down half and middle block with a pooled head (GroupNorm,
+//! SiLU, global average pool, linear to the class logits), as guided-diffusion's
+//! `EncoderUNetModel` with `pool = "adaptive"`. A noisy classifier (trained on x_t for
+//! classifier guidance) embeds the timestep like the UNet; a clean one has no time
+//! embedding at all. The class count comes from the data.
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use tch::nn::{self, Module};
+use tch::Tensor;
+
+use super::layers::{group_norm, linear, Block, TimeEmbed};
+use super::unet::{down_half, levels, middle, strip_kind, DownConfig, LevelInfo, UNetConfig};
+
+fn one() -> i64 {
+    1
+}
+
+/// The `encoder` model config as the job carries it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EncoderConfig {
+    pub channels: i64,
+    pub mults: Vec<i64>,
+    pub res_blocks: i64,
+    #[serde(default)]
+    pub attention: Vec<i64>,
+    #[serde(default = "one")]
+    pub heads: i64,
+    #[serde(default)]
+    pub dropout: f64,
+    #[serde(default)]
+    pub scale_shift: bool,
+}
+
+impl EncoderConfig {
+    pub fn from_json(value: &serde_json::Value) -> Result<Self> {
+        let cfg: EncoderConfig =
+            serde_json::from_value(strip_kind(value)).context("reading the encoder model config")?;
+        cfg.as_unet().validate()?;
+        Ok(cfg)
+    }
+
+    /// The same levels as a UNet config (for validation and resolutions).
+    pub fn as_unet(&self) -> UNetConfig {
+        UNetConfig {
+            channels: self.channels,
+            mults: self.mults.clone(),
+            res_blocks: self.res_blocks,
+            attention: self.attention.clone(),
+            heads: self.heads,
+            dropout: self.dropout,
+            scale_shift: self.scale_shift,
+            classes: 0,
+            learn_sigma: false,
+            prediction: "eps".into(),
+        }
+    }
+}
+
+impl DownConfig for EncoderConfig {
+    fn channels(&self) -> i64 {
+        self.channels
+    }
+    fn mults(&self) -> &[i64] {
+        &self.mults
+    }
+    fn res_blocks(&self) -> i64 {
+        self.res_blocks
+    }
+    fn attention(&self) -> &[i64] {
+        &self.attention
+    }
+    fn heads(&self) -> i64 {
+        self.heads
+    }
+    fn dropout(&self) -> f64 {
+        self.dropout
+    }
+    fn scale_shift(&self) -> bool {
+        self.scale_shift
+    }
+}
+
+#[derive(Debug)]
+pub struct Encoder {
+    pub config: EncoderConfig,
+    pub in_channels: i64,
+    pub size: i64,
+    pub classes: i64,
+    time_embed: Option<TimeEmbed>,
+    input_blocks: Vec<Block>,
+    middle_block: Block,
+    out_norm: nn::GroupNorm,
+    out_linear: nn::Linear,
+}
+
+impl Encoder {
+    /// `noisy`: embed the timestep (a classifier of x_t for guidance).
+    pub fn new(
+        vs: &nn::Path,
+        config: &EncoderConfig,
+        in_channels: i64,
+        size: i64,
+        classes: i64,
+        noisy: bool,
+    ) -> Result<Self> {
+        let resolutions = config.as_unet().resolutions(size)?;
+        anyhow::ensure!(classes >= 2, "a classifier needs at least 2 classes in its data (got {classes})");
+        let emb_dim = 4 * config.channels;
+        let emb = noisy.then_some(emb_dim);
+        let time_embed = noisy.then(|| TimeEmbed::new(vs / "time_embed", config.channels, emb_dim));
+        let (input_blocks, _, ch) = down_half(&(vs / "input_blocks"), config, in_channels, &resolutions, emb);
+        let middle_block = middle(&(vs / "middle_block"), ch, emb, config);
+        Ok(Encoder {
+            config: config.clone(),
+            in_channels,
+            size,
+            classes,
+            time_embed,
+            input_blocks,
+            middle_block,
+            out_norm: group_norm(vs / "out" / 0, ch),
+            out_linear: linear(vs / "out" / 3, ch, classes, true),
+        })
+    }
+
+    pub fn is_noisy(&self) -> bool {
+        self.time_embed.is_some()
+    }
+
+    /// Class logits [B, classes] of `x` (model scale [-1, 1]); `t` is required by a noisy
+    /// classifier and ignored by a clean one.
+    pub fn forward(&self, x: &Tensor, t: Option<&Tensor>, train: bool) -> Tensor {
+        let emb = match (&self.time_embed, t) {
+            (Some(te), Some(t)) => Some(te.forward(t)),
+            (Some(te), None) => Some(te.forward(&Tensor::zeros([x.size()[0]], (tch::Kind::Float, x.device())))),
+            _ => None,
+        };
+        let mut h = x.shallow_clone();
+        for block in &self.input_blocks {
+            h = block.forward(&h, emb.as_ref(), train);
+        }
+        h = self.middle_block.forward(&h, emb.as_ref(), train);
+        let pooled = self.out_norm.forward(&h).silu().mean_dim([2i64, 3].as_slice(), false, tch::Kind::Float);
+        self.out_linear.forward(&pooled)
+    }
+
+    pub fn levels(&self) -> Vec<LevelInfo> {
+        levels(self.config.channels, &self.config.mults, &self.config.attention, self.size)
+    }
+}

@@ -1,0 +1,254 @@
+//! The building blocks of the UNet and the encoder, written after improved-diffusion's
+//! `unet.py` (Nichol & Dhariwal 2021) with the same parameter names and shapes, so that a
+//! checkpoint maps one to one onto the PyTorch reference in `bench/unet_reference.py`.
+
+use tch::nn::{self, Module};
+use tch::{Kind, Tensor};
+
+/// PyTorch's default initialisation (kaiming-uniform weights with a = √5, uniform biases in
+/// ±1/√fan_in): tch initialises conv biases to zero, and we want the same start as the
+/// reference.
+fn torch_bias(fan_in: i64) -> nn::Init {
+    let bound = 1.0 / (fan_in as f64).sqrt();
+    nn::Init::Uniform { lo: -bound, up: bound }
+}
+
+/// A 2-D convolution with PyTorch's initialisation; `zero` initialises weight and bias to
+/// zero (the output convs of residual branches and of the whole net, as in IDDPM).
+pub fn conv2d(vs: nn::Path, cin: i64, cout: i64, k: i64, stride: i64, zero: bool) -> nn::Conv2D {
+    let mut cfg = nn::ConvConfig { stride, padding: k / 2, bs_init: torch_bias(cin * k * k), ..Default::default() };
+    if zero {
+        cfg.ws_init = nn::Init::Const(0.0);
+        cfg.bs_init = nn::Init::Const(0.0);
+    }
+    nn::conv2d(vs, cin, cout, k, cfg)
+}
+
+/// A 1×1 convolution over a flattened sequence (`[B, C, L]`), as the attention's qkv and
+/// output projections in improved-diffusion.
+pub fn conv1x1(vs: nn::Path, cin: i64, cout: i64, zero: bool) -> nn::Conv1D {
+    let mut cfg = nn::ConvConfig { bs_init: torch_bias(cin), ..Default::default() };
+    if zero {
+        cfg.ws_init = nn::Init::Const(0.0);
+        cfg.bs_init = nn::Init::Const(0.0);
+    }
+    nn::conv1d(vs, cin, cout, 1, cfg)
+}
+
+pub fn linear(vs: nn::Path, cin: i64, cout: i64, zero: bool) -> nn::Linear {
+    let mut cfg = nn::LinearConfig::default();
+    if zero {
+        cfg.ws_init = nn::Init::Const(0.0);
+        cfg.bs_init = Some(nn::Init::Const(0.0));
+    }
+    nn::linear(vs, cin, cout, cfg)
+}
+
+/// GroupNorm with 32 groups (IDDPM's `normalization`), fewer when the channel count is
+/// not a multiple of 32 (small test nets).
+pub fn group_norm(vs: nn::Path, channels: i64) -> nn::GroupNorm {
+    nn::group_norm(vs, norm_groups(channels), channels, Default::default())
+}
+
+pub fn norm_groups(channels: i64) -> i64 {
+    let mut groups = 32;
+    while channels % groups != 0 {
+        groups /= 2;
+    }
+    groups
+}
+
+/// Sinusoidal timestep embedding (improved-diffusion's `timestep_embedding`): `[cos, sin]`
+/// of `t · 10000^(-i/half)`, `t` as float so that respaced (fractional) steps work.
+pub fn timestep_embedding(t: &Tensor, dim: i64) -> Tensor {
+    let half = dim / 2;
+    let freqs = (Tensor::arange(half, (Kind::Float, t.device())) * (-(10000f64.ln()) / half as f64)).exp();
+    let args = t.to_kind(Kind::Float).unsqueeze(1) * freqs.unsqueeze(0);
+    let emb = Tensor::cat(&[args.cos(), args.sin()], 1);
+    if dim % 2 == 1 {
+        let pad = Tensor::zeros([t.size()[0], 1], (Kind::Float, t.device()));
+        Tensor::cat(&[emb, pad], 1)
+    } else {
+        emb
+    }
+}
+
+/// The time-embedding MLP: `time_embed.0` (C → 4C), SiLU, `time_embed.2` (4C → 4C).
+#[derive(Debug)]
+pub struct TimeEmbed {
+    channels: i64,
+    lin1: nn::Linear,
+    lin2: nn::Linear,
+}
+
+impl TimeEmbed {
+    pub fn new(vs: nn::Path, channels: i64, emb: i64) -> Self {
+        TimeEmbed { channels, lin1: linear(&vs / 0, channels, emb, false), lin2: linear(&vs / 2, emb, emb, false) }
+    }
+
+    pub fn forward(&self, t: &Tensor) -> Tensor {
+        self.lin2.forward(&self.lin1.forward(&timestep_embedding(t, self.channels)).silu())
+    }
+}
+
+/// The residual block: GroupNorm, SiLU, conv; the embedding added (or applied as scale and
+/// shift of the second norm: IDDPM's `use_scale_shift_norm`); GroupNorm, SiLU, dropout,
+/// zero-initialised conv; a 1×1 skip conv when the channel count changes. `emb = None`
+/// for a net without timestep embedding (a clean classifier).
+#[derive(Debug)]
+pub struct ResBlock {
+    in_norm: nn::GroupNorm,
+    in_conv: nn::Conv2D,
+    emb: Option<nn::Linear>,
+    out_norm: nn::GroupNorm,
+    out_conv: nn::Conv2D,
+    skip: Option<nn::Conv2D>,
+    dropout: f64,
+    scale_shift: bool,
+}
+
+impl ResBlock {
+    pub fn new(vs: nn::Path, cin: i64, cout: i64, emb: Option<i64>, dropout: f64, scale_shift: bool) -> Self {
+        let inl = &vs / "in_layers";
+        let outl = &vs / "out_layers";
+        ResBlock {
+            in_norm: group_norm(&inl / 0, cin),
+            in_conv: conv2d(&inl / 2, cin, cout, 3, 1, false),
+            emb: emb.map(|e| linear(&vs / "emb_layers" / 1, e, if scale_shift { 2 * cout } else { cout }, false)),
+            out_norm: group_norm(&outl / 0, cout),
+            out_conv: conv2d(&outl / 3, cout, cout, 3, 1, true),
+            skip: (cin != cout).then(|| conv2d(&vs / "skip_connection", cin, cout, 1, 1, false)),
+            dropout,
+            scale_shift,
+        }
+    }
+
+    pub fn forward(&self, x: &Tensor, emb: Option<&Tensor>, train: bool) -> Tensor {
+        let mut h = self.in_conv.forward(&self.in_norm.forward(x).silu());
+        h = match (&self.emb, emb) {
+            (Some(layer), Some(e)) => {
+                let e = layer.forward(&e.silu()).unsqueeze(-1).unsqueeze(-1);
+                if self.scale_shift {
+                    let parts = e.chunk(2, 1);
+                    self.out_norm.forward(&h) * (&parts[0] + 1.0) + &parts[1]
+                } else {
+                    self.out_norm.forward(&(h + e))
+                }
+            }
+            _ => self.out_norm.forward(&h),
+        };
+        let h = self.out_conv.forward(&h.silu().dropout(self.dropout, train));
+        match &self.skip {
+            Some(skip) => skip.forward(x) + h,
+            None => x + h,
+        }
+    }
+}
+
+/// Multi-head self-attention over the pixels of a feature map (improved-diffusion's
+/// `AttentionBlock` with `QKVAttention`: q·k scaled by 1/√(C/heads), softmax over keys),
+/// a zero-initialised output projection and a residual connection.
+#[derive(Debug)]
+pub struct AttentionBlock {
+    norm: nn::GroupNorm,
+    qkv: nn::Conv1D,
+    proj_out: nn::Conv1D,
+    heads: i64,
+}
+
+impl AttentionBlock {
+    pub fn new(vs: nn::Path, channels: i64, heads: i64) -> Self {
+        AttentionBlock {
+            norm: group_norm(&vs / "norm", channels),
+            qkv: conv1x1(&vs / "qkv", channels, 3 * channels, false),
+            proj_out: conv1x1(&vs / "proj_out", channels, channels, true),
+            heads,
+        }
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        let (b, c, h, w) = x.size4().expect("attention wants [B, C, H, W]");
+        let flat = x.reshape([b, c, h * w]);
+        // improved-diffusion splits heads from the qkv channels as [B·heads, 3·C/heads, L].
+        let qkv = self.qkv.forward(&self.norm.forward(&flat)).reshape([b * self.heads, 3 * c / self.heads, h * w]);
+        let parts = qkv.chunk(3, 1);
+        // SDPA wants [batch, L, d]; its default scale 1/√d equals the reference's (1/d^¼)².
+        let q = parts[0].transpose(1, 2);
+        let k = parts[1].transpose(1, 2);
+        let v = parts[2].transpose(1, 2);
+        let att = Tensor::scaled_dot_product_attention::<Tensor>(&q, &k, &v, None, 0.0, false, None, false);
+        let att = att.transpose(1, 2).reshape([b, c, h * w]);
+        (flat + self.proj_out.forward(&att)).reshape([b, c, h, w])
+    }
+}
+
+/// Halving the resolution with a stride-2 3×3 conv (`op`).
+#[derive(Debug)]
+pub struct Downsample {
+    op: nn::Conv2D,
+}
+
+impl Downsample {
+    pub fn new(vs: nn::Path, channels: i64) -> Self {
+        Downsample { op: conv2d(&vs / "op", channels, channels, 3, 2, false) }
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        self.op.forward(x)
+    }
+}
+
+/// Doubling the resolution: nearest-neighbour ×2 then a 3×3 conv (`conv`).
+#[derive(Debug)]
+pub struct Upsample {
+    conv: nn::Conv2D,
+}
+
+impl Upsample {
+    pub fn new(vs: nn::Path, channels: i64) -> Self {
+        Upsample { conv: conv2d(&vs / "conv", channels, channels, 3, 1, false) }
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        let (_, _, h, w) = x.size4().expect("upsample wants [B, C, H, W]");
+        self.conv.forward(&x.upsample_nearest2d([2 * h, 2 * w], None, None))
+    }
+}
+
+/// One entry of a block list (improved-diffusion's `TimestepEmbedSequential`).
+#[derive(Debug)]
+pub enum Layer {
+    Conv(nn::Conv2D),
+    Res(ResBlock),
+    Attention(AttentionBlock),
+    Down(Downsample),
+    Up(Upsample),
+}
+
+/// A sequence of layers that pass the embedding to the residual blocks.
+#[derive(Debug, Default)]
+pub struct Block {
+    pub layers: Vec<Layer>,
+}
+
+impl Block {
+    pub fn forward(&self, x: &Tensor, emb: Option<&Tensor>, train: bool) -> Tensor {
+        let mut h = self.layers[0].forward(x, emb, train);
+        for layer in &self.layers[1..] {
+            h = layer.forward(&h, emb, train);
+        }
+        h
+    }
+}
+
+impl Layer {
+    fn forward(&self, x: &Tensor, emb: Option<&Tensor>, train: bool) -> Tensor {
+        match self {
+            Layer::Conv(c) => c.forward(x),
+            Layer::Res(r) => r.forward(x, emb, train),
+            Layer::Attention(a) => a.forward(x),
+            Layer::Down(d) => d.forward(x),
+            Layer::Up(u) => u.forward(x),
+        }
+    }
+}

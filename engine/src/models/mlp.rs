@@ -1,0 +1,99 @@
+//! A residual MLP denoiser for vector data (`model … = mlp { hidden, layers }`): the input
+//! projected to `hidden` features, `layers` residual blocks each conditioned on the
+//! sinusoidal time embedding (plus a class embedding with a null class when `classes` > 0),
+//! and an output projection to D values (2·D with `learn_sigma`).
+
+use anyhow::{bail, Result};
+use tch::nn::{self, Module};
+use tch::Tensor;
+
+use super::{timestep_embedding, Denoiser, ModelSpec};
+use crate::data::DataMeta;
+use crate::params::Params;
+
+pub const DEFAULT_HIDDEN: usize = 128;
+pub const DEFAULT_LAYERS: usize = 3;
+
+pub struct Mlp {
+    hidden: i64,
+    input: nn::Linear,
+    time: nn::Sequential,
+    class: Option<nn::Embedding>,
+    blocks: Vec<Block>,
+    out_norm: nn::LayerNorm,
+    output: nn::Linear,
+}
+
+struct Block {
+    norm: nn::LayerNorm,
+    emb: nn::Linear,
+    fc1: nn::Linear,
+    fc2: nn::Linear,
+}
+
+impl Mlp {
+    pub fn new(root: &nn::Path, config: &Params, data: &DataMeta) -> Result<Mlp> {
+        if data.is_images() || data.shape.len() != 1 {
+            bail!("an `mlp` model needs vector data (points), but the data has items of shape {:?}", data.shape);
+        }
+        let spec = ModelSpec::from_config(config)?;
+        let hidden = config.usize_or("hidden", DEFAULT_HIDDEN)? as i64;
+        let layers = config.usize_or("layers", DEFAULT_LAYERS)?;
+        if hidden == 0 {
+            bail!("an `mlp` needs `hidden` ≥ 1");
+        }
+        let d = data.shape[0];
+        let out = if spec.learn_sigma { 2 * d } else { d };
+        let lin = nn::LinearConfig::default();
+        let time = nn::seq()
+            .add(nn::linear(root / "time" / "0", hidden, 2 * hidden, lin))
+            .add_fn(|x| x.silu())
+            .add(nn::linear(root / "time" / "2", 2 * hidden, 2 * hidden, lin));
+        let class = (spec.classes > 0).then(|| {
+            nn::embedding(root / "class", spec.classes as i64 + 1, 2 * hidden, nn::EmbeddingConfig::default())
+        });
+        let blocks = (0..layers)
+            .map(|i| {
+                let p = root / "blocks" / i;
+                Block {
+                    norm: nn::layer_norm(&p / "norm", vec![hidden], Default::default()),
+                    emb: nn::linear(&p / "emb", 2 * hidden, hidden, lin),
+                    fc1: nn::linear(&p / "fc1", hidden, 2 * hidden, lin),
+                    fc2: nn::linear(&p / "fc2", 2 * hidden, hidden, lin),
+                }
+            })
+            .collect();
+        // A zero-initialised output layer: the untrained model predicts 0, a stable start.
+        let output = nn::linear(
+            root / "output",
+            hidden,
+            out,
+            nn::LinearConfig { ws_init: nn::Init::Const(0.0), bs_init: Some(nn::Init::Const(0.0)), bias: true },
+        );
+        Ok(Mlp {
+            hidden,
+            input: nn::linear(root / "input", d, hidden, lin),
+            time,
+            class,
+            blocks,
+            out_norm: nn::layer_norm(root / "out_norm", vec![hidden], Default::default()),
+            output,
+        })
+    }
+}
+
+impl Denoiser for Mlp {
+    fn forward(&self, x: &Tensor, t: &Tensor, y: Option<&Tensor>, _train: bool) -> Tensor {
+        let mut emb = self.time.forward(&timestep_embedding(t, self.hidden));
+        if let (Some(class), Some(y)) = (&self.class, y) {
+            emb = emb + class.forward(y);
+        }
+        let emb = emb.silu();
+        let mut h = self.input.forward(&x.to_kind(tch::Kind::Float));
+        for block in &self.blocks {
+            let z = block.norm.forward(&h) + block.emb.forward(&emb);
+            h = h + block.fc2.forward(&block.fc1.forward(&z).silu());
+        }
+        self.output.forward(&self.out_norm.forward(&h).silu())
+    }
+}

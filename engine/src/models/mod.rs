@@ -1,0 +1,117 @@
+//! Networks behind two traits: [`Denoiser`] (what diffusion trains and samples) and
+//! [`Classifier`] (logits of p(y | x_t) for classifier guidance, or of p(y | x) for features
+//! and accuracy). `build_denoiser` / `build_classifier` dispatch on the config's variant.
+
+pub mod mlp;
+
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+use tch::{nn, Tensor};
+
+use crate::data::DataMeta;
+use crate::params::Params;
+
+/// A denoising network ε_θ(x_t, t, y) (or its v / x₀ counterpart).
+pub trait Denoiser: Send {
+    /// `x`: [B, …data shape]; `t`: timesteps of the ORIGINAL schedule [B] (int64 or float);
+    /// `y`: class labels int64 [B], where the value `classes` is the null class of
+    /// classifier-free guidance (None for unconditional models); `train`: dropout on.
+    /// Output: [B, C, …] with C = data channels, or 2·C with `learn_sigma` (prediction
+    /// channels first, then the variance interpolation v ∈ [-1, 1]).
+    fn forward(&self, x: &Tensor, t: &Tensor, y: Option<&Tensor>, train: bool) -> Tensor;
+}
+
+/// Logits [B, classes] of a classifier on x (noisy x_t with `t` when trained with a schedule).
+pub trait Classifier: Send {
+    fn forward(&self, x: &Tensor, t: Option<&Tensor>, train: bool) -> Tensor;
+}
+
+/// What the network predicts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Prediction {
+    Eps,
+    V,
+    X0,
+}
+
+/// The parts of a model config that the diffusion process (not the network) needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelSpec {
+    /// Class count of a conditional model (0: unconditional). Label `classes` is the null class.
+    pub classes: usize,
+    pub learn_sigma: bool,
+    pub prediction: Prediction,
+}
+
+impl ModelSpec {
+    pub fn from_config(config: &Params) -> Result<ModelSpec> {
+        let prediction = match config.str_or("prediction", "eps")? {
+            "eps" => Prediction::Eps,
+            "v" => Prediction::V,
+            "x0" => Prediction::X0,
+            other => bail!("unknown prediction `{other}`: use \"eps\", \"v\" or \"x0\""),
+        };
+        Ok(ModelSpec {
+            classes: config.usize_or("classes", 0)?,
+            learn_sigma: config.bool_or("learn_sigma", false)?,
+            prediction,
+        })
+    }
+}
+
+/// Builds the denoiser that `config` (a `model` config object) describes, for data `data`.
+pub fn build_denoiser(root: &nn::Path, config: &serde_json::Value, data: &DataMeta) -> Result<Box<dyn Denoiser>> {
+    let params = Params::new(config, "model");
+    match params.variant()? {
+        "mlp" => Ok(Box::new(mlp::Mlp::new(root, &params, data)?)),
+        other => bail!("the model variant `{other}` cannot denoise in this build (available: mlp)"),
+    }
+}
+
+/// What a classifier stage records in its `meta.json`, so guidance and metrics can rebuild it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClassifierMeta {
+    /// The `model` config object (variant `encoder`).
+    pub model: serde_json::Value,
+    /// The `schedule` config object it was trained on (noisy classifier), or null (clean).
+    pub schedule: Option<serde_json::Value>,
+    pub classes: usize,
+    /// The data it was trained on.
+    pub data: DataMeta,
+    /// Held-out accuracy.
+    #[serde(default)]
+    pub accuracy: Option<f64>,
+}
+
+/// The weights file of a classifier stage.
+pub const CLASSIFIER_FILE: &str = "classifier.safetensors";
+
+/// Builds the classifier that `config` describes, with `classes` outputs.
+pub fn build_classifier(
+    root: &nn::Path,
+    config: &serde_json::Value,
+    data: &DataMeta,
+    classes: usize,
+) -> Result<Box<dyn Classifier>> {
+    let params = Params::new(config, "model");
+    let _ = (root, data, classes);
+    match params.variant()? {
+        other => bail!("the model variant `{other}` cannot classify in this build"),
+    }
+}
+
+/// Sinusoidal timestep embedding [B, dim] (improved-diffusion's `timestep_embedding`):
+/// cos and sin of t·10000^(−i/half) for i < half, padded with a zero column when dim is odd.
+pub fn timestep_embedding(t: &Tensor, dim: i64) -> Tensor {
+    let half = dim / 2;
+    let device = t.device();
+    let freqs = (Tensor::arange(half, (tch::Kind::Float, device)) * (-(10000f64.ln()) / half as f64)).exp();
+    let args = t.to_kind(tch::Kind::Float).unsqueeze(1) * freqs.unsqueeze(0);
+    let emb = Tensor::cat(&[args.cos(), args.sin()], 1);
+    if dim % 2 == 1 {
+        Tensor::cat(&[emb.shallow_clone(), emb.zeros_like().narrow(1, 0, 1)], 1)
+    } else {
+        emb
+    }
+}

@@ -1,0 +1,1 @@
+//! Plot writers (PNG via plotters / image).

@@ -1,0 +1,46 @@
+//! Worker events on stdout (one JSON object per line), read by the orchestrator's
+//! progress bars.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use difflow::job::Event;
+
+pub fn emit(event: &Event) {
+    let mut out = std::io::stdout().lock();
+    // A closed stdout (the orchestrator went away) must not crash a stage mid-write.
+    let _ = writeln!(out, "{}", event.to_line());
+    let _ = out.flush();
+}
+
+pub fn log(message: impl Into<String>) {
+    emit(&Event::Log { message: message.into() });
+}
+
+pub fn metric(name: impl Into<String>, value: f64) {
+    emit(&Event::Metric { name: name.into(), value });
+}
+
+/// A phase of `total` units whose progress events are throttled to about ten a second
+/// (the last unit is always reported).
+pub struct Progress {
+    total: u64,
+    last: Option<Instant>,
+    every: Duration,
+}
+
+impl Progress {
+    pub fn begin(what: &str, total: u64) -> Progress {
+        emit(&Event::Begin { what: what.to_string(), total });
+        Progress { total, last: None, every: Duration::from_millis(100) }
+    }
+
+    pub fn update(&mut self, done: u64, loss: Option<f64>) {
+        let now = Instant::now();
+        let due = self.last.is_none_or(|t| now.duration_since(t) >= self.every);
+        if due || done >= self.total {
+            self.last = Some(now);
+            emit(&Event::Progress { done, loss });
+        }
+    }
+}

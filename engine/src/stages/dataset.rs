@@ -1,0 +1,25 @@
+//! The `dataset` stage: generate or decode the data and write the dataset artifact.
+
+use anyhow::{bail, Result};
+use difflow::job::Job;
+
+use crate::data::store::DATA_FILE;
+use crate::data::toy;
+use crate::params::Params;
+use crate::progress;
+
+pub fn run(job: &Job) -> Result<()> {
+    let params = Params::of_job(job);
+    let dataset = match job.variant.as_str() {
+        "toy" => toy::generate(
+            params.str_or("shape", "moons")?,
+            params.usize_or("count", 10_000)?,
+            params.f64_or("noise", 0.05)?,
+            params.usize_or("seed", 0)? as u64,
+        )?,
+        other => bail!("the dataset variant `{other}` is not available in this build of difflow-worker"),
+    };
+    dataset.write(&job.out_dir, DATA_FILE)?;
+    progress::metric("count", dataset.meta.count as f64);
+    Ok(())
+}

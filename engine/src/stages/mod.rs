@@ -1,0 +1,20 @@
+//! One module per stage kind; `run` dispatches a job to it.
+
+pub mod dataset;
+
+use anyhow::{bail, Result};
+use difflow::job::Job;
+
+/// Runs the stage that `job` describes, writing its outputs into `job.out_dir`.
+pub fn run(job: &Job) -> Result<()> {
+    if job.settings.threads > 0 {
+        tch::set_num_threads(job.settings.threads as i32);
+    }
+    match job.kind.as_str() {
+        "dataset" => dataset::run(job),
+        "train" | "classifier" | "sample" | "metrics" | "stats" | "nll" | "plot" | "report" | "describe" => {
+            bail!("the `{}` stage kind is not available in this build of difflow-worker yet", job.kind)
+        }
+        other => bail!("unknown stage kind `{other}` in the job file (is difflow-worker older than difflow?)"),
+    }
+}
