@@ -5,8 +5,12 @@
 //! stages in `difflow-worker` processes (the `engine/` crate), plus the float64
 //! diffusion tables that `difflow show` prints.
 
+pub mod cache;
 pub mod diagnostics;
 pub mod diffusion;
+pub mod graph;
 pub mod job;
 pub mod lang;
+pub mod schema;
+pub mod settings;
 pub mod syntax;

@@ -1,0 +1,381 @@
+//! The one table of every kind, variant and key of the language (SPEC §1): type, default,
+//! range, one-line meaning and whether the key is part of a stage's cache key. The
+//! resolver and checker, `difflow doc`, `docs/language.md`, `difflow fmt` (key order) and
+//! the cache key all read it, so a kind or key is added here and nowhere else.
+
+mod table;
+
+pub use table::default_value;
+
+use std::fmt;
+use std::sync::LazyLock;
+
+/// Whether a kind is folded into its users (config) or runs and leaves artifacts (stage).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Config,
+    Stage,
+}
+
+/// The type of a key's value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Type {
+    Int,
+    Float,
+    Bool,
+    /// Free text.
+    Str,
+    /// One of the listed strings.
+    Enum(Vec<&'static str>),
+    /// A file or folder, resolved against the pipeline's folder.
+    Path,
+    List(Box<Type>),
+    /// A reference to a stage of one of these kinds (by name).
+    Stage(Vec<&'static str>),
+    /// A config of this kind: a named declaration or an inline block.
+    Config(&'static str),
+    /// Any of these (tried in order; e.g. `"all"`, an int or a list of ints).
+    Union(Vec<Type>),
+}
+
+impl Type {
+    pub fn list(of: Type) -> Type {
+        Type::List(Box::new(of))
+    }
+
+    /// Whether a list of this type collects whole families (lists of stages).
+    pub fn is_stage_list(&self) -> bool {
+        matches!(self, Type::List(inner) if matches!(**inner, Type::Stage(_)))
+    }
+
+    /// How the type reads in messages and in the reference.
+    pub fn describe(&self) -> String {
+        match self {
+            Type::Int => "an int".into(),
+            Type::Float => "a number".into(),
+            Type::Bool => "true or false".into(),
+            Type::Str => "a string".into(),
+            Type::Enum(options) => one_of(&options.iter().map(|o| format!("\"{o}\"")).collect::<Vec<_>>()),
+            Type::Path => "a path (string)".into(),
+            Type::List(inner) => format!("a list of {}", plural(inner)),
+            Type::Stage(kinds) => {
+                format!("{} stage", articled(&one_of(&kinds.iter().map(|k| k.to_string()).collect::<Vec<_>>())))
+            }
+            Type::Config(kind) => format!("{} (a name or an inline block)", articled(kind)),
+            Type::Union(alts) => one_of(&alts.iter().map(Type::describe).collect::<Vec<_>>()),
+        }
+    }
+
+    /// A short form for the reference table: `int`, `list of int`, `stage: dataset | sample`.
+    pub fn short(&self) -> String {
+        match self {
+            Type::Int => "int".into(),
+            Type::Float => "float".into(),
+            Type::Bool => "bool".into(),
+            Type::Str => "string".into(),
+            Type::Enum(options) => options.iter().map(|o| format!("\"{o}\"")).collect::<Vec<_>>().join(" | "),
+            Type::Path => "path".into(),
+            Type::List(inner) => format!("list of {}", inner.short()),
+            Type::Stage(kinds) => format!("{} stage", kinds.join(" | ")),
+            Type::Config(kind) => kind.to_string(),
+            Type::Union(alts) => alts.iter().map(Type::short).collect::<Vec<_>>().join(" | "),
+        }
+    }
+}
+
+fn plural(t: &Type) -> String {
+    match t {
+        Type::Int => "ints".into(),
+        Type::Float => "numbers".into(),
+        Type::Bool => "bools".into(),
+        Type::Str => "strings".into(),
+        Type::Path => "paths".into(),
+        Type::Stage(kinds) => format!("{} stages", kinds.join(" or ")),
+        Type::Config(kind) => format!("{kind}s"),
+        other => format!("({})", other.describe()),
+    }
+}
+
+fn articled(s: &str) -> String {
+    let vowel = s.starts_with(['a', 'e', 'i', 'o', 'u']);
+    if vowel {
+        format!("an {s}")
+    } else {
+        format!("a {s}")
+    }
+}
+
+fn one_of(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} or {last}", init.join(", ")),
+    }
+}
+
+/// What a key holds when the block does not set it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Default {
+    /// The key must be written.
+    Required,
+    /// The key may be left out; then it is absent from the instance's parameters (the
+    /// one-line doc says what that means).
+    Unset,
+    /// This value, written in the language (`0.02`, `"eps"`, `[1, 2, 2]`).
+    Value(&'static str),
+}
+
+/// Allowed numeric range (applies to every number of a list too).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Range {
+    pub min: Option<Bound>,
+    pub max: Option<Bound>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bound {
+    pub value: f64,
+    pub inclusive: bool,
+}
+
+impl Range {
+    pub const ANY: Range = Range { min: None, max: None };
+
+    pub fn contains(&self, x: f64) -> bool {
+        let lo = self.min.is_none_or(|b| if b.inclusive { x >= b.value } else { x > b.value });
+        let hi = self.max.is_none_or(|b| if b.inclusive { x <= b.value } else { x < b.value });
+        lo && hi
+    }
+
+    pub fn is_any(&self) -> bool {
+        self.min.is_none() && self.max.is_none()
+    }
+}
+
+impl fmt::Display for Range {
+    /// `≥ 1`, `0 ≤ x ≤ 1`, `> 0`, `0 ≤ x < 1`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let num = |v: f64| if v.fract() == 0.0 && v.abs() < 1e15 { format!("{}", v as i64) } else { format!("{v}") };
+        match (self.min, self.max) {
+            (None, None) => Ok(()),
+            (Some(lo), None) => write!(f, "{} {}", if lo.inclusive { "≥" } else { ">" }, num(lo.value)),
+            (None, Some(hi)) => write!(f, "{} {}", if hi.inclusive { "≤" } else { "<" }, num(hi.value)),
+            (Some(lo), Some(hi)) => write!(
+                f,
+                "{} {} x {} {}",
+                num(lo.value),
+                if lo.inclusive { "≤" } else { "<" },
+                if hi.inclusive { "≤" } else { "<" },
+                num(hi.value)
+            ),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct KeySpec {
+    pub name: &'static str,
+    pub ty: Type,
+    pub default: Default,
+    pub range: Range,
+    /// One line: what the key means (and what its default or absence means).
+    pub doc: &'static str,
+    /// False for keys that cannot change results (progress, device, sampling batch size):
+    /// they are left out of the stage key.
+    pub in_key: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct VariantSpec {
+    pub name: &'static str,
+    pub doc: &'static str,
+    /// Keys in canonical order (the order `difflow fmt` and `difflow doc` use).
+    pub keys: Vec<KeySpec>,
+    /// Groups of keys of which exactly one must be set (`steps` or `epochs`).
+    pub exactly_one_of: Vec<&'static [&'static str]>,
+}
+
+impl VariantSpec {
+    pub fn key(&self, name: &str) -> Option<&KeySpec> {
+        self.keys.iter().find(|k| k.name == name)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct KindSpec {
+    pub name: &'static str,
+    pub role: Role,
+    pub doc: &'static str,
+    /// The variant used when a declaration leaves `= VARIANT` out.
+    pub default_variant: Option<&'static str>,
+    pub variants: Vec<VariantSpec>,
+    /// Implementation version: part of every stage key, bumped when results change.
+    pub version: u32,
+    /// Created by difflow itself (the `stats` stage), not writable in files.
+    pub hidden: bool,
+}
+
+impl KindSpec {
+    pub fn variant(&self, name: &str) -> Option<&VariantSpec> {
+        self.variants.iter().find(|v| v.name == name)
+    }
+    pub fn is_stage(&self) -> bool {
+        self.role == Role::Stage
+    }
+}
+
+/// Every kind, in reference order.
+pub fn kinds() -> &'static [KindSpec] {
+    static KINDS: LazyLock<Vec<KindSpec>> = LazyLock::new(table::kinds);
+    &KINDS
+}
+
+/// A kind by name (hidden kinds included).
+pub fn kind(name: &str) -> Option<&'static KindSpec> {
+    kinds().iter().find(|k| k.name == name)
+}
+
+/// A kind that may be written in a file (not hidden).
+pub fn writable_kind(name: &str) -> Option<&'static KindSpec> {
+    kind(name).filter(|k| !k.hidden)
+}
+
+pub fn variant(kind_name: &str, variant_name: &str) -> Option<&'static VariantSpec> {
+    kind(kind_name)?.variant(variant_name)
+}
+
+pub fn key(kind_name: &str, variant_name: &str, key_name: &str) -> Option<&'static KeySpec> {
+    variant(kind_name, variant_name)?.key(key_name)
+}
+
+pub fn is_stage_kind(name: &str) -> bool {
+    kind(name).is_some_and(KindSpec::is_stage)
+}
+
+pub fn is_config_kind(name: &str) -> bool {
+    kind(name).is_some_and(|k| k.role == Role::Config)
+}
+
+/// The canonical key order of a variant (for `fmt` and docs).
+pub fn key_order(kind_name: &str, variant_name: &str) -> Vec<&'static str> {
+    variant(kind_name, variant_name).map(|v| v.keys.iter().map(|k| k.name).collect()).unwrap_or_default()
+}
+
+/// Names of the kinds a file may declare.
+pub fn writable_kind_names() -> Vec<&'static str> {
+    kinds().iter().filter(|k| !k.hidden).map(|k| k.name).collect()
+}
+
+/// Facts about the built-in datasets the checker relies on.
+pub mod facts {
+    /// Classes of a fixed dataset variant (`None` when a key decides).
+    pub fn dataset_classes(variant: &str) -> Option<i64> {
+        match variant {
+            "mnist" | "fashion_mnist" | "cifar10" => Some(10),
+            "images" => Some(0),
+            _ => None,
+        }
+    }
+
+    /// Labels of a toy shape: gaussians8 has one label per mode, moons one per moon,
+    /// swissroll none.
+    pub fn toy_classes(shape: &str) -> i64 {
+        match shape {
+            "gaussians8" => 8,
+            "moons" => 2,
+            _ => 0,
+        }
+    }
+
+    /// Examples in a split of a fixed dataset.
+    pub fn dataset_size(variant: &str, split: &str) -> Option<i64> {
+        match (variant, split) {
+            ("mnist" | "fashion_mnist", "train") => Some(60_000),
+            ("mnist" | "fashion_mnist", "test") => Some(10_000),
+            ("cifar10", "train") => Some(50_000),
+            ("cifar10", "test") => Some(10_000),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_default_parses_and_fits_its_type_and_range() {
+        for k in kinds() {
+            for v in &k.variants {
+                for key in &v.keys {
+                    if let Default::Value(text) = key.default {
+                        let value = table::parse_literal(text).unwrap_or_else(|| {
+                            panic!("{}.{}.{}: default {text} does not parse", k.name, v.name, key.name)
+                        });
+                        assert!(
+                            table::literal_fits(&value, &key.ty, &key.range),
+                            "{}.{}.{}: default {text} is not {} in {}",
+                            k.name,
+                            v.name,
+                            key.name,
+                            key.ty.describe(),
+                            key.range
+                        );
+                    }
+                }
+            }
+            if let Some(d) = k.default_variant {
+                assert!(k.variant(d).is_some(), "{}: default variant {d} missing", k.name);
+            }
+        }
+    }
+
+    #[test]
+    fn key_names_are_unique_per_variant_and_variants_unique_per_kind() {
+        for k in kinds() {
+            let mut variants: Vec<_> = k.variants.iter().map(|v| v.name).collect();
+            variants.sort();
+            variants.dedup();
+            assert_eq!(variants.len(), k.variants.len(), "{}", k.name);
+            for v in &k.variants {
+                let mut keys: Vec<_> = v.keys.iter().map(|k| k.name).collect();
+                keys.sort();
+                keys.dedup();
+                assert_eq!(keys.len(), v.keys.len(), "{}.{}", k.name, v.name);
+                for group in &v.exactly_one_of {
+                    for name in *group {
+                        assert!(v.key(name).is_some(), "{}.{}: {name}", k.name, v.name);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn stage_references_name_stage_kinds_and_configs_name_config_kinds() {
+        fn walk(t: &Type) {
+            match t {
+                Type::Stage(kinds) => kinds.iter().for_each(|k| assert!(is_stage_kind(k), "{k}")),
+                Type::Config(k) => assert!(is_config_kind(k), "{k}"),
+                Type::List(inner) => walk(inner),
+                Type::Union(alts) => alts.iter().for_each(walk),
+                _ => {}
+            }
+        }
+        for k in kinds() {
+            for v in &k.variants {
+                v.keys.iter().for_each(|key| walk(&key.ty));
+            }
+        }
+    }
+
+    #[test]
+    fn ranges_read_as_written() {
+        let r = Range {
+            min: Some(Bound { value: 0.0, inclusive: true }),
+            max: Some(Bound { value: 1.0, inclusive: false }),
+        };
+        assert_eq!(r.to_string(), "0 ≤ x < 1");
+        assert!(r.contains(0.0) && !r.contains(1.0) && !r.contains(-0.1));
+    }
+}

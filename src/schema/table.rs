@@ -1,0 +1,664 @@
+//! The table itself. Defaults are written in the language so that the reference shows
+//! them as a user would write them.
+
+use super::{Bound, Default, KeySpec, KindSpec, Range, Role, Type, VariantSpec};
+use crate::lang::value::Value;
+
+fn key(name: &'static str, ty: Type, default: Default, doc: &'static str) -> KeySpec {
+    KeySpec { name, ty, default, range: Range::ANY, doc, in_key: true }
+}
+
+fn req(name: &'static str, ty: Type, doc: &'static str) -> KeySpec {
+    key(name, ty, Default::Required, doc)
+}
+
+fn opt(name: &'static str, ty: Type, doc: &'static str) -> KeySpec {
+    key(name, ty, Default::Unset, doc)
+}
+
+fn def(name: &'static str, ty: Type, default: &'static str, doc: &'static str) -> KeySpec {
+    key(name, ty, Default::Value(default), doc)
+}
+
+impl KeySpec {
+    fn range(mut self, range: Range) -> Self {
+        self.range = range;
+        self
+    }
+    fn not_in_key(mut self) -> Self {
+        self.in_key = false;
+        self
+    }
+}
+
+fn ge(v: f64) -> Range {
+    Range { min: Some(Bound { value: v, inclusive: true }), max: None }
+}
+fn gt(v: f64) -> Range {
+    Range { min: Some(Bound { value: v, inclusive: false }), max: None }
+}
+fn ge_le(lo: f64, hi: f64) -> Range {
+    Range { min: Some(Bound { value: lo, inclusive: true }), max: Some(Bound { value: hi, inclusive: true }) }
+}
+fn ge_lt(lo: f64, hi: f64) -> Range {
+    Range { min: Some(Bound { value: lo, inclusive: true }), max: Some(Bound { value: hi, inclusive: false }) }
+}
+fn gt_lt(lo: f64, hi: f64) -> Range {
+    Range { min: Some(Bound { value: lo, inclusive: false }), max: Some(Bound { value: hi, inclusive: false }) }
+}
+
+fn en(options: &[&'static str]) -> Type {
+    Type::Enum(options.to_vec())
+}
+fn stage(kinds: &[&'static str]) -> Type {
+    Type::Stage(kinds.to_vec())
+}
+
+fn variant(name: &'static str, doc: &'static str, keys: Vec<KeySpec>) -> VariantSpec {
+    VariantSpec { name, doc, keys, exactly_one_of: Vec::new() }
+}
+
+const STEPS_OR_EPOCHS: &[&str] = &["steps", "epochs"];
+
+fn zero_terminal_snr() -> KeySpec {
+    def(
+        "zero_terminal_snr",
+        Type::Bool,
+        "false",
+        "rescale so that ᾱ_T = 0 (Lin et al. 2024); needs prediction = \"v\" or \"x0\"",
+    )
+}
+
+fn schedule_steps() -> KeySpec {
+    def("steps", Type::Int, "1000", "number of diffusion steps T").range(ge(1.0))
+}
+
+/// Keys of the UNet's down path shared by `unet` and `encoder`.
+fn conv_keys(channels: &'static str, attention: &'static str, dropout: &'static str) -> Vec<KeySpec> {
+    vec![
+        def("channels", Type::Int, channels, "base channel count (level i has channels × mults[i])").range(ge(1.0)),
+        def(
+            "mults",
+            Type::list(Type::Int),
+            "[1, 2, 2, 2]",
+            "channel multiplier per resolution level; level i halves the size i times",
+        )
+        .range(ge(1.0)),
+        def("res_blocks", Type::Int, "2", "residual blocks per level").range(ge(1.0)),
+        def(
+            "attention",
+            Type::list(Type::Int),
+            attention,
+            "resolutions (in pixels) with self-attention; each must be one the net has (size / 2^level)",
+        )
+        .range(ge(1.0)),
+        def("heads", Type::Int, "1", "attention heads").range(ge(1.0)),
+        def("dropout", Type::Float, dropout, "dropout in residual blocks").range(ge_lt(0.0, 1.0)),
+        def("scale_shift", Type::Bool, "false", "IDDPM's scale-shift norm for the time embedding (false: additive)"),
+    ]
+}
+
+fn denoiser_keys() -> Vec<KeySpec> {
+    vec![
+        def(
+            "classes",
+            Type::Int,
+            "0",
+            "class labels the net is conditioned on (0: unconditional); must match the data",
+        )
+        .range(ge(0.0)),
+        def(
+            "learn_sigma",
+            Type::Bool,
+            "false",
+            "also predict the variance (IDDPM's learned range); needed by hybrid/vlb losses",
+        ),
+        def(
+            "prediction",
+            en(&["eps", "v", "x0"]),
+            "\"eps\"",
+            "what the net predicts: the noise ε, v = √ᾱ ε − √(1−ᾱ) x₀, or x₀",
+        ),
+    ]
+}
+
+fn dataset_common() -> Vec<KeySpec> {
+    vec![
+        req("path", Type::Path, "folder holding the dataset files (relative to the pipeline's folder)"),
+        def("split", en(&["train", "test"]), "\"train\"", "which split to read"),
+    ]
+}
+
+fn limit() -> KeySpec {
+    opt("limit", Type::Int, "use only the first N examples (unset: all)").range(ge(1.0))
+}
+
+fn batch(default: &'static str) -> KeySpec {
+    def("batch", Type::Int, default, "examples per optimisation step").range(ge(1.0))
+}
+
+fn seed() -> KeySpec {
+    def("seed", Type::Int, "0", "random seed (initialisation, data order, noise)")
+}
+
+fn steps_or_epochs() -> [KeySpec; 2] {
+    [
+        opt("steps", Type::Int, "optimisation steps (set exactly one of steps and epochs)").range(ge(1.0)),
+        opt("epochs", Type::Int, "passes over the data (set exactly one of steps and epochs)").range(ge(1.0)),
+    ]
+}
+
+fn features() -> KeySpec {
+    def(
+        "features",
+        Type::Union(vec![en(&["inception"]), stage(&["classifier"])]),
+        "\"inception\"",
+        "feature extractor: InceptionV3 (FID variant) or a classifier stage's penultimate layer",
+    )
+}
+
+fn inception_weights() -> KeySpec {
+    opt(
+        "inception_weights",
+        Type::Path,
+        "pt_inception-2015-12-05 weights (.pth or .safetensors); unset: from difflow.toml",
+    )
+}
+
+pub(super) fn kinds() -> Vec<KindSpec> {
+    let schedule = KindSpec {
+        name: "schedule",
+        role: Role::Config,
+        doc: "the β schedule of the forward process",
+        default_variant: None,
+        version: 1,
+        hidden: false,
+        variants: vec![
+            variant(
+                "linear",
+                "Ho et al. 2020: β linear from start to end",
+                vec![
+                    schedule_steps(),
+                    def("start", Type::Float, "1e-4", "β_1 (at T = 1000 when scale_with_steps)").range(gt_lt(0.0, 1.0)),
+                    def("end", Type::Float, "0.02", "β_T (at T = 1000 when scale_with_steps)").range(gt_lt(0.0, 1.0)),
+                    def(
+                        "scale_with_steps",
+                        Type::Bool,
+                        "true",
+                        "scale start and end by 1000/T (IDDPM) so any T has the same noise level",
+                    ),
+                    zero_terminal_snr(),
+                ],
+            ),
+            variant(
+                "cosine",
+                "Nichol & Dhariwal 2021: ᾱ_t = cos²((t/T + s)/(1 + s) · π/2)",
+                vec![
+                    schedule_steps(),
+                    def("s", Type::Float, "0.008", "offset that keeps β_1 from being too small").range(ge(0.0)),
+                    def("max_beta", Type::Float, "0.999", "clip β at this value near t = T").range(gt_lt(0.0, 1.0)),
+                    zero_terminal_snr(),
+                ],
+            ),
+            variant(
+                "sigmoid",
+                "Chen 2023: ᾱ from a sigmoid between start and end with temperature tau",
+                vec![
+                    schedule_steps(),
+                    def("start", Type::Float, "-3", "sigmoid input at t = 0"),
+                    def("end", Type::Float, "3", "sigmoid input at t = T (greater than start)"),
+                    def("tau", Type::Float, "1", "temperature").range(gt(0.0)),
+                    zero_terminal_snr(),
+                ],
+            ),
+        ],
+    };
+
+    let mut unet_keys = conv_keys("128", "[16]", "0.1");
+    unet_keys.extend(denoiser_keys());
+    let mut mlp_keys = vec![
+        def("hidden", Type::Int, "256", "width of each hidden layer").range(ge(1.0)),
+        def("layers", Type::Int, "3", "hidden layers").range(ge(1.0)),
+    ];
+    mlp_keys.extend(denoiser_keys());
+    let model = KindSpec {
+        name: "model",
+        role: Role::Config,
+        doc: "the network",
+        default_variant: None,
+        version: 1,
+        hidden: false,
+        variants: vec![
+            variant(
+                "unet",
+                "the DDPM/IDDPM UNet for images; defaults are Ho et al.'s CIFAR-10 net (35.7M parameters)",
+                unet_keys,
+            ),
+            variant("mlp", "a time-conditioned MLP for vector (toy) data", mlp_keys),
+            variant(
+                "encoder",
+                "the UNet's down half with a pooled head: a classifier (noisy or clean; its classes come from the data)",
+                conv_keys("64", "[16]", "0.0"),
+            ),
+        ],
+    };
+
+    let sampler = KindSpec {
+        name: "sampler",
+        role: Role::Config,
+        doc: "the reverse chain",
+        default_variant: None,
+        version: 1,
+        hidden: false,
+        variants: vec![
+            variant(
+                "ddpm",
+                "ancestral sampling (Ho et al. 2020), optionally respaced (IDDPM)",
+                vec![
+                    def(
+                        "variance",
+                        en(&["fixed_small", "fixed_large", "learned"]),
+                        "\"fixed_small\"",
+                        "reverse variance: posterior β̃_t, β_t, or the net's learned range (needs learn_sigma)",
+                    ),
+                    opt("steps", Type::Int, "respaced step count (unset: every step of the schedule)").range(ge(1.0)),
+                ],
+            ),
+            variant(
+                "ddim",
+                "Song et al. 2021: deterministic at eta = 0, DDPM-like at eta = 1",
+                vec![
+                    def("steps", Type::Int, "50", "sampling steps (at most the schedule's steps)").range(ge(1.0)),
+                    def("eta", Type::Float, "0", "stochasticity η").range(ge_le(0.0, 1.0)),
+                    def(
+                        "spacing",
+                        en(&["uniform", "quadratic", "trailing"]),
+                        "\"uniform\"",
+                        "how the steps are picked from 1…T",
+                    ),
+                ],
+            ),
+            variant(
+                "dpm_solver",
+                "DPM-Solver (Lu et al. 2022), multistep",
+                vec![
+                    def("steps", Type::Int, "20", "sampling steps (at most the schedule's steps)").range(ge(1.0)),
+                    def("order", Type::Int, "2", "solver order").range(ge_le(1.0, 3.0)),
+                ],
+            ),
+        ],
+    };
+
+    let guidance = KindSpec {
+        name: "guidance",
+        role: Role::Config,
+        doc: "conditioning at sampling time",
+        default_variant: None,
+        version: 1,
+        hidden: false,
+        variants: vec![
+            variant(
+                "cfg",
+                "classifier-free guidance (Ho & Salimans 2022): ε̃ = (1 + w) ε(x, c) − w ε(x); needs uncond_p > 0 in training",
+                vec![req("scale", Type::Float, "guidance strength w (0: plain conditional sampling)").range(ge(0.0))],
+            ),
+            variant(
+                "classifier",
+                "classifier guidance (Dhariwal & Nichol 2021) with a noisy classifier trained on the same schedule",
+                vec![
+                    req("model", stage(&["classifier"]), "a classifier stage trained on noisy x_t (schedule set)"),
+                    def("scale", Type::Float, "1", "gradient scale s").range(ge(0.0)),
+                ],
+            ),
+        ],
+    };
+
+    let mut mnist_keys = dataset_common();
+    mnist_keys.extend([
+        def("size", Type::Int, "28", "resize images to size × size").range(ge(1.0)),
+        limit(),
+        def("classes", Type::Int, "10", "keep only labels 0…N−1; the class count becomes N").range(ge_le(1.0, 10.0)),
+    ]);
+    let mut cifar_keys = dataset_common();
+    cifar_keys.extend([
+        def("flip", Type::Bool, "false", "random horizontal flips when a stage reads the data for training"),
+        limit(),
+    ]);
+    let dataset = KindSpec {
+        name: "dataset",
+        role: Role::Stage,
+        doc: "decoded, normalised tensors and labels",
+        default_variant: None,
+        version: 1,
+        hidden: false,
+        variants: vec![
+            variant("mnist", "MNIST digits (IDX files), 1 × 28 × 28, 10 classes", mnist_keys.clone()),
+            variant("fashion_mnist", "Fashion-MNIST (IDX files), 1 × 28 × 28, 10 classes", mnist_keys),
+            variant("cifar10", "CIFAR-10 (python or binary batches), 3 × 32 × 32, 10 classes", cifar_keys),
+            variant(
+                "images",
+                "a folder of image files, unlabelled (0 classes)",
+                vec![
+                    req("path", Type::Path, "folder of .png/.jpg files (relative to the pipeline's folder)"),
+                    def("size", Type::Int, "64", "resize (and centre-crop) to size × size").range(ge(1.0)),
+                    def("channels", Type::Int, "3", "1 (grayscale) or 3 (RGB)").range(ge_le(1.0, 3.0)),
+                    limit(),
+                ],
+            ),
+            variant(
+                "toy",
+                "2-D points; labels: gaussians8 8 (one per mode), moons 2, swissroll 0 (unlabelled)",
+                vec![
+                    def("shape", en(&["moons", "gaussians8", "swissroll"]), "\"moons\"", "which distribution"),
+                    def("count", Type::Int, "10_000", "points to draw").range(ge(1.0)),
+                    def("noise", Type::Float, "0.05", "standard deviation of the Gaussian jitter").range(ge(0.0)),
+                    seed(),
+                ],
+            ),
+        ],
+    };
+
+    let mut train_keys = vec![
+        req("model", Type::Config("model"), "the denoiser (unet for images, mlp for vector data)"),
+        req("data", stage(&["dataset"]), "training data"),
+        req("schedule", Type::Config("schedule"), "the noise schedule"),
+        def(
+            "loss",
+            en(&["simple", "hybrid", "vlb"]),
+            "\"simple\"",
+            "ε-MSE, MSE + λ·VLB (λ = 0.001), or the VLB alone; hybrid/vlb need learn_sigma",
+        ),
+        def("uncond_p", Type::Float, "0", "probability of dropping the label (classifier-free guidance training)")
+            .range(ge_lt(0.0, 1.0)),
+    ];
+    train_keys.extend(steps_or_epochs());
+    train_keys.extend([
+        batch("128"),
+        def("lr", Type::Float, "2e-4", "AdamW learning rate").range(gt(0.0)),
+        def("warmup", Type::Int, "0", "linear learning-rate warm-up steps").range(ge(0.0)),
+        def("grad_clip", Type::Float, "1", "clip the gradient norm at this value (0: no clipping)").range(ge(0.0)),
+        def("ema", Type::Float, "0.9999", "EMA decay (warmed up: min(ema, (1 + n)/(10 + n)))").range(ge_lt(0.0, 1.0)),
+        seed(),
+        def("precision", en(&["fp32", "bf16"]), "\"fp32\"", "arithmetic precision of the forward/backward pass"),
+        def("checkpoint_every", Type::Int, "1000", "save a resumable checkpoint every N steps")
+            .range(ge(1.0))
+            .not_in_key(),
+    ]);
+    let mut train_variant = variant("diffusion", "train a denoiser with AdamW and an EMA of its weights", train_keys);
+    train_variant.exactly_one_of.push(STEPS_OR_EPOCHS);
+    let train = KindSpec {
+        name: "train",
+        role: Role::Stage,
+        doc: "EMA + raw weights, optimiser state, loss log",
+        default_variant: Some("diffusion"),
+        version: 1,
+        hidden: false,
+        variants: vec![train_variant],
+    };
+
+    let mut classifier_keys = vec![
+        req("model", Type::Config("model"), "an encoder model"),
+        req("data", stage(&["dataset"]), "labelled training data"),
+        opt(
+            "schedule",
+            Type::Config("schedule"),
+            "set: trained on noisy x_t (for guidance); unset: a clean classifier (features, accuracy)",
+        ),
+    ];
+    classifier_keys.extend(steps_or_epochs());
+    classifier_keys.extend([
+        batch("128"),
+        def("lr", Type::Float, "3e-4", "AdamW learning rate").range(gt(0.0)),
+        seed(),
+    ]);
+    let mut classifier_variant = variant("default", "train a classifier", classifier_keys);
+    classifier_variant.exactly_one_of.push(STEPS_OR_EPOCHS);
+    let classifier = KindSpec {
+        name: "classifier",
+        role: Role::Stage,
+        doc: "a classifier checkpoint",
+        default_variant: Some("default"),
+        version: 1,
+        hidden: false,
+        variants: vec![classifier_variant],
+    };
+
+    let sample = KindSpec {
+        name: "sample",
+        role: Role::Stage,
+        doc: "uint8 images (or points) + labels, a grid PNG",
+        default_variant: Some("default"),
+        version: 1,
+        hidden: false,
+        variants: vec![variant(
+            "default",
+            "draw samples from a trained model",
+            vec![
+                req("from", stage(&["train"]), "the training stage whose weights sample"),
+                req("sampler", Type::Config("sampler"), "the reverse chain"),
+                opt("guidance", Type::Config("guidance"), "cfg or classifier guidance (unset: none)"),
+                def("count", Type::Int, "64", "samples to draw").range(ge(1.0)),
+                def(
+                    "classes",
+                    Type::Union(vec![en(&["all"]), Type::Int, Type::list(Type::Int)]),
+                    "\"all\"",
+                    "labels to condition on: \"all\" (cycled evenly), one label, or a list cycled",
+                ),
+                seed(),
+                def("batch", Type::Int, "256", "samples per forward pass (does not change results)")
+                    .range(ge(1.0))
+                    .not_in_key(),
+                def("use_ema", Type::Bool, "true", "sample with the EMA weights (false: the raw weights)"),
+                opt("trajectory", Type::Int, "keep x_t and the predicted x₀ every k-th step (unset: none)")
+                    .range(ge(1.0)),
+            ],
+        )],
+    };
+
+    let metrics = KindSpec {
+        name: "metrics",
+        role: Role::Stage,
+        doc: "metrics.json; each input's feature statistics are a cache entry of their own",
+        default_variant: Some("default"),
+        version: 1,
+        hidden: false,
+        variants: vec![variant(
+            "default",
+            "sample quality against a reference",
+            vec![
+                req("samples", stage(&["sample", "dataset"]), "what is measured"),
+                opt(
+                    "reference",
+                    stage(&["dataset", "sample"]),
+                    "the real data (needed by fid, kid, precision, recall)",
+                ),
+                features(),
+                inception_weights(),
+                def(
+                    "measure",
+                    Type::list(en(&["fid", "is", "kid", "precision", "recall", "accuracy"])),
+                    "[\"fid\"]",
+                    "which metrics",
+                ),
+                opt(
+                    "classifier",
+                    stage(&["classifier"]),
+                    "the classifier for accuracy (unset: features, when it is a classifier)",
+                ),
+            ],
+        )],
+    };
+
+    let nll = KindSpec {
+        name: "nll",
+        role: Role::Stage,
+        doc: "bits/dim from the full variational bound",
+        default_variant: Some("default"),
+        version: 1,
+        hidden: false,
+        variants: vec![variant(
+            "default",
+            "negative log-likelihood in bits/dim",
+            vec![
+                req("from", stage(&["train"]), "the trained model"),
+                req("data", stage(&["dataset"]), "the data to evaluate (usually the test split)"),
+                def("count", Type::Int, "1000", "examples to evaluate").range(ge(1.0)),
+                def("batch", Type::Int, "256", "examples per forward pass (does not change results)")
+                    .range(ge(1.0))
+                    .not_in_key(),
+            ],
+        )],
+    };
+
+    let plot = KindSpec {
+        name: "plot",
+        role: Role::Stage,
+        doc: "PNG / GIF figures",
+        default_variant: None,
+        version: 1,
+        hidden: false,
+        variants: vec![
+            variant(
+                "grid",
+                "an image grid",
+                vec![
+                    req("of", stage(&["sample", "dataset"]), "images to show"),
+                    def("count", Type::Int, "64", "images in the grid").range(ge(1.0)),
+                ],
+            ),
+            variant(
+                "scatter",
+                "2-D points, one colour per input",
+                vec![req("of", Type::list(stage(&["dataset", "sample"])), "2-D data or samples")],
+            ),
+            variant(
+                "forward",
+                "the forward process q(x_t | x₀) at chosen steps",
+                vec![
+                    req("data", stage(&["dataset"]), "the data to noise"),
+                    req("schedule", Type::Config("schedule"), "the noise schedule"),
+                    def("at", Type::list(Type::Int), "[0, 250, 500, 750, 999]", "steps t to show (0 … T−1)")
+                        .range(ge(0.0)),
+                ],
+            ),
+            variant(
+                "trajectory",
+                "x_t and the predicted x₀ along the reverse chain (GIF)",
+                vec![req("samples", stage(&["sample"]), "a sample stage with trajectory set")],
+            ),
+            variant(
+                "schedules",
+                "ᾱ_t and log SNR of several schedules",
+                vec![req("of", Type::list(Type::Config("schedule")), "the schedules to compare")],
+            ),
+            variant("loss", "training loss curves", vec![req("of", Type::list(stage(&["train"])), "training stages")]),
+            variant(
+                "curve",
+                "a metric of the predicted x₀ along the reverse chain",
+                vec![
+                    req("of", stage(&["sample"]), "a sample stage with trajectory set"),
+                    def("y", en(&["fid", "is"]), "\"fid\"", "the metric"),
+                    opt("reference", stage(&["dataset", "sample"]), "the real data (needed by fid)"),
+                    features(),
+                    inception_weights(),
+                ],
+            ),
+        ],
+    };
+
+    let report = KindSpec {
+        name: "report",
+        role: Role::Stage,
+        doc: "report.md and a self-contained report.html",
+        default_variant: Some("default"),
+        version: 1,
+        hidden: false,
+        variants: vec![variant(
+            "default",
+            "collect stages (whole families) into one page",
+            vec![
+                req(
+                    "include",
+                    Type::list(stage(&["dataset", "train", "classifier", "sample", "metrics", "nll", "plot"])),
+                    "the stages or families to show",
+                ),
+                def("title", Type::Str, "\"\"", "page title (empty: the report's name)"),
+            ],
+        )],
+    };
+
+    let stats = KindSpec {
+        name: "stats",
+        role: Role::Stage,
+        doc: "feature statistics μ, Σ of one input under one extractor (created by difflow for metrics)",
+        default_variant: Some("default"),
+        version: 1,
+        hidden: true,
+        variants: vec![variant(
+            "default",
+            "float64 mu [D] and sigma [D, D]",
+            vec![req("of", stage(&["dataset", "sample"]), "the input"), features(), inception_weights()],
+        )],
+    };
+
+    vec![schedule, model, sampler, guidance, dataset, train, classifier, sample, metrics, nll, plot, report, stats]
+}
+
+/// A literal written in the language: a number, string, bool or list of these (the
+/// defaults of the table). Ints stay ints; `convert_default` widens them for float keys.
+pub(crate) fn parse_literal(text: &str) -> Option<Value> {
+    let text = text.trim();
+    if let Some(inner) = text.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+        let inner = inner.trim();
+        if inner.is_empty() {
+            return Some(Value::List(Vec::new()));
+        }
+        return inner.split(',').map(parse_literal).collect::<Option<Vec<_>>>().map(Value::List);
+    }
+    if let Some(s) = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+        return Some(Value::Str(s.to_string()));
+    }
+    match text {
+        "true" => return Some(Value::Bool(true)),
+        "false" => return Some(Value::Bool(false)),
+        _ => {}
+    }
+    let digits = text.replace('_', "");
+    if !digits.contains(['.', 'e', 'E']) {
+        if let Ok(i) = digits.parse::<i64>() {
+            return Some(Value::Int(i));
+        }
+    }
+    digits.parse::<f64>().ok().map(Value::Float)
+}
+
+/// Whether a literal fits a type and range (the schema's own consistency test).
+#[cfg(test)]
+pub(crate) fn literal_fits(value: &Value, ty: &Type, range: &Range) -> bool {
+    match (value, ty) {
+        (Value::Int(i), Type::Int) => range.contains(*i as f64),
+        (Value::Int(i), Type::Float) => range.contains(*i as f64),
+        (Value::Float(f), Type::Float) => range.contains(*f),
+        (Value::Bool(_), Type::Bool) => true,
+        (Value::Str(_), Type::Str | Type::Path) => true,
+        (Value::Str(s), Type::Enum(options)) => options.contains(&s.as_str()),
+        (Value::List(items), Type::List(inner)) => items.iter().all(|v| literal_fits(v, inner, range)),
+        (v, Type::Union(alts)) => alts.iter().any(|t| literal_fits(v, t, range)),
+        _ => false,
+    }
+}
+
+/// The default of a key as a value of its type (ints widened for float keys).
+pub fn default_value(spec: &KeySpec) -> Option<Value> {
+    let Default::Value(text) = spec.default else { return None };
+    let v = parse_literal(text)?;
+    Some(widen(v, &spec.ty))
+}
+
+fn widen(v: Value, ty: &Type) -> Value {
+    match (v, ty) {
+        (Value::Int(i), Type::Float) => Value::Float(i as f64),
+        (Value::List(items), Type::List(inner)) => Value::List(items.into_iter().map(|v| widen(v, inner)).collect()),
+        (v, _) => v,
+    }
+}
