@@ -1,0 +1,279 @@
+//! Stage keys: blake3 over the canonical JSON of a stage's kind, variant, implementation
+//! version and result-changing parameters, with each upstream stage replaced by its key and
+//! each file or folder by its content digest. Names, comments, layout, key order, device
+//! and sampling batch size are not in it.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde_json::{json, Value as Json};
+
+use super::digest::Digests;
+use crate::graph::{self, StageGraph};
+use crate::lang::pipeline::{Instance, Pipeline};
+use crate::lang::value::Value;
+use crate::settings::Settings;
+
+/// Keys of every instance of a pipeline, with what was hashed (for "stale" explanations).
+#[derive(Debug, Clone, Default)]
+pub struct StageKeys {
+    /// Instance name → key.
+    pub keys: BTreeMap<String, String>,
+    /// Instance name → the canonical JSON the key hashes.
+    pub material: BTreeMap<String, Json>,
+}
+
+impl StageKeys {
+    pub fn key(&self, instance: &str) -> &str {
+        &self.keys[instance]
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyError {
+    pub message: String,
+}
+
+impl std::fmt::Display for KeyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for KeyError {}
+
+/// The keys `difflow run` would use for this pipeline (hidden statistics instances
+/// included), with the settings of its `difflow.toml` and no digest memo on disk.
+pub fn stage_keys(p: &Pipeline) -> Result<BTreeMap<String, String>, KeyError> {
+    let settings = Settings::load(&p.root).map_err(|message| KeyError { message })?;
+    let expanded = graph::expand_implicit(p, settings.inception_weights.as_deref());
+    let g = StageGraph::new(&expanded).map_err(|e| KeyError { message: e.to_string() })?;
+    Ok(compute_keys(&expanded, &g, &mut Digests::in_memory())?.keys)
+}
+
+/// Keys of an already expanded pipeline, inputs first.
+pub fn compute_keys(p: &Pipeline, g: &StageGraph, digests: &mut Digests) -> Result<StageKeys, KeyError> {
+    let mut out = StageKeys::default();
+    for &i in g.order() {
+        let inst = &p.instances[i];
+        let material = key_material(inst, &out.keys, digests)?;
+        let key = hash_material(&material);
+        out.keys.insert(inst.name.clone(), key);
+        out.material.insert(inst.name.clone(), material);
+    }
+    Ok(out)
+}
+
+/// A key: the first 128 bits of blake3 over the canonical JSON, hex.
+pub fn hash_material(material: &Json) -> String {
+    let hex = blake3::hash(canonical_json(material).as_bytes()).to_hex();
+    hex[..32].to_string()
+}
+
+fn key_material(inst: &Instance, upstream: &BTreeMap<String, String>, digests: &mut Digests) -> Result<Json, KeyError> {
+    let mut params = serde_json::Map::new();
+    for (name, value) in &inst.params {
+        if in_key(&inst.kind, &inst.variant, name) {
+            params.insert(name.clone(), value_material(value, inst, upstream, digests)?);
+        }
+    }
+    Ok(json!({
+        "kind": inst.kind,
+        "variant": inst.variant,
+        "version": implementation_version(&inst.kind),
+        "params": Json::Object(params),
+    }))
+}
+
+fn value_material(
+    v: &Value,
+    inst: &Instance,
+    upstream: &BTreeMap<String, String>,
+    digests: &mut Digests,
+) -> Result<Json, KeyError> {
+    Ok(match v {
+        Value::Stage(name) => match upstream.get(name) {
+            Some(k) => json!({ "$stage": k }),
+            None => {
+                return Err(KeyError { message: format!("stage `{}` reads `{name}`, which has no key yet", inst.name) })
+            }
+        },
+        Value::Path(p) => match digests.digest(Path::new(p)) {
+            Ok(Some(d)) => json!({ "$file": d }),
+            // A file that is not there yet: the key still exists (plan can show the
+            // stage), and running it fails with the worker's message about the file.
+            Ok(None) => json!({ "$missing": p }),
+            Err(e) => return Err(KeyError { message: format!("cannot read `{p}` (used by `{}`): {e}", inst.name) }),
+        },
+        Value::List(items) => {
+            Json::Array(items.iter().map(|x| value_material(x, inst, upstream, digests)).collect::<Result<_, _>>()?)
+        }
+        Value::Config(c) => {
+            let mut map = serde_json::Map::new();
+            map.insert("kind".into(), json!(c.kind));
+            map.insert("variant".into(), json!(c.variant));
+            for (k, x) in &c.params {
+                if in_key(&c.kind, &c.variant, k) {
+                    map.insert(k.clone(), value_material(x, inst, upstream, digests)?);
+                }
+            }
+            Json::Object(map)
+        }
+        other => other.to_json(),
+    })
+}
+
+/// Whether a key can change results (keys the schema does not know, such as the
+/// statistics inputs wired in by the graph, always can).
+fn in_key(kind: &str, variant: &str, key: &str) -> bool {
+    schema_in_key(kind, variant, key).unwrap_or(true)
+}
+
+/// The schema's `in_key` flag; `None` for keys it does not know.
+fn schema_in_key(kind: &str, variant: &str, key: &str) -> Option<bool> {
+    crate::schema::key(kind, variant, key).map(|k| k.in_key)
+}
+
+/// The kind's implementation version (1 for a kind the schema does not know).
+fn implementation_version(kind: &str) -> u32 {
+    crate::schema::kind(kind).map_or(1, |k| k.version)
+}
+
+/// JSON with object keys sorted at every level and no whitespace: the same value always
+/// gives the same bytes, whatever the order it was built in.
+pub fn canonical_json(v: &Json) -> String {
+    let mut out = String::new();
+    write_canonical(v, &mut out);
+    out
+}
+
+fn write_canonical(v: &Json, out: &mut String) {
+    match v {
+        Json::Object(map) => {
+            let mut entries: Vec<(&String, &Json)> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            out.push('{');
+            for (i, (k, x)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                let _ = write!(out, "{}:", Json::String(k.clone()));
+                write_canonical(x, out);
+            }
+            out.push('}');
+        }
+        Json::Array(items) => {
+            out.push('[');
+            for (i, x) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(x, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::expand_implicit;
+    use crate::graph::tests::{cfg_study, inst, pipeline};
+
+    fn keys(p: &Pipeline) -> BTreeMap<String, String> {
+        let p = expand_implicit(p, None);
+        let g = StageGraph::new(&p).unwrap();
+        compute_keys(&p, &g, &mut Digests::in_memory()).unwrap().keys
+    }
+
+    fn set(p: &mut Pipeline, instance: &str, key: &str, v: Value) {
+        p.instances.iter_mut().find(|i| i.name == instance).unwrap().params.insert(key.into(), v);
+    }
+
+    #[test]
+    fn canonical_json_sorts_keys() {
+        let a: Json = serde_json::from_str(r#"{"b":1,"a":{"y":[1,2],"x":"s"}}"#).unwrap();
+        assert_eq!(canonical_json(&a), r#"{"a":{"x":"s","y":[1,2]},"b":1}"#);
+    }
+
+    #[test]
+    fn renaming_and_reordering_change_no_key() {
+        let base = keys(&cfg_study());
+        let mut renamed = cfg_study();
+        for i in &mut renamed.instances {
+            i.name = i.name.replace("ddpm", "trained");
+            for v in i.params.values_mut() {
+                if let Value::Stage(s) = v {
+                    *s = s.replace("ddpm", "trained");
+                }
+            }
+        }
+        renamed.instances.reverse();
+        let renamed = keys(&renamed);
+        assert_eq!(base["ddpm"], renamed["trained"]);
+        assert_eq!(base["scores[scale=0.5]"], renamed["scores[scale=0.5]"]);
+        assert_eq!(base["stats(digits_test, inception)"], renamed["stats(digits_test, inception)"]);
+    }
+
+    #[test]
+    fn guidance_scale_changes_sampling_and_metrics_but_not_training() {
+        let base = keys(&cfg_study());
+        let mut p = cfg_study();
+        set(&mut p, "gen[scale=0.5]", "guidance", Value::Float(0.7));
+        let changed = keys(&p);
+        assert_eq!(base["ddpm"], changed["ddpm"]);
+        assert_ne!(base["gen[scale=0.5]"], changed["gen[scale=0.5]"]);
+        assert_ne!(base["stats(gen[scale=0.5], inception)"], changed["stats(gen[scale=0.5], inception)"]);
+        assert_ne!(base["scores[scale=0.5]"], changed["scores[scale=0.5]"]);
+        assert_eq!(base["scores[scale=2]"], changed["scores[scale=2]"]);
+        assert_eq!(base["stats(digits_test, inception)"], changed["stats(digits_test, inception)"]);
+    }
+
+    #[test]
+    fn sampling_batch_is_not_in_the_key_but_training_steps_are() {
+        let base = keys(&cfg_study());
+        let mut p = cfg_study();
+        set(&mut p, "gen[scale=0.5]", "batch", Value::Int(7));
+        assert_eq!(base, keys(&p));
+        set(&mut p, "ddpm", "steps", Value::Int(11));
+        let changed = keys(&p);
+        for name in ["ddpm", "gen[scale=0.5]", "gen[scale=2]", "scores[scale=2]"] {
+            assert_ne!(base[name], changed[name], "{name}");
+        }
+        assert_eq!(base["digits"], changed["digits"]);
+    }
+
+    #[test]
+    fn paths_are_keyed_by_content() {
+        let d = tempfile::tempdir().unwrap();
+        let a = d.path().join("a.bin");
+        let b = d.path().join("b.bin");
+        std::fs::write(&a, b"same").unwrap();
+        std::fs::write(&b, b"same").unwrap();
+        let with = |path: &Path| {
+            keys(&pipeline(vec![inst(
+                "data",
+                "dataset",
+                "images",
+                vec![("path", Value::Path(path.to_string_lossy().into_owned()))],
+            )]))["data"]
+                .clone()
+        };
+        assert_eq!(with(&a), with(&b));
+        std::fs::write(&b, b"different").unwrap();
+        assert_ne!(with(&a), with(&b));
+        assert_ne!(with(&a), with(&d.path().join("missing")));
+    }
+
+    #[test]
+    fn kind_and_variant_are_in_the_key() {
+        let a = keys(&pipeline(vec![inst("x", "dataset", "toy", vec![])]));
+        let b = keys(&pipeline(vec![inst("x", "dataset", "mnist", vec![])]));
+        let c = keys(&pipeline(vec![inst("x", "nll", "toy", vec![])]));
+        assert_ne!(a["x"], b["x"]);
+        assert_ne!(a["x"], c["x"]);
+    }
+}

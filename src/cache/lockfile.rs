@@ -1,0 +1,120 @@
+//! `difflow.lock` beside the pipeline: after each run, every stage instance's key, output
+//! digests and headline metrics, so that a collaborator can see whether they reproduced the
+//! same thing, and so that `difflow plan` can say what changed since.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub const LOCK_FILE: &str = "difflow.lock";
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LockFile {
+    #[serde(default)]
+    pub stages: BTreeMap<String, LockedStage>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LockedStage {
+    pub key: String,
+    pub kind: String,
+    #[serde(default)]
+    pub metrics: BTreeMap<String, f64>,
+    #[serde(default)]
+    pub outputs: BTreeMap<String, String>,
+}
+
+/// Where the lock file of a pipeline lives: `difflow.lock` beside it.
+pub fn lock_path(pipeline_file: &Path) -> PathBuf {
+    pipeline_file.parent().unwrap_or(Path::new(".")).join(LOCK_FILE)
+}
+
+impl LockFile {
+    /// The lock file, or an empty one when it is missing or unreadable (it is a record,
+    /// never an input to a result).
+    pub fn read(path: &Path) -> LockFile {
+        std::fs::read_to_string(path).ok().and_then(|t| toml::from_str(&t).ok()).unwrap_or_default()
+    }
+
+    pub fn write(&self, path: &Path) -> std::io::Result<()> {
+        let body = toml::to_string(self).map_err(std::io::Error::other)?;
+        let text = format!(
+            "# Written by `difflow run`: each stage instance's cache key, output digests and headline\n\
+             # metrics. Commit it to let collaborators check that they reproduced the same results.\n\n{body}"
+        );
+        let tmp = path.with_extension(format!("lock.tmp{}", std::process::id()));
+        std::fs::write(&tmp, text)?;
+        std::fs::rename(&tmp, path)
+    }
+}
+
+/// Headline metrics of an entry: the numbers in its `metrics.json` (nested objects as
+/// dotted names), else what the worker reported as metric events.
+pub fn headline_metrics(entry_dir: &Path, reported: &BTreeMap<String, f64>) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    if let Some(json) = std::fs::read(entry_dir.join("metrics.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+    {
+        flatten_numbers("", &json, &mut out);
+    }
+    if out.is_empty() {
+        out = reported.clone();
+    }
+    out
+}
+
+fn flatten_numbers(prefix: &str, v: &serde_json::Value, out: &mut BTreeMap<String, f64>) {
+    match v {
+        serde_json::Value::Number(n) => {
+            if let Some(x) = n.as_f64() {
+                out.insert(prefix.to_string(), x);
+            }
+        }
+        serde_json::Value::Object(map) => {
+            for (k, x) in map {
+                let name = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                flatten_numbers(&name, x, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join(LOCK_FILE);
+        let mut lock = LockFile::default();
+        lock.stages.insert(
+            "gen[scale=0.5]".into(),
+            LockedStage {
+                key: "ab12".into(),
+                kind: "sample".into(),
+                metrics: [("fid".to_string(), 12.5)].into_iter().collect(),
+                outputs: [("grid.png".to_string(), "ff00".to_string())].into_iter().collect(),
+            },
+        );
+        lock.write(&path).unwrap();
+        assert_eq!(LockFile::read(&path), lock);
+        assert!(std::fs::read_to_string(&path).unwrap().starts_with("# Written by `difflow run`"));
+        assert_eq!(LockFile::read(&d.path().join("none")), LockFile::default());
+    }
+
+    #[test]
+    fn metrics_json_wins_over_reported_events() {
+        let d = tempfile::tempdir().unwrap();
+        let reported = [("loss".to_string(), 0.25)].into_iter().collect();
+        assert_eq!(headline_metrics(d.path(), &reported), reported);
+        std::fs::write(d.path().join("metrics.json"), r#"{"fid": 3.5, "is": {"mean": 9.1, "std": 0.2}, "n": "x"}"#)
+            .unwrap();
+        let m = headline_metrics(d.path(), &reported);
+        assert_eq!(m.keys().collect::<Vec<_>>(), ["fid", "is.mean", "is.std"]);
+        assert_eq!(m["fid"], 3.5);
+    }
+}

@@ -1,0 +1,150 @@
+//! Project settings from an optional `difflow.toml` beside the pipeline. Every setting has a
+//! default, so a pipeline runs without the file.
+//!
+//! ```toml
+//! cache = ".difflow/cache"          # where stage outputs live (relative to this file)
+//! data_root = "data"                # relative dataset paths are resolved against it
+//! device = "auto"                   # auto | cpu | cuda:N (`difflow run --device` wins)
+//! inception_weights = "weights/pt_inception-2015-12-05.pth"
+//! threads = 0                       # CPU threads per worker (0: libtorch's default)
+//! jobs = 1                          # stages run at once (`difflow run --jobs` wins)
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub const FILE_NAME: &str = "difflow.toml";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// The folder holding `difflow.toml` (or the pipeline's folder when there is none).
+    pub root: PathBuf,
+    /// The cache folder, absolute.
+    pub cache: PathBuf,
+    /// The folder relative dataset paths are resolved against, absolute.
+    pub data_root: PathBuf,
+    pub device: String,
+    /// Default InceptionV3 weights for FID/IS/KID/precision/recall, absolute.
+    pub inception_weights: Option<PathBuf>,
+    pub threads: usize,
+    pub jobs: usize,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSettings {
+    cache: Option<PathBuf>,
+    data_root: Option<PathBuf>,
+    device: Option<String>,
+    inception_weights: Option<PathBuf>,
+    threads: Option<usize>,
+    jobs: Option<usize>,
+}
+
+impl Settings {
+    /// The defaults for a pipeline in `root`.
+    pub fn defaults(root: &Path) -> Settings {
+        Settings {
+            root: root.to_path_buf(),
+            cache: root.join(".difflow").join("cache"),
+            data_root: root.to_path_buf(),
+            device: "auto".into(),
+            inception_weights: None,
+            threads: 0,
+            jobs: 1,
+        }
+    }
+
+    /// Read `root/difflow.toml` if it exists; paths in it are relative to `root`.
+    pub fn load(root: &Path) -> Result<Settings, String> {
+        let file = root.join(FILE_NAME);
+        let mut s = Settings::defaults(root);
+        let text = match std::fs::read_to_string(&file) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(s),
+            Err(e) => return Err(format!("cannot read {}: {e}", file.display())),
+        };
+        let raw: RawSettings = toml::from_str(&text).map_err(|e| {
+            format!(
+                "{} is not valid: {}\nhelp: the known settings are cache, data_root, device, inception_weights, threads, jobs",
+                file.display(),
+                e.message()
+            )
+        })?;
+        if let Some(c) = raw.cache {
+            s.cache = root.join(c);
+        }
+        if let Some(d) = raw.data_root {
+            s.data_root = root.join(d);
+        }
+        if let Some(d) = raw.device {
+            check_device(&d).map_err(|e| format!("{}: {e}", file.display()))?;
+            s.device = d;
+        }
+        s.inception_weights = raw.inception_weights.map(|p| root.join(p));
+        if let Some(t) = raw.threads {
+            s.threads = t;
+        }
+        if let Some(j) = raw.jobs {
+            s.jobs = j.max(1);
+        }
+        Ok(s)
+    }
+
+    /// The folder beside the cache for difflow's own bookkeeping (digest memo).
+    pub fn state_dir(&self) -> PathBuf {
+        self.cache.parent().map(Path::to_path_buf).unwrap_or_else(|| self.root.join(".difflow"))
+    }
+}
+
+/// `auto`, `cpu` or `cuda:N`.
+pub fn check_device(d: &str) -> Result<(), String> {
+    let ok = d == "auto"
+        || d == "cpu"
+        || d == "cuda"
+        || d.strip_prefix("cuda:").is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("unknown device `{d}`: use auto, cpu or cuda:N (for example cuda:0)"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_without_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Settings::load(dir.path()).unwrap();
+        assert_eq!(s.cache, dir.path().join(".difflow/cache"));
+        assert_eq!(s.device, "auto");
+        assert_eq!(s.jobs, 1);
+    }
+
+    #[test]
+    fn reads_and_resolves_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(FILE_NAME),
+            "cache = \"c\"\ndevice = \"cuda:1\"\ninception_weights = \"w/inc.pth\"\njobs = 3\n",
+        )
+        .unwrap();
+        let s = Settings::load(dir.path()).unwrap();
+        assert_eq!(s.cache, dir.path().join("c"));
+        assert_eq!(s.device, "cuda:1");
+        assert_eq!(s.inception_weights, Some(dir.path().join("w/inc.pth")));
+        assert_eq!(s.jobs, 3);
+    }
+
+    #[test]
+    fn rejects_unknown_settings_and_devices() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(FILE_NAME), "cahce = \"c\"\n").unwrap();
+        assert!(Settings::load(dir.path()).unwrap_err().contains("cahce"));
+        std::fs::write(dir.path().join(FILE_NAME), "device = \"gpu\"\n").unwrap();
+        assert!(Settings::load(dir.path()).unwrap_err().contains("cuda:N"));
+    }
+}
