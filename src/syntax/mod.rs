@@ -32,3 +32,8 @@ impl SourceMap {
         &self.files
     }
 }
+
+pub mod lexer;
+pub mod parser;
+
+pub use parser::parse;
