@@ -1,0 +1,66 @@
+//! Training objectives (Ho et al. 2020; Nichol & Dhariwal 2021).
+
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+use tch::Tensor;
+
+use super::vlb::mean_flat;
+use super::Process;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LossType {
+    /// MSE on the prediction target (ε, v or x₀).
+    Simple,
+    /// simple + λ·L_vlb with λ = 0.001 and the mean stopped from the VLB's gradient, so the
+    /// VLB term trains only the learned variance (IDDPM §3.1).
+    Hybrid,
+    /// The per-timestep variational bound term alone (trains mean and variance).
+    Vlb,
+}
+
+/// IDDPM's λ for the hybrid loss.
+pub const HYBRID_LAMBDA: f64 = 0.001;
+
+impl LossType {
+    pub fn parse(name: &str) -> Result<LossType> {
+        Ok(match name {
+            "simple" => LossType::Simple,
+            "hybrid" => LossType::Hybrid,
+            "vlb" => LossType::Vlb,
+            other => bail!("unknown loss `{other}`: use \"simple\", \"hybrid\" or \"vlb\""),
+        })
+    }
+}
+
+impl Process {
+    /// The per-item loss [B] at indices `t` for x_t = q_sample(x₀, t, noise) and the network's
+    /// `output` on it.
+    ///
+    /// The VLB term is L_t in bits per dimension; L_vlb = Σ_t L_t ≈ T·E_t[L_t], so the hybrid
+    /// loss's λ·L_vlb is estimated by λ·T·L_t (improved-diffusion's `num_timesteps / 1000`).
+    pub fn training_loss(
+        &self,
+        output: &Tensor,
+        x0: &Tensor,
+        xt: &Tensor,
+        t: &Tensor,
+        noise: &Tensor,
+        loss: LossType,
+    ) -> Result<Tensor> {
+        let (prediction, v) = self.split_output(output);
+        let mse = || mean_flat(&(&prediction - self.target(x0, t, noise)).square());
+        Ok(match loss {
+            LossType::Simple => mse(),
+            LossType::Hybrid => {
+                let Some(v) = v else {
+                    bail!("the hybrid loss needs a model with `learn_sigma = true`");
+                };
+                let frozen = Tensor::cat(&[prediction.detach(), v], 1);
+                let vb = self.vb_term_bits(&frozen, x0, xt, t, false)?;
+                mse() + vb * (HYBRID_LAMBDA * self.steps() as f64)
+            }
+            LossType::Vlb => self.vb_term_bits(output, x0, xt, t, false)?,
+        })
+    }
+}

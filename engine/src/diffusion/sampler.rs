@@ -1,0 +1,248 @@
+//! Reverse processes: ancestral DDPM (respaced), DDIM with η, DPM-Solver++ 2M; with CFG or
+//! classifier guidance, per-sample noise and an optional trajectory.
+
+use anyhow::{bail, Result};
+use difflow::diffusion::schedule::{space_timesteps, DiffusionTables, Spacing};
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind, Tensor};
+
+use super::guidance::{cfg_output, classifier_gradient, guided_eps, guided_mean};
+use super::noise::{SampleNoise, STREAM_INIT};
+use super::vlb::ModelFn;
+use super::{Denoised, Process, VarianceType};
+use crate::models::{Classifier, ModelSpec};
+use crate::params::Params;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "variant", rename_all = "snake_case")]
+pub enum Sampler {
+    Ddpm { variance: VarianceType, steps: usize },
+    Ddim { steps: usize, eta: f64, spacing: Spacing },
+    DpmSolver { steps: usize, order: usize },
+}
+
+impl Sampler {
+    /// From a `sampler` config object; `steps` defaults to the schedule's.
+    pub fn from_config(config: &Params, schedule_steps: usize) -> Result<Sampler> {
+        let steps = config.usize_or("steps", schedule_steps)?;
+        if steps == 0 || steps > schedule_steps {
+            bail!("sampler steps must be in 1..={schedule_steps} (the schedule's steps), not {steps}");
+        }
+        Ok(match config.variant()? {
+            "ddpm" => Sampler::Ddpm {
+                variance: match config.str_or("variance", "fixed_small")? {
+                    "fixed_small" => VarianceType::FixedSmall,
+                    "fixed_large" => VarianceType::FixedLarge,
+                    "learned" => VarianceType::Learned,
+                    other => bail!("unknown variance `{other}`: use fixed_small, fixed_large or learned"),
+                },
+                steps,
+            },
+            "ddim" => {
+                let eta = config.f64_or("eta", 0.0)?;
+                if !(0.0..=1.0).contains(&eta) {
+                    bail!("ddim's `eta` must be in [0, 1], not {eta}");
+                }
+                let spacing = match config.str_or("spacing", "uniform")? {
+                    "uniform" => Spacing::Uniform,
+                    "quadratic" => Spacing::Quadratic,
+                    "trailing" => Spacing::Trailing,
+                    other => bail!("unknown spacing `{other}`: use uniform, quadratic or trailing"),
+                };
+                Sampler::Ddim { steps, eta, spacing }
+            }
+            "dpm_solver" => {
+                let order = config.usize_or("order", 2)?;
+                if !(1..=2).contains(&order) {
+                    bail!("dpm_solver supports order 1 or 2, not {order}");
+                }
+                Sampler::DpmSolver { steps, order }
+            }
+            other => bail!("unknown sampler `{other}`: use ddpm, ddim or dpm_solver"),
+        })
+    }
+
+    /// The original timesteps this sampler visits (ascending).
+    pub fn timesteps(&self, schedule_steps: usize) -> Vec<usize> {
+        match *self {
+            Sampler::Ddpm { steps, .. } | Sampler::DpmSolver { steps, .. } => {
+                space_timesteps(schedule_steps, steps, Spacing::Uniform)
+            }
+            Sampler::Ddim { steps, spacing, .. } => space_timesteps(schedule_steps, steps, spacing),
+        }
+    }
+}
+
+/// Conditioning at sampling time.
+pub enum Guidance<'a> {
+    None,
+    /// Classifier-free guidance with weight w (needs labels and a model with a null class).
+    Cfg {
+        scale: f64,
+    },
+    /// Classifier guidance with scale s by a noisy classifier.
+    Classifier {
+        classifier: &'a dyn Classifier,
+        scale: f64,
+    },
+}
+
+/// Everything a sampling run needs besides the network.
+pub struct SampleSetup<'a> {
+    pub tables: &'a DiffusionTables,
+    pub model: ModelSpec,
+    /// Clip x̂₀ to [-1, 1] (images).
+    pub clip: bool,
+    pub sampler: &'a Sampler,
+    pub guidance: &'a Guidance<'a>,
+    /// Shape of one item ([C, H, W] or [D]).
+    pub item_shape: &'a [i64],
+    pub noise: SampleNoise,
+    /// Keep x_t and x̂₀ at every k-th step (0: none).
+    pub trajectory: usize,
+    pub device: Device,
+}
+
+/// A batch of samples and, when asked for, its trajectory.
+pub struct Samples {
+    pub x0: Tensor,
+    /// (original timestep, x_t, x̂₀) at every k-th step, in sampling order.
+    pub trajectory: Vec<(i64, Tensor, Tensor)>,
+}
+
+impl SampleSetup<'_> {
+    /// The process the sampler runs on (respaced to its timesteps).
+    pub fn process(&self) -> Process {
+        let ts = self.sampler.timesteps(self.tables.steps());
+        let variance = match self.sampler {
+            Sampler::Ddpm { variance, .. } => *variance,
+            _ => VarianceType::FixedSmall,
+        };
+        Process::respaced(self.tables, &ts, self.model, variance, self.clip, self.device)
+    }
+
+    /// Draws the samples with global indices `indices` (their noise depends only on the
+    /// stage seed and the index) and labels `y` (None for an unconditional model).
+    /// `on_step` is called after each network evaluation.
+    pub fn sample(
+        &self,
+        process: &Process,
+        net: &ModelFn,
+        indices: &[u64],
+        y: Option<&Tensor>,
+        on_step: &mut dyn FnMut(usize),
+    ) -> Result<Samples> {
+        if matches!(self.guidance, Guidance::Cfg { .. } | Guidance::Classifier { .. }) && y.is_none() {
+            bail!("guidance needs class labels to guide towards");
+        }
+        let b = indices.len() as i64;
+        let mut x = self.noise.normal(indices, STREAM_INIT, self.item_shape, self.device);
+        let mut trajectory = Vec::new();
+        let mut x0_prev: Option<Tensor> = None;
+        let mut h_prev: Option<f64> = None;
+        let steps = process.steps();
+        for (done, k) in (0..steps).rev().enumerate() {
+            let t = Tensor::full([b], k as i64, (Kind::Int64, self.device));
+            let d = self.denoise(process, net, &x, &t, y)?;
+            if self.trajectory > 0 && done % self.trajectory == 0 {
+                trajectory.push((process.timestep_map[k], x.shallow_clone(), d.x0.shallow_clone()));
+            }
+            x = match *self.sampler {
+                Sampler::Ddpm { .. } => {
+                    let z = self.noise.normal(indices, k as u64, self.item_shape, self.device);
+                    process.ddpm_step(&d, &t, &z)
+                }
+                Sampler::Ddim { eta, .. } => {
+                    let z = if eta > 0.0 {
+                        self.noise.normal(indices, k as u64, self.item_shape, self.device)
+                    } else {
+                        x.zeros_like()
+                    };
+                    process.ddim_step(&d, &x, &t, eta, &z)
+                }
+                Sampler::DpmSolver { order, .. } => {
+                    let previous = if order >= 2 { x0_prev.as_ref() } else { None };
+                    let (next, h) = dpm_solver_2m_update(
+                        &x,
+                        &d.x0,
+                        previous,
+                        process.alpha_bar(k),
+                        process.alpha_bar_prev(k),
+                        h_prev,
+                    );
+                    x0_prev = Some(d.x0.shallow_clone());
+                    h_prev = Some(h);
+                    next
+                }
+            }
+            .detach();
+            on_step(done + 1);
+        }
+        Ok(Samples { x0: x, trajectory })
+    }
+
+    /// One guided network evaluation at process index t.
+    fn denoise(
+        &self,
+        process: &Process,
+        net: &ModelFn,
+        x: &Tensor,
+        t: &Tensor,
+        y: Option<&Tensor>,
+    ) -> Result<Denoised> {
+        let t_model = process.model_timesteps(t);
+        let output = tch::no_grad(|| match (self.guidance, y) {
+            (Guidance::Cfg { scale }, Some(y)) => {
+                cfg_output(net, x, &t_model, y, self.model.classes as i64, *scale, self.item_shape[0])
+            }
+            _ => net(x, &t_model, y),
+        });
+        let d = process.p_mean_variance(&output.to_kind(x.kind()), x, t)?;
+        Ok(match (self.guidance, y) {
+            (Guidance::Classifier { classifier, scale }, Some(y)) => {
+                let g = classifier_gradient(*classifier, x, &t_model, y, *scale);
+                match self.sampler {
+                    Sampler::Ddpm { .. } => {
+                        let mean = guided_mean(&d.mean, &d.variance, &g);
+                        Denoised { mean, ..d }
+                    }
+                    _ => {
+                        let eps = guided_eps(&d.eps, &process.sqrt_one_minus_alpha_bar(t, x), &g);
+                        process.with_eps(d, eps, x, t)
+                    }
+                }
+            }
+            _ => d,
+        })
+    }
+}
+
+/// One step of DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2) from ᾱ_s to ᾱ_t (ᾱ_t > ᾱ_s)
+/// with the data prediction `x0` at s and, for the second-order correction, the previous
+/// step's data prediction and step size h_prev in λ = log(α/σ). Returns (x_t, h).
+///
+/// x_t = (σ_t/σ_s)(x_s − α_s D) + α_t D, which equals (σ_t/σ_s) x_s − α_t(e^{−h} − 1) D and
+/// stays finite at α_s = 0 (zero terminal SNR) and at σ_t = 0 (the final step to x₀),
+/// where the update is first order.
+pub fn dpm_solver_2m_update(
+    x: &Tensor,
+    x0: &Tensor,
+    x0_prev: Option<&Tensor>,
+    alpha_bar_s: f64,
+    alpha_bar_t: f64,
+    h_prev: Option<f64>,
+) -> (Tensor, f64) {
+    let (alpha_s, sigma_s) = (alpha_bar_s.sqrt(), (1.0 - alpha_bar_s).sqrt());
+    let (alpha_t, sigma_t) = (alpha_bar_t.sqrt(), (1.0 - alpha_bar_t).sqrt());
+    let lambda = |a: f64, s: f64| a.ln() - s.ln();
+    let h = lambda(alpha_t, sigma_t) - lambda(alpha_s, sigma_s);
+    let d = match (x0_prev, h_prev) {
+        (Some(prev), Some(hp)) if h.is_finite() && hp.is_finite() && hp > 0.0 => {
+            let r = hp / h;
+            x0 * (1.0 + 0.5 / r) - prev * (0.5 / r)
+        }
+        _ => x0.shallow_clone(),
+    };
+    let next = (x - &d * alpha_s) * (sigma_t / sigma_s) + &d * alpha_t;
+    (next, h)
+}
