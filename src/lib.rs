@@ -8,9 +8,12 @@
 pub mod cache;
 pub mod diagnostics;
 pub mod diffusion;
+pub mod exec;
+pub mod fmt;
 pub mod graph;
 pub mod job;
 pub mod lang;
+pub mod report;
 pub mod schema;
 pub mod settings;
 pub mod syntax;
