@@ -1,0 +1,405 @@
+//! The orchestrator: `plan` (each instance cached, new or stale, and why) and `run`
+//! (workers for what is not cached, in topological order, `--jobs` at a time, committed to
+//! the cache as they finish; `difflow.lock` written at the end).
+
+pub mod stale;
+pub mod worker;
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Instant;
+
+use crate::cache::lockfile::{headline_metrics, lock_path};
+use crate::cache::store::utc_now;
+use crate::cache::{compute_keys, Cache, Digests, LockFile, LockedStage, Manifest, StageKeys};
+use crate::graph::{self, is_hidden, StageGraph};
+use crate::job::{Input, Job, JobSettings};
+use crate::lang::pipeline::{Instance, Pipeline};
+use crate::settings::Settings;
+pub use worker::{Progress, WorkerFailure};
+
+/// A pipeline ready to plan or run: implicit stages added, graph built, keys computed.
+pub struct Session {
+    pub file: PathBuf,
+    pub settings: Settings,
+    /// The pipeline with hidden statistics instances.
+    pub pipeline: Pipeline,
+    pub graph: StageGraph,
+    pub keys: StageKeys,
+    pub cache: Cache,
+    pub lock_path: PathBuf,
+}
+
+impl Session {
+    /// `file` is the pipeline file; `difflow.toml` and `difflow.lock` live beside it.
+    pub fn new(file: &Path, pipeline: &Pipeline) -> Result<Session, String> {
+        let dir = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let settings = Settings::load(dir)?;
+        Session::with_settings(file, pipeline, settings)
+    }
+
+    pub fn with_settings(file: &Path, pipeline: &Pipeline, settings: Settings) -> Result<Session, String> {
+        let expanded = graph::expand_implicit(pipeline, settings.inception_weights.as_deref());
+        let g = StageGraph::new(&expanded).map_err(|e| e.to_string())?;
+        let mut digests = Digests::open(settings.state_dir().join("digests.json"));
+        let keys = compute_keys(&expanded, &g, &mut digests).map_err(|e| e.to_string())?;
+        // The memo only saves time; failing to store it must not stop anything.
+        let _ = digests.save();
+        Ok(Session {
+            file: file.to_path_buf(),
+            cache: Cache::new(settings.cache.clone()),
+            lock_path: lock_path(file),
+            settings,
+            pipeline: expanded,
+            graph: g,
+            keys,
+        })
+    }
+
+    pub fn instance(&self, i: usize) -> &Instance {
+        &self.pipeline.instances[i]
+    }
+
+    pub fn key(&self, i: usize) -> &str {
+        self.keys.key(&self.pipeline.instances[i].name)
+    }
+
+    /// Upstream key → instance name, for the inputs of `i`.
+    fn input_names(&self, i: usize) -> HashMap<String, String> {
+        self.graph.inputs(i).into_iter().map(|d| (self.key(d).to_string(), self.instance(d).name.clone())).collect()
+    }
+
+    /// Instance indices named by `--target`-style names, with their upstream closure, in
+    /// topological order; everything when `names` is empty.
+    pub fn selection(&self, names: &[String]) -> Result<Vec<usize>, String> {
+        if names.is_empty() {
+            return Ok(self.graph.order().to_vec());
+        }
+        let roots = graph::resolve_names(&self.pipeline, &self.graph, names)?;
+        let closure = self.graph.upstream_closure(roots);
+        Ok(self.graph.order().iter().copied().filter(|i| closure.contains(i)).collect())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum State {
+    Cached,
+    /// Never run under this name (or its entry was removed); an optional note.
+    New(Option<String>),
+    /// Ran before with another key: what changed.
+    Stale(Vec<String>),
+}
+
+/// Each instance's state, in topological order.
+pub fn plan(s: &Session) -> Vec<(usize, State)> {
+    let lock = LockFile::read(&s.lock_path);
+    s.graph.order().iter().map(|&i| (i, state_of(s, &lock, i))).collect()
+}
+
+fn state_of(s: &Session, lock: &LockFile, i: usize) -> State {
+    let inst = s.instance(i);
+    let key = s.key(i);
+    if s.cache.is_complete(key) {
+        return State::Cached;
+    }
+    let Some(prev) = lock.stages.get(&inst.name) else { return State::New(None) };
+    if prev.key == key {
+        return State::New(Some("its cache entry was removed".into()));
+    }
+    match s.cache.manifest(&prev.key).and_then(|m| serde_json::from_str(&m.key_material).ok()) {
+        Some(old) => State::Stale(stale::explain(&old, &s.keys.material[&inst.name], inst, &s.input_names(i))),
+        None => State::Stale(vec!["its key changed (the previous entry is no longer in the cache to compare)".into()]),
+    }
+}
+
+/// The plan as text: one line per instance.
+pub fn format_plan(s: &Session, rows: &[(usize, State)]) -> String {
+    let width = rows.iter().map(|(i, _)| s.instance(*i).name.chars().count()).max().unwrap_or(0);
+    let mut out = String::new();
+    for (i, state) in rows {
+        let inst = s.instance(*i);
+        let kind = if is_hidden(inst) { "stats (shared)".to_string() } else { inst.kind.clone() };
+        let (word, why) = match state {
+            State::Cached => ("cached", String::new()),
+            State::New(None) => ("new", String::new()),
+            State::New(Some(note)) => ("new", note.clone()),
+            State::Stale(reasons) => ("stale", reasons.join("; ")),
+        };
+        let _ = writeln!(out, "{word:<6}  {:<width$}  {kind:<10}  {why}", inst.name);
+    }
+    let count = |f: fn(&State) -> bool| rows.iter().filter(|(_, st)| f(st)).count();
+    let _ = writeln!(
+        out,
+        "\n{} stages: {} cached, {} new, {} stale",
+        rows.len(),
+        count(|s| matches!(s, State::Cached)),
+        count(|s| matches!(s, State::New(_))),
+        count(|s| matches!(s, State::Stale(_)))
+    );
+    out.trim_end_matches('\n').lines().map(str::trim_end).collect::<Vec<_>>().join("\n") + "\n"
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub targets: Vec<String>,
+    pub force: Vec<String>,
+    /// `auto`, `cpu` or `cuda:N`; `None`: the setting from `difflow.toml`.
+    pub device: Option<String>,
+    pub jobs: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunError {
+    /// Bad names or options: exit 1.
+    Usage(String),
+    /// A stage failed: exit 2.
+    Failed(String),
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunSummary {
+    pub ran: usize,
+    pub cached: usize,
+}
+
+enum Outcome {
+    Ran(f64),
+    /// Another `difflow run` finished it while we waited for its lock.
+    DoneElsewhere,
+}
+
+/// Run every selected instance that is not cached (or is forced).
+pub fn run(s: &Session, opts: &RunOptions, progress: &Progress) -> Result<RunSummary, RunError> {
+    let device = opts.device.clone().unwrap_or_else(|| s.settings.device.clone());
+    crate::settings::check_device(&device).map_err(RunError::Usage)?;
+    let jobs = opts.jobs.unwrap_or(s.settings.jobs).max(1);
+    let mut selected = s.selection(&opts.targets).map_err(RunError::Usage)?;
+    let forced: BTreeSet<usize> = if opts.force.is_empty() {
+        BTreeSet::new()
+    } else {
+        graph::resolve_names(&s.pipeline, &s.graph, &opts.force).map_err(RunError::Usage)?.into_iter().collect()
+    };
+    if forced.iter().any(|f| !selected.contains(f)) {
+        let extra = s.graph.upstream_closure(forced.iter().copied());
+        let all: BTreeSet<usize> = selected.iter().copied().chain(extra).collect();
+        selected = s.graph.order().iter().copied().filter(|i| all.contains(i)).collect();
+    }
+
+    // What must run: forced, missing, or a cached entry whose files no longer match.
+    let mut to_run = Vec::new();
+    for &i in &selected {
+        let key = s.key(i);
+        if forced.contains(&i) || !s.cache.is_complete(key) {
+            to_run.push(i);
+        } else if let Err(why) = s.cache.verify(key) {
+            progress.println(&format!(
+                "warning: the cache entry of `{}` is corrupt ({why}); recomputing it",
+                s.instance(i).name
+            ));
+            to_run.push(i);
+        }
+    }
+    let cached_before = selected.len() - to_run.len();
+    if to_run.is_empty() {
+        write_lock(s);
+        println!("nothing to do: all {} stages cached", selected.len());
+        return Ok(RunSummary { ran: 0, cached: cached_before });
+    }
+    let needs_worker = to_run.iter().any(|&i| s.instance(i).kind != "report");
+    let worker = if needs_worker { Some(worker::worker_path().map_err(RunError::Failed)?) } else { None };
+
+    let total = to_run.len();
+    let position: HashMap<usize, usize> = to_run.iter().enumerate().map(|(n, &i)| (i, n + 1)).collect();
+    let pending_set: BTreeSet<usize> = to_run.iter().copied().collect();
+    let mut done: BTreeSet<usize> = BTreeSet::new();
+    let mut started: BTreeSet<usize> = BTreeSet::new();
+    let mut failures: Vec<(usize, String)> = Vec::new();
+    let mut ran = 0;
+    let mut done_elsewhere = 0;
+    let run_start = Instant::now();
+    std::thread::scope(|scope| {
+        let (tx, rx) = mpsc::channel::<(usize, Result<Outcome, String>)>();
+        let mut running = 0;
+        loop {
+            if failures.is_empty() {
+                for &i in &to_run {
+                    if running >= jobs {
+                        break;
+                    }
+                    let ready = !started.contains(&i)
+                        && s.graph.inputs(i).iter().all(|d| !pending_set.contains(d) || done.contains(d));
+                    if ready {
+                        started.insert(i);
+                        running += 1;
+                        let tx = tx.clone();
+                        let label = format!("[{}/{total}] {} {}", position[&i], s.instance(i).kind, s.instance(i).name);
+                        let worker = worker.clone();
+                        let device = device.clone();
+                        let forced = forced.contains(&i);
+                        scope.spawn(move || {
+                            let r = execute(s, i, forced, &device, worker.as_deref(), progress, &label);
+                            let _ = tx.send((i, r));
+                        });
+                    }
+                }
+            }
+            if running == 0 {
+                break;
+            }
+            let Ok((i, result)) = rx.recv() else { break };
+            running -= 1;
+            let inst = s.instance(i);
+            match result {
+                Ok(Outcome::Ran(secs)) => {
+                    ran += 1;
+                    done.insert(i);
+                    println!("done    {} {} ({secs:.1} s)", inst.kind, inst.name);
+                }
+                Ok(Outcome::DoneElsewhere) => {
+                    done_elsewhere += 1;
+                    done.insert(i);
+                    println!("cached  {} {} (finished by another difflow run)", inst.kind, inst.name);
+                }
+                Err(msg) => {
+                    println!("FAILED  {} {}", inst.kind, inst.name);
+                    failures.push((i, msg));
+                }
+            }
+        }
+    });
+    write_lock(s);
+    let not_started = total - started.len();
+    let mut summary =
+        format!("ran {ran} stage{}, {} cached", if ran == 1 { "" } else { "s" }, cached_before + done_elsewhere);
+    if !failures.is_empty() {
+        let _ = write!(summary, ", {} failed, {not_started} not started", failures.len());
+    }
+    let _ = write!(summary, " ({:.1} s)", run_start.elapsed().as_secs_f64());
+    println!("{summary}");
+    if failures.is_empty() {
+        return Ok(RunSummary { ran, cached: cached_before + done_elsewhere });
+    }
+    let mut msg = String::new();
+    for (i, why) in &failures {
+        let _ = writeln!(msg, "stage `{}` ({}) failed: {why}", s.instance(*i).name, s.instance(*i).kind);
+    }
+    msg.push_str("what finished before is cached: fix the problem and run again to continue from there");
+    Err(RunError::Failed(msg))
+}
+
+/// Run one instance under its entry lock and commit its outputs.
+fn execute(
+    s: &Session,
+    i: usize,
+    forced: bool,
+    device: &str,
+    worker: Option<&Path>,
+    progress: &Progress,
+    label: &str,
+) -> Result<Outcome, String> {
+    let inst = s.instance(i);
+    let key = s.key(i).to_string();
+    let lock = s
+        .cache
+        .lock(&key, || progress.println(&format!("{label}: waiting for another difflow run that is computing it")))
+        .map_err(|e| format!("cannot lock its cache entry in {}: {e}", s.cache.dir.display()))?;
+    if !forced && s.cache.is_complete(&key) && s.cache.verify(&key).is_ok() {
+        return Ok(Outcome::DoneElsewhere);
+    }
+    let out_dir = s.cache.staging(&lock, forced).map_err(|e| format!("cannot prepare its staging folder: {e}"))?;
+    let job = build_job(s, i, out_dir, device);
+    let started = utc_now();
+    let clock = Instant::now();
+    let reported = if inst.kind == "report" {
+        progress.println(&format!("{label}: writing the report"));
+        crate::report::write_report(&job)?;
+        Default::default()
+    } else {
+        let worker = worker.ok_or("no worker executable")?;
+        let job_file = s.cache.dir.join(format!("{key}.job.json"));
+        let out = worker::run_worker(worker, &job, &job_file, progress, label).map_err(|f| match f {
+            WorkerFailure::Stage(m) | WorkerFailure::Launch(m) => m,
+            WorkerFailure::Crash(m) => format!("{m}\n(job file: {})", job_file.display()),
+        })?;
+        let _ = std::fs::remove_file(&job_file);
+        out.metrics
+    };
+    let secs = clock.elapsed().as_secs_f64();
+    let manifest = Manifest {
+        key: key.clone(),
+        kind: inst.kind.clone(),
+        variant: inst.variant.clone(),
+        instances: vec![inst.name.clone()],
+        started,
+        finished: utc_now(),
+        duration_s: (secs * 1000.0).round() / 1000.0,
+        params: job.params.to_string(),
+        key_material: crate::cache::key::canonical_json(&s.keys.material[&inst.name]),
+        inputs: job.inputs.keys().map(|n| (n.clone(), s.keys.key(n).to_string())).collect(),
+        metrics: reported,
+        outputs: Default::default(),
+    };
+    s.cache.commit(&lock, manifest).map_err(|e| format!("cannot commit its outputs to the cache: {e}"))?;
+    Ok(Outcome::Ran(secs))
+}
+
+/// The self-contained description of one instance for the worker.
+pub fn build_job(s: &Session, i: usize, out_dir: PathBuf, device: &str) -> Job {
+    let inst = s.instance(i);
+    let params = serde_json::Value::Object(inst.params.iter().map(|(k, v)| (k.clone(), v.to_json())).collect());
+    let inputs = inst
+        .deps()
+        .into_iter()
+        .filter_map(|name| s.pipeline.instance(name))
+        .map(|dep| {
+            let input = Input {
+                kind: dep.kind.clone(),
+                variant: dep.variant.clone(),
+                params: serde_json::Value::Object(dep.params.iter().map(|(k, v)| (k.clone(), v.to_json())).collect()),
+                dir: s.cache.entry_dir(s.keys.key(&dep.name)),
+            };
+            (dep.name.clone(), input)
+        })
+        .collect();
+    Job {
+        instance: inst.name.clone(),
+        kind: inst.kind.clone(),
+        variant: inst.variant.clone(),
+        params,
+        inputs,
+        out_dir,
+        device: device.to_string(),
+        settings: JobSettings { inception_weights: s.settings.inception_weights.clone(), threads: s.settings.threads },
+    }
+}
+
+/// Record every instance whose current entry exists; keep the previous record of the
+/// others (a failed or unselected stage keeps what it last produced).
+pub fn write_lock(s: &Session) {
+    let old = LockFile::read(&s.lock_path);
+    let mut lock = LockFile::default();
+    for &i in s.graph.order() {
+        let inst = s.instance(i);
+        let key = s.key(i);
+        if let Some(m) = s.cache.manifest(key) {
+            lock.stages.insert(
+                inst.name.clone(),
+                LockedStage {
+                    key: key.to_string(),
+                    kind: inst.kind.clone(),
+                    metrics: headline_metrics(&s.cache.entry_dir(key), &m.metrics),
+                    outputs: m.output_digests(),
+                },
+            );
+        } else if let Some(prev) = old.stages.get(&inst.name) {
+            lock.stages.insert(inst.name.clone(), prev.clone());
+        }
+    }
+    if lock != old || !s.lock_path.exists() {
+        if let Err(e) = lock.write(&s.lock_path) {
+            eprintln!("warning: cannot write {}: {e}", s.lock_path.display());
+        }
+    }
+}

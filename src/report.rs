@@ -1,0 +1,285 @@
+//! The `report` stage: `report.md` and a self-contained `report.html` (images inlined as
+//! base64) from the entries of the included stages: a metrics table per family (one row
+//! per instance, its sweep coordinates first), and each instance's grid or plot image.
+//! Pure Rust, so the orchestrator runs it in-process; the worker may call it as well.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use crate::cache::lockfile::headline_metrics;
+use crate::job::{Input, Job};
+
+const IMAGES: &[&str] = &["grid.png", "plot.png", "plot.gif"];
+
+/// Write `report.md`, `report.html` and `images/` into `job.out_dir`.
+pub fn write_report(job: &Job) -> Result<(), String> {
+    let title = job
+        .params
+        .get("title")
+        .and_then(|t| t.as_str())
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("Report {}", job.instance));
+    let mut names = Vec::new();
+    if let Some(include) = job.params.get("include") {
+        collect_stage_names(include, &mut names);
+    }
+    if names.is_empty() {
+        names = job.inputs.keys().cloned().collect();
+    }
+    // Families in the order of their first member, members in include order.
+    let mut families: Vec<(String, Vec<(&str, &Input)>)> = Vec::new();
+    for name in &names {
+        let input = job
+            .inputs
+            .get(name)
+            .ok_or_else(|| format!("the report includes `{name}`, which is not among its inputs"))?;
+        let family = name.split('[').next().unwrap_or(name).to_string();
+        match families.iter_mut().find(|(f, _)| *f == family) {
+            Some((_, members)) => members.push((name, input)),
+            None => families.push((family, vec![(name, input)])),
+        }
+    }
+    let img_dir = job.out_dir.join("images");
+    let mut md = format!("# {title}\n");
+    let mut html = format!(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{t}</title>\n<style>\n\
+         body {{ font-family: system-ui, sans-serif; max-width: 70em; margin: 2em auto; padding: 0 1em; color: #222; }}\n\
+         table {{ border-collapse: collapse; margin: 1em 0; }}\n\
+         th, td {{ border: 1px solid #ccc; padding: 0.3em 0.7em; text-align: right; }}\n\
+         th {{ background: #f3f3f3; }} td.name {{ text-align: left; font-family: monospace; }}\n\
+         figure {{ display: inline-block; margin: 0.5em; }} figcaption {{ font-family: monospace; font-size: 0.9em; }}\n\
+         img {{ max-width: 32em; image-rendering: pixelated; }}\n</style>\n</head>\n<body>\n<h1>{t}</h1>\n",
+        t = escape(&title)
+    );
+    for (family, members) in &families {
+        let kind = &members[0].1.kind;
+        let _ = write!(md, "\n## {family} ({kind})\n");
+        let _ = writeln!(html, "<h2>{} <small>({})</small></h2>", escape(family), escape(kind));
+        let metrics: Vec<BTreeMap<String, f64>> =
+            members.iter().map(|(_, input)| headline_metrics(&input.dir, &BTreeMap::new())).collect();
+        if metrics.iter().any(|m| !m.is_empty()) {
+            let coords: Vec<Vec<(String, String)>> = members.iter().map(|(n, _)| sweep_coordinates(n)).collect();
+            let mut coord_names: Vec<String> = Vec::new();
+            for c in coords.iter().flatten() {
+                if !coord_names.contains(&c.0) {
+                    coord_names.push(c.0.clone());
+                }
+            }
+            let mut metric_names: Vec<&String> = metrics.iter().flat_map(|m| m.keys()).collect();
+            metric_names.sort();
+            metric_names.dedup();
+            let header: Vec<String> = std::iter::once("instance".to_string())
+                .chain(coord_names.iter().cloned())
+                .chain(metric_names.iter().map(|s| s.to_string()))
+                .collect();
+            let _ = write!(md, "\n| {} |\n|{}\n", header.join(" | "), "---|".repeat(header.len()));
+            html.push_str("<table>\n<tr>");
+            for h in &header {
+                let _ = write!(html, "<th>{}</th>", escape(h));
+            }
+            html.push_str("</tr>\n");
+            for (((name, _), m), c) in members.iter().zip(&metrics).zip(&coords) {
+                let mut row = vec![format!("`{name}`")];
+                let _ = write!(html, "<tr><td class=\"name\">{}</td>", escape(name));
+                for cn in &coord_names {
+                    let v = c.iter().find(|(k, _)| k == cn).map(|(_, v)| v.clone()).unwrap_or_default();
+                    let _ = write!(html, "<td>{}</td>", escape(&v));
+                    row.push(v);
+                }
+                for mn in &metric_names {
+                    let v = m.get(*mn).map(|x| number(*x)).unwrap_or_default();
+                    let _ = write!(html, "<td>{v}</td>");
+                    row.push(v);
+                }
+                html.push_str("</tr>\n");
+                let _ = writeln!(md, "| {} |", row.join(" | "));
+            }
+            html.push_str("</table>\n");
+        }
+        for (name, input) in members {
+            for img in IMAGES {
+                let path = input.dir.join(img);
+                let Ok(bytes) = std::fs::read(&path) else { continue };
+                std::fs::create_dir_all(&img_dir).map_err(|e| format!("cannot create {}: {e}", img_dir.display()))?;
+                let file = format!("{}_{img}", file_safe(name));
+                std::fs::write(img_dir.join(&file), &bytes).map_err(|e| format!("cannot write an image: {e}"))?;
+                let _ = write!(md, "\n![{name}](images/{file})\n\n`{name}`\n");
+                let mime = if img.ends_with(".gif") { "image/gif" } else { "image/png" };
+                let _ = writeln!(
+                    html,
+                    "<figure><img alt=\"{n}\" src=\"data:{mime};base64,{}\"><figcaption>{n}</figcaption></figure>",
+                    base64(&bytes),
+                    n = escape(name)
+                );
+            }
+        }
+        if metrics.iter().all(BTreeMap::is_empty) && members.iter().all(|(_, i)| !has_image(&i.dir)) {
+            for (name, input) in members {
+                let files = list(&input.dir);
+                let _ = write!(md, "\n- `{name}`: {}\n", files.join(", "));
+                let _ = writeln!(html, "<p><code>{}</code>: {}</p>", escape(name), escape(&files.join(", ")));
+            }
+        }
+    }
+    html.push_str("</body>\n</html>\n");
+    let write = |file: &str, text: &str| {
+        std::fs::write(job.out_dir.join(file), text).map_err(|e| format!("cannot write {file}: {e}"))
+    };
+    write("report.md", &md)?;
+    write("report.html", &html)
+}
+
+fn collect_stage_names(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            if let Some(name) = m.get("$stage").and_then(|n| n.as_str()) {
+                if !out.iter().any(|x| x == name) {
+                    out.push(name.to_string());
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|x| collect_stage_names(x, out)),
+        _ => {}
+    }
+}
+
+/// `gen[scale=0.5, steps=10]` → [("scale", "0.5"), ("steps", "10")].
+fn sweep_coordinates(name: &str) -> Vec<(String, String)> {
+    let Some(inner) = name.find('[').and_then(|s| name.strip_suffix(']').map(|n| &n[s + 1..])) else {
+        return Vec::new();
+    };
+    inner
+        .split(',')
+        .filter_map(|part| part.split_once('=').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())))
+        .collect()
+}
+
+fn has_image(dir: &Path) -> bool {
+    IMAGES.iter().any(|i| dir.join(i).is_file())
+}
+
+fn list(dir: &Path) -> Vec<String> {
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| rd.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    files.retain(|f| f != crate::cache::store::MANIFEST);
+    files.sort();
+    files
+}
+
+fn number(x: f64) -> String {
+    if x == x.trunc() && x.abs() < 1e9 {
+        format!("{x:.0}")
+    } else if x.abs() >= 100.0 {
+        format!("{x:.2}")
+    } else {
+        format!("{x:.4}")
+    }
+}
+
+fn file_safe(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' }).collect()
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// Standard base64 with padding (RFC 4648).
+pub fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> shift) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::JobSettings;
+    use serde_json::json;
+
+    #[test]
+    fn base64_matches_rfc_4648_vectors() {
+        for (input, expected) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(input.as_bytes()), expected);
+        }
+    }
+
+    #[test]
+    fn coordinates_from_instance_names() {
+        assert_eq!(
+            sweep_coordinates("gen[scale=0.5, steps=10]"),
+            [("scale".to_string(), "0.5".to_string()), ("steps".to_string(), "10".to_string())]
+        );
+        assert!(sweep_coordinates("gen").is_empty());
+    }
+
+    #[test]
+    fn report_tables_a_family_and_inlines_images() {
+        let d = tempfile::tempdir().unwrap();
+        let mut inputs = BTreeMap::new();
+        for (scale, fid) in [("0.5", 31.25), ("2.0", 12.5)] {
+            let dir = d.path().join(format!("scores{scale}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("metrics.json"), json!({"fid": fid, "is": 2.0}).to_string()).unwrap();
+            inputs.insert(
+                format!("scores[scale={scale}]"),
+                Input { kind: "metrics".into(), variant: "default".into(), params: json!({}), dir },
+            );
+        }
+        let plot_dir = d.path().join("plot");
+        std::fs::create_dir_all(&plot_dir).unwrap();
+        std::fs::write(plot_dir.join("plot.png"), b"\x89PNG fake bytes").unwrap();
+        inputs.insert(
+            "curve".into(),
+            Input { kind: "plot".into(), variant: "scatter".into(), params: json!({}), dir: plot_dir },
+        );
+        let out_dir = d.path().join("out");
+        std::fs::create_dir_all(&out_dir).unwrap();
+        let job = Job {
+            instance: "study".into(),
+            kind: "report".into(),
+            variant: "default".into(),
+            params: json!({
+                "title": "CFG <strength>",
+                "include": [{"$stage": "scores[scale=0.5]"}, {"$stage": "scores[scale=2.0]"}, {"$stage": "curve"}]
+            }),
+            inputs,
+            out_dir: out_dir.clone(),
+            device: "cpu".into(),
+            settings: JobSettings::default(),
+        };
+        write_report(&job).unwrap();
+        let md = std::fs::read_to_string(out_dir.join("report.md")).unwrap();
+        assert!(md.starts_with("# CFG <strength>\n"));
+        assert!(md.contains("| instance | scale | fid | is |"), "{md}");
+        assert!(md.contains("| `scores[scale=0.5]` | 0.5 | 31.2500 | 2 |"), "{md}");
+        assert!(md.contains("![curve](images/curve_plot.png)"));
+        assert!(out_dir.join("images/curve_plot.png").is_file());
+        let html = std::fs::read_to_string(out_dir.join("report.html")).unwrap();
+        assert!(html.contains("<title>CFG &lt;strength&gt;</title>"));
+        assert!(html.contains(&format!("data:image/png;base64,{}", base64(b"\x89PNG fake bytes"))));
+        assert!(html.contains("<td>12.5000</td>"));
+    }
+}
