@@ -1,6 +1,9 @@
 //! One module per stage kind; `run` dispatches a job to it.
 
+pub mod classifier;
 pub mod dataset;
+pub mod train;
+pub mod describe;
 
 use anyhow::{bail, Result};
 use difflow::job::Job;
@@ -12,7 +15,10 @@ pub fn run(job: &Job) -> Result<()> {
     }
     match job.kind.as_str() {
         "dataset" => dataset::run(job),
-        "train" | "classifier" | "sample" | "metrics" | "stats" | "nll" | "plot" | "report" | "describe" => {
+        "classifier" => classifier::run(job),
+        "describe" => describe::run(job),
+        "train" => train::run(job),
+        "sample" | "metrics" | "stats" | "nll" | "plot" | "report" => {
             bail!("the `{}` stage kind is not available in this build of difflow-worker yet", job.kind)
         }
         other => bail!("unknown stage kind `{other}` in the job file (is difflow-worker older than difflow?)"),

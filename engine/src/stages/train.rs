@@ -1,0 +1,413 @@
+//! The `train` stage (variant `diffusion`): fits a denoiser to a dataset with AdamW
+//! (implemented here on tensors so its moments can be checkpointed), linear warm-up,
+//! global-norm gradient clipping, EMA with warm-up and checkpoints that resume.
+//!
+//! Every step draws its randomness (batch, t, noise, label dropout, flips) from libtorch's
+//! generator seeded with (seed, step), so a resumed run takes exactly the steps an
+//! uninterrupted one would have.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use difflow::diffusion::schedule::ScheduleSpec;
+use difflow::job::Job;
+use serde::{Deserialize, Serialize};
+use tch::{nn, Device, Kind, Tensor};
+
+use crate::data::{DataMeta, Dataset};
+use crate::diffusion::loss::LossType;
+use crate::diffusion::noise::derive_seed;
+use crate::diffusion::{schedule_from_config, Process, VarianceType};
+use crate::models::{build_denoiser, Denoiser, ModelSpec};
+use crate::params::Params;
+use crate::progress::{self, Progress};
+
+pub const MODEL_FILE: &str = "model.safetensors";
+pub const EMA_FILE: &str = "ema.safetensors";
+pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+pub const LOSS_FILE: &str = "loss.csv";
+pub const CHECKPOINT_DIR: &str = "checkpoint";
+const STATE_FILE: &str = "state.json";
+
+/// AdamW's fixed hyper-parameters (Loshchilov & Hutter; β and ε as PyTorch's defaults).
+const ADAM_BETA1: f64 = 0.9;
+const ADAM_BETA2: f64 = 0.999;
+const ADAM_EPS: f64 = 1e-8;
+/// IDDPM trains without weight decay.
+const WEIGHT_DECAY: f64 = 0.0;
+
+/// What a train stage records in `meta.json`: enough to rebuild the model and its process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainMeta {
+    /// The `model` config object.
+    pub model: serde_json::Value,
+    pub model_spec: ModelSpec,
+    /// The `schedule` config object and the spec built from it.
+    pub schedule_config: serde_json::Value,
+    pub schedule: ScheduleSpec,
+    pub data: DataMeta,
+    pub loss: LossType,
+    pub steps: usize,
+    pub final_loss: f64,
+}
+
+impl TrainMeta {
+    pub fn read(dir: &Path) -> Result<TrainMeta> {
+        let path = dir.join("meta.json");
+        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("{} is not a train stage's description", path.display()))
+    }
+
+    /// Builds the model and loads the EMA (or raw) weights of a finished train stage.
+    pub fn load_model(&self, dir: &Path, use_ema: bool, device: Device) -> Result<(nn::VarStore, Box<dyn Denoiser>)> {
+        let mut vs = nn::VarStore::new(device);
+        let model = build_denoiser(&vs.root(), &self.model, &self.data)?;
+        let path = dir.join(if use_ema { EMA_FILE } else { MODEL_FILE });
+        vs.load(&path).with_context(|| format!("cannot load weights from {}", path.display()))?;
+        Ok((vs, model))
+    }
+}
+
+struct Settings {
+    loss: LossType,
+    uncond_p: f64,
+    steps: usize,
+    batch: usize,
+    lr: f64,
+    warmup: usize,
+    grad_clip: f64,
+    ema: f64,
+    seed: u64,
+    bf16: bool,
+    checkpoint_every: usize,
+}
+
+/// Saved training state: the step reached and the loss log so far.
+#[derive(Serialize, Deserialize)]
+struct CheckpointState {
+    step: usize,
+    losses: Vec<f64>,
+}
+
+pub fn run(job: &Job) -> Result<()> {
+    let params = Params::of_job(job);
+    if job.variant != "diffusion" {
+        bail!("unknown train variant `{}` (available: diffusion)", job.variant);
+    }
+    let device = crate::device::resolve(&job.device)?;
+    let (_, data_input) = params.stage(job, "data")?;
+    let data = Dataset::read(&data_input.dir)?;
+    let model_config = params.config("model")?;
+    let model_spec = ModelSpec::from_config(&model_config)?;
+    let schedule_config = params.config("schedule")?;
+    let schedule = schedule_from_config(&schedule_config)?;
+
+    let batch = params.usize_or("batch", 128)?;
+    if batch == 0 {
+        bail!("`batch` must be at least 1");
+    }
+    let steps = match (params.opt_usize("steps")?, params.opt_usize("epochs")?) {
+        (Some(steps), _) => steps,
+        (None, Some(epochs)) => epochs * data.meta.count.div_ceil(batch),
+        (None, None) => bail!("`{}` needs `steps` or `epochs`", job.instance),
+    };
+    let precision = params.str_or("precision", "fp32")?;
+    let bf16 = match precision {
+        "fp32" => false,
+        "bf16" if device.is_cuda() => true,
+        "bf16" => {
+            progress::log("precision = \"bf16\" autocasts on CUDA only; training in fp32 on the CPU");
+            false
+        }
+        other => bail!("unknown precision `{other}`: use \"fp32\" or \"bf16\""),
+    };
+    let settings = Settings {
+        loss: LossType::parse(params.str_or("loss", "simple")?)?,
+        uncond_p: params.f64_or("uncond_p", 0.0)?,
+        steps,
+        batch,
+        lr: params.f64_or("lr", 1e-3)?,
+        warmup: params.usize_or("warmup", 0)?,
+        grad_clip: params.f64_or("grad_clip", 0.0)?,
+        ema: params.f64_or("ema", 0.999)?,
+        seed: params.usize_or("seed", 0)? as u64,
+        bf16,
+        checkpoint_every: params.usize_or("checkpoint_every", 0)?,
+    };
+    if data.meta.count == 0 {
+        bail!("the dataset `{}` is empty", data_input.dir.display());
+    }
+    if model_spec.classes > 0 {
+        let max = data.labels.max().int64_value(&[]);
+        if max >= model_spec.classes as i64 {
+            bail!(
+                "the model has `classes = {}` but the data has labels up to {max}; set `classes = {}`",
+                model_spec.classes,
+                data.meta.classes
+            );
+        }
+    }
+    if settings.uncond_p > 0.0 && model_spec.classes == 0 {
+        bail!("`uncond_p` drops class labels, but the model is unconditional (`classes = 0`)");
+    }
+    let variance = if model_spec.learn_sigma { VarianceType::Learned } else { VarianceType::FixedSmall };
+    let process = Process::new(schedule.tables(), model_spec, variance, data.meta.is_images(), device);
+
+    let mut trainer = Trainer::new(model_config.raw(), &data.meta, device)?;
+    let checkpoint_dir = job.out_dir.join(CHECKPOINT_DIR);
+    let mut losses = Vec::with_capacity(settings.steps);
+    let mut start = 0;
+    if checkpoint_dir.join(STATE_FILE).exists() {
+        let state = trainer.load_checkpoint(&checkpoint_dir)?;
+        progress::log(format!("resuming from the checkpoint at step {}", state.step));
+        start = state.step;
+        losses = state.losses;
+    }
+
+    let mut bar = Progress::begin("training", settings.steps as u64);
+    bar.update(start as u64, losses.last().copied());
+    for step in start..settings.steps {
+        let loss = trainer.step(step, &settings, &process, &data, model_spec)?;
+        if !loss.is_finite() {
+            bail!(
+                "training diverged: the loss is {loss} at step {}; lower `lr`, set `grad_clip`, or use `precision = \"fp32\"`",
+                step + 1
+            );
+        }
+        losses.push(loss);
+        bar.update(step as u64 + 1, Some(loss));
+        let done = step + 1;
+        if settings.checkpoint_every > 0 && done % settings.checkpoint_every == 0 && done < settings.steps {
+            trainer.save_checkpoint(&checkpoint_dir, &CheckpointState { step: done, losses: losses.clone() })?;
+        }
+    }
+
+    let out = &job.out_dir;
+    trainer.vs.save(out.join(MODEL_FILE)).context("cannot write the model weights")?;
+    trainer.ema_vs.save(out.join(EMA_FILE)).context("cannot write the EMA weights")?;
+    trainer.save_optimizer(&out.join(OPTIMIZER_FILE), settings.steps)?;
+    write_losses(&out.join(LOSS_FILE), &losses)?;
+    let final_loss = mean_tail(&losses);
+    let meta = TrainMeta {
+        model: model_config.raw().clone(),
+        model_spec,
+        schedule_config: schedule_config.raw().clone(),
+        schedule,
+        data: data.meta.clone(),
+        loss: settings.loss,
+        steps: settings.steps,
+        final_loss,
+    };
+    std::fs::write(out.join("meta.json"), serde_json::to_string_pretty(&meta)?)?;
+    if checkpoint_dir.exists() {
+        std::fs::remove_dir_all(&checkpoint_dir).context("cannot remove the finished run's checkpoint")?;
+    }
+    progress::metric("final_loss", final_loss);
+    Ok(())
+}
+
+/// The mean loss over the last 10 % of steps (at least one): a steadier headline than the last step.
+fn mean_tail(losses: &[f64]) -> f64 {
+    if losses.is_empty() {
+        return f64::NAN;
+    }
+    let n = (losses.len() / 10).max(1);
+    losses[losses.len() - n..].iter().sum::<f64>() / n as f64
+}
+
+fn write_losses(path: &Path, losses: &[f64]) -> Result<()> {
+    let mut out = std::io::BufWriter::new(
+        std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?,
+    );
+    writeln!(out, "step,loss")?;
+    for (i, loss) in losses.iter().enumerate() {
+        writeln!(out, "{},{loss}", i + 1)?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// The model, its EMA copy and AdamW's moments.
+struct Trainer {
+    vs: nn::VarStore,
+    ema_vs: nn::VarStore,
+    model: Box<dyn Denoiser>,
+    /// Trainable parameters by name (sorted, so the moments line up with them).
+    params: BTreeMap<String, Tensor>,
+    /// Every variable (parameters and buffers), the source of the EMA.
+    variables: BTreeMap<String, Tensor>,
+    ema_params: BTreeMap<String, Tensor>,
+    first_moment: BTreeMap<String, Tensor>,
+    second_moment: BTreeMap<String, Tensor>,
+}
+
+impl Trainer {
+    fn new(model_config: &serde_json::Value, data: &DataMeta, device: Device) -> Result<Trainer> {
+        let vs = nn::VarStore::new(device);
+        let model = build_denoiser(&vs.root(), model_config, data)?;
+        let mut ema_vs = nn::VarStore::new(device);
+        let _ema_model = build_denoiser(&ema_vs.root(), model_config, data)?;
+        ema_vs.copy(&vs)?;
+        let variables: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
+        let params: BTreeMap<String, Tensor> =
+            variables.iter().filter(|(_, t)| t.requires_grad()).map(|(k, t)| (k.clone(), t.shallow_clone())).collect();
+        let ema_params = ema_vs.variables().into_iter().collect();
+        let zeros = |p: &BTreeMap<String, Tensor>| p.iter().map(|(k, t)| (k.clone(), t.zeros_like())).collect();
+        let first_moment = zeros(&params);
+        let second_moment = zeros(&params);
+        Ok(Trainer { vs, ema_vs, model, params, variables, ema_params, first_moment, second_moment })
+    }
+
+    /// One optimisation step (0-based `step`); returns the batch's mean loss.
+    fn step(&mut self, step: usize, s: &Settings, process: &Process, data: &Dataset, spec: ModelSpec) -> Result<f64> {
+        let device = self.vs.device();
+        tch::manual_seed(derive_seed(&[s.seed, step as u64]) as i64);
+        let b = s.batch as i64;
+        let index = Tensor::randint(data.meta.count as i64, [b], (Kind::Int64, Device::Cpu));
+        let (mut x0, labels) = data.batch(&index, device);
+        if data.meta.flip && data.meta.is_images() {
+            let flip = Tensor::rand([b, 1, 1, 1], (Kind::Float, device)).lt(0.5);
+            x0 = x0.flip([3]).where_self(&flip, &x0);
+        }
+        let t = Tensor::randint(process.steps() as i64, [b], (Kind::Int64, device));
+        let noise = x0.randn_like();
+        let y = (spec.classes > 0).then(|| {
+            if s.uncond_p > 0.0 {
+                let drop = Tensor::rand([b], (Kind::Float, device)).lt(s.uncond_p);
+                labels.full_like(spec.classes as i64).where_self(&drop, &labels)
+            } else {
+                labels.shallow_clone()
+            }
+        });
+        let xt = process.q_sample(&x0, &t, &noise);
+
+        for p in self.params.values_mut() {
+            let mut g = p.grad();
+            if g.defined() {
+                let _ = g.detach_().zero_();
+            }
+        }
+        let output = if s.bf16 {
+            crate::device::use_bf16_autocast();
+            tch::autocast(true, || self.model.forward(&xt, &t, y.as_ref(), true))
+        } else {
+            self.model.forward(&xt, &t, y.as_ref(), true)
+        };
+        let loss = process.training_loss(&output.to_kind(Kind::Float), &x0, &xt, &t, &noise, s.loss)?.mean(Kind::Float);
+        let value = loss.double_value(&[]);
+        if !value.is_finite() {
+            return Ok(value);
+        }
+        loss.backward();
+
+        let lr = if s.warmup > 0 { s.lr * ((step + 1) as f64 / s.warmup as f64).min(1.0) } else { s.lr };
+        tch::no_grad(|| self.update(step, lr, s));
+        Ok(value)
+    }
+
+    fn update(&mut self, step: usize, lr: f64, s: &Settings) {
+        let grads: Vec<(String, Tensor)> =
+            self.params.iter().filter_map(|(k, p)| Some((k.clone(), p.grad())).filter(|(_, g)| g.defined())).collect();
+        let mut scale = 1.0;
+        if s.grad_clip > 0.0 {
+            let total: f64 = grads.iter().map(|(_, g)| g.square().sum(Kind::Double).double_value(&[])).sum();
+            let norm = total.sqrt();
+            if norm > s.grad_clip {
+                scale = s.grad_clip / (norm + 1e-6);
+            }
+        }
+        let n = (step + 1) as i32;
+        let bias1 = 1.0 - ADAM_BETA1.powi(n);
+        let bias2 = 1.0 - ADAM_BETA2.powi(n);
+        for (name, g) in grads {
+            let g = if scale != 1.0 { g * scale } else { g };
+            let mut p = self.params[&name].shallow_clone();
+            let mut m = self.first_moment[&name].shallow_clone();
+            let mut v = self.second_moment[&name].shallow_clone();
+            m.copy_(&(&m * ADAM_BETA1 + &g * (1.0 - ADAM_BETA1)));
+            v.copy_(&(&v * ADAM_BETA2 + g.square() * (1.0 - ADAM_BETA2)));
+            let denom = (&v / bias2).sqrt() + ADAM_EPS;
+            let update = (&m / bias1) / denom * lr + &p * (lr * WEIGHT_DECAY);
+            p.copy_(&(&p - update));
+        }
+        // EMA with warm-up: decay min(ema, (1 + n) / (10 + n)) at update n (SPEC §5).
+        let decay = s.ema.min((1.0 + step as f64) / (10.0 + step as f64));
+        for (name, e) in self.ema_params.iter_mut() {
+            if let Some(p) = self.variables.get(name) {
+                e.copy_(&(&*e * decay + p * (1.0 - decay)));
+            }
+        }
+    }
+
+    fn save_optimizer(&self, path: &Path, step: usize) -> Result<()> {
+        let mut named: Vec<(String, Tensor)> = Vec::new();
+        for (k, m) in &self.first_moment {
+            named.push((format!("m.{k}"), m.shallow_clone()));
+        }
+        for (k, v) in &self.second_moment {
+            named.push((format!("v.{k}"), v.shallow_clone()));
+        }
+        named.push(("step".into(), Tensor::from_slice(&[step as i64])));
+        Tensor::write_safetensors(&named, path).with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(())
+    }
+
+    /// Writes the checkpoint aside and renames it into place, so a kill mid-write leaves the
+    /// previous checkpoint intact.
+    fn save_checkpoint(&self, dir: &Path, state: &CheckpointState) -> Result<()> {
+        let tmp: PathBuf = dir.with_extension("tmp");
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp)?;
+        }
+        std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        self.vs.save(tmp.join(MODEL_FILE))?;
+        self.ema_vs.save(tmp.join(EMA_FILE))?;
+        self.save_optimizer(&tmp.join(OPTIMIZER_FILE), state.step)?;
+        std::fs::write(tmp.join(STATE_FILE), serde_json::to_string(state)?)?;
+        let old = dir.with_extension("old");
+        if dir.exists() {
+            if old.exists() {
+                std::fs::remove_dir_all(&old)?;
+            }
+            std::fs::rename(dir, &old)?;
+        }
+        std::fs::rename(&tmp, dir)?;
+        if old.exists() {
+            std::fs::remove_dir_all(&old)?;
+        }
+        Ok(())
+    }
+
+    fn load_checkpoint(&mut self, dir: &Path) -> Result<CheckpointState> {
+        let context = || format!("the checkpoint in {} is unreadable; delete it to restart training", dir.display());
+        let state: CheckpointState =
+            serde_json::from_str(&std::fs::read_to_string(dir.join(STATE_FILE)).with_context(context)?)
+                .with_context(context)?;
+        self.vs.load(dir.join(MODEL_FILE)).with_context(context)?;
+        self.ema_vs.load(dir.join(EMA_FILE)).with_context(context)?;
+        let device = self.vs.device();
+        let tensors = Tensor::read_safetensors(dir.join(OPTIMIZER_FILE)).with_context(context)?;
+        let mut found = 0;
+        tch::no_grad(|| {
+            for (name, t) in tensors {
+                let slot = if let Some(k) = name.strip_prefix("m.") {
+                    self.first_moment.get_mut(k)
+                } else if let Some(k) = name.strip_prefix("v.") {
+                    self.second_moment.get_mut(k)
+                } else {
+                    None
+                };
+                if let Some(slot) = slot {
+                    slot.copy_(&t.to_device(device));
+                    found += 1;
+                }
+            }
+        });
+        if found != 2 * self.params.len() {
+            bail!("{}: optimiser moments do not match the model", context());
+        }
+        Ok(state)
+    }
+}
