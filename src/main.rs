@@ -1,1 +1,342 @@
-fn main() {}
+//! The `difflow` command line (SPEC §3). Exit codes: 0 success, 1 the pipeline (or the
+//! command line) is wrong, 2 a run failed.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use difflow::cache::store::human_size;
+use difflow::cache::Cache;
+use difflow::diagnostics::{render_plain, Diagnostic};
+use difflow::exec::{self, Progress, RunError, RunOptions, Session};
+use difflow::lang::pipeline::Pipeline;
+use difflow::syntax::{SourceFile, SourceMap};
+
+#[derive(Parser)]
+#[command(name = "difflow", version, about = "A declarative pipeline language for diffusion-model experiments")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate a pipeline and print every problem found; exit 1 on any.
+    Check {
+        file: PathBuf,
+        /// Override a `let`: NAME=VALUE (repeatable).
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        set: Vec<String>,
+    },
+    /// The stage order with each stage's state: cached, new, or stale and why.
+    Plan {
+        file: PathBuf,
+        /// Only these stages (a family like `gen` or one instance like `gen[scale=0.5]`) and what they read.
+        #[arg(long = "target", value_name = "STAGE")]
+        target: Vec<String>,
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        set: Vec<String>,
+    },
+    /// Run the stages that are not cached.
+    Run {
+        file: PathBuf,
+        /// Run only these stages (a family or one instance) and what they read.
+        #[arg(long = "target", value_name = "STAGE")]
+        target: Vec<String>,
+        /// Rerun these stages even if cached.
+        #[arg(long = "force", value_name = "STAGE")]
+        force: Vec<String>,
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        set: Vec<String>,
+        /// auto (CUDA when the worker finds it, else CPU), cpu or cuda:N.
+        #[arg(long)]
+        device: Option<String>,
+        /// How many independent stages run at once.
+        #[arg(long)]
+        jobs: Option<usize>,
+    },
+    /// The stage graph in Graphviz DOT.
+    Graph {
+        file: PathBuf,
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        set: Vec<String>,
+    },
+    /// A stage's outputs and metrics, a schedule's table, or a model's size.
+    Show {
+        file: PathBuf,
+        name: String,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        set: Vec<String>,
+    },
+    /// Rewrite a file in the canonical layout.
+    Fmt {
+        file: PathBuf,
+        /// Change nothing; exit 1 if the file is not formatted.
+        #[arg(long)]
+        check: bool,
+    },
+    /// The language reference (every kind, variant and key), or one kind's.
+    Doc { kind: Option<String> },
+    /// Inspect or clean the stage cache.
+    Cache {
+        #[command(subcommand)]
+        command: CacheCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CacheCommand {
+    /// List the entries of the cache of these pipelines (or of the current folder).
+    Ls { files: Vec<PathBuf> },
+    /// Remove every entry that none of the given pipelines uses.
+    Gc {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+/// How a command ended.
+enum Failure {
+    /// Exit 1: diagnostics or a usage problem (already printed, or this message).
+    Wrong(Option<String>),
+    /// Exit 2: a run failed.
+    Failed(String),
+}
+
+type Outcome = Result<(), Failure>;
+
+fn wrong(msg: impl Into<String>) -> Failure {
+    Failure::Wrong(Some(msg.into()))
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(1) } else { ExitCode::SUCCESS };
+        }
+    };
+    let result = match cli.command {
+        Command::Check { file, set } => load(&file, &set).map(|(_, p)| {
+            println!("{}: ok ({} stages)", file.display(), p.instances.len());
+        }),
+        Command::Plan { file, target, set } => plan(&file, &set, &target),
+        Command::Run { file, target, force, set, device, jobs } => {
+            run(&file, &set, RunOptions { targets: target, force, device, jobs })
+        }
+        Command::Graph { file, set } => graph(&file, &set),
+        Command::Show { file, name, json, set } => {
+            load(&file, &set).and_then(|(_, p)| session(&file, &p)).and_then(|s| show(&s, &name, json))
+        }
+        Command::Fmt { file, check } => fmt(&file, check),
+        Command::Doc { kind } => doc(kind.as_deref()),
+        Command::Cache { command: CacheCommand::Ls { files } } => cache_ls(&files),
+        Command::Cache { command: CacheCommand::Gc { files } } => cache_gc(&files),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Wrong(msg)) => {
+            if let Some(msg) = msg {
+                eprintln!("error: {msg}");
+            }
+            ExitCode::from(1)
+        }
+        Err(Failure::Failed(msg)) => {
+            eprintln!("error: {msg}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Print diagnostics: miette's graphical report on a terminal, plain text otherwise.
+fn print_diagnostics(diags: &[Diagnostic], sources: &SourceMap) {
+    if std::io::stderr().is_terminal() {
+        for d in diags {
+            eprintln!("{:?}", d.to_report(sources));
+        }
+    } else {
+        eprint!("{}", render_plain(diags, sources));
+    }
+}
+
+/// Load and check a pipeline; diagnostics are printed and mean exit 1.
+fn load(file: &Path, set: &[String]) -> Result<(SourceMap, Pipeline), Failure> {
+    if !file.is_file() {
+        return Err(wrong(format!("cannot read {}: no such file", file.display())));
+    }
+    let loaded = difflow::lang::load(file, set);
+    if !loaded.diagnostics.is_empty() {
+        print_diagnostics(&loaded.diagnostics, &loaded.sources);
+        let n = loaded.diagnostics.len();
+        eprintln!("{}: {n} problem{} found", file.display(), if n == 1 { "" } else { "s" });
+        return Err(Failure::Wrong(None));
+    }
+    match loaded.pipeline {
+        Some(p) => Ok((loaded.sources, p)),
+        None => Err(wrong(format!("{} could not be checked", file.display()))),
+    }
+}
+
+fn session(file: &Path, p: &Pipeline) -> Result<Session, Failure> {
+    Session::new(file, p).map_err(wrong)
+}
+
+fn plan(file: &Path, set: &[String], targets: &[String]) -> Outcome {
+    let (_, p) = load(file, set)?;
+    let s = session(file, &p)?;
+    let selected = s.selection(targets).map_err(wrong)?;
+    let rows: Vec<_> = exec::plan(&s).into_iter().filter(|(i, _)| selected.contains(i)).collect();
+    print!("{}", exec::format_plan(&s, &rows));
+    Ok(())
+}
+
+fn run(file: &Path, set: &[String], opts: RunOptions) -> Outcome {
+    let (_, p) = load(file, set)?;
+    let s = session(file, &p)?;
+    match exec::run(&s, &opts, &Progress::new()) {
+        Ok(_) => Ok(()),
+        Err(RunError::Usage(m)) => Err(Failure::Wrong(Some(m))),
+        Err(RunError::Failed(m)) => Err(Failure::Failed(m)),
+    }
+}
+
+fn show(s: &Session, name: &str, json: bool) -> Outcome {
+    match exec::show::show(s, name, json) {
+        Ok(text) => {
+            print!("{text}");
+            Ok(())
+        }
+        Err(exec::show::ShowError::Wrong(m)) => Err(Failure::Wrong(Some(m))),
+        Err(exec::show::ShowError::Failed(m)) => Err(Failure::Failed(m)),
+    }
+}
+
+fn graph(file: &Path, set: &[String]) -> Outcome {
+    let (_, p) = load(file, set)?;
+    let expanded = difflow::graph::expand_implicit(&p, None);
+    let g = difflow::graph::StageGraph::new(&expanded).map_err(|e| wrong(e.to_string()))?;
+    print!("{}", g.to_dot(&expanded));
+    Ok(())
+}
+
+fn fmt(file: &Path, check: bool) -> Outcome {
+    let text = std::fs::read_to_string(file).map_err(|e| wrong(format!("cannot read {}: {e}", file.display())))?;
+    let mut sources = SourceMap::default();
+    let id = sources.add(SourceFile {
+        name: file.display().to_string(),
+        path: Some(file.to_path_buf()),
+        text: text.clone(),
+    });
+    let formatted = match difflow::fmt::format_source(id, &text) {
+        Ok(f) => f,
+        Err(diags) => {
+            print_diagnostics(&diags, &sources);
+            return Err(Failure::Wrong(None));
+        }
+    };
+    if formatted == text {
+        return Ok(());
+    }
+    if check {
+        return Err(wrong(format!("{} is not formatted: run `difflow fmt {}`", file.display(), file.display())));
+    }
+    std::fs::write(file, formatted).map_err(|e| wrong(format!("cannot write {}: {e}", file.display())))?;
+    println!("formatted {}", file.display());
+    Ok(())
+}
+
+fn doc(kind: Option<&str>) -> Outcome {
+    let _ = kind;
+    Err(wrong("`difflow doc` is not available in this build yet"))
+}
+
+/// The cache folders of the given pipelines (or of the current folder), each with the
+/// sessions that use it.
+fn caches_of(files: &[PathBuf]) -> Result<Vec<(Cache, Vec<Session>)>, Failure> {
+    let mut out: Vec<(Cache, Vec<Session>)> = Vec::new();
+    if files.is_empty() {
+        let settings = difflow::settings::Settings::load(Path::new(".")).map_err(wrong)?;
+        out.push((Cache::new(settings.cache), Vec::new()));
+        return Ok(out);
+    }
+    for file in files {
+        let (_, p) = load(file, &[])?;
+        let s = session(file, &p)?;
+        let dir = std::fs::canonicalize(&s.cache.dir).unwrap_or_else(|_| s.cache.dir.clone());
+        match out.iter_mut().find(|(c, _)| c.dir == dir) {
+            Some((_, list)) => list.push(s),
+            None => out.push((Cache::new(dir), vec![s])),
+        }
+    }
+    Ok(out)
+}
+
+fn cache_ls(files: &[PathBuf]) -> Outcome {
+    for (cache, _) in caches_of(files)? {
+        let keys = cache.keys().map_err(|e| wrong(format!("cannot read {}: {e}", cache.dir.display())))?;
+        println!("{} ({} entries)", cache.dir.display(), keys.len());
+        let mut total = 0;
+        for key in keys {
+            let size = Cache::disk_size(&cache.entry_dir(&key)) + Cache::disk_size(&cache.staging_dir(&key));
+            total += size;
+            match cache.manifest(&key) {
+                Some(m) => println!(
+                    "{}  {:<10}  {:>9}  {}  {}",
+                    &key[..12.min(key.len())],
+                    m.kind,
+                    human_size(size),
+                    m.finished,
+                    m.instances.join(", ")
+                ),
+                None => println!(
+                    "{}  {:<10}  {:>9}  {:<20}  (incomplete: staging)",
+                    &key[..12.min(key.len())],
+                    "?",
+                    human_size(size),
+                    ""
+                ),
+            }
+        }
+        println!("total {}", human_size(total));
+    }
+    Ok(())
+}
+
+fn cache_gc(files: &[PathBuf]) -> Outcome {
+    for (cache, sessions) in caches_of(files)? {
+        let used: std::collections::BTreeSet<String> =
+            sessions.iter().flat_map(|s| s.keys.keys.values().cloned()).collect();
+        let keys = cache.keys().map_err(|e| wrong(format!("cannot read {}: {e}", cache.dir.display())))?;
+        let (mut removed, mut freed, mut busy) = (0, 0, 0);
+        for key in keys.iter().filter(|k| !used.contains(*k)) {
+            let Some(lock) = cache.try_lock(key).map_err(|e| Failure::Failed(e.to_string()))? else {
+                busy += 1;
+                continue;
+            };
+            let size = Cache::disk_size(&cache.entry_dir(key)) + Cache::disk_size(&cache.staging_dir(key));
+            cache.remove(&lock).map_err(|e| Failure::Failed(format!("cannot remove entry {key}: {e}")))?;
+            let _ = std::fs::remove_file(cache.dir.join(format!("{key}.job.json")));
+            drop(lock);
+            removed += 1;
+            freed += size;
+        }
+        let kept = keys.len() - removed - busy;
+        print!(
+            "{}: removed {removed} entr{} ({}), kept {kept}",
+            cache.dir.display(),
+            if removed == 1 { "y" } else { "ies" },
+            human_size(freed)
+        );
+        if busy > 0 {
+            print!(", skipped {busy} in use by a running difflow");
+        }
+        println!();
+    }
+    Ok(())
+}

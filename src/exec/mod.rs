@@ -2,6 +2,7 @@
 //! (workers for what is not cached, in topological order, `--jobs` at a time, committed to
 //! the cache as they finish; `difflow.lock` written at the end).
 
+pub mod show;
 pub mod stale;
 pub mod worker;
 

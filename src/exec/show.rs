@@ -1,0 +1,322 @@
+//! `difflow show FILE NAME`: a schedule's table, a model's size (from the worker's
+//! `describe` job), another config's resolved values, or a stage's outputs and metrics.
+
+use std::fmt::Write as _;
+
+use serde_json::{json, Value as Json};
+
+use super::worker::{run_worker, worker_path, Progress, WorkerFailure};
+use super::Session;
+use crate::cache::lockfile::headline_metrics;
+use crate::diffusion::schedule::ScheduleSpec;
+use crate::graph;
+use crate::job::{Job, JobSettings};
+use crate::lang::value::{Config, Value};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ShowError {
+    /// The name or the config is wrong: exit 1.
+    Wrong(String),
+    /// Asking the worker failed: exit 2.
+    Failed(String),
+}
+
+/// The text (or JSON) to print for `name`.
+pub fn show(s: &Session, name: &str, as_json: bool) -> Result<String, ShowError> {
+    if let Some(config) = s.pipeline.configs.get(name) {
+        return match config.kind.as_str() {
+            "schedule" => {
+                let spec = schedule_spec(config).map_err(ShowError::Wrong)?;
+                Ok(if as_json { schedule_json(&spec).to_string() + "\n" } else { schedule_table(name, &spec) })
+            }
+            "model" => describe_model(s, name, config, as_json),
+            _ => Ok(if as_json {
+                config.to_json().to_string() + "\n"
+            } else {
+                format!("{name}: {} {}\n", config.kind, Value::Config(config.clone()).display())
+            }),
+        };
+    }
+    let indices = graph::resolve_names(&s.pipeline, &s.graph, &[name.to_string()]).map_err(ShowError::Wrong)?;
+    let mut items = Vec::new();
+    let mut text = String::new();
+    for i in indices {
+        let inst = s.instance(i);
+        let key = s.key(i);
+        let dir = s.cache.entry_dir(key);
+        let manifest = s.cache.manifest(key);
+        let _ = writeln!(text, "{} ({}{})", inst.name, inst.kind, variant_suffix(&inst.variant));
+        let _ = writeln!(text, "  key      {key}");
+        let mut item = json!({ "instance": inst.name, "kind": inst.kind, "key": key, "cached": manifest.is_some() });
+        match &manifest {
+            Some(m) => {
+                let metrics = headline_metrics(&dir, &m.metrics);
+                let _ = writeln!(text, "  entry    {}", dir.display());
+                let _ = writeln!(text, "  finished {} ({:.1} s)", m.finished, m.duration_s);
+                for (rel, out) in &m.outputs {
+                    let _ = writeln!(
+                        text,
+                        "  output   {}  ({})",
+                        dir.join(rel).display(),
+                        crate::cache::store::human_size(out.size)
+                    );
+                }
+                for (k, v) in &metrics {
+                    let _ = writeln!(text, "  metric   {k} = {v}");
+                }
+                item["dir"] = json!(dir);
+                item["outputs"] = json!(m.outputs.keys().map(|rel| dir.join(rel)).collect::<Vec<_>>());
+                item["metrics"] = json!(metrics);
+            }
+            None => {
+                let _ = writeln!(
+                    text,
+                    "  not run yet: `difflow run {} --target {}`",
+                    s.file.display(),
+                    shell_word(&inst.name)
+                );
+            }
+        }
+        items.push(item);
+    }
+    Ok(if as_json {
+        let v = if items.len() == 1 { items.pop().expect("one item") } else { Json::Array(items) };
+        v.to_string() + "\n"
+    } else {
+        text
+    })
+}
+
+fn variant_suffix(v: &str) -> String {
+    if v.is_empty() || v == "default" {
+        String::new()
+    } else {
+        format!(" = {v}")
+    }
+}
+
+fn shell_word(s: &str) -> String {
+    if s.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)) {
+        s.to_string()
+    } else {
+        format!("'{s}'")
+    }
+}
+
+/// The schedule of a resolved `schedule` config (defaults of SPEC §1 where a key is unset).
+pub fn schedule_spec(c: &Config) -> Result<ScheduleSpec, String> {
+    let num = |k: &str, default: f64| -> Result<f64, String> {
+        match c.params.get(k) {
+            None => Ok(default),
+            Some(Value::Int(i)) => Ok(*i as f64),
+            Some(Value::Float(f)) => Ok(*f),
+            Some(other) => Err(format!("schedule key `{k}` is {}, not a number", other.display())),
+        }
+    };
+    let flag = |k: &str, default: bool| -> Result<bool, String> {
+        match c.params.get(k) {
+            None => Ok(default),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(other) => Err(format!("schedule key `{k}` is {}, not true or false", other.display())),
+        }
+    };
+    let steps = match c.params.get("steps") {
+        Some(Value::Int(n)) if *n >= 1 => *n as usize,
+        _ => return Err("the schedule has no positive integer `steps`".into()),
+    };
+    let zero_terminal_snr = flag("zero_terminal_snr", false)?;
+    Ok(match c.variant.as_str() {
+        "linear" => ScheduleSpec::Linear {
+            steps,
+            start: num("start", 1e-4)?,
+            end: num("end", 0.02)?,
+            scale_with_steps: flag("scale_with_steps", true)?,
+            zero_terminal_snr,
+        },
+        "cosine" => {
+            ScheduleSpec::Cosine { steps, s: num("s", 0.008)?, max_beta: num("max_beta", 0.999)?, zero_terminal_snr }
+        }
+        "sigmoid" => ScheduleSpec::Sigmoid {
+            steps,
+            start: num("start", -3.0)?,
+            end: num("end", 3.0)?,
+            tau: num("tau", 1.0)?,
+            zero_terminal_snr,
+        },
+        other => return Err(format!("unknown schedule variant `{other}`")),
+    })
+}
+
+/// `{"t": [1…T], "beta": […], "alpha_bar": […], "snr": […]}`.
+pub fn schedule_json(spec: &ScheduleSpec) -> Json {
+    let tables = spec.tables();
+    json!({
+        "t": (1..=tables.steps()).collect::<Vec<_>>(),
+        "beta": tables.betas,
+        "alpha_bar": tables.alphas_cumprod,
+        "snr": tables.snr,
+    })
+}
+
+pub fn schedule_table(name: &str, spec: &ScheduleSpec) -> String {
+    let tables = spec.tables();
+    let mut out = format!(
+        "schedule {name}: {} steps\n{:>6}  {:>14}  {:>14}  {:>14}\n",
+        tables.steps(),
+        "t",
+        "beta",
+        "alpha_bar",
+        "snr"
+    );
+    for i in 0..tables.steps() {
+        let _ = writeln!(
+            out,
+            "{:>6}  {:>14.6e}  {:>14.6e}  {:>14.6e}",
+            i + 1,
+            tables.betas[i],
+            tables.alphas_cumprod[i],
+            tables.snr[i]
+        );
+    }
+    out
+}
+
+/// Ask the worker for the model's parameter count and per-level shapes (a `describe`
+/// job: params `{"model": CONFIG, "data": DATASET META or null}`; it prints
+/// `{"params": N, "levels": [...]}` on stdout).
+fn describe_model(s: &Session, name: &str, config: &Config, as_json: bool) -> Result<String, ShowError> {
+    let worker = worker_path().map_err(ShowError::Failed)?;
+    let tmp = s.settings.state_dir().join("tmp").join(format!("describe-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).map_err(|e| ShowError::Failed(format!("cannot create {}: {e}", tmp.display())))?;
+    let job = Job {
+        instance: name.to_string(),
+        kind: "describe".into(),
+        variant: config.variant.clone(),
+        params: json!({ "model": config.to_json(), "data": data_meta(s, config) }),
+        inputs: Default::default(),
+        out_dir: tmp.clone(),
+        device: "cpu".into(),
+        settings: JobSettings { inception_weights: None, threads: s.settings.threads },
+    };
+    let result = run_worker(&worker, &job, &tmp.join("job.json"), &Progress::plain(), name);
+    let _ = std::fs::remove_dir_all(&tmp);
+    let out = result.map_err(|f| match f {
+        WorkerFailure::Stage(m) => ShowError::Wrong(m),
+        WorkerFailure::Crash(m) | WorkerFailure::Launch(m) => ShowError::Failed(m),
+    })?;
+    let answer = out
+        .other_stdout
+        .iter()
+        .rev()
+        .find_map(|l| serde_json::from_str::<Json>(l).ok().filter(|v| v.get("params").is_some()))
+        .ok_or_else(|| ShowError::Failed("the worker did not describe the model".into()))?;
+    if as_json {
+        return Ok(answer.to_string() + "\n");
+    }
+    let params = answer["params"].as_u64().unwrap_or(0);
+    let mut text = format!("model {name} ({}): {} parameters\n", config.variant, group_digits(params));
+    if let Some(levels) = answer.get("levels").and_then(Json::as_array) {
+        for (i, level) in levels.iter().enumerate() {
+            let shown = match level {
+                Json::Object(m) => m.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "),
+                other => other.to_string(),
+            };
+            let _ = writeln!(text, "  level {i}: {shown}");
+        }
+    }
+    Ok(text)
+}
+
+/// What the worker should assume about the model's input: the `meta.json` of the data
+/// of a stage that trains this model if it ran, else what the dataset declaration says.
+fn data_meta(s: &Session, config: &Config) -> Json {
+    let model = Value::Config(config.clone());
+    let data = s.pipeline.instances.iter().find_map(|i| match (i.params.get("model"), i.params.get("data")) {
+        (Some(m), Some(Value::Stage(d))) if *m == model => s.pipeline.instance(d),
+        _ => None,
+    });
+    let Some(data) = data else { return Json::Null };
+    let dir = s.cache.entry_dir(s.keys.key(&data.name));
+    if let Some(meta) = std::fs::read(dir.join("meta.json")).ok().and_then(|b| serde_json::from_slice::<Json>(&b).ok())
+    {
+        return meta;
+    }
+    let int = |k: &str| match data.params.get(k) {
+        Some(Value::Int(i)) => Some(*i),
+        _ => None,
+    };
+    let images = |channels: i64, size: i64| json!({ "type": "images", "shape": [channels, size, size] });
+    match data.variant.as_str() {
+        "mnist" | "fashion_mnist" => images(1, int("size").unwrap_or(28)),
+        "cifar10" => images(3, 32),
+        "images" => images(int("channels").unwrap_or(3), int("size").unwrap_or(32)),
+        "toy" => json!({ "type": "points", "shape": [2] }),
+        _ => Json::Null,
+    }
+}
+
+fn group_digits(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(variant: &str, params: Vec<(&str, Value)>) -> Config {
+        Config {
+            kind: "schedule".into(),
+            variant: variant.into(),
+            params: params.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+        }
+    }
+
+    #[test]
+    fn schedule_json_matches_the_tables() {
+        let spec = schedule_spec(&config("cosine", vec![("steps", Value::Int(10))])).unwrap();
+        assert_eq!(spec, ScheduleSpec::Cosine { steps: 10, s: 0.008, max_beta: 0.999, zero_terminal_snr: false });
+        let j = schedule_json(&spec);
+        let tables = spec.tables();
+        assert_eq!(j["t"].as_array().unwrap().len(), 10);
+        assert_eq!(j["t"][0], 1);
+        assert_eq!(j["beta"][3].as_f64().unwrap(), tables.betas[3]);
+        assert_eq!(j["alpha_bar"][9].as_f64().unwrap(), tables.alphas_cumprod[9]);
+        assert_eq!(j["snr"][0].as_f64().unwrap(), tables.snr[0]);
+    }
+
+    #[test]
+    fn schedule_keys_are_read_with_defaults() {
+        let spec = schedule_spec(&config(
+            "linear",
+            vec![("steps", Value::Int(100)), ("end", Value::Float(0.01)), ("scale_with_steps", Value::Bool(false))],
+        ))
+        .unwrap();
+        assert_eq!(
+            spec,
+            ScheduleSpec::Linear {
+                steps: 100,
+                start: 1e-4,
+                end: 0.01,
+                scale_with_steps: false,
+                zero_terminal_snr: false
+            }
+        );
+        assert!(schedule_spec(&config("linear", vec![])).is_err());
+        let table = schedule_table("lin", &spec);
+        assert_eq!(table.lines().count(), 102);
+    }
+
+    #[test]
+    fn digits_are_grouped() {
+        assert_eq!(group_digits(35_746_307), "35,746,307");
+        assert_eq!(group_digits(999), "999");
+    }
+}
