@@ -18,7 +18,9 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Context, Result};
 use tch::{Kind, Tensor};
 
-/// A pickled value, as far as state dicts need.
+/// A pickled value, as far as state dicts need. Booleans and floats are parsed (they occur
+/// in `_rebuild_tensor_v2` arguments and metadata) but never read.
+#[allow(dead_code)]
 #[derive(Debug, Clone)]
 enum Value {
     None,
@@ -217,11 +219,8 @@ impl<'a> Unpickler<'a> {
         self.stack.pop().ok_or_else(|| anyhow!("pickle stack underflow"))
     }
     fn pop_mark(&mut self) -> Result<Vec<Value>> {
-        let at = self
-            .stack
-            .iter()
-            .rposition(|v| matches!(v, Value::Mark))
-            .ok_or_else(|| anyhow!("pickle MARK missing"))?;
+        let at =
+            self.stack.iter().rposition(|v| matches!(v, Value::Mark)).ok_or_else(|| anyhow!("pickle MARK missing"))?;
         let items = self.stack.split_off(at + 1);
         self.stack.pop();
         Ok(items)
@@ -290,12 +289,20 @@ impl<'a> Unpickler<'a> {
                 b'T' | b'B' => {
                     let n = self.u32()? as usize;
                     let b = self.take(n)?.to_vec();
-                    self.stack.push(if op == b'T' { Value::Str(String::from_utf8_lossy(&b).into_owned()) } else { Value::Bytes(b) })
+                    self.stack.push(if op == b'T' {
+                        Value::Str(String::from_utf8_lossy(&b).into_owned())
+                    } else {
+                        Value::Bytes(b)
+                    })
                 }
                 b'U' | b'C' => {
                     let n = self.u8()? as usize;
                     let b = self.take(n)?.to_vec();
-                    self.stack.push(if op == b'U' { Value::Str(String::from_utf8_lossy(&b).into_owned()) } else { Value::Bytes(b) })
+                    self.stack.push(if op == b'U' {
+                        Value::Str(String::from_utf8_lossy(&b).into_owned())
+                    } else {
+                        Value::Bytes(b)
+                    })
                 }
                 b')' => self.stack.push(Value::Tuple(vec![])),
                 b']' => self.stack.push(Value::List(vec![])),

@@ -1,0 +1,11 @@
+//! Sample-quality measures: the FID InceptionV3 and its feature statistics, FID, Inception
+//! Score, KID, precision/recall, and classifier accuracy. All reductions run in float64.
+
+pub mod accuracy;
+pub mod fid;
+pub mod inception;
+pub mod inception_score;
+pub mod kid;
+pub mod precision_recall;
+pub mod rng;
+pub mod torch_file;
