@@ -290,7 +290,7 @@ impl<'a> Formatter<'a> {
                     head.push_str(&v.name);
                 }
                 self.out.push_str(&head);
-                self.block(&d.block, 0, false);
+                self.block(&d.block, 0, false, d.block.span.start);
             }
         }
         self.trailing(item.span.end, self.text.len());
@@ -299,10 +299,10 @@ impl<'a> Formatter<'a> {
 
     /// ` { … }` of a declaration (`inline = false`: always one entry per line, no commas)
     /// or of a broken inline block (`inline = true`: trailing commas).
-    fn block(&mut self, b: &Block, indent: usize, inline: bool) {
+    fn block(&mut self, b: &Block, indent: usize, inline: bool, header_from: usize) {
         let open = b.span.start;
         let close = b.span.end - 1;
-        if b.entries.is_empty() && !self.has_comment_inside(b.span) {
+        if b.entries.is_empty() && !self.has_comment_inside(Span { start: header_from, ..b.span }) {
             self.out.push_str(" {}");
             return;
         }
@@ -315,7 +315,8 @@ impl<'a> Formatter<'a> {
         for e in &b.entries {
             // Blank lines the user left before the entry or its comments are kept (one).
             let mut prev = if keep_blanks && !first { Some(prev_end) } else { None };
-            self.flush(open, e.value.span.start, inner, &mut prev);
+            let from = if first { header_from } else { prev_end };
+            self.flush(from, e.value.span.start, inner, &mut prev);
             if let Some(p) = prev {
                 if keep_blanks && self.blank_between(p, e.span.start) {
                     self.out.push('\n');
@@ -335,10 +336,8 @@ impl<'a> Formatter<'a> {
         }
         // Comments before the closing brace.
         let mut prev = if keep_blanks && !first { Some(prev_end) } else { None };
-        if !keep_blanks {
-            prev = None;
-        }
-        self.flush(open, close, inner, &mut prev);
+        let from = if first { header_from } else { prev_end };
+        self.flush(from, close, inner, &mut prev);
         self.pad(indent);
         self.out.push('}');
     }
@@ -395,7 +394,7 @@ impl<'a> Formatter<'a> {
             ValueKind::Sweep(vs) => self.broken_seq("sweep(", ")", vs, v.span, indent),
             ValueKind::Inline { variant, block } => {
                 self.out.push_str(&variant.name);
-                self.block(block, indent, true);
+                self.block(block, indent, true, v.span.start);
             }
             _ => unreachable!("scalars are always flat"),
         }
@@ -409,17 +408,19 @@ impl<'a> Formatter<'a> {
         self.trailing(open_end, close_at);
         self.out.push('\n');
         let inner = indent + INDENT;
+        let mut from = span.start;
         for x in vs {
             let mut prev = None;
-            self.flush(span.start, x.span.start, inner, &mut prev);
+            self.flush(from, x.span.start, inner, &mut prev);
             self.pad(inner);
             self.value(x, inner, inner, 1);
             self.out.push(',');
+            from = x.span.end;
             self.trailing(x.span.end, close_at);
             self.out.push('\n');
         }
         let mut prev = None;
-        self.flush(span.start, close_at, inner, &mut prev);
+        self.flush(from, close_at, inner, &mut prev);
         self.pad(indent);
         self.out.push_str(close);
     }

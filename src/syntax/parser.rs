@@ -55,7 +55,7 @@ pub fn parse(file: FileId, text: &str) -> Result<ast::File, Vec<Diagnostic>> {
         return Err(vec![lex_problem(file, text, problem)]);
     }
     let file_pair = pairs.into_iter().next().expect("the file rule always yields one pair");
-    let mut builder = Builder { file, text, error: None };
+    let mut builder = Builder { file, error: None };
     let mut items = Vec::new();
     for pair in file_pair.into_inner() {
         match pair.as_rule() {
@@ -87,14 +87,13 @@ fn to_comment(file: FileId, text: &str, c: &RawComment) -> Comment {
 // ---------------------------------------------------------------------------------------
 // Building the tree
 
-struct Builder<'a> {
+struct Builder {
     file: FileId,
-    text: &'a str,
     /// The first problem found while building (a number out of range).
     error: Option<Diagnostic>,
 }
 
-impl<'a> Builder<'a> {
+impl Builder {
     fn span(&self, pair: &Pair<'_, Rule>) -> Span {
         let s = pair.as_span();
         Span::new(self.file, s.start(), s.end())
@@ -206,7 +205,6 @@ impl<'a> Builder<'a> {
     /// The decoded content of a `string` pair (escapes were validated by the lexer).
     fn string(&self, pair: Pair<'_, Rule>) -> String {
         let raw = pair.into_inner().next().map_or("", |p| p.as_str());
-        let _ = self.text;
         let mut out = String::with_capacity(raw.len());
         let mut chars = raw.chars();
         while let Some(c) = chars.next() {
@@ -506,40 +504,29 @@ impl<'a> ErrorContext<'a> {
         }
     }
 
-    /// Whether a line in `(opener, pos]` starts like a top-level item (`KIND NAME =`,
-    /// `KIND NAME {`, `use "…"`, `let X =`) and pest failed on that line.
+    /// Whether pest failed on a line after `opener` that starts like a top-level item
+    /// (`KIND NAME =`, `KIND NAME {`, `use "…"`, `let X =`): a block left open before it.
     fn looks_like_new_item_between(&self, opener: usize, pos: usize) -> bool {
         let toks = &self.scan.tokens;
-        let first = toks.partition_point(|t| t.start <= opener);
-        let line_start = |t: &Token| {
-            let before = &self.text[..t.start];
-            let ls = before.rfind('\n').map_or(0, |i| i + 1);
-            before[ls..].trim().is_empty()
-        };
-        for i in first..toks.len() {
-            let t = &toks[i];
-            if t.start > pos {
-                break;
-            }
-            if t.kind != TokKind::Ident || !line_start(t) {
-                continue;
-            }
-            let next = |k: usize| toks.get(i + k).map(|t| self.tok_text(t));
-            let kw = self.tok_text(t);
-            let item_like = match kw {
-                "use" => toks.get(i + 1).is_some_and(|n| n.kind == TokKind::Str),
-                "let" => toks.get(i + 1).is_some_and(|n| n.kind == TokKind::Ident) && next(2) == Some("="),
-                _ => {
-                    toks.get(i + 1).is_some_and(|n| n.kind == TokKind::Ident)
-                        && matches!(next(2), Some("=") | Some("{"))
-                }
-            };
-            let line_end = line_end(self.text, t.start);
-            if item_like && pos <= line_end {
-                return true;
-            }
+        let mut i = toks.partition_point(|t| t.end <= pos).min(toks.len().saturating_sub(1));
+        if toks.is_empty() {
+            return false;
         }
-        false
+        // Back to the first token of the failing line.
+        while i > 0 && !self.text.as_bytes()[toks[i - 1].end..toks[i].start].contains(&b'\n') {
+            i -= 1;
+        }
+        let t = &toks[i];
+        if t.start <= opener || t.kind != TokKind::Ident {
+            return false;
+        }
+        let next = |k: usize| toks.get(i + k);
+        let next_text = |k: usize| next(k).map(|t| self.tok_text(t));
+        match self.tok_text(t) {
+            "use" => next(1).is_some_and(|n| n.kind == TokKind::Str),
+            "let" => next(1).is_some_and(|n| n.kind == TokKind::Ident) && next_text(2) == Some("="),
+            _ => next(1).is_some_and(|n| n.kind == TokKind::Ident) && matches!(next_text(2), Some("=") | Some("{")),
+        }
     }
 
     fn describe(&self) -> Diagnostic {

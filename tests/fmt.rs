@@ -1,0 +1,165 @@
+//! `difflow fmt`: idempotence, comments kept and meaning kept on every `.diff` in the
+//! repository, plus golden tests of the layout.
+
+use std::path::{Path, PathBuf};
+
+use difflow::fmt::{comment_texts, format_source, meaning, MAX_WIDTH};
+use difflow::syntax::parse;
+
+fn diff_files() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut out = Vec::new();
+    for dir in ["pipelines", "stdlib", "tests/check", "tests/fmt", "examples"] {
+        collect(&root.join(dir), &mut out);
+    }
+    out.sort();
+    out
+}
+
+fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            collect(&p, out);
+        } else if p.extension().is_some_and(|x| x == "diff") {
+            out.push(p);
+        }
+    }
+}
+
+fn fmt(text: &str) -> String {
+    match format_source(0, text) {
+        Ok(s) => s,
+        Err(d) => panic!("fmt failed on {text:?}: {d:?}"),
+    }
+}
+
+#[test]
+fn every_repo_file_is_formatted_idempotently_with_comments_and_meaning_kept() {
+    let files = diff_files();
+    let mut formatted = 0;
+    for path in &files {
+        let text = std::fs::read_to_string(path).unwrap();
+        let Ok(before) = parse(0, &text) else {
+            // A syntax-error case: fmt must refuse it with the parser's diagnostic.
+            let err = format_source(0, &text).expect_err("fmt formatted a file that does not parse");
+            assert_eq!(err, parse(0, &text).unwrap_err(), "{}", path.display());
+            continue;
+        };
+        let once = fmt(&text);
+        let twice = fmt(&once);
+        assert_eq!(once, twice, "fmt is not idempotent on {}", path.display());
+        assert_eq!(comment_texts(&once), comment_texts(&text), "comments changed in {}", path.display());
+        let after = parse(0, &once).unwrap();
+        assert_eq!(meaning(&after), meaning(&before), "meaning changed in {}", path.display());
+        for (i, line) in once.lines().enumerate() {
+            let code = line.split("  #").next().unwrap();
+            let long_scalar = !code.contains('[') && !code.contains('{') && !code.contains("sweep(");
+            assert!(
+                code.chars().count() <= MAX_WIDTH || long_scalar,
+                "{}:{}: a breakable line longer than {MAX_WIDTH}: {line}",
+                path.display(),
+                i + 1
+            );
+        }
+        formatted += 1;
+    }
+    assert!(formatted >= 3, "expected the stdlib and pipelines to be formatted, found {formatted} files");
+}
+
+#[test]
+fn golden_declarations_one_key_per_line() {
+    let src = "train ddpm{model=net,data=digits\nschedule=cos, steps = 20_000 ,lr=2e-4,ema=0.9999}";
+    assert_eq!(
+        fmt(src),
+        "train ddpm {\n    model = net\n    data = digits\n    schedule = cos\n    steps = 20_000\n    lr = 2e-4\n    ema = 0.9999\n}\n"
+    );
+}
+
+#[test]
+fn golden_use_and_let_first_one_blank_line_between_declarations() {
+    let src = "\n\ndataset a = toy {}\n\n\n\nlet T = 10\nuse \"std/unet.diff\"\nlet U = 5\n\n\nlet V = 6\ndataset b = toy { count = 3 }\n";
+    assert_eq!(
+        fmt(src),
+        "use \"std/unet.diff\"\n\nlet T = 10\nlet U = 5\n\nlet V = 6\n\ndataset a = toy {}\n\ndataset b = toy {\n    count = 3\n}\n"
+    );
+}
+
+#[test]
+fn golden_inline_blocks_lists_and_sweeps_on_one_line_when_short() {
+    let src = "sample gen {\n  sampler = ddim{steps=250,eta=0.0,}\n  guidance = cfg { scale = sweep( 0.0,0.5 , 2.0, ) }\n  classes = [ 1,2,3, ]\n  none = []\n  default = ddpm {}\n}\n";
+    assert_eq!(
+        fmt(src),
+        "sample gen {\n    sampler = ddim { steps = 250, eta = 0.0 }\n    guidance = cfg { scale = sweep(0.0, 0.5, 2.0) }\n    classes = [1, 2, 3]\n    none = []\n    default = ddpm {}\n}\n"
+    );
+}
+
+#[test]
+fn golden_long_values_break_one_element_per_line_with_trailing_commas() {
+    let names: Vec<String> = (0..12).map(|i| format!("\"measure_number_{i}\"")).collect();
+    let src = format!(
+        "metrics m {{ measure = [{}], sampler = ddim {{ steps = 250, eta = 0.0, spacing = \"quadratic\", comment_key = \"a fairly long string value here\" }} }}",
+        names.join(", ")
+    );
+    let mut want = String::from("metrics m {\n    measure = [\n");
+    for n in &names {
+        want.push_str(&format!("        {n},\n"));
+    }
+    want.push_str("    ]\n    sampler = ddim {\n        steps = 250,\n        eta = 0.0,\n        spacing = \"quadratic\",\n        comment_key = \"a fairly long string value here\",\n    }\n}\n");
+    assert_eq!(fmt(&src), want);
+    assert_eq!(fmt(&want), want);
+}
+
+#[test]
+fn golden_numbers_and_strings_exactly_as_written() {
+    let src = "let a = [10_000, 2e-4, 1E+5, -3, 0.50, \"tab\\\\ \\\"q\\\" \\n\"]\n";
+    assert_eq!(fmt(src), src);
+}
+
+#[test]
+fn comments_inside_values_force_a_break_and_stay_put() {
+    let src =
+        "model m = unet {\n  mults = [1, # first level\n    2, 2]\n  sampler = ddim { # fast\n    steps = 50 }\n}\n";
+    let out = fmt(src);
+    assert_eq!(
+        out,
+        "model m = unet {\n    mults = [\n        1,  # first level\n        2,\n        2,\n    ]\n    sampler = ddim {  # fast\n        steps = 50,\n    }\n}\n"
+    );
+    assert_eq!(fmt(&out), out);
+}
+
+#[test]
+fn comments_in_odd_places_are_kept() {
+    let src = "dataset # odd\n d = toy { count # between key and value\n = 5 }\nlet x # here\n = 1\nuse # there\n \"a.diff\"\n";
+    let out = fmt(src);
+    assert_eq!(comment_texts(&out), comment_texts(src), "{out}");
+    assert_eq!(fmt(&out), out);
+    assert_eq!(meaning(&parse(0, &out).unwrap()), meaning(&parse(0, src).unwrap()));
+}
+
+#[test]
+fn header_comment_stays_at_the_top_and_item_comments_move_with_their_item() {
+    let src = "# A pipeline.\n\n# the data\ndataset d = toy {}\n\n# steps\nlet T = 5  # five\n";
+    assert_eq!(fmt(src), "# A pipeline.\n\n# steps\nlet T = 5  # five\n\n# the data\ndataset d = toy {}\n");
+}
+
+#[test]
+fn blank_lines_inside_blocks_are_kept_at_most_one() {
+    let src = "train t {\n\n    a = 1\n\n\n\n    b = 2\n    c = 3\n\n}\n";
+    assert_eq!(fmt(src), "train t {\n    a = 1\n\n    b = 2\n    c = 3\n}\n");
+}
+
+#[test]
+fn empty_and_comment_only_files() {
+    assert_eq!(fmt(""), "");
+    assert_eq!(fmt("\n\n  \n"), "");
+    assert_eq!(fmt("# only\n\n\n# comments"), "# only\n\n# comments\n");
+}
+
+#[test]
+fn syntax_errors_are_reported_not_formatted() {
+    let err = format_source(0, "train t { steps: 5 }").unwrap_err();
+    assert_eq!(err[0].code, "difflow::syntax");
+    assert!(err[0].message.contains("expected `=` after the key `steps`"), "{}", err[0].message);
+}
