@@ -1,2 +1,129 @@
+//! The language front end after parsing: modules (`use`), name resolution, presets,
+//! sweeps, type checking against the schema, and the cross-stage checks. The entry points
+//! are [`load`] (a pipeline file) and [`load_source`] (text, for tests).
+
+pub mod check;
+pub mod modules;
 pub mod pipeline;
+pub mod resolve;
+pub mod suggest;
 pub mod value;
+
+use std::path::{Path, PathBuf};
+
+use crate::diagnostics::Diagnostic;
+use crate::syntax::ast::{self, ItemKind, Span};
+use crate::syntax::{SourceFile, SourceMap};
+
+pub use pipeline::Pipeline;
+
+/// The outcome of loading a pipeline: its sources (for rendering diagnostics), the
+/// checked pipeline when there is no error, and every diagnostic.
+pub struct Loaded {
+    pub sources: SourceMap,
+    pub pipeline: Option<Pipeline>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Loaded {
+    pub fn has_errors(&self) -> bool {
+        !self.diagnostics.is_empty()
+    }
+}
+
+/// Load, resolve and check a pipeline file. `overrides` are `--set NAME=VALUE` as written.
+pub fn load(path: &Path, overrides: &[String]) -> Loaded {
+    let mut sources = SourceMap::default();
+    let mut loader = modules::Loader::new(&mut sources);
+    if let Err(message) = loader.load_root(modules::Root::Path(path)) {
+        let id = loader.sources.add(SourceFile { name: path.display().to_string(), path: None, text: String::new() });
+        let d = Diagnostic::new("difflow::missing_file", message, Span::new(id, 0, 0), "")
+            .with_help("check the path of the pipeline file");
+        return Loaded { sources, pipeline: None, diagnostics: vec![d] };
+    }
+    let root_dir = std::fs::canonicalize(path)
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| modules::normalize(&cwd().join(path).join("..")));
+    finish(loader, overrides, root_dir)
+}
+
+/// Load, resolve and check pipeline text (relative `use`s and paths resolve against the
+/// current folder).
+pub fn load_source(name: &str, text: &str, overrides: &[String]) -> Loaded {
+    let mut sources = SourceMap::default();
+    let mut loader = modules::Loader::new(&mut sources);
+    let base = cwd();
+    loader
+        .load_root(modules::Root::Text { name, text, base: base.clone() })
+        .expect("loading text does not touch the disk");
+    finish(loader, overrides, base)
+}
+
+fn cwd() -> PathBuf {
+    std::env::current_dir().unwrap_or_default()
+}
+
+fn finish(loader: modules::Loader<'_>, overrides: &[String], root: PathBuf) -> Loaded {
+    let modules::Loader { sources, mut diagnostics, files, syntax_errors, .. } = loader;
+    let (override_items, override_diags) = parse_overrides(sources, overrides);
+    diagnostics.extend(override_diags);
+    // Names after a syntax error would be missing: report the syntax errors alone.
+    if syntax_errors || !override_diags_empty(&diagnostics) {
+        sort(&mut diagnostics);
+        return Loaded { sources: sources.clone(), pipeline: None, diagnostics };
+    }
+    let (resolved, resolve_diags) = resolve::resolve(&files, &override_items, root);
+    diagnostics.extend(resolve_diags);
+    let mut pipeline = None;
+    if let Some(resolved) = resolved {
+        diagnostics.extend(check::check(&resolved.pipeline, &resolved.spans));
+        pipeline = Some(resolved.pipeline);
+    }
+    sort(&mut diagnostics);
+    let pipeline = if diagnostics.is_empty() { pipeline } else { None };
+    Loaded { sources: sources.clone(), pipeline, diagnostics }
+}
+
+fn override_diags_empty(diags: &[Diagnostic]) -> bool {
+    !diags.iter().any(|d| matches!(d.code, "difflow::syntax" | "difflow::too_deep" | "difflow::bad_override"))
+}
+
+/// Diagnostics in source order, each reported once.
+fn sort(diags: &mut Vec<Diagnostic>) {
+    let mut seen = std::collections::HashSet::new();
+    diags.retain(|d| seen.insert((d.code, d.primary.span, d.message.clone())));
+    diags.sort_by_key(|d| (d.primary.span.file, d.primary.span.start));
+}
+
+/// `NAME=VALUE` → a `let NAME = VALUE` item parsed from a source file of its own (named
+/// `--set NAME=VALUE`), so that diagnostics can point into it.
+fn parse_overrides(sources: &mut SourceMap, overrides: &[String]) -> (Vec<ast::Item>, Vec<Diagnostic>) {
+    let mut items = Vec::new();
+    let mut diags = Vec::new();
+    for o in overrides {
+        let Some((name, value)) = o.split_once('=') else {
+            let id = sources.add(SourceFile { name: "--set".into(), path: None, text: o.clone() });
+            diags.push(
+                Diagnostic::new(
+                    "difflow::bad_override",
+                    format!("`--set {o}` is not NAME=VALUE"),
+                    Span::new(id, 0, o.len()),
+                    "missing `=`",
+                )
+                .with_help("write `--set NAME=VALUE`, e.g. `--set T=500`"),
+            );
+            continue;
+        };
+        let text = format!("let {} = {}", name.trim(), value.trim());
+        let id = sources.add(SourceFile { name: format!("--set {o}"), path: None, text: text.clone() });
+        match crate::syntax::parse(id, &text) {
+            Ok(file) => items.extend(file.items.into_iter().filter(|i| matches!(i.kind, ItemKind::Let { .. }))),
+            Err(d) => diags.extend(d),
+        }
+    }
+    (items, diags)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,155 @@
+//! Resolution semantics on small pipelines (in-process).
+
+use super::*;
+use crate::lang::value::Value;
+
+fn ok(text: &str) -> Pipeline {
+    ok_with(text, &[])
+}
+
+fn ok_with(text: &str, overrides: &[&str]) -> Pipeline {
+    let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+    let loaded = load_source("test.diff", text, &overrides);
+    if !loaded.diagnostics.is_empty() {
+        panic!("{}", crate::diagnostics::render_plain(&loaded.diagnostics, &loaded.sources));
+    }
+    loaded.pipeline.expect("no diagnostics means a pipeline")
+}
+
+fn codes(text: &str) -> Vec<&'static str> {
+    let loaded = load_source("test.diff", text, &[]);
+    assert!(loaded.pipeline.is_none());
+    loaded.diagnostics.iter().map(|d| d.code).collect()
+}
+
+fn names(p: &Pipeline) -> Vec<&str> {
+    p.instances.iter().map(|i| i.name.as_str()).collect()
+}
+
+#[test]
+fn spec_example_resolves_into_families() {
+    let text = include_str!("../../pipelines/mnist_cfg.diff");
+    let p = ok(text);
+    assert_eq!(
+        names(&p),
+        vec![
+            "digits",
+            "digits_test",
+            "ddpm",
+            "gen[scale=0.0]",
+            "gen[scale=0.5]",
+            "gen[scale=2.0]",
+            "scores[scale=0.0]",
+            "scores[scale=0.5]",
+            "scores[scale=2.0]",
+            "study"
+        ]
+    );
+    let scores = p.instance("scores[scale=0.5]").unwrap();
+    assert_eq!(scores.params["samples"], Value::Stage("gen[scale=0.5]".into()));
+    let study = p.instance("study").unwrap();
+    assert_eq!(
+        study.params["include"],
+        Value::List(vec![
+            Value::Stage("scores[scale=0.0]".into()),
+            Value::Stage("scores[scale=0.5]".into()),
+            Value::Stage("scores[scale=2.0]".into())
+        ])
+    );
+    let ddpm = p.instance("ddpm").unwrap();
+    let Value::Config(model) = &ddpm.params["model"] else { panic!("model is a config") };
+    assert_eq!(model.variant, "unet");
+    assert_eq!(model.params["channels"], Value::Int(32));
+    assert_eq!(model.params["classes"], Value::Int(10));
+    assert_eq!(model.params["learn_sigma"], Value::Bool(true));
+    assert_eq!(ddpm.params["warmup"], Value::Int(0));
+    assert_eq!(ddpm.params["lr"], Value::Float(2e-4));
+    let Value::Config(s) = &ddpm.params["schedule"] else { panic!() };
+    assert_eq!(s.params["steps"], Value::Int(1000));
+    assert_eq!(p.families["gen"].len(), 3);
+    assert_eq!(p.instance("gen[scale=0.5]").unwrap().sweep, vec![("scale".to_string(), Value::Float(0.5))]);
+    let Value::Path(path) = &p.instance("digits").unwrap().params["path"] else { panic!() };
+    assert!(path.ends_with("data/mnist") && std::path::Path::new(path).is_absolute());
+    assert!(p.configs.contains_key("cos") && p.configs.contains_key("net") && p.configs.contains_key("unet_small"));
+}
+
+#[test]
+fn set_overrides_a_let_and_is_type_checked_where_used() {
+    let text = include_str!("../../pipelines/mnist_cfg.diff");
+    let p = ok_with(text, &["T=500"]);
+    let Value::Config(s) = &p.instance("ddpm").unwrap().params["schedule"] else { panic!() };
+    assert_eq!(s.params["steps"], Value::Int(500));
+    let bad = load_source("t.diff", text, &["T=2.5".to_string()]);
+    assert_eq!(bad.diagnostics.iter().map(|d| d.code).collect::<Vec<_>>(), vec!["difflow::type_mismatch"]);
+    let unknown = load_source("t.diff", text, &["Q=5".to_string()]);
+    assert_eq!(unknown.diagnostics[0].code, "difflow::undefined_name");
+    assert!(unknown.diagnostics[0].help.as_deref().unwrap().contains("`T`"));
+}
+
+const TOY: &str = r#"
+dataset pts = toy { shape = "gaussians8" }
+schedule lin = linear { steps = 100 }
+train tr { model = mlp { classes = 8 }, data = pts, schedule = lin, steps = 10, uncond_p = 0.1 }
+"#;
+
+#[test]
+fn two_sweeps_multiply_and_one_sweep_read_twice_stays_aligned() {
+    let text = format!(
+        "{TOY}\nlet w = sweep(1, 2)\nsample s {{ from = tr, sampler = ddim {{ steps = sweep(10, 20) }}, guidance = cfg {{ scale = w }}, seed = w }}\n"
+    );
+    let p = ok(&text);
+    let s: Vec<_> = names(&p).into_iter().filter(|n| n.starts_with("s[")).collect();
+    assert_eq!(s, vec!["s[w=1,steps=10]", "s[w=2,steps=10]", "s[w=1,steps=20]", "s[w=2,steps=20]"]);
+    let i = p.instance("s[steps=20,w=2]").unwrap();
+    assert_eq!(i.params["seed"], Value::Int(2));
+}
+
+#[test]
+fn downstream_of_two_families_is_their_product_and_lists_collect() {
+    let text = format!(
+        "{TOY}\nsample a {{ from = tr, sampler = ddim {{ steps = sweep(10, 20) }} }}\nsample b {{ from = tr, sampler = ddpm {{ steps = sweep(5, 6, 7) }} }}\nmetrics m {{ samples = a, reference = b, measure = [\"fid\"] }}\nplot p = scatter {{ of = [pts, a, b] }}\n"
+    );
+    let p = ok(&text);
+    assert_eq!(p.families["m"].len(), 6);
+    assert_eq!(p.families["p"], vec!["p".to_string()]);
+    let Value::List(of) = &p.instance("p").unwrap().params["of"] else { panic!() };
+    assert_eq!(of.len(), 6);
+}
+
+#[test]
+fn presets_override_keys_and_chain() {
+    let p = ok(&format!("{TOY}\nmodel big = mlp {{ hidden = 512, layers = 4 }}\nmodel bigger = big {{ layers = 6 }}\ntrain t2 {{ model = bigger {{ classes = 8 }}, data = pts, schedule = lin, epochs = 1 }}\n"));
+    let Value::Config(m) = &p.instance("t2").unwrap().params["model"] else { panic!() };
+    assert_eq!(
+        (m.params["hidden"].clone(), m.params["layers"].clone(), m.params["classes"].clone()),
+        (Value::Int(512), Value::Int(6), Value::Int(8))
+    );
+}
+
+#[test]
+fn basic_errors_have_their_codes() {
+    assert_eq!(
+        codes(&format!("{TOY}\nsample s {{ from = tr, sampler = ddim {{ stpes = 3 }} }}")),
+        vec!["difflow::unknown_key"]
+    );
+    assert_eq!(codes(&format!("{TOY}\nsample s {{ from = pts, sampler = ddim {{ }} }}")), vec!["difflow::wrong_kind"]);
+    assert_eq!(
+        codes(&format!("{TOY}\nsample s {{ from = trr, sampler = ddim {{ }} }}")),
+        vec!["difflow::undefined_name"]
+    );
+    assert_eq!(
+        codes(&format!("{TOY}\nsample tr {{ from = tr, sampler = ddim {{ }} }}")),
+        vec!["difflow::duplicate_name"]
+    );
+    assert_eq!(
+        codes(&format!("{TOY}\nsample s {{ from = tr, sampler = ddim {{ eta = 1.5 }} }}")),
+        vec!["difflow::out_of_range"]
+    );
+    assert_eq!(codes(&format!("{TOY}\nsample s {{ from = tr }}")), vec!["difflow::missing_key"]);
+    assert_eq!(codes("schedule s = cosin { }"), vec!["difflow::unknown_variant"]);
+    assert_eq!(codes("shedule s = cosine { }"), vec!["difflow::unknown_kind"]);
+    assert_eq!(
+        codes(&format!("{TOY}\nsample a {{ from = tr, sampler = ddim {{ }}, seed = b }}\nsample b {{ from = tr, sampler = ddim {{ }} }}")),
+        vec!["difflow::type_mismatch"]
+    );
+}
