@@ -42,9 +42,13 @@ pub fn format_source(file: FileId, text: &str) -> Result<String, Vec<Diagnostic>
     }
 }
 
-/// The comments of a text (the `#…` text, trailing spaces removed), in order.
+/// The comments of a text (the `#…` text, trailing spaces removed), sorted: fmt keeps
+/// every comment, though moving `use`s and `let`s first moves their comments along.
 pub fn comment_texts(text: &str) -> Vec<String> {
-    lexer::scan(text).comments.iter().map(|c| text[c.start..c.end].trim_end().to_string()).collect()
+    let mut out: Vec<String> =
+        lexer::scan(text).comments.iter().map(|c| text[c.start..c.end].trim_end().to_string()).collect();
+    out.sort();
+    out
 }
 
 /// What a file means, without layout: its items (`use`s, then `let`s, then declarations,
@@ -189,7 +193,9 @@ impl<'a> Formatter<'a> {
             i += 1;
         }
         let c = *self.comments.get(i)?;
-        if c.start >= limit || !c.same_line || self.text.as_bytes()[end..c.start].contains(&b'\n') {
+        // Only separators may stand between the code and the comment (`a = 1,  # why`).
+        let between = &self.text.as_bytes()[end..c.start];
+        if c.start >= limit || !c.same_line || !between.iter().all(|&b| matches!(b, b' ' | b'\t' | b',')) {
             return None;
         }
         self.out.push_str("  ");

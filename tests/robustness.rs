@@ -1,0 +1,318 @@
+//! No input may make the front end panic, hang or overflow the stack: property tests over
+//! random bytes, token soups and mutations of the repository's real pipelines, plus
+//! deterministic tests for deep nesting and 10 MB files.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use difflow::diagnostics::Diagnostic;
+use difflow::fmt::format_source;
+use difflow::syntax::lexer::MAX_DEPTH;
+use difflow::syntax::parse;
+use proptest::prelude::*;
+
+fn corpus() -> Vec<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    for dir in ["pipelines", "stdlib", "tests/check", "tests/fmt"] {
+        collect(&root.join(dir), &mut files);
+    }
+    files.sort();
+    let mut texts: Vec<String> = files.iter().filter_map(|p| std::fs::read_to_string(p).ok()).collect();
+    // A pipeline using every construct, so the corpus is never empty.
+    texts.push(
+        "# every construct\nuse \"std/unet.diff\"\nlet T = 1_000 # steps\ndataset d = toy { shape = \"moons\", count = 10_000 }\n\
+         schedule s = cosine { steps = T }\nmodel net = mlp { hidden = 128, layers = 3 }\n\
+         train t { model = net, data = d, schedule = s, lr = 2e-4, ema = 0.9999, steps = -3 }\n\
+         sample g {\n    from = t\n    sampler = ddim { steps = sweep(10, 50,), eta = 0.0 }\n    classes = [1, 2, 3]\n    # inner\n}\n"
+            .to_string(),
+    );
+    texts
+}
+
+fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            collect(&p, out);
+        } else if p.extension().is_some_and(|x| x == "diff") {
+            out.push(p);
+        }
+    }
+}
+
+fn assert_spans_valid(text: &str, diags: &[Diagnostic]) {
+    assert!(!diags.is_empty(), "a failure must say why");
+    for d in diags {
+        for label in std::iter::once(&d.primary).chain(&d.secondary) {
+            let s = label.span;
+            assert!(
+                s.start <= s.end && s.end <= text.len(),
+                "span {s:?} outside a text of {} bytes: {d:?}",
+                text.len()
+            );
+            assert!(text.is_char_boundary(s.start) && text.is_char_boundary(s.end), "span {s:?} splits a char: {d:?}");
+        }
+        assert!(d.code.starts_with("difflow::"), "{d:?}");
+        assert!(!d.message.contains("Rule::") && !d.message.contains("EOI"), "pest leaked into {d:?}");
+    }
+}
+
+/// Everything the front end does with a text must end, without panicking, in a result
+/// or in diagnostics that point inside the text; fmt must be idempotent where it works.
+fn exercise(text: &str) {
+    match parse(0, text) {
+        Ok(_) => {
+            let once = format_source(0, text).unwrap_or_else(|d| panic!("fmt failed on parsed input {text:?}: {d:?}"));
+            let twice =
+                format_source(0, &once).unwrap_or_else(|d| panic!("fmt output does not parse: {once:?}: {d:?}"));
+            assert_eq!(once, twice, "fmt not idempotent on {text:?}");
+        }
+        Err(diags) => {
+            assert_eq!(diags.len(), 1, "one syntax error per file");
+            assert_spans_valid(text, &diags);
+        }
+    }
+}
+
+const TOKENS: &[&str] = &[
+    "dataset",
+    "train",
+    "sample",
+    "d",
+    "net",
+    "toy",
+    "ddim",
+    "=",
+    "=",
+    "{",
+    "}",
+    "{",
+    "}",
+    "[",
+    "]",
+    "(",
+    ")",
+    ",",
+    "sweep",
+    "sweep(",
+    "use",
+    "let",
+    "\"s\"",
+    "\"",
+    "\\",
+    "\"a\\qb\"",
+    "1",
+    "1e",
+    "2e-4",
+    "-",
+    "-3",
+    "0.5",
+    ".5",
+    "1__0",
+    "10_000",
+    "99999999999999999999",
+    "1e999",
+    "#c\n",
+    "# c",
+    "\n",
+    "\n\n",
+    " ",
+    "\t",
+    ":",
+    ";",
+    "true",
+    "false",
+    "é",
+    "😀",
+    "\r\n",
+    "key",
+    "x_1",
+];
+
+fn token_soup() -> impl Strategy<Value = String> {
+    prop::collection::vec(prop::sample::select(TOKENS), 0..60).prop_map(|toks| {
+        let mut s = String::new();
+        for t in toks {
+            s.push_str(t);
+            s.push(' ');
+        }
+        s
+    })
+}
+
+#[derive(Debug, Clone)]
+enum Mutation {
+    Delete { at: usize, len: usize },
+    Insert { at: usize, token: &'static str },
+    Swap { a: usize, b: usize, len: usize },
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    prop_oneof![
+        (any::<usize>(), 1usize..8).prop_map(|(at, len)| Mutation::Delete { at, len }),
+        (any::<usize>(), prop::sample::select(TOKENS)).prop_map(|(at, token)| Mutation::Insert { at, token }),
+        (any::<usize>(), any::<usize>(), 1usize..12).prop_map(|(a, b, len)| Mutation::Swap { a, b, len }),
+    ]
+}
+
+fn floor_boundary(s: &str, mut i: usize) -> usize {
+    i = i.min(s.len());
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+fn apply(text: &str, muts: &[Mutation]) -> String {
+    let mut s = text.to_string();
+    for m in muts {
+        let n = s.len().max(1);
+        match *m {
+            Mutation::Delete { at, len } => {
+                let a = floor_boundary(&s, at % n);
+                let b = floor_boundary(&s, a + len);
+                s.replace_range(a..b, "");
+            }
+            Mutation::Insert { at, token } => {
+                let a = floor_boundary(&s, at % n);
+                s.insert_str(a, token);
+            }
+            Mutation::Swap { a, b, len } => {
+                let (mut a, mut b) = (floor_boundary(&s, a % n), floor_boundary(&s, b % n));
+                if a > b {
+                    std::mem::swap(&mut a, &mut b);
+                }
+                let a_end = floor_boundary(&s, (a + len).min(b));
+                let b_end = floor_boundary(&s, b + len);
+                let (first, second) = (s[a..a_end].to_string(), s[b..b_end].to_string());
+                s = format!("{}{}{}{}{}", &s[..a], second, &s[a_end..b], first, &s[b_end..]);
+            }
+        }
+    }
+    s
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, max_shrink_iters: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
+        exercise(&String::from_utf8_lossy(&bytes));
+    }
+
+    #[test]
+    fn token_soups_never_panic(text in token_soup()) {
+        exercise(&text);
+    }
+
+    #[test]
+    fn mutated_pipelines_never_panic(index in any::<usize>(), muts in prop::collection::vec(mutation(), 1..6)) {
+        let corpus = corpus();
+        let text = apply(&corpus[index % corpus.len()], &muts);
+        exercise(&text);
+    }
+}
+
+#[test]
+fn the_corpus_parses_and_formats() {
+    for text in corpus() {
+        if parse(0, &text).is_ok() {
+            exercise(&text);
+        }
+    }
+}
+
+fn timed<T>(what: &str, f: impl FnOnce() -> T) -> T {
+    let t = Instant::now();
+    let out = f();
+    let took = t.elapsed();
+    eprintln!("{what}: {took:?}");
+    assert!(took < Duration::from_secs(20), "{what} took {took:?}");
+    out
+}
+
+#[test]
+fn nesting_up_to_the_limit_parses_and_deeper_is_a_clear_error() {
+    let nest = |depth: usize| format!("let x = {}1{}\n", "[".repeat(depth), "]".repeat(depth));
+    let ok = nest(MAX_DEPTH);
+    assert!(parse(0, &ok).is_ok());
+    let formatted = format_source(0, &ok).unwrap();
+    assert_eq!(format_source(0, &formatted).unwrap(), formatted);
+
+    let inline = |depth: usize| {
+        let mut s = "train t { a = ".to_string();
+        for _ in 1..depth {
+            s.push_str("v { a = ");
+        }
+        s.push('1');
+        s.push_str(&" }".repeat(depth));
+        s
+    };
+    assert!(parse(0, &inline(MAX_DEPTH)).is_ok());
+
+    for text in [nest(MAX_DEPTH + 1), nest(1_000_000), "[".repeat(5_000_000), inline(MAX_DEPTH + 1)] {
+        let err = timed("deep nesting", || parse(0, &text)).unwrap_err();
+        assert_eq!(err[0].code, "difflow::too_deep");
+        assert_spans_valid(&text, &err);
+        assert_eq!(err[0].primary.span.start, text.match_indices(['[', '{']).nth(MAX_DEPTH).unwrap().0);
+    }
+    // Mixed brackets count together, and so do sweeps.
+    let mixed = format!("let x = {}1", "sweep([v { a = ".repeat(30));
+    assert_eq!(parse(0, &mixed).unwrap_err()[0].code, "difflow::too_deep");
+}
+
+const TEN_MB: usize = 10 * 1024 * 1024;
+
+#[test]
+fn a_10_mb_pipeline_parses_and_formats_in_seconds() {
+    let mut text = String::with_capacity(TEN_MB + 200);
+    let mut n = 0;
+    while text.len() < TEN_MB {
+        text.push_str(&format!(
+            "# stage {n}\ndataset d{n} = toy {{ shape = \"moons\", count = 10_000, noise = 2e-2 }}  # data\nlet c{n} = [1, 2, 3]\n"
+        ));
+        n += 1;
+    }
+    let file = timed("parse 10 MB", || parse(0, &text)).unwrap();
+    assert_eq!(file.items.len(), 2 * n);
+    let out = timed("fmt 10 MB", || format_source(0, &text)).unwrap();
+    assert!(out.len() > TEN_MB);
+}
+
+#[test]
+fn a_10_mb_broken_file_gives_one_clear_error_in_seconds() {
+    // An unclosed block near the start of a long file.
+    let mut text = "train t {\n    steps = 5\n".to_string();
+    while text.len() < TEN_MB {
+        text.push_str("dataset d = toy { count = 10 }\n");
+    }
+    let err = timed("parse 10 MB unclosed", || parse(0, &text)).unwrap_err();
+    assert_eq!(err[0].message, "unclosed `{` (the block opened here)");
+    assert_eq!(err[0].primary.span.start, 8);
+
+    // One huge line: a list with a missing comma at its very end.
+    let mut line = "let x = [".to_string();
+    while line.len() < TEN_MB {
+        line.push_str("1, ");
+    }
+    line.push_str("1 2]");
+    let err = timed("parse 10 MB line", || parse(0, &line)).unwrap_err();
+    assert_eq!(err[0].message, "missing `,` between list items");
+    assert_spans_valid(&line, &err);
+
+    // An unterminated string, a giant comment, and 10 MB of garbage.
+    for text in [
+        format!("let s = \"{}", "a".repeat(TEN_MB)),
+        format!("#{}", "x".repeat(TEN_MB)),
+        "@".repeat(TEN_MB),
+        "{".repeat(TEN_MB),
+        "}".repeat(TEN_MB),
+    ] {
+        match timed("parse 10 MB odd", || parse(0, &text)) {
+            Ok(f) => assert!(f.items.is_empty()),
+            Err(d) => assert_spans_valid(&text, &d),
+        }
+    }
+}
