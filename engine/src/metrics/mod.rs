@@ -2,6 +2,7 @@
 //! Score, KID, precision/recall, and classifier accuracy. All reductions run in float64.
 
 pub mod accuracy;
+pub mod features;
 pub mod fid;
 pub mod inception;
 pub mod inception_score;

@@ -131,6 +131,11 @@ impl Encoder {
     /// Class logits [B, classes] of `x` (model scale [-1, 1]); `t` is required by a noisy
     /// classifier and ignored by a clean one.
     pub fn forward(&self, x: &Tensor, t: Option<&Tensor>, train: bool) -> Tensor {
+        self.out_linear.forward(&self.pooled(x, t, train))
+    }
+
+    /// The pooled features [B, channels] that the final linear layer maps to logits.
+    pub fn pooled(&self, x: &Tensor, t: Option<&Tensor>, train: bool) -> Tensor {
         let emb = match (&self.time_embed, t) {
             (Some(te), Some(t)) => Some(te.forward(t)),
             (Some(te), None) => Some(te.forward(&Tensor::zeros([x.size()[0]], (tch::Kind::Float, x.device())))),
@@ -141,11 +146,43 @@ impl Encoder {
             h = block.forward(&h, emb.as_ref(), train);
         }
         h = self.middle_block.forward(&h, emb.as_ref(), train);
-        let pooled = self.out_norm.forward(&h).silu().mean_dim([2i64, 3].as_slice(), false, tch::Kind::Float);
-        self.out_linear.forward(&pooled)
+        self.out_norm.forward(&h).silu().mean_dim([2i64, 3].as_slice(), false, tch::Kind::Float)
     }
 
     pub fn levels(&self) -> Vec<LevelInfo> {
         levels(self.config.channels, &self.config.mults, &self.config.attention, self.size)
+    }
+}
+
+/// The key that a classifier stage adds to the model config it records, saying whether the
+/// encoder embeds the timestep (trained with a schedule) — so that `build_classifier`
+/// rebuilds exactly the net that was trained.
+pub const NOISY_KEY: &str = "noisy";
+
+impl Encoder {
+    /// The encoder of a `model` config object (`noisy` read from [`NOISY_KEY`], default false).
+    pub fn from_config(
+        root: &nn::Path,
+        config: &serde_json::Value,
+        data: &crate::data::DataMeta,
+        classes: usize,
+    ) -> Result<Self> {
+        let (channels, size) = super::unet::image_shape(data, "encoder")?;
+        let noisy = config.get(NOISY_KEY).and_then(serde_json::Value::as_bool).unwrap_or(false);
+        let mut plain = config.clone();
+        if let Some(map) = plain.as_object_mut() {
+            map.remove(NOISY_KEY);
+        }
+        Encoder::new(root, &EncoderConfig::from_json(&plain)?, channels, size, classes as i64, noisy)
+    }
+}
+
+impl super::Classifier for Encoder {
+    fn forward(&self, x: &Tensor, t: Option<&Tensor>, train: bool) -> Tensor {
+        Encoder::forward(self, x, t, train)
+    }
+
+    fn features(&self, x: &Tensor, t: Option<&Tensor>) -> Option<Tensor> {
+        Some(self.pooled(x, t, false))
     }
 }

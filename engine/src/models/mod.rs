@@ -2,7 +2,10 @@
 //! [`Classifier`] (logits of p(y | x_t) for classifier guidance, or of p(y | x) for features
 //! and accuracy). `build_denoiser` / `build_classifier` dispatch on the config's variant.
 
+pub mod encoder;
+pub mod layers;
 pub mod mlp;
+pub mod unet;
 
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
@@ -24,6 +27,12 @@ pub trait Denoiser: Send {
 /// Logits [B, classes] of a classifier on x (noisy x_t with `t` when trained with a schedule).
 pub trait Classifier: Send {
     fn forward(&self, x: &Tensor, t: Option<&Tensor>, train: bool) -> Tensor;
+
+    /// Pooled penultimate features [B, D] in eval mode (the logits are a linear map of
+    /// them): the extractor of "classifier FID". None when the network has no such layer.
+    fn features(&self, _x: &Tensor, _t: Option<&Tensor>) -> Option<Tensor> {
+        None
+    }
 }
 
 /// What the network predicts.
@@ -65,7 +74,8 @@ pub fn build_denoiser(root: &nn::Path, config: &serde_json::Value, data: &DataMe
     let params = Params::new(config, "model");
     match params.variant()? {
         "mlp" => Ok(Box::new(mlp::Mlp::new(root, &params, data)?)),
-        other => bail!("the model variant `{other}` cannot denoise in this build (available: mlp)"),
+        "unet" => Ok(Box::new(unet::UNet::from_config(root, config, data)?)),
+        other => bail!("the model variant `{other}` cannot denoise (available: unet, mlp)"),
     }
 }
 
@@ -95,9 +105,9 @@ pub fn build_classifier(
     classes: usize,
 ) -> Result<Box<dyn Classifier>> {
     let params = Params::new(config, "model");
-    let _ = (root, data, classes);
     match params.variant()? {
-        other => bail!("the model variant `{other}` cannot classify in this build"),
+        "encoder" => Ok(Box::new(encoder::Encoder::from_config(root, config, data, classes)?)),
+        other => bail!("the model variant `{other}` cannot classify (available: encoder)"),
     }
 }
 

@@ -2,8 +2,13 @@
 
 pub mod classifier;
 pub mod dataset;
-pub mod train;
 pub mod describe;
+pub mod metrics;
+pub mod nll;
+pub mod plot;
+pub mod sample;
+pub mod stats;
+pub mod train;
 
 use anyhow::{bail, Result};
 use difflow::job::Job;
@@ -18,7 +23,12 @@ pub fn run(job: &Job) -> Result<()> {
         "classifier" => classifier::run(job),
         "describe" => describe::run(job),
         "train" => train::run(job),
-        "sample" | "metrics" | "stats" | "nll" | "plot" | "report" => {
+        "sample" => sample::run(job),
+        "plot" => plot::run(job),
+        "metrics" => metrics::run(job),
+        "stats" => stats::run(job),
+        "nll" => nll::run(job),
+        "report" => {
             bail!("the `{}` stage kind is not available in this build of difflow-worker yet", job.kind)
         }
         other => bail!("unknown stage kind `{other}` in the job file (is difflow-worker older than difflow?)"),

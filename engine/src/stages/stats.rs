@@ -1,0 +1,78 @@
+//! The hidden `stats` stage (added by the orchestrator, one per input and extractor): the
+//! features of one dataset or sample set under one extractor, and their statistics.
+//! Writes `stats.safetensors` (float64 `mu` [D], `sigma` [D, D]) and `features.safetensors`
+//! (f32 `features` [N, D] for KID and precision/recall, and the `logits` that go with them,
+//! which IS reads). Every metrics stage that measures this input reuses the entry, so
+//! changing the samples never recomputes the reference's statistics.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use difflow::job::Job;
+use tch::{Kind, Tensor};
+
+use crate::data::Dataset;
+use crate::metrics::features::{Extracted, Extractor, FEATURES_FILE};
+use crate::metrics::fid::{FeatureStats, STATS_FILE};
+use crate::params::Params;
+use crate::progress::{self, Progress};
+
+pub fn run(job: &Job) -> Result<()> {
+    let params = Params::of_job(job);
+    let device = crate::device::resolve(&job.device)?;
+    let (name, input) = params.stage(job, "of")?;
+    let data = Dataset::read(&input.dir).with_context(|| format!("cannot read the items of `{name}`"))?;
+    let extractor = Extractor::from_params(job, &params, device)?;
+    progress::log(format!("features of `{name}` ({} items) under {}", data.meta.count, extractor.describe()));
+    let extracted = extract_with_progress(&extractor, &data.values)?;
+    write_entry(&job.out_dir, &extracted)?;
+    progress::metric("count", data.meta.count as f64);
+    Ok(())
+}
+
+/// Features of `images` with a progress bar.
+pub fn extract_with_progress(extractor: &Extractor, images: &Tensor) -> Result<Extracted> {
+    let n = images.size().first().copied().unwrap_or(0) as u64;
+    let mut bar = Progress::begin("features", n);
+    extractor.extract(images, |done| bar.update(done as u64, None))
+}
+
+/// Writes the statistics and the features into `dir`.
+pub fn write_entry(dir: &Path, extracted: &Extracted) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let stats = FeatureStats::of(&extracted.features)?;
+    stats.write(&dir.join(STATS_FILE))?;
+    let path = dir.join(FEATURES_FILE);
+    let features = extracted.features.to_kind(Kind::Float).contiguous();
+    let logits = extracted.logits.to_kind(Kind::Float).contiguous();
+    Tensor::write_safetensors(&[("features", &features), ("logits", &logits)], &path)
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// One input's statistics entry, read back.
+pub struct StatsEntry {
+    pub stats: FeatureStats,
+    pub features: Tensor,
+    pub logits: Tensor,
+}
+
+impl StatsEntry {
+    pub fn read(dir: &Path) -> Result<StatsEntry> {
+        let stats = FeatureStats::read(&dir.join(STATS_FILE))?;
+        let path = dir.join(FEATURES_FILE);
+        let tensors = Tensor::read_safetensors(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let take = |name: &str| {
+            tensors
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, t)| t.shallow_clone())
+                .with_context(|| format!("{} has no tensor `{name}`", path.display()))
+        };
+        Ok(StatsEntry { stats, features: take("features")?, logits: take("logits")? })
+    }
+
+    pub fn from_extracted(extracted: Extracted) -> Result<StatsEntry> {
+        let stats = FeatureStats::of(&extracted.features)?;
+        Ok(StatsEntry { stats, features: extracted.features, logits: extracted.logits })
+    }
+}
