@@ -83,13 +83,13 @@ impl Ctx<'_> {
                     }
                 }
             }
-            (Json::Array(a), Json::Array(b)) if a.len() == b.len() && !has_refs(old) && !has_refs(new) => {
+            (Json::Array(a), Json::Array(b)) if a.len() == b.len() => {
                 for (i, (x, y)) in a.iter().zip(b).enumerate() {
                     self.diff(&format!("{path}[{i}]"), x, y, out);
                 }
             }
-            (Json::Array(_), Json::Array(_)) if has_refs(old) || has_refs(new) => {
-                out.push(format!("the inputs in `{path}` changed"));
+            (Json::Array(a), Json::Array(b)) if has_refs(old) || has_refs(new) => {
+                out.push(format!("`{path}` reads {} inputs instead of {}", b.len(), a.len()));
             }
             _ => out.push(format!("{path} {} → {}", show(Some(old)), show(Some(new)))),
         }

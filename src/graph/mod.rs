@@ -302,9 +302,9 @@ fn unknown_stage_message(p: &Pipeline, name: &str) -> String {
         .cloned()
         .chain(p.instances.iter().filter(|i| !is_hidden(i) && i.name != i.decl).map(|i| i.name.clone()));
     let best = candidates
-        .map(|c| (strsim::jaro_winkler(name, &c), c))
-        .filter(|(score, _)| *score > 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0));
+        .map(|c| (strsim::damerau_levenshtein(name, &c), c))
+        .filter(|(distance, c)| *distance <= 2 && *distance < c.chars().count().min(name.chars().count()))
+        .min_by_key(|(distance, _)| *distance);
     let mut msg = format!("there is no stage `{name}` in this pipeline");
     match best {
         Some((_, c)) => {
