@@ -243,11 +243,27 @@ def bench(cfg, args):
     return {"params": count(model), "train_step_ms": train_ms, "ddim_cfg_s": sample_s}
 
 
+def check(cfg, folder):
+    """Loads difflow's weights (strict: every name and shape must match) and evaluates the
+    forward pass on difflow's inputs, for the engine's cross-check test."""
+    from safetensors.torch import load_file, save_file
+
+    model = UNet(**cfg)
+    model.load_state_dict(load_file(f"{folder}/weights.safetensors"), strict=True)
+    model.eval()
+    inputs = load_file(f"{folder}/inputs.safetensors")
+    with torch.no_grad():
+        out = model(inputs["x"], inputs["t"], inputs.get("y"))
+    save_file({"out": out.contiguous()}, f"{folder}/outputs.safetensors")
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--config", default='{}', help="JSON overrides of the UNet configuration")
     p.add_argument("--count", action="store_true")
     p.add_argument("--names", help="a file of 'name shape' lines dumped by difflow to compare against")
+    p.add_argument("--check", help="a folder with weights.safetensors and inputs.safetensors written by difflow's "
+                   "test: run the same forward and write outputs.safetensors there")
     p.add_argument("--bench", action="store_true")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--batch", type=int, default=32)
@@ -275,6 +291,8 @@ def main():
                 diff = sorted(k for k in set(ours) & set(theirs) if ours[k] != theirs[k])
                 raise SystemExit(f"mismatch: only here {only_ours[:5]}, only in difflow {only_theirs[:5]}, shapes {diff[:5]}")
             print(f"names and shapes match ({len(ours)} tensors)")
+    if args.check:
+        check(cfg, args.check)
     if args.bench:
         print(json.dumps(bench(cfg, args)))
 

@@ -1,11 +1,17 @@
 //! Decoded image datasets (what every image loader returns), the resize/pad helpers they
-//! share, and the `images` loader: a folder of PNG/JPEG files, class subfolders as labels.
+//! share, and the `images` loader: a folder of PNG/JPEG files, class subfolders as labels
+//! (sorted by name: label i is the i-th folder); files directly in the folder with no
+//! subfolders make an unlabelled set (0 classes).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use image::imageops::FilterType;
 use rayon::prelude::*;
+use tch::Tensor;
+
+use super::store::{DataMeta, DataType, Dataset};
+use crate::params::Params;
 
 /// Decoded images as uint8 `[N, C, H, W]` (row-major, channel planes) with int labels in
 /// `0..classes`. Scaling to [-1, 1] happens at training time.
@@ -32,38 +38,32 @@ impl ImageSet {
         &self.pixels[i * n..(i + 1) * n]
     }
 
-    /// Keeps the images whose label is in `keep` (labels renumbered in the order of
-    /// `keep`), then the first `limit`.
-    pub fn select(self, keep: Option<&[i64]>, limit: Option<usize>) -> Result<ImageSet> {
+    /// Keeps the images with labels `0..classes` (the class count becomes `classes`), then
+    /// the first `limit` of those.
+    pub fn select(self, classes: Option<usize>, limit: Option<usize>) -> Result<ImageSet> {
         let n = self.image_len();
         let mut out = ImageSet { pixels: Vec::new(), labels: Vec::new(), count: 0, ..self.clone_header() };
-        if let Some(keep) = keep {
-            for &c in keep {
-                if c < 0 || c as usize >= self.classes {
-                    bail!("`classes` lists {c}, but the data has classes 0..{}", self.classes - 1);
-                }
+        if let Some(classes) = classes {
+            if classes == 0 || classes > self.classes {
+                bail!("`classes = {classes}` asks for more classes than the data has ({})", self.classes);
             }
-            out.classes = keep.len();
-            out.class_names = keep.iter().map(|&c| self.class_names[c as usize].clone()).collect();
+            out.classes = classes;
+            out.class_names.truncate(classes);
         }
         let limit = limit.unwrap_or(usize::MAX);
         for i in 0..self.count {
             if out.count >= limit {
                 break;
             }
-            let label = match keep {
-                Some(keep) => match keep.iter().position(|&c| c == self.labels[i]) {
-                    Some(p) => p as i64,
-                    None => continue,
-                },
-                None => self.labels[i],
-            };
+            if classes.is_some_and(|c| self.labels[i] >= c as i64) {
+                continue;
+            }
             out.pixels.extend_from_slice(&self.pixels[i * n..(i + 1) * n]);
-            out.labels.push(label);
+            out.labels.push(self.labels[i]);
             out.count += 1;
         }
         if out.count == 0 {
-            bail!("no images left after selecting classes {keep:?}");
+            bail!("no images left after keeping {classes:?} classes and {limit} images");
         }
         Ok(out)
     }
@@ -97,9 +97,7 @@ impl ImageSet {
             .pixels
             .par_chunks(n)
             .flat_map_iter(|img| {
-                (0..c)
-                    .flat_map(|ch| resize_plane(&img[ch * h * w..(ch + 1) * h * w], h, w, size))
-                    .collect::<Vec<u8>>()
+                (0..c).flat_map(|ch| resize_plane(&img[ch * h * w..(ch + 1) * h * w], h, w, size)).collect::<Vec<u8>>()
             })
             .collect();
         Ok(ImageSet { pixels, height: size, width: size, ..self })
@@ -125,7 +123,7 @@ fn resize_plane(plane: &[u8], h: usize, w: usize, size: usize) -> Vec<u8> {
 /// images directly in the folder, with no subfolders, are one class. Every image is
 /// resized so that its shorter side is `size`, centre-cropped to `size`×`size`, and
 /// converted to `channels` (1: luma, 3: RGB).
-pub fn load_folder(path: &Path, size: usize, channels: usize) -> Result<ImageSet> {
+pub fn load_folder(path: &Path, size: usize, channels: usize, limit: Option<usize>) -> Result<ImageSet> {
     if !path.is_dir() {
         bail!(
             "the image folder {} does not exist: point `path` at a folder of PNG/JPEG files \
@@ -140,11 +138,12 @@ pub fn load_folder(path: &Path, size: usize, channels: usize) -> Result<ImageSet
         bail!("`size` must be positive");
     }
     let mut class_dirs: Vec<PathBuf> = read_dir_sorted(path)?.into_iter().filter(|p| p.is_dir()).collect();
-    let mut class_names: Vec<String> =
+    let class_names: Vec<String> =
         class_dirs.iter().map(|p| p.file_name().unwrap_or_default().to_string_lossy().into_owned()).collect();
-    if class_dirs.is_empty() {
+    // No class subfolders: one unlabelled set (0 classes, labels all 0).
+    let labelled = !class_dirs.is_empty();
+    if !labelled {
         class_dirs.push(path.to_path_buf());
-        class_names.push(path.file_name().unwrap_or_default().to_string_lossy().into_owned());
     }
     let mut files: Vec<(PathBuf, i64)> = Vec::new();
     for (label, dir) in class_dirs.iter().enumerate() {
@@ -162,10 +161,10 @@ pub fn load_folder(path: &Path, size: usize, channels: usize) -> Result<ImageSet
             class_dirs.len()
         );
     }
-    let decoded: Vec<Vec<u8>> = files
-        .par_iter()
-        .map(|(file, _)| decode_file(file, size, channels))
-        .collect::<Result<Vec<_>>>()?;
+    // `limit` keeps the first files (in class, then name order) and decodes only those.
+    files.truncate(limit.unwrap_or(usize::MAX));
+    let decoded: Vec<Vec<u8>> =
+        files.par_iter().map(|(file, _)| decode_file(file, size, channels)).collect::<Result<Vec<_>>>()?;
     let pixels = decoded.concat();
     Ok(ImageSet {
         count: files.len(),
@@ -174,7 +173,7 @@ pub fn load_folder(path: &Path, size: usize, channels: usize) -> Result<ImageSet
         channels,
         height: size,
         width: size,
-        classes: class_dirs.len(),
+        classes: if labelled { class_dirs.len() } else { 0 },
         class_names,
     })
 }
@@ -207,7 +206,8 @@ fn decode_file(file: &Path, size: usize, channels: usize) -> Result<Vec<u8>> {
         .with_context(|| format!("the image {} is corrupt or not a PNG/JPEG: replace or remove it", file.display()))?;
     let (w, h) = (img.width(), img.height());
     let scale = size as f64 / w.min(h) as f64;
-    let (nw, nh) = (((w as f64 * scale).round() as u32).max(size as u32), ((h as f64 * scale).round() as u32).max(size as u32));
+    let (nw, nh) =
+        (((w as f64 * scale).round() as u32).max(size as u32), ((h as f64 * scale).round() as u32).max(size as u32));
     let img = if (nw, nh) == (w, h) { img } else { img.resize_exact(nw, nh, FilterType::Triangle) };
     let img = img.crop_imm((nw - size as u32) / 2, (nh - size as u32) / 2, size as u32, size as u32);
     let hw = size * size;
@@ -222,4 +222,28 @@ fn decode_file(file: &Path, size: usize, channels: usize) -> Result<Vec<u8>> {
         }
     }
     Ok(out)
+}
+
+impl ImageSet {
+    /// The dataset artifact of these images (`flip`: training may flip them horizontally).
+    pub fn into_dataset(self, flip: bool) -> Result<Dataset> {
+        let shape = [self.count as i64, self.channels as i64, self.height as i64, self.width as i64];
+        let values = Tensor::from_slice(&self.pixels).reshape(shape);
+        let labels = Tensor::from_slice(&self.labels);
+        let meta = DataMeta {
+            data_type: DataType::Images,
+            shape: shape[1..].to_vec(),
+            classes: self.classes,
+            count: self.count,
+            flip,
+        };
+        Dataset::new(meta, values, labels)
+    }
+}
+
+/// The `images` dataset stage: {path, size, channels, limit}.
+pub fn from_params(params: &Params) -> Result<Dataset> {
+    let path = PathBuf::from(params.str("path")?);
+    let limit = params.opt_usize("limit")?;
+    load_folder(&path, params.usize_or("size", 64)?, params.usize_or("channels", 3)?, limit)?.into_dataset(false)
 }

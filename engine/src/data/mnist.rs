@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use super::images::ImageSet;
+use super::store::Dataset;
+use crate::params::Params;
 
 pub const IMAGES_MAGIC: u32 = 2051;
 pub const LABELS_MAGIC: u32 = 2049;
@@ -119,7 +121,7 @@ fn be_u32(bytes: &[u8], at: usize) -> u32 {
 
 /// Parses an IDX image file: (count, rows, cols, pixels).
 pub fn parse_images(bytes: &[u8], path: &Path) -> Result<(usize, usize, usize, Vec<u8>)> {
-    if bytes.len() < 16 {
+    if bytes.len() < 4 {
         bail!("{} is too short for an IDX image header ({} bytes): the file is truncated", path.display(), bytes.len());
     }
     let magic = be_u32(bytes, 0);
@@ -129,6 +131,9 @@ pub fn parse_images(bytes: &[u8], path: &Path) -> Result<(usize, usize, usize, V
             path.display(),
             if magic == LABELS_MAGIC { " (it looks like a label file)" } else { "" }
         );
+    }
+    if bytes.len() < 16 {
+        bail!("{} is too short for an IDX image header ({} bytes): the file is truncated", path.display(), bytes.len());
     }
     let (n, rows, cols) = (be_u32(bytes, 4) as usize, be_u32(bytes, 8) as usize, be_u32(bytes, 12) as usize);
     let want = n * rows * cols;
@@ -144,7 +149,7 @@ pub fn parse_images(bytes: &[u8], path: &Path) -> Result<(usize, usize, usize, V
 
 /// Parses an IDX label file.
 pub fn parse_labels(bytes: &[u8], path: &Path) -> Result<Vec<u8>> {
-    if bytes.len() < 8 {
+    if bytes.len() < 4 {
         bail!("{} is too short for an IDX label header ({} bytes): the file is truncated", path.display(), bytes.len());
     }
     let magic = be_u32(bytes, 0);
@@ -154,6 +159,9 @@ pub fn parse_labels(bytes: &[u8], path: &Path) -> Result<Vec<u8>> {
             path.display(),
             if magic == IMAGES_MAGIC { " (it looks like an image file)" } else { "" }
         );
+    }
+    if bytes.len() < 8 {
+        bail!("{} is too short for an IDX label header ({} bytes): the file is truncated", path.display(), bytes.len());
     }
     let n = be_u32(bytes, 4) as usize;
     if bytes.len() - 8 < n {
@@ -182,7 +190,11 @@ pub fn load(dir: &Path, split: &str, flavour: Flavour) -> Result<ImageSet> {
         bail!("{} holds no images", images_path.display());
     }
     if let Some(bad) = labels.iter().find(|&&l| l > 9) {
-        bail!("{} holds the label {bad}; {} labels are 0..9: the file is corrupt", labels_path.display(), flavour.name());
+        bail!(
+            "{} holds the label {bad}; {} labels are 0..9: the file is corrupt",
+            labels_path.display(),
+            flavour.name()
+        );
     }
     Ok(ImageSet {
         pixels,
@@ -194,4 +206,12 @@ pub fn load(dir: &Path, split: &str, flavour: Flavour) -> Result<ImageSet> {
         classes: 10,
         class_names: flavour.class_names(),
     })
+}
+
+/// The `mnist` / `fashion_mnist` dataset stage: {path, split, size, limit, classes}.
+pub fn from_params(params: &Params, flavour: Flavour) -> Result<Dataset> {
+    let path = PathBuf::from(params.str("path")?);
+    let set = load(&path, params.str_or("split", "train")?, flavour)?;
+    let set = set.select(params.opt_usize("classes")?, params.opt_usize("limit")?)?;
+    set.to_size(params.usize_or("size", 28)?)?.into_dataset(false)
 }

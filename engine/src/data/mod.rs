@@ -1,5 +1,8 @@
 //! Datasets: generators and decoders, and the on-disk artifact every dataset stage writes.
 
+pub mod cifar10;
+pub mod images;
+pub mod mnist;
 pub mod store;
 pub mod toy;
 

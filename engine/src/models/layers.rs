@@ -3,7 +3,9 @@
 //! checkpoint maps one to one onto the PyTorch reference in `bench/unet_reference.py`.
 
 use tch::nn::{self, Module};
-use tch::{Kind, Tensor};
+use tch::Tensor;
+
+use super::timestep_embedding;
 
 /// PyTorch's default initialisation (kaiming-uniform weights with a = √5, uniform biases in
 /// ±1/√fan_in): tch initialises conv biases to zero, and we want the same start as the
@@ -56,21 +58,6 @@ pub fn norm_groups(channels: i64) -> i64 {
         groups /= 2;
     }
     groups
-}
-
-/// Sinusoidal timestep embedding (improved-diffusion's `timestep_embedding`): `[cos, sin]`
-/// of `t · 10000^(-i/half)`, `t` as float so that respaced (fractional) steps work.
-pub fn timestep_embedding(t: &Tensor, dim: i64) -> Tensor {
-    let half = dim / 2;
-    let freqs = (Tensor::arange(half, (Kind::Float, t.device())) * (-(10000f64.ln()) / half as f64)).exp();
-    let args = t.to_kind(Kind::Float).unsqueeze(1) * freqs.unsqueeze(0);
-    let emb = Tensor::cat(&[args.cos(), args.sin()], 1);
-    if dim % 2 == 1 {
-        let pad = Tensor::zeros([t.size()[0], 1], (Kind::Float, t.device()));
-        Tensor::cat(&[emb, pad], 1)
-    } else {
-        emb
-    }
 }
 
 /// The time-embedding MLP: `time_embed.0` (C → 4C), SiLU, `time_embed.2` (4C → 4C).

@@ -56,7 +56,11 @@ impl UNetConfig {
 
     pub fn validate(&self) -> Result<()> {
         if self.channels <= 0 || self.mults.is_empty() || self.mults.iter().any(|&m| m <= 0) {
-            bail!("unet: `channels` and every `mults` entry must be positive (got {} and {:?})", self.channels, self.mults);
+            bail!(
+                "unet: `channels` and every `mults` entry must be positive (got {} and {:?})",
+                self.channels,
+                self.mults
+            );
         }
         if self.res_blocks <= 0 || self.heads <= 0 {
             bail!("unet: `res_blocks` and `heads` must be positive");
@@ -138,9 +142,8 @@ impl UNet {
         let c = config.channels;
         let emb = 4 * c;
         let time_embed = TimeEmbed::new(vs / "time_embed", c, emb);
-        let label_emb = (config.classes > 0).then(|| {
-            nn::embedding(vs / "label_emb", config.classes + 1, emb, nn::EmbeddingConfig::default())
-        });
+        let label_emb = (config.classes > 0)
+            .then(|| nn::embedding(vs / "label_emb", config.classes + 1, emb, nn::EmbeddingConfig::default()));
         let (input_blocks, skips, ch) = down_half(&(vs / "input_blocks"), config, in_channels, &resolutions, Some(emb));
         let middle_block = middle(&(vs / "middle_block"), ch, Some(emb), config);
 
@@ -243,7 +246,14 @@ pub(crate) fn down_half(
         for _ in 0..cfg.res_blocks() {
             let path = vs / index;
             let mut block = Block::default();
-            block.layers.push(Layer::Res(ResBlock::new(&path / 0, ch, mult * c, emb, cfg.dropout(), cfg.scale_shift())));
+            block.layers.push(Layer::Res(ResBlock::new(
+                &path / 0,
+                ch,
+                mult * c,
+                emb,
+                cfg.dropout(),
+                cfg.scale_shift(),
+            )));
             ch = mult * c;
             if cfg.attention().contains(&resolutions[level]) {
                 block.layers.push(Layer::Attention(AttentionBlock::new(&path / 1, ch, cfg.heads())));
@@ -304,5 +314,28 @@ impl DownConfig for UNetConfig {
     }
     fn scale_shift(&self) -> bool {
         self.scale_shift
+    }
+}
+
+impl UNet {
+    /// The UNet of a `model` config object for data described by `data` (square images).
+    pub fn from_config(root: &nn::Path, config: &serde_json::Value, data: &crate::data::DataMeta) -> Result<Self> {
+        let (channels, size) = image_shape(data, "unet")?;
+        UNet::new(root, &UNetConfig::from_json(config)?, channels, size)
+    }
+}
+
+impl super::Denoiser for UNet {
+    fn forward(&self, x: &Tensor, t: &Tensor, y: Option<&Tensor>, train: bool) -> Tensor {
+        UNet::forward(self, x, t, y, train)
+    }
+}
+
+/// (channels, size) of square image data, or an error naming the model.
+pub fn image_shape(data: &crate::data::DataMeta, model: &str) -> Result<(i64, i64)> {
+    match data.shape.as_slice() {
+        [c, h, w] if data.is_images() && h == w => Ok((*c, *h)),
+        [_, h, w] if data.is_images() => bail!("a `{model}` needs square images, but the data is {h}×{w}"),
+        shape => bail!("a `{model}` needs image data [C, H, W], but the data has items of shape {shape:?}"),
     }
 }

@@ -17,6 +17,10 @@ pub fn run(job: &Job) -> Result<()> {
             params.f64_or("noise", 0.05)?,
             params.usize_or("seed", 0)? as u64,
         )?,
+        "mnist" => crate::data::mnist::from_params(&params, crate::data::mnist::Flavour::Mnist)?,
+        "fashion_mnist" => crate::data::mnist::from_params(&params, crate::data::mnist::Flavour::Fashion)?,
+        "cifar10" => crate::data::cifar10::from_params(&params)?,
+        "images" => crate::data::images::from_params(&params)?,
         other => bail!("the dataset variant `{other}` is not available in this build of difflow-worker"),
     };
     dataset.write(&job.out_dir, DATA_FILE)?;

@@ -1,0 +1,198 @@
+//! The `classifier` stage: trains the `encoder` on a labelled dataset — on noisy x_t at a
+//! uniformly drawn t when a `schedule` is given (a noisy classifier for classifier
+//! guidance, Dhariwal & Nichol 2021), on clean images otherwise (for accuracy and
+//! classifier features). It holds out the last 10 % of the data and reports the accuracy
+//! on it. Writes `classifier.safetensors` and `meta.json` ([`ClassifierMeta`]).
+//!
+//! [`load`] rebuilds a trained classifier from its cache entry; guidance and metrics use it.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use difflow::job::Job;
+use tch::nn::{self, OptimizerConfig};
+use tch::{Device, Kind, Tensor};
+
+use crate::data::{DataMeta, Dataset};
+use crate::diffusion::{schedule_from_config, Process, VarianceType};
+use crate::models::encoder::NOISY_KEY;
+use crate::models::{build_classifier, Classifier, ClassifierMeta, ModelSpec, Prediction, CLASSIFIER_FILE};
+use crate::params::Params;
+use crate::progress::{self, Progress};
+
+/// The fraction of the data held out for the reported accuracy.
+pub const HELD_OUT: f64 = 0.1;
+
+/// A trained classifier, ready for inference (eval mode: `train = false`).
+pub struct LoadedClassifier {
+    pub net: Box<dyn Classifier>,
+    pub meta: ClassifierMeta,
+    /// Owns the weights (kept alive with the net).
+    pub vars: nn::VarStore,
+}
+
+/// Loads the classifier of a classifier stage's entry `dir` onto `device`.
+pub fn load(dir: &Path, device: Device) -> Result<LoadedClassifier> {
+    let meta_path = dir.join("meta.json");
+    let text = std::fs::read_to_string(&meta_path).with_context(|| format!("cannot read {}", meta_path.display()))?;
+    let meta: ClassifierMeta = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a classifier description", meta_path.display()))?;
+    let mut vars = nn::VarStore::new(device);
+    let net = build_classifier(&vars.root(), &meta.model, &meta.data, meta.classes)?;
+    let weights = dir.join(CLASSIFIER_FILE);
+    vars.load(&weights).with_context(|| format!("cannot load the classifier weights {}", weights.display()))?;
+    vars.freeze();
+    Ok(LoadedClassifier { net, meta, vars })
+}
+
+/// Horizontal flips of a random half of the batch (the data asked for `flip`).
+pub fn random_flip(x: &Tensor) -> Tensor {
+    let b = x.size()[0];
+    let mask = Tensor::rand([b], (Kind::Float, x.device())).lt(0.5).view([b, 1, 1, 1]);
+    x.where_self(&mask.logical_not(), &x.flip([3i64]))
+}
+
+pub fn run(job: &Job) -> Result<()> {
+    let params = Params::of_job(job);
+    let device = crate::device::resolve(&job.device)?;
+    let (_, input) = params.stage(job, "data")?;
+    let data = Dataset::read(&input.dir)?;
+    let classes = data.meta.classes;
+    if classes < 2 {
+        bail!(
+            "`{}` trains a classifier, but its data `{}` has {classes} classes: use labelled data",
+            job.instance,
+            input.variant
+        );
+    }
+    if !data.meta.is_images() {
+        bail!("`{}`: the encoder classifies images, but the data holds vectors", job.instance);
+    }
+    let seed = params.usize_or("seed", 0)? as i64;
+    tch::manual_seed(seed);
+
+    let model_config = params.raw().get("model").cloned().context("the classifier needs `model`")?;
+    let schedule_config = params.opt_config("schedule")?;
+    let noisy = schedule_config.is_some();
+    let mut model_json = model_config.clone();
+    if let Some(map) = model_json.as_object_mut() {
+        map.insert(NOISY_KEY.into(), noisy.into());
+    }
+    let process = match &schedule_config {
+        Some(schedule) => {
+            let tables = schedule_from_config(schedule)?.tables();
+            let spec = ModelSpec { classes: 0, learn_sigma: false, prediction: Prediction::Eps };
+            Some(Process::new(tables, spec, VarianceType::FixedSmall, true, device))
+        }
+        None => None,
+    };
+
+    let n = data.meta.count;
+    let held = ((n as f64 * HELD_OUT).round() as usize).clamp(1, n.saturating_sub(1));
+    let n_train = n - held;
+    if n_train == 0 {
+        bail!("`{}`: {n} images are too few to hold out 10 % for the accuracy", job.instance);
+    }
+    let batch = params.usize_or("batch", 128)?.min(n_train).max(1);
+    let steps = match params.opt_usize("steps")? {
+        Some(s) => s,
+        None => params.usize("epochs")? * n_train.div_ceil(batch),
+    };
+    if steps == 0 {
+        bail!("`{}`: `steps` (or `epochs`) must be at least 1", job.instance);
+    }
+    let lr = params.f64_or("lr", 3e-4)?;
+
+    let vars = nn::VarStore::new(device);
+    let net = build_classifier(&vars.root(), &model_json, &data.meta, classes)?;
+    let mut opt = nn::AdamW::default().build(&vars, lr)?;
+    let mut bar = Progress::begin("training", steps as u64);
+    let mut last_loss = f64::NAN;
+    for step in 1..=steps {
+        let index = Tensor::randint(n_train as i64, [batch as i64], (Kind::Int64, Device::Cpu));
+        let (x, y) = data.batch(&index, device);
+        let x = if data.meta.flip { random_flip(&x) } else { x };
+        let (x, t) = noised(&x, process.as_ref());
+        let logits = net.forward(&x, t.as_ref(), true);
+        let loss = logits.cross_entropy_for_logits(&y);
+        opt.backward_step(&loss);
+        last_loss = loss.double_value(&[]);
+        if !last_loss.is_finite() {
+            bail!("`{}`: the classifier's loss became {last_loss} at step {step}: lower `lr`", job.instance);
+        }
+        bar.update(step as u64, Some(last_loss));
+    }
+
+    let accuracy = tch::no_grad(|| held_out_accuracy(&*net, &data, n_train, process.as_ref(), device));
+    progress::metric("accuracy", accuracy);
+    progress::log(format!(
+        "held-out accuracy {:.2} % on {held} images ({} classifier, final loss {last_loss:.4})",
+        accuracy * 100.0,
+        if noisy { "noisy" } else { "clean" }
+    ));
+
+    std::fs::create_dir_all(&job.out_dir).with_context(|| format!("cannot create {}", job.out_dir.display()))?;
+    let weights = job.out_dir.join(CLASSIFIER_FILE);
+    vars.save(&weights).with_context(|| format!("cannot write {}", weights.display()))?;
+    let meta = ClassifierMeta {
+        model: model_json,
+        schedule: schedule_config.map(|s| s.raw().clone()),
+        classes,
+        data: DataMeta { count: n_train, ..data.meta.clone() },
+        accuracy: Some(accuracy),
+    };
+    std::fs::write(job.out_dir.join("meta.json"), serde_json::to_string_pretty(&meta)?)
+        .with_context(|| format!("cannot write {}", job.out_dir.display()))?;
+    Ok(())
+}
+
+/// x_t at uniformly drawn t for a noisy classifier (t returned), x itself for a clean one.
+fn noised(x: &Tensor, process: Option<&Process>) -> (Tensor, Option<Tensor>) {
+    match process {
+        Some(p) => {
+            let b = x.size()[0];
+            let t = Tensor::randint(p.steps() as i64, [b], (Kind::Int64, x.device()));
+            let xt = p.q_sample(x, &t, &x.randn_like());
+            (xt, Some(p.model_timesteps(&t)))
+        }
+        None => (x.shallow_clone(), None),
+    }
+}
+
+/// Accuracy on items `from..` of `data` (noisy classifiers: at uniformly drawn t).
+fn held_out_accuracy(
+    net: &dyn Classifier,
+    data: &Dataset,
+    from: usize,
+    process: Option<&Process>,
+    device: Device,
+) -> f64 {
+    let n = data.meta.count;
+    let mut correct = 0i64;
+    for start in (from..n).step_by(256) {
+        let end = (start + 256).min(n);
+        let index = Tensor::arange_start(start as i64, end as i64, (Kind::Int64, Device::Cpu));
+        let (x, y) = data.batch(&index, device);
+        let (x, t) = noised(&x, process);
+        let pred = net.forward(&x, t.as_ref(), false).argmax(1, false);
+        correct += pred.eq_tensor(&y).sum(Kind::Int64).int64_value(&[]);
+    }
+    correct as f64 / (n - from) as f64
+}
+
+/// Accuracy of `net` on images (uint8 [N, C, H, W]) against `labels`, clean (t unset), in
+/// batches of 256: what metrics stages ask of a clean classifier.
+pub fn accuracy(net: &dyn Classifier, images: &Tensor, labels: &Tensor, device: Device) -> f64 {
+    tch::no_grad(|| {
+        let n = images.size()[0];
+        let mut correct = 0i64;
+        for start in (0..n).step_by(256) {
+            let len = (n - start).min(256);
+            let x = crate::data::store::to_unit_range(&images.narrow(0, start, len).to_device(device));
+            let pred = net.forward(&x, None, false).argmax(1, false);
+            correct +=
+                pred.eq_tensor(&labels.narrow(0, start, len).to_device(device)).sum(Kind::Int64).int64_value(&[]);
+        }
+        correct as f64 / n.max(1) as f64
+    })
+}
