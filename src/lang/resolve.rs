@@ -83,11 +83,6 @@ impl SpanTable {
         self.lookup(decl, path, 0).map(|(_, v)| v)
     }
 
-    /// The key span (`steps` in `steps = 5`).
-    pub fn key(&self, decl: &str, path: &str) -> Option<Span> {
-        self.lookup(decl, path, 0).map(|(k, _)| k)
-    }
-
     fn lookup(&self, decl: &str, path: &str, depth: usize) -> Option<(Span, Span)> {
         if let Some(s) = self.entries.get(&(decl.to_string(), path.to_string())) {
             return Some(*s);
@@ -105,11 +100,6 @@ impl SpanTable {
             split = i;
         }
         None
-    }
-
-    /// The declaration a key of `decl` names, if it names one.
-    pub fn target(&self, decl: &str, path: &str) -> Option<&str> {
-        self.refs.get(&(decl.to_string(), path.to_string())).map(String::as_str)
     }
 
     /// Where a declaration's name is written.

@@ -100,20 +100,30 @@ fn two_sweeps_multiply_and_one_sweep_read_twice_stays_aligned() {
     let p = ok(&text);
     let s: Vec<_> = names(&p).into_iter().filter(|n| n.starts_with("s[")).collect();
     assert_eq!(s, vec!["s[w=1,steps=10]", "s[w=2,steps=10]", "s[w=1,steps=20]", "s[w=2,steps=20]"]);
-    let i = p.instance("s[steps=20,w=2]").unwrap();
+    let i = p.instance("s[w=2,steps=20]").unwrap();
     assert_eq!(i.params["seed"], Value::Int(2));
 }
 
 #[test]
 fn downstream_of_two_families_is_their_product_and_lists_collect() {
-    let text = format!(
-        "{TOY}\nsample a {{ from = tr, sampler = ddim {{ steps = sweep(10, 20) }} }}\nsample b {{ from = tr, sampler = ddpm {{ steps = sweep(5, 6, 7) }} }}\nmetrics m {{ samples = a, reference = b, measure = [\"fid\"] }}\nplot p = scatter {{ of = [pts, a, b] }}\n"
-    );
-    let p = ok(&text);
+    let text = r#"
+use "std/unet.diff"
+dataset d = mnist { path = "data/mnist" }
+schedule lin = linear { steps = 100 }
+train tr { model = unet_small, data = d, schedule = lin, steps = 10 }
+sample a { from = tr, sampler = ddim { steps = sweep(10, 20) } }
+sample b { from = tr, sampler = ddpm { steps = sweep(5, 6, 7) } }
+metrics m { samples = a, reference = b, measure = ["fid"] }
+plot p = grid { of = a }
+report r { include = [d, a, b, p] }
+"#;
+    let p = ok(text);
     assert_eq!(p.families["m"].len(), 6);
-    assert_eq!(p.families["p"], vec!["p".to_string()]);
-    let Value::List(of) = &p.instance("p").unwrap().params["of"] else { panic!() };
-    assert_eq!(of.len(), 6);
+    assert!(p.instance("m[steps=20,steps=6]").is_none());
+    assert!(p.instance("m[a.steps=20,b.steps=6]").is_some(), "{:?}", p.families["m"]);
+    assert_eq!(p.families["p"].len(), 2);
+    let Value::List(inc) = &p.instance("r").unwrap().params["include"] else { panic!() };
+    assert_eq!(inc.len(), 1 + 2 + 3 + 2);
 }
 
 #[test]
