@@ -8,6 +8,7 @@
 pub mod cache;
 pub mod diagnostics;
 pub mod diffusion;
+pub mod doc;
 pub mod exec;
 pub mod fmt;
 pub mod graph;
