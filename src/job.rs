@@ -22,7 +22,8 @@ pub struct Job {
     /// The staging folder to write outputs into. It survives an interrupted run of the
     /// same key, so a training stage finds its checkpoints here and resumes.
     pub out_dir: PathBuf,
-    /// `cpu` or `cuda:N` (already resolved from `auto`).
+    /// `cpu`, `cuda:N`, or `auto`: the worker resolves `auto` to `cuda:0` when libtorch
+    /// finds CUDA, else `cpu` (only the worker links libtorch, so only it can tell).
     pub device: String,
     /// Project settings the engine needs.
     pub settings: JobSettings,

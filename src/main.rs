@@ -252,8 +252,12 @@ fn fmt(file: &Path, check: bool) -> Outcome {
 }
 
 fn doc(kind: Option<&str>) -> Outcome {
-    let _ = kind;
-    Err(wrong("`difflow doc` is not available in this build yet"))
+    let text = difflow::doc::render(kind).map_err(wrong)?;
+    print!("{text}");
+    if !text.ends_with('\n') {
+        println!();
+    }
+    Ok(())
 }
 
 /// The cache folders of the given pipelines (or of the current folder), each with the

@@ -238,3 +238,20 @@ fn cache_ls_lists_and_gc_removes_what_no_pipeline_uses() {
     assert_eq!(p.entries().len(), 5);
     assert!(states(&p.plan()).iter().all(|(s, _)| s == "cached"));
 }
+
+#[test]
+fn the_report_stage_tabulates_and_inlines_its_included_stages() {
+    let p = Project::new(&format!("{TOY}report study {{ include = [gen, pic], title = \"Toy study\" }}\n"));
+    let out = run_ok(&p, &["--target", "study"]);
+    assert!(out.contains("ran 6 stages"), "{out}");
+    assert!(!p.take_worker_log().contains(&"study".to_string()), "the report is written in-process");
+    let lock: toml::Value = toml::from_str(&std::fs::read_to_string(p.path().join("difflow.lock")).unwrap()).unwrap();
+    let entry = p.cache_dir().join(lock["stages"]["study"]["key"].as_str().unwrap());
+    let html = std::fs::read_to_string(entry.join("report.html")).unwrap();
+    assert!(html.contains("<h1>Toy study</h1>"));
+    let grid = difflow::report::base64(b"gen[steps=10]\n");
+    assert!(html.contains(&format!("data:image/png;base64,{grid}")), "{html}");
+    let md = std::fs::read_to_string(entry.join("report.md")).unwrap();
+    assert!(md.contains("![gen[steps=5]](images/gen_steps_5__grid.png)"), "{md}");
+    assert!(entry.join("images/gen_steps_5__grid.png").is_file());
+}

@@ -19,7 +19,7 @@ plot pic = scatter { of = [pts, gen] }
 "#;
 
 /// The worker double: prints progress and a metric, writes `<kind>.txt` (with the
-/// instance name) into out_dir. With `FAIL_KIND=<kind>` it fails like a stage error
+/// instance name) into out_dir, and `grid.png` for a sample stage. With `FAIL_KIND=<kind>` it fails like a stage error
 /// (exit 2); with `CRASH_KIND=<kind>` it writes a partial file and dies by SIGKILL.
 const WORKER: &str = r#"#!/bin/sh
 job="$1"
@@ -35,6 +35,7 @@ if [ -n "$SLEEP" ]; then sleep "$SLEEP"; fi
 echo '{"event":"progress","done":2,"loss":0.25}'
 echo '{"event":"metric","name":"loss","value":0.25}'
 echo "$inst" > "$out/$kind.txt"
+if [ "$kind" = "sample" ]; then echo "$inst" > "$out/grid.png"; fi
 "#;
 
 pub struct Project {
