@@ -4,53 +4,16 @@
 //! to identical tensors, features, logits and FID agree, the parameter count is the
 //! published one, and a missing file says where to get it.
 
+mod inception_fixture;
+
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
+
+use inception_fixture::reference_dir;
 
 use difflow_engine::metrics::fid::{frechet_distance, FeatureStats};
 use difflow_engine::metrics::inception::{self, InceptionV3, Precision};
 use tch::{Device, Tensor};
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
-fn python() -> PathBuf {
-    if let Ok(p) = std::env::var("DIFFLOW_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let venv = repo_root().join(".venv/bin/python");
-    if venv.exists() {
-        venv
-    } else {
-        PathBuf::from("python3")
-    }
-}
-
-/// Runs the reference script once per version of the script; returns its output folder.
-fn reference_dir() -> PathBuf {
-    let script = repo_root().join("scripts/inception_reference.py");
-    let text = std::fs::read(&script).expect("scripts/inception_reference.py");
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    text.hash(&mut hasher);
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("inception_reference-{:016x}", hasher.finish()));
-    if !dir.join("reference.json").exists() {
-        let staging = dir.with_extension("staging");
-        let _ = std::fs::remove_dir_all(&staging);
-        let status = Command::new(python()).arg(&script).arg(&staging).status().expect(
-            "run scripts/inception_reference.py (needs Python with torch, numpy, safetensors: scripts/setup.sh)",
-        );
-        assert!(status.success(), "scripts/inception_reference.py failed");
-        let _ = std::fs::remove_dir_all(&dir);
-        // Another test process may have finished first; either copy is complete.
-        if std::fs::rename(&staging, &dir).is_err() {
-            assert!(dir.join("reference.json").exists());
-        }
-    }
-    dir
-}
 
 fn tensors(path: &Path) -> HashMap<String, Tensor> {
     Tensor::read_safetensors(path).unwrap().into_iter().collect()

@@ -220,3 +220,54 @@ pub fn trajectory_metrics(
     }
     Ok(points)
 }
+
+/// `plot … = curve { of = <sample stage with trajectory>, y = "fid" | "is", reference }`:
+/// the metric of x̂₀ at each kept trajectory point against the sampling steps taken, as
+/// `plot.png`, with the numbers in `curve.json`.
+pub fn curve_plot(job: &Job) -> Result<()> {
+    let params = Params::of_job(job);
+    let device = crate::device::resolve(&job.device)?;
+    let (name, input) = params.stage(job, "of")?;
+    let path = input.dir.join(TRAJECTORY_FILE);
+    if !path.exists() {
+        bail!("`{name}` kept no trajectory: set `trajectory = k` (keep every k-th step) in that sample stage");
+    }
+    let y = params.str_or("y", "fid")?;
+    let (fid, is) = match y {
+        "fid" => (true, false),
+        "is" => (false, true),
+        other => bail!("`y = \"{other}\"`: a curve plots \"fid\" or \"is\""),
+    };
+    let mut ex = Extractors::new(job, params, device);
+    let reference = if fid {
+        if params.get("reference").is_none() {
+            bail!("`y = \"fid\"` needs `reference = <a dataset or sample stage>` to compare against");
+        }
+        Some(side(job, &params, &mut ex, "reference_stats", "reference")?)
+    } else {
+        None
+    };
+    let every = Params::new(&input.params, name).usize_or("trajectory", 0)?;
+    let points = trajectory_metrics(&path, every, &mut ex, reference.as_ref(), fid, is)?;
+    if points.is_empty() {
+        bail!("`{name}` holds no image trajectory to measure");
+    }
+    let key = if fid { "fid" } else { "is_mean" };
+    let xy: Vec<(f64, f64)> = points
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let x = p.get("step").and_then(Value::as_f64).unwrap_or(i as f64);
+            (x, p.get(key).and_then(Value::as_f64).unwrap_or(f64::NAN))
+        })
+        .collect();
+    std::fs::create_dir_all(&job.out_dir).with_context(|| format!("cannot create {}", job.out_dir.display()))?;
+    let curve_json = job.out_dir.join("curve.json");
+    std::fs::write(&curve_json, serde_json::to_string_pretty(&json!({ "trajectory": points }))?)
+        .with_context(|| format!("cannot write {}", curve_json.display()))?;
+    let title = format!("{} of x̂₀ along the reverse chain of {name}", if fid { "FID" } else { "IS" });
+    let x_label = if every > 0 { "sampling steps taken" } else { "trajectory point" };
+    let curve =
+        crate::plot::curve::Curve { points: &xy, title: &title, x_label, y_label: if fid { "FID" } else { "IS" } };
+    crate::plot::curve::write_curve(&curve, 800, 500, &job.out_dir.join(crate::stages::plot::PLOT_FILE))
+}
