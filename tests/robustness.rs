@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use difflow::diagnostics::Diagnostic;
+use difflow::diagnostics::{render_plain, Diagnostic};
 use difflow::fmt::format_source;
 use difflow::syntax::lexer::MAX_DEPTH;
 use difflow::syntax::parse;
@@ -62,6 +62,7 @@ fn assert_spans_valid(text: &str, diags: &[Diagnostic]) {
 /// Everything the front end does with a text must end, without panicking, in a result
 /// or in diagnostics that point inside the text; fmt must be idempotent where it works.
 fn exercise(text: &str) {
+    check_fully(text);
     match parse(0, text) {
         Ok(_) => {
             let once = format_source(0, text).unwrap_or_else(|d| panic!("fmt failed on parsed input {text:?}: {d:?}"));
@@ -74,6 +75,22 @@ fn exercise(text: &str) {
             assert_spans_valid(text, &diags);
         }
     }
+}
+
+/// The whole front end (modules, resolver, checker) and the diagnostics renderer.
+fn check_fully(text: &str) {
+    let loaded = difflow::lang::load_source("fuzz.diff", text, &[]);
+    for d in &loaded.diagnostics {
+        for label in std::iter::once(&d.primary).chain(&d.secondary) {
+            let s = label.span;
+            let src = &loaded.sources.get(s.file).text;
+            assert!(s.start <= s.end && s.end <= src.len(), "span {s:?} outside its file: {d:?}");
+            assert!(src.is_char_boundary(s.start) && src.is_char_boundary(s.end), "span {s:?} splits a char: {d:?}");
+        }
+    }
+    let rendered = render_plain(&loaded.diagnostics, &loaded.sources);
+    assert_eq!(loaded.diagnostics.is_empty(), rendered.is_empty());
+    assert_eq!(loaded.pipeline.is_some(), loaded.diagnostics.is_empty());
 }
 
 const TOKENS: &[&str] = &[
@@ -195,7 +212,12 @@ fn apply(text: &str, muts: &[Mutation]) -> String {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 400, max_shrink_iters: 2000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: 400,
+        max_shrink_iters: 2000,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
@@ -277,6 +299,9 @@ fn a_10_mb_pipeline_parses_and_formats_in_seconds() {
     }
     let file = timed("parse 10 MB", || parse(0, &text)).unwrap();
     assert_eq!(file.items.len(), 2 * n);
+    let loaded = timed("check 10 MB", || difflow::lang::load_source("big.diff", &text, &[]));
+    let rendered = render_plain(&loaded.diagnostics[..loaded.diagnostics.len().min(3)], &loaded.sources);
+    assert!(loaded.pipeline.is_some() || !rendered.is_empty());
     let out = timed("fmt 10 MB", || format_source(0, &text)).unwrap();
     assert!(out.len() > TEN_MB);
 }

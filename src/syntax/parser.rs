@@ -486,36 +486,46 @@ impl<'a> ErrorContext<'a> {
             }
             BracketProblem::Unclosed { opener } => {
                 let at_end = self.found().is_none();
-                let at_new_item = self.pos > opener && self.looks_like_new_item_between(opener, self.pos);
+                let at_new_item = self.pos > opener && self.looks_like_new_item(opener);
                 if !(at_end || at_new_item) {
                     return None;
                 }
                 let (open, what, close) = name(self.text.as_bytes()[opener]);
-                Some(
-                    Diagnostic::new(
-                        SYNTAX,
-                        format!("unclosed {open} (the {what} opened here)"),
-                        span_at(self.file, opener, opener + 1),
-                        format!("this {what} is never closed"),
-                    )
-                    .with_help(format!("add {close} where the {what} ends")),
+                let mut d = Diagnostic::new(
+                    SYNTAX,
+                    format!("unclosed {open} (the {what} opened here)"),
+                    span_at(self.file, opener, opener + 1),
+                    format!("this {what} is never closed"),
                 )
+                .with_help(format!("add {close} where the {what} ends"));
+                if let (false, Some(t)) = (at_end, self.line_first_token()) {
+                    d = d
+                        .with_label(span_at(self.file, t.start, t.end), "the next declaration starts while it is open");
+                }
+                Some(d)
             }
         }
     }
 
-    /// Whether pest failed on a line after `opener` that starts like a top-level item
-    /// (`KIND NAME =`, `KIND NAME {`, `use "…"`, `let X =`): a block left open before it.
-    fn looks_like_new_item_between(&self, opener: usize, pos: usize) -> bool {
+    /// The first token of the line pest failed on.
+    fn line_first_token(&self) -> Option<&'a Token> {
         let toks = &self.scan.tokens;
-        let mut i = toks.partition_point(|t| t.end <= pos).min(toks.len().saturating_sub(1));
         if toks.is_empty() {
-            return false;
+            return None;
         }
-        // Back to the first token of the failing line.
+        let mut i = toks.partition_point(|t| t.end <= self.pos).min(toks.len() - 1);
         while i > 0 && !self.text.as_bytes()[toks[i - 1].end..toks[i].start].contains(&b'\n') {
             i -= 1;
         }
+        toks.get(i)
+    }
+
+    /// Whether pest failed on a line after `opener` that starts like a top-level item
+    /// (`KIND NAME =`, `KIND NAME {`, `use "…"`, `let X =`): a block left open before it.
+    fn looks_like_new_item(&self, opener: usize) -> bool {
+        let toks = &self.scan.tokens;
+        let Some(first) = self.line_first_token() else { return false };
+        let i = toks.partition_point(|t| t.start < first.start);
         let t = &toks[i];
         if t.start <= opener || t.kind != TokKind::Ident {
             return false;
@@ -558,19 +568,16 @@ impl<'a> ErrorContext<'a> {
         }
 
         if self.has(Rule::eq) && !self.has(Rule::lbrace) {
-            let role = if self
-                .scan
-                .tokens
-                .get(self.found_index().wrapping_sub(2))
-                .is_some_and(|t| self.tok_text(t) == "let")
-            {
-                format!("`let {prev_text}`")
-            } else {
-                format!("the key `{prev_text}`")
-            };
+            let is_let =
+                self.scan.tokens.get(self.found_index().wrapping_sub(2)).is_some_and(|t| self.tok_text(t) == "let");
+            let role = if is_let { format!("`let {prev_text}`") } else { format!("the key `{prev_text}`") };
             let label =
                 if self.found_is(":") { "use `=` here, not `:`".to_string() } else { "expected `=` here".to_string() };
-            let help = format!("set a value with `=`: `{prev_text} = …`");
+            let help = if is_let {
+                format!("a constant is written `let {prev_text} = value`")
+            } else {
+                format!("set a value with `=`: `{prev_text} = …`")
+            };
             let msg = format!("expected `=` after {role}, found {found_desc}");
             return self.err(msg, label, help);
         }
@@ -623,6 +630,54 @@ impl<'a> ErrorContext<'a> {
         }
 
         if self.has(Rule::key) || self.has(Rule::rbrace) {
+            let i = self.found_index();
+            let before = |k: usize| i.checked_sub(k).and_then(|j| self.scan.tokens.get(j));
+            // `lr =` with nothing after it: the next line's key was taken as its value.
+            if self.found_is("=") {
+                if let (Some(value), Some(eq), Some(key)) = (before(1), before(2), before(3)) {
+                    let newline_between = self.text.as_bytes()[eq.end..value.start].contains(&b'\n');
+                    if value.kind == TokKind::Ident && self.tok_text(eq) == "=" && newline_between {
+                        let key = self.tok_text(key);
+                        return Diagnostic::new(
+                            SYNTAX,
+                            format!("expected a value after `{key} =`"),
+                            span_at(self.file, eq.start, eq.end),
+                            "nothing follows this `=` on its line",
+                        )
+                        .with_help(format!("write the value after `=`, e.g. `{key} = 1000`, or remove the line"));
+                    }
+                }
+            }
+            if self.found_is("(") && prev.is_some_and(|t| t.kind == TokKind::Ident) {
+                let help = if prev_text == "sweep" {
+                    "a sweep is written `sweep(a, b, …)`".to_string()
+                } else {
+                    format!("an inline block uses braces: `{prev_text} {{ key = value, … }}`")
+                };
+                return self.err(format!("expected `{{` after `{prev_text}`, found `(`"), "use `{` here", help);
+            }
+            if prev_text == "sweep" && self.found_is("[") {
+                return self.err(
+                    "expected `(` after `sweep`, found `[`",
+                    "use `(` here",
+                    "a sweep is written with parentheses: `sweep(a, b, …)`",
+                );
+            }
+            if prev_text == "," && found.is_some_and(|t| matches!(t.kind, TokKind::Str | TokKind::Number)) {
+                return self.err(
+                    format!("expected the next key after `,`, found {found_desc}"),
+                    "a second value for one key?",
+                    match (before(2), before(3), before(4)) {
+                        (Some(v), Some(eq), Some(k)) if self.tok_text(eq) == "=" => format!(
+                            "for several values write a list: `{} = [{}, {}]`",
+                            self.tok_text(k),
+                            self.tok_text(v),
+                            self.tok_text(found.expect("a string or number was found"))
+                        ),
+                        _ => "for several values write a list: `key = [a, b]`".to_string(),
+                    },
+                );
+            }
             if self.found_is(":") || self.found_is("=") {
                 return self.err(
                     format!("expected a key or `}}`, found {found_desc}"),
