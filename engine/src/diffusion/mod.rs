@@ -34,6 +34,27 @@ pub enum VarianceType {
     Learned,
 }
 
+/// Where the data lives, for clipping x̂₀ and for the decoder term of the bound.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct DataSpace {
+    /// Clip x̂₀ to [−c, c] while sampling: 1 for images; for vectors the largest |value| in the
+    /// training data (an x̂₀ outside the data's range is an error of ε̂ amplified by
+    /// 1/√ᾱ_t, which at the last steps of a cosine schedule is ~10⁴).
+    pub clip: Option<f64>,
+    /// 8-bit images: the decoder is the discretised Gaussian; otherwise a Gaussian density.
+    pub discrete: bool,
+}
+
+impl DataSpace {
+    pub fn images() -> DataSpace {
+        DataSpace { clip: Some(1.0), discrete: true }
+    }
+
+    pub fn points(bound: Option<f64>) -> DataSpace {
+        DataSpace { clip: bound, discrete: false }
+    }
+}
+
 /// Builds the schedule from a `schedule` config object, with SPEC §1's defaults.
 pub fn schedule_from_config(config: &Params) -> Result<ScheduleSpec> {
     let steps = config.usize("steps")?;
@@ -119,7 +140,7 @@ impl Coefficients {
 pub struct Denoised {
     /// ε̂ consistent with `x0` (recomputed after clipping or guidance).
     pub eps: Tensor,
-    /// x̂₀ (clipped to [-1, 1] when the process clips).
+    /// x̂₀ (clipped to the data's range when the process clips).
     pub x0: Tensor,
     /// μ_θ(x_t, t): the posterior mean at x̂₀.
     pub mean: Tensor,
@@ -134,16 +155,21 @@ pub struct Process {
     pub timestep_map: Vec<i64>,
     pub model: ModelSpec,
     pub variance: VarianceType,
-    /// Clip x̂₀ to [-1, 1] (image data).
-    pub clip: bool,
+    pub space: DataSpace,
     coef: Coefficients,
     timestep_map_tensor: Tensor,
 }
 
 impl Process {
-    pub fn new(tables: DiffusionTables, model: ModelSpec, variance: VarianceType, clip: bool, device: Device) -> Self {
+    pub fn new(
+        tables: DiffusionTables,
+        model: ModelSpec,
+        variance: VarianceType,
+        space: DataSpace,
+        device: Device,
+    ) -> Self {
         let map: Vec<i64> = (0..tables.steps() as i64).collect();
-        Process::with_map(tables, map, model, variance, clip, device)
+        Process::with_map(tables, map, model, variance, space, device)
     }
 
     /// The process restricted to `use_timesteps` (ascending, 0-based) of `tables` (IDDPM respacing).
@@ -152,11 +178,11 @@ impl Process {
         use_timesteps: &[usize],
         model: ModelSpec,
         variance: VarianceType,
-        clip: bool,
+        space: DataSpace,
         device: Device,
     ) -> Self {
         let map = use_timesteps.iter().map(|&t| t as i64).collect();
-        Process::with_map(tables.respaced(use_timesteps), map, model, variance, clip, device)
+        Process::with_map(tables.respaced(use_timesteps), map, model, variance, space, device)
     }
 
     fn with_map(
@@ -164,12 +190,12 @@ impl Process {
         map: Vec<i64>,
         model: ModelSpec,
         variance: VarianceType,
-        clip: bool,
+        space: DataSpace,
         device: Device,
     ) -> Self {
         let coef = Coefficients::new(&tables, device);
         let timestep_map_tensor = Tensor::from_slice(&map).to_device(device);
-        Process { tables, timestep_map: map, model, variance, clip, coef, timestep_map_tensor }
+        Process { tables, timestep_map: map, model, variance, space, coef, timestep_map_tensor }
     }
 
     pub fn steps(&self) -> usize {
@@ -298,19 +324,25 @@ impl Process {
         })
     }
 
-    /// p(x_{t−1} | x_t) from a network output: x̂₀ (clipped for images), ε̂, the mean and Σ.
+    /// p(x_{t−1} | x_t) from a network output: x̂₀ (clipped to the data's range), ε̂, the mean and Σ.
     pub fn p_mean_variance(&self, output: &Tensor, xt: &Tensor, t: &Tensor) -> Result<Denoised> {
-        self.p_mean_variance_with(output, xt, t, self.clip)
+        self.p_mean_variance_with(output, xt, t, self.space.clip)
     }
 
     /// [`Process::p_mean_variance`] with clipping of x̂₀ chosen by the caller (training never clips).
-    pub fn p_mean_variance_with(&self, output: &Tensor, xt: &Tensor, t: &Tensor, clip: bool) -> Result<Denoised> {
+    pub fn p_mean_variance_with(
+        &self,
+        output: &Tensor,
+        xt: &Tensor,
+        t: &Tensor,
+        clip: Option<f64>,
+    ) -> Result<Denoised> {
         let (prediction, v) = self.split_output(output);
         let prediction = prediction.to_kind(xt.kind());
         let (variance, log_variance) = self.model_variance(v.as_ref(), t, xt)?;
         let raw_x0 = self.x0_from_prediction(&prediction, xt, t);
-        let (x0, eps) = if clip {
-            let x0 = raw_x0.clamp(-1.0, 1.0);
+        let (x0, eps) = if let Some(c) = clip {
+            let x0 = raw_x0.clamp(-c, c);
             let eps = self.eps_from_x0(xt, t, &x0);
             (x0, eps)
         } else {

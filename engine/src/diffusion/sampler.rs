@@ -9,7 +9,7 @@ use tch::{Device, Kind, Tensor};
 use super::guidance::{cfg_output, classifier_gradient, guided_eps, guided_mean};
 use super::noise::{SampleNoise, STREAM_INIT};
 use super::vlb::ModelFn;
-use super::{Denoised, Process, VarianceType};
+use super::{DataSpace, Denoised, Process, VarianceType};
 use crate::models::{Classifier, ModelSpec};
 use crate::params::Params;
 
@@ -91,8 +91,7 @@ pub enum Guidance<'a> {
 pub struct SampleSetup<'a> {
     pub tables: &'a DiffusionTables,
     pub model: ModelSpec,
-    /// Clip x̂₀ to [-1, 1] (images).
-    pub clip: bool,
+    pub space: DataSpace,
     pub sampler: &'a Sampler,
     pub guidance: &'a Guidance<'a>,
     /// Shape of one item ([C, H, W] or [D]).
@@ -118,7 +117,7 @@ impl SampleSetup<'_> {
             Sampler::Ddpm { variance, .. } => *variance,
             _ => VarianceType::FixedSmall,
         };
-        Process::respaced(self.tables, &ts, self.model, variance, self.clip, self.device)
+        Process::respaced(self.tables, &ts, self.model, variance, self.space, self.device)
     }
 
     /// Draws the samples with global indices `indices` (their noise depends only on the

@@ -53,13 +53,13 @@ pub fn gaussian_log_likelihood(x: &Tensor, means: &Tensor, log_scales: &Tensor) 
 impl Process {
     /// The bound's term at index t for each item, in bits per dimension: KL(q(x_{t−1}|x_t,x₀) ‖
     /// p_θ(x_{t−1}|x_t)) for t > 0, the decoder's −log p_θ(x₀|x₁) at t = 0 (discretised for
-    /// images, a Gaussian density for vectors). `clip_x0` clips x̂₀ (evaluation on images).
+    /// images, a Gaussian density for vectors). `clip_x0` clips x̂₀ to the process's data range (evaluation; training does not clip).
     pub fn vb_term_bits(&self, output: &Tensor, x0: &Tensor, xt: &Tensor, t: &Tensor, clip_x0: bool) -> Result<Tensor> {
-        let d = self.p_mean_variance_with(output, xt, t, clip_x0)?;
+        let d = self.p_mean_variance_with(output, xt, t, if clip_x0 { self.space.clip } else { None })?;
         let (true_mean, _, true_log_var) = self.q_posterior(x0, xt, t);
         let kl = mean_flat(&normal_kl(&true_mean, &true_log_var, &d.mean, &d.log_variance)) / LN_2;
         let log_scales = &d.log_variance * 0.5;
-        let decoder_ll = if self.clip {
+        let decoder_ll = if self.space.discrete {
             discretized_gaussian_log_likelihood(x0, &d.mean, &log_scales)
         } else {
             gaussian_log_likelihood(x0, &d.mean, &log_scales)
@@ -112,7 +112,7 @@ pub fn bits_per_dim(
         let z = noise.normal(indices, k as u64, item_shape, x0.device()).to_kind(x0.kind());
         let xt = process.q_sample(x0, &t, &z);
         let output = tch::no_grad(|| model(&xt, &process.model_timesteps(&t), y));
-        terms.push(process.vb_term_bits(&output, x0, &xt, &t, process.clip)?);
+        terms.push(process.vb_term_bits(&output, x0, &xt, &t, true)?);
         on_step(done + 1);
     }
     terms.reverse();

@@ -19,7 +19,7 @@ use tch::{nn, Device, Kind, Tensor};
 use crate::data::{DataMeta, Dataset};
 use crate::diffusion::loss::LossType;
 use crate::diffusion::noise::derive_seed;
-use crate::diffusion::{schedule_from_config, Process, VarianceType};
+use crate::diffusion::{schedule_from_config, DataSpace, Process, VarianceType};
 use crate::models::{build_denoiser, Denoiser, ModelSpec};
 use crate::params::Params;
 use crate::progress::{self, Progress};
@@ -51,6 +51,9 @@ pub struct TrainMeta {
     pub loss: LossType,
     pub steps: usize,
     pub final_loss: f64,
+    /// The largest |value| of vector training data (x̂₀ is clipped to it while sampling).
+    #[serde(default)]
+    pub data_bound: Option<f64>,
 }
 
 impl TrainMeta {
@@ -58,6 +61,15 @@ impl TrainMeta {
         let path = dir.join("meta.json");
         let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
         serde_json::from_str(&text).with_context(|| format!("{} is not a train stage's description", path.display()))
+    }
+
+    /// The data space the model was trained in (clipping range and decoder).
+    pub fn data_space(&self) -> DataSpace {
+        if self.data.is_images() {
+            DataSpace::images()
+        } else {
+            DataSpace::points(self.data_bound)
+        }
     }
 
     /// Builds the model and loads the EMA (or raw) weights of a finished train stage.
@@ -99,6 +111,9 @@ pub fn run(job: &Job) -> Result<()> {
     let device = crate::device::resolve(&job.device)?;
     let (_, data_input) = params.stage(job, "data")?;
     let data = Dataset::read(&data_input.dir)?;
+    if !data.meta.is_images() {
+        super::prefer_single_thread(job);
+    }
     let model_config = params.config("model")?;
     let model_spec = ModelSpec::from_config(&model_config)?;
     let schedule_config = params.config("schedule")?;
@@ -153,7 +168,9 @@ pub fn run(job: &Job) -> Result<()> {
         bail!("`uncond_p` drops class labels, but the model is unconditional (`classes = 0`)");
     }
     let variance = if model_spec.learn_sigma { VarianceType::Learned } else { VarianceType::FixedSmall };
-    let process = Process::new(schedule.tables(), model_spec, variance, data.meta.is_images(), device);
+    let data_bound = (!data.meta.is_images()).then(|| data.values.abs().max().double_value(&[]));
+    let space = if data.meta.is_images() { DataSpace::images() } else { DataSpace::points(data_bound) };
+    let process = Process::new(schedule.tables(), model_spec, variance, space, device);
 
     let mut trainer = Trainer::new(model_config.raw(), &data.meta, device)?;
     let checkpoint_dir = job.out_dir.join(CHECKPOINT_DIR);
@@ -199,6 +216,7 @@ pub fn run(job: &Job) -> Result<()> {
         loss: settings.loss,
         steps: settings.steps,
         final_loss,
+        data_bound,
     };
     std::fs::write(out.join("meta.json"), serde_json::to_string_pretty(&meta)?)?;
     if checkpoint_dir.exists() {

@@ -1,0 +1,106 @@
+//! Scatter plots of 2-D point sets (data against samples), one colour per set, as PNG.
+//!
+//! Text (title, axes, legend) needs a system font through plotters' `ttf` backend; where
+//! none is installed the plot is drawn without text rather than failing.
+
+use std::path::Path;
+
+use anyhow::{bail, Result};
+use plotters::prelude::*;
+
+/// One named set of 2-D points.
+pub struct Series {
+    pub name: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+const COLOURS: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+];
+
+/// Writes the scatter plot of `series` to `path` (PNG, `size`×`size` pixels).
+pub fn write_scatter(series: &[Series], title: &str, size: u32, path: &Path) -> Result<()> {
+    if series.is_empty() || series.iter().all(|s| s.points.is_empty()) {
+        bail!("nothing to plot: every point set is empty");
+    }
+    let (mut lo, mut hi) = ((f64::MAX, f64::MAX), (f64::MIN, f64::MIN));
+    for (x, y) in series.iter().flat_map(|s| s.points.iter()).filter(|(x, y)| x.is_finite() && y.is_finite()) {
+        lo = (lo.0.min(*x), lo.1.min(*y));
+        hi = (hi.0.max(*x), hi.1.max(*y));
+    }
+    // A square window around all points, with a margin.
+    let half = ((hi.0 - lo.0).max(hi.1 - lo.1) / 2.0).max(1e-6) * 1.1;
+    let centre = ((lo.0 + hi.0) / 2.0, (lo.1 + hi.1) / 2.0);
+    let x_range = centre.0 - half..centre.0 + half;
+    let y_range = centre.1 - half..centre.1 + half;
+    match draw(series, title, size, path, x_range.clone(), y_range.clone(), true) {
+        Ok(()) => Ok(()),
+        Err(with_text) => draw(series, title, size, path, x_range, y_range, false).map_err(|e| {
+            anyhow::anyhow!("cannot draw the scatter plot {}: {e} (with text: {with_text})", path.display())
+        }),
+    }
+}
+
+fn draw(
+    series: &[Series],
+    title: &str,
+    size: u32,
+    path: &Path,
+    x_range: std::ops::Range<f64>,
+    y_range: std::ops::Range<f64>,
+    text: bool,
+) -> std::result::Result<(), String> {
+    let root = BitMapBackend::new(path, (size, size)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let mut builder = ChartBuilder::on(&root);
+    builder.margin(12);
+    if text {
+        builder.caption(title, ("sans-serif", 22)).x_label_area_size(32).y_label_area_size(40);
+    }
+    let mut chart = builder.build_cartesian_2d(x_range, y_range).map_err(|e| e.to_string())?;
+    if text {
+        chart.configure_mesh().light_line_style(WHITE.mix(0.0)).draw().map_err(|e| e.to_string())?;
+    } else {
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .disable_y_mesh()
+            .x_labels(0)
+            .y_labels(0)
+            .draw()
+            .map_err(|e| e.to_string())?;
+    }
+    // Fewer, larger points plot more solidly; many points get smaller and translucent.
+    let radius = |n: usize| if n > 5000 { 1 } else { 2 };
+    for (i, s) in series.iter().enumerate() {
+        let colour = COLOURS[i % COLOURS.len()];
+        let style = colour.mix(0.6).filled();
+        let r = radius(s.points.len());
+        let drawn = chart
+            .draw_series(s.points.iter().map(|&(x, y)| Circle::new((x, y), r, style)))
+            .map_err(|e| e.to_string())?;
+        if text {
+            drawn
+                .label(format!("{} ({})", s.name, s.points.len()))
+                .legend(move |(x, y)| Circle::new((x + 8, y), 4, colour.filled()));
+        }
+    }
+    if text {
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::UpperRight)
+            .draw()
+            .map_err(|e| e.to_string())?;
+    }
+    root.present().map_err(|e| e.to_string())?;
+    Ok(())
+}

@@ -1,0 +1,196 @@
+//! The `sample` stage: draws samples from a trained model with a sampler and optional
+//! guidance. Sample i's noise depends only on (seed, i), so the result does not depend on
+//! `batch` (which is therefore not part of the stage key).
+
+use anyhow::{bail, Context, Result};
+use difflow::job::Job;
+use tch::{nn, Device, Kind, Tensor};
+
+use crate::data::store::{to_uint8, SAMPLES_FILE};
+use crate::data::{DataMeta, Dataset};
+use crate::diffusion::noise::SampleNoise;
+use crate::diffusion::sampler::{Guidance, SampleSetup, Sampler};
+use crate::models::{build_classifier, Classifier, ClassifierMeta, CLASSIFIER_FILE};
+use crate::params::Params;
+use crate::plot::write_image_grid;
+use crate::progress::{self, Progress};
+use crate::stages::train::TrainMeta;
+
+pub const TRAJECTORY_FILE: &str = "trajectory.safetensors";
+pub const GRID_FILE: &str = "grid.png";
+/// Images in `grid.png` at most.
+const GRID_MAX: i64 = 100;
+
+pub fn run(job: &Job) -> Result<()> {
+    let params = Params::of_job(job);
+    let device = crate::device::resolve(&job.device)?;
+    let (from_name, from) = params.stage(job, "from")?;
+    let meta = TrainMeta::read(&from.dir).with_context(|| format!("`from = {from_name}` must be a train stage"))?;
+    if !meta.data.is_images() {
+        super::prefer_single_thread(job);
+    }
+    let use_ema = params.bool_or("use_ema", true)?;
+    let (_vs, model) = meta.load_model(&from.dir, use_ema, device)?;
+
+    let schedule_steps = meta.schedule.steps();
+    let sampler_config = params.config("sampler")?;
+    let sampler = Sampler::from_config(&sampler_config, schedule_steps)?;
+    let count = params.usize_or("count", 1000)?;
+    let seed = params.usize_or("seed", 0)? as u64;
+    let batch = params.usize_or("batch", 256)?.max(1);
+    let trajectory = params.usize_or("trajectory", 0)?;
+    let classes = meta.model_spec.classes;
+    let labels = labels_for(&params, count, classes)?;
+
+    let guidance_config = params.opt_config("guidance")?;
+    let guidance_variant = guidance_config.as_ref().map(|g| g.variant()).transpose()?;
+    if guidance_variant.is_some() && classes == 0 {
+        bail!("guidance needs a class-conditional model (`classes` > 0) to guide towards a class");
+    }
+    // The classifier (and its weights, which must outlive sampling) for classifier guidance.
+    let classifier = match (&guidance_config, guidance_variant) {
+        (Some(g), Some("classifier")) => Some(load_classifier(job, g, device)?),
+        _ => None,
+    };
+    let guidance = match (&guidance_config, guidance_variant) {
+        (None, _) | (_, None) => Guidance::None,
+        (Some(g), Some("cfg")) => Guidance::Cfg { scale: g.f64("scale")? },
+        (Some(g), Some("classifier")) => Guidance::Classifier {
+            classifier: classifier.as_ref().map(|(_, c)| c.as_ref()).expect("loaded above"),
+            scale: g.f64("scale")?,
+        },
+        (_, Some(other)) => bail!("unknown guidance `{other}`: use cfg or classifier"),
+    };
+
+    let setup = SampleSetup {
+        tables: &meta.schedule.tables(),
+        model: meta.model_spec,
+        space: meta.data_space(),
+        sampler: &sampler,
+        guidance: &guidance,
+        item_shape: &meta.data.shape,
+        noise: SampleNoise { seed },
+        trajectory,
+        device,
+    };
+    let process = setup.process();
+    let net = |x: &Tensor, t: &Tensor, y: Option<&Tensor>| model.forward(&x.to_kind(Kind::Float), t, y, false);
+
+    let batches = count.div_ceil(batch);
+    let per_batch = process.steps() as u64;
+    let mut bar = Progress::begin("sampling", batches as u64 * per_batch);
+    let mut outputs = Vec::with_capacity(batches);
+    let mut traj_t: Vec<i64> = Vec::new();
+    let mut traj_xt: Vec<Tensor> = Vec::new();
+    let mut traj_x0: Vec<Tensor> = Vec::new();
+    for (bi, start) in (0..count).step_by(batch).enumerate() {
+        let end = (start + batch).min(count);
+        let indices: Vec<u64> = (start as u64..end as u64).collect();
+        let y = (classes > 0).then(|| labels.narrow(0, start as i64, (end - start) as i64).to_device(device));
+        let done_before = bi as u64 * per_batch;
+        let samples =
+            setup.sample(&process, &net, &indices, y.as_ref(), &mut |k| bar.update(done_before + k as u64, None))?;
+        outputs.push(samples.x0.to_device(Device::Cpu));
+        if trajectory > 0 {
+            if bi == 0 {
+                traj_t = samples.trajectory.iter().map(|(t, _, _)| *t).collect();
+            }
+            traj_xt.push(Tensor::stack(
+                &samples.trajectory.iter().map(|(_, x, _)| x.to_device(Device::Cpu)).collect::<Vec<_>>(),
+                0,
+            ));
+            traj_x0.push(Tensor::stack(
+                &samples.trajectory.iter().map(|(_, _, x)| x.to_device(Device::Cpu)).collect::<Vec<_>>(),
+                0,
+            ));
+        }
+    }
+    let x = Tensor::cat(&outputs, 0);
+    if x.isnan().any().int64_value(&[]) != 0 {
+        bail!("sampling produced NaN values: the model or the sampler settings are unstable (try another sampler or fewer guidance)");
+    }
+    let images = meta.data.is_images();
+    let values = if images { to_uint8(&x) } else { x.to_kind(Kind::Float) };
+    let out_meta = DataMeta {
+        data_type: meta.data.data_type,
+        shape: meta.data.shape.clone(),
+        classes: if classes > 0 { classes } else { meta.data.classes },
+        count,
+        flip: false,
+    };
+    let dataset = Dataset::new(out_meta, values, labels.shallow_clone())?;
+    dataset.write(&job.out_dir, SAMPLES_FILE)?;
+    if images {
+        let shown = dataset.values.narrow(0, 0, (count as i64).min(GRID_MAX));
+        write_image_grid(&shown, 10, &job.out_dir.join(GRID_FILE))?;
+    }
+    if trajectory > 0 {
+        let map = |xs: &Tensor| if images { to_uint8(xs) } else { xs.to_kind(Kind::Float) };
+        let xt = map(&Tensor::cat(&traj_xt, 1));
+        let x0 = map(&Tensor::cat(&traj_x0, 1));
+        let t = Tensor::from_slice(&traj_t);
+        let path = job.out_dir.join(TRAJECTORY_FILE);
+        Tensor::write_safetensors(&[("t", &t), ("xt", &xt), ("x0", &x0)], &path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    progress::metric("count", count as f64);
+    Ok(())
+}
+
+/// The noisy classifier named by `guidance = classifier { model = … }`.
+fn load_classifier(job: &Job, g: &Params, device: Device) -> Result<(nn::VarStore, Box<dyn Classifier>)> {
+    let (name, input) = g.stage(job, "model")?;
+    let not_classifier = || format!("`{name}` must be a classifier stage");
+    let text = std::fs::read_to_string(input.dir.join("meta.json")).with_context(not_classifier)?;
+    let cmeta: ClassifierMeta = serde_json::from_str(&text).with_context(not_classifier)?;
+    if cmeta.schedule.is_none() {
+        bail!("`{name}` is a clean classifier; guidance needs one trained on noisy x_t (give it a `schedule`)");
+    }
+    let mut vs = nn::VarStore::new(device);
+    let classifier = build_classifier(&vs.root(), &cmeta.model, &cmeta.data, cmeta.classes)?;
+    let path = input.dir.join(CLASSIFIER_FILE);
+    vs.load(&path).with_context(|| format!("cannot load {}", path.display()))?;
+    Ok((vs, classifier))
+}
+
+/// The label of each sample: `classes = "all"` cycles 0..K, N asks for class N, a list cycles it.
+fn labels_for(params: &Params, count: usize, classes: usize) -> Result<Tensor> {
+    let n = count as i64;
+    let Some(value) = params.get("classes") else {
+        return Ok(cycle_all(n, classes));
+    };
+    let check = |c: i64| -> Result<i64> {
+        if classes == 0 {
+            bail!("`classes` asks for class {c}, but the model is unconditional");
+        }
+        if c < 0 || c >= classes as i64 {
+            bail!("`classes` asks for class {c}, but the model has classes 0..{}", classes - 1);
+        }
+        Ok(c)
+    };
+    if value.as_str() == Some("all") {
+        return Ok(cycle_all(n, classes));
+    }
+    if let Some(c) = value.as_i64() {
+        return Ok(Tensor::full([n], check(c)?, (Kind::Int64, Device::Cpu)));
+    }
+    if let Some(list) = value.as_array() {
+        let wanted: Vec<i64> = list
+            .iter()
+            .map(|v| v.as_i64().context("`classes` lists class numbers").and_then(check))
+            .collect::<Result<_>>()?;
+        if wanted.is_empty() {
+            bail!("`classes` is an empty list");
+        }
+        return Ok(Tensor::from_slice(&(0..count).map(|i| wanted[i % wanted.len()]).collect::<Vec<_>>()));
+    }
+    bail!("`classes` must be \"all\", a class number or a list of class numbers, not {value}")
+}
+
+fn cycle_all(n: i64, classes: usize) -> Tensor {
+    if classes == 0 {
+        Tensor::zeros([n], (Kind::Int64, Device::Cpu))
+    } else {
+        Tensor::arange(n, (Kind::Int64, Device::Cpu)).remainder(classes as i64)
+    }
+}
