@@ -182,8 +182,8 @@ pub fn schedule_table(name: &str, spec: &ScheduleSpec) -> String {
 }
 
 /// Ask the worker for the model's parameter count and per-level shapes (a `describe`
-/// job: params `{"model": CONFIG, "data": DATASET META or null}`; it prints
-/// `{"params": N, "levels": [...]}` on stdout).
+/// job: params `{"model": CONFIG, "shape": [C, H, W] or [D], "classes": N}`, the last two
+/// when the data is known; it prints `{"params": N, "levels": [...]}` on stdout).
 fn describe_model(s: &Session, name: &str, config: &Config, as_json: bool) -> Result<String, ShowError> {
     let worker = worker_path().map_err(ShowError::Failed)?;
     let tmp = s.settings.state_dir().join("tmp").join(format!("describe-{}", std::process::id()));
@@ -192,7 +192,7 @@ fn describe_model(s: &Session, name: &str, config: &Config, as_json: bool) -> Re
         instance: name.to_string(),
         kind: "describe".into(),
         variant: config.variant.clone(),
-        params: json!({ "model": config.to_json(), "data": data_meta(s, config) }),
+        params: describe_params(config, &data_meta(s, config)),
         inputs: Default::default(),
         out_dir: tmp.clone(),
         device: "cpu".into(),
@@ -217,14 +217,27 @@ fn describe_model(s: &Session, name: &str, config: &Config, as_json: bool) -> Re
     let mut text = format!("model {name} ({}): {} parameters\n", config.variant, group_digits(params));
     if let Some(levels) = answer.get("levels").and_then(Json::as_array) {
         for (i, level) in levels.iter().enumerate() {
-            let shown = match level {
-                Json::Object(m) => m.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "),
-                other => other.to_string(),
+            let shown = match (level.get("resolution"), level.get("channels")) {
+                (Some(r), Some(c)) => format!(
+                    "{r}×{r}, {c} channels{}",
+                    if level.get("attention") == Some(&Json::Bool(true)) { ", attention" } else { "" }
+                ),
+                _ => level.to_string(),
             };
             let _ = writeln!(text, "  level {i}: {shown}");
         }
     }
     Ok(text)
+}
+
+fn describe_params(config: &Config, meta: &Json) -> Json {
+    let mut params = json!({ "model": config.to_json() });
+    for k in ["shape", "classes"] {
+        if let Some(v) = meta.get(k).filter(|v| !v.is_null()) {
+            params[k] = v.clone();
+        }
+    }
+    params
 }
 
 /// What the worker should assume about the model's input: the `meta.json` of the data
@@ -245,12 +258,20 @@ fn data_meta(s: &Session, config: &Config) -> Json {
         Some(Value::Int(i)) => Some(*i),
         _ => None,
     };
-    let images = |channels: i64, size: i64| json!({ "type": "images", "shape": [channels, size, size] });
+    let classes = int("classes").or_else(|| crate::schema::facts::dataset_classes(&data.variant));
+    let images =
+        |channels: i64, size: i64| json!({ "type": "images", "shape": [channels, size, size], "classes": classes });
     match data.variant.as_str() {
         "mnist" | "fashion_mnist" => images(1, int("size").unwrap_or(28)),
         "cifar10" => images(3, 32),
         "images" => images(int("channels").unwrap_or(3), int("size").unwrap_or(32)),
-        "toy" => json!({ "type": "points", "shape": [2] }),
+        "toy" => {
+            let shape = match data.params.get("shape") {
+                Some(Value::Str(s)) => s.as_str(),
+                _ => "",
+            };
+            json!({ "type": "points", "shape": [2], "classes": crate::schema::facts::toy_classes(shape) })
+        }
         _ => Json::Null,
     }
 }
