@@ -123,8 +123,20 @@ fn join(path: &str, key: &str) -> String {
 
 impl<'p> Checker<'p> {
     /// Where to point for a key path of an instance's declaration.
+    /// Where to point for a key path of an instance's declaration: in the declaration's own
+    /// file (a preset's key written in another file is shown by the key that names it).
     fn at(&self, inst: &Instance, path: &str) -> Span {
-        self.span(&inst.decl, path).unwrap_or(inst.span)
+        let file = self.spans.decl(&inst.decl).map_or(inst.span.file, |s| s.file);
+        let mut p = path;
+        loop {
+            if let Some(s) = self.span(&inst.decl, p).filter(|s| s.file == file) {
+                return s;
+            }
+            match p.rfind('.') {
+                Some(i) => p = &p[..i],
+                None => return self.decl_span(inst),
+            }
+        }
     }
 
     /// The span of a key path, falling back to shorter prefixes and the declaration.
@@ -596,7 +608,7 @@ impl<'p> Checker<'p> {
                                 "difflow::cfg_unconditional",
                                 format!("cfg guidance needs a class-conditional model, but `{}` trained one with classes = 0", train.decl),
                                 self.at(inst, "guidance"),
-                                "cfg",
+                                "cfg guidance",
                             )
                             .with_label(self.at(train, "model"), "classes = 0")
                             .with_help("set `classes` on the model (and `uncond_p = 0.1` in training), or drop the guidance"),
@@ -610,7 +622,7 @@ impl<'p> Checker<'p> {
                                     train.decl
                                 ),
                                 self.at(inst, "guidance"),
-                                "cfg",
+                                "cfg guidance",
                             )
                             .with_label(from_span, format!("`{}` never dropped the label", train.decl))
                             .with_help(format!(
@@ -742,8 +754,8 @@ impl<'p> Checker<'p> {
                 Diagnostic::new(
                     "difflow::missing_reference",
                     format!(
-                        "{} compares against real data, but this metrics stage has no `reference`",
-                        needs_ref.join(", ")
+                        "{} against real data, but this metrics stage has no `reference`",
+                        verb(&needs_ref, "compares", "compare")
                     ),
                     self.at(inst, "measure"),
                     "needs a reference",
@@ -844,8 +856,8 @@ impl<'p> Checker<'p> {
                         Diagnostic::new(
                             "difflow::too_few_samples",
                             format!(
-                                "{} needs at least {needs} samples, and `{}` has {n}",
-                                measures.join(", "),
+                                "{} at least {needs} samples, and `{}` has {n}",
+                                verb(&measures, "needs", "need"),
                                 samples.map_or("", |s| s.decl.as_str())
                             ),
                             self.at(inst, "samples"),
@@ -997,4 +1009,13 @@ impl<'p> Checker<'p> {
 fn example_mults(levels: u32) -> String {
     let v: Vec<String> = (0..levels).map(|i| if i == 0 { "1".to_string() } else { "2".to_string() }).collect();
     format!("[{}]", v.join(", "))
+}
+
+/// `fid needs` / `fid and is need`.
+fn verb(items: &[&str], one: &str, many: &str) -> String {
+    match items {
+        [x] => format!("{x} {one}"),
+        [init @ .., last] => format!("{} and {last} {many}", init.join(", ")),
+        [] => many.to_string(),
+    }
 }

@@ -162,12 +162,11 @@ impl<'s> Loader<'s> {
                                 "difflow::missing_file",
                                 format!("cannot read `{written}`: {why}"),
                                 span,
-                                format!("tried {}", path.display()),
+                                                                format!("tried {}", display_path(&path)),
                             )
-                            .with_help(format!(
-                                "a `use` path is relative to the folder of the file that writes it ({}); stdlib files are `std/NAME.diff`",
-                                if base.as_os_str().is_empty() { ".".to_string() } else { base.display().to_string() }
-                            )),
+                            .with_help(
+                                "a `use` path is relative to the folder of the file that writes it; stdlib files are `std/NAME.diff`",
+                            ),
                         );
                         return;
                     }
@@ -190,8 +189,10 @@ impl<'s> Loader<'s> {
                     "files cannot use each other in a circle; move the shared declarations into a file both use",
                 );
                 for (_, name, via) in &self.stack[start + 1..] {
-                    if let Some(via) = via {
-                        d = d.with_label(*via, format!("`{name}` is used here"));
+                    // Labels in other files would render as separate reports; the chain in
+                    // the message already names every file.
+                    if let Some(via) = via.filter(|v| v.file == span.file) {
+                        d = d.with_label(via, format!("`{name}` is used here"));
                     }
                 }
                 self.diagnostics.push(d);

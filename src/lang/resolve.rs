@@ -117,6 +117,8 @@ struct Cx {
     /// Name for a sweep written here.
     axis_name: String,
     range: Range,
+    /// The key's one-line meaning (for help lines).
+    doc: &'static str,
     /// A list of stages: names of families stand for all their instances.
     collect: bool,
 }
@@ -137,6 +139,8 @@ pub(crate) struct Resolver<'a> {
     /// Declarations being resolved and the span of the reference that led into each.
     stack: Vec<(&'a str, Option<Span>)>,
     pub spans: SpanTable,
+    /// Preset cycles already reported (by their sorted members).
+    reported_cycles: std::collections::HashSet<String>,
 }
 
 pub(crate) struct Resolved {
@@ -164,6 +168,7 @@ pub(crate) fn resolve(
         preset_stack: Vec::new(),
         stack: Vec::new(),
         spans: SpanTable::default(),
+        reported_cycles: Default::default(),
     };
     r.register(files);
     r.apply_overrides(overrides);
@@ -358,6 +363,7 @@ impl<'a> Resolver<'a> {
             path: String::new(),
             axis_name: String::new(),
             range: Range::ANY,
+            doc: "",
             collect: false,
         };
         let what = format!("`{} {}`", kind.name, name);
@@ -400,6 +406,7 @@ impl<'a> Resolver<'a> {
             path: String::new(),
             axis_name: String::new(),
             range: Range::ANY,
+            doc: "",
             collect: false,
         };
         let what = format!("`{} {}`", kind.name, name);
@@ -462,6 +469,11 @@ impl<'a> Resolver<'a> {
                 return None;
             }
             if self.preset_stack.contains(&variant.name.as_str()) {
+                let mut members: Vec<&str> = self.preset_stack.clone();
+                members.sort();
+                if !self.reported_cycles.insert(members.join(" ")) {
+                    return None;
+                }
                 let mut chain: Vec<String> = self.preset_stack.iter().map(|n| format!("`{n}`")).collect();
                 chain.push(format!("`{}`", variant.name));
                 self.diags.push(
@@ -484,8 +496,12 @@ impl<'a> Resolver<'a> {
             return Some((spec, entries));
         }
         let mut candidates: Vec<&str> = kind.variants.iter().map(|v| v.name).collect();
-        let presets: Vec<&str> =
-            self.order.iter().copied().filter(|n| self.decls[n].kind.is_some_and(|k| k.name == kind.name)).collect();
+        let presets: Vec<&str> = self
+            .order
+            .iter()
+            .copied()
+            .filter(|n| self.decls[n].kind.is_some_and(|k| k.name == kind.name) && self.spans.decl(n) != Some(at))
+            .collect();
         let names = candidates.join(", ");
         candidates.extend(presets.iter().copied());
         let mut help = match suggest::closest(&variant.name, candidates.iter().copied()) {
@@ -548,8 +564,14 @@ impl<'a> Resolver<'a> {
                 ok = false;
                 continue;
             };
-            let sub =
-                Cx { owner: cx.owner.clone(), path, axis_name: e.key.name.clone(), range: spec.range, collect: false };
+            let sub = Cx {
+                owner: cx.owner.clone(),
+                path,
+                axis_name: e.key.name.clone(),
+                range: spec.range,
+                doc: spec.doc,
+                collect: false,
+            };
             match self.value(&e.value, &spec.ty, &sub) {
                 Some(m) => {
                     if ok {
@@ -577,7 +599,7 @@ impl<'a> Resolver<'a> {
                             format!("`{}` is required", spec.name),
                         )
                         .with_help(format!(
-                            "add `{} = …`: {} ({})",
+                            "add `{} = …` ({}); it takes {}",
                             spec.name,
                             spec.doc,
                             spec.ty.describe()
@@ -983,7 +1005,7 @@ impl<'a> Resolver<'a> {
                 v.span,
                 "out of range",
             )
-            .with_help(range_help(&cx.axis_name, &cx.range)),
+            .with_help(range_help(&cx.axis_name, cx.doc, &cx.range)),
         );
         None
     }
@@ -996,9 +1018,8 @@ impl<'a> Resolver<'a> {
             .filter(|n| self.decls[n].kind.is_some_and(|k| type_wants(ty, k.name)))
             .chain(self.lets.keys().copied())
             .collect();
-        let all: Vec<&str> = self.order.iter().copied().chain(self.lets.keys().copied()).collect();
-        let best = suggest::closest(&id.name, wanted.iter().copied())
-            .or_else(|| suggest::closest(&id.name, all.iter().copied()));
+        let is_variant = schema::kinds().iter().any(|k| k.variant(&id.name).is_some() && k.role == Role::Config);
+        let best = if is_variant { None } else { suggest::closest(&id.name, wanted.iter().copied()) };
         let mut d = Diagnostic::new(
             "difflow::undefined_name",
             format!("`{}` is not defined", id.name),
@@ -1139,8 +1160,13 @@ fn config_values(kind: &'static KindSpec, variant: &'static VariantSpec, multi: 
         .collect()
 }
 
-fn range_help(key: &str, range: &Range) -> String {
-    format!("set `{key}` to a value with {}", range.to_string().replace('x', key))
+fn range_help(key: &str, doc: &str, range: &Range) -> String {
+    let bound = range.to_string().replace('x', key);
+    if doc.is_empty() {
+        format!("choose a value with {bound}")
+    } else {
+        format!("`{key}`: {doc}. Choose a value with {bound}")
+    }
 }
 
 fn one(v: Value) -> Multi<Value> {

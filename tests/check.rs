@@ -1,0 +1,147 @@
+//! `difflow check` on every `tests/check/*.diff`, run as the real binary from inside
+//! `tests/check/` (so file names in messages are as written). A file named `ok_*.diff`
+//! must pass (exit 0, nothing on stderr); every other file must fail with exit 1 and
+//! exactly the stderr in `NAME.stderr`. `DIFFLOW_BLESS=1` rewrites the `.stderr` files.
+//! Every pipeline in `pipelines/` and every stdlib file must check clean too.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn check(dir: &Path, file: &str) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_difflow"))
+        .args(["check", file])
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("the difflow binary runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn diff_files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".diff"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn every_case_reports_exactly_its_expected_diagnostics() {
+    let dir = root().join("tests/check");
+    let bless = std::env::var_os("DIFFLOW_BLESS").is_some();
+    let mut failures = Vec::new();
+    let mut bad_cases = 0;
+    for name in diff_files(&dir) {
+        let (code, stdout, stderr) = check(&dir, &name);
+        if name.starts_with("ok_") {
+            if code != 0 || !stderr.is_empty() {
+                failures.push(format!("{name}: expected success, got exit {code}\n{stderr}"));
+            } else if !stdout.contains("ok") {
+                failures.push(format!("{name}: expected an ok line on stdout, got {stdout:?}"));
+            }
+            continue;
+        }
+        bad_cases += 1;
+        let expected_path = dir.join(name.replace(".diff", ".stderr"));
+        if code != 1 {
+            failures.push(format!("{name}: expected exit 1, got {code}\n{stderr}"));
+            continue;
+        }
+        if bless {
+            std::fs::write(&expected_path, &stderr).unwrap();
+            continue;
+        }
+        match std::fs::read_to_string(&expected_path) {
+            Ok(expected) if expected == stderr => {}
+            Ok(expected) => failures.push(format!(
+                "{name}: stderr differs (bless with DIFFLOW_BLESS=1)\n--- expected\n{expected}\n--- actual\n{stderr}"
+            )),
+            Err(_) => failures.push(format!("{name}: no {} (bless with DIFFLOW_BLESS=1)", expected_path.display())),
+        }
+    }
+    assert!(bad_cases >= 40, "only {bad_cases} bad-input cases");
+    assert!(failures.is_empty(), "{} case(s) failed:\n\n{}", failures.len(), failures.join("\n\n"));
+}
+
+#[test]
+fn every_expected_output_has_its_case() {
+    let dir = root().join("tests/check");
+    for e in std::fs::read_dir(&dir).unwrap().filter_map(|e| e.ok()) {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(stem) = name.strip_suffix(".stderr") {
+            assert!(dir.join(format!("{stem}.diff")).exists(), "{name} has no {stem}.diff");
+        }
+    }
+}
+
+#[test]
+fn every_code_of_the_brief_is_covered_by_a_case() {
+    let dir = root().join("tests/check");
+    let all: String = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".stderr"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect();
+    for code in [
+        "unknown_key",
+        "unknown_kind",
+        "unknown_variant",
+        "missing_variant",
+        "unknown_choice",
+        "duplicate_name",
+        "duplicate_key",
+        "duplicate_sweep_value",
+        "type_mismatch",
+        "out_of_range",
+        "missing_key",
+        "conflicting_keys",
+        "undefined_name",
+        "wrong_kind",
+        "import_cycle",
+        "dependency_cycle",
+        "missing_file",
+        "cfg_without_dropout",
+        "cfg_unconditional",
+        "clean_classifier",
+        "schedule_mismatch",
+        "needs_learn_sigma",
+        "class_mismatch",
+        "indivisible_size",
+        "attention_resolution",
+        "sampler_steps",
+        "accuracy_without_classifier",
+        "model_data_mismatch",
+        "wrong_model",
+        "eps_zero_snr",
+        "missing_trajectory",
+        "missing_reference",
+        "batch_too_large",
+        "too_few_samples",
+        "shape_mismatch",
+    ] {
+        assert!(all.contains(&format!("difflow::{code}")), "no case produces difflow::{code}");
+    }
+}
+
+#[test]
+fn example_pipelines_and_the_stdlib_check_clean() {
+    for sub in ["pipelines", "stdlib"] {
+        let dir = root().join(sub);
+        for name in diff_files(&dir) {
+            let (code, _, stderr) = check(&dir, &name);
+            assert!(code == 0 && stderr.is_empty(), "{sub}/{name}: exit {code}\n{stderr}");
+        }
+    }
+}
