@@ -36,9 +36,11 @@ pub struct Session {
 impl Session {
     /// `file` is the pipeline file; `difflow.toml` and `difflow.lock` live beside it.
     pub fn new(file: &Path, pipeline: &Pipeline) -> Result<Session, String> {
+        // Absolute, so that paths printed and written to job files work from anywhere.
+        let file = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
         let dir = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let settings = Settings::load(dir)?;
-        Session::with_settings(file, pipeline, settings)
+        Session::with_settings(&file, pipeline, settings)
     }
 
     pub fn with_settings(file: &Path, pipeline: &Pipeline, settings: Settings) -> Result<Session, String> {
