@@ -163,3 +163,64 @@ fn syntax_errors_are_reported_not_formatted() {
     assert_eq!(err[0].code, "difflow::syntax");
     assert!(err[0].message.contains("expected `=` after the key `steps`"), "{}", err[0].message);
 }
+
+/// The stage keys (and the resolved configs) of a loaded pipeline, or why there are none.
+fn keys_and_configs(loaded: &difflow::lang::Loaded) -> Option<String> {
+    let p = loaded.pipeline.as_ref()?;
+    let keys = match difflow::cache::key::stage_keys(p) {
+        Ok(k) => format!("{k:?}"),
+        Err(e) => format!("error: {e}"),
+    };
+    let instances: Vec<String> = p
+        .instances
+        .iter()
+        .map(|i| format!("{} {} {} {:?} {:?}", i.name, i.kind, i.variant, i.params, i.sweep))
+        .collect();
+    Some(format!("keys {keys}\nconfigs {:?}\nfamilies {:?}\ninstances {instances:#?}", p.configs, p.families))
+}
+
+#[test]
+fn formatting_keeps_every_stage_key_of_every_repo_pipeline() {
+    let mut checked = 0;
+    for path in diff_files() {
+        let loaded = difflow::lang::load(&path, &[]);
+        let Some(before) = keys_and_configs(&loaded) else { continue };
+        let formatted = fmt(&std::fs::read_to_string(&path).unwrap());
+        // Beside the original, so that relative `use`s and paths resolve the same; not
+        // named `*.diff`, so that tests globbing the folder never see it.
+        let tmp =
+            tempfile::Builder::new().prefix(".fmt-check-").suffix(".tmp").tempfile_in(path.parent().unwrap()).unwrap();
+        std::fs::write(tmp.path(), &formatted).unwrap();
+        let reloaded = difflow::lang::load(tmp.path(), &[]);
+        let after = keys_and_configs(&reloaded)
+            .unwrap_or_else(|| panic!("{} no longer checks after fmt: {:?}", path.display(), reloaded.diagnostics));
+        assert_eq!(before, after, "fmt changed the stage keys of {}", path.display());
+        checked += 1;
+    }
+    assert!(checked >= 1, "no repository pipeline checked cleanly");
+}
+
+#[test]
+fn formatting_a_messy_pipeline_keeps_its_stage_keys() {
+    let messy = "dataset d=toy{shape=\"moons\",count=1_000 # few\n}\n# the schedule\nschedule s = cosine {steps=T}\n\
+                 let T=100\nmodel net=mlp{hidden=64,layers=2}\n\
+                 train t{model=net,data=d,schedule=s,steps=5,batch=8,lr=1e-3}\n\
+                 sample g{from=t,sampler=ddim{steps=sweep(5,10),eta=0.0},count=4}\n";
+    let before = difflow::lang::load_source("messy.diff", messy, &[]);
+    let formatted = fmt(messy);
+    let after = difflow::lang::load_source("messy.diff", &formatted, &[]);
+    match (keys_and_configs(&before), keys_and_configs(&after)) {
+        (Some(b), Some(a)) => {
+            assert_eq!(b, a);
+            assert!(b.contains("g[steps=5]") || b.contains("g[steps=10]"), "the sweep expanded: {b}");
+        }
+        (None, None) => assert_eq!(
+            format!("{:?}", before.diagnostics.iter().map(|d| &d.message).collect::<Vec<_>>()),
+            format!("{:?}", after.diagnostics.iter().map(|d| &d.message).collect::<Vec<_>>())
+        ),
+        (b, a) => panic!(
+            "checking differs before/after fmt: {b:?} vs {a:?}\n{:?}\n{:?}",
+            before.diagnostics, after.diagnostics
+        ),
+    }
+}
