@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 use crate::job::{Event, Job, WORKER_STAGE_FAILED};
 
@@ -138,9 +138,12 @@ impl StageProgress {
                         bar.set_position(0);
                         bar.set_style(
                             ProgressStyle::with_template(
-                                "{prefix:.bold} {msg} [{bar:30.cyan/blue}] {pos}/{len} {per_sec} ETA {eta}",
+                                "{prefix:.bold} {msg} [{bar:30.cyan/blue}] {pos}/{len} {rate} ETA {eta}",
                             )
                             .expect("valid template")
+                            .with_key("rate", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                                let _ = write!(w, "{:.1} it/s", state.per_sec());
+                            })
                             .progress_chars("=> "),
                         );
                         bar.reset_eta();
