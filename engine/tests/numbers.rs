@@ -1,0 +1,331 @@
+//! The engine's diffusion math against reference values computed independently in numpy
+//! float64 from the papers' formulas (`scripts/reference_numbers.py` →
+//! `tests/reference/numbers.json`), at float64 tolerance.
+
+use std::cell::Cell;
+
+use difflow::diffusion::schedule::{space_timesteps, Spacing};
+use difflow_engine::diffusion::guidance::{cfg_output, classifier_gradient, guided_eps, guided_mean};
+use difflow_engine::diffusion::sampler::dpm_solver_2m_update;
+use difflow_engine::diffusion::vlb::{
+    approx_standard_normal_cdf, discretized_gaussian_log_likelihood, gaussian_log_likelihood, normal_kl,
+};
+use difflow_engine::diffusion::{schedule_from_config, DataSpace, Process, VarianceType};
+use difflow_engine::models::{Classifier, ModelSpec, Prediction};
+use difflow_engine::params::Params;
+use serde_json::Value;
+use tch::{Device, Kind, Tensor};
+
+const RTOL: f64 = 1e-12;
+/// Quantities formed by cancellation (β = 1 − ᾱ_t/ᾱ_{t−1}, ᾱ ≈ 0 under zero terminal SNR)
+/// carry absolute rounding of a few ulps of 1.
+const ATOL: f64 = 1e-14;
+
+fn reference() -> Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/reference/numbers.json");
+    serde_json::from_str(&std::fs::read_to_string(path).expect("numbers.json exists")).expect("valid JSON")
+}
+
+fn flat(v: &Value, out: &mut Vec<f64>, shape: &mut Vec<i64>, depth: usize) {
+    match v {
+        Value::Array(items) => {
+            if shape.len() == depth {
+                shape.push(items.len() as i64);
+            }
+            items.iter().for_each(|i| flat(i, out, shape, depth + 1));
+        }
+        other => out.push(other.as_f64().expect("a number")),
+    }
+}
+
+fn tensor(v: &Value) -> Tensor {
+    let (mut values, mut shape) = (Vec::new(), Vec::new());
+    flat(v, &mut values, &mut shape, 0);
+    Tensor::from_slice(&values).view(shape.as_slice())
+}
+
+fn values(t: &Tensor) -> Vec<f64> {
+    Vec::<f64>::try_from(t.to_kind(Kind::Double).contiguous().flatten(0, -1)).unwrap()
+}
+
+/// Asserts |got − want| ≤ RTOL·|want| + ATOL·max(1, max|want|) elementwise.
+fn assert_close(what: &str, got: &Tensor, want: &Value) {
+    let want_t = tensor(want);
+    assert_eq!(got.size(), want_t.size(), "{what}: shape");
+    let (g, w) = (values(got), values(&want_t));
+    let scale = w.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+    let mut worst = 0.0f64;
+    for (i, (a, b)) in g.iter().zip(&w).enumerate() {
+        let err = (a - b).abs();
+        let tol = RTOL * b.abs() + ATOL * scale;
+        assert!(err <= tol, "{what}[{i}]: got {a:e}, want {b:e} (error {err:e} > {tol:e})");
+        worst = worst.max(err / (b.abs() + ATOL * scale));
+    }
+    let _ = worst;
+}
+
+fn spec_of(v: &Value) -> difflow::diffusion::schedule::ScheduleSpec {
+    schedule_from_config(&Params::new(v, "schedule")).expect("a valid schedule")
+}
+
+#[test]
+fn schedules_match_the_papers() {
+    let r = reference();
+    for case in r["schedules"].as_array().unwrap() {
+        let tables = spec_of(&case["spec"]).tables();
+        let at: Vec<usize> = case["at"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+        let pick = |v: &[f64]| Tensor::from_slice(&at.iter().map(|&i| v[i]).collect::<Vec<_>>());
+        let name = case["spec"].to_string();
+        assert_close(&format!("{name} betas"), &pick(&tables.betas), &case["betas"]);
+        assert_close(&format!("{name} alphas_cumprod"), &pick(&tables.alphas_cumprod), &case["alphas_cumprod"]);
+        assert_close(
+            &format!("{name} posterior variance"),
+            &pick(&tables.posterior_variance),
+            &case["posterior_variance"],
+        );
+        assert_close(
+            &format!("{name} posterior log-variance (clipped)"),
+            &pick(&tables.posterior_log_variance_clipped),
+            &case["posterior_log_variance_clipped"],
+        );
+    }
+}
+
+fn spacing(name: &str) -> Spacing {
+    match name {
+        "uniform" => Spacing::Uniform,
+        "quadratic" => Spacing::Quadratic,
+        "trailing" => Spacing::Trailing,
+        other => panic!("unknown spacing {other}"),
+    }
+}
+
+#[test]
+fn respaced_timesteps_and_betas_match() {
+    let r = reference();
+    let cosine = serde_json::json!({"variant": "cosine", "steps": 1000});
+    let tables = spec_of(&cosine).tables();
+    for case in r["respacing"].as_array().unwrap() {
+        let (count, name) = (case["count"].as_u64().unwrap() as usize, case["spacing"].as_str().unwrap());
+        let ts = space_timesteps(1000, count, spacing(name));
+        let want: Vec<usize> =
+            case["timesteps"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+        assert_eq!(ts, want, "{name} spacing of 1000 into {count}");
+        let respaced = tables.respaced(&ts);
+        assert_close(&format!("{name}/{count} respaced betas"), &Tensor::from_slice(&respaced.betas), &case["betas"]);
+        // The first kept step always leads to ᾱ = 1 (x₀), whatever timestep it is.
+        assert_eq!(respaced.alphas_cumprod_prev[0], 1.0);
+    }
+}
+
+fn process_of(case: &Value) -> Process {
+    let tables = spec_of(&case["schedule"]).tables();
+    let prediction = match case["prediction"].as_str().unwrap() {
+        "eps" => Prediction::Eps,
+        "v" => Prediction::V,
+        _ => Prediction::X0,
+    };
+    let variance = match case["variance"].as_str().unwrap() {
+        "fixed_small" => VarianceType::FixedSmall,
+        "fixed_large" => VarianceType::FixedLarge,
+        _ => VarianceType::Learned,
+    };
+    let model = ModelSpec { classes: 3, learn_sigma: case["learn_sigma"].as_bool().unwrap(), prediction };
+    let space = DataSpace { clip: case["clip"].as_f64(), discrete: case["discrete"].as_bool().unwrap() };
+    match case.get("respace").filter(|v| !v.is_null()) {
+        Some(rs) => {
+            let ts = space_timesteps(
+                tables.steps(),
+                rs["count"].as_u64().unwrap() as usize,
+                spacing(rs["spacing"].as_str().unwrap()),
+            );
+            Process::respaced(&tables, &ts, model, variance, space, Device::Cpu)
+        }
+        None => Process::new(tables, model, variance, space, Device::Cpu),
+    }
+}
+
+fn case_name(case: &Value) -> String {
+    format!(
+        "{}/{}/{}{}",
+        case["schedule"]["variant"].as_str().unwrap(),
+        case["prediction"].as_str().unwrap(),
+        case["variance"].as_str().unwrap(),
+        case.get("respace").filter(|v| !v.is_null()).map(|r| format!("/{}", r["spacing"])).unwrap_or_default()
+    )
+}
+
+#[test]
+fn forward_posterior_and_model_parameterisations_match() {
+    let r = reference();
+    for case in r["process"].as_array().unwrap() {
+        let p = process_of(case);
+        let name = case_name(case);
+        let e = &case["expected"];
+        let t =
+            Tensor::from_slice(&case["t"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect::<Vec<_>>());
+        let (x0, xt, noise) = (tensor(&case["x0"]), tensor(&case["xt"]), tensor(&case["noise"]));
+        assert_close(&format!("{name} q_sample"), &p.q_sample(&x0, &t, &noise), &e["q_sample"]);
+        let (mean, var, log_var) = p.q_posterior(&x0, &xt, &t);
+        assert_close(&format!("{name} posterior mean"), &mean, &e["posterior_mean"]);
+        assert_close(&format!("{name} posterior variance"), &var, &e["posterior_variance"]);
+        assert_close(&format!("{name} posterior log-variance"), &log_var, &e["posterior_log_variance"]);
+
+        let output = tensor(&case["output"]);
+        let d = p.p_mean_variance(&output, &xt, &t).unwrap();
+        assert_close(&format!("{name} x̂₀"), &d.x0, &e["x0"]);
+        assert_close(&format!("{name} ε̂"), &d.eps, &e["eps"]);
+        assert_close(&format!("{name} model mean"), &d.mean, &e["mean"]);
+        assert_close(&format!("{name} model variance"), &d.variance, &e["variance"]);
+        assert_close(&format!("{name} model log-variance"), &d.log_variance, &e["log_variance"]);
+    }
+}
+
+#[test]
+fn ddpm_and_ddim_steps_match() {
+    let r = reference();
+    for case in r["process"].as_array().unwrap() {
+        let p = process_of(case);
+        let name = case_name(case);
+        let e = &case["expected"];
+        let t =
+            Tensor::from_slice(&case["t"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect::<Vec<_>>());
+        let (xt, output, z) = (tensor(&case["xt"]), tensor(&case["output"]), tensor(&case["step_noise"]));
+        let d = p.p_mean_variance(&output, &xt, &t).unwrap();
+        assert_close(&format!("{name} DDPM step"), &p.ddpm_step(&d, &t, &z), &e["ddpm_step"]);
+        assert_close(&format!("{name} DDIM step η=0"), &p.ddim_step(&d, &xt, &t, 0.0, &z), &e["ddim_eta0"]);
+        assert_close(&format!("{name} DDIM step η=1"), &p.ddim_step(&d, &xt, &t, 1.0, &z), &e["ddim_eta1"]);
+    }
+}
+
+#[test]
+fn vlb_terms_match() {
+    let r = reference();
+    for case in r["process"].as_array().unwrap() {
+        let p = process_of(case);
+        let name = case_name(case);
+        let t =
+            Tensor::from_slice(&case["t"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect::<Vec<_>>());
+        let (x0, xt, output) = (tensor(&case["x0"]), tensor(&case["xt"]), tensor(&case["output"]));
+        let bits = p.vb_term_bits(&output, &x0, &xt, &t, false).unwrap();
+        assert_close(&format!("{name} L_t (bits/dim)"), &bits, &case["expected"]["vb_bits"]);
+    }
+    let el = &r["elementwise"];
+    let (x, means, log_scales) = (tensor(&el["x"]), tensor(&el["means"]), tensor(&el["log_scales"]));
+    assert_close(
+        "normal KL",
+        &normal_kl(&x, &tensor(&el["log_var1"]), &tensor(&el["mean2"]), &tensor(&el["log_var2"])),
+        &el["normal_kl"],
+    );
+    assert_close("approximate Φ", &approx_standard_normal_cdf(&(&x * 3.0)), &el["approx_cdf"]);
+    assert_close(
+        "discretised Gaussian log-likelihood",
+        &discretized_gaussian_log_likelihood(&x, &means, &log_scales),
+        &el["discretized_ll"],
+    );
+    assert_close("Gaussian log-likelihood", &gaussian_log_likelihood(&x, &means, &log_scales), &el["gaussian_ll"]);
+}
+
+#[test]
+fn classifier_free_guidance_matches_with_one_batched_forward() {
+    let r = reference();
+    for case in r["process"].as_array().unwrap() {
+        let p = process_of(case);
+        let name = case_name(case);
+        let e = &case["expected"];
+        let t =
+            Tensor::from_slice(&case["t"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect::<Vec<_>>());
+        let (xt, cond, uncond) = (tensor(&case["xt"]), tensor(&case["output"]), tensor(&case["uncond"]));
+        let b = xt.size()[0];
+        let calls = Cell::new(0);
+        let y = Tensor::from_slice(&[0i64, 1, 2, 0, 1]);
+        let net = |x: &Tensor, tm: &Tensor, labels: Option<&Tensor>| {
+            calls.set(calls.get() + 1);
+            assert_eq!(x.size()[0], 2 * b, "both halves in one batch");
+            assert_eq!(tm.size(), [2 * b]);
+            let labels = labels.expect("labels");
+            assert_eq!(values(&labels.narrow(0, 0, b)), values(&y), "conditional half keeps the labels");
+            assert!(
+                values(&labels.narrow(0, b, b)).iter().all(|&v| v == 3.0),
+                "unconditional half uses the null class"
+            );
+            Tensor::cat(&[&cond, &uncond], 0)
+        };
+        let guided =
+            cfg_output(&net, &xt, &p.model_timesteps(&t), &y, 3, case["cfg_scale"].as_f64().unwrap(), xt.size()[1]);
+        assert_eq!(calls.get(), 1, "one forward for both halves");
+        assert_close(&format!("{name} CFG output (variance channels untouched)"), &guided, &e["cfg_output"]);
+        let d = p.p_mean_variance_with(&guided, &xt, &t, None).unwrap();
+        assert_close(&format!("{name} CFG ε̃"), &d.eps, &e["cfg_eps"]);
+    }
+}
+
+#[test]
+fn classifier_guidance_matches() {
+    let r = reference();
+    for case in r["process"].as_array().unwrap() {
+        let p = process_of(case);
+        let name = case_name(case);
+        let e = &case["expected"];
+        let t =
+            Tensor::from_slice(&case["t"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect::<Vec<_>>());
+        let (xt, output, grad) = (tensor(&case["xt"]), tensor(&case["output"]), tensor(&case["cls_grad"]));
+        let d = p.p_mean_variance(&output, &xt, &t).unwrap();
+        assert_close(
+            &format!("{name} DDPM mean + Σ s∇log p"),
+            &guided_mean(&d.mean, &d.variance, &grad),
+            &e["cls_mean"],
+        );
+        let eps = guided_eps(&d.eps, &p.sqrt_one_minus_alpha_bar(&t, &xt), &grad);
+        assert_close(&format!("{name} ε − √(1−ᾱ) s∇log p"), &eps, &e["cls_eps"]);
+        let g = p.with_eps(d, eps, &xt, &t);
+        assert_close(&format!("{name} guided x̂₀"), &g.x0, &e["cls_x0"]);
+        assert_close(&format!("{name} guided posterior mean"), &g.mean, &e["cls_posterior_mean"]);
+    }
+}
+
+/// A classifier with logits_k = −|x − μ_k|²/2, whose ∇_x log p(y|x) = −(x − μ_y) + Σ_k p_k (x − μ_k).
+struct Prototypes {
+    mu: Tensor,
+}
+
+impl Classifier for Prototypes {
+    fn forward(&self, x: &Tensor, _t: Option<&Tensor>, _train: bool) -> Tensor {
+        let diff = x.unsqueeze(1) - self.mu.unsqueeze(0);
+        -(diff.square().sum_dim_intlist([2i64].as_slice(), false, Kind::Float)) * 0.5
+    }
+}
+
+#[test]
+fn classifier_gradient_is_the_score_of_the_classifier() {
+    let mu = Tensor::from_slice(&[1.0f32, 0.0, -1.0, 0.5, 0.0, -2.0]).view([3, 2]);
+    let x = Tensor::from_slice(&[0.3f32, -0.2, 1.5, 1.0, -0.7, 0.1, 0.0, 0.0]).view([4, 2]);
+    let y = Tensor::from_slice(&[0i64, 1, 2, 1]);
+    let clf = Prototypes { mu: mu.shallow_clone() };
+    let t = Tensor::zeros([4], (Kind::Int64, Device::Cpu));
+    let g = classifier_gradient(&clf, &x, &t, &y, 2.0);
+    let probs = clf.forward(&x, None, false).softmax(-1, Kind::Float);
+    let mu_y = mu.index_select(0, &y);
+    let expected = (-(&x - &mu_y) + (&x - probs.matmul(&mu))) * 2.0;
+    let err = (&g - &expected).abs().max().double_value(&[]);
+    assert!(err < 1e-5, "autograd gradient off by {err}");
+}
+
+#[test]
+fn dpm_solver_2m_steps_match() {
+    let r = reference();
+    for (i, case) in r["dpm_solver"].as_array().unwrap().iter().enumerate() {
+        let x0_prev = case["x0_prev"].as_array().map(|_| tensor(&case["x0_prev"]));
+        let (next, h) = dpm_solver_2m_update(
+            &tensor(&case["x"]),
+            &tensor(&case["x0"]),
+            x0_prev.as_ref(),
+            case["alpha_bar_s"].as_f64().unwrap(),
+            case["alpha_bar_t"].as_f64().unwrap(),
+            case["h_prev"].as_f64(),
+        );
+        let want_h = case["h"].as_f64().unwrap();
+        assert!((h - want_h).abs() <= RTOL * want_h.abs() + ATOL, "step {i}: h = {h}, want {want_h}");
+        assert_close(&format!("DPM-Solver++(2M) step {i}"), &next, &case["expected"]);
+    }
+}
