@@ -38,9 +38,9 @@ pub fn run(job: &Job) -> Result<()> {
         "metrics" => metrics::run(job),
         "stats" => stats::run(job),
         "nll" => nll::run(job),
-        "report" => {
-            bail!("the `{}` stage kind is not available in this build of difflow-worker yet", job.kind)
-        }
+        // Pure Rust in the root crate; `difflow run` writes reports in-process, and a worker
+        // launched by another executor writes the same files.
+        "report" => difflow::report::write_report(job).map_err(anyhow::Error::msg),
         other => bail!("unknown stage kind `{other}` in the job file (is difflow-worker older than difflow?)"),
     }
 }
