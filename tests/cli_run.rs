@@ -151,6 +151,19 @@ fn a_killed_worker_leaves_no_entry_that_counts() {
     assert_eq!(state_of(&p.plan(), "ddpm"), "new");
     run_ok(&p, &[]);
     assert_eq!(p.entries().len(), 5);
+    // Training checkpoints: its rerun found what the killed run left in the staging folder.
+    let train = p.entries().into_iter().find(|e| e.join("train.txt").exists()).unwrap();
+    assert!(train.join("partial.txt").exists());
+}
+
+#[test]
+fn a_stage_that_does_not_checkpoint_restarts_from_an_empty_folder() {
+    let p = Project::new(TOY);
+    assert_eq!(p.difflow(&["run", "p.diff"], &[("CRASH_KIND", "sample")]).code(), 2);
+    run_ok(&p, &[]);
+    let samples: Vec<_> = p.entries().into_iter().filter(|e| e.join("sample.txt").exists()).collect();
+    assert_eq!(samples.len(), 2);
+    assert!(samples.iter().all(|e| !e.join("partial.txt").exists()));
 }
 
 #[test]

@@ -311,7 +311,11 @@ fn execute(
     if !forced && s.cache.is_complete(&key) && s.cache.verify(&key).is_ok() {
         return Ok(Outcome::DoneElsewhere);
     }
-    let out_dir = s.cache.staging(&lock, forced).map_err(|e| format!("cannot prepare its staging folder: {e}"))?;
+    // Only stages that checkpoint resume from what an interrupted run left; any other
+    // stage starts from an empty folder, so no stray file of a killed run is committed.
+    let resumable = crate::schema::key(&inst.kind, &inst.variant, "checkpoint_every").is_some();
+    let out_dir =
+        s.cache.staging(&lock, forced || !resumable).map_err(|e| format!("cannot prepare its staging folder: {e}"))?;
     let job = build_job(s, i, out_dir, device);
     let started = utc_now();
     let clock = Instant::now();
