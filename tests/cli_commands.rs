@@ -114,3 +114,23 @@ metrics scores { samples = gen, reference = ref, features = "inception", measure
     // Hidden stages are not addressable.
     assert_eq!(p.difflow(&["run", "p.diff", "--target", "stats(ref, inception)"], &[]).code(), 1);
 }
+
+#[test]
+fn fmt_rewrites_check_reports_and_doc_prints_the_reference() {
+    let p = Project::new("dataset   pts=toy{shape=\"moons\",count=64}   # points\n");
+    let out = p.difflow(&["fmt", "p.diff", "--check"], &[]);
+    assert_eq!(out.code(), 1, "an unformatted file fails --check");
+    assert!(out.stderr().contains("not formatted"), "{}", out.stderr());
+    assert_eq!(p.difflow(&["fmt", "p.diff"], &[]).code(), 0);
+    let formatted = std::fs::read_to_string(p.file()).unwrap();
+    assert!(formatted.contains("# points"), "{formatted}");
+    assert_eq!(p.difflow(&["fmt", "p.diff", "--check"], &[]).code(), 0);
+    assert_eq!(std::fs::read_to_string(p.file()).unwrap(), formatted, "fmt is idempotent");
+
+    let doc = p.difflow(&["doc", "sample"], &[]);
+    assert_eq!(doc.code(), 0);
+    assert!(doc.stdout().contains("`batch`"), "{}", doc.stdout());
+    let bad = p.difflow(&["doc", "smaple"], &[]);
+    assert_eq!(bad.code(), 1);
+    assert!(bad.stderr().contains("did you mean `sample`"), "{}", bad.stderr());
+}

@@ -56,6 +56,9 @@ plot pic = scatter { of = [points, gen] }
     let plan = p.plan();
     assert!(states(&plan).iter().all(|(s, _)| s == "cached"), "{plan}");
     assert!(run_ok(&p, &[]).contains("nothing to do: all 5 stages cached"));
+    // `difflow fmt` never changes a key.
+    assert_eq!(p.difflow(&["fmt", "p.diff"], &[]).code(), 0);
+    assert!(states(&p.plan()).iter().all(|(s, _)| s == "cached"));
     assert!(p.take_worker_log().is_empty());
 }
 
