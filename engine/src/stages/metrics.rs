@@ -265,7 +265,7 @@ pub fn curve_plot(job: &Job) -> Result<()> {
     let curve_json = job.out_dir.join("curve.json");
     std::fs::write(&curve_json, serde_json::to_string_pretty(&json!({ "trajectory": points }))?)
         .with_context(|| format!("cannot write {}", curve_json.display()))?;
-    let title = format!("{} of x̂₀ along the reverse chain of {name}", if fid { "FID" } else { "IS" });
+    let title = format!("{} of the predicted x0 along the reverse chain of {name}", if fid { "FID" } else { "IS" });
     let x_label = if every > 0 { "sampling steps taken" } else { "trajectory point" };
     let curve =
         crate::plot::curve::Curve { points: &xy, title: &title, x_label, y_label: if fid { "FID" } else { "IS" } };

@@ -2,6 +2,9 @@
 //! generated once per version of the script into the target directory (95 MB per format,
 //! so never committed), shared by the Inception and metrics tests.
 
+// Each test crate that includes this module uses a different part of it.
+#![allow(dead_code)]
+
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::process::Command;
