@@ -194,27 +194,48 @@ def bench(cfg, args):
     model = UNet(**cfg)
     classes = cfg["classes"]
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.0)
-    x0 = torch.randn(args.batch, cfg["in_ch"], cfg["size"], cfg["size"])
-    y = torch.randint(0, classes, (args.batch,)) if classes else None
+    data = torch.randint(0, 256, (1024, cfg["in_ch"], cfg["size"], cfg["size"]), dtype=torch.uint8)
+    labels = torch.randint(0, max(classes, 1), (1024,))
     ab = cosine_alpha_bar(1000).float()
 
+    params = list(model.parameters())
+    ema = [p.detach().clone() for p in params]
+    step_no = [0]
+
+    # What difflow's train stage does per step: a batch, label dropout (uncond_p = 0.1),
+    # q_sample, forward, eps-MSE, backward, gradient clipping at 1, AdamW, warmed-up EMA.
     def train_step():
+        index = torch.randint(0, data.shape[0], (args.batch,))
+        x0 = data[index].float() / 127.5 - 1
+        yb = None
+        if classes:
+            yb = labels[index]
+            yb = torch.where(torch.rand(args.batch) < 0.1, torch.full_like(yb, classes), yb)
         t = torch.randint(0, 1000, (args.batch,))
         noise = torch.randn_like(x0)
         a = ab[t][:, None, None, None]
         xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
-        loss = F.mse_loss(model(xt, t, y), noise)
+        loss = F.mse_loss(model(xt, t, yb), noise)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
+        n = step_no[0]
+        decay = min(0.999, (1 + n) / (10 + n))
+        with torch.no_grad():
+            for e, p in zip(ema, params):
+                e.mul_(decay).add_(p, alpha=1 - decay)
+        step_no[0] += 1
 
-    model.train()
-    for _ in range(args.warmup):
-        train_step()
-    start = time.perf_counter()
-    for _ in range(args.train_steps):
-        train_step()
-    train_ms = (time.perf_counter() - start) / args.train_steps * 1000
+    train_ms = float("nan")
+    if not args.sample_only:
+        model.train()
+        for _ in range(args.warmup):
+            train_step()
+        start = time.perf_counter()
+        for _ in range(args.train_steps):
+            train_step()
+        train_ms = (time.perf_counter() - start) / args.train_steps * 1000
 
     # DDIM (eta = 0) with CFG: both halves in one forward of batch 2n.
     model.eval()
@@ -272,6 +293,7 @@ def main():
     p.add_argument("--sample-count", type=int, default=16)
     p.add_argument("--ddim-steps", type=int, default=10)
     p.add_argument("--scale", type=float, default=2.0)
+    p.add_argument("--sample-only", type=lambda v: v == "true", default=False)
     args = p.parse_args()
     cfg = dict(in_ch=3, size=32, channels=128, mults=(1, 2, 2, 2), res_blocks=2, attention=(16,), heads=1,
                dropout=0.1, scale_shift=False, classes=0, learn_sigma=False)

@@ -82,7 +82,7 @@ pub fn run(job: &Job) -> Result<()> {
         Some(schedule) => {
             let tables = schedule_from_config(schedule)?.tables();
             let spec = ModelSpec { classes: 0, learn_sigma: false, prediction: Prediction::Eps };
-            Some(Process::new(tables, spec, VarianceType::FixedSmall, true, device))
+            Some(Process::new(tables, spec, VarianceType::FixedSmall, crate::diffusion::DataSpace::images(), device))
         }
         None => None,
     };

@@ -1,0 +1,185 @@
+//! `plot … = loss { of = [train stages] }`: training-loss curves (from each stage's
+//! `loss.csv`) on a log axis, raw values faint and a moving average solid. Also the line
+//! chart that the schedules plot shares.
+//!
+//! Text needs a system font through plotters' `ttf` backend; where none is installed the
+//! chart is drawn without text rather than failing (as the scatter plot does).
+
+use std::ops::Range;
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
+use difflow::job::Job;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use crate::params::Params;
+
+pub const LOSS_FILE: &str = "loss.csv";
+
+pub const COLOURS: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+];
+
+/// One named curve.
+pub struct Line {
+    pub name: String,
+    pub points: Vec<(f64, f64)>,
+    /// Drawn thin and translucent (raw values under a smoothed curve).
+    pub faint: bool,
+    pub colour: usize,
+}
+
+/// One panel of a line chart.
+pub struct Panel {
+    pub title: String,
+    pub x_label: String,
+    pub y_label: String,
+    pub lines: Vec<Line>,
+    pub log_y: bool,
+}
+
+fn range(panel: &Panel) -> Result<(Range<f64>, Range<f64>)> {
+    let finite = |&(x, y): &(f64, f64)| x.is_finite() && y.is_finite() && (!panel.log_y || y > 0.0);
+    let pts: Vec<(f64, f64)> = panel.lines.iter().flat_map(|l| l.points.iter().copied()).filter(finite).collect();
+    if pts.is_empty() {
+        bail!("nothing to plot in `{}`: no finite values", panel.title);
+    }
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for (x, y) in pts {
+        (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
+    }
+    if x1 <= x0 {
+        x1 = x0 + 1.0;
+    }
+    if panel.log_y {
+        Ok((x0..x1, y0 / 1.2..y1 * 1.2))
+    } else {
+        let pad = ((y1 - y0) * 0.05).max(1e-9);
+        Ok((x0..x1, y0 - pad..y1 + pad))
+    }
+}
+
+fn draw_panel(area: &DrawingArea<BitMapBackend, Shift>, panel: &Panel, text: bool) -> Result<(), String> {
+    let (xr, yr) = range(panel).map_err(|e| e.to_string())?;
+    let mut builder = ChartBuilder::on(area);
+    builder.margin(14);
+    if text {
+        builder.caption(&panel.title, ("sans-serif", 20)).x_label_area_size(36).y_label_area_size(56);
+    }
+    macro_rules! body {
+        ($chart:expr) => {{
+            let mut chart = $chart;
+            {
+                let mut mesh = chart.configure_mesh();
+                if text {
+                    mesh.x_desc(panel.x_label.as_str()).y_desc(panel.y_label.as_str());
+                } else {
+                    mesh.x_labels(0).y_labels(0);
+                }
+                mesh.draw().map_err(|e| e.to_string())?;
+            }
+            for line in &panel.lines {
+                let colour = COLOURS[line.colour % COLOURS.len()];
+                let style = if line.faint { colour.mix(0.25).stroke_width(1) } else { colour.stroke_width(2) };
+                let pts = line.points.iter().copied().filter(|&(x, y)| x.is_finite() && y.is_finite());
+                let pts: Vec<(f64, f64)> = pts.filter(|&(_, y)| !panel.log_y || y > 0.0).collect();
+                let series = chart.draw_series(LineSeries::new(pts, style)).map_err(|e| e.to_string())?;
+                if text && !line.faint {
+                    series
+                        .label(line.name.clone())
+                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2)));
+                }
+            }
+            if text {
+                chart
+                    .configure_series_labels()
+                    .background_style(WHITE.mix(0.85))
+                    .border_style(BLACK.mix(0.3))
+                    .label_font(("sans-serif", 14))
+                    .draw()
+                    .map_err(|e| e.to_string())?;
+            }
+        }};
+    }
+    if panel.log_y {
+        body!(builder.build_cartesian_2d(xr, yr.log_scale()).map_err(|e| e.to_string())?);
+    } else {
+        body!(builder.build_cartesian_2d(xr, yr).map_err(|e| e.to_string())?);
+    }
+    Ok(())
+}
+
+/// Writes the panels side by side (`width` × `height` pixels per panel) as a PNG.
+pub fn write_panels(panels: &[Panel], width: u32, height: u32, path: &Path) -> Result<()> {
+    let draw = |text: bool| -> Result<(), String> {
+        let root = BitMapBackend::new(path, (width * panels.len() as u32, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        for (area, panel) in root.split_evenly((1, panels.len())).iter().zip(panels) {
+            draw_panel(area, panel, text)?;
+        }
+        root.present().map_err(|e| e.to_string())
+    };
+    draw(true).or_else(|with_text| {
+        draw(false).map_err(|e| anyhow!("cannot draw {}: {e} (with text: {with_text})", path.display()))
+    })
+}
+
+/// Reads `step,loss` lines.
+pub fn read_losses(path: &Path) -> Result<Vec<(f64, f64)>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate().skip(1) {
+        let mut parts = line.split(',');
+        let parse = |p: Option<&str>| p.and_then(|s| s.trim().parse::<f64>().ok());
+        match (parse(parts.next()), parse(parts.next())) {
+            (Some(step), Some(loss)) => out.push((step, loss)),
+            _ => bail!("{} line {} is not `step,loss`: {line:?}", path.display(), i + 1),
+        }
+    }
+    Ok(out)
+}
+
+/// A centred moving average over about 1/50 of the run (at least 1 step).
+pub fn smooth(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    let w = (points.len() / 50).max(1);
+    let mut prefix = vec![0.0];
+    for &(_, y) in points {
+        prefix.push(prefix.last().unwrap() + y);
+    }
+    (0..points.len())
+        .map(|i| {
+            let (a, b) = (i.saturating_sub(w / 2), (i + w / 2 + 1).min(points.len()));
+            (points[i].0, (prefix[b] - prefix[a]) / (b - a) as f64)
+        })
+        .collect()
+}
+
+pub fn run(job: &Job, out: &Path) -> Result<()> {
+    super::grid::create_parent(out)?;
+    let params = Params::of_job(job);
+    let mut lines = Vec::new();
+    for (i, (name, input)) in params.stages(job, "of")?.into_iter().enumerate() {
+        let losses = read_losses(&input.dir.join(LOSS_FILE)).with_context(|| format!("the loss log of `{name}`"))?;
+        if losses.is_empty() {
+            bail!("`{name}` logged no losses");
+        }
+        lines.push(Line { name: format!("{name} (raw)"), points: losses.clone(), faint: true, colour: i });
+        lines.push(Line { name: name.to_string(), points: smooth(&losses), faint: false, colour: i });
+    }
+    let panel = Panel {
+        title: params.str_or("title", &job.instance)?.to_string(),
+        x_label: "step".into(),
+        y_label: "loss".into(),
+        lines,
+        log_y: true,
+    };
+    write_panels(&[panel], 900, 560, out)
+}

@@ -1,0 +1,66 @@
+//! `plot … = trajectory { samples }`: the reverse chain of a sample stage run with
+//! `trajectory = k`. `plot.gif` animates it — each frame shows x_t (top row) and the
+//! predicted x̂₀ (bottom row) of the first few samples at one kept step — and `plot.png`
+//! is the whole strip: for each sample a row of x_t and a row of x̂₀, one column per kept
+//! step (noise on the left, the final sample on the right).
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use difflow::job::Job;
+use image::codecs::gif::{GifEncoder, Repeat};
+use image::{Delay, Frame};
+use tch::{Kind, Tensor};
+
+use super::grid::{auto_scale, grid_image};
+use crate::params::Params;
+
+pub const TRAJECTORY_FILE: &str = "trajectory.safetensors";
+/// Samples shown.
+pub const SHOWN: i64 = 8;
+
+pub fn run(job: &Job, png: &Path, gif: &Path) -> Result<()> {
+    super::grid::create_parent(png)?;
+    let params = Params::of_job(job);
+    let (name, input) = params.stage(job, "samples")?;
+    let path = input.dir.join(TRAJECTORY_FILE);
+    if !path.exists() {
+        bail!("`{name}` kept no trajectory: set `trajectory = k` in that sample stage to keep every k-th step");
+    }
+    let tensors = Tensor::read_safetensors(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let get = |key: &str| {
+        tensors
+            .iter()
+            .find(|(n, _)| n == key)
+            .map(|(_, t)| t.shallow_clone())
+            .with_context(|| format!("{} has no `{key}`", path.display()))
+    };
+    let (xt, x0) = (get("xt")?, get("x0")?);
+    if xt.dim() != 5 || xt.kind() != Kind::Uint8 {
+        bail!("`{name}` holds vectors, not images; the trajectory plot shows images");
+    }
+    let (k, n) = (xt.size()[0], xt.size()[1]);
+    let shown = SHOWN.min(n);
+    let scale = auto_scale(xt.size()[3]);
+    let (xt, x0) = (xt.narrow(1, 0, shown), x0.narrow(1, 0, shown));
+
+    // The strip: rows (sample i: x_t, then x̂₀), columns = kept steps.
+    let rows = Tensor::stack(&[xt.transpose(0, 1), x0.transpose(0, 1)], 1).flatten(0, 1).flatten(0, 1);
+    let strip = grid_image(&rows, k as usize, scale)?;
+    strip.save(png).with_context(|| format!("cannot write {}", png.display()))?;
+
+    // The animation: one frame per kept step, then a pause on the final sample.
+    let file = std::fs::File::create(gif).with_context(|| format!("cannot write {}", gif.display()))?;
+    let mut encoder = GifEncoder::new_with_speed(file, 10);
+    encoder.set_repeat(Repeat::Infinite)?;
+    for step in 0..k {
+        let frame = Tensor::cat(&[xt.get(step), x0.get(step)], 0);
+        let rgb = grid_image(&frame, shown as usize, scale)?;
+        let delay = if step == k - 1 { 1500 } else { 120 };
+        let rgba = image::DynamicImage::ImageRgb8(rgb).to_rgba8();
+        encoder
+            .encode_frame(Frame::from_parts(rgba, 0, 0, Delay::from_numer_denom_ms(delay, 1)))
+            .with_context(|| format!("cannot write {}", gif.display()))?;
+    }
+    Ok(())
+}
