@@ -271,3 +271,20 @@ fn the_report_stage_tabulates_and_inlines_its_included_stages() {
     assert!(md.contains("![gen[steps=5]](images/gen_steps_5__grid.png)"), "{md}");
     assert!(entry.join("images/gen_steps_5__grid.png").is_file());
 }
+
+#[test]
+fn data_files_are_keyed_by_content_and_plan_names_the_changed_path() {
+    let p = Project::new("dataset d = images { path = \"imgs\", size = 8, channels = 1 }\n");
+    std::fs::create_dir_all(p.path().join("imgs")).unwrap();
+    std::fs::write(p.path().join("imgs/a.png"), b"first").unwrap();
+    run_ok(&p, &[]);
+    // Moving the data elsewhere changes nothing: only contents count.
+    std::fs::rename(p.path().join("imgs"), p.path().join("pictures")).unwrap();
+    p.write("dataset d = images { path = \"pictures\", size = 8, channels = 1 }\n");
+    assert_eq!(state_of(&p.plan(), "d"), "cached");
+    std::fs::write(p.path().join("pictures/a.png"), b"second").unwrap();
+    let plan = p.plan();
+    assert_eq!(state_of(&plan, "d"), "stale");
+    assert!(line_of(&plan, "d").contains("the contents of `path`"), "{plan}");
+    assert!(plan.contains("1 stage: 0 cached, 0 new, 1 stale"), "{plan}");
+}

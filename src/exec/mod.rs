@@ -135,8 +135,9 @@ pub fn format_plan(s: &Session, rows: &[(usize, State)]) -> String {
     let count = |f: fn(&State) -> bool| rows.iter().filter(|(_, st)| f(st)).count();
     let _ = writeln!(
         out,
-        "\n{} stages: {} cached, {} new, {} stale",
+        "\n{} stage{}: {} cached, {} new, {} stale",
         rows.len(),
+        if rows.len() == 1 { "" } else { "s" },
         count(|s| matches!(s, State::Cached)),
         count(|s| matches!(s, State::New(_))),
         count(|s| matches!(s, State::Stale(_)))
