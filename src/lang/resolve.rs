@@ -141,7 +141,20 @@ pub(crate) struct Resolver<'a> {
     pub spans: SpanTable,
     /// Preset cycles already reported (by their sorted members).
     reported_cycles: std::collections::HashSet<String>,
+    /// Resolved `let`s by (name, wanted type, range, collect): a `let` read many times
+    /// (or lets built from lets) is resolved once per use type, never exponentially.
+    let_memo: HashMap<(&'a str, String, String, bool), Option<Multi<Value>>>,
+    /// Values resolved so far, bounded by [`MAX_VALUES`].
+    values_resolved: usize,
 }
+
+/// How deep `let` and preset chains may nest (recursion stays far from the stack's end).
+const MAX_DEPTH: usize = 200;
+/// More values than any real pipeline has; past this, checking stops with a diagnostic
+/// instead of exhausting memory on adversarial input.
+const MAX_VALUES: usize = 5_000_000;
+/// The most instances one declaration (or value) may expand to.
+const MAX_INSTANCES: usize = 100_000;
 
 pub(crate) struct Resolved {
     pub pipeline: Pipeline,
@@ -169,6 +182,8 @@ pub(crate) fn resolve(
         stack: Vec::new(),
         spans: SpanTable::default(),
         reported_cycles: Default::default(),
+        let_memo: HashMap::new(),
+        values_resolved: 0,
     };
     r.register(files);
     r.apply_overrides(overrides);
@@ -487,11 +502,16 @@ impl<'a> Resolver<'a> {
                 );
                 return None;
             }
+            if self.preset_stack.len() >= MAX_DEPTH {
+                self.too_deep(variant.span, "presets built on other presets");
+                return None;
+            }
             self.preset_stack.push(&variant.name);
             let base = self.effective(kind, preset.variant.as_ref(), &preset.block, preset.name.span);
             self.preset_stack.pop();
             let (spec, mut entries) = base?;
-            entries.retain(|e| !own.iter().any(|o| o.key.name == e.key.name));
+            let overridden: std::collections::HashSet<&str> = own.iter().map(|o| o.key.name.as_str()).collect();
+            entries.retain(|e| !overridden.contains(e.key.name.as_str()));
             entries.extend(own);
             return Some((spec, entries));
         }
@@ -526,8 +546,9 @@ impl<'a> Resolver<'a> {
     /// A block's entries, reporting keys written twice (the first one counts).
     fn own_entries(&mut self, block: &'a Block) -> Vec<&'a Entry> {
         let mut out: Vec<&'a Entry> = Vec::with_capacity(block.entries.len());
+        let mut seen: HashMap<&'a str, &'a Entry> = HashMap::with_capacity(block.entries.len());
         for e in &block.entries {
-            if let Some(prev) = out.iter().find(|p| p.key.name == e.key.name) {
+            if let Some(prev) = seen.get(e.key.name.as_str()) {
                 self.diags.push(
                     Diagnostic::new(
                         "difflow::duplicate_key",
@@ -540,6 +561,7 @@ impl<'a> Resolver<'a> {
                 );
                 continue;
             }
+            seen.insert(&e.key.name, e);
             out.push(e);
         }
         out
@@ -574,12 +596,14 @@ impl<'a> Resolver<'a> {
             };
             match self.value(&e.value, &spec.ty, &sub) {
                 Some(m) => {
-                    if ok {
+                    if ok && !self.too_many(acc.len(), m.len(), e.value.span) {
                         acc = join(&acc, &m, |params, v| {
                             let mut p = params.clone();
                             p.insert(e.key.name.clone(), v.clone());
                             p
                         });
+                    } else {
+                        ok = false;
                     }
                 }
                 None => ok = false,
@@ -676,6 +700,21 @@ impl<'a> Resolver<'a> {
     // ---- values -------------------------------------------------------------------
 
     fn value(&mut self, v: &'a ast::Value, ty: &Type, cx: &Cx) -> Option<Multi<Value>> {
+        self.values_resolved += 1;
+        if self.values_resolved >= MAX_VALUES {
+            if self.values_resolved == MAX_VALUES {
+                self.diags.push(
+                    Diagnostic::new(
+                        "difflow::too_large",
+                        format!("this pipeline expands to more than {MAX_VALUES} values"),
+                        v.span,
+                        "checking stopped here",
+                    )
+                    .with_help("split the pipeline, or check for `let`s or sweeps that multiply without bound"),
+                );
+            }
+            return None;
+        }
         match &v.kind {
             ValueKind::Sweep(items) => return self.sweep(v, items, ty, cx),
             ValueKind::Ident(id) if self.lets.contains_key(id.name.as_str()) => return self.let_ref(id, ty, cx),
@@ -771,11 +810,19 @@ impl<'a> Resolver<'a> {
             _ if matches!(inner, Type::Stage(_) | Type::Config(_)) && self.accepts(v, inner) => vec![v],
             _ => return self.mismatch(v, ty, cx),
         };
-        let mut acc: Multi<Vec<Value>> = vec![(Vec::new(), Vec::new())];
+        let mut acc: Multi<Vec<Value>> = vec![(Vec::new(), Vec::with_capacity(items.len()))];
         let mut ok = true;
         for item in items {
             match self.value(item, inner, &sub) {
-                Some(m) if ok => {
+                // The common case, no sweep: append in place (joining would copy the list).
+                Some(m) if ok && acc.len() == 1 && m.len() == 1 && m[0].0.is_empty() => {
+                    let (_, x) = m.into_iter().next().expect("one entry");
+                    match x {
+                        Value::List(all) if collects => acc[0].1.extend(all),
+                        x => acc[0].1.push(x),
+                    }
+                }
+                Some(m) if ok && !self.too_many(acc.len(), m.len(), item.span) => {
                     acc = join(&acc, &m, |list, x| {
                         let mut l = list.clone();
                         match x {
@@ -785,7 +832,7 @@ impl<'a> Resolver<'a> {
                         l
                     })
                 }
-                Some(_) => {}
+                Some(_) => ok = false,
                 None => ok = false,
             }
         }
@@ -877,11 +924,20 @@ impl<'a> Resolver<'a> {
             );
             return None;
         }
+        if self.let_stack.len() >= MAX_DEPTH {
+            self.too_deep(id.span, "`let`s defined through other `let`s");
+            return None;
+        }
+        let memo_key = (name, ty.short(), cx.range.to_string(), cx.collect);
+        if let Some(done) = self.let_memo.get(&memo_key) {
+            return done.clone();
+        }
         let value = self.lets[name].1;
         self.let_stack.push(name);
         let sub = Cx { axis_name: name.to_string(), ..cx.clone() };
         let r = self.value(value, ty, &sub);
         self.let_stack.pop();
+        self.let_memo.insert(memo_key, r.clone());
         r
     }
 
@@ -1008,6 +1064,35 @@ impl<'a> Resolver<'a> {
             .with_help(range_help(&cx.axis_name, cx.doc, &cx.range)),
         );
         None
+    }
+
+    /// Whether joining multi-values of these sizes could exceed [`MAX_INSTANCES`] (reported).
+    fn too_many(&mut self, a: usize, b: usize, at: Span) -> bool {
+        if a.saturating_mul(b) <= MAX_INSTANCES {
+            return false;
+        }
+        self.diags.push(
+            Diagnostic::new(
+                "difflow::too_large",
+                format!("the sweeps here would make more than {MAX_INSTANCES} instances"),
+                at,
+                "too many combinations",
+            )
+            .with_help("sweep fewer values at once; every combination of sweeps is an instance"),
+        );
+        true
+    }
+
+    fn too_deep(&mut self, at: Span, what: &str) {
+        self.diags.push(
+            Diagnostic::new(
+                "difflow::too_deep",
+                format!("{what} nest more than {MAX_DEPTH} levels deep"),
+                at,
+                "too deep",
+            )
+            .with_help("write the value directly instead of through a long chain of names"),
+        );
     }
 
     fn undefined(&mut self, id: &Ident, ty: &Type) {

@@ -163,3 +163,73 @@ fn basic_errors_have_their_codes() {
         vec!["difflow::type_mismatch"]
     );
 }
+
+#[test]
+fn lets_hold_inline_blocks_and_sweeps_and_set_can_sweep() {
+    let text = format!("{TOY}\nlet fast = ddim {{ steps = sweep(10, 20) }}\nlet w = 1\nsample s {{ from = tr, sampler = fast, guidance = cfg {{ scale = w }} }}\n");
+    let p = ok(&text);
+    assert_eq!(p.families["s"], vec!["s[steps=10]".to_string(), "s[steps=20]".to_string()]);
+    let p = ok_with(&text, &["w=sweep(0.5, 2)"]);
+    assert_eq!(p.families["s"].len(), 4);
+    assert!(p.instance("s[steps=20,w=2]").is_some(), "{:?}", p.families["s"]);
+}
+
+#[test]
+fn use_resolves_against_the_using_file_and_paths_against_the_pipeline() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("lib")).unwrap();
+    std::fs::write(dir.path().join("lib/models.diff"), "use \"more.diff\"\nmodel tiny = mlp { hidden = 8 }\n").unwrap();
+    std::fs::write(dir.path().join("lib/more.diff"), "schedule short = linear { steps = 50 }\n").unwrap();
+    std::fs::write(
+        dir.path().join("main.diff"),
+        "use \"lib/models.diff\"\ndataset pts = toy { }\ndataset m = mnist { path = \"data/m\" }\ntrain t { model = tiny, data = pts, schedule = short, steps = 5 }\n",
+    )
+    .unwrap();
+    let loaded = load(&dir.path().join("main.diff"), &[]);
+    assert!(
+        loaded.diagnostics.is_empty(),
+        "{}",
+        crate::diagnostics::render_plain(&loaded.diagnostics, &loaded.sources)
+    );
+    let p = loaded.pipeline.unwrap();
+    let Value::Path(path) = &p.instance("m").unwrap().params["path"] else { panic!() };
+    assert_eq!(std::path::Path::new(path), std::fs::canonicalize(dir.path()).unwrap().join("data/m"));
+    assert_eq!(p.root, std::fs::canonicalize(dir.path()).unwrap());
+}
+
+#[test]
+fn adversarial_names_neither_hang_nor_blow_the_stack() {
+    // Each let doubles the previous one: 2^40 values if expanded naively.
+    let mut text = String::from("let a0 = [1]\n");
+    for i in 1..40 {
+        text.push_str(&format!("let a{i} = [a{}, a{}]\n", i - 1, i - 1));
+    }
+    text.push_str("plot f = forward { data = d, schedule = linear { }, at = a39 }\ndataset d = toy { }\n");
+    let loaded = load_source("t.diff", &text, &[]);
+    assert!(!loaded.diagnostics.is_empty());
+    // A long chain of lets and of presets.
+    let mut chain = String::from("let b0 = 5\n");
+    for i in 1..5000 {
+        chain.push_str(&format!("let b{i} = b{}\nmodel m{i} = m{} {{ }}\n", i - 1, i - 1));
+    }
+    chain.push_str("model m0 = mlp { }\nschedule s = linear { steps = b4999 }\nmodel last = m4999 { }\n");
+    let loaded = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || load_source("t.diff", &chain, &[]).diagnostics.iter().map(|d| d.code).collect::<Vec<_>>())
+        .unwrap()
+        .join()
+        .expect("no stack overflow");
+    assert!(loaded.contains(&"difflow::too_deep"), "{loaded:?}");
+    // Thirty two-valued sweeps in one block: 2^30 instances.
+    let sweeps: Vec<String> = (0..30).map(|_| "sweep(1, 2)".to_string()).collect();
+    let text = format!(
+        "dataset d = toy {{ }}\nplot f = forward {{ data = d, schedule = linear {{ }}, at = [{}] }}\n",
+        sweeps.join(", ")
+    );
+    assert_eq!(codes(&text), vec!["difflow::too_large"]);
+    let text = format!(
+        "{TOY}\nsample s {{ from = tr, sampler = ddim {{ }}, seed = sweep({}) }}\n",
+        (0..1000).map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
+    );
+    assert_eq!(ok(&text).families["s"].len(), 1000);
+}
