@@ -224,3 +224,9 @@ fn formatting_a_messy_pipeline_keeps_its_stage_keys() {
         ),
     }
 }
+
+#[test]
+fn crlf_line_ends_and_a_byte_order_mark_are_normalised() {
+    let src = "\u{FEFF}# top\r\n\r\ndataset d = toy {\r\n  count = 5 # five\r\n}\r\n";
+    assert_eq!(fmt(src), "# top\n\ndataset d = toy {\n    count = 5  # five\n}\n");
+}

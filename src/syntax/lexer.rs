@@ -160,7 +160,8 @@ pub fn scan(text: &str) -> Scan {
     let mut out = Scan::default();
     let mut stack: Vec<(u8, usize)> = Vec::new();
     let mut line_has_code = false;
-    let mut i = 0;
+    // A byte-order mark at the start is not code (the grammar allows it there).
+    let mut i = if text.starts_with('\u{FEFF}') { '\u{FEFF}'.len_utf8() } else { 0 };
     let note = |out: &mut Scan, p: LexProblem| {
         if out.problem.is_none() {
             out.problem = Some(p);
@@ -262,12 +263,10 @@ pub fn scan(text: &str) -> Scan {
                         };
                         match stack.pop() {
                             Some((open, _)) if open == want => {}
-                            Some((_, opener)) => {
-                                if out.bracket.is_none() {
-                                    out.bracket = Some(BracketProblem::Mismatch { opener, closer: i });
-                                }
+                            Some((_, opener)) if out.bracket.is_none() => {
+                                out.bracket = Some(BracketProblem::Mismatch { opener, closer: i });
                             }
-                            None => {}
+                            _ => {}
                         }
                     }
                     _ => {}

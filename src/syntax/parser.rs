@@ -262,9 +262,11 @@ fn attach_comments(out: &mut ast::File, text: &str, comments: &[RawComment]) {
     let n = out.items.len();
     for i in 0..n {
         let start = out.items[i].span.start;
-        let (trailing, leading) = gap_comments(file, text, comments, prev_end, start);
+        let (trailing, mut leading) = gap_comments(file, text, comments, prev_end, start);
         if i > 0 {
             out.items[i - 1].trailing_comment = trailing;
+        } else if let Some(t) = trailing {
+            leading.insert(0, t);
         }
         let first_code = leading.first().map_or(start, |c| c.span.start);
         let gap_from = if i == 0 { 0 } else { line_end(text, prev_end) };
@@ -546,6 +548,23 @@ impl<'a> ErrorContext<'a> {
         let prev_text = prev.map(|t| self.tok_text(t)).unwrap_or("");
 
         // Mistakes that read the same wherever they happen.
+        if let Some(c) = found.filter(|t| t.kind == TokKind::Other).and_then(|t| self.text[t.start..].chars().next()) {
+            if matches!(c, '\u{201C}' | '\u{201D}' | '\u{201E}' | '\u{2018}' | '\u{2019}' | '\u{00AB}' | '\u{00BB}') {
+                return self.err(
+                    format!("typographic quote `{c}`: strings use straight double quotes"),
+                    "not a `\"`",
+                    "write strings with `\"`, e.g. `shape = \"moons\"` (word processors and chat apps turn quotes curly)",
+                );
+            }
+            if c.is_whitespace() || c.is_control() || matches!(c, '\u{200B}'..='\u{200F}' | '\u{2060}' | '\u{FEFF}') {
+                let code = format!("U+{:04X}", c as u32);
+                return self.err(
+                    format!("invisible character {code} in the code"),
+                    format!("{code} here"),
+                    "delete it, or replace it with a plain space (text copied from web pages often carries these)",
+                );
+            }
+        }
         if self.found_is(";") {
             return self.err(
                 "unexpected `;`",
