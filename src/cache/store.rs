@@ -195,6 +195,13 @@ impl Cache {
         if staging.exists() {
             std::fs::remove_dir_all(staging)?;
         }
+        // Leftovers of a removal that was interrupted (see `discard`).
+        let trash = format!("{}.trash", lock.key);
+        for entry in std::fs::read_dir(&self.dir)?.filter_map(Result::ok) {
+            if entry.file_name().to_string_lossy().starts_with(&trash) {
+                std::fs::remove_dir_all(entry.path())?;
+            }
+        }
         Ok(())
     }
 

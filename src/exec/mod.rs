@@ -259,7 +259,7 @@ pub fn run(s: &Session, opts: &RunOptions, progress: &Progress) -> Result<RunSum
                 Ok(Outcome::Ran(secs)) => {
                     ran += 1;
                     done.insert(i);
-                    println!("done    {} {} ({secs:.1} s)", inst.kind, inst.name);
+                    println!("done    {} {} ({secs:.1} s){}", inst.kind, inst.name, headline_text(s, i));
                 }
                 Ok(Outcome::DoneElsewhere) => {
                     done_elsewhere += 1;
@@ -291,6 +291,29 @@ pub fn run(s: &Session, opts: &RunOptions, progress: &Progress) -> Result<RunSum
     }
     msg.push_str("what finished before is cached: fix the problem and run again to continue from there");
     Err(RunError::Failed(msg))
+}
+
+/// A few headline numbers of a finished entry, for its `done` line.
+fn headline_text(s: &Session, i: usize) -> String {
+    let key = s.key(i);
+    let Some(m) = s.cache.manifest(key) else { return String::new() };
+    let metrics = headline_metrics(&s.cache.entry_dir(key), &m.metrics);
+    let shown: Vec<String> = metrics.iter().take(4).map(|(k, v)| format!("{k} {}", short_number(*v))).collect();
+    if shown.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", shown.join(", "))
+    }
+}
+
+fn short_number(x: f64) -> String {
+    if x == x.trunc() && x.abs() < 1e12 {
+        format!("{x:.0}")
+    } else if x.abs() >= 100.0 {
+        format!("{x:.1}")
+    } else {
+        format!("{x:.4}")
+    }
 }
 
 /// Run one instance under its entry lock and commit its outputs.
