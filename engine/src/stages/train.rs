@@ -96,10 +96,12 @@ struct Settings {
     checkpoint_every: usize,
 }
 
-/// Saved training state: the step reached and the loss log so far.
+/// Saved training state: the step reached (`state.json`) and the loss log so far (`loss.csv`,
+/// whose shortest-round-trip decimals read back exactly).
 #[derive(Serialize, Deserialize)]
 struct CheckpointState {
     step: usize,
+    #[serde(skip)]
     losses: Vec<f64>,
 }
 
@@ -172,6 +174,8 @@ pub fn run(job: &Job) -> Result<()> {
     let space = if data.meta.is_images() { DataSpace::images() } else { DataSpace::points(data_bound) };
     let process = Process::new(schedule.tables(), model_spec, variance, space, device);
 
+    // The initial weights come from the seed too.
+    tch::manual_seed(derive_seed(&[settings.seed, u64::MAX]) as i64);
     let mut trainer = Trainer::new(model_config.raw(), &data.meta, device)?;
     let checkpoint_dir = job.out_dir.join(CHECKPOINT_DIR);
     let mut losses = Vec::with_capacity(settings.steps);
@@ -245,6 +249,17 @@ fn write_losses(path: &Path, losses: &[f64]) -> Result<()> {
     }
     out.flush()?;
     Ok(())
+}
+
+fn read_losses(path: &Path) -> Result<Vec<f64>> {
+    let text = std::fs::read_to_string(path)?;
+    text.lines()
+        .skip(1)
+        .map(|line| {
+            let value = line.split(',').nth(1).with_context(|| format!("bad row `{line}`"))?;
+            value.parse::<f64>().with_context(|| format!("bad loss in `{line}`"))
+        })
+        .collect()
 }
 
 /// The model, its EMA copy and AdamW's moments.
@@ -383,6 +398,7 @@ impl Trainer {
         self.vs.save(tmp.join(MODEL_FILE))?;
         self.ema_vs.save(tmp.join(EMA_FILE))?;
         self.save_optimizer(&tmp.join(OPTIMIZER_FILE), state.step)?;
+        write_losses(&tmp.join(LOSS_FILE), &state.losses)?;
         std::fs::write(tmp.join(STATE_FILE), serde_json::to_string(state)?)?;
         let old = dir.with_extension("old");
         if dir.exists() {
@@ -400,9 +416,13 @@ impl Trainer {
 
     fn load_checkpoint(&mut self, dir: &Path) -> Result<CheckpointState> {
         let context = || format!("the checkpoint in {} is unreadable; delete it to restart training", dir.display());
-        let state: CheckpointState =
+        let mut state: CheckpointState =
             serde_json::from_str(&std::fs::read_to_string(dir.join(STATE_FILE)).with_context(context)?)
                 .with_context(context)?;
+        state.losses = read_losses(&dir.join(LOSS_FILE)).with_context(context)?;
+        if state.losses.len() != state.step {
+            bail!("{}: its loss log has {} rows for {} steps", context(), state.losses.len(), state.step);
+        }
         self.vs.load(dir.join(MODEL_FILE)).with_context(context)?;
         self.ema_vs.load(dir.join(EMA_FILE)).with_context(context)?;
         let device = self.vs.device();
