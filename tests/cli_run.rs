@@ -288,3 +288,16 @@ fn data_files_are_keyed_by_content_and_plan_names_the_changed_path() {
     assert!(line_of(&plan, "d").contains("the contents of `path`"), "{plan}");
     assert!(plan.contains("1 stage: 0 cached, 0 new, 1 stale"), "{plan}");
 }
+
+#[test]
+fn identical_declarations_share_one_entry() {
+    let p = Project::new(
+        "dataset a = toy { shape = \"moons\", count = 64 }\ndataset b = toy { count = 64, shape = \"moons\" }\n",
+    );
+    let out = run_ok(&p, &["--jobs", "2"]);
+    assert!(out.contains("ran 1 stage, 1 cached"), "{out}");
+    assert_eq!(p.take_worker_log().len(), 1);
+    assert_eq!(p.entries().len(), 1);
+    let lock = std::fs::read_to_string(p.path().join("difflow.lock")).unwrap();
+    assert!(lock.contains("[stages.a]") && lock.contains("[stages.b]"), "{lock}");
+}

@@ -170,7 +170,8 @@ pub struct RunSummary {
 
 enum Outcome {
     Ran(f64),
-    /// Another `difflow run` finished it while we waited for its lock.
+    /// Another `difflow run`, or an instance of this run with the same key, finished it
+    /// while we waited for its lock.
     DoneElsewhere,
 }
 
@@ -264,7 +265,7 @@ pub fn run(s: &Session, opts: &RunOptions, progress: &Progress) -> Result<RunSum
                 Ok(Outcome::DoneElsewhere) => {
                     done_elsewhere += 1;
                     done.insert(i);
-                    println!("cached  {} {} (finished by another difflow run)", inst.kind, inst.name);
+                    println!("cached  {} {} (its entry was computed meanwhile)", inst.kind, inst.name);
                 }
                 Err(msg) => {
                     println!("FAILED  {} {}", inst.kind, inst.name);
