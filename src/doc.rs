@@ -174,7 +174,7 @@ in a run, each with a stable code:
 
 | code | what |
 |---|---|
-| `difflow::syntax`, `difflow::too_deep` | the text does not parse |
+| `difflow::syntax`, `difflow::too_deep` | the text does not parse, or nests (brackets, `let` or preset chains) too deep |
 | `difflow::unknown_kind`, `difflow::unknown_variant`, `difflow::missing_variant`, `difflow::unknown_key`, `difflow::unknown_choice` | a misspelt or missing name (with did-you-mean) |
 | `difflow::duplicate_name`, `difflow::duplicate_key`, `difflow::duplicate_sweep_value` | a name, key or sweep value written twice |
 | `difflow::type_mismatch`, `difflow::out_of_range`, `difflow::missing_key`, `difflow::conflicting_keys` | a key's value |
@@ -193,6 +193,8 @@ in a run, each with a stable code:
 | `difflow::eps_zero_snr` | ε-prediction with a zero-terminal-SNR schedule (ε is undefined at ᾱ_T = 0) |
 | `difflow::missing_trajectory` | a trajectory or curve plot of a sample stage that keeps no trajectory |
 | `difflow::batch_too_large` | a training batch larger than the dataset |
+| `difflow::heads_mismatch` | attention heads that do not divide a level's channels |
+| `difflow::too_large` | sweeps or names that expand beyond 100,000 instances or 5,000,000 values |
 
 Dataset facts the checks use: `mnist`, `fashion_mnist` (1 × 28 × 28, or `size`; 10
 classes, or `classes`; 60,000 train / 10,000 test), `cifar10` (3 × 32 × 32, 10 classes,

@@ -375,6 +375,7 @@ impl<'p> Checker<'p> {
             return;
         }
         let resolutions: Vec<i64> = (0..levels).map(|i| data.size >> i).collect();
+        self.heads_divide_channels(inst, model, &resolutions);
         if let Some(Value::List(att)) = model.params.get("attention") {
             for a in att {
                 if let Value::Int(r) = a {
@@ -395,6 +396,43 @@ impl<'p> Checker<'p> {
                     }
                 }
             }
+        }
+    }
+
+    /// Attention splits a level's channels into `heads` equal parts, at every attention
+    /// resolution and in the middle block (which always attends).
+    fn heads_divide_channels(&mut self, inst: &Instance, model: &Config, resolutions: &[i64]) {
+        let (Some(channels), Some(heads)) = (int(&model.params, "channels"), int(&model.params, "heads")) else {
+            return;
+        };
+        let Some(Value::List(mults)) = model.params.get("mults") else { return };
+        let mults: Vec<i64> =
+            mults.iter().filter_map(|m| if let Value::Int(i) = m { Some(*i) } else { None }).collect();
+        let attention: Vec<i64> = match model.params.get("attention") {
+            Some(Value::List(a)) => {
+                a.iter().filter_map(|m| if let Value::Int(i) = m { Some(*i) } else { None }).collect()
+            }
+            _ => Vec::new(),
+        };
+        let mut widths: Vec<(String, i64)> = Vec::new();
+        for (i, r) in resolutions.iter().enumerate() {
+            if attention.contains(r) {
+                widths.push((format!("the {r}×{r} level"), channels * mults.get(i).copied().unwrap_or(1)));
+            }
+        }
+        if let Some(last) = mults.last() {
+            widths.push(("the middle block".to_string(), channels * last));
+        }
+        if let Some((place, width)) = widths.iter().find(|(_, w)| w % heads != 0) {
+            self.push(
+                Diagnostic::new(
+                    "difflow::heads_mismatch",
+                    format!("{heads} attention heads cannot split the {width} channels of {place}"),
+                    self.at(inst, "model.heads"),
+                    format!("{heads} heads"),
+                )
+                .with_help("choose `heads` dividing channels × every multiplier at attention levels (e.g. 1, 2 or 4)"),
+            );
         }
     }
 
@@ -892,6 +930,19 @@ impl<'p> Checker<'p> {
         else {
             return;
         };
+        if let (Some(n), Some(available)) = (int(p, "count"), self.data(data).and_then(|d| d.examples)) {
+            if n > available {
+                self.push(
+                    Diagnostic::new(
+                        "difflow::out_of_range",
+                        format!("`count` asks for {n} examples, but `{}` has {available}", data.decl),
+                        self.at(inst, "count"),
+                        "more than the data",
+                    )
+                    .with_help(format!("use `count` ≤ {available}")),
+                );
+            }
+        }
         if let (Some(a), Some(b)) = (self.data(train), self.data(data)) {
             if !a.same_shape(&b) {
                 self.push(

@@ -116,6 +116,8 @@ struct Cx {
     path: String,
     /// Name for a sweep written here.
     axis_name: String,
+    /// The key being resolved (for messages; a `let` keeps its user's key).
+    key: String,
     range: Range,
     /// The key's one-line meaning (for help lines).
     doc: &'static str,
@@ -377,6 +379,7 @@ impl<'a> Resolver<'a> {
             owner: Rc::from(name),
             path: String::new(),
             axis_name: String::new(),
+            key: String::new(),
             range: Range::ANY,
             doc: "",
             collect: false,
@@ -420,6 +423,7 @@ impl<'a> Resolver<'a> {
             owner: Rc::from(name),
             path: String::new(),
             axis_name: String::new(),
+            key: String::new(),
             range: Range::ANY,
             doc: "",
             collect: false,
@@ -590,6 +594,7 @@ impl<'a> Resolver<'a> {
                 owner: cx.owner.clone(),
                 path,
                 axis_name: e.key.name.clone(),
+                key: e.key.name.clone(),
                 range: spec.range,
                 doc: spec.doc,
                 collect: false,
@@ -737,7 +742,7 @@ impl<'a> Resolver<'a> {
                         self.diags.push(
                             Diagnostic::new(
                                 "difflow::type_mismatch",
-                                format!("`{}` wants a whole number, found `{text}`", cx.axis_name),
+                                format!("`{}` wants a whole number, found `{text}`", cx.key),
                                 v.span,
                                 "not an int",
                             )
@@ -770,13 +775,13 @@ impl<'a> Resolver<'a> {
                 ValueKind::Str(s) => {
                     let list = options.iter().map(|o| format!("\"{o}\"")).collect::<Vec<_>>().join(", ");
                     let help = match suggest::closest(s, options.iter().copied()) {
-                        Some(best) => format!("did you mean \"{best}\"? `{}` is one of {list}", cx.axis_name),
-                        None => format!("`{}` is one of {list}", cx.axis_name),
+                        Some(best) => format!("did you mean \"{best}\"? `{}` is one of {list}", cx.key),
+                        None => format!("`{}` is one of {list}", cx.key),
                     };
                     self.diags.push(
                         Diagnostic::new(
                             "difflow::unknown_choice",
-                            format!("\"{s}\" is not a choice of `{}`", cx.axis_name),
+                            format!("\"{s}\" is not a choice of `{}`", cx.key),
                             v.span,
                             "not one of the choices",
                         )
@@ -845,7 +850,7 @@ impl<'a> Resolver<'a> {
                 self.diags.push(
                     Diagnostic::new(
                         "difflow::type_mismatch",
-                        format!("`{}` wants {}; stages cannot be written inline", cx.axis_name, ty.describe()),
+                        format!("`{}` wants {}; stages cannot be written inline", cx.key, ty.describe()),
                         v.span,
                         "an inline block",
                     )
@@ -896,7 +901,7 @@ impl<'a> Resolver<'a> {
                 self.diags.push(
                     Diagnostic::new(
                         "difflow::type_mismatch",
-                        format!("`{}` wants {}, found the string \"{s}\"", cx.axis_name, ty.describe()),
+                        format!("`{}` wants {}, found the string \"{s}\"", cx.key, ty.describe()),
                         v.span,
                         "a string, not a block",
                     )
@@ -1055,13 +1060,13 @@ impl<'a> Resolver<'a> {
                 "difflow::out_of_range",
                 format!(
                     "`{}` must be {}, found {shown}",
-                    cx.axis_name,
-                    cx.range.to_string().replace('x', &cx.axis_name)
+                    cx.key,
+                    cx.range.to_string().replace('x', &cx.key)
                 ),
                 v.span,
                 "out of range",
             )
-            .with_help(range_help(&cx.axis_name, cx.doc, &cx.range)),
+            .with_help(range_help(&cx.key, cx.doc, &cx.range)),
         );
         None
     }
@@ -1131,7 +1136,7 @@ impl<'a> Resolver<'a> {
         let decl_span = self.spans.decl(&id.name);
         let mut d = Diagnostic::new(
             "difflow::wrong_kind",
-            format!("`{}` wants {}, but `{}` is a {}", cx.axis_name, ty.describe(), id.name, actual.name),
+            format!("`{}` wants {}, but `{}` is a {}", cx.key, ty.describe(), id.name, actual.name),
             id.span,
             format!("a {}", actual.name),
         )
@@ -1168,7 +1173,7 @@ impl<'a> Resolver<'a> {
         self.diags.push(
             Diagnostic::new(
                 "difflow::type_mismatch",
-                format!("`{}` wants {}, found {found}", cx.axis_name, ty.describe()),
+                format!("`{}` wants {}, found {found}", cx.key, ty.describe()),
                 v.span,
                 format!("expected {}", ty.short()),
             )
