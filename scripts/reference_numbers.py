@@ -300,6 +300,16 @@ def main():
         cls_eps = peps - col(np.sqrt(1 - tb.ab), t) * grad
         cls_x0 = x0_from(tb, cls_eps, xt, t, "eps")
         cls_post_mean, _, _ = posterior(tb, cls_x0, xt, t)
+        # Training losses (Ho et al. 2020 L_simple on the prediction target; IDDPM's hybrid
+        # L_simple + lambda * L_vlb with L_vlb estimated by T * L_t, lambda = 0.001).
+        pred = output[:, :D]
+        ab = col(tb.ab, t)
+        target = {"eps": noise, "x0": x0, "v": np.sqrt(ab) * noise - np.sqrt(1 - ab) * x0}[case["prediction"]]
+        loss_simple = ((pred - target) ** 2).mean(1)
+        loss_vlb = vb_bits(tb, output, x0, xt, t, case)
+        losses = dict(loss_simple=arr(loss_simple), loss_vlb=arr(loss_vlb))
+        if case["learn_sigma"]:
+            losses["loss_hybrid"] = arr(loss_simple + 0.001 * tb.T * loss_vlb)
         cases_out = dict(case, t=t.tolist(), x0=arr(x0), xt=arr(xt), noise=arr(noise), output=arr(output),
                          step_noise=arr(step_noise), cfg_scale=w, uncond=arr(uncond), cls_scale=s,
                          cls_grad=arr(grad),
@@ -312,7 +322,7 @@ def main():
                              vb_bits=arr(vb_bits(tb, output, x0, xt, t, case)),
                              cfg_output=arr(guided), cfg_eps=arr(cfg_eps),
                              cls_mean=arr(cls_mean), cls_eps=arr(cls_eps), cls_x0=arr(cls_x0),
-                             cls_posterior_mean=arr(cls_post_mean),
+                             cls_posterior_mean=arr(cls_post_mean), **losses,
                          ))
         out["process"].append(cases_out)
 

@@ -329,3 +329,50 @@ fn dpm_solver_2m_steps_match() {
         assert_close(&format!("DPM-Solver++(2M) step {i}"), &next, &case["expected"]);
     }
 }
+
+#[test]
+fn training_losses_match() {
+    use difflow_engine::diffusion::loss::LossType;
+    let r = reference();
+    for case in r["process"].as_array().unwrap() {
+        let p = process_of(case);
+        let name = case_name(case);
+        let e = &case["expected"];
+        let t =
+            Tensor::from_slice(&case["t"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect::<Vec<_>>());
+        let (x0, xt, noise, output) =
+            (tensor(&case["x0"]), tensor(&case["xt"]), tensor(&case["noise"]), tensor(&case["output"]));
+        let loss = |kind| p.training_loss(&output, &x0, &xt, &t, &noise, kind);
+        assert_close(&format!("{name} simple loss"), &loss(LossType::Simple).unwrap(), &e["loss_simple"]);
+        assert_close(&format!("{name} vlb loss"), &loss(LossType::Vlb).unwrap(), &e["loss_vlb"]);
+        if case["learn_sigma"].as_bool().unwrap() {
+            assert_close(&format!("{name} hybrid loss"), &loss(LossType::Hybrid).unwrap(), &e["loss_hybrid"]);
+        } else {
+            assert!(loss(LossType::Hybrid).is_err(), "{name}: hybrid needs learn_sigma");
+        }
+    }
+}
+
+/// The hybrid loss's VLB term trains only the variance: no gradient reaches the mean
+/// (prediction) channels through it.
+#[test]
+fn hybrid_loss_stops_the_vlb_gradient_at_the_mean() {
+    use difflow_engine::diffusion::loss::LossType;
+    let tables = spec_of(&serde_json::json!({"variant": "cosine", "steps": 100})).tables();
+    let model = ModelSpec { classes: 0, learn_sigma: true, prediction: Prediction::Eps };
+    let p = Process::new(tables, model, VarianceType::Learned, DataSpace::points(None), Device::Cpu);
+    let x0 = Tensor::from_slice(&[0.5f64, -0.3, 1.2, 0.1]).view([2, 2]);
+    let noise = Tensor::from_slice(&[0.2f64, -1.0, 0.4, 0.9]).view([2, 2]);
+    let t = Tensor::from_slice(&[3i64, 60]);
+    let xt = p.q_sample(&x0, &t, &noise);
+    let grads = |kind| {
+        let output =
+            Tensor::from_slice(&[0.1f64, -0.2, 0.3, 0.0, 0.5, -0.4, -0.6, 0.2]).view([2, 4]).set_requires_grad(true);
+        let loss = p.training_loss(&output, &x0, &xt, &t, &noise, kind).unwrap().sum(Kind::Double);
+        Tensor::run_backward(&[loss], &[&output], false, false).pop().unwrap()
+    };
+    let (simple, hybrid) = (grads(LossType::Simple), grads(LossType::Hybrid));
+    let mean_diff = (simple.narrow(1, 0, 2) - hybrid.narrow(1, 0, 2)).abs().max().double_value(&[]);
+    assert!(mean_diff < 1e-15, "the VLB term leaked {mean_diff} into the mean's gradient");
+    assert!(hybrid.narrow(1, 2, 2).abs().max().double_value(&[]) > 1e-6, "the variance channels learn from the VLB");
+}
