@@ -301,3 +301,40 @@ fn identical_declarations_share_one_entry() {
     let lock = std::fs::read_to_string(p.path().join("difflow.lock")).unwrap();
     assert!(lock.contains("[stages.a]") && lock.contains("[stages.b]"), "{lock}");
 }
+
+const CFG_STUDY: &str = r#"
+use "std/unet.diff"
+dataset digits = mnist { path = "data/mnist", split = "train" }
+dataset ref = mnist { path = "data/mnist", split = "test" }
+schedule cos = cosine { steps = 100 }
+model net = unet_small { classes = 10 }
+train ddpm { model = net, data = digits, schedule = cos, steps = 20, batch = 8, lr = 1e-3, uncond_p = 0.1 }
+sample gen { from = ddpm, sampler = ddim { steps = 10 }, guidance = cfg { scale = 0.5 }, count = 64 }
+metrics scores { samples = gen, reference = ref, features = "inception", measure = ["fid", "is"] }
+"#;
+
+#[test]
+fn guidance_scale_reruns_sampling_and_metrics_never_training_or_reference_statistics() {
+    let p = Project::new(CFG_STUDY);
+    let out = run_ok(&p, &[]);
+    assert!(out.contains("ran 7 stages"), "{out}");
+    p.take_worker_log();
+    p.write(&CFG_STUDY.replace("scale = 0.5", "scale = 2.0"));
+    let plan = p.plan();
+    for cached in ["digits", "ref", "ddpm", "stats(ref,"] {
+        assert_eq!(state_of(&plan, cached), "cached", "{plan}");
+    }
+    assert!(line_of(&plan, "gen").contains("guidance.scale 0.5 → 2.0"), "{plan}");
+    assert_eq!(state_of(&plan, "scores"), "stale");
+    run_ok(&p, &[]);
+    assert_eq!(p.take_worker_log(), ["gen", "stats(gen, inception)", "scores"]);
+    // The metrics job reads both statistics entries.
+    let lock: toml::Value = toml::from_str(&std::fs::read_to_string(p.path().join("difflow.lock")).unwrap()).unwrap();
+    let key = lock["stages"]["scores"]["key"].as_str().unwrap();
+    let manifest: toml::Value =
+        toml::from_str(&std::fs::read_to_string(p.cache_dir().join(key).join("manifest.toml")).unwrap()).unwrap();
+    let params: serde_json::Value = serde_json::from_str(manifest["params"].as_str().unwrap()).unwrap();
+    assert_eq!(params["samples_stats"]["$stage"], "stats(gen, inception)");
+    assert_eq!(params["reference_stats"]["$stage"], "stats(ref, inception)");
+    assert!(manifest["inputs"].get("stats(ref, inception)").is_some());
+}
