@@ -130,7 +130,7 @@ fn classifier_metrics_chain_curve_and_nll() {
 
     // NLL: all 20 terms plus the prior add up to the reported bits/dim, for learned and
     // fixed variance.
-    for (stage, variance) in [("learned", "learned"), ("fixed", "fixed_small")] {
+    for (stage, variance) in [("learned", "learned"), ("fixed", "fixed_large")] {
         let n = json(&entry(dir, stage).join("metrics.json"));
         assert_eq!(n["variance"], variance);
         assert_eq!(n["count"], 20);
