@@ -82,18 +82,24 @@ impl Mlp {
     }
 }
 
+impl Block {
+    /// h + fc2(silu(fc1(norm(h) + emb))).
+    fn forward(&self, h: &Tensor, emb: &Tensor) -> Tensor {
+        let z = self.norm.forward(h) + self.emb.forward(emb);
+        h + self.fc2.forward(&self.fc1.forward(&z).silu())
+    }
+}
+
 impl Denoiser for Mlp {
     fn forward(&self, x: &Tensor, t: &Tensor, y: Option<&Tensor>, _train: bool) -> Tensor {
-        let mut emb = self.time.forward(&timestep_embedding(t, self.hidden));
-        if let (Some(class), Some(y)) = (&self.class, y) {
-            emb = emb + class.forward(y);
+        let time = self.time.forward(&timestep_embedding(t, self.hidden));
+        let emb = match (&self.class, y) {
+            (Some(class), Some(y)) => time + class.forward(y),
+            _ => time,
         }
-        let emb = emb.silu();
-        let mut h = self.input.forward(&x.to_kind(tch::Kind::Float));
-        for block in &self.blocks {
-            let z = block.norm.forward(&h) + block.emb.forward(&emb);
-            h = h + block.fc2.forward(&block.fc1.forward(&z).silu());
-        }
+        .silu();
+        let h = self.input.forward(&x.to_kind(tch::Kind::Float));
+        let h = self.blocks.iter().fold(h, |h, block| block.forward(&h, &emb));
         self.output.forward(&self.out_norm.forward(&h).silu())
     }
 }
