@@ -215,6 +215,11 @@ pub fn run(s: &Session, opts: &RunOptions, progress: &Progress) -> Result<RunSum
     let needs_worker = to_run.iter().any(|&i| s.instance(i).kind != "report");
     let worker = if needs_worker { Some(worker::worker_path().map_err(RunError::Failed)?) } else { None };
 
+    // Several CPU workers at once would each take every core: share them out.
+    let threads = match s.settings.threads {
+        0 if jobs > 1 => std::thread::available_parallelism().map_or(1, |n| (n.get() / jobs).max(1)),
+        t => t,
+    };
     let total = to_run.len();
     let position: HashMap<usize, usize> = to_run.iter().enumerate().map(|(n, &i)| (i, n + 1)).collect();
     let pending_set: BTreeSet<usize> = to_run.iter().copied().collect();
@@ -244,7 +249,7 @@ pub fn run(s: &Session, opts: &RunOptions, progress: &Progress) -> Result<RunSum
                         let device = device.clone();
                         let forced = forced.contains(&i);
                         scope.spawn(move || {
-                            let r = execute(s, i, forced, &device, worker.as_deref(), progress, &label);
+                            let r = execute(s, i, forced, &device, threads, worker.as_deref(), progress, &label);
                             let _ = tx.send((i, r));
                         });
                     }
@@ -318,11 +323,13 @@ fn short_number(x: f64) -> String {
 }
 
 /// Run one instance under its entry lock and commit its outputs.
+#[allow(clippy::too_many_arguments)]
 fn execute(
     s: &Session,
     i: usize,
     forced: bool,
     device: &str,
+    threads: usize,
     worker: Option<&Path>,
     progress: &Progress,
     label: &str,
@@ -341,7 +348,8 @@ fn execute(
     let resumable = crate::schema::key(&inst.kind, &inst.variant, "checkpoint_every").is_some();
     let out_dir =
         s.cache.staging(&lock, forced || !resumable).map_err(|e| format!("cannot prepare its staging folder: {e}"))?;
-    let job = build_job(s, i, out_dir, device);
+    let mut job = build_job(s, i, out_dir, device);
+    job.settings.threads = threads;
     let started = utc_now();
     let clock = Instant::now();
     let reported = if inst.kind == "report" {
