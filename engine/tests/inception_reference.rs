@@ -89,6 +89,17 @@ fn the_safetensors_file_gives_the_same_network() {
     let out = net.extract(&image, 1, |_| {}).unwrap();
     let (_, rel) = max_errors(&out.pool3, &reference["features_a"].narrow(0, 0, 1));
     assert!(rel < 5e-4, "relative error {rel:e}");
+
+    // bf16 (meant for CUDA; libtorch runs it on the CPU too): close, not exact.
+    let half = InceptionV3::load(&dir.join("inception.safetensors"), Device::Cpu, Precision::Bf16).unwrap();
+    let out = half.extract(&image, 1, |_| {}).unwrap();
+    let exact = reference["features_a"].narrow(0, 0, 1);
+    let (_, rel) = max_errors(&out.pool3, &exact);
+    let cosine = (&out.pool3 * &exact).sum(tch::Kind::Double).double_value(&[])
+        / (out.pool3.norm().double_value(&[]) * exact.norm().double_value(&[]));
+    println!("bf16 pool3: max error relative to max |feature| {rel:.3e}, cosine similarity {cosine:.5}");
+    assert!(cosine > 0.98, "bf16 features point elsewhere: cosine {cosine}");
+    assert_eq!(out.pool3.kind(), tch::Kind::Float);
 }
 
 #[test]
