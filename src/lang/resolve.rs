@@ -202,6 +202,7 @@ pub(crate) fn resolve(
             None => {}
         }
     }
+    r.check_unused_lets();
     if !r.diags.is_empty() {
         return (None, r.diags);
     }
@@ -301,6 +302,30 @@ impl<'a> Resolver<'a> {
             });
         self.diags.push(diag);
         None
+    }
+
+    /// A `let` is resolved where it is used, against the key's type; one that no key uses
+    /// still must not name something undefined.
+    fn check_unused_lets(&mut self) {
+        let used: std::collections::HashSet<&str> = self.let_memo.keys().map(|(n, ..)| *n).collect();
+        let mut unused: Vec<(&'a Ident, &'a ast::Value)> =
+            self.lets.iter().filter(|(n, _)| !used.contains(**n)).map(|(_, v)| *v).collect();
+        unused.sort_by_key(|(id, _)| (id.span.file, id.span.start));
+        for (_, value) in unused {
+            let mut stack = vec![value];
+            while let Some(v) = stack.pop() {
+                match &v.kind {
+                    ValueKind::Ident(id) => {
+                        if !self.lets.contains_key(id.name.as_str()) && !self.decls.contains_key(id.name.as_str()) {
+                            self.undefined(id, &Type::Union(Vec::new()));
+                        }
+                    }
+                    ValueKind::List(items) | ValueKind::Sweep(items) => stack.extend(items.iter()),
+                    ValueKind::Inline { block, .. } => stack.extend(block.entries.iter().map(|e| &e.value)),
+                    _ => {}
+                }
+            }
+        }
     }
 
     fn apply_overrides(&mut self, overrides: &'a [ast::Item]) {
@@ -864,7 +889,7 @@ impl<'a> Resolver<'a> {
             return self.mismatch(v, ty, cx);
         };
         let def = &self.decls[id.name.as_str()];
-        let Some(kind) = def.kind else { return None };
+        let kind = def.kind?;
         if !kinds.contains(&kind.name) {
             return self.wrong_kind(id, kind, ty, cx);
         }
@@ -883,7 +908,7 @@ impl<'a> Resolver<'a> {
         match &v.kind {
             ValueKind::Ident(id) => {
                 let def = &self.decls[id.name.as_str()];
-                let Some(k) = def.kind else { return None };
+                let k = def.kind?;
                 if k.name != kind_name {
                     return self.wrong_kind(id, k, ty, cx);
                 }
@@ -1058,11 +1083,7 @@ impl<'a> Resolver<'a> {
         self.diags.push(
             Diagnostic::new(
                 "difflow::out_of_range",
-                format!(
-                    "`{}` must be {}, found {shown}",
-                    cx.key,
-                    cx.range.to_string().replace('x', &cx.key)
-                ),
+                format!("`{}` must be {}, found {shown}", cx.key, cx.range.to_string().replace('x', &cx.key)),
                 v.span,
                 "out of range",
             )
@@ -1101,11 +1122,13 @@ impl<'a> Resolver<'a> {
     }
 
     fn undefined(&mut self, id: &Ident, ty: &Type) {
+        // An empty union: a name in a `let` no key reads, so any kind would do.
+        let any_type = matches!(ty, Type::Union(alts) if alts.is_empty());
         let wanted: Vec<&str> = self
             .order
             .iter()
             .copied()
-            .filter(|n| self.decls[n].kind.is_some_and(|k| type_wants(ty, k.name)))
+            .filter(|n| any_type || self.decls[n].kind.is_some_and(|k| type_wants(ty, k.name)))
             .chain(self.lets.keys().copied())
             .collect();
         let is_variant = schema::kinds().iter().any(|k| k.variant(&id.name).is_some() && k.role == Role::Config);
@@ -1120,7 +1143,11 @@ impl<'a> Resolver<'a> {
             Some(b) => format!("did you mean `{b}`? "),
             None => String::new(),
         };
-        help.push_str(&format!("this key wants {}; declare it (or `use` the file that does)", ty.describe()));
+        if any_type {
+            help.push_str("declare it (or `use` the file that does)");
+        } else {
+            help.push_str(&format!("this key wants {}; declare it (or `use` the file that does)", ty.describe()));
+        }
         if let Some(b) = best {
             if let Some(s) = self.spans.decl(b) {
                 d = d.with_label(s, format!("`{b}` is declared here"));
