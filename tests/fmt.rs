@@ -230,3 +230,162 @@ fn crlf_line_ends_and_a_byte_order_mark_are_normalised() {
     let src = "\u{FEFF}# top\r\n\r\ndataset d = toy {\r\n  count = 5 # five\r\n}\r\n";
     assert_eq!(fmt(src), "# top\n\ndataset d = toy {\n    count = 5  # five\n}\n");
 }
+
+// ---- property: any valid file, in any layout, formats idempotently and keeps its meaning
+
+mod generated {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const NAMES: &[&str] = &["a", "net", "steps", "ddim", "x_1", "_b", "sweeps", "uses", "letter", "True"];
+    const NUMBERS: &[&str] = &["1000", "10_000", "2e-4", "0.5", "-3", "1E+5", "0", "-0.25e10"];
+    const STRINGS: &[&str] = &[
+        "\"a\"",
+        "\"\"",
+        "\"q\\\"x\\\\y\\n\"",
+        "\"# not a comment\"",
+        "\"héllo 😀\"",
+        "\"a fairly long string value that soon makes a line longer than the width limit\"",
+    ];
+    /// What may stand between two tokens: spaces, tabs, line breaks, comments.
+    const SEPARATORS: &[&str] = &[" ", " ", " ", "\n", "\t", "  ", "\n\n\n", " # note\n", "\n# own line\n", "\r\n"];
+
+    #[derive(Debug, Clone)]
+    pub enum V {
+        Number(&'static str),
+        Str(&'static str),
+        Bool(bool),
+        Ref(&'static str),
+        List(Vec<V>, bool),
+        Sweep(Vec<V>, bool),
+        Inline(&'static str, Vec<(&'static str, V, bool)>),
+    }
+
+    #[derive(Debug, Clone)]
+    pub enum I {
+        Use(&'static str),
+        Let(&'static str, V),
+        Decl(&'static str, &'static str, Option<&'static str>, Vec<(&'static str, V, bool)>),
+    }
+
+    fn name() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(NAMES)
+    }
+
+    fn value() -> impl Strategy<Value = V> {
+        let leaf = prop_oneof![
+            prop::sample::select(NUMBERS).prop_map(V::Number),
+            prop::sample::select(STRINGS).prop_map(V::Str),
+            any::<bool>().prop_map(V::Bool),
+            name().prop_map(V::Ref),
+        ];
+        leaf.prop_recursive(4, 40, 5, |inner| {
+            prop_oneof![
+                (prop::collection::vec(inner.clone(), 0..5), any::<bool>()).prop_map(|(v, t)| V::List(v, t)),
+                (prop::collection::vec(inner.clone(), 1..5), any::<bool>()).prop_map(|(v, t)| V::Sweep(v, t)),
+                (name(), prop::collection::vec((name(), inner, any::<bool>()), 0..4))
+                    .prop_map(|(n, e)| V::Inline(n, e)),
+            ]
+        })
+    }
+
+    pub fn item() -> impl Strategy<Value = I> {
+        prop_oneof![
+            prop::sample::select(STRINGS).prop_map(I::Use),
+            (name(), value()).prop_map(|(n, v)| I::Let(n, v)),
+            (
+                prop::sample::select(&["dataset", "train", "sample", "model", "x"][..]),
+                name(),
+                prop::option::of(name()),
+                prop::collection::vec((name(), value(), any::<bool>()), 0..5)
+            )
+                .prop_map(|(k, n, v, e)| I::Decl(k, n, v, e)),
+        ]
+    }
+
+    fn tokens_of_value(v: &V, out: &mut Vec<String>) {
+        match v {
+            V::Number(s) | V::Str(s) | V::Ref(s) => out.push(s.to_string()),
+            V::Bool(b) => out.push(b.to_string()),
+            V::List(vs, trailing) | V::Sweep(vs, trailing) => {
+                out.push(if matches!(v, V::List(..)) { "[" } else { "sweep(" }.to_string());
+                for (i, x) in vs.iter().enumerate() {
+                    if i > 0 {
+                        out.push(",".into());
+                    }
+                    tokens_of_value(x, out);
+                }
+                if *trailing && !vs.is_empty() {
+                    out.push(",".into());
+                }
+                out.push(if matches!(v, V::List(..)) { "]" } else { ")" }.to_string());
+            }
+            V::Inline(n, entries) => {
+                out.push(n.to_string());
+                tokens_of_block(entries, out);
+            }
+        }
+    }
+
+    fn tokens_of_block(entries: &[(&'static str, V, bool)], out: &mut Vec<String>) {
+        out.push("{".into());
+        for (k, v, comma) in entries {
+            out.push(k.to_string());
+            out.push("=".into());
+            tokens_of_value(v, out);
+            if *comma {
+                out.push(",".into());
+            }
+        }
+        out.push("}".into());
+    }
+
+    pub fn render(items: &[I], seps: &[usize]) -> String {
+        let mut toks = Vec::new();
+        for it in items {
+            match it {
+                I::Use(s) => toks.extend(["use".to_string(), s.to_string()]),
+                I::Let(n, v) => {
+                    toks.extend(["let".to_string(), n.to_string(), "=".to_string()]);
+                    tokens_of_value(v, &mut toks);
+                }
+                I::Decl(k, n, variant, entries) => {
+                    toks.extend([k.to_string(), n.to_string()]);
+                    if let Some(v) = variant {
+                        toks.extend(["=".to_string(), v.to_string()]);
+                    }
+                    tokens_of_block(entries, &mut toks);
+                }
+            }
+        }
+        let mut text = String::new();
+        for (i, t) in toks.iter().enumerate() {
+            text.push_str(t);
+            text.push_str(SEPARATORS[seps[i % seps.len()] % SEPARATORS.len()]);
+        }
+        text
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: std::env::var("DIFFLOW_FUZZ_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(600),
+        failure_persistence: None,
+        ..proptest::prelude::ProptestConfig::default()
+    })]
+
+    #[test]
+    fn any_valid_file_in_any_layout_formats_idempotently_keeping_meaning_and_comments(
+        items in proptest::collection::vec(generated::item(), 0..6),
+        seps in proptest::collection::vec(0usize..100, 1..50),
+    ) {
+        let text = generated::render(&items, &seps);
+        let before = parse(0, &text).unwrap_or_else(|d| panic!("a valid file failed to parse: {text:?}: {d:?}"));
+        let once = fmt(&text);
+        let twice = fmt(&once);
+        proptest::prop_assert_eq!(&once, &twice, "not idempotent on {:?}", text);
+        proptest::prop_assert_eq!(comment_texts(&once), comment_texts(&text));
+        proptest::prop_assert_eq!(meaning(&parse(0, &once).unwrap()), meaning(&before));
+    }
+}

@@ -213,7 +213,7 @@ fn apply(text: &str, muts: &[Mutation]) -> String {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 400,
+        cases: std::env::var("DIFFLOW_FUZZ_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(1000),
         max_shrink_iters: 2000,
         failure_persistence: None,
         ..ProptestConfig::default()
@@ -231,7 +231,8 @@ proptest! {
 
     #[test]
     fn mutated_pipelines_never_panic(index in any::<usize>(), muts in prop::collection::vec(mutation(), 1..6)) {
-        let corpus = corpus();
+        static CORPUS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+        let corpus = CORPUS.get_or_init(corpus);
         let text = apply(&corpus[index % corpus.len()], &muts);
         exercise(&text);
     }
