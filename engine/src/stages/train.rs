@@ -262,18 +262,39 @@ fn read_losses(path: &Path) -> Result<Vec<f64>> {
         .collect()
 }
 
-/// The model, its EMA copy and AdamW's moments.
+/// The model, its EMA copy and AdamW's moments. The trainable parameters (and their EMA
+/// copies) are views into one flat buffer each, so that AdamW and the EMA are a handful of
+/// tensor ops per step rather than a handful per parameter tensor.
 struct Trainer {
     vs: nn::VarStore,
     ema_vs: nn::VarStore,
     model: Box<dyn Denoiser>,
-    /// Trainable parameters by name (sorted, so the moments line up with them).
-    params: BTreeMap<String, Tensor>,
-    /// Every variable (parameters and buffers), the source of the EMA.
-    variables: BTreeMap<String, Tensor>,
-    ema_params: BTreeMap<String, Tensor>,
-    first_moment: BTreeMap<String, Tensor>,
-    second_moment: BTreeMap<String, Tensor>,
+    /// Trainable parameters, sorted by name; views into `param_flat`.
+    names: Vec<String>,
+    params: Vec<Tensor>,
+    param_flat: Tensor,
+    /// EMA of the parameters; the EMA store's variables are views into it.
+    ema_flat: Tensor,
+    /// Non-trainable variables (buffers) and their EMA counterparts.
+    buffers: Vec<(Tensor, Tensor)>,
+    first_moment: Tensor,
+    second_moment: Tensor,
+}
+
+/// Makes every tensor of `tensors` a view into one new flat buffer holding their values.
+fn share_one_buffer(tensors: &[Tensor]) -> Tensor {
+    if tensors.is_empty() {
+        return Tensor::zeros([0], (Kind::Float, Device::Cpu));
+    }
+    let flat = Tensor::cat(&tensors.iter().map(|t| t.detach().reshape([-1])).collect::<Vec<_>>(), 0);
+    let mut offset = 0;
+    for t in tensors {
+        let n = t.numel() as i64;
+        let mut handle = t.shallow_clone();
+        tch::no_grad(|| handle.set_data(&flat.narrow(0, offset, n).view(t.size().as_slice())));
+        offset += n;
+    }
+    flat
 }
 
 impl Trainer {
@@ -284,13 +305,39 @@ impl Trainer {
         let _ema_model = build_denoiser(&ema_vs.root(), model_config, data)?;
         ema_vs.copy(&vs)?;
         let variables: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
-        let params: BTreeMap<String, Tensor> =
-            variables.iter().filter(|(_, t)| t.requires_grad()).map(|(k, t)| (k.clone(), t.shallow_clone())).collect();
-        let ema_params = ema_vs.variables().into_iter().collect();
-        let zeros = |p: &BTreeMap<String, Tensor>| p.iter().map(|(k, t)| (k.clone(), t.zeros_like())).collect();
-        let first_moment = zeros(&params);
-        let second_moment = zeros(&params);
-        Ok(Trainer { vs, ema_vs, model, params, variables, ema_params, first_moment, second_moment })
+        let ema_variables: BTreeMap<String, Tensor> = ema_vs.variables().into_iter().collect();
+        let mut names = Vec::new();
+        let mut params = Vec::new();
+        let mut ema_params = Vec::new();
+        let mut buffers = Vec::new();
+        for (name, t) in &variables {
+            let ema = ema_variables[name].shallow_clone();
+            if t.requires_grad() {
+                names.push(name.clone());
+                params.push(t.shallow_clone());
+                ema_params.push(ema);
+            } else {
+                buffers.push((t.shallow_clone(), ema));
+            }
+        }
+        let param_flat = share_one_buffer(&params);
+        let ema_flat = share_one_buffer(&ema_params);
+        let first_moment = param_flat.zeros_like();
+        let second_moment = param_flat.zeros_like();
+        Ok(Trainer { vs, ema_vs, model, names, params, param_flat, ema_flat, buffers, first_moment, second_moment })
+    }
+
+    /// (offset, numel, shape) of each parameter inside the flat buffers.
+    fn layout(&self) -> Vec<(i64, i64, Vec<i64>)> {
+        let mut offset = 0;
+        self.params
+            .iter()
+            .map(|p| {
+                let n = p.numel() as i64;
+                offset += n;
+                (offset - n, n, p.size())
+            })
+            .collect()
     }
 
     /// One optimisation step (0-based `step`); returns the batch's mean loss.
@@ -316,7 +363,7 @@ impl Trainer {
         });
         let xt = process.q_sample(&x0, &t, &noise);
 
-        for p in self.params.values_mut() {
+        for p in &self.params {
             let mut g = p.grad();
             if g.defined() {
                 let _ = g.detach_().zero_();
@@ -341,46 +388,48 @@ impl Trainer {
     }
 
     fn update(&mut self, step: usize, lr: f64, s: &Settings) {
-        let grads: Vec<(String, Tensor)> =
-            self.params.iter().filter_map(|(k, p)| Some((k.clone(), p.grad())).filter(|(_, g)| g.defined())).collect();
-        let mut scale = 1.0;
+        let grads: Vec<Tensor> = self
+            .params
+            .iter()
+            .map(|p| {
+                let g = p.grad();
+                if g.defined() {
+                    g.reshape([-1])
+                } else {
+                    p.zeros_like().reshape([-1])
+                }
+            })
+            .collect();
+        let mut g = Tensor::cat(&grads, 0);
         if s.grad_clip > 0.0 {
-            let total: f64 = grads.iter().map(|(_, g)| g.square().sum(Kind::Double).double_value(&[])).sum();
-            let norm = total.sqrt();
+            let norm = g.norm().double_value(&[]);
             if norm > s.grad_clip {
-                scale = s.grad_clip / (norm + 1e-6);
+                g = g * (s.grad_clip / (norm + 1e-6));
             }
         }
         let n = (step + 1) as i32;
         let bias1 = 1.0 - ADAM_BETA1.powi(n);
         let bias2 = 1.0 - ADAM_BETA2.powi(n);
-        for (name, g) in grads {
-            let g = if scale != 1.0 { g * scale } else { g };
-            let mut p = self.params[&name].shallow_clone();
-            let mut m = self.first_moment[&name].shallow_clone();
-            let mut v = self.second_moment[&name].shallow_clone();
-            m.copy_(&(&m * ADAM_BETA1 + &g * (1.0 - ADAM_BETA1)));
-            v.copy_(&(&v * ADAM_BETA2 + g.square() * (1.0 - ADAM_BETA2)));
-            let denom = (&v / bias2).sqrt() + ADAM_EPS;
-            let update = (&m / bias1) / denom * lr + &p * (lr * WEIGHT_DECAY);
-            p.copy_(&(&p - update));
-        }
+        let (m, v, p) = (&mut self.first_moment, &mut self.second_moment, &mut self.param_flat);
+        m.copy_(&(&*m * ADAM_BETA1 + &g * (1.0 - ADAM_BETA1)));
+        v.copy_(&(&*v * ADAM_BETA2 + g.square() * (1.0 - ADAM_BETA2)));
+        let update = (&*m / bias1) / ((&*v / bias2).sqrt() + ADAM_EPS) * lr + &*p * (lr * WEIGHT_DECAY);
+        p.copy_(&(&*p - update));
         // EMA with warm-up: decay min(ema, (1 + n) / (10 + n)) at update n (SPEC §5).
         let decay = s.ema.min((1.0 + step as f64) / (10.0 + step as f64));
-        for (name, e) in self.ema_params.iter_mut() {
-            if let Some(p) = self.variables.get(name) {
-                e.copy_(&(&*e * decay + p * (1.0 - decay)));
-            }
+        let e = &mut self.ema_flat;
+        e.copy_(&(&*e * decay + &*p * (1.0 - decay)));
+        for (buffer, ema) in self.buffers.iter_mut() {
+            ema.copy_(&(&*ema * decay + &*buffer * (1.0 - decay)));
         }
     }
 
     fn save_optimizer(&self, path: &Path, step: usize) -> Result<()> {
         let mut named: Vec<(String, Tensor)> = Vec::new();
-        for (k, m) in &self.first_moment {
-            named.push((format!("m.{k}"), m.shallow_clone()));
-        }
-        for (k, v) in &self.second_moment {
-            named.push((format!("v.{k}"), v.shallow_clone()));
+        for (prefix, flat) in [("m", &self.first_moment), ("v", &self.second_moment)] {
+            for (name, (offset, n, shape)) in self.names.iter().zip(self.layout()) {
+                named.push((format!("{prefix}.{name}"), flat.narrow(0, offset, n).view(shape.as_slice())));
+            }
         }
         named.push(("step".into(), Tensor::from_slice(&[step as i64])));
         Tensor::write_safetensors(&named, path).with_context(|| format!("cannot write {}", path.display()))?;
@@ -427,19 +476,23 @@ impl Trainer {
         self.ema_vs.load(dir.join(EMA_FILE)).with_context(context)?;
         let device = self.vs.device();
         let tensors = Tensor::read_safetensors(dir.join(OPTIMIZER_FILE)).with_context(context)?;
+        let slots: BTreeMap<&str, (i64, i64, Vec<i64>)> =
+            self.names.iter().map(String::as_str).zip(self.layout()).collect();
         let mut found = 0;
         tch::no_grad(|| {
             for (name, t) in tensors {
-                let slot = if let Some(k) = name.strip_prefix("m.") {
-                    self.first_moment.get_mut(k)
+                let (flat, key) = if let Some(k) = name.strip_prefix("m.") {
+                    (&mut self.first_moment, k)
                 } else if let Some(k) = name.strip_prefix("v.") {
-                    self.second_moment.get_mut(k)
+                    (&mut self.second_moment, k)
                 } else {
-                    None
+                    continue;
                 };
-                if let Some(slot) = slot {
-                    slot.copy_(&t.to_device(device));
-                    found += 1;
+                if let Some((offset, n, shape)) = slots.get(key) {
+                    if t.size() == *shape {
+                        flat.narrow(0, *offset, *n).copy_(&t.to_device(device).reshape([-1]));
+                        found += 1;
+                    }
                 }
             }
         });
