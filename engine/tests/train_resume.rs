@@ -105,3 +105,48 @@ fn a_killed_training_run_resumes_from_its_checkpoint() {
     }
     assert_eq!(loss, std::fs::read_to_string(whole.join("loss.csv")).unwrap(), "identical loss logs");
 }
+
+/// With ema = 0 the EMA weights are the raw weights; with the warm-up, a long decay still
+/// moves the EMA far from the initial weights in a short run (SPEC §5).
+#[test]
+fn the_ema_tracks_the_weights_with_warm_up() {
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    let data = root.join("data");
+    write_job(&root.join("data.json"), "dataset", "toy", json!({"shape": "moons", "count": 500}), None, &data);
+    run_to_end(&root.join("data.json"));
+    let params = |ema: f64, steps: usize| {
+        json!({
+            "model": {"kind": "model", "variant": "mlp", "hidden": 32, "layers": 1},
+            "data": {"$stage": "points"},
+            "schedule": {"kind": "schedule", "variant": "linear", "steps": 20},
+            "steps": steps, "batch": 32, "lr": 1e-2, "ema": ema, "seed": 3
+        })
+    };
+    let max_diff = |a: &Path, b: &Path| {
+        weights(a)
+            .iter()
+            .zip(weights(b))
+            .map(|((_, x), (_, y))| (x - y).abs().max().double_value(&[]))
+            .fold(0f64, f64::max)
+    };
+    for (name, ema, steps) in [("plain", 0.0, 30), ("warm", 0.9999, 60), ("start", 0.9999, 1)] {
+        write_job(
+            &root.join(format!("{name}.json")),
+            "train",
+            "diffusion",
+            params(ema, steps),
+            Some(&data),
+            &root.join(name),
+        );
+        run_to_end(&root.join(format!("{name}.json")));
+    }
+    let (plain, warm, start) = (root.join("plain"), root.join("warm"), root.join("start"));
+    assert_eq!(max_diff(&plain.join("ema.safetensors"), &plain.join("model.safetensors")), 0.0);
+    // After 60 updates the warmed-up decay is (1+59)/(10+59) ≈ 0.87, so the EMA sits near the
+    // trained weights: much closer to them than to the initial weights.
+    let to_raw = max_diff(&warm.join("ema.safetensors"), &warm.join("model.safetensors"));
+    let init_vs_raw = max_diff(&start.join("model.safetensors"), &warm.join("model.safetensors"));
+    println!("EMA vs raw after 60 steps: {to_raw:.4}; raw after 1 vs 60 steps: {init_vs_raw:.4}");
+    assert!(to_raw < 0.5 * init_vs_raw, "the EMA lags far behind the weights: {to_raw} vs {init_vs_raw}");
+}
