@@ -75,18 +75,36 @@ fn finish(loader: modules::Loader<'_>, overrides: &[String], root: PathBuf) -> L
     }
     let (resolved, resolve_diags) = resolve::resolve(&files, &override_items, root);
     diagnostics.extend(resolve_diags);
-    let mut pipeline = None;
-    if let Some(resolved) = resolved {
-        diagnostics.extend(check::check(&resolved.pipeline, &resolved.spans));
-        pipeline = Some(resolved.pipeline);
-    }
+    diagnostics.extend(check::check(&resolved.pipeline, &resolved.spans));
+    let pipeline = Some(resolved.pipeline);
     sort(&mut diagnostics);
+    for d in &mut diagnostics {
+        fold_other_files(d, &sources);
+    }
     let pipeline = if diagnostics.is_empty() { pipeline } else { None };
     Loaded { sources: sources.clone(), pipeline, diagnostics }
 }
 
 fn override_diags_empty(diags: &[Diagnostic]) -> bool {
     !diags.iter().any(|d| matches!(d.code, "difflow::syntax" | "difflow::too_deep" | "difflow::bad_override"))
+}
+
+/// Secondary labels in another file than the primary one would render as separate reports;
+/// they become a line of the help instead (`first defined here: std/unet.diff:34`).
+fn fold_other_files(d: &mut Diagnostic, sources: &SourceMap) {
+    let file = d.primary.span.file;
+    let (here, elsewhere): (Vec<_>, Vec<_>) =
+        std::mem::take(&mut d.secondary).into_iter().partition(|l| l.span.file == file);
+    d.secondary = here;
+    for l in elsewhere {
+        let src = sources.get(l.span.file);
+        let line = src.text[..l.span.start.min(src.text.len())].matches('\n').count() + 1;
+        let note = format!("{}: {}:{line}", l.text, src.name);
+        d.help = Some(match d.help.take() {
+            Some(h) => format!("{h}\n{note}"),
+            None => note,
+        });
+    }
 }
 
 /// Diagnostics in source order, each reported once.

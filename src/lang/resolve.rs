@@ -164,11 +164,9 @@ pub(crate) struct Resolved {
 }
 
 /// Resolve loaded files (used-before-user) with `--set` overrides (parsed `let` items).
-pub(crate) fn resolve(
-    files: &[ast::File],
-    overrides: &[ast::Item],
-    root: PathBuf,
-) -> (Option<Resolved>, Vec<Diagnostic>) {
+/// The pipeline holds every declaration that resolved; it is complete when there are no
+/// diagnostics.
+pub(crate) fn resolve(files: &[ast::File], overrides: &[ast::Item], root: PathBuf) -> (Resolved, Vec<Diagnostic>) {
     let mut r = Resolver {
         root,
         diags: Vec::new(),
@@ -203,9 +201,8 @@ pub(crate) fn resolve(
         }
     }
     r.check_unused_lets();
-    if !r.diags.is_empty() {
-        return (None, r.diags);
-    }
+    // With errors, the pipeline holds what did resolve, so that the cross-stage checks
+    // still report independent problems; the caller returns no pipeline then.
     let mut pipeline = Pipeline { root: r.root.clone(), ..Pipeline::default() };
     for name in &order {
         let def = &r.decls[name];
@@ -235,7 +232,7 @@ pub(crate) fn resolve(
         }
     }
     let diags = std::mem::take(&mut r.diags);
-    (Some(Resolved { pipeline, spans: r.spans }), diags)
+    (Resolved { pipeline, spans: r.spans }, diags)
 }
 
 impl<'a> Resolver<'a> {
