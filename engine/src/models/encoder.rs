@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module};
 use tch::Tensor;
 
-use super::layers::{group_norm, linear, Block, TimeEmbed};
+use super::layers::{linear, norm_groups, Block, TimeEmbed};
 use super::unet::{down_half, levels, middle, strip_kind, DownConfig, LevelInfo, UNetConfig};
 
 fn one() -> i64 {
@@ -119,7 +119,7 @@ impl Encoder {
             time_embed,
             input_blocks,
             middle_block,
-            out_norm: group_norm(vs / "out" / 0, ch),
+            out_norm: head_norm(vs / "out" / 0, ch),
             out_linear: linear(vs / "out" / 3, ch, classes, true),
         })
     }
@@ -185,4 +185,14 @@ impl super::Classifier for Encoder {
     fn features(&self, x: &Tensor, t: Option<&Tensor>) -> Option<Tensor> {
         Some(self.pooled(x, t, false))
     }
+}
+
+/// The head's GroupNorm: 32 groups as everywhere (guided-diffusion), but at least 4
+/// channels per group. With one channel per group (a small net's 32 bottom channels) the
+/// norm removes each channel's spatial mean, which is exactly what the average pool that
+/// follows keeps: the classifier then learns next to nothing. Same parameters either way.
+fn head_norm(vs: nn::Path, channels: i64) -> nn::GroupNorm {
+    let groups = norm_groups(channels).min((channels / 4).max(1));
+    let groups = (1..=groups).rev().find(|g| channels % g == 0).unwrap_or(1);
+    nn::group_norm(vs, groups, channels, Default::default())
 }

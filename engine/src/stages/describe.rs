@@ -3,7 +3,7 @@
 //! `{"params": N, "levels": [{"resolution": 32, "channels": 128, "attention": false}, …]}`.
 //!
 //! Params: `model` (the model config object); optional `shape` ([C, H, W] of the data,
-//! default [3, 32, 32]; [D] for an `mlp`) and `classes` (an encoder's outputs, default 10).
+//! default [3, 32, 32], or [2] for an `mlp`) and `classes` (an encoder's outputs, default 10).
 
 use anyhow::{bail, Context, Result};
 use difflow::job::Job;
@@ -65,6 +65,8 @@ pub fn run(job: &Job) -> Result<()> {
     let config = params.raw().get("model").context("`describe` needs `model`")?;
     let shape: Vec<i64> = match params.get("shape") {
         Some(v) => serde_json::from_value(v.clone()).context("`shape` must be a list of integers")?,
+        // Without data: 3 × 32 × 32 images, or 2-D points for an `mlp` (the toy data).
+        None if Params::new(config, "model").variant()? == "mlp" => vec![2],
         None => vec![3, 32, 32],
     };
     if shape.is_empty() || shape.iter().any(|&d| d <= 0) {
