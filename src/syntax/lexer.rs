@@ -261,12 +261,16 @@ pub fn scan(text: &str) -> Scan {
                             b']' => b'[',
                             _ => b'(',
                         };
-                        match stack.pop() {
-                            Some((open, _)) if open == want => {}
-                            Some((_, opener)) if out.bracket.is_none() => {
-                                out.bracket = Some(BracketProblem::Mismatch { opener, closer: i });
+                        // A closer with no opener of its type anywhere is stray: pest
+                        // reports it well. Otherwise the innermost opener was left open.
+                        if stack.iter().any(|&(open, _)| open == want) {
+                            match stack.pop() {
+                                Some((open, _)) if open == want => {}
+                                Some((_, opener)) if out.bracket.is_none() => {
+                                    out.bracket = Some(BracketProblem::Mismatch { opener, closer: i });
+                                }
+                                _ => {}
                             }
-                            _ => {}
                         }
                     }
                     _ => {}

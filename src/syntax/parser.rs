@@ -369,6 +369,21 @@ fn lex_problem(file: FileId, text: &str, problem: &LexProblem) -> Diagnostic {
         .with_help("strings know `\\\"` (a quote), `\\\\` (a backslash) and `\\n` (a line break)"),
         LexProblem::BadNumber { start, end } => {
             let t = &text[start..end];
+            let glued = (1..t.len()).rev().find(|&k| is_number_then_word(t, k));
+            if let Some(k) = glued {
+                return Diagnostic::new(
+                    SYNTAX,
+                    format!("`{t}` is not a number"),
+                    span_at(file, start, end),
+                    format!("the number `{}` runs into `{}`", &t[..k], &t[k..]),
+                )
+                .with_help(format!(
+                    "separate them: `{}, {}` or put `{}` on its own line",
+                    &t[..k],
+                    &t[k..],
+                    &t[k..]
+                ));
+            }
             let help = if t.contains("__") || t.ends_with('_') || t.contains("_.") || t.contains("._") {
                 "separate digits with single `_` between digits, e.g. `10_000`"
             } else if t.ends_with(['e', 'E', '+', '-']) {
@@ -384,6 +399,17 @@ fn lex_problem(file: FileId, text: &str, problem: &LexProblem) -> Diagnostic {
                 .with_help(help)
         }
     }
+}
+
+/// Whether `t[..k]` is a number and `t[k..]` a name (`250eta`: `250` and `eta`).
+fn is_number_then_word(t: &str, k: usize) -> bool {
+    let (num, word) = t.split_at(k);
+    let b = word.as_bytes();
+    lexer::is_valid_number(num)
+        && b[0].is_ascii_alphabetic()
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+        // `2e5x` is a number glued to `x`; `2e` followed by letters is an exponent typo.
+        && !(matches!(b[0], b'e' | b'E') && b.len() == 1)
 }
 
 struct ErrorContext<'a> {
@@ -488,7 +514,15 @@ impl<'a> ErrorContext<'a> {
             }
             BracketProblem::Unclosed { opener } => {
                 let at_end = self.found().is_none();
-                let at_new_item = self.pos > opener && self.looks_like_new_item(opener);
+                let i = self.found_index();
+                let toks = &self.scan.tokens;
+                let decl_glued = i >= 1
+                    && toks[i - 1].start > opener
+                    && toks[i - 1].kind == TokKind::Ident
+                    && toks.get(i).is_some_and(|t| t.kind == TokKind::Ident)
+                    && toks.get(i + 1).is_some_and(|t| matches!(self.tok_text(t), "=" | "{"))
+                    && self.has(Rule::eq);
+                let at_new_item = self.pos > opener && (self.looks_like_new_item(opener) || decl_glued);
                 if !(at_end || at_new_item) {
                     return None;
                 }
@@ -507,6 +541,44 @@ impl<'a> ErrorContext<'a> {
                 Some(d)
             }
         }
+    }
+
+    /// A line of words without `=` or `{` where a declaration should start: most likely a
+    /// comment that lost its `#`.
+    fn prose_line(&self) -> Option<Diagnostic> {
+        let first = self.line_first_token()?;
+        let end = line_end(self.text, first.start);
+        let line = self.text[first.start..end].trim_end();
+        let toks = &self.scan.tokens;
+        let i = toks.partition_point(|t| t.start < first.start);
+        let words = toks[i..].iter().take_while(|t| t.start < end && t.kind == TokKind::Ident).count();
+        if words < 2 || line.contains('=') || line.contains('{') {
+            return None;
+        }
+        Some(
+            Diagnostic::new(
+                SYNTAX,
+                "a line of text where a declaration should be",
+                span_at(self.file, first.start, first.start + line.len()),
+                "is this meant as a comment?",
+            )
+            .with_help("comments start with `#`; a declaration is `KIND NAME = VARIANT { … }`"),
+        )
+    }
+
+    /// The innermost bracket still open at the failure, scanning the tokens before it.
+    fn open_bracket_at(&self) -> Option<usize> {
+        let mut stack = Vec::new();
+        for t in self.scan.tokens.iter().take_while(|t| t.start < self.pos) {
+            match self.tok_text(t) {
+                "{" | "[" | "(" => stack.push(t.start),
+                "}" | "]" | ")" => {
+                    stack.pop();
+                }
+                _ => {}
+            }
+        }
+        stack.pop()
     }
 
     /// The first token of the line pest failed on.
@@ -576,6 +648,21 @@ impl<'a> ErrorContext<'a> {
         // `KEY = VALUE` outside any block: `steps = 5` at the top level.
         if self.has(Rule::name) && self.found_is("=") {
             let key = prev_text;
+            let i = self.found_index();
+            let after = |k: usize| self.scan.tokens.get(i + k).map(|t| self.tok_text(t));
+            if self.scan.tokens.get(i + 1).is_some_and(|t| t.kind == TokKind::Ident) && after(2) == Some("{") {
+                let variant = after(1).unwrap_or_default();
+                return Diagnostic::new(
+                    SYNTAX,
+                    format!("`{key} = {variant} {{ … }}` lacks its kind or its name"),
+                    span_at(self.file, prev.map_or(self.pos, |t| t.start), prev.map_or(self.pos, |t| t.end)),
+                    "expected `KIND NAME` here",
+                )
+                .with_help(format!(
+                    "a declaration starts with its kind and name: `KIND NAME = {variant} {{ … }}`, \
+                     e.g. `dataset digits = mnist {{ … }}`"
+                ));
+            }
             return self.err(
                 format!("`{key} = …` is outside a declaration"),
                 "a `key = value` entry needs a block",
@@ -601,15 +688,29 @@ impl<'a> ErrorContext<'a> {
             return self.err(msg, label, help);
         }
 
+        let top_level_header =
+            self.has(Rule::name) || (self.has(Rule::eq) && self.has(Rule::lbrace) && !self.has(Rule::comma));
+        if top_level_header {
+            if let Some(d) = self.prose_line() {
+                return d;
+            }
+        }
+
         if self.has(Rule::eq) && self.has(Rule::lbrace) && !self.has(Rule::comma) {
             // After a declaration's name.
             let msg = format!("expected `=` or `{{` after the name `{prev_text}`, found {found_desc}");
             let label = if self.found_is(":") { "use `=` here, not `:`" } else { "expected `= VARIANT` or `{` here" };
-            return self.err(
-                msg,
-                label,
-                "a declaration is `KIND NAME = VARIANT { key = value … }`; leave out `= VARIANT` for the kind's default",
-            );
+            let i = self.found_index();
+            let next_is_brace = self.scan.tokens.get(i + 1).is_some_and(|t| self.tok_text(t) == "{");
+            let help = match (found, before_name(self)) {
+                (Some(t), Some(kind)) if t.kind == TokKind::Ident && next_is_brace => {
+                    format!("write `=` before the variant: `{kind} {prev_text} = {} {{ … }}`", self.tok_text(t))
+                }
+                _ => "a declaration is `KIND NAME = VARIANT { key = value … }`; leave out `= VARIANT` for the kind's \
+                      default"
+                    .to_string(),
+            };
+            return self.err(msg, label, help);
         }
 
         if self.has(Rule::value) {
@@ -627,6 +728,24 @@ impl<'a> ErrorContext<'a> {
 
         if self.has(Rule::rbracket) || self.has(Rule::rparen) {
             let (close, what) = if self.has(Rule::rbracket) { ("`]`", "list") } else { ("`)`", "sweep") };
+            let i = self.found_index();
+            let next_is_eq = self.scan.tokens.get(i + 1).is_some_and(|t| matches!(self.tok_text(t), "=" | ":"));
+            let entry_follows = found.is_some_and(|t| t.kind == TokKind::Ident) && next_is_eq;
+            if entry_follows || self.found_is("=") || self.found_is("}") || found.is_none() {
+                if let Some(opener) = self.open_bracket_at() {
+                    let mut d = Diagnostic::new(
+                        SYNTAX,
+                        format!("unclosed `{}` (the {what} opened here)", &self.text[opener..opener + 1]),
+                        span_at(self.file, opener, opener + 1),
+                        format!("this {what} is never closed"),
+                    )
+                    .with_help(format!("close the {what} with {close} after its last item"));
+                    if let Some(t) = found {
+                        d = d.with_label(span_at(self.file, t.start, t.end), format!("expected {close} before this"));
+                    }
+                    return d;
+                }
+            }
             if self.found_starts_value() {
                 return self.err(
                     format!("missing `,` between {what} items"),
@@ -793,6 +912,13 @@ impl<'a> ErrorContext<'a> {
             "see `difflow doc` for the syntax of a pipeline",
         )
     }
+}
+
+/// The kind before the name just before the failure (`sampler` in `sampler ddim_50 ddim {`).
+fn before_name<'a>(ctx: &ErrorContext<'a>) -> Option<&'a str> {
+    let i = ctx.found_index();
+    let kind = ctx.scan.tokens.get(i.checked_sub(2)?)?;
+    (kind.kind == TokKind::Ident).then(|| ctx.tok_text(kind))
 }
 
 fn rule_words(r: Rule) -> &'static str {
