@@ -1041,4 +1041,46 @@ mod tests {
         let d = parse_err(&format!("let x = {}1{}", "[".repeat(100), "]".repeat(100)));
         assert_eq!(d.code, "difflow::too_deep");
     }
+
+    #[test]
+    fn common_mistakes_have_their_own_words() {
+        let d = parse_err("sampler s = ddim { steps = 50eta = 0.0 }");
+        assert_eq!(d.primary.text, "the number `50` runs into `eta`");
+        let d = parse_err("sampler s ddim { steps = 50 }");
+        assert_eq!(d.help.as_deref(), Some("write `=` before the variant: `sampler s = ddim { … }`"));
+        let d = parse_err(
+            "Deterministic sampling here
+sampler s = ddim {}",
+        );
+        assert_eq!(d.message, "a line of text where a declaration should be");
+        assert_eq!((d.primary.span.start, d.primary.span.end), (0, 27));
+        let d = parse_err(
+            "model m = unet {
+  mults = [1, 2
+  heads = 4
+}",
+        );
+        assert_eq!(d.message, "unclosed `[` (the list opened here)");
+        assert_eq!(d.primary.span.start, 27);
+        let d = parse_err("digits = mnist { }");
+        assert!(d.message.contains("lacks its kind or its name"), "{}", d.message);
+        let d = parse_err(
+            "train t {
+  lr =
+  steps = 5
+}",
+        );
+        assert_eq!(d.message, "expected a value after `lr =`");
+        let d = parse_err("sample g { sampler = ddim(steps = 5) }");
+        assert_eq!(d.message, "expected `{` after `ddim`, found `(`");
+        let d = parse_err("metrics m { measure = \"fid\", \"is\" }");
+        assert_eq!(d.help.as_deref(), Some("for several values write a list: `measure = [\"fid\", \"is\"]`"));
+        let d = parse_err("dataset d = toy { shape = \u{201C}moons\u{201D} }");
+        assert!(d.message.starts_with("typographic quote"), "{}", d.message);
+        let d = parse_err("train t {\n  steps\u{a0}= 5 }");
+        assert_eq!(d.message, "invisible character U+00A0 in the code");
+        let d = parse_err("dataset d = toy { count = 5 ]");
+        assert!(!d.message.contains("unclosed"), "a stray `]` is not an unclosed block: {}", d.message);
+        assert!(parse(0, "\u{FEFF}let a = 1\r\n").is_ok());
+    }
 }
