@@ -39,24 +39,30 @@ pub fn run(job: &Job) -> Result<()> {
     let seed = params.usize_or("seed", 0)? as u64;
     let batch = params.usize_or("batch", 256)?.max(1);
     let trajectory = params.usize_or("trajectory", 0)?;
-    let classes = meta.model_spec.classes;
-    let labels = labels_for(&params, count, classes)?;
+    let model_classes = meta.model_spec.classes;
 
     let guidance_config = params.opt_config("guidance")?;
     let guidance_variant = guidance_config.as_ref().map(|g| g.variant()).transpose()?;
-    if guidance_variant.is_some() && classes == 0 {
-        bail!("guidance needs a class-conditional model (`classes` > 0) to guide towards a class");
+    if guidance_variant == Some("cfg") && model_classes == 0 {
+        bail!("`cfg` guidance needs a class-conditional model (`classes` > 0) trained with `uncond_p` > 0");
     }
     // The classifier (and its weights, which must outlive sampling) for classifier guidance.
     let classifier = match (&guidance_config, guidance_variant) {
         (Some(g), Some("classifier")) => Some(load_classifier(job, g, device)?),
         _ => None,
     };
+    // The classes samples are drawn for: the model's, or (classifier guidance of an
+    // unconditional model, as Dhariwal & Nichol do) the classifier's.
+    let classes = match &classifier {
+        Some((_, _, classifier_classes)) if model_classes == 0 => *classifier_classes,
+        _ => model_classes,
+    };
+    let labels = labels_for(&params, count, classes)?;
     let guidance = match (&guidance_config, guidance_variant) {
         (None, _) | (_, None) => Guidance::None,
         (Some(g), Some("cfg")) => Guidance::Cfg { scale: g.f64("scale")? },
         (Some(g), Some("classifier")) => Guidance::Classifier {
-            classifier: classifier.as_ref().map(|(_, c)| c.as_ref()).expect("loaded above"),
+            classifier: classifier.as_ref().map(|(_, c, _)| c.as_ref()).expect("loaded above"),
             scale: g.f64("scale")?,
         },
         (_, Some(other)) => bail!("unknown guidance `{other}`: use cfg or classifier"),
@@ -74,7 +80,10 @@ pub fn run(job: &Job) -> Result<()> {
         device,
     };
     let process = setup.process();
-    let net = |x: &Tensor, t: &Tensor, y: Option<&Tensor>| model.forward(&x.to_kind(Kind::Float), t, y, false);
+    // An unconditional model never sees labels (they are only for the classifier).
+    let net = |x: &Tensor, t: &Tensor, y: Option<&Tensor>| {
+        model.forward(&x.to_kind(Kind::Float), t, y.filter(|_| model_classes > 0), false)
+    };
 
     let batches = count.div_ceil(batch);
     let per_batch = process.steps() as u64;
@@ -114,7 +123,8 @@ pub fn run(job: &Job) -> Result<()> {
     let out_meta = DataMeta {
         data_type: meta.data.data_type,
         shape: meta.data.shape.clone(),
-        classes: if classes > 0 { classes } else { meta.data.classes },
+        // Unconditional samples carry no labels (all 0, classes 0).
+        classes,
         count,
         flip: false,
     };
@@ -138,7 +148,7 @@ pub fn run(job: &Job) -> Result<()> {
 }
 
 /// The noisy classifier named by `guidance = classifier { model = … }`.
-fn load_classifier(job: &Job, g: &Params, device: Device) -> Result<(nn::VarStore, Box<dyn Classifier>)> {
+fn load_classifier(job: &Job, g: &Params, device: Device) -> Result<(nn::VarStore, Box<dyn Classifier>, usize)> {
     let (name, input) = g.stage(job, "model")?;
     let not_classifier = || format!("`{name}` must be a classifier stage");
     let text = std::fs::read_to_string(input.dir.join("meta.json")).with_context(not_classifier)?;
@@ -150,7 +160,7 @@ fn load_classifier(job: &Job, g: &Params, device: Device) -> Result<(nn::VarStor
     let classifier = build_classifier(&vs.root(), &cmeta.model, &cmeta.data, cmeta.classes)?;
     let path = input.dir.join(CLASSIFIER_FILE);
     vs.load(&path).with_context(|| format!("cannot load {}", path.display()))?;
-    Ok((vs, classifier))
+    Ok((vs, classifier, cmeta.classes))
 }
 
 /// The label of each sample: `classes = "all"` cycles 0..K, N asks for class N, a list cycles it.
@@ -161,7 +171,7 @@ fn labels_for(params: &Params, count: usize, classes: usize) -> Result<Tensor> {
     };
     let check = |c: i64| -> Result<i64> {
         if classes == 0 {
-            bail!("`classes` asks for class {c}, but the model is unconditional");
+            bail!("`classes` asks for class {c}, but the model is unconditional (and no classifier guides it)");
         }
         if c < 0 || c >= classes as i64 {
             bail!("`classes` asks for class {c}, but the model has classes 0..{}", classes - 1);
