@@ -236,8 +236,6 @@ fn crlf_line_ends_and_a_byte_order_mark_are_normalised() {
 mod generated {
     use proptest::prelude::*;
 
-    use super::*;
-
     const NAMES: &[&str] = &["a", "net", "steps", "ddim", "x_1", "_b", "sweeps", "uses", "letter", "True"];
     const NUMBERS: &[&str] = &["1000", "10_000", "2e-4", "0.5", "-3", "1E+5", "0", "-0.25e10"];
     const STRINGS: &[&str] = &[
