@@ -194,6 +194,8 @@ fn classifier_free_guidance_steers_samples_to_the_requested_mode() {
     println!("cfg w=2 towards mode 3: {:.1} % in mode 3, {:.1} % near a mode", 100.0 * shares[3], 100.0 * near);
     assert!(shares[3] >= 0.9, "only {:.1} % of the guided samples are in mode 3", 100.0 * shares[3]);
 
+    classifier_guidance_steers_the_unconditional_model(&train);
+
     let trajectory = tch::Tensor::read_safetensors(out.join("trajectory.safetensors")).unwrap();
     let get = |name: &str| trajectory.iter().find(|(n, _)| n == name).unwrap().1.shallow_clone();
     assert_eq!(get("t").size(), [5], "25 steps kept every 5th");
@@ -202,4 +204,78 @@ fn classifier_free_guidance_steers_samples_to_the_requested_mode() {
     let t: Vec<i64> = Vec::try_from(get("t")).unwrap();
     assert_eq!(t[0], 49, "the trajectory starts at the last timestep");
     assert!(t.windows(2).all(|w| w[0] > w[1]));
+}
+
+/// The exact noisy classifier of gaussians8 (σ = 0.1): x_t | y ~ N(√ᾱ_t c_y, (1 − ᾱ_t + ᾱ_t σ²) I),
+/// so logits_k = −|x_t − √ᾱ_t c_k|² / (2 (1 − ᾱ_t + ᾱ_t σ²)).
+struct NoisyModeClassifier {
+    alphas_cumprod: Vec<f64>,
+}
+
+impl difflow_engine::models::Classifier for NoisyModeClassifier {
+    fn forward(&self, x: &tch::Tensor, t: Option<&tch::Tensor>, _train: bool) -> tch::Tensor {
+        let t: Vec<i64> = Vec::try_from(t.expect("a noisy classifier needs t").to_kind(tch::Kind::Int64)).unwrap();
+        let ab: Vec<f32> = t.iter().map(|&t| self.alphas_cumprod[t as usize] as f32).collect();
+        let ab = tch::Tensor::from_slice(&ab).view([-1, 1, 1]);
+        let centres: Vec<f32> = gaussians8_centres().iter().flat_map(|c| [c[0] as f32, c[1] as f32]).collect();
+        let c = tch::Tensor::from_slice(&centres).view([1, 8, 2]);
+        let d = x.unsqueeze(1) - ab.sqrt() * c;
+        let var = (-&ab + 1.0) + &ab * 0.01;
+        -(d.square() / (var * 2.0)).sum_dim_intlist([2i64].as_slice(), false, tch::Kind::Float)
+    }
+}
+
+/// Classifier guidance (mean shift for DDPM, score shift for DDIM) through autograd of a
+/// classifier moves the unconditional model's samples (null label) into the requested mode.
+fn classifier_guidance_steers_the_unconditional_model(train: &Path) {
+    use difflow_engine::diffusion::noise::SampleNoise;
+    use difflow_engine::diffusion::sampler::{Guidance, SampleSetup, Sampler};
+    use difflow_engine::diffusion::VarianceType;
+    use difflow_engine::stages::train::TrainMeta;
+    use tch::{Device, Kind, Tensor};
+
+    let meta = TrainMeta::read(train).unwrap();
+    let (_vs, model) = meta.load_model(train, true, Device::Cpu).unwrap();
+    // The unconditional half of the CFG-trained model: always the null label.
+    let net = |x: &Tensor, t: &Tensor, _y: Option<&Tensor>| {
+        model.forward(x, t, Some(&Tensor::full([x.size()[0]], 8, (Kind::Int64, Device::Cpu))), false)
+    };
+    let tables = meta.schedule.tables();
+    let classifier = NoisyModeClassifier { alphas_cumprod: tables.alphas_cumprod.clone() };
+    let indices: Vec<u64> = (0..300).collect();
+    let y = Tensor::full([300], 6, (Kind::Int64, Device::Cpu));
+    for (name, sampler, scale) in [
+        ("none", Sampler::Ddim { steps: 25, eta: 0.0, spacing: difflow::diffusion::schedule::Spacing::Uniform }, 0.0),
+        ("ddpm", Sampler::Ddpm { variance: VarianceType::FixedSmall, steps: 50 }, 3.0),
+        ("ddim", Sampler::Ddim { steps: 25, eta: 0.0, spacing: difflow::diffusion::schedule::Spacing::Uniform }, 3.0),
+    ] {
+        let guidance =
+            if scale > 0.0 { Guidance::Classifier { classifier: &classifier, scale } } else { Guidance::None };
+        let setup = SampleSetup {
+            tables: &tables,
+            model: meta.model_spec,
+            space: meta.data_space(),
+            sampler: &sampler,
+            guidance: &guidance,
+            item_shape: &[2],
+            noise: SampleNoise { seed: 11 },
+            trajectory: 0,
+            device: Device::Cpu,
+        };
+        let process = setup.process();
+        let samples = setup.sample(&process, &net, &indices, Some(&y), &mut |_| {}).unwrap();
+        let flat: Vec<f32> = Vec::try_from(samples.x0.flatten(0, -1)).unwrap();
+        let points: Vec<[f32; 2]> = flat.chunks(2).map(|p| [p[0], p[1]]).collect();
+        let (shares, near) = mode_statistics(&points, 0.4);
+        println!(
+            "classifier guidance {name} (s = {scale}) towards mode 6: {:.1} % in mode 6, {:.1} % near a mode",
+            100.0 * shares[6],
+            100.0 * near
+        );
+        if scale == 0.0 {
+            assert!(shares[6] < 0.3, "unguided samples spread over the modes");
+        } else {
+            assert!(shares[6] >= 0.8, "{name}: only {:.1} % of the guided samples are in mode 6", 100.0 * shares[6]);
+        }
+    }
 }

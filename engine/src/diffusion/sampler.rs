@@ -207,7 +207,18 @@ impl SampleSetup<'_> {
                     }
                     _ => {
                         let eps = guided_eps(&d.eps, &process.sqrt_one_minus_alpha_bar(t, x), &g);
-                        process.with_eps(d, eps, x, t)
+                        let guided = process.with_eps(d, eps, x, t);
+                        // Guided-diffusion leaves this x̂₀ unclipped; near ᾱ = 0 the score shift
+                        // is amplified by 1/√ᾱ, and an x̂₀ outside the data's range is never the
+                        // better estimate, so it is clipped like the unguided one.
+                        match process.space.clip {
+                            Some(c) => {
+                                let x0 = guided.x0.clamp(-c, c);
+                                let eps = process.eps_from_x0(x, t, &x0);
+                                process.with_eps(guided, eps, x, t)
+                            }
+                            None => guided,
+                        }
                     }
                 }
             }
