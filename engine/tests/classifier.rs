@@ -1,0 +1,222 @@
+//! The classifier stage (clean and noisy) on a synthetic two-class image set, loading a
+//! trained classifier back, and the image/line plots (grid, forward, trajectory,
+//! schedules, loss) on small inputs.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use difflow::job::{Input, Job, JobSettings};
+use difflow_engine::data::{DataMeta, DataType, Dataset};
+use difflow_engine::stages::classifier::{accuracy, load};
+use serde_json::{json, Value};
+use tch::{Device, Kind, Tensor};
+
+/// 1 × 8 × 8 images: class 0 bright on the left half, class 1 on the right, plus noise.
+fn two_class_data(dir: &Path, n: i64) {
+    tch::manual_seed(0);
+    let labels = Tensor::arange(n, (Kind::Int64, Device::Cpu)).remainder(2);
+    let cols = Tensor::arange(8, (Kind::Int64, Device::Cpu)).view([1, 1, 1, 8]);
+    let left = cols.lt(4).to_kind(Kind::Float);
+    let is0 = labels.eq(0).to_kind(Kind::Float).view([n, 1, 1, 1]);
+    let pattern: Tensor = &is0 * &left + (1.0 - &is0) * (1.0 - &left);
+    let noise = Tensor::rand([n, 1, 8, 8], (Kind::Float, Device::Cpu)) * 60.0;
+    let images = (pattern * 180.0 + noise).clamp(0.0, 255.0).to_kind(Kind::Uint8);
+    let meta =
+        DataMeta { data_type: DataType::Images, shape: vec![1, 8, 8], classes: 2, count: n as usize, flip: false };
+    Dataset::new(meta, images, labels).unwrap().write(dir, "data.safetensors").unwrap();
+}
+
+fn job(kind: &str, variant: &str, params: Value, inputs: &[(&str, &str, &Path)], out: &Path) -> Job {
+    Job {
+        instance: format!("test_{variant}"),
+        kind: kind.into(),
+        variant: variant.into(),
+        params,
+        inputs: inputs
+            .iter()
+            .map(|(name, kind, dir)| {
+                (
+                    name.to_string(),
+                    Input { kind: kind.to_string(), variant: "x".into(), params: json!({}), dir: dir.to_path_buf() },
+                )
+            })
+            .collect::<BTreeMap<_, _>>(),
+        out_dir: out.to_path_buf(),
+        device: "cpu".into(),
+        settings: JobSettings { inception_weights: None, threads: 1 },
+    }
+}
+
+fn encoder() -> Value {
+    json!({"kind": "model", "variant": "encoder", "channels": 16, "mults": [1, 2], "res_blocks": 1, "attention": [4],
+           "dropout": 0.0})
+}
+
+fn cosine() -> Value {
+    json!({"kind": "schedule", "variant": "cosine", "steps": 100})
+}
+
+#[test]
+fn clean_and_noisy_classifiers_train_save_and_load() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    two_class_data(&data, 200);
+
+    let clean_dir = work.path().join("clean");
+    let params = json!({"model": encoder(), "data": {"$stage": "d"}, "steps": 60, "batch": 32, "lr": 3e-3, "seed": 1});
+    difflow_engine::stages::run(&job("classifier", "default", params, &[("d", "dataset", &data)], &clean_dir)).unwrap();
+    let clean = load(&clean_dir, Device::Cpu).unwrap();
+    assert!(clean.meta.schedule.is_none());
+    assert_eq!(clean.meta.classes, 2);
+    let held_out = clean.meta.accuracy.unwrap();
+    assert!(held_out > 0.9, "held-out accuracy {held_out}");
+    // The reloaded net agrees with the recorded accuracy on the same held-out tail.
+    let all = Dataset::read(&data).unwrap();
+    let tail = |t: &Tensor| t.narrow(0, 180, 20);
+    let again = accuracy(&*clean.net, &tail(&all.values), &tail(&all.labels), Device::Cpu);
+    assert!((again - held_out).abs() < 1e-9, "{again} vs {held_out}");
+    assert!(!clean.vars.variables().keys().any(|k| k.starts_with("time_embed")));
+
+    let noisy_dir = work.path().join("noisy");
+    let params = json!({"model": encoder(), "data": {"$stage": "d"}, "schedule": cosine(), "steps": 60, "batch": 32,
+                        "lr": 3e-3, "seed": 1});
+    difflow_engine::stages::run(&job("classifier", "default", params, &[("d", "dataset", &data)], &noisy_dir)).unwrap();
+    let noisy = load(&noisy_dir, Device::Cpu).unwrap();
+    assert_eq!(noisy.meta.schedule.as_ref().unwrap()["variant"], "cosine");
+    assert!(noisy.vars.variables().contains_key("time_embed.0.weight"));
+    // At small t the noisy classifier still sees the pattern.
+    let x = difflow_engine::data::store::to_unit_range(&tail(&all.values));
+    let logits = noisy.net.forward(&x, Some(&Tensor::full([20], 1, (Kind::Int64, Device::Cpu))), false);
+    let right = logits.argmax(1, false).eq_tensor(&tail(&all.labels)).to_kind(Kind::Float).mean(Kind::Float);
+    assert!(right.double_value(&[]) > 0.8);
+}
+
+#[test]
+fn classifier_refuses_unlabelled_data() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let meta = DataMeta { data_type: DataType::Images, shape: vec![1, 8, 8], classes: 0, count: 4, flip: false };
+    let images = Tensor::zeros([4, 1, 8, 8], (Kind::Uint8, Device::Cpu));
+    Dataset::new(meta, images, Tensor::zeros([4], (Kind::Int64, Device::Cpu)))
+        .unwrap()
+        .write(&data, "data.safetensors")
+        .unwrap();
+    let params = json!({"model": encoder(), "data": {"$stage": "d"}, "steps": 1});
+    let err = difflow_engine::stages::run(&job(
+        "classifier",
+        "default",
+        params,
+        &[("d", "dataset", &data)],
+        &work.path().join("o"),
+    ))
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("0 classes"), "{err:#}");
+}
+
+fn png_size(path: &Path) -> (u32, u32) {
+    let img = image::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    (img.width(), img.height())
+}
+
+#[test]
+fn image_plots_grid_forward_trajectory() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    two_class_data(&data, 20);
+
+    let grid = work.path().join("grid");
+    difflow_engine::stages::run(&job(
+        "plot",
+        "grid",
+        json!({"of": {"$stage": "d"}, "count": 9}),
+        &[("d", "dataset", &data)],
+        &grid,
+    ))
+    .unwrap();
+    // 3 × 3 images of 8 px magnified 4× (32 px) with 2-px gutters.
+    assert_eq!(png_size(&grid.join("plot.png")), (3 * 34 + 2, 3 * 34 + 2));
+
+    let forward = work.path().join("forward");
+    let params = json!({"data": {"$stage": "d"}, "schedule": cosine(), "at": [0, 50, 99]});
+    difflow_engine::stages::run(&job("plot", "forward", params, &[("d", "dataset", &data)], &forward)).unwrap();
+    assert_eq!(png_size(&forward.join("plot.png")), (3 * 34 + 2, 8 * 34 + 2));
+    let bad = json!({"data": {"$stage": "d"}, "schedule": cosine(), "at": [100]});
+    let err =
+        difflow_engine::stages::run(&job("plot", "forward", bad, &[("d", "dataset", &data)], &work.path().join("f2")))
+            .unwrap_err();
+    assert!(format!("{err:#}").contains("0 … 99"), "{err:#}");
+
+    // A sample stage's trajectory: K = 4 kept steps of N = 3 samples.
+    let samples = work.path().join("samples");
+    std::fs::create_dir_all(&samples).unwrap();
+    let xt = Tensor::randint(256, [4, 3, 1, 8, 8], (Kind::Uint8, Device::Cpu));
+    let x0 = Tensor::randint(256, [4, 3, 1, 8, 8], (Kind::Uint8, Device::Cpu));
+    let t = Tensor::from_slice(&[99i64, 66, 33, 0]);
+    Tensor::write_safetensors(&[("t", &t), ("xt", &xt), ("x0", &x0)], samples.join("trajectory.safetensors")).unwrap();
+    let traj = work.path().join("traj");
+    difflow_engine::stages::run(&job(
+        "plot",
+        "trajectory",
+        json!({"samples": {"$stage": "s"}}),
+        &[("s", "sample", &samples)],
+        &traj,
+    ))
+    .unwrap();
+    assert_eq!(png_size(&traj.join("plot.png")), (4 * 34 + 2, 6 * 34 + 2));
+    let gif = image::codecs::gif::GifDecoder::new(std::io::BufReader::new(
+        std::fs::File::open(traj.join("plot.gif")).unwrap(),
+    ))
+    .unwrap();
+    use image::AnimationDecoder;
+    assert_eq!(gif.into_frames().count(), 4);
+    // Without a trajectory: a clear error.
+    let empty = work.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let err = difflow_engine::stages::run(&job(
+        "plot",
+        "trajectory",
+        json!({"samples": {"$stage": "s"}}),
+        &[("s", "sample", &empty)],
+        &work.path().join("t2"),
+    ))
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("trajectory = k"), "{err:#}");
+}
+
+#[test]
+fn line_plots_schedules_and_loss() {
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("schedules");
+    let of = json!({"of": [cosine(), {"kind": "schedule", "variant": "linear", "steps": 1000},
+                           {"kind": "schedule", "variant": "linear", "steps": 1000, "zero_terminal_snr": true}]});
+    difflow_engine::stages::run(&job("plot", "schedules", of, &[], &out)).unwrap();
+    assert_eq!(png_size(&out.join("plot.png")), (1280, 480));
+
+    let train = work.path().join("train");
+    std::fs::create_dir_all(&train).unwrap();
+    let mut csv = String::from("step,loss\n");
+    for i in 1..=300 {
+        csv.push_str(&format!("{i},{}\n", 1.0 / (i as f64).sqrt()));
+    }
+    std::fs::write(train.join("loss.csv"), csv).unwrap();
+    let out = work.path().join("loss");
+    difflow_engine::stages::run(&job(
+        "plot",
+        "loss",
+        json!({"of": [{"$stage": "a"}]}),
+        &[("a", "train", &train)],
+        &out,
+    ))
+    .unwrap();
+    assert_eq!(png_size(&out.join("plot.png")), (900, 560));
+    std::fs::write(train.join("loss.csv"), "step,loss\n1,abc\n").unwrap();
+    let err = difflow_engine::stages::run(&job(
+        "plot",
+        "loss",
+        json!({"of": [{"$stage": "a"}]}),
+        &[("a", "train", &train)],
+        &work.path().join("l2"),
+    ))
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("not `step,loss`"), "{err:#}");
+}
