@@ -195,6 +195,7 @@ in a run, each with a stable code:
 | `difflow::batch_too_large` | a training batch larger than the dataset |
 | `difflow::heads_mismatch` | attention heads that do not divide a level's channels |
 | `difflow::too_large` | sweeps or names that expand beyond 100,000 instances or 5,000,000 values |
+| `difflow::too_many_errors` | after the first 100 problems, the count of the rest |
 
 Dataset facts the checks use: `mnist`, `fashion_mnist` (1 × 28 × 28, or `size`; 10
 classes, or `classes`; 60,000 train / 10,000 test), `cifar10` (3 × 32 × 32, 10 classes,

@@ -107,11 +107,28 @@ fn fold_other_files(d: &mut Diagnostic, sources: &SourceMap) {
     }
 }
 
-/// Diagnostics in source order, each reported once.
+/// At most this many diagnostics are reported; the rest are counted in a last one.
+pub const MAX_DIAGNOSTICS: usize = 100;
+
+/// Diagnostics in source order, each reported once, at most [`MAX_DIAGNOSTICS`].
 fn sort(diags: &mut Vec<Diagnostic>) {
     let mut seen = std::collections::HashSet::new();
     diags.retain(|d| seen.insert((d.code, d.primary.span, d.message.clone())));
     diags.sort_by_key(|d| (d.primary.span.file, d.primary.span.start));
+    if diags.len() > MAX_DIAGNOSTICS {
+        let more = diags.len() - MAX_DIAGNOSTICS;
+        let next = diags[MAX_DIAGNOSTICS].primary.span;
+        diags.truncate(MAX_DIAGNOSTICS);
+        diags.push(
+            Diagnostic::new(
+                "difflow::too_many_errors",
+                format!("{more} more problem{} not shown", if more == 1 { "" } else { "s" }),
+                next,
+                "the next one is here",
+            )
+            .with_help(format!("fix the first {MAX_DIAGNOSTICS} and check again")),
+        );
+    }
 }
 
 /// `NAME=VALUE` → a `let NAME = VALUE` item parsed from a source file of its own (named

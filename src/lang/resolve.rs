@@ -148,6 +148,9 @@ pub(crate) struct Resolver<'a> {
     let_memo: HashMap<(&'a str, String, String, bool), Option<Multi<Value>>>,
     /// Values resolved so far, bounded by [`MAX_VALUES`].
     values_resolved: usize,
+    /// The effective variant and entries of each preset declaration, resolved once.
+    #[allow(clippy::type_complexity)]
+    preset_memo: HashMap<&'a str, Option<(&'static VariantSpec, Vec<&'a Entry>)>>,
 }
 
 /// How deep `let` and preset chains may nest (recursion stays far from the stack's end).
@@ -184,6 +187,7 @@ pub(crate) fn resolve(files: &[ast::File], overrides: &[ast::Item], root: PathBu
         reported_cycles: Default::default(),
         let_memo: HashMap::new(),
         values_resolved: 0,
+        preset_memo: HashMap::new(),
     };
     r.register(files);
     r.apply_overrides(overrides);
@@ -509,32 +513,15 @@ impl<'a> Resolver<'a> {
             } else {
                 return None;
             }
-            if self.preset_stack.contains(&variant.name.as_str()) {
-                let mut members: Vec<&str> = self.preset_stack.clone();
-                members.sort();
-                if !self.reported_cycles.insert(members.join(" ")) {
-                    return None;
+            let preset_name: &'a str = &preset.name.name;
+            let base = match self.preset_memo.get(preset_name) {
+                Some(done) => done.clone(),
+                None => {
+                    let base = self.preset_base(kind, preset, variant);
+                    self.preset_memo.insert(preset_name, base.clone());
+                    base
                 }
-                let mut chain: Vec<String> = self.preset_stack.iter().map(|n| format!("`{n}`")).collect();
-                chain.push(format!("`{}`", variant.name));
-                self.diags.push(
-                    Diagnostic::new(
-                        "difflow::dependency_cycle",
-                        format!("preset cycle: {}", chain.join(" → ")),
-                        variant.span,
-                        "this preset leads back to itself",
-                    )
-                    .with_help("a preset must bottom out in a variant; make one of these declarations name a variant"),
-                );
-                return None;
-            }
-            if self.preset_stack.len() >= MAX_DEPTH {
-                self.too_deep(variant.span, "presets built on other presets");
-                return None;
-            }
-            self.preset_stack.push(&variant.name);
-            let base = self.effective(kind, preset.variant.as_ref(), &preset.block, preset.name.span);
-            self.preset_stack.pop();
+            };
             let (spec, mut entries) = base?;
             let overridden: std::collections::HashSet<&str> = own.iter().map(|o| o.key.name.as_str()).collect();
             entries.retain(|e| !overridden.contains(e.key.name.as_str()));
@@ -567,6 +554,43 @@ impl<'a> Resolver<'a> {
             .with_help(help),
         );
         None
+    }
+
+    /// The effective variant and entries of a preset declaration (its own preset chain
+    /// resolved), with cycle and depth checks; `None` after reporting a problem.
+    fn preset_base(
+        &mut self,
+        kind: &'static KindSpec,
+        preset: &'a Decl,
+        variant: &'a Ident,
+    ) -> Option<(&'static VariantSpec, Vec<&'a Entry>)> {
+        if self.preset_stack.contains(&variant.name.as_str()) {
+            let mut members: Vec<&str> = self.preset_stack.clone();
+            members.sort();
+            if !self.reported_cycles.insert(members.join(" ")) {
+                return None;
+            }
+            let mut chain: Vec<String> = self.preset_stack.iter().map(|n| format!("`{n}`")).collect();
+            chain.push(format!("`{}`", variant.name));
+            self.diags.push(
+                Diagnostic::new(
+                    "difflow::dependency_cycle",
+                    format!("preset cycle: {}", chain.join(" → ")),
+                    variant.span,
+                    "this preset leads back to itself",
+                )
+                .with_help("a preset must bottom out in a variant; make one of these declarations name a variant"),
+            );
+            return None;
+        }
+        if self.preset_stack.len() >= MAX_DEPTH {
+            self.too_deep(variant.span, "presets built on other presets");
+            return None;
+        }
+        self.preset_stack.push(&variant.name);
+        let base = self.effective(kind, preset.variant.as_ref(), &preset.block, preset.name.span);
+        self.preset_stack.pop();
+        base
     }
 
     /// A block's entries, reporting keys written twice (the first one counts).

@@ -233,3 +233,25 @@ fn adversarial_names_neither_hang_nor_blow_the_stack() {
     );
     assert_eq!(ok(&text).families["s"].len(), 1000);
 }
+
+#[test]
+fn sweeps_over_stages_and_inline_blocks_name_instances_as_written() {
+    let text = format!(
+        "{TOY}\ntrain b {{ model = mlp {{ hidden = 64 }}, data = pts, schedule = lin, steps = sweep(10, 20) }}\nsample s {{ from = sweep(tr, b), sampler = sweep(ddim {{ steps = 5 }}, ddpm {{ }}) }}\n"
+    );
+    let p = ok(&text);
+    assert_eq!(
+        p.families["s"],
+        vec![
+            "s[from=tr,sampler=ddim(steps=5)]",
+            "s[from=tr,sampler=ddpm]",
+            "s[steps=10,from=b,sampler=ddim(steps=5)]",
+            "s[steps=10,from=b,sampler=ddpm]",
+            "s[steps=20,from=b,sampler=ddim(steps=5)]",
+            "s[steps=20,from=b,sampler=ddpm]",
+        ]
+    );
+    let i = p.instance("s[steps=20,from=b,sampler=ddpm]").unwrap();
+    assert_eq!(i.params["from"], Value::Stage("b[steps=20]".into()));
+    assert_eq!(i.deps(), vec!["b[steps=20]"]);
+}
