@@ -8,7 +8,7 @@ use difflow::job::{Input, Job};
 use serde_json::Value;
 
 /// A JSON object of parameters, named for messages (`train \`ddpm\``, `sampler of \`gen\``).
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 pub struct Params<'a> {
     value: &'a Value,
     what: &'a str,
