@@ -79,7 +79,7 @@ fn finish(loader: modules::Loader<'_>, overrides: &[String], root: PathBuf) -> L
     let pipeline = Some(resolved.pipeline);
     sort(&mut diagnostics);
     for d in &mut diagnostics {
-        fold_other_files(d, &sources);
+        fold_other_files(d, sources);
     }
     let pipeline = if diagnostics.is_empty() { pipeline } else { None };
     Loaded { sources: sources.clone(), pipeline, diagnostics }

@@ -316,10 +316,10 @@ impl<'a> Resolver<'a> {
             let mut stack = vec![value];
             while let Some(v) = stack.pop() {
                 match &v.kind {
-                    ValueKind::Ident(id) => {
-                        if !self.lets.contains_key(id.name.as_str()) && !self.decls.contains_key(id.name.as_str()) {
-                            self.undefined(id, &Type::Union(Vec::new()));
-                        }
+                    ValueKind::Ident(id)
+                        if !self.lets.contains_key(id.name.as_str()) && !self.decls.contains_key(id.name.as_str()) =>
+                    {
+                        self.undefined(id, &Type::Union(Vec::new()));
                     }
                     ValueKind::List(items) | ValueKind::Sweep(items) => stack.extend(items.iter()),
                     ValueKind::Inline { block, .. } => stack.extend(block.entries.iter().map(|e| &e.value)),
