@@ -2,8 +2,9 @@
 //! features of one dataset or sample set under one extractor, and their statistics.
 //! Writes `stats.safetensors` (float64 `mu` [D], `sigma` [D, D]) and `features.safetensors`
 //! (f32 `features` [N, D] for KID and precision/recall, and the `logits` that go with them,
-//! which IS reads). Every metrics stage that measures this input reuses the entry, so
-//! changing the samples never recomputes the reference's statistics.
+//! which IS reads), and `meta.json` (input, extractor, count, dimension). Every metrics
+//! stage that measures this input reuses the entry, so changing the samples never
+//! recomputes the reference's statistics.
 
 use std::path::Path;
 
@@ -26,6 +27,16 @@ pub fn run(job: &Job) -> Result<()> {
     progress::log(format!("features of `{name}` ({} items) under {}", data.meta.count, extractor.describe()));
     let extracted = extract_with_progress(&extractor, &data.values)?;
     write_entry(&job.out_dir, &extracted)?;
+    // For `difflow show` and people reading the cache: what these statistics describe.
+    let meta = serde_json::json!({
+        "of": name,
+        "features": extractor.describe(),
+        "count": data.meta.count,
+        "dim": extracted.features.size()[1],
+    });
+    let meta_path = job.out_dir.join("meta.json");
+    std::fs::write(&meta_path, serde_json::to_string_pretty(&meta)?)
+        .with_context(|| format!("cannot write {}", meta_path.display()))?;
     progress::metric("count", data.meta.count as f64);
     Ok(())
 }
