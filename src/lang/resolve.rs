@@ -151,6 +151,8 @@ pub(crate) struct Resolver<'a> {
     /// The effective variant and entries of each preset declaration, resolved once.
     #[allow(clippy::type_complexity)]
     preset_memo: HashMap<&'a str, Option<(&'static VariantSpec, Vec<&'a Entry>)>>,
+    /// Parsed schema defaults, by key (the schema is static, so its addresses are stable).
+    defaults: HashMap<*const schema::KeySpec, Value>,
 }
 
 /// How deep `let` and preset chains may nest (recursion stays far from the stack's end).
@@ -188,6 +190,7 @@ pub(crate) fn resolve(files: &[ast::File], overrides: &[ast::Item], root: PathBu
         let_memo: HashMap::new(),
         values_resolved: 0,
         preset_memo: HashMap::new(),
+        defaults: HashMap::new(),
     };
     r.register(files);
     r.apply_overrides(overrides);
@@ -683,7 +686,11 @@ impl<'a> Resolver<'a> {
                     ok = false;
                 }
                 schema::Default::Value(_) => {
-                    let v = schema::default_value(spec).expect("schema defaults parse (tested)");
+                    let v = self
+                        .defaults
+                        .entry(spec as *const schema::KeySpec)
+                        .or_insert_with(|| schema::default_value(spec).expect("schema defaults parse (tested)"))
+                        .clone();
                     for (_, p) in acc.iter_mut() {
                         p.insert(spec.name.to_string(), v.clone());
                     }
