@@ -42,9 +42,16 @@ pub fn write_scatter(series: &[Series], title: &str, size: u32, path: &Path) -> 
     let y_range = centre.1 - half..centre.1 + half;
     match draw(series, title, size, path, x_range.clone(), y_range.clone(), true) {
         Ok(()) => Ok(()),
-        Err(with_text) => draw(series, title, size, path, x_range, y_range, false).map_err(|e| {
-            anyhow::anyhow!("cannot draw the scatter plot {}: {e} (with text: {with_text})", path.display())
-        }),
+        Err(with_text) => {
+            draw(series, title, size, path, x_range, y_range, false).map_err(|e| {
+                anyhow::anyhow!("cannot draw the scatter plot {}: {e} (with text: {with_text})", path.display())
+            })?;
+            crate::progress::log(format!(
+                "the scatter plot has no title or legend: no usable font ({with_text}); install a TrueType font \
+                 (e.g. Debian's fonts-dejavu-core) for text"
+            ));
+            Ok(())
+        }
     }
 }
 
