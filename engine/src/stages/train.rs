@@ -404,7 +404,7 @@ impl Trainer {
         if s.grad_clip > 0.0 {
             let norm = g.norm().double_value(&[]);
             if norm > s.grad_clip {
-                g = g * (s.grad_clip / (norm + 1e-6));
+                g *= s.grad_clip / (norm + 1e-6);
             }
         }
         let n = (step + 1) as i32;
