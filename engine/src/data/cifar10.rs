@@ -158,7 +158,7 @@ fn decode_batch(bytes: &[u8], binary: bool, what: &str) -> Result<(Vec<u8>, Vec<
 
 /// A binary batch: records of one label byte and 3072 pixel bytes.
 pub fn decode_binary(bytes: &[u8], what: &str) -> Result<(Vec<u8>, Vec<i64>)> {
-    if bytes.is_empty() || bytes.len() % RECORD != 0 {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(RECORD) {
         bail!(
             "the CIFAR-10 batch {what} has {} bytes, not a multiple of {RECORD} (one label byte + 3072 pixels): \
              the file is truncated or corrupt; {WHERE_TO_GET}",
@@ -529,7 +529,7 @@ pub mod pickle {
     }
 
     fn pairs(items: Vec<Obj>) -> Result<Vec<(Obj, Obj)>> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             bail!("odd number of items for a dict");
         }
         let mut out = Vec::with_capacity(items.len() / 2);

@@ -202,7 +202,9 @@ impl Upsample {
     }
 }
 
-/// One entry of a block list (improved-diffusion's `TimestepEmbedSequential`).
+/// One entry of a block list (improved-diffusion's `TimestepEmbedSequential`). Built once
+/// per net, so the size difference between the variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Layer {
     Conv(nn::Conv2D),

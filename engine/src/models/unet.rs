@@ -203,7 +203,7 @@ impl UNet {
                 Some(y) => y.shallow_clone(),
                 None => Tensor::full([x.size()[0]], self.config.classes, (tch::Kind::Int64, x.device())),
             };
-            emb = emb + label_emb.forward(&labels);
+            emb += label_emb.forward(&labels);
         }
         let emb = Some(&emb);
         let mut hs = Vec::with_capacity(self.input_blocks.len());
