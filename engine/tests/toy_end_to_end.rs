@@ -9,6 +9,14 @@ use difflow_engine::data::toy::gaussians8_centres;
 use difflow_engine::data::Dataset;
 use serde_json::{json, Value};
 
+/// libtorch's generator is global and training seeds it at every step, so the tests of this
+/// file (threads of one process) take turns to stay deterministic.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn job(kind: &str, variant: &str, params: Value, inputs: &[(&str, &str, &Path)], out: &Path) -> Job {
     Job {
         instance: format!("{kind}-{variant}"),
@@ -82,6 +90,7 @@ fn mode_statistics(points: &[[f32; 2]], radius: f64) -> ([f64; 8], f64) {
 
 #[test]
 fn toy_model_covers_every_mode_and_samples_lie_near_them() {
+    let _turn = serial();
     let root = tempfile::tempdir().unwrap();
     train_toy(root.path(), 600);
     let loss_csv = std::fs::read_to_string(root.path().join("train/loss.csv")).unwrap();
@@ -144,6 +153,7 @@ fn check_bits_per_dim(root: &Path) {
 
 #[test]
 fn samples_do_not_depend_on_the_sampling_batch_size() {
+    let _turn = serial();
     let root = tempfile::tempdir().unwrap();
     train_toy(root.path(), 30);
     // Ancestral sampling draws fresh noise at every step: the strictest case.
@@ -166,6 +176,7 @@ fn samples_do_not_depend_on_the_sampling_batch_size() {
 /// towards one mode, puts its samples in that mode; the trajectory is kept every 5th step.
 #[test]
 fn classifier_free_guidance_steers_samples_to_the_requested_mode() {
+    let _turn = serial();
     let root = tempfile::tempdir().unwrap();
     let (data, train) = (root.path().join("data"), root.path().join("train"));
     let dataset = json!({"shape": "gaussians8", "count": 4000, "noise": 0.1, "seed": 0});
