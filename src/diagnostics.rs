@@ -37,7 +37,13 @@ impl Label {
 
 impl Diagnostic {
     pub fn new(code: &'static str, message: impl Into<String>, span: Span, label: impl Into<String>) -> Self {
-        Diagnostic { code, message: message.into(), primary: Label::new(span, label), secondary: Vec::new(), help: None }
+        Diagnostic {
+            code,
+            message: message.into(),
+            primary: Label::new(span, label),
+            secondary: Vec::new(),
+            help: None,
+        }
     }
 
     pub fn with_help(mut self, help: impl Into<String>) -> Self {
@@ -54,7 +60,10 @@ impl Diagnostic {
     /// become related reports of their own.
     pub fn to_report(&self, sources: &SourceMap) -> miette::Report {
         let file = self.primary.span.file;
-        let mut labels = vec![LabeledSpan::new_primary_with_span(Some(self.primary.text.clone()), to_source_span(self.primary.span))];
+        let mut labels = vec![LabeledSpan::new_primary_with_span(
+            Some(self.primary.text.clone()),
+            to_source_span(self.primary.span),
+        )];
         let mut related = Vec::new();
         for l in &self.secondary {
             if l.span.file == file {

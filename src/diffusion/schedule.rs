@@ -148,13 +148,10 @@ impl DiffusionTables {
         let ab = cumprod(alphas.iter().copied());
         let ab_prev: Vec<f64> = std::iter::once(1.0).chain(ab[..n - 1].iter().copied()).collect();
         let ab_next: Vec<f64> = ab[1..].iter().copied().chain(std::iter::once(0.0)).collect();
-        let posterior_variance: Vec<f64> =
-            (0..n).map(|i| betas[i] * (1.0 - ab_prev[i]) / (1.0 - ab[i])).collect();
+        let posterior_variance: Vec<f64> = (0..n).map(|i| betas[i] * (1.0 - ab_prev[i]) / (1.0 - ab[i])).collect();
         let clip_first = if n > 1 { posterior_variance[1] } else { betas[0] };
-        let posterior_log_variance_clipped = std::iter::once(clip_first)
-            .chain(posterior_variance[1..].iter().copied())
-            .map(f64::ln)
-            .collect();
+        let posterior_log_variance_clipped =
+            std::iter::once(clip_first).chain(posterior_variance[1..].iter().copied()).map(f64::ln).collect();
         DiffusionTables {
             alphas_cumprod_prev: ab_prev.clone(),
             alphas_cumprod_next: ab_next,
@@ -164,9 +161,7 @@ impl DiffusionTables {
             sqrt_recip_alphas_cumprod: ab.iter().map(|a| (1.0 / a).sqrt()).collect(),
             sqrt_recipm1_alphas_cumprod: ab.iter().map(|a| (1.0 / a - 1.0).sqrt()).collect(),
             posterior_mean_coef1: (0..n).map(|i| betas[i] * ab_prev[i].sqrt() / (1.0 - ab[i])).collect(),
-            posterior_mean_coef2: (0..n)
-                .map(|i| (1.0 - ab_prev[i]) * alphas[i].sqrt() / (1.0 - ab[i]))
-                .collect(),
+            posterior_mean_coef2: (0..n).map(|i| (1.0 - ab_prev[i]) * alphas[i].sqrt() / (1.0 - ab[i])).collect(),
             posterior_variance,
             posterior_log_variance_clipped,
             snr: ab.iter().map(|a| a / (1.0 - a)).collect(),

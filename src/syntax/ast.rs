@@ -114,13 +114,20 @@ pub struct Value {
 pub enum ValueKind {
     /// A number as written (`10_000`, `2e-4`, `-3`); `is_integer` when written without
     /// a fraction or exponent.
-    Number { value: f64, text: Arc<str>, is_integer: bool },
+    Number {
+        value: f64,
+        text: Arc<str>,
+        is_integer: bool,
+    },
     Str(String),
     Bool(bool),
     List(Vec<Value>),
     Sweep(Vec<Value>),
     /// `ddim { steps = 50 }`: an anonymous declaration of the kind the key expects.
-    Inline { variant: Ident, block: Block },
+    Inline {
+        variant: Ident,
+        block: Block,
+    },
     /// A `let` or a declaration.
     Ident(Ident),
 }
