@@ -24,7 +24,13 @@ pub enum Sampler {
 impl Sampler {
     /// From a `sampler` config object; `steps` defaults to the schedule's.
     pub fn from_config(config: &Params, schedule_steps: usize) -> Result<Sampler> {
-        let steps = config.usize_or("steps", schedule_steps)?;
+        // Defaults as the schema's: ddpm every step, ddim 50, dpm_solver 20 (capped by the schedule).
+        let default_steps = match config.variant()? {
+            "ddim" => 50.min(schedule_steps),
+            "dpm_solver" => 20.min(schedule_steps),
+            _ => schedule_steps,
+        };
+        let steps = config.usize_or("steps", default_steps)?;
         if steps == 0 || steps > schedule_steps {
             bail!("sampler steps must be in 1..={schedule_steps} (the schedule's steps), not {steps}");
         }

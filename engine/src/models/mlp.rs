@@ -11,7 +11,7 @@ use super::{timestep_embedding, Denoiser, ModelSpec};
 use crate::data::DataMeta;
 use crate::params::Params;
 
-pub const DEFAULT_HIDDEN: usize = 128;
+pub const DEFAULT_HIDDEN: usize = 256;
 pub const DEFAULT_LAYERS: usize = 3;
 
 pub struct Mlp {

@@ -35,7 +35,7 @@ pub fn run(job: &Job) -> Result<()> {
     let schedule_steps = meta.schedule.steps();
     let sampler_config = params.config("sampler")?;
     let sampler = Sampler::from_config(&sampler_config, schedule_steps)?;
-    let count = params.usize_or("count", 1000)?;
+    let count = params.usize_or("count", 64)?;
     let seed = params.usize_or("seed", 0)? as u64;
     let batch = params.usize_or("batch", 256)?.max(1);
     let trajectory = params.usize_or("trajectory", 0)?;

@@ -145,13 +145,13 @@ pub fn run(job: &Job) -> Result<()> {
         uncond_p: params.f64_or("uncond_p", 0.0)?,
         steps,
         batch,
-        lr: params.f64_or("lr", 1e-3)?,
+        lr: params.f64_or("lr", 2e-4)?,
         warmup: params.usize_or("warmup", 0)?,
-        grad_clip: params.f64_or("grad_clip", 0.0)?,
-        ema: params.f64_or("ema", 0.999)?,
+        grad_clip: params.f64_or("grad_clip", 1.0)?,
+        ema: params.f64_or("ema", 0.9999)?,
         seed: params.usize_or("seed", 0)? as u64,
         bf16,
-        checkpoint_every: params.usize_or("checkpoint_every", 0)?,
+        checkpoint_every: params.usize_or("checkpoint_every", 1000)?,
     };
     if data.meta.count == 0 {
         bail!("the dataset `{}` is empty", data_input.dir.display());
