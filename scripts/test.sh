@@ -3,4 +3,4 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 . "$ROOT/scripts/setup.sh"
-cargo test --release --workspace "$@"
+cargo test --release --workspace --no-fail-fast "$@"

@@ -26,7 +26,11 @@ pub fn python() -> PathBuf {
 }
 
 /// Runs the reference script once per version of the script; returns its output folder.
+/// Tests of one binary run on parallel threads: a lock makes one of them generate the
+/// fixture while the others wait (a per-process staging name alone would be shared).
 pub fn reference_dir() -> PathBuf {
+    static GENERATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = GENERATING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let script = repo_root().join("scripts/inception_reference.py");
     let text = std::fs::read(&script).expect("scripts/inception_reference.py");
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
