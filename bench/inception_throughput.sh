@@ -6,9 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export LIBTORCH_USE_PYTORCH=1 PATH="$PWD/.venv/bin:$PATH"
-# As the worker runs (exec/worker.rs): OpenMP threads that spin while waiting slow both
-# sides down badly on a busy machine.
-export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
+# OpenMP waits as in a single `difflow run` worker (libtorch's default) unless OMP_WAIT_POLICY is set.
 IMAGES=${1:-64}
 THREADS=${2:-$(nproc)}
 BATCH=32

@@ -13,9 +13,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 export LIBTORCH_USE_PYTORCH=1 PATH="$ROOT/.venv/bin:$PATH"
-# Both sides wait passively in OpenMP (what `difflow run` sets for its workers): on a busy
-# CPU spinning threads otherwise dominate the timings.
-export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
+# OpenMP waits as in a single `difflow run` worker (libtorch's default) unless OMP_WAIT_POLICY is set.
 
 CONFIG='{"in_ch": 1, "size": 16, "channels": 32, "mults": [1, 2, 2], "res_blocks": 1, "attention": [], "dropout": 0.0, "classes": 10}'
 ARGS=(--threads 2 --batch 32 --train-steps 20 --sample-count 16 --ddim-steps 50 --scale 2.0)

@@ -202,12 +202,6 @@ pub fn run_worker(
     std::fs::write(job_file, text)
         .map_err(|e| WorkerFailure::Launch(format!("cannot write {}: {e}", job_file.display())))?;
     let mut command = Command::new(worker);
-    // libtorch's OpenMP threads spin while they wait; on a busy CPU (a shared box, parallel
-    // jobs) that made a UNet training step 2.5 s instead of 0.44 s on 2 threads. Waiting
-    // passively costs little when the CPU is idle. A user's own setting wins.
-    if std::env::var_os("OMP_WAIT_POLICY").is_none() {
-        command.env("OMP_WAIT_POLICY", "PASSIVE");
-    }
     let mut child = command
         .arg(job_file)
         .stdin(Stdio::null())
