@@ -73,7 +73,10 @@ fn finish(loader: modules::Loader<'_>, overrides: &[String], root: PathBuf) -> L
         sort(&mut diagnostics);
         return Loaded { sources: sources.clone(), pipeline: None, diagnostics };
     }
-    let (resolved, resolve_diags) = resolve::resolve(&files, &override_items, root);
+    // A broken difflow.toml is reported by the commands that read it; here it only means
+    // the default data root.
+    let data_root = crate::settings::Settings::load(&root).map(|s| s.data_root).unwrap_or_else(|_| root.clone());
+    let (resolved, resolve_diags) = resolve::resolve(&files, &override_items, root, data_root);
     diagnostics.extend(resolve_diags);
     diagnostics.extend(check::check(&resolved.pipeline, &resolved.spans));
     let pipeline = Some(resolved.pipeline);

@@ -127,6 +127,9 @@ struct Cx {
 
 pub(crate) struct Resolver<'a> {
     root: PathBuf,
+    /// Relative `path`s of dataset declarations resolve against this (`data_root` in
+    /// `difflow.toml`; the pipeline's folder by default).
+    data_root: PathBuf,
     pub diags: Vec<Diagnostic>,
     lets: HashMap<&'a str, (&'a Ident, &'a ast::Value)>,
     decls: HashMap<&'a str, DeclDef<'a>>,
@@ -171,9 +174,15 @@ pub(crate) struct Resolved {
 /// Resolve loaded files (used-before-user) with `--set` overrides (parsed `let` items).
 /// The pipeline holds every declaration that resolved; it is complete when there are no
 /// diagnostics.
-pub(crate) fn resolve(files: &[ast::File], overrides: &[ast::Item], root: PathBuf) -> (Resolved, Vec<Diagnostic>) {
+pub(crate) fn resolve(
+    files: &[ast::File],
+    overrides: &[ast::Item],
+    root: PathBuf,
+    data_root: PathBuf,
+) -> (Resolved, Vec<Diagnostic>) {
     let mut r = Resolver {
         root,
+        data_root,
         diags: Vec::new(),
         lets: HashMap::new(),
         decls: HashMap::new(),
@@ -847,8 +856,10 @@ impl<'a> Resolver<'a> {
             Type::Path => match &v.kind {
                 ValueKind::Str(s) => {
                     let p = Path::new(s);
-                    let abs =
-                        if p.is_absolute() { p.to_path_buf() } else { super::modules::normalize(&self.root.join(p)) };
+                    let in_dataset =
+                        self.decls.get(&*cx.owner).and_then(|d| d.kind).is_some_and(|k| k.name == "dataset");
+                    let base = if in_dataset { &self.data_root } else { &self.root };
+                    let abs = if p.is_absolute() { p.to_path_buf() } else { super::modules::normalize(&base.join(p)) };
                     Some(one(Value::Path(abs.display().to_string())))
                 }
                 _ => self.mismatch(v, ty, cx),

@@ -198,6 +198,34 @@ fn use_resolves_against_the_using_file_and_paths_against_the_pipeline() {
 }
 
 #[test]
+fn data_root_from_difflow_toml_applies_to_dataset_paths_only() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("difflow.toml"), "data_root = \"datasets\"\n").unwrap();
+    std::fs::write(
+        dir.path().join("main.diff"),
+        "dataset m = mnist { path = \"mnist\" }\ndataset r = mnist { path = \"/abs/mnist\" }\n\
+         metrics s { samples = m, reference = r, features = \"inception\", measure = [\"fid\"], \
+         inception_weights = \"w/inception.pth\" }\n",
+    )
+    .unwrap();
+    let loaded = load(&dir.path().join("main.diff"), &[]);
+    assert!(
+        loaded.diagnostics.is_empty(),
+        "{}",
+        crate::diagnostics::render_plain(&loaded.diagnostics, &loaded.sources)
+    );
+    let p = loaded.pipeline.unwrap();
+    let root = std::fs::canonicalize(dir.path()).unwrap();
+    let path_of = |stage: &str, key: &str| match &p.instance(stage).unwrap().params[key] {
+        Value::Path(path) => std::path::PathBuf::from(path),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(path_of("m", "path"), root.join("datasets/mnist"));
+    assert_eq!(path_of("r", "path"), std::path::PathBuf::from("/abs/mnist"));
+    assert_eq!(path_of("s", "inception_weights"), root.join("w/inception.pth"));
+}
+
+#[test]
 fn adversarial_names_neither_hang_nor_blow_the_stack() {
     // Each let doubles the previous one: 2^40 values if expanded naively.
     let mut text = String::from("let a0 = [1]\n");
