@@ -338,3 +338,20 @@ fn guidance_scale_reruns_sampling_and_metrics_never_training_or_reference_statis
     assert_eq!(params["reference_stats"]["$stage"], "stats(ref, inception)");
     assert!(manifest["inputs"].get("stats(ref, inception)").is_some());
 }
+
+#[test]
+fn pipelines_sharing_a_folder_do_not_read_each_others_lock_records() {
+    let p = Project::new(TOY);
+    run_ok(&p, &[]);
+    // Another pipeline beside it reuses the name `pts` for a different dataset.
+    std::fs::write(p.path().join("other.diff"), "dataset pts = toy { shape = \"moons\", count = 256 }\n").unwrap();
+    let out = p.difflow(&["plan", "other.diff"], &[]);
+    assert_eq!(out.code(), 0, "{}", out.stderr());
+    assert_eq!(state_of(&out.stdout(), "pts"), "new", "{}", out.stdout());
+    assert_eq!(p.difflow(&["run", "other.diff"], &[]).code(), 0);
+    // The lock now holds the other pipeline's record; the first one's stages are still cached
+    // (the cache decides what is cached, the lock only explains what changed).
+    let lock = std::fs::read_to_string(p.path().join("difflow.lock")).unwrap();
+    assert!(lock.contains("pipeline = \"other.diff\""), "{lock}");
+    assert_eq!(state_of(&p.plan(), "ddpm"), "cached");
+}

@@ -11,6 +11,11 @@ pub const LOCK_FILE: &str = "difflow.lock";
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LockFile {
+    /// The pipeline file (name only) whose run wrote this record. Several pipelines may
+    /// share a folder, and so a lock file: a record of another pipeline is no previous
+    /// state of this one (its `digits` may be another dataset altogether).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<String>,
     #[serde(default)]
     pub stages: BTreeMap<String, LockedStage>,
 }
@@ -37,6 +42,16 @@ impl LockFile {
         std::fs::read_to_string(path).ok().and_then(|t| toml::from_str(&t).ok()).unwrap_or_default()
     }
 
+    /// The record of `pipeline_file`'s last run: empty when the lock file was written by
+    /// another pipeline in the same folder.
+    pub fn read_for(path: &Path, pipeline_file: &Path) -> LockFile {
+        let lock = LockFile::read(path);
+        match &lock.pipeline {
+            Some(name) if Some(name.as_str()) != file_name(pipeline_file).as_deref() => LockFile::default(),
+            _ => lock,
+        }
+    }
+
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
         let body = toml::to_string(self).map_err(std::io::Error::other)?;
         let text = format!(
@@ -47,6 +62,11 @@ impl LockFile {
         std::fs::write(&tmp, text)?;
         std::fs::rename(&tmp, path)
     }
+}
+
+/// The name a lock file records for a pipeline file.
+pub fn file_name(pipeline_file: &Path) -> Option<String> {
+    pipeline_file.file_name().map(|n| n.to_string_lossy().into_owned())
 }
 
 /// Headline metrics of an entry: the numbers in its `metrics.json` (nested objects as

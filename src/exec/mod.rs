@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Instant;
 
-use crate::cache::lockfile::{headline_metrics, lock_path};
+use crate::cache::lockfile::{file_name, headline_metrics, lock_path};
 use crate::cache::store::utc_now;
 use crate::cache::{compute_keys, Cache, Digests, LockFile, LockedStage, Manifest, StageKeys};
 use crate::graph::{self, is_hidden, StageGraph};
@@ -97,7 +97,7 @@ pub enum State {
 
 /// Each instance's state, in topological order.
 pub fn plan(s: &Session) -> Vec<(usize, State)> {
-    let lock = LockFile::read(&s.lock_path);
+    let lock = LockFile::read_for(&s.lock_path, &s.file);
     s.graph.order().iter().map(|&i| (i, state_of(s, &lock, i))).collect()
 }
 
@@ -426,8 +426,8 @@ pub fn build_job(s: &Session, i: usize, out_dir: PathBuf, device: &str) -> Job {
 /// Record every instance whose current entry exists; keep the previous record of the
 /// others (a failed or unselected stage keeps what it last produced).
 pub fn write_lock(s: &Session) {
-    let old = LockFile::read(&s.lock_path);
-    let mut lock = LockFile::default();
+    let old = LockFile::read_for(&s.lock_path, &s.file);
+    let mut lock = LockFile { pipeline: file_name(&s.file), ..LockFile::default() };
     for &i in s.graph.order() {
         let inst = s.instance(i);
         let key = s.key(i);
