@@ -12,7 +12,12 @@ TORCH_VERSION=2.13.0
 VENV="${DIFFLOW_VENV:-$ROOT/.venv}"
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 
-if ! "$VENV/bin/python" -c "import torch, numpy, safetensors, sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null; then
+# Package metadata, not `import torch`: the check then costs milliseconds on every run.
+if ! "$VENV/bin/python" -c "
+import sys
+from importlib.metadata import version
+sys.exit(version('torch').split('+')[0] != '$TORCH_VERSION' or not version('numpy') or not version('safetensors'))
+" 2>/dev/null; then
     say "installing torch $TORCH_VERSION into $VENV (about 100 s and 4.7 GB the first time)"
     python3 -m venv "$VENV"
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "torch==$TORCH_VERSION" numpy safetensors
@@ -27,5 +32,5 @@ if [ ! -s data/mnist/train-labels-idx1-ubyte.gz ] || [ ! -s data/mnist/t10k-labe
     "$VENV/bin/python" scripts/fetch_mnist.py data/mnist
 fi
 
-say "building difflow (release; the first build compiles libtorch's C++ wrapper, ~4 min)"
+say "building difflow (release: ~5 min the first time, for libtorch's C++ wrapper; seconds after)"
 cargo build --release --workspace --quiet
