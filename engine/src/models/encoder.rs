@@ -10,7 +10,7 @@ use tch::nn::{self, Module};
 use tch::Tensor;
 
 use super::layers::{linear, norm_groups, Block, TimeEmbed};
-use super::unet::{down_half, levels, middle, strip_kind, DownConfig, LevelInfo, UNetConfig};
+use super::unet::{down_half, levels, middle, strip_kind, LevelInfo, UNetConfig};
 
 fn one() -> i64 {
     1
@@ -57,30 +57,6 @@ impl EncoderConfig {
     }
 }
 
-impl DownConfig for EncoderConfig {
-    fn channels(&self) -> i64 {
-        self.channels
-    }
-    fn mults(&self) -> &[i64] {
-        &self.mults
-    }
-    fn res_blocks(&self) -> i64 {
-        self.res_blocks
-    }
-    fn attention(&self) -> &[i64] {
-        &self.attention
-    }
-    fn heads(&self) -> i64 {
-        self.heads
-    }
-    fn dropout(&self) -> f64 {
-        self.dropout
-    }
-    fn scale_shift(&self) -> bool {
-        self.scale_shift
-    }
-}
-
 #[derive(Debug)]
 pub struct Encoder {
     pub config: EncoderConfig,
@@ -104,13 +80,15 @@ impl Encoder {
         classes: i64,
         noisy: bool,
     ) -> Result<Self> {
-        let resolutions = config.as_unet().resolutions(size)?;
+        // The encoder is the UNet's down half: build it from the same config.
+        let levels_config = config.as_unet();
+        let resolutions = levels_config.resolutions(size)?;
         anyhow::ensure!(classes >= 2, "a classifier needs at least 2 classes in its data (got {classes})");
         let emb_dim = 4 * config.channels;
         let emb = noisy.then_some(emb_dim);
         let time_embed = noisy.then(|| TimeEmbed::new(vs / "time_embed", config.channels, emb_dim));
-        let (input_blocks, _, ch) = down_half(&(vs / "input_blocks"), config, in_channels, &resolutions, emb);
-        let middle_block = middle(&(vs / "middle_block"), ch, emb, config);
+        let (input_blocks, _, ch) = down_half(&(vs / "input_blocks"), &levels_config, in_channels, &resolutions, emb);
+        let middle_block = middle(&(vs / "middle_block"), ch, emb, &levels_config);
         Ok(Encoder {
             config: config.clone(),
             in_channels,

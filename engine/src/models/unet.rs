@@ -230,39 +230,30 @@ impl UNet {
 /// count at the bottom.
 pub(crate) fn down_half(
     vs: &nn::Path,
-    config_channels_mults: &impl DownConfig,
+    cfg: &UNetConfig,
     in_channels: i64,
     resolutions: &[i64],
     emb: Option<i64>,
 ) -> (Vec<Block>, Vec<i64>, i64) {
-    let cfg = config_channels_mults;
-    let c = cfg.channels();
+    let c = cfg.channels;
     let mut blocks = vec![Block { layers: vec![Layer::Conv(conv2d(vs / 0 / 0, in_channels, c, 3, 1, false))] }];
     let mut skips = vec![c];
     let mut ch = c;
     let mut index = 1;
-    let mults = cfg.mults();
-    for (level, mult) in mults.iter().enumerate() {
-        for _ in 0..cfg.res_blocks() {
+    for (level, mult) in cfg.mults.iter().enumerate() {
+        for _ in 0..cfg.res_blocks {
             let path = vs / index;
             let mut block = Block::default();
-            block.layers.push(Layer::Res(ResBlock::new(
-                &path / 0,
-                ch,
-                mult * c,
-                emb,
-                cfg.dropout(),
-                cfg.scale_shift(),
-            )));
+            block.layers.push(Layer::Res(ResBlock::new(&path / 0, ch, mult * c, emb, cfg.dropout, cfg.scale_shift)));
             ch = mult * c;
-            if cfg.attention().contains(&resolutions[level]) {
-                block.layers.push(Layer::Attention(AttentionBlock::new(&path / 1, ch, cfg.heads())));
+            if cfg.attention.contains(&resolutions[level]) {
+                block.layers.push(Layer::Attention(AttentionBlock::new(&path / 1, ch, cfg.heads)));
             }
             blocks.push(block);
             skips.push(ch);
             index += 1;
         }
-        if level + 1 != mults.len() {
+        if level + 1 != cfg.mults.len() {
             blocks.push(Block { layers: vec![Layer::Down(Downsample::new(vs / index / 0, ch))] });
             skips.push(ch);
             index += 1;
@@ -272,48 +263,13 @@ pub(crate) fn down_half(
 }
 
 /// ResBlock, attention, ResBlock at the bottom resolution.
-pub(crate) fn middle(vs: &nn::Path, ch: i64, emb: Option<i64>, cfg: &impl DownConfig) -> Block {
+pub(crate) fn middle(vs: &nn::Path, ch: i64, emb: Option<i64>, cfg: &UNetConfig) -> Block {
     Block {
         layers: vec![
-            Layer::Res(ResBlock::new(vs / 0, ch, ch, emb, cfg.dropout(), cfg.scale_shift())),
-            Layer::Attention(AttentionBlock::new(vs / 1, ch, cfg.heads())),
-            Layer::Res(ResBlock::new(vs / 2, ch, ch, emb, cfg.dropout(), cfg.scale_shift())),
+            Layer::Res(ResBlock::new(vs / 0, ch, ch, emb, cfg.dropout, cfg.scale_shift)),
+            Layer::Attention(AttentionBlock::new(vs / 1, ch, cfg.heads)),
+            Layer::Res(ResBlock::new(vs / 2, ch, ch, emb, cfg.dropout, cfg.scale_shift)),
         ],
-    }
-}
-
-/// What the down half needs from a config (the UNet's and the encoder's share it).
-pub(crate) trait DownConfig {
-    fn channels(&self) -> i64;
-    fn mults(&self) -> &[i64];
-    fn res_blocks(&self) -> i64;
-    fn attention(&self) -> &[i64];
-    fn heads(&self) -> i64;
-    fn dropout(&self) -> f64;
-    fn scale_shift(&self) -> bool;
-}
-
-impl DownConfig for UNetConfig {
-    fn channels(&self) -> i64 {
-        self.channels
-    }
-    fn mults(&self) -> &[i64] {
-        &self.mults
-    }
-    fn res_blocks(&self) -> i64 {
-        self.res_blocks
-    }
-    fn attention(&self) -> &[i64] {
-        &self.attention
-    }
-    fn heads(&self) -> i64 {
-        self.heads
-    }
-    fn dropout(&self) -> f64 {
-        self.dropout
-    }
-    fn scale_shift(&self) -> bool {
-        self.scale_shift
     }
 }
 
