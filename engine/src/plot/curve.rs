@@ -65,7 +65,7 @@ fn draw(
     } else {
         chart.configure_mesh().x_labels(0).y_labels(0).draw().map_err(|e| e.to_string())?;
     }
-    let colour = RGBColor(31, 119, 180);
+    let colour = super::COLOURS[0];
     chart.draw_series(LineSeries::new(points.iter().copied(), colour.stroke_width(2))).map_err(|e| e.to_string())?;
     chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, colour.filled()))).map_err(|e| e.to_string())?;
     root.present().map_err(|e| e.to_string())?;

@@ -17,17 +17,6 @@ use crate::params::Params;
 
 pub const LOSS_FILE: &str = "loss.csv";
 
-pub const COLOURS: [RGBColor; 8] = [
-    RGBColor(31, 119, 180),
-    RGBColor(255, 127, 14),
-    RGBColor(44, 160, 44),
-    RGBColor(214, 39, 40),
-    RGBColor(148, 103, 189),
-    RGBColor(140, 86, 75),
-    RGBColor(227, 119, 194),
-    RGBColor(127, 127, 127),
-];
-
 /// One named curve.
 pub struct Line {
     pub name: String,
@@ -87,7 +76,7 @@ fn draw_panel(area: &DrawingArea<BitMapBackend, Shift>, panel: &Panel, text: boo
                 mesh.draw().map_err(|e| e.to_string())?;
             }
             for line in &panel.lines {
-                let colour = COLOURS[line.colour % COLOURS.len()];
+                let colour = super::COLOURS[line.colour % super::COLOURS.len()];
                 let style = if line.faint { colour.mix(0.25).stroke_width(1) } else { colour.stroke_width(2) };
                 let pts = line.points.iter().copied().filter(|&(x, y)| x.is_finite() && y.is_finite());
                 let pts: Vec<(f64, f64)> = pts.filter(|&(_, y)| !panel.log_y || y > 0.0).collect();

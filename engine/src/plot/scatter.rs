@@ -14,17 +14,6 @@ pub struct Series {
     pub points: Vec<(f64, f64)>,
 }
 
-const COLOURS: [RGBColor; 8] = [
-    RGBColor(31, 119, 180),
-    RGBColor(255, 127, 14),
-    RGBColor(44, 160, 44),
-    RGBColor(214, 39, 40),
-    RGBColor(148, 103, 189),
-    RGBColor(140, 86, 75),
-    RGBColor(227, 119, 194),
-    RGBColor(127, 127, 127),
-];
-
 /// Writes the scatter plot of `series` to `path` (PNG, `size`×`size` pixels).
 pub fn write_scatter(series: &[Series], title: &str, size: u32, path: &Path) -> Result<()> {
     if series.is_empty() || series.iter().all(|s| s.points.is_empty()) {
@@ -87,7 +76,7 @@ fn draw(
     // Fewer, larger points plot more solidly; many points get smaller and translucent.
     let radius = |n: usize| if n > 5000 { 1 } else { 2 };
     for (i, s) in series.iter().enumerate() {
-        let colour = COLOURS[i % COLOURS.len()];
+        let colour = super::COLOURS[i % super::COLOURS.len()];
         let style = colour.mix(0.6).filled();
         let r = radius(s.points.len());
         let drawn = chart
