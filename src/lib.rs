@@ -7,14 +7,14 @@
 
 pub mod cache;
 pub mod diagnostics;
-pub mod diffusion;
 pub mod doc;
 pub mod exec;
 pub mod fmt;
 pub mod graph;
-pub mod job;
 pub mod lang;
 pub mod report;
-pub mod schema;
 pub mod settings;
 pub mod syntax;
+
+// Shared with the engine through `difflow-core`; re-exported so paths read the same.
+pub use difflow_core::{diffusion, job, schema};

@@ -16,8 +16,8 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use difflow::diffusion::schedule::ScheduleSpec;
-use difflow::job::{Input, Job, JobSettings};
+use difflow_core::diffusion::schedule::ScheduleSpec;
+use difflow_core::job::{Input, Job, JobSettings};
 use difflow_engine::data::{DataMeta, DataType, Dataset};
 use difflow_engine::diffusion::noise::SampleNoise;
 use difflow_engine::diffusion::sampler::{Guidance, SampleSetup, Sampler};
@@ -154,7 +154,7 @@ fn main() -> Result<()> {
     let params: i64 = vs.variables().values().map(|t| t.numel() as i64).sum();
     let tables = ScheduleSpec::Cosine { steps: 1000, s: 0.008, max_beta: 0.999, zero_terminal_snr: false }.tables();
     let sampler =
-        Sampler::Ddim { steps: a.ddim_steps, eta: 0.0, spacing: difflow::diffusion::schedule::Spacing::Uniform };
+        Sampler::Ddim { steps: a.ddim_steps, eta: 0.0, spacing: difflow_core::diffusion::schedule::Spacing::Uniform };
     let guidance = if classes > 0 { Guidance::Cfg { scale: a.scale } } else { Guidance::None };
     let shape = [in_ch, size, size];
     let setup = SampleSetup {

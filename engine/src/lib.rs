@@ -1,5 +1,5 @@
 //! difflow's diffusion engine on libtorch: data, models, objectives, samplers, guidance,
-//! metrics and plots, and the stages that glue them to a job file (`difflow::job::Job`).
+//! metrics and plots, and the stages that glue them to a job file (`difflow_core::job::Job`).
 //! The worker binary (`difflow-worker`) runs exactly one stage.
 
 pub mod data;

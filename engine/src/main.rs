@@ -1,10 +1,10 @@
-//! `difflow-worker JOB.json`: runs one stage instance and prints `difflow::job::Event`s as
+//! `difflow-worker JOB.json`: runs one stage instance and prints `difflow_core::job::Event`s as
 //! JSON lines on stdout. Exit 0: outputs complete; exit 2: a failure the user can fix
 //! (message on stderr); anything else is a crash.
 
 use std::process::ExitCode;
 
-use difflow::job::{Job, WORKER_STAGE_FAILED};
+use difflow_core::job::{Job, WORKER_STAGE_FAILED};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();

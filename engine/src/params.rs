@@ -4,7 +4,7 @@
 //! documented defaults for keys a hand-written job leaves out.
 
 use anyhow::{anyhow, bail, Context, Result};
-use difflow::job::{Input, Job};
+use difflow_core::job::{Input, Job};
 use serde_json::Value;
 
 /// A JSON object of parameters, named for messages (`train \`ddpm\``, `sampler of \`gen\``).

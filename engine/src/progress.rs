@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use difflow::job::Event;
+use difflow_core::job::Event;
 
 pub fn emit(event: &Event) {
     let mut out = std::io::stdout().lock();

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use difflow::job::{Input, Job, JobSettings};
+use difflow_core::job::{Input, Job, JobSettings};
 use difflow_engine::data::{DataMeta, DataType, Dataset};
 use difflow_engine::stages::classifier::{accuracy, load};
 use serde_json::{json, Value};

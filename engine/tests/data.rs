@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use difflow::job::{Job, JobSettings};
+use difflow_core::job::{Job, JobSettings};
 use difflow_engine::data::cifar10;
 use difflow_engine::data::images::load_folder;
 use difflow_engine::data::mnist::{self, Flavour};

@@ -5,7 +5,7 @@
 //! ½·log₂(2πe) = 2.047 bits/dim (measured: 2.050), a too-small variance (β̃_t: 4.06) must
 //! cost more, and a model that predicts no noise far more (10.4).
 
-use difflow::diffusion::schedule::ScheduleSpec;
+use difflow_core::diffusion::schedule::ScheduleSpec;
 use difflow_engine::diffusion::noise::SampleNoise;
 use difflow_engine::diffusion::vlb::bits_per_dim;
 use difflow_engine::diffusion::{DataSpace, Process, VarianceType};

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use difflow::job::{Input, Job, JobSettings};
+use difflow_core::job::{Input, Job, JobSettings};
 use difflow_engine::data::Dataset;
 use difflow_engine::stages::classifier::{accuracy, load};
 use serde_json::{json, Value};

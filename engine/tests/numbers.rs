@@ -4,7 +4,7 @@
 
 use std::cell::Cell;
 
-use difflow::diffusion::schedule::{space_timesteps, Spacing};
+use difflow_core::diffusion::schedule::{space_timesteps, Spacing};
 use difflow_engine::diffusion::guidance::{cfg_output, classifier_gradient, guided_eps, guided_mean};
 use difflow_engine::diffusion::sampler::dpm_solver_2m_update;
 use difflow_engine::diffusion::vlb::{
@@ -64,7 +64,7 @@ fn assert_close(what: &str, got: &Tensor, want: &Value) {
     let _ = worst;
 }
 
-fn spec_of(v: &Value) -> difflow::diffusion::schedule::ScheduleSpec {
+fn spec_of(v: &Value) -> difflow_core::diffusion::schedule::ScheduleSpec {
     schedule_from_config(&Params::new(v, "schedule")).expect("a valid schedule")
 }
 
@@ -384,7 +384,7 @@ fn hybrid_loss_stops_the_vlb_gradient_at_the_mean() {
 /// same figures: relative errors 0.146, 0.049, 0.044.)
 #[test]
 fn dpm_solver_orders_converge_on_gaussian_data() {
-    use difflow::diffusion::schedule::Spacing;
+    use difflow_core::diffusion::schedule::Spacing;
     use difflow_engine::diffusion::noise::{SampleNoise, STREAM_INIT};
     use difflow_engine::diffusion::sampler::{Guidance, SampleSetup, Sampler};
 

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use difflow::job::{Input, Job, JobSettings};
+use difflow_core::job::{Input, Job, JobSettings};
 use difflow_engine::data::toy;
 use difflow_engine::params::Params;
 use serde_json::json;

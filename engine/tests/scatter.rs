@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use difflow::job::{Input, Job, JobSettings};
+use difflow_core::job::{Input, Job, JobSettings};
 use serde_json::json;
 
 fn job(kind: &str, variant: &str, params: serde_json::Value, inputs: &[(&str, &Path)], out: &Path) -> Job {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use difflow::job::{Input, Job, JobSettings};
+use difflow_core::job::{Input, Job, JobSettings};
 use difflow_engine::data::toy::gaussians8_centres;
 use difflow_engine::data::Dataset;
 use serde_json::{json, Value};
@@ -256,9 +256,17 @@ fn classifier_guidance_steers_the_unconditional_model(train: &Path) {
     let indices: Vec<u64> = (0..300).collect();
     let y = Tensor::full([300], 6, (Kind::Int64, Device::Cpu));
     for (name, sampler, scale) in [
-        ("none", Sampler::Ddim { steps: 25, eta: 0.0, spacing: difflow::diffusion::schedule::Spacing::Uniform }, 0.0),
+        (
+            "none",
+            Sampler::Ddim { steps: 25, eta: 0.0, spacing: difflow_core::diffusion::schedule::Spacing::Uniform },
+            0.0,
+        ),
         ("ddpm", Sampler::Ddpm { variance: VarianceType::FixedSmall, steps: 50 }, 3.0),
-        ("ddim", Sampler::Ddim { steps: 25, eta: 0.0, spacing: difflow::diffusion::schedule::Spacing::Uniform }, 3.0),
+        (
+            "ddim",
+            Sampler::Ddim { steps: 25, eta: 0.0, spacing: difflow_core::diffusion::schedule::Spacing::Uniform },
+            3.0,
+        ),
     ] {
         let guidance =
             if scale > 0.0 { Guidance::Classifier { classifier: &classifier, scale } } else { Guidance::None };

@@ -7,7 +7,7 @@ pub mod modules;
 pub mod pipeline;
 pub mod resolve;
 pub mod suggest;
-pub mod value;
+pub use difflow_core::value;
 
 use std::path::{Path, PathBuf};
 

@@ -1,6 +1,6 @@
 //! All diffusion math on tensors, in one place (improved-diffusion's `gaussian_diffusion.py`
 //! is the model). Per-timestep coefficients come from the float64 tables of
-//! `difflow::diffusion::schedule`; they are gathered in float64 and cast to the dtype of the
+//! `difflow_core::diffusion::schedule`; they are gathered in float64 and cast to the dtype of the
 //! tensor they multiply, so a float64 caller gets float64 arithmetic throughout.
 //!
 //! Index convention: `t` is a 0-based index into the process's tables (t = 0 is the
@@ -14,7 +14,7 @@ pub mod sampler;
 pub mod vlb;
 
 use anyhow::{bail, Result};
-use difflow::diffusion::schedule::{DiffusionTables, ScheduleSpec};
+use difflow_core::diffusion::schedule::{DiffusionTables, ScheduleSpec};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 

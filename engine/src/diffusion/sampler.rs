@@ -2,7 +2,7 @@
 //! classifier guidance, per-sample noise and an optional trajectory.
 
 use anyhow::{bail, Result};
-use difflow::diffusion::schedule::{space_timesteps, DiffusionTables, Spacing};
+use difflow_core::diffusion::schedule::{space_timesteps, DiffusionTables, Spacing};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 

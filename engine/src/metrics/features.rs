@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use difflow::job::Job;
+use difflow_core::job::Job;
 use tch::{Device, Kind, Tensor};
 
 use super::inception::{self, InceptionV3, Precision};

@@ -3,7 +3,7 @@
 //! so the columns show one path of the noising.
 
 use anyhow::{bail, Context, Result};
-use difflow::job::Job;
+use difflow_core::job::Job;
 use tch::{Device, Kind, Tensor};
 
 use super::grid::{auto_scale, grid_image};

@@ -2,7 +2,7 @@
 //! stage) and the in-memory grid that the forward and trajectory plots build on.
 
 use anyhow::{bail, Context, Result};
-use difflow::job::Job;
+use difflow_core::job::Job;
 use tch::{Device, Kind, Tensor};
 
 use crate::data::Dataset;

@@ -9,7 +9,7 @@ use std::ops::Range;
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
-use difflow::job::Job;
+use difflow_core::job::Job;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 

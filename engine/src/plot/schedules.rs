@@ -3,7 +3,7 @@
 //! schedule.
 
 use anyhow::Result;
-use difflow::job::Job;
+use difflow_core::job::Job;
 
 use super::loss::{write_panels, Line, Panel};
 use crate::diffusion::schedule_from_config;

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use difflow::job::Job;
+use difflow_core::job::Job;
 use image::codecs::gif::{GifEncoder, Repeat};
 use image::{Delay, Frame};
 use tch::{Kind, Tensor};

@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use difflow::job::Job;
+use difflow_core::job::Job;
 use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
 

@@ -1,7 +1,7 @@
 //! The `dataset` stage: generate or decode the data and write the dataset artifact.
 
 use anyhow::{bail, Result};
-use difflow::job::Job;
+use difflow_core::job::Job;
 
 use crate::data::store::DATA_FILE;
 use crate::data::toy;

@@ -6,7 +6,7 @@
 //! default [3, 32, 32], or [2] for an `mlp`) and `classes` (an encoder's outputs, default 10).
 
 use anyhow::{bail, Context, Result};
-use difflow::job::Job;
+use difflow_core::job::Job;
 use serde::Serialize;
 use tch::{nn, Device};
 

@@ -11,7 +11,7 @@
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use difflow::job::Job;
+use difflow_core::job::Job;
 use serde_json::{json, Map, Value};
 use tch::{Device, Kind, Tensor};
 

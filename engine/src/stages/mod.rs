@@ -11,7 +11,7 @@ pub mod stats;
 pub mod train;
 
 use anyhow::{bail, Context, Result};
-use difflow::job::Job;
+use difflow_core::job::Job;
 
 /// Small networks on vector data run fastest on one thread: their ops are too small to
 /// gain from intra-op parallelism, and on a busy machine spinning threads cost up to 7×.
@@ -38,9 +38,9 @@ pub fn run(job: &Job) -> Result<()> {
         "metrics" => metrics::run(job),
         "stats" => stats::run(job),
         "nll" => nll::run(job),
-        // Pure Rust in the root crate; `difflow run` writes reports in-process, and a worker
-        // launched by another executor writes the same files.
-        "report" => difflow::report::write_report(job).map_err(anyhow::Error::msg),
+        // Reports read the lock file and other entries' manifests: the orchestrator writes
+        // them in-process, whichever executor runs the other stages.
+        "report" => bail!("report stages are written by `difflow run` itself, not by a worker"),
         other => bail!("unknown stage kind `{other}` in the job file (is difflow-worker older than difflow?)"),
     }
 }

@@ -9,7 +9,7 @@
 //! and the mean of each of the T terms.
 
 use anyhow::{bail, Context, Result};
-use difflow::job::Job;
+use difflow_core::job::Job;
 use serde_json::json;
 use tch::{Device, Kind, Tensor};
 

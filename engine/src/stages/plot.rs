@@ -1,7 +1,7 @@
 //! The `plot` stage: one PNG (or GIF) per variant.
 
 use anyhow::{bail, Context, Result};
-use difflow::job::Job;
+use difflow_core::job::Job;
 use tch::{Device, Kind};
 
 use crate::data::Dataset;

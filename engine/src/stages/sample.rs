@@ -3,7 +3,7 @@
 //! `batch` (which is therefore not part of the stage key).
 
 use anyhow::{bail, Context, Result};
-use difflow::job::Job;
+use difflow_core::job::Job;
 use tch::{nn, Device, Kind, Tensor};
 
 use crate::data::store::{to_uint8, SAMPLES_FILE};

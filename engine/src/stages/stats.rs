@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use difflow::job::Job;
+use difflow_core::job::Job;
 use tch::{Kind, Tensor};
 
 use crate::data::Dataset;

@@ -11,8 +11,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use difflow::diffusion::schedule::ScheduleSpec;
-use difflow::job::Job;
+use difflow_core::diffusion::schedule::ScheduleSpec;
+use difflow_core::job::Job;
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 

@@ -2,7 +2,7 @@
 //! them as a user would write them.
 
 use super::{Bound, Default, KeySpec, KindSpec, Range, Role, Type, VariantSpec};
-use crate::lang::value::Value;
+use crate::value::Value;
 
 fn key(name: &'static str, ty: Type, default: Default, doc: &'static str) -> KeySpec {
     KeySpec { name, ty, default, range: Range::ANY, doc, in_key: true }

@@ -14,7 +14,7 @@ pub struct Job {
     pub instance: String,
     pub kind: String,
     pub variant: String,
-    /// The instance's parameters ([`crate::lang::value::Value::to_json`]): configs as
+    /// The instance's parameters ([`crate::value::Value::to_json`]): configs as
     /// objects with `kind` and `variant`, stage references as `{"$stage": NAME}`.
     pub params: serde_json::Value,
     /// The finished upstream stages, by instance name.

@@ -1,0 +1,12 @@
+//! The part of difflow that both sides stand on: the front end (language, graph, cache,
+//! command line; never links libtorch) and the engine (the `difflow-worker` on tch).
+//!
+//! - [`job`]: the protocol between orchestrator and worker (job file in, events out);
+//! - [`schema`]: the one table of kinds, variants and keys, with types and defaults;
+//! - [`value`]: resolved values, as the checker produces them and stage keys hash them;
+//! - [`diffusion`]: the float64 noise-schedule tables.
+
+pub mod diffusion;
+pub mod job;
+pub mod schema;
+pub mod value;
