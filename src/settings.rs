@@ -8,6 +8,7 @@
 //! inception_weights = "weights/pt_inception-2015-12-05.pth"
 //! threads = 0                       # CPU threads per worker (0: libtorch's default)
 //! jobs = 1                          # stages run at once (`difflow run --jobs` wins)
+//! use_roots = ["../shared"]         # more folders whose `.diff` files a `use` may read
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -29,6 +30,8 @@ pub struct Settings {
     pub inception_weights: Option<PathBuf>,
     pub threads: usize,
     pub jobs: usize,
+    /// Folders besides the project's own whose `.diff` files a `use` may read, absolute.
+    pub use_roots: Vec<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -40,6 +43,7 @@ struct RawSettings {
     inception_weights: Option<PathBuf>,
     threads: Option<usize>,
     jobs: Option<usize>,
+    use_roots: Option<Vec<PathBuf>>,
 }
 
 impl Settings {
@@ -53,6 +57,7 @@ impl Settings {
             inception_weights: None,
             threads: 0,
             jobs: 1,
+            use_roots: Vec::new(),
         }
     }
 
@@ -67,7 +72,7 @@ impl Settings {
         };
         let raw: RawSettings = toml::from_str(&text).map_err(|e| {
             format!(
-                "{} is not valid: {}\nhelp: the known settings are cache, data_root, device, inception_weights, threads, jobs",
+                "{} is not valid: {}\nhelp: the known settings are cache, data_root, device, inception_weights, threads, jobs, use_roots",
                 file.display(),
                 e.message()
             )
@@ -89,6 +94,7 @@ impl Settings {
         if let Some(j) = raw.jobs {
             s.jobs = j.max(1);
         }
+        s.use_roots = raw.use_roots.unwrap_or_default().into_iter().map(|r| root.join(r)).collect();
         Ok(s)
     }
 

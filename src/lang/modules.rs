@@ -12,6 +12,7 @@ use crate::syntax::ast::{self, ItemKind, Span};
 use crate::syntax::{SourceFile, SourceMap};
 
 use super::suggest;
+use super::use_policy::{read_source, UsePolicy};
 
 /// The stdlib, compiled into the binary: `use "std/NAME.diff"`.
 pub const STDLIB: &[(&str, &str)] = &[
@@ -49,6 +50,8 @@ pub struct Loader<'s> {
     state: HashMap<Key, State>,
     /// The chain of files being loaded, with the span of the `use` that led to each.
     stack: Vec<(Key, String, Option<Span>)>,
+    /// Which files a `use` may read.
+    policy: UsePolicy,
 }
 
 impl<'s> Loader<'s> {
@@ -60,6 +63,7 @@ impl<'s> Loader<'s> {
             syntax_errors: false,
             state: HashMap::new(),
             stack: Vec::new(),
+            policy: UsePolicy::default(),
         }
     }
 
@@ -68,13 +72,16 @@ impl<'s> Loader<'s> {
     pub fn load_root(&mut self, root: Root<'_>) -> Result<(), String> {
         match root {
             Root::Path(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-                let key = Key::Disk(absolute(path));
+                let text = read_source(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                let dir = absolute(path).parent().map(Path::to_path_buf).unwrap_or_default();
+                self.policy = UsePolicy::for_pipeline(&dir);
+                let key = Key::Disk(std::fs::canonicalize(path).unwrap_or_else(|_| absolute(path)));
                 let source =
                     SourceFile { name: path.display().to_string(), path: Some(absolute(path)), text: text.clone() };
                 self.visit(key, source, None);
             }
             Root::Text { name, text, base } => {
+                self.policy = UsePolicy::for_pipeline(&base);
                 let key = Key::Disk(base.join(name));
                 let source = SourceFile { name: name.to_string(), path: None, text: text.to_string() };
                 self.visit_with_base(key, source, None, base);
@@ -145,31 +152,20 @@ impl<'s> Loader<'s> {
                 return;
             }
             let path = normalize(&base.join(written));
-            let key = Key::Disk(path.clone());
-            if self.state.contains_key(&key) {
-                (key, SourceFile { name: String::new(), path: None, text: String::new() })
-            } else {
-                match std::fs::read_to_string(&path) {
-                    Ok(text) => (key, SourceFile { name: display_path(&path), path: Some(path), text }),
-                    Err(e) => {
-                        let why = if e.kind() == std::io::ErrorKind::NotFound {
-                            "no such file".to_string()
-                        } else {
-                            e.to_string()
-                        };
-                        self.diagnostics.push(
-                            Diagnostic::new(
-                                "difflow::missing_file",
-                                format!("cannot read `{written}`: {why}"),
-                                span,
-                                                                format!("tried {}", display_path(&path)),
-                            )
-                            .with_help(
-                                "a `use` path is relative to the folder of the file that writes it; stdlib files are `std/NAME.diff`",
-                            ),
-                        );
-                        return;
+            match self.policy.read(written, &path) {
+                Ok((canonical, _)) if self.state.contains_key(&Key::Disk(canonical.clone())) => {
+                    (Key::Disk(canonical), SourceFile { name: String::new(), path: None, text: String::new() })
+                }
+                Ok((canonical, text)) => {
+                    (Key::Disk(canonical), SourceFile { name: display_path(&path), path: Some(path), text })
+                }
+                Err(refusal) => {
+                    let mut d = Diagnostic::new(refusal.code, refusal.message, span, refusal.label);
+                    if !refusal.help.is_empty() {
+                        d = d.with_help(refusal.help);
                     }
+                    self.diagnostics.push(d);
+                    return;
                 }
             }
         };
@@ -229,7 +225,7 @@ pub fn normalize(path: &Path) -> PathBuf {
 }
 
 /// A path as messages show it: relative to the current folder when it is inside it.
-fn display_path(path: &Path) -> String {
+pub(super) fn display_path(path: &Path) -> String {
     if let Ok(cwd) = std::env::current_dir() {
         if let Ok(rel) = path.strip_prefix(&cwd) {
             return rel.display().to_string();

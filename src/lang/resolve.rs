@@ -860,6 +860,16 @@ impl<'a> Resolver<'a> {
                         self.decls.get(&*cx.owner).and_then(|d| d.kind).is_some_and(|k| k.name == "dataset");
                     let base = if in_dataset { &self.data_root } else { &self.root };
                     let abs = if p.is_absolute() { p.to_path_buf() } else { super::modules::normalize(&base.join(p)) };
+                    if let Some(why) = super::input_path::refusal(&abs) {
+                        self.diags.push(
+                            Diagnostic::new("difflow::bad_input_path", why, v.span, "not a file or folder of files")
+                                .with_help(format!(
+                                    "`{}` must name a regular file or a folder of regular files",
+                                    cx.key
+                                )),
+                        );
+                        return None;
+                    }
                     Some(one(Value::Path(abs.display().to_string())))
                 }
                 _ => self.mismatch(v, ty, cx),
