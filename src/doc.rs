@@ -179,7 +179,8 @@ in a run, each with a stable code:
 | `difflow::duplicate_name`, `difflow::duplicate_key`, `difflow::duplicate_sweep_value` | a name, key or sweep value written twice |
 | `difflow::type_mismatch`, `difflow::out_of_range`, `difflow::missing_key`, `difflow::conflicting_keys` | a key's value |
 | `difflow::undefined_name`, `difflow::wrong_kind`, `difflow::dependency_cycle` | references |
-| `difflow::import_cycle`, `difflow::missing_file` | `use` |
+| `difflow::import_cycle`, `difflow::missing_file`, `difflow::forbidden_use` | `use`; it reads only `.diff` files inside the project (the folder holding `difflow.toml`, else the pipeline's, and below, plus `use_roots`), regular files of at most 4 MiB |
+| `difflow::bad_input_path` | a dataset or weights path at a FIFO, device, socket or `/proc` entry (or a folder holding one) |
 | `difflow::bad_override` | a `--set` that is not NAME=VALUE |
 | `difflow::cfg_without_dropout` | cfg guidance on a model trained with `uncond_p = 0` |
 | `difflow::cfg_unconditional` | cfg guidance (or `uncond_p`) with a model of `classes = 0` |

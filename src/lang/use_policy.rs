@@ -99,6 +99,11 @@ fn missing(written: &str, path: &Path, e: &std::io::Error) -> Refusal {
 /// The messages never quote the file's bytes.
 pub fn read_source(path: &Path) -> Result<String, String> {
     let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    // /proc and /sys entries claim to be regular files of size 0.
+    let canonical = std::fs::canonicalize(path).map_err(|e| e.to_string())?;
+    if canonical.starts_with("/proc") || canonical.starts_with("/sys") {
+        return Err("it is a /proc or /sys entry, not a regular file".into());
+    }
     if !meta.is_file() {
         return Err("it is not a regular file (a folder, FIFO, device or socket)".into());
     }

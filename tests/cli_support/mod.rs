@@ -20,7 +20,8 @@ plot pic = scatter { of = [pts, gen] }
 
 /// The worker double: prints progress and a metric, writes `<kind>.txt` (with the
 /// instance name) into out_dir, and `grid.png` for a sample stage. With `FAIL_KIND=<kind>` it fails like a stage error
-/// (exit 2); with `CRASH_KIND=<kind>` it writes a partial file and dies by SIGKILL.
+/// (exit 2); with `CRASH_KIND=<kind>` it writes a partial file (and for `train` a
+/// checkpoint) and dies by SIGKILL.
 const WORKER: &str = r#"#!/bin/sh
 job="$1"
 out=$(sed -n 's/^  "out_dir": "\(.*\)",$/\1/p' "$job")
@@ -30,7 +31,11 @@ if [ -n "$LOG" ]; then echo "$inst" >> "$LOG"; fi
 echo '{"event":"begin","what":"working","total":2}'
 echo '{"event":"progress","done":1,"loss":0.5}'
 if [ "$kind" = "$FAIL_KIND" ]; then echo "error: the data file is missing" >&2; exit 2; fi
-if [ "$kind" = "$CRASH_KIND" ]; then echo partial > "$out/partial.txt"; kill -9 $$; fi
+if [ "$kind" = "$CRASH_KIND" ]; then
+  echo partial > "$out/partial.txt"
+  if [ "$kind" = "train" ]; then mkdir -p "$out/checkpoint"; echo '{"step":1}' > "$out/checkpoint/state.json"; fi
+  kill -9 $$
+fi
 if [ -n "$SLEEP" ]; then sleep "$SLEEP"; fi
 echo '{"event":"progress","done":2,"loss":0.25}'
 echo '{"event":"metric","name":"loss","value":0.25}'
