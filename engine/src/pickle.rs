@@ -170,7 +170,7 @@ impl<'a> Machine<'a> {
         match (&mut top.obj, what) {
             (Obj::List(l), "list") => l.extend(items.into_iter().map(|s| s.obj)),
             (Obj::Dict(d), "dict") => {
-                if items.len() % 2 != 0 {
+                if !items.len().is_multiple_of(2) {
                     bail!("odd number of items for a dict at byte {pos}");
                 }
                 let mut it = items.into_iter().map(|s| s.obj);
@@ -312,7 +312,7 @@ impl<'a> Machine<'a> {
             b')' => self.leaf(Obj::Tuple(Vec::new()), 0)?,
             b'd' => {
                 let items = self.pop_mark()?;
-                if items.len() % 2 != 0 {
+                if !items.len().is_multiple_of(2) {
                     bail!("odd number of items for a dict at byte {}", self.pos);
                 }
                 self.combine(items, |objs| {

@@ -159,13 +159,8 @@ fn hostile_pickles(marker: &Path) -> Vec<(String, Vec<u8>)> {
     p.extend(std::iter::repeat_n(b'l', 500_000));
     p.push(b'.');
     cases.push(("500,000 nested MARK lists".into(), p));
-    let mut p = b"]".to_vec();
-    for _ in 0..300_000 {
-        p.extend_from_slice(b"]");
-    }
-    for _ in 0..300_000 {
-        p.push(b'a');
-    }
+    let mut p = vec![b']'; 300_001];
+    p.extend(std::iter::repeat_n(b'a', 300_000));
     p.push(b'.');
     cases.push(("300,000 lists APPENDed into each other".into(), p));
     cases.push(("GET of an unset memo".into(), b"\x80\x02h\x07.".to_vec()));
