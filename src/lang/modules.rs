@@ -2,7 +2,9 @@
 //! file that writes it; `use "std/NAME.diff"` reads the stdlib embedded in the binary.
 //! Every file is loaded once; files come out used-before-user, so a name's declaration
 //! order is stable. Import cycles are reported with the chain, missing files with the
-//! path tried.
+//! path tried. Which files on disk a `use` may read (`.diff` files inside the project) is
+//! decided by [`super::use_policy`]; files are keyed by their canonical path, so a symbolic
+//! link loop is an import cycle, not an endless chain.
 
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
