@@ -233,14 +233,27 @@ impl<'a> Machine<'a> {
 
     fn step(&mut self, op: u8) -> Result<()> {
         match op {
-            b'.' => {}
-            0x80 => {
-                self.u8()?; // PROTO
+            b'.' => Ok(()),
+            0x80 => self.u8().map(drop),  // PROTO
+            0x95 => self.u64().map(drop), // FRAME: a hint for buffering
+            b'(' => {
+                self.marks.push(self.stack.len());
+                Ok(())
             }
-            0x95 => {
-                self.u64()?; // FRAME: a hint for buffering, checked like any length when used
-            }
-            b'(' => self.marks.push(self.stack.len()),
+            b'0' => self.pop().map(drop),
+            b'1' => self.pop_mark().map(drop),
+            b'N' | 0x88 | 0x89 | b'J' | b'K' | b'M' | 0x8a | 0x8b | b'I' | b'L' | b'G' => self.number(op),
+            b'U' | b'C' | b'T' | b'B' | 0x8e | 0x96 | 0x8c | b'X' | 0x8d => self.string(op),
+            b'}' | b']' | b')' | b'd' | b'l' | b't' | 0x85..=0x87 | b'a' | b'e' | b's' | b'u' => self.container(op),
+            b'c' | 0x93 | b'R' | 0x81 | b'b' | b'Q' => self.object(op),
+            b'q' | b'r' | 0x94 | b'p' | b'h' | b'j' | b'g' => self.memo_op(op),
+            other => bail!("unsupported pickle opcode 0x{other:02x} at byte {}", self.pos - 1),
+        }
+    }
+
+    /// None, booleans, integers and floats.
+    fn number(&mut self, op: u8) -> Result<()> {
+        match op {
             b'N' => self.leaf(Obj::None, 0)?,
             0x88 => self.leaf(Obj::Bool(true), 0)?,
             0x89 => self.leaf(Obj::Bool(false), 0)?,
@@ -282,6 +295,14 @@ impl<'a> Machine<'a> {
                 let v = f64::from_be_bytes(self.take(8)?.try_into()?);
                 self.leaf(Obj::Float(v), 0)?
             }
+            _ => unreachable!("dispatched by step"),
+        }
+        Ok(())
+    }
+
+    /// Byte and text strings.
+    fn string(&mut self, op: u8) -> Result<()> {
+        match op {
             // Python 2 `str`s (U, T) are bytes; unicode (X, 0x8c, 0x8d) is text.
             b'U' | b'C' => {
                 let n = self.u8()? as u64;
@@ -307,6 +328,14 @@ impl<'a> Machine<'a> {
                 let n = self.u64()?;
                 self.bytes_leaf(n, true)?
             }
+            _ => unreachable!("dispatched by step"),
+        }
+        Ok(())
+    }
+
+    /// Empty containers, containers from the stack, and items added to them.
+    fn container(&mut self, op: u8) -> Result<()> {
+        match op {
             b'}' => self.leaf(Obj::Dict(Vec::new()), 0)?,
             b']' => self.leaf(Obj::List(Vec::new()), 0)?,
             b')' => self.leaf(Obj::Tuple(Vec::new()), 0)?,
@@ -358,6 +387,14 @@ impl<'a> Machine<'a> {
                 let items = self.pop_mark()?;
                 self.extend_top(items, "dict")?
             }
+            _ => unreachable!("dispatched by step"),
+        }
+        Ok(())
+    }
+
+    /// Globals, calls (recorded, not run), object state and persistent ids.
+    fn object(&mut self, op: u8) -> Result<()> {
+        match op {
             b'c' => {
                 let module = self.line()?;
                 let name = self.line()?;
@@ -392,6 +429,14 @@ impl<'a> Machine<'a> {
                 let pid = self.pop()?;
                 self.combine(vec![pid], |mut v| Obj::PersistentId(Box::new(v.pop().expect("one part"))))?
             }
+            _ => unreachable!("dispatched by step"),
+        }
+        Ok(())
+    }
+
+    /// Memo PUT and GET.
+    fn memo_op(&mut self, op: u8) -> Result<()> {
+        match op {
             b'q' => {
                 let i = self.u8()? as u64;
                 self.memo_put(i)?
@@ -420,13 +465,7 @@ impl<'a> Machine<'a> {
                 let line = self.line()?;
                 self.memo_get(line.parse().map_err(|_| anyhow!("bad GET {line:?}"))?)?
             }
-            b'0' => {
-                self.pop()?;
-            }
-            b'1' => {
-                self.pop_mark()?;
-            }
-            other => bail!("unsupported pickle opcode 0x{other:02x} at byte {}", self.pos - 1),
+            _ => unreachable!("dispatched by step"),
         }
         Ok(())
     }
