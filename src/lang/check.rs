@@ -9,6 +9,7 @@ use crate::lang::pipeline::{Instance, Pipeline};
 use crate::lang::value::{Config, Value};
 use crate::schema::facts;
 use crate::syntax::ast::Span;
+use difflow_core::unet::{net_problems, NetProblem};
 
 use super::resolve::SpanTable;
 
@@ -176,35 +177,10 @@ impl<'p> Checker<'p> {
                     (Some(l), Some(k)) => Some(l.min(k)),
                     (l, k) => l.or(k),
                 };
-                let origin = inst.name.clone();
-                Some(match inst.variant.as_str() {
-                    "mnist" | "fashion_mnist" => Data {
-                        points: false,
-                        channels: 1,
-                        size: int(p, "size")?,
-                        classes: int(p, "classes")?,
-                        examples,
-                        origin,
-                    },
-                    "cifar10" => Data { points: false, channels: 3, size: 32, classes: 10, examples, origin },
-                    "images" => Data {
-                        points: false,
-                        channels: int(p, "channels")?,
-                        size: int(p, "size")?,
-                        classes: 0,
-                        examples,
-                        origin,
-                    },
-                    "toy" => Data {
-                        points: true,
-                        channels: 2,
-                        size: 0,
-                        classes: facts::toy_classes(string(p, "shape")?),
-                        examples: int(p, "count"),
-                        origin,
-                    },
-                    _ => return None,
-                })
+                let shape = facts::dataset_shape(&inst.variant, |k| int(p, k), |k| string(p, k))?;
+                let examples = if shape.points { int(p, "count") } else { examples };
+                let facts::DataShape { points, channels, size, classes } = shape;
+                Some(Data { points, channels, size, classes, examples, origin: inst.name.clone() })
             }
             "train" | "classifier" => self.data(self.inst(stage(p, "data")?)?),
             "sample" => {
@@ -339,100 +315,41 @@ impl<'p> Checker<'p> {
             return;
         }
         let Some(Value::List(mults)) = model.params.get("mults") else { return };
-        let levels = mults.len() as u32;
-        let mults_span = self.at(inst, "model.mults");
-        if levels == 0 {
-            self.push(
-                Diagnostic::new("difflow::out_of_range", "`mults` needs at least one level", mults_span, "empty")
-                    .with_help("write one multiplier per resolution, e.g. `mults = [1, 2, 2]`"),
-            );
-            return;
-        }
-        let div = 1i64 << (levels - 1).min(40);
-        if data.size % div != 0 {
-            let mut fit = 1;
-            while fit < levels && data.size % (1i64 << fit) == 0 {
-                fit += 1;
-            }
-            self.push(
-                Diagnostic::new(
-                    "difflow::indivisible_size",
-                    format!(
-                        "a {levels}-level {} halves the image {} times, but {}-pixel images are not divisible by {div}",
-                        model.variant,
-                        levels - 1,
-                        data.size
-                    ),
-                    mults_span,
-                    format!("{levels} levels"),
-                )
-                .with_label(data_span, format!("{} from here", data.describe()))
-                .with_help(format!(
-                    "use at most {fit} levels in `mults` (e.g. {}), or resize the data to a multiple of {div}",
-                    example_mults(fit)
-                )),
-            );
-            return;
-        }
-        let resolutions: Vec<i64> = (0..levels).map(|i| data.size >> i).collect();
-        self.heads_divide_channels(inst, model, &resolutions);
-        if let Some(Value::List(att)) = model.params.get("attention") {
-            for a in att {
-                if let Value::Int(r) = a {
-                    if !resolutions.contains(r) {
-                        let shown = resolutions.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(", ");
-                        self.push(
-                            Diagnostic::new(
-                                "difflow::attention_resolution",
-                                format!(
-                                    "attention at {r}×{r}, but this {} on {}×{} data only has resolutions {shown}",
-                                    model.variant, data.size, data.size
-                                ),
-                                self.at(inst, "model.attention"),
-                                format!("no {r}×{r} level"),
-                            )
-                            .with_help(format!("pick attention resolutions among {shown}")),
-                        );
-                    }
-                }
-            }
-        }
-    }
-
-    /// Attention splits a level's channels into `heads` equal parts, at every attention
-    /// resolution and in the middle block (which always attends).
-    fn heads_divide_channels(&mut self, inst: &Instance, model: &Config, resolutions: &[i64]) {
-        let (Some(channels), Some(heads)) = (int(&model.params, "channels"), int(&model.params, "heads")) else {
-            return;
+        let ints = |items: &[Value]| -> Vec<i64> {
+            items.iter().filter_map(|v| if let Value::Int(i) = v { Some(*i) } else { None }).collect()
         };
-        let Some(Value::List(mults)) = model.params.get("mults") else { return };
-        let mults: Vec<i64> =
-            mults.iter().filter_map(|m| if let Value::Int(i) = m { Some(*i) } else { None }).collect();
-        let attention: Vec<i64> = match model.params.get("attention") {
-            Some(Value::List(a)) => {
-                a.iter().filter_map(|m| if let Value::Int(i) = m { Some(*i) } else { None }).collect()
-            }
+        let attention = match model.params.get("attention") {
+            Some(Value::List(a)) => ints(a),
             _ => Vec::new(),
         };
-        let mut widths: Vec<(String, i64)> = Vec::new();
-        for (i, r) in resolutions.iter().enumerate() {
-            if attention.contains(r) {
-                widths.push((format!("the {r}×{r} level"), channels * mults.get(i).copied().unwrap_or(1)));
-            }
-        }
-        if let Some(last) = mults.last() {
-            widths.push(("the middle block".to_string(), channels * last));
-        }
-        if let Some((place, width)) = widths.iter().find(|(_, w)| w % heads != 0) {
-            self.push(
-                Diagnostic::new(
+        let (channels, heads) = (int(&model.params, "channels"), int(&model.params, "heads"));
+        for problem in net_problems(channels, heads, &ints(mults), &attention, data.size) {
+            let message = problem.message(&model.variant);
+            let diagnostic = match &problem {
+                NetProblem::NoLevels => {
+                    Diagnostic::new("difflow::out_of_range", message, self.at(inst, "model.mults"), "empty")
+                }
+                NetProblem::Indivisible { levels, .. } => Diagnostic::new(
+                    "difflow::indivisible_size",
+                    message,
+                    self.at(inst, "model.mults"),
+                    format!("{levels} levels"),
+                )
+                .with_label(data_span, format!("{} from here", data.describe())),
+                NetProblem::Heads { heads, .. } => Diagnostic::new(
                     "difflow::heads_mismatch",
-                    format!("{heads} attention heads cannot split the {width} channels of {place}"),
+                    message,
                     self.at(inst, "model.heads"),
                     format!("{heads} heads"),
-                )
-                .with_help("choose `heads` dividing channels × every multiplier at attention levels (e.g. 1, 2 or 4)"),
-            );
+                ),
+                NetProblem::AttentionResolution { resolution: r, .. } => Diagnostic::new(
+                    "difflow::attention_resolution",
+                    message,
+                    self.at(inst, "model.attention"),
+                    format!("no {r}×{r} level"),
+                ),
+            };
+            self.push(diagnostic.with_help(problem.help()));
         }
     }
 
@@ -785,8 +702,7 @@ impl<'p> Checker<'p> {
         let samples = stage(p, "samples").and_then(|n| self.inst(n));
         let sdata = samples.and_then(|s| self.data(s));
         let reference = stage(p, "reference").and_then(|n| self.inst(n));
-        let needs_ref: Vec<&str> =
-            measures.iter().copied().filter(|m| matches!(*m, "fid" | "kid" | "precision" | "recall")).collect();
+        let needs_ref: Vec<&str> = measures.iter().copied().filter(|m| facts::needs_reference(m)).collect();
         if reference.is_none() && !needs_ref.is_empty() {
             self.push(
                 Diagnostic::new(
@@ -1055,11 +971,6 @@ impl<'p> Checker<'p> {
             _ => {}
         }
     }
-}
-
-fn example_mults(levels: u32) -> String {
-    let v: Vec<String> = (0..levels).map(|i| if i == 0 { "1".to_string() } else { "2".to_string() }).collect();
-    format!("[{}]", v.join(", "))
 }
 
 /// `fid needs` / `fid and is need`.
