@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use crate::diagnostics::Diagnostic;
+use crate::diagnostics::{Code, Diagnostic};
 use crate::lang::pipeline::{Instance, Pipeline};
 use crate::lang::value::{Config, Value};
 use crate::schema::facts;
@@ -233,7 +233,7 @@ impl<'p> Checker<'p> {
                 if start >= end {
                     self.push(
                         Diagnostic::new(
-                            "difflow::out_of_range",
+                            Code::OutOfRange,
                             format!("a linear schedule needs start < end, found start = {start} and end = {end}"),
                             span("end"),
                             "not above start",
@@ -249,7 +249,7 @@ impl<'p> Checker<'p> {
                     let min_steps = (1000.0 * end).floor() as i64 + 1;
                     self.push(
                         Diagnostic::new(
-                            "difflow::out_of_range",
+                            Code::OutOfRange,
                             format!(
                                 "with {steps} steps the linear schedule's last β is {end} × 1000/{steps} = {}, which is not below 1",
                                 scale * end
@@ -268,7 +268,7 @@ impl<'p> Checker<'p> {
                     if start >= end {
                         self.push(
                             Diagnostic::new(
-                                "difflow::out_of_range",
+                                Code::OutOfRange,
                                 format!("a sigmoid schedule needs start < end, found start = {start} and end = {end}"),
                                 span("end"),
                                 "not above start",
@@ -290,7 +290,7 @@ impl<'p> Checker<'p> {
                 if c == 2 {
                     self.push(
                         Diagnostic::new(
-                            "difflow::out_of_range",
+                            Code::OutOfRange,
                             "`channels` must be 1 (grayscale) or 3 (RGB), found 2",
                             self.at(inst, "channels"),
                             "neither grayscale nor RGB",
@@ -310,7 +310,7 @@ impl<'p> Checker<'p> {
             ("mlp", false) => {
                 self.push(
                     Diagnostic::new(
-                        "difflow::model_data_mismatch",
+                        Code::ModelDataMismatch,
                         format!("an `mlp` cannot model images, and `{data_name}` holds {}", data.describe()),
                         self.at(inst, "model"),
                         "an mlp",
@@ -323,7 +323,7 @@ impl<'p> Checker<'p> {
             ("unet" | "encoder", true) => {
                 self.push(
                     Diagnostic::new(
-                        "difflow::model_data_mismatch",
+                        Code::ModelDataMismatch,
                         format!("a `{}` needs images, but `{data_name}` holds {}", model.variant, data.describe()),
                         self.at(inst, "model"),
                         format!("a {}", model.variant),
@@ -343,7 +343,7 @@ impl<'p> Checker<'p> {
         let mults_span = self.at(inst, "model.mults");
         if levels == 0 {
             self.push(
-                Diagnostic::new("difflow::out_of_range", "`mults` needs at least one level", mults_span, "empty")
+                Diagnostic::new(Code::OutOfRange, "`mults` needs at least one level", mults_span, "empty")
                     .with_help("write one multiplier per resolution, e.g. `mults = [1, 2, 2]`"),
             );
             return;
@@ -356,7 +356,7 @@ impl<'p> Checker<'p> {
             }
             self.push(
                 Diagnostic::new(
-                    "difflow::indivisible_size",
+                    Code::IndivisibleSize,
                     format!(
                         "a {levels}-level {} halves the image {} times, but {}-pixel images are not divisible by {div}",
                         model.variant,
@@ -383,7 +383,7 @@ impl<'p> Checker<'p> {
                         let shown = resolutions.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(", ");
                         self.push(
                             Diagnostic::new(
-                                "difflow::attention_resolution",
+                                Code::AttentionResolution,
                                 format!(
                                     "attention at {r}×{r}, but this {} on {}×{} data only has resolutions {shown}",
                                     model.variant, data.size, data.size
@@ -426,7 +426,7 @@ impl<'p> Checker<'p> {
         if let Some((place, width)) = widths.iter().find(|(_, w)| w % heads != 0) {
             self.push(
                 Diagnostic::new(
-                    "difflow::heads_mismatch",
+                    Code::HeadsMismatch,
                     format!("{heads} attention heads cannot split the {width} channels of {place}"),
                     self.at(inst, "model.heads"),
                     format!("{heads} heads"),
@@ -442,7 +442,7 @@ impl<'p> Checker<'p> {
         if model.variant == "encoder" {
             self.push(
                 Diagnostic::new(
-                    "difflow::wrong_model",
+                    Code::WrongModel,
                     "a `train` stage trains a denoiser, but this model is an `encoder` (a classifier network)",
                     self.at(inst, "model"),
                     "an encoder",
@@ -468,7 +468,7 @@ impl<'p> Checker<'p> {
             };
             self.push(
                 Diagnostic::new(
-                    "difflow::class_mismatch",
+                    Code::ClassMismatch,
                     format!("the model is conditioned on {classes} classes, but {what}"),
                     self.at(inst, "model.classes"),
                     format!("{classes} classes"),
@@ -481,7 +481,7 @@ impl<'p> Checker<'p> {
         if uncond_p > 0.0 && classes == 0 {
             self.push(
                 Diagnostic::new(
-                    "difflow::cfg_unconditional",
+                    Code::CfgUnconditional,
                     "`uncond_p` drops the class label, but the model is unconditional (classes = 0)",
                     self.at(inst, "uncond_p"),
                     "no label to drop",
@@ -500,7 +500,7 @@ impl<'p> Checker<'p> {
         if loss != "simple" && !boolean(&model.params, "learn_sigma") {
             self.push(
                 Diagnostic::new(
-                    "difflow::needs_learn_sigma",
+                    Code::NeedsLearnSigma,
                     format!("loss = \"{loss}\" trains the variance, but the model has learn_sigma = false"),
                     self.at(inst, "loss"),
                     format!("{loss} loss"),
@@ -513,7 +513,7 @@ impl<'p> Checker<'p> {
         if prediction == "eps" && boolean(&schedule.params, "zero_terminal_snr") {
             self.push(
                 Diagnostic::new(
-                    "difflow::eps_zero_snr",
+                    Code::EpsZeroSnr,
                     "ε-prediction is undefined at ᾱ_T = 0, and this schedule has zero_terminal_snr = true",
                     self.at(inst, "schedule"),
                     "zero terminal SNR",
@@ -527,7 +527,7 @@ impl<'p> Checker<'p> {
             if warmup >= steps && warmup > 0 {
                 self.push(
                     Diagnostic::new(
-                        "difflow::out_of_range",
+                        Code::OutOfRange,
                         format!(
                             "the learning-rate warm-up ({warmup} steps) is not shorter than training ({steps} steps)"
                         ),
@@ -545,7 +545,7 @@ impl<'p> Checker<'p> {
             if batch > n {
                 self.push(
                     Diagnostic::new(
-                        "difflow::batch_too_large",
+                        Code::BatchTooLarge,
                         format!("batch {batch} is larger than the {n} examples of `{}`", data.origin),
                         self.at(inst, "batch"),
                         "larger than the data",
@@ -563,7 +563,7 @@ impl<'p> Checker<'p> {
         if model.variant != "encoder" {
             self.push(
                 Diagnostic::new(
-                    "difflow::wrong_model",
+                    Code::WrongModel,
                     format!("a `classifier` stage trains an `encoder`, but this model is a `{}`", model.variant),
                     self.at(inst, "model"),
                     format!("a {}", model.variant),
@@ -577,7 +577,7 @@ impl<'p> Checker<'p> {
         if data.classes == 0 {
             self.push(
                 Diagnostic::new(
-                    "difflow::class_mismatch",
+                    Code::ClassMismatch,
                     format!("a classifier needs labels, but `{}` has none", data.origin),
                     self.at(inst, "data"),
                     "unlabelled data",
@@ -603,7 +603,7 @@ impl<'p> Checker<'p> {
                 if steps > t_steps {
                     self.push(
                         Diagnostic::new(
-                            "difflow::sampler_steps",
+                            Code::SamplerSteps,
                             format!(
                                 "the sampler takes {steps} steps, but `{}` trained on a schedule of {t_steps} steps",
                                 train.decl
@@ -621,7 +621,7 @@ impl<'p> Checker<'p> {
             if string(&sampler.params, "variance") == Some("learned") && !boolean(&model.params, "learn_sigma") {
                 self.push(
                     Diagnostic::new(
-                        "difflow::needs_learn_sigma",
+                        Code::NeedsLearnSigma,
                         format!(
                             "variance = \"learned\" needs a model with learn_sigma, and `{}`'s model has none",
                             train.decl
@@ -643,7 +643,7 @@ impl<'p> Checker<'p> {
                     if model_classes == 0 {
                         self.push(
                             Diagnostic::new(
-                                "difflow::cfg_unconditional",
+                                Code::CfgUnconditional,
                                 format!("cfg guidance needs a class-conditional model, but `{}` trained one with classes = 0", train.decl),
                                 self.at(inst, "guidance"),
                                 "cfg guidance",
@@ -654,7 +654,7 @@ impl<'p> Checker<'p> {
                     } else if float(&train.params, "uncond_p").unwrap_or(0.0) == 0.0 {
                         self.push(
                             Diagnostic::new(
-                                "difflow::cfg_without_dropout",
+                                Code::CfgWithoutDropout,
                                 format!(
                                     "cfg guidance needs the unconditional model, but `{}` trained with uncond_p = 0",
                                     train.decl
@@ -694,7 +694,7 @@ impl<'p> Checker<'p> {
                 if class_count == 0 {
                     self.push(
                         Diagnostic::new(
-                            "difflow::class_mismatch",
+                            Code::ClassMismatch,
                             format!("`classes` picks labels, but `{}` trained an unconditional model", train.decl),
                             self.at(inst, "classes"),
                             "no labels to pick",
@@ -704,7 +704,7 @@ impl<'p> Checker<'p> {
                 } else if let Some(bad) = labels.iter().find(|l| **l < 0 || **l >= class_count) {
                     self.push(
                         Diagnostic::new(
-                            "difflow::out_of_range",
+                            Code::OutOfRange,
                             format!(
                                 "class {bad} does not exist: the model knows {class_count} classes (0…{})",
                                 class_count - 1
@@ -724,7 +724,7 @@ impl<'p> Checker<'p> {
         match config(&clf.params, "schedule") {
             None => self.push(
                 Diagnostic::new(
-                    "difflow::clean_classifier",
+                    Code::CleanClassifier,
                     format!("classifier guidance needs a noisy classifier, but `{}` is clean (no schedule)", clf.decl),
                     span,
                     "a clean classifier",
@@ -737,7 +737,7 @@ impl<'p> Checker<'p> {
             ),
             Some(s) if s != schedule => self.push(
                 Diagnostic::new(
-                    "difflow::schedule_mismatch",
+                    Code::ScheduleMismatch,
                     format!("`{}` was trained on another noise schedule than `{}`", clf.decl, train.decl),
                     span,
                     "a classifier for other noise levels",
@@ -752,7 +752,7 @@ impl<'p> Checker<'p> {
             if !a.same_shape(&b) {
                 self.push(
                     Diagnostic::new(
-                        "difflow::shape_mismatch",
+                        Code::ShapeMismatch,
                         format!(
                             "`{}` classifies {}, but `{}` generates {}",
                             clf.decl,
@@ -790,7 +790,7 @@ impl<'p> Checker<'p> {
         if reference.is_none() && !needs_ref.is_empty() {
             self.push(
                 Diagnostic::new(
-                    "difflow::missing_reference",
+                    Code::MissingReference,
                     format!(
                         "{} against real data, but this metrics stage has no `reference`",
                         verb(&needs_ref, "compares", "compare")
@@ -805,7 +805,7 @@ impl<'p> Checker<'p> {
             match self.accuracy_classifier(inst) {
                 None => self.push(
                     Diagnostic::new(
-                        "difflow::accuracy_without_classifier",
+                        Code::AccuracyWithoutClassifier,
                         "`accuracy` needs a classifier, and this metrics stage has none",
                         self.at(inst, "measure"),
                         "accuracy",
@@ -817,7 +817,7 @@ impl<'p> Checker<'p> {
                         if s.kind == "sample" && !self.conditional(s) {
                             self.push(
                                 Diagnostic::new(
-                                    "difflow::class_mismatch",
+                                    Code::ClassMismatch,
                                     format!("`accuracy` compares the samples' labels with a classifier, but `{}` samples without labels", s.decl),
                                     self.at(inst, "samples"),
                                     "unconditional samples",
@@ -835,7 +835,7 @@ impl<'p> Checker<'p> {
             if sd.points && features_clf.is_none() && measures.iter().any(|m| *m != "accuracy") {
                 self.push(
                     Diagnostic::new(
-                        "difflow::shape_mismatch",
+                        Code::ShapeMismatch,
                         format!("Inception features need images, but `{}` holds {}", samples.map_or("", |s| s.decl.as_str()), sd.describe()),
                         self.at(inst, "samples"),
                         "points",
@@ -847,7 +847,7 @@ impl<'p> Checker<'p> {
                 if !sd.same_shape(&rd) {
                     self.push(
                         Diagnostic::new(
-                            "difflow::shape_mismatch",
+                            Code::ShapeMismatch,
                             format!("the samples are {} but the reference is {}", sd.describe(), rd.describe()),
                             self.at(inst, "reference"),
                             rd.describe(),
@@ -865,7 +865,7 @@ impl<'p> Checker<'p> {
                         if !cd.same_shape(sd) {
                             self.push(
                                 Diagnostic::new(
-                                    "difflow::shape_mismatch",
+                                    Code::ShapeMismatch,
                                     format!(
                                         "`{}` classifies {}, but the samples are {}",
                                         clf.decl,
@@ -892,7 +892,7 @@ impl<'p> Checker<'p> {
                 if n < needs {
                     self.push(
                         Diagnostic::new(
-                            "difflow::too_few_samples",
+                            Code::TooFewSamples,
                             format!(
                                 "{} at least {needs} samples, and `{}` has {n}",
                                 verb(&measures, "needs", "need"),
@@ -934,7 +934,7 @@ impl<'p> Checker<'p> {
             if n > available {
                 self.push(
                     Diagnostic::new(
-                        "difflow::out_of_range",
+                        Code::OutOfRange,
                         format!("`count` asks for {n} examples, but `{}` has {available}", data.decl),
                         self.at(inst, "count"),
                         "more than the data",
@@ -947,7 +947,7 @@ impl<'p> Checker<'p> {
             if !a.same_shape(&b) {
                 self.push(
                     Diagnostic::new(
-                        "difflow::shape_mismatch",
+                        Code::ShapeMismatch,
                         format!("`{}` models {}, but `{}` holds {}", train.decl, a.describe(), data.decl, b.describe()),
                         self.at(inst, "data"),
                         b.describe(),
@@ -963,7 +963,7 @@ impl<'p> Checker<'p> {
         if get(&sample.params, "trajectory").is_none() {
             self.push(
                 Diagnostic::new(
-                    "difflow::missing_trajectory",
+                    Code::MissingTrajectory,
                     format!("this plot needs the reverse trajectory, but `{}` does not keep it", sample.decl),
                     self.at(inst, key),
                     "no trajectory",
@@ -985,7 +985,7 @@ impl<'p> Checker<'p> {
                                 if !d.points {
                                     self.push(
                                         Diagnostic::new(
-                                            "difflow::shape_mismatch",
+                                            Code::ShapeMismatch,
                                             format!(
                                                 "a scatter plot shows 2-D points, but `{decl}` holds {}",
                                                 d.describe()
@@ -1007,7 +1007,7 @@ impl<'p> Checker<'p> {
                     if d.points {
                         self.push(
                             Diagnostic::new(
-                                "difflow::shape_mismatch",
+                                Code::ShapeMismatch,
                                 format!(
                                     "an image grid needs images, but `{}` holds {}",
                                     stage(p, "of").and_then(|n| self.inst(n)).map_or("", |i| i.decl.as_str()),
@@ -1027,7 +1027,7 @@ impl<'p> Checker<'p> {
                     if let Some(Value::Int(t)) = at.iter().find(|v| matches!(v, Value::Int(t) if *t >= steps)) {
                         self.push(
                             Diagnostic::new(
-                                "difflow::out_of_range",
+                                Code::OutOfRange,
                                 format!("t = {t} is beyond the schedule's {steps} steps (0…{})", steps - 1),
                                 self.at(inst, "at"),
                                 "past the last step",
@@ -1043,7 +1043,7 @@ impl<'p> Checker<'p> {
                 if string(p, "y") == Some("fid") && get(p, "reference").is_none() {
                     self.push(
                         Diagnostic::new(
-                            "difflow::missing_reference",
+                            Code::MissingReference,
                             "a FID curve compares against real data, but this plot has no `reference`",
                             self.at(inst, "y"),
                             "fid",

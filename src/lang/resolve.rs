@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use crate::diagnostics::Diagnostic;
+use crate::diagnostics::{Code, Diagnostic};
 use crate::lang::pipeline::{Instance, Pipeline};
 use crate::lang::value::{Config, Value};
 use crate::schema::{self, KindSpec, Range, Role, Type, VariantSpec};
@@ -264,7 +264,7 @@ impl<'a> Resolver<'a> {
                 if let Some(prev) = first.get(ident.name.as_str()) {
                     self.diags.push(
                         Diagnostic::new(
-                            "difflow::duplicate_name",
+                            Code::DuplicateName,
                             format!("`{}` is defined twice", ident.name),
                             ident.span,
                             "defined again here",
@@ -297,12 +297,8 @@ impl<'a> Resolver<'a> {
             return Some(k);
         }
         let names = schema::writable_kind_names();
-        let mut diag = Diagnostic::new(
-            "difflow::unknown_kind",
-            format!("unknown kind `{}`", d.kind.name),
-            d.kind.span,
-            "not a kind",
-        );
+        let mut diag =
+            Diagnostic::new(Code::UnknownKind, format!("unknown kind `{}`", d.kind.name), d.kind.span, "not a kind");
         let list = names.join(", ");
         diag =
             diag.with_help(match (schema::kind(&d.kind.name), suggest::closest(&d.kind.name, names.iter().copied())) {
@@ -358,7 +354,7 @@ impl<'a> Resolver<'a> {
                 };
                 self.diags.push(
                     Diagnostic::new(
-                        "difflow::undefined_name",
+                        Code::UndefinedName,
                         format!("`--set {}`: the pipeline has no `let {}`", name.name, name.name),
                         name.span,
                         "no such let",
@@ -378,7 +374,7 @@ impl<'a> Resolver<'a> {
         let last = self.stack.last().map(|(n, _)| *n).unwrap_or(name);
         let span = at.or_else(|| self.spans.decl(name)).unwrap_or_default();
         let mut d = Diagnostic::new(
-            "difflow::dependency_cycle",
+            Code::DependencyCycle,
             format!("dependency cycle: {}", chain.join(" → ")),
             span,
             format!("`{last}` reads `{name}` here, closing the cycle"),
@@ -487,7 +483,7 @@ impl<'a> Resolver<'a> {
                     let names: Vec<_> = kind.variants.iter().map(|v| v.name).collect();
                     self.diags.push(
                         Diagnostic::new(
-                            "difflow::missing_variant",
+                            Code::MissingVariant,
                             format!("a `{}` needs a variant", kind.name),
                             at,
                             "which variant?",
@@ -512,7 +508,7 @@ impl<'a> Resolver<'a> {
                 if pk.name != kind.name {
                     self.diags.push(
                         Diagnostic::new(
-                            "difflow::wrong_kind",
+                            Code::WrongKind,
                             format!("`{}` is a {}, not a {}", variant.name, pk.name, kind.name),
                             variant.span,
                             format!("a {} used as a {} preset", pk.name, kind.name),
@@ -558,7 +554,7 @@ impl<'a> Resolver<'a> {
         }
         self.diags.push(
             Diagnostic::new(
-                "difflow::unknown_variant",
+                Code::UnknownVariant,
                 format!("unknown {} variant `{}`", kind.name, variant.name),
                 variant.span,
                 format!("not a {} variant or preset", kind.name),
@@ -586,7 +582,7 @@ impl<'a> Resolver<'a> {
             chain.push(format!("`{}`", variant.name));
             self.diags.push(
                 Diagnostic::new(
-                    "difflow::dependency_cycle",
+                    Code::DependencyCycle,
                     format!("preset cycle: {}", chain.join(" → ")),
                     variant.span,
                     "this preset leads back to itself",
@@ -613,7 +609,7 @@ impl<'a> Resolver<'a> {
             if let Some(prev) = seen.get(e.key.name.as_str()) {
                 self.diags.push(
                     Diagnostic::new(
-                        "difflow::duplicate_key",
+                        Code::DuplicateKey,
                         format!("`{}` is set twice", e.key.name),
                         e.key.span,
                         "set again here",
@@ -680,7 +676,7 @@ impl<'a> Resolver<'a> {
                 schema::Default::Required => {
                     self.diags.push(
                         Diagnostic::new(
-                            "difflow::missing_key",
+                            Code::MissingKey,
                             format!("{what} is missing the key `{}`", spec.name),
                             at,
                             format!("`{}` is required", spec.name),
@@ -712,19 +708,14 @@ impl<'a> Resolver<'a> {
             let names = group.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(" or ");
             if set.is_empty() {
                 self.diags.push(
-                    Diagnostic::new(
-                        "difflow::missing_key",
-                        format!("{what} needs {names}"),
-                        at,
-                        format!("set {names}"),
-                    )
-                    .with_help(format!("add exactly one of {names}")),
+                    Diagnostic::new(Code::MissingKey, format!("{what} needs {names}"), at, format!("set {names}"))
+                        .with_help(format!("add exactly one of {names}")),
                 );
                 ok = false;
             } else if set.len() > 1 {
                 self.diags.push(
                     Diagnostic::new(
-                        "difflow::conflicting_keys",
+                        Code::ConflictingKeys,
                         format!("{what} sets both `{}` and `{}`", set[0].key.name, set[1].key.name),
                         set[1].key.span,
                         "set here too",
@@ -755,7 +746,7 @@ impl<'a> Resolver<'a> {
         let _ = cx;
         self.diags.push(
             Diagnostic::new(
-                "difflow::unknown_key",
+                Code::UnknownKey,
                 format!("unknown key `{}` for `{}`", e.key.name, variant.name),
                 e.key.span,
                 format!("not a key of `{}`", variant.name),
@@ -772,7 +763,7 @@ impl<'a> Resolver<'a> {
             if self.values_resolved == MAX_VALUES {
                 self.diags.push(
                     Diagnostic::new(
-                        "difflow::too_large",
+                        Code::TooLarge,
                         format!("this pipeline expands to more than {MAX_VALUES} values"),
                         v.span,
                         "checking stopped here",
@@ -803,7 +794,7 @@ impl<'a> Resolver<'a> {
                     if value.fract() != 0.0 || !value.is_finite() || value.abs() > 9.0e15 {
                         self.diags.push(
                             Diagnostic::new(
-                                "difflow::type_mismatch",
+                                Code::TypeMismatch,
                                 format!("`{}` wants a whole number, found `{text}`", cx.key),
                                 v.span,
                                 "not an int",
@@ -842,7 +833,7 @@ impl<'a> Resolver<'a> {
                     };
                     self.diags.push(
                         Diagnostic::new(
-                            "difflow::unknown_choice",
+                            Code::UnknownChoice,
                             format!("\"{s}\" is not a choice of `{}`", cx.key),
                             v.span,
                             "not one of the choices",
@@ -913,7 +904,7 @@ impl<'a> Resolver<'a> {
             if let ValueKind::Inline { variant, .. } = &v.kind {
                 self.diags.push(
                     Diagnostic::new(
-                        "difflow::type_mismatch",
+                        Code::TypeMismatch,
                         format!("`{}` wants {}; stages cannot be written inline", cx.key, ty.describe()),
                         v.span,
                         "an inline block",
@@ -964,7 +955,7 @@ impl<'a> Resolver<'a> {
             ValueKind::Str(s) if kind.variant(s).is_some() => {
                 self.diags.push(
                     Diagnostic::new(
-                        "difflow::type_mismatch",
+                        Code::TypeMismatch,
                         format!("`{}` wants {}, found the string \"{s}\"", cx.key, ty.describe()),
                         v.span,
                         "a string, not a block",
@@ -984,7 +975,7 @@ impl<'a> Resolver<'a> {
             chain.push(format!("`{name}`"));
             self.diags.push(
                 Diagnostic::new(
-                    "difflow::dependency_cycle",
+                    Code::DependencyCycle,
                     format!("dependency cycle: {}", chain.join(" → ")),
                     id.span,
                     "this name leads back to itself",
@@ -1017,7 +1008,7 @@ impl<'a> Resolver<'a> {
             if let Some(j) = labels[..i].iter().position(|p| p == l) {
                 self.diags.push(
                     Diagnostic::new(
-                        "difflow::duplicate_sweep_value",
+                        Code::DuplicateSweepValue,
                         format!("`{l}` appears twice in this sweep"),
                         items[i].span,
                         "again here",
@@ -1121,7 +1112,7 @@ impl<'a> Resolver<'a> {
         };
         self.diags.push(
             Diagnostic::new(
-                "difflow::out_of_range",
+                Code::OutOfRange,
                 format!("`{}` must be {}, found {shown}", cx.key, cx.range.to_string().replace('x', &cx.key)),
                 v.span,
                 "out of range",
@@ -1138,7 +1129,7 @@ impl<'a> Resolver<'a> {
         }
         self.diags.push(
             Diagnostic::new(
-                "difflow::too_large",
+                Code::TooLarge,
                 format!("the sweeps here would make more than {MAX_INSTANCES} instances"),
                 at,
                 "too many combinations",
@@ -1150,13 +1141,8 @@ impl<'a> Resolver<'a> {
 
     fn too_deep(&mut self, at: Span, what: &str) {
         self.diags.push(
-            Diagnostic::new(
-                "difflow::too_deep",
-                format!("{what} nest more than {MAX_DEPTH} levels deep"),
-                at,
-                "too deep",
-            )
-            .with_help("write the value directly instead of through a long chain of names"),
+            Diagnostic::new(Code::TooDeep, format!("{what} nest more than {MAX_DEPTH} levels deep"), at, "too deep")
+                .with_help("write the value directly instead of through a long chain of names"),
         );
     }
 
@@ -1173,7 +1159,7 @@ impl<'a> Resolver<'a> {
         let is_variant = schema::kinds().iter().any(|k| k.variant(&id.name).is_some() && k.role == Role::Config);
         let best = if is_variant { None } else { suggest::closest(&id.name, wanted.iter().copied()) };
         let mut d = Diagnostic::new(
-            "difflow::undefined_name",
+            Code::UndefinedName,
             format!("`{}` is not defined", id.name),
             id.span,
             "no let or declaration has this name",
@@ -1201,7 +1187,7 @@ impl<'a> Resolver<'a> {
     fn wrong_kind(&mut self, id: &Ident, actual: &KindSpec, ty: &Type, cx: &Cx) -> Option<Multi<Value>> {
         let decl_span = self.spans.decl(&id.name);
         let mut d = Diagnostic::new(
-            "difflow::wrong_kind",
+            Code::WrongKind,
             format!("`{}` wants {}, but `{}` is a {}", cx.key, ty.describe(), id.name, actual.name),
             id.span,
             format!("a {}", actual.name),
@@ -1238,7 +1224,7 @@ impl<'a> Resolver<'a> {
         };
         self.diags.push(
             Diagnostic::new(
-                "difflow::type_mismatch",
+                Code::TypeMismatch,
                 format!("`{}` wants {}, found {found}", cx.key, ty.describe()),
                 v.span,
                 format!("expected {}", ty.short()),

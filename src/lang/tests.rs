@@ -1,6 +1,7 @@
 //! Resolution semantics on small pipelines (in-process).
 
 use super::*;
+use crate::diagnostics::Code;
 use crate::lang::value::Value;
 
 fn ok(text: &str) -> Pipeline {
@@ -16,7 +17,7 @@ fn ok_with(text: &str, overrides: &[&str]) -> Pipeline {
     loaded.pipeline.expect("no diagnostics means a pipeline")
 }
 
-fn codes(text: &str) -> Vec<&'static str> {
+fn codes(text: &str) -> Vec<Code> {
     let loaded = load_source("test.diff", text, &[]);
     assert!(loaded.pipeline.is_none());
     loaded.diagnostics.iter().map(|d| d.code).collect()
@@ -80,9 +81,9 @@ fn set_overrides_a_let_and_is_type_checked_where_used() {
     let Value::Config(s) = &p.instance("ddpm").unwrap().params["schedule"] else { panic!() };
     assert_eq!(s.params["steps"], Value::Int(500));
     let bad = load_source("t.diff", text, &["T=2.5".to_string()]);
-    assert_eq!(bad.diagnostics.iter().map(|d| d.code).collect::<Vec<_>>(), vec!["difflow::type_mismatch"]);
+    assert_eq!(bad.diagnostics.iter().map(|d| d.code).collect::<Vec<_>>(), vec![Code::TypeMismatch]);
     let unknown = load_source("t.diff", text, &["Q=5".to_string()]);
-    assert_eq!(unknown.diagnostics[0].code, "difflow::undefined_name");
+    assert_eq!(unknown.diagnostics[0].code, Code::UndefinedName);
     assert!(unknown.diagnostics[0].help.as_deref().unwrap().contains("`T`"));
 }
 
@@ -140,27 +141,21 @@ fn presets_override_keys_and_chain() {
 fn basic_errors_have_their_codes() {
     assert_eq!(
         codes(&format!("{TOY}\nsample s {{ from = tr, sampler = ddim {{ stpes = 3 }} }}")),
-        vec!["difflow::unknown_key"]
+        vec![Code::UnknownKey]
     );
-    assert_eq!(codes(&format!("{TOY}\nsample s {{ from = pts, sampler = ddim {{ }} }}")), vec!["difflow::wrong_kind"]);
-    assert_eq!(
-        codes(&format!("{TOY}\nsample s {{ from = trr, sampler = ddim {{ }} }}")),
-        vec!["difflow::undefined_name"]
-    );
-    assert_eq!(
-        codes(&format!("{TOY}\nsample tr {{ from = tr, sampler = ddim {{ }} }}")),
-        vec!["difflow::duplicate_name"]
-    );
+    assert_eq!(codes(&format!("{TOY}\nsample s {{ from = pts, sampler = ddim {{ }} }}")), vec![Code::WrongKind]);
+    assert_eq!(codes(&format!("{TOY}\nsample s {{ from = trr, sampler = ddim {{ }} }}")), vec![Code::UndefinedName]);
+    assert_eq!(codes(&format!("{TOY}\nsample tr {{ from = tr, sampler = ddim {{ }} }}")), vec![Code::DuplicateName]);
     assert_eq!(
         codes(&format!("{TOY}\nsample s {{ from = tr, sampler = ddim {{ eta = 1.5 }} }}")),
-        vec!["difflow::out_of_range"]
+        vec![Code::OutOfRange]
     );
-    assert_eq!(codes(&format!("{TOY}\nsample s {{ from = tr }}")), vec!["difflow::missing_key"]);
-    assert_eq!(codes("schedule s = cosin { }"), vec!["difflow::unknown_variant"]);
-    assert_eq!(codes("shedule s = cosine { }"), vec!["difflow::unknown_kind"]);
+    assert_eq!(codes(&format!("{TOY}\nsample s {{ from = tr }}")), vec![Code::MissingKey]);
+    assert_eq!(codes("schedule s = cosin { }"), vec![Code::UnknownVariant]);
+    assert_eq!(codes("shedule s = cosine { }"), vec![Code::UnknownKind]);
     assert_eq!(
         codes(&format!("{TOY}\nsample a {{ from = tr, sampler = ddim {{ }}, seed = b }}\nsample b {{ from = tr, sampler = ddim {{ }} }}")),
-        vec!["difflow::type_mismatch"]
+        vec![Code::TypeMismatch]
     );
 }
 
@@ -247,14 +242,14 @@ fn adversarial_names_neither_hang_nor_blow_the_stack() {
         .unwrap()
         .join()
         .expect("no stack overflow");
-    assert!(loaded.contains(&"difflow::too_deep"), "{loaded:?}");
+    assert!(loaded.contains(&Code::TooDeep), "{loaded:?}");
     // Thirty two-valued sweeps in one block: 2^30 instances.
     let sweeps: Vec<String> = (0..30).map(|_| "sweep(1, 2)".to_string()).collect();
     let text = format!(
         "dataset d = toy {{ }}\nplot f = forward {{ data = d, schedule = linear {{ }}, at = [{}] }}\n",
         sweeps.join(", ")
     );
-    assert_eq!(codes(&text), vec!["difflow::too_large"]);
+    assert_eq!(codes(&text), vec![Code::TooLarge]);
     let text = format!(
         "{TOY}\nsample s {{ from = tr, sampler = ddim {{ }}, seed = sweep({}) }}\n",
         (0..1000).map(|i| i.to_string()).collect::<Vec<_>>().join(", ")

@@ -14,7 +14,7 @@ use pest::Parser as _;
 
 use super::ast::{self, Block, Comment, Decl, Entry, FileId, Ident, Item, ItemKind, Span, Value, ValueKind};
 use super::lexer::{self, BracketProblem, LexProblem, RawComment, Scan, TokKind, Token};
-use crate::diagnostics::Diagnostic;
+use crate::diagnostics::{Code, Diagnostic};
 
 #[derive(pest_derive::Parser)]
 #[grammar = "../grammar/difflow.pest"]
@@ -195,7 +195,7 @@ impl Builder {
                 ("number", "numbers must fit a 64-bit float (about ±1.8e308)")
             };
             self.error = Some(
-                Diagnostic::new("difflow::syntax", format!("the {what} `{text}` is too large"), span, "too large")
+                Diagnostic::new(Code::Syntax, format!("the {what} `{text}` is too large"), span, "too large")
                     .with_help(help),
             );
         }
@@ -334,7 +334,7 @@ fn attach_value(value: &mut Value, file: FileId, text: &str, comments: &[RawComm
 // ---------------------------------------------------------------------------------------
 // Syntax errors in words
 
-const SYNTAX: &str = "difflow::syntax";
+const SYNTAX: Code = Code::Syntax;
 
 fn span_at(file: FileId, start: usize, end: usize) -> Span {
     Span::new(file, start, end)
@@ -342,7 +342,7 @@ fn span_at(file: FileId, start: usize, end: usize) -> Span {
 
 fn too_deep(file: FileId, _text: &str, _scan: &Scan, at: usize) -> Diagnostic {
     Diagnostic::new(
-        "difflow::too_deep",
+        Code::TooDeep,
         format!("values are nested more than {} levels deep", lexer::MAX_DEPTH),
         span_at(file, at, at + 1),
         format!("level {} starts here", lexer::MAX_DEPTH + 1),
@@ -1039,7 +1039,7 @@ mod tests {
         let d = parse_err("42");
         assert!(d.message.starts_with("expected a declaration"), "{}", d.message);
         let d = parse_err(&format!("let x = {}1{}", "[".repeat(100), "]".repeat(100)));
-        assert_eq!(d.code, "difflow::too_deep");
+        assert_eq!(d.code, Code::TooDeep);
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! Diagnostics: what the front end reports, rendered by miette with the source line, a
 //! label under the offending span and a help line. Every diagnostic has a stable code
-//! (`difflow::…`) that tests and users can rely on.
+//! (`difflow::…`, a [`Code`]) that tests and users can rely on.
+
+mod code;
+pub use code::Code;
 
 use std::fmt;
 
@@ -12,7 +15,7 @@ use crate::syntax::SourceMap;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Diagnostic {
     /// Stable code, e.g. `difflow::unknown_key`.
-    pub code: &'static str,
+    pub code: Code,
     /// One sentence: what is wrong.
     pub message: String,
     /// The offending span and what to say under it.
@@ -36,7 +39,7 @@ impl Label {
 }
 
 impl Diagnostic {
-    pub fn new(code: &'static str, message: impl Into<String>, span: Span, label: impl Into<String>) -> Self {
+    pub fn new(code: Code, message: impl Into<String>, span: Span, label: impl Into<String>) -> Self {
         Diagnostic {
             code,
             message: message.into(),
@@ -80,7 +83,7 @@ impl Diagnostic {
             }
         }
         miette::Report::new(Rendered {
-            code: Some(self.code),
+            code: Some(self.code.as_str()),
             message: self.message.clone(),
             labels,
             help: self.help.clone(),
