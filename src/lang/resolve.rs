@@ -47,12 +47,14 @@ enum Slot<T> {
 }
 
 /// One resolved stage declaration: its instances.
+#[derive(Clone)]
 pub(crate) struct Family {
     pub kind: &'static str,
     pub variant: &'static str,
     pub instances: Vec<FamilyInstance>,
 }
 
+#[derive(Clone)]
 pub(crate) struct FamilyInstance {
     coord: Coord,
     pub name: String,
@@ -156,6 +158,14 @@ pub(crate) struct Resolver<'a> {
     preset_memo: HashMap<&'a str, Option<(&'static VariantSpec, Vec<&'a Entry>)>>,
     /// Parsed schema defaults, by key (the schema is static, so its addresses are stable).
     defaults: HashMap<*const schema::KeySpec, Value>,
+    /// Declarations by kind, in file order (the presets a variant may name).
+    by_kind: HashMap<&'static str, Vec<&'a str>>,
+    /// The declaration whose name is written at a span.
+    decl_at: HashMap<Span, &'a str>,
+    /// Did-you-mean indexes, built on the first misspelling that needs them: the
+    /// variants and presets of a kind, and the names a type accepts.
+    variant_names: HashMap<&'static str, suggest::Names<'a>>,
+    wanted_names: HashMap<String, suggest::Names<'a>>,
 }
 
 /// How deep `let` and preset chains may nest (recursion stays far from the stack's end).
@@ -165,6 +175,8 @@ const MAX_DEPTH: usize = 200;
 const MAX_VALUES: usize = 5_000_000;
 /// The most instances one declaration (or value) may expand to.
 const MAX_INSTANCES: usize = 100_000;
+/// The most names a help line lists (the rest are counted).
+const MAX_LISTED: usize = 20;
 
 pub(crate) struct Resolved {
     pub pipeline: Pipeline,
@@ -200,6 +212,10 @@ pub(crate) fn resolve(
         values_resolved: 0,
         preset_memo: HashMap::new(),
         defaults: HashMap::new(),
+        by_kind: HashMap::new(),
+        decl_at: HashMap::new(),
+        variant_names: HashMap::new(),
+        wanted_names: HashMap::new(),
     };
     r.register(files);
     r.apply_overrides(overrides);
@@ -225,17 +241,19 @@ pub(crate) fn resolve(
         let Some(kind) = def.kind else { continue };
         let span = def.decl.kind.span.to(def.decl.block.span);
         if kind.role == Role::Stage {
-            let Some(Slot::Done(Some(family))) = r.stages.get(name) else { continue };
+            let Some(Slot::Done(Some(family))) = r.stages.remove(name) else { continue };
+            // Nothing else holds a family once all are resolved: move rather than copy.
+            let family = Rc::try_unwrap(family).unwrap_or_else(|shared| (*shared).clone());
             let names = family.instances.iter().map(|i| i.name.clone()).collect();
             pipeline.families.insert(name.to_string(), names);
-            for i in &family.instances {
+            for i in family.instances {
                 pipeline.instances.push(Instance {
-                    name: i.name.clone(),
+                    name: i.name,
                     decl: name.to_string(),
                     kind: family.kind.to_string(),
                     variant: family.variant.to_string(),
-                    params: i.params.clone(),
-                    sweep: i.sweep.clone(),
+                    params: i.params,
+                    sweep: i.sweep,
                     span,
                 });
             }
@@ -281,6 +299,10 @@ impl<'a> Resolver<'a> {
                     }
                     ItemKind::Decl(d) => {
                         let kind = self.kind_of(d);
+                        if let Some(k) = kind {
+                            self.by_kind.entry(k.name).or_default().push(&d.name.name);
+                        }
+                        self.decl_at.insert(d.name.span, &d.name.name);
                         self.decls.insert(&d.name.name, DeclDef { decl: d, kind });
                         self.spans.decls.insert(d.name.name.clone(), d.name.span);
                         self.order.push(&d.name.name);
@@ -536,21 +558,21 @@ impl<'a> Resolver<'a> {
             entries.extend(own);
             return Some((spec, entries));
         }
-        let mut candidates: Vec<&str> = kind.variants.iter().map(|v| v.name).collect();
-        let presets: Vec<&str> = self
-            .order
-            .iter()
-            .copied()
-            .filter(|n| self.decls[n].kind.is_some_and(|k| k.name == kind.name) && self.spans.decl(n) != Some(at))
-            .collect();
-        let names = candidates.join(", ");
-        candidates.extend(presets.iter().copied());
-        let mut help = match suggest::closest(&variant.name, candidates.iter().copied()) {
+        let own_name = self.decl_at.get(&at).copied();
+        let names = kind.variants.iter().map(|v| v.name).collect::<Vec<_>>().join(", ");
+        let mut help = match self.suggest_variant(kind, &variant.name, own_name) {
             Some(best) => format!("did you mean `{best}`? The variants of `{}` are {names}", kind.name),
             None => format!("the variants of `{}` are {names}", kind.name),
         };
-        if !presets.is_empty() {
-            help.push_str(&format!("; presets declared: {}", presets.join(", ")));
+        let presets = self.by_kind.get(kind.name).map(Vec::as_slice).unwrap_or_default();
+        let count = presets.len() - usize::from(own_name.is_some_and(|o| presets.contains(&o)));
+        if count > 0 {
+            let shown_name: Vec<&str> =
+                presets.iter().copied().filter(|p| Some(*p) != own_name).take(MAX_LISTED).collect();
+            help.push_str(&format!("; presets declared: {}", shown_name.join(", ")));
+            if count > shown_name.len() {
+                help.push_str(&format!(" and {} more", count - shown_name.len()));
+            }
         }
         self.diags.push(
             Diagnostic::new(
@@ -562,6 +584,17 @@ impl<'a> Resolver<'a> {
             .with_help(help),
         );
         None
+    }
+
+    /// The variant or preset of `kind` closest to a misspelt one (never `own`, the
+    /// declaration being resolved).
+    fn suggest_variant(&mut self, kind: &'static KindSpec, name: &str, own: Option<&str>) -> Option<&'a str> {
+        let by_kind = &self.by_kind;
+        let names = self.variant_names.entry(kind.name).or_insert_with(|| {
+            let presets = by_kind.get(kind.name).into_iter().flatten().copied();
+            suggest::Names::new(kind.variants.iter().map(|v| v.name).chain(presets))
+        });
+        names.closest(name, own)
     }
 
     /// The effective variant and entries of a preset declaration (its own preset chain
@@ -653,6 +686,14 @@ impl<'a> Resolver<'a> {
                 doc: spec.doc,
                 collect: false,
             };
+            // A sweep written here is a new axis: its product with the block so far is
+            // known before its values are resolved.
+            if let ValueKind::Sweep(items) = &e.value.kind {
+                if ok && self.too_many(acc.len(), items.len(), e.value.span) {
+                    ok = false;
+                    continue;
+                }
+            }
             match self.value(&e.value, &spec.ty, &sub) {
                 Some(m) => {
                     if ok && !self.too_many(acc.len(), m.len(), e.value.span) {
@@ -1003,9 +1044,14 @@ impl<'a> Resolver<'a> {
 
     fn sweep(&mut self, v: &'a ast::Value, items: &'a [ast::Value], ty: &Type, cx: &Cx) -> Option<Multi<Value>> {
         let key = (v.span.file, v.span.start);
+        if items.len() > MAX_INSTANCES {
+            self.too_many(items.len(), 1, v.span);
+            return None;
+        }
         let labels: Vec<String> = items.iter().map(label).collect();
+        let mut first: HashMap<&str, usize> = HashMap::with_capacity(labels.len());
         for (i, l) in labels.iter().enumerate() {
-            if let Some(j) = labels[..i].iter().position(|p| p == l) {
+            if let Some(&j) = first.get(l.as_str()) {
                 self.diags.push(
                     Diagnostic::new(
                         Code::DuplicateSweepValue,
@@ -1018,6 +1064,7 @@ impl<'a> Resolver<'a> {
                 );
                 return None;
             }
+            first.insert(l, i);
         }
         let mut out = Vec::new();
         let mut values = Vec::with_capacity(items.len());
@@ -1149,15 +1196,8 @@ impl<'a> Resolver<'a> {
     fn undefined(&mut self, id: &Ident, ty: &Type) {
         // An empty union: a name in a `let` no key reads, so any kind would do.
         let any_type = matches!(ty, Type::Union(alts) if alts.is_empty());
-        let wanted: Vec<&str> = self
-            .order
-            .iter()
-            .copied()
-            .filter(|n| any_type || self.decls[n].kind.is_some_and(|k| type_wants(ty, k.name)))
-            .chain(self.lets.keys().copied())
-            .collect();
         let is_variant = schema::kinds().iter().any(|k| k.variant(&id.name).is_some() && k.role == Role::Config);
-        let best = if is_variant { None } else { suggest::closest(&id.name, wanted.iter().copied()) };
+        let best = if is_variant { None } else { self.suggest_name(&id.name, ty, any_type) };
         let mut d = Diagnostic::new(
             Code::UndefinedName,
             format!("`{}` is not defined", id.name),
@@ -1182,6 +1222,22 @@ impl<'a> Resolver<'a> {
             help = format!("`{}` is a {} variant: write it as a block, `{} {{ }}`", id.name, kind.name, id.name);
         }
         self.diags.push(d.with_help(help));
+    }
+
+    /// The declaration of a kind `ty` accepts, or the `let`, closest to a misspelt name.
+    fn suggest_name(&mut self, name: &str, ty: &Type, any_type: bool) -> Option<&'a str> {
+        let key = if any_type { String::new() } else { ty.short() };
+        if !self.wanted_names.contains_key(&key) {
+            let mut lets: Vec<&'a str> = self.lets.keys().copied().collect();
+            lets.sort_by_key(|n| (self.lets[n].0.span.file, self.lets[n].0.span.start));
+            let decls = self
+                .order
+                .iter()
+                .copied()
+                .filter(|n| any_type || self.decls[n].kind.is_some_and(|k| type_wants(ty, k.name)));
+            self.wanted_names.insert(key.clone(), suggest::Names::new(decls.chain(lets)));
+        }
+        self.wanted_names[&key].closest(name, None)
     }
 
     fn wrong_kind(&mut self, id: &Ident, actual: &KindSpec, ty: &Type, cx: &Cx) -> Option<Multi<Value>> {

@@ -278,3 +278,31 @@ fn sweeps_over_stages_and_inline_blocks_name_instances_as_written() {
     assert_eq!(i.params["from"], Value::Stage("b[steps=20]".into()));
     assert_eq!(i.deps(), vec!["b[steps=20]"]);
 }
+
+#[test]
+fn a_product_of_large_sweeps_is_refused_before_it_is_expanded() {
+    let values = |n: usize| (1..=n).map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+    // 1,000 × 1,000 values in one block: refused at the second sweep, before its values.
+    let text = format!("dataset d = toy {{ count = sweep({}), seed = sweep({}) }}\n", values(1000), values(1000));
+    let loaded = load_source("t.diff", &text, &[]);
+    assert_eq!(loaded.diagnostics.iter().map(|d| d.code).collect::<Vec<_>>(), vec![Code::TooLarge]);
+    let seed_sweep = text.find("seed = ").unwrap() + "seed = ".len();
+    assert_eq!(loaded.diagnostics[0].primary.span.start, seed_sweep);
+    // One sweep of more values than instances allowed is refused as it stands.
+    let text = format!("dataset d = toy {{ count = sweep({}) }}\n", values(100_001));
+    assert_eq!(codes(&text), vec![Code::TooLarge]);
+}
+
+#[test]
+fn a_misspelt_variant_among_thousands_of_presets_gets_a_bounded_help_line() {
+    let mut text = String::from("schedule s0 = cosine { }\n");
+    for i in 1..3000 {
+        text.push_str(&format!("schedule s{i} = s{} {{ }}\n", i - 1));
+    }
+    text.push_str("schedule last = s2777x { }\n");
+    let loaded = load_source("t.diff", &text, &[]);
+    assert_eq!(loaded.diagnostics.len(), 1);
+    let help = loaded.diagnostics[0].help.as_deref().unwrap();
+    assert!(help.starts_with("did you mean `s2777`?"), "{help}");
+    assert!(help.ends_with("; presets declared: s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11, s12, s13, s14, s15, s16, s17, s18, s19 and 2980 more"), "{help}");
+}
