@@ -32,7 +32,7 @@ impl<'p> Checker<'p> {
     /// Measures that compare with real data have a reference.
     fn reference_given(&mut self, inst: &Instance, measures: &[&str], reference: Option<&Instance>) {
         let needs_ref: Vec<&str> =
-            measures.iter().copied().filter(|m| matches!(*m, "fid" | "kid" | "precision" | "recall")).collect();
+            measures.iter().copied().filter(|m| crate::graph::STATS_MEASURES.contains(m)).collect();
         if reference.is_none() && !needs_ref.is_empty() {
             self.push(
                 Diagnostic::new(
