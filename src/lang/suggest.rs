@@ -42,11 +42,6 @@ pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) ->
     best_of(name, candidates)
 }
 
-/// `did you mean `x`? ` or nothing.
-pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
-    closest(name, candidates).map(|c| format!("did you mean `{c}`?"))
-}
-
 /// A set of names to suggest from, indexed once so that each question costs at most
 /// [`SCAN_LIMIT`] comparisons plus the names one edit away.
 pub struct Names<'a> {

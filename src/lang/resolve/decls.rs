@@ -180,13 +180,13 @@ impl<'a> Resolver<'a> {
             None => format!("the variants of `{}` are {names}", kind.name),
         };
         let presets = self.by_kind.get(kind.name).map(Vec::as_slice).unwrap_or_default();
-        let count = presets.len() - usize::from(own_name.is_some_and(|o| presets.contains(&o)));
+        let own_is_preset = own_name.is_some_and(|o| self.decls[o].kind.is_some_and(|k| k.name == kind.name));
+        let count = presets.len() - usize::from(own_is_preset);
         if count > 0 {
-            let shown_name: Vec<&str> =
-                presets.iter().copied().filter(|p| Some(*p) != own_name).take(MAX_LISTED).collect();
-            help.push_str(&format!("; presets declared: {}", shown_name.join(", ")));
-            if count > shown_name.len() {
-                help.push_str(&format!(" and {} more", count - shown_name.len()));
+            let shown: Vec<&str> = presets.iter().copied().filter(|p| Some(*p) != own_name).take(MAX_LISTED).collect();
+            help.push_str(&format!("; presets declared: {}", shown.join(", ")));
+            if count > shown.len() {
+                help.push_str(&format!(" and {} more", count - shown.len()));
             }
         }
         self.diags.push(
