@@ -1,5 +1,5 @@
 //! Cross-stage checks on a resolved pipeline: contradictions between stages that would
-//! otherwise fail (or silently produce nonsense) hours into a run (SPEC §2). Per-key
+//! otherwise fail (or silently produce nonsense) hours into a run. Per-key
 //! checks (types, ranges, required keys) happen during resolution, driven by the schema.
 
 use std::collections::HashMap;
