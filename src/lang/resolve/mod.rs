@@ -330,18 +330,22 @@ impl<'a> Resolver<'a> {
     }
 
     fn apply_overrides(&mut self, overrides: &'a [ast::Item]) {
+        let mut names: Vec<&'a str> = self.lets.keys().copied().collect();
+        names.sort_unstable();
+        let index = suggest::Names::new(names.iter().copied());
         for item in overrides {
             let ItemKind::Let { name, value } = &item.kind else { continue };
             if let Some(slot) = self.lets.get_mut(name.name.as_str()) {
                 slot.1 = value;
             } else {
-                let help = match suggest::closest(&name.name, self.lets.keys().copied()) {
+                let help = match index.closest(&name.name, None) {
                     Some(best) => format!("did you mean `{best}`? `--set` overrides a `let` of the pipeline"),
-                    None if self.lets.is_empty() => "`--set` overrides a `let`, and this pipeline has none".to_string(),
+                    None if names.is_empty() => "`--set` overrides a `let`, and this pipeline has none".to_string(),
                     None => {
-                        let mut names: Vec<_> = self.lets.keys().copied().collect();
-                        names.sort();
-                        format!("`--set` overrides a `let`; the pipeline's are {}", names.join(", "))
+                        let shown = names[..names.len().min(MAX_LISTED)].join(", ");
+                        let more = names.len().saturating_sub(MAX_LISTED);
+                        let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+                        format!("`--set` overrides a `let`; the pipeline's are {shown}{more}")
                     }
                 };
                 self.diags.push(
