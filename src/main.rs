@@ -187,17 +187,20 @@ fn load(file: &Path, set: &[String]) -> Result<(SourceMap, Pipeline), Failure> {
 /// The stages `plan` would list: the declared instances and the shared feature
 /// statistics that metrics stages add (`7 stages, 2 of them shared feature statistics`).
 fn stage_count(file: &Path, p: &Pipeline) -> String {
-    let file = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
-    let dir = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    // A broken difflow.toml is reported by the commands that run stages.
-    let inception = Settings::load(dir).ok().and_then(|s| s.inception_weights);
-    let all = difflow::graph::expand_implicit(p, inception.as_deref());
-    let total = all.instances.len();
-    let stats = all.instances.iter().filter(|i| difflow::graph::is_hidden(i)).count();
+    // Only metrics stages add statistics: no copy of a large pipeline to count none.
+    let (total, stats) = if p.instances.iter().any(|i| i.kind == "metrics") {
+        let file = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
+        let dir = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        // A broken difflow.toml is reported by the commands that run stages.
+        let inception = Settings::load(dir).ok().and_then(|s| s.inception_weights);
+        let all = difflow::graph::expand_implicit(p, inception.as_deref());
+        (all.instances.len(), all.instances.iter().filter(|i| difflow::graph::is_hidden(i)).count())
+    } else {
+        (p.instances.len(), 0)
+    };
     let stages = if total == 1 { "1 stage".to_string() } else { format!("{total} stages") };
     match stats {
         0 => stages,
-        1 => format!("{stages}, 1 of them shared feature statistics"),
         n => format!("{stages}, {n} of them shared feature statistics"),
     }
 }
