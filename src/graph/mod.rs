@@ -20,6 +20,10 @@ use crate::schema::facts;
 /// The kind of the hidden feature-statistics instances.
 pub const STATS_KIND: &str = "stats";
 
+/// Measures that compare feature statistics of two inputs, samples and a reference (and
+/// so need `stats` entries): the one list, kept with the dataset facts in core.
+pub const STATS_MEASURES: &[&str] = facts::REFERENCE_MEASURES;
+
 /// Whether an instance was added by difflow rather than written by the user.
 pub fn is_hidden(inst: &Instance) -> bool {
     inst.kind == STATS_KIND
