@@ -39,6 +39,10 @@ pub fn input<'a>(job: &'a Job, stage: &StageRef) -> Result<(&'a str, &'a Input)>
     })
 }
 
+fn fits<T: DeserializeOwned>(value: &Value, what: &str) -> Result<()> {
+    decode::<T>(value, what).map(|_| ())
+}
+
 /// Decodes `params` into the struct the engine uses for `kind`'s `variant` (configs and
 /// stages alike); for the test that keeps the schema and the engine's types in step.
 pub fn decode_any(kind: &str, variant: &str, params: &Value) -> Result<()> {
@@ -49,17 +53,17 @@ pub fn decode_any(kind: &str, variant: &str, params: &Value) -> Result<()> {
         "schedule" => {
             difflow_core::diffusion::schedule::ScheduleSpec::from_config(&object).map_err(|e| anyhow!(e))?;
         }
-        "model" => drop(decode::<crate::models::ModelConfig>(&object, &what)?),
-        "sampler" => drop(decode::<crate::diffusion::sampler::Sampler>(&object, &what)?),
-        "guidance" => drop(decode::<crate::diffusion::guidance::GuidanceConfig>(&object, &what)?),
-        "dataset" => drop(decode::<dataset::DatasetParams>(&object, &what)?),
-        "train" => drop(decode::<train::TrainParams>(params, &what)?),
-        "classifier" => drop(decode::<classifier::ClassifierParams>(params, &what)?),
-        "sample" => drop(decode::<sample::SampleParams>(params, &what)?),
-        "metrics" => drop(decode::<metrics::MetricsParams>(params, &what)?),
-        "stats" => drop(decode::<stats::StatsParams>(params, &what)?),
-        "nll" => drop(decode::<nll::NllParams>(params, &what)?),
-        "plot" => drop(decode::<crate::plot::PlotParams>(&object, &what)?),
+        "model" => fits::<crate::models::ModelConfig>(&object, &what)?,
+        "sampler" => fits::<crate::diffusion::sampler::Sampler>(&object, &what)?,
+        "guidance" => fits::<crate::diffusion::guidance::GuidanceConfig>(&object, &what)?,
+        "dataset" => fits::<dataset::DatasetParams>(&object, &what)?,
+        "train" => fits::<train::TrainParams>(params, &what)?,
+        "classifier" => fits::<classifier::ClassifierParams>(params, &what)?,
+        "sample" => fits::<sample::SampleParams>(params, &what)?,
+        "metrics" => fits::<metrics::MetricsParams>(params, &what)?,
+        "stats" => fits::<stats::StatsParams>(params, &what)?,
+        "nll" => fits::<nll::NllParams>(params, &what)?,
+        "plot" => fits::<crate::plot::PlotParams>(&object, &what)?,
         // Written by the orchestrator in-process, never by a worker.
         "report" => {}
         other => bail!("no engine type for the kind `{other}`"),

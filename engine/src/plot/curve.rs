@@ -96,31 +96,6 @@ fn draw(
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn draws_a_png_of_the_requested_size() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("curve.png");
-        let points = [(0.0, 300.0), (25.0, 180.0), (50.0, 60.0), (75.0, 20.0)];
-        let curve = Curve { points: &points, title: "FID of x̂₀", x_label: "sampling steps", y_label: "FID" };
-        write_curve(&curve, 640, 400, &path).unwrap();
-        let img = image::open(&path).unwrap();
-        assert_eq!((img.width(), img.height()), (640, 400));
-        // Something besides the white background was drawn.
-        assert!(img.to_rgb8().pixels().any(|p| p.0 != [255, 255, 255]));
-    }
-
-    #[test]
-    fn refuses_an_empty_curve() {
-        let dir = tempfile::tempdir().unwrap();
-        let curve = Curve { points: &[(0.0, f64::NAN)], title: "", x_label: "", y_label: "" };
-        assert!(write_curve(&curve, 100, 100, &dir.path().join("c.png")).is_err());
-    }
-}
-
 /// `plot … = curve { of = <sample stage with trajectory>, y = "fid" | "is", reference }`:
 /// the metric of x̂₀ at each kept trajectory point against the sampling steps taken, as
 /// `plot.png`, with the numbers in `curve.json`.
@@ -166,4 +141,29 @@ pub fn run(job: &Job, params: &CurveParams, out: &Path) -> Result<()> {
     let x_label = if every > 0 { "sampling steps taken" } else { "trajectory point" };
     let curve = Curve { points: &xy, title: &title, x_label, y_label: if fid { "FID" } else { "IS" } };
     write_curve(&curve, 800, 500, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn draws_a_png_of_the_requested_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("curve.png");
+        let points = [(0.0, 300.0), (25.0, 180.0), (50.0, 60.0), (75.0, 20.0)];
+        let curve = Curve { points: &points, title: "FID of x̂₀", x_label: "sampling steps", y_label: "FID" };
+        write_curve(&curve, 640, 400, &path).unwrap();
+        let img = image::open(&path).unwrap();
+        assert_eq!((img.width(), img.height()), (640, 400));
+        // Something besides the white background was drawn.
+        assert!(img.to_rgb8().pixels().any(|p| p.0 != [255, 255, 255]));
+    }
+
+    #[test]
+    fn refuses_an_empty_curve() {
+        let dir = tempfile::tempdir().unwrap();
+        let curve = Curve { points: &[(0.0, f64::NAN)], title: "", x_label: "", y_label: "" };
+        assert!(write_curve(&curve, 100, 100, &dir.path().join("c.png")).is_err());
+    }
 }
