@@ -27,6 +27,8 @@ struct Outcome {
 fn run_job(dir: &Path, kind: &str, variant: &str, params: serde_json::Value, inputs: serde_json::Value) -> Outcome {
     let out = dir.join("out");
     let _ = std::fs::remove_dir_all(&out);
+    // Hand-written jobs get the schema's defaults, as the front end fills them.
+    let params = difflow_core::schema::with_defaults(kind, variant, &params);
     let job = json!({
         "instance": "hostile", "kind": kind, "variant": variant, "params": params, "inputs": inputs,
         "out_dir": out, "device": "cpu", "settings": {"threads": 1}

@@ -11,6 +11,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use crate::diagnostics::Code;
 use crate::settings::{Settings, FILE_NAME};
 
 /// The largest `.diff` file difflow reads (real pipelines are a few kB).
@@ -18,7 +19,7 @@ pub const MAX_SOURCE_BYTES: u64 = 4 << 20;
 
 /// Why a `use` was refused: a diagnostic code, the message, its label and help.
 pub struct Refusal {
-    pub code: &'static str,
+    pub code: Code,
     pub message: String,
     pub label: String,
     pub help: String,
@@ -81,13 +82,13 @@ impl UsePolicy {
 }
 
 fn refuse(message: String, label: String, help: String) -> Refusal {
-    Refusal { code: "difflow::forbidden_use", message, label, help }
+    Refusal { code: Code::ForbiddenUse, message, label, help }
 }
 
 fn missing(written: &str, path: &Path, e: &std::io::Error) -> Refusal {
     let why = if e.kind() == std::io::ErrorKind::NotFound { "no such file".to_string() } else { e.to_string() };
     Refusal {
-        code: "difflow::missing_file",
+        code: Code::MissingFile,
         message: format!("cannot read `{written}`: {why}"),
         label: format!("tried {}", super::modules::display_path(path)),
         help: "a `use` path is relative to the folder of the file that writes it; stdlib files are `std/NAME.diff`"

@@ -17,8 +17,6 @@ use rayon::prelude::*;
 
 use super::images::ImageSet;
 use super::limits::{read_capped, MAX_DECOMPRESSED};
-use super::store::Dataset;
-use crate::params::Params;
 use crate::pickle::{self, Obj};
 
 const RECORD: usize = 1 + 3072;
@@ -276,16 +274,4 @@ fn is_u1(dtype: &Obj) -> bool {
         }
         _ => false,
     }
-}
-
-/// The `cifar10` dataset stage: {path, split, flip, limit}. `flip` is recorded in the
-/// dataset's meta; the training stages apply it.
-pub fn from_params(params: &Params) -> Result<Dataset> {
-    let path = PathBuf::from(params.str("path")?);
-    let set = load(&path, params.str_or("split", "train")?)?;
-    let set = match params.opt_usize("limit")? {
-        Some(limit) => set.select(None, Some(limit))?,
-        None => set,
-    };
-    set.into_dataset(params.bool_or("flip", false)?)
 }
