@@ -34,7 +34,7 @@ pub fn complete(a: &Analysis, offset: usize) -> CompletionResponse {
             _ => Vec::new(),
         },
         Slot::Value { lhs, .. } if cursor.blocks.is_empty() => match lhs.as_slice() {
-            [kind, _name] if schema::writable_kind(kind).is_some() => variants_and_presets(kind, &names),
+            [kind, name] if schema::writable_kind(kind).is_some() => variants_and_presets(kind, name, &names),
             _ => Vec::new(),
         },
         Slot::Value { lhs, in_string } => {
@@ -69,9 +69,22 @@ fn names(a: &Analysis) -> Vec<Name> {
         })
         .collect();
     if a.file(ROOT).is_none() {
-        out.extend(a.text(ROOT).lines().filter_map(header_of_line));
+        let text = a.text(ROOT);
+        out.extend(text.lines().filter_map(header_of_line));
+        for used in text.lines().filter_map(|l| l.strip_prefix("use \"")?.split('"').next()) {
+            out.extend(used_text(a, used).lines().filter_map(header_of_line));
+        }
     }
     out
+}
+
+/// The text of a file the root uses (read again: a root that does not parse loads none).
+fn used_text(a: &Analysis, written: &str) -> String {
+    if let Some((_, text)) = STDLIB.iter().find(|(n, _)| *n == written) {
+        return text.to_string();
+    }
+    let folder = a.loaded.sources.get(ROOT).path.as_ref().and_then(|p| p.parent().map(|f| f.join(written)));
+    folder.and_then(|p| std::fs::read_to_string(p).ok()).unwrap_or_default()
 }
 
 /// `train t = base {` or `let T = 5` at the start of a line.
@@ -161,17 +174,28 @@ fn keys(kind: &str, variant: &str, written: &[&str]) -> Vec<CompletionItem> {
         .collect()
 }
 
-fn variants_and_presets(kind: &str, names: &[Name]) -> Vec<CompletionItem> {
+/// In schema order, then the earlier declarations of the kind (presets).
+fn variants_and_presets(kind: &str, declaring: &str, names: &[Name]) -> Vec<CompletionItem> {
     let Some(spec) = schema::writable_kind(kind) else { return Vec::new() };
-    let mut items: Vec<CompletionItem> =
-        spec.variants.iter().map(|v| item(v.name, CompletionItemKind::ENUM_MEMBER, v.doc)).collect();
+    let mut items = variants(spec);
     items.extend(
         names
             .iter()
-            .filter(|n| n.kind.as_deref() == Some(kind))
-            .map(|n| item(&n.name, CompletionItemKind::VARIABLE, format!("{kind} (preset)"))),
+            .filter(|n| n.kind.as_deref() == Some(kind) && n.name != declaring)
+            .map(|n| CompletionItem {
+                sort_text: Some(format!("1{}", n.name)),
+                ..item(&n.name, CompletionItemKind::VARIABLE, format!("{kind} (preset)"))
+            }),
     );
     items
+}
+
+fn variants(spec: &schema::KindSpec) -> Vec<CompletionItem> {
+    let variant = |(i, v): (usize, &schema::VariantSpec)| CompletionItem {
+        sort_text: Some(format!("0{i:03}")),
+        ..item(v.name, CompletionItemKind::ENUM_MEMBER, v.doc)
+    };
+    spec.variants.iter().enumerate().map(variant).collect()
 }
 
 fn values(ty: &Type, in_string: bool, names: &[Name]) -> Vec<CompletionItem> {
@@ -179,15 +203,19 @@ fn values(ty: &Type, in_string: bool, names: &[Name]) -> Vec<CompletionItem> {
         names
             .iter()
             .filter(|n| n.kind.as_deref().is_some_and(|k| kinds.contains(&k)))
-            .map(|n| item(&n.name, CompletionItemKind::VARIABLE, n.kind.clone().unwrap_or_default()))
+            .map(|n| CompletionItem {
+                sort_text: Some(format!("0{}", n.name)),
+                ..item(&n.name, CompletionItemKind::VARIABLE, n.kind.clone().unwrap_or_default())
+            })
             .collect()
     };
     match ty {
         Type::Enum(options) => options
             .iter()
-            .map(|o| {
+            .enumerate()
+            .map(|(i, o)| {
                 let label = if in_string { o.to_string() } else { format!("\"{o}\"") };
-                item(label, CompletionItemKind::ENUM_MEMBER, ty.short())
+                CompletionItem { sort_text: Some(format!("0{i:03}")), ..item(label, CompletionItemKind::ENUM_MEMBER, ty.short()) }
             })
             .collect(),
         _ if in_string => Vec::new(),
@@ -196,7 +224,8 @@ fn values(ty: &Type, in_string: bool, names: &[Name]) -> Vec<CompletionItem> {
         Type::Config(kind) => {
             let mut items = declared_of(&[kind]);
             if let Some(spec) = schema::kind(kind) {
-                items.extend(spec.variants.iter().map(|v| item(v.name, CompletionItemKind::ENUM_MEMBER, v.doc)));
+                // Inline blocks after the named declarations.
+                items.extend(variants(spec).into_iter().map(|v| CompletionItem { sort_text: v.sort_text.map(|s| format!("1{s}")), ..v }));
             }
             items
         }

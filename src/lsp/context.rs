@@ -46,10 +46,14 @@ pub fn at(text: &str, offset: usize) -> Cursor<'_> {
             match b {
                 _ if escaped => escaped = false,
                 b'\\' => escaped = true,
-                b'"' | b'\n' => in_string = false,
+                b'"' => in_string = false,
+                // An unterminated string ends at its line; the break is read below.
+                b'\n' => in_string = false,
                 _ => {}
             }
-            continue;
+            if b != b'\n' {
+                continue;
+            }
         }
         match b {
             b'"' => in_string = true,
@@ -112,6 +116,10 @@ pub fn written_keys(text: &str, open: usize) -> Vec<&str> {
                 while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\n' {
                     i += if bytes[i] == b'\\' { 2 } else { 1 };
                 }
+                // An unterminated string ends at its line, whose break still separates.
+                i += usize::from(i < bytes.len() && bytes[i] == b'"');
+                at_statement_start = false;
+                continue;
             }
             b'#' => {
                 while i < bytes.len() && bytes[i] != b'\n' {
@@ -181,7 +189,7 @@ mod tests {
 
     #[test]
     fn written_keys_skip_nested_blocks_strings_and_comments() {
-        let text = "train t {\n  steps = 5 # x = 1\n  sampler = ddim { eta = 0 }, lr = \"a = b\"\n}\nmodel m { channels = 1 }";
-        assert_eq!(written_keys(text, text.find('{').unwrap()), vec!["steps", "sampler", "lr"]);
+        let text = "train t {\n  steps = 5 # x = 1\n  sampler = ddim { eta = 0 }, lr = \"a = b\"\n  loss = \"\n  ema = 1\n}\nmodel m { channels = 1 }";
+        assert_eq!(written_keys(text, text.find('{').unwrap()), vec!["steps", "sampler", "lr", "loss", "ema"]);
     }
 }

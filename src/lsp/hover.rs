@@ -74,6 +74,9 @@ fn name_doc(a: &Analysis, decls: &[Declaration<'_>], name: &str) -> Option<Strin
     let first_line = written.lines().next().unwrap_or_default().trim_end_matches('{').trim_end();
     let line = source.text[..d.item.span.start].matches('\n').count() + 1;
     let mut text = format!("```difflow\n{first_line}\n```\ndeclared at {}:{line}", source.name);
+    for comment in &d.item.leading_comments {
+        let _ = write!(text, "\n\n{}", comment.text.trim());
+    }
     if let Some(kind) = d.kind.and_then(schema::writable_kind) {
         let variant = nodes::variant_of(decls, kind.name, d.variant.map(|v| v.name.as_str()));
         if let Some(v) = variant.and_then(|v| kind.variant(v)) {
