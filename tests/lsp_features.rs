@@ -50,10 +50,17 @@ fn open_clean(c: &mut Client, dir: &std::path::Path) -> String {
     uri
 }
 
+/// A stand-in for `difflow-worker` that answers a `describe` job as the real one does.
+const WORKER: &str = "#!/bin/sh\necho '{\"params\": 1063905, \"levels\": []}'\n";
+
 #[test]
 fn hover_explains_kinds_variants_keys_values_and_names() {
+    use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
-    let mut c = Client::initialized(dir.path());
+    let worker = dir.path().join("worker.sh");
+    std::fs::write(&worker, WORKER).unwrap();
+    std::fs::set_permissions(&worker, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut c = Client::initialized_with(dir.path(), &[("DIFFLOW_WORKER", &worker)]);
     let uri = open_clean(&mut c, dir.path());
 
     let kind = hover(&mut c, &uri, "schedule cos", 1);
@@ -73,6 +80,8 @@ fn hover_explains_kinds_variants_keys_values_and_names() {
     let model = hover(&mut c, &uri, "= net", 3);
     assert!(model.contains("model net = unet_small") && model.contains("Overrides the preset's dropout"), "{model}");
     assert!(model.contains("model `unet`"), "{model}");
+    // Its parameter count comes from the worker's `describe` job.
+    assert!(model.contains("1,063,905 parameters"), "{model}");
     let preset = hover(&mut c, &uri, "unet_small", 2);
     assert!(preset.contains("model unet_small = unet") && preset.contains("std/unet.diff"), "{preset}");
     let let_name = hover(&mut c, &uri, "steps = T }", 8);

@@ -5,12 +5,13 @@ use std::fmt::Write as _;
 
 use lsp_types::{Hover, HoverContents, MarkupContent, MarkupKind};
 
-use super::analysis::Analysis;
+use super::analysis::{Analysis, ROOT};
+use super::model_size::ModelSizes;
 use super::nodes::{self, Declaration, Node};
 use crate::schema::{self, KeySpec, KindSpec, Role};
 use crate::syntax::ast::{ItemKind, Span};
 
-pub fn hover(a: &Analysis, offset: usize) -> Option<Hover> {
+pub fn hover(a: &Analysis, offset: usize, sizes: &ModelSizes) -> Option<Hover> {
     let decls = nodes::declarations(a);
     let (text, span) = match nodes::node_at(a, &decls, offset)? {
         Node::Kind(ident) => (kind_doc(schema::writable_kind(&ident.name)?), ident.span),
@@ -19,13 +20,13 @@ pub fn hover(a: &Analysis, offset: usize) -> Option<Hover> {
                 let keys: Vec<&str> = v.keys.iter().map(|k| k.name).collect();
                 (format!("```difflow\n{kind} = {}\n```\n{}\n\nkeys: {}", v.name, v.doc, keys.join(", ")), ident.span)
             }
-            None => (name_doc(a, &decls, &ident.name)?, ident.span),
+            None => (name_doc(a, &decls, &ident.name, sizes)?, ident.span),
         },
         Node::Key { kind, variant, key } => (key_doc(kind, schema::key(kind, variant?, &key.name)?), key.span),
         Node::Literal { kind, variant, key, value } => {
             (key_doc(kind, schema::key(kind, variant?, &key.name)?), value.span)
         }
-        Node::Reference(name) | Node::Declared(name) => (name_doc(a, &decls, &name.name)?, name.span),
+        Node::Reference(name) | Node::Declared(name) => (name_doc(a, &decls, &name.name, sizes)?, name.span),
         Node::UsePath { path, span } => (use_doc(a, path), span),
     };
     Some(Hover {
@@ -65,9 +66,9 @@ fn key_doc(kind: &str, key: &KeySpec) -> String {
     text
 }
 
-/// A name's declaration as written (its first line), where it is, and for a schedule its
-/// T and ᾱ_T.
-fn name_doc(a: &Analysis, decls: &[Declaration<'_>], name: &str) -> Option<String> {
+/// A name's declaration as written (its first line), where it is, for a schedule its T
+/// and ᾱ_T, for a model its parameter count.
+fn name_doc(a: &Analysis, decls: &[Declaration<'_>], name: &str, sizes: &ModelSizes) -> Option<String> {
     let d = nodes::declaration(decls, name)?;
     let source = a.loaded.sources.get(d.item.span.file);
     let written = &source.text[d.item.span.start..d.item.span.end];
@@ -84,6 +85,12 @@ fn name_doc(a: &Analysis, decls: &[Declaration<'_>], name: &str) -> Option<Strin
         }
         if kind.name == "schedule" {
             text.push_str(&schedule_doc(a, name).unwrap_or_default());
+        }
+        let file = a.loaded.sources.get(ROOT).path.as_deref();
+        if let (Some(file), Some(pipeline)) = (file, &a.loaded.pipeline) {
+            if let Some(size) = sizes.describe(file, pipeline, name) {
+                let _ = write!(text, "\n\n{size}");
+            }
         }
     }
     if let ItemKind::Let { value, .. } = &d.item.kind {

@@ -13,6 +13,7 @@ mod context;
 mod documents;
 mod edits;
 mod hover;
+mod model_size;
 mod navigation;
 mod nodes;
 mod position;
@@ -75,6 +76,7 @@ struct Server {
     docs: Documents,
     analyses: HashMap<Url, Analysis>,
     dirty: BTreeSet<Url>,
+    model_sizes: model_size::ModelSizes,
 }
 
 impl Server {
@@ -86,6 +88,7 @@ impl Server {
             docs: Documents::default(),
             analyses: HashMap::new(),
             dirty: BTreeSet::new(),
+            model_sizes: Default::default(),
         }
     }
 
@@ -138,7 +141,7 @@ impl Server {
             req::HoverRequest::METHOD => {
                 let p: lsp_types::HoverParams = params(r.params)?;
                 let (a, offset) = self.at(&p.text_document_position_params)?;
-                serde_json::to_value(hover::hover(a, offset))
+                serde_json::to_value(hover::hover(a, offset, &self.model_sizes))
             }
             req::Completion::METHOD => {
                 let p: lsp_types::CompletionParams = params(r.params)?;

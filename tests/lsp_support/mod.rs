@@ -25,8 +25,14 @@ pub struct Client {
 impl Client {
     /// `difflow lsp` started in `dir`.
     pub fn start(dir: &Path) -> Client {
+        Client::start_with(dir, &[])
+    }
+
+    /// `difflow lsp` started in `dir` with these environment variables.
+    pub fn start_with(dir: &Path, env: &[(&str, &Path)]) -> Client {
         let mut child = Command::new(env!("CARGO_BIN_EXE_difflow"))
             .arg("lsp")
+            .envs(env.iter().copied())
             .current_dir(dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -50,7 +56,11 @@ impl Client {
 
     /// Start and initialize, offering only UTF-16 positions (the protocol's default).
     pub fn initialized(dir: &Path) -> Client {
-        let mut c = Client::start(dir);
+        Client::initialized_with(dir, &[])
+    }
+
+    pub fn initialized_with(dir: &Path, env: &[(&str, &Path)]) -> Client {
+        let mut c = Client::start_with(dir, env);
         let root = url(dir);
         let result = c.request("initialize", json!({ "processId": null, "rootUri": root, "capabilities": {} }));
         assert_eq!(result["result"]["capabilities"]["positionEncoding"], "utf-16", "{result}");
