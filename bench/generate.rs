@@ -24,4 +24,3 @@ pub fn pipeline(groups: usize) -> String {
     let _ = writeln!(s, "report all {{ include = [{}] }}", all.join(", "));
     s
 }
-

@@ -19,7 +19,11 @@ const KEYSTROKES: usize = 30;
 fn main() {
     let quickstart = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines/quickstart.diff"))
         .expect("pipelines/quickstart.diff");
-    let cases = [("small (quickstart.diff)", quickstart), ("500 stages", generate::pipeline(100)), ("2,000 stages", generate::pipeline(400))];
+    let cases = [
+        ("small (quickstart.diff)", quickstart),
+        ("500 stages", generate::pipeline(100)),
+        ("2,000 stages", generate::pipeline(400)),
+    ];
     for (name, text) in cases {
         measure(name, &text);
     }

@@ -62,9 +62,7 @@ fn value_scopes(value: &Value, out: &mut Vec<(Span, &'static str)>, comments: &m
         ValueKind::Str(_) => out.push((value.span, "string.quoted.double.difflow")),
         ValueKind::Bool(_) => out.push((value.span, "constant.language.boolean.difflow")),
         ValueKind::Ident(name) => out.push((name.span, "variable.other.reference.difflow")),
-        ValueKind::List(items) | ValueKind::Sweep(items) => {
-            items.iter().for_each(|v| value_scopes(v, out, comments))
-        }
+        ValueKind::List(items) | ValueKind::Sweep(items) => items.iter().for_each(|v| value_scopes(v, out, comments)),
         ValueKind::Inline { variant, block } => {
             out.push((variant.span, "support.type.variant.difflow"));
             block_scopes(block, out, comments);
@@ -88,7 +86,7 @@ fn test_case(name: &str, text: &str) -> String {
         for (span, scope) in scopes.iter().filter(|(s, _)| s.start >= line_start && s.start < line_end) {
             let units = |s: &str| s.chars().map(char::len_utf16).sum::<usize>();
             let col = units(&text[line_start..span.start]);
-            let len = units(&text[span.start..span.end.min(line_end)].trim_end_matches(['\n', '\r']));
+            let len = units(text[span.start..span.end.min(line_end)].trim_end_matches(['\n', '\r']));
             if col == 0 {
                 let _ = writeln!(out, "#<{} {scope}", "-".repeat(len));
             } else {
@@ -113,11 +111,7 @@ fn diff_files(dir: &Path) -> Vec<PathBuf> {
 #[test]
 fn the_grammar_scopes_every_token_of_the_repos_pipelines() {
     let tool = root().join("editors/node_modules/.bin/vscode-tmgrammar-test");
-    assert!(
-        tool.is_file(),
-        "{} is missing: `bash scripts/setup.sh` installs it (npm ci in editors/)",
-        tool.display()
-    );
+    assert!(tool.is_file(), "{} is missing: `bash scripts/setup.sh` installs it (npm ci in editors/)", tool.display());
     let cases = tempfile::tempdir().unwrap();
     let mut count = 0;
     for dir in ["pipelines", "stdlib"] {

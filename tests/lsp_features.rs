@@ -147,7 +147,8 @@ fn definition_references_symbols_and_formatting() {
     let mut params = at("digits =", 0);
     params["context"] = json!({ "includeDeclaration": true });
     let refs = c.request("textDocument/references", params.clone());
-    let lines: Vec<u64> = refs["result"].as_array().unwrap().iter().map(|l| l["range"]["start"]["line"].as_u64().unwrap()).collect();
+    let lines: Vec<u64> =
+        refs["result"].as_array().unwrap().iter().map(|l| l["range"]["start"]["line"].as_u64().unwrap()).collect();
     assert_eq!(lines, [3, 9]);
     params["context"] = json!({ "includeDeclaration": false });
     assert_eq!(c.request("textDocument/references", params)["result"].as_array().unwrap().len(), 1);
@@ -160,11 +161,23 @@ fn definition_references_symbols_and_formatting() {
 
     // Formatting: one edit to the canonical layout, none when formatted already.
     let messy = "schedule   cos=cosine{steps=10}\n";
-    c.notify("textDocument/didChange", json!({ "textDocument": { "uri": uri, "version": 2 }, "contentChanges": [{ "text": messy }] }));
-    let edits = c.request("textDocument/formatting", json!({ "textDocument": { "uri": uri }, "options": { "tabSize": 4, "insertSpaces": true } }));
+    c.notify(
+        "textDocument/didChange",
+        json!({ "textDocument": { "uri": uri, "version": 2 }, "contentChanges": [{ "text": messy }] }),
+    );
+    let edits = c.request(
+        "textDocument/formatting",
+        json!({ "textDocument": { "uri": uri }, "options": { "tabSize": 4, "insertSpaces": true } }),
+    );
     assert_eq!(edits["result"][0]["newText"], "schedule cos = cosine {\n    steps = 10\n}\n", "{edits}");
     // Refused, like `difflow fmt`, when the text does not parse.
-    c.notify("textDocument/didChange", json!({ "textDocument": { "uri": uri, "version": 3 }, "contentChanges": [{ "text": "schedule cos = {" }] }));
-    let refused = c.request("textDocument/formatting", json!({ "textDocument": { "uri": uri }, "options": { "tabSize": 4, "insertSpaces": true } }));
+    c.notify(
+        "textDocument/didChange",
+        json!({ "textDocument": { "uri": uri, "version": 3 }, "contentChanges": [{ "text": "schedule cos = {" }] }),
+    );
+    let refused = c.request(
+        "textDocument/formatting",
+        json!({ "textDocument": { "uri": uri }, "options": { "tabSize": 4, "insertSpaces": true } }),
+    );
     assert!(refused["error"]["message"].as_str().unwrap().starts_with("difflow fmt refuses to format"), "{refused}");
 }

@@ -75,7 +75,10 @@ fn three_mistakes_match_check_and_a_code_action_fixes_one() {
     assert_eq!(codes_and_ranges(&diags), expected);
     // The message, help and label are those of `difflow check`.
     let stpes = &diags[2];
-    assert_eq!(stpes["message"], "unknown key `stpes` for `ddim`\nhelp: did you mean `steps`? The keys of `ddim` are steps, eta, spacing");
+    assert_eq!(
+        stpes["message"],
+        "unknown key `stpes` for `ddim`\nhelp: did you mean `steps`? The keys of `ddim` are steps, eta, spacing"
+    );
     assert_eq!(stpes["relatedInformation"][0]["message"], "not a key of `ddim`");
     assert_eq!(stpes["source"], "difflow");
 
@@ -141,7 +144,10 @@ fn garbage_and_out_of_order_messages_get_protocol_errors() {
     );
     assert_eq!(not_open["error"]["code"], -32602);
     // A change to a buffer that is not open is reported, not fatal.
-    c.notify("textDocument/didChange", json!({ "textDocument": { "uri": "file:///nowhere.diff", "version": 2 }, "contentChanges": [] }));
+    c.notify(
+        "textDocument/didChange",
+        json!({ "textDocument": { "uri": "file:///nowhere.diff", "version": 2 }, "contentChanges": [] }),
+    );
     let shown = c.wait_for(|m| m["method"] == "window/showMessage");
     assert!(shown["params"]["message"].as_str().unwrap().contains("not open"), "{shown}");
 

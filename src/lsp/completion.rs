@@ -147,11 +147,8 @@ fn item(label: impl Into<String>, kind: CompletionItemKind, detail: impl Into<St
 }
 
 fn kinds() -> Vec<CompletionItem> {
-    let mut items: Vec<CompletionItem> = schema::kinds()
-        .iter()
-        .filter(|k| !k.hidden)
-        .map(|k| item(k.name, CompletionItemKind::CLASS, k.doc))
-        .collect();
+    let mut items: Vec<CompletionItem> =
+        schema::kinds().iter().filter(|k| !k.hidden).map(|k| item(k.name, CompletionItemKind::CLASS, k.doc)).collect();
     items.push(item("let", CompletionItemKind::KEYWORD, "let NAME = VALUE"));
     items.push(item("use", CompletionItemKind::KEYWORD, "use \"FILE.diff\""));
     items
@@ -178,15 +175,12 @@ fn keys(kind: &str, variant: &str, written: &[&str]) -> Vec<CompletionItem> {
 fn variants_and_presets(kind: &str, declaring: &str, names: &[Name]) -> Vec<CompletionItem> {
     let Some(spec) = schema::writable_kind(kind) else { return Vec::new() };
     let mut items = variants(spec);
-    items.extend(
-        names
-            .iter()
-            .filter(|n| n.kind.as_deref() == Some(kind) && n.name != declaring)
-            .map(|n| CompletionItem {
-                sort_text: Some(format!("1{}", n.name)),
-                ..item(&n.name, CompletionItemKind::VARIABLE, format!("{kind} (preset)"))
-            }),
-    );
+    items.extend(names.iter().filter(|n| n.kind.as_deref() == Some(kind) && n.name != declaring).map(|n| {
+        CompletionItem {
+            sort_text: Some(format!("1{}", n.name)),
+            ..item(&n.name, CompletionItemKind::VARIABLE, format!("{kind} (preset)"))
+        }
+    }));
     items
 }
 
@@ -215,7 +209,10 @@ fn values(ty: &Type, in_string: bool, names: &[Name]) -> Vec<CompletionItem> {
             .enumerate()
             .map(|(i, o)| {
                 let label = if in_string { o.to_string() } else { format!("\"{o}\"") };
-                CompletionItem { sort_text: Some(format!("0{i:03}")), ..item(label, CompletionItemKind::ENUM_MEMBER, ty.short()) }
+                CompletionItem {
+                    sort_text: Some(format!("0{i:03}")),
+                    ..item(label, CompletionItemKind::ENUM_MEMBER, ty.short())
+                }
             })
             .collect(),
         _ if in_string => Vec::new(),
@@ -225,7 +222,11 @@ fn values(ty: &Type, in_string: bool, names: &[Name]) -> Vec<CompletionItem> {
             let mut items = declared_of(&[kind]);
             if let Some(spec) = schema::kind(kind) {
                 // Inline blocks after the named declarations.
-                items.extend(variants(spec).into_iter().map(|v| CompletionItem { sort_text: v.sort_text.map(|s| format!("1{s}")), ..v }));
+                items.extend(
+                    variants(spec)
+                        .into_iter()
+                        .map(|v| CompletionItem { sort_text: v.sort_text.map(|s| format!("1{s}")), ..v }),
+                );
             }
             items
         }
@@ -239,7 +240,10 @@ fn lets(names: &[Name]) -> Vec<CompletionItem> {
     names
         .iter()
         .filter(|n| n.kind.is_none())
-        .map(|n| CompletionItem { sort_text: Some(format!("9{}", n.name)), ..item(&n.name, CompletionItemKind::CONSTANT, "let") })
+        .map(|n| CompletionItem {
+            sort_text: Some(format!("9{}", n.name)),
+            ..item(&n.name, CompletionItemKind::CONSTANT, "let")
+        })
         .collect()
 }
 
@@ -253,7 +257,10 @@ fn use_paths(a: &Analysis) -> Vec<CompletionItem> {
         let mut files: Vec<String> = entries
             .filter_map(|e| e.ok())
             .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.ends_with(".diff") && root.path.as_ref().and_then(|p| p.file_name()).is_none_or(|own| own != n.as_str()))
+            .filter(|n| {
+                n.ends_with(".diff")
+                    && root.path.as_ref().and_then(|p| p.file_name()).is_none_or(|own| own != n.as_str())
+            })
             .collect();
         files.sort();
         items.extend(files.into_iter().map(|n| item(n, CompletionItemKind::FILE, "next to this file")));

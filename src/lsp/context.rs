@@ -72,11 +72,8 @@ pub fn at(text: &str, offset: usize) -> Cursor<'_> {
             _ => {}
         }
     }
-    let blocks: Vec<(usize, &str)> = stack
-        .iter()
-        .filter(|(b, ..)| *b == b'{')
-        .map(|&(_, at, start)| (at, text[start..at].trim()))
-        .collect();
+    let blocks: Vec<(usize, &str)> =
+        stack.iter().filter(|(b, ..)| *b == b'{').map(|&(_, at, start)| (at, text[start..at].trim())).collect();
     let statement = &before[statement_start..];
     let slot = if in_comment { Slot::Nothing } else { slot_of(statement, in_string) };
     Cursor {

@@ -44,7 +44,10 @@ pub fn code_actions(a: &Analysis, uri: &Url, range: Range) -> Vec<CodeActionOrCo
             title: format!("Replace {written} with {replacement}"),
             kind: Some(CodeActionKind::QUICKFIX),
             diagnostics: Some(vec![shown]),
-            edit: Some(WorkspaceEdit { changes: Some(HashMap::from([(uri.clone(), vec![edit])])), ..Default::default() }),
+            edit: Some(WorkspaceEdit {
+                changes: Some(HashMap::from([(uri.clone(), vec![edit])])),
+                ..Default::default()
+            }),
             is_preferred: Some(true),
             ..Default::default()
         }));

@@ -41,7 +41,8 @@ fn kind_doc(kind: &KindSpec) -> String {
         Role::Stage => "stage",
     };
     let variants: Vec<&str> = kind.variants.iter().map(|v| v.name).collect();
-    let mut text = format!("```difflow\n{}\n```\n{} ({role})\n\nvariants: {}", kind.name, kind.doc, variants.join(", "));
+    let mut text =
+        format!("```difflow\n{}\n```\n{} ({role})\n\nvariants: {}", kind.name, kind.doc, variants.join(", "));
     if let Some(d) = kind.default_variant {
         let _ = write!(text, " (default {d})");
     }

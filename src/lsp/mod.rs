@@ -180,8 +180,7 @@ impl Server {
 
     fn initialize(&mut self, p: InitializeParams) -> Result<Json, Failure> {
         let offered = p.capabilities.general.and_then(|g| g.position_encodings).unwrap_or_default();
-        self.encoding =
-            if offered.contains(&PositionEncodingKind::UTF8) { Encoding::Utf8 } else { Encoding::Utf16 };
+        self.encoding = if offered.contains(&PositionEncodingKind::UTF8) { Encoding::Utf8 } else { Encoding::Utf16 };
         self.state = State::Running;
         let result = InitializeResult {
             capabilities: capabilities(self.encoding),

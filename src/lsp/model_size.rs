@@ -13,10 +13,15 @@ use crate::lang::Pipeline;
 /// How long a hover waits for a count being computed.
 const WAIT: Duration = Duration::from_millis(1500);
 
+/// A pipeline file and a model config (as JSON).
+type ModelKey = (PathBuf, String);
+
+/// The parameter count, or why there is none; `None` while it is being computed.
+type Answer = Option<Result<u64, String>>;
+
 #[derive(Default, Clone)]
 pub struct ModelSizes {
-    /// By pipeline file and model config: the answer, `None` while it is being computed.
-    known: Arc<Mutex<HashMap<(PathBuf, String), Option<Result<u64, String>>>>>,
+    known: Arc<Mutex<HashMap<ModelKey, Answer>>>,
 }
 
 impl ModelSizes {
@@ -31,7 +36,8 @@ impl ModelSizes {
             fresh
         };
         if started {
-            let (known, file, pipeline, name) = (self.known.clone(), file.to_path_buf(), pipeline.clone(), name.to_string());
+            let (known, file, pipeline, name) =
+                (self.known.clone(), file.to_path_buf(), pipeline.clone(), name.to_string());
             let key = key.clone();
             std::thread::spawn(move || {
                 let answer = ask_worker(&file, &pipeline, &name);

@@ -67,15 +67,30 @@ pub fn config_kind(ty: &Type) -> Option<&'static str> {
 
 /// What the cursor is on.
 pub enum Node<'a> {
-    UsePath { path: &'a str, span: Span },
+    UsePath {
+        path: &'a str,
+        span: Span,
+    },
     Kind(&'a Ident),
     /// The name of a declaration or a `let` where it is declared.
     Declared(&'a Ident),
     /// A variant (or preset) of `kind`, after `=` or inline.
-    Variant { kind: &'a str, ident: &'a Ident },
-    Key { kind: &'a str, variant: Option<&'static str>, key: &'a Ident },
+    Variant {
+        kind: &'a str,
+        ident: &'a Ident,
+    },
+    Key {
+        kind: &'a str,
+        variant: Option<&'static str>,
+        key: &'a Ident,
+    },
     /// A literal value of a key.
-    Literal { kind: &'a str, variant: Option<&'static str>, key: &'a Ident, value: &'a Value },
+    Literal {
+        kind: &'a str,
+        variant: Option<&'static str>,
+        key: &'a Ident,
+        value: &'a Value,
+    },
     /// A name used as a value.
     Reference(&'a Ident),
 }

@@ -73,9 +73,7 @@ fn read_loop(input: &mut impl BufRead, tx: &Sender<Message>, errors: &Outbox) {
                     return;
                 }
             }
-            Err(e) => {
-                errors.send_raw(&error_body(id, ErrorCode::InvalidRequest, &format!("not an LSP message: {e}")))
-            }
+            Err(e) => errors.send_raw(&error_body(id, ErrorCode::InvalidRequest, &format!("not an LSP message: {e}"))),
         }
     }
 }
@@ -130,7 +128,8 @@ mod tests {
 
     #[test]
     fn frames_are_read_and_headers_without_length_are_reported() {
-        let mut input = io::Cursor::new(b"Content-Length: 2\r\n\r\n{}X-Other: 1\r\n\r\nContent-Length: 1\r\n\r\n1".to_vec());
+        let mut input =
+            io::Cursor::new(b"Content-Length: 2\r\n\r\n{}X-Other: 1\r\n\r\nContent-Length: 1\r\n\r\n1".to_vec());
         assert_eq!(read_frame(&mut input).ok().flatten(), Some(b"{}".to_vec()));
         assert!(matches!(read_frame(&mut input), Err(Frame::Bad(_))));
         assert_eq!(read_frame(&mut input).ok().flatten(), Some(b"1".to_vec()));

@@ -96,9 +96,10 @@ impl Client {
         let deadline = Instant::now() + WAIT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let msg = self.incoming.recv_timeout(left).unwrap_or_else(|e| {
-                panic!("no awaited message from difflow lsp ({e}); seen: {:#?}", self.seen)
-            });
+            let msg = self
+                .incoming
+                .recv_timeout(left)
+                .unwrap_or_else(|e| panic!("no awaited message from difflow lsp ({e}); seen: {:#?}", self.seen));
             if pred(&msg) {
                 return msg;
             }
