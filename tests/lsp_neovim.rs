@@ -69,6 +69,7 @@ fn neovim_shows_the_diagnostic_completes_choices_and_hovers() {
     let seen: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&out).expect("the script wrote its report")).unwrap();
 
+    println!("what Neovim saw: {seen:#}");
     let diags = seen["diagnostics"].as_array().unwrap();
     assert_eq!(diags.len(), 1, "{seen:#}");
     // The typo on line 13 (0-based 12), where `difflow check` has it.

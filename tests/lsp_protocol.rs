@@ -220,3 +220,45 @@ fn utf8_positions_when_the_client_offers_them() {
     let cuont = diags.iter().find(|d| d["code"] == "difflow::unknown_key").expect("unknown key reported");
     assert_eq!(cuont["range"]["start"]["character"], text.find("cuont").unwrap());
 }
+
+/// Typing a whole pipeline character by character: every intermediate text (unclosed
+/// strings and blocks, half-written keys) gets diagnostics, and completion and hover at
+/// the cursor get answers, never a failure.
+#[test]
+fn typing_a_pipeline_character_by_character_never_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines/quickstart.diff")).unwrap();
+    let mut c = Client::initialized(dir.path());
+    let uri = url(&dir.path().join("typed.diff"));
+    c.open(&uri, "");
+    c.diagnostics(&uri);
+    let (mut line, mut character) = (0, 0);
+    for (i, ch) in text.chars().enumerate() {
+        let at = json!({ "line": line, "character": character });
+        c.notify(
+            "textDocument/didChange",
+            json!({ "textDocument": { "uri": uri, "version": i + 2 }, "contentChanges": [{ "range": { "start": at, "end": at }, "text": ch.to_string() }] }),
+        );
+        if ch == '\n' {
+            (line, character) = (line + 1, 0);
+        } else {
+            character += ch.len_utf16();
+        }
+        let cursor = json!({ "textDocument": { "uri": uri }, "position": { "line": line, "character": character } });
+        for method in ["textDocument/completion", "textDocument/hover"] {
+            let answer = c.request(method, cursor.clone());
+            assert!(
+                answer.get("error").is_none(),
+                "{method} after {:?}: {answer}",
+                &text[..text.char_indices().nth(i).unwrap().0]
+            );
+        }
+    }
+    let last = c.request("textDocument/documentSymbol", json!({ "textDocument": { "uri": uri } }));
+    assert!(!last["result"].as_array().unwrap().is_empty());
+    // Published before the last requests were answered, so among the messages seen.
+    let last_version = text.chars().count() + 1;
+    let diags =
+        c.seen.iter().rev().find(|m| m["params"]["version"] == last_version).expect("the last version's diagnostics");
+    assert_eq!(diags["params"]["diagnostics"], json!([]), "the typed pipeline checks clean");
+}

@@ -97,7 +97,12 @@ impl Server {
         match msg {
             Message::Request(r) => {
                 let id = r.id.clone();
-                let response = match self.request(r) {
+                let method = r.method.clone();
+                // A bug in one handler answers that request with an error; the server
+                // and its buffers live on.
+                let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.request(r)))
+                    .unwrap_or_else(|_| Err((ErrorCode::InternalError, format!("difflow lsp failed on `{method}`"))));
+                let response = match answer {
                     Ok(result) => Response::new_ok(id, result),
                     Err((code, message)) => Response::new_err(id, code as i32, message),
                 };
