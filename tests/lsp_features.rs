@@ -152,6 +152,12 @@ fn definition_references_symbols_and_formatting() {
     assert_eq!(lines, [3, 9]);
     params["context"] = json!({ "includeDeclaration": false });
     assert_eq!(c.request("textDocument/references", params)["result"].as_array().unwrap().len(), 1);
+    // A preset: its declaration in the stdlib and its use here.
+    let mut params = at("unet_small", 0);
+    params["context"] = json!({ "includeDeclaration": true });
+    let refs = c.request("textDocument/references", params);
+    let uris: Vec<&str> = refs["result"].as_array().unwrap().iter().map(|l| l["uri"].as_str().unwrap()).collect();
+    assert_eq!(uris, [format!("file://{target}").as_str(), uri.as_str()], "{refs}");
 
     let symbols = c.request("textDocument/documentSymbol", json!({ "textDocument": { "uri": uri } }));
     let names: Vec<&str> = symbols["result"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();

@@ -262,3 +262,82 @@ fn typing_a_pipeline_character_by_character_never_fails() {
         c.seen.iter().rev().find(|m| m["params"]["version"] == last_version).expect("the last version's diagnostics");
     assert_eq!(diags["params"]["diagnostics"], json!([]), "the typed pipeline checks clean");
 }
+
+/// Every "did you mean" of the check cases becomes a code action, and applying it makes
+/// that diagnostic go away (the replaced span is the misspelt word itself).
+#[test]
+fn every_did_you_mean_of_the_check_cases_is_fixed_by_its_code_action() {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/check");
+    let mut cases: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "stderr"))
+        .filter(|p| std::fs::read_to_string(p).unwrap().contains("did you mean"))
+        .map(|p| p.with_extension("diff"))
+        .collect();
+    cases.sort();
+    assert!(cases.len() >= 10, "{cases:?}");
+    let mut c = Client::initialized(&dir);
+    let mut fixed = 0;
+    for (n, case) in cases.iter().enumerate() {
+        let uri = url(case);
+        let text = std::fs::read_to_string(case).unwrap();
+        c.open(&uri, &text);
+        let diags = c.diagnostics(&uri);
+        let mut version = 1;
+        for d in diags.iter().filter(|d| d["message"].as_str().unwrap().contains("did you mean")) {
+            let actions = c.request(
+                "textDocument/codeAction",
+                json!({ "textDocument": { "uri": uri }, "range": d["range"], "context": { "diagnostics": [d] } }),
+            );
+            let action = actions["result"]
+                .as_array()
+                .and_then(|a| a.iter().find(|a| a["diagnostics"][0]["message"] == d["message"]))
+                .unwrap_or_else(|| panic!("{}: no action for {d}: {actions}", case.display()));
+            let edit = &action["edit"]["changes"][&uri][0];
+            // Apply the edit to a copy of the text as an editor would, and send it whole.
+            let mut fixed_text = text.clone();
+            let (start, end) = (offset(&text, &edit["range"]["start"]), offset(&text, &edit["range"]["end"]));
+            fixed_text.replace_range(start..end, edit["newText"].as_str().unwrap());
+            version += 1;
+            c.notify(
+                "textDocument/didChange",
+                json!({ "textDocument": { "uri": uri, "version": version }, "contentChanges": [{ "text": fixed_text }] }),
+            );
+            let after = c.diagnostics(&uri);
+            assert!(
+                !after.iter().any(|a| a["message"] == d["message"] && a["range"] == d["range"]),
+                "{}: {} did not fix {d}: {after:?}",
+                case.display(),
+                action["title"]
+            );
+            // Undo, for the next diagnostic of the file.
+            version += 1;
+            c.notify(
+                "textDocument/didChange",
+                json!({ "textDocument": { "uri": uri, "version": version }, "contentChanges": [{ "text": text }] }),
+            );
+            c.diagnostics(&uri);
+            fixed += 1;
+        }
+        c.notify("textDocument/didClose", json!({ "textDocument": { "uri": uri } }));
+        assert_eq!(c.diagnostics(&uri), Vec::<Value>::new(), "closing clears case {n}");
+    }
+    assert!(fixed >= 10, "only {fixed} fixes");
+}
+
+/// The byte offset of a UTF-16 `{line, character}` position.
+fn offset(text: &str, pos: &Value) -> usize {
+    let line = pos["line"].as_u64().unwrap() as usize;
+    let start: usize = text.split_inclusive('\n').take(line).map(str::len).sum();
+    let mut units = pos["character"].as_u64().unwrap() as usize;
+    let mut at = start;
+    for ch in text[start..].chars() {
+        if units == 0 {
+            break;
+        }
+        units -= ch.len_utf16();
+        at += ch.len_utf8();
+    }
+    at
+}
