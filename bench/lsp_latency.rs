@@ -1,7 +1,9 @@
 //! Benchmark: keystroke-to-diagnostics latency of `difflow lsp`, measured as an editor sees
 //! it: from writing a `didChange` (one character typed, or a typo) to reading the
 //! `publishDiagnostics` for that version, over stdio against the real binary. Small
-//! (the quickstart pipeline), 500-stage and 2,000-stage files. Run with
+//! (the quickstart pipeline), 500-stage and 2,000-stage files. When `nvim` is installed,
+//! the same keystrokes are timed inside headless Neovim too, from the buffer edit to
+//! Neovim's diagnostic list (`bench/lsp_neovim_latency.lua`). Run with
 //! `cargo bench -p difflow --bench lsp_latency`.
 
 mod generate;
@@ -9,6 +11,8 @@ mod generate;
 #[path = "../tests/lsp_support/mod.rs"]
 mod lsp_support;
 
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use lsp_support::{url, Client};
@@ -62,6 +66,38 @@ fn measure(name: &str, text: &str) {
          (median / p90 / max): typo {typo_ms} ({typo_count} diagnostic), fix {valid_ms} ({valid_count} diagnostics)",
         text.len() / 1024,
     );
+    drop(c);
+    if let Some(line) = in_neovim(&file, dir.path()) {
+        println!("lsp_latency {name} in Neovim: {line}");
+    }
+}
+
+/// The same keystrokes typed in headless Neovim; `None` without `nvim`.
+fn in_neovim(file: &Path, dir: &Path) -> Option<String> {
+    let nvim = std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|p| p.join("nvim")).find(|p| p.is_file()))?;
+    let out = dir.join("neovim.json");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/lsp_neovim_latency.lua");
+    let status = Command::new(nvim)
+        .args(["--headless", "-u", "NONE", "-i", "NONE", "-n", "-c", &format!("luafile {script}")])
+        .env("DIFFLOW_BIN", env!("CARGO_BIN_EXE_difflow"))
+        .env("PIPELINE", file)
+        .env("LSP_OUT", &out)
+        .env("KEYSTROKES", KEYSTROKES.to_string())
+        .env("XDG_STATE_HOME", dir)
+        .env("XDG_CACHE_HOME", dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .ok()?;
+    if !status.success() {
+        return Some(format!("nvim failed ({status})"));
+    }
+    let seen: Value = serde_json::from_str(&std::fs::read_to_string(out).ok()?).ok()?;
+    let times = |k: &str| -> Vec<(f64, usize)> {
+        seen[k].as_array().map(|a| a.iter().filter_map(Value::as_f64).map(|ms| (ms, 0)).collect()).unwrap_or_default()
+    };
+    Some(format!("typo {}, fix {} (median / p90 / max)", summary(&times("typo")).0, summary(&times("fix")).0))
 }
 
 /// Send one change; milliseconds until its diagnostics arrive, and how many there were.
