@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use lsp_types::{DiagnosticRelatedInformation, DiagnosticSeverity, Location, NumberOrString, Range, Url};
 
@@ -51,14 +52,23 @@ fn shown_path(path: &Path) -> PathBuf {
 }
 
 /// Stdlib files live in the binary; an editor can only open files, so they are written
-/// once to a temporary folder for go-to-definition.
+/// once per process to a temporary folder (for go-to-definition and related information).
 pub fn stdlib_uri(name: &str) -> Option<Url> {
-    let (_, text) = modules::STDLIB.iter().find(|(n, _)| *n == name)?;
+    static WRITTEN: OnceLock<HashMap<&'static str, Option<Url>>> = OnceLock::new();
+    let written =
+        WRITTEN.get_or_init(|| modules::STDLIB.iter().map(|(name, text)| (*name, write_stdlib(name, text))).collect());
+    written.get(name).cloned().flatten()
+}
+
+fn write_stdlib(name: &str, text: &str) -> Option<Url> {
     let dir = std::env::temp_dir().join(format!("difflow-{}-stdlib", env!("CARGO_PKG_VERSION")));
     let path = dir.join(name);
-    if std::fs::read_to_string(&path).ok().as_deref() != Some(*text) {
+    if std::fs::read_to_string(&path).ok().as_deref() != Some(text) {
         std::fs::create_dir_all(path.parent()?).ok()?;
-        std::fs::write(&path, text).ok()?;
+        // Through a rename, so that another server never reads a half-written copy.
+        let partial = path.with_extension(format!("{}.partial", std::process::id()));
+        std::fs::write(&partial, text).ok()?;
+        std::fs::rename(&partial, &path).ok()?;
     }
     Url::from_file_path(path).ok()
 }
