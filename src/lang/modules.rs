@@ -173,7 +173,7 @@ impl<'s> Loader<'s> {
                                 "difflow::missing_file",
                                 format!("cannot read `{written}`: {why}"),
                                 span,
-                                format!("tried {}", display_path(&path)),
+                                                                format!("tried {}", display_path(&path)),
                             )
                             .with_help(
                                 "a `use` path is relative to the folder of the file that writes it; stdlib files are `std/NAME.diff`",
