@@ -123,7 +123,7 @@ impl Analysis {
         lsp_types::Diagnostic {
             range,
             severity: Some(DiagnosticSeverity::ERROR),
-            code: Some(NumberOrString::String(d.code.to_string())),
+            code: Some(NumberOrString::String(d.code.as_str().to_string())),
             source: Some("difflow".into()),
             message,
             related_information: (!related.is_empty()).then_some(related),
