@@ -49,6 +49,9 @@ pub struct Loader<'s> {
     pub files: Vec<ast::File>,
     /// Whether any file failed to parse (resolution then stops: names would be missing).
     pub syntax_errors: bool,
+    /// Unsaved text of files, by absolute normalised path, read instead of the disk (the
+    /// buffers an editor has open).
+    pub overlay: HashMap<PathBuf, String>,
     state: HashMap<Key, State>,
     /// The chain of files being loaded, with the span of the `use` that led to each.
     stack: Vec<(Key, String, Option<Span>)>,
@@ -63,6 +66,7 @@ impl<'s> Loader<'s> {
             diagnostics: Vec::new(),
             files: Vec::new(),
             syntax_errors: false,
+            overlay: HashMap::new(),
             state: HashMap::new(),
             stack: Vec::new(),
             policy: UsePolicy::default(),
@@ -74,7 +78,11 @@ impl<'s> Loader<'s> {
     pub fn load_root(&mut self, root: Root<'_>) -> Result<(), String> {
         match root {
             Root::Path(path) => {
-                let text = read_source(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                // An editor's unsaved buffer of the file wins over the disk.
+                let text = match self.overlay.get(&absolute(path)) {
+                    Some(text) => text.clone(),
+                    None => read_source(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+                };
                 let dir = absolute(path).parent().map(Path::to_path_buf).unwrap_or_default();
                 self.policy = UsePolicy::for_pipeline(&dir);
                 let key = Key::Disk(std::fs::canonicalize(path).unwrap_or_else(|_| absolute(path)));
@@ -159,6 +167,7 @@ impl<'s> Loader<'s> {
                     (Key::Disk(canonical), SourceFile { name: String::new(), path: None, text: String::new() })
                 }
                 Ok((canonical, text)) => {
+                    let text = self.overlay.get(&path).cloned().unwrap_or(text);
                     (Key::Disk(canonical), SourceFile { name: display_path(&path), path: Some(path), text })
                 }
                 Err(refusal) => {
@@ -200,7 +209,7 @@ impl<'s> Loader<'s> {
     }
 }
 
-fn absolute(path: &Path) -> PathBuf {
+pub fn absolute(path: &Path) -> PathBuf {
     let p = if path.is_absolute() {
         path.to_path_buf()
     } else {
