@@ -188,6 +188,7 @@ in a run, each with a stable code:
 | `difflow::class_mismatch` | model `classes` ≠ the data's class count; labels asked of an unconditional model |
 | `difflow::indivisible_size`, `difflow::attention_resolution` | an image size the UNet's levels cannot halve; attention at a resolution the net never has |
 | `difflow::sampler_steps` | more sampler steps than the schedule has |
+| `difflow::step_beyond_training`, `difflow::step_without_training` | `step = K` beyond the training run's `steps`, or on metrics of data no training run drew |
 | `difflow::accuracy_without_classifier`, `difflow::missing_reference`, `difflow::too_few_samples` | metrics that cannot be computed |
 | `difflow::model_data_mismatch`, `difflow::wrong_model`, `difflow::shape_mismatch` | an `mlp` on images, a `unet`/`encoder` on points, an encoder trained as a denoiser, mismatched data shapes |
 | `difflow::eps_zero_snr` | ε-prediction with a zero-terminal-SNR schedule (ε is undefined at ᾱ_T = 0) |

@@ -29,6 +29,11 @@ pub struct Job {
     pub settings: JobSettings,
 }
 
+/// The input name under which a `train` job gets the cached run it continues from (an
+/// entry of the same training run with fewer steps): the worker starts from its weights,
+/// EMA, optimiser moments and loss log instead of step 0.
+pub const CONTINUE_INPUT: &str = "$continue";
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Input {
     pub kind: String,

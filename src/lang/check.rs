@@ -12,6 +12,9 @@ use crate::syntax::ast::Span;
 
 use super::resolve::SpanTable;
 
+#[path = "check_steps.rs"]
+mod steps;
+
 /// What a stage's data looks like, as far as the checker can tell without reading it.
 #[derive(Debug, Clone, PartialEq)]
 struct Data {
@@ -71,6 +74,9 @@ pub(crate) fn check(pipeline: &Pipeline, spans: &SpanTable) -> Vec<Diagnostic> {
             "nll" => c.nll(inst),
             "plot" => c.plot(inst),
             _ => {}
+        }
+        if matches!(inst.kind.as_str(), "sample" | "nll" | "metrics") {
+            c.training_step(inst);
         }
     }
     c.diags

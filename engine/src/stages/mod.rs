@@ -1,6 +1,7 @@
 //! One module per stage kind; `run` dispatches a job to it.
 
 pub mod classifier;
+pub mod continuation;
 pub mod dataset;
 pub mod describe;
 pub mod metrics;
