@@ -159,3 +159,44 @@ fn lowering_steps_to_a_kept_snapshot_trains_nothing() {
     std::fs::write(dir.path().join("p.diff"), format!("{HEAD}{}", train("15"))).unwrap();
     assert!(plan(dir.path()).contains("10 → 15 steps (from cached entry"));
 }
+
+#[test]
+fn one_training_run_gives_a_report_curve_of_accuracy_against_training_step() {
+    let mnist = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist");
+    assert!(
+        mnist.join("train-images-idx3-ubyte.gz").exists(),
+        "{} is incomplete: run `. scripts/setup.sh` first",
+        mnist.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = format!(
+        r#"
+dataset digits = mnist {{ path = "{}", split = "train", size = 8, limit = 512 }}
+schedule cos = cosine {{ steps = 100 }}
+model net = unet {{ channels = 8, mults = [1, 2], res_blocks = 1, attention = [], classes = 10, dropout = 0.0 }}
+train ddpm {{ model = net, data = digits, schedule = cos, steps = 24, batch = 16, lr = 1e-3 }}
+sample probe {{ from = ddpm, step = sweep(8, 16, 24), sampler = ddim {{ steps = 4 }}, count = 20 }}
+classifier judge {{ model = encoder {{ channels = 8, mults = [1, 2], res_blocks = 1, attention = [] }}, data = digits, steps = 10, batch = 16 }}
+metrics by_step {{ samples = probe, features = judge, measure = ["accuracy"] }}
+report growth {{ include = [by_step] }}
+"#,
+        mnist.display()
+    );
+    std::fs::write(dir.path().join("p.diff"), &pipeline).unwrap();
+    assert!(plan(dir.path()).contains("training: 24 steps to run (24 saved by continuing"));
+    let out = run(dir.path(), &pipeline);
+    let trained: Vec<String> = ran(&out).into_iter().filter(|n| n.starts_with("ddpm")).collect();
+    assert_eq!(trained, ["ddpm@8", "ddpm@16", "ddpm"], "{out}");
+    // Each training run took only its own 8 steps.
+    for name in ["ddpm@16", "ddpm"] {
+        assert!(training_progress(&out, name).iter().all(|&done| done >= 8), "{name}:\n{out}");
+    }
+    let report = String::from_utf8(output(dir.path(), "growth", "report.md")).unwrap();
+    assert!(report.contains("| instance | step | accuracy |"), "{report}");
+    for step in [8, 16, 24] {
+        assert!(report.contains(&format!("| `by_step[step={step}]` | {step} | ")), "{report}");
+    }
+    assert!(report.contains("![by_step: accuracy against step](images/by_step_accuracy_by_step.svg)"), "{report}");
+    let chart = String::from_utf8(output(dir.path(), "growth", "images/by_step_accuracy_by_step.svg")).unwrap();
+    assert_eq!(chart.matches("<circle").count(), 3, "{chart}");
+}
