@@ -102,7 +102,8 @@ pub fn write_report(job: &Job) -> Result<(), String> {
             }
             html.push_str("</table>\n");
             if let Some((axis, xs)) = chart::numeric_axis(&coords) {
-                for mn in &metric_names {
+                // `count` is how many items were measured, not a measurement.
+                for mn in metric_names.iter().filter(|m| m.as_str() != "count") {
                     let points: Vec<(f64, f64)> =
                         xs.iter().zip(&metrics).map(|(&x, m)| (x, m.get(*mn).copied().unwrap_or(f64::NAN))).collect();
                     let svg = chart::line_chart(&format!("{family}: {mn} against {axis}"), &axis, mn, &points);

@@ -193,6 +193,22 @@ mod tests {
     }
 
     #[test]
+    fn a_snapshot_is_keyed_as_a_run_of_that_many_steps() {
+        use crate::cache::{compute_keys, Digests};
+        use crate::graph::{expand_implicit, StageGraph};
+        let keys = |p: &Pipeline| {
+            let p = expand_implicit(p, None);
+            compute_keys(&p, &StageGraph::new(&p).unwrap(), &mut Digests::in_memory()).unwrap().keys
+        };
+        let train = |steps: i64| inst("ddpm", "train", "diffusion", vec![("steps", Value::Int(steps))]);
+        let snapshot = keys(&pipeline(vec![train(100), reader("a", Some(40))]));
+        let short = keys(&pipeline(vec![train(40), reader("a", None)]));
+        assert_eq!(snapshot["ddpm@40"], short["ddpm"]);
+        assert_eq!(snapshot["a"], short["a"], "sampling the snapshot is sampling the 40-step run");
+        assert_ne!(snapshot["ddpm"], short["ddpm"]);
+    }
+
+    #[test]
     fn a_snapshot_of_an_epochs_run_counts_steps() {
         let p =
             pipeline(vec![inst("ddpm", "train", "diffusion", vec![("epochs", Value::Int(3))]), reader("a", Some(7))]);
