@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use super::{Session, State};
 use crate::cache::continuation::{self, grouped, CachedRun};
-use crate::job::Input;
+use crate::job::{Input, CONTINUE_INPUT};
 
 /// The steps a train instance runs to: its `steps`, or `epochs` × batches per epoch when
 /// its dataset's entry says how many examples there are.
@@ -35,8 +35,9 @@ fn lineage(s: &Session, i: usize) -> Option<String> {
 pub fn continue_input(s: &Session, i: usize) -> Option<(String, Input)> {
     let target = target_steps(s, i)?;
     let runs = continuation::cached_runs(&s.cache, &lineage(s, i)?);
-    let from = continuation::start_point(&runs, target)?;
-    let m = s.cache.manifest(&from.key)?;
+    // The longest intact run short of the target (a corrupt entry is passed over).
+    let (from, m) =
+        runs.iter().rev().filter(|r| r.steps < target).find_map(|r| s.cache.verify(&r.key).ok().map(|m| (r, m)))?;
     let params = serde_json::from_str(&m.params).unwrap_or(serde_json::Value::Null);
     let input = Input { kind: m.kind, variant: m.variant, params, dir: s.cache.entry_dir(&from.key) };
     Some((from.key.clone(), input))
@@ -136,5 +137,34 @@ pub fn work_summary(s: &Session, rows: &[(usize, State)]) -> Option<String> {
     if saved > 0 {
         line.push_str(&format!(" ({} saved by continuing cached or earlier runs)", grouped(saved)));
     }
+    let trains = rows.iter().filter(|(i, st)| *st != State::Cached && s.instance(*i).kind == continuation::TRAIN_KIND);
+    if let Some(rate) = trains.filter_map(|(i, _)| seconds_per_step(s, *i)).reduce(f64::max) {
+        line.push_str(&format!(", about {} at {rate:.3} s/step", duration(rate * to_run as f64)));
+    }
     Some(line)
+}
+
+/// The seconds per step that cached runs of instance `i`'s training took here (the
+/// slowest, to be safe), from their manifests; a continued run counts its own steps.
+fn seconds_per_step(s: &Session, i: usize) -> Option<f64> {
+    let runs = continuation::cached_runs(&s.cache, &lineage(s, i)?);
+    let steps_of = |key: &str| runs.iter().find(|r| r.key == key).map(|r| r.steps);
+    runs.iter()
+        .filter_map(|r| {
+            let m = s.cache.manifest(&r.key)?;
+            let from = m.inputs.get(CONTINUE_INPUT).and_then(|k| steps_of(k)).unwrap_or(0);
+            let steps = r.steps.checked_sub(from).filter(|&n| n > 0)?;
+            Some(m.duration_s / steps as f64)
+        })
+        .reduce(f64::max)
+}
+
+fn duration(secs: f64) -> String {
+    if secs < 120.0 {
+        format!("{secs:.0} s")
+    } else if secs < 7200.0 {
+        format!("{:.0} min", secs / 60.0)
+    } else {
+        format!("{:.1} h", secs / 3600.0)
+    }
 }
