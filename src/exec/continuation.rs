@@ -2,7 +2,7 @@
 //! earlier planned) run of the same training a `train` instance continues from, the
 //! training steps a plan will take, and the order that lets each run continue the last.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use super::{Session, State};
 use crate::cache::continuation::{self, grouped, CachedRun};
@@ -51,16 +51,19 @@ pub fn cached_steps(s: &Session, i: usize) -> Vec<u64> {
     }
 }
 
-/// Whether instance `i` must wait for a shorter run of the same training that is still
-/// to run, so that it can continue from it rather than start over.
-pub fn waits_for_shorter(s: &Session, i: usize, pending: &BTreeSet<usize>, done: &BTreeSet<usize>) -> bool {
-    let (Some(line), Some(target)) = (lineage(s, i), target_steps(s, i)) else { return false };
-    pending.iter().any(|&j| {
-        j != i
-            && !done.contains(&j)
-            && lineage(s, j).as_deref() == Some(line.as_str())
-            && target_steps(s, j).is_some_and(|t| t < target)
-    })
+/// For each instance to run, the shorter runs of its training that also run: it waits
+/// for them, so that it continues from the longest rather than starting over.
+pub fn shorter_runs(s: &Session, to_run: &[usize]) -> HashMap<usize, Vec<usize>> {
+    let runs: Vec<(usize, String, u64)> =
+        to_run.iter().filter_map(|&i| Some((i, lineage(s, i)?, target_steps(s, i)?))).collect();
+    let mut out = HashMap::new();
+    for (i, line, target) in &runs {
+        let shorter: Vec<usize> = runs.iter().filter(|(_, l, t)| l == line && t < target).map(|(j, _, _)| *j).collect();
+        if !shorter.is_empty() {
+            out.insert(*i, shorter);
+        }
+    }
+    out
 }
 
 /// Follows a plan in order: knows which runs the cache holds and which the plan will

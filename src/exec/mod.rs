@@ -258,6 +258,7 @@ pub fn run(s: &Session, opts: &RunOptions, progress: &Progress) -> Result<RunSum
     let total = to_run.len();
     let position: HashMap<usize, usize> = to_run.iter().enumerate().map(|(n, &i)| (i, n + 1)).collect();
     let pending_set: BTreeSet<usize> = to_run.iter().copied().collect();
+    let shorter = continuation::shorter_runs(s, &to_run);
     let mut done: BTreeSet<usize> = BTreeSet::new();
     let mut started: BTreeSet<usize> = BTreeSet::new();
     let mut failures: Vec<(usize, String)> = Vec::new();
@@ -275,7 +276,7 @@ pub fn run(s: &Session, opts: &RunOptions, progress: &Progress) -> Result<RunSum
                     }
                     let ready = !started.contains(&i)
                         && s.graph.inputs(i).iter().all(|d| !pending_set.contains(d) || done.contains(d))
-                        && !continuation::waits_for_shorter(s, i, &pending_set, &done);
+                        && shorter.get(&i).is_none_or(|runs| runs.iter().all(|d| done.contains(d)));
                     if ready {
                         started.insert(i);
                         running += 1;
