@@ -1,7 +1,7 @@
 //! Checks of `step = K`, which reads a training run after K steps: the run must get that
 //! far, and the stage must read a training run at all.
 
-use crate::diagnostics::Diagnostic;
+use crate::diagnostics::{Code, Diagnostic};
 use crate::lang::pipeline::Instance;
 
 use super::{int, stage, Checker};
@@ -16,7 +16,7 @@ impl<'p> Checker<'p> {
                 if samples.kind != "sample" {
                     self.push(
                         Diagnostic::new(
-                            "difflow::step_without_training",
+                            Code::StepWithoutTraining,
                             format!(
                                 "`step` picks a training step of the run that drew the samples, but `{}` is a {}, not a `sample` stage",
                                 samples.decl, samples.kind
@@ -38,7 +38,7 @@ impl<'p> Checker<'p> {
         if step > steps {
             self.push(
                 Diagnostic::new(
-                    "difflow::step_beyond_training",
+                    Code::StepBeyondTraining,
                     format!("`step = {step}` reads `{}` after {step} steps, but it trains {steps}", train.decl),
                     self.at(inst, "step"),
                     format!("beyond step {steps}"),
