@@ -1,4 +1,5 @@
-//! One module per stage kind; `run` dispatches a job to it.
+//! One module per stage kind (the `plot` kind lives in `crate::plot`, one module per
+//! variant); `run` dispatches a job to it.
 
 pub mod classifier;
 pub mod continuation;
@@ -6,7 +7,6 @@ pub mod dataset;
 pub mod describe;
 pub mod metrics;
 pub mod nll;
-pub mod plot;
 pub mod sample;
 pub mod stats;
 pub mod train;
@@ -35,7 +35,7 @@ pub fn run(job: &Job) -> Result<()> {
         "describe" => describe::run(job),
         "train" => train::run(job),
         "sample" => sample::run(job),
-        "plot" => plot::run(job),
+        "plot" => crate::plot::run(job),
         "metrics" => metrics::run(job),
         "stats" => stats::run(job),
         "nll" => nll::run(job),
