@@ -29,6 +29,11 @@ pub struct Job {
     pub settings: JobSettings,
 }
 
+/// The input name under which a `train` job gets the cached run it continues from (an
+/// entry of the same training run with fewer steps): the worker starts from its weights,
+/// EMA, optimiser moments and loss log instead of step 0.
+pub const CONTINUE_INPUT: &str = "$continue";
+
 /// A reference to an upstream stage inside a job's parameters: `{"$stage": NAME}`, NAME
 /// being a key of [`Job::inputs`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

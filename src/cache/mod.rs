@@ -1,6 +1,7 @@
 //! The content-addressed stage cache: keys, entries with manifests, per-entry locks, the
 //! digest memo and `difflow.lock`.
 
+pub mod continuation;
 pub mod digest;
 pub mod key;
 pub mod lockfile;

@@ -94,6 +94,10 @@ codes! {
     AttentionResolution = "attention_resolution",
     /// more sampler steps than the schedule has
     SamplerSteps = "sampler_steps",
+    /// `step = K` beyond the training run's `steps`
+    StepBeyondTraining = "step_beyond_training",
+    /// `step` on metrics of data that no training run drew
+    StepWithoutTraining = "step_without_training",
     /// an accuracy metric without a classifier
     AccuracyWithoutClassifier = "accuracy_without_classifier",
     /// a metric that compares with reference data, without a reference

@@ -3,6 +3,7 @@
 //! the cache as they finish; `difflow.lock` written at the end).
 
 mod cleanup;
+pub mod continuation;
 pub mod show;
 pub mod stale;
 mod worker;
@@ -13,11 +14,12 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Instant;
 
+use crate::cache::continuation::grouped;
 use crate::cache::lockfile::{file_name, headline_metrics, lock_path};
 use crate::cache::store::utc_now;
 use crate::cache::{compute_keys, Cache, Digests, LockFile, LockedStage, Manifest, StageKeys};
 use crate::graph::{self, is_hidden, StageGraph};
-use crate::job::{Input, Job, JobSettings};
+use crate::job::{Input, Job, JobSettings, CONTINUE_INPUT};
 use crate::lang::pipeline::{Instance, Pipeline};
 use crate::settings::Settings;
 pub use worker::{Progress, WorkerFailure};
@@ -94,12 +96,25 @@ pub enum State {
     New(Option<String>),
     /// Ran before with another key: what changed.
     Stale(Vec<String>),
+    /// A training run that continues a shorter run of the same training from step `from`
+    /// (`source`: which entry or planned instance).
+    Continue {
+        from: u64,
+        to: u64,
+        source: String,
+    },
 }
 
 /// Each instance's state, in topological order.
 pub fn plan(s: &Session) -> Vec<(usize, State)> {
     let lock = LockFile::read_for(&s.lock_path, &s.file);
-    s.graph.order().iter().map(|&i| (i, state_of(s, &lock, i))).collect()
+    let mut runs = continuation::Planner::default();
+    let rows = s.graph.order().iter().map(|&i| (i, state_of(s, &lock, i)));
+    rows.map(|(i, state)| match state {
+        State::Cached => (i, state),
+        other => (i, runs.state(s, i, other)),
+    })
+    .collect()
 }
 
 fn state_of(s: &Session, lock: &LockFile, i: usize) -> State {
@@ -121,6 +136,7 @@ fn state_of(s: &Session, lock: &LockFile, i: usize) -> State {
 /// The plan as text: one line per instance.
 pub fn format_plan(s: &Session, rows: &[(usize, State)]) -> String {
     let width = rows.iter().map(|(i, _)| s.instance(*i).name.chars().count()).max().unwrap_or(0);
+    let word_width = if rows.iter().any(|(_, st)| matches!(st, State::Continue { .. })) { 8 } else { 6 };
     let mut out = String::new();
     for (i, state) in rows {
         let inst = s.instance(*i);
@@ -130,8 +146,11 @@ pub fn format_plan(s: &Session, rows: &[(usize, State)]) -> String {
             State::New(None) => ("new", String::new()),
             State::New(Some(note)) => ("new", note.clone()),
             State::Stale(reasons) => ("stale", reasons.join("; ")),
+            State::Continue { from, to, source } => {
+                ("continue", format!("{} → {} steps ({source})", grouped(*from), grouped(*to)))
+            }
         };
-        let _ = writeln!(out, "{word:<6}  {:<width$}  {kind:<10}  {why}", inst.name);
+        let _ = writeln!(out, "{word:<word_width$}  {:<width$}  {kind:<10}  {why}", inst.name);
     }
     let count = |f: fn(&State) -> bool| rows.iter().filter(|(_, st)| f(st)).count();
     let _ = writeln!(
@@ -143,6 +162,14 @@ pub fn format_plan(s: &Session, rows: &[(usize, State)]) -> String {
         count(|s| matches!(s, State::New(_))),
         count(|s| matches!(s, State::Stale(_)))
     );
+    let continued = count(|s| matches!(s, State::Continue { .. }));
+    if continued > 0 {
+        out.truncate(out.trim_end_matches('\n').len());
+        let _ = writeln!(out, ", {continued} continued");
+    }
+    if let Some(work) = continuation::work_summary(s, rows) {
+        let _ = writeln!(out, "{work}");
+    }
     out.trim_end_matches('\n').lines().map(str::trim_end).collect::<Vec<_>>().join("\n") + "\n"
 }
 
@@ -237,6 +264,7 @@ pub fn run(s: &Session, opts: &RunOptions, progress: &Progress) -> Result<RunSum
     let total = to_run.len();
     let position: HashMap<usize, usize> = to_run.iter().enumerate().map(|(n, &i)| (i, n + 1)).collect();
     let pending_set: BTreeSet<usize> = to_run.iter().copied().collect();
+    let shorter = continuation::shorter_runs(s, &to_run);
     let mut done: BTreeSet<usize> = BTreeSet::new();
     let mut started: BTreeSet<usize> = BTreeSet::new();
     let mut failures: Vec<(usize, String)> = Vec::new();
@@ -253,7 +281,8 @@ pub fn run(s: &Session, opts: &RunOptions, progress: &Progress) -> Result<RunSum
                         break;
                     }
                     let ready = !started.contains(&i)
-                        && s.graph.inputs(i).iter().all(|d| !pending_set.contains(d) || done.contains(d));
+                        && s.graph.inputs(i).iter().all(|d| !pending_set.contains(d) || done.contains(d))
+                        && shorter.get(&i).is_none_or(|runs| runs.iter().all(|d| done.contains(d)));
                     if ready {
                         started.insert(i);
                         running += 1;
@@ -355,6 +384,11 @@ fn execute(
         s.cache.staging(&lock, forced || !resumable).map_err(|e| format!("cannot prepare its staging folder: {e}"))?;
     let mut job = build_job(s, i, out_dir, device);
     job.settings.threads = threads;
+    // A longer run of a cached training run continues it (`--force` starts afresh).
+    let continued_from = if forced { None } else { continuation::continue_input(s, i) };
+    if let Some((_, input)) = &continued_from {
+        job.inputs.insert(CONTINUE_INPUT.to_string(), input.clone());
+    }
     let started = utc_now();
     let clock = Instant::now();
     let job_file = s.cache.dir.join(format!("{key}.job.json"));
@@ -382,7 +416,14 @@ fn execute(
         duration_s: (secs * 1000.0).round() / 1000.0,
         params: job.params.to_string(),
         key_material: crate::cache::key::canonical_json(&s.keys.material[&inst.name]),
-        inputs: job.inputs.keys().map(|n| (n.clone(), s.keys.key(n).to_string())).collect(),
+        inputs: job
+            .inputs
+            .keys()
+            .map(|n| match &continued_from {
+                Some((key, _)) if n == CONTINUE_INPUT => (n.clone(), key.clone()),
+                _ => (n.clone(), s.keys.key(n).to_string()),
+            })
+            .collect(),
         metrics: reported,
         outputs: Default::default(),
     };
@@ -436,6 +477,7 @@ pub fn write_lock(s: &Session) {
                     kind: inst.kind.clone(),
                     metrics: headline_metrics(&s.cache.entry_dir(key), &m.metrics),
                     outputs: m.output_digests(),
+                    steps: continuation::cached_steps(s, i),
                 },
             );
         } else if let Some(prev) = old.stages.get(&inst.name) {

@@ -103,6 +103,7 @@ impl Progress {
             began: Instant::now(),
             next_report: 0,
             last_loss: None,
+            first_done: None,
         }
     }
 }
@@ -122,6 +123,9 @@ struct StageProgress {
     /// Plain mode: the next `done` worth a line (every 10 %).
     next_report: u64,
     last_loss: Option<f64>,
+    /// The first `done` of the phase: above 0 when training resumes or continues a run,
+    /// and then not work done at this phase's rate.
+    first_done: Option<u64>,
 }
 
 impl StageProgress {
@@ -132,6 +136,7 @@ impl StageProgress {
                 self.total = *total;
                 self.began = Instant::now();
                 self.next_report = total.div_ceil(10).max(1);
+                self.first_done = None;
                 match &self.bar {
                     Some(bar) => {
                         bar.set_length(*total);
@@ -157,14 +162,18 @@ impl StageProgress {
                     self.last_loss = *loss;
                 }
                 let loss_text = self.last_loss.map(|l| format!(" loss {l:.4}")).unwrap_or_default();
+                let resumed = *self.first_done.get_or_insert(*done);
                 match &self.bar {
                     Some(bar) => {
                         bar.set_position(*done);
+                        if *done == resumed {
+                            bar.reset_eta();
+                        }
                         bar.set_message(format!("{}{loss_text}", self.what));
                     }
                     None if *done >= self.next_report || *done == self.total => {
                         let secs = self.began.elapsed().as_secs_f64().max(1e-9);
-                        let rate = *done as f64 / secs;
+                        let rate = done.saturating_sub(resumed) as f64 / secs;
                         let eta = if rate > 0.0 { self.total.saturating_sub(*done) as f64 / rate } else { 0.0 };
                         progress.println(&format!(
                             "{}: {} {done}/{}{loss_text} ({rate:.1} it/s, ETA {eta:.0}s)",

@@ -29,7 +29,7 @@ pub const EMA_FILE: &str = "ema.safetensors";
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 pub const LOSS_FILE: &str = "loss.csv";
 pub const CHECKPOINT_DIR: &str = "checkpoint";
-const STATE_FILE: &str = "state.json";
+pub const STATE_FILE: &str = "state.json";
 
 /// AdamW's fixed hyper-parameters (Loshchilov & Hutter; β and ε as PyTorch's defaults).
 const ADAM_BETA1: f64 = 0.9;
@@ -220,6 +220,7 @@ pub fn run(job: &Job) -> Result<()> {
     let mut trainer = Trainer::new(model_config, &data.meta, device)?;
     let checkpoint_dir = job.out_dir.join(CHECKPOINT_DIR);
     recover_checkpoint_leftovers(&checkpoint_dir)?;
+    super::continuation::seed_checkpoint(job, settings.steps)?;
     let mut losses = Vec::with_capacity(settings.steps);
     let mut start = 0;
     if checkpoint_dir.join(STATE_FILE).exists() {
