@@ -53,10 +53,25 @@ enum Command {
         /// auto (CUDA when the worker finds it, else CPU), cpu or cuda:N.
         #[arg(long)]
         device: Option<String>,
-        /// How many independent stages run at once.
+        /// How many independent stages run at once (local executor).
         #[arg(long)]
         jobs: Option<usize>,
+        /// Where stages run: local (worker processes here) or slurm (one sbatch job each).
+        #[arg(long)]
+        executor: Option<String>,
+        /// Slurm: submit the jobs and return; `plan` shows them, `run` follows them again.
+        #[arg(long)]
+        detach: bool,
     },
+    /// Cancel the pipeline's Slurm jobs that are queued or running.
+    Cancel {
+        file: PathBuf,
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        set: Vec<String>,
+    },
+    /// Commit a finished Slurm job's outputs to the cache (run by the job's batch script).
+    #[command(name = "__commit", hide = true)]
+    Commit { record: PathBuf, started: u64 },
     /// The stage graph in Graphviz DOT.
     Graph {
         file: PathBuf,
@@ -106,6 +121,8 @@ enum Failure {
     Wrong(Option<String>),
     /// Exit 2: a run failed.
     Failed(String),
+    /// Exit 130: stopped by Ctrl-C or SIGTERM (the message says what was kept).
+    Interrupted(String),
 }
 
 type Outcome = Result<(), Failure>;
@@ -127,9 +144,11 @@ fn main() -> ExitCode {
             println!("{}: ok ({} stages)", file.display(), p.instances.len());
         }),
         Command::Plan { file, target, set } => plan(&file, &set, &target),
-        Command::Run { file, target, force, set, device, jobs } => {
-            run(&file, &set, RunOptions { targets: target, force, device, jobs })
+        Command::Run { file, target, force, set, device, jobs, executor, detach } => {
+            run(&file, &set, RunOptions { targets: target, force, device, jobs, executor, detach })
         }
+        Command::Cancel { file, set } => cancel(&file, &set),
+        Command::Commit { record, started } => exec::slurm::commit_job(&record, started).map_err(Failure::Failed),
         Command::Graph { file, set } => graph(&file, &set),
         Command::Show { file, name, json, set } => {
             load(&file, &set).and_then(|(_, p)| session(&file, &p)).and_then(|s| show(&s, &name, json))
@@ -150,6 +169,10 @@ fn main() -> ExitCode {
         Err(Failure::Failed(msg)) => {
             eprintln!("error: {msg}");
             ExitCode::from(2)
+        }
+        Err(Failure::Interrupted(msg)) => {
+            eprintln!("{msg}");
+            ExitCode::from(130)
         }
     }
 }
@@ -191,7 +214,8 @@ fn plan(file: &Path, set: &[String], targets: &[String]) -> Outcome {
     let (_, p) = load(file, set)?;
     let s = session(file, &p)?;
     let selected = s.selection(targets).map_err(wrong)?;
-    let rows: Vec<_> = exec::plan(&s).into_iter().filter(|(i, _)| selected.contains(i)).collect();
+    let rows: Vec<_> =
+        exec::plan(&s).map_err(Failure::Failed)?.into_iter().filter(|(i, _)| selected.contains(i)).collect();
     print!("{}", exec::format_plan(&s, &rows));
     Ok(())
 }
@@ -203,7 +227,21 @@ fn run(file: &Path, set: &[String], opts: RunOptions) -> Outcome {
         Ok(_) => Ok(()),
         Err(RunError::Usage(m)) => Err(Failure::Wrong(Some(m))),
         Err(RunError::Failed(m)) => Err(Failure::Failed(m)),
+        Err(RunError::Interrupted(m)) => Err(Failure::Interrupted(m)),
     }
+}
+
+fn cancel(file: &Path, set: &[String]) -> Outcome {
+    let (_, p) = load(file, set)?;
+    let s = session(file, &p)?;
+    let cancelled = exec::slurm::cancel(&s).map_err(Failure::Failed)?;
+    if cancelled.is_empty() {
+        println!("no job of {} is queued or running", file.display());
+    }
+    for (i, id) in &cancelled {
+        println!("cancelled job {id} ({} {})", s.instance(*i).kind, s.instance(*i).name);
+    }
+    Ok(())
 }
 
 fn show(s: &Session, name: &str, json: bool) -> Outcome {

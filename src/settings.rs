@@ -8,6 +8,14 @@
 //! inception_weights = "weights/pt_inception-2015-12-05.pth"
 //! threads = 0                       # CPU threads per worker (0: libtorch's default)
 //! jobs = 1                          # stages run at once (`difflow run --jobs` wins)
+//! executor = "local"                # local | slurm (`difflow run --executor` wins)
+//!
+//! [slurm]                           # sbatch resources; each a value or a table by stage kind
+//! partition = "gpu"
+//! time = { train = "2-00:00:00", default = "1:00:00" }
+//! cpus = 4
+//! gpus = { train = 1, sample = 1 }
+//! extra = ["--qos=normal"]
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -29,6 +37,9 @@ pub struct Settings {
     pub inception_weights: Option<PathBuf>,
     pub threads: usize,
     pub jobs: usize,
+    /// `local` or `slurm`.
+    pub executor: String,
+    pub slurm: crate::exec::slurm::SlurmSettings,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -40,6 +51,8 @@ struct RawSettings {
     inception_weights: Option<PathBuf>,
     threads: Option<usize>,
     jobs: Option<usize>,
+    executor: Option<String>,
+    slurm: Option<crate::exec::slurm::SlurmSettings>,
 }
 
 impl Settings {
@@ -53,6 +66,8 @@ impl Settings {
             inception_weights: None,
             threads: 0,
             jobs: 1,
+            executor: "local".into(),
+            slurm: Default::default(),
         }
     }
 
@@ -67,7 +82,7 @@ impl Settings {
         };
         let raw: RawSettings = toml::from_str(&text).map_err(|e| {
             format!(
-                "{} is not valid: {}\nhelp: the known settings are cache, data_root, device, inception_weights, threads, jobs",
+                "{} is not valid: {}\nhelp: the known settings are cache, data_root, device, inception_weights, threads, jobs, executor, [slurm]",
                 file.display(),
                 e.message()
             )
@@ -89,6 +104,11 @@ impl Settings {
         if let Some(j) = raw.jobs {
             s.jobs = j.max(1);
         }
+        if let Some(e) = raw.executor {
+            check_executor(&e).map_err(|e| format!("{}: {e}", file.display()))?;
+            s.executor = e;
+        }
+        s.slurm = raw.slurm.unwrap_or_default();
         Ok(s)
     }
 
@@ -108,6 +128,14 @@ pub fn check_device(d: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("unknown device `{d}`: use auto, cpu or cuda:N (for example cuda:0)"))
+    }
+}
+
+/// `local` or `slurm`.
+pub fn check_executor(e: &str) -> Result<(), String> {
+    match e {
+        "local" | "slurm" => Ok(()),
+        _ => Err(format!("unknown executor `{e}`: use local or slurm")),
     }
 }
 
@@ -146,5 +174,28 @@ mod tests {
         assert!(Settings::load(dir.path()).unwrap_err().contains("cahce"));
         std::fs::write(dir.path().join(FILE_NAME), "device = \"gpu\"\n").unwrap();
         assert!(Settings::load(dir.path()).unwrap_err().contains("cuda:N"));
+        std::fs::write(dir.path().join(FILE_NAME), "executor = \"pbs\"\n").unwrap();
+        assert!(Settings::load(dir.path()).unwrap_err().contains("local or slurm"));
+    }
+
+    #[test]
+    fn slurm_settings_take_a_value_or_a_table_by_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(FILE_NAME),
+            "executor = \"slurm\"\n[slurm]\npartition = \"gpu\"\ncpus = 2\ngpus = { train = 1, sample = 1 }\n\
+             time = { train = \"2:00:00\", default = \"10:00\" }\nextra = [\"--qos=low\"]\n",
+        )
+        .unwrap();
+        let s = Settings::load(dir.path()).unwrap();
+        assert_eq!(s.executor, "slurm");
+        let r = s.slurm.resources("train", 1);
+        assert_eq!((r.partition.as_deref(), r.cpus, r.gpus), (Some("gpu"), 2, 1));
+        assert_eq!(r.time.as_deref(), Some("2:00:00"));
+        let r = s.slurm.resources("plot", 1);
+        assert_eq!((r.gpus, r.time.as_deref()), (0, Some("10:00")));
+        assert_eq!(r.extra, ["--qos=low"]);
+        std::fs::write(dir.path().join(FILE_NAME), "[slurm]\ngpus = \"one\"\n").unwrap();
+        assert!(Settings::load(dir.path()).is_err());
     }
 }
