@@ -63,6 +63,15 @@ enum Command {
         #[arg(long)]
         detach: bool,
     },
+    /// Compare two difflow.lock files (or folders holding one): which stages match exactly,
+    /// which within the tolerance, which not. Exit 1 when any shared stage differs.
+    Compare {
+        mine: PathBuf,
+        theirs: PathBuf,
+        /// Largest relative difference of a headline metric that still counts as the same.
+        #[arg(long, default_value_t = 0.01)]
+        tolerance: f64,
+    },
     /// Cancel the pipeline's Slurm jobs that are queued or running.
     Cancel {
         file: PathBuf,
@@ -148,6 +157,7 @@ fn main() -> ExitCode {
             run(&file, &set, RunOptions { targets: target, force, device, jobs, executor, detach })
         }
         Command::Cancel { file, set } => cancel(&file, &set),
+        Command::Compare { mine, theirs, tolerance } => compare(&mine, &theirs, tolerance),
         Command::Commit { record, started } => exec::slurm::commit_job(&record, started).map_err(Failure::Failed),
         Command::Graph { file, set } => graph(&file, &set),
         Command::Show { file, name, json, set } => {
@@ -228,6 +238,20 @@ fn run(file: &Path, set: &[String], opts: RunOptions) -> Outcome {
         Err(RunError::Usage(m)) => Err(Failure::Wrong(Some(m))),
         Err(RunError::Failed(m)) => Err(Failure::Failed(m)),
         Err(RunError::Interrupted(m)) => Err(Failure::Interrupted(m)),
+    }
+}
+
+fn compare(mine: &Path, theirs: &Path, tolerance: f64) -> Outcome {
+    use exec::compare::{compare, read_lock};
+    if tolerance.is_nan() || tolerance < 0.0 {
+        return Err(wrong(format!("--tolerance must be a number ≥ 0, not {tolerance}")));
+    }
+    let (text, same) = compare(&read_lock(mine).map_err(wrong)?, &read_lock(theirs).map_err(wrong)?, tolerance);
+    print!("{text}");
+    if same {
+        Ok(())
+    } else {
+        Err(Failure::Wrong(None))
     }
 }
 

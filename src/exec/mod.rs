@@ -2,6 +2,7 @@
 //! (workers for what is not cached, in topological order, `--jobs` at a time, committed to
 //! the cache as they finish; `difflow.lock` written at the end).
 
+pub mod compare;
 pub mod interrupt;
 pub mod show;
 pub mod slurm;
