@@ -224,8 +224,7 @@ fn plan(file: &Path, set: &[String], targets: &[String]) -> Outcome {
     let (_, p) = load(file, set)?;
     let s = session(file, &p)?;
     let selected = s.selection(targets).map_err(wrong)?;
-    let rows: Vec<_> =
-        exec::plan(&s).map_err(Failure::Failed)?.into_iter().filter(|(i, _)| selected.contains(i)).collect();
+    let rows: Vec<_> = exec::plan(&s).into_iter().filter(|(i, _)| selected.contains(i)).collect();
     print!("{}", exec::format_plan(&s, &rows));
     Ok(())
 }

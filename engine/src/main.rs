@@ -3,6 +3,7 @@
 //! (message on stderr); exit 3: stopped on request (SIGINT, SIGTERM, SIGUSR1) after a
 //! checkpoint; anything else is a crash.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use difflow_core::job::{Job, WORKER_INTERRUPTED, WORKER_STAGE_FAILED};
@@ -17,7 +18,8 @@ fn main() -> ExitCode {
     match load_job(&args[1]).and_then(|job| difflow_engine::stages::run(&job)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if err.downcast_ref::<Interrupted>().is_some() => {
-            eprintln!("interrupted: {err:#}");
+            // Stderr may be a pipe to a difflow that is gone: a failed write must not panic.
+            let _ = writeln!(std::io::stderr(), "interrupted: {err:#}");
             ExitCode::from(WORKER_INTERRUPTED as u8)
         }
         Err(err) => {
