@@ -278,8 +278,9 @@ model net = mlp { hidden = 32, layers = 2 }
 train ddpm { model = net, data = pts, schedule = lin, steps = 1000, batch = 64, lr = 1e-3, checkpoint_every = 400 }
 "#;
 
-#[test]
-fn a_requeued_training_job_resumes_from_its_checkpoint_and_ends_bit_identical() {
+/// Interrupt a training job mid-run with `interrupt(job id)`, let Slurm start it again,
+/// follow it to the end and compare with an uninterrupted local run.
+fn training_resumes_after(interrupt: impl Fn(&str)) {
     let local = tempfile::tempdir().unwrap();
     let cluster_dir = tempfile::tempdir().unwrap();
     for d in [local.path(), cluster_dir.path()] {
@@ -302,16 +303,35 @@ fn a_requeued_training_job_resumes_from_its_checkpoint_and_ends_bit_identical() 
     };
     let training = || log().is_some_and(|l| l.contains(r#""event":"progress","done":"#));
     wait_for("the training job to make progress", Duration::from_secs(120), training);
-    slurm("scontrol", &["requeue", &id]);
+    interrupt(&id);
     // Slurm holds a requeued job back for two minutes; let it start sooner. Not in the
     // same second: a job started then is refused ("job credential revoked").
-    wait_for("the requeued job to be pending", Duration::from_secs(60), || job_state(&id) == "PENDING");
+    let requeued = || job_state(&id) == "PENDING" && job_info(&id)["Restarts"] == "1";
+    wait_for("the requeued job to be pending", Duration::from_secs(60), requeued);
     slurm("scontrol", &["update", &format!("JobId={id}"), "StartTime=now+2"]);
 
     let (code, out, err) = difflow(cluster_dir.path(), &["run", "p.diff", "--executor", "slurm"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains(&format!("adopted train ddpm (job {id})")), "{out}");
     assert_eq!(job_info(&id)["Restarts"], "1");
+    assert!(err.contains("stopped at step "), "{err}");
     assert!(err.contains("resuming from the checkpoint at step"), "{err}");
     assert_eq!(lock_records(cluster_dir.path()), lock_records(local.path()));
+}
+
+#[test]
+fn a_requeued_training_job_resumes_from_its_checkpoint_and_ends_bit_identical() {
+    // Preemption and `scontrol requeue`: Slurm sends SIGTERM and requeues the job itself.
+    training_resumes_after(|id| {
+        slurm("scontrol", &["requeue", id]);
+    });
+}
+
+#[test]
+fn the_time_limit_warning_checkpoints_and_requeues_the_job() {
+    // What `--signal=B:USR1@120` sends before the time limit: the batch script passes it
+    // on, the worker checkpoints, the script requeues its own job.
+    training_resumes_after(|id| {
+        slurm("scancel", &["--batch", "--signal=USR1", id]);
+    });
 }

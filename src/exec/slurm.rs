@@ -171,7 +171,16 @@ impl Followed {
                     stage.event(progress, &ev);
                 }
                 Err(_) if line.trim().is_empty() => {}
-                Err(_) => self.said.push(line.to_string()),
+                Err(_) => {
+                    // What happened to the job (requeue, preemption, the checkpoint written) is
+                    // worth a line as it happens; the rest is kept for a failure's message.
+                    let notable = ["interrupted: ", "difflow: "].iter().any(|p| line.starts_with(p))
+                        || line.starts_with("slurmstepd");
+                    if notable {
+                        progress.println(&format!("{}: {}", self.label, line.trim_start_matches("difflow: ")));
+                    }
+                    self.said.push(line.to_string());
+                }
             }
         }
     }
