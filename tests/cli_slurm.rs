@@ -335,3 +335,53 @@ fn the_time_limit_warning_checkpoints_and_requeues_the_job() {
         slurm("scancel", &["--batch", "--signal=USR1", id]);
     });
 }
+
+#[test]
+fn a_report_is_written_by_difflow_itself_once_the_jobs_it_reads_are_cached() {
+    let pipeline = format!("{TOY}report study {{ include = [gen, pic], title = \"Toy study\" }}\n");
+    let (p, env) = double(&pipeline, &[]);
+    let out = run_double(&p, &env, &["run", "p.diff"]);
+    assert_eq!(out.code(), 0, "{}{}", out.stdout(), out.stderr());
+    let stdout = out.stdout();
+    assert_eq!(jobs_in(&stdout, "queued").len(), 5, "no job for the report:\n{stdout}");
+    assert!(stdout.contains("done    report study"), "{stdout}");
+    assert!(stdout.contains("ran 6 stages, 0 cached"), "{stdout}");
+    assert!(!p.take_worker_log().contains(&"study".to_string()));
+    assert_eq!(p.entries().len(), 6);
+}
+
+#[test]
+fn ctrl_c_stops_following_and_leaves_the_jobs_running() {
+    let (p, env) = double(TOY, &[("SLEEP", "60")]);
+    let child = Command::new(env!("CARGO_BIN_EXE_difflow"))
+        .args(["run", "p.diff"])
+        .current_dir(p.path())
+        .env("DIFFLOW_WORKER", &p.worker)
+        .env("LOG", &p.log)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let records = || {
+        std::fs::read_dir(p.cache_dir())
+            .map(|rd| {
+                rd.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().ends_with(".slurm.json")).count()
+            })
+            .unwrap_or(0)
+    };
+    wait_for("five submitted jobs", Duration::from_secs(60), || records() == 5);
+    // SAFETY: kill(2) on our own child.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted: 5 jobs keep running on the cluster"), "{stderr}");
+    assert!(stderr.contains("`difflow cancel p.diff` cancels them"), "{stderr}");
+    let jobs = jobs_in(&String::from_utf8_lossy(&out.stdout), "queued");
+    assert!(jobs.values().all(|id| !matches!(job_state(id).as_str(), "CANCELLED" | "FAILED")));
+    let cancelled = run_double(&p, &env, &["cancel", "p.diff"]);
+    assert_eq!(cancelled.stdout().lines().count(), 5, "{}", cancelled.stdout());
+}
