@@ -2,22 +2,14 @@
 //! (for every kind, after an introduction and the grammar) is `docs/language.md`; a test
 //! fails when that file is out of date.
 
+use crate::diagnostics::Code;
 use crate::lang::suggest;
 use crate::schema::{self, Default, KindSpec, Role};
 
-/// The reference of one kind, or of every writable kind.
+/// The reference of one kind, or of every kind followed by the diagnostic codes.
 pub fn render(kind: Option<&str>) -> Result<String, String> {
     match kind {
-        None => {
-            let mut out = String::from("# Kinds, variants and keys\n\n");
-            for k in schema::kinds().iter().filter(|k| !k.hidden) {
-                out.push_str(&render_kind(k));
-            }
-            for k in schema::kinds().iter().filter(|k| k.hidden) {
-                out.push_str(&render_kind(k));
-            }
-            Ok(out)
-        }
+        None => Ok(format!("{}# Diagnostic codes\n\n{}", render_kinds(), code_table())),
         Some(name) => match schema::kind(name) {
             Some(k) => Ok(render_kind(k)),
             None => {
@@ -30,6 +22,17 @@ pub fn render(kind: Option<&str>) -> Result<String, String> {
             }
         },
     }
+}
+
+fn render_kinds() -> String {
+    let mut out = String::from("# Kinds, variants and keys\n\n");
+    for k in schema::kinds().iter().filter(|k| !k.hidden) {
+        out.push_str(&render_kind(k));
+    }
+    for k in schema::kinds().iter().filter(|k| k.hidden) {
+        out.push_str(&render_kind(k));
+    }
+    out
 }
 
 fn render_kind(k: &KindSpec) -> String {
@@ -87,12 +90,27 @@ fn render_kind(k: &KindSpec) -> String {
     out
 }
 
+/// The first letter in upper case when the text starts with a plain word; a symbol
+/// (`x_t`, `ᾱ_t`), a type (`uint8`) or a file name (`metrics.json`) keeps its case.
 fn capitalise(s: &str) -> String {
+    let first_word = s.split([' ', ',', ';', ':']).next().unwrap_or("");
+    if !first_word.bytes().all(|b| b.is_ascii_lowercase() || b == b'-') {
+        return s.to_string();
+    }
     let mut c = s.chars();
     match c.next() {
         Some(f) => f.to_uppercase().chain(c).collect(),
         None => String::new(),
     }
+}
+
+/// Every diagnostic code with its meaning, as a Markdown table.
+fn code_table() -> String {
+    let mut out = String::from("| code | what |\n|---|---|\n");
+    for code in Code::ALL {
+        out.push_str(&format!("| `{}` | {} |\n", code.as_str(), code.doc().replace('|', "\\|")));
+    }
+    out
 }
 
 /// The introduction and grammar summary of `docs/language.md`.
@@ -172,31 +190,7 @@ Besides syntax, names, kinds, variants, keys, types, ranges and required keys,
 `difflow check` reports contradictions between stages that would fail or mislead late
 in a run, each with a stable code:
 
-| code | what |
-|---|---|
-| `difflow::syntax`, `difflow::too_deep` | the text does not parse, or nests (brackets, `let` or preset chains) too deep |
-| `difflow::unknown_kind`, `difflow::unknown_variant`, `difflow::missing_variant`, `difflow::unknown_key`, `difflow::unknown_choice` | a misspelt or missing name (with did-you-mean) |
-| `difflow::duplicate_name`, `difflow::duplicate_key`, `difflow::duplicate_sweep_value` | a name, key or sweep value written twice |
-| `difflow::type_mismatch`, `difflow::out_of_range`, `difflow::missing_key`, `difflow::conflicting_keys` | a key's value |
-| `difflow::undefined_name`, `difflow::wrong_kind`, `difflow::dependency_cycle` | references |
-| `difflow::import_cycle`, `difflow::missing_file` | `use` |
-| `difflow::bad_override` | a `--set` that is not NAME=VALUE |
-| `difflow::cfg_without_dropout` | cfg guidance on a model trained with `uncond_p = 0` |
-| `difflow::cfg_unconditional` | cfg guidance (or `uncond_p`) with a model of `classes = 0` |
-| `difflow::clean_classifier`, `difflow::schedule_mismatch` | classifier guidance with a clean classifier or one trained on another schedule |
-| `difflow::needs_learn_sigma` | `loss = "hybrid"`/`"vlb"` or `variance = "learned"` without `learn_sigma` |
-| `difflow::class_mismatch` | model `classes` ≠ the data's class count; labels asked of an unconditional model |
-| `difflow::indivisible_size`, `difflow::attention_resolution` | an image size the UNet's levels cannot halve; attention at a resolution the net never has |
-| `difflow::sampler_steps` | more sampler steps than the schedule has |
-| `difflow::accuracy_without_classifier`, `difflow::missing_reference`, `difflow::too_few_samples` | metrics that cannot be computed |
-| `difflow::model_data_mismatch`, `difflow::wrong_model`, `difflow::shape_mismatch` | an `mlp` on images, a `unet`/`encoder` on points, an encoder trained as a denoiser, mismatched data shapes |
-| `difflow::eps_zero_snr` | ε-prediction with a zero-terminal-SNR schedule (ε is undefined at ᾱ_T = 0) |
-| `difflow::missing_trajectory` | a trajectory or curve plot of a sample stage that keeps no trajectory |
-| `difflow::batch_too_large` | a training batch larger than the dataset |
-| `difflow::heads_mismatch` | attention heads that do not divide a level's channels |
-| `difflow::too_large` | sweeps or names that expand beyond 100,000 instances or 5,000,000 values |
-| `difflow::too_many_errors` | after the first 100 problems, the count of the rest |
-
+{CODES}
 Dataset facts the checks use: `mnist`, `fashion_mnist` (1 × 28 × 28, or `size`; 10
 classes, or `classes`; 60,000 train / 10,000 test), `cifar10` (3 × 32 × 32, 10 classes,
 50,000 / 10,000), `images` (`channels` × `size` × `size`, unlabelled), `toy` (2-D
@@ -206,7 +200,22 @@ points; gaussians8 has 8 labels, moons 2, swissroll none).
 
 /// The whole of `docs/language.md`.
 pub fn language_md() -> String {
-    let mut out = INTRO.to_string();
-    out.push_str(&render(None).expect("the full reference always renders"));
+    let mut out = INTRO.replace("{CODES}", &code_table());
+    out.push_str(&render_kinds());
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::capitalise;
+
+    #[test]
+    fn capitalises_words_but_not_symbols_types_or_file_names() {
+        assert_eq!(capitalise("decoded, normalised tensors"), "Decoded, normalised tensors");
+        assert_eq!(capitalise("x_t and the predicted x₀"), "x_t and the predicted x₀");
+        assert_eq!(capitalise("ᾱ_t and log SNR"), "ᾱ_t and log SNR");
+        assert_eq!(capitalise("uint8 images"), "uint8 images");
+        assert_eq!(capitalise("metrics.json; each input"), "metrics.json; each input");
+        assert_eq!(capitalise(""), "");
+    }
 }

@@ -12,7 +12,7 @@
 //! The result is idempotent, and it is parsed again and compared with the input (modulo
 //! layout) before it is returned, so formatting can never change what a file means.
 
-use crate::diagnostics::Diagnostic;
+use crate::diagnostics::{Code, Diagnostic};
 use crate::syntax::ast::{self, Block, FileId, Item, ItemKind, Span, Value, ValueKind};
 use crate::syntax::lexer::{self, RawComment};
 use crate::syntax::parse;
@@ -33,7 +33,7 @@ pub fn format_source(file: FileId, text: &str) -> Result<String, Vec<Diagnostic>
     match parse(file, &out) {
         Ok(again) if meaning(&again) == meaning(&ast) && comment_texts(&out) == comment_texts(text) => Ok(out),
         _ => Err(vec![Diagnostic::new(
-            "difflow::fmt_internal",
+            Code::FmtInternal,
             "difflow fmt could not format this file without changing it",
             span,
             "the file is left as it is",

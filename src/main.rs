@@ -12,6 +12,7 @@ use difflow::cache::Cache;
 use difflow::diagnostics::{render_plain, Diagnostic};
 use difflow::exec::{self, Progress, RunError, RunOptions, Session};
 use difflow::lang::pipeline::Pipeline;
+use difflow::settings::Settings;
 use difflow::syntax::{SourceFile, SourceMap};
 
 #[derive(Parser)]
@@ -150,7 +151,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Check { file, set } => load(&file, &set).map(|(_, p)| {
-            println!("{}: ok ({} stages)", file.display(), p.instances.len());
+            println!("{}: ok ({})", file.display(), stage_count(&file, &p));
         }),
         Command::Plan { file, target, set } => plan(&file, &set, &target),
         Command::Run { file, target, force, set, device, jobs, executor, detach } => {
@@ -213,6 +214,27 @@ fn load(file: &Path, set: &[String]) -> Result<(SourceMap, Pipeline), Failure> {
     match loaded.pipeline {
         Some(p) => Ok((loaded.sources, p)),
         None => Err(wrong(format!("{} could not be checked", file.display()))),
+    }
+}
+
+/// The stages `plan` would list: the declared instances and the shared feature
+/// statistics that metrics stages add (`7 stages, 2 of them shared feature statistics`).
+fn stage_count(file: &Path, p: &Pipeline) -> String {
+    // Only metrics stages add statistics: no copy of a large pipeline to count none.
+    let (total, stats) = if p.instances.iter().any(|i| i.kind == "metrics") {
+        let file = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
+        let dir = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        // A broken difflow.toml is reported by the commands that run stages.
+        let inception = Settings::load(dir).ok().and_then(|s| s.inception_weights);
+        let all = difflow::graph::expand_implicit(p, inception.as_deref());
+        (all.instances.len(), all.instances.iter().filter(|i| difflow::graph::is_hidden(i)).count())
+    } else {
+        (p.instances.len(), 0)
+    };
+    let stages = if total == 1 { "1 stage".to_string() } else { format!("{total} stages") };
+    match stats {
+        0 => stages,
+        n => format!("{stages}, {n} of them shared feature statistics"),
     }
 }
 

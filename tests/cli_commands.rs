@@ -113,6 +113,10 @@ metrics scores { samples = gen, reference = ref, features = "inception", measure
     assert_eq!(state_of(&plan, "scores[scale=2.0]"), "new");
     // Hidden stages are not addressable.
     assert_eq!(p.difflow(&["run", "p.diff", "--target", "stats(ref, inception)"], &[]).code(), 1);
+    // check counts what plan lists: 7 declared instances and 3 shared statistics.
+    assert!(plan.contains("10 stages: 0 cached, 10 new, 0 stale"), "{plan}");
+    let check = p.difflow(&["check", "p.diff"], &[]);
+    assert_eq!(check.stdout(), "p.diff: ok (10 stages, 3 of them shared feature statistics)\n");
 }
 
 #[test]

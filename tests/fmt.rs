@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use difflow::diagnostics::Code;
 use difflow::fmt::{comment_texts, format_source, meaning, MAX_WIDTH};
 use difflow::syntax::parse;
 
@@ -160,7 +161,7 @@ fn empty_and_comment_only_files() {
 #[test]
 fn syntax_errors_are_reported_not_formatted() {
     let err = format_source(0, "train t { steps: 5 }").unwrap_err();
-    assert_eq!(err[0].code, "difflow::syntax");
+    assert_eq!(err[0].code, Code::Syntax);
     assert!(err[0].message.contains("expected `=` after the key `steps`"), "{}", err[0].message);
 }
 

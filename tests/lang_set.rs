@@ -4,6 +4,8 @@
 use std::path::Path;
 use std::process::Command;
 
+use difflow::diagnostics::Code;
+
 fn check(args: &[&str]) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_difflow"))
         .arg("check")
@@ -24,7 +26,7 @@ fn a_good_override_checks_clean() {
 fn a_fraction_for_an_int_let_points_into_the_override() {
     let (code, err) = check(&["--set", "T=2.5"]);
     assert_eq!(code, 1);
-    assert!(err.contains("difflow::type_mismatch") && err.contains("[--set T=2.5:1:9]"), "{err}");
+    assert!(err.contains(Code::TypeMismatch.as_str()) && err.contains("[--set T=2.5:1:9]"), "{err}");
     assert!(err.contains("`steps` wants a whole number, found `2.5`"), "{err}");
 }
 
@@ -32,7 +34,7 @@ fn a_fraction_for_an_int_let_points_into_the_override() {
 fn an_unknown_name_gets_a_did_you_mean() {
     let (code, err) = check(&["--set", "Tx=5"]);
     assert_eq!(code, 1);
-    assert!(err.contains("difflow::undefined_name") && err.contains("did you mean `T`?"), "{err}");
+    assert!(err.contains(Code::UndefinedName.as_str()) && err.contains("did you mean `T`?"), "{err}");
 }
 
 #[test]
@@ -40,7 +42,7 @@ fn a_swept_override_is_checked_for_every_value() {
     // T = 100 makes the 250 DDIM steps of `gen` impossible; T = 1000 is fine.
     let (code, err) = check(&["--set", "T=sweep(100, 1000)"]);
     assert_eq!(code, 1);
-    assert!(err.contains("difflow::sampler_steps") && err.contains("schedule of 100 steps"), "{err}");
+    assert!(err.contains(Code::SamplerSteps.as_str()) && err.contains("schedule of 100 steps"), "{err}");
     assert!(err.contains("1 problem found"), "{err}");
 }
 
@@ -48,5 +50,5 @@ fn a_swept_override_is_checked_for_every_value() {
 fn an_override_without_equals_is_a_clear_error() {
     let (code, err) = check(&["--set", "T"]);
     assert_eq!(code, 1);
-    assert!(err.contains("difflow::bad_override") && err.contains("NAME=VALUE"), "{err}");
+    assert!(err.contains(Code::BadOverride.as_str()) && err.contains("NAME=VALUE"), "{err}");
 }

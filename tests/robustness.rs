@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use difflow::diagnostics::{render_plain, Diagnostic};
+use difflow::diagnostics::{render_plain, Code, Diagnostic};
 use difflow::fmt::format_source;
 use difflow::syntax::lexer::MAX_DEPTH;
 use difflow::syntax::parse;
@@ -54,7 +54,7 @@ fn assert_spans_valid(text: &str, diags: &[Diagnostic]) {
             );
             assert!(text.is_char_boundary(s.start) && text.is_char_boundary(s.end), "span {s:?} splits a char: {d:?}");
         }
-        assert!(d.code.starts_with("difflow::"), "{d:?}");
+        assert!(d.code.as_str().starts_with("difflow::"), "{d:?}");
         assert!(
             !d.message.contains("Rule::") && !d.message.contains("EOI") && !d.message.contains("something else"),
             "pest leaked into {d:?}"
@@ -294,13 +294,13 @@ fn nesting_up_to_the_limit_parses_and_deeper_is_a_clear_error() {
 
     for text in [nest(MAX_DEPTH + 1), nest(1_000_000), "[".repeat(5_000_000), inline(MAX_DEPTH + 1)] {
         let err = timed("deep nesting", || parse(0, &text)).unwrap_err();
-        assert_eq!(err[0].code, "difflow::too_deep");
+        assert_eq!(err[0].code, Code::TooDeep);
         assert_spans_valid(&text, &err);
         assert_eq!(err[0].primary.span.start, text.match_indices(['[', '{']).nth(MAX_DEPTH).unwrap().0);
     }
     // Mixed brackets count together, and so do sweeps.
     let mixed = format!("let x = {}1", "sweep([v { a = ".repeat(30));
-    assert_eq!(parse(0, &mixed).unwrap_err()[0].code, "difflow::too_deep");
+    assert_eq!(parse(0, &mixed).unwrap_err()[0].code, Code::TooDeep);
 }
 
 const TEN_MB: usize = 10 * 1024 * 1024;

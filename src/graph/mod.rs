@@ -19,8 +19,9 @@ use crate::lang::value::Value;
 /// The kind of the hidden feature-statistics instances.
 pub const STATS_KIND: &str = "stats";
 
-/// Measures that compare feature statistics of two inputs (and so need `stats` entries).
-const STATS_MEASURES: &[&str] = &["fid", "kid", "precision", "recall"];
+/// Measures that compare feature statistics of two inputs, samples and a reference (and
+/// so need `stats` entries).
+pub const STATS_MEASURES: &[&str] = &["fid", "kid", "precision", "recall"];
 
 /// Whether an instance was added by difflow rather than written by the user.
 pub fn is_hidden(inst: &Instance) -> bool {

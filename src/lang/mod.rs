@@ -11,7 +11,7 @@ pub use difflow_core::value;
 
 use std::path::{Path, PathBuf};
 
-use crate::diagnostics::Diagnostic;
+use crate::diagnostics::{Code, Diagnostic};
 use crate::syntax::ast::{self, ItemKind, Span};
 use crate::syntax::{SourceFile, SourceMap};
 
@@ -37,7 +37,7 @@ pub fn load(path: &Path, overrides: &[String]) -> Loaded {
     let mut loader = modules::Loader::new(&mut sources);
     if let Err(message) = loader.load_root(modules::Root::Path(path)) {
         let id = loader.sources.add(SourceFile { name: path.display().to_string(), path: None, text: String::new() });
-        let d = Diagnostic::new("difflow::missing_file", message, Span::new(id, 0, 0), "")
+        let d = Diagnostic::new(Code::MissingFile, message, Span::new(id, 0, 0), "")
             .with_help("check the path of the pipeline file");
         return Loaded { sources, pipeline: None, diagnostics: vec![d] };
     }
@@ -67,9 +67,11 @@ fn cwd() -> PathBuf {
 fn finish(loader: modules::Loader<'_>, overrides: &[String], root: PathBuf) -> Loaded {
     let modules::Loader { sources, mut diagnostics, files, syntax_errors, .. } = loader;
     let (override_items, override_diags) = parse_overrides(sources, overrides);
+    // Names after a syntax error (or a `--set` that does not parse) would be missing:
+    // report those errors alone.
+    let unparsed = syntax_errors || !override_diags.is_empty();
     diagnostics.extend(override_diags);
-    // Names after a syntax error would be missing: report the syntax errors alone.
-    if syntax_errors || !override_diags_empty(&diagnostics) {
+    if unparsed {
         sort(&mut diagnostics);
         return Loaded { sources: sources.clone(), pipeline: None, diagnostics };
     }
@@ -86,10 +88,6 @@ fn finish(loader: modules::Loader<'_>, overrides: &[String], root: PathBuf) -> L
     }
     let pipeline = if diagnostics.is_empty() { pipeline } else { None };
     Loaded { sources: sources.clone(), pipeline, diagnostics }
-}
-
-fn override_diags_empty(diags: &[Diagnostic]) -> bool {
-    !diags.iter().any(|d| matches!(d.code, "difflow::syntax" | "difflow::too_deep" | "difflow::bad_override"))
 }
 
 /// Secondary labels in another file than the primary one would render as separate reports;
@@ -124,7 +122,7 @@ fn sort(diags: &mut Vec<Diagnostic>) {
         diags.truncate(MAX_DIAGNOSTICS);
         diags.push(
             Diagnostic::new(
-                "difflow::too_many_errors",
+                Code::TooManyErrors,
                 format!("{more} more problem{} not shown", if more == 1 { "" } else { "s" }),
                 next,
                 "the next one is here",
@@ -144,7 +142,7 @@ fn parse_overrides(sources: &mut SourceMap, overrides: &[String]) -> (Vec<ast::I
             let id = sources.add(SourceFile { name: "--set".into(), path: None, text: o.clone() });
             diags.push(
                 Diagnostic::new(
-                    "difflow::bad_override",
+                    Code::BadOverride,
                     format!("`--set {o}` is not NAME=VALUE"),
                     Span::new(id, 0, o.len()),
                     "missing `=`",

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 
-use crate::diagnostics::Diagnostic;
+use crate::diagnostics::{Code, Diagnostic};
 use crate::syntax::ast::{self, ItemKind, Span};
 use crate::syntax::{SourceFile, SourceMap};
 
@@ -120,7 +120,7 @@ impl<'s> Loader<'s> {
             let Some((name, text)) = STDLIB.iter().find(|(n, _)| *n == written) else {
                 let names: Vec<&str> = STDLIB.iter().map(|(n, _)| *n).collect();
                 let mut d = Diagnostic::new(
-                    "difflow::missing_file",
+                    Code::MissingFile,
                     format!("there is no `{written}` in the standard library"),
                     span,
                     "not a stdlib file",
@@ -137,7 +137,7 @@ impl<'s> Loader<'s> {
         } else {
             if matches!(user, Key::Std(_)) {
                 self.diagnostics.push(Diagnostic::new(
-                    "difflow::missing_file",
+                    Code::MissingFile,
                     "a stdlib file can only use other stdlib files",
                     span,
                     "relative to an embedded file",
@@ -159,7 +159,7 @@ impl<'s> Loader<'s> {
                         };
                         self.diagnostics.push(
                             Diagnostic::new(
-                                "difflow::missing_file",
+                                Code::MissingFile,
                                 format!("cannot read `{written}`: {why}"),
                                 span,
                                                                 format!("tried {}", display_path(&path)),
@@ -180,7 +180,7 @@ impl<'s> Loader<'s> {
                 let mut chain: Vec<String> = self.stack[start..].iter().map(|(_, n, _)| format!("`{n}`")).collect();
                 chain.push(chain[0].clone());
                 let mut d = Diagnostic::new(
-                    "difflow::import_cycle",
+                    Code::ImportCycle,
                     format!("import cycle: {}", chain.join(" uses ")),
                     span,
                     "this `use` closes the cycle",

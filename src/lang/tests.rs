@@ -1,6 +1,7 @@
 //! Resolution semantics on small pipelines (in-process).
 
 use super::*;
+use crate::diagnostics::Code;
 use crate::lang::value::Value;
 
 fn ok(text: &str) -> Pipeline {
@@ -16,7 +17,7 @@ fn ok_with(text: &str, overrides: &[&str]) -> Pipeline {
     loaded.pipeline.expect("no diagnostics means a pipeline")
 }
 
-fn codes(text: &str) -> Vec<&'static str> {
+fn codes(text: &str) -> Vec<Code> {
     let loaded = load_source("test.diff", text, &[]);
     assert!(loaded.pipeline.is_none());
     loaded.diagnostics.iter().map(|d| d.code).collect()
@@ -80,9 +81,9 @@ fn set_overrides_a_let_and_is_type_checked_where_used() {
     let Value::Config(s) = &p.instance("ddpm").unwrap().params["schedule"] else { panic!() };
     assert_eq!(s.params["steps"], Value::Int(500));
     let bad = load_source("t.diff", text, &["T=2.5".to_string()]);
-    assert_eq!(bad.diagnostics.iter().map(|d| d.code).collect::<Vec<_>>(), vec!["difflow::type_mismatch"]);
+    assert_eq!(bad.diagnostics.iter().map(|d| d.code).collect::<Vec<_>>(), vec![Code::TypeMismatch]);
     let unknown = load_source("t.diff", text, &["Q=5".to_string()]);
-    assert_eq!(unknown.diagnostics[0].code, "difflow::undefined_name");
+    assert_eq!(unknown.diagnostics[0].code, Code::UndefinedName);
     assert!(unknown.diagnostics[0].help.as_deref().unwrap().contains("`T`"));
 }
 
@@ -140,27 +141,21 @@ fn presets_override_keys_and_chain() {
 fn basic_errors_have_their_codes() {
     assert_eq!(
         codes(&format!("{TOY}\nsample s {{ from = tr, sampler = ddim {{ stpes = 3 }} }}")),
-        vec!["difflow::unknown_key"]
+        vec![Code::UnknownKey]
     );
-    assert_eq!(codes(&format!("{TOY}\nsample s {{ from = pts, sampler = ddim {{ }} }}")), vec!["difflow::wrong_kind"]);
-    assert_eq!(
-        codes(&format!("{TOY}\nsample s {{ from = trr, sampler = ddim {{ }} }}")),
-        vec!["difflow::undefined_name"]
-    );
-    assert_eq!(
-        codes(&format!("{TOY}\nsample tr {{ from = tr, sampler = ddim {{ }} }}")),
-        vec!["difflow::duplicate_name"]
-    );
+    assert_eq!(codes(&format!("{TOY}\nsample s {{ from = pts, sampler = ddim {{ }} }}")), vec![Code::WrongKind]);
+    assert_eq!(codes(&format!("{TOY}\nsample s {{ from = trr, sampler = ddim {{ }} }}")), vec![Code::UndefinedName]);
+    assert_eq!(codes(&format!("{TOY}\nsample tr {{ from = tr, sampler = ddim {{ }} }}")), vec![Code::DuplicateName]);
     assert_eq!(
         codes(&format!("{TOY}\nsample s {{ from = tr, sampler = ddim {{ eta = 1.5 }} }}")),
-        vec!["difflow::out_of_range"]
+        vec![Code::OutOfRange]
     );
-    assert_eq!(codes(&format!("{TOY}\nsample s {{ from = tr }}")), vec!["difflow::missing_key"]);
-    assert_eq!(codes("schedule s = cosin { }"), vec!["difflow::unknown_variant"]);
-    assert_eq!(codes("shedule s = cosine { }"), vec!["difflow::unknown_kind"]);
+    assert_eq!(codes(&format!("{TOY}\nsample s {{ from = tr }}")), vec![Code::MissingKey]);
+    assert_eq!(codes("schedule s = cosin { }"), vec![Code::UnknownVariant]);
+    assert_eq!(codes("shedule s = cosine { }"), vec![Code::UnknownKind]);
     assert_eq!(
         codes(&format!("{TOY}\nsample a {{ from = tr, sampler = ddim {{ }}, seed = b }}\nsample b {{ from = tr, sampler = ddim {{ }} }}")),
-        vec!["difflow::type_mismatch"]
+        vec![Code::TypeMismatch]
     );
 }
 
@@ -247,14 +242,14 @@ fn adversarial_names_neither_hang_nor_blow_the_stack() {
         .unwrap()
         .join()
         .expect("no stack overflow");
-    assert!(loaded.contains(&"difflow::too_deep"), "{loaded:?}");
+    assert!(loaded.contains(&Code::TooDeep), "{loaded:?}");
     // Thirty two-valued sweeps in one block: 2^30 instances.
     let sweeps: Vec<String> = (0..30).map(|_| "sweep(1, 2)".to_string()).collect();
     let text = format!(
         "dataset d = toy {{ }}\nplot f = forward {{ data = d, schedule = linear {{ }}, at = [{}] }}\n",
         sweeps.join(", ")
     );
-    assert_eq!(codes(&text), vec!["difflow::too_large"]);
+    assert_eq!(codes(&text), vec![Code::TooLarge]);
     let text = format!(
         "{TOY}\nsample s {{ from = tr, sampler = ddim {{ }}, seed = sweep({}) }}\n",
         (0..1000).map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
@@ -282,4 +277,32 @@ fn sweeps_over_stages_and_inline_blocks_name_instances_as_written() {
     let i = p.instance("s[steps=20,from=b,sampler=ddpm]").unwrap();
     assert_eq!(i.params["from"], Value::Stage("b[steps=20]".into()));
     assert_eq!(i.deps(), vec!["b[steps=20]"]);
+}
+
+#[test]
+fn a_product_of_large_sweeps_is_refused_before_it_is_expanded() {
+    let values = |n: usize| (1..=n).map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+    // 1,000 × 1,000 values in one block: refused at the second sweep, before its values.
+    let text = format!("dataset d = toy {{ count = sweep({}), seed = sweep({}) }}\n", values(1000), values(1000));
+    let loaded = load_source("t.diff", &text, &[]);
+    assert_eq!(loaded.diagnostics.iter().map(|d| d.code).collect::<Vec<_>>(), vec![Code::TooLarge]);
+    let seed_sweep = text.find("seed = ").unwrap() + "seed = ".len();
+    assert_eq!(loaded.diagnostics[0].primary.span.start, seed_sweep);
+    // One sweep of more values than instances allowed is refused as it stands.
+    let text = format!("dataset d = toy {{ count = sweep({}) }}\n", values(100_001));
+    assert_eq!(codes(&text), vec![Code::TooLarge]);
+}
+
+#[test]
+fn a_misspelt_variant_among_thousands_of_presets_gets_a_bounded_help_line() {
+    let mut text = String::from("schedule s0 = cosine { }\n");
+    for i in 1..3000 {
+        text.push_str(&format!("schedule s{i} = s{} {{ }}\n", i - 1));
+    }
+    text.push_str("schedule last = s2777x { }\n");
+    let loaded = load_source("t.diff", &text, &[]);
+    assert_eq!(loaded.diagnostics.len(), 1);
+    let help = loaded.diagnostics[0].help.as_deref().unwrap();
+    assert!(help.starts_with("did you mean `s2777`?"), "{help}");
+    assert!(help.ends_with("; presets declared: s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11, s12, s13, s14, s15, s16, s17, s18, s19 and 2980 more"), "{help}");
 }

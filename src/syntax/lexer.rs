@@ -162,11 +162,6 @@ pub fn scan(text: &str) -> Scan {
     let mut line_has_code = false;
     // A byte-order mark at the start is not code (the grammar allows it there).
     let mut i = if text.starts_with('\u{FEFF}') { '\u{FEFF}'.len_utf8() } else { 0 };
-    let note = |out: &mut Scan, p: LexProblem| {
-        if out.problem.is_none() {
-            out.problem = Some(p);
-        }
-    };
     while i < b.len() {
         let c = b[i];
         match c {
@@ -189,44 +184,9 @@ pub fn scan(text: &str) -> Scan {
             }
             b'"' => {
                 line_has_code = true;
-                let start = i;
-                let mut j = i + 1;
-                let mut closed = false;
-                while j < b.len() {
-                    match b[j] {
-                        b'"' => {
-                            closed = true;
-                            j += 1;
-                            break;
-                        }
-                        b'\n' => break,
-                        b'\\' => {
-                            if j + 1 < b.len() && b[j + 1] != b'\n' {
-                                if !matches!(b[j + 1], b'"' | b'\\' | b'n') {
-                                    let ch_len = text[j + 1..].chars().next().map_or(1, char::len_utf8);
-                                    note(&mut out, LexProblem::BadEscape { start: j, end: j + 1 + ch_len });
-                                }
-                                j += 2;
-                                // Step over the rest of a multi-byte character.
-                                while j < b.len() && !text.is_char_boundary(j) {
-                                    j += 1;
-                                }
-                            } else {
-                                j += 1;
-                            }
-                        }
-                        _ => j += 1,
-                    }
-                }
-                if !closed {
-                    let mut end = j;
-                    if end > start && end <= b.len() && b[end - 1] == b'\r' {
-                        end -= 1;
-                    }
-                    note(&mut out, LexProblem::UnterminatedString { start, end });
-                }
-                out.tokens.push(Token { kind: TokKind::Str, start, end: j });
-                i = j;
+                let end = string_end(text, i, &mut out);
+                out.tokens.push(Token { kind: TokKind::Str, start: i, end });
+                i = end;
             }
             _ if is_ident_start(c) => {
                 line_has_code = true;
@@ -241,39 +201,15 @@ pub fn scan(text: &str) -> Scan {
                 line_has_code = true;
                 let j = i + number_len(b, i);
                 if !is_valid_number(&text[i..j]) {
-                    note(&mut out, LexProblem::BadNumber { start: i, end: j });
+                    out.note(LexProblem::BadNumber { start: i, end: j });
                 }
                 out.tokens.push(Token { kind: TokKind::Number, start: i, end: j });
                 i = j;
             }
             _ if c.is_ascii() => {
                 line_has_code = true;
-                match c {
-                    b'{' | b'[' | b'(' => {
-                        stack.push((c, i));
-                        if stack.len() > MAX_DEPTH {
-                            note(&mut out, LexProblem::TooDeep { at: i });
-                        }
-                    }
-                    b'}' | b']' | b')' => {
-                        let want = match c {
-                            b'}' => b'{',
-                            b']' => b'[',
-                            _ => b'(',
-                        };
-                        // A closer with no opener of its type anywhere is stray: pest
-                        // reports it well. Otherwise the innermost opener was left open.
-                        if stack.iter().any(|&(open, _)| open == want) {
-                            match stack.pop() {
-                                Some((open, _)) if open == want => {}
-                                Some((_, opener)) if out.bracket.is_none() => {
-                                    out.bracket = Some(BracketProblem::Mismatch { opener, closer: i });
-                                }
-                                _ => {}
-                            }
-                        }
-                    }
-                    _ => {}
+                if matches!(c, b'{' | b'[' | b'(' | b'}' | b']' | b')') {
+                    bracket(c, i, &mut stack, &mut out);
                 }
                 out.tokens.push(Token { kind: TokKind::Punct, start: i, end: i + 1 });
                 i += 1;
@@ -292,6 +228,77 @@ pub fn scan(text: &str) -> Scan {
         }
     }
     out
+}
+
+impl Scan {
+    /// Keep the first lexical problem: the one a reader meets first.
+    fn note(&mut self, p: LexProblem) {
+        if self.problem.is_none() {
+            self.problem = Some(p);
+        }
+    }
+}
+
+/// The end of the string starting at `start` (after its closing quote, or at the end of
+/// its line when unterminated), noting bad escapes and a missing quote.
+fn string_end(text: &str, start: usize, out: &mut Scan) -> usize {
+    let b = text.as_bytes();
+    let mut j = start + 1;
+    while j < b.len() {
+        match b[j] {
+            b'"' => return j + 1,
+            b'\n' => break,
+            b'\\' => {
+                if j + 1 < b.len() && b[j + 1] != b'\n' {
+                    if !matches!(b[j + 1], b'"' | b'\\' | b'n') {
+                        let ch_len = text[j + 1..].chars().next().map_or(1, char::len_utf8);
+                        out.note(LexProblem::BadEscape { start: j, end: j + 1 + ch_len });
+                    }
+                    j += 2;
+                    // Step over the rest of a multi-byte character.
+                    while j < b.len() && !text.is_char_boundary(j) {
+                        j += 1;
+                    }
+                } else {
+                    j += 1;
+                }
+            }
+            _ => j += 1,
+        }
+    }
+    let mut end = j;
+    if end > start && end <= b.len() && b[end - 1] == b'\r' {
+        end -= 1;
+    }
+    out.note(LexProblem::UnterminatedString { start, end });
+    j
+}
+
+/// Track an opening or closing bracket at `i`: nesting depth and the first mismatch.
+fn bracket(c: u8, i: usize, stack: &mut Vec<(u8, usize)>, out: &mut Scan) {
+    if matches!(c, b'{' | b'[' | b'(') {
+        stack.push((c, i));
+        if stack.len() > MAX_DEPTH {
+            out.note(LexProblem::TooDeep { at: i });
+        }
+        return;
+    }
+    let want = match c {
+        b'}' => b'{',
+        b']' => b'[',
+        _ => b'(',
+    };
+    // A closer with no opener of its type anywhere is stray: pest reports it well.
+    // Otherwise the innermost opener was left open.
+    if stack.iter().any(|&(open, _)| open == want) {
+        match stack.pop() {
+            Some((open, _)) if open == want => {}
+            Some((_, opener)) if out.bracket.is_none() => {
+                out.bracket = Some(BracketProblem::Mismatch { opener, closer: i });
+            }
+            _ => {}
+        }
+    }
 }
 
 #[cfg(test)]

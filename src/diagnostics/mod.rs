@@ -1,6 +1,9 @@
 //! Diagnostics: what the front end reports, rendered by miette with the source line, a
 //! label under the offending span and a help line. Every diagnostic has a stable code
-//! (`difflow::…`) that tests and users can rely on.
+//! (`difflow::…`, a [`Code`]) that tests and users can rely on.
+
+mod code;
+pub use code::Code;
 
 use std::fmt;
 
@@ -12,7 +15,7 @@ use crate::syntax::SourceMap;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Diagnostic {
     /// Stable code, e.g. `difflow::unknown_key`.
-    pub code: &'static str,
+    pub code: Code,
     /// One sentence: what is wrong.
     pub message: String,
     /// The offending span and what to say under it.
@@ -36,7 +39,7 @@ impl Label {
 }
 
 impl Diagnostic {
-    pub fn new(code: &'static str, message: impl Into<String>, span: Span, label: impl Into<String>) -> Self {
+    pub fn new(code: Code, message: impl Into<String>, span: Span, label: impl Into<String>) -> Self {
         Diagnostic {
             code,
             message: message.into(),
@@ -57,16 +60,21 @@ impl Diagnostic {
     }
 
     /// A miette report over the primary span's file; secondary labels in other files
-    /// become related reports of their own.
+    /// become related reports of their own. A label too far into a long line to draw
+    /// (miette cannot pad that far) becomes a `file:line:column` note in the help.
     pub fn to_report(&self, sources: &SourceMap) -> miette::Report {
         let file = self.primary.span.file;
-        let mut labels = vec![LabeledSpan::new_primary_with_span(
-            Some(self.primary.text.clone()),
-            to_source_span(self.primary.span),
-        )];
+        let mut help = self.help.clone();
+        let mut labels = Vec::new();
         let mut related = Vec::new();
-        for l in &self.secondary {
-            if l.span.file == file {
+        let all = std::iter::once((&self.primary, true)).chain(self.secondary.iter().map(|l| (l, false)));
+        for (l, primary) in all {
+            if let Some(at) = too_far_to_draw(sources, l.span) {
+                let note = format!("{}: {at} (too far into its line to show)", if primary { "here" } else { &l.text });
+                help = Some(help.map_or(note.clone(), |h| format!("{h}\n{note}")));
+            } else if primary {
+                labels.push(LabeledSpan::new_primary_with_span(Some(l.text.clone()), to_source_span(l.span)));
+            } else if l.span.file == file {
                 labels.push(LabeledSpan::new_with_span(Some(l.text.clone()), to_source_span(l.span)));
             } else {
                 related.push(Rendered {
@@ -80,14 +88,30 @@ impl Diagnostic {
             }
         }
         miette::Report::new(Rendered {
-            code: Some(self.code),
+            code: Some(self.code.as_str()),
             message: self.message.clone(),
             labels,
-            help: self.help.clone(),
+            help,
             source: named_source(sources, file),
             related,
         })
     }
+}
+
+/// Labels at most this many bytes into their line are drawn under it.
+const MAX_LABEL_COLUMN: usize = 30_000;
+
+/// `file:line:column` of a span that starts or ends too far into its line to be drawn.
+fn too_far_to_draw(sources: &SourceMap, span: Span) -> Option<String> {
+    let f = sources.get(span.file);
+    let start = span.start.min(f.text.len());
+    let line_start = f.text[..start].rfind('\n').map_or(0, |i| i + 1);
+    if span.end.min(f.text.len()) - line_start <= MAX_LABEL_COLUMN {
+        return None;
+    }
+    let line = f.text[..start].matches('\n').count() + 1;
+    let column = f.text[line_start..start].chars().count() + 1;
+    Some(format!("{}:{line}:{column}", f.name))
 }
 
 fn to_source_span(span: Span) -> SourceSpan {
@@ -148,4 +172,25 @@ pub fn render_plain(diags: &[Diagnostic], sources: &SourceMap) -> String {
         handler.render_report(&mut out, report.as_ref()).expect("rendering to a String cannot fail");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::syntax::SourceFile;
+
+    #[test]
+    fn a_label_far_into_a_long_line_becomes_a_location_in_the_help() {
+        let mut sources = SourceMap::default();
+        let text = format!("let x = [{}]\n", "1, ".repeat(40_000));
+        let at = text.len() - 3;
+        let id = sources.add(SourceFile { name: "long.diff".into(), path: None, text });
+        let d = Diagnostic::new(Code::TooLarge, "too large", Span::new(id, at, at + 1), "here")
+            .with_label(Span::new(id, 0, 3), "a let")
+            .with_help("make it smaller");
+        let out = render_plain(&[d], &sources);
+        let note = format!("make it smaller\n        here: long.diff:1:{} (too far into its line to show)", at + 1);
+        assert!(out.contains(&note), "{}", &out[out.len().saturating_sub(500)..]);
+        assert!(out.contains("╰── a let"), "{}", &out[out.len().saturating_sub(500)..]);
+    }
 }

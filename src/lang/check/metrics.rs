@@ -1,0 +1,233 @@
+//! Metrics and likelihood stages: what each measure needs (a reference, a classifier,
+//! enough samples, matching shapes).
+
+use super::*;
+
+impl<'p> Checker<'p> {
+    /// The classifier a metrics stage uses for accuracy, if any.
+    pub(super) fn accuracy_classifier(&self, inst: &Instance) -> Option<&'p Instance> {
+        stage(&inst.params, "classifier").or_else(|| stage(&inst.params, "features")).and_then(|n| self.inst(n))
+    }
+
+    pub(super) fn metrics(&mut self, inst: &Instance) {
+        let p = &inst.params;
+        let measures: Vec<&str> = match get(p, "measure") {
+            Some(Value::List(items)) => {
+                items.iter().filter_map(|v| if let Value::Str(s) = v { Some(s.as_str()) } else { None }).collect()
+            }
+            _ => Vec::new(),
+        };
+        let samples = stage(p, "samples").and_then(|n| self.inst(n));
+        let reference = stage(p, "reference").and_then(|n| self.inst(n));
+        self.reference_given(inst, &measures, reference);
+        if measures.contains(&"accuracy") {
+            self.accuracy_has_labels(inst, samples);
+        }
+        if let Some(sd) = samples.and_then(|s| self.data(s)) {
+            self.shapes_match(inst, &measures, samples, &sd, reference);
+            self.enough_samples(inst, &measures, samples, &sd);
+        }
+    }
+
+    /// Measures that compare with real data have a reference.
+    fn reference_given(&mut self, inst: &Instance, measures: &[&str], reference: Option<&Instance>) {
+        let needs_ref: Vec<&str> =
+            measures.iter().copied().filter(|m| crate::graph::STATS_MEASURES.contains(m)).collect();
+        if reference.is_none() && !needs_ref.is_empty() {
+            self.push(
+                Diagnostic::new(
+                    Code::MissingReference,
+                    format!(
+                        "{} against real data, but this metrics stage has no `reference`",
+                        verb(&needs_ref, "compares", "compare")
+                    ),
+                    self.at(inst, "measure"),
+                    "needs a reference",
+                )
+                .with_help("add `reference = NAME` (a dataset, usually the test split)"),
+            );
+        }
+    }
+
+    /// `accuracy` has a classifier, and samples whose labels it can check.
+    fn accuracy_has_labels(&mut self, inst: &Instance, samples: Option<&Instance>) {
+        match self.accuracy_classifier(inst) {
+            None => self.push(
+                Diagnostic::new(
+                    Code::AccuracyWithoutClassifier,
+                    "`accuracy` needs a classifier, and this metrics stage has none",
+                    self.at(inst, "measure"),
+                    "accuracy",
+                )
+                .with_help("set `classifier = NAME` (a classifier stage) or `features = NAME`"),
+            ),
+            Some(clf) => {
+                if let (Some(s), Some(c)) = (samples, self.data(clf)) {
+                    if s.kind == "sample" && !self.conditional(s) {
+                        self.push(
+                            Diagnostic::new(
+                                Code::ClassMismatch,
+                                format!("`accuracy` compares the samples' labels with a classifier, but `{}` samples without labels", s.decl),
+                                self.at(inst, "samples"),
+                                "unconditional samples",
+                            )
+                            .with_help("measure accuracy on a class-conditional model (model `classes` > 0) or classifier-guided samples"),
+                        );
+                    }
+                    let _ = c;
+                }
+            }
+        }
+    }
+
+    /// Samples, reference and classifiers hold data of one shape (images for Inception).
+    fn shapes_match(
+        &mut self,
+        inst: &Instance,
+        measures: &[&str],
+        samples: Option<&Instance>,
+        sd: &Data,
+        reference: Option<&Instance>,
+    ) {
+        let p = &inst.params;
+        let features_clf = stage(p, "features").and_then(|n| self.inst(n));
+        if sd.points && features_clf.is_none() && measures.iter().any(|m| *m != "accuracy") {
+            self.push(
+                Diagnostic::new(
+                    Code::ShapeMismatch,
+                    format!(
+                        "Inception features need images, but `{}` holds {}",
+                        samples.map_or("", |s| s.decl.as_str()),
+                        sd.describe()
+                    ),
+                    self.at(inst, "samples"),
+                    "points",
+                )
+                .with_help(
+                    "use a classifier stage as `features` for non-image data, or plot points with `plot … = scatter`",
+                ),
+            );
+        }
+        if let Some(rd) = reference.and_then(|r| self.data(r)) {
+            if !sd.same_shape(&rd) {
+                self.push(
+                    Diagnostic::new(
+                        Code::ShapeMismatch,
+                        format!("the samples are {} but the reference is {}", sd.describe(), rd.describe()),
+                        self.at(inst, "reference"),
+                        rd.describe(),
+                    )
+                    .with_label(self.at(inst, "samples"), sd.describe())
+                    .with_help("compare samples with the dataset their model was trained on (usually its test split)"),
+                );
+            }
+        }
+        for key in ["features", "classifier"] {
+            if let Some(clf) = stage(p, key).and_then(|n| self.inst(n)) {
+                if let Some(cd) = self.data(clf) {
+                    if !cd.same_shape(sd) {
+                        self.push(
+                            Diagnostic::new(
+                                Code::ShapeMismatch,
+                                format!(
+                                    "`{}` classifies {}, but the samples are {}",
+                                    clf.decl,
+                                    cd.describe(),
+                                    sd.describe()
+                                ),
+                                self.at(inst, key),
+                                "wrong data shape",
+                            )
+                            .with_help("use a classifier trained on the same kind of data"),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Enough samples for the measures (IS splits into 10, FID and KID need 2).
+    fn enough_samples(&mut self, inst: &Instance, measures: &[&str], samples: Option<&Instance>, sd: &Data) {
+        if let Some(n) = sd.examples {
+            let needs = if measures.contains(&"is") {
+                10
+            } else if measures.iter().any(|m| matches!(*m, "fid" | "kid")) {
+                2
+            } else {
+                1
+            };
+            if n < needs {
+                self.push(
+                    Diagnostic::new(
+                        Code::TooFewSamples,
+                        format!(
+                            "{} at least {needs} samples, and `{}` has {n}",
+                            verb(measures, "needs", "need"),
+                            samples.map_or("", |s| s.decl.as_str())
+                        ),
+                        self.at(inst, "samples"),
+                        format!("{n} samples"),
+                    )
+                    .with_help("draw more samples (`count`); FID is only comparable at equal, large counts (10k–50k)"),
+                );
+            }
+        }
+    }
+
+    /// Whether a sample stage's samples carry meaningful labels.
+    pub(super) fn conditional(&self, sample: &Instance) -> bool {
+        if config(&sample.params, "guidance").is_some_and(|g| g.variant == "classifier") {
+            return true;
+        }
+        stage(&sample.params, "from")
+            .and_then(|n| self.inst(n))
+            .and_then(|t| config(&t.params, "model"))
+            .and_then(|m| int(&m.params, "classes"))
+            .unwrap_or(0)
+            > 0
+    }
+
+    pub(super) fn nll(&mut self, inst: &Instance) {
+        let p = &inst.params;
+        let (Some(train), Some(data)) =
+            (stage(p, "from").and_then(|n| self.inst(n)), stage(p, "data").and_then(|n| self.inst(n)))
+        else {
+            return;
+        };
+        if let (Some(n), Some(available)) = (int(p, "count"), self.data(data).and_then(|d| d.examples)) {
+            if n > available {
+                self.push(
+                    Diagnostic::new(
+                        Code::OutOfRange,
+                        format!("`count` asks for {n} examples, but `{}` has {available}", data.decl),
+                        self.at(inst, "count"),
+                        "more than the data",
+                    )
+                    .with_help(format!("use `count` ≤ {available}")),
+                );
+            }
+        }
+        if let (Some(a), Some(b)) = (self.data(train), self.data(data)) {
+            if !a.same_shape(&b) {
+                self.push(
+                    Diagnostic::new(
+                        Code::ShapeMismatch,
+                        format!("`{}` models {}, but `{}` holds {}", train.decl, a.describe(), data.decl, b.describe()),
+                        self.at(inst, "data"),
+                        b.describe(),
+                    )
+                    .with_help("evaluate on the same kind of data the model was trained on"),
+                );
+            }
+        }
+    }
+}
+
+/// `fid needs` / `fid and is need`.
+fn verb(items: &[&str], one: &str, many: &str) -> String {
+    match items {
+        [x] => format!("{x} {one}"),
+        [init @ .., last] => format!("{} and {last} {many}", init.join(", ")),
+        [] => many.to_string(),
+    }
+}

@@ -1,0 +1,225 @@
+//! Cross-stage checks on a resolved pipeline: contradictions between stages that would
+//! otherwise fail (or silently produce nonsense) hours into a run. Per-key
+//! checks (types, ranges, required keys) happen during resolution, driven by the schema.
+
+use std::collections::HashMap;
+
+use crate::diagnostics::{Code, Diagnostic};
+use crate::lang::pipeline::{Instance, Pipeline};
+use crate::lang::value::{Config, Value};
+use crate::schema::facts;
+use crate::syntax::ast::Span;
+
+use super::resolve::SpanTable;
+
+mod metrics;
+mod model;
+mod plot;
+mod sample;
+mod schedule;
+mod train;
+
+/// What a stage's data looks like, as far as the checker can tell without reading it.
+#[derive(Debug, Clone, PartialEq)]
+struct Data {
+    points: bool,
+    /// Image channels (or the dimension of points).
+    channels: i64,
+    /// Image side in pixels (0 for points).
+    size: i64,
+    classes: i64,
+    /// Examples available, when known.
+    examples: Option<i64>,
+    /// The dataset declaration it comes from.
+    origin: String,
+}
+
+impl Data {
+    fn describe(&self) -> String {
+        if self.points {
+            format!("{}-D points", self.channels)
+        } else {
+            format!("{}×{}×{} images", self.channels, self.size, self.size)
+        }
+    }
+    fn same_shape(&self, other: &Data) -> bool {
+        self.points == other.points && self.channels == other.channels && self.size == other.size
+    }
+}
+
+struct Checker<'p> {
+    spans: &'p SpanTable,
+    by_name: HashMap<&'p str, &'p Instance>,
+    diags: Vec<Diagnostic>,
+}
+
+pub(crate) fn check(pipeline: &Pipeline, spans: &SpanTable) -> Vec<Diagnostic> {
+    let mut c = Checker {
+        spans,
+        by_name: pipeline.instances.iter().map(|i| (i.name.as_str(), i)).collect(),
+        diags: Vec::new(),
+    };
+    for (name, config) in &pipeline.configs {
+        let decl = name.split('[').next().unwrap_or(name);
+        c.config(config, decl, "");
+    }
+    for inst in &pipeline.instances {
+        for (key, v) in &inst.params {
+            if let Value::Config(cfg) = v {
+                c.config(cfg, &inst.decl, key);
+            }
+        }
+        match inst.kind.as_str() {
+            "dataset" => c.dataset(inst),
+            "train" => c.train(inst),
+            "classifier" => c.classifier(inst),
+            "sample" => c.sample(inst),
+            "metrics" => c.metrics(inst),
+            "nll" => c.nll(inst),
+            "plot" => c.plot(inst),
+            _ => {}
+        }
+    }
+    c.diags
+}
+
+fn get<'v>(params: &'v std::collections::BTreeMap<String, Value>, key: &str) -> Option<&'v Value> {
+    params.get(key)
+}
+fn int(params: &std::collections::BTreeMap<String, Value>, key: &str) -> Option<i64> {
+    match get(params, key)? {
+        Value::Int(i) => Some(*i),
+        _ => None,
+    }
+}
+fn float(params: &std::collections::BTreeMap<String, Value>, key: &str) -> Option<f64> {
+    match get(params, key)? {
+        Value::Float(f) => Some(*f),
+        Value::Int(i) => Some(*i as f64),
+        _ => None,
+    }
+}
+fn boolean(params: &std::collections::BTreeMap<String, Value>, key: &str) -> bool {
+    matches!(get(params, key), Some(Value::Bool(true)))
+}
+fn string<'v>(params: &'v std::collections::BTreeMap<String, Value>, key: &str) -> Option<&'v str> {
+    match get(params, key)? {
+        Value::Str(s) => Some(s),
+        _ => None,
+    }
+}
+fn config<'v>(params: &'v std::collections::BTreeMap<String, Value>, key: &str) -> Option<&'v Config> {
+    match get(params, key)? {
+        Value::Config(c) => Some(c),
+        _ => None,
+    }
+}
+fn stage<'v>(params: &'v std::collections::BTreeMap<String, Value>, key: &str) -> Option<&'v str> {
+    match get(params, key)? {
+        Value::Stage(s) => Some(s),
+        _ => None,
+    }
+}
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+impl<'p> Checker<'p> {
+    /// Where to point for a key path of an instance's declaration.
+    /// Where to point for a key path of an instance's declaration: in the declaration's own
+    /// file (a preset's key written in another file is shown by the key that names it).
+    fn at(&self, inst: &Instance, path: &str) -> Span {
+        let file = self.spans.decl(&inst.decl).map_or(inst.span.file, |s| s.file);
+        let mut p = path;
+        loop {
+            if let Some(s) = self.span(&inst.decl, p).filter(|s| s.file == file) {
+                return s;
+            }
+            match p.rfind('.') {
+                Some(i) => p = &p[..i],
+                None => return self.decl_span(inst),
+            }
+        }
+    }
+
+    /// The span of a key path, falling back to shorter prefixes and the declaration.
+    fn span(&self, decl: &str, path: &str) -> Option<Span> {
+        let mut p = path;
+        loop {
+            if let Some(s) = self.spans.value(decl, p) {
+                return Some(s);
+            }
+            match p.rfind('.') {
+                Some(i) => p = &p[..i],
+                None => return self.spans.decl(decl),
+            }
+        }
+    }
+
+    fn decl_span(&self, inst: &Instance) -> Span {
+        self.spans.decl(&inst.decl).unwrap_or(inst.span)
+    }
+
+    fn push(&mut self, d: Diagnostic) {
+        self.diags.push(d);
+    }
+
+    fn inst(&self, name: &str) -> Option<&'p Instance> {
+        self.by_name.get(name).copied()
+    }
+
+    fn data(&self, inst: &Instance) -> Option<Data> {
+        let p = &inst.params;
+        match inst.kind.as_str() {
+            "dataset" => {
+                let split = string(p, "split").unwrap_or("train");
+                let limit = int(p, "limit");
+                let known = facts::dataset_size(&inst.variant, split);
+                let examples = match (limit, known) {
+                    (Some(l), Some(k)) => Some(l.min(k)),
+                    (l, k) => l.or(k),
+                };
+                let origin = inst.name.clone();
+                Some(match inst.variant.as_str() {
+                    "mnist" | "fashion_mnist" => Data {
+                        points: false,
+                        channels: 1,
+                        size: int(p, "size")?,
+                        classes: int(p, "classes")?,
+                        examples,
+                        origin,
+                    },
+                    "cifar10" => Data { points: false, channels: 3, size: 32, classes: 10, examples, origin },
+                    "images" => Data {
+                        points: false,
+                        channels: int(p, "channels")?,
+                        size: int(p, "size")?,
+                        classes: 0,
+                        examples,
+                        origin,
+                    },
+                    "toy" => Data {
+                        points: true,
+                        channels: 2,
+                        size: 0,
+                        classes: facts::toy_classes(string(p, "shape")?),
+                        examples: int(p, "count"),
+                        origin,
+                    },
+                    _ => return None,
+                })
+            }
+            "train" | "classifier" => self.data(self.inst(stage(p, "data")?)?),
+            "sample" => {
+                let mut d = self.data(self.inst(stage(p, "from")?)?)?;
+                d.examples = int(p, "count");
+                Some(d)
+            }
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! Sampling stages: steps, guidance and labels fit the trained model.
+
+use super::*;
+
+impl<'p> Checker<'p> {
+    pub(super) fn sample(&mut self, inst: &Instance) {
+        let p = &inst.params;
+        let Some(train) = stage(p, "from").and_then(|n| self.inst(n)) else { return };
+        let (Some(model), Some(schedule)) = (config(&train.params, "model"), config(&train.params, "schedule")) else {
+            return;
+        };
+        let t_steps = int(&schedule.params, "steps").unwrap_or(1000);
+        if let Some(sampler) = config(p, "sampler") {
+            self.sampler_fits(inst, train, sampler, model, t_steps);
+        }
+        let class_count = self.guidance_fits(inst, train, model, schedule);
+        self.labels_exist(inst, train, class_count);
+    }
+
+    /// The sampler takes no more steps than the schedule has, and learned variance needs
+    /// a model that learned it.
+    fn sampler_fits(&mut self, inst: &Instance, train: &Instance, sampler: &Config, model: &Config, t_steps: i64) {
+        if let Some(steps) = int(&sampler.params, "steps") {
+            if steps > t_steps {
+                self.push(
+                    Diagnostic::new(
+                        Code::SamplerSteps,
+                        format!(
+                            "the sampler takes {steps} steps, but `{}` trained on a schedule of {t_steps} steps",
+                            train.decl
+                        ),
+                        self.at(inst, "sampler.steps"),
+                        format!("more than {t_steps}"),
+                    )
+                    .with_label(self.at(train, "schedule"), format!("{t_steps} steps"))
+                    .with_help(format!(
+                        "use at most {t_steps} sampler steps (respacing picks a subset of the schedule)"
+                    )),
+                );
+            }
+        }
+        if string(&sampler.params, "variance") == Some("learned") && !boolean(&model.params, "learn_sigma") {
+            self.push(
+                Diagnostic::new(
+                    Code::NeedsLearnSigma,
+                    format!(
+                        "variance = \"learned\" needs a model with learn_sigma, and `{}`'s model has none",
+                        train.decl
+                    ),
+                    self.at(inst, "sampler.variance"),
+                    "learned variance",
+                )
+                .with_label(self.at(train, "model"), "learn_sigma = false")
+                .with_help("use variance = \"fixed_small\" or \"fixed_large\", or train with `learn_sigma = true`"),
+            );
+        }
+    }
+
+    /// Guidance the trained model supports; the number of classes labels may pick from.
+    fn guidance_fits(&mut self, inst: &Instance, train: &Instance, model: &Config, schedule: &Config) -> i64 {
+        let from_span = self.at(inst, "from");
+        let model_classes = int(&model.params, "classes").unwrap_or(0);
+        let mut class_count = model_classes;
+        if let Some(g) = config(&inst.params, "guidance") {
+            match g.variant.as_str() {
+                "cfg" => {
+                    if model_classes == 0 {
+                        self.push(
+                            Diagnostic::new(
+                                Code::CfgUnconditional,
+                                format!("cfg guidance needs a class-conditional model, but `{}` trained one with classes = 0", train.decl),
+                                self.at(inst, "guidance"),
+                                "cfg guidance",
+                            )
+                            .with_label(self.at(train, "model"), "classes = 0")
+                            .with_help("set `classes` on the model (and `uncond_p = 0.1` in training), or drop the guidance"),
+                        );
+                    } else if float(&train.params, "uncond_p").unwrap_or(0.0) == 0.0 {
+                        self.push(
+                            Diagnostic::new(
+                                Code::CfgWithoutDropout,
+                                format!(
+                                    "cfg guidance needs the unconditional model, but `{}` trained with uncond_p = 0",
+                                    train.decl
+                                ),
+                                self.at(inst, "guidance"),
+                                "cfg guidance",
+                            )
+                            .with_label(from_span, format!("`{}` never dropped the label", train.decl))
+                            .with_help(format!(
+                                "set `uncond_p = 0.1` in `{}` (Ho & Salimans use 0.1–0.2), or drop the guidance",
+                                train.decl
+                            )),
+                        );
+                    }
+                }
+                "classifier" => {
+                    if let Some(clf) = stage(&g.params, "model").and_then(|n| self.inst(n)) {
+                        self.guidance_classifier(inst, train, schedule, clf);
+                        if let Some(d) = self.data(clf) {
+                            class_count = d.classes;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        class_count
+    }
+
+    /// Labels asked for exist: the model (or the guiding classifier) knows that many classes.
+    fn labels_exist(&mut self, inst: &Instance, train: &Instance, class_count: i64) {
+        let p = &inst.params;
+        match get(p, "classes") {
+            Some(Value::Str(_)) | None => {}
+            Some(v) => {
+                let labels: Vec<i64> = match v {
+                    Value::Int(i) => vec![*i],
+                    Value::List(items) => {
+                        items.iter().filter_map(|x| if let Value::Int(i) = x { Some(*i) } else { None }).collect()
+                    }
+                    _ => Vec::new(),
+                };
+                if class_count == 0 {
+                    self.push(
+                        Diagnostic::new(
+                            Code::ClassMismatch,
+                            format!("`classes` picks labels, but `{}` trained an unconditional model", train.decl),
+                            self.at(inst, "classes"),
+                            "no labels to pick",
+                        )
+                        .with_help("remove `classes`, or condition the model (`classes` on the model) or guide with a classifier"),
+                    );
+                } else if let Some(bad) = labels.iter().find(|l| **l < 0 || **l >= class_count) {
+                    self.push(
+                        Diagnostic::new(
+                            Code::OutOfRange,
+                            format!(
+                                "class {bad} does not exist: the model knows {class_count} classes (0…{})",
+                                class_count - 1
+                            ),
+                            self.at(inst, "classes"),
+                            "no such class",
+                        )
+                        .with_help(format!("pick labels between 0 and {}", class_count - 1)),
+                    );
+                }
+            }
+        }
+    }
+
+    pub(super) fn guidance_classifier(&mut self, inst: &Instance, train: &Instance, schedule: &Config, clf: &Instance) {
+        let span = self.at(inst, "guidance.model");
+        match config(&clf.params, "schedule") {
+            None => self.push(
+                Diagnostic::new(
+                    Code::CleanClassifier,
+                    format!("classifier guidance needs a noisy classifier, but `{}` is clean (no schedule)", clf.decl),
+                    span,
+                    "a clean classifier",
+                )
+                .with_label(self.decl_span(clf), format!("`{}` is declared here", clf.decl))
+                .with_help(format!(
+                    "set `schedule` on `{}` to the schedule of `{}` so it learns to classify noisy x_t",
+                    clf.decl, train.decl
+                )),
+            ),
+            Some(s) if s != schedule => self.push(
+                Diagnostic::new(
+                    Code::ScheduleMismatch,
+                    format!("`{}` was trained on another noise schedule than `{}`", clf.decl, train.decl),
+                    span,
+                    "a classifier for other noise levels",
+                )
+                .with_label(self.at(clf, "schedule"), format!("`{}`'s schedule", clf.decl))
+                .with_label(self.at(train, "schedule"), format!("`{}`'s schedule", train.decl))
+                .with_help("train the classifier with the same schedule as the diffusion model"),
+            ),
+            Some(_) => {}
+        }
+        if let (Some(a), Some(b)) = (self.data(train), self.data(clf)) {
+            if !a.same_shape(&b) {
+                self.push(
+                    Diagnostic::new(
+                        Code::ShapeMismatch,
+                        format!(
+                            "`{}` classifies {}, but `{}` generates {}",
+                            clf.decl,
+                            b.describe(),
+                            train.decl,
+                            a.describe()
+                        ),
+                        span,
+                        "wrong data shape",
+                    )
+                    .with_help("train the classifier on the same kind of data as the diffusion model"),
+                );
+            }
+        }
+    }
+}

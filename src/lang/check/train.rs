@@ -1,0 +1,159 @@
+//! Training stages: the model, loss and guidance training fit the data and schedule.
+
+use super::*;
+
+impl<'p> Checker<'p> {
+    pub(super) fn train(&mut self, inst: &Instance) {
+        let p = &inst.params;
+        let (Some(model), Some(schedule)) = (config(p, "model"), config(p, "schedule")) else { return };
+        if model.variant == "encoder" {
+            self.push(
+                Diagnostic::new(
+                    Code::WrongModel,
+                    "a `train` stage trains a denoiser, but this model is an `encoder` (a classifier network)",
+                    self.at(inst, "model"),
+                    "an encoder",
+                )
+                .with_help("use a `unet` (images) or `mlp` (vector data); train encoders in a `classifier` stage"),
+            );
+            return;
+        }
+        let Some(data) = self.data(inst) else { return };
+        self.network_fits_data(inst, model, &data);
+        let classes = int(&model.params, "classes").unwrap_or(0);
+        let data_name = stage(p, "data").unwrap_or("the data");
+        if classes > 0 && classes != data.classes {
+            let what = if data.classes == 0 {
+                format!("`{data_name}` has no labels")
+            } else {
+                format!("`{data_name}` has {} classes", data.classes)
+            };
+            let help = if data.classes == 0 {
+                "set the model's `classes = 0` (unconditional), or train on labelled data".to_string()
+            } else {
+                format!("set the model's `classes = {}`", data.classes)
+            };
+            self.push(
+                Diagnostic::new(
+                    Code::ClassMismatch,
+                    format!("the model is conditioned on {classes} classes, but {what}"),
+                    self.at(inst, "model.classes"),
+                    format!("{classes} classes"),
+                )
+                .with_label(self.at(inst, "data"), "the data comes from here")
+                .with_help(help),
+            );
+        }
+        let uncond_p = float(p, "uncond_p").unwrap_or(0.0);
+        if uncond_p > 0.0 && classes == 0 {
+            self.push(
+                Diagnostic::new(
+                    Code::CfgUnconditional,
+                    "`uncond_p` drops the class label, but the model is unconditional (classes = 0)",
+                    self.at(inst, "uncond_p"),
+                    "no label to drop",
+                )
+                .with_help(if data.classes > 0 {
+                    format!(
+                        "set the model's `classes = {}` for classifier-free guidance, or remove `uncond_p`",
+                        data.classes
+                    )
+                } else {
+                    "remove `uncond_p`: this data has no labels".to_string()
+                }),
+            );
+        }
+        let loss = string(p, "loss").unwrap_or("simple");
+        if loss != "simple" && !boolean(&model.params, "learn_sigma") {
+            self.push(
+                Diagnostic::new(
+                    Code::NeedsLearnSigma,
+                    format!("loss = \"{loss}\" trains the variance, but the model has learn_sigma = false"),
+                    self.at(inst, "loss"),
+                    format!("{loss} loss"),
+                )
+                .with_label(self.at(inst, "model"), "this model predicts no variance")
+                .with_help("set `learn_sigma = true` on the model (IDDPM), or use loss = \"simple\""),
+            );
+        }
+        let prediction = string(&model.params, "prediction").unwrap_or("eps");
+        if prediction == "eps" && boolean(&schedule.params, "zero_terminal_snr") {
+            self.push(
+                Diagnostic::new(
+                    Code::EpsZeroSnr,
+                    "ε-prediction is undefined at ᾱ_T = 0, and this schedule has zero_terminal_snr = true",
+                    self.at(inst, "schedule"),
+                    "zero terminal SNR",
+                )
+                .with_label(self.at(inst, "model"), "this model predicts ε")
+                .with_help("set the model's `prediction = \"v\"` (Lin et al. 2024), or `zero_terminal_snr = false`"),
+            );
+        }
+        self.batch_fits(inst, &data);
+        if let (Some(warmup), Some(steps)) = (int(p, "warmup"), int(p, "steps")) {
+            if warmup >= steps && warmup > 0 {
+                self.push(
+                    Diagnostic::new(
+                        Code::OutOfRange,
+                        format!(
+                            "the learning-rate warm-up ({warmup} steps) is not shorter than training ({steps} steps)"
+                        ),
+                        self.at(inst, "warmup"),
+                        "never reaches `lr`",
+                    )
+                    .with_help("lower `warmup` (a few percent of `steps`) or train longer"),
+                );
+            }
+        }
+    }
+
+    pub(super) fn batch_fits(&mut self, inst: &Instance, data: &Data) {
+        if let (Some(batch), Some(n)) = (int(&inst.params, "batch"), data.examples) {
+            if batch > n {
+                self.push(
+                    Diagnostic::new(
+                        Code::BatchTooLarge,
+                        format!("batch {batch} is larger than the {n} examples of `{}`", data.origin),
+                        self.at(inst, "batch"),
+                        "larger than the data",
+                    )
+                    .with_label(self.at(inst, "data"), format!("{n} examples"))
+                    .with_help(format!("use `batch` ≤ {n}, or more data")),
+                );
+            }
+        }
+    }
+
+    pub(super) fn classifier(&mut self, inst: &Instance) {
+        let p = &inst.params;
+        let Some(model) = config(p, "model") else { return };
+        if model.variant != "encoder" {
+            self.push(
+                Diagnostic::new(
+                    Code::WrongModel,
+                    format!("a `classifier` stage trains an `encoder`, but this model is a `{}`", model.variant),
+                    self.at(inst, "model"),
+                    format!("a {}", model.variant),
+                )
+                .with_help("use `encoder { … }` (e.g. `classifier_mnist` from \"std/unet.diff\")"),
+            );
+            return;
+        }
+        let Some(data) = self.data(inst) else { return };
+        self.network_fits_data(inst, model, &data);
+        if data.classes == 0 {
+            self.push(
+                Diagnostic::new(
+                    Code::ClassMismatch,
+                    format!("a classifier needs labels, but `{}` has none", data.origin),
+                    self.at(inst, "data"),
+                    "unlabelled data",
+                )
+                .with_help(
+                    "train the classifier on labelled data (mnist, fashion_mnist, cifar10, toy gaussians8 or moons)",
+                ),
+            );
+        }
+        self.batch_fits(inst, &data);
+    }
+}

@@ -1,0 +1,338 @@
+//! Values against their types: numbers, strings, choices, paths, lists, and names of
+//! stages, configs and `let`s.
+
+use super::*;
+
+impl<'a> Resolver<'a> {
+    pub(super) fn value(&mut self, v: &'a ast::Value, ty: &Type, cx: &Cx) -> Option<Multi<Value>> {
+        self.values_resolved += 1;
+        if self.values_resolved >= MAX_VALUES {
+            if self.values_resolved == MAX_VALUES {
+                self.diags.push(
+                    Diagnostic::new(
+                        Code::TooLarge,
+                        format!("this pipeline expands to more than {MAX_VALUES} values"),
+                        v.span,
+                        "checking stopped here",
+                    )
+                    .with_help("split the pipeline, or check for `let`s or sweeps that multiply without bound"),
+                );
+            }
+            return None;
+        }
+        match &v.kind {
+            ValueKind::Sweep(items) => return self.sweep(v, items, ty, cx),
+            ValueKind::Ident(id) if self.lets.contains_key(id.name.as_str()) => return self.let_ref(id, ty, cx),
+            _ => {}
+        }
+        if let ValueKind::Ident(id) = &v.kind {
+            if !self.decls.contains_key(id.name.as_str()) {
+                self.undefined(id, ty);
+                return None;
+            }
+        }
+        match ty {
+            Type::Union(alts) => match alts.iter().find(|t| self.accepts(v, t)) {
+                Some(alt) => self.value(v, alt, cx),
+                None => self.mismatch(v, ty, cx),
+            },
+            Type::Int => match &v.kind {
+                ValueKind::Number { value, text, .. } => {
+                    if value.fract() != 0.0 || !value.is_finite() || value.abs() > 9.0e15 {
+                        self.diags.push(
+                            Diagnostic::new(
+                                Code::TypeMismatch,
+                                format!("`{}` wants a whole number, found `{text}`", cx.key),
+                                v.span,
+                                "not an int",
+                            )
+                            .with_help(format!("write a whole number, e.g. `{}`", value.round().max(1.0) as i64)),
+                        );
+                        return None;
+                    }
+                    self.in_range(*value, v, cx)?;
+                    Some(one(Value::Int(*value as i64)))
+                }
+                _ => self.mismatch(v, ty, cx),
+            },
+            Type::Float => match &v.kind {
+                ValueKind::Number { value, .. } => {
+                    self.in_range(*value, v, cx)?;
+                    Some(one(Value::Float(*value)))
+                }
+                _ => self.mismatch(v, ty, cx),
+            },
+            Type::Bool => match &v.kind {
+                ValueKind::Bool(b) => Some(one(Value::Bool(*b))),
+                _ => self.mismatch(v, ty, cx),
+            },
+            Type::Str => match &v.kind {
+                ValueKind::Str(s) => Some(one(Value::Str(s.clone()))),
+                _ => self.mismatch(v, ty, cx),
+            },
+            Type::Enum(options) => match &v.kind {
+                ValueKind::Str(s) if options.contains(&s.as_str()) => Some(one(Value::Str(s.clone()))),
+                ValueKind::Str(s) => {
+                    let list = options.iter().map(|o| format!("\"{o}\"")).collect::<Vec<_>>().join(", ");
+                    let help = match suggest::closest(s, options.iter().copied()) {
+                        Some(best) => format!("did you mean \"{best}\"? `{}` is one of {list}", cx.key),
+                        None => format!("`{}` is one of {list}", cx.key),
+                    };
+                    self.diags.push(
+                        Diagnostic::new(
+                            Code::UnknownChoice,
+                            format!("\"{s}\" is not a choice of `{}`", cx.key),
+                            v.span,
+                            "not one of the choices",
+                        )
+                        .with_help(help),
+                    );
+                    None
+                }
+                _ => self.mismatch(v, ty, cx),
+            },
+            Type::Path => match &v.kind {
+                ValueKind::Str(s) => {
+                    let p = Path::new(s);
+                    let in_dataset =
+                        self.decls.get(&*cx.owner).and_then(|d| d.kind).is_some_and(|k| k.name == "dataset");
+                    let base = if in_dataset { &self.data_root } else { &self.root };
+                    let abs =
+                        if p.is_absolute() { p.to_path_buf() } else { crate::lang::modules::normalize(&base.join(p)) };
+                    Some(one(Value::Path(abs.display().to_string())))
+                }
+                _ => self.mismatch(v, ty, cx),
+            },
+            Type::List(inner) => self.list(v, inner, ty, cx),
+            Type::Stage(kinds) => self.stage_ref(v, kinds, ty, cx),
+            Type::Config(kind) => self.config_ref(v, kind, ty, cx),
+        }
+    }
+
+    pub(super) fn list(&mut self, v: &'a ast::Value, inner: &Type, ty: &Type, cx: &Cx) -> Option<Multi<Value>> {
+        let collects = matches!(inner, Type::Stage(_));
+        let sub = Cx { collect: collects, ..cx.clone() };
+        let items: Vec<&'a ast::Value> = match &v.kind {
+            ValueKind::List(items) => items.iter().collect(),
+            // A single stage or config where a list of them is wanted.
+            _ if matches!(inner, Type::Stage(_) | Type::Config(_)) && self.accepts(v, inner) => vec![v],
+            _ => return self.mismatch(v, ty, cx),
+        };
+        let mut acc: Multi<Vec<Value>> = vec![(Vec::new(), Vec::with_capacity(items.len()))];
+        let mut ok = true;
+        for item in items {
+            match self.value(item, inner, &sub) {
+                // The common case, no sweep: append in place (joining would copy the list).
+                Some(m) if ok && acc.len() == 1 && m.len() == 1 && m[0].0.is_empty() => {
+                    let (_, x) = m.into_iter().next().expect("one entry");
+                    match x {
+                        Value::List(all) if collects => acc[0].1.extend(all),
+                        x => acc[0].1.push(x),
+                    }
+                }
+                Some(m) if ok && !self.too_many(acc.len(), m.len(), item.span) => {
+                    acc = join(&acc, &m, |list, x| {
+                        let mut l = list.clone();
+                        match x {
+                            Value::List(all) if collects => l.extend(all.iter().cloned()),
+                            x => l.push(x.clone()),
+                        }
+                        l
+                    })
+                }
+                Some(_) => ok = false,
+                None => ok = false,
+            }
+        }
+        ok.then(|| acc.into_iter().map(|(c, l)| (c, Value::List(l))).collect())
+    }
+
+    pub(super) fn stage_ref(
+        &mut self,
+        v: &'a ast::Value,
+        kinds: &[&'static str],
+        ty: &Type,
+        cx: &Cx,
+    ) -> Option<Multi<Value>> {
+        let ValueKind::Ident(id) = &v.kind else {
+            if let ValueKind::Inline { variant, .. } = &v.kind {
+                self.diags.push(
+                    Diagnostic::new(
+                        Code::TypeMismatch,
+                        format!("`{}` wants {}; stages cannot be written inline", cx.key, ty.describe()),
+                        v.span,
+                        "an inline block",
+                    )
+                    .with_help(format!(
+                        "declare the stage with a name (`{} NAME = {} {{ … }}`) and write its name here",
+                        kinds[0], variant.name
+                    )),
+                );
+                return None;
+            }
+            return self.mismatch(v, ty, cx);
+        };
+        let def = &self.decls[id.name.as_str()];
+        let kind = def.kind?;
+        if !kinds.contains(&kind.name) {
+            return self.wrong_kind(id, kind, ty, cx);
+        }
+        let name: &'a str = &def.decl.name.name;
+        self.spans.refs.insert((cx.owner.to_string(), cx.path.clone()), name.to_string());
+        let family = self.stage_family(name, Some(id.span))?;
+        if cx.collect {
+            let all = family.instances.iter().map(|i| Value::Stage(i.name.clone())).collect();
+            return Some(one(Value::List(all)));
+        }
+        Some(family.instances.iter().map(|i| (i.coord.clone(), Value::Stage(i.name.clone()))).collect())
+    }
+
+    pub(super) fn config_ref(
+        &mut self,
+        v: &'a ast::Value,
+        kind_name: &str,
+        ty: &Type,
+        cx: &Cx,
+    ) -> Option<Multi<Value>> {
+        let kind = schema::kind(kind_name).expect("config types name kinds (tested)");
+        match &v.kind {
+            ValueKind::Ident(id) => {
+                let def = &self.decls[id.name.as_str()];
+                let k = def.kind?;
+                if k.name != kind_name {
+                    return self.wrong_kind(id, k, ty, cx);
+                }
+                let name: &'a str = &def.decl.name.name;
+                self.spans.refs.insert((cx.owner.to_string(), cx.path.clone()), name.to_string());
+                self.config_family(name, Some(id.span)).map(|m| (*m).clone())
+            }
+            ValueKind::Inline { variant, block } => {
+                let (spec, entries) = self.effective(kind, Some(variant), block, variant.span)?;
+                let what = format!("the `{}` block", variant.name);
+                let multi = self.block(spec, &entries, variant.span, &what, cx)?;
+                Some(config_values(kind, spec, multi))
+            }
+            ValueKind::Str(s) if kind.variant(s).is_some() => {
+                self.diags.push(
+                    Diagnostic::new(
+                        Code::TypeMismatch,
+                        format!("`{}` wants {}, found the string \"{s}\"", cx.key, ty.describe()),
+                        v.span,
+                        "a string, not a block",
+                    )
+                    .with_help(format!("write the variant with a block, without quotes: `{s} {{ }}`")),
+                );
+                None
+            }
+            _ => self.mismatch(v, ty, cx),
+        }
+    }
+
+    pub(super) fn let_ref(&mut self, id: &'a Ident, ty: &Type, cx: &Cx) -> Option<Multi<Value>> {
+        let name: &'a str = self.lets.get_key_value(id.name.as_str()).map(|(k, _)| *k)?;
+        if let Some(pos) = self.let_stack.iter().position(|n| *n == name) {
+            let mut chain: Vec<String> = self.let_stack[pos..].iter().map(|n| format!("`{n}`")).collect();
+            chain.push(format!("`{name}`"));
+            self.diags.push(
+                Diagnostic::new(
+                    Code::DependencyCycle,
+                    format!("dependency cycle: {}", chain.join(" → ")),
+                    id.span,
+                    "this name leads back to itself",
+                )
+                .with_help("a `let` cannot be defined through itself; give one of them a value"),
+            );
+            return None;
+        }
+        if self.let_stack.len() >= MAX_DEPTH {
+            self.too_deep(id.span, "`let`s defined through other `let`s");
+            return None;
+        }
+        let memo_key = (name, ty.short(), cx.range.to_string(), cx.collect);
+        if let Some(done) = self.let_memo.get(&memo_key) {
+            return done.clone();
+        }
+        let value = self.lets[name].1;
+        self.let_stack.push(name);
+        let sub = Cx { axis_name: name.to_string(), ..cx.clone() };
+        let r = self.value(value, ty, &sub);
+        self.let_stack.pop();
+        self.let_memo.insert(memo_key, r.clone());
+        r
+    }
+
+    /// Whether a value has the shape of a type (used to pick a union's alternative and
+    /// to accept a single stage where a list is wanted).
+    pub(super) fn accepts(&self, v: &ast::Value, t: &Type) -> bool {
+        let v = self.deref(v);
+        match (&v.kind, t) {
+            (ValueKind::Sweep(items), t) => items.first().is_some_and(|i| self.accepts(i, t)),
+            (ValueKind::Number { .. }, Type::Int | Type::Float) => true,
+            (ValueKind::Str(_), Type::Str | Type::Path) => true,
+            (ValueKind::Str(s), Type::Enum(options)) => {
+                options.contains(&s.as_str()) || suggest::closest(s, options.iter().copied()).is_some()
+            }
+            (ValueKind::Bool(_), Type::Bool) => true,
+            (ValueKind::List(_), Type::List(_)) => true,
+            (ValueKind::Inline { .. }, Type::Config(_)) => true,
+            (ValueKind::Ident(id), Type::Stage(kinds)) => {
+                self.decls.get(id.name.as_str()).and_then(|d| d.kind).is_some_and(|k| kinds.contains(&k.name))
+            }
+            (ValueKind::Ident(id), Type::Config(kind)) => {
+                self.decls.get(id.name.as_str()).and_then(|d| d.kind).is_some_and(|k| k.name == *kind)
+            }
+            (ValueKind::Ident(_), Type::List(inner)) => {
+                matches!(**inner, Type::Stage(_) | Type::Config(_)) && self.accepts(v, inner)
+            }
+            _ => false,
+        }
+    }
+
+    /// Follow names of `let`s to the value they hold.
+    pub(super) fn deref<'v>(&'v self, mut v: &'v ast::Value) -> &'v ast::Value {
+        for _ in 0..64 {
+            match &v.kind {
+                ValueKind::Ident(id) => match self.lets.get(id.name.as_str()) {
+                    Some((_, value)) => v = value,
+                    None => return v,
+                },
+                _ => return v,
+            }
+        }
+        v
+    }
+
+    pub(super) fn in_range(&mut self, x: f64, v: &ast::Value, cx: &Cx) -> Option<()> {
+        if cx.range.contains(x) {
+            return Some(());
+        }
+        let shown = match &v.kind {
+            ValueKind::Number { text, .. } => text.to_string(),
+            _ => x.to_string(),
+        };
+        self.diags.push(
+            Diagnostic::new(
+                Code::OutOfRange,
+                format!("`{}` must be {}, found {shown}", cx.key, cx.range.to_string().replace('x', &cx.key)),
+                v.span,
+                "out of range",
+            )
+            .with_help(range_help(&cx.key, cx.doc, &cx.range)),
+        );
+        None
+    }
+}
+
+pub(super) fn one(v: Value) -> Multi<Value> {
+    vec![(Vec::new(), v)]
+}
+
+pub(super) fn type_wants(ty: &Type, kind: &str) -> bool {
+    match ty {
+        Type::Stage(kinds) => kinds.contains(&kind),
+        Type::Config(k) => *k == kind,
+        Type::List(inner) => type_wants(inner, kind),
+        Type::Union(alts) => alts.iter().any(|t| type_wants(t, kind)),
+        _ => false,
+    }
+}
