@@ -284,6 +284,85 @@ pub fn run(s: &Session, plan: Plan, worker: Option<&Path>, progress: &Progress) 
     follow(s, plan, jobs, reports, done_elsewhere, run_start, progress)
 }
 
+/// How the followed stages ended.
+#[derive(Default)]
+struct Tally {
+    ran: usize,
+    failures: Vec<(usize, String)>,
+    /// Never ran: Slurm cancelled them because an input failed.
+    cancelled: Vec<usize>,
+}
+
+impl Tally {
+    /// Record a job that left the queue (`st`: its last state, when Slurm still knows it).
+    fn settle(&mut self, s: &Session, i: usize, mut f: Followed, st: Option<JobState>, progress: &Progress) {
+        f.read_log(progress);
+        if let Some(stage) = f.stage.take() {
+            stage.finish();
+        }
+        let inst = s.instance(i);
+        if s.cache.is_complete(s.key(i)) {
+            self.ran += 1;
+            let secs = s.cache.manifest(s.key(i)).map_or(0.0, |m| m.duration_s);
+            println!("done    {} {} ({secs:.1} s, job {}){}", inst.kind, inst.name, f.id, headline_text(s, i));
+        } else if st.as_ref().is_some_and(|st| st.state == "CANCELLED" && st.reason.contains("Dependency")) {
+            println!("skipped {} {} (job {} cancelled by Slurm: an input failed)", inst.kind, inst.name, f.id);
+            self.cancelled.push(i);
+        } else {
+            let how = st.map_or("ended".to_string(), |st| st.state.to_lowercase());
+            println!("FAILED  {} {} (job {})", inst.kind, inst.name, f.id);
+            let log = f.log.display();
+            self.failures.push((i, format!("{}\n(Slurm job {} {how}; its log: {log})", f.message(), f.id)));
+        }
+    }
+
+    /// Write the reports whose inputs are all cached, here, by the orchestrator.
+    fn write_ready_reports(&mut self, s: &Session, plan: &Plan, reports: &mut Vec<usize>, progress: &Progress) {
+        let ready: Vec<usize> = reports
+            .iter()
+            .copied()
+            .filter(|&r| s.graph.inputs(r).iter().all(|&d| s.cache.is_complete(s.key(d))))
+            .collect();
+        for r in ready {
+            reports.retain(|&x| x != r);
+            let inst = s.instance(r);
+            let label = format!("{} {}", inst.kind, inst.name);
+            match execute(s, r, plan.forced.contains(&r), &plan.device, 0, None, progress, &label) {
+                Ok(Outcome::Ran(secs)) => {
+                    self.ran += 1;
+                    println!("done    {} {} ({secs:.1} s)", inst.kind, inst.name);
+                }
+                Ok(Outcome::DoneElsewhere) => println!("cached  {} {}", inst.kind, inst.name),
+                Err(super::StageError::Failed(m) | super::StageError::Interrupted(m)) => {
+                    println!("FAILED  {} {}", inst.kind, inst.name);
+                    self.failures.push((r, m));
+                }
+            }
+        }
+    }
+
+    /// The summary line, and the run's result.
+    fn finish(self, s: &Session, cached: usize, run_start: Instant) -> Result<RunSummary, RunError> {
+        write_lock(s);
+        let ran = self.ran;
+        let mut summary = format!("ran {ran} stage{}, {cached} cached", if ran == 1 { "" } else { "s" });
+        if !self.failures.is_empty() {
+            let _ = write!(summary, ", {} failed, {} not started", self.failures.len(), self.cancelled.len());
+        }
+        let _ = write!(summary, " ({:.1} s)", run_start.elapsed().as_secs_f64());
+        println!("{summary}");
+        if self.failures.is_empty() {
+            return Ok(RunSummary { ran, cached });
+        }
+        let mut msg = String::new();
+        for (i, why) in &self.failures {
+            let _ = writeln!(msg, "stage `{}` ({}) failed: {why}", s.instance(*i).name, s.instance(*i).kind);
+        }
+        msg.push_str("what finished before is cached: fix the problem and run again to continue from there");
+        Err(RunError::Failed(msg))
+    }
+}
+
 /// Poll the jobs until every one has ended; write the in-process report stages as their
 /// inputs complete.
 fn follow(
@@ -295,16 +374,14 @@ fn follow(
     run_start: Instant,
     progress: &Progress,
 ) -> Result<RunSummary, RunError> {
-    let mut ran = 0;
-    let mut failures: Vec<(usize, String)> = Vec::new();
-    let mut cancelled: Vec<usize> = Vec::new();
+    let mut tally = Tally::default();
     let mut interval = Duration::from_millis(500);
     let mut next_poll = Instant::now();
-    while !jobs.is_empty() || !reports.is_empty() {
+    loop {
         if interrupt::requested() {
+            write_lock(s);
             let ids: Vec<&str> = jobs.values().map(|f| f.id.as_str()).collect();
             let file = s.file_label();
-            write_lock(s);
             return Err(RunError::Interrupted(format!(
                 "interrupted: {} job{} keep running on the cluster ({}); `difflow run {file}` follows them again, \
                  `difflow cancel {file}` cancels them",
@@ -316,33 +393,10 @@ fn follow(
         for f in jobs.values_mut() {
             f.read_log(progress);
         }
-        // Reports are written here, by the orchestrator, once their inputs are cached.
-        let ready: Vec<usize> = reports
-            .iter()
-            .copied()
-            .filter(|&r| s.graph.inputs(r).iter().all(|&d| s.cache.is_complete(s.key(d))))
-            .collect();
-        for r in ready {
-            reports.retain(|&x| x != r);
-            let inst = s.instance(r);
-            let lbl = format!("{} {}", inst.kind, inst.name);
-            match execute(s, r, plan.forced.contains(&r), &plan.device, 0, None, progress, &lbl) {
-                Ok(Outcome::Ran(secs)) => {
-                    ran += 1;
-                    println!("done    {} {} ({secs:.1} s)", inst.kind, inst.name);
-                }
-                Ok(Outcome::DoneElsewhere) => println!("cached  {} {}", inst.kind, inst.name),
-                Err(super::StageError::Failed(m) | super::StageError::Interrupted(m)) => {
-                    println!("FAILED  {} {}", inst.kind, inst.name);
-                    failures.push((r, m));
-                }
-            }
-        }
+        tally.write_ready_reports(s, &plan, &mut reports, progress);
         if jobs.is_empty() {
-            // Reports whose inputs will never complete.
-            if !reports.is_empty() {
-                cancelled.append(&mut reports);
-            }
+            // Reports whose inputs will never be cached.
+            tally.cancelled.append(&mut reports);
             break;
         }
         if Instant::now() < next_poll {
@@ -351,52 +405,19 @@ fn follow(
         }
         let ids: Vec<String> = jobs.values().map(|f| f.id.clone()).collect();
         let states = query(&ids).map_err(RunError::Failed)?;
-        let mut changed = false;
         let ended: Vec<usize> =
             jobs.iter().filter(|(_, f)| states.get(&f.id).is_none_or(|st| !st.is_live())).map(|(&i, _)| i).collect();
+        let changed = !ended.is_empty();
         for i in ended {
-            changed = true;
-            let mut f = jobs.remove(&i).expect("listed above");
-            f.read_log(progress);
-            if let Some(stage) = f.stage.take() {
-                stage.finish();
-            }
-            let inst = s.instance(i);
+            let f = jobs.remove(&i).expect("listed above");
             let st = states.get(&f.id).cloned();
-            if s.cache.is_complete(s.key(i)) {
-                ran += 1;
-                let secs = s.cache.manifest(s.key(i)).map_or(0.0, |m| m.duration_s);
-                println!("done    {} {} ({secs:.1} s, job {}){}", inst.kind, inst.name, f.id, headline_text(s, i));
-            } else if st.as_ref().is_some_and(|st| st.state == "CANCELLED" && st.reason.contains("Dependency")) {
-                println!("skipped {} {} (job {} cancelled by Slurm: an input failed)", inst.kind, inst.name, f.id);
-                cancelled.push(i);
-            } else {
-                let how = st.map_or("ended".to_string(), |st| st.state.to_lowercase());
-                println!("FAILED  {} {} (job {})", inst.kind, inst.name, f.id);
-                let log = f.log.display();
-                failures.push((i, format!("{}\n(Slurm job {} {how}; its log: {log})", f.message(), f.id)));
-            }
+            tally.settle(s, i, f, st, progress);
         }
+        // Poll often while jobs end, less and less while nothing changes.
         interval = if changed { Duration::from_millis(500) } else { (interval * 3 / 2).min(Duration::from_secs(5)) };
         next_poll = Instant::now() + interval;
     }
-    write_lock(s);
-    let cached = plan.cached_before + done_elsewhere;
-    let mut summary = format!("ran {ran} stage{}, {cached} cached", if ran == 1 { "" } else { "s" });
-    if !failures.is_empty() {
-        let _ = write!(summary, ", {} failed, {} not started", failures.len(), cancelled.len());
-    }
-    let _ = write!(summary, " ({:.1} s)", run_start.elapsed().as_secs_f64());
-    println!("{summary}");
-    if failures.is_empty() {
-        return Ok(RunSummary { ran, cached });
-    }
-    let mut msg = String::new();
-    for (i, why) in &failures {
-        let _ = writeln!(msg, "stage `{}` ({}) failed: {why}", s.instance(*i).name, s.instance(*i).kind);
-    }
-    msg.push_str("what finished before is cached: fix the problem and run again to continue from there");
-    Err(RunError::Failed(msg))
+    tally.finish(s, plan.cached_before + done_elsewhere, run_start)
 }
 
 /// Write the job file, the batch script and the record, and `sbatch` the job.
