@@ -89,3 +89,8 @@ impl Event {
 /// Exit status of a worker whose stage failed for a reason the user can fix (missing
 /// data, NaN loss, …); its stderr holds the message. Anything else is a crash.
 pub const WORKER_STAGE_FAILED: i32 = 2;
+
+/// Exit status of a worker that stopped on request (SIGINT, SIGTERM, or Slurm's warning
+/// signal SIGUSR1) at a step boundary after writing a checkpoint: the stage resumes from it
+/// when it runs again. Stages without checkpoints just end with it.
+pub const WORKER_INTERRUPTED: i32 = 3;

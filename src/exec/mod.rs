@@ -3,8 +3,11 @@
 //! the cache as they finish; `difflow.lock` written at the end).
 
 mod cleanup;
+pub mod compare;
 pub mod continuation;
+pub mod interrupt;
 pub mod show;
+pub mod slurm;
 pub mod stale;
 mod worker;
 
@@ -64,6 +67,11 @@ impl Session {
         })
     }
 
+    /// The pipeline's file name, for commands suggested to the user.
+    pub fn file_label(&self) -> String {
+        self.file.file_name().map_or_else(|| self.file.display().to_string(), |n| n.to_string_lossy().into_owned())
+    }
+
     pub fn instance(&self, i: usize) -> &Instance {
         &self.pipeline.instances[i]
     }
@@ -103,15 +111,25 @@ pub enum State {
         to: u64,
         source: String,
     },
+    /// A Slurm job builds it now: the job id.
+    Running(String),
 }
 
-/// Each instance's state, in topological order.
+/// Each instance's state, in topological order. Asks Slurm only when a job record exists;
+/// when it cannot, the plan says so and shows the stages as if no job ran.
 pub fn plan(s: &Session) -> Vec<(usize, State)> {
     let lock = LockFile::read_for(&s.lock_path, &s.file);
+    let running = slurm::running_jobs(s).unwrap_or_else(|e| {
+        eprintln!("warning: cannot tell which Slurm jobs still run: {e}");
+        Default::default()
+    });
     let mut runs = continuation::Planner::default();
-    let rows = s.graph.order().iter().map(|&i| (i, state_of(s, &lock, i)));
+    let rows = s.graph.order().iter().map(|&i| match running.get(&i) {
+        Some(id) => (i, State::Running(id.clone())),
+        None => (i, state_of(s, &lock, i)),
+    });
     rows.map(|(i, state)| match state {
-        State::Cached => (i, state),
+        State::Cached | State::Running(_) => (i, state),
         other => (i, runs.state(s, i, other)),
     })
     .collect()
@@ -136,7 +154,13 @@ fn state_of(s: &Session, lock: &LockFile, i: usize) -> State {
 /// The plan as text: one line per instance.
 pub fn format_plan(s: &Session, rows: &[(usize, State)]) -> String {
     let width = rows.iter().map(|(i, _)| s.instance(*i).name.chars().count()).max().unwrap_or(0);
-    let word_width = if rows.iter().any(|(_, st)| matches!(st, State::Continue { .. })) { 8 } else { 6 };
+    let word_width = if rows.iter().any(|(_, st)| matches!(st, State::Continue { .. })) {
+        8
+    } else if rows.iter().any(|(_, st)| matches!(st, State::Running(_))) {
+        7
+    } else {
+        6
+    };
     let mut out = String::new();
     for (i, state) in rows {
         let inst = s.instance(*i);
@@ -149,11 +173,12 @@ pub fn format_plan(s: &Session, rows: &[(usize, State)]) -> String {
             State::Continue { from, to, source } => {
                 ("continue", format!("{} → {} steps ({source})", grouped(*from), grouped(*to)))
             }
+            State::Running(id) => ("running", format!("(job {id})")),
         };
         let _ = writeln!(out, "{word:<word_width$}  {:<width$}  {kind:<10}  {why}", inst.name);
     }
     let count = |f: fn(&State) -> bool| rows.iter().filter(|(_, st)| f(st)).count();
-    let _ = writeln!(
+    let _ = write!(
         out,
         "\n{} stage{}: {} cached, {} new, {} stale",
         rows.len(),
@@ -162,6 +187,11 @@ pub fn format_plan(s: &Session, rows: &[(usize, State)]) -> String {
         count(|s| matches!(s, State::New(_))),
         count(|s| matches!(s, State::Stale(_)))
     );
+    let running = count(|s| matches!(s, State::Running(_)));
+    if running > 0 {
+        let _ = write!(out, ", {running} running");
+    }
+    out.push('\n');
     let continued = count(|s| matches!(s, State::Continue { .. }));
     if continued > 0 {
         out.truncate(out.trim_end_matches('\n').len());
@@ -180,6 +210,10 @@ pub struct RunOptions {
     /// `auto`, `cpu` or `cuda:N`; `None`: the setting from `difflow.toml`.
     pub device: Option<String>,
     pub jobs: Option<usize>,
+    /// `local` or `slurm`; `None`: the setting from `difflow.toml`.
+    pub executor: Option<String>,
+    /// Slurm only: submit the jobs and return without following them.
+    pub detach: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -188,6 +222,28 @@ pub enum RunError {
     Usage(String),
     /// A stage failed: exit 2.
     Failed(String),
+    /// Stopped by Ctrl-C or SIGTERM: what was kept and how to go on; exit 130.
+    Interrupted(String),
+}
+
+/// Why one instance did not finish.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum StageError {
+    Failed(String),
+    /// Stopped on request; the worker's word on what it kept.
+    Interrupted(String),
+}
+
+impl From<String> for StageError {
+    fn from(m: String) -> Self {
+        StageError::Failed(m)
+    }
+}
+
+impl From<&str> for StageError {
+    fn from(m: &str) -> Self {
+        StageError::Failed(m.to_string())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -207,6 +263,11 @@ enum Outcome {
 pub fn run(s: &Session, opts: &RunOptions, progress: &Progress) -> Result<RunSummary, RunError> {
     let device = opts.device.clone().unwrap_or_else(|| s.settings.device.clone());
     crate::settings::check_device(&device).map_err(RunError::Usage)?;
+    let executor = opts.executor.clone().unwrap_or_else(|| s.settings.executor.clone());
+    crate::settings::check_executor(&executor).map_err(RunError::Usage)?;
+    if opts.detach && executor != "slurm" {
+        return Err(RunError::Usage("`--detach` needs a cluster: use it with `--executor slurm`".into()));
+    }
     let jobs = opts.jobs.unwrap_or(s.settings.jobs).max(1);
     let mut selected = s.selection(&opts.targets).map_err(RunError::Usage)?;
     let forced: BTreeSet<usize> = if opts.force.is_empty() {
@@ -247,6 +308,11 @@ pub fn run(s: &Session, opts: &RunOptions, progress: &Progress) -> Result<RunSum
     }
     let needs_worker = to_run.iter().any(|&i| s.instance(i).kind != "report");
     let worker = if needs_worker { Some(worker::worker_path().map_err(RunError::Failed)?) } else { None };
+    interrupt::install();
+    if executor == "slurm" {
+        let plan = slurm::Plan { to_run, forced, device, cached_before, detach: opts.detach };
+        return slurm::run(s, plan, worker.as_deref(), progress);
+    }
 
     // Several CPU workers at once would each take every core: share them out, and let
     // libtorch's OpenMP threads wait passively, since spinning ones starve the other
@@ -268,14 +334,15 @@ pub fn run(s: &Session, opts: &RunOptions, progress: &Progress) -> Result<RunSum
     let mut done: BTreeSet<usize> = BTreeSet::new();
     let mut started: BTreeSet<usize> = BTreeSet::new();
     let mut failures: Vec<(usize, String)> = Vec::new();
+    let mut interrupted: Vec<(usize, String)> = Vec::new();
     let mut ran = 0;
     let mut done_elsewhere = 0;
     let run_start = Instant::now();
     std::thread::scope(|scope| {
-        let (tx, rx) = mpsc::channel::<(usize, Result<Outcome, String>)>();
+        let (tx, rx) = mpsc::channel::<(usize, Result<Outcome, StageError>)>();
         let mut running = 0;
         loop {
-            if failures.is_empty() {
+            if failures.is_empty() && !interrupt::requested() {
                 for &i in &to_run {
                     if running >= jobs {
                         break;
@@ -315,7 +382,16 @@ pub fn run(s: &Session, opts: &RunOptions, progress: &Progress) -> Result<RunSum
                     done.insert(i);
                     println!("cached  {} {} (its entry was computed meanwhile)", inst.kind, inst.name);
                 }
-                Err(msg) => {
+                Err(StageError::Interrupted(msg)) => {
+                    println!("stopped {} {}", inst.kind, inst.name);
+                    interrupted.push((i, msg));
+                }
+                // A stage killed by the stop is interrupted, not failed.
+                Err(StageError::Failed(msg)) if interrupt::requested() => {
+                    println!("stopped {} {}", inst.kind, inst.name);
+                    interrupted.push((i, msg.lines().next().unwrap_or_default().to_string()));
+                }
+                Err(StageError::Failed(msg)) => {
                     println!("FAILED  {} {}", inst.kind, inst.name);
                     failures.push((i, msg));
                 }
@@ -323,6 +399,9 @@ pub fn run(s: &Session, opts: &RunOptions, progress: &Progress) -> Result<RunSum
         }
     });
     write_lock(s);
+    if interrupt::requested() && failures.is_empty() {
+        return Err(RunError::Interrupted(interrupted_message(s, ran, &interrupted)));
+    }
     let not_started = total - started.len();
     let mut summary =
         format!("ran {ran} stage{}, {} cached", if ran == 1 { "" } else { "s" }, cached_before + done_elsewhere);
@@ -340,6 +419,18 @@ pub fn run(s: &Session, opts: &RunOptions, progress: &Progress) -> Result<RunSum
     }
     msg.push_str("what finished before is cached: fix the problem and run again to continue from there");
     Err(RunError::Failed(msg))
+}
+
+/// What an interrupted run kept, and how to go on.
+fn interrupted_message(s: &Session, ran: usize, stopped: &[(usize, String)]) -> String {
+    let mut msg =
+        format!("interrupted: {ran} stage{} finished and cached before the stop", if ran == 1 { "" } else { "s" });
+    for (i, said) in stopped {
+        let inst = s.instance(*i);
+        let _ = write!(msg, "\n  {} {}: {}", inst.kind, inst.name, if said.is_empty() { "stopped" } else { said });
+    }
+    let _ = write!(msg, "\nrun `difflow run {}` again to continue from there", s.file_label());
+    msg
 }
 
 /// A few headline numbers of a finished entry, for its `done` line.
@@ -367,7 +458,7 @@ fn execute(
     worker: Option<&Path>,
     progress: &Progress,
     label: &str,
-) -> Result<Outcome, String> {
+) -> Result<Outcome, StageError> {
     let inst = s.instance(i);
     let key = s.key(i).to_string();
     let lock = s
@@ -394,41 +485,63 @@ fn execute(
     let job_file = s.cache.dir.join(format!("{key}.job.json"));
     let outcome = if inst.kind == "report" {
         progress.println(&format!("{label}: writing the report"));
-        crate::report::write_report(&job).map(|()| Default::default())
+        crate::report::write_report(&job).map(|()| Default::default()).map_err(StageError::Failed)
     } else {
         match worker {
-            None => Err("no worker executable".to_string()),
+            None => Err(StageError::Failed("no worker executable".to_string())),
             Some(worker) => worker::run_worker(worker, &job, &job_file, progress, label)
                 .map(|out| out.metrics)
-                .map_err(|(WorkerFailure::Stage(m) | WorkerFailure::Launch(m) | WorkerFailure::Crash(m))| m),
+                .map_err(|f| match f {
+                    WorkerFailure::Stage(m) | WorkerFailure::Launch(m) | WorkerFailure::Crash(m) => {
+                        StageError::Failed(m)
+                    }
+                    WorkerFailure::Interrupted(m) => StageError::Interrupted(m),
+                }),
         }
     };
     let _ = std::fs::remove_file(&job_file);
-    let reported = outcome.map_err(|m| m + &cleanup::after_failure(&s.cache, &lock, resumable))?;
+    let reported = outcome.map_err(|e| match e {
+        StageError::Failed(m) => StageError::Failed(m + &cleanup::after_failure(&s.cache, &lock, resumable)),
+        interrupted => interrupted,
+    })?;
     let secs = clock.elapsed().as_secs_f64();
-    let manifest = Manifest {
-        key: key.clone(),
-        kind: inst.kind.clone(),
-        variant: inst.variant.clone(),
-        instances: vec![inst.name.clone()],
+    let mut manifest = Manifest {
         started,
         finished: utc_now(),
         duration_s: (secs * 1000.0).round() / 1000.0,
+        metrics: reported,
+        ..manifest_template(s, i, &job)
+    };
+    if let Some((continued_key, _)) = continued_from {
+        manifest.inputs.insert(CONTINUE_INPUT.to_string(), continued_key);
+    }
+    s.cache.commit(&lock, manifest).map_err(|e| format!("cannot commit its outputs to the cache: {e}"))?;
+    Ok(Outcome::Ran(secs))
+}
+
+/// The manifest of instance `i`'s entry, less its timings and metrics.
+pub(crate) fn manifest_template(s: &Session, i: usize, job: &Job) -> Manifest {
+    let inst = s.instance(i);
+    Manifest {
+        key: s.key(i).to_string(),
+        kind: inst.kind.clone(),
+        variant: inst.variant.clone(),
+        instances: vec![inst.name.clone()],
+        started: String::new(),
+        finished: String::new(),
+        duration_s: 0.0,
         params: job.params.to_string(),
         key_material: crate::cache::key::canonical_json(&s.keys.material[&inst.name]),
+        // A continued run's `$continue` input is recorded by the caller that added it.
         inputs: job
             .inputs
             .keys()
-            .map(|n| match &continued_from {
-                Some((key, _)) if n == CONTINUE_INPUT => (n.clone(), key.clone()),
-                _ => (n.clone(), s.keys.key(n).to_string()),
-            })
+            .filter(|n| *n != CONTINUE_INPUT)
+            .map(|n| (n.clone(), s.keys.key(n).to_string()))
             .collect(),
-        metrics: reported,
+        metrics: Default::default(),
         outputs: Default::default(),
-    };
-    s.cache.commit(&lock, manifest).map_err(|e| format!("cannot commit its outputs to the cache: {e}"))?;
-    Ok(Outcome::Ran(secs))
+    }
 }
 
 /// The self-contained description of one instance for the worker.

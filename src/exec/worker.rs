@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
-use crate::job::{Event, Job, WORKER_STAGE_FAILED};
+use crate::job::{Event, Job, WORKER_INTERRUPTED, WORKER_STAGE_FAILED};
 
 /// Where the worker executable is: `$DIFFLOW_WORKER`, else `difflow-worker` beside the
 /// running `difflow`.
@@ -45,6 +45,8 @@ pub enum WorkerFailure {
     Crash(String),
     /// The worker could not be started.
     Launch(String),
+    /// Exit 3: it stopped on request (after a checkpoint, for training); what it said.
+    Interrupted(String),
 }
 
 /// What a successful worker run reported.
@@ -86,7 +88,7 @@ impl Progress {
         }
     }
 
-    fn stage(&self, label: &str) -> StageProgress {
+    pub(crate) fn stage(&self, label: &str) -> StageProgress {
         let bar = self.multi.as_ref().map(|m| {
             let bar = m.add(ProgressBar::new_spinner());
             bar.set_style(ProgressStyle::with_template("{spinner} {prefix:.bold} {msg}").expect("valid template"));
@@ -114,7 +116,7 @@ impl Default for Progress {
     }
 }
 
-struct StageProgress {
+pub(crate) struct StageProgress {
     label: String,
     bar: Option<ProgressBar>,
     what: String,
@@ -129,7 +131,7 @@ struct StageProgress {
 }
 
 impl StageProgress {
-    fn event(&mut self, progress: &Progress, ev: &Event) {
+    pub(crate) fn event(&mut self, progress: &Progress, ev: &Event) {
         match ev {
             Event::Begin { what, total } => {
                 self.what = what.clone();
@@ -192,7 +194,7 @@ impl StageProgress {
         }
     }
 
-    fn finish(self) {
+    pub(crate) fn finish(self) {
         if let Some(bar) = self.bar {
             bar.finish_and_clear();
         }
@@ -211,6 +213,7 @@ pub fn run_worker(
     std::fs::write(job_file, text)
         .map_err(|e| WorkerFailure::Launch(format!("cannot write {}: {e}", job_file.display())))?;
     let mut command = Command::new(worker);
+    super::interrupt::die_with_parent(&mut command);
     let mut child = command
         .arg(job_file)
         .stdin(Stdio::null())
@@ -218,6 +221,7 @@ pub fn run_worker(
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| WorkerFailure::Launch(format!("cannot start the worker {}: {e}", worker.display())))?;
+    let _registered = super::interrupt::register(child.id());
     let mut stderr = child.stderr.take().expect("stderr is piped");
     let stderr_reader = std::thread::spawn(move || {
         let mut buf = Vec::new();
@@ -245,6 +249,10 @@ pub fn run_worker(
     let err_text = stderr_reader.join().unwrap_or_default();
     if status.success() {
         return Ok(out);
+    }
+    if status.code() == Some(WORKER_INTERRUPTED) {
+        let msg = err_text.trim();
+        return Err(WorkerFailure::Interrupted(msg.strip_prefix("interrupted: ").unwrap_or(msg).to_string()));
     }
     if status.code() == Some(WORKER_STAGE_FAILED) {
         let msg = err_text.trim();

@@ -246,9 +246,15 @@ pub fn run(job: &Job) -> Result<()> {
         }
     }
 
+    crate::interrupt::install()?;
     let mut bar = Progress::begin("training", settings.steps as u64);
     bar.update(start as u64, losses.last().copied());
     for step in start..settings.steps {
+        if crate::interrupt::stop_requested() {
+            trainer.save_checkpoint(&checkpoint_dir, &CheckpointState { step, losses: losses.clone() })?;
+            let message = format!("stopped at step {step} of {}; the checkpoint resumes from there", settings.steps);
+            return Err(crate::interrupt::Interrupted { message }.into());
+        }
         let loss = trainer.step(step, &settings, &process, &data, model_spec)?;
         if !loss.is_finite() {
             let remedy = if settings.bf16 {
