@@ -124,7 +124,12 @@ fn denoiser_keys() -> Vec<KeySpec> {
 
 fn dataset_common() -> Vec<KeySpec> {
     vec![
-        req("path", Type::Path, "folder holding the dataset files (relative to the pipeline's folder)"),
+        opt(
+            "path",
+            Type::Path,
+            "folder holding the dataset files (relative to the pipeline's folder); unset: fetched from the \
+             canonical source, verified by SHA-256, into the user cache",
+        ),
         def("split", en(&["train", "test"]), "\"train\"", "which split to read"),
     ]
 }
