@@ -345,7 +345,13 @@ pub(super) fn kinds() -> Vec<KindSpec> {
                 "a folder of image files, unlabelled (0 classes)",
                 vec![
                     req("path", Type::Path, "folder of .png/.jpg files (relative to the pipeline's folder)"),
-                    def("size", Type::Int, "64", "resize (and centre-crop) to size × size").range(ge(1.0)),
+                    opt(
+                        "size",
+                        Type::Int,
+                        "resize (shorter side) and centre-crop to size × size; unset: the images' own size, \
+                         which must be the same for all",
+                    )
+                    .range(ge(1.0)),
                     def("channels", Type::Int, "3", "1 (grayscale) or 3 (RGB)").range(ge_le(1.0, 3.0)),
                     limit(),
                 ],

@@ -120,10 +120,11 @@ fn resize_plane(plane: &[u8], h: usize, w: usize, size: usize) -> Vec<u8> {
 }
 
 /// Loads a folder of PNG/JPEG images: class subfolders (sorted by name) give the labels;
-/// images directly in the folder, with no subfolders, are one class. Every image is
-/// resized so that its shorter side is `size`, centre-cropped to `size`×`size`, and
-/// converted to `channels` (1: luma, 3: RGB).
-pub fn load_folder(path: &Path, size: usize, channels: usize, limit: Option<usize>) -> Result<ImageSet> {
+/// images directly in the folder, with no subfolders, are one class. With `size`, every
+/// image is resized so that its shorter side is `size` and centre-cropped to
+/// `size`×`size`; without, the images keep their own size, which must be the same for
+/// all. Each is converted to `channels` (1: luma, 3: RGB).
+pub fn load_folder(path: &Path, size: Option<usize>, channels: usize, limit: Option<usize>) -> Result<ImageSet> {
     if !path.is_dir() {
         bail!(
             "the image folder {} does not exist: point `path` at a folder of PNG/JPEG files \
@@ -134,7 +135,7 @@ pub fn load_folder(path: &Path, size: usize, channels: usize, limit: Option<usiz
     if channels != 1 && channels != 3 {
         bail!("`channels` must be 1 (grayscale) or 3 (RGB), got {channels}");
     }
-    if size == 0 {
+    if size == Some(0) {
         bail!("`size` must be positive");
     }
     let mut class_dirs: Vec<PathBuf> = read_dir_sorted(path)?.into_iter().filter(|p| p.is_dir()).collect();
@@ -163,16 +164,28 @@ pub fn load_folder(path: &Path, size: usize, channels: usize, limit: Option<usiz
     }
     // `limit` keeps the first files (in class, then name order) and decodes only those.
     files.truncate(limit.unwrap_or(usize::MAX));
-    let decoded: Vec<Vec<u8>> =
+    let decoded: Vec<(usize, usize, Vec<u8>)> =
         files.par_iter().map(|(file, _)| decode_file(file, size, channels)).collect::<Result<Vec<_>>>()?;
-    let pixels = decoded.concat();
+    let (height, width) = (decoded[0].0, decoded[0].1);
+    if let Some(i) = decoded.iter().position(|(h, w, _)| (*h, *w) != (height, width)) {
+        bail!(
+            "the images in {} have different sizes: {} is {width}×{height}, {} is {}×{}: set `size` to bring \
+             them all to size × size",
+            path.display(),
+            files[0].0.display(),
+            files[i].0.display(),
+            decoded[i].1,
+            decoded[i].0
+        );
+    }
+    let pixels = decoded.into_iter().flat_map(|(_, _, px)| px).collect();
     Ok(ImageSet {
         count: files.len(),
         labels: files.iter().map(|(_, l)| *l).collect(),
         pixels,
         channels,
-        height: size,
-        width: size,
+        height,
+        width,
         classes: if labelled { class_dirs.len() } else { 0 },
         class_names,
     })
@@ -196,21 +209,21 @@ fn is_image_file(path: &Path) -> bool {
             .unwrap_or(false)
 }
 
-/// Decodes one file to `channels` planes of `size`×`size` (channel-first).
-fn decode_file(file: &Path, size: usize, channels: usize) -> Result<Vec<u8>> {
+/// Decodes one file to `channels` planes (channel-first) of `size`×`size`, or of its own
+/// size without `size`: (height, width, pixels).
+fn decode_file(file: &Path, size: Option<usize>, channels: usize) -> Result<(usize, usize, Vec<u8>)> {
     let img = image::ImageReader::open(file)
         .with_context(|| format!("cannot open the image {}", file.display()))?
         .with_guessed_format()
         .with_context(|| format!("cannot read the image {}", file.display()))?
         .decode()
         .with_context(|| format!("the image {} is corrupt or not a PNG/JPEG: replace or remove it", file.display()))?;
-    let (w, h) = (img.width(), img.height());
-    let scale = size as f64 / w.min(h) as f64;
-    let (nw, nh) =
-        (((w as f64 * scale).round() as u32).max(size as u32), ((h as f64 * scale).round() as u32).max(size as u32));
-    let img = if (nw, nh) == (w, h) { img } else { img.resize_exact(nw, nh, FilterType::Triangle) };
-    let img = img.crop_imm((nw - size as u32) / 2, (nh - size as u32) / 2, size as u32, size as u32);
-    let hw = size * size;
+    let img = match size {
+        Some(size) => resize_and_crop(img, size as u32),
+        None => img,
+    };
+    let (height, width) = (img.height() as usize, img.width() as usize);
+    let hw = height * width;
     let mut out = vec![0u8; channels * hw];
     if channels == 1 {
         out.copy_from_slice(img.to_luma8().as_raw());
@@ -221,7 +234,16 @@ fn decode_file(file: &Path, size: usize, channels: usize) -> Result<Vec<u8>> {
             }
         }
     }
-    Ok(out)
+    Ok((height, width, out))
+}
+
+/// Shorter side to `size` (triangle filter), then the centre `size`×`size`.
+fn resize_and_crop(img: image::DynamicImage, size: u32) -> image::DynamicImage {
+    let (w, h) = (img.width(), img.height());
+    let scale = size as f64 / w.min(h) as f64;
+    let (nw, nh) = (((w as f64 * scale).round() as u32).max(size), ((h as f64 * scale).round() as u32).max(size));
+    let img = if (nw, nh) == (w, h) { img } else { img.resize_exact(nw, nh, FilterType::Triangle) };
+    img.crop_imm((nw - size) / 2, (nh - size) / 2, size, size)
 }
 
 impl ImageSet {
@@ -245,5 +267,5 @@ impl ImageSet {
 pub fn from_params(params: &Params) -> Result<Dataset> {
     let path = PathBuf::from(params.str("path")?);
     let limit = params.opt_usize("limit")?;
-    load_folder(&path, params.usize_or("size", 64)?, params.usize_or("channels", 3)?, limit)?.into_dataset(false)
+    load_folder(&path, params.opt_usize("size")?, params.usize_or("channels", 3)?, limit)?.into_dataset(false)
 }
