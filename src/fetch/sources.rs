@@ -120,6 +120,9 @@ pub fn table(overrides: &BTreeMap<String, SourceOverride>) -> Result<Vec<Source>
             s.url = url.clone();
         }
         if let Some(sha) = &o.sha256 {
+            if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(format!("[sources.{name}] sha256 must be 64 hexadecimal digits, got `{sha}`"));
+            }
             s.sha256 = sha.to_ascii_lowercase();
         }
     }
@@ -192,6 +195,9 @@ mod tests {
         let t = table(&o).unwrap();
         let c = dataset_sources(&t, "cifar10")[0];
         assert_eq!((c.url.as_str(), c.sha256.as_str()), ("http://mirror/c.tgz", CIFAR10_SHA256));
+        o.insert("pt_inception".to_string(), SourceOverride { url: None, sha256: Some("6726825d".into()) });
+        assert!(table(&o).unwrap_err().contains("64 hexadecimal digits"));
+        o.remove("pt_inception");
         o.insert("cifar100".to_string(), SourceOverride::default());
         assert!(table(&o).unwrap_err().contains("cifar10, pt_inception"));
     }
