@@ -89,7 +89,7 @@ pub fn write_report(job: &Job) -> Result<(), String> {
                     row.push(v);
                 }
                 for mn in &metric_names {
-                    let v = m.get(*mn).map(|x| number(*x)).unwrap_or_default();
+                    let v = m.get(*mn).map(|x| metric_text(*x)).unwrap_or_default();
                     let _ = write!(html, "<td>{v}</td>");
                     row.push(v);
                 }
@@ -169,7 +169,9 @@ fn list(dir: &Path) -> Vec<String> {
     files
 }
 
-fn number(x: f64) -> String {
+/// A headline number as the report and the run summary show it: whole numbers bare, two
+/// decimals from 100 up (FID 123.45), four below (0.0123).
+pub fn metric_text(x: f64) -> String {
     if x == x.trunc() && x.abs() < 1e9 {
         format!("{x:.0}")
     } else if x.abs() >= 100.0 {

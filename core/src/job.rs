@@ -29,6 +29,21 @@ pub struct Job {
     pub settings: JobSettings,
 }
 
+/// A reference to an upstream stage inside a job's parameters: `{"$stage": NAME}`, NAME
+/// being a key of [`Job::inputs`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageRef {
+    #[serde(rename = "$stage")]
+    pub name: String,
+}
+
+impl Job {
+    /// The finished upstream stage a reference names, or None for a stale or hand-written job.
+    pub fn input(&self, stage: &StageRef) -> Option<(&str, &Input)> {
+        self.inputs.get_key_value(&stage.name).map(|(name, input)| (name.as_str(), input))
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Input {
     pub kind: String,

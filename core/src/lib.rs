@@ -4,9 +4,11 @@
 //! - [`job`]: the protocol between orchestrator and worker (job file in, events out);
 //! - [`schema`]: the one table of kinds, variants and keys, with types and defaults;
 //! - [`value`]: resolved values, as the checker produces them and stage keys hash them;
-//! - [`diffusion`]: the float64 noise-schedule tables.
+//! - [`diffusion`]: the float64 noise-schedule tables;
+//! - [`unet`]: the UNet family's levels and the rules they must meet on an image size.
 
 pub mod diffusion;
 pub mod job;
 pub mod schema;
+pub mod unet;
 pub mod value;

@@ -95,13 +95,17 @@ fn train_job(model: &Value, data_dir: &std::path::Path, out: &std::path::Path, s
         instance: "bench".into(),
         kind: "train".into(),
         variant: "diffusion".into(),
-        params: json!({
-            "model": model, "data": {"$stage": "data"},
-            "schedule": {"kind": "schedule", "variant": "cosine", "steps": 1000},
-            "loss": "simple", "uncond_p": if classes > 0 { 0.1 } else { 0.0 }, "steps": steps, "batch": a.batch,
-            "lr": 1e-4, "warmup": 0, "grad_clip": 1.0, "ema": 0.999, "seed": 0, "precision": "fp32",
-            "checkpoint_every": 1_000_000
-        }),
+        params: difflow_core::schema::with_defaults(
+            "train",
+            "diffusion",
+            &json!({
+                "model": model, "data": {"$stage": "data"},
+                "schedule": {"kind": "schedule", "variant": "cosine", "steps": 1000},
+                "loss": "simple", "uncond_p": if classes > 0 { 0.1 } else { 0.0 }, "steps": steps, "batch": a.batch,
+                "lr": 1e-4, "warmup": 0, "grad_clip": 1.0, "ema": 0.999, "seed": 0, "precision": "fp32",
+                "checkpoint_every": 1_000_000
+            }),
+        ),
         inputs,
         out_dir: out.to_path_buf(),
         device: "cpu".into(),
@@ -118,7 +122,8 @@ fn main() -> Result<()> {
     let mut model = cfg.clone();
     model["kind"] = "model".into();
     model["variant"] = "unet".into();
-    let unet_cfg: UNetConfig = UNetConfig::from_json(&model)?;
+    let model = difflow_core::schema::with_defaults("model", "unet", &model);
+    let unet_cfg: UNetConfig = difflow_engine::params::decode(&model, "the bench's unet")?;
 
     // (a) training steps through the real train stage, on random images.
     let work = tempfile_dir()?;

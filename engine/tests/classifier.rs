@@ -31,7 +31,7 @@ fn job(kind: &str, variant: &str, params: Value, inputs: &[(&str, &str, &Path)],
         instance: format!("test_{variant}"),
         kind: kind.into(),
         variant: variant.into(),
-        params,
+        params: difflow_core::schema::with_defaults(kind, variant, &params),
         inputs: inputs
             .iter()
             .map(|(name, kind, dir)| {

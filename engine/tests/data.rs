@@ -341,7 +341,7 @@ fn job(variant: &str, params: serde_json::Value, out: &Path) -> Job {
         instance: "digits".into(),
         kind: "dataset".into(),
         variant: variant.into(),
-        params,
+        params: difflow_core::schema::with_defaults("dataset", variant, &params),
         inputs: Default::default(),
         out_dir: out.to_path_buf(),
         device: "cpu".into(),

@@ -6,13 +6,12 @@ use std::cell::Cell;
 
 use difflow_core::diffusion::schedule::{space_timesteps, Spacing};
 use difflow_engine::diffusion::guidance::{cfg_output, classifier_gradient, guided_eps, guided_mean};
-use difflow_engine::diffusion::sampler::dpm_solver_2m_update;
+use difflow_engine::diffusion::sampler::{ddim_step, ddpm_step, dpm_solver_2m_update};
 use difflow_engine::diffusion::vlb::{
     approx_standard_normal_cdf, discretized_gaussian_log_likelihood, gaussian_log_likelihood, normal_kl,
 };
-use difflow_engine::diffusion::{schedule_from_config, DataSpace, Process, VarianceType};
+use difflow_engine::diffusion::{DataSpace, Process, VarianceType};
 use difflow_engine::models::{Classifier, ModelSpec, Prediction};
-use difflow_engine::params::Params;
 use serde_json::Value;
 use tch::{Device, Kind, Tensor};
 
@@ -64,8 +63,11 @@ fn assert_close(what: &str, got: &Tensor, want: &Value) {
     let _ = worst;
 }
 
+/// The schedule of a reference config, its unset keys filled with the schema's defaults.
 fn spec_of(v: &Value) -> difflow_core::diffusion::schedule::ScheduleSpec {
-    schedule_from_config(&Params::new(v, "schedule")).expect("a valid schedule")
+    let variant = v["variant"].as_str().expect("a schedule variant");
+    let config = difflow_core::schema::with_defaults("schedule", variant, v);
+    difflow_core::diffusion::schedule::ScheduleSpec::from_config(&config).expect("a valid schedule")
 }
 
 #[test]
@@ -192,9 +194,9 @@ fn ddpm_and_ddim_steps_match() {
             Tensor::from_slice(&case["t"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect::<Vec<_>>());
         let (xt, output, z) = (tensor(&case["xt"]), tensor(&case["output"]), tensor(&case["step_noise"]));
         let d = p.p_mean_variance(&output, &xt, &t).unwrap();
-        assert_close(&format!("{name} DDPM step"), &p.ddpm_step(&d, &t, &z), &e["ddpm_step"]);
-        assert_close(&format!("{name} DDIM step η=0"), &p.ddim_step(&d, &xt, &t, 0.0, &z), &e["ddim_eta0"]);
-        assert_close(&format!("{name} DDIM step η=1"), &p.ddim_step(&d, &xt, &t, 1.0, &z), &e["ddim_eta1"]);
+        assert_close(&format!("{name} DDPM step"), &ddpm_step(&p, &d, &t, &z), &e["ddpm_step"]);
+        assert_close(&format!("{name} DDIM step η=0"), &ddim_step(&p, &d, &xt, &t, 0.0, &z), &e["ddim_eta0"]);
+        assert_close(&format!("{name} DDIM step η=1"), &ddim_step(&p, &d, &xt, &t, 1.0, &z), &e["ddim_eta1"]);
     }
 }
 

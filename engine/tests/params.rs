@@ -1,13 +1,17 @@
-//! Typed job parameters with errors that name the key; toy data deterministic in its seed.
+//! Job parameters decode into the engine's typed structs: every variant of the schema with
+//! its defaults (so the schema and the engine cannot drift apart), errors that name the
+//! stage and the key, and toy data deterministic in its seed.
 
 use std::collections::BTreeMap;
 
-use difflow_core::job::{Input, Job, JobSettings};
+use difflow_core::job::{Input, Job, JobSettings, StageRef};
+use difflow_core::schema::{self, Default, KeySpec, Type};
 use difflow_engine::data::toy;
-use difflow_engine::params::Params;
-use serde_json::json;
+use difflow_engine::params::{decode_any, input, job_params};
+use difflow_engine::stages::train::TrainParams;
+use serde_json::{json, Value};
 
-fn job(params: serde_json::Value) -> Job {
+fn job(params: Value) -> Job {
     let mut inputs = BTreeMap::new();
     inputs.insert(
         "pts".to_string(),
@@ -25,43 +29,81 @@ fn job(params: serde_json::Value) -> Job {
     }
 }
 
+/// A value of type `ty` for a key the schema requires (or leaves unset): what a user
+/// could write there, as the resolver would pass it on.
+fn example(ty: &Type) -> Value {
+    match ty {
+        Type::Int => json!(1),
+        Type::Float => json!(0.5),
+        Type::Bool => json!(true),
+        Type::Str | Type::Path => json!("x"),
+        Type::Enum(options) => json!(options[0]),
+        Type::List(inner) => json!([example(inner)]),
+        Type::Stage(_) => json!({"$stage": "pts"}),
+        Type::Config(kind) => {
+            let spec = schema::kind(kind).unwrap();
+            filled(kind, spec.variants[0].name, true)
+        }
+        Type::Union(alternatives) => example(&alternatives[0]),
+    }
+}
+
+/// The variant's defaults, required keys given example values, and the keys it may leave
+/// unset either left out or (`set_optional`) set.
+fn filled(kind: &str, variant: &str, set_optional: bool) -> Value {
+    let spec = schema::variant(kind, variant).unwrap();
+    let mut object = serde_json::Map::new();
+    let wanted = |k: &KeySpec| match k.default {
+        Default::Required => Some(example(&k.ty)),
+        Default::Unset => set_optional.then(|| example(&k.ty)),
+        Default::Value(_) => Some(schema::default_value(k).unwrap().to_json()),
+    };
+    for key in &spec.keys {
+        if let Some(v) = wanted(key) {
+            object.insert(key.name.to_string(), v);
+        }
+    }
+    if schema::kind(kind).unwrap().role == schema::Role::Config {
+        object.insert("kind".into(), json!(kind));
+        object.insert("variant".into(), json!(variant));
+    }
+    Value::Object(object)
+}
+
 #[test]
-fn typed_access_and_defaults() {
-    let job = job(json!({
-        "steps": 10_000, "big": 1e4, "lr": 2e-4, "loss": "hybrid", "ema_on": true, "unset": null,
-        "schedule": {"kind": "schedule", "variant": "cosine", "steps": 1000},
-        "data": {"$stage": "pts"}, "of": [{"$stage": "pts"}, {"$stage": "pts"}]
-    }));
-    let p = Params::of_job(&job);
-    assert_eq!(p.usize("steps").unwrap(), 10_000);
-    assert_eq!(p.usize("big").unwrap(), 10_000, "a whole float is an integer");
-    assert_eq!(p.f64("steps").unwrap(), 10_000.0);
-    assert_eq!(p.f64("lr").unwrap(), 2e-4);
-    assert_eq!(p.str("loss").unwrap(), "hybrid");
-    assert!(p.bool("ema_on").unwrap());
-    assert_eq!(p.usize_or("unset", 7).unwrap(), 7, "null counts as unset");
-    assert_eq!(p.opt_usize("missing").unwrap(), None);
-    let schedule = p.config("schedule").unwrap();
-    assert_eq!(schedule.variant().unwrap(), "cosine");
-    assert_eq!(schedule.usize("steps").unwrap(), 1000);
-    let (name, input) = p.stage(&job, "data").unwrap();
-    assert_eq!((name, input.kind.as_str()), ("pts", "dataset"));
-    assert_eq!(p.stages(&job, "of").unwrap().len(), 2);
-    assert_eq!(p.stages(&job, "data").unwrap().len(), 1, "a single reference is a list of one");
+fn every_variant_of_the_schema_decodes_into_the_engine_types_with_its_defaults() {
+    for kind in schema::kinds() {
+        for variant in &kind.variants {
+            for set_optional in [false, true] {
+                let params = filled(kind.name, variant.name, set_optional);
+                decode_any(kind.name, variant.name, &params)
+                    .unwrap_or_else(|e| panic!("{} = {} ({params}): {e:#}", kind.name, variant.name));
+            }
+        }
+    }
+}
+
+#[test]
+fn a_missing_key_is_an_error_not_a_default() {
+    let mut params = filled("train", "diffusion", false);
+    params.as_object_mut().unwrap().remove("lr");
+    let err = format!("{:#}", job_params::<TrainParams>(&job(params)).unwrap_err());
+    assert!(err.starts_with("`fit`: missing field `lr`"), "{err}");
+    let err = format!("{:#}", decode_any("sampler", "ddim", &json!({"steps": 10})).unwrap_err());
+    assert!(err.contains("missing field `eta`"), "{err}");
 }
 
 #[test]
 fn errors_name_the_stage_and_the_key() {
-    let job = job(json!({"steps": -3, "lr": "fast", "half": 2.5, "data": {"$stage": "gone"}, "model": 3}));
-    let p = Params::of_job(&job);
-    let msg = |e: anyhow::Error| format!("{e:#}");
-    assert_eq!(msg(p.usize("batch").unwrap_err()), "`fit` needs the key `batch`");
-    assert_eq!(msg(p.usize("steps").unwrap_err()), "`fit`: the key `steps` must be a non-negative integer, not -3");
-    assert_eq!(msg(p.usize("half").unwrap_err()), "`fit`: the key `half` must be a non-negative integer, not 2.5");
-    assert_eq!(msg(p.f64("lr").unwrap_err()), "`fit`: the key `lr` must be a number, not \"fast\"");
-    assert!(msg(p.config("model").unwrap_err()).contains("the key `model` must be a configuration block"));
-    let err = msg(p.stage(&job, "data").unwrap_err());
-    assert!(err.contains("the key `data`") && err.contains("no input for the stage `gone`"), "{err}");
+    let mut params = filled("train", "diffusion", false);
+    params["lr"] = json!("fast");
+    let err = format!("{:#}", job_params::<TrainParams>(&job(params)).unwrap_err());
+    assert!(err.starts_with("`fit`: invalid type: string \"fast\", expected f64"), "{err}");
+    let job = job(json!({}));
+    let (name, pts) = input(&job, &StageRef { name: "pts".into() }).unwrap();
+    assert_eq!((name, pts.kind.as_str()), ("pts", "dataset"));
+    let err = input(&job, &StageRef { name: "gone".into() }).unwrap_err().to_string();
+    assert!(err.contains("no input for the stage `gone`"), "{err}");
 }
 
 #[test]

@@ -11,7 +11,7 @@ fn job(kind: &str, variant: &str, params: serde_json::Value, inputs: &[(&str, &P
         instance: "look".into(),
         kind: kind.into(),
         variant: variant.into(),
-        params,
+        params: difflow_core::schema::with_defaults(kind, variant, &params),
         inputs: inputs
             .iter()
             .map(|(n, d)| {

@@ -22,7 +22,7 @@ fn job(kind: &str, variant: &str, params: Value, inputs: &[(&str, &str, &Path)],
         instance: format!("{kind}-{variant}"),
         kind: kind.into(),
         variant: variant.into(),
-        params,
+        params: difflow_core::schema::with_defaults(kind, variant, &params),
         inputs: inputs
             .iter()
             .map(|(name, kind, dir)| {
@@ -261,7 +261,7 @@ fn classifier_guidance_steers_the_unconditional_model(train: &Path) {
             Sampler::Ddim { steps: 25, eta: 0.0, spacing: difflow_core::diffusion::schedule::Spacing::Uniform },
             0.0,
         ),
-        ("ddpm", Sampler::Ddpm { variance: VarianceType::FixedSmall, steps: 50 }, 3.0),
+        ("ddpm", Sampler::Ddpm { variance: VarianceType::FixedSmall, steps: Some(50) }, 3.0),
         (
             "ddim",
             Sampler::Ddim { steps: 25, eta: 0.0, spacing: difflow_core::diffusion::schedule::Spacing::Uniform },

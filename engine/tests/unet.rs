@@ -5,12 +5,14 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use difflow_core::schema::with_defaults;
+use difflow_core::unet::ConvNet;
 use difflow_engine::data::{DataMeta, DataType};
-use difflow_engine::models::encoder::{Encoder, EncoderConfig};
+use difflow_engine::models::encoder::Encoder;
 use difflow_engine::models::unet::{UNet, UNetConfig};
 use difflow_engine::models::{build_classifier, build_denoiser};
 use difflow_engine::stages::describe::{describe, unet_params};
-use serde_json::json;
+use serde_json::{json, Value};
 use tch::{nn, Device, Kind, Tensor};
 
 fn repo() -> PathBuf {
@@ -23,19 +25,18 @@ fn python() -> PathBuf {
     p
 }
 
+/// A `model` config object with the schema's defaults filled in, as the front end fills it.
+fn model(config: Value) -> Value {
+    with_defaults("model", config["variant"].as_str().unwrap(), &config)
+}
+
+fn unet(config: Value) -> UNetConfig {
+    difflow_engine::params::decode(&model(config), "the test's unet").unwrap()
+}
+
 fn ho_cifar10() -> UNetConfig {
-    UNetConfig {
-        channels: 128,
-        mults: vec![1, 2, 2, 2],
-        res_blocks: 2,
-        attention: vec![16],
-        heads: 1,
-        dropout: 0.1,
-        scale_shift: false,
-        classes: 0,
-        learn_sigma: false,
-        prediction: "eps".into(),
-    }
+    unet(json!({"kind": "model", "variant": "unet", "channels": 128, "mults": [1, 2, 2, 2], "res_blocks": 2,
+                "attention": [16], "heads": 1, "dropout": 0.1}))
 }
 
 #[test]
@@ -45,24 +46,24 @@ fn ho_et_al_cifar10_unet_has_35_746_307_parameters() {
 
 #[test]
 fn describe_lists_levels_and_counts_like_the_paper() {
-    let config = json!({"kind": "model", "variant": "unet", "channels": 128, "mults": [1, 2, 2, 2],
-                        "res_blocks": 2, "attention": [16], "dropout": 0.1});
+    let config = model(json!({"kind": "model", "variant": "unet", "channels": 128, "mults": [1, 2, 2, 2],
+                        "res_blocks": 2, "attention": [16], "dropout": 0.1}));
     let d = describe(&config, &[3, 32, 32], 0).unwrap();
     assert_eq!(d.params, 35_746_307);
     let levels: Vec<(i64, i64, bool)> = d.levels.iter().map(|l| (l.resolution, l.channels, l.attention)).collect();
     assert_eq!(levels, vec![(32, 128, false), (16, 256, true), (8, 256, false), (4, 256, false)]);
     // Class conditioning adds (classes + 1) × 4C embedding rows; learn_sigma doubles the
     // output conv's filters (C_out · C · 9 + C_out more).
-    let conditional = json!({"kind": "model", "variant": "unet", "channels": 128, "mults": [1, 2, 2, 2],
-                             "res_blocks": 2, "attention": [16], "classes": 10, "learn_sigma": true});
+    let conditional = model(json!({"kind": "model", "variant": "unet", "channels": 128, "mults": [1, 2, 2, 2],
+                             "res_blocks": 2, "attention": [16], "classes": 10, "learn_sigma": true}));
     let d2 = describe(&conditional, &[3, 32, 32], 0).unwrap();
     assert_eq!(d2.params, 35_746_307 + 11 * 512 + (3 * 128 * 9 + 3));
 }
 
 #[test]
 fn describe_encoder_counts_its_head_for_the_classes() {
-    let config = json!({"kind": "model", "variant": "encoder", "channels": 32, "mults": [1, 2], "res_blocks": 1,
-                        "attention": []});
+    let config = model(json!({"kind": "model", "variant": "encoder", "channels": 32, "mults": [1, 2], "res_blocks": 1,
+                        "attention": []}));
     let ten = describe(&config, &[1, 28, 28], 10).unwrap();
     let two = describe(&config, &[1, 28, 28], 2).unwrap();
     assert_eq!(ten.params - two.params, 8 * (64 + 1));
@@ -72,30 +73,21 @@ fn describe_encoder_counts_its_head_for_the_classes() {
 fn unet_rejects_sizes_its_levels_cannot_halve() {
     let vs = nn::VarStore::new(Device::Cpu);
     let err = UNet::new(&vs.root(), &ho_cifar10(), 3, 28).unwrap_err().to_string();
-    assert!(err.contains("cannot be halved"), "{err}");
+    assert!(err.contains("28-pixel images are not divisible by 8"), "{err}");
 }
 
 fn small(scale_shift: bool, heads: i64, classes: i64, learn_sigma: bool) -> UNetConfig {
-    UNetConfig {
-        channels: 32,
-        mults: vec![1, 2],
-        res_blocks: 1,
-        attention: vec![8],
-        heads,
-        dropout: 0.0,
-        scale_shift,
-        classes,
-        learn_sigma,
-        prediction: "eps".into(),
-    }
+    unet(json!({"kind": "model", "variant": "unet", "channels": 32, "mults": [1, 2], "res_blocks": 1,
+                "attention": [8], "heads": heads, "dropout": 0.0, "scale_shift": scale_shift, "classes": classes,
+                "learn_sigma": learn_sigma}))
 }
 
 #[test]
 fn unet_output_shape_and_zero_initialised_output() {
     let vs = nn::VarStore::new(Device::Cpu);
     let meta = DataMeta { data_type: DataType::Images, shape: vec![1, 16, 16], classes: 10, count: 0, flip: false };
-    let config = json!({"kind": "model", "variant": "unet", "channels": 32, "mults": [1, 2], "res_blocks": 1,
-                        "attention": [8], "classes": 10, "learn_sigma": true});
+    let config = model(json!({"kind": "model", "variant": "unet", "channels": 32, "mults": [1, 2], "res_blocks": 1,
+                        "attention": [8], "classes": 10, "learn_sigma": true}));
     let net = build_denoiser(&vs.root(), &config, &meta).unwrap();
     let x = Tensor::randn([4, 1, 16, 16], (Kind::Float, Device::Cpu));
     let t = Tensor::from_slice(&[0i64, 10, 500, 999]);
@@ -126,17 +118,19 @@ fn cross_check(config: &UNetConfig, in_ch: i64, size: i64) {
     let x = Tensor::randn([3, in_ch, size, size], (Kind::Float, Device::Cpu));
     let t = Tensor::from_slice(&[0i64, 417, 999]);
     let mut inputs = vec![("x", x.shallow_clone()), ("t", t.shallow_clone())];
-    let y = (config.classes > 0).then(|| Tensor::from_slice(&[0i64, config.classes - 1, config.classes]));
+    let classes = config.spec.classes as i64;
+    let y = (classes > 0).then(|| Tensor::from_slice(&[0i64, classes - 1, classes]));
     if let Some(y) = &y {
         inputs.push(("y", y.shallow_clone()));
     }
     Tensor::write_safetensors(&inputs, dir.path().join("inputs.safetensors")).unwrap();
     let ours = tch::no_grad(|| net.forward(&x, &t, y.as_ref(), false));
 
-    let cfg = json!({"in_ch": in_ch, "size": size, "channels": config.channels, "mults": config.mults,
-                     "res_blocks": config.res_blocks, "attention": config.attention, "heads": config.heads,
-                     "dropout": config.dropout, "scale_shift": config.scale_shift, "classes": config.classes,
-                     "learn_sigma": config.learn_sigma});
+    let net = &config.net;
+    let cfg = json!({"in_ch": in_ch, "size": size, "channels": net.channels, "mults": net.mults,
+                     "res_blocks": net.res_blocks, "attention": net.attention, "heads": net.heads,
+                     "dropout": net.dropout, "scale_shift": net.scale_shift, "classes": classes,
+                     "learn_sigma": config.spec.learn_sigma});
     let status = Command::new(python())
         .arg(repo().join("bench/unet_reference.py"))
         .args(["--config", &cfg.to_string(), "--check"])
@@ -164,7 +158,7 @@ fn unet_matches_the_pytorch_reference_additive_unconditional() {
 
 #[test]
 fn encoder_clean_and_noisy() {
-    let config = EncoderConfig {
+    let config = ConvNet {
         channels: 32,
         mults: vec![1, 2],
         res_blocks: 1,
@@ -190,8 +184,8 @@ fn encoder_clean_and_noisy() {
     // The builder reads `noisy` from the recorded model config.
     let meta = DataMeta { data_type: DataType::Images, shape: vec![1, 16, 16], classes: 10, count: 0, flip: false };
     let vs = nn::VarStore::new(Device::Cpu);
-    let cfg = json!({"kind": "model", "variant": "encoder", "channels": 32, "mults": [1, 2], "res_blocks": 1,
-                     "attention": [8], "noisy": true});
+    let cfg = model(json!({"kind": "model", "variant": "encoder", "channels": 32, "mults": [1, 2], "res_blocks": 1,
+                     "attention": [8], "noisy": true}));
     build_classifier(&vs.root(), &cfg, &meta, 10).unwrap();
     assert_eq!(names(&vs), names(&noisy_vs));
 }

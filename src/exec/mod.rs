@@ -316,21 +316,12 @@ fn headline_text(s: &Session, i: usize) -> String {
     let key = s.key(i);
     let Some(m) = s.cache.manifest(key) else { return String::new() };
     let metrics = headline_metrics(&s.cache.entry_dir(key), &m.metrics);
-    let shown: Vec<String> = metrics.iter().take(4).map(|(k, v)| format!("{k} {}", short_number(*v))).collect();
+    let shown: Vec<String> =
+        metrics.iter().take(4).map(|(k, v)| format!("{k} {}", crate::report::metric_text(*v))).collect();
     if shown.is_empty() {
         String::new()
     } else {
         format!(": {}", shown.join(", "))
-    }
-}
-
-fn short_number(x: f64) -> String {
-    if x == x.trunc() && x.abs() < 1e12 {
-        format!("{x:.0}")
-    } else if x.abs() >= 100.0 {
-        format!("{x:.1}")
-    } else {
-        format!("{x:.4}")
     }
 }
 

@@ -103,48 +103,9 @@ fn shell_word(s: &str) -> String {
     }
 }
 
-/// The schedule of a resolved `schedule` config (defaults of SPEC §1 where a key is unset).
+/// The schedule of a resolved `schedule` config (the resolver has filled every default).
 pub fn schedule_spec(c: &Config) -> Result<ScheduleSpec, String> {
-    let num = |k: &str, default: f64| -> Result<f64, String> {
-        match c.params.get(k) {
-            None => Ok(default),
-            Some(Value::Int(i)) => Ok(*i as f64),
-            Some(Value::Float(f)) => Ok(*f),
-            Some(other) => Err(format!("schedule key `{k}` is {}, not a number", other.display())),
-        }
-    };
-    let flag = |k: &str, default: bool| -> Result<bool, String> {
-        match c.params.get(k) {
-            None => Ok(default),
-            Some(Value::Bool(b)) => Ok(*b),
-            Some(other) => Err(format!("schedule key `{k}` is {}, not true or false", other.display())),
-        }
-    };
-    let steps = match c.params.get("steps") {
-        Some(Value::Int(n)) if *n >= 1 => *n as usize,
-        _ => return Err("the schedule has no positive integer `steps`".into()),
-    };
-    let zero_terminal_snr = flag("zero_terminal_snr", false)?;
-    Ok(match c.variant.as_str() {
-        "linear" => ScheduleSpec::Linear {
-            steps,
-            start: num("start", 1e-4)?,
-            end: num("end", 0.02)?,
-            scale_with_steps: flag("scale_with_steps", true)?,
-            zero_terminal_snr,
-        },
-        "cosine" => {
-            ScheduleSpec::Cosine { steps, s: num("s", 0.008)?, max_beta: num("max_beta", 0.999)?, zero_terminal_snr }
-        }
-        "sigmoid" => ScheduleSpec::Sigmoid {
-            steps,
-            start: num("start", -3.0)?,
-            end: num("end", 3.0)?,
-            tau: num("tau", 1.0)?,
-            zero_terminal_snr,
-        },
-        other => return Err(format!("unknown schedule variant `{other}`")),
-    })
+    ScheduleSpec::from_config(&c.to_json())
 }
 
 /// `{"t": [1…T], "beta": […], "alpha_bar": […], "snr": […]}`.
@@ -231,13 +192,14 @@ fn describe_model(s: &Session, name: &str, config: &Config, as_json: bool) -> Re
 }
 
 fn describe_params(config: &Config, meta: &Json) -> Json {
-    let mut params = json!({ "model": config.to_json() });
-    for k in ["shape", "classes"] {
-        if let Some(v) = meta.get(k).filter(|v| !v.is_null()) {
-            params[k] = v.clone();
-        }
-    }
-    params
+    // Without data: 3 × 32 × 32 images, or 2-D points for an `mlp` (the toy data); an
+    // encoder's head has 10 classes unless the data says otherwise.
+    let shape = meta.get("shape").filter(|v| !v.is_null()).cloned().unwrap_or_else(|| match config.variant.as_str() {
+        "mlp" => json!([2]),
+        _ => json!([3, 32, 32]),
+    });
+    let classes = meta.get("classes").filter(|v| !v.is_null()).cloned().unwrap_or(json!(10));
+    json!({ "model": config.to_json(), "shape": shape, "classes": classes })
 }
 
 /// What the worker should assume about the model's input: the `meta.json` of the data
@@ -258,21 +220,14 @@ fn data_meta(s: &Session, config: &Config) -> Json {
         Some(Value::Int(i)) => Some(*i),
         _ => None,
     };
-    let classes = int("classes").or_else(|| crate::schema::facts::dataset_classes(&data.variant));
-    let images =
-        |channels: i64, size: i64| json!({ "type": "images", "shape": [channels, size, size], "classes": classes });
-    match data.variant.as_str() {
-        "mnist" | "fashion_mnist" => images(1, int("size").unwrap_or(28)),
-        "cifar10" => images(3, 32),
-        "images" => images(int("channels").unwrap_or(3), int("size").unwrap_or(32)),
-        "toy" => {
-            let shape = match data.params.get("shape") {
-                Some(Value::Str(s)) => s.as_str(),
-                _ => "",
-            };
-            json!({ "type": "points", "shape": [2], "classes": crate::schema::facts::toy_classes(shape) })
-        }
-        _ => Json::Null,
+    let text = |k: &str| match data.params.get(k) {
+        Some(Value::Str(s)) => Some(s.as_str()),
+        _ => None,
+    };
+    match crate::schema::facts::dataset_shape(&data.variant, int, text) {
+        Some(d) if d.points => json!({ "type": "points", "shape": [d.channels], "classes": d.classes }),
+        Some(d) => json!({ "type": "images", "shape": [d.channels, d.size, d.size], "classes": d.classes }),
+        None => Json::Null,
     }
 }
 
@@ -292,12 +247,16 @@ fn group_digits(n: u64) -> String {
 mod tests {
     use super::*;
 
+    /// A schedule config with the schema's defaults filled in, as the resolver fills them.
     fn config(variant: &str, params: Vec<(&str, Value)>) -> Config {
-        Config {
-            kind: "schedule".into(),
-            variant: variant.into(),
-            params: params.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
-        }
+        let mut filled: std::collections::BTreeMap<String, Value> = crate::schema::variant("schedule", variant)
+            .unwrap()
+            .keys
+            .iter()
+            .filter_map(|k| Some((k.name.to_string(), crate::schema::default_value(k)?)))
+            .collect();
+        filled.extend(params.into_iter().map(|(k, v)| (k.to_string(), v)));
+        Config { kind: "schedule".into(), variant: variant.into(), params: filled }
     }
 
     #[test]
@@ -330,7 +289,7 @@ mod tests {
                 zero_terminal_snr: false
             }
         );
-        assert!(schedule_spec(&config("linear", vec![])).is_err());
+        assert!(schedule_spec(&config("linear", vec![("steps", Value::Int(0))])).is_err());
         let table = schedule_table("lin", &spec);
         assert_eq!(table.lines().count(), 102);
     }

@@ -15,13 +15,14 @@ use petgraph::Direction;
 
 use crate::lang::pipeline::{Instance, Pipeline};
 use crate::lang::value::Value;
+use crate::schema::facts;
 
 /// The kind of the hidden feature-statistics instances.
 pub const STATS_KIND: &str = "stats";
 
 /// Measures that compare feature statistics of two inputs, samples and a reference (and
-/// so need `stats` entries).
-pub const STATS_MEASURES: &[&str] = &["fid", "kid", "precision", "recall"];
+/// so need `stats` entries): the one list, kept with the dataset facts in core.
+pub const STATS_MEASURES: &[&str] = facts::REFERENCE_MEASURES;
 
 /// Whether an instance was added by difflow rather than written by the user.
 pub fn is_hidden(inst: &Instance) -> bool {
@@ -98,10 +99,8 @@ pub fn expand_implicit(p: &Pipeline, default_inception: Option<&Path>) -> Pipeli
 
 fn needs_stats(metrics: &Instance) -> bool {
     match metrics.params.get("measure") {
-        Some(Value::List(items)) => {
-            items.iter().any(|m| matches!(m, Value::Str(s) if STATS_MEASURES.contains(&s.as_str())))
-        }
-        Some(Value::Str(s)) => STATS_MEASURES.contains(&s.as_str()),
+        Some(Value::List(items)) => items.iter().any(|m| matches!(m, Value::Str(s) if facts::needs_reference(s))),
+        Some(Value::Str(s)) => facts::needs_reference(s),
         _ => false,
     }
 }

@@ -1,5 +1,5 @@
 //! Helpers for the command-line tests: a project in a temp folder, the real `difflow`
-//! binary, and a test double of the worker process (a shell script that writes one file
+//! binary, and a test double of the worker process (a Python script that writes one file
 //! into the job's `out_dir`), to test the cache's commit, lock and crash semantics without
 //! libtorch.
 
@@ -18,24 +18,48 @@ sample gen { from = ddpm, sampler = ddim { steps = sweep(5, 10) }, count = 64, b
 plot pic = scatter { of = [pts, gen] }
 "#;
 
-/// The worker double: prints progress and a metric, writes `<kind>.txt` (with the
-/// instance name) into out_dir, and `grid.png` for a sample stage. With `FAIL_KIND=<kind>` it fails like a stage error
-/// (exit 2); with `CRASH_KIND=<kind>` it writes a partial file and dies by SIGKILL.
-const WORKER: &str = r#"#!/bin/sh
-job="$1"
-out=$(sed -n 's/^  "out_dir": "\(.*\)",$/\1/p' "$job")
-kind=$(sed -n 's/^  "kind": "\(.*\)",$/\1/p' "$job")
-inst=$(sed -n 's/^  "instance": "\(.*\)",$/\1/p' "$job")
-if [ -n "$LOG" ]; then echo "$inst" >> "$LOG"; fi
-echo '{"event":"begin","what":"working","total":2}'
-echo '{"event":"progress","done":1,"loss":0.5}'
-if [ "$kind" = "$FAIL_KIND" ]; then echo "error: the data file is missing" >&2; exit 2; fi
-if [ "$kind" = "$CRASH_KIND" ]; then echo partial > "$out/partial.txt"; kill -9 $$; fi
-if [ -n "$SLEEP" ]; then sleep "$SLEEP"; fi
-echo '{"event":"progress","done":2,"loss":0.25}'
-echo '{"event":"metric","name":"loss","value":0.25}'
-echo "$inst" > "$out/$kind.txt"
-if [ "$kind" = "sample" ]; then echo "$inst" > "$out/grid.png"; fi
+/// The worker double, in Python so that it reads the job file as JSON: prints progress
+/// and a metric, writes `<kind>.txt` (with the instance name) into out_dir, and `grid.png`
+/// for a sample stage. With `FAIL_KIND=<kind>` it fails like a stage error (exit 2); with
+/// `CRASH_KIND=<kind>` it writes a partial file and dies by SIGKILL; with `SLEEP=<s>` it
+/// sleeps before finishing; with `RENDEZVOUS=<dir>` and `RENDEZVOUS_KIND=<kind>` it
+/// waits until two workers of that kind are running at once (and fails after 60 s
+/// alone, so a run that never overlaps them fails instead of hanging).
+const WORKER: &str = r#"#!/usr/bin/env python3
+import json, os, signal, sys, time
+job = json.load(open(sys.argv[1]))
+out, kind, inst = job["out_dir"], job["kind"], job["instance"]
+env = os.environ.get
+if env("LOG"):
+    with open(env("LOG"), "a") as log:
+        log.write(inst + "\n")
+def event(**e):
+    print(json.dumps(e), flush=True)
+event(event="begin", what="working", total=2)
+event(event="progress", done=1, loss=0.5)
+if kind == env("FAIL_KIND"):
+    print("error: the data file is missing", file=sys.stderr)
+    sys.exit(2)
+if kind == env("CRASH_KIND"):
+    open(os.path.join(out, "partial.txt"), "w").write("partial\n")
+    os.kill(os.getpid(), signal.SIGKILL)
+if env("RENDEZVOUS") and kind == env("RENDEZVOUS_KIND"):
+    here = env("RENDEZVOUS")
+    open(os.path.join(here, inst), "w").close()
+    waited = 0.0
+    while len(os.listdir(here)) < 2:
+        if waited > 60:
+            print("error: no other worker ran alongside this one", file=sys.stderr)
+            sys.exit(2)
+        time.sleep(0.01)
+        waited += 0.01
+if env("SLEEP"):
+    time.sleep(float(env("SLEEP")))
+event(event="progress", done=2, loss=0.25)
+event(event="metric", name="loss", value=0.25)
+open(os.path.join(out, kind + ".txt"), "w").write(inst + "\n")
+if kind == "sample":
+    open(os.path.join(out, "grid.png"), "w").write(inst + "\n")
 "#;
 
 pub struct Project {

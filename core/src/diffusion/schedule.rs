@@ -19,6 +19,16 @@ pub enum ScheduleSpec {
 pub const SIGMOID_MAX_BETA: f64 = 0.999;
 
 impl ScheduleSpec {
+    /// Decodes a `schedule` config object as the front end fills it (every default
+    /// written, `kind` ignored): `{"kind": "schedule", "variant": "cosine", "steps": 100, …}`.
+    pub fn from_config(config: &serde_json::Value) -> Result<ScheduleSpec, String> {
+        let spec = ScheduleSpec::deserialize(config).map_err(|e| format!("the schedule {config}: {e}"))?;
+        if spec.steps() == 0 {
+            return Err("a schedule needs `steps` ≥ 1".into());
+        }
+        Ok(spec)
+    }
+
     pub fn steps(&self) -> usize {
         match self {
             ScheduleSpec::Linear { steps, .. }

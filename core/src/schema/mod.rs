@@ -1,7 +1,8 @@
-//! The one table of every kind, variant and key of the language (SPEC §1): type, default,
-//! range, one-line meaning and whether the key is part of a stage's cache key. The
-//! resolver and checker, `difflow doc`, `docs/language.md`, `difflow fmt` (key order) and
-//! the cache key all read it, so a kind or key is added here and nowhere else.
+//! The one table of every kind, variant and key of the language: type, default, range,
+//! one-line meaning and whether the key is part of a stage's cache key. The resolver
+//! (which fills every default, so the engine holds none), the checker, `difflow doc`,
+//! `docs/language.md` and the cache key all read it, so a kind or key is added here and
+//! nowhere else.
 
 mod table;
 
@@ -41,11 +42,6 @@ pub enum Type {
 impl Type {
     pub fn list(of: Type) -> Type {
         Type::List(Box::new(of))
-    }
-
-    /// Whether a list of this type collects whole families (lists of stages).
-    pub fn is_stage_list(&self) -> bool {
-        matches!(self, Type::List(inner) if matches!(**inner, Type::Stage(_)))
     }
 
     /// How the type reads in messages and in the reference.
@@ -189,7 +185,7 @@ pub struct KeySpec {
 pub struct VariantSpec {
     pub name: &'static str,
     pub doc: &'static str,
-    /// Keys in canonical order (the order `difflow fmt` and `difflow doc` use).
+    /// Keys in reference order (the order `difflow doc` and `docs/language.md` list them in).
     pub keys: Vec<KeySpec>,
     /// Groups of keys of which exactly one must be set (`steps` or `epochs`).
     pub exactly_one_of: Vec<&'static [&'static str]>,
@@ -256,25 +252,90 @@ pub fn is_config_kind(name: &str) -> bool {
     kind(name).is_some_and(|k| k.role == Role::Config)
 }
 
-/// The canonical key order of a variant (for `fmt` and docs).
-pub fn key_order(kind_name: &str, variant_name: &str) -> Vec<&'static str> {
-    variant(kind_name, variant_name).map(|v| v.keys.iter().map(|k| k.name).collect()).unwrap_or_default()
-}
-
 /// Names of the kinds a file may declare.
 pub fn writable_kind_names() -> Vec<&'static str> {
     kinds().iter().filter(|k| !k.hidden).map(|k| k.name).collect()
 }
 
-/// Facts about the built-in datasets the checker relies on.
-pub mod facts {
-    /// Classes of a fixed dataset variant (`None` when a key decides).
-    pub fn dataset_classes(variant: &str) -> Option<i64> {
-        match variant {
-            "mnist" | "fashion_mnist" | "cifar10" => Some(10),
-            "images" => Some(0),
-            _ => None,
+/// `params` of `kind`'s `variant` with the default of every absent key filled in, in
+/// nested config objects too (those with `kind` and `variant`): the JSON a pipeline's
+/// resolver would have produced. For jobs written by hand (tests, benchmarks); the
+/// engine never fills defaults itself.
+pub fn with_defaults(kind: &str, variant: &str, params: &serde_json::Value) -> serde_json::Value {
+    let mut out = params.clone();
+    let Some(object) = out.as_object_mut() else { return out };
+    for value in object.values_mut() {
+        let nested = |v: &serde_json::Value| {
+            let (Some(k), Some(var)) = (v.get("kind")?.as_str(), v.get("variant")?.as_str()) else { return None };
+            Some(with_defaults(k, var, v))
+        };
+        match value {
+            serde_json::Value::Array(items) => {
+                for item in items {
+                    if let Some(filled) = nested(item) {
+                        *item = filled;
+                    }
+                }
+            }
+            v => {
+                if let Some(filled) = nested(v) {
+                    *v = filled;
+                }
+            }
         }
+    }
+    for spec in variant_keys(kind, variant) {
+        if !object.contains_key(spec.name) {
+            if let Some(default) = default_value(spec) {
+                object.insert(spec.name.to_string(), default.to_json());
+            }
+        }
+    }
+    out
+}
+
+fn variant_keys(kind: &str, variant: &str) -> &'static [KeySpec] {
+    self::variant(kind, variant).map(|v| v.keys.as_slice()).unwrap_or_default()
+}
+
+/// Facts about the built-in datasets and measures, one home for the checker, the
+/// orchestrator, `difflow show` and the engine.
+pub mod facts {
+    /// Measures that compare the samples' feature statistics with a reference's, and so
+    /// need a `reference` and a hidden `stats` entry for each side.
+    pub const REFERENCE_MEASURES: &[&str] = &["fid", "kid", "precision", "recall"];
+
+    pub fn needs_reference(measure: &str) -> bool {
+        REFERENCE_MEASURES.contains(&measure)
+    }
+
+    /// What a dataset declaration holds, known from its variant and keys alone.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct DataShape {
+        /// Vectors (toy points) rather than images.
+        pub points: bool,
+        /// Image channels, or the dimension of points.
+        pub channels: i64,
+        /// Image side in pixels (0 for points).
+        pub size: i64,
+        pub classes: i64,
+    }
+
+    /// The shape of a dataset `variant` whose keys read as `int` and `text` (None while a
+    /// key it needs is unknown).
+    pub fn dataset_shape<'a>(
+        variant: &str,
+        int: impl Fn(&str) -> Option<i64>,
+        text: impl Fn(&str) -> Option<&'a str>,
+    ) -> Option<DataShape> {
+        let images = |channels, size, classes| DataShape { points: false, channels, size, classes };
+        Some(match variant {
+            "mnist" | "fashion_mnist" => images(1, int("size")?, int("classes")?),
+            "cifar10" => images(3, 32, 10),
+            "images" => images(int("channels")?, int("size")?, 0),
+            "toy" => DataShape { points: true, channels: 2, size: 0, classes: toy_classes(text("shape")?) },
+            _ => return None,
+        })
     }
 
     /// Labels of a toy shape: gaussians8 has one label per mode, moons one per moon,

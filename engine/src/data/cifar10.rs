@@ -17,8 +17,6 @@ use anyhow::{anyhow, bail, Context, Result};
 use rayon::prelude::*;
 
 use super::images::ImageSet;
-use super::store::Dataset;
-use crate::params::Params;
 
 const RECORD: usize = 1 + 3072;
 const WHERE_TO_GET: &str = "download cifar-10-binary.tar.gz or cifar-10-python.tar.gz from \
@@ -539,16 +537,4 @@ pub mod pickle {
         }
         Ok(out)
     }
-}
-
-/// The `cifar10` dataset stage: {path, split, flip, limit}. `flip` is recorded in the
-/// dataset's meta; the training stages apply it.
-pub fn from_params(params: &Params) -> Result<Dataset> {
-    let path = PathBuf::from(params.str("path")?);
-    let set = load(&path, params.str_or("split", "train")?)?;
-    let set = match params.opt_usize("limit")? {
-        Some(limit) => set.select(None, Some(limit))?,
-        None => set,
-    };
-    set.into_dataset(params.bool_or("flip", false)?)
 }

@@ -11,7 +11,7 @@ use rayon::prelude::*;
 use tch::Tensor;
 
 use super::store::{DataMeta, DataType, Dataset};
-use crate::params::Params;
+use serde::Deserialize;
 
 /// Decoded images as uint8 `[N, C, H, W]` (row-major, channel planes) with int labels in
 /// `0..classes`. Scaling to [-1, 1] happens at training time.
@@ -263,9 +263,17 @@ impl ImageSet {
     }
 }
 
-/// The `images` dataset stage: {path, size, channels, limit}.
-pub fn from_params(params: &Params) -> Result<Dataset> {
-    let path = PathBuf::from(params.str("path")?);
-    let limit = params.opt_usize("limit")?;
-    load_folder(&path, params.opt_usize("size")?, params.usize_or("channels", 3)?, limit)?.into_dataset(false)
+/// The parameters of an `images` dataset stage.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ImagesParams {
+    pub path: PathBuf,
+    /// Unset: the images' own size.
+    pub size: Option<usize>,
+    pub channels: usize,
+    pub limit: Option<usize>,
+}
+
+/// The `images` dataset stage.
+pub fn from_params(p: &ImagesParams) -> Result<Dataset> {
+    load_folder(&p.path, p.size, p.channels, p.limit)?.into_dataset(false)
 }

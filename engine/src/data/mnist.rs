@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 
 use super::images::ImageSet;
 use super::store::Dataset;
-use crate::params::Params;
+use serde::Deserialize;
 
 pub const IMAGES_MAGIC: u32 = 2051;
 pub const LABELS_MAGIC: u32 = 2049;
@@ -208,10 +208,20 @@ pub fn load(dir: &Path, split: &str, flavour: Flavour) -> Result<ImageSet> {
     })
 }
 
-/// The `mnist` / `fashion_mnist` dataset stage: {path, split, size, limit, classes}.
-pub fn from_params(params: &Params, flavour: Flavour) -> Result<Dataset> {
-    let path = PathBuf::from(params.str("path")?);
-    let set = load(&path, params.str_or("split", "train")?, flavour)?;
-    let set = set.select(params.opt_usize("classes")?, params.opt_usize("limit")?)?;
-    set.to_size(params.usize_or("size", 28)?)?.into_dataset(false)
+/// The `mnist` / `fashion_mnist` dataset stage.
+pub fn from_params(p: &MnistParams, flavour: Flavour) -> Result<Dataset> {
+    let set = load(&p.path, &p.split, flavour)?;
+    let set = set.select(Some(p.classes), p.limit)?;
+    set.to_size(p.size)?.into_dataset(false)
+}
+
+/// The parameters of an `mnist` or `fashion_mnist` dataset stage.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MnistParams {
+    pub path: PathBuf,
+    pub split: String,
+    pub size: usize,
+    pub limit: Option<usize>,
+    /// Keep only labels 0…N−1.
+    pub classes: usize,
 }

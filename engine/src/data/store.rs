@@ -2,7 +2,7 @@
 //! [N,D], and `labels` int64 [N]) plus `meta.json` ([`DataMeta`]). Sample stages write
 //! `samples.safetensors` in the same layout, so anything that reads data reads samples.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -100,16 +100,9 @@ impl Dataset {
         let Some(path) = file else {
             bail!("{} holds neither {DATA_FILE} nor {SAMPLES_FILE}", dir.display());
         };
-        let tensors = Tensor::read_safetensors(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        let take = |name: &str| {
-            tensors
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, t)| t.shallow_clone())
-                .with_context(|| format!("{} has no tensor `{name}`", path.display()))
-        };
+        let file = TensorFile::read(&path)?;
         let key = if meta.is_images() { "images" } else { "points" };
-        let dataset = Dataset::new(meta, take(key)?, take("labels")?)
+        let dataset = Dataset::new(meta, file.take(key)?, file.take("labels")?)
             .with_context(|| format!("{} does not match its meta.json", path.display()))?;
         Ok(dataset)
     }
@@ -130,4 +123,26 @@ pub fn to_unit_range(images: &Tensor) -> Tensor {
 /// float [-1, 1] → uint8 [0, 255] (rounded, clamped).
 pub fn to_uint8(images: &Tensor) -> Tensor {
     ((images.to_kind(Kind::Float) + 1.0) * 127.5).round().clamp(0.0, 255.0).to_kind(Kind::Uint8)
+}
+
+/// The named tensors of a safetensors file, taken by name with errors that name the file.
+pub struct TensorFile {
+    path: PathBuf,
+    tensors: Vec<(String, Tensor)>,
+}
+
+impl TensorFile {
+    pub fn read(path: &Path) -> Result<TensorFile> {
+        let tensors = Tensor::read_safetensors(path).with_context(|| format!("cannot read {}", path.display()))?;
+        Ok(TensorFile { path: path.to_path_buf(), tensors })
+    }
+
+    /// The tensor called `name` (sharing its storage).
+    pub fn take(&self, name: &str) -> Result<Tensor> {
+        self.tensors
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, t)| t.shallow_clone())
+            .with_context(|| format!("{} has no tensor `{name}`", self.path.display()))
+    }
 }

@@ -22,17 +22,6 @@ pub enum LossType {
 /// IDDPM's λ for the hybrid loss.
 pub const HYBRID_LAMBDA: f64 = 0.001;
 
-impl LossType {
-    pub fn parse(name: &str) -> Result<LossType> {
-        Ok(match name {
-            "simple" => LossType::Simple,
-            "hybrid" => LossType::Hybrid,
-            "vlb" => LossType::Vlb,
-            other => bail!("unknown loss `{other}`: use \"simple\", \"hybrid\" or \"vlb\""),
-        })
-    }
-}
-
 impl Process {
     /// The per-item loss [B] at indices `t` for x_t = q_sample(x₀, t, noise) and the network's
     /// `output` on it.

@@ -14,12 +14,11 @@ pub mod sampler;
 pub mod vlb;
 
 use anyhow::{bail, Result};
-use difflow_core::diffusion::schedule::{DiffusionTables, ScheduleSpec};
+use difflow_core::diffusion::schedule::DiffusionTables;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
 use crate::models::{ModelSpec, Prediction};
-use crate::params::Params;
 
 /// The variance Σ_θ(x_t, t) of the reverse step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,38 +52,6 @@ impl DataSpace {
     pub fn points(bound: Option<f64>) -> DataSpace {
         DataSpace { clip: bound, discrete: false }
     }
-}
-
-/// Builds the schedule from a `schedule` config object, with SPEC §1's defaults.
-pub fn schedule_from_config(config: &Params) -> Result<ScheduleSpec> {
-    let steps = config.usize("steps")?;
-    if steps == 0 {
-        bail!("a schedule needs `steps` ≥ 1");
-    }
-    let zero_terminal_snr = config.bool_or("zero_terminal_snr", false)?;
-    Ok(match config.variant()? {
-        "linear" => ScheduleSpec::Linear {
-            steps,
-            start: config.f64_or("start", 1e-4)?,
-            end: config.f64_or("end", 0.02)?,
-            scale_with_steps: config.bool_or("scale_with_steps", true)?,
-            zero_terminal_snr,
-        },
-        "cosine" => ScheduleSpec::Cosine {
-            steps,
-            s: config.f64_or("s", 0.008)?,
-            max_beta: config.f64_or("max_beta", 0.999)?,
-            zero_terminal_snr,
-        },
-        "sigmoid" => ScheduleSpec::Sigmoid {
-            steps,
-            start: config.f64_or("start", -3.0)?,
-            end: config.f64_or("end", 3.0)?,
-            tau: config.f64_or("tau", 1.0)?,
-            zero_terminal_snr,
-        },
-        other => bail!("unknown schedule `{other}`: use linear, cosine or sigmoid"),
-    })
 }
 
 /// The float64 tables as tensors on one device.
@@ -361,25 +328,18 @@ impl Process {
         Denoised { eps, x0, mean, ..d }
     }
 
-    /// One ancestral step: x_{t−1} = μ + [t > 0] exp(½ log Σ) z.
-    pub fn ddpm_step(&self, d: &Denoised, t: &Tensor, noise: &Tensor) -> Tensor {
-        let nonzero = self.nonzero_mask(t, &d.mean);
-        &d.mean + nonzero * (&d.log_variance * 0.5).exp() * noise
+    /// ᾱ at the process indices `t`, shaped to broadcast against `like`.
+    pub fn alpha_bar_at(&self, t: &Tensor, like: &Tensor) -> Tensor {
+        self.at(&self.coef.alphas_cumprod, t, like)
     }
 
-    /// One DDIM step (Song et al. 2021, eq. 12) with η: x_{t−1} = √ᾱ' x̂₀ +
-    /// √(1 − ᾱ' − σ²) ε̂ + σ z, σ = η √((1−ᾱ')/(1−ᾱ)) √(1 − ᾱ/ᾱ'), ᾱ' = ᾱ_prev (1 at index 0).
-    pub fn ddim_step(&self, d: &Denoised, xt: &Tensor, t: &Tensor, eta: f64, noise: &Tensor) -> Tensor {
-        let ab = self.at(&self.coef.alphas_cumprod, t, xt);
-        let ab_prev = self.at(&self.coef.alphas_cumprod_prev, t, xt);
-        let sigma = ((-&ab_prev + 1.0) / (-&ab + 1.0)).sqrt() * (-(&ab / &ab_prev) + 1.0).sqrt() * eta;
-        let dir = (-&ab_prev + 1.0 - sigma.square()).clamp_min(0.0).sqrt() * &d.eps;
-        let mean = ab_prev.sqrt() * &d.x0 + dir;
-        let nonzero = self.nonzero_mask(t, xt);
-        mean + nonzero * sigma * noise
+    /// ᾱ before the process indices `t` (1 at index 0), shaped to broadcast against `like`.
+    pub fn alpha_bar_prev_at(&self, t: &Tensor, like: &Tensor) -> Tensor {
+        self.at(&self.coef.alphas_cumprod_prev, t, like)
     }
 
-    fn nonzero_mask(&self, t: &Tensor, like: &Tensor) -> Tensor {
+    /// 1 where t > 0, 0 at the last step (which adds no noise), shaped like `like`'s batch.
+    pub fn nonzero_mask(&self, t: &Tensor, like: &Tensor) -> Tensor {
         let mut shape = vec![-1i64];
         shape.extend(std::iter::repeat_n(1, like.dim().saturating_sub(1)));
         t.ne(0).to_kind(like.kind()).view(shape.as_slice())

@@ -1,5 +1,8 @@
-//! Reverse processes: ancestral DDPM (respaced), DDIM with η, DPM-Solver++ 2M; with CFG or
-//! classifier guidance, per-sample noise and an optional trajectory.
+//! Reverse processes: ancestral DDPM (respaced), DDIM with η, multistep DPM-Solver++ of
+//! order 1–3; with CFG or classifier guidance, per-sample noise and an optional trajectory.
+//! Each sampler's config, timesteps and step rule live here and nowhere else: a new
+//! sampler is its schema entry, a variant of [`Sampler`] with its arms below, and a
+//! reference test.
 
 use anyhow::{bail, Result};
 use difflow_core::diffusion::schedule::{space_timesteps, DiffusionTables, Spacing};
@@ -11,67 +14,51 @@ use super::noise::{SampleNoise, STREAM_INIT};
 use super::vlb::ModelFn;
 use super::{DataSpace, Denoised, Process, VarianceType};
 use crate::models::{Classifier, ModelSpec};
-use crate::params::Params;
 
+/// A `sampler` config object (`kind` ignored), decoded by its variant.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "variant", rename_all = "snake_case")]
 pub enum Sampler {
-    Ddpm { variance: VarianceType, steps: usize },
-    Ddim { steps: usize, eta: f64, spacing: Spacing },
-    DpmSolver { steps: usize, order: usize },
+    /// `steps` unset: every step of the schedule.
+    Ddpm {
+        variance: VarianceType,
+        steps: Option<usize>,
+    },
+    Ddim {
+        steps: usize,
+        eta: f64,
+        spacing: Spacing,
+    },
+    DpmSolver {
+        steps: usize,
+        order: usize,
+    },
 }
 
 impl Sampler {
-    /// From a `sampler` config object; `steps` defaults to the schedule's.
-    pub fn from_config(config: &Params, schedule_steps: usize) -> Result<Sampler> {
-        // Defaults as the schema's: ddpm every step, ddim 50, dpm_solver 20 (capped by the schedule).
-        let default_steps = match config.variant()? {
-            "ddim" => 50.min(schedule_steps),
-            "dpm_solver" => 20.min(schedule_steps),
-            _ => schedule_steps,
-        };
-        let steps = config.usize_or("steps", default_steps)?;
+    /// Whether the sampler's steps fit the schedule the model was trained on.
+    pub fn check_steps(&self, schedule_steps: usize) -> Result<()> {
+        let steps = self.steps(schedule_steps);
         if steps == 0 || steps > schedule_steps {
             bail!("sampler steps must be in 1..={schedule_steps} (the schedule's steps), not {steps}");
         }
-        Ok(match config.variant()? {
-            "ddpm" => Sampler::Ddpm {
-                variance: match config.str_or("variance", "fixed_small")? {
-                    "fixed_small" => VarianceType::FixedSmall,
-                    "fixed_large" => VarianceType::FixedLarge,
-                    "learned" => VarianceType::Learned,
-                    other => bail!("unknown variance `{other}`: use fixed_small, fixed_large or learned"),
-                },
-                steps,
-            },
-            "ddim" => {
-                let eta = config.f64_or("eta", 0.0)?;
-                if !(0.0..=1.0).contains(&eta) {
-                    bail!("ddim's `eta` must be in [0, 1], not {eta}");
-                }
-                let spacing = match config.str_or("spacing", "uniform")? {
-                    "uniform" => Spacing::Uniform,
-                    "quadratic" => Spacing::Quadratic,
-                    "trailing" => Spacing::Trailing,
-                    other => bail!("unknown spacing `{other}`: use uniform, quadratic or trailing"),
-                };
-                Sampler::Ddim { steps, eta, spacing }
-            }
-            "dpm_solver" => {
-                let order = config.usize_or("order", 2)?;
-                if !(1..=3).contains(&order) {
-                    bail!("dpm_solver's `order` must be 1, 2 or 3, not {order}");
-                }
-                Sampler::DpmSolver { steps, order }
-            }
-            other => bail!("unknown sampler `{other}`: use ddpm, ddim or dpm_solver"),
-        })
+        Ok(())
+    }
+
+    /// Network evaluations per sample.
+    pub fn steps(&self, schedule_steps: usize) -> usize {
+        match *self {
+            Sampler::Ddpm { steps, .. } => steps.unwrap_or(schedule_steps),
+            Sampler::Ddim { steps, .. } | Sampler::DpmSolver { steps, .. } => steps,
+        }
     }
 
     /// The original timesteps this sampler visits (ascending).
     pub fn timesteps(&self, schedule_steps: usize) -> Vec<usize> {
         match *self {
-            Sampler::Ddpm { steps, .. } => space_timesteps(schedule_steps, steps, Spacing::Uniform),
+            Sampler::Ddpm { steps, .. } => {
+                space_timesteps(schedule_steps, steps.unwrap_or(schedule_steps), Spacing::Uniform)
+            }
             // Multistep solvers need even steps in λ near the end: trailing spacing stops at
             // t ≈ T/N and jumps to x₀ from there (as diffusers' default `linspace` spacing
             // does); ending on t = 0 makes the 2nd/3rd-order updates less accurate than DDIM
@@ -158,7 +145,7 @@ impl SampleSetup<'_> {
             x = match *self.sampler {
                 Sampler::Ddpm { .. } => {
                     let z = self.noise.normal(indices, k as u64, self.item_shape, self.device);
-                    process.ddpm_step(&d, &t, &z)
+                    ddpm_step(process, &d, &t, &z)
                 }
                 Sampler::Ddim { eta, .. } => {
                     let z = if eta > 0.0 {
@@ -166,7 +153,7 @@ impl SampleSetup<'_> {
                     } else {
                         x.zeros_like()
                     };
-                    process.ddim_step(&d, &x, &t, eta, &z)
+                    ddim_step(process, &d, &x, &t, eta, &z)
                 }
                 Sampler::DpmSolver { order, .. } => {
                     let (ab_s, ab_t) = (process.alpha_bar(k), process.alpha_bar_prev(k));
@@ -227,6 +214,24 @@ impl SampleSetup<'_> {
             _ => d,
         })
     }
+}
+
+/// One ancestral step: x_{t−1} = μ + [t > 0] exp(½ log Σ) z.
+pub fn ddpm_step(process: &Process, d: &Denoised, t: &Tensor, noise: &Tensor) -> Tensor {
+    let nonzero = process.nonzero_mask(t, &d.mean);
+    &d.mean + nonzero * (&d.log_variance * 0.5).exp() * noise
+}
+
+/// One DDIM step (Song et al. 2021, eq. 12) with η: x_{t−1} = √ᾱ' x̂₀ +
+/// √(1 − ᾱ' − σ²) ε̂ + σ z, σ = η √((1−ᾱ')/(1−ᾱ)) √(1 − ᾱ/ᾱ'), ᾱ' = ᾱ_prev (1 at index 0).
+pub fn ddim_step(process: &Process, d: &Denoised, xt: &Tensor, t: &Tensor, eta: f64, noise: &Tensor) -> Tensor {
+    let ab = process.alpha_bar_at(t, xt);
+    let ab_prev = process.alpha_bar_prev_at(t, xt);
+    let sigma = ((-&ab_prev + 1.0) / (-&ab + 1.0)).sqrt() * (-(&ab / &ab_prev) + 1.0).sqrt() * eta;
+    let dir = (-&ab_prev + 1.0 - sigma.square()).clamp_min(0.0).sqrt() * &d.eps;
+    let mean = ab_prev.sqrt() * &d.x0 + dir;
+    let nonzero = process.nonzero_mask(t, xt);
+    mean + nonzero * sigma * noise
 }
 
 /// λ = log(α/σ) = ½ log(ᾱ / (1 − ᾱ)): −∞ at ᾱ = 0, +∞ at ᾱ = 1.

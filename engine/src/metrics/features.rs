@@ -5,12 +5,12 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use difflow_core::job::Job;
+use difflow_core::job::{Job, StageRef};
+use serde::Deserialize;
 use tch::{Device, Kind, Tensor};
 
 use super::inception::{self, InceptionV3, Precision};
 use crate::data::store::to_unit_range;
-use crate::params::Params;
 use crate::stages::classifier::{self, LoadedClassifier};
 
 /// The stats entry's file of per-item features (f32 `features` [N, D], and for Inception the
@@ -26,18 +26,29 @@ fn batch_size(device: Device) -> usize {
     }
 }
 
+/// The keys that choose a feature extractor, shared by `stats`, `metrics` and the `curve` plot.
+#[derive(Debug, Clone, Deserialize)]
+pub struct FeatureKeys {
+    pub features: Features,
+    pub inception_weights: Option<PathBuf>,
+}
+
+/// `features = "inception"` or a classifier stage.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum Features {
+    Stage(StageRef),
+    Named(String),
+}
+
 /// The Inception weights a stage uses: its own `inception_weights`, else `difflow.toml`'s.
-pub fn inception_weights(job: &Job, params: &Params) -> Option<PathBuf> {
-    params
-        .get("inception_weights")
-        .and_then(|v| v.as_str())
-        .map(PathBuf::from)
-        .or_else(|| job.settings.inception_weights.clone())
+pub fn inception_weights(job: &Job, keys: &FeatureKeys) -> Option<PathBuf> {
+    keys.inception_weights.clone().or_else(|| job.settings.inception_weights.clone())
 }
 
 /// Loads the Inception network a stage asks for (float32: reference-comparable FID).
-pub fn load_inception(job: &Job, params: &Params, device: Device) -> Result<InceptionV3> {
-    let Some(path) = inception_weights(job, params) else {
+pub fn load_inception(job: &Job, keys: &FeatureKeys, device: Device) -> Result<InceptionV3> {
+    let Some(path) = inception_weights(job, keys) else {
         bail!(inception::missing_weights_message(None));
     };
     InceptionV3::load(&path, device, Precision::F32)
@@ -57,15 +68,14 @@ pub enum Extractor {
 }
 
 impl Extractor {
-    /// The extractor named by the stage's `features` key (default "inception").
-    pub fn from_params(job: &Job, params: &Params, device: Device) -> Result<Extractor> {
-        match params.get("features") {
-            None => Ok(Extractor::Inception(load_inception(job, params, device)?)),
-            Some(v) if v.as_str() == Some("inception") => {
-                Ok(Extractor::Inception(load_inception(job, params, device)?))
+    /// The extractor named by the stage's `features` key.
+    pub fn from_keys(job: &Job, keys: &FeatureKeys, device: Device) -> Result<Extractor> {
+        match &keys.features {
+            Features::Named(name) if name == "inception" => {
+                Ok(Extractor::Inception(load_inception(job, keys, device)?))
             }
-            Some(v) if v.get("$stage").is_some() => {
-                let (name, input) = params.stage(job, "features")?;
+            Features::Stage(stage) => {
+                let (name, input) = crate::params::input(job, stage)?;
                 if input.kind != "classifier" {
                     bail!("`features = {name}` must name a classifier stage (it is a `{}` stage)", input.kind);
                 }
@@ -73,7 +83,7 @@ impl Extractor {
                     .with_context(|| format!("cannot load the classifier `{name}` used as feature extractor"))?;
                 Ok(Extractor::Classifier { name: name.to_string(), classifier, device })
             }
-            Some(other) => bail!("`features` must be \"inception\" or a classifier stage, not {other}"),
+            Features::Named(other) => bail!("`features` must be \"inception\" or a classifier stage, not {other:?}"),
         }
     }
 
@@ -147,21 +157,21 @@ fn classifier_features(
 /// Extractors loaded on first use (the Inception weights are 95 MB).
 pub struct Extractors<'a> {
     job: &'a Job,
-    params: Params<'a>,
+    keys: &'a FeatureKeys,
     device: Device,
     main: Option<Extractor>,
     inception: Option<InceptionV3>,
 }
 
 impl<'a> Extractors<'a> {
-    pub fn new(job: &'a Job, params: Params<'a>, device: Device) -> Self {
-        Extractors { job, params, device, main: None, inception: None }
+    pub fn new(job: &'a Job, keys: &'a FeatureKeys, device: Device) -> Self {
+        Extractors { job, keys, device, main: None, inception: None }
     }
 
     /// The extractor of `features` (Inception or a classifier).
     pub fn main(&mut self) -> Result<&Extractor> {
         if self.main.is_none() {
-            self.main = Some(Extractor::from_params(self.job, &self.params, self.device)?);
+            self.main = Some(Extractor::from_keys(self.job, self.keys, self.device)?);
         }
         Ok(self.main.as_ref().unwrap())
     }
@@ -172,12 +182,12 @@ impl<'a> Extractors<'a> {
             return Ok(net);
         }
         if self.inception.is_none() {
-            self.inception = Some(load_inception(self.job, &self.params, self.device)?);
+            self.inception = Some(load_inception(self.job, self.keys, self.device)?);
         }
         Ok(self.inception.as_ref().unwrap())
     }
 
     pub fn features_are_inception(&self) -> bool {
-        self.params.get("features").is_none_or(|v| v.as_str() == Some("inception"))
+        matches!(&self.keys.features, Features::Named(name) if name == "inception")
     }
 }

@@ -43,15 +43,8 @@ impl FeatureStats {
     }
 
     pub fn read(path: &Path) -> Result<FeatureStats> {
-        let tensors = Tensor::read_safetensors(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let take = |name: &str| {
-            tensors
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, t)| t.to_kind(Kind::Double))
-                .with_context(|| format!("{} has no tensor `{name}`", path.display()))
-        };
-        let (mu, sigma) = (take("mu")?, take("sigma")?);
+        let file = crate::data::store::TensorFile::read(path)?;
+        let (mu, sigma) = (file.take("mu")?.to_kind(Kind::Double), file.take("sigma")?.to_kind(Kind::Double));
         let d = mu.size()[0];
         if mu.dim() != 1 || sigma.size() != [d, d] {
             bail!("{}: `mu` {:?} and `sigma` {:?} do not match", path.display(), mu.size(), sigma.size());

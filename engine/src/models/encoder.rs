@@ -4,62 +4,17 @@
 //! classifier guidance) embeds the timestep like the UNet; a clean one has no time
 //! embedding at all. The class count comes from the data.
 
-use anyhow::{Context, Result};
-use serde::{Deserialize, Serialize};
+use anyhow::{anyhow, Result};
+use difflow_core::unet::ConvNet;
 use tch::nn::{self, Module};
 use tch::Tensor;
 
 use super::layers::{linear, norm_groups, Block, TimeEmbed};
-use super::unet::{down_half, levels, middle, strip_kind, LevelInfo, UNetConfig};
-
-fn one() -> i64 {
-    1
-}
-
-/// The `encoder` model config as the job carries it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EncoderConfig {
-    pub channels: i64,
-    pub mults: Vec<i64>,
-    pub res_blocks: i64,
-    #[serde(default)]
-    pub attention: Vec<i64>,
-    #[serde(default = "one")]
-    pub heads: i64,
-    #[serde(default)]
-    pub dropout: f64,
-    #[serde(default)]
-    pub scale_shift: bool,
-}
-
-impl EncoderConfig {
-    pub fn from_json(value: &serde_json::Value) -> Result<Self> {
-        let cfg: EncoderConfig =
-            serde_json::from_value(strip_kind(value)).context("reading the encoder model config")?;
-        cfg.as_unet().validate()?;
-        Ok(cfg)
-    }
-
-    /// The same levels as a UNet config (for validation and resolutions).
-    pub fn as_unet(&self) -> UNetConfig {
-        UNetConfig {
-            channels: self.channels,
-            mults: self.mults.clone(),
-            res_blocks: self.res_blocks,
-            attention: self.attention.clone(),
-            heads: self.heads,
-            dropout: self.dropout,
-            scale_shift: self.scale_shift,
-            classes: 0,
-            learn_sigma: false,
-            prediction: "eps".into(),
-        }
-    }
-}
+use super::unet::{down_half, levels, middle, LevelInfo};
 
 #[derive(Debug)]
 pub struct Encoder {
-    pub config: EncoderConfig,
+    pub config: ConvNet,
     pub in_channels: i64,
     pub size: i64,
     pub classes: i64,
@@ -74,21 +29,20 @@ impl Encoder {
     /// `noisy`: embed the timestep (a classifier of x_t for guidance).
     pub fn new(
         vs: &nn::Path,
-        config: &EncoderConfig,
+        config: &ConvNet,
         in_channels: i64,
         size: i64,
         classes: i64,
         noisy: bool,
     ) -> Result<Self> {
-        // The encoder is the UNet's down half: build it from the same config.
-        let levels_config = config.as_unet();
-        let resolutions = levels_config.resolutions(size)?;
+        // The encoder is the UNet's down half, built from the same keys by the same code.
+        let resolutions = config.resolutions("encoder", size).map_err(|e| anyhow!(e))?;
         anyhow::ensure!(classes >= 2, "a classifier needs at least 2 classes in its data (got {classes})");
         let emb_dim = 4 * config.channels;
         let emb = noisy.then_some(emb_dim);
         let time_embed = noisy.then(|| TimeEmbed::new(vs / "time_embed", config.channels, emb_dim));
-        let (input_blocks, _, ch) = down_half(&(vs / "input_blocks"), &levels_config, in_channels, &resolutions, emb);
-        let middle_block = middle(&(vs / "middle_block"), ch, emb, &levels_config);
+        let (input_blocks, _, ch) = down_half(&(vs / "input_blocks"), config, in_channels, &resolutions, emb);
+        let middle_block = middle(&(vs / "middle_block"), ch, emb, config);
         Ok(Encoder {
             config: config.clone(),
             in_channels,
@@ -128,7 +82,7 @@ impl Encoder {
     }
 
     pub fn levels(&self) -> Vec<LevelInfo> {
-        levels(self.config.channels, &self.config.mults, &self.config.attention, self.size)
+        levels(&self.config, self.size)
     }
 }
 
@@ -147,11 +101,8 @@ impl Encoder {
     ) -> Result<Self> {
         let (channels, size) = super::unet::image_shape(data, "encoder")?;
         let noisy = config.get(NOISY_KEY).and_then(serde_json::Value::as_bool).unwrap_or(false);
-        let mut plain = config.clone();
-        if let Some(map) = plain.as_object_mut() {
-            map.remove(NOISY_KEY);
-        }
-        Encoder::new(root, &EncoderConfig::from_json(&plain)?, channels, size, classes as i64, noisy)
+        let net = crate::params::decode::<ConvNet>(config, "the encoder model config")?;
+        Encoder::new(root, &net, channels, size, classes as i64, noisy)
     }
 }
 

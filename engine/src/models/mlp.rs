@@ -9,10 +9,16 @@ use tch::Tensor;
 
 use super::{timestep_embedding, Denoiser, ModelSpec};
 use crate::data::DataMeta;
-use crate::params::Params;
+use serde::{Deserialize, Serialize};
 
-pub const DEFAULT_HIDDEN: usize = 256;
-pub const DEFAULT_LAYERS: usize = 3;
+/// The `mlp` model config as the job carries it (`kind`/`variant` are ignored).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MlpConfig {
+    pub hidden: usize,
+    pub layers: usize,
+    #[serde(flatten)]
+    pub spec: ModelSpec,
+}
 
 pub struct Mlp {
     hidden: i64,
@@ -32,13 +38,13 @@ struct Block {
 }
 
 impl Mlp {
-    pub fn new(root: &nn::Path, config: &Params, data: &DataMeta) -> Result<Mlp> {
+    pub fn new(root: &nn::Path, config: &MlpConfig, data: &DataMeta) -> Result<Mlp> {
         if data.is_images() || data.shape.len() != 1 {
             bail!("an `mlp` model needs vector data (points), but the data has items of shape {:?}", data.shape);
         }
-        let spec = ModelSpec::from_config(config)?;
-        let hidden = config.usize_or("hidden", DEFAULT_HIDDEN)? as i64;
-        let layers = config.usize_or("layers", DEFAULT_LAYERS)?;
+        let spec = config.spec;
+        let hidden = config.hidden as i64;
+        let layers = config.layers;
         if hidden == 0 {
             bail!("an `mlp` needs `hidden` ≥ 1");
         }

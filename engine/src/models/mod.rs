@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};
 
 use crate::data::DataMeta;
-use crate::params::Params;
+use crate::params::decode;
+use difflow_core::unet::ConvNet;
 
 /// A denoising network ε_θ(x_t, t, y) (or its v / x₀ counterpart).
 pub trait Denoiser: Send {
@@ -54,28 +55,27 @@ pub struct ModelSpec {
 }
 
 impl ModelSpec {
-    pub fn from_config(config: &Params) -> Result<ModelSpec> {
-        let prediction = match config.str_or("prediction", "eps")? {
-            "eps" => Prediction::Eps,
-            "v" => Prediction::V,
-            "x0" => Prediction::X0,
-            other => bail!("unknown prediction `{other}`: use \"eps\", \"v\" or \"x0\""),
-        };
-        Ok(ModelSpec {
-            classes: config.usize_or("classes", 0)?,
-            learn_sigma: config.bool_or("learn_sigma", false)?,
-            prediction,
-        })
+    /// The denoising keys of a `model` config object (its other keys are ignored).
+    pub fn from_config(config: &serde_json::Value) -> Result<ModelSpec> {
+        decode(config, "the model config")
     }
+}
+
+/// A `model` config object, decoded by its variant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "variant", rename_all = "snake_case")]
+pub enum ModelConfig {
+    Unet(unet::UNetConfig),
+    Mlp(mlp::MlpConfig),
+    Encoder(ConvNet),
 }
 
 /// Builds the denoiser that `config` (a `model` config object) describes, for data `data`.
 pub fn build_denoiser(root: &nn::Path, config: &serde_json::Value, data: &DataMeta) -> Result<Box<dyn Denoiser>> {
-    let params = Params::new(config, "model");
-    match params.variant()? {
-        "mlp" => Ok(Box::new(mlp::Mlp::new(root, &params, data)?)),
-        "unet" => Ok(Box::new(unet::UNet::from_config(root, config, data)?)),
-        other => bail!("the model variant `{other}` cannot denoise (available: unet, mlp)"),
+    match decode::<ModelConfig>(config, "the model config")? {
+        ModelConfig::Mlp(mlp) => Ok(Box::new(mlp::Mlp::new(root, &mlp, data)?)),
+        ModelConfig::Unet(unet) => Ok(Box::new(unet::UNet::from_config(root, &unet, data)?)),
+        ModelConfig::Encoder(_) => bail!("the model variant `encoder` cannot denoise (available: unet, mlp)"),
     }
 }
 
@@ -104,8 +104,7 @@ pub fn build_classifier(
     data: &DataMeta,
     classes: usize,
 ) -> Result<Box<dyn Classifier>> {
-    let params = Params::new(config, "model");
-    match params.variant()? {
+    match config.get("variant").and_then(serde_json::Value::as_str).unwrap_or("(none)") {
         "encoder" => Ok(Box::new(encoder::Encoder::from_config(root, config, data, classes)?)),
         other => bail!("the model variant `{other}` cannot classify (available: encoder)"),
     }

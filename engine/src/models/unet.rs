@@ -7,97 +7,24 @@
 //! attention at 16×16, 3×32×32 input) has 35,746,307 parameters, as in the paper's code
 //! and in `bench/unet_reference.py`.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
+use difflow_core::unet::ConvNet;
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module};
 use tch::Tensor;
 
 use super::layers::{conv2d, group_norm, AttentionBlock, Block, Downsample, Layer, ResBlock, TimeEmbed, Upsample};
+use super::ModelSpec;
 
-fn one() -> i64 {
-    1
-}
-
-fn eps() -> String {
-    "eps".into()
-}
-
-/// The `unet` model config as the job carries it (SPEC §1; `kind`/`variant` are ignored).
+/// The `unet` model config as the job carries it (`kind`/`variant` are ignored): the conv
+/// net shared with the encoder, and what the output means (the net is the same for ε, v
+/// and x₀).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UNetConfig {
-    pub channels: i64,
-    pub mults: Vec<i64>,
-    pub res_blocks: i64,
-    /// Feature-map sizes (e.g. 16 for 16×16) at which blocks get self-attention.
-    #[serde(default)]
-    pub attention: Vec<i64>,
-    #[serde(default = "one")]
-    pub heads: i64,
-    #[serde(default)]
-    pub dropout: f64,
-    #[serde(default)]
-    pub scale_shift: bool,
-    #[serde(default)]
-    pub classes: i64,
-    #[serde(default)]
-    pub learn_sigma: bool,
-    /// ε, v or x₀: what the output means; the net is the same for all three.
-    #[serde(default = "eps")]
-    pub prediction: String,
-}
-
-impl UNetConfig {
-    /// Reads the config from the job's JSON object (`{"kind": "model", "variant": "unet", …}`).
-    pub fn from_json(value: &serde_json::Value) -> Result<Self> {
-        let cfg: UNetConfig = serde_json::from_value(strip_kind(value)).context("reading the unet model config")?;
-        cfg.validate()?;
-        Ok(cfg)
-    }
-
-    pub fn validate(&self) -> Result<()> {
-        if self.channels <= 0 || self.mults.is_empty() || self.mults.iter().any(|&m| m <= 0) {
-            bail!(
-                "unet: `channels` and every `mults` entry must be positive (got {} and {:?})",
-                self.channels,
-                self.mults
-            );
-        }
-        if self.res_blocks <= 0 || self.heads <= 0 {
-            bail!("unet: `res_blocks` and `heads` must be positive");
-        }
-        for (level, m) in self.mults.iter().enumerate() {
-            if (m * self.channels) % self.heads != 0 {
-                bail!("unet: {} heads do not divide the {} channels of level {level}", self.heads, m * self.channels);
-            }
-        }
-        Ok(())
-    }
-
-    /// The feature-map size of each level for an input of `size`, or an error when the
-    /// levels cannot halve it.
-    pub fn resolutions(&self, size: i64) -> Result<Vec<i64>> {
-        let downs = self.mults.len() as u32 - 1;
-        if size % (1 << downs) != 0 {
-            bail!(
-                "a {size}×{size} image cannot be halved {downs} times by the {} levels of this unet (mults {:?}): \
-                 use a size divisible by {}",
-                self.mults.len(),
-                self.mults,
-                1 << downs
-            );
-        }
-        Ok((0..=downs).map(|i| size >> i).collect())
-    }
-}
-
-/// Drops the `kind`/`variant` fields that configs carry in job files.
-pub fn strip_kind(value: &serde_json::Value) -> serde_json::Value {
-    let mut v = value.clone();
-    if let Some(map) = v.as_object_mut() {
-        map.remove("kind");
-        map.remove("variant");
-    }
-    v
+    #[serde(flatten)]
+    pub net: ConvNet,
+    #[serde(flatten)]
+    pub spec: ModelSpec,
 }
 
 /// One level of a net, for `difflow show`.
@@ -108,13 +35,13 @@ pub struct LevelInfo {
     pub attention: bool,
 }
 
-pub fn levels(cfg_channels: i64, mults: &[i64], attention: &[i64], size: i64) -> Vec<LevelInfo> {
-    mults
+pub fn levels(net: &ConvNet, size: i64) -> Vec<LevelInfo> {
+    net.mults
         .iter()
         .enumerate()
         .map(|(i, m)| {
             let resolution = size >> i;
-            LevelInfo { resolution, channels: m * cfg_channels, attention: attention.contains(&resolution) }
+            LevelInfo { resolution, channels: m * net.channels, attention: net.attention.contains(&resolution) }
         })
         .collect()
 }
@@ -137,24 +64,25 @@ pub struct UNet {
 
 impl UNet {
     pub fn new(vs: &nn::Path, config: &UNetConfig, in_channels: i64, size: i64) -> Result<Self> {
-        config.validate()?;
-        let resolutions = config.resolutions(size)?;
-        let c = config.channels;
+        let resolutions = config.net.resolutions("unet", size).map_err(|e| anyhow!(e))?;
+        let net = &config.net;
+        let classes = config.spec.classes as i64;
+        let c = net.channels;
         let emb = 4 * c;
         let time_embed = TimeEmbed::new(vs / "time_embed", c, emb);
-        let label_emb = (config.classes > 0)
-            .then(|| nn::embedding(vs / "label_emb", config.classes + 1, emb, nn::EmbeddingConfig::default()));
-        let (input_blocks, skips, ch) = down_half(&(vs / "input_blocks"), config, in_channels, &resolutions, Some(emb));
-        let middle_block = middle(&(vs / "middle_block"), ch, Some(emb), config);
+        let label_emb =
+            (classes > 0).then(|| nn::embedding(vs / "label_emb", classes + 1, emb, nn::EmbeddingConfig::default()));
+        let (input_blocks, skips, ch) = down_half(&(vs / "input_blocks"), net, in_channels, &resolutions, Some(emb));
+        let middle_block = middle(&(vs / "middle_block"), ch, Some(emb), net);
 
         let outs = vs / "output_blocks";
         let mut output_blocks = Vec::new();
         let mut skips = skips;
         let mut ch = ch;
         let mut index = 0;
-        for (level, mult) in config.mults.iter().enumerate().rev() {
+        for (level, mult) in net.mults.iter().enumerate().rev() {
             let res = resolutions[level];
-            for i in 0..=config.res_blocks {
+            for i in 0..=net.res_blocks {
                 let path = &outs / index;
                 let skip = skips.pop().expect("one skip per input block");
                 let mut block = Block::default();
@@ -163,14 +91,14 @@ impl UNet {
                     ch + skip,
                     mult * c,
                     Some(emb),
-                    config.dropout,
-                    config.scale_shift,
+                    net.dropout,
+                    net.scale_shift,
                 )));
                 ch = mult * c;
-                if config.attention.contains(&res) {
-                    block.layers.push(Layer::Attention(AttentionBlock::new(&path / 1, ch, config.heads)));
+                if net.attention.contains(&res) {
+                    block.layers.push(Layer::Attention(AttentionBlock::new(&path / 1, ch, net.heads)));
                 }
-                if level > 0 && i == config.res_blocks {
+                if level > 0 && i == net.res_blocks {
                     let at = block.layers.len();
                     block.layers.push(Layer::Up(Upsample::new(&path / at, ch)));
                 }
@@ -178,7 +106,7 @@ impl UNet {
                 index += 1;
             }
         }
-        let out_channels = if config.learn_sigma { 2 * in_channels } else { in_channels };
+        let out_channels = if config.spec.learn_sigma { 2 * in_channels } else { in_channels };
         Ok(UNet {
             config: config.clone(),
             in_channels,
@@ -201,7 +129,7 @@ impl UNet {
         if let Some(label_emb) = &self.label_emb {
             let labels = match y {
                 Some(y) => y.shallow_clone(),
-                None => Tensor::full([x.size()[0]], self.config.classes, (tch::Kind::Int64, x.device())),
+                None => Tensor::full([x.size()[0]], self.config.spec.classes as i64, (tch::Kind::Int64, x.device())),
             };
             emb += label_emb.forward(&labels);
         }
@@ -221,7 +149,7 @@ impl UNet {
     }
 
     pub fn levels(&self) -> Vec<LevelInfo> {
-        levels(self.config.channels, &self.config.mults, &self.config.attention, self.size)
+        levels(&self.config.net, self.size)
     }
 }
 
@@ -230,7 +158,7 @@ impl UNet {
 /// count at the bottom.
 pub(crate) fn down_half(
     vs: &nn::Path,
-    cfg: &UNetConfig,
+    cfg: &ConvNet,
     in_channels: i64,
     resolutions: &[i64],
     emb: Option<i64>,
@@ -263,7 +191,7 @@ pub(crate) fn down_half(
 }
 
 /// ResBlock, attention, ResBlock at the bottom resolution.
-pub(crate) fn middle(vs: &nn::Path, ch: i64, emb: Option<i64>, cfg: &UNetConfig) -> Block {
+pub(crate) fn middle(vs: &nn::Path, ch: i64, emb: Option<i64>, cfg: &ConvNet) -> Block {
     Block {
         layers: vec![
             Layer::Res(ResBlock::new(vs / 0, ch, ch, emb, cfg.dropout, cfg.scale_shift)),
@@ -275,9 +203,9 @@ pub(crate) fn middle(vs: &nn::Path, ch: i64, emb: Option<i64>, cfg: &UNetConfig)
 
 impl UNet {
     /// The UNet of a `model` config object for data described by `data` (square images).
-    pub fn from_config(root: &nn::Path, config: &serde_json::Value, data: &crate::data::DataMeta) -> Result<Self> {
+    pub fn from_config(root: &nn::Path, config: &UNetConfig, data: &crate::data::DataMeta) -> Result<Self> {
         let (channels, size) = image_shape(data, "unet")?;
-        UNet::new(root, &UNetConfig::from_json(config)?, channels, size)
+        UNet::new(root, config, channels, size)
     }
 }
 

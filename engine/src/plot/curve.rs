@@ -5,8 +5,32 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
+use difflow_core::job::{Job, StageRef};
 use plotters::prelude::*;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::metrics::features::{Extractors, FeatureKeys};
+use crate::params::input;
+use crate::stages::metrics::{side, trajectory_every, trajectory_metrics, TRAJECTORY_FILE};
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CurveParams {
+    /// A sample stage that kept its trajectory.
+    pub of: StageRef,
+    pub y: CurveMetric,
+    pub reference: Option<StageRef>,
+    #[serde(flatten)]
+    pub features: FeatureKeys,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CurveMetric {
+    Fid,
+    Is,
+}
 
 /// One (x, y) per kept trajectory point.
 pub struct Curve<'a> {
@@ -70,6 +94,53 @@ fn draw(
     chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, colour.filled()))).map_err(|e| e.to_string())?;
     root.present().map_err(|e| e.to_string())?;
     Ok(())
+}
+
+/// `plot … = curve { of = <sample stage with trajectory>, y = "fid" | "is", reference }`:
+/// the metric of x̂₀ at each kept trajectory point against the sampling steps taken, as
+/// `plot.png`, with the numbers in `curve.json`.
+pub fn run(job: &Job, params: &CurveParams, out: &Path) -> Result<()> {
+    let device = crate::device::resolve(&job.device)?;
+    let (name, of) = input(job, &params.of)?;
+    let path = of.dir.join(TRAJECTORY_FILE);
+    if !path.exists() {
+        bail!("`{name}` kept no trajectory: set `trajectory = k` (keep every k-th step) in that sample stage");
+    }
+    let (fid, is) = match params.y {
+        CurveMetric::Fid => (true, false),
+        CurveMetric::Is => (false, true),
+    };
+    let mut ex = Extractors::new(job, &params.features, device);
+    let reference = if fid {
+        if params.reference.is_none() {
+            bail!("`y = \"fid\"` needs `reference = <a dataset or sample stage>` to compare against");
+        }
+        Some(side(job, None, params.reference.as_ref(), "reference", &mut ex)?)
+    } else {
+        None
+    };
+    let every = trajectory_every(&of.params, name)?;
+    let points = trajectory_metrics(&path, every, &mut ex, reference.as_ref(), fid, is)?;
+    if points.is_empty() {
+        bail!("`{name}` holds no image trajectory to measure");
+    }
+    let key = if fid { "fid" } else { "is_mean" };
+    let xy: Vec<(f64, f64)> = points
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let x = p.get("step").and_then(Value::as_f64).unwrap_or(i as f64);
+            (x, p.get(key).and_then(Value::as_f64).unwrap_or(f64::NAN))
+        })
+        .collect();
+    std::fs::create_dir_all(&job.out_dir).with_context(|| format!("cannot create {}", job.out_dir.display()))?;
+    let curve_json = job.out_dir.join("curve.json");
+    std::fs::write(&curve_json, serde_json::to_string_pretty(&json!({ "trajectory": points }))?)
+        .with_context(|| format!("cannot write {}", curve_json.display()))?;
+    let title = format!("{} of the predicted x0 along the reverse chain of {name}", if fid { "FID" } else { "IS" });
+    let x_label = if every > 0 { "sampling steps taken" } else { "trajectory point" };
+    let curve = Curve { points: &xy, title: &title, x_label, y_label: if fid { "FID" } else { "IS" } };
+    write_curve(&curve, 800, 500, out)
 }
 
 #[cfg(test)]

@@ -2,34 +2,42 @@
 //! few images — one row per image, one column per t — with the same noise in every column,
 //! so the columns show one path of the noising.
 
-use anyhow::{bail, Context, Result};
-use difflow_core::job::Job;
+use anyhow::{anyhow, bail, Context, Result};
+use difflow_core::diffusion::schedule::ScheduleSpec;
+use difflow_core::job::{Job, StageRef};
+use serde::Deserialize;
 use tch::{Device, Kind, Tensor};
 
 use super::grid::{auto_scale, grid_image};
 use crate::data::store::to_uint8;
 use crate::data::Dataset;
-use crate::diffusion::{schedule_from_config, Process, VarianceType};
+use crate::diffusion::{Process, VarianceType};
 use crate::models::{ModelSpec, Prediction};
-use crate::params::Params;
+use crate::params::input;
 
 /// Images shown (rows).
 pub const ROWS: i64 = 8;
 
-pub fn run(job: &Job, out: &std::path::Path) -> Result<()> {
-    super::grid::create_parent(out)?;
-    let params = Params::of_job(job);
-    let (name, input) = params.stage(job, "data")?;
-    let data = Dataset::read(&input.dir).with_context(|| format!("cannot read the data of `{name}`"))?;
+#[derive(Debug, Clone, Deserialize)]
+pub struct ForwardParams {
+    pub data: StageRef,
+    pub schedule: serde_json::Value,
+    /// Steps t to show (0 … T−1).
+    pub at: Vec<i64>,
+}
+
+/// The noise is drawn from this seed: the figure is the same on every run.
+const NOISE_SEED: i64 = 0;
+
+pub fn run(job: &Job, params: &ForwardParams, out: &std::path::Path) -> Result<()> {
+    let (name, data) = input(job, &params.data)?;
+    let data = Dataset::read(&data.dir).with_context(|| format!("cannot read the data of `{name}`"))?;
     if !data.meta.is_images() {
         bail!("`{name}` holds vectors; the forward plot shows images");
     }
-    let tables = schedule_from_config(&params.config("schedule")?)?.tables();
+    let tables = ScheduleSpec::from_config(&params.schedule).map_err(|e| anyhow!(e))?.tables();
     let steps = tables.steps() as i64;
-    let at: Vec<i64> = match params.get("at") {
-        Some(v) => serde_json::from_value(v.clone()).context("`at` must be a list of steps")?,
-        None => vec![0, steps / 4, steps / 2, 3 * steps / 4, steps - 1],
-    };
+    let at = &params.at;
     if at.is_empty() {
         bail!("`at` lists no steps");
     }
@@ -41,7 +49,7 @@ pub fn run(job: &Job, out: &std::path::Path) -> Result<()> {
         Process::new(tables, spec, VarianceType::FixedSmall, crate::diffusion::DataSpace::images(), Device::Cpu);
     let rows = ROWS.min(data.meta.count as i64);
     let (x0, _) = data.batch(&Tensor::arange(rows, (Kind::Int64, Device::Cpu)), Device::Cpu);
-    tch::manual_seed(params.usize_or("seed", 0)? as i64);
+    tch::manual_seed(NOISE_SEED);
     let noise = x0.randn_like();
     // [rows, columns, C, H, W] → rows of the grid.
     let columns: Vec<Tensor> = at

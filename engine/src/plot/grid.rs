@@ -6,7 +6,10 @@ use difflow_core::job::Job;
 use tch::{Device, Kind, Tensor};
 
 use crate::data::Dataset;
-use crate::params::Params;
+use difflow_core::job::StageRef;
+use serde::Deserialize;
+
+use crate::params::input;
 
 /// uint8 images [N, C, H, W] (C = 1 or 3) as one RGB image of `columns` columns, each image
 /// magnified `scale`× (nearest), with a 2-pixel white gutter.
@@ -49,15 +52,19 @@ pub fn auto_scale(side: i64) -> usize {
 
 /// `plot … = grid { of = a sample or dataset stage, count = 64 }`: the first `count`
 /// images in a square-ish grid.
-pub fn run(job: &Job, out: &std::path::Path) -> Result<()> {
-    super::grid::create_parent(out)?;
-    let params = Params::of_job(job);
-    let (name, input) = params.stage(job, "of")?;
-    let data = Dataset::read(&input.dir).with_context(|| format!("cannot read the images of `{name}`"))?;
+#[derive(Debug, Clone, Deserialize)]
+pub struct GridParams {
+    pub of: StageRef,
+    pub count: usize,
+}
+
+pub fn run(job: &Job, params: &GridParams, out: &std::path::Path) -> Result<()> {
+    let (name, of) = input(job, &params.of)?;
+    let data = Dataset::read(&of.dir).with_context(|| format!("cannot read the images of `{name}`"))?;
     if !data.meta.is_images() {
         bail!("`{name}` holds vectors of shape {:?}; a grid shows images (use a scatter plot)", data.meta.shape);
     }
-    let count = params.usize_or("count", 64)?.clamp(1, data.meta.count.max(1)) as i64;
+    let count = params.count.clamp(1, data.meta.count.max(1)) as i64;
     let shown = data.values.narrow(0, 0, count.min(data.values.size()[0]));
     let columns = (count as f64).sqrt().ceil() as usize;
     let img = grid_image(&shown, columns, auto_scale(data.meta.shape[1]))?;

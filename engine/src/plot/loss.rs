@@ -13,7 +13,10 @@ use difflow_core::job::Job;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::params::Params;
+use difflow_core::job::StageRef;
+use serde::Deserialize;
+
+use crate::params::input;
 
 pub const LOSS_FILE: &str = "loss.csv";
 
@@ -153,24 +156,24 @@ pub fn smooth(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
         .collect()
 }
 
-pub fn run(job: &Job, out: &Path) -> Result<()> {
-    super::grid::create_parent(out)?;
-    let params = Params::of_job(job);
+#[derive(Debug, Clone, Deserialize)]
+pub struct LossParams {
+    /// Training stages.
+    pub of: Vec<StageRef>,
+}
+
+pub fn run(job: &Job, params: &LossParams, out: &Path) -> Result<()> {
     let mut lines = Vec::new();
-    for (i, (name, input)) in params.stages(job, "of")?.into_iter().enumerate() {
-        let losses = read_losses(&input.dir.join(LOSS_FILE)).with_context(|| format!("the loss log of `{name}`"))?;
+    for (i, stage) in params.of.iter().enumerate() {
+        let (name, train) = input(job, stage)?;
+        let losses = read_losses(&train.dir.join(LOSS_FILE)).with_context(|| format!("the loss log of `{name}`"))?;
         if losses.is_empty() {
             bail!("`{name}` logged no losses");
         }
         lines.push(Line { name: format!("{name} (raw)"), points: losses.clone(), faint: true, colour: i });
         lines.push(Line { name: name.to_string(), points: smooth(&losses), faint: false, colour: i });
     }
-    let panel = Panel {
-        title: params.str_or("title", &job.instance)?.to_string(),
-        x_label: "step".into(),
-        y_label: "loss".into(),
-        lines,
-        log_y: true,
-    };
+    let panel =
+        Panel { title: job.instance.clone(), x_label: "step".into(), y_label: "loss".into(), lines, log_y: true };
     write_panels(&[panel], 900, 560, out)
 }

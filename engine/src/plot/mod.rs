@@ -1,4 +1,5 @@
-//! Plot writers (PNG via plotters / image).
+//! The `plot` stage, one module per variant (PNG via plotters / image, GIF for
+//! trajectories), and the image grid that sample stages write too.
 
 pub mod curve;
 pub mod forward;
@@ -11,8 +12,42 @@ pub mod trajectory;
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use difflow_core::job::Job;
 use plotters::style::RGBColor;
+use serde::Deserialize;
 use tch::Tensor;
+
+use crate::params::job_variant_params;
+
+pub const PLOT_FILE: &str = "plot.png";
+
+/// The parameters of a `plot` stage, by variant.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "variant", rename_all = "snake_case")]
+pub enum PlotParams {
+    Grid(grid::GridParams),
+    Scatter(scatter::ScatterParams),
+    Forward(forward::ForwardParams),
+    Trajectory(trajectory::TrajectoryParams),
+    Schedules(schedules::SchedulesParams),
+    Loss(loss::LossParams),
+    Curve(curve::CurveParams),
+}
+
+/// Runs a `plot` stage: `plot.png` in the output folder (and `plot.gif` for a trajectory).
+pub fn run(job: &Job) -> Result<()> {
+    let png = job.out_dir.join(PLOT_FILE);
+    grid::create_parent(&png)?;
+    match job_variant_params::<PlotParams>(job)? {
+        PlotParams::Grid(p) => grid::run(job, &p, &png),
+        PlotParams::Scatter(p) => scatter::run(job, &p, &png),
+        PlotParams::Forward(p) => forward::run(job, &p, &png),
+        PlotParams::Trajectory(p) => trajectory::run(job, &p, &png, &job.out_dir.join("plot.gif")),
+        PlotParams::Schedules(p) => schedules::run(&p, &png),
+        PlotParams::Loss(p) => loss::run(job, &p, &png),
+        PlotParams::Curve(p) => curve::run(job, &p, &png),
+    }
+}
 
 /// The line and point colours of every plot, in order (matplotlib's tab10, first eight).
 pub const COLOURS: [RGBColor; 8] = [

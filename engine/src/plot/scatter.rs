@@ -5,8 +5,36 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
+use difflow_core::job::{Job, StageRef};
 use plotters::prelude::*;
+use serde::Deserialize;
+use tch::{Device, Kind};
+
+use crate::data::Dataset;
+use crate::params::input;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ScatterParams {
+    /// Stages holding 2-D points, one colour each.
+    pub of: Vec<StageRef>,
+}
+
+/// `plot … = scatter { of = [stages with 2-D points] }`, titled with the stage's name.
+pub fn run(job: &Job, params: &ScatterParams, out: &Path) -> Result<()> {
+    let mut series = Vec::new();
+    for stage in &params.of {
+        let (name, of) = input(job, stage)?;
+        let data = Dataset::read(&of.dir).with_context(|| format!("cannot read the points of `{name}`"))?;
+        if data.meta.is_images() || data.meta.shape != [2] {
+            bail!("`{name}` holds items of shape {:?}; a scatter plot needs 2-D points", data.meta.shape);
+        }
+        let flat: Vec<f32> = Vec::try_from(data.values.to_device(Device::Cpu).to_kind(Kind::Float).flatten(0, -1))?;
+        let points = flat.chunks(2).map(|p| (p[0] as f64, p[1] as f64)).collect();
+        series.push(Series { name: name.to_string(), points });
+    }
+    write_scatter(&series, &job.instance, 800, out)
+}
 
 /// One named set of 2-D points.
 pub struct Series {

@@ -2,12 +2,11 @@
 //! log(ᾱ_t / (1 − ᾱ_t)) (right) against t/T, from the float64 tables, one colour per
 //! schedule.
 
-use anyhow::Result;
-use difflow_core::job::Job;
+use anyhow::{anyhow, Result};
+use difflow_core::diffusion::schedule::ScheduleSpec;
+use serde::Deserialize;
 
 use super::loss::{write_panels, Line, Panel};
-use crate::diffusion::schedule_from_config;
-use crate::params::Params;
 
 /// A legend label: the variant and its keys (`cosine T=1000 s=0.008`).
 fn label(config: &serde_json::Value) -> String {
@@ -24,13 +23,17 @@ fn label(config: &serde_json::Value) -> String {
     out
 }
 
-pub fn run(job: &Job, out: &std::path::Path) -> Result<()> {
-    super::grid::create_parent(out)?;
-    let params = Params::of_job(job);
-    let configs = params.list("of")?;
+#[derive(Debug, Clone, Deserialize)]
+pub struct SchedulesParams {
+    /// The `schedule` config objects to compare.
+    pub of: Vec<serde_json::Value>,
+}
+
+pub fn run(params: &SchedulesParams, out: &std::path::Path) -> Result<()> {
+    let configs = &params.of;
     let (mut alpha, mut snr) = (Vec::new(), Vec::new());
     for (i, config) in configs.iter().enumerate() {
-        let tables = schedule_from_config(&Params::new(config, "schedule"))?.tables();
+        let tables = ScheduleSpec::from_config(config).map_err(|e| anyhow!(e))?.tables();
         let steps = tables.steps() as f64;
         let x = |t: usize| (t + 1) as f64 / steps;
         let ab = &tables.alphas_cumprod;

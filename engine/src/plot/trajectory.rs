@@ -7,35 +7,33 @@
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use difflow_core::job::Job;
+use difflow_core::job::{Job, StageRef};
 use image::codecs::gif::{GifEncoder, Repeat};
 use image::{Delay, Frame};
+use serde::Deserialize;
 use tch::{Kind, Tensor};
 
 use super::grid::{auto_scale, grid_image};
-use crate::params::Params;
+use crate::params::input;
 
 pub const TRAJECTORY_FILE: &str = "trajectory.safetensors";
 /// Samples shown.
 pub const SHOWN: i64 = 8;
 
-pub fn run(job: &Job, png: &Path, gif: &Path) -> Result<()> {
-    super::grid::create_parent(png)?;
-    let params = Params::of_job(job);
-    let (name, input) = params.stage(job, "samples")?;
-    let path = input.dir.join(TRAJECTORY_FILE);
+#[derive(Debug, Clone, Deserialize)]
+pub struct TrajectoryParams {
+    /// A sample stage that kept its trajectory.
+    pub samples: StageRef,
+}
+
+pub fn run(job: &Job, params: &TrajectoryParams, png: &Path, gif: &Path) -> Result<()> {
+    let (name, samples) = input(job, &params.samples)?;
+    let path = samples.dir.join(TRAJECTORY_FILE);
     if !path.exists() {
         bail!("`{name}` kept no trajectory: set `trajectory = k` in that sample stage to keep every k-th step");
     }
-    let tensors = Tensor::read_safetensors(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    let get = |key: &str| {
-        tensors
-            .iter()
-            .find(|(n, _)| n == key)
-            .map(|(_, t)| t.shallow_clone())
-            .with_context(|| format!("{} has no `{key}`", path.display()))
-    };
-    let (xt, x0) = (get("xt")?, get("x0")?);
+    let file = crate::data::store::TensorFile::read(&path)?;
+    let (xt, x0) = (file.take("xt")?, file.take("x0")?);
     if xt.dim() != 5 || xt.kind() != Kind::Uint8 {
         bail!("`{name}` holds vectors, not images; the trajectory plot shows images");
     }

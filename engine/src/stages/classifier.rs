@@ -8,16 +8,18 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
-use difflow_core::job::Job;
+use anyhow::{anyhow, bail, Context, Result};
+use difflow_core::diffusion::schedule::ScheduleSpec;
+use difflow_core::job::{Job, StageRef};
+use serde::Deserialize;
 use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
 
 use crate::data::{DataMeta, Dataset};
-use crate::diffusion::{schedule_from_config, Process, VarianceType};
+use crate::diffusion::{Process, VarianceType};
 use crate::models::encoder::NOISY_KEY;
 use crate::models::{build_classifier, Classifier, ClassifierMeta, ModelSpec, Prediction, CLASSIFIER_FILE};
-use crate::params::Params;
+use crate::params::job_params;
 use crate::progress::{self, Progress};
 
 /// The fraction of the data held out for the reported accuracy.
@@ -52,10 +54,25 @@ pub fn random_flip(x: &Tensor) -> Tensor {
     x.where_self(&mask.logical_not(), &x.flip([3i64]))
 }
 
+/// The parameters of a `classifier` stage.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ClassifierParams {
+    /// The `model` config object (an encoder), kept whole for `meta.json`.
+    pub model: serde_json::Value,
+    pub data: StageRef,
+    /// Set: a noisy classifier of x_t; unset: a clean one.
+    pub schedule: Option<serde_json::Value>,
+    pub steps: Option<usize>,
+    pub epochs: Option<usize>,
+    pub batch: usize,
+    pub lr: f64,
+    pub seed: i64,
+}
+
 pub fn run(job: &Job) -> Result<()> {
-    let params = Params::of_job(job);
+    let params: ClassifierParams = job_params(job)?;
     let device = crate::device::resolve(&job.device)?;
-    let (_, input) = params.stage(job, "data")?;
+    let (_, input) = crate::params::input(job, &params.data)?;
     let data = Dataset::read(&input.dir)?;
     let classes = data.meta.classes;
     if classes < 2 {
@@ -68,19 +85,18 @@ pub fn run(job: &Job) -> Result<()> {
     if !data.meta.is_images() {
         bail!("`{}`: the encoder classifies images, but the data holds vectors", job.instance);
     }
-    let seed = params.usize_or("seed", 0)? as i64;
-    tch::manual_seed(seed);
+    tch::manual_seed(params.seed);
 
-    let model_config = params.raw().get("model").cloned().context("the classifier needs `model`")?;
-    let schedule_config = params.opt_config("schedule")?;
+    let model_config = &params.model;
+    let schedule_config = &params.schedule;
     let noisy = schedule_config.is_some();
     let mut model_json = model_config.clone();
     if let Some(map) = model_json.as_object_mut() {
         map.insert(NOISY_KEY.into(), noisy.into());
     }
-    let process = match &schedule_config {
+    let process = match schedule_config {
         Some(schedule) => {
-            let tables = schedule_from_config(schedule)?.tables();
+            let tables = ScheduleSpec::from_config(schedule).map_err(|e| anyhow!(e))?.tables();
             let spec = ModelSpec { classes: 0, learn_sigma: false, prediction: Prediction::Eps };
             Some(Process::new(tables, spec, VarianceType::FixedSmall, crate::diffusion::DataSpace::images(), device))
         }
@@ -93,15 +109,16 @@ pub fn run(job: &Job) -> Result<()> {
     if n_train == 0 {
         bail!("`{}`: {n} images are too few to hold out 10 % for the accuracy", job.instance);
     }
-    let batch = params.usize_or("batch", 128)?.min(n_train).max(1);
-    let steps = match params.opt_usize("steps")? {
-        Some(s) => s,
-        None => params.usize("epochs")? * n_train.div_ceil(batch),
+    let batch = params.batch.min(n_train).max(1);
+    let steps = match (params.steps, params.epochs) {
+        (Some(s), _) => s,
+        (None, Some(epochs)) => epochs * n_train.div_ceil(batch),
+        (None, None) => bail!("`{}` needs `steps` or `epochs`", job.instance),
     };
     if steps == 0 {
         bail!("`{}`: `steps` (or `epochs`) must be at least 1", job.instance);
     }
-    let lr = params.f64_or("lr", 3e-4)?;
+    let lr = params.lr;
 
     let vars = nn::VarStore::new(device);
     let net = build_classifier(&vars.root(), &model_json, &data.meta, classes)?;
@@ -136,7 +153,7 @@ pub fn run(job: &Job) -> Result<()> {
     vars.save(&weights).with_context(|| format!("cannot write {}", weights.display()))?;
     let meta = ClassifierMeta {
         model: model_json,
-        schedule: schedule_config.map(|s| s.raw().clone()),
+        schedule: schedule_config.clone(),
         classes,
         data: DataMeta { count: n_train, ..data.meta.clone() },
         accuracy: Some(accuracy),

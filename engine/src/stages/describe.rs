@@ -2,18 +2,27 @@
 //! without any forward pass, and prints one JSON line on stdout:
 //! `{"params": N, "levels": [{"resolution": 32, "channels": 128, "attention": false}, …]}`.
 //!
-//! Params: `model` (the model config object); optional `shape` ([C, H, W] of the data,
-//! default [3, 32, 32], or [2] for an `mlp`) and `classes` (an encoder's outputs, default 10).
+//! Params ([`DescribeParams`]): `model` (the model config object), `shape` ([C, H, W] of
+//! the data, or [D]) and `classes` (an encoder's outputs); `difflow show` fills all three.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use difflow_core::job::Job;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tch::{nn, Device};
 
 use crate::data::{DataMeta, DataType};
 use crate::models::unet::{levels, LevelInfo, UNetConfig};
+use crate::models::ModelConfig;
 use crate::models::{build_classifier, build_denoiser};
-use crate::params::Params;
+use crate::params::{decode, job_params};
+
+/// The parameters of a `describe` job.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DescribeParams {
+    pub model: serde_json::Value,
+    pub shape: Vec<i64>,
+    pub classes: usize,
+}
 
 /// What `describe` prints.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -24,8 +33,7 @@ pub struct Description {
 
 /// Builds the model of `config` for items of `shape` and counts its parameters.
 pub fn describe(config: &serde_json::Value, shape: &[i64], classes: usize) -> Result<Description> {
-    let params = Params::new(config, "model");
-    let variant = params.variant()?;
+    let model: ModelConfig = decode(config, "the model config")?;
     let images = shape.len() == 3;
     let meta = DataMeta {
         data_type: if images { DataType::Images } else { DataType::Points },
@@ -36,44 +44,26 @@ pub fn describe(config: &serde_json::Value, shape: &[i64], classes: usize) -> Re
     };
     let vars = nn::VarStore::new(Device::Cpu);
     // Building initialises the weights; no forward pass is needed for the count.
-    match variant {
-        "encoder" => drop(build_classifier(&vars.root(), config, &meta, classes)?),
+    match model {
+        ModelConfig::Encoder(_) => drop(build_classifier(&vars.root(), config, &meta, classes)?),
         _ => drop(build_denoiser(&vars.root(), config, &meta)?),
     }
     let count: i64 = vars.variables().values().map(|t| t.numel() as i64).sum();
-    let levels = match variant {
-        "unet" | "encoder" => {
-            let mut plain = config.clone();
-            if let Some(map) = plain.as_object_mut() {
-                map.retain(|k, _| ["channels", "mults", "attention"].contains(&k.as_str()));
-            }
-            let channels = plain.get("channels").and_then(|v| v.as_i64()).context("the model has no `channels`")?;
-            let mults: Vec<i64> = serde_json::from_value(plain.get("mults").cloned().unwrap_or_default())
-                .context("the model's `mults` must be a list of integers")?;
-            let attention: Vec<i64> =
-                serde_json::from_value(plain.get("attention").cloned().unwrap_or(serde_json::json!([])))
-                    .context("the model's `attention` must be a list of integers")?;
-            levels(channels, &mults, &attention, shape[1])
-        }
-        _ => Vec::new(),
+    let levels = match &model {
+        ModelConfig::Unet(unet) => levels(&unet.net, shape[1]),
+        ModelConfig::Encoder(net) => levels(net, shape[1]),
+        ModelConfig::Mlp(_) => Vec::new(),
     };
     Ok(Description { params: count, levels })
 }
 
 pub fn run(job: &Job) -> Result<()> {
-    let params = Params::of_job(job);
-    let config = params.raw().get("model").context("`describe` needs `model`")?;
-    let shape: Vec<i64> = match params.get("shape") {
-        Some(v) => serde_json::from_value(v.clone()).context("`shape` must be a list of integers")?,
-        // Without data: 3 × 32 × 32 images, or 2-D points for an `mlp` (the toy data).
-        None if Params::new(config, "model").variant()? == "mlp" => vec![2],
-        None => vec![3, 32, 32],
-    };
+    let params: DescribeParams = job_params(job)?;
+    let shape = &params.shape;
     if shape.is_empty() || shape.iter().any(|&d| d <= 0) {
         bail!("`shape` must be [C, H, W] (or [D]) with positive sizes, got {shape:?}");
     }
-    let classes = params.usize_or("classes", 10)?;
-    let description = describe(config, &shape, classes)?;
+    let description = describe(&params.model, shape, params.classes)?;
     println!("{}", serde_json::to_string(&description)?);
     Ok(())
 }

@@ -11,17 +11,19 @@
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use difflow_core::job::Job;
+use difflow_core::job::{Job, StageRef};
+use difflow_core::schema::facts::needs_reference;
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tch::{Device, Kind, Tensor};
 
 use crate::data::Dataset;
-use crate::metrics::features::Extractors;
+use crate::metrics::features::{Extractors, FeatureKeys, Features};
 use crate::metrics::fid::frechet_distance;
 use crate::metrics::inception_score::{inception_score, SPLITS};
 use crate::metrics::kid::{kernel_inception_distance, SUBSETS, SUBSET_SIZE};
 use crate::metrics::precision_recall::{precision_recall, K};
-use crate::params::Params;
+use crate::params::{decode, input, job_params};
 use crate::progress::{self, Progress};
 use crate::stages::stats::{extract_with_progress, StatsEntry};
 
@@ -29,29 +31,39 @@ pub const METRICS_FILE: &str = "metrics.json";
 pub const TRAJECTORY_FILE: &str = "trajectory.safetensors";
 const MEASURES: &[&str] = &["fid", "is", "kid", "precision", "recall", "accuracy"];
 
+/// The parameters of a `metrics` stage.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MetricsParams {
+    pub samples: StageRef,
+    pub reference: Option<StageRef>,
+    #[serde(flatten)]
+    pub features: FeatureKeys,
+    pub measure: Vec<String>,
+    pub classifier: Option<StageRef>,
+    /// The hidden `stats` entries of the two sides, added by the orchestrator.
+    pub samples_stats: Option<StageRef>,
+    pub reference_stats: Option<StageRef>,
+}
+
 pub fn run(job: &Job) -> Result<()> {
-    let params = Params::of_job(job);
+    let params: MetricsParams = job_params(job)?;
     let device = crate::device::resolve(&job.device)?;
-    let mut measures = Vec::new();
-    for m in params.list("measure")? {
-        match m.as_str() {
-            Some(name) if MEASURES.contains(&name) => measures.push(name),
-            _ => bail!("unknown measure {m}: choose from {}", MEASURES.join(", ")),
-        }
+    if let Some(m) = params.measure.iter().find(|m| !MEASURES.contains(&m.as_str())) {
+        bail!("unknown measure {m:?}: choose from {}", MEASURES.join(", "));
     }
-    let wants = |m: &str| measures.contains(&m);
-    let (samples_name, samples_input) = params.stage(job, "samples")?;
+    let wants = |m: &str| params.measure.iter().any(|x| x == m);
+    let (samples_name, samples_input) = input(job, &params.samples)?;
     let samples = Dataset::read(&samples_input.dir).with_context(|| format!("cannot read `{samples_name}`"))?;
-    let mut ex = Extractors::new(job, params, device);
+    let mut ex = Extractors::new(job, &params.features, device);
     let mut out = Map::new();
     out.insert("count".into(), json!(samples.meta.count));
 
-    let needs_stats = ["fid", "kid", "precision", "recall"].iter().any(|m| wants(m));
+    let needs_stats = params.measure.iter().any(|m| needs_reference(m));
     let mut samples_entry = None;
     let mut reference_entry = None;
     if needs_stats {
-        let s = side(job, &params, &mut ex, "samples_stats", "samples")?;
-        let r = side(job, &params, &mut ex, "reference_stats", "reference")?;
+        let s = side(job, params.samples_stats.as_ref(), Some(&params.samples), "samples", &mut ex)?;
+        let r = side(job, params.reference_stats.as_ref(), params.reference.as_ref(), "reference", &mut ex)?;
         if wants("fid") {
             out.insert("fid".into(), json!(frechet_distance(&s.stats, &r.stats)?));
         }
@@ -95,7 +107,7 @@ pub fn run(job: &Job) -> Result<()> {
 
     let trajectory_path = samples_input.dir.join(TRAJECTORY_FILE);
     if samples_input.kind == "sample" && trajectory_path.exists() && (wants("fid") || wants("is")) {
-        let every = Params::new(&samples_input.params, samples_name).usize_or("trajectory", 0)?;
+        let every = trajectory_every(&samples_input.params, samples_name)?;
         let points =
             trajectory_metrics(&trajectory_path, every, &mut ex, reference_entry.as_ref(), wants("fid"), wants("is"))?;
         out.insert("trajectory".into(), Value::Array(points));
@@ -113,31 +125,49 @@ pub fn run(job: &Job) -> Result<()> {
     Ok(())
 }
 
-/// The statistics entry of one side: the hidden `stats` stage's when the job has it,
-/// otherwise computed here.
-pub fn side(job: &Job, params: &Params, ex: &mut Extractors, stats_key: &str, input_key: &str) -> Result<StatsEntry> {
-    if params.get(stats_key).is_some() {
-        let (name, input) = params.stage(job, stats_key)?;
-        return StatsEntry::read(&input.dir).with_context(|| format!("cannot read the feature statistics `{name}`"));
+/// The steps between kept trajectory points of an upstream sample stage.
+pub fn trajectory_every(sample_params: &Value, name: &str) -> Result<usize> {
+    #[derive(Deserialize)]
+    struct Kept {
+        trajectory: Option<usize>,
     }
-    let (name, input) = params.stage(job, input_key)?;
-    let data = Dataset::read(&input.dir).with_context(|| format!("cannot read `{name}`"))?;
+    Ok(decode::<Kept>(sample_params, name)?.trajectory.unwrap_or(0))
+}
+
+/// The statistics entry of one side (`key`: `samples` or `reference`): the hidden `stats`
+/// stage's when the job has it, otherwise computed here from the input.
+pub fn side(
+    job: &Job,
+    stats: Option<&StageRef>,
+    of: Option<&StageRef>,
+    key: &str,
+    ex: &mut Extractors,
+) -> Result<StatsEntry> {
+    if let Some(stats) = stats {
+        let (name, entry) = input(job, stats)?;
+        return StatsEntry::read(&entry.dir).with_context(|| format!("cannot read the feature statistics `{name}`"));
+    }
+    let of = of.with_context(|| format!("`{}` needs `{key}` for these metrics", job.instance))?;
+    let (name, of) = input(job, of)?;
+    let data = Dataset::read(&of.dir).with_context(|| format!("cannot read `{name}`"))?;
     let extracted = extract_with_progress(ex.main()?, &data.values)?;
     StatsEntry::from_extracted(extracted)
 }
 
-/// Accuracy of the samples' labels under the classifier named by `features`.
+/// Accuracy of the samples' labels under `classifier`, else the classifier named by `features`.
 fn classifier_accuracy(
     job: &Job,
-    params: &Params,
+    params: &MetricsParams,
     device: Device,
     samples: &Dataset,
 ) -> Result<(f64, Vec<Option<f64>>)> {
-    let key = if params.get("classifier").is_some() { "classifier" } else { "features" };
-    if params.get(key).and_then(|v| v.get("$stage")).is_none() {
-        bail!("`accuracy` needs a classifier: set `classifier = <a classifier stage>` in the metrics stage");
-    }
-    let (name, input) = params.stage(job, key)?;
+    let stage = match (&params.classifier, &params.features.features) {
+        (Some(stage), _) | (None, Features::Stage(stage)) => stage,
+        (None, Features::Named(_)) => {
+            bail!("`accuracy` needs a classifier: set `classifier = <a classifier stage>` in the metrics stage")
+        }
+    };
+    let (name, input) = input(job, stage)?;
     if input.kind != "classifier" {
         bail!("`accuracy` needs `features` to be a classifier stage; `{name}` is a `{}` stage", input.kind);
     }
@@ -171,15 +201,8 @@ pub fn trajectory_metrics(
     fid: bool,
     is: bool,
 ) -> Result<Vec<Value>> {
-    let tensors = Tensor::read_safetensors(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let take = |name: &str| {
-        tensors
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, t)| t.shallow_clone())
-            .with_context(|| format!("{} has no tensor `{name}`", path.display()))
-    };
-    let (t, x0) = (take("t")?, take("x0")?);
+    let file = crate::data::store::TensorFile::read(path)?;
+    let (t, x0) = (file.take("t")?, file.take("x0")?);
     if x0.kind() != Kind::Uint8 {
         // Trajectories of vector data have no image metrics.
         return Ok(Vec::new());
@@ -219,55 +242,4 @@ pub fn trajectory_metrics(
         points.push(Value::Object(point));
     }
     Ok(points)
-}
-
-/// `plot … = curve { of = <sample stage with trajectory>, y = "fid" | "is", reference }`:
-/// the metric of x̂₀ at each kept trajectory point against the sampling steps taken, as
-/// `plot.png`, with the numbers in `curve.json`.
-pub fn curve_plot(job: &Job) -> Result<()> {
-    let params = Params::of_job(job);
-    let device = crate::device::resolve(&job.device)?;
-    let (name, input) = params.stage(job, "of")?;
-    let path = input.dir.join(TRAJECTORY_FILE);
-    if !path.exists() {
-        bail!("`{name}` kept no trajectory: set `trajectory = k` (keep every k-th step) in that sample stage");
-    }
-    let y = params.str_or("y", "fid")?;
-    let (fid, is) = match y {
-        "fid" => (true, false),
-        "is" => (false, true),
-        other => bail!("`y = \"{other}\"`: a curve plots \"fid\" or \"is\""),
-    };
-    let mut ex = Extractors::new(job, params, device);
-    let reference = if fid {
-        if params.get("reference").is_none() {
-            bail!("`y = \"fid\"` needs `reference = <a dataset or sample stage>` to compare against");
-        }
-        Some(side(job, &params, &mut ex, "reference_stats", "reference")?)
-    } else {
-        None
-    };
-    let every = Params::new(&input.params, name).usize_or("trajectory", 0)?;
-    let points = trajectory_metrics(&path, every, &mut ex, reference.as_ref(), fid, is)?;
-    if points.is_empty() {
-        bail!("`{name}` holds no image trajectory to measure");
-    }
-    let key = if fid { "fid" } else { "is_mean" };
-    let xy: Vec<(f64, f64)> = points
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let x = p.get("step").and_then(Value::as_f64).unwrap_or(i as f64);
-            (x, p.get(key).and_then(Value::as_f64).unwrap_or(f64::NAN))
-        })
-        .collect();
-    std::fs::create_dir_all(&job.out_dir).with_context(|| format!("cannot create {}", job.out_dir.display()))?;
-    let curve_json = job.out_dir.join("curve.json");
-    std::fs::write(&curve_json, serde_json::to_string_pretty(&json!({ "trajectory": points }))?)
-        .with_context(|| format!("cannot write {}", curve_json.display()))?;
-    let title = format!("{} of the predicted x0 along the reverse chain of {name}", if fid { "FID" } else { "IS" });
-    let x_label = if every > 0 { "sampling steps taken" } else { "trajectory point" };
-    let curve =
-        crate::plot::curve::Curve { points: &xy, title: &title, x_label, y_label: if fid { "FID" } else { "IS" } };
-    crate::plot::curve::write_curve(&curve, 800, 500, &job.out_dir.join(crate::stages::plot::PLOT_FILE))
 }

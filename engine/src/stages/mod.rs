@@ -1,11 +1,11 @@
-//! One module per stage kind; `run` dispatches a job to it.
+//! One module per stage kind (the `plot` kind lives in `crate::plot`, one module per
+//! variant); `run` dispatches a job to it.
 
 pub mod classifier;
 pub mod dataset;
 pub mod describe;
 pub mod metrics;
 pub mod nll;
-pub mod plot;
 pub mod sample;
 pub mod stats;
 pub mod train;
@@ -34,7 +34,7 @@ pub fn run(job: &Job) -> Result<()> {
         "describe" => describe::run(job),
         "train" => train::run(job),
         "sample" => sample::run(job),
-        "plot" => plot::run(job),
+        "plot" => crate::plot::run(job),
         "metrics" => metrics::run(job),
         "stats" => stats::run(job),
         "nll" => nll::run(job),

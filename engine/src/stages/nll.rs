@@ -9,7 +9,8 @@
 //! and the mean of each of the T terms.
 
 use anyhow::{bail, Context, Result};
-use difflow_core::job::Job;
+use difflow_core::job::{Job, StageRef};
+use serde::Deserialize;
 use serde_json::json;
 use tch::{Device, Kind, Tensor};
 
@@ -17,7 +18,7 @@ use crate::data::Dataset;
 use crate::diffusion::noise::SampleNoise;
 use crate::diffusion::vlb::bits_per_dim;
 use crate::diffusion::{Process, VarianceType};
-use crate::params::Params;
+use crate::params::{input, job_params};
 use crate::progress::{self, Progress};
 use crate::stages::metrics::METRICS_FILE;
 use crate::stages::train::TrainMeta;
@@ -25,12 +26,22 @@ use crate::stages::train::TrainMeta;
 /// The noise of item i at step t depends only on (this seed, i, t): batching changes nothing.
 const NOISE_SEED: u64 = 0x6e6c6c;
 
+/// The parameters of an `nll` stage.
+#[derive(Debug, Clone, Deserialize)]
+pub struct NllParams {
+    pub from: StageRef,
+    pub data: StageRef,
+    /// Examples to evaluate (the first ones).
+    pub count: usize,
+    pub batch: usize,
+}
+
 pub fn run(job: &Job) -> Result<()> {
-    let params = Params::of_job(job);
+    let params: NllParams = job_params(job)?;
     let device = crate::device::resolve(&job.device)?;
-    let (from_name, from) = params.stage(job, "from")?;
+    let (from_name, from) = input(job, &params.from)?;
     let meta = TrainMeta::read(&from.dir).with_context(|| format!("`from = {from_name}` must be a train stage"))?;
-    let (data_name, data_input) = params.stage(job, "data")?;
+    let (data_name, data_input) = input(job, &params.data)?;
     let data = Dataset::read(&data_input.dir).with_context(|| format!("cannot read `{data_name}`"))?;
     if data.meta.shape != meta.data.shape || data.meta.data_type != meta.data.data_type {
         bail!(
@@ -39,11 +50,11 @@ pub fn run(job: &Job) -> Result<()> {
             data.meta.shape
         );
     }
-    let count = params.usize_or("count", 1000)?.min(data.meta.count);
+    let count = params.count.min(data.meta.count);
     if count == 0 {
         bail!("`{data_name}` is empty: nothing to evaluate");
     }
-    let batch = params.usize_or("batch", 256)?.max(1);
+    let batch = params.batch.max(1);
     let (_vars, model) = meta.load_model(&from.dir, true, device)?;
     let spec = meta.model_spec;
     let variance = if spec.learn_sigma { VarianceType::Learned } else { VarianceType::FixedLarge };

@@ -3,15 +3,17 @@
 //! `batch` (which is therefore not part of the stage key).
 
 use anyhow::{bail, Context, Result};
-use difflow_core::job::Job;
+use difflow_core::job::{Job, StageRef};
+use serde::Deserialize;
 use tch::{nn, Device, Kind, Tensor};
 
 use crate::data::store::{to_uint8, SAMPLES_FILE};
 use crate::data::{DataMeta, Dataset};
+use crate::diffusion::guidance::GuidanceConfig;
 use crate::diffusion::noise::SampleNoise;
 use crate::diffusion::sampler::{Guidance, SampleSetup, Sampler};
 use crate::models::{build_classifier, Classifier, ClassifierMeta, CLASSIFIER_FILE};
-use crate::params::Params;
+use crate::params::{input, job_params};
 use crate::plot::write_image_grid;
 use crate::progress::{self, Progress};
 use crate::stages::train::TrainMeta;
@@ -21,34 +23,52 @@ pub const GRID_FILE: &str = "grid.png";
 /// Images in `grid.png` at most.
 const GRID_MAX: i64 = 100;
 
+/// The parameters of a `sample` stage.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SampleParams {
+    pub from: StageRef,
+    pub sampler: Sampler,
+    pub guidance: Option<GuidanceConfig>,
+    pub count: usize,
+    pub classes: Classes,
+    pub seed: u64,
+    pub batch: usize,
+    pub use_ema: bool,
+    /// Keep x_t and x̂₀ every k-th step.
+    pub trajectory: Option<usize>,
+}
+
+/// The labels to condition on: `"all"` (cycled evenly), one label, or a list cycled.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum Classes {
+    All(String),
+    One(i64),
+    List(Vec<i64>),
+}
+
 pub fn run(job: &Job) -> Result<()> {
-    let params = Params::of_job(job);
+    let params: SampleParams = job_params(job)?;
     let device = crate::device::resolve(&job.device)?;
-    let (from_name, from) = params.stage(job, "from")?;
+    let (from_name, from) = input(job, &params.from)?;
     let meta = TrainMeta::read(&from.dir).with_context(|| format!("`from = {from_name}` must be a train stage"))?;
     if !meta.data.is_images() {
         super::prefer_single_thread(job);
     }
-    let use_ema = params.bool_or("use_ema", true)?;
-    let (_vs, model) = meta.load_model(&from.dir, use_ema, device)?;
+    let (_vs, model) = meta.load_model(&from.dir, params.use_ema, device)?;
 
-    let schedule_steps = meta.schedule.steps();
-    let sampler_config = params.config("sampler")?;
-    let sampler = Sampler::from_config(&sampler_config, schedule_steps)?;
-    let count = params.usize_or("count", 64)?;
-    let seed = params.usize_or("seed", 0)? as u64;
-    let batch = params.usize_or("batch", 256)?.max(1);
-    let trajectory = params.usize_or("trajectory", 0)?;
+    let sampler = &params.sampler;
+    sampler.check_steps(meta.schedule.steps())?;
+    let (count, seed, batch) = (params.count, params.seed, params.batch.max(1));
+    let trajectory = params.trajectory.unwrap_or(0);
     let model_classes = meta.model_spec.classes;
 
-    let guidance_config = params.opt_config("guidance")?;
-    let guidance_variant = guidance_config.as_ref().map(|g| g.variant()).transpose()?;
-    if guidance_variant == Some("cfg") && model_classes == 0 {
+    if matches!(params.guidance, Some(GuidanceConfig::Cfg { .. })) && model_classes == 0 {
         bail!("`cfg` guidance needs a class-conditional model (`classes` > 0) trained with `uncond_p` > 0");
     }
     // The classifier (and its weights, which must outlive sampling) for classifier guidance.
-    let classifier = match (&guidance_config, guidance_variant) {
-        (Some(g), Some("classifier")) => Some(load_classifier(job, g, device)?),
+    let classifier = match &params.guidance {
+        Some(GuidanceConfig::Classifier { model, .. }) => Some(load_classifier(job, model, device)?),
         _ => None,
     };
     // The classes samples are drawn for: the model's, or (classifier guidance of an
@@ -57,22 +77,21 @@ pub fn run(job: &Job) -> Result<()> {
         Some((_, _, classifier_classes)) if model_classes == 0 => *classifier_classes,
         _ => model_classes,
     };
-    let labels = labels_for(&params, count, classes)?;
-    let guidance = match (&guidance_config, guidance_variant) {
-        (None, _) | (_, None) => Guidance::None,
-        (Some(g), Some("cfg")) => Guidance::Cfg { scale: g.f64("scale")? },
-        (Some(g), Some("classifier")) => Guidance::Classifier {
+    let labels = labels_for(&params.classes, count, classes)?;
+    let guidance = match &params.guidance {
+        None => Guidance::None,
+        Some(GuidanceConfig::Cfg { scale }) => Guidance::Cfg { scale: *scale },
+        Some(GuidanceConfig::Classifier { scale, .. }) => Guidance::Classifier {
             classifier: classifier.as_ref().map(|(_, c, _)| c.as_ref()).expect("loaded above"),
-            scale: g.f64("scale")?,
+            scale: *scale,
         },
-        (_, Some(other)) => bail!("unknown guidance `{other}`: use cfg or classifier"),
     };
 
     let setup = SampleSetup {
         tables: &meta.schedule.tables(),
         model: meta.model_spec,
         space: meta.data_space(),
-        sampler: &sampler,
+        sampler,
         guidance: &guidance,
         item_shape: &meta.data.shape,
         noise: SampleNoise { seed },
@@ -148,8 +167,8 @@ pub fn run(job: &Job) -> Result<()> {
 }
 
 /// The noisy classifier named by `guidance = classifier { model = … }`.
-fn load_classifier(job: &Job, g: &Params, device: Device) -> Result<(nn::VarStore, Box<dyn Classifier>, usize)> {
-    let (name, input) = g.stage(job, "model")?;
+fn load_classifier(job: &Job, model: &StageRef, device: Device) -> Result<(nn::VarStore, Box<dyn Classifier>, usize)> {
+    let (name, input) = input(job, model)?;
     let not_classifier = || format!("`{name}` must be a classifier stage");
     let text = std::fs::read_to_string(input.dir.join("meta.json")).with_context(not_classifier)?;
     let cmeta: ClassifierMeta = serde_json::from_str(&text).with_context(not_classifier)?;
@@ -164,11 +183,8 @@ fn load_classifier(job: &Job, g: &Params, device: Device) -> Result<(nn::VarStor
 }
 
 /// The label of each sample: `classes = "all"` cycles 0..K, N asks for class N, a list cycles it.
-fn labels_for(params: &Params, count: usize, classes: usize) -> Result<Tensor> {
+fn labels_for(wanted: &Classes, count: usize, classes: usize) -> Result<Tensor> {
     let n = count as i64;
-    let Some(value) = params.get("classes") else {
-        return Ok(cycle_all(n, classes));
-    };
     let check = |c: i64| -> Result<i64> {
         if classes == 0 {
             bail!("`classes` asks for class {c}, but the model is unconditional (and no classifier guides it)");
@@ -178,23 +194,20 @@ fn labels_for(params: &Params, count: usize, classes: usize) -> Result<Tensor> {
         }
         Ok(c)
     };
-    if value.as_str() == Some("all") {
-        return Ok(cycle_all(n, classes));
-    }
-    if let Some(c) = value.as_i64() {
-        return Ok(Tensor::full([n], check(c)?, (Kind::Int64, Device::Cpu)));
-    }
-    if let Some(list) = value.as_array() {
-        let wanted: Vec<i64> = list
-            .iter()
-            .map(|v| v.as_i64().context("`classes` lists class numbers").and_then(check))
-            .collect::<Result<_>>()?;
-        if wanted.is_empty() {
-            bail!("`classes` is an empty list");
+    match wanted {
+        Classes::All(all) if all == "all" => Ok(cycle_all(n, classes)),
+        Classes::All(other) => {
+            bail!("`classes` must be \"all\", a class number or a list of class numbers, not {other:?}")
         }
-        return Ok(Tensor::from_slice(&(0..count).map(|i| wanted[i % wanted.len()]).collect::<Vec<_>>()));
+        Classes::One(c) => Ok(Tensor::full([n], check(*c)?, (Kind::Int64, Device::Cpu))),
+        Classes::List(list) => {
+            let wanted: Vec<i64> = list.iter().map(|&c| check(c)).collect::<Result<_>>()?;
+            if wanted.is_empty() {
+                bail!("`classes` is an empty list");
+            }
+            Ok(Tensor::from_slice(&(0..count).map(|i| wanted[i % wanted.len()]).collect::<Vec<_>>()))
+        }
     }
-    bail!("`classes` must be \"all\", a class number or a list of class numbers, not {value}")
 }
 
 fn cycle_all(n: i64, classes: usize) -> Tensor {

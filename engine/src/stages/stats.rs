@@ -9,21 +9,31 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use difflow_core::job::Job;
+use difflow_core::job::{Job, StageRef};
+use serde::Deserialize;
 use tch::{Kind, Tensor};
 
+use crate::data::store::TensorFile;
 use crate::data::Dataset;
-use crate::metrics::features::{Extracted, Extractor, FEATURES_FILE};
+use crate::metrics::features::{Extracted, Extractor, FeatureKeys, FEATURES_FILE};
 use crate::metrics::fid::{FeatureStats, STATS_FILE};
-use crate::params::Params;
+use crate::params::{input, job_params};
 use crate::progress::{self, Progress};
 
+/// The parameters of a `stats` stage.
+#[derive(Debug, Clone, Deserialize)]
+pub struct StatsParams {
+    pub of: StageRef,
+    #[serde(flatten)]
+    pub features: FeatureKeys,
+}
+
 pub fn run(job: &Job) -> Result<()> {
-    let params = Params::of_job(job);
+    let params: StatsParams = job_params(job)?;
     let device = crate::device::resolve(&job.device)?;
-    let (name, input) = params.stage(job, "of")?;
-    let data = Dataset::read(&input.dir).with_context(|| format!("cannot read the items of `{name}`"))?;
-    let extractor = Extractor::from_params(job, &params, device)?;
+    let (name, of) = input(job, &params.of)?;
+    let data = Dataset::read(&of.dir).with_context(|| format!("cannot read the items of `{name}`"))?;
+    let extractor = Extractor::from_keys(job, &params.features, device)?;
     progress::log(format!("features of `{name}` ({} items) under {}", data.meta.count, extractor.describe()));
     let extracted = extract_with_progress(&extractor, &data.values)?;
     write_entry(&job.out_dir, &extracted)?;
@@ -70,16 +80,8 @@ pub struct StatsEntry {
 impl StatsEntry {
     pub fn read(dir: &Path) -> Result<StatsEntry> {
         let stats = FeatureStats::read(&dir.join(STATS_FILE))?;
-        let path = dir.join(FEATURES_FILE);
-        let tensors = Tensor::read_safetensors(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        let take = |name: &str| {
-            tensors
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, t)| t.shallow_clone())
-                .with_context(|| format!("{} has no tensor `{name}`", path.display()))
-        };
-        Ok(StatsEntry { stats, features: take("features")?, logits: take("logits")? })
+        let file = TensorFile::read(&dir.join(FEATURES_FILE))?;
+        Ok(StatsEntry { stats, features: file.take("features")?, logits: file.take("logits")? })
     }
 
     pub fn from_extracted(extracted: Extracted) -> Result<StatsEntry> {

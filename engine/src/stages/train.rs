@@ -12,16 +12,16 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use difflow_core::diffusion::schedule::ScheduleSpec;
-use difflow_core::job::Job;
+use difflow_core::job::{Job, StageRef};
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
 use crate::data::{DataMeta, Dataset};
 use crate::diffusion::loss::LossType;
 use crate::diffusion::noise::derive_seed;
-use crate::diffusion::{schedule_from_config, DataSpace, Process, VarianceType};
+use crate::diffusion::{DataSpace, Process, VarianceType};
 use crate::models::{build_denoiser, Denoiser, ModelSpec};
-use crate::params::Params;
+use crate::params::{input, job_params};
 use crate::progress::{self, Progress};
 
 pub const MODEL_FILE: &str = "model.safetensors";
@@ -82,6 +82,34 @@ impl TrainMeta {
     }
 }
 
+/// The parameters of a `train` stage.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TrainParams {
+    /// The `model` and `schedule` config objects, kept whole for `meta.json`.
+    pub model: serde_json::Value,
+    pub data: StageRef,
+    pub schedule: serde_json::Value,
+    pub loss: LossType,
+    pub uncond_p: f64,
+    pub steps: Option<usize>,
+    pub epochs: Option<usize>,
+    pub batch: usize,
+    pub lr: f64,
+    pub warmup: usize,
+    pub grad_clip: f64,
+    pub ema: f64,
+    pub seed: u64,
+    pub precision: Precision,
+    pub checkpoint_every: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    Fp32,
+    Bf16,
+}
+
 struct Settings {
     loss: LossType,
     uncond_p: f64,
@@ -106,52 +134,47 @@ struct CheckpointState {
 }
 
 pub fn run(job: &Job) -> Result<()> {
-    let params = Params::of_job(job);
+    let params: TrainParams = job_params(job)?;
     if job.variant != "diffusion" {
         bail!("unknown train variant `{}` (available: diffusion)", job.variant);
     }
     let device = crate::device::resolve(&job.device)?;
-    let (_, data_input) = params.stage(job, "data")?;
+    let (_, data_input) = input(job, &params.data)?;
     let data = Dataset::read(&data_input.dir)?;
     if !data.meta.is_images() {
         super::prefer_single_thread(job);
     }
-    let model_config = params.config("model")?;
-    let model_spec = ModelSpec::from_config(&model_config)?;
-    let schedule_config = params.config("schedule")?;
-    let schedule = schedule_from_config(&schedule_config)?;
+    let model_config = &params.model;
+    let model_spec = ModelSpec::from_config(model_config)?;
+    let schedule_config = &params.schedule;
+    let schedule = ScheduleSpec::from_config(schedule_config).map_err(|e| anyhow::anyhow!(e))?;
 
-    let batch = params.usize_or("batch", 128)?;
-    if batch == 0 {
-        bail!("`batch` must be at least 1");
-    }
-    let steps = match (params.opt_usize("steps")?, params.opt_usize("epochs")?) {
+    let batch = params.batch.max(1);
+    let steps = match (params.steps, params.epochs) {
         (Some(steps), _) => steps,
         (None, Some(epochs)) => epochs * data.meta.count.div_ceil(batch),
         (None, None) => bail!("`{}` needs `steps` or `epochs`", job.instance),
     };
-    let precision = params.str_or("precision", "fp32")?;
-    let bf16 = match precision {
-        "fp32" => false,
-        "bf16" if device.is_cuda() => true,
-        "bf16" => {
+    let bf16 = match params.precision {
+        Precision::Fp32 => false,
+        Precision::Bf16 if device.is_cuda() => true,
+        Precision::Bf16 => {
             progress::log("precision = \"bf16\" autocasts on CUDA only; training in fp32 on the CPU");
             false
         }
-        other => bail!("unknown precision `{other}`: use \"fp32\" or \"bf16\""),
     };
     let settings = Settings {
-        loss: LossType::parse(params.str_or("loss", "simple")?)?,
-        uncond_p: params.f64_or("uncond_p", 0.0)?,
+        loss: params.loss,
+        uncond_p: params.uncond_p,
         steps,
         batch,
-        lr: params.f64_or("lr", 2e-4)?,
-        warmup: params.usize_or("warmup", 0)?,
-        grad_clip: params.f64_or("grad_clip", 1.0)?,
-        ema: params.f64_or("ema", 0.9999)?,
-        seed: params.usize_or("seed", 0)? as u64,
+        lr: params.lr,
+        warmup: params.warmup,
+        grad_clip: params.grad_clip,
+        ema: params.ema,
+        seed: params.seed,
         bf16,
-        checkpoint_every: params.usize_or("checkpoint_every", 1000)?,
+        checkpoint_every: params.checkpoint_every,
     };
     if data.meta.count == 0 {
         bail!("the dataset `{}` is empty", data_input.dir.display());
@@ -176,7 +199,7 @@ pub fn run(job: &Job) -> Result<()> {
 
     // The initial weights come from the seed too.
     tch::manual_seed(derive_seed(&[settings.seed, u64::MAX]) as i64);
-    let mut trainer = Trainer::new(model_config.raw(), &data.meta, device)?;
+    let mut trainer = Trainer::new(model_config, &data.meta, device)?;
     let checkpoint_dir = job.out_dir.join(CHECKPOINT_DIR);
     let mut losses = Vec::with_capacity(settings.steps);
     let mut start = 0;
@@ -212,9 +235,9 @@ pub fn run(job: &Job) -> Result<()> {
     write_losses(&out.join(LOSS_FILE), &losses)?;
     let final_loss = mean_tail(&losses);
     let meta = TrainMeta {
-        model: model_config.raw().clone(),
+        model: model_config.clone(),
         model_spec,
-        schedule_config: schedule_config.raw().clone(),
+        schedule_config: schedule_config.clone(),
         schedule,
         data: data.meta.clone(),
         loss: settings.loss,

@@ -183,35 +183,10 @@ impl<'p> Checker<'p> {
                     (Some(l), Some(k)) => Some(l.min(k)),
                     (l, k) => l.or(k),
                 };
-                let origin = inst.name.clone();
-                Some(match inst.variant.as_str() {
-                    "mnist" | "fashion_mnist" => Data {
-                        points: false,
-                        channels: 1,
-                        size: int(p, "size")?,
-                        classes: int(p, "classes")?,
-                        examples,
-                        origin,
-                    },
-                    "cifar10" => Data { points: false, channels: 3, size: 32, classes: 10, examples, origin },
-                    "images" => Data {
-                        points: false,
-                        channels: int(p, "channels")?,
-                        size: int(p, "size")?,
-                        classes: 0,
-                        examples,
-                        origin,
-                    },
-                    "toy" => Data {
-                        points: true,
-                        channels: 2,
-                        size: 0,
-                        classes: facts::toy_classes(string(p, "shape")?),
-                        examples: int(p, "count"),
-                        origin,
-                    },
-                    _ => return None,
-                })
+                let shape = facts::dataset_shape(&inst.variant, |k| int(p, k), |k| string(p, k))?;
+                let examples = if shape.points { int(p, "count") } else { examples };
+                let facts::DataShape { points, channels, size, classes } = shape;
+                Some(Data { points, channels, size, classes, examples, origin: inst.name.clone() })
             }
             "train" | "classifier" => self.data(self.inst(stage(p, "data")?)?),
             "sample" => {
