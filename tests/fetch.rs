@@ -28,10 +28,12 @@ enum Route {
     Hang,
 }
 
+/// (path, Range header) of every request, in order.
+type RequestLog = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
 struct Server {
     base: String,
-    /// (path, Range header) of every request, in order.
-    requests: Arc<Mutex<Vec<(String, Option<String>)>>>,
+    requests: RequestLog,
 }
 
 fn serve(routes: Vec<(&str, Route)>) -> Server {
