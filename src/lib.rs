@@ -13,6 +13,7 @@ pub mod fetch;
 pub mod fmt;
 pub mod graph;
 pub mod lang;
+pub mod lsp;
 pub mod report;
 pub mod settings;
 pub mod syntax;

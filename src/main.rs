@@ -83,6 +83,8 @@ enum Command {
     },
     /// The language reference (every kind, variant and key), or one kind's.
     Doc { kind: Option<String> },
+    /// A language server over stdio for editors (diagnostics, hover, completion, …).
+    Lsp,
     /// Inspect or clean the stage cache.
     Cache {
         #[command(subcommand)]
@@ -137,6 +139,7 @@ fn main() -> ExitCode {
         }
         Command::Fmt { file, check } => fmt(&file, check),
         Command::Doc { kind } => doc(kind.as_deref()),
+        Command::Lsp => return ExitCode::from(difflow::lsp::serve_stdio()),
         Command::Cache { command: CacheCommand::Ls { files } } => cache_ls(&files),
         Command::Cache { command: CacheCommand::Gc { files } } => cache_gc(&files),
     };
@@ -315,6 +318,7 @@ fn caches_of(files: &[PathBuf]) -> Result<Vec<(Cache, Vec<Session>)>, Failure> {
 fn cache_ls(files: &[PathBuf]) -> Outcome {
     for (cache, _) in caches_of(files)? {
         let keys = cache.keys().map_err(|e| wrong(format!("cannot read {}: {e}", cache.dir.display())))?;
+        let keys: Vec<String> = keys.into_iter().filter(|k| cache.is_entry(k)).collect();
         println!("{} ({} entries)", cache.dir.display(), keys.len());
         let mut total = 0;
         for key in keys {
@@ -348,9 +352,16 @@ fn cache_gc(files: &[PathBuf]) -> Outcome {
         let used: std::collections::BTreeSet<String> =
             sessions.iter().flat_map(|s| s.keys.keys.values().cloned()).collect();
         let keys = cache.keys().map_err(|e| wrong(format!("cannot read {}: {e}", cache.dir.display())))?;
+        // Only difflow's own folders: a user's `results/cafe/` is no entry.
+        let keys: Vec<String> = keys.into_iter().filter(|k| cache.is_entry(k)).collect();
         let (mut removed, mut freed, mut busy) = (0, 0, 0);
         for key in keys.iter().filter(|k| !used.contains(*k)) {
             let Some(lock) = cache.try_lock(key).map_err(|e| Failure::Failed(e.to_string()))? else {
+                busy += 1;
+                continue;
+            };
+            // Another running pipeline may be about to read it.
+            let Some(_unread) = cache.try_lock_unread(key).map_err(|e| Failure::Failed(e.to_string()))? else {
                 busy += 1;
                 continue;
             };

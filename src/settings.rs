@@ -8,6 +8,7 @@
 //! inception_weights = "weights/pt_inception-2015-12-05.pth"
 //! threads = 0                       # CPU threads per worker (0: libtorch's default)
 //! jobs = 1                          # stages run at once (`difflow run --jobs` wins)
+//! use_roots = ["../shared"]         # more folders whose `.diff` files a `use` may read
 //! user_cache = "/scratch/difflow"   # fetched datasets and weights (default: $XDG_CACHE_HOME/difflow)
 //!
 //! [sources.cifar10]                 # a mirror for one fetched file (see `difflow::fetch`)
@@ -35,6 +36,8 @@ pub struct Settings {
     pub inception_weights: Option<PathBuf>,
     pub threads: usize,
     pub jobs: usize,
+    /// Folders besides the project's own whose `.diff` files a `use` may read, absolute.
+    pub use_roots: Vec<PathBuf>,
     /// Where fetched datasets and weights live, absolute.
     pub user_cache: PathBuf,
     /// `[sources.NAME]` overrides of where a fetched file comes from.
@@ -61,6 +64,7 @@ struct RawSettings {
     inception_weights: Option<PathBuf>,
     threads: Option<usize>,
     jobs: Option<usize>,
+    use_roots: Option<Vec<PathBuf>>,
 }
 
 impl Settings {
@@ -76,6 +80,7 @@ impl Settings {
             jobs: 1,
             user_cache: default_user_cache(root),
             sources: BTreeMap::new(),
+            use_roots: Vec::new(),
         }
     }
 
@@ -90,7 +95,7 @@ impl Settings {
         };
         let raw: RawSettings = toml::from_str(&text).map_err(|e| {
             format!(
-                "{} is not valid: {}\nhelp: the known settings are cache, data_root, device, inception_weights, threads, jobs, user_cache and [sources.NAME] tables (url, sha256)",
+                "{} is not valid: {}\nhelp: the known settings are cache, data_root, device, inception_weights, threads, jobs, use_roots, user_cache and [sources.NAME] tables (url, sha256)",
                 file.display(),
                 e.message()
             )
@@ -115,6 +120,7 @@ impl Settings {
         if let Some(u) = raw.user_cache {
             s.user_cache = root.join(u);
         }
+        s.use_roots = raw.use_roots.unwrap_or_default().into_iter().map(|r| root.join(r)).collect();
         s.sources = raw.sources;
         Ok(s)
     }

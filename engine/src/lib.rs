@@ -8,6 +8,7 @@ pub mod diffusion;
 pub mod metrics;
 pub mod models;
 pub mod params;
+pub mod pickle;
 pub mod plot;
 pub mod progress;
 pub mod stages;

@@ -4,9 +4,11 @@
 pub mod digest;
 pub mod key;
 pub mod lockfile;
+pub mod readers;
 pub mod store;
 
 pub use digest::Digests;
 pub use key::{compute_keys, stage_keys, KeyError, StageKeys};
 pub use lockfile::{LockFile, LockedStage};
+pub use readers::ReadLocks;
 pub use store::{Cache, EntryLock, Manifest};

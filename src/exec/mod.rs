@@ -2,9 +2,10 @@
 //! (workers for what is not cached, in topological order, `--jobs` at a time, committed to
 //! the cache as they finish; `difflow.lock` written at the end).
 
+mod cleanup;
 pub mod show;
 pub mod stale;
-pub mod worker;
+mod worker;
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
@@ -196,6 +197,11 @@ pub fn run(s: &Session, opts: &RunOptions, progress: &Progress) -> Result<RunSum
         selected = s.graph.order().iter().copied().filter(|i| all.contains(i)).collect();
     }
 
+    // Held until the run ends: `cache gc` leaves these entries alone meanwhile.
+    let _reading = s
+        .cache
+        .hold_for_reading(selected.iter().map(|&i| s.key(i)))
+        .map_err(|e| RunError::Failed(format!("cannot lock the cache in {}: {e}", s.cache.dir.display())))?;
     // What must run: forced, missing, or a cached entry whose files no longer match.
     let mut to_run = Vec::new();
     for &i in &selected {
@@ -355,20 +361,20 @@ fn execute(
     job.settings.threads = threads;
     let started = utc_now();
     let clock = Instant::now();
-    let reported = if inst.kind == "report" {
+    let job_file = s.cache.dir.join(format!("{key}.job.json"));
+    let outcome = if inst.kind == "report" {
         progress.println(&format!("{label}: writing the report"));
-        crate::report::write_report(&job)?;
-        Default::default()
+        crate::report::write_report(&job).map(|()| Default::default())
     } else {
-        let worker = worker.ok_or("no worker executable")?;
-        let job_file = s.cache.dir.join(format!("{key}.job.json"));
-        let out = worker::run_worker(worker, &job, &job_file, progress, label).map_err(|f| match f {
-            WorkerFailure::Stage(m) | WorkerFailure::Launch(m) => m,
-            WorkerFailure::Crash(m) => format!("{m}\n(job file: {})", job_file.display()),
-        })?;
-        let _ = std::fs::remove_file(&job_file);
-        out.metrics
+        match worker {
+            None => Err("no worker executable".to_string()),
+            Some(worker) => worker::run_worker(worker, &job, &job_file, progress, label)
+                .map(|out| out.metrics)
+                .map_err(|(WorkerFailure::Stage(m) | WorkerFailure::Launch(m) | WorkerFailure::Crash(m))| m),
+        }
     };
+    let _ = std::fs::remove_file(&job_file);
+    let reported = outcome.map_err(|m| m + &cleanup::after_failure(&s.cache, &lock, resumable))?;
     let secs = clock.elapsed().as_secs_f64();
     let manifest = Manifest {
         key: key.clone(),

@@ -209,15 +209,36 @@ fn is_image_file(path: &Path) -> bool {
             .unwrap_or(false)
 }
 
+/// The largest width or height an image file may declare.
+const MAX_IMAGE_SIDE: u32 = 16_384;
+/// The most bytes the decoder may allocate for one image.
+const MAX_IMAGE_ALLOC: u64 = 256 << 20;
+/// The most elongated image: scaling its short side to `size` keeps the long side bounded.
+const MAX_ASPECT: u32 = 16;
+
 /// Decodes one file to `channels` planes (channel-first) of `size`×`size`, or of its own
 /// size without `size`: (height, width, pixels).
 fn decode_file(file: &Path, size: Option<usize>, channels: usize) -> Result<(usize, usize, Vec<u8>)> {
-    let img = image::ImageReader::open(file)
+    let mut reader = image::ImageReader::open(file)
         .with_context(|| format!("cannot open the image {}", file.display()))?
         .with_guessed_format()
-        .with_context(|| format!("cannot read the image {}", file.display()))?
-        .decode()
-        .with_context(|| format!("the image {} is corrupt or not a PNG/JPEG: replace or remove it", file.display()))?;
+        .with_context(|| format!("cannot read the image {}", file.display()))?;
+    // A small file may declare a huge image: the decoder refuses to allocate past these.
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(MAX_IMAGE_ALLOC);
+    reader.limits(limits);
+    let img = reader.decode().with_context(|| {
+        format!("the image {} is corrupt, too large or not a PNG/JPEG: replace or remove it", file.display())
+    })?;
+    let (w, h) = (img.width(), img.height());
+    if w == 0 || h == 0 || w.max(h) / w.min(h) > MAX_ASPECT {
+        bail!(
+            "the image {} is {w}×{h} pixels: images wider or taller than {MAX_ASPECT}:1 are not supported",
+            file.display()
+        );
+    }
     let img = match size {
         Some(size) => resize_and_crop(img, size as u32),
         None => img,

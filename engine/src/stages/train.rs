@@ -124,6 +124,24 @@ struct Settings {
     checkpoint_every: usize,
 }
 
+/// What a run killed while saving a checkpoint leaves: a partial `checkpoint.tmp` (removed,
+/// so it does not hold disk space) and, when it died between the two renames, the previous
+/// checkpoint as `checkpoint.old` (put back).
+fn recover_checkpoint_leftovers(dir: &Path) -> Result<()> {
+    let (tmp, old) = (dir.with_extension("tmp"), dir.with_extension("old"));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).with_context(|| format!("cannot remove {}", tmp.display()))?;
+    }
+    if old.exists() {
+        if dir.exists() {
+            std::fs::remove_dir_all(&old)?;
+        } else {
+            std::fs::rename(&old, dir)?;
+        }
+    }
+    Ok(())
+}
+
 /// Saved training state: the step reached (`state.json`) and the loss log so far (`loss.csv`,
 /// whose shortest-round-trip decimals read back exactly).
 #[derive(Serialize, Deserialize)]
@@ -201,13 +219,30 @@ pub fn run(job: &Job) -> Result<()> {
     tch::manual_seed(derive_seed(&[settings.seed, u64::MAX]) as i64);
     let mut trainer = Trainer::new(model_config, &data.meta, device)?;
     let checkpoint_dir = job.out_dir.join(CHECKPOINT_DIR);
+    recover_checkpoint_leftovers(&checkpoint_dir)?;
     let mut losses = Vec::with_capacity(settings.steps);
     let mut start = 0;
     if checkpoint_dir.join(STATE_FILE).exists() {
-        let state = trainer.load_checkpoint(&checkpoint_dir)?;
-        progress::log(format!("resuming from the checkpoint at step {}", state.step));
-        start = state.step;
-        losses = state.losses;
+        match trainer.load_checkpoint(&checkpoint_dir) {
+            Ok(state) if state.step <= settings.steps => {
+                progress::log(format!("resuming from the checkpoint at step {}", state.step));
+                start = state.step;
+                losses = state.losses;
+            }
+            unusable => {
+                // A garbage checkpoint must not block every rerun: discard it and start
+                // over, with fresh weights from the seed (loading may have half-filled them).
+                let why = match unusable {
+                    Ok(state) => format!("it is at step {}, past the {} steps asked for", state.step, settings.steps),
+                    Err(e) => format!("{:#}", e),
+                };
+                progress::log(format!("discarding the checkpoint ({why}); training from step 0"));
+                std::fs::remove_dir_all(&checkpoint_dir)
+                    .with_context(|| format!("cannot remove the unusable checkpoint {}", checkpoint_dir.display()))?;
+                tch::manual_seed(derive_seed(&[settings.seed, u64::MAX]) as i64);
+                trainer = Trainer::new(model_config, &data.meta, device)?;
+            }
+        }
     }
 
     let mut bar = Progress::begin("training", settings.steps as u64);
@@ -215,10 +250,12 @@ pub fn run(job: &Job) -> Result<()> {
     for step in start..settings.steps {
         let loss = trainer.step(step, &settings, &process, &data, model_spec)?;
         if !loss.is_finite() {
-            bail!(
-                "training diverged: the loss is {loss} at step {}; lower `lr`, set `grad_clip`, or use `precision = \"fp32\"`",
-                step + 1
-            );
+            let remedy = if settings.bf16 {
+                "lower `lr`, set `grad_clip`, or use `precision = \"fp32\"`"
+            } else {
+                "lower `lr` or set `grad_clip`"
+            };
+            bail!("training diverged: the loss is {loss} at step {}; {remedy}", step + 1);
         }
         losses.push(loss);
         bar.update(step as u64 + 1, Some(loss));
@@ -461,17 +498,18 @@ impl Trainer {
 
     /// Writes the checkpoint aside and renames it into place, so a kill mid-write leaves the
     /// previous checkpoint intact.
+    /// A write that fails (a full disk) removes its partial copy rather than leave the disk
+    /// full.
     fn save_checkpoint(&self, dir: &Path, state: &CheckpointState) -> Result<()> {
         let tmp: PathBuf = dir.with_extension("tmp");
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp)?;
         }
-        std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-        self.vs.save(tmp.join(MODEL_FILE))?;
-        self.ema_vs.save(tmp.join(EMA_FILE))?;
-        self.save_optimizer(&tmp.join(OPTIMIZER_FILE), state.step)?;
-        write_losses(&tmp.join(LOSS_FILE), &state.losses)?;
-        std::fs::write(tmp.join(STATE_FILE), serde_json::to_string(state)?)?;
+        let written = self.write_checkpoint_files(&tmp, state);
+        if let Err(e) = written {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e.context(format!("cannot write the checkpoint {}", tmp.display())));
+        }
         let old = dir.with_extension("old");
         if dir.exists() {
             if old.exists() {
@@ -483,6 +521,16 @@ impl Trainer {
         if old.exists() {
             std::fs::remove_dir_all(&old)?;
         }
+        Ok(())
+    }
+
+    fn write_checkpoint_files(&self, tmp: &Path, state: &CheckpointState) -> Result<()> {
+        std::fs::create_dir_all(tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        self.vs.save(tmp.join(MODEL_FILE))?;
+        self.ema_vs.save(tmp.join(EMA_FILE))?;
+        self.save_optimizer(&tmp.join(OPTIMIZER_FILE), state.step)?;
+        write_losses(&tmp.join(LOSS_FILE), &state.losses)?;
+        std::fs::write(tmp.join(STATE_FILE), serde_json::to_string(state)?)?;
         Ok(())
     }
 
