@@ -9,6 +9,7 @@ pub mod cache;
 pub mod diagnostics;
 pub mod doc;
 pub mod exec;
+pub mod fetch;
 pub mod fmt;
 pub mod graph;
 pub mod lang;

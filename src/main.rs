@@ -256,7 +256,16 @@ fn plan(file: &Path, set: &[String], targets: &[String]) -> Outcome {
 
 fn run(file: &Path, set: &[String], opts: RunOptions) -> Outcome {
     let (_, p) = load(file, set)?;
-    let s = session(file, &p)?;
+    let mut s = session(file, &p)?;
+    // Fetch what the selected stages read and the user cache lacks; a failed fetch fails
+    // as a stage does (exit 2): the pipeline is right, the network is not.
+    let selected = s.selection(&opts.targets).map_err(wrong)?;
+    let missing = difflow::fetch::missing(&s.pipeline, &selected, &s.settings).map_err(wrong)?;
+    if !missing.is_empty() {
+        difflow::fetch::fetch_all(&missing, &s.settings).map_err(Failure::Failed)?;
+        // The fetched files' digests are now part of the keys.
+        s = session(file, &p)?;
+    }
     match exec::run(&s, &opts, &Progress::new()) {
         Ok(_) => Ok(()),
         Err(RunError::Usage(m)) => Err(Failure::Wrong(Some(m))),

@@ -17,8 +17,15 @@
 //! cpus = 4
 //! gpus = { train = 1, sample = 1 }
 //! extra = ["--qos=normal"]
+//!
+//! user_cache = "/scratch/difflow"   # fetched datasets and weights (default: $XDG_CACHE_HOME/difflow)
+//!
+//! [sources.cifar10]                 # a mirror for one fetched file (see `difflow::fetch`)
+//! url = "http://mirror.lab/cifar-10-python.tar.gz"
+//! sha256 = "6d958be0…"              # optional: the pinned checksum otherwise
 //! ```
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -43,11 +50,26 @@ pub struct Settings {
     /// `local` or `slurm`.
     pub executor: String,
     pub slurm: crate::exec::slurm::SlurmSettings,
+    /// Where fetched datasets and weights live, absolute.
+    pub user_cache: PathBuf,
+    /// `[sources.NAME]` overrides of where a fetched file comes from.
+    pub sources: BTreeMap<String, SourceOverride>,
+}
+
+/// A `[sources.NAME]` table: another URL (a mirror) and/or another checksum.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceOverride {
+    pub url: Option<String>,
+    pub sha256: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSettings {
+    user_cache: Option<PathBuf>,
+    #[serde(default)]
+    sources: BTreeMap<String, SourceOverride>,
     cache: Option<PathBuf>,
     data_root: Option<PathBuf>,
     device: Option<String>,
@@ -70,6 +92,8 @@ impl Settings {
             inception_weights: None,
             threads: 0,
             jobs: 1,
+            user_cache: default_user_cache(root),
+            sources: BTreeMap::new(),
             use_roots: Vec::new(),
             executor: "local".into(),
             slurm: Default::default(),
@@ -87,7 +111,7 @@ impl Settings {
         };
         let raw: RawSettings = toml::from_str(&text).map_err(|e| {
             format!(
-                "{} is not valid: {}\nhelp: the known settings are cache, data_root, device, inception_weights, threads, jobs, use_roots, executor, [slurm]",
+                "{} is not valid: {}\nhelp: the known settings are cache, data_root, device, inception_weights, threads, jobs, use_roots, executor, [slurm], user_cache and [sources.NAME] tables (url, sha256)",
                 file.display(),
                 e.message()
             )
@@ -109,18 +133,33 @@ impl Settings {
         if let Some(j) = raw.jobs {
             s.jobs = j.max(1);
         }
+        if let Some(u) = raw.user_cache {
+            s.user_cache = root.join(u);
+        }
         s.use_roots = raw.use_roots.unwrap_or_default().into_iter().map(|r| root.join(r)).collect();
         if let Some(e) = raw.executor {
             check_executor(&e).map_err(|e| format!("{}: {e}", file.display()))?;
             s.executor = e;
         }
         s.slurm = raw.slurm.unwrap_or_default();
+        s.sources = raw.sources;
         Ok(s)
     }
 
     /// The folder beside the cache for difflow's own bookkeeping (digest memo).
     pub fn state_dir(&self) -> PathBuf {
         self.cache.parent().map(Path::to_path_buf).unwrap_or_else(|| self.root.join(".difflow"))
+    }
+}
+
+/// `$XDG_CACHE_HOME/difflow`, else `$HOME/.cache/difflow` (the XDG default), else a
+/// folder beside the pipeline when neither variable is set.
+fn default_user_cache(root: &Path) -> PathBuf {
+    let from_env = |var: &str| std::env::var_os(var).filter(|v| !v.is_empty()).map(PathBuf::from);
+    match (from_env("XDG_CACHE_HOME"), from_env("HOME")) {
+        (Some(x), _) => x.join("difflow"),
+        (None, Some(h)) => h.join(".cache").join("difflow"),
+        (None, None) => root.join(".difflow").join("user-cache"),
     }
 }
 
@@ -163,7 +202,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join(FILE_NAME),
-            "cache = \"c\"\ndevice = \"cuda:1\"\ninception_weights = \"w/inc.pth\"\njobs = 3\n",
+            "cache = \"c\"\ndevice = \"cuda:1\"\ninception_weights = \"w/inc.pth\"\njobs = 3\nuser_cache = \"u\"\n\
+             [sources.cifar10]\nurl = \"http://127.0.0.1:1/c.tgz\"\n",
         )
         .unwrap();
         let s = Settings::load(dir.path()).unwrap();
@@ -171,6 +211,9 @@ mod tests {
         assert_eq!(s.device, "cuda:1");
         assert_eq!(s.inception_weights, Some(dir.path().join("w/inc.pth")));
         assert_eq!(s.jobs, 3);
+        assert_eq!(s.user_cache, dir.path().join("u"));
+        assert_eq!(s.sources["cifar10"].url.as_deref(), Some("http://127.0.0.1:1/c.tgz"));
+        assert_eq!(s.sources["cifar10"].sha256, None);
     }
 
     #[test]

@@ -298,22 +298,42 @@ fn image_folders_with_class_subfolders() {
         }
     }
     image::RgbImage::from_pixel(9, 9, image::Rgb([10, 10, 200])).save(dir.path().join("dogs/extra.jpg")).unwrap();
-    let set = load_folder(dir.path(), 8, 3, None).unwrap();
+    let set = load_folder(dir.path(), Some(8), 3, None).unwrap();
     assert_eq!((set.count, set.classes, set.channels, set.height), (7, 2, 3, 8));
     assert_eq!(set.class_names, vec!["cats", "dogs"]);
     assert_eq!(set.labels, vec![0, 0, 0, 1, 1, 1, 1]);
     assert_eq!(&set.image(0)[..1], &[200]); // red plane of a red cat
     assert_eq!(set.image(4)[2 * 64], 200); // blue plane of a blue dog
-    let gray = load_folder(dir.path(), 8, 1, Some(2)).unwrap();
+    let gray = load_folder(dir.path(), Some(8), 1, Some(2)).unwrap();
     assert_eq!((gray.count, gray.channels), (2, 1));
 
     // Empty folder, corrupt file.
     let empty = tempfile::tempdir().unwrap();
-    let err = format!("{:#}", load_folder(empty.path(), 8, 3, None).unwrap_err());
+    let err = format!("{:#}", load_folder(empty.path(), Some(8), 3, None).unwrap_err());
     assert!(err.contains("holds no PNG or JPEG"), "{err}");
     std::fs::write(dir.path().join("cats/broken.png"), b"\x89PNG not really").unwrap();
-    let err = format!("{:#}", load_folder(dir.path(), 8, 3, None).unwrap_err());
+    let err = format!("{:#}", load_folder(dir.path(), Some(8), 3, None).unwrap_err());
     assert!(err.contains("broken.png") && err.contains("corrupt"), "{err}");
+}
+
+#[test]
+fn an_image_folder_keeps_its_own_size_unless_size_is_set_and_mixed_sizes_are_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..3u8 {
+        let img = image::GrayImage::from_fn(28, 28, |x, y| image::Luma([(x * 9 + y + u32::from(i)) as u8]));
+        img.save(dir.path().join(format!("{i}.png"))).unwrap();
+    }
+    let own = load_folder(dir.path(), None, 1, None).unwrap();
+    assert_eq!((own.count, own.height, own.width), (3, 28, 28));
+    // The pixels are the files' own: no resize, no padding.
+    assert_eq!(&own.image(0)[..3], &[0, 9, 18]);
+    assert_eq!(load_folder(dir.path(), Some(14), 1, None).unwrap().height, 14);
+
+    image::GrayImage::new(32, 30).save(dir.path().join("odd.png")).unwrap();
+    let err = format!("{:#}", load_folder(dir.path(), None, 1, None).unwrap_err());
+    assert!(err.contains("different sizes") && err.contains("odd.png") && err.contains("32×30"), "{err}");
+    assert!(err.contains("set `size`"), "{err}");
+    assert_eq!(load_folder(dir.path(), Some(16), 1, None).unwrap().count, 4);
 }
 
 fn job(variant: &str, params: serde_json::Value, out: &Path) -> Job {

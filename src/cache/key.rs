@@ -47,7 +47,8 @@ impl std::error::Error for KeyError {}
 /// included), with the settings of its `difflow.toml` and no digest memo on disk.
 pub fn stage_keys(p: &Pipeline) -> Result<BTreeMap<String, String>, KeyError> {
     let settings = Settings::load(&p.root).map_err(|message| KeyError { message })?;
-    let expanded = graph::expand_implicit(p, settings.inception_weights.as_deref());
+    let (p, inception) = crate::fetch::fill_in(p, &settings).map_err(|message| KeyError { message })?;
+    let expanded = graph::expand_implicit(&p, inception.as_deref());
     let g = StageGraph::new(&expanded).map_err(|e| KeyError { message: e.to_string() })?;
     Ok(compute_keys(&expanded, &g, &mut Digests::in_memory())?.keys)
 }

@@ -21,6 +21,7 @@ use crate::cache::continuation::grouped;
 use crate::cache::lockfile::{file_name, headline_metrics, lock_path};
 use crate::cache::store::utc_now;
 use crate::cache::{compute_keys, Cache, Digests, LockFile, LockedStage, Manifest, StageKeys};
+use crate::fetch;
 use crate::graph::{self, is_hidden, StageGraph};
 use crate::job::{Input, Job, JobSettings, CONTINUE_INPUT};
 use crate::lang::pipeline::{Instance, Pipeline};
@@ -41,6 +42,7 @@ pub struct Session {
 
 impl Session {
     /// `file` is the pipeline file; `difflow.toml` and `difflow.lock` live beside it.
+    /// Files that `difflow run` would fetch are only located here (see `crate::fetch`).
     pub fn new(file: &Path, pipeline: &Pipeline) -> Result<Session, String> {
         // Absolute, so that paths printed and written to job files work from anywhere.
         let file = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
@@ -50,7 +52,9 @@ impl Session {
     }
 
     pub fn with_settings(file: &Path, pipeline: &Pipeline, settings: Settings) -> Result<Session, String> {
-        let expanded = graph::expand_implicit(pipeline, settings.inception_weights.as_deref());
+        // Before the keys: a fetched file is keyed by its content like any other.
+        let (pipeline, inception) = fetch::fill_in(pipeline, &settings)?;
+        let expanded = graph::expand_implicit(&pipeline, inception.as_deref());
         let g = StageGraph::new(&expanded).map_err(|e| e.to_string())?;
         let mut digests = Digests::open(settings.state_dir().join("digests.json"));
         let keys = compute_keys(&expanded, &g, &mut digests).map_err(|e| e.to_string())?;

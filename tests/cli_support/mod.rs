@@ -83,6 +83,12 @@ impl Project {
             std::fs::set_permissions(&worker, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
         let log = dir.path().join("worker.log");
+        // The user cache of these runs lives in the project (never the developer's own),
+        // with a stand-in for the Inception weights, which the worker double never reads:
+        // a metrics stage then has nothing to fetch.
+        let weights = dir.path().join("xdg-cache/difflow/weights");
+        std::fs::create_dir_all(&weights).unwrap();
+        std::fs::write(weights.join("pt_inception-2015-12-05-6726825d.pth"), b"stand-in").unwrap();
         let p = Project { dir, worker, log };
         p.write(pipeline);
         p
@@ -103,7 +109,11 @@ impl Project {
     /// Run `difflow ARGS…` in the project folder with the worker double.
     pub fn difflow(&self, args: &[&str], env: &[(&str, &str)]) -> Out {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_difflow"));
-        cmd.args(args).current_dir(self.path()).env("DIFFLOW_WORKER", &self.worker).env("LOG", &self.log);
+        cmd.args(args)
+            .current_dir(self.path())
+            .env("DIFFLOW_WORKER", &self.worker)
+            .env("LOG", &self.log)
+            .env("XDG_CACHE_HOME", self.path().join("xdg-cache"));
         for (k, v) in env {
             cmd.env(k, v);
         }

@@ -124,7 +124,12 @@ fn denoiser_keys() -> Vec<KeySpec> {
 
 fn dataset_common() -> Vec<KeySpec> {
     vec![
-        req("path", Type::Path, "folder holding the dataset files (relative to the pipeline's folder)"),
+        opt(
+            "path",
+            Type::Path,
+            "folder holding the dataset files (relative to the pipeline's folder); unset: fetched from the \
+             canonical source, verified by SHA-256, into the user cache",
+        ),
         def("split", en(&["train", "test"]), "\"train\"", "which split to read"),
     ]
 }
@@ -346,7 +351,13 @@ pub(super) fn kinds() -> Vec<KindSpec> {
                 "a folder of image files, unlabelled (0 classes)",
                 vec![
                     req("path", Type::Path, "folder of .png/.jpg files (relative to the pipeline's folder)"),
-                    def("size", Type::Int, "64", "resize (and centre-crop) to size × size").range(ge(1.0)),
+                    opt(
+                        "size",
+                        Type::Int,
+                        "resize (shorter side) and centre-crop to size × size; unset: the images' own size, \
+                         which must be the same for all",
+                    )
+                    .range(ge(1.0)),
                     def("channels", Type::Int, "3", "1 (grayscale) or 3 (RGB)").range(ge_le(1.0, 3.0)),
                     limit(),
                 ],

@@ -120,10 +120,11 @@ fn resize_plane(plane: &[u8], h: usize, w: usize, size: usize) -> Vec<u8> {
 }
 
 /// Loads a folder of PNG/JPEG images: class subfolders (sorted by name) give the labels;
-/// images directly in the folder, with no subfolders, are one class. Every image is
-/// resized so that its shorter side is `size`, centre-cropped to `size`×`size`, and
-/// converted to `channels` (1: luma, 3: RGB).
-pub fn load_folder(path: &Path, size: usize, channels: usize, limit: Option<usize>) -> Result<ImageSet> {
+/// images directly in the folder, with no subfolders, are one class. With `size`, every
+/// image is resized so that its shorter side is `size` and centre-cropped to
+/// `size`×`size`; without, the images keep their own size, which must be the same for
+/// all. Each is converted to `channels` (1: luma, 3: RGB).
+pub fn load_folder(path: &Path, size: Option<usize>, channels: usize, limit: Option<usize>) -> Result<ImageSet> {
     if !path.is_dir() {
         bail!(
             "the image folder {} does not exist: point `path` at a folder of PNG/JPEG files \
@@ -134,7 +135,7 @@ pub fn load_folder(path: &Path, size: usize, channels: usize, limit: Option<usiz
     if channels != 1 && channels != 3 {
         bail!("`channels` must be 1 (grayscale) or 3 (RGB), got {channels}");
     }
-    if size == 0 {
+    if size == Some(0) {
         bail!("`size` must be positive");
     }
     let mut class_dirs: Vec<PathBuf> = read_dir_sorted(path)?.into_iter().filter(|p| p.is_dir()).collect();
@@ -163,16 +164,28 @@ pub fn load_folder(path: &Path, size: usize, channels: usize, limit: Option<usiz
     }
     // `limit` keeps the first files (in class, then name order) and decodes only those.
     files.truncate(limit.unwrap_or(usize::MAX));
-    let decoded: Vec<Vec<u8>> =
+    let decoded: Vec<(usize, usize, Vec<u8>)> =
         files.par_iter().map(|(file, _)| decode_file(file, size, channels)).collect::<Result<Vec<_>>>()?;
-    let pixels = decoded.concat();
+    let (height, width) = (decoded[0].0, decoded[0].1);
+    if let Some(i) = decoded.iter().position(|(h, w, _)| (*h, *w) != (height, width)) {
+        bail!(
+            "the images in {} have different sizes: {} is {width}×{height}, {} is {}×{}: set `size` to bring \
+             them all to size × size",
+            path.display(),
+            files[0].0.display(),
+            files[i].0.display(),
+            decoded[i].1,
+            decoded[i].0
+        );
+    }
+    let pixels = decoded.into_iter().flat_map(|(_, _, px)| px).collect();
     Ok(ImageSet {
         count: files.len(),
         labels: files.iter().map(|(_, l)| *l).collect(),
         pixels,
         channels,
-        height: size,
-        width: size,
+        height,
+        width,
         classes: if labelled { class_dirs.len() } else { 0 },
         class_names,
     })
@@ -203,8 +216,9 @@ const MAX_IMAGE_ALLOC: u64 = 256 << 20;
 /// The most elongated image: scaling its short side to `size` keeps the long side bounded.
 const MAX_ASPECT: u32 = 16;
 
-/// Decodes one file to `channels` planes of `size`×`size` (channel-first).
-fn decode_file(file: &Path, size: usize, channels: usize) -> Result<Vec<u8>> {
+/// Decodes one file to `channels` planes (channel-first) of `size`×`size`, or of its own
+/// size without `size`: (height, width, pixels).
+fn decode_file(file: &Path, size: Option<usize>, channels: usize) -> Result<(usize, usize, Vec<u8>)> {
     let mut reader = image::ImageReader::open(file)
         .with_context(|| format!("cannot open the image {}", file.display()))?
         .with_guessed_format()
@@ -225,12 +239,12 @@ fn decode_file(file: &Path, size: usize, channels: usize) -> Result<Vec<u8>> {
             file.display()
         );
     }
-    let scale = size as f64 / w.min(h) as f64;
-    let (nw, nh) =
-        (((w as f64 * scale).round() as u32).max(size as u32), ((h as f64 * scale).round() as u32).max(size as u32));
-    let img = if (nw, nh) == (w, h) { img } else { img.resize_exact(nw, nh, FilterType::Triangle) };
-    let img = img.crop_imm((nw - size as u32) / 2, (nh - size as u32) / 2, size as u32, size as u32);
-    let hw = size * size;
+    let img = match size {
+        Some(size) => resize_and_crop(img, size as u32),
+        None => img,
+    };
+    let (height, width) = (img.height() as usize, img.width() as usize);
+    let hw = height * width;
     let mut out = vec![0u8; channels * hw];
     if channels == 1 {
         out.copy_from_slice(img.to_luma8().as_raw());
@@ -241,7 +255,16 @@ fn decode_file(file: &Path, size: usize, channels: usize) -> Result<Vec<u8>> {
             }
         }
     }
-    Ok(out)
+    Ok((height, width, out))
+}
+
+/// Shorter side to `size` (triangle filter), then the centre `size`×`size`.
+fn resize_and_crop(img: image::DynamicImage, size: u32) -> image::DynamicImage {
+    let (w, h) = (img.width(), img.height());
+    let scale = size as f64 / w.min(h) as f64;
+    let (nw, nh) = (((w as f64 * scale).round() as u32).max(size), ((h as f64 * scale).round() as u32).max(size));
+    let img = if (nw, nh) == (w, h) { img } else { img.resize_exact(nw, nh, FilterType::Triangle) };
+    img.crop_imm((nw - size) / 2, (nh - size) / 2, size, size)
 }
 
 impl ImageSet {
@@ -265,7 +288,8 @@ impl ImageSet {
 #[derive(Debug, Clone, Deserialize)]
 pub struct ImagesParams {
     pub path: PathBuf,
-    pub size: usize,
+    /// Unset: the images' own size.
+    pub size: Option<usize>,
     pub channels: usize,
     pub limit: Option<usize>,
 }

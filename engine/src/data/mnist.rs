@@ -25,7 +25,7 @@ pub enum Flavour {
 }
 
 impl Flavour {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Flavour::Mnist => "MNIST",
             Flavour::Fashion => "Fashion-MNIST",
@@ -225,7 +225,7 @@ pub fn load(dir: &Path, split: &str, flavour: Flavour) -> Result<ImageSet> {
 
 /// The `mnist` / `fashion_mnist` dataset stage.
 pub fn from_params(p: &MnistParams, flavour: Flavour) -> Result<Dataset> {
-    let set = load(&p.path, &p.split, flavour)?;
+    let set = load(crate::data::fetched_path(&p.path, flavour.name())?, &p.split, flavour)?;
     let set = set.select(Some(p.classes), p.limit)?;
     set.to_size(p.size)?.into_dataset(false)
 }
@@ -233,7 +233,8 @@ pub fn from_params(p: &MnistParams, flavour: Flavour) -> Result<Dataset> {
 /// The parameters of an `mnist` or `fashion_mnist` dataset stage.
 #[derive(Debug, Clone, Deserialize)]
 pub struct MnistParams {
-    pub path: PathBuf,
+    /// Unset in a pipeline: `difflow run` fills in the fetched folder.
+    pub path: Option<PathBuf>,
     pub split: String,
     pub size: usize,
     pub limit: Option<usize>,

@@ -27,7 +27,8 @@ pub enum DatasetParams {
 /// `flip` is recorded in the dataset's meta; the training stages apply it.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Cifar10Params {
-    pub path: PathBuf,
+    /// Unset in a pipeline: `difflow run` fills in the fetched folder.
+    pub path: Option<PathBuf>,
     pub split: String,
     pub flip: bool,
     pub limit: Option<usize>,
@@ -47,7 +48,7 @@ pub fn run(job: &Job) -> Result<()> {
         DatasetParams::Mnist(p) => mnist::from_params(&p, Flavour::Mnist)?,
         DatasetParams::FashionMnist(p) => mnist::from_params(&p, Flavour::Fashion)?,
         DatasetParams::Cifar10(p) => {
-            let set = cifar10::load(&p.path, &p.split)?;
+            let set = cifar10::load(crate::data::fetched_path(&p.path, "CIFAR-10")?, &p.split)?;
             let set = match p.limit {
                 Some(limit) => set.select(None, Some(limit))?,
                 None => set,

@@ -1,0 +1,153 @@
+//! A newcomer's pipeline through the real `difflow` binary and worker: MNIST without
+//! `path` and FID without `inception_weights`. Both are fetched from a server on
+//! 127.0.0.1 (a thread of this test) into the user cache, verified, decoded by the
+//! worker and measured. The weights are the seeded pt_inception-layout fixture of
+//! `scripts/inception_reference.py`; the IDX files are made here.
+
+mod inception_fixture;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::Command;
+
+use inception_fixture::{reference_dir, repo_root};
+use sha2::{Digest, Sha256};
+
+fn bin_dir() -> PathBuf {
+    std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_path_buf()
+}
+
+/// The `difflow` binary (`cargo test -p difflow-engine` builds only the worker).
+fn difflow() -> PathBuf {
+    let profile = bin_dir().file_name().unwrap().to_string_lossy().into_owned();
+    let mut build = Command::new(env!("CARGO"));
+    build.current_dir(repo_root()).args(["build", "-p", "difflow", "--bin", "difflow"]);
+    if profile == "release" {
+        build.arg("--release");
+    }
+    let status = build.status().expect("run cargo to build the difflow binary");
+    let path = bin_dir().join("difflow");
+    assert!(status.success() || path.exists(), "building the difflow binary failed");
+    path
+}
+
+/// Serves `files` (URL path → bytes) over HTTP/1.1 on 127.0.0.1; returns the base URL.
+fn serve(files: Vec<(String, Vec<u8>)>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let files = std::sync::Arc::new(files);
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let files = files.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                        break;
+                    }
+                }
+                match files.iter().find(|(p, _)| *p == path) {
+                    Some((_, body)) => {
+                        let head =
+                            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                        let _ = stream.write_all(head.as_bytes());
+                        let _ = stream.write_all(body);
+                    }
+                    None => {
+                        let _ = stream
+                            .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                    }
+                }
+            });
+        }
+    });
+    base
+}
+
+fn gzip(raw: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(raw).unwrap();
+    e.finish().unwrap()
+}
+
+/// Gzipped IDX images (magic 2051): `n` 28 × 28 strokes whose position depends on `seed`.
+fn idx_images(n: u32, seed: u32) -> Vec<u8> {
+    let mut raw = Vec::new();
+    for v in [2051u32, n, 28, 28] {
+        raw.extend_from_slice(&v.to_be_bytes());
+    }
+    for i in 0..n {
+        let c = 6 + (i * 7 + seed) % 16;
+        raw.extend((0..784u32).map(|p| if (p % 28).abs_diff(c) < 3 && p / 28 > 4 && p / 28 < 24 { 255 } else { 0 }));
+    }
+    gzip(&raw)
+}
+
+fn idx_labels(n: u32) -> Vec<u8> {
+    let mut raw = Vec::new();
+    for v in [2049u32, n] {
+        raw.extend_from_slice(&v.to_be_bytes());
+    }
+    raw.extend((0..n).map(|i| (i % 10) as u8));
+    gzip(&raw)
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn mnist_and_the_inception_weights_are_fetched_and_used() {
+    let weights = std::fs::read(reference_dir().join("inception.pth")).unwrap();
+    let files: Vec<(&str, &str, Vec<u8>)> = vec![
+        ("mnist_train_images", "train-images-idx3-ubyte.gz", idx_images(24, 1)),
+        ("mnist_train_labels", "train-labels-idx1-ubyte.gz", idx_labels(24)),
+        ("mnist_test_images", "t10k-images-idx3-ubyte.gz", idx_images(16, 5)),
+        ("mnist_test_labels", "t10k-labels-idx1-ubyte.gz", idx_labels(16)),
+        ("pt_inception", "pt_inception.pth", weights),
+    ];
+    let base = serve(files.iter().map(|(_, f, b)| (format!("/{f}"), b.clone())).collect());
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut toml = String::from("user_cache = \"uc\"\nthreads = 2\n");
+    for (name, file, body) in &files {
+        toml.push_str(&format!("[sources.{name}]\nurl = \"{base}/{file}\"\nsha256 = \"{}\"\n", sha256(body)));
+    }
+    std::fs::write(dir.join("difflow.toml"), toml).unwrap();
+    std::fs::write(
+        dir.join("first.diff"),
+        "dataset digits = mnist { split = \"test\" }\n\
+         dataset train_digits = mnist { split = \"train\" }\n\
+         metrics scores { samples = digits, reference = train_digits, measure = [\"fid\"] }\n",
+    )
+    .unwrap();
+    let out = Command::new(difflow()).current_dir(dir).args(["run", "first.diff", "--device", "cpu"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(stderr.matches("sha256 verified").count(), 5, "{stderr}");
+    let uc = dir.join("uc");
+    assert!(uc.join("datasets/mnist/t10k-images-idx3-ubyte.gz").is_file());
+    assert!(uc.join("weights/pt_inception-2015-12-05-6726825d.pth").is_file());
+
+    let lock = std::fs::read_to_string(dir.join("difflow.lock")).unwrap();
+    let key = |stage: &str| -> String {
+        lock.lines()
+            .skip_while(|l| l.trim() != format!("[stages.{stage}]"))
+            .find_map(|l| l.trim().strip_prefix("key = ").map(|k| k.trim_matches('"').to_string()))
+            .unwrap_or_else(|| panic!("no key for {stage} in {lock}"))
+    };
+    let cache = dir.join(".difflow/cache");
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cache.join(key("digits")).join("meta.json")).unwrap()).unwrap();
+    assert_eq!(meta["count"], 16, "{meta}");
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cache.join(key("scores")).join("metrics.json")).unwrap())
+            .unwrap();
+    let fid = metrics["fid"].as_f64().unwrap();
+    assert!(fid.is_finite() && fid > 0.0, "{metrics}");
+}
