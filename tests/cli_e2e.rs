@@ -59,7 +59,12 @@ fn toy_pipeline_runs_caches_and_reruns_only_what_changed() {
 
     let (code, out, _) = difflow(dir.path(), &["run", "toy.diff"]);
     assert_eq!(code, 0);
-    assert_eq!(out.trim(), "nothing to do: all 4 stages cached");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[..2], ["nothing to do: all 4 stages cached", "open:"], "{out}");
+    // The one plot is named by its path, which exists.
+    assert_eq!(lines.len(), 3, "{out}");
+    let plot = std::path::Path::new(lines[2].trim());
+    assert!(plot.ends_with("plot.png") && plot.is_file(), "{out}");
 
     std::fs::write(&file, PIPELINE.replace("ddim { steps = 5 }", "ddpm { steps = 5 }")).unwrap();
     let (_, plan, _) = difflow(dir.path(), &["plan", "toy.diff"]);
