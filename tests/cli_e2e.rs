@@ -101,6 +101,8 @@ fn a_missing_data_file_fails_with_exit_2_and_a_clear_message() {
     .unwrap();
     let (code, out, err) = difflow(dir.path(), &["run", "p.diff", "--device", "cpu"]);
     assert_eq!(code, 2, "{out}\n{err}");
-    assert!(err.contains("stage `digits` (dataset) failed"), "{err}");
+    // Named before any stage starts, not discovered when the dataset stage reads it.
+    assert!(err.contains("missing data; nothing was run") && err.contains("dataset `digits` (mnist)"), "{err}");
+    assert!(!out.contains("done "), "{out}");
     assert!(err.contains("no/such/folder"), "{err}");
 }
