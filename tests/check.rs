@@ -114,7 +114,8 @@ fn example_pipelines_and_the_stdlib_check_clean() {
             let unexpected: Vec<&str> = stderr
                 .lines()
                 .filter(|l| {
-                    !(l.starts_with("warning: dataset `") && (l.contains("/cifar10:") || l.contains("/fashion_mnist:")))
+                    !(l.starts_with("warning: dataset `")
+                        && (l.contains("/cifar10 does not exist") || l.contains("/fashion_mnist does not exist")))
                 })
                 .collect();
             assert!(code == 0 && unexpected.is_empty(), "{sub}/{name}: exit {code}\n{stderr}");
