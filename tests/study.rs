@@ -77,7 +77,9 @@ fn count(ran: &[String], prefix: &str) -> usize {
 }
 
 fn report_exists(dir: &Path, file: &str) {
-    let (code, out, err) = difflow(dir, &["show", file, "study"]);
+    let mut args = vec!["show", file, "study"];
+    args.extend_from_slice(TINY);
+    let (code, out, err) = difflow(dir, &args);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains("report.html"), "{out}");
 }
@@ -132,7 +134,9 @@ fn cfg_gives_a_reverse_process_gif_per_guidance_strength_and_a_report_a_browser_
     let dir = project("05_cfg.diff");
     let out = run_tiny(dir.path(), "05_cfg.diff", &[]);
     assert_eq!(count(&ran(&out), "reverse["), 5, "{out}");
-    let (code, shown, err) = difflow(dir.path(), &["show", "05_cfg.diff", "reverse[scale=2.0]"]);
+    let mut args = vec!["show", "05_cfg.diff", "reverse[scale=2.0]"];
+    args.extend_from_slice(TINY);
+    let (code, shown, err) = difflow(dir.path(), &args);
     assert_eq!(code, 0, "{shown}\n{err}");
     assert!(shown.contains(".gif"), "{shown}");
 
