@@ -5,9 +5,11 @@
 pub mod data;
 pub mod device;
 pub mod diffusion;
+pub mod interrupt;
 pub mod metrics;
 pub mod models;
 pub mod params;
+pub mod pickle;
 pub mod plot;
 pub mod progress;
 pub mod stages;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
-use crate::job::{Event, Job, WORKER_STAGE_FAILED};
+use crate::job::{Event, Job, WORKER_INTERRUPTED, WORKER_STAGE_FAILED};
 
 /// Where the worker executable is: `$DIFFLOW_WORKER`, else `difflow-worker` beside the
 /// running `difflow`.
@@ -45,6 +45,8 @@ pub enum WorkerFailure {
     Crash(String),
     /// The worker could not be started.
     Launch(String),
+    /// Exit 3: it stopped on request (after a checkpoint, for training); what it said.
+    Interrupted(String),
 }
 
 /// What a successful worker run reported.
@@ -86,7 +88,7 @@ impl Progress {
         }
     }
 
-    fn stage(&self, label: &str) -> StageProgress {
+    pub(crate) fn stage(&self, label: &str) -> StageProgress {
         let bar = self.multi.as_ref().map(|m| {
             let bar = m.add(ProgressBar::new_spinner());
             bar.set_style(ProgressStyle::with_template("{spinner} {prefix:.bold} {msg}").expect("valid template"));
@@ -103,6 +105,7 @@ impl Progress {
             began: Instant::now(),
             next_report: 0,
             last_loss: None,
+            first_done: None,
         }
     }
 }
@@ -113,7 +116,7 @@ impl Default for Progress {
     }
 }
 
-struct StageProgress {
+pub(crate) struct StageProgress {
     label: String,
     bar: Option<ProgressBar>,
     what: String,
@@ -122,16 +125,20 @@ struct StageProgress {
     /// Plain mode: the next `done` worth a line (every 10 %).
     next_report: u64,
     last_loss: Option<f64>,
+    /// The first `done` of the phase: above 0 when training resumes or continues a run,
+    /// and then not work done at this phase's rate.
+    first_done: Option<u64>,
 }
 
 impl StageProgress {
-    fn event(&mut self, progress: &Progress, ev: &Event) {
+    pub(crate) fn event(&mut self, progress: &Progress, ev: &Event) {
         match ev {
             Event::Begin { what, total } => {
                 self.what = what.clone();
                 self.total = *total;
                 self.began = Instant::now();
                 self.next_report = total.div_ceil(10).max(1);
+                self.first_done = None;
                 match &self.bar {
                     Some(bar) => {
                         bar.set_length(*total);
@@ -157,14 +164,18 @@ impl StageProgress {
                     self.last_loss = *loss;
                 }
                 let loss_text = self.last_loss.map(|l| format!(" loss {l:.4}")).unwrap_or_default();
+                let resumed = *self.first_done.get_or_insert(*done);
                 match &self.bar {
                     Some(bar) => {
                         bar.set_position(*done);
+                        if *done == resumed {
+                            bar.reset_eta();
+                        }
                         bar.set_message(format!("{}{loss_text}", self.what));
                     }
                     None if *done >= self.next_report || *done == self.total => {
                         let secs = self.began.elapsed().as_secs_f64().max(1e-9);
-                        let rate = *done as f64 / secs;
+                        let rate = done.saturating_sub(resumed) as f64 / secs;
                         let eta = if rate > 0.0 { self.total.saturating_sub(*done) as f64 / rate } else { 0.0 };
                         progress.println(&format!(
                             "{}: {} {done}/{}{loss_text} ({rate:.1} it/s, ETA {eta:.0}s)",
@@ -183,7 +194,7 @@ impl StageProgress {
         }
     }
 
-    fn finish(self) {
+    pub(crate) fn finish(self) {
         if let Some(bar) = self.bar {
             bar.finish_and_clear();
         }
@@ -202,6 +213,7 @@ pub fn run_worker(
     std::fs::write(job_file, text)
         .map_err(|e| WorkerFailure::Launch(format!("cannot write {}: {e}", job_file.display())))?;
     let mut command = Command::new(worker);
+    super::interrupt::die_with_parent(&mut command);
     let mut child = command
         .arg(job_file)
         .stdin(Stdio::null())
@@ -209,6 +221,7 @@ pub fn run_worker(
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| WorkerFailure::Launch(format!("cannot start the worker {}: {e}", worker.display())))?;
+    let _registered = super::interrupt::register(child.id());
     let mut stderr = child.stderr.take().expect("stderr is piped");
     let stderr_reader = std::thread::spawn(move || {
         let mut buf = Vec::new();
@@ -236,6 +249,10 @@ pub fn run_worker(
     let err_text = stderr_reader.join().unwrap_or_default();
     if status.success() {
         return Ok(out);
+    }
+    if status.code() == Some(WORKER_INTERRUPTED) {
+        let msg = err_text.trim();
+        return Err(WorkerFailure::Interrupted(msg.strip_prefix("interrupted: ").unwrap_or(msg).to_string()));
     }
     if status.code() == Some(WORKER_STAGE_FAILED) {
         let msg = err_text.trim();
