@@ -156,8 +156,8 @@ fn cfg_gives_a_reverse_process_gif_per_guidance_strength_and_a_report_a_browser_
     println!("browser check: {:.1} s, screenshot {}", started.elapsed().as_secs_f64(), shot.display());
     let page: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();
     let images = page["images"].as_array().unwrap();
-    // A grid and a GIF per w, and the loss curve.
-    assert_eq!(images.len(), 11, "{page}");
+    // Per w a sample grid and the reverse process as a strip (PNG) and a GIF; the loss curve.
+    assert_eq!(images.len(), 16, "{page}");
     for img in images {
         assert!(img["width"].as_u64().unwrap() > 0 && img["height"].as_u64().unwrap() > 0, "not decoded: {img}");
     }
