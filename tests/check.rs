@@ -106,11 +106,37 @@ fn every_code_is_covered_by_a_case() {
 
 #[test]
 fn example_pipelines_and_the_stdlib_check_clean() {
-    for sub in ["pipelines", "stdlib"] {
+    for sub in ["pipelines", "pipelines/study", "stdlib"] {
         let dir = root().join(sub);
         for name in diff_files(&dir) {
             let (code, _, stderr) = check(&dir, &name);
-            assert!(code == 0 && stderr.is_empty(), "{sub}/{name}: exit {code}\n{stderr}");
+            // Only data a user supplies may be missing, and check says which.
+            let unexpected: Vec<&str> = stderr
+                .lines()
+                .filter(|l| {
+                    !(l.starts_with("warning: dataset `")
+                        && (l.contains("/cifar10 does not exist") || l.contains("/fashion_mnist does not exist")))
+                })
+                .collect();
+            assert!(code == 0 && unexpected.is_empty(), "{sub}/{name}: exit {code}\n{stderr}");
         }
     }
+}
+
+#[test]
+fn check_warns_about_each_missing_dataset_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "dataset here = mnist { path = \"present\" }\ndataset gone = cifar10 { path = \"absent\" }\n";
+    std::fs::create_dir(dir.path().join("present")).unwrap();
+    std::fs::write(dir.path().join("p.diff"), text).unwrap();
+    let (code, stdout, stderr) = check(dir.path(), "p.diff");
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let absent = std::fs::canonicalize(dir.path()).unwrap().join("absent");
+    assert_eq!(
+        stderr,
+        format!(
+            "warning: dataset `gone` (cifar10): {} does not exist; `difflow run` stops before any stage until it exists\n",
+            absent.display()
+        )
+    );
 }

@@ -59,7 +59,12 @@ fn toy_pipeline_runs_caches_and_reruns_only_what_changed() {
 
     let (code, out, _) = difflow(dir.path(), &["run", "toy.diff"]);
     assert_eq!(code, 0);
-    assert_eq!(out.trim(), "nothing to do: all 4 stages cached");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[..2], ["nothing to do: all 4 stages cached", "open:"], "{out}");
+    // The one plot is named by its path, which exists.
+    assert_eq!(lines.len(), 3, "{out}");
+    let plot = std::path::Path::new(lines[2].trim());
+    assert!(plot.ends_with("plot.png") && plot.is_file(), "{out}");
 
     std::fs::write(&file, PIPELINE.replace("ddim { steps = 5 }", "ddpm { steps = 5 }")).unwrap();
     let (_, plan, _) = difflow(dir.path(), &["plan", "toy.diff"]);
@@ -96,6 +101,8 @@ fn a_missing_data_file_fails_with_exit_2_and_a_clear_message() {
     .unwrap();
     let (code, out, err) = difflow(dir.path(), &["run", "p.diff", "--device", "cpu"]);
     assert_eq!(code, 2, "{out}\n{err}");
-    assert!(err.contains("stage `digits` (dataset) failed"), "{err}");
+    // Named before any stage starts, not discovered when the dataset stage reads it.
+    assert!(err.contains("missing data; nothing was run") && err.contains("dataset `digits` (mnist)"), "{err}");
+    assert!(!out.contains("done "), "{out}");
     assert!(err.contains("no/such/folder"), "{err}");
 }

@@ -25,6 +25,7 @@ use crate::fetch;
 use crate::graph::{self, is_hidden, StageGraph};
 use crate::job::{Input, Job, JobSettings, CONTINUE_INPUT};
 use crate::lang::pipeline::{Instance, Pipeline};
+use crate::lang::value::Value;
 use crate::settings::Settings;
 pub use worker::{Progress, WorkerFailure};
 
@@ -308,8 +309,10 @@ pub fn run(s: &Session, opts: &RunOptions, progress: &Progress) -> Result<RunSum
     if to_run.is_empty() {
         write_lock(s);
         println!("nothing to do: all {} stages cached", selected.len());
+        print_files_to_open(s, &selected);
         return Ok(RunSummary { ran: 0, cached: cached_before });
     }
+    missing_data(s, &to_run).map_err(RunError::Failed)?;
     let needs_worker = to_run.iter().any(|&i| s.instance(i).kind != "report");
     let worker = if needs_worker { Some(worker::worker_path().map_err(RunError::Failed)?) } else { None };
     interrupt::install();
@@ -414,6 +417,7 @@ pub fn run(s: &Session, opts: &RunOptions, progress: &Progress) -> Result<RunSum
     }
     let _ = write!(summary, " ({:.1} s)", run_start.elapsed().as_secs_f64());
     println!("{summary}");
+    print_files_to_open(s, &selected);
     if failures.is_empty() {
         return Ok(RunSummary { ran, cached: cached_before + done_elsewhere });
     }
@@ -423,6 +427,36 @@ pub fn run(s: &Session, opts: &RunOptions, progress: &Progress) -> Result<RunSum
     }
     msg.push_str("what finished before is cached: fix the problem and run again to continue from there");
     Err(RunError::Failed(msg))
+}
+
+/// The files a person opens after a run: every report's HTML page, then the plots; the
+/// rest stays behind `difflow show`.
+fn print_files_to_open(s: &Session, selected: &[usize]) {
+    const MAX_PLOTS: usize = 8;
+    let existing = |i: usize, files: &[&str]| -> Option<PathBuf> {
+        let dir = s.cache.entry_dir(s.key(i));
+        s.cache.is_complete(s.key(i)).then(|| files.iter().map(|f| dir.join(f)).find(|p| p.is_file()))?
+    };
+    let reports: Vec<PathBuf> = selected
+        .iter()
+        .filter(|&&i| s.instance(i).kind == "report")
+        .filter_map(|&i| existing(i, &["report.html"]))
+        .collect();
+    let plots: Vec<PathBuf> = selected
+        .iter()
+        .filter(|&&i| s.instance(i).kind == "plot")
+        .filter_map(|&i| existing(i, &["plot.png", "plot.gif"]))
+        .collect();
+    if reports.is_empty() && plots.is_empty() {
+        return;
+    }
+    println!("open:");
+    for path in reports.iter().chain(plots.iter().take(MAX_PLOTS)) {
+        println!("  {}", path.display());
+    }
+    if plots.len() > MAX_PLOTS {
+        println!("  … and {} more plots (`difflow show FILE NAME` lists a stage's files)", plots.len() - MAX_PLOTS);
+    }
 }
 
 /// What an interrupted run kept, and how to go on.
@@ -489,7 +523,10 @@ fn execute(
     let job_file = s.cache.dir.join(format!("{key}.job.json"));
     let outcome = if inst.kind == "report" {
         progress.println(&format!("{label}: writing the report"));
-        crate::report::write_report(&job).map(|()| Default::default()).map_err(StageError::Failed)
+        let recipe = std::fs::read_to_string(&s.file)
+            .ok()
+            .map(|source| crate::report::Recipe { file_name: file_name(&s.file).unwrap_or_default(), source });
+        crate::report::write_report_with(&job, recipe.as_ref()).map(|()| Default::default()).map_err(StageError::Failed)
     } else {
         match worker {
             None => Err(StageError::Failed("no worker executable".to_string())),
@@ -606,4 +643,33 @@ pub fn write_lock(s: &Session) {
             eprintln!("warning: cannot write {}: {e}", s.lock_path.display());
         }
     }
+}
+
+/// Every dataset stage about to run whose file or folder is missing, named at once before
+/// any stage starts, so that a run does not fail an hour in at its first data read.
+fn missing_data(s: &Session, to_run: &[usize]) -> Result<(), String> {
+    let missing = missing_datasets(to_run.iter().map(|&i| s.instance(i)));
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<String> = missing.iter().map(|m| format!("  {m}")).collect();
+    Err(format!(
+        "missing data; nothing was run:\n{}\n(paths are relative to the pipeline's folder; \
+         the embedded MNIST is written to data/mnist by `. scripts/setup.sh`)",
+        lines.join("\n")
+    ))
+}
+
+/// One line per dataset stage among `instances` whose `path` does not exist:
+/// ``dataset `train_set` (cifar10): /abs/data/cifar10 does not exist``.
+pub fn missing_datasets<'a>(instances: impl Iterator<Item = &'a Instance>) -> Vec<String> {
+    instances
+        .filter(|inst| inst.kind == "dataset")
+        .filter_map(|inst| match inst.params.get("path") {
+            Some(Value::Path(p)) if !Path::new(p).exists() => {
+                Some(format!("dataset `{}` ({}): {p} does not exist", inst.name, inst.variant))
+            }
+            _ => None,
+        })
+        .collect()
 }

@@ -1,0 +1,202 @@
+//! The seven study pipelines under `pipelines/study/`, end to end at a CI size (8 × 8
+//! digits, a UNet of 8 channels, tens of steps) through `--set`, with the real worker.
+//! A tiny run cannot show sample quality, so each test asserts what it can: the stages
+//! that ran, what the cache reused, the files the report names.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const TINY: &[&str] = &[
+    "--set",
+    "size=8",
+    "--set",
+    "channels=8",
+    "--set",
+    "steps=30",
+    "--set",
+    "batch=8",
+    "--set",
+    "count=16",
+    "--set",
+    "judge_steps=20",
+];
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn worker() -> PathBuf {
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_difflow"));
+    exe.with_file_name(format!("difflow-worker{}", std::env::consts::EXE_SUFFIX))
+}
+
+/// A project folder holding `pipelines/study/NAME` and a link to the repository's data.
+fn project(name: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let study = dir.path().join("pipelines/study");
+    std::fs::create_dir_all(&study).unwrap();
+    std::fs::copy(repo().join("pipelines/study").join(name), study.join(name)).unwrap();
+    let mnist = repo().join("data/mnist");
+    assert!(mnist.is_dir(), "{} is missing: `. scripts/setup.sh` writes it", mnist.display());
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    std::os::unix::fs::symlink(&mnist, dir.path().join("data/mnist")).unwrap();
+    dir
+}
+
+fn difflow(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_difflow"))
+        .args(args)
+        .current_dir(dir.join("pipelines/study"))
+        .env("DIFFLOW_WORKER", worker())
+        .output()
+        .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+}
+
+fn run_tiny(dir: &Path, file: &str, extra: &[&str]) -> String {
+    let mut args = vec!["run", file, "--device", "cpu"];
+    args.extend_from_slice(TINY);
+    args.extend_from_slice(extra);
+    let (code, out, err) = difflow(dir, &args);
+    assert_eq!(code, 0, "{out}\n{err}");
+    out
+}
+
+/// The stage names on the `done` lines, in order.
+fn ran(stdout: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("done    "))
+        .map(|l| l.split_whitespace().nth(1).unwrap().to_string())
+        .collect()
+}
+
+fn count(ran: &[String], prefix: &str) -> usize {
+    ran.iter().filter(|n| n.starts_with(prefix)).count()
+}
+
+fn report_exists(dir: &Path, file: &str) {
+    let mut args = vec!["show", file, "study"];
+    args.extend_from_slice(TINY);
+    let (code, out, err) = difflow(dir, &args);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("report.html"), "{out}");
+}
+
+#[test]
+fn ddpm_chain_trains_one_model_per_chain_length() {
+    let dir = project("01_ddpm_chain.diff");
+    let out = run_tiny(dir.path(), "01_ddpm_chain.diff", &[]);
+    let ran = ran(&out);
+    assert_eq!(count(&ran, "ddpm["), 3, "{out}");
+    assert_eq!(count(&ran, "bound["), 3, "{out}");
+    assert_eq!(count(&ran, "chain["), 3, "{out}");
+    report_exists(dir.path(), "01_ddpm_chain.diff");
+}
+
+#[test]
+fn iddpm_and_ddpm_both_train_sample_and_score() {
+    let dir = project("02_iddpm.diff");
+    let out = run_tiny(dir.path(), "02_iddpm.diff", &[]);
+    let ran = ran(&out);
+    for stage in ["ddpm", "iddpm", "ddpm_gen", "iddpm_gen", "ddpm_nll", "iddpm_nll", "study"] {
+        assert!(ran.iter().any(|n| n == stage), "{stage} did not run:\n{out}");
+    }
+}
+
+#[test]
+fn ddim_sweeps_ten_samplers_from_one_trained_model_and_reruns_no_training() {
+    let dir = project("03_ddim.diff");
+    let out = run_tiny(dir.path(), "03_ddim.diff", &[]);
+    let ran = ran(&out);
+    assert_eq!(count(&ran, "ddpm"), 1, "{out}");
+    assert_eq!(count(&ran, "gen["), 10, "{out}");
+    // Resampling every setting again reuses the cached model.
+    let again = run_tiny(dir.path(), "03_ddim.diff", &["--force", "gen"]);
+    let again = self::ran(&again);
+    assert_eq!(count(&again, "ddpm"), 0, "{again:?}");
+    assert_eq!(count(&again, "gen["), 10, "{again:?}");
+}
+
+#[test]
+fn classifier_guidance_sweeps_four_scales_with_one_noisy_classifier() {
+    let dir = project("04_classifier_guidance.diff");
+    let out = run_tiny(dir.path(), "04_classifier_guidance.diff", &[]);
+    let ran = ran(&out);
+    assert_eq!(count(&ran, "noisy"), 1, "{out}");
+    assert_eq!(count(&ran, "guided["), 4, "{out}");
+    assert_eq!(count(&ran, "quality["), 4, "{out}");
+}
+
+#[test]
+fn cfg_gives_a_reverse_process_gif_per_guidance_strength_and_a_report_a_browser_shows() {
+    let dir = project("05_cfg.diff");
+    let out = run_tiny(dir.path(), "05_cfg.diff", &[]);
+    assert_eq!(count(&ran(&out), "reverse["), 5, "{out}");
+    let mut args = vec!["show", "05_cfg.diff", "reverse[scale=2.0]"];
+    args.extend_from_slice(TINY);
+    let (code, shown, err) = difflow(dir.path(), &args);
+    assert_eq!(code, 0, "{shown}\n{err}");
+    assert!(shown.contains(".gif"), "{shown}");
+
+    // The run ends by naming the report first.
+    let opened: Vec<&str> = out.lines().skip_while(|l| *l != "open:").skip(1).map(str::trim).collect();
+    let report = Path::new(opened.first().expect("an `open:` list"));
+    assert!(report.ends_with("report.html") && report.is_file(), "{out}");
+    let html = std::fs::read_to_string(report).unwrap();
+    assert!(html.contains("<pre class=\"recipe\">") && html.contains("Provenance"), "recipe or provenance missing");
+
+    // In headless Chromium: every image decodes, the tables have their rows, no errors.
+    let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("study-05-report.png");
+    let started = std::time::Instant::now();
+    let check =
+        Command::new("python3").arg(repo().join("scripts/browser_check.py")).arg(report).arg(&shot).output().unwrap();
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    println!("browser check: {:.1} s, screenshot {}", started.elapsed().as_secs_f64(), shot.display());
+    let page: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();
+    let images = page["images"].as_array().unwrap();
+    // Per w a sample grid and the reverse process as a strip (PNG) and a GIF; the loss curve.
+    assert_eq!(images.len(), 16, "{page}");
+    for img in images {
+        assert!(img["width"].as_u64().unwrap() > 0 && img["height"].as_u64().unwrap() > 0, "not decoded: {img}");
+    }
+    for svg in page["svgs"].as_array().unwrap() {
+        assert!(svg["width"].as_f64().unwrap() > 0.0 && svg["height"].as_f64().unwrap() > 0.0, "{svg}");
+    }
+    let tables: Vec<u64> = page["tables"].as_array().unwrap().iter().map(|t| t.as_u64().unwrap()).collect();
+    // The scores per w, then the provenance of the 16 included stages.
+    assert_eq!(tables.first(), Some(&5), "{page}");
+    assert_eq!(tables.last(), Some(&16), "{page}");
+    assert_eq!(page["problems"], serde_json::json!([]), "{page}");
+    assert!(std::fs::metadata(&shot).unwrap().len() > 0);
+}
+
+#[test]
+fn schedules_train_three_models_on_equal_budgets() {
+    let dir = project("06_schedules.diff");
+    let out = run_tiny(dir.path(), "06_schedules.diff", &[]);
+    let ran = ran(&out);
+    for stage in ["linear_ddpm", "cosine_ddpm", "sigmoid_ddpm", "curves", "study"] {
+        assert!(ran.iter().any(|n| n == stage), "{stage} did not run:\n{out}");
+    }
+}
+
+#[test]
+fn datasets_names_the_missing_data_before_anything_runs_and_runs_mnist_alone() {
+    let dir = project("07_datasets.diff");
+    let mut args = vec!["run", "07_datasets.diff", "--device", "cpu"];
+    args.extend_from_slice(TINY);
+    let (code, out, err) = difflow(dir.path(), &args);
+    assert_eq!(code, 2, "{out}\n{err}");
+    assert!(err.contains("missing data; nothing was run"), "{err}");
+    assert!(err.contains("dataset `fashion_train` (fashion_mnist)"), "{err}");
+    assert!(err.contains("dataset `cifar_test` (cifar10)"), "{err}");
+    assert!(!err.contains("mnist_train"), "{err}");
+    assert!(ran(&out).is_empty(), "{out}");
+
+    let out = run_tiny(dir.path(), "07_datasets.diff", &["--target", "mnist_study"]);
+    let ran = ran(&out);
+    assert!(ran.iter().any(|n| n == "mnist_scores"), "{out}");
+    assert!(!ran.iter().any(|n| n.starts_with("fashion") || n.starts_with("cifar")), "{out}");
+}
