@@ -85,6 +85,7 @@ fn report_exists(dir: &Path, file: &str) {
 }
 
 #[test]
+#[ignore = "minutes per pipeline on 2 cores; run with `cargo test --release --test study -- --ignored`"]
 fn ddpm_chain_trains_one_model_per_chain_length() {
     let dir = project("01_ddpm_chain.diff");
     let out = run_tiny(dir.path(), "01_ddpm_chain.diff", &[]);
@@ -96,6 +97,7 @@ fn ddpm_chain_trains_one_model_per_chain_length() {
 }
 
 #[test]
+#[ignore = "minutes per pipeline on 2 cores; run with `cargo test --release --test study -- --ignored`"]
 fn iddpm_and_ddpm_both_train_sample_and_score() {
     let dir = project("02_iddpm.diff");
     let out = run_tiny(dir.path(), "02_iddpm.diff", &[]);
@@ -106,6 +108,7 @@ fn iddpm_and_ddpm_both_train_sample_and_score() {
 }
 
 #[test]
+#[ignore = "minutes per pipeline on 2 cores; run with `cargo test --release --test study -- --ignored`"]
 fn ddim_sweeps_ten_samplers_from_one_trained_model_and_reruns_no_training() {
     let dir = project("03_ddim.diff");
     let out = run_tiny(dir.path(), "03_ddim.diff", &[]);
@@ -120,6 +123,7 @@ fn ddim_sweeps_ten_samplers_from_one_trained_model_and_reruns_no_training() {
 }
 
 #[test]
+#[ignore = "minutes per pipeline on 2 cores; run with `cargo test --release --test study -- --ignored`"]
 fn classifier_guidance_sweeps_four_scales_with_one_noisy_classifier() {
     let dir = project("04_classifier_guidance.diff");
     let out = run_tiny(dir.path(), "04_classifier_guidance.diff", &[]);
@@ -130,6 +134,7 @@ fn classifier_guidance_sweeps_four_scales_with_one_noisy_classifier() {
 }
 
 #[test]
+#[ignore = "minutes per pipeline on 2 cores; run with `cargo test --release --test study -- --ignored`"]
 fn cfg_gives_a_reverse_process_gif_per_guidance_strength_and_a_report_a_browser_shows() {
     let dir = project("05_cfg.diff");
     let out = run_tiny(dir.path(), "05_cfg.diff", &[]);
@@ -173,6 +178,7 @@ fn cfg_gives_a_reverse_process_gif_per_guidance_strength_and_a_report_a_browser_
 }
 
 #[test]
+#[ignore = "minutes per pipeline on 2 cores; run with `cargo test --release --test study -- --ignored`"]
 fn schedules_train_three_models_on_equal_budgets() {
     let dir = project("06_schedules.diff");
     let out = run_tiny(dir.path(), "06_schedules.diff", &[]);
@@ -183,6 +189,7 @@ fn schedules_train_three_models_on_equal_budgets() {
 }
 
 #[test]
+#[ignore = "minutes per pipeline on 2 cores; run with `cargo test --release --test study -- --ignored`"]
 fn datasets_names_the_missing_data_before_anything_runs_and_runs_mnist_alone() {
     let dir = project("07_datasets.diff");
     let mut args = vec!["run", "07_datasets.diff", "--device", "cpu"];
