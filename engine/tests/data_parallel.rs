@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use difflow_core::job::{Input, Job, JobSettings};
 use serde_json::{json, Value};
@@ -38,8 +39,13 @@ fn write_job(work: &Path, name: &str, kind: &str, variant: &str, params: Value, 
 }
 
 fn spawn(job: &Path, rank: usize, world: usize, port: u16) -> Child {
+    spawn_with(job, rank, world, port, &[])
+}
+
+fn spawn_with(job: &Path, rank: usize, world: usize, port: u16, env: &[(&str, &str)]) -> Child {
     Command::new(WORKER)
         .arg(job)
+        .envs(env.iter().copied())
         .env("OMP_NUM_THREADS", "1")
         .env("DIFFLOW_RANK", rank.to_string())
         .env("DIFFLOW_WORLD_SIZE", world.to_string())
@@ -50,8 +56,12 @@ fn spawn(job: &Path, rank: usize, world: usize, port: u16) -> Child {
         .unwrap()
 }
 
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
 fn run(job: &Path, world: usize) {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = free_port();
     let children: Vec<Child> = (0..world).map(|rank| spawn(job, rank, world, port)).collect();
     for (rank, child) in children.into_iter().enumerate() {
         let out = child.wait_with_output().unwrap();
@@ -76,12 +86,10 @@ fn relative_difference(a: &Path, b: &Path) -> f64 {
     (&a - &b).norm().double_value(&[]) / b.norm().double_value(&[])
 }
 
-#[test]
-fn two_ranks_train_the_weights_one_process_trains() {
+/// Writes the MNIST dataset stage and returns it as an input, with the train parameters.
+fn digits_and_params(work: &Path) -> (Input, Value) {
     let mnist = repo().join("data/mnist");
     assert!(mnist.join("train-images-idx3-ubyte.gz").exists(), "{} is missing: run scripts/setup.sh", mnist.display());
-    let work = tempfile::tempdir().unwrap();
-    let work = work.path();
     let digits =
         write_job(work, "digits", "dataset", "mnist", json!({"path": mnist, "split": "train", "size": 8}), &[]);
     run(&digits, 1);
@@ -92,8 +100,17 @@ fn two_ranks_train_the_weights_one_process_trains() {
                   "attention": [], "dropout": 0.0, "classes": 10},
         "data": {"$stage": "digits"},
         "schedule": {"kind": "schedule", "variant": "cosine", "steps": 100},
-        "uncond_p": 0.1, "steps": 20, "batch": 16, "lr": 2e-4, "warmup": 5, "grad_clip": 1.0, "ema": 0.9, "seed": 3
+        "uncond_p": 0.1, "steps": 20, "batch": 16, "lr": 2e-4, "warmup": 5, "grad_clip": 1.0, "ema": 0.9, "seed": 3,
+        "checkpoint_every": 5
     });
+    (data, params)
+}
+
+#[test]
+fn two_ranks_train_the_weights_one_process_trains() {
+    let work = tempfile::tempdir().unwrap();
+    let work = work.path();
+    let (data, params) = digits_and_params(work);
     let one = write_job(work, "one", "train", "diffusion", params.clone(), &[("digits", data.clone())]);
     let two = write_job(work, "two", "train", "diffusion", params, &[("digits", data)]);
     run(&one, 1);
@@ -107,4 +124,37 @@ fn two_ranks_train_the_weights_one_process_trains() {
     let steps = |dir: &str| std::fs::read_to_string(work.join(dir).join("loss.csv")).unwrap().lines().count();
     assert_eq!(steps("two"), 21, "rank 0 wrote the loss of every step");
     assert_eq!(steps("one"), steps("two"));
+}
+
+#[test]
+fn a_lost_rank_fails_the_stage_and_the_rerun_resumes_to_the_same_weights() {
+    let work = tempfile::tempdir().unwrap();
+    let work = work.path();
+    let (data, params) = digits_and_params(work);
+    let whole = write_job(work, "whole", "train", "diffusion", params.clone(), &[("digits", data.clone())]);
+    let killed = write_job(work, "killed", "train", "diffusion", params, &[("digits", data)]);
+    run(&whole, 2);
+
+    // Rank 1 aborts when it reports step 12 (after the checkpoint at step 10): rank 0 must
+    // fail at its next all-reduce instead of hanging.
+    let port = free_port();
+    let started = Instant::now();
+    let survivor = spawn(&killed, 0, 2, port);
+    let lost = spawn_with(&killed, 1, 2, port, &[("DIFFLOW_ABORT_AT", "12")]);
+    assert!(!lost.wait_with_output().unwrap().status.success());
+    let out = survivor.wait_with_output().unwrap();
+    let waited = started.elapsed();
+    let message = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "rank 0 finished without its peer");
+    assert!(message.contains("rank 0: all-reduce failed"), "{message}");
+    assert!(waited < Duration::from_secs(60), "rank 0 took {waited:?} to notice");
+    println!("rank 0 failed {:.2} s after the start: {}", waited.as_secs_f64(), message.trim());
+    assert!(!work.join("killed/ema.safetensors").exists(), "a failed stage has no outputs");
+    assert!(work.join("killed/checkpoint/state.json").exists());
+
+    run(&killed, 2);
+    for file in ["model.safetensors", "ema.safetensors"] {
+        let diff = relative_difference(&work.join("killed").join(file), &work.join("whole").join(file));
+        assert_eq!(diff, 0.0, "{file}: the resumed run differs from the whole one");
+    }
 }
