@@ -158,3 +158,29 @@ fn a_lost_rank_fails_the_stage_and_the_rerun_resumes_to_the_same_weights() {
         assert_eq!(diff, 0.0, "{file}: the resumed run differs from the whole one");
     }
 }
+
+#[test]
+fn two_ranks_sample_what_one_process_samples() {
+    let work = tempfile::tempdir().unwrap();
+    let work = work.path();
+    let (data, params) = digits_and_params(work);
+    let ddpm = write_job(work, "ddpm", "train", "diffusion", params, &[("digits", data)]);
+    run(&ddpm, 1);
+    let from = Input { kind: "train".into(), variant: "diffusion".into(), params: json!({}), dir: work.join("ddpm") };
+    let params = json!({
+        "from": {"$stage": "ddpm"}, "sampler": {"kind": "sampler", "variant": "ddim", "steps": 4, "eta": 1.0},
+        "count": 64, "batch": 16, "seed": 5, "guidance": {"kind": "guidance", "variant": "cfg", "scale": 2.0},
+        "trajectory": 2
+    });
+    let one = write_job(work, "one", "sample", "default", params.clone(), &[("ddpm", from.clone())]);
+    let two = write_job(work, "two", "sample", "default", params, &[("ddpm", from)]);
+    run(&one, 1);
+    run(&two, 2);
+    let mut files: Vec<_> = std::fs::read_dir(work.join("one")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    files.sort();
+    assert!(files.len() >= 3, "samples, grid and trajectory: {files:?}");
+    for file in files {
+        let read = |dir: &str| std::fs::read(work.join(dir).join(&file)).unwrap();
+        assert!(read("one") == read("two"), "{file:?} differs between 2 ranks and 1 process");
+    }
+}
