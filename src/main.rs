@@ -83,6 +83,8 @@ enum Command {
     },
     /// The language reference (every kind, variant and key), or one kind's.
     Doc { kind: Option<String> },
+    /// A language server over stdio for editors (diagnostics, hover, completion, …).
+    Lsp,
     /// Inspect or clean the stage cache.
     Cache {
         #[command(subcommand)]
@@ -137,6 +139,7 @@ fn main() -> ExitCode {
         }
         Command::Fmt { file, check } => fmt(&file, check),
         Command::Doc { kind } => doc(kind.as_deref()),
+        Command::Lsp => return ExitCode::from(difflow::lsp::serve_stdio()),
         Command::Cache { command: CacheCommand::Ls { files } } => cache_ls(&files),
         Command::Cache { command: CacheCommand::Gc { files } } => cache_gc(&files),
     };

@@ -231,7 +231,7 @@ fn data_meta(s: &Session, config: &Config) -> Json {
     }
 }
 
-fn group_digits(n: u64) -> String {
+pub fn group_digits(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {

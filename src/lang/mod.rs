@@ -23,6 +23,8 @@ pub struct Loaded {
     pub sources: SourceMap,
     pub pipeline: Option<Pipeline>,
     pub diagnostics: Vec<Diagnostic>,
+    /// The syntax trees of the files that parsed, used-before-user.
+    pub files: Vec<ast::File>,
 }
 
 impl Loaded {
@@ -33,13 +35,24 @@ impl Loaded {
 
 /// Load, resolve and check a pipeline file. `overrides` are `--set NAME=VALUE` as written.
 pub fn load(path: &Path, overrides: &[String]) -> Loaded {
+    load_with_overlay(path, overrides, Default::default())
+}
+
+/// [`load`], reading the files in `overlay` (absolute paths) from there instead of the
+/// disk: how an editor checks unsaved buffers, the file itself and those it `use`s.
+pub fn load_with_overlay(
+    path: &Path,
+    overrides: &[String],
+    overlay: std::collections::HashMap<PathBuf, String>,
+) -> Loaded {
     let mut sources = SourceMap::default();
     let mut loader = modules::Loader::new(&mut sources);
+    loader.overlay = overlay;
     if let Err(message) = loader.load_root(modules::Root::Path(path)) {
         let id = loader.sources.add(SourceFile { name: path.display().to_string(), path: None, text: String::new() });
         let d = Diagnostic::new(Code::MissingFile, message, Span::new(id, 0, 0), "")
             .with_help("check the path of the pipeline file");
-        return Loaded { sources, pipeline: None, diagnostics: vec![d] };
+        return Loaded { sources, pipeline: None, diagnostics: vec![d], files: Vec::new() };
     }
     let root_dir = std::fs::canonicalize(path)
         .ok()
@@ -73,7 +86,7 @@ fn finish(loader: modules::Loader<'_>, overrides: &[String], root: PathBuf) -> L
     diagnostics.extend(override_diags);
     if unparsed {
         sort(&mut diagnostics);
-        return Loaded { sources: sources.clone(), pipeline: None, diagnostics };
+        return Loaded { sources: sources.clone(), pipeline: None, diagnostics, files };
     }
     // A broken difflow.toml is reported by the commands that read it; here it only means
     // the default data root.
@@ -87,7 +100,7 @@ fn finish(loader: modules::Loader<'_>, overrides: &[String], root: PathBuf) -> L
         fold_other_files(d, sources);
     }
     let pipeline = if diagnostics.is_empty() { pipeline } else { None };
-    Loaded { sources: sources.clone(), pipeline, diagnostics }
+    Loaded { sources: sources.clone(), pipeline, diagnostics, files }
 }
 
 /// Secondary labels in another file than the primary one would render as separate reports;

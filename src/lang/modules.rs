@@ -46,6 +46,9 @@ pub struct Loader<'s> {
     pub files: Vec<ast::File>,
     /// Whether any file failed to parse (resolution then stops: names would be missing).
     pub syntax_errors: bool,
+    /// Unsaved text of files, by absolute normalised path, read instead of the disk (the
+    /// buffers an editor has open).
+    pub overlay: HashMap<PathBuf, String>,
     state: HashMap<Key, State>,
     /// The chain of files being loaded, with the span of the `use` that led to each.
     stack: Vec<(Key, String, Option<Span>)>,
@@ -58,6 +61,7 @@ impl<'s> Loader<'s> {
             diagnostics: Vec::new(),
             files: Vec::new(),
             syntax_errors: false,
+            overlay: HashMap::new(),
             state: HashMap::new(),
             stack: Vec::new(),
         }
@@ -68,7 +72,7 @@ impl<'s> Loader<'s> {
     pub fn load_root(&mut self, root: Root<'_>) -> Result<(), String> {
         match root {
             Root::Path(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                let text = self.read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
                 let key = Key::Disk(absolute(path));
                 let source =
                     SourceFile { name: path.display().to_string(), path: Some(absolute(path)), text: text.clone() };
@@ -81,6 +85,13 @@ impl<'s> Loader<'s> {
             }
         }
         Ok(())
+    }
+
+    fn read(&self, path: &Path) -> std::io::Result<String> {
+        match self.overlay.get(&absolute(path)) {
+            Some(text) => Ok(text.clone()),
+            None => std::fs::read_to_string(path),
+        }
     }
 
     fn visit(&mut self, key: Key, source: SourceFile, via: Option<Span>) {
@@ -149,7 +160,7 @@ impl<'s> Loader<'s> {
             if self.state.contains_key(&key) {
                 (key, SourceFile { name: String::new(), path: None, text: String::new() })
             } else {
-                match std::fs::read_to_string(&path) {
+                match self.read(&path) {
                     Ok(text) => (key, SourceFile { name: display_path(&path), path: Some(path), text }),
                     Err(e) => {
                         let why = if e.kind() == std::io::ErrorKind::NotFound {
@@ -202,7 +213,7 @@ impl<'s> Loader<'s> {
     }
 }
 
-fn absolute(path: &Path) -> PathBuf {
+pub fn absolute(path: &Path) -> PathBuf {
     let p = if path.is_absolute() {
         path.to_path_buf()
     } else {

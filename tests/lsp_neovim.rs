@@ -1,0 +1,85 @@
+//! A real editor as the client: headless Neovim (Debian's `neovim`, which
+//! `scripts/setup.sh` installs) starts `difflow lsp` with its built-in LSP client, opens a
+//! pipeline with a typo, and `tests/neovim/lsp_client.lua` reports what Neovim's own
+//! diagnostic list, completion and hover hold.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const PIPELINE: &str = r#"use "std/unet.diff"
+dataset digits = mnist { path = "data/mnist" }
+# ᾱ and σ before the typo, on other lines
+schedule cos = cosine { steps = 1000 }
+train ddpm {
+    model    = unet_small { classes = 10 }
+    data     = digits
+    schedule = cos
+    uncond_p = 0.1
+    loss     = "simple"
+    steps    = 1000
+}
+sample gen { from = ddpm, sampler = ddim { stpes = 50 } }
+"#;
+
+fn nvim() -> PathBuf {
+    let found = std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|p| p.join("nvim")).find(|p| p.is_file()));
+    found.unwrap_or_else(|| {
+        panic!("nvim is not installed: `bash scripts/setup.sh` installs Debian's neovim (apt-get install -y neovim)")
+    })
+}
+
+#[test]
+fn neovim_shows_the_diagnostic_completes_choices_and_hovers() {
+    let nvim = nvim();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("typo.diff");
+    std::fs::write(&file, PIPELINE).unwrap();
+    let out = dir.path().join("seen.json");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/neovim/lsp_client.lua");
+    let mut child = Command::new(nvim)
+        .args(["--headless", "-u", "NONE", "-i", "NONE", "-n", "-c"])
+        .arg(format!("luafile {}", script.display()))
+        .env("DIFFLOW_BIN", env!("CARGO_BIN_EXE_difflow"))
+        .env("PIPELINE", &file)
+        .env("LSP_OUT", &out)
+        .env("HOME", dir.path())
+        .env("XDG_CONFIG_HOME", dir.path().join("config"))
+        .env("XDG_DATA_HOME", dir.path().join("data"))
+        .env("XDG_STATE_HOME", dir.path().join("state"))
+        .env("XDG_CACHE_HOME", dir.path().join("cache"))
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("nvim starts");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("headless nvim did not finish in 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "nvim exited with {status}");
+    let seen: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).expect("the script wrote its report")).unwrap();
+
+    println!("what Neovim saw: {seen:#}");
+    let diags = seen["diagnostics"].as_array().unwrap();
+    assert_eq!(diags.len(), 1, "{seen:#}");
+    // The typo on line 13 (0-based 12), where `difflow check` has it.
+    let typo = &diags[0];
+    assert_eq!((typo["lnum"].as_u64(), typo["col"].as_u64()), (Some(12), Some(43)), "{seen:#}");
+    assert_eq!(typo["code"], "difflow::unknown_key");
+    assert_eq!(typo["source"], "difflow");
+    assert!(typo["message"].as_str().unwrap().starts_with("unknown key `stpes` for `ddim`"), "{typo}");
+    let completion: Vec<&str> = seen["completion"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
+    assert_eq!(completion, ["simple", "hybrid", "vlb"]);
+    let hover = seen["hover"].as_str().unwrap();
+    assert!(hover.contains("variants: linear, cosine, sigmoid"), "{hover}");
+}
