@@ -57,6 +57,9 @@ enum Command {
         /// How many independent stages run at once.
         #[arg(long)]
         jobs: Option<usize>,
+        /// Data-parallel processes for each train and sample stage (`batch` stays global).
+        #[arg(long)]
+        nproc: Option<usize>,
     },
     /// The stage graph in Graphviz DOT.
     Graph {
@@ -130,8 +133,8 @@ fn main() -> ExitCode {
             println!("{}: ok ({})", file.display(), stage_count(&file, &p));
         }),
         Command::Plan { file, target, set } => plan(&file, &set, &target),
-        Command::Run { file, target, force, set, device, jobs } => {
-            run(&file, &set, RunOptions { targets: target, force, device, jobs })
+        Command::Run { file, target, force, set, device, jobs, nproc } => {
+            run(&file, &set, RunOptions { targets: target, force, device, jobs, nproc })
         }
         Command::Graph { file, set } => graph(&file, &set),
         Command::Show { file, name, json, set } => {

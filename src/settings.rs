@@ -29,6 +29,32 @@ pub struct Settings {
     pub inception_weights: Option<PathBuf>,
     pub threads: usize,
     pub jobs: usize,
+    /// Data-parallel processes per stage: one count, or a count by stage kind.
+    pub nproc: Nproc,
+}
+
+/// How many processes run one stage (`nproc`): an execution resource, never in a stage key.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum Nproc {
+    All(usize),
+    ByKind(std::collections::BTreeMap<String, usize>),
+}
+
+/// The stage kinds that can run on several processes.
+pub const DATA_PARALLEL_KINDS: [&str; 2] = ["train", "sample"];
+
+impl Nproc {
+    /// The process count for a stage of `kind` (1 for kinds that run on one process).
+    pub fn for_kind(&self, kind: &str) -> usize {
+        if !DATA_PARALLEL_KINDS.contains(&kind) {
+            return 1;
+        }
+        match self {
+            Nproc::All(n) => (*n).max(1),
+            Nproc::ByKind(table) => table.get(kind).copied().unwrap_or(1).max(1),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -40,6 +66,7 @@ struct RawSettings {
     inception_weights: Option<PathBuf>,
     threads: Option<usize>,
     jobs: Option<usize>,
+    nproc: Option<Nproc>,
 }
 
 impl Settings {
@@ -53,6 +80,7 @@ impl Settings {
             inception_weights: None,
             threads: 0,
             jobs: 1,
+            nproc: Nproc::All(1),
         }
     }
 
@@ -67,7 +95,7 @@ impl Settings {
         };
         let raw: RawSettings = toml::from_str(&text).map_err(|e| {
             format!(
-                "{} is not valid: {}\nhelp: the known settings are cache, data_root, device, inception_weights, threads, jobs",
+                "{} is not valid: {}\nhelp: the known settings are cache, data_root, device, inception_weights, threads, jobs, nproc",
                 file.display(),
                 e.message()
             )
@@ -88,6 +116,18 @@ impl Settings {
         }
         if let Some(j) = raw.jobs {
             s.jobs = j.max(1);
+        }
+        if let Some(n) = raw.nproc {
+            if let Nproc::ByKind(table) = &n {
+                if let Some(kind) = table.keys().find(|k| !DATA_PARALLEL_KINDS.contains(&k.as_str())) {
+                    return Err(format!(
+                        "{}: `nproc` names the stage kind `{kind}`, which runs on one process (data-parallel kinds: {})",
+                        file.display(),
+                        DATA_PARALLEL_KINDS.join(", ")
+                    ));
+                }
+            }
+            s.nproc = n;
         }
         Ok(s)
     }

@@ -152,6 +152,9 @@ pub struct RunOptions {
     /// `auto`, `cpu` or `cuda:N`; `None`: the setting from `difflow.toml`.
     pub device: Option<String>,
     pub jobs: Option<usize>,
+    /// `--nproc N`: data-parallel processes for every stage that supports them; `None`:
+    /// the `nproc` setting.
+    pub nproc: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -180,6 +183,7 @@ pub fn run(s: &Session, opts: &RunOptions, progress: &Progress) -> Result<RunSum
     let device = opts.device.clone().unwrap_or_else(|| s.settings.device.clone());
     crate::settings::check_device(&device).map_err(RunError::Usage)?;
     let jobs = opts.jobs.unwrap_or(s.settings.jobs).max(1);
+    let nproc = opts.nproc.map_or_else(|| s.settings.nproc.clone(), crate::settings::Nproc::All);
     let mut selected = s.selection(&opts.targets).map_err(RunError::Usage)?;
     let forced: BTreeSet<usize> = if opts.force.is_empty() {
         BTreeSet::new()
@@ -256,8 +260,10 @@ pub fn run(s: &Session, opts: &RunOptions, progress: &Progress) -> Result<RunSum
                         let worker = worker.clone();
                         let device = device.clone();
                         let forced = forced.contains(&i);
+                        let nproc = nproc.clone();
                         scope.spawn(move || {
-                            let r = execute(s, i, forced, &device, threads, worker.as_deref(), progress, &label);
+                            let r =
+                                execute(s, i, forced, &device, (threads, &nproc), worker.as_deref(), progress, &label);
                             let _ = tx.send((i, r));
                         });
                     }
@@ -328,7 +334,7 @@ fn execute(
     i: usize,
     forced: bool,
     device: &str,
-    threads: usize,
+    (threads, nproc): (usize, &crate::settings::Nproc),
     worker: Option<&Path>,
     progress: &Progress,
     label: &str,
@@ -348,7 +354,12 @@ fn execute(
     let out_dir =
         s.cache.staging(&lock, forced || !resumable).map_err(|e| format!("cannot prepare its staging folder: {e}"))?;
     let mut job = build_job(s, i, out_dir, device);
-    job.settings.threads = threads;
+    // The ranks of a data-parallel stage share the cores a single worker would take.
+    let nproc = nproc.for_kind(&inst.kind);
+    job.settings.threads = match threads {
+        0 if nproc > 1 => std::thread::available_parallelism().map_or(1, |n| (n.get() / nproc).max(1)),
+        t => t,
+    };
     let started = utc_now();
     let clock = Instant::now();
     let reported = if inst.kind == "report" {
@@ -358,7 +369,7 @@ fn execute(
     } else {
         let worker = worker.ok_or("no worker executable")?;
         let job_file = s.cache.dir.join(format!("{key}.job.json"));
-        let out = worker::run_worker(worker, &job, &job_file, progress, label).map_err(|f| match f {
+        let out = worker::run_worker(worker, &job, &job_file, nproc, progress, label).map_err(|f| match f {
             WorkerFailure::Stage(m) | WorkerFailure::Launch(m) => m,
             WorkerFailure::Crash(m) => format!("{m}\n(job file: {})", job_file.display()),
         })?;
