@@ -18,8 +18,14 @@ fn parameter_sizes() -> Vec<i64> {
     let vs = nn::VarStore::new(Device::Cpu);
     let meta: DataMeta =
         serde_json::from_value(json!({"type": "images", "shape": [1, 28, 28], "classes": 10, "count": 1})).unwrap();
-    let model = json!({"kind": "model", "variant": "unet", "channels": 32, "mults": [1, 2], "res_blocks": 1,
-                       "attention": [], "dropout": 0.0, "classes": 10});
+    // The train stage's defaults fill the model config as the front end does.
+    let train = difflow_core::schema::with_defaults(
+        "train",
+        "diffusion",
+        &json!({"model": {"kind": "model", "variant": "unet", "channels": 32, "mults": [1, 2], "res_blocks": 1,
+                          "attention": [], "dropout": 0.0, "classes": 10}}),
+    );
+    let model = train["model"].clone();
     let _net = build_denoiser(&vs.root(), &model, &meta).unwrap();
     vs.trainable_variables().iter().map(|t| t.numel() as i64).collect()
 }
