@@ -2,7 +2,7 @@
 // compile the c10d shim (csrc/c10d_shim.cpp) against the same libtorch's headers.
 // torch-sys declares `links = "tch"` and exports `libtorch_lib`, which reaches us as
 // DEP_TCH_LIBTORCH_LIB because we depend on torch-sys directly.
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 fn main() {
@@ -19,7 +19,7 @@ fn main() {
 }
 
 fn compile_c10d_shim(lib: &Path) {
-    let include = lib.parent().map(|p| p.join("include")).unwrap_or_else(PathBuf::new);
+    let include = lib.parent().map(|p| p.join("include")).unwrap_or_default();
     cc::Build::new()
         .cpp(true)
         .file("csrc/c10d_shim.cpp")
