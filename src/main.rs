@@ -54,13 +54,37 @@ enum Command {
         /// auto (CUDA when the worker finds it, else CPU), cpu or cuda:N.
         #[arg(long)]
         device: Option<String>,
-        /// How many independent stages run at once.
+        /// How many independent stages run at once (local executor).
         #[arg(long)]
         jobs: Option<usize>,
         /// Data-parallel processes for each train and sample stage (`batch` stays global).
         #[arg(long)]
         nproc: Option<usize>,
+        /// Where stages run: local (worker processes here) or slurm (one sbatch job each).
+        #[arg(long)]
+        executor: Option<String>,
+        /// Slurm: submit the jobs and return; `plan` shows them, `run` follows them again.
+        #[arg(long)]
+        detach: bool,
     },
+    /// Compare two difflow.lock files (or folders holding one): which stages match exactly,
+    /// which within the tolerance, which not. Exit 1 when any shared stage differs.
+    Compare {
+        mine: PathBuf,
+        theirs: PathBuf,
+        /// Largest relative difference of a headline metric that still counts as the same.
+        #[arg(long, default_value_t = 0.01)]
+        tolerance: f64,
+    },
+    /// Cancel the pipeline's Slurm jobs that are queued or running.
+    Cancel {
+        file: PathBuf,
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        set: Vec<String>,
+    },
+    /// Commit a finished Slurm job's outputs to the cache (run by the job's batch script).
+    #[command(name = "__commit", hide = true)]
+    Commit { record: PathBuf, started: u64 },
     /// The stage graph in Graphviz DOT.
     Graph {
         file: PathBuf,
@@ -112,6 +136,8 @@ enum Failure {
     Wrong(Option<String>),
     /// Exit 2: a run failed.
     Failed(String),
+    /// Exit 130: stopped by Ctrl-C or SIGTERM (the message says what was kept).
+    Interrupted(String),
 }
 
 type Outcome = Result<(), Failure>;
@@ -133,9 +159,12 @@ fn main() -> ExitCode {
             println!("{}: ok ({})", file.display(), stage_count(&file, &p));
         }),
         Command::Plan { file, target, set } => plan(&file, &set, &target),
-        Command::Run { file, target, force, set, device, jobs, nproc } => {
-            run(&file, &set, RunOptions { targets: target, force, device, jobs, nproc })
+        Command::Run { file, target, force, set, device, jobs, nproc, executor, detach } => {
+            run(&file, &set, RunOptions { targets: target, force, device, jobs, nproc, executor, detach })
         }
+        Command::Cancel { file, set } => cancel(&file, &set),
+        Command::Compare { mine, theirs, tolerance } => compare(&mine, &theirs, tolerance),
+        Command::Commit { record, started } => exec::slurm::commit_job(&record, started).map_err(Failure::Failed),
         Command::Graph { file, set } => graph(&file, &set),
         Command::Show { file, name, json, set } => {
             load(&file, &set).and_then(|(_, p)| session(&file, &p)).and_then(|s| show(&s, &name, json))
@@ -157,6 +186,10 @@ fn main() -> ExitCode {
         Err(Failure::Failed(msg)) => {
             eprintln!("error: {msg}");
             ExitCode::from(2)
+        }
+        Err(Failure::Interrupted(msg)) => {
+            eprintln!("{msg}");
+            ExitCode::from(130)
         }
     }
 }
@@ -231,7 +264,35 @@ fn run(file: &Path, set: &[String], opts: RunOptions) -> Outcome {
         Ok(_) => Ok(()),
         Err(RunError::Usage(m)) => Err(Failure::Wrong(Some(m))),
         Err(RunError::Failed(m)) => Err(Failure::Failed(m)),
+        Err(RunError::Interrupted(m)) => Err(Failure::Interrupted(m)),
     }
+}
+
+fn compare(mine: &Path, theirs: &Path, tolerance: f64) -> Outcome {
+    use exec::compare::{compare, read_lock};
+    if tolerance.is_nan() || tolerance < 0.0 {
+        return Err(wrong(format!("--tolerance must be a number ≥ 0, not {tolerance}")));
+    }
+    let (text, same) = compare(&read_lock(mine).map_err(wrong)?, &read_lock(theirs).map_err(wrong)?, tolerance);
+    print!("{text}");
+    if same {
+        Ok(())
+    } else {
+        Err(Failure::Wrong(None))
+    }
+}
+
+fn cancel(file: &Path, set: &[String]) -> Outcome {
+    let (_, p) = load(file, set)?;
+    let s = session(file, &p)?;
+    let cancelled = exec::slurm::cancel(&s).map_err(Failure::Failed)?;
+    if cancelled.is_empty() {
+        println!("no job of {} is queued or running", file.display());
+    }
+    for (i, id) in &cancelled {
+        println!("cancelled job {id} ({} {})", s.instance(*i).kind, s.instance(*i).name);
+    }
+    Ok(())
 }
 
 fn show(s: &Session, name: &str, json: bool) -> Outcome {
@@ -312,6 +373,7 @@ fn caches_of(files: &[PathBuf]) -> Result<Vec<(Cache, Vec<Session>)>, Failure> {
 fn cache_ls(files: &[PathBuf]) -> Outcome {
     for (cache, _) in caches_of(files)? {
         let keys = cache.keys().map_err(|e| wrong(format!("cannot read {}: {e}", cache.dir.display())))?;
+        let keys: Vec<String> = keys.into_iter().filter(|k| cache.is_entry(k)).collect();
         println!("{} ({} entries)", cache.dir.display(), keys.len());
         let mut total = 0;
         for key in keys {
@@ -345,9 +407,16 @@ fn cache_gc(files: &[PathBuf]) -> Outcome {
         let used: std::collections::BTreeSet<String> =
             sessions.iter().flat_map(|s| s.keys.keys.values().cloned()).collect();
         let keys = cache.keys().map_err(|e| wrong(format!("cannot read {}: {e}", cache.dir.display())))?;
+        // Only difflow's own folders: a user's `results/cafe/` is no entry.
+        let keys: Vec<String> = keys.into_iter().filter(|k| cache.is_entry(k)).collect();
         let (mut removed, mut freed, mut busy) = (0, 0, 0);
         for key in keys.iter().filter(|k| !used.contains(*k)) {
             let Some(lock) = cache.try_lock(key).map_err(|e| Failure::Failed(e.to_string()))? else {
+                busy += 1;
+                continue;
+            };
+            // Another running pipeline may be about to read it.
+            let Some(_unread) = cache.try_lock_unread(key).map_err(|e| Failure::Failed(e.to_string()))? else {
                 busy += 1;
                 continue;
             };

@@ -1,6 +1,7 @@
 //! The `report` stage: `report.md` and a self-contained `report.html` (images inlined as
 //! base64) from the entries of the included stages: a metrics table per family (one row
-//! per instance, its sweep coordinates first), and each instance's grid or plot image.
+//! per instance, its sweep coordinates first; for a family swept over one numeric
+//! coordinate, each metric charted against it), and each instance's grid or plot image.
 //! Pure Rust, so the orchestrator runs it in-process; the worker may call it as well.
 
 use std::collections::BTreeMap;
@@ -9,6 +10,9 @@ use std::path::Path;
 
 use crate::cache::lockfile::headline_metrics;
 use crate::job::{Input, Job};
+
+#[path = "report_chart.rs"]
+mod chart;
 
 const IMAGES: &[&str] = &["grid.png", "plot.png", "plot.gif"];
 
@@ -97,6 +101,20 @@ pub fn write_report(job: &Job) -> Result<(), String> {
                 let _ = writeln!(md, "| {} |", row.join(" | "));
             }
             html.push_str("</table>\n");
+            if let Some((axis, xs)) = chart::numeric_axis(&coords) {
+                // `count` is how many items were measured, not a measurement.
+                for mn in metric_names.iter().filter(|m| m.as_str() != "count") {
+                    let points: Vec<(f64, f64)> =
+                        xs.iter().zip(&metrics).map(|(&x, m)| (x, m.get(*mn).copied().unwrap_or(f64::NAN))).collect();
+                    let svg = chart::line_chart(&format!("{family}: {mn} against {axis}"), &axis, mn, &points);
+                    std::fs::create_dir_all(&img_dir)
+                        .map_err(|e| format!("cannot create {}: {e}", img_dir.display()))?;
+                    let file = format!("{}_{}_by_{}.svg", file_safe(family), file_safe(mn), file_safe(&axis));
+                    std::fs::write(img_dir.join(&file), &svg).map_err(|e| format!("cannot write a chart: {e}"))?;
+                    let _ = write!(md, "\n![{family}: {mn} against {axis}](images/{file})\n");
+                    let _ = writeln!(html, "<figure>{svg}</figure>");
+                }
+            }
         }
         for (name, input) in members {
             for img in IMAGES {
@@ -278,10 +296,15 @@ mod tests {
         assert!(md.contains("| instance | scale | fid | is |"), "{md}");
         assert!(md.contains("| `scores[scale=0.5]` | 0.5 | 31.2500 | 2 |"), "{md}");
         assert!(md.contains("![curve](images/curve_plot.png)"));
+        // A family swept over one number gets each metric charted against it.
+        assert!(md.contains("![scores: fid against scale](images/scores_fid_by_scale.svg)"), "{md}");
+        let chart = std::fs::read_to_string(out_dir.join("images/scores_fid_by_scale.svg")).unwrap();
+        assert_eq!(chart.matches("<circle").count(), 2);
         assert!(out_dir.join("images/curve_plot.png").is_file());
         let html = std::fs::read_to_string(out_dir.join("report.html")).unwrap();
         assert!(html.contains("<title>CFG &lt;strength&gt;</title>"));
         assert!(html.contains(&format!("data:image/png;base64,{}", base64(b"\x89PNG fake bytes"))));
         assert!(html.contains("<td>12.5000</td>"));
+        assert_eq!(html.matches("<figure><svg").count(), 2, "fid and is against scale");
     }
 }

@@ -8,6 +8,15 @@
 //! inception_weights = "weights/pt_inception-2015-12-05.pth"
 //! threads = 0                       # CPU threads per worker (0: libtorch's default)
 //! jobs = 1                          # stages run at once (`difflow run --jobs` wins)
+//! use_roots = ["../shared"]         # more folders whose `.diff` files a `use` may read
+//! executor = "local"                # local | slurm (`difflow run --executor` wins)
+//!
+//! [slurm]                           # sbatch resources; each a value or a table by stage kind
+//! partition = "gpu"
+//! time = { train = "2-00:00:00", default = "1:00:00" }
+//! cpus = 4
+//! gpus = { train = 1, sample = 1 }
+//! extra = ["--qos=normal"]
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -31,6 +40,11 @@ pub struct Settings {
     pub jobs: usize,
     /// Data-parallel processes per stage: one count, or a count by stage kind.
     pub nproc: Nproc,
+    /// Folders besides the project's own whose `.diff` files a `use` may read, absolute.
+    pub use_roots: Vec<PathBuf>,
+    /// `local` or `slurm`.
+    pub executor: String,
+    pub slurm: crate::exec::slurm::SlurmSettings,
 }
 
 /// How many processes run one stage (`nproc`): an execution resource, never in a stage key.
@@ -67,6 +81,9 @@ struct RawSettings {
     threads: Option<usize>,
     jobs: Option<usize>,
     nproc: Option<Nproc>,
+    use_roots: Option<Vec<PathBuf>>,
+    executor: Option<String>,
+    slurm: Option<crate::exec::slurm::SlurmSettings>,
 }
 
 impl Settings {
@@ -81,6 +98,9 @@ impl Settings {
             threads: 0,
             jobs: 1,
             nproc: Nproc::All(1),
+            use_roots: Vec::new(),
+            executor: "local".into(),
+            slurm: Default::default(),
         }
     }
 
@@ -95,7 +115,7 @@ impl Settings {
         };
         let raw: RawSettings = toml::from_str(&text).map_err(|e| {
             format!(
-                "{} is not valid: {}\nhelp: the known settings are cache, data_root, device, inception_weights, threads, jobs, nproc",
+                "{} is not valid: {}\nhelp: the known settings are cache, data_root, device, inception_weights, threads, jobs, nproc, use_roots, executor, [slurm]",
                 file.display(),
                 e.message()
             )
@@ -129,6 +149,12 @@ impl Settings {
             }
             s.nproc = n;
         }
+        s.use_roots = raw.use_roots.unwrap_or_default().into_iter().map(|r| root.join(r)).collect();
+        if let Some(e) = raw.executor {
+            check_executor(&e).map_err(|e| format!("{}: {e}", file.display()))?;
+            s.executor = e;
+        }
+        s.slurm = raw.slurm.unwrap_or_default();
         Ok(s)
     }
 
@@ -148,6 +174,14 @@ pub fn check_device(d: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("unknown device `{d}`: use auto, cpu or cuda:N (for example cuda:0)"))
+    }
+}
+
+/// `local` or `slurm`.
+pub fn check_executor(e: &str) -> Result<(), String> {
+    match e {
+        "local" | "slurm" => Ok(()),
+        _ => Err(format!("unknown executor `{e}`: use local or slurm")),
     }
 }
 
@@ -186,5 +220,28 @@ mod tests {
         assert!(Settings::load(dir.path()).unwrap_err().contains("cahce"));
         std::fs::write(dir.path().join(FILE_NAME), "device = \"gpu\"\n").unwrap();
         assert!(Settings::load(dir.path()).unwrap_err().contains("cuda:N"));
+        std::fs::write(dir.path().join(FILE_NAME), "executor = \"pbs\"\n").unwrap();
+        assert!(Settings::load(dir.path()).unwrap_err().contains("local or slurm"));
+    }
+
+    #[test]
+    fn slurm_settings_take_a_value_or_a_table_by_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(FILE_NAME),
+            "executor = \"slurm\"\n[slurm]\npartition = \"gpu\"\ncpus = 2\ngpus = { train = 1, sample = 1 }\n\
+             time = { train = \"2:00:00\", default = \"10:00\" }\nextra = [\"--qos=low\"]\n",
+        )
+        .unwrap();
+        let s = Settings::load(dir.path()).unwrap();
+        assert_eq!(s.executor, "slurm");
+        let r = s.slurm.resources("train", 1);
+        assert_eq!((r.partition.as_deref(), r.cpus, r.gpus), (Some("gpu"), 2, 1));
+        assert_eq!(r.time.as_deref(), Some("2:00:00"));
+        let r = s.slurm.resources("plot", 1);
+        assert_eq!((r.gpus, r.time.as_deref()), (0, Some("10:00")));
+        assert_eq!(r.extra, ["--qos=low"]);
+        std::fs::write(dir.path().join(FILE_NAME), "[slurm]\ngpus = \"one\"\n").unwrap();
+        assert!(Settings::load(dir.path()).is_err());
     }
 }

@@ -81,11 +81,13 @@ fn changing_the_sampler_reruns_only_sampling_and_its_readers_and_plan_says_why()
     assert!(line_of(&plan, "pic").contains("input `gen[steps=5]` changed"), "{plan}");
     run_ok(&p, &[]);
     assert_eq!(p.take_worker_log(), ["gen[steps=5]", "gen[steps=10]", "pic"]);
-    // Training parameters rerun training and everything after it, never the data.
+    // More training steps continue the cached run and rerun everything after it, never
+    // the data.
     p.write(&TOY.replace("steps = 20", "steps = 30"));
     let plan = p.plan();
     assert_eq!(state_of(&plan, "pts"), "cached");
-    assert!(line_of(&plan, "ddpm").contains("steps 20 → 30"), "{plan}");
+    assert_eq!(state_of(&plan, "ddpm"), "continue");
+    assert!(line_of(&plan, "ddpm").contains("20 → 30 steps (from cached entry "), "{plan}");
     assert!(line_of(&plan, "gen[steps=10]").contains("input `ddpm` changed"), "{plan}");
     // A new instance of a family is new, not stale.
     p.write(&TOY.replace("sweep(5, 10)", "sweep(5, 20)"));

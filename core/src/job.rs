@@ -29,6 +29,11 @@ pub struct Job {
     pub settings: JobSettings,
 }
 
+/// The input name under which a `train` job gets the cached run it continues from (an
+/// entry of the same training run with fewer steps): the worker starts from its weights,
+/// EMA, optimiser moments and loss log instead of step 0.
+pub const CONTINUE_INPUT: &str = "$continue";
+
 /// A reference to an upstream stage inside a job's parameters: `{"$stage": NAME}`, NAME
 /// being a key of [`Job::inputs`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,3 +89,8 @@ impl Event {
 /// Exit status of a worker whose stage failed for a reason the user can fix (missing
 /// data, NaN loss, …); its stderr holds the message. Anything else is a crash.
 pub const WORKER_STAGE_FAILED: i32 = 2;
+
+/// Exit status of a worker that stopped on request (SIGINT, SIGTERM, or Slurm's warning
+/// signal SIGUSR1) at a step boundary after writing a checkpoint: the stage resumes from it
+/// when it runs again. Stages without checkpoints just end with it.
+pub const WORKER_INTERRUPTED: i32 = 3;

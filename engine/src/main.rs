@@ -1,10 +1,13 @@
 //! `difflow-worker JOB.json`: runs one stage instance and prints `difflow_core::job::Event`s as
 //! JSON lines on stdout. Exit 0: outputs complete; exit 2: a failure the user can fix
-//! (message on stderr); anything else is a crash.
+//! (message on stderr); exit 3: stopped on request (SIGINT, SIGTERM, SIGUSR1) after a
+//! checkpoint; anything else is a crash.
 
+use std::io::Write;
 use std::process::ExitCode;
 
-use difflow_core::job::{Job, WORKER_STAGE_FAILED};
+use difflow_core::job::{Job, WORKER_INTERRUPTED, WORKER_STAGE_FAILED};
+use difflow_engine::interrupt::Interrupted;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
@@ -14,6 +17,11 @@ fn main() -> ExitCode {
     }
     match load_job(&args[1]).and_then(|job| difflow_engine::stages::run(&job)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(err) if err.downcast_ref::<Interrupted>().is_some() => {
+            // Stderr may be a pipe to a difflow that is gone: a failed write must not panic.
+            let _ = writeln!(std::io::stderr(), "interrupted: {err:#}");
+            ExitCode::from(WORKER_INTERRUPTED as u8)
+        }
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::from(WORKER_STAGE_FAILED as u8)

@@ -148,3 +148,65 @@ fn the_ema_tracks_the_weights_with_warm_up() {
     println!("EMA vs raw after 60 steps: {to_raw:.4}; raw after 1 vs 60 steps: {init_vs_raw:.4}");
     assert!(to_raw < 0.5 * init_vs_raw, "the EMA lags far behind the weights: {to_raw} vs {init_vs_raw}");
 }
+
+fn toy_data(root: &Path) -> std::path::PathBuf {
+    let data = root.join("data");
+    write_job(&root.join("data.json"), "dataset", "toy", json!({"shape": "moons", "count": 256}), None, &data);
+    run_to_end(&root.join("data.json"));
+    data
+}
+
+/// A garbage `checkpoint/state.json` (and a partial `checkpoint.tmp`, as a full disk
+/// leaves it) must not block reruns: the worker says so, discards both and trains from
+/// step 0, to the same weights as a clean run.
+#[test]
+fn a_garbage_checkpoint_is_discarded_and_training_starts_over() {
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    let data = toy_data(root);
+    let params = json!({
+        "model": {"kind": "model", "variant": "mlp", "hidden": 16, "layers": 1},
+        "data": {"$stage": "points"},
+        "schedule": {"kind": "schedule", "variant": "linear", "steps": 20},
+        "steps": 30, "batch": 32, "seed": 3, "checkpoint_every": 10
+    });
+    let (clean, broken) = (root.join("clean"), root.join("broken"));
+    write_job(&root.join("clean.json"), "train", "diffusion", params.clone(), Some(&data), &clean);
+    write_job(&root.join("broken.json"), "train", "diffusion", params, Some(&data), &broken);
+    run_to_end(&root.join("clean.json"));
+    std::fs::create_dir_all(broken.join("checkpoint")).unwrap();
+    std::fs::write(broken.join("checkpoint/state.json"), b"\x00garbage{{").unwrap();
+    std::fs::create_dir_all(broken.join("checkpoint.tmp")).unwrap();
+    std::fs::write(broken.join("checkpoint.tmp/model.safetensors"), vec![0u8; 1 << 20]).unwrap();
+
+    let output = Command::new(WORKER).arg(root.join("broken.json")).output().unwrap();
+    let events = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(events.contains("discarding the checkpoint") && events.contains("training from step 0"), "{events}");
+    assert!(!broken.join("checkpoint.tmp").exists(), "the partial checkpoint still holds disk space");
+    assert!(!broken.join("checkpoint").exists());
+    for file in ["model.safetensors", "ema.safetensors"] {
+        let (a, b) = (weights(&clean.join(file)), weights(&broken.join(file)));
+        assert!(a.iter().zip(&b).all(|((na, ta), (nb, tb))| na == nb && ta.equal(tb)), "{file} differs");
+    }
+}
+
+/// The divergence message suggests fp32 only when the run was not in fp32.
+#[test]
+fn divergence_in_fp32_does_not_suggest_fp32() {
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    let data = toy_data(root);
+    let params = json!({
+        "model": {"kind": "model", "variant": "mlp", "hidden": 16, "layers": 1},
+        "data": {"$stage": "points"},
+        "schedule": {"kind": "schedule", "variant": "linear", "steps": 20},
+        "steps": 50, "batch": 32, "lr": 1e30, "grad_clip": 0.0, "precision": "fp32"
+    });
+    write_job(&root.join("train.json"), "train", "diffusion", params, Some(&data), &root.join("out"));
+    let output = Command::new(WORKER).arg(root.join("train.json")).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("training diverged") && stderr.contains("lower `lr`"), "{stderr}");
+    assert!(!stderr.contains("fp32"), "{stderr}");
+}

@@ -1,6 +1,13 @@
-//! Content digests of the files and folders a stage reads, memoised by (path, size,
-//! modification time) in `.difflow/digests.json` so that `difflow plan` stays fast on
-//! large datasets.
+//! Content digests of the files and folders a stage reads, memoised in
+//! `.difflow/digests.json` so that `difflow plan` stays fast on large datasets.
+//!
+//! A memo is trusted while the file's path, size, modification time, status-change time
+//! (ctime), inode and device are all unchanged. The mtime alone is not enough: anyone can
+//! set it back after editing a file (`touch -d`, `cp -p`, `rsync -t`). The ctime cannot be
+//! set: every write or metadata change moves it to the current clock, so an edit with a
+//! restored mtime still shows. What remains trusted is the system clock (an edit made
+//! while the clock is set back to the exact old ctime, which needs root) and a
+//! filesystem that keeps ctime (all POSIX ones do).
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -13,7 +20,34 @@ use serde::{Deserialize, Serialize};
 struct Memo {
     size: u64,
     mtime_ns: u128,
+    #[serde(default)]
+    ctime_ns: i128,
+    #[serde(default)]
+    inode: u64,
+    #[serde(default)]
+    device: u64,
     blake3: String,
+}
+
+impl Memo {
+    /// The memo a file's metadata would have (its digest left empty).
+    fn of(meta: &std::fs::Metadata) -> Memo {
+        use std::os::unix::fs::MetadataExt;
+        let mtime_ns = meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
+        Memo {
+            size: meta.len(),
+            mtime_ns,
+            ctime_ns: meta.ctime() as i128 * 1_000_000_000 + meta.ctime_nsec() as i128,
+            inode: meta.ino(),
+            device: meta.dev(),
+            blake3: String::new(),
+        }
+    }
+
+    fn same_file(&self, other: &Memo) -> bool {
+        (self.size, self.mtime_ns, self.ctime_ns, self.inode, self.device)
+            == (other.size, other.mtime_ns, other.ctime_ns, other.inode, other.device)
+    }
 }
 
 /// Digest memo; `save` writes it back when something new was hashed.
@@ -62,6 +96,10 @@ impl Digests {
         if meta.is_file() {
             return self.file_digest(path, &meta).map(Some);
         }
+        if !meta.is_dir() {
+            // Hashing a FIFO would hang, a device would never end.
+            return Err(std::io::Error::other("it is not a regular file or a folder"));
+        }
         let mut files = Vec::new();
         list_files(path, Path::new(""), &mut files)?;
         files.sort();
@@ -81,15 +119,15 @@ impl Digests {
     }
 
     fn file_digest(&mut self, path: &Path, meta: &std::fs::Metadata) -> std::io::Result<String> {
-        let mtime_ns = meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
+        let now = Memo::of(meta);
         let id = path.to_string_lossy().into_owned();
         if let Some(m) = self.memo.get(&id) {
-            if m.size == meta.len() && m.mtime_ns == mtime_ns {
+            if m.same_file(&now) {
                 return Ok(m.blake3.clone());
             }
         }
         let d = hash_file(path)?;
-        self.memo.insert(id, Memo { size: meta.len(), mtime_ns, blake3: d.clone() });
+        self.memo.insert(id, Memo { blake3: d.clone(), ..now });
         self.dirty = true;
         Ok(d)
     }
@@ -163,5 +201,22 @@ mod tests {
         std::fs::write(&f, b"hello, world").unwrap();
         let mut m2 = m2;
         assert_ne!(first, m2.digest(&f).unwrap().unwrap());
+    }
+
+    #[test]
+    fn an_edit_with_the_old_mtime_restored_is_seen() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("data.bin");
+        std::fs::write(&f, b"hello").unwrap();
+        let old_mtime = std::fs::metadata(&f).unwrap().modified().unwrap();
+        let mut m = Digests::in_memory();
+        let first = m.digest(&f).unwrap().unwrap();
+        // The same size, the old mtime: only the ctime (and the contents) tell.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&f, b"jello").unwrap();
+        std::fs::File::options().write(true).open(&f).unwrap().set_modified(old_mtime).unwrap();
+        assert_eq!(std::fs::metadata(&f).unwrap().modified().unwrap(), old_mtime);
+        assert_ne!(first, m.digest(&f).unwrap().unwrap());
+        assert_eq!(m.digest(&f).unwrap().unwrap(), hash_file(&f).unwrap(), "the memo holds the new digest");
     }
 }

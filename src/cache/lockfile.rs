@@ -28,6 +28,10 @@ pub struct LockedStage {
     pub metrics: BTreeMap<String, f64>,
     #[serde(default)]
     pub outputs: BTreeMap<String, String>,
+    /// For a training run: the step counts of every cached run of the same training
+    /// (snapshots and longer or shorter runs), which later runs continue from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<u64>,
 }
 
 /// Where the lock file of a pipeline lives: `difflow.lock` beside it.
@@ -118,6 +122,7 @@ mod tests {
                 kind: "sample".into(),
                 metrics: [("fid".to_string(), 12.5)].into_iter().collect(),
                 outputs: [("grid.png".to_string(), "ff00".to_string())].into_iter().collect(),
+                steps: vec![],
             },
         );
         lock.write(&path).unwrap();

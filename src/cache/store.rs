@@ -79,7 +79,7 @@ impl Cache {
         self.dir.join(format!("{key}.staging"))
     }
 
-    fn lock_path(&self, key: &str) -> PathBuf {
+    pub(super) fn lock_path(&self, key: &str) -> PathBuf {
         self.dir.join(format!("{key}.lock"))
     }
 
@@ -185,14 +185,22 @@ impl Cache {
         Ok(manifest)
     }
 
-    /// Remove a committed entry (its lock must be held).
+    /// Whether `key` names difflow's own folders: a committed entry (a manifest naming the
+    /// key) or the staging folder of a run (beside its lock file). A user's folder that
+    /// merely has a hexadecimal name is neither.
+    pub fn is_entry(&self, key: &str) -> bool {
+        self.is_complete(key) || (self.staging_dir(key).is_dir() && self.lock_path(key).is_file())
+    }
+
+    /// Remove an entry and its staging folder (its lock must be held). A folder under the
+    /// key's name that is no entry (no manifest naming the key) is left alone.
     pub fn remove(&self, lock: &EntryLock) -> io::Result<()> {
         let dir = self.entry_dir(&lock.key);
-        if dir.exists() {
+        if self.is_complete(&lock.key) {
             self.discard(&dir)?;
         }
         let staging = self.staging_dir(&lock.key);
-        if staging.exists() {
+        if staging.is_dir() && self.lock_path(&lock.key).is_file() {
             std::fs::remove_dir_all(staging)?;
         }
         // Leftovers of a removal that was interrupted (see `discard`).
@@ -358,6 +366,19 @@ mod tests {
         assert!(cache.try_lock("k2").unwrap().is_some());
         drop(held);
         assert!(cache.try_lock("k1").unwrap().is_some());
+    }
+
+    #[test]
+    fn a_user_folder_with_a_hexadecimal_name_is_no_entry() {
+        let d = tempfile::tempdir().unwrap();
+        let cache = Cache::new(d.path());
+        std::fs::create_dir_all(d.path().join("cafe")).unwrap();
+        std::fs::write(d.path().join("cafe/notes.txt"), b"mine").unwrap();
+        std::fs::create_dir_all(d.path().join("beef.staging")).unwrap();
+        assert!(!cache.is_entry("cafe") && !cache.is_entry("beef"));
+        let lock = cache.try_lock("cafe").unwrap().unwrap();
+        cache.remove(&lock).unwrap();
+        assert_eq!(std::fs::read(d.path().join("cafe/notes.txt")).unwrap(), b"mine");
     }
 
     #[test]

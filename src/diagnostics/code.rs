@@ -70,6 +70,10 @@ codes! {
     ImportCycle = "import_cycle",
     /// a pipeline or `use`d file that cannot be read
     MissingFile = "missing_file",
+    /// a `use` of a file that is not a `.diff` file inside the project (the folder holding `difflow.toml`, else the pipeline's, and below, plus `use_roots`), or not a regular file of at most 4 MiB
+    ForbiddenUse = "forbidden_use",
+    /// a dataset or weights path at a FIFO, device, socket or `/proc` entry (or a folder holding one)
+    BadInputPath = "bad_input_path",
     /// a `--set` that is not NAME=VALUE
     BadOverride = "bad_override",
     /// cfg guidance on a model trained with `uncond_p = 0`
@@ -90,6 +94,10 @@ codes! {
     AttentionResolution = "attention_resolution",
     /// more sampler steps than the schedule has
     SamplerSteps = "sampler_steps",
+    /// `step = K` beyond the training run's `steps`
+    StepBeyondTraining = "step_beyond_training",
+    /// `step` on metrics of data that no training run drew
+    StepWithoutTraining = "step_without_training",
     /// an accuracy metric without a classifier
     AccuracyWithoutClassifier = "accuracy_without_classifier",
     /// a metric that compares with reference data, without a reference

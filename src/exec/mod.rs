@@ -2,9 +2,14 @@
 //! (workers for what is not cached, in topological order, `--jobs` at a time, committed to
 //! the cache as they finish; `difflow.lock` written at the end).
 
+mod cleanup;
+pub mod compare;
+pub mod continuation;
+pub mod interrupt;
 pub mod show;
+pub mod slurm;
 pub mod stale;
-pub mod worker;
+mod worker;
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
@@ -12,11 +17,12 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Instant;
 
+use crate::cache::continuation::grouped;
 use crate::cache::lockfile::{file_name, headline_metrics, lock_path};
 use crate::cache::store::utc_now;
 use crate::cache::{compute_keys, Cache, Digests, LockFile, LockedStage, Manifest, StageKeys};
 use crate::graph::{self, is_hidden, StageGraph};
-use crate::job::{Input, Job, JobSettings};
+use crate::job::{Input, Job, JobSettings, CONTINUE_INPUT};
 use crate::lang::pipeline::{Instance, Pipeline};
 use crate::settings::Settings;
 pub use worker::{Progress, WorkerFailure};
@@ -61,6 +67,11 @@ impl Session {
         })
     }
 
+    /// The pipeline's file name, for commands suggested to the user.
+    pub fn file_label(&self) -> String {
+        self.file.file_name().map_or_else(|| self.file.display().to_string(), |n| n.to_string_lossy().into_owned())
+    }
+
     pub fn instance(&self, i: usize) -> &Instance {
         &self.pipeline.instances[i]
     }
@@ -93,12 +104,35 @@ pub enum State {
     New(Option<String>),
     /// Ran before with another key: what changed.
     Stale(Vec<String>),
+    /// A training run that continues a shorter run of the same training from step `from`
+    /// (`source`: which entry or planned instance).
+    Continue {
+        from: u64,
+        to: u64,
+        source: String,
+    },
+    /// A Slurm job builds it now: the job id.
+    Running(String),
 }
 
-/// Each instance's state, in topological order.
+/// Each instance's state, in topological order. Asks Slurm only when a job record exists;
+/// when it cannot, the plan says so and shows the stages as if no job ran.
 pub fn plan(s: &Session) -> Vec<(usize, State)> {
     let lock = LockFile::read_for(&s.lock_path, &s.file);
-    s.graph.order().iter().map(|&i| (i, state_of(s, &lock, i))).collect()
+    let running = slurm::running_jobs(s).unwrap_or_else(|e| {
+        eprintln!("warning: cannot tell which Slurm jobs still run: {e}");
+        Default::default()
+    });
+    let mut runs = continuation::Planner::default();
+    let rows = s.graph.order().iter().map(|&i| match running.get(&i) {
+        Some(id) => (i, State::Running(id.clone())),
+        None => (i, state_of(s, &lock, i)),
+    });
+    rows.map(|(i, state)| match state {
+        State::Cached | State::Running(_) => (i, state),
+        other => (i, runs.state(s, i, other)),
+    })
+    .collect()
 }
 
 fn state_of(s: &Session, lock: &LockFile, i: usize) -> State {
@@ -120,6 +154,13 @@ fn state_of(s: &Session, lock: &LockFile, i: usize) -> State {
 /// The plan as text: one line per instance.
 pub fn format_plan(s: &Session, rows: &[(usize, State)]) -> String {
     let width = rows.iter().map(|(i, _)| s.instance(*i).name.chars().count()).max().unwrap_or(0);
+    let word_width = if rows.iter().any(|(_, st)| matches!(st, State::Continue { .. })) {
+        8
+    } else if rows.iter().any(|(_, st)| matches!(st, State::Running(_))) {
+        7
+    } else {
+        6
+    };
     let mut out = String::new();
     for (i, state) in rows {
         let inst = s.instance(*i);
@@ -129,11 +170,15 @@ pub fn format_plan(s: &Session, rows: &[(usize, State)]) -> String {
             State::New(None) => ("new", String::new()),
             State::New(Some(note)) => ("new", note.clone()),
             State::Stale(reasons) => ("stale", reasons.join("; ")),
+            State::Continue { from, to, source } => {
+                ("continue", format!("{} → {} steps ({source})", grouped(*from), grouped(*to)))
+            }
+            State::Running(id) => ("running", format!("(job {id})")),
         };
-        let _ = writeln!(out, "{word:<6}  {:<width$}  {kind:<10}  {why}", inst.name);
+        let _ = writeln!(out, "{word:<word_width$}  {:<width$}  {kind:<10}  {why}", inst.name);
     }
     let count = |f: fn(&State) -> bool| rows.iter().filter(|(_, st)| f(st)).count();
-    let _ = writeln!(
+    let _ = write!(
         out,
         "\n{} stage{}: {} cached, {} new, {} stale",
         rows.len(),
@@ -142,6 +187,19 @@ pub fn format_plan(s: &Session, rows: &[(usize, State)]) -> String {
         count(|s| matches!(s, State::New(_))),
         count(|s| matches!(s, State::Stale(_)))
     );
+    let running = count(|s| matches!(s, State::Running(_)));
+    if running > 0 {
+        let _ = write!(out, ", {running} running");
+    }
+    out.push('\n');
+    let continued = count(|s| matches!(s, State::Continue { .. }));
+    if continued > 0 {
+        out.truncate(out.trim_end_matches('\n').len());
+        let _ = writeln!(out, ", {continued} continued");
+    }
+    if let Some(work) = continuation::work_summary(s, rows) {
+        let _ = writeln!(out, "{work}");
+    }
     out.trim_end_matches('\n').lines().map(str::trim_end).collect::<Vec<_>>().join("\n") + "\n"
 }
 
@@ -155,6 +213,10 @@ pub struct RunOptions {
     /// `--nproc N`: data-parallel processes for every stage that supports them; `None`:
     /// the `nproc` setting.
     pub nproc: Option<usize>,
+    /// `local` or `slurm`; `None`: the setting from `difflow.toml`.
+    pub executor: Option<String>,
+    /// Slurm only: submit the jobs and return without following them.
+    pub detach: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -163,6 +225,28 @@ pub enum RunError {
     Usage(String),
     /// A stage failed: exit 2.
     Failed(String),
+    /// Stopped by Ctrl-C or SIGTERM: what was kept and how to go on; exit 130.
+    Interrupted(String),
+}
+
+/// Why one instance did not finish.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum StageError {
+    Failed(String),
+    /// Stopped on request; the worker's word on what it kept.
+    Interrupted(String),
+}
+
+impl From<String> for StageError {
+    fn from(m: String) -> Self {
+        StageError::Failed(m)
+    }
+}
+
+impl From<&str> for StageError {
+    fn from(m: &str) -> Self {
+        StageError::Failed(m.to_string())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -182,6 +266,11 @@ enum Outcome {
 pub fn run(s: &Session, opts: &RunOptions, progress: &Progress) -> Result<RunSummary, RunError> {
     let device = opts.device.clone().unwrap_or_else(|| s.settings.device.clone());
     crate::settings::check_device(&device).map_err(RunError::Usage)?;
+    let executor = opts.executor.clone().unwrap_or_else(|| s.settings.executor.clone());
+    crate::settings::check_executor(&executor).map_err(RunError::Usage)?;
+    if opts.detach && executor != "slurm" {
+        return Err(RunError::Usage("`--detach` needs a cluster: use it with `--executor slurm`".into()));
+    }
     let jobs = opts.jobs.unwrap_or(s.settings.jobs).max(1);
     let nproc = opts.nproc.map_or_else(|| s.settings.nproc.clone(), crate::settings::Nproc::All);
     let mut selected = s.selection(&opts.targets).map_err(RunError::Usage)?;
@@ -196,6 +285,11 @@ pub fn run(s: &Session, opts: &RunOptions, progress: &Progress) -> Result<RunSum
         selected = s.graph.order().iter().copied().filter(|i| all.contains(i)).collect();
     }
 
+    // Held until the run ends: `cache gc` leaves these entries alone meanwhile.
+    let _reading = s
+        .cache
+        .hold_for_reading(selected.iter().map(|&i| s.key(i)))
+        .map_err(|e| RunError::Failed(format!("cannot lock the cache in {}: {e}", s.cache.dir.display())))?;
     // What must run: forced, missing, or a cached entry whose files no longer match.
     let mut to_run = Vec::new();
     for &i in &selected {
@@ -218,6 +312,11 @@ pub fn run(s: &Session, opts: &RunOptions, progress: &Progress) -> Result<RunSum
     }
     let needs_worker = to_run.iter().any(|&i| s.instance(i).kind != "report");
     let worker = if needs_worker { Some(worker::worker_path().map_err(RunError::Failed)?) } else { None };
+    interrupt::install();
+    if executor == "slurm" {
+        let plan = slurm::Plan { to_run, forced, device, cached_before, detach: opts.detach };
+        return slurm::run(s, plan, worker.as_deref(), progress);
+    }
 
     // Several CPU workers at once would each take every core: share them out, and let
     // libtorch's OpenMP threads wait passively, since spinning ones starve the other
@@ -235,23 +334,26 @@ pub fn run(s: &Session, opts: &RunOptions, progress: &Progress) -> Result<RunSum
     let total = to_run.len();
     let position: HashMap<usize, usize> = to_run.iter().enumerate().map(|(n, &i)| (i, n + 1)).collect();
     let pending_set: BTreeSet<usize> = to_run.iter().copied().collect();
+    let shorter = continuation::shorter_runs(s, &to_run);
     let mut done: BTreeSet<usize> = BTreeSet::new();
     let mut started: BTreeSet<usize> = BTreeSet::new();
     let mut failures: Vec<(usize, String)> = Vec::new();
+    let mut interrupted: Vec<(usize, String)> = Vec::new();
     let mut ran = 0;
     let mut done_elsewhere = 0;
     let run_start = Instant::now();
     std::thread::scope(|scope| {
-        let (tx, rx) = mpsc::channel::<(usize, Result<Outcome, String>)>();
+        let (tx, rx) = mpsc::channel::<(usize, Result<Outcome, StageError>)>();
         let mut running = 0;
         loop {
-            if failures.is_empty() {
+            if failures.is_empty() && !interrupt::requested() {
                 for &i in &to_run {
                     if running >= jobs {
                         break;
                     }
                     let ready = !started.contains(&i)
-                        && s.graph.inputs(i).iter().all(|d| !pending_set.contains(d) || done.contains(d));
+                        && s.graph.inputs(i).iter().all(|d| !pending_set.contains(d) || done.contains(d))
+                        && shorter.get(&i).is_none_or(|runs| runs.iter().all(|d| done.contains(d)));
                     if ready {
                         started.insert(i);
                         running += 1;
@@ -286,7 +388,16 @@ pub fn run(s: &Session, opts: &RunOptions, progress: &Progress) -> Result<RunSum
                     done.insert(i);
                     println!("cached  {} {} (its entry was computed meanwhile)", inst.kind, inst.name);
                 }
-                Err(msg) => {
+                Err(StageError::Interrupted(msg)) => {
+                    println!("stopped {} {}", inst.kind, inst.name);
+                    interrupted.push((i, msg));
+                }
+                // A stage killed by the stop is interrupted, not failed.
+                Err(StageError::Failed(msg)) if interrupt::requested() => {
+                    println!("stopped {} {}", inst.kind, inst.name);
+                    interrupted.push((i, msg.lines().next().unwrap_or_default().to_string()));
+                }
+                Err(StageError::Failed(msg)) => {
                     println!("FAILED  {} {}", inst.kind, inst.name);
                     failures.push((i, msg));
                 }
@@ -294,6 +405,9 @@ pub fn run(s: &Session, opts: &RunOptions, progress: &Progress) -> Result<RunSum
         }
     });
     write_lock(s);
+    if interrupt::requested() && failures.is_empty() {
+        return Err(RunError::Interrupted(interrupted_message(s, ran, &interrupted)));
+    }
     let not_started = total - started.len();
     let mut summary =
         format!("ran {ran} stage{}, {} cached", if ran == 1 { "" } else { "s" }, cached_before + done_elsewhere);
@@ -311,6 +425,18 @@ pub fn run(s: &Session, opts: &RunOptions, progress: &Progress) -> Result<RunSum
     }
     msg.push_str("what finished before is cached: fix the problem and run again to continue from there");
     Err(RunError::Failed(msg))
+}
+
+/// What an interrupted run kept, and how to go on.
+fn interrupted_message(s: &Session, ran: usize, stopped: &[(usize, String)]) -> String {
+    let mut msg =
+        format!("interrupted: {ran} stage{} finished and cached before the stop", if ran == 1 { "" } else { "s" });
+    for (i, said) in stopped {
+        let inst = s.instance(*i);
+        let _ = write!(msg, "\n  {} {}: {}", inst.kind, inst.name, if said.is_empty() { "stopped" } else { said });
+    }
+    let _ = write!(msg, "\nrun `difflow run {}` again to continue from there", s.file_label());
+    msg
 }
 
 /// A few headline numbers of a finished entry, for its `done` line.
@@ -338,7 +464,7 @@ fn execute(
     worker: Option<&Path>,
     progress: &Progress,
     label: &str,
-) -> Result<Outcome, String> {
+) -> Result<Outcome, StageError> {
     let inst = s.instance(i);
     let key = s.key(i).to_string();
     let lock = s
@@ -360,39 +486,73 @@ fn execute(
         0 if nproc > 1 => std::thread::available_parallelism().map_or(1, |n| (n.get() / nproc).max(1)),
         t => t,
     };
+    // A longer run of a cached training run continues it (`--force` starts afresh).
+    let continued_from = if forced { None } else { continuation::continue_input(s, i) };
+    if let Some((_, input)) = &continued_from {
+        job.inputs.insert(CONTINUE_INPUT.to_string(), input.clone());
+    }
     let started = utc_now();
     let clock = Instant::now();
-    let reported = if inst.kind == "report" {
+    let job_file = s.cache.dir.join(format!("{key}.job.json"));
+    let outcome = if inst.kind == "report" {
         progress.println(&format!("{label}: writing the report"));
-        crate::report::write_report(&job)?;
-        Default::default()
+        crate::report::write_report(&job).map(|()| Default::default()).map_err(StageError::Failed)
     } else {
-        let worker = worker.ok_or("no worker executable")?;
-        let job_file = s.cache.dir.join(format!("{key}.job.json"));
-        let out = worker::run_worker(worker, &job, &job_file, nproc, progress, label).map_err(|f| match f {
-            WorkerFailure::Stage(m) | WorkerFailure::Launch(m) => m,
-            WorkerFailure::Crash(m) => format!("{m}\n(job file: {})", job_file.display()),
-        })?;
-        let _ = std::fs::remove_file(&job_file);
-        out.metrics
+        match worker {
+            None => Err(StageError::Failed("no worker executable".to_string())),
+            Some(worker) => worker::run_worker(worker, &job, &job_file, nproc, progress, label)
+                .map(|out| out.metrics)
+                .map_err(|f| match f {
+                    WorkerFailure::Stage(m) | WorkerFailure::Launch(m) | WorkerFailure::Crash(m) => {
+                        StageError::Failed(m)
+                    }
+                    WorkerFailure::Interrupted(m) => StageError::Interrupted(m),
+                }),
+        }
     };
+    let _ = std::fs::remove_file(&job_file);
+    let reported = outcome.map_err(|e| match e {
+        StageError::Failed(m) => StageError::Failed(m + &cleanup::after_failure(&s.cache, &lock, resumable)),
+        interrupted => interrupted,
+    })?;
     let secs = clock.elapsed().as_secs_f64();
-    let manifest = Manifest {
-        key: key.clone(),
-        kind: inst.kind.clone(),
-        variant: inst.variant.clone(),
-        instances: vec![inst.name.clone()],
+    let mut manifest = Manifest {
         started,
         finished: utc_now(),
         duration_s: (secs * 1000.0).round() / 1000.0,
-        params: job.params.to_string(),
-        key_material: crate::cache::key::canonical_json(&s.keys.material[&inst.name]),
-        inputs: job.inputs.keys().map(|n| (n.clone(), s.keys.key(n).to_string())).collect(),
         metrics: reported,
-        outputs: Default::default(),
+        ..manifest_template(s, i, &job)
     };
+    if let Some((continued_key, _)) = continued_from {
+        manifest.inputs.insert(CONTINUE_INPUT.to_string(), continued_key);
+    }
     s.cache.commit(&lock, manifest).map_err(|e| format!("cannot commit its outputs to the cache: {e}"))?;
     Ok(Outcome::Ran(secs))
+}
+
+/// The manifest of instance `i`'s entry, less its timings and metrics.
+pub(crate) fn manifest_template(s: &Session, i: usize, job: &Job) -> Manifest {
+    let inst = s.instance(i);
+    Manifest {
+        key: s.key(i).to_string(),
+        kind: inst.kind.clone(),
+        variant: inst.variant.clone(),
+        instances: vec![inst.name.clone()],
+        started: String::new(),
+        finished: String::new(),
+        duration_s: 0.0,
+        params: job.params.to_string(),
+        key_material: crate::cache::key::canonical_json(&s.keys.material[&inst.name]),
+        // A continued run's `$continue` input is recorded by the caller that added it.
+        inputs: job
+            .inputs
+            .keys()
+            .filter(|n| *n != CONTINUE_INPUT)
+            .map(|n| (n.clone(), s.keys.key(n).to_string()))
+            .collect(),
+        metrics: Default::default(),
+        outputs: Default::default(),
+    }
 }
 
 /// The self-contained description of one instance for the worker.
@@ -441,6 +601,7 @@ pub fn write_lock(s: &Session) {
                     kind: inst.kind.clone(),
                     metrics: headline_metrics(&s.cache.entry_dir(key), &m.metrics),
                     outputs: m.output_digests(),
+                    steps: continuation::cached_steps(s, i),
                 },
             );
         } else if let Some(prev) = old.stages.get(&inst.name) {

@@ -163,7 +163,7 @@ fn describe_model(s: &Session, name: &str, config: &Config, as_json: bool) -> Re
     let _ = std::fs::remove_dir_all(&tmp);
     let out = result.map_err(|f| match f {
         WorkerFailure::Stage(m) => ShowError::Wrong(m),
-        WorkerFailure::Crash(m) | WorkerFailure::Launch(m) => ShowError::Failed(m),
+        WorkerFailure::Crash(m) | WorkerFailure::Launch(m) | WorkerFailure::Interrupted(m) => ShowError::Failed(m),
     })?;
     let answer = out
         .other_stdout

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
-use crate::job::{Event, Job, WORKER_STAGE_FAILED};
+use crate::job::{Event, Job, WORKER_INTERRUPTED, WORKER_STAGE_FAILED};
 
 /// Where the worker executable is: `$DIFFLOW_WORKER`, else `difflow-worker` beside the
 /// running `difflow`.
@@ -46,6 +46,8 @@ pub enum WorkerFailure {
     Crash(String),
     /// The worker could not be started.
     Launch(String),
+    /// Exit 3: it stopped on request (after a checkpoint, for training); what it said.
+    Interrupted(String),
 }
 
 /// What a successful worker run reported.
@@ -87,7 +89,7 @@ impl Progress {
         }
     }
 
-    fn stage(&self, label: &str) -> StageProgress {
+    pub(crate) fn stage(&self, label: &str) -> StageProgress {
         let bar = self.multi.as_ref().map(|m| {
             let bar = m.add(ProgressBar::new_spinner());
             bar.set_style(ProgressStyle::with_template("{spinner} {prefix:.bold} {msg}").expect("valid template"));
@@ -104,6 +106,7 @@ impl Progress {
             began: Instant::now(),
             next_report: 0,
             last_loss: None,
+            first_done: None,
         }
     }
 }
@@ -114,7 +117,7 @@ impl Default for Progress {
     }
 }
 
-struct StageProgress {
+pub(crate) struct StageProgress {
     label: String,
     bar: Option<ProgressBar>,
     what: String,
@@ -123,16 +126,20 @@ struct StageProgress {
     /// Plain mode: the next `done` worth a line (every 10 %).
     next_report: u64,
     last_loss: Option<f64>,
+    /// The first `done` of the phase: above 0 when training resumes or continues a run,
+    /// and then not work done at this phase's rate.
+    first_done: Option<u64>,
 }
 
 impl StageProgress {
-    fn event(&mut self, progress: &Progress, ev: &Event) {
+    pub(crate) fn event(&mut self, progress: &Progress, ev: &Event) {
         match ev {
             Event::Begin { what, total } => {
                 self.what = what.clone();
                 self.total = *total;
                 self.began = Instant::now();
                 self.next_report = total.div_ceil(10).max(1);
+                self.first_done = None;
                 match &self.bar {
                     Some(bar) => {
                         bar.set_length(*total);
@@ -158,14 +165,18 @@ impl StageProgress {
                     self.last_loss = *loss;
                 }
                 let loss_text = self.last_loss.map(|l| format!(" loss {l:.4}")).unwrap_or_default();
+                let resumed = *self.first_done.get_or_insert(*done);
                 match &self.bar {
                     Some(bar) => {
                         bar.set_position(*done);
+                        if *done == resumed {
+                            bar.reset_eta();
+                        }
                         bar.set_message(format!("{}{loss_text}", self.what));
                     }
                     None if *done >= self.next_report || *done == self.total => {
                         let secs = self.began.elapsed().as_secs_f64().max(1e-9);
-                        let rate = *done as f64 / secs;
+                        let rate = done.saturating_sub(resumed) as f64 / secs;
                         let eta = if rate > 0.0 { self.total.saturating_sub(*done) as f64 / rate } else { 0.0 };
                         progress.println(&format!(
                             "{}: {} {done}/{}{loss_text} ({rate:.1} it/s, ETA {eta:.0}s)",
@@ -184,7 +195,7 @@ impl StageProgress {
         }
     }
 
-    fn finish(self) {
+    pub(crate) fn finish(self) {
         if let Some(bar) = self.bar {
             bar.finish_and_clear();
         }
@@ -201,8 +212,9 @@ fn spawn_worker(
     job_file: &Path,
     rank: Option<(usize, usize, u16)>,
     follow: bool,
-) -> Result<(Child, JoinHandle<String>), WorkerFailure> {
+) -> Result<(Child, JoinHandle<String>, super::interrupt::Registered), WorkerFailure> {
     let mut command = Command::new(worker);
+    super::interrupt::die_with_parent(&mut command);
     command.arg(job_file).stdin(Stdio::null()).stderr(Stdio::piped());
     command.stdout(if follow { Stdio::piped() } else { Stdio::null() });
     if let Some((rank, world, port)) = rank {
@@ -214,13 +226,14 @@ fn spawn_worker(
     let mut child = command
         .spawn()
         .map_err(|e| WorkerFailure::Launch(format!("cannot start the worker {}: {e}", worker.display())))?;
+    let registered = super::interrupt::register(child.id());
     let mut stderr = child.stderr.take().expect("stderr is piped");
     let reader = std::thread::spawn(move || {
         let mut buf = Vec::new();
         let _ = stderr.read_to_end(&mut buf);
         String::from_utf8_lossy(&buf).into_owned()
     });
-    Ok((child, reader))
+    Ok((child, reader, registered))
 }
 
 /// Write `job` to `job_file` and run the worker on it (on `nproc` data-parallel ranks),
@@ -245,14 +258,14 @@ pub fn run_worker(
         0
     };
     let rank = |r: usize| (world > 1).then_some((r, world, port));
-    let (mut child, stderr_reader) = spawn_worker(worker, job_file, rank(0), true)?;
+    let (mut child, stderr_reader, _registered) = spawn_worker(worker, job_file, rank(0), true)?;
     let mut others = Vec::new();
     for r in 1..world {
         match spawn_worker(worker, job_file, rank(r), false) {
             Ok(other) => others.push(other),
             Err(e) => {
                 let _ = child.kill();
-                for (mut o, _) in others {
+                for (mut o, _, _) in others {
                     let _ = o.kill();
                 }
                 return Err(e);
@@ -279,7 +292,7 @@ pub fn run_worker(
     let status = child.wait().map_err(|e| WorkerFailure::Crash(format!("lost the worker: {e}")))?;
     let err_text = stderr_reader.join().unwrap_or_default();
     let mut ranks = vec![(status, err_text)];
-    for (mut other, reader) in others {
+    for (mut other, reader, _registered) in others {
         if !ranks[0].0.success() {
             // Rank 0 has gone: the others cannot finish.
             let _ = other.kill();
@@ -304,12 +317,16 @@ pub fn run_worker(
     Err(match failure(*status, err_text) {
         WorkerFailure::Stage(m) => WorkerFailure::Stage(format!("rank {lost} of {world}: {m}")),
         WorkerFailure::Crash(m) => WorkerFailure::Crash(format!("rank {lost} of {world} was lost: {m}")),
-        WorkerFailure::Launch(m) => WorkerFailure::Launch(m),
+        other => other,
     })
 }
 
 /// The failure a worker's exit status and stderr describe.
 fn failure(status: ExitStatus, err_text: &str) -> WorkerFailure {
+    if status.code() == Some(WORKER_INTERRUPTED) {
+        let msg = err_text.trim();
+        return WorkerFailure::Interrupted(msg.strip_prefix("interrupted: ").unwrap_or(msg).to_string());
+    }
     if status.code() == Some(WORKER_STAGE_FAILED) {
         let msg = err_text.trim();
         let msg = msg.strip_prefix("error: ").unwrap_or(msg);

@@ -17,6 +17,8 @@ use crate::lang::pipeline::{Instance, Pipeline};
 use crate::lang::value::Value;
 use crate::schema::facts;
 
+pub mod snapshots;
+
 /// The kind of the hidden feature-statistics instances.
 pub const STATS_KIND: &str = "stats";
 
@@ -29,12 +31,14 @@ pub fn is_hidden(inst: &Instance) -> bool {
     inst.kind == STATS_KIND
 }
 
-/// The pipeline with one hidden `stats` instance per (input, extractor) that a metrics
+/// The pipeline with the training snapshots readers ask for ([`snapshots::expand`]), and
+/// one hidden `stats` instance per (input, extractor) that a metrics
 /// stage comparing feature statistics reads, and the metrics instances wired to them
 /// through the extra params `samples_stats` and `reference_stats`.
 /// `default_inception` (from `difflow.toml`) stands in for an unset `inception_weights`
 /// so that the weights' content digest is part of the statistics' key.
 pub fn expand_implicit(p: &Pipeline, default_inception: Option<&Path>) -> Pipeline {
+    let p = &snapshots::expand(p);
     let mut out = Pipeline { instances: Vec::with_capacity(p.instances.len()), ..p.clone() };
     // (input, extractor, weights) → name of the stats instance already made for it.
     let mut made: HashMap<String, String> = HashMap::new();

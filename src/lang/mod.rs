@@ -3,10 +3,12 @@
 //! are [`load`] (a pipeline file) and [`load_source`] (text, for tests).
 
 pub mod check;
+pub mod input_path;
 pub mod modules;
 pub mod pipeline;
 pub mod resolve;
 pub mod suggest;
+pub mod use_policy;
 pub use difflow_core::value;
 
 use std::path::{Path, PathBuf};

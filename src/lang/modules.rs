@@ -2,7 +2,9 @@
 //! file that writes it; `use "std/NAME.diff"` reads the stdlib embedded in the binary.
 //! Every file is loaded once; files come out used-before-user, so a name's declaration
 //! order is stable. Import cycles are reported with the chain, missing files with the
-//! path tried.
+//! path tried. Which files on disk a `use` may read (`.diff` files inside the project) is
+//! decided by [`super::use_policy`]; files are keyed by their canonical path, so a symbolic
+//! link loop is an import cycle, not an endless chain.
 
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
@@ -12,6 +14,7 @@ use crate::syntax::ast::{self, ItemKind, Span};
 use crate::syntax::{SourceFile, SourceMap};
 
 use super::suggest;
+use super::use_policy::{read_source, UsePolicy};
 
 /// The stdlib, compiled into the binary: `use "std/NAME.diff"`.
 pub const STDLIB: &[(&str, &str)] = &[
@@ -52,6 +55,8 @@ pub struct Loader<'s> {
     state: HashMap<Key, State>,
     /// The chain of files being loaded, with the span of the `use` that led to each.
     stack: Vec<(Key, String, Option<Span>)>,
+    /// Which files a `use` may read.
+    policy: UsePolicy,
 }
 
 impl<'s> Loader<'s> {
@@ -64,6 +69,7 @@ impl<'s> Loader<'s> {
             overlay: HashMap::new(),
             state: HashMap::new(),
             stack: Vec::new(),
+            policy: UsePolicy::default(),
         }
     }
 
@@ -72,26 +78,26 @@ impl<'s> Loader<'s> {
     pub fn load_root(&mut self, root: Root<'_>) -> Result<(), String> {
         match root {
             Root::Path(path) => {
-                let text = self.read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-                let key = Key::Disk(absolute(path));
+                // An editor's unsaved buffer of the file wins over the disk.
+                let text = match self.overlay.get(&absolute(path)) {
+                    Some(text) => text.clone(),
+                    None => read_source(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+                };
+                let dir = absolute(path).parent().map(Path::to_path_buf).unwrap_or_default();
+                self.policy = UsePolicy::for_pipeline(&dir);
+                let key = Key::Disk(std::fs::canonicalize(path).unwrap_or_else(|_| absolute(path)));
                 let source =
                     SourceFile { name: path.display().to_string(), path: Some(absolute(path)), text: text.clone() };
                 self.visit(key, source, None);
             }
             Root::Text { name, text, base } => {
+                self.policy = UsePolicy::for_pipeline(&base);
                 let key = Key::Disk(base.join(name));
                 let source = SourceFile { name: name.to_string(), path: None, text: text.to_string() };
                 self.visit_with_base(key, source, None, base);
             }
         }
         Ok(())
-    }
-
-    fn read(&self, path: &Path) -> std::io::Result<String> {
-        match self.overlay.get(&absolute(path)) {
-            Some(text) => Ok(text.clone()),
-            None => std::fs::read_to_string(path),
-        }
     }
 
     fn visit(&mut self, key: Key, source: SourceFile, via: Option<Span>) {
@@ -156,31 +162,21 @@ impl<'s> Loader<'s> {
                 return;
             }
             let path = normalize(&base.join(written));
-            let key = Key::Disk(path.clone());
-            if self.state.contains_key(&key) {
-                (key, SourceFile { name: String::new(), path: None, text: String::new() })
-            } else {
-                match self.read(&path) {
-                    Ok(text) => (key, SourceFile { name: display_path(&path), path: Some(path), text }),
-                    Err(e) => {
-                        let why = if e.kind() == std::io::ErrorKind::NotFound {
-                            "no such file".to_string()
-                        } else {
-                            e.to_string()
-                        };
-                        self.diagnostics.push(
-                            Diagnostic::new(
-                                Code::MissingFile,
-                                format!("cannot read `{written}`: {why}"),
-                                span,
-                                                                format!("tried {}", display_path(&path)),
-                            )
-                            .with_help(
-                                "a `use` path is relative to the folder of the file that writes it; stdlib files are `std/NAME.diff`",
-                            ),
-                        );
-                        return;
+            match self.policy.read(written, &path) {
+                Ok((canonical, _)) if self.state.contains_key(&Key::Disk(canonical.clone())) => {
+                    (Key::Disk(canonical), SourceFile { name: String::new(), path: None, text: String::new() })
+                }
+                Ok((canonical, text)) => {
+                    let text = self.overlay.get(&path).cloned().unwrap_or(text);
+                    (Key::Disk(canonical), SourceFile { name: display_path(&path), path: Some(path), text })
+                }
+                Err(refusal) => {
+                    let mut d = Diagnostic::new(refusal.code, refusal.message, span, refusal.label);
+                    if !refusal.help.is_empty() {
+                        d = d.with_help(refusal.help);
                     }
+                    self.diagnostics.push(d);
+                    return;
                 }
             }
         };
@@ -240,7 +236,7 @@ pub fn normalize(path: &Path) -> PathBuf {
 }
 
 /// A path as messages show it: relative to the current folder when it is inside it.
-fn display_path(path: &Path) -> String {
+pub(super) fn display_path(path: &Path) -> String {
     if let Ok(cwd) = std::env::current_dir() {
         if let Ok(rel) = path.strip_prefix(&cwd) {
             return rel.display().to_string();

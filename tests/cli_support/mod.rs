@@ -21,7 +21,8 @@ plot pic = scatter { of = [pts, gen] }
 /// The worker double, in Python so that it reads the job file as JSON: prints progress
 /// and a metric, writes `<kind>.txt` (with the instance name) into out_dir, and `grid.png`
 /// for a sample stage. With `FAIL_KIND=<kind>` it fails like a stage error (exit 2); with
-/// `CRASH_KIND=<kind>` it writes a partial file and dies by SIGKILL; with `SLEEP=<s>` it
+/// `CRASH_KIND=<kind>` it writes a partial file (and for `train` a checkpoint) and dies by
+/// SIGKILL; with `SLEEP=<s>` it
 /// sleeps before finishing; with `RENDEZVOUS=<dir>` and `RENDEZVOUS_KIND=<kind>` it
 /// waits until two workers of that kind are running at once (and fails after 60 s
 /// alone, so a run that never overlaps them fails instead of hanging).
@@ -42,6 +43,9 @@ if kind == env("FAIL_KIND"):
     sys.exit(2)
 if kind == env("CRASH_KIND"):
     open(os.path.join(out, "partial.txt"), "w").write("partial\n")
+    if kind == "train":
+        os.makedirs(os.path.join(out, "checkpoint"), exist_ok=True)
+        open(os.path.join(out, "checkpoint", "state.json"), "w").write('{"step": 1}\n')
     os.kill(os.getpid(), signal.SIGKILL)
 if env("RENDEZVOUS") and kind == env("RENDEZVOUS_KIND"):
     here = env("RENDEZVOUS")

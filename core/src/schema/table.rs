@@ -148,6 +148,12 @@ fn steps_or_epochs() -> [KeySpec; 2] {
     ]
 }
 
+/// `step = K` on a stage that reads a train stage: its EMA weights after K steps, a cache
+/// entry of its own (not in the reader's key: the snapshot's key stands for it).
+fn training_step(doc: &'static str) -> KeySpec {
+    opt("step", Type::Int, doc).range(ge(1.0)).not_in_key()
+}
+
 fn features() -> KeySpec {
     def(
         "features",
@@ -435,6 +441,9 @@ pub(super) fn kinds() -> Vec<KindSpec> {
             "draw samples from a trained model",
             vec![
                 req("from", stage(&["train"]), "the training stage whose weights sample"),
+                training_step(
+                    "sample the EMA weights after this many training steps (unset: the final ones); sweepable",
+                ),
                 req("sampler", Type::Config("sampler"), "the reverse chain"),
                 opt("guidance", Type::Config("guidance"), "cfg or classifier guidance (unset: none)"),
                 def("count", Type::Int, "64", "samples to draw").range(ge(1.0)),
@@ -467,6 +476,9 @@ pub(super) fn kinds() -> Vec<KindSpec> {
             "sample quality against a reference",
             vec![
                 req("samples", stage(&["sample", "dataset"]), "what is measured"),
+                training_step(
+                    "measure the samples as drawn after this many steps of their training stage (unset: as they are); sweepable",
+                ),
                 opt(
                     "reference",
                     stage(&["dataset", "sample"]),
@@ -501,6 +513,9 @@ pub(super) fn kinds() -> Vec<KindSpec> {
             "negative log-likelihood in bits/dim",
             vec![
                 req("from", stage(&["train"]), "the trained model"),
+                training_step(
+                    "evaluate the EMA weights after this many training steps (unset: the final ones); sweepable",
+                ),
                 req("data", stage(&["dataset"]), "the data to evaluate (usually the test split)"),
                 def("count", Type::Int, "1000", "examples to evaluate").range(ge(1.0)),
                 def("batch", Type::Int, "256", "examples per forward pass (does not change results)")

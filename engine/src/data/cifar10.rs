@@ -5,18 +5,19 @@
 //!   and 3072 pixel bytes (the R, G and B planes of a 32×32 image);
 //! - the python version (`cifar-10-python.tar.gz` → `cifar-10-batches-py/`): `data_batch_1`…
 //!   `data_batch_5`, `test_batch`, pickled dicts with `b'data'` (a uint8 numpy array
-//!   [10000, 3072], same layout) and `b'labels'` (a list of ints). We read the pickle with
-//!   a small interpreter of the opcodes these files use (protocols 0–4), never running
-//!   code: numpy arrays are recognised by their reconstruct/`BUILD` pattern.
+//!   [10000, 3072], same layout) and `b'labels'` (a list of ints). The engine's bounded
+//!   pickle interpreter ([`crate::pickle`]) reads them without running code: numpy arrays
+//!   are recognised by their reconstruct/`BUILD` pattern.
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use rayon::prelude::*;
 
 use super::images::ImageSet;
+use super::limits::{read_capped, MAX_DECOMPRESSED};
+use crate::pickle::{self, Obj};
 
 const RECORD: usize = 1 + 3072;
 const WHERE_TO_GET: &str = "download cifar-10-binary.tar.gz or cifar-10-python.tar.gz from \
@@ -76,7 +77,7 @@ pub fn load(path: &Path, split: &str) -> Result<ImageSet> {
             .par_iter()
             .map(|name| {
                 let file = if binary { dir.join(format!("{name}.bin")) } else { dir.join(name) };
-                let bytes = std::fs::read(&file).with_context(|| {
+                let bytes = read_file_capped(&file).with_context(|| {
                     format!("the CIFAR-10 batch {} is missing or unreadable: {WHERE_TO_GET}", file.display())
                 })?;
                 decode_batch(&bytes, binary, &file.display().to_string())
@@ -128,8 +129,13 @@ fn read_archive(archive: &Path, names: &[String]) -> Result<Vec<(String, bool, V
             None => (base.clone(), false),
         };
         if names.contains(&stem) {
-            let mut bytes = Vec::new();
-            entry.read_to_end(&mut bytes).map_err(corrupt)?;
+            let what = format!("{}:{}", archive.display(), path.display());
+            let bytes = read_capped(&mut entry, MAX_DECOMPRESSED, &what).map_err(|e| {
+                match e.root_cause().downcast_ref::<std::io::Error>() {
+                    Some(io) => corrupt(std::io::Error::new(io.kind(), io.to_string())),
+                    None => e,
+                }
+            })?;
             found.insert(stem, (binary, bytes));
         }
     }
@@ -144,6 +150,11 @@ fn read_archive(archive: &Path, names: &[String]) -> Result<Vec<(String, bool, V
             })
         })
         .collect()
+}
+
+fn read_file_capped(file: &Path) -> Result<Vec<u8>> {
+    let what = file.display().to_string();
+    read_capped(std::fs::File::open(file)?, MAX_DECOMPRESSED, &what)
 }
 
 fn decode_batch(bytes: &[u8], binary: bool, what: &str) -> Result<(Vec<u8>, Vec<i64>)> {
@@ -179,25 +190,23 @@ pub fn decode_binary(bytes: &[u8], what: &str) -> Result<(Vec<u8>, Vec<i64>)> {
 /// A python batch: a pickled dict with `b'data'` [N, 3072] uint8 and `b'labels'`.
 pub fn decode_pickle(bytes: &[u8], what: &str) -> Result<(Vec<u8>, Vec<i64>)> {
     let bad = |msg: String| anyhow!("the CIFAR-10 batch {what} {msg}; {WHERE_TO_GET}");
-    let obj = pickle::load(bytes).map_err(|e| bad(format!("is not a readable pickle ({e})")))?;
-    let dict = match &obj {
-        pickle::Obj::Dict(d) => d,
-        _ => return Err(bad("does not hold a dict".into())),
-    };
-    let get = |key: &str| dict.iter().find(|(k, _)| k.as_bytes().as_deref() == Some(key.as_bytes())).map(|(_, v)| v);
+    let (obj, _) = pickle::load(bytes).map_err(|e| bad(format!("is not a readable pickle ({e})")))?;
+    let Obj::Dict(dict) = &obj else { return Err(bad("does not hold a dict".into())) };
+    let get = |key: &str| dict.iter().find(|(k, _)| as_bytes(k).as_deref() == Some(key.as_bytes())).map(|(_, v)| v);
     let data = get("data").ok_or_else(|| bad("has no `data` entry".into()))?;
     let (shape, raw) =
-        data.as_uint8_array().ok_or_else(|| bad("has a `data` entry that is not a uint8 array".into()))?;
-    if shape.len() != 2 || shape[1] != 3072 || raw.len() != shape[0] * 3072 {
+        as_uint8_array(data).ok_or_else(|| bad("has a `data` entry that is not a uint8 array".into()))?;
+    let expected = shape.first().and_then(|n| n.checked_mul(3072));
+    if shape.len() != 2 || shape[1] != 3072 || expected != Some(raw.len()) {
         return Err(bad(format!("has `data` of shape {shape:?} with {} bytes, not [N, 3072]", raw.len())));
     }
     let labels = get("labels").ok_or_else(|| bad("has no `labels` entry".into()))?;
     let labels: Vec<i64> = match labels {
-        pickle::Obj::List(items) => items
+        Obj::List(items) => items
             .iter()
             .map(|v| match v {
-                pickle::Obj::Int(i) if (0..10).contains(i) => Ok(*i),
-                other => Err(bad(format!("has a label {other:?} outside 0..9"))),
+                Obj::Int(i) if (0..10).contains(i) => Ok(*i),
+                other => Err(bad(format!("has a label {} outside 0..9", short_debug(other)))),
             })
             .collect::<Result<_>>()?,
         _ => return Err(bad("has `labels` that are not a list".into())),
@@ -205,336 +214,64 @@ pub fn decode_pickle(bytes: &[u8], what: &str) -> Result<(Vec<u8>, Vec<i64>)> {
     if labels.len() != shape[0] {
         return Err(bad(format!("holds {} images but {} labels", shape[0], labels.len())));
     }
-    Ok((raw.to_vec(), labels))
+    Ok((raw, labels))
 }
 
-/// A minimal, safe pickle reader: builds a tree of plain values, recording calls of
-/// globals instead of running them.
-pub mod pickle {
-    use anyhow::{bail, Result};
-
-    #[derive(Debug, Clone, PartialEq)]
-    pub enum Obj {
-        None,
-        Bool(bool),
-        Int(i64),
-        Float(f64),
-        Str(String),
-        Bytes(Vec<u8>),
-        List(Vec<Obj>),
-        Tuple(Vec<Obj>),
-        Dict(Vec<(Obj, Obj)>),
-        Global(String, String),
-        /// `callable(*args)`, not run.
-        Call(Box<Obj>, Box<Obj>),
-        /// `obj.__setstate__(state)`, not run.
-        Build(Box<Obj>, Box<Obj>),
-        Mark,
+/// A value for a message, cut short: a hostile file's value may be megabytes long.
+fn short_debug(obj: &Obj) -> String {
+    let text = format!("{obj:?}");
+    match text.char_indices().nth(60) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text,
     }
+}
 
-    impl Obj {
-        /// The bytes of a `bytes` value, a Python 2 `str` (read as bytes), or of
-        /// `_codecs.encode(text, 'latin1')` (how Python 3 writes bytes at protocol 2).
-        pub fn as_bytes(&self) -> Option<Vec<u8>> {
-            match self {
-                Obj::Bytes(b) => Some(b.clone()),
-                Obj::Str(s) => Some(s.as_bytes().to_vec()),
-                Obj::Call(f, args) => match (&**f, &**args) {
-                    (Obj::Global(m, n), Obj::Tuple(a)) if m == "_codecs" && n == "encode" => match a.first() {
-                        Some(Obj::Str(s)) => Some(s.chars().map(|c| c as u32 as u8).collect()),
-                        _ => None,
-                    },
-                    _ => None,
-                },
+/// The bytes of a `bytes` value, a Python 2 `str` (read as bytes), or of
+/// `_codecs.encode(text, 'latin1')` (how Python 3 writes bytes at protocol 2).
+fn as_bytes(obj: &Obj) -> Option<Vec<u8>> {
+    match obj {
+        Obj::Bytes(b) => Some(b.clone()),
+        Obj::Str(s) => Some(s.as_bytes().to_vec()),
+        Obj::Call(f, args) => match (&**f, &**args) {
+            (Obj::Global(m, n), Obj::Tuple(a)) if m == "_codecs" && n == "encode" => match a.first() {
+                Some(Obj::Str(s)) => Some(s.chars().map(|c| c as u32 as u8).collect()),
                 _ => None,
-            }
-        }
-
-        /// A numpy uint8 array: `BUILD(_reconstruct(ndarray, …), (version, shape, dtype,
-        /// fortran, raw))` with a `u1` dtype. Returns (shape, raw bytes).
-        pub fn as_uint8_array(&self) -> Option<(Vec<usize>, Vec<u8>)> {
-            let Obj::Build(target, state) = self else { return None };
-            let Obj::Call(f, _) = &**target else { return None };
-            let Obj::Global(module, name) = &**f else { return None };
-            if !module.starts_with("numpy") || name != "_reconstruct" {
-                return None;
-            }
-            let Obj::Tuple(state) = &**state else { return None };
-            let [_, Obj::Tuple(shape), dtype, fortran, raw] = state.as_slice() else { return None };
-            if !is_u1(dtype) || *fortran == Obj::Bool(true) {
-                return None;
-            }
-            let shape: Option<Vec<usize>> =
-                shape.iter().map(|d| if let Obj::Int(i) = d { usize::try_from(*i).ok() } else { None }).collect();
-            Some((shape?, raw.as_bytes()?))
-        }
+            },
+            _ => None,
+        },
+        _ => None,
     }
+}
 
-    fn is_u1(dtype: &Obj) -> bool {
-        let inner = match dtype {
-            Obj::Build(d, _) => &**d,
-            d => d,
-        };
-        match inner {
-            Obj::Call(f, args) => {
-                matches!(&**f, Obj::Global(m, n) if m.starts_with("numpy") && n == "dtype")
-                    && matches!(&**args, Obj::Tuple(a) if a.first().and_then(Obj::as_bytes).as_deref() == Some(b"u1"))
-            }
-            _ => false,
-        }
+/// A numpy uint8 array: `BUILD(_reconstruct(ndarray, …), (version, shape, dtype, fortran,
+/// raw))` with a `u1` dtype. Returns (shape, raw bytes).
+fn as_uint8_array(obj: &Obj) -> Option<(Vec<usize>, Vec<u8>)> {
+    let Obj::Build(target, state) = obj else { return None };
+    let Obj::Call(f, _) = &**target else { return None };
+    let Obj::Global(module, name) = &**f else { return None };
+    if !module.starts_with("numpy") || name != "_reconstruct" {
+        return None;
     }
-
-    struct Reader<'a> {
-        bytes: &'a [u8],
-        pos: usize,
+    let Obj::Tuple(state) = &**state else { return None };
+    let [_, Obj::Tuple(shape), dtype, fortran, raw] = state.as_slice() else { return None };
+    if !is_u1(dtype) || *fortran == Obj::Bool(true) {
+        return None;
     }
+    let shape: Option<Vec<usize>> =
+        shape.iter().map(|d| if let Obj::Int(i) = d { usize::try_from(*i).ok() } else { None }).collect();
+    Some((shape?, as_bytes(raw)?))
+}
 
-    impl<'a> Reader<'a> {
-        fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-            if self.pos + n > self.bytes.len() {
-                bail!("truncated at byte {} (wanted {n} more bytes)", self.pos);
-            }
-            let s = &self.bytes[self.pos..self.pos + n];
-            self.pos += n;
-            Ok(s)
+fn is_u1(dtype: &Obj) -> bool {
+    let inner = match dtype {
+        Obj::Build(d, _) => &**d,
+        d => d,
+    };
+    match inner {
+        Obj::Call(f, args) => {
+            matches!(&**f, Obj::Global(m, n) if m.starts_with("numpy") && n == "dtype")
+                && matches!(&**args, Obj::Tuple(a) if a.first().and_then(as_bytes).as_deref() == Some(b"u1"))
         }
-        fn u8(&mut self) -> Result<u8> {
-            Ok(self.take(1)?[0])
-        }
-        fn u16(&mut self) -> Result<usize> {
-            Ok(u16::from_le_bytes(self.take(2)?.try_into()?) as usize)
-        }
-        fn u32(&mut self) -> Result<usize> {
-            Ok(u32::from_le_bytes(self.take(4)?.try_into()?) as usize)
-        }
-        fn u64(&mut self) -> Result<usize> {
-            Ok(u64::from_le_bytes(self.take(8)?.try_into()?) as usize)
-        }
-        fn line(&mut self) -> Result<String> {
-            let start = self.pos;
-            while self.u8()? != b'\n' {}
-            Ok(String::from_utf8_lossy(&self.bytes[start..self.pos - 1]).into_owned())
-        }
-    }
-
-    fn pop_mark(stack: &mut Vec<Obj>) -> Result<Vec<Obj>> {
-        let at = stack.iter().rposition(|o| *o == Obj::Mark).ok_or_else(|| anyhow::anyhow!("no MARK on the stack"))?;
-        let items = stack.split_off(at + 1);
-        stack.pop();
-        Ok(items)
-    }
-
-    fn pop(stack: &mut Vec<Obj>) -> Result<Obj> {
-        stack.pop().ok_or_else(|| anyhow::anyhow!("stack underflow"))
-    }
-
-    fn utf8(b: &[u8]) -> Result<String> {
-        Ok(String::from_utf8(b.to_vec())?)
-    }
-
-    /// Interprets a pickle up to STOP and returns the top object.
-    pub fn load(bytes: &[u8]) -> Result<Obj> {
-        let mut r = Reader { bytes, pos: 0 };
-        let mut stack: Vec<Obj> = Vec::new();
-        let mut memo: std::collections::HashMap<usize, Obj> = std::collections::HashMap::new();
-        loop {
-            let op = r.u8()?;
-            match op {
-                0x80 => {
-                    r.u8()?;
-                } // PROTO
-                0x95 => {
-                    r.u64()?;
-                } // FRAME
-                b'.' => return pop(&mut stack), // STOP
-                b'(' => stack.push(Obj::Mark),
-                b'N' => stack.push(Obj::None),
-                0x88 => stack.push(Obj::Bool(true)),
-                0x89 => stack.push(Obj::Bool(false)),
-                b'J' => stack.push(Obj::Int(i32::from_le_bytes(r.take(4)?.try_into()?) as i64)),
-                b'K' => stack.push(Obj::Int(r.u8()? as i64)),
-                b'M' => stack.push(Obj::Int(r.u16()? as i64)),
-                0x8a => {
-                    // LONG1: little-endian two's complement of n bytes.
-                    let n = r.u8()? as usize;
-                    let b = r.take(n)?;
-                    if n > 8 {
-                        bail!("integer of {n} bytes is too large");
-                    }
-                    let mut v: i64 = 0;
-                    for (i, &byte) in b.iter().enumerate() {
-                        v |= (byte as i64) << (8 * i);
-                    }
-                    if n > 0 && n < 8 && b[n - 1] & 0x80 != 0 {
-                        v -= 1i64 << (8 * n);
-                    }
-                    stack.push(Obj::Int(v));
-                }
-                b'I' => {
-                    let line = r.line()?;
-                    stack.push(match line.as_str() {
-                        "01" => Obj::Bool(true),
-                        "00" => Obj::Bool(false),
-                        s => Obj::Int(s.parse()?),
-                    });
-                }
-                b'L' => stack.push(Obj::Int(r.line()?.trim_end_matches('L').parse()?)),
-                b'G' => stack.push(Obj::Float(f64::from_be_bytes(r.take(8)?.try_into()?))),
-                b'U' => {
-                    // SHORT_BINSTRING (Python 2 str): bytes.
-                    let n = r.u8()? as usize;
-                    stack.push(Obj::Bytes(r.take(n)?.to_vec()));
-                }
-                b'T' => {
-                    let n = r.u32()?;
-                    stack.push(Obj::Bytes(r.take(n)?.to_vec()));
-                }
-                b'C' => {
-                    let n = r.u8()? as usize;
-                    stack.push(Obj::Bytes(r.take(n)?.to_vec()));
-                }
-                b'B' => {
-                    let n = r.u32()?;
-                    stack.push(Obj::Bytes(r.take(n)?.to_vec()));
-                }
-                0x8e => {
-                    let n = r.u64()?;
-                    stack.push(Obj::Bytes(r.take(n)?.to_vec()));
-                }
-                0x96 => {
-                    let n = r.u64()?;
-                    stack.push(Obj::Bytes(r.take(n)?.to_vec()));
-                } // BYTEARRAY8
-                b'X' => {
-                    let n = r.u32()?;
-                    stack.push(Obj::Str(utf8(r.take(n)?)?));
-                }
-                0x8c => {
-                    let n = r.u8()? as usize;
-                    stack.push(Obj::Str(utf8(r.take(n)?)?));
-                }
-                0x8d => {
-                    let n = r.u64()?;
-                    stack.push(Obj::Str(utf8(r.take(n)?)?));
-                }
-                b'}' => stack.push(Obj::Dict(Vec::new())),
-                b']' => stack.push(Obj::List(Vec::new())),
-                b')' => stack.push(Obj::Tuple(Vec::new())),
-                b'd' => {
-                    let items = pop_mark(&mut stack)?;
-                    stack.push(Obj::Dict(pairs(items)?));
-                }
-                b'l' => {
-                    let items = pop_mark(&mut stack)?;
-                    stack.push(Obj::List(items));
-                }
-                b't' => {
-                    let items = pop_mark(&mut stack)?;
-                    stack.push(Obj::Tuple(items));
-                }
-                0x85..=0x87 => {
-                    let n = (op - 0x84) as usize;
-                    if stack.len() < n {
-                        bail!("stack underflow");
-                    }
-                    let items = stack.split_off(stack.len() - n);
-                    stack.push(Obj::Tuple(items));
-                }
-                b's' => {
-                    let v = pop(&mut stack)?;
-                    let k = pop(&mut stack)?;
-                    match stack.last_mut() {
-                        Some(Obj::Dict(d)) => d.push((k, v)),
-                        _ => bail!("SETITEM on a non-dict"),
-                    }
-                }
-                b'u' => {
-                    let items = pop_mark(&mut stack)?;
-                    let new = pairs(items)?;
-                    match stack.last_mut() {
-                        Some(Obj::Dict(d)) => d.extend(new),
-                        _ => bail!("SETITEMS on a non-dict"),
-                    }
-                }
-                b'a' => {
-                    let v = pop(&mut stack)?;
-                    match stack.last_mut() {
-                        Some(Obj::List(l)) => l.push(v),
-                        _ => bail!("APPEND on a non-list"),
-                    }
-                }
-                b'e' => {
-                    let items = pop_mark(&mut stack)?;
-                    match stack.last_mut() {
-                        Some(Obj::List(l)) => l.extend(items),
-                        _ => bail!("APPENDS on a non-list"),
-                    }
-                }
-                b'c' => {
-                    let module = r.line()?;
-                    let name = r.line()?;
-                    stack.push(Obj::Global(module, name));
-                }
-                0x93 => {
-                    let name = pop(&mut stack)?;
-                    let module = pop(&mut stack)?;
-                    match (module, name) {
-                        (Obj::Str(m), Obj::Str(n)) => stack.push(Obj::Global(m, n)),
-                        _ => bail!("STACK_GLOBAL without strings"),
-                    }
-                }
-                b'R' | 0x81 => {
-                    // REDUCE / NEWOBJ
-                    let args = pop(&mut stack)?;
-                    let f = pop(&mut stack)?;
-                    stack.push(Obj::Call(Box::new(f), Box::new(args)));
-                }
-                b'b' => {
-                    let state = pop(&mut stack)?;
-                    let obj = pop(&mut stack)?;
-                    stack.push(Obj::Build(Box::new(obj), Box::new(state)));
-                }
-                b'q' => {
-                    let i = r.u8()? as usize;
-                    memo.insert(i, stack.last().cloned().unwrap_or(Obj::None));
-                }
-                b'r' => {
-                    let i = r.u32()?;
-                    memo.insert(i, stack.last().cloned().unwrap_or(Obj::None));
-                }
-                0x94 => {
-                    let i = memo.len();
-                    memo.insert(i, stack.last().cloned().unwrap_or(Obj::None));
-                }
-                b'p' => {
-                    let i: usize = r.line()?.parse()?;
-                    memo.insert(i, stack.last().cloned().unwrap_or(Obj::None));
-                }
-                b'h' | b'j' | b'g' => {
-                    let i = match op {
-                        b'h' => r.u8()? as usize,
-                        b'j' => r.u32()?,
-                        _ => r.line()?.parse()?,
-                    };
-                    stack.push(memo.get(&i).cloned().ok_or_else(|| anyhow::anyhow!("memo {i} is not set"))?);
-                }
-                b'0' => {
-                    pop(&mut stack)?;
-                }
-                other => bail!("unsupported pickle opcode 0x{other:02x} at byte {}", r.pos - 1),
-            }
-        }
-    }
-
-    fn pairs(items: Vec<Obj>) -> Result<Vec<(Obj, Obj)>> {
-        if !items.len().is_multiple_of(2) {
-            bail!("odd number of items for a dict");
-        }
-        let mut out = Vec::with_capacity(items.len() / 2);
-        let mut it = items.into_iter();
-        while let (Some(k), Some(v)) = (it.next(), it.next()) {
-            out.push((k, v));
-        }
-        Ok(out)
+        _ => false,
     }
 }

@@ -196,15 +196,35 @@ fn is_image_file(path: &Path) -> bool {
             .unwrap_or(false)
 }
 
+/// The largest width or height an image file may declare.
+const MAX_IMAGE_SIDE: u32 = 16_384;
+/// The most bytes the decoder may allocate for one image.
+const MAX_IMAGE_ALLOC: u64 = 256 << 20;
+/// The most elongated image: scaling its short side to `size` keeps the long side bounded.
+const MAX_ASPECT: u32 = 16;
+
 /// Decodes one file to `channels` planes of `size`×`size` (channel-first).
 fn decode_file(file: &Path, size: usize, channels: usize) -> Result<Vec<u8>> {
-    let img = image::ImageReader::open(file)
+    let mut reader = image::ImageReader::open(file)
         .with_context(|| format!("cannot open the image {}", file.display()))?
         .with_guessed_format()
-        .with_context(|| format!("cannot read the image {}", file.display()))?
-        .decode()
-        .with_context(|| format!("the image {} is corrupt or not a PNG/JPEG: replace or remove it", file.display()))?;
+        .with_context(|| format!("cannot read the image {}", file.display()))?;
+    // A small file may declare a huge image: the decoder refuses to allocate past these.
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(MAX_IMAGE_ALLOC);
+    reader.limits(limits);
+    let img = reader.decode().with_context(|| {
+        format!("the image {} is corrupt, too large or not a PNG/JPEG: replace or remove it", file.display())
+    })?;
     let (w, h) = (img.width(), img.height());
+    if w == 0 || h == 0 || w.max(h) / w.min(h) > MAX_ASPECT {
+        bail!(
+            "the image {} is {w}×{h} pixels: images wider or taller than {MAX_ASPECT}:1 are not supported",
+            file.display()
+        );
+    }
     let scale = size as f64 / w.min(h) as f64;
     let (nw, nh) =
         (((w as f64 * scale).round() as u32).max(size as u32), ((h as f64 * scale).round() as u32).max(size as u32));

@@ -3,17 +3,19 @@
 //! gzipped (`.gz`). The format: a big-endian header (magic 2051 for images with count,
 //! rows, cols; magic 2049 for labels with count) followed by one byte per pixel or label.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
 use super::images::ImageSet;
+use super::limits::{read_capped, MAX_DECOMPRESSED};
 use super::store::Dataset;
 use serde::Deserialize;
 
 pub const IMAGES_MAGIC: u32 = 2051;
 pub const LABELS_MAGIC: u32 = 2049;
+/// The largest image side an IDX file may declare.
+const MAX_SIDE: usize = 4096;
 
 /// Which of the two IDX datasets (they differ only in where to get them and the names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,15 +105,20 @@ fn find_file(dir: &Path, split: &str, what: &str, flavour: Flavour) -> Result<Pa
 
 /// The whole file, gunzipped when it ends in `.gz`.
 fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
-    let raw = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let file = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let what = path.display().to_string();
     if path.extension().is_some_and(|e| e == "gz") {
-        let mut out = Vec::with_capacity(raw.len() * 4);
-        flate2::read::GzDecoder::new(&raw[..]).read_to_end(&mut out).with_context(|| {
-            format!("{} is not a valid gzip file (truncated or corrupt download?): fetch it again", path.display())
-        })?;
-        Ok(out)
+        read_capped(flate2::read::GzDecoder::new(file), MAX_DECOMPRESSED, &what).map_err(|e| {
+            match e.root_cause().downcast_ref::<std::io::Error>() {
+                Some(io) => anyhow::anyhow!(
+                    "{} is not a valid gzip file ({io}; truncated or corrupt download?): fetch it again",
+                    path.display()
+                ),
+                None => e,
+            }
+        })
     } else {
-        Ok(raw)
+        read_capped(file, MAX_DECOMPRESSED, &what)
     }
 }
 
@@ -136,11 +143,19 @@ pub fn parse_images(bytes: &[u8], path: &Path) -> Result<(usize, usize, usize, V
         bail!("{} is too short for an IDX image header ({} bytes): the file is truncated", path.display(), bytes.len());
     }
     let (n, rows, cols) = (be_u32(bytes, 4) as usize, be_u32(bytes, 8) as usize, be_u32(bytes, 12) as usize);
-    let want = n * rows * cols;
+    if rows == 0 || cols == 0 || rows > MAX_SIDE || cols > MAX_SIDE {
+        bail!(
+            "{} declares images of {rows}×{cols} pixels: IDX images have 1..{MAX_SIDE} rows and columns",
+            path.display()
+        );
+    }
+    // Checked: a header's dimensions may multiply past the address space.
+    let want = n.checked_mul(rows).and_then(|x| x.checked_mul(cols)).unwrap_or(usize::MAX);
     if bytes.len() - 16 < want {
         bail!(
-            "{} is truncated: its header promises {n} images of {rows}×{cols} ({want} bytes) but it holds {} bytes",
+            "{} is truncated: its header promises {n} images of {rows}×{cols} ({} bytes) but it holds {} bytes",
             path.display(),
+            (n as u128) * (rows as u128) * (cols as u128),
             bytes.len() - 16
         );
     }

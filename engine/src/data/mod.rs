@@ -2,6 +2,7 @@
 
 pub mod cifar10;
 pub mod images;
+pub mod limits;
 pub mod mnist;
 pub mod store;
 pub mod toy;

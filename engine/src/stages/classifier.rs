@@ -125,7 +125,14 @@ pub fn run(job: &Job) -> Result<()> {
     let mut opt = nn::AdamW::default().build(&vars, lr)?;
     let mut bar = Progress::begin("training", steps as u64);
     let mut last_loss = f64::NAN;
+    // A classifier keeps no checkpoint (it trains in minutes): on a stop request it ends
+    // at once and starts over next time.
+    crate::interrupt::install()?;
     for step in 1..=steps {
+        if crate::interrupt::stop_requested() {
+            let message = format!("stopped at step {} of {steps}; a classifier starts over next time", step - 1);
+            return Err(crate::interrupt::Interrupted { message }.into());
+        }
         let index = Tensor::randint(n_train as i64, [batch as i64], (Kind::Int64, Device::Cpu));
         let (x, y) = data.batch(&index, device);
         let x = if data.meta.flip { random_flip(&x) } else { x };

@@ -2,6 +2,7 @@
 //! variant); `run` dispatches a job to it.
 
 pub mod classifier;
+pub mod continuation;
 pub mod dataset;
 pub mod describe;
 pub mod metrics;

@@ -36,7 +36,7 @@ pub const EMA_FILE: &str = "ema.safetensors";
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 pub const LOSS_FILE: &str = "loss.csv";
 pub const CHECKPOINT_DIR: &str = "checkpoint";
-const STATE_FILE: &str = "state.json";
+pub const STATE_FILE: &str = "state.json";
 
 /// AdamW's fixed hyper-parameters (Loshchilov & Hutter; β and ε as PyTorch's defaults).
 const ADAM_BETA1: f64 = 0.9;
@@ -131,6 +131,24 @@ struct Settings {
     checkpoint_every: usize,
 }
 
+/// What a run killed while saving a checkpoint leaves: a partial `checkpoint.tmp` (removed,
+/// so it does not hold disk space) and, when it died between the two renames, the previous
+/// checkpoint as `checkpoint.old` (put back).
+fn recover_checkpoint_leftovers(dir: &Path) -> Result<()> {
+    let (tmp, old) = (dir.with_extension("tmp"), dir.with_extension("old"));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).with_context(|| format!("cannot remove {}", tmp.display()))?;
+    }
+    if old.exists() {
+        if dir.exists() {
+            std::fs::remove_dir_all(&old)?;
+        } else {
+            std::fs::rename(&old, dir)?;
+        }
+    }
+    Ok(())
+}
+
 /// Saved training state: the step reached (`state.json`) and the loss log so far (`loss.csv`,
 /// whose shortest-round-trip decimals read back exactly).
 #[derive(Serialize, Deserialize)]
@@ -210,24 +228,52 @@ pub fn run(job: &Job) -> Result<()> {
     tch::manual_seed(derive_seed(&[settings.seed, u64::MAX]) as i64);
     let mut trainer = Trainer::new(model_config, &data.meta, device)?;
     let checkpoint_dir = job.out_dir.join(CHECKPOINT_DIR);
+    recover_checkpoint_leftovers(&checkpoint_dir)?;
+    super::continuation::seed_checkpoint(job, settings.steps)?;
     let mut losses = Vec::with_capacity(settings.steps);
     let mut start = 0;
     if checkpoint_dir.join(STATE_FILE).exists() {
-        let state = trainer.load_checkpoint(&checkpoint_dir)?;
-        progress::log(format!("resuming from the checkpoint at step {}", state.step));
-        start = state.step;
-        losses = state.losses;
+        match trainer.load_checkpoint(&checkpoint_dir) {
+            Ok(state) if state.step <= settings.steps => {
+                progress::log(format!("resuming from the checkpoint at step {}", state.step));
+                start = state.step;
+                losses = state.losses;
+            }
+            unusable => {
+                // A garbage checkpoint must not block every rerun: discard it and start
+                // over, with fresh weights from the seed (loading may have half-filled them).
+                let why = match unusable {
+                    Ok(state) => format!("it is at step {}, past the {} steps asked for", state.step, settings.steps),
+                    Err(e) => format!("{:#}", e),
+                };
+                progress::log(format!("discarding the checkpoint ({why}); training from step 0"));
+                std::fs::remove_dir_all(&checkpoint_dir)
+                    .with_context(|| format!("cannot remove the unusable checkpoint {}", checkpoint_dir.display()))?;
+                tch::manual_seed(derive_seed(&[settings.seed, u64::MAX]) as i64);
+                trainer = Trainer::new(model_config, &data.meta, device)?;
+            }
+        }
     }
 
+    crate::interrupt::install()?;
     let mut bar = Progress::begin("training", settings.steps as u64);
     bar.update(start as u64, losses.last().copied());
     for step in start..settings.steps {
+        if crate::interrupt::stop_requested() {
+            if writer {
+                trainer.save_checkpoint(&checkpoint_dir, &CheckpointState { step, losses: losses.clone() })?;
+            }
+            let message = format!("stopped at step {step} of {}; the checkpoint resumes from there", settings.steps);
+            return Err(crate::interrupt::Interrupted { message }.into());
+        }
         let loss = trainer.step(step, &settings, &process, &data, model_spec, group.as_ref())?;
         if !loss.is_finite() {
-            bail!(
-                "training diverged: the loss is {loss} at step {}; lower `lr`, set `grad_clip`, or use `precision = \"fp32\"`",
-                step + 1
-            );
+            let remedy = if settings.bf16 {
+                "lower `lr`, set `grad_clip`, or use `precision = \"fp32\"`"
+            } else {
+                "lower `lr` or set `grad_clip`"
+            };
+            bail!("training diverged: the loss is {loss} at step {}; {remedy}", step + 1);
         }
         losses.push(loss);
         bar.update(step as u64 + 1, Some(loss));
@@ -517,17 +563,18 @@ impl Trainer {
 
     /// Writes the checkpoint aside and renames it into place, so a kill mid-write leaves the
     /// previous checkpoint intact.
+    /// A write that fails (a full disk) removes its partial copy rather than leave the disk
+    /// full.
     fn save_checkpoint(&self, dir: &Path, state: &CheckpointState) -> Result<()> {
         let tmp: PathBuf = dir.with_extension("tmp");
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp)?;
         }
-        std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-        self.vs.save(tmp.join(MODEL_FILE))?;
-        self.ema_vs.save(tmp.join(EMA_FILE))?;
-        self.save_optimizer(&tmp.join(OPTIMIZER_FILE), state.step)?;
-        write_losses(&tmp.join(LOSS_FILE), &state.losses)?;
-        std::fs::write(tmp.join(STATE_FILE), serde_json::to_string(state)?)?;
+        let written = self.write_checkpoint_files(&tmp, state);
+        if let Err(e) = written {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e.context(format!("cannot write the checkpoint {}", tmp.display())));
+        }
         let old = dir.with_extension("old");
         if dir.exists() {
             if old.exists() {
@@ -539,6 +586,16 @@ impl Trainer {
         if old.exists() {
             std::fs::remove_dir_all(&old)?;
         }
+        Ok(())
+    }
+
+    fn write_checkpoint_files(&self, tmp: &Path, state: &CheckpointState) -> Result<()> {
+        std::fs::create_dir_all(tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        self.vs.save(tmp.join(MODEL_FILE))?;
+        self.ema_vs.save(tmp.join(EMA_FILE))?;
+        self.save_optimizer(&tmp.join(OPTIMIZER_FILE), state.step)?;
+        write_losses(&tmp.join(LOSS_FILE), &state.losses)?;
+        std::fs::write(tmp.join(STATE_FILE), serde_json::to_string(state)?)?;
         Ok(())
     }
 

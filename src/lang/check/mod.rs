@@ -17,6 +17,7 @@ mod model;
 mod plot;
 mod sample;
 mod schedule;
+mod steps;
 mod train;
 
 /// What a stage's data looks like, as far as the checker can tell without reading it.
@@ -78,6 +79,9 @@ pub(crate) fn check(pipeline: &Pipeline, spans: &SpanTable) -> Vec<Diagnostic> {
             "nll" => c.nll(inst),
             "plot" => c.plot(inst),
             _ => {}
+        }
+        if matches!(inst.kind.as_str(), "sample" | "nll" | "metrics") {
+            c.training_step(inst);
         }
     }
     c.diags

@@ -99,6 +99,16 @@ impl<'a> Resolver<'a> {
                     let base = if in_dataset { &self.data_root } else { &self.root };
                     let abs =
                         if p.is_absolute() { p.to_path_buf() } else { crate::lang::modules::normalize(&base.join(p)) };
+                    if let Some(why) = crate::lang::input_path::refusal(&abs) {
+                        self.diags.push(
+                            Diagnostic::new(Code::BadInputPath, why, v.span, "not a file or folder of files")
+                                .with_help(format!(
+                                    "`{}` must name a regular file or a folder of regular files",
+                                    cx.key
+                                )),
+                        );
+                        return None;
+                    }
                     Some(one(Value::Path(abs.display().to_string())))
                 }
                 _ => self.mismatch(v, ty, cx),

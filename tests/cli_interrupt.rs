@@ -1,0 +1,140 @@
+//! The lifetime of local workers, with the real worker: a `difflow` killed by SIGKILL takes
+//! its worker down (the worker gets SIGTERM through PR_SET_PDEATHSIG, checkpoints and
+//! exits), and Ctrl-C (SIGINT) stops training at a step boundary, keeps a checkpoint, says
+//! so, exits 130, and the next run resumes from it.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const TRAINING: &str = r#"
+dataset pts = toy { shape = "gaussians8", count = 256 }
+schedule lin = linear { steps = 50 }
+model net = mlp { hidden = 32, layers = 2 }
+train ddpm { model = net, data = pts, schedule = lin, steps = STEPS, batch = 64, lr = 1e-3 }
+"#;
+
+fn worker() -> PathBuf {
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_difflow"));
+    let w = exe.with_file_name(format!("difflow-worker{}", std::env::consts::EXE_SUFFIX));
+    assert!(w.is_file(), "{} is missing: build it with `cargo build --release -p difflow-engine`", w.display());
+    w
+}
+
+/// `difflow run p.diff` in the background, its stderr lines on a channel.
+fn spawn_run(dir: &Path) -> (Child, mpsc::Receiver<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_difflow"))
+        .args(["run", "p.diff"])
+        .current_dir(dir)
+        .env("DIFFLOW_WORKER", worker())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
+/// Read lines until one contains `what`; every line read is returned.
+fn wait_for_line(rx: &mpsc::Receiver<String>, what: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    loop {
+        match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(line) => {
+                let hit = line.contains(what);
+                seen.push(line);
+                if hit {
+                    return seen;
+                }
+            }
+            Err(_) => panic!("no line with `{what}` in:\n{}", seen.join("\n")),
+        }
+    }
+}
+
+/// The pids of `pid`'s children.
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| c.split_whitespace().filter_map(|p| p.parse().ok()).collect::<Vec<u32>>())
+        .collect()
+}
+
+fn alive(pid: u32) -> bool {
+    // A zombie has ended; only its entry remains until it is reaped.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| s.rsplit(')').next().is_some_and(|rest| !rest.trim_start().starts_with('Z')))
+}
+
+fn project(steps: usize) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("p.diff"), TRAINING.replace("STEPS", &steps.to_string())).unwrap();
+    dir
+}
+
+fn checkpoint_exists(dir: &Path) -> bool {
+    let cache = dir.join(".difflow/cache");
+    std::fs::read_dir(cache)
+        .is_ok_and(|rd| rd.filter_map(Result::ok).any(|e| e.path().join("checkpoint/state.json").is_file()))
+}
+
+#[test]
+fn a_difflow_killed_with_sigkill_takes_its_training_worker_down() {
+    let dir = project(1_000_000);
+    let (mut child, rx) = spawn_run(dir.path());
+    wait_for_line(&rx, "training (1000000)");
+    let workers = children(child.id());
+    assert_eq!(workers.len(), 1, "one worker: {workers:?}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let killed = Instant::now();
+    while alive(workers[0]) && killed.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!alive(workers[0]), "the worker {} outlived its difflow by 5 s", workers[0]);
+    // It went down through SIGTERM: a checkpoint for the next run.
+    assert!(checkpoint_exists(dir.path()));
+}
+
+#[test]
+fn ctrl_c_keeps_a_checkpoint_says_how_to_resume_exits_130_and_the_rerun_resumes() {
+    let dir = project(1500);
+    let (child, rx) = spawn_run(dir.path());
+    wait_for_line(&rx, "training (1500)");
+    // SAFETY: kill(2) on our own child.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+    }
+    let out = child.wait_with_output().unwrap();
+    let rest: Vec<String> = rx.iter().collect();
+    let stderr = rest.join("\n");
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted: 1 stage finished and cached before the stop"), "{stderr}");
+    assert!(stderr.contains("train ddpm: stopped at step "), "{stderr}");
+    assert!(stderr.contains("run `difflow run p.diff` again to continue from there"), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("stopped train ddpm"));
+    assert!(checkpoint_exists(dir.path()));
+
+    let rerun = Command::new(env!("CARGO_BIN_EXE_difflow"))
+        .args(["run", "p.diff"])
+        .current_dir(dir.path())
+        .env("DIFFLOW_WORKER", worker())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&rerun.stderr);
+    assert_eq!(rerun.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("resuming from the checkpoint at step"), "{stderr}");
+    assert!(String::from_utf8_lossy(&rerun.stdout).contains("ran 1 stage, 1 cached"));
+}

@@ -1,0 +1,387 @@
+//! `difflow run --executor slurm` against a real single-node Slurm cluster, started here
+//! with `scripts/slurm-local.sh start` when it is not running (`scripts/test.sh` starts it
+//! before the suite and stops it after). Tests poll Slurm for states, never sleep a fixed
+//! time. The real worker checks results; the worker double (a shell script) checks
+//! failure, adoption and cancellation cheaply.
+
+mod cli_support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use cli_support::{Project, TOY};
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The cluster's `SLURM_CONF`, starting the cluster the first time.
+fn cluster() -> &'static Path {
+    static CONF: OnceLock<PathBuf> = OnceLock::new();
+    CONF.get_or_init(|| {
+        let out = Command::new("bash").arg(repo().join("scripts/slurm-local.sh")).arg("start").output().unwrap();
+        assert!(
+            out.status.success(),
+            "the local Slurm cluster did not start:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        repo().join(".slurm/slurm.conf")
+    })
+}
+
+/// A Slurm client command's stdout.
+fn slurm(cmd: &str, args: &[&str]) -> String {
+    let out = Command::new(cmd).args(args).env("SLURM_CONF", cluster()).output().unwrap();
+    assert!(out.status.success(), "{cmd} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `KEY=VALUE` fields of `scontrol show job ID`.
+fn job_info(id: &str) -> BTreeMap<String, String> {
+    slurm("scontrol", &["show", "job", id])
+        .split_whitespace()
+        .filter_map(|f| f.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+        .collect()
+}
+
+fn job_state(id: &str) -> String {
+    slurm("squeue", &["--noheader", "--states=all", "--format=%T", "--jobs", id]).trim().to_string()
+}
+
+/// Poll `done` every 100 ms; fail after `limit` (a bound against hanging, not a timing).
+fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "gave up waiting for {what} after {limit:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Instance → job id from the `queued`/`adopted` lines of a run.
+fn jobs_in(stdout: &str, word: &str) -> BTreeMap<String, String> {
+    stdout
+        .lines()
+        .filter(|l| l.split_whitespace().next() == Some(word))
+        .map(|l| {
+            let parts: Vec<&str> = l.split_whitespace().collect();
+            (parts[2].to_string(), parts[4].trim_end_matches(')').to_string())
+        })
+        .collect()
+}
+
+fn real_worker() -> PathBuf {
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_difflow"));
+    let w = exe.with_file_name(format!("difflow-worker{}", std::env::consts::EXE_SUFFIX));
+    assert!(w.is_file(), "{} is missing: build it with `cargo build --release -p difflow-engine`", w.display());
+    w
+}
+
+/// `difflow ARGS` in `dir` with the real worker and the cluster.
+fn difflow(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_difflow"))
+        .args(args)
+        .current_dir(dir)
+        .env("DIFFLOW_WORKER", real_worker())
+        .env("SLURM_CONF", cluster())
+        .output()
+        .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+}
+
+/// `[stages.NAME]` → (key, output digests) of a `difflow.lock`.
+fn lock_records(dir: &Path) -> BTreeMap<String, (String, toml::Value)> {
+    let lock: toml::Value = toml::from_str(&std::fs::read_to_string(dir.join("difflow.lock")).unwrap()).unwrap();
+    lock["stages"]
+        .as_table()
+        .unwrap()
+        .iter()
+        .map(|(name, st)| (name.clone(), (st["key"].as_str().unwrap().to_string(), st["outputs"].clone())))
+        .collect()
+}
+
+const SWEEP: &str = r#"
+dataset pts = toy { shape = "gaussians8", count = 256 }
+schedule lin = linear { steps = 50 }
+model net = mlp { hidden = 32, layers = 2 }
+train ddpm { model = net, data = pts, schedule = lin, steps = 20, batch = 64, lr = 1e-3 }
+sample gen { from = ddpm, sampler = ddim { steps = sweep(5, 10) }, count = 32 }
+plot pic = scatter { of = [pts, gen] }
+"#;
+
+#[test]
+fn a_sweep_runs_one_job_per_instance_with_its_dependencies_and_matches_a_local_run() {
+    let local = tempfile::tempdir().unwrap();
+    let cluster_dir = tempfile::tempdir().unwrap();
+    for d in [local.path(), cluster_dir.path()] {
+        std::fs::write(d.join("p.diff"), SWEEP).unwrap();
+    }
+    // Same thread count on both sides: CPU reductions depend on it. Jobs are submitted
+    // held, so that their dependencies can be read before any runs.
+    std::fs::write(local.path().join("difflow.toml"), "threads = 1\n").unwrap();
+    std::fs::write(
+        cluster_dir.path().join("difflow.toml"),
+        "threads = 1\nexecutor = \"slurm\"\n[slurm]\nextra = [\"--hold\"]\n",
+    )
+    .unwrap();
+    let (code, out, err) = difflow(local.path(), &["run", "p.diff"]);
+    assert_eq!(code, 0, "{out}{err}");
+
+    let (code, out, err) = difflow(cluster_dir.path(), &["run", "p.diff", "--detach"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let jobs = jobs_in(&out, "queued");
+    let names: Vec<&str> = jobs.keys().map(String::as_str).collect();
+    assert_eq!(names, ["ddpm", "gen[steps=10]", "gen[steps=5]", "pic", "pts"], "{out}");
+    let dependency = |name: &str| {
+        let mut deps: Vec<String> = job_info(&jobs[name])["Dependency"].split(',').map(str::to_string).collect();
+        deps.sort();
+        deps
+    };
+    let after = |names: &[&str]| {
+        let mut deps: Vec<String> = names.iter().map(|n| format!("afterok:{}(unfulfilled)", jobs[*n])).collect();
+        deps.sort();
+        deps
+    };
+    assert_eq!(dependency("pts"), ["(null)"]);
+    assert_eq!(dependency("ddpm"), after(&["pts"]));
+    assert_eq!(dependency("gen[steps=5]"), after(&["ddpm"]));
+    assert_eq!(dependency("gen[steps=10]"), after(&["ddpm"]));
+    assert_eq!(dependency("pic"), after(&["pts", "gen[steps=5]", "gen[steps=10]"]));
+    for (name, id) in &jobs {
+        let info = job_info(id);
+        assert_eq!(info["JobName"], format!("difflow:p:{name}"));
+        if name != "pts" {
+            assert_eq!(info["KillOInInvalidDependent"], "Yes", "{info:?}");
+        }
+    }
+
+    // plan shows the queued jobs; a run adopts them instead of submitting again.
+    let (_, plan, _) = difflow(cluster_dir.path(), &["plan", "p.diff"]);
+    for (name, id) in &jobs {
+        let line = plan.lines().find(|l| l.split_whitespace().nth(1) == Some(name.as_str())).unwrap();
+        assert!(line.starts_with("running") && line.ends_with(&format!("(job {id})")), "{plan}");
+    }
+    let ids: Vec<&str> = jobs.values().map(String::as_str).collect();
+    slurm("scontrol", &["release", &ids.join(",")]);
+    let (code, out, err) = difflow(cluster_dir.path(), &["run", "p.diff"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(jobs_in(&out, "adopted"), jobs, "{out}");
+    assert!(jobs_in(&out, "queued").is_empty(), "{out}");
+    assert!(out.contains("ran 5 stages, 0 cached"), "{out}");
+    for id in jobs.values() {
+        assert_eq!(job_info(id)["JobState"], "COMPLETED");
+    }
+    assert_eq!(lock_records(cluster_dir.path()), lock_records(local.path()));
+
+    let (code, out, _) = difflow(cluster_dir.path(), &["run", "p.diff"]);
+    assert_eq!((code, out.trim()), (0, "nothing to do: all 5 stages cached"));
+}
+
+/// The worker double under Slurm.
+fn double(pipeline: &str, env: &[(&str, &str)]) -> (Project, Vec<(String, String)>) {
+    let p = Project::new(pipeline);
+    std::fs::write(p.path().join("difflow.toml"), "executor = \"slurm\"\n").unwrap();
+    let conf = cluster().display().to_string();
+    let mut env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    env.push(("SLURM_CONF".into(), conf));
+    (p, env)
+}
+
+fn run_double(p: &Project, env: &[(String, String)], args: &[&str]) -> cli_support::Out {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    p.difflow(args, &env)
+}
+
+#[test]
+fn a_failing_job_ends_the_run_with_its_message_and_slurm_cancels_its_dependents() {
+    let (p, env) = double(TOY, &[("FAIL_KIND", "train")]);
+    let out = run_double(&p, &env, &["run", "p.diff"]);
+    assert_eq!(out.code(), 2, "{}{}", out.stdout(), out.stderr());
+    let jobs = jobs_in(&out.stdout(), "queued");
+    let err = out.stderr();
+    assert!(err.contains("stage `ddpm` (train) failed: the data file is missing"), "{err}");
+    assert!(err.contains(&format!("(Slurm job {} failed;", jobs["ddpm"])), "{err}");
+    assert!(out.stdout().contains("ran 1 stage, 0 cached, 1 failed, 3 not started"), "{}", out.stdout());
+    for name in ["gen[steps=5]", "gen[steps=10]", "pic"] {
+        let info = job_info(&jobs[name]);
+        assert_eq!((info["JobState"].as_str(), info["Reason"].as_str()), ("CANCELLED", "DependencyNeverSatisfied"));
+    }
+    // Only the dataset is cached; the failed training left nothing that counts.
+    assert_eq!(p.entries().len(), 1);
+    assert_eq!(p.take_worker_log(), ["pts", "ddpm"]);
+}
+
+#[test]
+fn a_killed_difflow_leaves_its_jobs_running_and_the_next_run_adopts_them() {
+    let (p, env) = double(TOY, &[("SLEEP", "1")]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_difflow"))
+        .args(["run", "p.diff"])
+        .current_dir(p.path())
+        .env("DIFFLOW_WORKER", &p.worker)
+        .env("LOG", &p.log)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed as soon as every job is submitted (five records), before the last finishes.
+    let records = || {
+        std::fs::read_dir(p.cache_dir())
+            .map(|rd| {
+                rd.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().ends_with(".slurm.json")).count()
+            })
+            .unwrap_or(0)
+    };
+    wait_for("five submitted jobs", Duration::from_secs(60), || records() == 5);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(p.entries().len() < 5, "the pipeline finished before difflow was killed");
+
+    let out = run_double(&p, &env, &["run", "p.diff"]);
+    assert_eq!(out.code(), 0, "{}{}", out.stdout(), out.stderr());
+    let stdout = out.stdout();
+    assert!(jobs_in(&stdout, "queued").is_empty(), "nothing is submitted twice:\n{stdout}");
+    assert!(!jobs_in(&stdout, "adopted").is_empty(), "{stdout}");
+    assert_eq!(p.entries().len(), 5);
+    let mut ran = p.take_worker_log();
+    ran.sort();
+    assert_eq!(ran, ["ddpm", "gen[steps=10]", "gen[steps=5]", "pic", "pts"], "each instance ran once");
+}
+
+#[test]
+fn cancel_cancels_the_pipelines_queued_and_running_jobs() {
+    let (p, env) = double(TOY, &[("SLEEP", "60")]);
+    let out = run_double(&p, &env, &["run", "p.diff", "--detach"]);
+    assert_eq!(out.code(), 0, "{}", out.stderr());
+    let jobs = jobs_in(&out.stdout(), "queued");
+    assert_eq!(jobs.len(), 5);
+    let out = run_double(&p, &env, &["cancel", "p.diff"]);
+    assert_eq!(out.code(), 0, "{}", out.stderr());
+    for (name, id) in &jobs {
+        assert!(out.stdout().contains(&format!("cancelled job {id} (")), "{name}: {}", out.stdout());
+        wait_for("the cancelled state", Duration::from_secs(30), || job_state(id) == "CANCELLED");
+    }
+    let plan = run_double(&p, &env, &["plan", "p.diff"]).stdout();
+    assert!(plan.contains("5 stages: 0 cached, 5 new, 0 stale\n"), "{plan}");
+    assert!(p.entries().is_empty());
+    let out = run_double(&p, &env, &["cancel", "p.diff"]);
+    assert!(out.stdout().contains("no job of p.diff is queued or running"), "{}", out.stdout());
+}
+
+const LONG_TRAINING: &str = r#"
+dataset pts = toy { shape = "gaussians8", count = 256 }
+schedule lin = linear { steps = 50 }
+model net = mlp { hidden = 32, layers = 2 }
+train ddpm { model = net, data = pts, schedule = lin, steps = 1000, batch = 64, lr = 1e-3, checkpoint_every = 400 }
+"#;
+
+/// Interrupt a training job mid-run with `interrupt(job id)`, let Slurm start it again,
+/// follow it to the end and compare with an uninterrupted local run.
+fn training_resumes_after(interrupt: impl Fn(&str)) {
+    let local = tempfile::tempdir().unwrap();
+    let cluster_dir = tempfile::tempdir().unwrap();
+    for d in [local.path(), cluster_dir.path()] {
+        std::fs::write(d.join("p.diff"), LONG_TRAINING).unwrap();
+        std::fs::write(d.join("difflow.toml"), "threads = 1\n").unwrap();
+    }
+    let (code, out, err) = difflow(local.path(), &["run", "p.diff"]);
+    assert_eq!(code, 0, "{out}{err}");
+
+    let (code, out, err) = difflow(cluster_dir.path(), &["run", "p.diff", "--executor", "slurm", "--detach"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let id = jobs_in(&out, "queued")["ddpm"].clone();
+    let cache = cluster_dir.path().join(".difflow/cache");
+    let log = || {
+        let staging = std::fs::read_dir(&cache)
+            .ok()?
+            .filter_map(Result::ok)
+            .find(|e| e.file_name().to_string_lossy().ends_with(".staging") && e.path().join("slurm.log").is_file())?;
+        std::fs::read_to_string(staging.path().join("slurm.log")).ok()
+    };
+    let training = || log().is_some_and(|l| l.contains(r#""event":"progress","done":"#));
+    wait_for("the training job to make progress", Duration::from_secs(120), training);
+    interrupt(&id);
+    // Slurm holds a requeued job back for two minutes; let it start sooner. Not in the
+    // same second: a job started then is refused ("job credential revoked").
+    let requeued = || job_state(&id) == "PENDING" && job_info(&id)["Restarts"] == "1";
+    wait_for("the requeued job to be pending", Duration::from_secs(60), requeued);
+    slurm("scontrol", &["update", &format!("JobId={id}"), "StartTime=now+2"]);
+
+    let (code, out, err) = difflow(cluster_dir.path(), &["run", "p.diff", "--executor", "slurm"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(&format!("adopted train ddpm (job {id})")), "{out}");
+    assert_eq!(job_info(&id)["Restarts"], "1");
+    assert!(err.contains("stopped at step "), "{err}");
+    assert!(err.contains("resuming from the checkpoint at step"), "{err}");
+    assert_eq!(lock_records(cluster_dir.path()), lock_records(local.path()));
+}
+
+#[test]
+fn a_requeued_training_job_resumes_from_its_checkpoint_and_ends_bit_identical() {
+    // Preemption and `scontrol requeue`: Slurm sends SIGTERM and requeues the job itself.
+    training_resumes_after(|id| {
+        slurm("scontrol", &["requeue", id]);
+    });
+}
+
+#[test]
+fn the_time_limit_warning_checkpoints_and_requeues_the_job() {
+    // What `--signal=B:USR1@120` sends before the time limit: the batch script passes it
+    // on, the worker checkpoints, the script requeues its own job.
+    training_resumes_after(|id| {
+        slurm("scancel", &["--batch", "--signal=USR1", id]);
+    });
+}
+
+#[test]
+fn a_report_is_written_by_difflow_itself_once_the_jobs_it_reads_are_cached() {
+    let pipeline = format!("{TOY}report study {{ include = [gen, pic], title = \"Toy study\" }}\n");
+    let (p, env) = double(&pipeline, &[]);
+    let out = run_double(&p, &env, &["run", "p.diff"]);
+    assert_eq!(out.code(), 0, "{}{}", out.stdout(), out.stderr());
+    let stdout = out.stdout();
+    assert_eq!(jobs_in(&stdout, "queued").len(), 5, "no job for the report:\n{stdout}");
+    assert!(stdout.contains("done    report study"), "{stdout}");
+    assert!(stdout.contains("ran 6 stages, 0 cached"), "{stdout}");
+    assert!(!p.take_worker_log().contains(&"study".to_string()));
+    assert_eq!(p.entries().len(), 6);
+}
+
+#[test]
+fn ctrl_c_stops_following_and_leaves_the_jobs_running() {
+    let (p, env) = double(TOY, &[("SLEEP", "60")]);
+    let child = Command::new(env!("CARGO_BIN_EXE_difflow"))
+        .args(["run", "p.diff"])
+        .current_dir(p.path())
+        .env("DIFFLOW_WORKER", &p.worker)
+        .env("LOG", &p.log)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let records = || {
+        std::fs::read_dir(p.cache_dir())
+            .map(|rd| {
+                rd.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().ends_with(".slurm.json")).count()
+            })
+            .unwrap_or(0)
+    };
+    wait_for("five submitted jobs", Duration::from_secs(60), || records() == 5);
+    // SAFETY: kill(2) on our own child.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted: 5 jobs keep running on the cluster"), "{stderr}");
+    assert!(stderr.contains("`difflow cancel p.diff` cancels them"), "{stderr}");
+    let jobs = jobs_in(&String::from_utf8_lossy(&out.stdout), "queued");
+    assert!(jobs.values().all(|id| !matches!(job_state(id).as_str(), "CANCELLED" | "FAILED")));
+    let cancelled = run_double(&p, &env, &["cancel", "p.diff"]);
+    assert_eq!(cancelled.stdout().lines().count(), 5, "{}", cancelled.stdout());
+}
