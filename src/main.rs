@@ -57,6 +57,9 @@ enum Command {
         /// How many independent stages run at once (local executor).
         #[arg(long)]
         jobs: Option<usize>,
+        /// Data-parallel processes for each train and sample stage (`batch` stays global).
+        #[arg(long)]
+        nproc: Option<usize>,
         /// Where stages run: local (worker processes here) or slurm (one sbatch job each).
         #[arg(long)]
         executor: Option<String>,
@@ -160,8 +163,8 @@ fn main() -> ExitCode {
             }
         }),
         Command::Plan { file, target, set } => plan(&file, &set, &target),
-        Command::Run { file, target, force, set, device, jobs, executor, detach } => {
-            run(&file, &set, RunOptions { targets: target, force, device, jobs, executor, detach })
+        Command::Run { file, target, force, set, device, jobs, nproc, executor, detach } => {
+            run(&file, &set, RunOptions { targets: target, force, device, jobs, nproc, executor, detach })
         }
         Command::Cancel { file, set } => cancel(&file, &set),
         Command::Compare { mine, theirs, tolerance } => compare(&mine, &theirs, tolerance),

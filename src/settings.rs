@@ -45,6 +45,8 @@ pub struct Settings {
     pub inception_weights: Option<PathBuf>,
     pub threads: usize,
     pub jobs: usize,
+    /// Data-parallel processes per stage: one count, or a count by stage kind.
+    pub nproc: Nproc,
     /// Folders besides the project's own whose `.diff` files a `use` may read, absolute.
     pub use_roots: Vec<PathBuf>,
     /// `local` or `slurm`.
@@ -64,6 +66,30 @@ pub struct SourceOverride {
     pub sha256: Option<String>,
 }
 
+/// How many processes run one stage (`nproc`): an execution resource, never in a stage key.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum Nproc {
+    All(usize),
+    ByKind(std::collections::BTreeMap<String, usize>),
+}
+
+/// The stage kinds that can run on several processes.
+pub const DATA_PARALLEL_KINDS: [&str; 2] = ["train", "sample"];
+
+impl Nproc {
+    /// The process count for a stage of `kind` (1 for kinds that run on one process).
+    pub fn for_kind(&self, kind: &str) -> usize {
+        if !DATA_PARALLEL_KINDS.contains(&kind) {
+            return 1;
+        }
+        match self {
+            Nproc::All(n) => (*n).max(1),
+            Nproc::ByKind(table) => table.get(kind).copied().unwrap_or(1).max(1),
+        }
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSettings {
@@ -76,6 +102,7 @@ struct RawSettings {
     inception_weights: Option<PathBuf>,
     threads: Option<usize>,
     jobs: Option<usize>,
+    nproc: Option<Nproc>,
     use_roots: Option<Vec<PathBuf>>,
     executor: Option<String>,
     slurm: Option<crate::exec::slurm::SlurmSettings>,
@@ -94,6 +121,7 @@ impl Settings {
             jobs: 1,
             user_cache: default_user_cache(root),
             sources: BTreeMap::new(),
+            nproc: Nproc::All(1),
             use_roots: Vec::new(),
             executor: "local".into(),
             slurm: Default::default(),
@@ -111,7 +139,7 @@ impl Settings {
         };
         let raw: RawSettings = toml::from_str(&text).map_err(|e| {
             format!(
-                "{} is not valid: {}\nhelp: the known settings are cache, data_root, device, inception_weights, threads, jobs, use_roots, executor, [slurm], user_cache and [sources.NAME] tables (url, sha256)",
+                "{} is not valid: {}\nhelp: the known settings are cache, data_root, device, inception_weights, threads, jobs, nproc, use_roots, executor, [slurm], user_cache and [sources.NAME] tables (url, sha256)",
                 file.display(),
                 e.message()
             )
@@ -135,6 +163,18 @@ impl Settings {
         }
         if let Some(u) = raw.user_cache {
             s.user_cache = root.join(u);
+        }
+        if let Some(n) = raw.nproc {
+            if let Nproc::ByKind(table) = &n {
+                if let Some(kind) = table.keys().find(|k| !DATA_PARALLEL_KINDS.contains(&k.as_str())) {
+                    return Err(format!(
+                        "{}: `nproc` names the stage kind `{kind}`, which runs on one process (data-parallel kinds: {})",
+                        file.display(),
+                        DATA_PARALLEL_KINDS.join(", ")
+                    ));
+                }
+            }
+            s.nproc = n;
         }
         s.use_roots = raw.use_roots.unwrap_or_default().into_iter().map(|r| root.join(r)).collect();
         if let Some(e) = raw.executor {

@@ -5,6 +5,7 @@
 pub mod data;
 pub mod device;
 pub mod diffusion;
+pub mod dist;
 pub mod interrupt;
 pub mod metrics;
 pub mod models;

@@ -215,6 +215,9 @@ pub struct RunOptions {
     /// `auto`, `cpu` or `cuda:N`; `None`: the setting from `difflow.toml`.
     pub device: Option<String>,
     pub jobs: Option<usize>,
+    /// `--nproc N`: data-parallel processes for every stage that supports them; `None`:
+    /// the `nproc` setting.
+    pub nproc: Option<usize>,
     /// `local` or `slurm`; `None`: the setting from `difflow.toml`.
     pub executor: Option<String>,
     /// Slurm only: submit the jobs and return without following them.
@@ -274,6 +277,7 @@ pub fn run(s: &Session, opts: &RunOptions, progress: &Progress) -> Result<RunSum
         return Err(RunError::Usage("`--detach` needs a cluster: use it with `--executor slurm`".into()));
     }
     let jobs = opts.jobs.unwrap_or(s.settings.jobs).max(1);
+    let nproc = opts.nproc.map_or_else(|| s.settings.nproc.clone(), crate::settings::Nproc::All);
     let mut selected = s.selection(&opts.targets).map_err(RunError::Usage)?;
     let forced: BTreeSet<usize> = if opts.force.is_empty() {
         BTreeSet::new()
@@ -365,8 +369,10 @@ pub fn run(s: &Session, opts: &RunOptions, progress: &Progress) -> Result<RunSum
                         let worker = worker.clone();
                         let device = device.clone();
                         let forced = forced.contains(&i);
+                        let nproc = nproc.clone();
                         scope.spawn(move || {
-                            let r = execute(s, i, forced, &device, threads, worker.as_deref(), progress, &label);
+                            let r =
+                                execute(s, i, forced, &device, (threads, &nproc), worker.as_deref(), progress, &label);
                             let _ = tx.send((i, r));
                         });
                     }
@@ -492,7 +498,7 @@ fn execute(
     i: usize,
     forced: bool,
     device: &str,
-    threads: usize,
+    (threads, nproc): (usize, &crate::settings::Nproc),
     worker: Option<&Path>,
     progress: &Progress,
     label: &str,
@@ -512,7 +518,12 @@ fn execute(
     let out_dir =
         s.cache.staging(&lock, forced || !resumable).map_err(|e| format!("cannot prepare its staging folder: {e}"))?;
     let mut job = build_job(s, i, out_dir, device);
-    job.settings.threads = threads;
+    // The ranks of a data-parallel stage share the cores a single worker would take.
+    let nproc = nproc.for_kind(&inst.kind);
+    job.settings.threads = match threads {
+        0 if nproc > 1 => std::thread::available_parallelism().map_or(1, |n| (n.get() / nproc).max(1)),
+        t => t,
+    };
     // A longer run of a cached training run continues it (`--force` starts afresh).
     let continued_from = if forced { None } else { continuation::continue_input(s, i) };
     if let Some((_, input)) = &continued_from {
@@ -530,7 +541,7 @@ fn execute(
     } else {
         match worker {
             None => Err(StageError::Failed("no worker executable".to_string())),
-            Some(worker) => worker::run_worker(worker, &job, &job_file, progress, label)
+            Some(worker) => worker::run_worker(worker, &job, &job_file, nproc, progress, label)
                 .map(|out| out.metrics)
                 .map_err(|f| match f {
                     WorkerFailure::Stage(m) | WorkerFailure::Launch(m) | WorkerFailure::Crash(m) => {

@@ -159,7 +159,7 @@ fn describe_model(s: &Session, name: &str, config: &Config, as_json: bool) -> Re
         device: "cpu".into(),
         settings: JobSettings { inception_weights: None, threads: s.settings.threads },
     };
-    let result = run_worker(&worker, &job, &tmp.join("job.json"), &Progress::plain(), name);
+    let result = run_worker(&worker, &job, &tmp.join("job.json"), 1, &Progress::plain(), name);
     let _ = std::fs::remove_dir_all(&tmp);
     let out = result.map_err(|f| match f {
         WorkerFailure::Stage(m) => ShowError::Wrong(m),

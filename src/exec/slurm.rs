@@ -327,7 +327,16 @@ impl Tally {
             reports.retain(|&x| x != r);
             let inst = s.instance(r);
             let label = format!("{} {}", inst.kind, inst.name);
-            match execute(s, r, plan.forced.contains(&r), &plan.device, 0, None, progress, &label) {
+            match execute(
+                s,
+                r,
+                plan.forced.contains(&r),
+                &plan.device,
+                (0, &crate::settings::Nproc::All(1)),
+                None,
+                progress,
+                &label,
+            ) {
                 Ok(Outcome::Ran(secs)) => {
                     self.ran += 1;
                     println!("done    {} {} ({secs:.1} s)", inst.kind, inst.name);

@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, IsTerminal, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
@@ -201,33 +202,76 @@ impl StageProgress {
     }
 }
 
-/// Write `job` to `job_file` and run the worker on it, following its events.
+/// What a data-parallel rank's error says when a peer, not the rank itself, failed.
+const PEER_LOST: &str = "failed (a peer died or timed out)";
+
+/// Starts one worker process; `rank` = (rank, world size, store port) for a data-parallel
+/// stage, whose ranks rendezvous through rank 0's c10d store on the loopback.
+fn spawn_worker(
+    worker: &Path,
+    job_file: &Path,
+    rank: Option<(usize, usize, u16)>,
+    follow: bool,
+) -> Result<(Child, JoinHandle<String>, super::interrupt::Registered), WorkerFailure> {
+    let mut command = Command::new(worker);
+    super::interrupt::die_with_parent(&mut command);
+    command.arg(job_file).stdin(Stdio::null()).stderr(Stdio::piped());
+    command.stdout(if follow { Stdio::piped() } else { Stdio::null() });
+    if let Some((rank, world, port)) = rank {
+        command
+            .env("DIFFLOW_RANK", rank.to_string())
+            .env("DIFFLOW_WORLD_SIZE", world.to_string())
+            .env("DIFFLOW_STORE", format!("127.0.0.1:{port}"));
+    }
+    let mut child = command
+        .spawn()
+        .map_err(|e| WorkerFailure::Launch(format!("cannot start the worker {}: {e}", worker.display())))?;
+    let registered = super::interrupt::register(child.id());
+    let mut stderr = child.stderr.take().expect("stderr is piped");
+    let reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = stderr.read_to_end(&mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    });
+    Ok((child, reader, registered))
+}
+
+/// Write `job` to `job_file` and run the worker on it (on `nproc` data-parallel ranks),
+/// following rank 0's events.
 pub fn run_worker(
     worker: &Path,
     job: &Job,
     job_file: &Path,
+    nproc: usize,
     progress: &Progress,
     label: &str,
 ) -> Result<WorkerOutput, WorkerFailure> {
     let text = serde_json::to_string_pretty(job).expect("jobs serialise");
     std::fs::write(job_file, text)
         .map_err(|e| WorkerFailure::Launch(format!("cannot write {}: {e}", job_file.display())))?;
-    let mut command = Command::new(worker);
-    super::interrupt::die_with_parent(&mut command);
-    let mut child = command
-        .arg(job_file)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| WorkerFailure::Launch(format!("cannot start the worker {}: {e}", worker.display())))?;
-    let _registered = super::interrupt::register(child.id());
-    let mut stderr = child.stderr.take().expect("stderr is piped");
-    let stderr_reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = stderr.read_to_end(&mut buf);
-        String::from_utf8_lossy(&buf).into_owned()
-    });
+    let world = nproc.max(1);
+    let port = if world > 1 {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0")
+            .map_err(|e| WorkerFailure::Launch(format!("cannot find a free port for the ranks' store: {e}")))?;
+        probe.local_addr().map_err(|e| WorkerFailure::Launch(e.to_string()))?.port()
+    } else {
+        0
+    };
+    let rank = |r: usize| (world > 1).then_some((r, world, port));
+    let (mut child, stderr_reader, _registered) = spawn_worker(worker, job_file, rank(0), true)?;
+    let mut others = Vec::new();
+    for r in 1..world {
+        match spawn_worker(worker, job_file, rank(r), false) {
+            Ok(other) => others.push(other),
+            Err(e) => {
+                let _ = child.kill();
+                for (mut o, _, _) in others {
+                    let _ = o.kill();
+                }
+                return Err(e);
+            }
+        }
+    }
     let mut out = WorkerOutput::default();
     let mut stage = progress.stage(label);
     let stdout = child.stdout.take().expect("stdout is piped");
@@ -247,28 +291,57 @@ pub fn run_worker(
     stage.finish();
     let status = child.wait().map_err(|e| WorkerFailure::Crash(format!("lost the worker: {e}")))?;
     let err_text = stderr_reader.join().unwrap_or_default();
-    if status.success() {
+    let mut ranks = vec![(status, err_text)];
+    for (mut other, reader, _registered) in others {
+        if !ranks[0].0.success() {
+            // Rank 0 has gone: the others cannot finish.
+            let _ = other.kill();
+        }
+        let status = other.wait().map_err(|e| WorkerFailure::Crash(format!("lost a worker: {e}")))?;
+        ranks.push((status, reader.join().unwrap_or_default()));
+    }
+    if ranks.iter().all(|(status, _)| status.success()) {
         return Ok(out);
     }
+    if world == 1 {
+        let (status, err_text) = ranks.pop().expect("one rank");
+        return Err(failure(status, &err_text));
+    }
+    // Name the rank that failed first-hand, not one that only lost its peer.
+    let lost = ranks
+        .iter()
+        .position(|(status, err)| !status.success() && !err.contains(PEER_LOST))
+        .or_else(|| ranks.iter().position(|(status, _)| !status.success()))
+        .expect("a rank failed");
+    let (status, err_text) = &ranks[lost];
+    Err(match failure(*status, err_text) {
+        WorkerFailure::Stage(m) => WorkerFailure::Stage(format!("rank {lost} of {world}: {m}")),
+        WorkerFailure::Crash(m) => WorkerFailure::Crash(format!("rank {lost} of {world} was lost: {m}")),
+        other => other,
+    })
+}
+
+/// The failure a worker's exit status and stderr describe.
+fn failure(status: ExitStatus, err_text: &str) -> WorkerFailure {
     if status.code() == Some(WORKER_INTERRUPTED) {
         let msg = err_text.trim();
-        return Err(WorkerFailure::Interrupted(msg.strip_prefix("interrupted: ").unwrap_or(msg).to_string()));
+        return WorkerFailure::Interrupted(msg.strip_prefix("interrupted: ").unwrap_or(msg).to_string());
     }
     if status.code() == Some(WORKER_STAGE_FAILED) {
         let msg = err_text.trim();
         let msg = msg.strip_prefix("error: ").unwrap_or(msg);
-        return Err(WorkerFailure::Stage(if msg.is_empty() { "the stage failed".into() } else { msg.to_string() }));
+        return WorkerFailure::Stage(if msg.is_empty() { "the stage failed".into() } else { msg.to_string() });
     }
     let how = match status.code() {
         Some(c) => format!("exit code {c}"),
         None => describe_signal(&status),
     };
     let tail: Vec<&str> = err_text.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect();
-    Err(WorkerFailure::Crash(format!(
+    WorkerFailure::Crash(format!(
         "the worker crashed ({how}){}{}",
         if tail.is_empty() { "" } else { ":\n" },
         tail.join("\n")
-    )))
+    ))
 }
 
 #[cfg(unix)]

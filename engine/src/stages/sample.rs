@@ -1,6 +1,7 @@
 //! The `sample` stage: draws samples from a trained model with a sampler and optional
 //! guidance. Sample i's noise depends only on (seed, i), so the result does not depend on
-//! `batch` (which is therefore not part of the stage key).
+//! `batch` (which is therefore not part of the stage key), nor on the number of ranks: with
+//! `--nproc N` each rank draws a contiguous share of the samples and rank 0 gathers them.
 
 use anyhow::{bail, Context, Result};
 use difflow_core::job::{Job, StageRef};
@@ -12,6 +13,7 @@ use crate::data::{DataMeta, Dataset};
 use crate::diffusion::guidance::GuidanceConfig;
 use crate::diffusion::noise::SampleNoise;
 use crate::diffusion::sampler::{Guidance, SampleSetup, Sampler};
+use crate::dist::{share, ProcessGroup};
 use crate::models::{build_classifier, Classifier, ClassifierMeta, CLASSIFIER_FILE};
 use crate::params::{input, job_params};
 use crate::plot::write_image_grid;
@@ -104,15 +106,20 @@ pub fn run(job: &Job) -> Result<()> {
         model.forward(&x.to_kind(Kind::Float), t, y.filter(|_| model_classes > 0), false)
     };
 
-    let batches = count.div_ceil(batch);
+    let group = ProcessGroup::from_env()?;
+    let (lo, hi) = group.as_ref().map_or((0, count), |g| share(count, g.rank(), g.world_size()));
+    if group.is_some() && trajectory > 0 && lo == hi {
+        bail!("`trajectory` with --nproc needs at least one sample per rank: raise `count` or lower --nproc");
+    }
+    let batches = (hi - lo).div_ceil(batch);
     let per_batch = process.steps() as u64;
     let mut bar = Progress::begin("sampling", batches as u64 * per_batch);
     let mut outputs = Vec::with_capacity(batches);
     let mut traj_t: Vec<i64> = Vec::new();
     let mut traj_xt: Vec<Tensor> = Vec::new();
     let mut traj_x0: Vec<Tensor> = Vec::new();
-    for (bi, start) in (0..count).step_by(batch).enumerate() {
-        let end = (start + batch).min(count);
+    for (bi, start) in (lo..hi).step_by(batch).enumerate() {
+        let end = (start + batch).min(hi);
         let indices: Vec<u64> = (start as u64..end as u64).collect();
         let y = (classes > 0).then(|| labels.narrow(0, start as i64, (end - start) as i64).to_device(device));
         let done_before = bi as u64 * per_batch;
@@ -133,7 +140,23 @@ pub fn run(job: &Job) -> Result<()> {
             ));
         }
     }
-    let x = Tensor::cat(&outputs, 0);
+    let mut x = if outputs.is_empty() {
+        let shape: Vec<i64> = std::iter::once(0i64).chain(meta.data.shape.iter().copied()).collect();
+        Tensor::zeros(shape.as_slice(), (Kind::Float, Device::Cpu))
+    } else {
+        Tensor::cat(&outputs, 0)
+    };
+    if let Some(group) = &group {
+        x = gather_rows(group, &x, lo, count, 0)?;
+        let mut traj = [&mut traj_xt, &mut traj_x0];
+        for parts in traj.iter_mut().filter(|_| trajectory > 0) {
+            let mine = Tensor::cat(parts, 1);
+            **parts = vec![gather_rows(group, &mine, lo, count, 1)?];
+        }
+        if group.rank() != 0 {
+            return Ok(());
+        }
+    }
     if x.isnan().any().int64_value(&[]) != 0 {
         bail!("sampling produced NaN values: the model or the sampler settings are unstable (try another sampler or fewer guidance)");
     }
@@ -167,6 +190,17 @@ pub fn run(job: &Job) -> Result<()> {
 }
 
 /// The noisy classifier named by `guidance = classifier { model = … }`.
+/// Rank 0's copy of the whole `total`-long sample axis `dim`, each rank having drawn its
+/// rows from `start` on: a sum of zero-padded copies, exact since x + 0 = x.
+fn gather_rows(group: &ProcessGroup, mine: &Tensor, start: usize, total: usize, dim: i64) -> Result<Tensor> {
+    let mut shape = mine.size();
+    shape[dim as usize] = total as i64;
+    let mut whole = Tensor::zeros(shape.as_slice(), (mine.kind(), Device::Cpu));
+    whole.narrow(dim, start as i64, mine.size()[dim as usize]).copy_(&mine.to_device(Device::Cpu));
+    group.all_reduce_sum(&mut [&mut whole])?;
+    Ok(whole)
+}
+
 fn load_classifier(job: &Job, model: &StageRef, device: Device) -> Result<(nn::VarStore, Box<dyn Classifier>, usize)> {
     let (name, input) = input(job, model)?;
     let not_classifier = || format!("`{name}` must be a classifier stage");

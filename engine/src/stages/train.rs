@@ -5,6 +5,12 @@
 //! Every step draws its randomness (batch, t, noise, label dropout, flips) from libtorch's
 //! generator seeded with (seed, step), so a resumed run takes exactly the steps an
 //! uninterrupted one would have.
+//!
+//! Data parallel (`--nproc N`): every rank draws the whole global batch's randomness, keeps
+//! its contiguous share of the samples, and the gradients (scaled by the global batch) are
+//! summed over ranks as one flat buffer with c10d; optimizer and EMA state therefore stay
+//! identical on all ranks, and the result equals one process's up to summation order.
+//! Rank 0 alone writes checkpoints and outputs; every rank resumes from them.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -20,6 +26,7 @@ use crate::data::{DataMeta, Dataset};
 use crate::diffusion::loss::LossType;
 use crate::diffusion::noise::derive_seed;
 use crate::diffusion::{DataSpace, Process, VarianceType};
+use crate::dist::{share, ProcessGroup};
 use crate::models::{build_denoiser, Denoiser, ModelSpec};
 use crate::params::{input, job_params};
 use crate::progress::{self, Progress};
@@ -214,6 +221,8 @@ pub fn run(job: &Job) -> Result<()> {
     let data_bound = (!data.meta.is_images()).then(|| data.values.abs().max().double_value(&[]));
     let space = if data.meta.is_images() { DataSpace::images() } else { DataSpace::points(data_bound) };
     let process = Process::new(schedule.tables(), model_spec, variance, space, device);
+    let group = ProcessGroup::from_env()?;
+    let writer = group.as_ref().is_none_or(|g| g.rank() == 0);
 
     // The initial weights come from the seed too.
     tch::manual_seed(derive_seed(&[settings.seed, u64::MAX]) as i64);
@@ -251,11 +260,13 @@ pub fn run(job: &Job) -> Result<()> {
     bar.update(start as u64, losses.last().copied());
     for step in start..settings.steps {
         if crate::interrupt::stop_requested() {
-            trainer.save_checkpoint(&checkpoint_dir, &CheckpointState { step, losses: losses.clone() })?;
+            if writer {
+                trainer.save_checkpoint(&checkpoint_dir, &CheckpointState { step, losses: losses.clone() })?;
+            }
             let message = format!("stopped at step {step} of {}; the checkpoint resumes from there", settings.steps);
             return Err(crate::interrupt::Interrupted { message }.into());
         }
-        let loss = trainer.step(step, &settings, &process, &data, model_spec)?;
+        let loss = trainer.step(step, &settings, &process, &data, model_spec, group.as_ref())?;
         if !loss.is_finite() {
             let remedy = if settings.bf16 {
                 "lower `lr`, set `grad_clip`, or use `precision = \"fp32\"`"
@@ -267,11 +278,18 @@ pub fn run(job: &Job) -> Result<()> {
         losses.push(loss);
         bar.update(step as u64 + 1, Some(loss));
         let done = step + 1;
-        if settings.checkpoint_every > 0 && done % settings.checkpoint_every == 0 && done < settings.steps {
+        if writer && settings.checkpoint_every > 0 && done % settings.checkpoint_every == 0 && done < settings.steps {
             trainer.save_checkpoint(&checkpoint_dir, &CheckpointState { step: done, losses: losses.clone() })?;
         }
     }
 
+    if let Some(group) = &group {
+        // Rank 0 writes the outputs alone; the others leave once the weights agree.
+        group.barrier()?;
+        if !writer {
+            return Ok(());
+        }
+    }
     let out = &job.out_dir;
     trainer.vs.save(out.join(MODEL_FILE)).context("cannot write the model weights")?;
     trainer.ema_vs.save(out.join(EMA_FILE)).context("cannot write the EMA weights")?;
@@ -408,7 +426,15 @@ impl Trainer {
     }
 
     /// One optimisation step (0-based `step`); returns the batch's mean loss.
-    fn step(&mut self, step: usize, s: &Settings, process: &Process, data: &Dataset, spec: ModelSpec) -> Result<f64> {
+    fn step(
+        &mut self,
+        step: usize,
+        s: &Settings,
+        process: &Process,
+        data: &Dataset,
+        spec: ModelSpec,
+        group: Option<&ProcessGroup>,
+    ) -> Result<f64> {
         let device = self.vs.device();
         tch::manual_seed(derive_seed(&[s.seed, step as u64]) as i64);
         let b = s.batch as i64;
@@ -428,6 +454,10 @@ impl Trainer {
                 labels.shallow_clone()
             }
         });
+        // This rank's share of the global batch (all of it without a group).
+        let (start, end) = group.map_or((0, s.batch), |g| share(s.batch, g.rank(), g.world_size()));
+        let keep = |x: &Tensor| x.narrow(0, start as i64, (end - start) as i64);
+        let (x0, t, noise, y) = (keep(&x0), keep(&t), keep(&noise), y.as_ref().map(keep));
         let xt = process.q_sample(&x0, &t, &noise);
 
         for p in &self.params {
@@ -442,19 +472,44 @@ impl Trainer {
         } else {
             self.model.forward(&xt, &t, y.as_ref(), true)
         };
-        let loss = process.training_loss(&output.to_kind(Kind::Float), &x0, &xt, &t, &noise, s.loss)?.mean(Kind::Float);
-        let value = loss.double_value(&[]);
+        let per_sample = process.training_loss(&output.to_kind(Kind::Float), &x0, &xt, &t, &noise, s.loss)?;
+        let (loss, value) = match group {
+            None => {
+                let loss = per_sample.mean(Kind::Float);
+                let value = loss.double_value(&[]);
+                if !value.is_finite() {
+                    return Ok(value);
+                }
+                loss.backward();
+                (loss, value)
+            }
+            Some(_) => {
+                // Every rank takes part in the all-reduce, even with a non-finite loss, so
+                // that all of them agree on stopping.
+                let loss = per_sample.sum(Kind::Float) / s.batch as f64;
+                loss.backward();
+                (loss, f64::NAN)
+            }
+        };
+        let mut g = tch::no_grad(|| self.flat_gradient());
+        let value = match group {
+            None => value,
+            Some(group) => {
+                let mut summed_loss = loss.detach().reshape([1]);
+                group.all_reduce_sum(&mut [&mut g, &mut summed_loss])?;
+                summed_loss.double_value(&[0])
+            }
+        };
         if !value.is_finite() {
             return Ok(value);
         }
-        loss.backward();
-
         let lr = if s.warmup > 0 { s.lr * ((step + 1) as f64 / s.warmup as f64).min(1.0) } else { s.lr };
-        tch::no_grad(|| self.update(step, lr, s));
+        tch::no_grad(|| self.update(step, lr, s, g));
         Ok(value)
     }
 
-    fn update(&mut self, step: usize, lr: f64, s: &Settings) {
+    /// The gradients of all parameters as one flat buffer (zeros where none flowed).
+    fn flat_gradient(&self) -> Tensor {
         let grads: Vec<Tensor> = self
             .params
             .iter()
@@ -467,7 +522,10 @@ impl Trainer {
                 }
             })
             .collect();
-        let mut g = Tensor::cat(&grads, 0);
+        Tensor::cat(&grads, 0)
+    }
+
+    fn update(&mut self, step: usize, lr: f64, s: &Settings, mut g: Tensor) {
         if s.grad_clip > 0.0 {
             let norm = g.norm().double_value(&[]);
             if norm > s.grad_clip {
