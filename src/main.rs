@@ -1,4 +1,4 @@
-//! The `difflow` command line (SPEC §3). Exit codes: 0 success, 1 the pipeline (or the
+//! The `difflow` command line (`difflow --help`). Exit codes: 0 success, 1 the pipeline (or the
 //! command line) is wrong, 2 a run failed.
 
 use std::io::IsTerminal;

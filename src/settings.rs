@@ -8,7 +8,7 @@
 //! inception_weights = "weights/pt_inception-2015-12-05.pth"
 //! threads = 0                       # CPU threads per worker (0: libtorch's default)
 //! jobs = 1                          # stages run at once (`difflow run --jobs` wins)
-//! use_roots = ["../shared"]         # more folders whose `.diff` files a `use` may read
+//! use_roots = ["../recipes"]        # more folders whose `.diff` files a `use` may read
 //! executor = "local"                # local | slurm (`difflow run --executor` wins)
 //!
 //! [slurm]                           # sbatch resources; each a value or a table by stage kind

@@ -540,7 +540,8 @@ impl Trainer {
         v.copy_(&(&*v * ADAM_BETA2 + g.square() * (1.0 - ADAM_BETA2)));
         let update = (&*m / bias1) / ((&*v / bias2).sqrt() + ADAM_EPS) * lr + &*p * (lr * WEIGHT_DECAY);
         p.copy_(&(&*p - update));
-        // EMA with warm-up: decay min(ema, (1 + n) / (10 + n)) at update n (SPEC §5).
+        // EMA with warm-up: decay min(ema, (1 + n) / (10 + n)) at update n, so that short
+        // runs are not dominated by the initial weights.
         let decay = s.ema.min((1.0 + step as f64) / (10.0 + step as f64));
         let e = &mut self.ema_flat;
         e.copy_(&(&*e * decay + &*p * (1.0 - decay)));
