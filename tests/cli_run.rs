@@ -321,6 +321,10 @@ metrics scores { samples = gen, reference = ref, features = "inception", measure
 #[test]
 fn guidance_scale_reruns_sampling_and_metrics_never_training_or_reference_statistics() {
     let p = Project::new(CFG_STUDY);
+    // The worker double never reads the digits, but a run refuses a dataset folder that
+    // does not exist: a stand-in folder.
+    std::fs::create_dir_all(p.path().join("data/mnist")).unwrap();
+    std::fs::write(p.path().join("data/mnist/README"), "stand-in\n").unwrap();
     let out = run_ok(&p, &[]);
     assert!(out.contains("ran 7 stages"), "{out}");
     p.take_worker_log();
