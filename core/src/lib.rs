@@ -7,6 +7,7 @@
 //! - [`diffusion`]: the float64 noise-schedule tables;
 //! - [`unet`]: the UNet family's levels and the rules they must meet on an image size.
 
+pub mod diffusers;
 pub mod diffusion;
 pub mod job;
 pub mod schema;
