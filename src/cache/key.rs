@@ -75,6 +75,10 @@ pub fn hash_material(material: &Json) -> String {
 fn key_material(inst: &Instance, upstream: &BTreeMap<String, String>, digests: &mut Digests) -> Result<Json, KeyError> {
     let mut params = serde_json::Map::new();
     for (name, value) in &inst.params {
+        if let Some(files) = pretrained_files(inst, name, value, digests)? {
+            params.insert(name.clone(), files);
+            continue;
+        }
         if in_key(&inst.kind, &inst.variant, name) {
             params.insert(name.clone(), value_material(value, inst, upstream, digests)?);
         }
@@ -85,6 +89,24 @@ fn key_material(inst: &Instance, upstream: &BTreeMap<String, String>, digests: &
         "version": implementation_version(&inst.kind),
         "params": Json::Object(params),
     }))
+}
+
+/// A `pretrained` folder is keyed by the content of the three files read from it (model
+/// config, weights, scheduler config), not by the rest of the folder; `None` for any other
+/// key. A folder that cannot be read keys as missing (check reports why, the run stops).
+fn pretrained_files(inst: &Instance, name: &str, v: &Value, digests: &mut Digests) -> Result<Option<Json>, KeyError> {
+    let (true, "path", Value::Path(dir)) = (inst.kind == "pretrained", name, v) else { return Ok(None) };
+    let Ok(files) = difflow_core::diffusers::locate(Path::new(dir)) else {
+        return Ok(Some(json!({ "$missing": dir })));
+    };
+    let mut out = serde_json::Map::new();
+    for (role, file) in [("config", &files.config), ("weights", &files.weights), ("scheduler", &files.scheduler)] {
+        let digest = digests.digest(file).map_err(|e| KeyError {
+            message: format!("cannot read `{}` (used by `{}`): {e}", file.display(), inst.name),
+        })?;
+        out.insert(role.into(), json!({ "$file": digest }));
+    }
+    Ok(Some(Json::Object(out)))
 }
 
 fn value_material(
