@@ -19,17 +19,20 @@ pub const MODEL_INDEX_FILE: &str = "model_index.json";
 /// beside the model's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelFiles {
+    /// The folder the others are in (messages name files relative to it).
+    pub dir: PathBuf,
     pub config: PathBuf,
     pub weights: PathBuf,
     pub scheduler: PathBuf,
 }
 
-/// The files of the folder `dir`, or what is missing (message, help).
+/// The files of the folder `dir`, or what is missing (message, help; files named relative
+/// to `dir`, which the caller shows).
 pub fn locate(dir: &Path) -> Result<ModelFiles, ConfigError> {
     let err = |message: String, help: &str| ConfigError { message, help: help.into() };
     if !dir.is_dir() {
         return Err(err(
-            format!("the folder {} does not exist", dir.display()),
+            "the folder does not exist".into(),
             "point `path` at a folder saved by diffusers' `save_pretrained` (relative to the pipeline's folder)",
         ));
     }
@@ -37,7 +40,7 @@ pub fn locate(dir: &Path) -> Result<ModelFiles, ConfigError> {
     let config = unet.join(CONFIG_FILE);
     if !config.is_file() {
         return Err(err(
-            format!("{} has neither {CONFIG_FILE} nor unet/{CONFIG_FILE}", dir.display()),
+            format!("the folder has neither {CONFIG_FILE} nor unet/{CONFIG_FILE}"),
             "save the model with `UNet2DModel.save_pretrained(DIR)` or the pipeline with `save_pretrained(DIR)`",
         ));
     }
@@ -48,16 +51,20 @@ pub fn locate(dir: &Path) -> Result<ModelFiles, ConfigError> {
         } else {
             "save the model with `save_pretrained` (it writes the weights beside config.json)"
         };
-        return Err(err(format!("{} is missing", weights.display()), help));
+        return Err(err(format!("{} is missing", relative(&weights, dir)), help));
     }
     let candidates = [dir.join("scheduler").join(SCHEDULER_FILE), dir.join(SCHEDULER_FILE), unet.join(SCHEDULER_FILE)];
     let Some(scheduler) = candidates.iter().find(|p| p.is_file()).cloned() else {
         return Err(err(
-            format!("{} has no scheduler config (scheduler/{SCHEDULER_FILE} or {SCHEDULER_FILE})", dir.display()),
+            format!("the folder has no scheduler config (scheduler/{SCHEDULER_FILE} or {SCHEDULER_FILE})"),
             "save the noise schedule beside the model, e.g. `DDPMScheduler(...).save_pretrained(DIR)`",
         ));
     };
-    Ok(ModelFiles { config, weights, scheduler })
+    Ok(ModelFiles { dir: dir.to_path_buf(), config, weights, scheduler })
+}
+
+fn relative(path: &Path, dir: &Path) -> String {
+    path.strip_prefix(dir).unwrap_or(path).display().to_string()
 }
 
 /// Everything difflow learns from a folder's two configs.
@@ -77,15 +84,15 @@ pub fn read(files: &ModelFiles) -> Result<Pretrained, ConfigError> {
     };
     let net = UNet2DConfig::parse(&text(&files.config)?)
         .and_then(|c| c.to_difflow())
-        .map_err(|e| in_file(e, &files.config))?;
+        .map_err(|e| in_file(e, &relative(&files.config, &files.dir)))?;
     let process = SchedulerConfig::parse(&text(&files.scheduler)?)
         .and_then(|c| c.to_difflow())
-        .map_err(|e| in_file(e, &files.scheduler))?;
+        .map_err(|e| in_file(e, &relative(&files.scheduler, &files.dir)))?;
     Ok(Pretrained { net, process })
 }
 
-fn in_file(e: ConfigError, path: &Path) -> ConfigError {
-    ConfigError { message: format!("{}: {}", path.display(), e.message), help: e.help }
+fn in_file(e: ConfigError, file: &str) -> ConfigError {
+    ConfigError { message: format!("{file}: {}", e.message), help: e.help }
 }
 
 /// How a difflow tensor becomes diffusers' (and back).

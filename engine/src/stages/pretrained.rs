@@ -49,8 +49,8 @@ pub fn run(job: &Job) -> Result<()> {
         Some(repo) => anyhow!("`{repo}` was not fetched (no local folder in the job)"),
         None => anyhow!("`{}` needs `path` or `repo`", job.instance),
     })?;
-    let files = diffusers::locate(dir).map_err(|e| anyhow!("{e}"))?;
-    let pretrained = diffusers::read(&files).map_err(|e| anyhow!("{e}"))?;
+    let files = diffusers::locate(dir).map_err(|e| anyhow!("{}: {e}", dir.display()))?;
+    let pretrained = diffusers::read(&files).map_err(|e| anyhow!("{}: {e}", dir.display()))?;
     let meta = convert(&pretrained, &files.weights, &job.out_dir)?;
     progress::log(format!(
         "read {} ({} classes, {} steps of {:?})",
