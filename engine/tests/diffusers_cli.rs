@@ -134,8 +134,12 @@ fn a_pipeline_samples_from_a_diffusers_folder_and_from_a_hub_repository() {
     // The same files as a Hub repository: difflow finds the pipeline layout and fetches
     // the three files it reads (model_index.json and the rest stay on the server).
     let mut files = Vec::new();
-    for rel in ["model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
-                "scheduler/scheduler_config.json"] {
+    for rel in [
+        "model_index.json",
+        "unet/config.json",
+        "unet/diffusion_pytorch_model.safetensors",
+        "scheduler/scheduler_config.json",
+    ] {
         files.push((format!("/org/tiny/resolve/main/{rel}"), std::fs::read(dir.join("pipeline").join(rel)).unwrap()));
     }
     let base = serve(files);

@@ -133,7 +133,6 @@ pub fn import_weights(vs: &mut nn::VarStore, net: &ConvNet, size: i64, condition
         }
         tch::no_grad(|| var.copy_(&value.to_kind(var.kind())));
     }
-    drop(take);
     let unused: Vec<&String> = tensors.keys().filter(|k| !used.contains(*k)).collect();
     if !unused.is_empty() {
         bail!(
