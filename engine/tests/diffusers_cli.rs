@@ -205,3 +205,30 @@ fn a_difflow_trained_unet_is_exported_and_loads_in_diffusers() {
     println!("difflow export → diffusers: max |Δε| = {diff:.3e}");
     assert!(diff < 1e-4, "diffusers' ε differs from difflow's by {diff}");
 }
+
+#[test]
+fn a_repository_without_a_model_or_out_of_reach_says_what_and_where() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(dir.join("difflow.toml"), "user_cache = \"uc\"\n").unwrap();
+    std::fs::write(
+        dir.join("p.diff"),
+        "pretrained m = diffusers { repo = \"org/text-model\", revision = \"v1\" }\n\
+         sample gen { from = m, sampler = ddim { steps = 5 }, count = 1 }\n",
+    )
+    .unwrap();
+    let base = serve(vec![("/org/text-model/resolve/v1/README.md".into(), b"a card".to_vec())]);
+    let out = run(dir, &["run", "p.diff", "--device", "cpu"], &[("HF_ENDPOINT", &base)]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("`org/text-model` (revision v1) has neither config.json nor unet/config.json"), "{stderr}");
+
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let closed = format!("http://127.0.0.1:{port}");
+    let out = run(dir, &["run", "p.diff", "--device", "cpu"], &[("HF_ENDPOINT", &closed)]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&format!("cannot fetch {closed}/org/text-model/resolve/v1/config.json")), "{stderr}");
+    let cache = std::fs::canonicalize(dir).unwrap().join("uc/hub/org--text-model/v1");
+    assert!(stderr.contains(&format!("put the model's files under {}", cache.display())), "{stderr}");
+}

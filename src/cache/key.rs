@@ -292,6 +292,25 @@ mod tests {
     }
 
     #[test]
+    fn a_pretrained_folder_is_keyed_by_the_three_files_it_reads() {
+        let d = tempfile::tempdir().unwrap();
+        for (file, text) in
+            [("config.json", "{}"), ("diffusion_pytorch_model.safetensors", "weights"), ("scheduler_config.json", "{}")]
+        {
+            std::fs::write(d.path().join(file), text).unwrap();
+        }
+        let key = || {
+            let path = Value::Path(d.path().to_string_lossy().into_owned());
+            keys(&pipeline(vec![inst("m", "pretrained", "diffusers", vec![("path", path)])]))["m"].clone()
+        };
+        let base = key();
+        std::fs::write(d.path().join("README.md"), "a model card").unwrap();
+        assert_eq!(key(), base, "files difflow does not read are not in the key");
+        std::fs::write(d.path().join("diffusion_pytorch_model.safetensors"), "other weights").unwrap();
+        assert_ne!(key(), base);
+    }
+
+    #[test]
     fn kind_and_variant_are_in_the_key() {
         let a = keys(&pipeline(vec![inst("x", "dataset", "toy", vec![])]));
         let b = keys(&pipeline(vec![inst("x", "dataset", "mnist", vec![])]));
