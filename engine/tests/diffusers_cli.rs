@@ -19,8 +19,13 @@ fn bin_dir() -> PathBuf {
     std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_path_buf()
 }
 
-/// The `difflow` binary (`cargo test -p difflow-engine` builds only the worker).
+/// The `difflow` binary (`cargo test -p difflow-engine` builds only the worker), built once.
 fn difflow() -> PathBuf {
+    static BINARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BINARY.get_or_init(build_difflow).clone()
+}
+
+fn build_difflow() -> PathBuf {
     let profile = bin_dir().file_name().unwrap().to_string_lossy().into_owned();
     let mut build = Command::new(env!("CARGO"));
     build.current_dir(repo_root()).args(["build", "-p", "difflow", "--bin", "difflow"]);

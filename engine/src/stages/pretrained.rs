@@ -52,12 +52,14 @@ pub fn run(job: &Job) -> Result<()> {
     let files = diffusers::locate(dir).map_err(|e| anyhow!("{}: {e}", dir.display()))?;
     let pretrained = diffusers::read(&files).map_err(|e| anyhow!("{}: {e}", dir.display()))?;
     let meta = convert(&pretrained, &files.weights, &job.out_dir)?;
+    let schedule = meta.schedule_config.get("variant").and_then(|v| v.as_str()).unwrap_or("?").to_string();
     progress::log(format!(
-        "read {} ({} classes, {} steps of {:?})",
+        "read {} ({} classes; {} schedule of {} steps; predicts {})",
         dir.display(),
         meta.model_spec.classes,
+        schedule,
         meta.schedule.steps(),
-        pretrained.process.schedule
+        pretrained.process.prediction
     ));
     Ok(())
 }
