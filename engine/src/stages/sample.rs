@@ -14,13 +14,13 @@ use crate::diffusion::guidance::GuidanceConfig;
 use crate::diffusion::noise::SampleNoise;
 use crate::diffusion::sampler::{Guidance, SampleSetup, Sampler};
 use crate::dist::{share, ProcessGroup};
+use crate::metrics::trajectory::TRAJECTORY_FILE;
 use crate::models::{build_classifier, Classifier, ClassifierMeta, CLASSIFIER_FILE};
 use crate::params::{input, job_params};
 use crate::plot::write_image_grid;
 use crate::progress::{self, Progress};
 use crate::stages::train::TrainMeta;
 
-pub const TRAJECTORY_FILE: &str = "trajectory.safetensors";
 pub const GRID_FILE: &str = "grid.png";
 /// Images in `grid.png` at most.
 const GRID_MAX: i64 = 100;
