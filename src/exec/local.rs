@@ -7,8 +7,8 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::time::Instant;
 
-use super::{continuation, execute, headline_text, interrupt, write_lock, Outcome, Progress, RunError, RunSummary};
-use super::{Session, StageError};
+use super::{continuation, execute, headline_text, interrupt, summarize, write_lock, Outcome, Progress};
+use super::{RunError, RunSummary, Session, StageError};
 use crate::settings::Nproc;
 
 /// What a local run does: the instances to run (in topological order) and how.
@@ -130,23 +130,9 @@ impl Tally {
         if interrupt::requested() && self.failures.is_empty() {
             return Err(RunError::Interrupted(interrupted_message(s, self.ran, &self.interrupted)));
         }
-        let (ran, cached) = (self.ran, cached_before + self.done_elsewhere);
         let not_started = total - self.started.len();
-        let mut summary = format!("ran {ran} stage{}, {cached} cached", if ran == 1 { "" } else { "s" });
-        if !self.failures.is_empty() {
-            let _ = write!(summary, ", {} failed, {not_started} not started", self.failures.len());
-        }
-        let _ = write!(summary, " ({:.1} s)", start.elapsed().as_secs_f64());
-        println!("{summary}");
-        if self.failures.is_empty() {
-            return Ok(RunSummary { ran, cached });
-        }
-        let mut msg = String::new();
-        for (i, why) in &self.failures {
-            let _ = writeln!(msg, "stage `{}` ({}) failed: {why}", s.instance(*i).name, s.instance(*i).kind);
-        }
-        msg.push_str("what finished before is cached: fix the problem and run again to continue from there");
-        Err(RunError::Failed(msg))
+        let cached = cached_before + self.done_elsewhere;
+        summarize(s, (self.ran, cached, not_started), &self.failures, start)
     }
 }
 

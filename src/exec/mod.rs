@@ -348,6 +348,30 @@ fn instances_to_run(s: &Session, selected: &[usize], forced: &BTreeSet<usize>, p
     to_run
 }
 
+/// Prints a run's summary line; its result names each failed stage, if any did.
+fn summarize(
+    s: &Session,
+    (ran, cached, not_started): (usize, usize, usize),
+    failures: &[(usize, String)],
+    start: Instant,
+) -> Result<RunSummary, RunError> {
+    let mut summary = format!("ran {ran} stage{}, {cached} cached", if ran == 1 { "" } else { "s" });
+    if !failures.is_empty() {
+        let _ = write!(summary, ", {} failed, {not_started} not started", failures.len());
+    }
+    let _ = write!(summary, " ({:.1} s)", start.elapsed().as_secs_f64());
+    println!("{summary}");
+    if failures.is_empty() {
+        return Ok(RunSummary { ran, cached });
+    }
+    let mut msg = String::new();
+    for (i, why) in failures {
+        let _ = writeln!(msg, "stage `{}` ({}) failed: {why}", s.instance(*i).name, s.instance(*i).kind);
+    }
+    msg.push_str("what finished before is cached: fix the problem and run again to continue from there");
+    Err(RunError::Failed(msg))
+}
+
 /// The files a person opens after a run: every report's HTML page, then the plots; the
 /// rest stays behind `difflow show`.
 fn print_files_to_open(s: &Session, selected: &[usize]) {
