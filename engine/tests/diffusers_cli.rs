@@ -3,6 +3,8 @@
 //! on 127.0.0.1 (`{ repo }`, found through HF_ENDPOINT); a difflow-trained UNet is written
 //! by `difflow export` and loaded by diffusers (the oracle script) with the same output.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -15,27 +17,10 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
-fn bin_dir() -> PathBuf {
-    std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_path_buf()
-}
-
-/// The `difflow` binary (`cargo test -p difflow-engine` builds only the worker), built once.
+/// The `difflow` binary, built once for all tests here.
 fn difflow() -> PathBuf {
     static BINARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BINARY.get_or_init(build_difflow).clone()
-}
-
-fn build_difflow() -> PathBuf {
-    let profile = bin_dir().file_name().unwrap().to_string_lossy().into_owned();
-    let mut build = Command::new(env!("CARGO"));
-    build.current_dir(repo_root()).args(["build", "-p", "difflow", "--bin", "difflow"]);
-    if profile == "release" {
-        build.arg("--release");
-    }
-    let status = build.status().expect("run cargo to build the difflow binary");
-    let path = bin_dir().join("difflow");
-    assert!(status.success() || path.exists(), "building the difflow binary failed");
-    path
+    BINARY.get_or_init(common::difflow_binary).clone()
 }
 
 fn python() -> PathBuf {
