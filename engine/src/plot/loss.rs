@@ -64,7 +64,7 @@ fn draw_panel(area: &DrawingArea<BitMapBackend, Shift>, panel: &Panel, text: boo
     let mut builder = ChartBuilder::on(area);
     builder.margin(14);
     if text {
-        builder.caption(&panel.title, ("sans-serif", 20)).x_label_area_size(36).y_label_area_size(56);
+        builder.caption(&panel.title, ("sans-serif", 24)).x_label_area_size(56).y_label_area_size(84);
     }
     macro_rules! body {
         ($chart:expr) => {{
@@ -72,7 +72,11 @@ fn draw_panel(area: &DrawingArea<BitMapBackend, Shift>, panel: &Panel, text: boo
             {
                 let mut mesh = chart.configure_mesh();
                 if text {
-                    mesh.x_desc(panel.x_label.as_str()).y_desc(panel.y_label.as_str());
+                    // Sized to read at the report's scale (one pixel per pixel).
+                    mesh.x_desc(panel.x_label.as_str())
+                        .y_desc(panel.y_label.as_str())
+                        .label_style(("sans-serif", 16))
+                        .axis_desc_style(("sans-serif", 18));
                 } else {
                     mesh.x_labels(0).y_labels(0);
                 }
@@ -97,7 +101,7 @@ fn draw_panel(area: &DrawingArea<BitMapBackend, Shift>, panel: &Panel, text: boo
                     .position(SeriesLabelPosition::UpperRight)
                     .background_style(WHITE.mix(0.85))
                     .border_style(BLACK.mix(0.3))
-                    .label_font(("sans-serif", 14))
+                    .label_font(("sans-serif", 16))
                     .draw()
                     .map_err(|e| e.to_string())?;
             }

@@ -66,5 +66,6 @@ pub fn run(params: &SchedulesParams, out: &std::path::Path) -> Result<()> {
             log_y: false,
         },
     ];
-    write_panels(&panels, 640, 480, out)
+    // Two panels in the report's 1120-pixel column without scaling.
+    write_panels(&panels, 560, 440, out)
 }
