@@ -5,10 +5,10 @@
 
 use std::fmt::Write as _;
 
-const WIDTH: f64 = 640.0;
+const WIDTH: f64 = 660.0;
 const HEIGHT: f64 = 360.0;
 /// Left, right, top and bottom margins (room for tick labels and axis titles).
-const MARGIN: (f64, f64, f64, f64) = (72.0, 24.0, 40.0, 56.0);
+const MARGIN: (f64, f64, f64, f64) = (100.0, 24.0, 40.0, 56.0);
 /// Extra room on the right for the legend when there is more than one line.
 const LEGEND_WIDTH: f64 = 130.0;
 const TICKS: usize = 5;
@@ -130,7 +130,7 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, lines: &[Series], t
             .map(|i| {
                 let v = x_lo + i as f64 / (TICKS - 1) as f64 * (x_hi - x_lo);
                 let v = if log_x { 10f64.powf(v) } else { v };
-                (v, tick(v))
+                (v, tick(v, (x_hi - x_lo) / (TICKS - 1) as f64))
             })
             .collect()
     };
@@ -151,7 +151,7 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, lines: &[Series], t
              <line x1=\"{left}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#eee\"/>",
             left - 6.0,
             sy(y) + 5.0,
-            tick(y),
+            tick(y, (y_hi - y_lo) / (TICKS - 1) as f64),
             left + plot_w,
             sy(y),
             sy(y)
@@ -203,19 +203,23 @@ fn padded(values: impl Iterator<Item = f64>) -> (f64, f64) {
     if lo > hi {
         return (0.0, 1.0);
     }
-    let pad = if hi > lo { (hi - lo) * 0.05 } else { lo.abs().max(1.0) * 0.5 };
+    let pad = if hi > lo { (hi - lo) * 0.05 } else { (lo.abs() * 0.1).max(1e-3) };
     (lo - pad, hi + pad)
 }
 
-fn tick(v: f64) -> String {
-    let a = v.abs();
-    if a >= 1000.0 {
-        format!("{v:.0}")
-    } else if a >= 10.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.3}")
+/// A tick label with as many decimals as the spacing between ticks needs to tell
+/// neighbours apart (8.5193 and 8.5196 on a narrow FID axis), and no more.
+fn tick(v: f64, spacing: f64) -> String {
+    if spacing <= 0.0 || !spacing.is_finite() {
+        return format!("{v:.3}");
     }
+    let mut decimals = (-spacing.log10()).ceil().max(0.0);
+    let scaled = spacing * 10f64.powf(decimals);
+    if (scaled - scaled.round()).abs() > 1e-6 {
+        decimals += 1.0; // 0.25 apart needs two decimals, 0.05 apart two as well
+    }
+    let decimals = decimals.min(8.0) as usize;
+    format!("{v:.decimals$}")
 }
 
 fn escape(s: &str) -> String {
@@ -283,6 +287,16 @@ mod tests {
         for (x, y) in xy {
             assert!((MARGIN.0..=WIDTH - MARGIN.1).contains(&x) && (MARGIN.2..=HEIGHT - MARGIN.3).contains(&y));
         }
+    }
+
+    #[test]
+    fn tick_labels_tell_neighbouring_ticks_apart() {
+        assert_eq!(tick(8.51925, 0.0001), "8.5192");
+        assert_eq!(tick(8.51950, 0.0001), "8.5195");
+        assert_eq!(tick(2500.0, 500.0), "2500");
+        assert_eq!(tick(0.25, 0.25), "0.25");
+        assert_eq!(tick(0.5, 0.05), "0.50");
+        assert_eq!(tick(3.0, 1.0), "3");
     }
 
     #[test]

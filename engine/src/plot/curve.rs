@@ -85,6 +85,8 @@ fn draw(
             .y_desc(curve.y_label)
             .label_style(("sans-serif", 16))
             .axis_desc_style(("sans-serif", 18))
+            .x_label_formatter(&|v| super::loss::tick_label(*v))
+            .y_label_formatter(&|v| super::loss::tick_label(*v))
             .light_line_style(BLACK.mix(0.05))
             .draw()
             .map_err(|e| e.to_string())?;

@@ -76,7 +76,9 @@ fn draw_panel(area: &DrawingArea<BitMapBackend, Shift>, panel: &Panel, text: boo
                     mesh.x_desc(panel.x_label.as_str())
                         .y_desc(panel.y_label.as_str())
                         .label_style(("sans-serif", 16))
-                        .axis_desc_style(("sans-serif", 18));
+                        .axis_desc_style(("sans-serif", 18))
+                        .x_label_formatter(&|v| tick_label(*v))
+                        .y_label_formatter(&|v| tick_label(*v));
                 } else {
                     mesh.x_labels(0).y_labels(0);
                 }
@@ -113,6 +115,21 @@ fn draw_panel(area: &DrawingArea<BitMapBackend, Shift>, panel: &Panel, text: boo
         body!(builder.build_cartesian_2d(xr, yr).map_err(|e| e.to_string())?);
     }
     Ok(())
+}
+
+/// An axis label with three significant digits and no trailing zeros: 600, 0.6, 0.05
+/// (not 600.0 or 0.6000000000001, as the default formatting writes log-axis ticks).
+pub fn tick_label(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() {
+        return format!("{v}");
+    }
+    let decimals = (2 - v.abs().log10().floor() as i32).max(0) as usize;
+    let text = format!("{v:.decimals$}");
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        text
+    }
 }
 
 /// Writes the panels side by side (`width` × `height` pixels per panel) as a PNG.
@@ -180,4 +197,19 @@ pub fn run(job: &Job, params: &LossParams, out: &Path) -> Result<()> {
     let panel =
         Panel { title: job.instance.clone(), x_label: "step".into(), y_label: "loss".into(), lines, log_y: true };
     write_panels(&[panel], 900, 560, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tick_label;
+
+    #[test]
+    fn tick_labels_are_short() {
+        assert_eq!(tick_label(600.0), "600");
+        assert_eq!(tick_label(0.6000000000001), "0.6");
+        assert_eq!(tick_label(0.05), "0.05");
+        assert_eq!(tick_label(1.25), "1.25");
+        assert_eq!(tick_label(12345.0), "12345");
+        assert_eq!(tick_label(0.0), "0");
+    }
 }
