@@ -36,6 +36,9 @@ pub struct Panel {
     pub y_label: String,
     pub lines: Vec<Line>,
     pub log_y: bool,
+    /// Where the legend goes (the corner the curves leave free); none: a neighbouring
+    /// panel with the same lines has it.
+    pub legend: Option<SeriesLabelPosition>,
 }
 
 fn range(panel: &Panel) -> Result<(Range<f64>, Range<f64>)> {
@@ -90,17 +93,16 @@ fn draw_panel(area: &DrawingArea<BitMapBackend, Shift>, panel: &Panel, text: boo
                 let pts = line.points.iter().copied().filter(|&(x, y)| x.is_finite() && y.is_finite());
                 let pts: Vec<(f64, f64)> = pts.filter(|&(_, y)| !panel.log_y || y > 0.0).collect();
                 let series = chart.draw_series(LineSeries::new(pts, style)).map_err(|e| e.to_string())?;
-                if text && !line.faint {
+                if text && !line.faint && panel.legend.is_some() {
                     series
                         .label(line.name.clone())
                         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2)));
                 }
             }
-            if text {
-                // Curves here fall from the upper left: the upper right is free.
+            if let (true, Some(position)) = (text, &panel.legend) {
                 chart
                     .configure_series_labels()
-                    .position(SeriesLabelPosition::UpperRight)
+                    .position(position.clone())
                     .background_style(WHITE.mix(0.85))
                     .border_style(BLACK.mix(0.3))
                     .label_font(("sans-serif", 16))
@@ -194,8 +196,15 @@ pub fn run(job: &Job, params: &LossParams, out: &Path) -> Result<()> {
         lines.push(Line { name: format!("{name} (raw)"), points: losses.clone(), faint: true, colour: i });
         lines.push(Line { name: name.to_string(), points: smooth(&losses), faint: false, colour: i });
     }
-    let panel =
-        Panel { title: job.instance.clone(), x_label: "step".into(), y_label: "loss".into(), lines, log_y: true };
+    // Loss curves fall from the upper left and flatten: the upper right is free.
+    let panel = Panel {
+        title: job.instance.clone(),
+        x_label: "step".into(),
+        y_label: "loss".into(),
+        lines,
+        log_y: true,
+        legend: Some(SeriesLabelPosition::UpperRight),
+    };
     write_panels(&[panel], 900, 560, out)
 }
 
