@@ -58,7 +58,7 @@ pub fn write_report_with(job: &Job, recipe: Option<&Recipe>) -> Result<(), Strin
     let mut md = format!("# {title}\n");
     let mut html = format!(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{t}</title>\n<style>\n\
-         body {{ font-family: system-ui, sans-serif; max-width: 70em; margin: 2em auto; padding: 0 1em; color: #222; }}\n\
+         body {{ font-family: system-ui, sans-serif; max-width: 75em; margin: 2em auto; padding: 0 1em; color: #222; }}\n\
          table {{ border-collapse: collapse; margin: 1em 0; }}\n\
          th, td {{ border: 1px solid #ccc; padding: 0.3em 0.7em; text-align: right; }}\n\
          th {{ background: #f3f3f3; }} td.name {{ text-align: left; font-family: monospace; }}\n\
