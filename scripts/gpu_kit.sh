@@ -8,7 +8,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 KIT_TORCH="${KIT_TORCH:-2.11.0}"
-KIT_VENV="${KIT_VENV:-$ROOT/.venv-torch${KIT_TORCH//./}}"
+KIT_TAG="${KIT_TORCH%.*}"; KIT_TAG="${KIT_TAG//./}"   # 2.11.0 → 211
+KIT_VENV="${KIT_VENV:-$ROOT/.venv-torch$KIT_TAG}"
 KIT="$ROOT/gpu-kit"
 say() { printf '\033[1m[gpu-kit]\033[0m %s\n' "$*" >&2; }
 
@@ -21,17 +22,29 @@ sys.exit(version('torch').split('+')[0] != '$KIT_TORCH')" 2>/dev/null; then
     "$KIT_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "torch==$KIT_TORCH" numpy safetensors
 fi
 
-say "building difflow-worker against torch $KIT_TORCH (target/torch${KIT_TORCH//./})"
-# tch 0.26 names torch 2.13; the C++ API it uses is unchanged in 2.11, so the check is bypassed.
-( export LIBTORCH_USE_PYTORCH=1 LIBTORCH_BYPASS_VERSION_CHECK=1 PATH="$KIT_VENV/bin:$PATH" \
-         CARGO_TARGET_DIR="$ROOT/target/torch${KIT_TORCH//./}"
-  cargo build --release --quiet -p difflow-engine --bin difflow-worker )
+BUILD="$ROOT/target/torch$KIT_TAG"
+say "building difflow-worker against torch $KIT_TORCH in $BUILD"
+# tch 0.26's C++ wrapper is generated from PyTorch 2.13: a copy of torch-sys with the few
+# wrappers of operators that 2.11 lacks stubbed out (difflow calls none of them) replaces it,
+# in a copy of the sources so that the repository's Cargo.lock stays as it is.
+REGISTRY_TORCH_SYS=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/torch-sys-0.26.0 2>/dev/null | head -1)
+[ -n "$REGISTRY_TORCH_SYS" ] || { cargo fetch --quiet; REGISTRY_TORCH_SYS=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/torch-sys-0.26.0 | head -1); }
+mkdir -p "$BUILD/src"
+rm -rf "$BUILD/torch-sys"
+cp -r "$REGISTRY_TORCH_SYS" "$BUILD/torch-sys"
+python3 scripts/torch_sys_compat.py "$BUILD/torch-sys"
+git ls-files -z --cached --others --exclude-standard | tar --null -T - -cf - | tar -xf - -C "$BUILD/src"
+( cd "$BUILD/src"
+  # tch checks for the PyTorch it was generated from; the C++ API it uses is unchanged in 2.11.
+  export LIBTORCH_USE_PYTORCH=1 LIBTORCH_BYPASS_VERSION_CHECK=1 PATH="$KIT_VENV/bin:$PATH" CARGO_TARGET_DIR="$BUILD/target"
+  cargo build --release --quiet -p difflow-engine --bin difflow-worker \
+      --config "patch.crates-io.torch-sys.path=\"$BUILD/torch-sys\"" )
 say "building difflow (torch-free: the usual build)"
 cargo build --release --quiet -p difflow --bin difflow
 
 rm -rf "$KIT"
 mkdir -p "$KIT/bin" "$KIT/py" "$KIT/pipelines"
-cp "$ROOT/target/torch${KIT_TORCH//./}/release/difflow-worker" "$ROOT/target/release/difflow" "$KIT/bin/"
+cp "$BUILD/target/release/difflow-worker" "$ROOT/target/release/difflow" "$KIT/bin/"
 strip "$KIT/bin/difflow-worker" "$KIT/bin/difflow"
 cp scripts/gpu_kit_run.sh "$KIT/run.sh"
 cp scripts/unet_speed.py bench/unet_reference.py scripts/inception_reference.py "$KIT/py/"

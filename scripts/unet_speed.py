@@ -217,6 +217,9 @@ def timed(fn, k, device):
 def workload(args, device, name, cfg, task, batch):
     """Rows of one workload: difflow, eager, compiled (per-step seconds, medians of the rounds)."""
     torch.manual_seed(0)
+    # A fresh compile cache per workload, and static shapes: after a second shape, Dynamo
+    # would otherwise recompile with symbolic sizes (slower code, and Inductor errors on some).
+    torch._dynamo.reset()
     gpu = device.type == "cuda"
     bf16 = gpu and task == "train"
     channels_last = gpu
@@ -225,7 +228,7 @@ def workload(args, device, name, cfg, task, batch):
     if task == "inception":
         net, eager = inception_step_fn(batch, device, gpu, channels_last)
         params = sum(p.numel() for p in net.parameters())
-        compiled_module = torch.compile(net.pool3) if args.compile else None
+        compiled_module = torch.compile(net.pool3, dynamic=False) if args.compile else None
         compiled = (lambda: eager(module=_PoolOnly(compiled_module))) if compiled_module else None
         flops = count_flops(eager)
     else:
@@ -238,7 +241,7 @@ def workload(args, device, name, cfg, task, batch):
         make = train_step_fn if task == "train" else sample_step_fn
         model.train(task == "train")
         eager = make(model, cfg, batch, device, bf16, channels_last)
-        compiled = make(torch.compile(model), cfg, batch, device, bf16, channels_last) if args.compile else None
+        compiled = make(torch.compile(model, dynamic=False), cfg, batch, device, bf16, channels_last) if args.compile else None
         flops = count_flops(lambda: make(model, cfg, batch, device, False, False)(*([False] if task == "train" else [])))
     compile_s = float("nan")
     contenders = {"difflow": lambda k: worker.ask(command, k), "eager": lambda k: timed(eager, k, device)}
