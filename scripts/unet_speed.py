@@ -226,7 +226,8 @@ def workload(args, device, name, cfg, task, batch):
     worker = Worker(args.worker, cfg if cfg else TINY, batch, device, args.threads, bf16)
     command = task
     if task == "inception":
-        net, eager = inception_step_fn(batch, device, gpu, channels_last)
+        # fp32 as FID wants it (and as difflow's metrics run it).
+        net, eager = inception_step_fn(batch, device, False, channels_last)
         params = sum(p.numel() for p in net.parameters())
         compiled_module = torch.compile(net.pool3, dynamic=False) if args.compile else None
         compiled = (lambda: eager(module=_PoolOnly(compiled_module))) if compiled_module else None

@@ -38,6 +38,9 @@ impl Report {
     }
 }
 
+/// A denoiser with its variables.
+type Model = (nn::VarStore, Box<dyn Denoiser>);
+
 /// The same denoiser on the CPU and on `device`, with random non-zero weights everywhere
 /// (the UNet's zero-initialised output convolutions would make every comparison trivial).
 fn twin_models(
@@ -56,7 +59,7 @@ fn twin_models(
     let mut dev_vs = nn::VarStore::new(device);
     let dev = build_denoiser(&dev_vs.root(), &o.model, &meta)?;
     dev_vs.copy(&cpu_vs)?;
-    Ok((cpu_vs, cpu, dev_vs, dev))
+    Ok(((cpu_vs, cpu), (dev_vs, dev)))
 }
 
 /// Loss and global gradient norm of one ε-MSE step on a fixed batch.
@@ -88,7 +91,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let mut report = Report { failed: Vec::new() };
     let fp32_note = if device.is_cuda() { "fp32 (cuDNN may use TF32)" } else { "fp32, CPU against CPU" };
     tch::manual_seed(1);
-    let (cpu_vs, cpu, dev_vs, dev) = twin_models(&o, device)?;
+    let ((cpu_vs, cpu), (dev_vs, dev)) = twin_models(&o, device)?;
 
     let b = o.batch as i64;
     let x = Tensor::randn([b, c, size, size], (Kind::Float, Device::Cpu));
