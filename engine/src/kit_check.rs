@@ -43,10 +43,7 @@ type Model = (nn::VarStore, Box<dyn Denoiser>);
 
 /// The same denoiser on the CPU and on `device`, with random non-zero weights everywhere
 /// (the UNet's zero-initialised output convolutions would make every comparison trivial).
-fn twin_models(
-    o: &Options,
-    device: Device,
-) -> Result<(nn::VarStore, Box<dyn Denoiser>, nn::VarStore, Box<dyn Denoiser>)> {
+fn twin_models(o: &Options, device: Device) -> Result<(Model, Model)> {
     let meta = o.data_meta(1);
     let cpu_vs = nn::VarStore::new(Device::Cpu);
     let cpu = build_denoiser(&cpu_vs.root(), &o.model, &meta)?;
