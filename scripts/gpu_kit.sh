@@ -46,6 +46,11 @@ rm -rf "$KIT"
 mkdir -p "$KIT/bin" "$KIT/py" "$KIT/pipelines"
 cp "$BUILD/target/release/difflow-worker" "$ROOT/target/release/difflow" "$KIT/bin/"
 strip "$KIT/bin/difflow-worker" "$KIT/bin/difflow"
+# The plotting code links fontconfig and freetype (and their libraries): carried along in
+# lib/, last on the library path, for a GPU machine whose system lacks them.
+mkdir -p "$KIT/lib"
+ldd "$KIT/bin/difflow-worker" | awk '/=> \// {print $3}' \
+    | grep -E 'lib(fontconfig|freetype|expat|png16|brotli(dec|common)|z)\.so' | xargs -r cp -L -t "$KIT/lib/"
 cp scripts/gpu_kit_run.sh "$KIT/run.sh"
 cp scripts/unet_speed.py bench/unet_reference.py scripts/inception_reference.py "$KIT/py/"
 cp -r pipelines/*.diff pipelines/study "$KIT/pipelines/"

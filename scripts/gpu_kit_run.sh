@@ -44,7 +44,7 @@ PYTHON="${PYTHON:-$VENV/bin/python}"
 SITE=$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 LIBS="$SITE/torch/lib"
 for lib in "$SITE"/nvidia/*/lib; do [ -d "$lib" ] && LIBS="$LIBS:$lib"; done
-export LD_LIBRARY_PATH="$LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export LD_LIBRARY_PATH="$LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}:$HERE/lib"
 say() { printf '\033[1m[kit]\033[0m %s\n' "$*" >&2; }
 
 say "torch $("$PYTHON" -c 'import torch; print(torch.__version__, "cuda", torch.version.cuda)'), device $DEVICE"
