@@ -22,8 +22,8 @@ pub fn resolve(name: &str) -> Result<Device> {
 
 /// Loads libtorch's CUDA backend once: the linker drops libtorch_cuda because nothing calls
 /// into it directly, and without it libtorch sees no CUDA device. It is found like libtorch
-/// (LD_LIBRARY_PATH, then the worker's rpath); the CUDA libraries it needs must be on
-/// LD_LIBRARY_PATH (the GPU kit's run script puts them there). Returns why it is not loaded.
+/// (LD_LIBRARY_PATH, then the worker's rpath), and finds the CUDA libraries of a pip install
+/// through its own rpath. Returns why it is not loaded.
 pub fn load_cuda() -> Result<(), String> {
     static LOADED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
     LOADED
