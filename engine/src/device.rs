@@ -6,6 +6,9 @@ use tch::Device;
 /// `"auto"` (CUDA 0 when available, else CPU), `"cpu"`, `"cuda"` or `"cuda:N"`.
 pub fn resolve(name: &str) -> Result<Device> {
     let name = name.trim();
+    if name != "cpu" {
+        let _ = load_cuda();
+    }
     match name {
         "auto" | "" => Ok(Device::cuda_if_available()),
         "cpu" => Ok(Device::Cpu),
@@ -17,11 +20,29 @@ pub fn resolve(name: &str) -> Result<Device> {
     }
 }
 
+/// Loads libtorch's CUDA backend once: the linker drops libtorch_cuda because nothing calls
+/// into it directly, and without it libtorch sees no CUDA device. It is found like libtorch
+/// (LD_LIBRARY_PATH, then the worker's rpath), and finds the CUDA libraries of a pip install
+/// through its own rpath. Returns why it is not loaded.
+pub fn load_cuda() -> Result<(), String> {
+    static LOADED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    LOADED
+        .get_or_init(|| {
+            // SAFETY: libtorch_cuda's initialisers only register the CUDA backend with libtorch.
+            let library = unsafe { libloading::Library::new("libtorch_cuda.so") }.map_err(|e| e.to_string())?;
+            // Stays loaded for the life of the process (libtorch keeps pointers into it).
+            std::mem::forget(library);
+            Ok(())
+        })
+        .clone()
+}
+
 fn cuda(index: usize) -> Result<Device> {
     let count = tch::Cuda::device_count() as usize;
     if index >= count {
+        let why = load_cuda().err().map(|e| format!("; libtorch's CUDA backend did not load: {e}")).unwrap_or_default();
         bail!(
-            "device cuda:{index} is not available ({count} CUDA device(s) visible to libtorch); use `--device cpu` or another index"
+            "device cuda:{index} is not available ({count} CUDA device(s) visible to libtorch{why}); use `--device cpu` or another index"
         );
     }
     Ok(Device::Cuda(index))

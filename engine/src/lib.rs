@@ -1,12 +1,15 @@
 //! difflow's diffusion engine on libtorch: data, models, objectives, samplers, guidance,
 //! metrics and plots, and the stages that glue them to a job file (`difflow_core::job::Job`).
-//! The worker binary (`difflow-worker`) runs exactly one stage.
+//! The worker binary (`difflow-worker`) runs exactly one stage, or the speed benchmark
+//! (`bench`) and device checks (`check`) of the GPU kit.
 
+pub mod bench;
 pub mod data;
 pub mod device;
 pub mod diffusion;
 pub mod dist;
 pub mod interrupt;
+pub mod kit_check;
 pub mod metrics;
 pub mod models;
 pub mod params;

@@ -2,6 +2,9 @@
 //! JSON lines on stdout. Exit 0: outputs complete; exit 2: a failure the user can fix
 //! (message on stderr); exit 3: stopped on request (SIGINT, SIGTERM, SIGUSR1) after a
 //! checkpoint; anything else is a crash.
+//!
+//! `difflow-worker bench …` and `difflow-worker check …` are the speed benchmark and the
+//! device checks of the GPU kit (see docs/gpu_kit.md).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -11,6 +14,20 @@ use difflow_engine::interrupt::Interrupted;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
+    let tool = match args.get(1).map(String::as_str) {
+        Some("bench") => Some(difflow_engine::bench::serve as fn(&[String]) -> anyhow::Result<()>),
+        Some("check") => Some(difflow_engine::kit_check::run as fn(&[String]) -> anyhow::Result<()>),
+        _ => None,
+    };
+    if let Some(tool) = tool {
+        return match tool(&args[2..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("error: {err:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if args.len() != 2 {
         eprintln!("usage: difflow-worker JOB.json\n(the worker is launched by `difflow run`; it runs one stage)");
         return ExitCode::from(WORKER_STAGE_FAILED as u8);

@@ -27,7 +27,8 @@ pub fn cfg_combine(cond: &Tensor, uncond: &Tensor, scale: f64) -> Tensor {
 /// conditional and unconditional halves. Guidance combines only the first `channels`
 /// channels (the prediction: ε, or v / x₀, which are affine in ε with the same coefficients
 /// for both halves, so combining them is combining ε); the variance channels of a
-/// `learn_sigma` model are taken from the conditional half.
+/// `learn_sigma` model are taken from the conditional half. With w = 0 only the
+/// conditional half is evaluated.
 pub fn cfg_output(
     model: &ModelFn,
     x: &Tensor,
@@ -37,6 +38,10 @@ pub fn cfg_output(
     scale: f64,
     channels: i64,
 ) -> Tensor {
+    if scale == 0.0 {
+        // ε̃ = ε(x, c): the unconditional half would be computed only to be multiplied by 0.
+        return model(x, t_model, Some(y));
+    }
     let b = x.size()[0];
     let x2 = Tensor::cat(&[x, x], 0);
     let t2 = Tensor::cat(&[t_model, t_model], 0);
@@ -78,4 +83,34 @@ pub fn guided_mean(mean: &Tensor, variance: &Tensor, gradient: &Tensor) -> Tenso
 /// DDIM / DPM-Solver: ε̃ = ε − √(1 − ᾱ_t) g (Dhariwal & Nichol, Algorithm 2).
 pub fn guided_eps(eps: &Tensor, sqrt_one_minus_alpha_bar: &Tensor, gradient: &Tensor) -> Tensor {
     eps - sqrt_one_minus_alpha_bar * gradient
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use tch::{Device, Kind, Tensor};
+
+    use super::cfg_output;
+
+    #[test]
+    fn cfg_with_weight_zero_evaluates_the_conditional_half_alone() {
+        let batches = RefCell::new(Vec::new());
+        // A stand-in net whose output depends on the label: ε = x · (1 + y).
+        let net = |x: &Tensor, _t: &Tensor, y: Option<&Tensor>| {
+            batches.borrow_mut().push(x.size()[0]);
+            x * (y.unwrap().to_kind(Kind::Float) + 1.0).view([-1, 1])
+        };
+        let x = Tensor::randn([3, 2], (Kind::Float, Device::Cpu));
+        let t = Tensor::zeros([3], (Kind::Int64, Device::Cpu));
+        let y = Tensor::from_slice(&[0i64, 1, 2]);
+        let unguided = cfg_output(&net, &x, &t, &y, 5, 0.0, 2);
+        assert_eq!(*batches.borrow(), vec![3]);
+        assert!(unguided.equal(&(&x * (y.to_kind(Kind::Float) + 1.0).view([-1, 1]))));
+        // w > 0 still evaluates both halves in one batch and mixes them.
+        let guided = cfg_output(&net, &x, &t, &y, 5, 1.0, 2);
+        assert_eq!(*batches.borrow(), vec![3, 6]);
+        let expected = &x * (y.to_kind(Kind::Float) + 1.0).view([-1, 1]) * 2.0 - &x * 6.0;
+        assert!(guided.allclose(&expected, 1e-6, 1e-6, false));
+    }
 }

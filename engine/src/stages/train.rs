@@ -118,18 +118,18 @@ pub enum Precision {
     Bf16,
 }
 
-struct Settings {
-    loss: LossType,
-    uncond_p: f64,
-    steps: usize,
-    batch: usize,
-    lr: f64,
-    warmup: usize,
-    grad_clip: f64,
-    ema: f64,
-    seed: u64,
-    bf16: bool,
-    checkpoint_every: usize,
+pub(crate) struct Settings {
+    pub(crate) loss: LossType,
+    pub(crate) uncond_p: f64,
+    pub(crate) steps: usize,
+    pub(crate) batch: usize,
+    pub(crate) lr: f64,
+    pub(crate) warmup: usize,
+    pub(crate) grad_clip: f64,
+    pub(crate) ema: f64,
+    pub(crate) seed: u64,
+    pub(crate) bf16: bool,
+    pub(crate) checkpoint_every: usize,
 }
 
 /// What a run killed while saving a checkpoint leaves: a partial `checkpoint.tmp` (removed,
@@ -368,10 +368,10 @@ fn read_losses(path: &Path) -> Result<Vec<f64>> {
 /// The model, its EMA copy and AdamW's moments. The trainable parameters (and their EMA
 /// copies) are views into one flat buffer each, so that AdamW and the EMA are a handful of
 /// tensor ops per step rather than a handful per parameter tensor.
-struct Trainer {
-    vs: nn::VarStore,
+pub(crate) struct Trainer {
+    pub(crate) vs: nn::VarStore,
     ema_vs: nn::VarStore,
-    model: Box<dyn Denoiser>,
+    pub(crate) model: Box<dyn Denoiser>,
     /// Trainable parameters, sorted by name; views into `param_flat`.
     names: Vec<String>,
     params: Vec<Tensor>,
@@ -401,7 +401,7 @@ fn share_one_buffer(tensors: &[Tensor]) -> Tensor {
 }
 
 impl Trainer {
-    fn new(model_config: &serde_json::Value, data: &DataMeta, device: Device) -> Result<Trainer> {
+    pub(crate) fn new(model_config: &serde_json::Value, data: &DataMeta, device: Device) -> Result<Trainer> {
         let vs = nn::VarStore::new(device);
         let model = build_denoiser(&vs.root(), model_config, data)?;
         let mut ema_vs = nn::VarStore::new(device);
@@ -444,7 +444,7 @@ impl Trainer {
     }
 
     /// One optimisation step (0-based `step`); returns the batch's mean loss.
-    fn step(
+    pub(crate) fn step(
         &mut self,
         step: usize,
         s: &Settings,
