@@ -75,6 +75,24 @@ fn report(dir: &Path, file: &str) -> (PathBuf, String) {
     (entry, md)
 }
 
+/// The `images` (uint8) of a cached sample stage, found by `difflow show`.
+fn sample_images(dir: &Path, file: &str, stage: &str) -> Vec<u8> {
+    let mut args = vec!["show", file, stage];
+    args.extend_from_slice(TINY);
+    let (code, out, err) = difflow(dir, &args);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let entry = out.lines().find_map(|l| l.trim().strip_prefix("entry")).expect("a cached sample entry");
+    let bytes = std::fs::read(Path::new(entry.trim()).join("samples.safetensors")).unwrap();
+    // safetensors: an 8-byte little-endian header length, a JSON header, then the data.
+    let len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + len]).unwrap();
+    let images = &header["images"];
+    assert_eq!(images["dtype"], "U8", "{header}");
+    let range = images["data_offsets"].as_array().unwrap();
+    let (start, end) = (range[0].as_u64().unwrap() as usize, range[1].as_u64().unwrap() as usize);
+    bytes[8 + len + start..8 + len + end].to_vec()
+}
+
 #[test]
 fn ddpm_chain_trains_one_model_per_chain_length() {
     let dir = project("01_ddpm_chain.diff");
@@ -143,6 +161,16 @@ fn cfg_gives_a_reverse_process_gif_per_guidance_strength_and_a_report_a_browser_
     let (code, shown, err) = difflow(dir.path(), &args);
     assert_eq!(code, 0, "{shown}\n{err}");
     assert!(shown.contains(".gif"), "{shown}");
+    // Guidance must change the samples: an unguided and a w = 2 set from the same noise
+    // differ by far more than rounding (a net blind to its label gave 0.0002 / 255).
+    let (plain, guided) = (
+        sample_images(dir.path(), "05_cfg.diff", "gen[scale=0.0]"),
+        sample_images(dir.path(), "05_cfg.diff", "gen[scale=2.0]"),
+    );
+    assert_eq!(plain.len(), guided.len());
+    let mad = plain.iter().zip(&guided).map(|(a, b)| (*a as f64 - *b as f64).abs()).sum::<f64>() / plain.len() as f64;
+    println!("mean |x(w=2) - x(w=0)|: {mad:.4} / 255");
+    assert!(mad > 0.1, "guidance left the samples (nearly) unchanged: mean difference {mad} / 255");
 
     // The run ends by naming the report first.
     let opened: Vec<&str> = out.lines().skip_while(|l| *l != "open:").skip(1).map(str::trim).collect();

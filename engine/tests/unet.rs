@@ -190,3 +190,37 @@ fn encoder_clean_and_noisy() {
     build_classifier(&vs.root(), &cfg, &meta, 10).unwrap();
     assert_eq!(names(&vs), names(&noisy_vs));
 }
+
+/// How much the output of `config`'s net (random weights) changes with the label, and with
+/// the timestep.
+fn label_and_time_effect(config: Value) -> (f64, f64) {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let meta = DataMeta { data_type: DataType::Images, shape: vec![1, 8, 8], classes: 10, count: 0, flip: false };
+    let net = build_denoiser(&vs.root(), &model(config), &meta).unwrap();
+    randomise(&vs);
+    let x = Tensor::randn([1, 1, 8, 8], (Kind::Float, Device::Cpu)).repeat([2, 1, 1, 1]);
+    let out = |t: [i64; 2], y: [i64; 2]| {
+        let o = tch::no_grad(|| net.forward(&x, &Tensor::from_slice(&t), Some(&Tensor::from_slice(&y)), false));
+        let scale = o.abs().max().double_value(&[]);
+        assert!(scale > 1e-2, "trivially small output ({scale})");
+        (o.get(0) - o.get(1)).abs().max().double_value(&[]) / scale
+    };
+    (out([500, 500], [3, 10]), out([10, 900], [3, 3]))
+}
+
+#[test]
+fn at_one_channel_per_group_only_scale_shift_lets_the_label_and_time_through() {
+    // 8 and 16 channels: every GroupNorm normalises single channels, so an embedding added
+    // before it is subtracted out again (rounding is all that is left); applied after the
+    // norm as scale and shift, it changes the output.
+    let net = |scale_shift: bool| {
+        json!({"kind": "model", "variant": "unet", "channels": 8, "mults": [1, 2], "res_blocks": 1,
+               "attention": [], "classes": 10, "dropout": 0.0, "scale_shift": scale_shift})
+    };
+    let (label, time) = label_and_time_effect(net(false));
+    println!("additive: label {label:.1e}, time {time:.1e} of the output scale");
+    assert!(label < 1e-4 && time < 1e-4, "additive: label {label}, time {time}");
+    let (label, time) = label_and_time_effect(net(true));
+    println!("scale-shift: label {label:.1e}, time {time:.1e} of the output scale");
+    assert!(label > 1e-2 && time > 1e-2, "scale-shift: label {label}, time {time}");
+}
