@@ -51,7 +51,8 @@ pub enum Classes {
 
 pub fn run(job: &Job) -> Result<()> {
     let params: SampleParams = job_params(job)?;
-    let device = crate::device::resolve(&job.device)?;
+    // Data parallel: join the ranks' group; on CUDA each rank takes its own GPU.
+    let (group, device) = ProcessGroup::from_env(crate::device::resolve(&job.device)?)?;
     let (from_name, from) = input(job, &params.from)?;
     let meta = TrainMeta::read(&from.dir).with_context(|| format!("`from = {from_name}` must be a train stage"))?;
     if !meta.data.is_images() {
@@ -106,7 +107,6 @@ pub fn run(job: &Job) -> Result<()> {
         model.forward(&x.to_kind(Kind::Float), t, y.filter(|_| model_classes > 0), false)
     };
 
-    let group = ProcessGroup::from_env()?;
     let (lo, hi) = group.as_ref().map_or((0, count), |g| share(count, g.rank(), g.world_size()));
     if group.is_some() && trajectory > 0 && lo == hi {
         bail!("`trajectory` with --nproc needs at least one sample per rank: raise `count` or lower --nproc");
