@@ -57,7 +57,7 @@ enum Command {
         /// How many independent stages run at once (local executor).
         #[arg(long)]
         jobs: Option<usize>,
-        /// Data-parallel processes for each train and sample stage (`batch` stays global).
+        /// Data-parallel processes for each train, classifier and sample stage (`batch` stays global).
         #[arg(long)]
         nproc: Option<usize>,
         /// Where stages run: local (worker processes here) or slurm (one sbatch job each).

@@ -75,7 +75,7 @@ pub enum Nproc {
 }
 
 /// The stage kinds that can run on several processes.
-pub const DATA_PARALLEL_KINDS: [&str; 2] = ["train", "sample"];
+pub const DATA_PARALLEL_KINDS: [&str; 3] = ["train", "classifier", "sample"];
 
 impl Nproc {
     /// The process count for a stage of `kind` (1 for kinds that run on one process).

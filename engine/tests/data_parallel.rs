@@ -1,6 +1,7 @@
 //! Data-parallel training over c10d (Gloo, two CPU processes on the loopback): a tiny UNet
 //! trained for 20 steps on the embedded MNIST with 2 ranks ends with the weights of a
-//! single-process run of the same global batch, up to floating-point summation order.
+//! single-process run of the same global batch, up to floating-point summation order; so
+//! does a noisy classifier.
 //! (Adam turns that rounding noise into differences proportional to the learning rate on
 //! parameters whose gradient is near zero, hence the modest `lr` here.)
 
@@ -183,4 +184,31 @@ fn two_ranks_sample_what_one_process_samples() {
         let read = |dir: &str| std::fs::read(work.join(dir).join(&file)).unwrap();
         assert!(read("one") == read("two"), "{file:?} differs between 2 ranks and 1 process");
     }
+}
+
+#[test]
+fn two_ranks_train_the_classifier_one_process_trains() {
+    let work = tempfile::tempdir().unwrap();
+    let work = work.path();
+    let (data, _) = digits_and_params(work);
+    // A noisy classifier: the timesteps and noise are drawn for the global batch too.
+    let params = json!({
+        "model": {"kind": "model", "variant": "encoder", "channels": 16, "mults": [1, 2], "res_blocks": 1,
+                  "attention": [], "dropout": 0.0},
+        "data": {"$stage": "digits"},
+        "schedule": {"kind": "schedule", "variant": "cosine", "steps": 100},
+        "steps": 20, "batch": 16, "lr": 2e-4, "seed": 3
+    });
+    let one = write_job(work, "one", "classifier", "default", params.clone(), &[("digits", data.clone())]);
+    let two = write_job(work, "two", "classifier", "default", params, &[("digits", data)]);
+    run(&one, 1);
+    run(&two, 2);
+    let file = "classifier.safetensors";
+    let diff = relative_difference(&work.join("two").join(file), &work.join("one").join(file));
+    println!("{file}: relative difference (L2) between 2 ranks and 1 process = {diff:.3e}");
+    assert!(diff <= RELATIVE_TOLERANCE, "{file} differs by {diff:e} (relative)");
+    let meta = |dir: &str| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(work.join(dir).join("meta.json")).unwrap()).unwrap()
+    };
+    assert_eq!(meta("one")["accuracy"], meta("two")["accuracy"], "the held-out accuracy");
 }
