@@ -29,7 +29,13 @@ char* dfl_c10d_new(const char* host, int port, int rank, int world_size, long ti
     auto tcp = difflow::rendezvous(host, port, rank, world_size, timeout);
     auto store = c10::make_intrusive<c10d::PrefixStore>("difflow", tcp);
     auto options = c10d::ProcessGroupGloo::Options::create(timeout);
-    options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(host));
+    // On the loopback every rank is on this machine; across nodes each rank talks through
+    // its own host's interface (the store's host is only rank 0's).
+    const std::string store_host(host);
+    const bool loopback = store_host == "127.0.0.1" || store_host == "localhost";
+    options->devices.push_back(loopback
+                                   ? c10d::ProcessGroupGloo::createDeviceForHostname(store_host)
+                                   : c10d::ProcessGroupGloo::createDefaultDevice());
     options->threads = 1;
     auto gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world_size, options);
     *out = new Group{tcp, gloo, -1};

@@ -321,7 +321,7 @@ pub fn run(s: &Session, opts: &RunOptions, progress: &Progress) -> Result<RunSum
     let worker = if needs_worker { Some(worker::worker_path().map_err(RunError::Failed)?) } else { None };
     interrupt::install();
     if executor == "slurm" {
-        let plan = slurm::Plan { to_run, forced, device, cached_before, detach: opts.detach };
+        let plan = slurm::Plan { to_run, forced, device, cached_before, detach: opts.detach, nproc };
         return slurm::run(s, plan, worker.as_deref(), progress);
     }
 
