@@ -218,6 +218,18 @@ impl Drop for ProcessGroup {
     }
 }
 
+/// Every rank's copy (on the CPU) of the whole `total`-long axis `dim`, each rank having
+/// computed its rows from `start` on: a sum of zero-padded copies, exact since x + 0 = x.
+pub fn gather_rows(group: &ProcessGroup, mine: &Tensor, start: usize, total: usize, dim: i64) -> Result<Tensor> {
+    let mut shape = mine.size();
+    shape[dim as usize] = total as i64;
+    // On the rank's device: NCCL reduces CUDA tensors only.
+    let mut whole = Tensor::zeros(shape.as_slice(), (mine.kind(), mine.device()));
+    whole.narrow(dim, start as i64, mine.size()[dim as usize]).copy_(mine);
+    group.all_reduce_sum(&mut [&mut whole])?;
+    Ok(whole.to_device(Device::Cpu))
+}
+
 /// A rank's place in its world, from difflow's variables or else Slurm's (`srun`).
 #[derive(Debug, PartialEq)]
 struct Place {

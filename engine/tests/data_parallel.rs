@@ -212,3 +212,52 @@ fn two_ranks_train_the_classifier_one_process_trains() {
     };
     assert_eq!(meta("one")["accuracy"], meta("two")["accuracy"], "the held-out accuracy");
 }
+
+#[test]
+fn two_ranks_extract_the_features_one_process_extracts() {
+    let work = tempfile::tempdir().unwrap();
+    let work = work.path();
+    let (data, _) = digits_and_params(work);
+    let params = json!({
+        "model": {"kind": "model", "variant": "encoder", "channels": 8, "mults": [1, 2], "res_blocks": 1,
+                  "attention": [], "dropout": 0.0},
+        "data": {"$stage": "digits"}, "steps": 5, "batch": 16, "lr": 1e-3, "seed": 3
+    });
+    let judge = write_job(work, "judge", "classifier", "default", params, &[("digits", data.clone())]);
+    run(&judge, 1);
+    let features =
+        Input { kind: "classifier".into(), variant: "default".into(), params: json!({}), dir: work.join("judge") };
+    let params = json!({"of": {"$stage": "digits"}, "features": {"$stage": "judge"}});
+    let inputs = [("digits", data), ("judge", features)];
+    let one = write_job(work, "one", "stats", "default", params.clone(), &inputs);
+    let two = write_job(work, "two", "stats", "default", params, &inputs);
+    run(&one, 1);
+    // Each rank extracts its half: rank 0's features phase covers half of the items.
+    let port = free_port();
+    let rank0 = Command::new(WORKER)
+        .arg(&two)
+        .env("DIFFLOW_RANK", "0")
+        .env("DIFFLOW_WORLD_SIZE", "2")
+        .env("DIFFLOW_STORE", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let rank1 = spawn(&two, 1, 2, port);
+    let out = rank0.wait_with_output().unwrap();
+    assert!(out.status.success() && rank1.wait_with_output().unwrap().status.success());
+    let count: u64 = serde_json::from_str::<Value>(&std::fs::read_to_string(work.join("one/meta.json")).unwrap())
+        .unwrap()["count"]
+        .as_u64()
+        .unwrap();
+    let phase = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| serde_json::from_str::<Value>(l).ok().filter(|e| e["event"] == "begin"))
+        .unwrap();
+    assert_eq!(phase["total"].as_u64(), Some(count.div_ceil(2)), "{phase}");
+    for file in ["features.safetensors", "stats.safetensors"] {
+        let diff = relative_difference(&work.join("two").join(file), &work.join("one").join(file));
+        println!("{file}: relative difference (L2) between 2 ranks and 1 process = {diff:.3e}");
+        assert!(diff <= RELATIVE_TOLERANCE, "{file} differs by {diff:e} (relative)");
+    }
+}

@@ -13,7 +13,7 @@ use crate::data::{DataMeta, Dataset};
 use crate::diffusion::guidance::GuidanceConfig;
 use crate::diffusion::noise::SampleNoise;
 use crate::diffusion::sampler::{Guidance, SampleSetup, Sampler};
-use crate::dist::{share, ProcessGroup};
+use crate::dist::{gather_rows, share, ProcessGroup};
 use crate::models::{build_classifier, Classifier, ClassifierMeta, CLASSIFIER_FILE};
 use crate::params::{input, job_params};
 use crate::plot::write_image_grid;
@@ -190,17 +190,6 @@ pub fn run(job: &Job) -> Result<()> {
 }
 
 /// The noisy classifier named by `guidance = classifier { model = … }`.
-/// Rank 0's copy of the whole `total`-long sample axis `dim`, each rank having drawn its
-/// rows from `start` on: a sum of zero-padded copies, exact since x + 0 = x.
-fn gather_rows(group: &ProcessGroup, mine: &Tensor, start: usize, total: usize, dim: i64) -> Result<Tensor> {
-    let mut shape = mine.size();
-    shape[dim as usize] = total as i64;
-    let mut whole = Tensor::zeros(shape.as_slice(), (mine.kind(), Device::Cpu));
-    whole.narrow(dim, start as i64, mine.size()[dim as usize]).copy_(&mine.to_device(Device::Cpu));
-    group.all_reduce_sum(&mut [&mut whole])?;
-    Ok(whole)
-}
-
 fn load_classifier(job: &Job, model: &StageRef, device: Device) -> Result<(nn::VarStore, Box<dyn Classifier>, usize)> {
     let (name, input) = input(job, model)?;
     let not_classifier = || format!("`{name}` must be a classifier stage");
