@@ -227,8 +227,13 @@ fn two_ranks_extract_the_features_one_process_extracts() {
     run(&judge, 1);
     let features =
         Input { kind: "classifier".into(), variant: "default".into(), params: json!({}), dir: work.join("judge") };
-    let params = json!({"of": {"$stage": "digits"}, "features": {"$stage": "judge"}});
-    let inputs = [("digits", data), ("judge", features)];
+    // An odd count, so that the ranks' shares differ in size.
+    let mnist = repo().join("data/mnist");
+    let few = write_job(work, "few", "dataset", "mnist", json!({"path": mnist, "size": 8, "limit": 301}), &[]);
+    run(&few, 1);
+    let few = Input { kind: "dataset".into(), variant: "mnist".into(), params: json!({}), dir: work.join("few") };
+    let params = json!({"of": {"$stage": "few"}, "features": {"$stage": "judge"}});
+    let inputs = [("few", few), ("judge", features)];
     let one = write_job(work, "one", "stats", "default", params.clone(), &inputs);
     let two = write_job(work, "two", "stats", "default", params, &inputs);
     run(&one, 1);
@@ -245,7 +250,10 @@ fn two_ranks_extract_the_features_one_process_extracts() {
         .unwrap();
     let rank1 = spawn(&two, 1, 2, port);
     let out = rank0.wait_with_output().unwrap();
-    assert!(out.status.success() && rank1.wait_with_output().unwrap().status.success());
+    let other = rank1.wait_with_output().unwrap();
+    for (rank, out) in [(0, &out), (1, &other)] {
+        assert!(out.status.success(), "rank {rank} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
     let count: u64 = serde_json::from_str::<Value>(&std::fs::read_to_string(work.join("one/meta.json")).unwrap())
         .unwrap()["count"]
         .as_u64()
@@ -254,6 +262,7 @@ fn two_ranks_extract_the_features_one_process_extracts() {
         .lines()
         .find_map(|l| serde_json::from_str::<Value>(l).ok().filter(|e| e["event"] == "begin"))
         .unwrap();
+    assert_eq!(count, 301);
     assert_eq!(phase["total"].as_u64(), Some(count.div_ceil(2)), "{phase}");
     for file in ["features.safetensors", "stats.safetensors"] {
         let diff = relative_difference(&work.join("two").join(file), &work.join("one").join(file));
