@@ -24,6 +24,9 @@ pub fn write_report(job: &Job) -> Result<(), String> {
     write_report_with(job, None)
 }
 
+/// The included instances of one family, by name.
+type Families<'a> = Vec<(String, Vec<(&'a str, &'a Input)>)>;
+
 /// [`write_report`], with the pipeline's source text shown after the results.
 pub fn write_report_with(job: &Job, recipe: Option<&Recipe>) -> Result<(), String> {
     let title = job
@@ -33,26 +36,7 @@ pub fn write_report_with(job: &Job, recipe: Option<&Recipe>) -> Result<(), Strin
         .filter(|t| !t.is_empty())
         .map(str::to_string)
         .unwrap_or_else(|| format!("Report {}", job.instance));
-    let mut names = Vec::new();
-    if let Some(include) = job.params.get("include") {
-        collect_stage_names(include, &mut names);
-    }
-    if names.is_empty() {
-        names = job.inputs.keys().cloned().collect();
-    }
-    // Families in the order of their first member, members in include order.
-    let mut families: Vec<(String, Vec<(&str, &Input)>)> = Vec::new();
-    for name in &names {
-        let input = job
-            .inputs
-            .get(name)
-            .ok_or_else(|| format!("the report includes `{name}`, which is not among its inputs"))?;
-        let family = name.split('[').next().unwrap_or(name).to_string();
-        match families.iter_mut().find(|(f, _)| *f == family) {
-            Some((_, members)) => members.push((name, input)),
-            None => families.push((family, vec![(name, input)])),
-        }
-    }
+    let families = families_of(job)?;
     let img_dir = job.out_dir.join("images");
     let mut md = format!("# {title}\n");
     let mut html = format!(
@@ -67,88 +51,7 @@ pub fn write_report_with(job: &Job, recipe: Option<&Recipe>) -> Result<(), Strin
         t = escape(&title)
     );
     for (family, members) in &families {
-        let kind = &members[0].1.kind;
-        let _ = write!(md, "\n## {family} ({kind})\n");
-        let _ = writeln!(html, "<h2>{} <small>({})</small></h2>", escape(family), escape(kind));
-        let metrics: Vec<BTreeMap<String, f64>> =
-            members.iter().map(|(_, input)| headline_metrics(&input.dir, &BTreeMap::new())).collect();
-        if metrics.iter().any(|m| !m.is_empty()) {
-            let coords: Vec<Vec<(String, String)>> = members.iter().map(|(n, _)| sweep_coordinates(n)).collect();
-            let mut coord_names: Vec<String> = Vec::new();
-            for c in coords.iter().flatten() {
-                if !coord_names.contains(&c.0) {
-                    coord_names.push(c.0.clone());
-                }
-            }
-            let mut metric_names: Vec<&String> = metrics.iter().flat_map(|m| m.keys()).collect();
-            metric_names.sort();
-            metric_names.dedup();
-            let header: Vec<String> = std::iter::once("instance".to_string())
-                .chain(coord_names.iter().cloned())
-                .chain(metric_names.iter().map(|s| s.to_string()))
-                .collect();
-            let _ = write!(md, "\n| {} |\n|{}\n", header.join(" | "), "---|".repeat(header.len()));
-            html.push_str("<table>\n<tr>");
-            for h in &header {
-                let _ = write!(html, "<th>{}</th>", escape(h));
-            }
-            html.push_str("</tr>\n");
-            for (((name, _), m), c) in members.iter().zip(&metrics).zip(&coords) {
-                let mut row = vec![format!("`{name}`")];
-                let _ = write!(html, "<tr><td class=\"name\">{}</td>", escape(name));
-                for cn in &coord_names {
-                    let v = c.iter().find(|(k, _)| k == cn).map(|(_, v)| v.clone()).unwrap_or_default();
-                    let _ = write!(html, "<td>{}</td>", escape(&v));
-                    row.push(v);
-                }
-                for mn in &metric_names {
-                    let v = m.get(*mn).map(|x| metric_text(*x)).unwrap_or_default();
-                    let _ = write!(html, "<td>{v}</td>");
-                    row.push(v);
-                }
-                html.push_str("</tr>\n");
-                let _ = writeln!(md, "| {} |", row.join(" | "));
-            }
-            html.push_str("</table>\n");
-            if let Some((axis, xs)) = chart::numeric_axis(&coords) {
-                // `count` is how many items were measured, not a measurement.
-                for mn in metric_names.iter().filter(|m| m.as_str() != "count") {
-                    let points: Vec<(f64, f64)> =
-                        xs.iter().zip(&metrics).map(|(&x, m)| (x, m.get(*mn).copied().unwrap_or(f64::NAN))).collect();
-                    let svg = chart::line_chart(&format!("{family}: {mn} against {axis}"), &axis, mn, &points);
-                    std::fs::create_dir_all(&img_dir)
-                        .map_err(|e| format!("cannot create {}: {e}", img_dir.display()))?;
-                    let file = format!("{}_{}_by_{}.svg", file_safe(family), file_safe(mn), file_safe(&axis));
-                    std::fs::write(img_dir.join(&file), &svg).map_err(|e| format!("cannot write a chart: {e}"))?;
-                    let _ = write!(md, "\n![{family}: {mn} against {axis}](images/{file})\n");
-                    let _ = writeln!(html, "<figure>{svg}</figure>");
-                }
-            }
-        }
-        for (name, input) in members {
-            for img in IMAGES {
-                let path = input.dir.join(img);
-                let Ok(bytes) = std::fs::read(&path) else { continue };
-                std::fs::create_dir_all(&img_dir).map_err(|e| format!("cannot create {}: {e}", img_dir.display()))?;
-                let file = format!("{}_{img}", file_safe(name));
-                std::fs::write(img_dir.join(&file), &bytes).map_err(|e| format!("cannot write an image: {e}"))?;
-                let _ = write!(md, "\n![{name}](images/{file})\n\n`{name}`\n");
-                let mime = if img.ends_with(".gif") { "image/gif" } else { "image/png" };
-                let _ = writeln!(
-                    html,
-                    "<figure><img alt=\"{n}\" src=\"data:{mime};base64,{}\"><figcaption>{n}</figcaption></figure>",
-                    base64(&bytes),
-                    n = escape(name)
-                );
-            }
-        }
-        if metrics.iter().all(BTreeMap::is_empty) && members.iter().all(|(_, i)| !has_image(&i.dir)) {
-            for (name, input) in members {
-                let files = list(&input.dir);
-                let _ = write!(md, "\n- `{name}`: {}\n", files.join(", "));
-                let _ = writeln!(html, "<p><code>{}</code>: {}</p>", escape(name), escape(&files.join(", ")));
-            }
-        }
+        write_family(&mut md, &mut html, &img_dir, family, members)?;
     }
     if let Some(recipe) = recipe {
         let (m, h) = provenance::recipe(recipe);
@@ -165,6 +68,137 @@ pub fn write_report_with(job: &Job, recipe: Option<&Recipe>) -> Result<(), Strin
     };
     write("report.md", &md)?;
     write("report.html", &html)
+}
+
+/// The included instances grouped by family (a sweep's instances share one): families in
+/// the order of their first member, members in include order.
+fn families_of(job: &Job) -> Result<Families<'_>, String> {
+    let mut names = Vec::new();
+    if let Some(include) = job.params.get("include") {
+        collect_stage_names(include, &mut names);
+    }
+    if names.is_empty() {
+        names = job.inputs.keys().cloned().collect();
+    }
+    let mut families: Families = Vec::new();
+    for name in &names {
+        let (name, input) = job
+            .inputs
+            .get_key_value(name)
+            .ok_or_else(|| format!("the report includes `{name}`, which is not among its inputs"))?;
+        let family = name.split('[').next().unwrap_or(name).to_string();
+        match families.iter_mut().find(|(f, _)| *f == family) {
+            Some((_, members)) => members.push((name.as_str(), input)),
+            None => families.push((family, vec![(name.as_str(), input)])),
+        }
+    }
+    Ok(families)
+}
+
+/// One family's section: its metrics table and charts, its images, else its files.
+fn write_family(
+    md: &mut String,
+    html: &mut String,
+    img_dir: &Path,
+    family: &str,
+    members: &[(&str, &Input)],
+) -> Result<(), String> {
+    let kind = &members[0].1.kind;
+    let _ = write!(md, "\n## {family} ({kind})\n");
+    let _ = writeln!(html, "<h2>{} <small>({})</small></h2>", escape(family), escape(kind));
+    let metrics: Vec<BTreeMap<String, f64>> =
+        members.iter().map(|(_, input)| headline_metrics(&input.dir, &BTreeMap::new())).collect();
+    if metrics.iter().any(|m| !m.is_empty()) {
+        write_metrics(md, html, img_dir, family, members, &metrics)?;
+    }
+    for (name, input) in members {
+        for img in IMAGES {
+            let path = input.dir.join(img);
+            let Ok(bytes) = std::fs::read(&path) else { continue };
+            std::fs::create_dir_all(img_dir).map_err(|e| format!("cannot create {}: {e}", img_dir.display()))?;
+            let file = format!("{}_{img}", file_safe(name));
+            std::fs::write(img_dir.join(&file), &bytes).map_err(|e| format!("cannot write an image: {e}"))?;
+            let _ = write!(md, "\n![{name}](images/{file})\n\n`{name}`\n");
+            let mime = if img.ends_with(".gif") { "image/gif" } else { "image/png" };
+            let _ = writeln!(
+                html,
+                "<figure><img alt=\"{n}\" src=\"data:{mime};base64,{}\"><figcaption>{n}</figcaption></figure>",
+                base64(&bytes),
+                n = escape(name)
+            );
+        }
+    }
+    if metrics.iter().all(BTreeMap::is_empty) && members.iter().all(|(_, i)| !has_image(&i.dir)) {
+        for (name, input) in members {
+            let files = list(&input.dir);
+            let _ = write!(md, "\n- `{name}`: {}\n", files.join(", "));
+            let _ = writeln!(html, "<p><code>{}</code>: {}</p>", escape(name), escape(&files.join(", ")));
+        }
+    }
+    Ok(())
+}
+
+/// A family's metrics: a table (one row per member, sweep coordinates first) and, along a
+/// numeric sweep axis, a line chart per metric.
+fn write_metrics(
+    md: &mut String,
+    html: &mut String,
+    img_dir: &Path,
+    family: &str,
+    members: &[(&str, &Input)],
+    metrics: &[BTreeMap<String, f64>],
+) -> Result<(), String> {
+    let coords: Vec<Vec<(String, String)>> = members.iter().map(|(n, _)| sweep_coordinates(n)).collect();
+    let mut coord_names: Vec<String> = Vec::new();
+    for c in coords.iter().flatten() {
+        if !coord_names.contains(&c.0) {
+            coord_names.push(c.0.clone());
+        }
+    }
+    let mut metric_names: Vec<&String> = metrics.iter().flat_map(|m| m.keys()).collect();
+    metric_names.sort();
+    metric_names.dedup();
+    let header: Vec<String> = std::iter::once("instance".to_string())
+        .chain(coord_names.iter().cloned())
+        .chain(metric_names.iter().map(|s| s.to_string()))
+        .collect();
+    let _ = write!(md, "\n| {} |\n|{}\n", header.join(" | "), "---|".repeat(header.len()));
+    html.push_str("<table>\n<tr>");
+    for h in &header {
+        let _ = write!(html, "<th>{}</th>", escape(h));
+    }
+    html.push_str("</tr>\n");
+    for (((name, _), m), c) in members.iter().zip(metrics).zip(&coords) {
+        let mut row = vec![format!("`{name}`")];
+        let _ = write!(html, "<tr><td class=\"name\">{}</td>", escape(name));
+        for cn in &coord_names {
+            let v = c.iter().find(|(k, _)| k == cn).map(|(_, v)| v.clone()).unwrap_or_default();
+            let _ = write!(html, "<td>{}</td>", escape(&v));
+            row.push(v);
+        }
+        for mn in &metric_names {
+            let v = m.get(*mn).map(|x| metric_text(*x)).unwrap_or_default();
+            let _ = write!(html, "<td>{v}</td>");
+            row.push(v);
+        }
+        html.push_str("</tr>\n");
+        let _ = writeln!(md, "| {} |", row.join(" | "));
+    }
+    html.push_str("</table>\n");
+    if let Some((axis, xs)) = chart::numeric_axis(&coords) {
+        // `count` is how many items were measured, not a measurement.
+        for mn in metric_names.iter().filter(|m| m.as_str() != "count") {
+            let points: Vec<(f64, f64)> =
+                xs.iter().zip(metrics).map(|(&x, m)| (x, m.get(*mn).copied().unwrap_or(f64::NAN))).collect();
+            let svg = chart::line_chart(&format!("{family}: {mn} against {axis}"), &axis, mn, &points);
+            std::fs::create_dir_all(img_dir).map_err(|e| format!("cannot create {}: {e}", img_dir.display()))?;
+            let file = format!("{}_{}_by_{}.svg", file_safe(family), file_safe(mn), file_safe(&axis));
+            std::fs::write(img_dir.join(&file), &svg).map_err(|e| format!("cannot write a chart: {e}"))?;
+            let _ = write!(md, "\n![{family}: {mn} against {axis}](images/{file})\n");
+            let _ = writeln!(html, "<figure>{svg}</figure>");
+        }
+    }
+    Ok(())
 }
 
 fn collect_stage_names(v: &serde_json::Value, out: &mut Vec<String>) {

@@ -2,7 +2,7 @@
 
 mod cli_support;
 
-use cli_support::{state_of, states, Project, TOY};
+use cli_support::{state_of, states, Project, CFG_STUDY, TOY};
 use difflow::diffusion::schedule::ScheduleSpec;
 
 #[test]
@@ -93,18 +93,7 @@ fn show_of_a_stage_not_run_yet_says_how_to_run_it() {
 
 #[test]
 fn metrics_comparing_statistics_get_shared_hidden_stats_stages() {
-    let p = Project::new(
-        r#"
-use "std/unet.diff"
-dataset digits = mnist { path = "data/mnist", split = "train" }
-dataset ref = mnist { path = "data/mnist", split = "test" }
-schedule cos = cosine { steps = 100 }
-model net = unet_small { classes = 10 }
-train ddpm { model = net, data = digits, schedule = cos, steps = 20, batch = 8, lr = 1e-3, uncond_p = 0.1 }
-sample gen { from = ddpm, sampler = ddim { steps = 10 }, guidance = cfg { scale = sweep(0.5, 2.0) }, count = 64 }
-metrics scores { samples = gen, reference = ref, features = "inception", measure = ["fid", "is"] }
-"#,
-    );
+    let p = Project::new(&CFG_STUDY.replace("scale = 0.5", "scale = sweep(0.5, 2.0)"));
     let plan = p.plan();
     let stats: Vec<String> = states(&plan).into_iter().map(|(_, n)| n).filter(|n| n.starts_with("stats(")).collect();
     // The reference statistics are computed once for both metrics instances.

@@ -3,9 +3,11 @@
 //! snapshots that equal runs of exactly that length, and lowering `steps` to a kept
 //! snapshot trains nothing.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod cli_support;
 
+use std::path::Path;
+
+use cli_support::{difflow_real, ran};
 use difflow::cache::LockFile;
 
 const HEAD: &str = r#"
@@ -20,25 +22,8 @@ fn train(steps: &str) -> String {
 
 const SAMPLE: &str = "sampler = ddim { steps = 5 }, count = 32, seed = 3";
 
-fn worker() -> PathBuf {
-    let exe = PathBuf::from(env!("CARGO_BIN_EXE_difflow"));
-    let w = exe.with_file_name(format!("difflow-worker{}", std::env::consts::EXE_SUFFIX));
-    assert!(w.is_file(), "{} is missing: build it with `cargo build --release -p difflow-engine`", w.display());
-    w
-}
-
 fn difflow(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_difflow"))
-        .args(args)
-        .current_dir(dir)
-        .env("DIFFLOW_WORKER", worker())
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    difflow_real(dir, args, &[])
 }
 
 /// Writes the pipeline, runs it and returns stdout then stderr (the run must succeed).
@@ -53,14 +38,6 @@ fn plan(dir: &Path) -> String {
     let (code, out, err) = difflow(dir, &["plan", "p.diff"]);
     assert_eq!(code, 0, "{err}");
     out
-}
-
-fn ran(stdout: &str) -> Vec<String> {
-    stdout
-        .lines()
-        .filter_map(|l| l.strip_prefix("done    "))
-        .map(|l| l.split_whitespace().nth(1).unwrap().to_string())
-        .collect()
 }
 
 /// An output file of an instance's current entry.

@@ -2,8 +2,12 @@
 //! data-parallel ranks (Gloo on the loopback) and get the same stage keys as a
 //! single-process run, so either run's cache entries serve the other.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod cli_support;
+
+use std::ffi::OsStr;
+use std::path::Path;
+
+use cli_support::{difflow_real, lock_keys};
 
 const PIPELINE: &str = r#"
 dataset pts = toy { shape = "gaussians8", count = 256 }
@@ -14,31 +18,7 @@ sample gen { from = ddpm, sampler = ddim { steps = 5 }, count = 32 }
 "#;
 
 fn difflow(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    difflow_with(dir, args, &[])
-}
-
-fn difflow_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let exe = PathBuf::from(env!("CARGO_BIN_EXE_difflow"));
-    let worker = exe.with_file_name(format!("difflow-worker{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        worker.is_file(),
-        "{} is missing: build it with `cargo build --release -p difflow-engine`",
-        worker.display()
-    );
-    let out =
-        Command::new(exe).args(args).current_dir(dir).env("DIFFLOW_WORKER", worker).envs(env.iter().copied()).output();
-    let out = out.unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn keys(dir: &Path) -> Vec<(String, String)> {
-    let lock: toml::Value = toml::from_str(&std::fs::read_to_string(dir.join("difflow.lock")).unwrap()).unwrap();
-    let stages = lock["stages"].as_table().unwrap();
-    stages.iter().map(|(name, entry)| (name.clone(), entry["key"].as_str().unwrap().to_string())).collect()
+    difflow_real(dir, args, &[])
 }
 
 #[test]
@@ -51,8 +31,8 @@ fn two_ranks_run_the_stages_under_the_keys_of_one_process() {
     assert_eq!(code, 0, "{out}\n{err}");
     let (code, out, err) = difflow(two.path(), &["run", "toy.diff", "--device", "cpu", "--nproc", "2"]);
     assert_eq!(code, 0, "{out}\n{err}");
-    assert_eq!(keys(one.path()), keys(two.path()));
-    assert_eq!(keys(one.path()).len(), 3);
+    assert_eq!(lock_keys(one.path()), lock_keys(two.path()));
+    assert_eq!(lock_keys(one.path()).len(), 3);
 
     // The process count is not part of the recipe: a rerun with another count does nothing.
     let (code, out, err) = difflow(two.path(), &["run", "toy.diff", "--device", "cpu"]);
@@ -94,8 +74,8 @@ fn a_lost_rank_fails_the_run_naming_it_and_the_rerun_resumes_to_the_uninterrupte
 
     // Rank 1 dies (abort, as a kill) when it reports step 12, after the checkpoint at 10.
     let started = std::time::Instant::now();
-    let abort = [("DIFFLOW_ABORT_AT", "12"), ("DIFFLOW_ABORT_RANK", "1")];
-    let (code, out, err) = difflow_with(killed.path(), &["run", "p.diff", "--device", "cpu", "--nproc", "2"], &abort);
+    let abort = [("DIFFLOW_ABORT_AT", OsStr::new("12")), ("DIFFLOW_ABORT_RANK", OsStr::new("1"))];
+    let (code, out, err) = difflow_real(killed.path(), &["run", "p.diff", "--device", "cpu", "--nproc", "2"], &abort);
     let waited = started.elapsed();
     assert_ne!(code, 0, "{out}\n{err}");
     assert!(err.contains("rank 1 of 2 was lost"), "{err}");

@@ -3,8 +3,11 @@
 //! nothing, a sampler change reruns only sampling and its readers, `show` reports outputs
 //! and the model size.
 
-use std::path::PathBuf;
-use std::process::Command;
+mod cli_support;
+
+use std::path::{Path, PathBuf};
+
+use cli_support::{difflow_real, ran};
 
 const PIPELINE: &str = r#"
 dataset pts = toy { shape = "gaussians8", count = 256 }
@@ -15,37 +18,8 @@ sample gen { from = ddpm, sampler = ddim { steps = 5 }, count = 32 }
 plot pic = scatter { of = [pts, gen] }
 "#;
 
-fn worker() -> PathBuf {
-    let exe = PathBuf::from(env!("CARGO_BIN_EXE_difflow"));
-    let w = exe.with_file_name(format!("difflow-worker{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        w.is_file(),
-        "{} is missing: build it with `cargo build --release -p difflow-engine` (scripts/test.sh does)",
-        w.display()
-    );
-    w
-}
-
-fn difflow(dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_difflow"))
-        .args(args)
-        .current_dir(dir)
-        .env("DIFFLOW_WORKER", worker())
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn ran(stdout: &str) -> Vec<String> {
-    stdout
-        .lines()
-        .filter_map(|l| l.strip_prefix("done    "))
-        .map(|l| l.split_whitespace().nth(1).unwrap().to_string())
-        .collect()
+fn difflow(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    difflow_real(dir, args, &[])
 }
 
 #[test]

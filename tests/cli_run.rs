@@ -4,7 +4,7 @@
 
 mod cli_support;
 
-use cli_support::{line_of, state_of, states, Project, TOY};
+use cli_support::{line_of, state_of, states, Project, CFG_STUDY, TOY};
 
 fn run_ok(p: &Project, extra: &[&str]) -> String {
     let out = p.run(extra);
@@ -306,17 +306,6 @@ fn identical_declarations_share_one_entry() {
     let lock = std::fs::read_to_string(p.path().join("difflow.lock")).unwrap();
     assert!(lock.contains("[stages.a]") && lock.contains("[stages.b]"), "{lock}");
 }
-
-const CFG_STUDY: &str = r#"
-use "std/unet.diff"
-dataset digits = mnist { path = "data/mnist", split = "train" }
-dataset ref = mnist { path = "data/mnist", split = "test" }
-schedule cos = cosine { steps = 100 }
-model net = unet_small { classes = 10 }
-train ddpm { model = net, data = digits, schedule = cos, steps = 20, batch = 8, lr = 1e-3, uncond_p = 0.1 }
-sample gen { from = ddpm, sampler = ddim { steps = 10 }, guidance = cfg { scale = 0.5 }, count = 64 }
-metrics scores { samples = gen, reference = ref, features = "inception", measure = ["fid", "is"] }
-"#;
 
 #[test]
 fn guidance_scale_reruns_sampling_and_metrics_never_training_or_reference_statistics() {

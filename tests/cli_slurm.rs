@@ -8,11 +8,11 @@ mod cli_support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use cli_support::{Project, TOY};
+use cli_support::{difflow_real, Project, TOY};
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -72,24 +72,9 @@ fn jobs_in(stdout: &str, word: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn real_worker() -> PathBuf {
-    let exe = PathBuf::from(env!("CARGO_BIN_EXE_difflow"));
-    let w = exe.with_file_name(format!("difflow-worker{}", std::env::consts::EXE_SUFFIX));
-    assert!(w.is_file(), "{} is missing: build it with `cargo build --release -p difflow-engine`", w.display());
-    w
-}
-
 /// `difflow ARGS` in `dir` with the real worker and the cluster.
 fn difflow(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_difflow"))
-        .args(args)
-        .current_dir(dir)
-        .env("DIFFLOW_WORKER", real_worker())
-        .env("SLURM_CONF", cluster())
-        .output()
-        .unwrap();
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+    difflow_real(dir, args, &[("SLURM_CONF", cluster().as_os_str())])
 }
 
 /// `[stages.NAME]` → (key, output digests) of a `difflow.lock`.
@@ -197,6 +182,26 @@ fn run_double(p: &Project, env: &[(String, String)], args: &[&str]) -> cli_suppo
     p.difflow(args, &env)
 }
 
+/// `difflow run p.diff` on the cluster in the background, its output to `output()`.
+fn spawn_run(p: &Project, env: &[(String, String)], output: fn() -> Stdio) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_difflow"))
+        .args(["run", "p.diff"])
+        .current_dir(p.path())
+        .env("DIFFLOW_WORKER", &p.worker)
+        .env("LOG", &p.log)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdout(output())
+        .stderr(output())
+        .spawn()
+        .unwrap()
+}
+
+/// The job records in the project's cache: one per submitted Slurm job.
+fn slurm_records(p: &Project) -> usize {
+    let Ok(rd) = std::fs::read_dir(p.cache_dir()) else { return 0 };
+    rd.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().ends_with(".slurm.json")).count()
+}
+
 #[test]
 fn a_failing_job_ends_the_run_with_its_message_and_slurm_cancels_its_dependents() {
     let (p, env) = double(TOY, &[("FAIL_KIND", "train")]);
@@ -219,25 +224,9 @@ fn a_failing_job_ends_the_run_with_its_message_and_slurm_cancels_its_dependents(
 #[test]
 fn a_killed_difflow_leaves_its_jobs_running_and_the_next_run_adopts_them() {
     let (p, env) = double(TOY, &[("SLEEP", "1")]);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_difflow"))
-        .args(["run", "p.diff"])
-        .current_dir(p.path())
-        .env("DIFFLOW_WORKER", &p.worker)
-        .env("LOG", &p.log)
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_run(&p, &env, Stdio::null);
     // Killed as soon as every job is submitted (five records), before the last finishes.
-    let records = || {
-        std::fs::read_dir(p.cache_dir())
-            .map(|rd| {
-                rd.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().ends_with(".slurm.json")).count()
-            })
-            .unwrap_or(0)
-    };
-    wait_for("five submitted jobs", Duration::from_secs(60), || records() == 5);
+    wait_for("five submitted jobs", Duration::from_secs(60), || slurm_records(&p) == 5);
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(p.entries().len() < 5, "the pipeline finished before difflow was killed");
@@ -355,24 +344,8 @@ fn a_report_is_written_by_difflow_itself_once_the_jobs_it_reads_are_cached() {
 #[test]
 fn ctrl_c_stops_following_and_leaves_the_jobs_running() {
     let (p, env) = double(TOY, &[("SLEEP", "60")]);
-    let child = Command::new(env!("CARGO_BIN_EXE_difflow"))
-        .args(["run", "p.diff"])
-        .current_dir(p.path())
-        .env("DIFFLOW_WORKER", &p.worker)
-        .env("LOG", &p.log)
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let records = || {
-        std::fs::read_dir(p.cache_dir())
-            .map(|rd| {
-                rd.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().ends_with(".slurm.json")).count()
-            })
-            .unwrap_or(0)
-    };
-    wait_for("five submitted jobs", Duration::from_secs(60), || records() == 5);
+    let child = spawn_run(&p, &env, Stdio::piped);
+    wait_for("five submitted jobs", Duration::from_secs(60), || slurm_records(&p) == 5);
     // SAFETY: kill(2) on our own child.
     unsafe {
         libc::kill(child.id() as libc::pid_t, libc::SIGINT);

@@ -1,32 +1,17 @@
 //! `difflow fmt`: idempotence, comments kept and meaning kept on every `.diff` in the
 //! repository, plus golden tests of the layout.
 
-use std::path::{Path, PathBuf};
+mod cli_support;
 
+use std::path::PathBuf;
+
+use cli_support::diff_files_under;
 use difflow::diagnostics::Code;
 use difflow::fmt::{comment_texts, format_source, meaning, MAX_WIDTH};
 use difflow::syntax::parse;
 
 fn diff_files() -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut out = Vec::new();
-    for dir in ["pipelines", "stdlib", "tests/check", "tests/fmt", "examples"] {
-        collect(&root.join(dir), &mut out);
-    }
-    out.sort();
-    out
-}
-
-fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    for e in entries.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            collect(&p, out);
-        } else if p.extension().is_some_and(|x| x == "diff") {
-            out.push(p);
-        }
-    }
+    diff_files_under(&["pipelines", "stdlib", "tests/check", "tests/fmt", "examples"])
 }
 
 fn fmt(text: &str) -> String {

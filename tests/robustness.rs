@@ -2,9 +2,11 @@
 //! random bytes, token soups and mutations of the repository's real pipelines, plus
 //! deterministic tests for deep nesting and 10 MB files.
 
-use std::path::{Path, PathBuf};
+mod cli_support;
+
 use std::time::{Duration, Instant};
 
+use cli_support::diff_files_under;
 use difflow::diagnostics::{render_plain, Code, Diagnostic};
 use difflow::fmt::format_source;
 use difflow::syntax::lexer::MAX_DEPTH;
@@ -12,12 +14,7 @@ use difflow::syntax::parse;
 use proptest::prelude::*;
 
 fn corpus() -> Vec<String> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut files = Vec::new();
-    for dir in ["pipelines", "stdlib", "tests/check", "tests/fmt"] {
-        collect(&root.join(dir), &mut files);
-    }
-    files.sort();
+    let files = diff_files_under(&["pipelines", "stdlib", "tests/check", "tests/fmt"]);
     let mut texts: Vec<String> = files.iter().filter_map(|p| std::fs::read_to_string(p).ok()).collect();
     // A pipeline using every construct, so the corpus is never empty.
     texts.push(
@@ -28,18 +25,6 @@ fn corpus() -> Vec<String> {
             .to_string(),
     );
     texts
-}
-
-fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    for e in entries.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            collect(&p, out);
-        } else if p.extension().is_some_and(|x| x == "diff") {
-            out.push(p);
-        }
-    }
 }
 
 fn assert_spans_valid(text: &str, diags: &[Diagnostic]) {

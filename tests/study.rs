@@ -3,8 +3,12 @@
 //! A tiny run cannot show sample quality, so each test asserts what it can: the stages
 //! that ran, what the cache reused, the files the report names.
 
+mod cli_support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use cli_support::{difflow_real, ran};
 
 const TINY: &[&str] = &[
     "--set",
@@ -25,11 +29,6 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn worker() -> PathBuf {
-    let exe = PathBuf::from(env!("CARGO_BIN_EXE_difflow"));
-    exe.with_file_name(format!("difflow-worker{}", std::env::consts::EXE_SUFFIX))
-}
-
 /// A project folder holding `pipelines/study/NAME` and a link to the repository's data.
 fn project(name: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -44,14 +43,7 @@ fn project(name: &str) -> tempfile::TempDir {
 }
 
 fn difflow(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_difflow"))
-        .args(args)
-        .current_dir(dir.join("pipelines/study"))
-        .env("DIFFLOW_WORKER", worker())
-        .output()
-        .unwrap();
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+    difflow_real(&dir.join("pipelines/study"), args, &[])
 }
 
 fn run_tiny(dir: &Path, file: &str, extra: &[&str]) -> String {
@@ -61,15 +53,6 @@ fn run_tiny(dir: &Path, file: &str, extra: &[&str]) -> String {
     let (code, out, err) = difflow(dir, &args);
     assert_eq!(code, 0, "{out}\n{err}");
     out
-}
-
-/// The stage names on the `done` lines, in order.
-fn ran(stdout: &str) -> Vec<String> {
-    stdout
-        .lines()
-        .filter_map(|l| l.strip_prefix("done    "))
-        .map(|l| l.split_whitespace().nth(1).unwrap().to_string())
-        .collect()
 }
 
 fn count(ran: &[String], prefix: &str) -> usize {

@@ -2,12 +2,15 @@
 //! trained classifier back, and the image/line plots (grid, forward, trajectory,
 //! schedules, loss) on small inputs.
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::path::Path;
 
-use difflow_core::job::{Input, Job, JobSettings};
+use common::{input, stage_job};
+use difflow_core::job::Job;
 use difflow_engine::data::{DataMeta, DataType, Dataset};
-use difflow_engine::stages::classifier::{accuracy, load};
+use difflow_engine::models::load_classifier as load;
+use difflow_engine::stages::classifier::accuracy;
 use serde_json::{json, Value};
 use tch::{Device, Kind, Tensor};
 
@@ -27,24 +30,10 @@ fn two_class_data(dir: &Path, n: i64) {
 }
 
 fn job(kind: &str, variant: &str, params: Value, inputs: &[(&str, &str, &Path)], out: &Path) -> Job {
-    Job {
-        instance: format!("test_{variant}"),
-        kind: kind.into(),
-        variant: variant.into(),
-        params: difflow_core::schema::with_defaults(kind, variant, &params),
-        inputs: inputs
-            .iter()
-            .map(|(name, kind, dir)| {
-                (
-                    name.to_string(),
-                    Input { kind: kind.to_string(), variant: "x".into(), params: json!({}), dir: dir.to_path_buf() },
-                )
-            })
-            .collect::<BTreeMap<_, _>>(),
-        out_dir: out.to_path_buf(),
-        device: "cpu".into(),
-        settings: JobSettings { inception_weights: None, threads: 1 },
-    }
+    let inputs = inputs.iter().map(|(name, kind, dir)| (name.to_string(), input(kind, "x", dir)));
+    let mut job = stage_job(&format!("test_{variant}"), (kind, variant), &params, inputs, out);
+    job.settings.threads = 1;
+    job
 }
 
 fn encoder() -> Value {

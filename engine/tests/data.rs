@@ -4,11 +4,14 @@
 //! input; the dataset stage's artifact; and the embedded MNIST written by
 //! `scripts/fetch_mnist.py`.
 
+mod common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use difflow_core::job::{Job, JobSettings};
+use common::stage_job;
+use difflow_core::job::Job;
 use difflow_engine::data::cifar10;
 use difflow_engine::data::images::load_folder;
 use difflow_engine::data::mnist::{self, Flavour};
@@ -337,16 +340,7 @@ fn an_image_folder_keeps_its_own_size_unless_size_is_set_and_mixed_sizes_are_an_
 }
 
 fn job(variant: &str, params: serde_json::Value, out: &Path) -> Job {
-    Job {
-        instance: "digits".into(),
-        kind: "dataset".into(),
-        variant: variant.into(),
-        params: difflow_core::schema::with_defaults("dataset", variant, &params),
-        inputs: Default::default(),
-        out_dir: out.to_path_buf(),
-        device: "cpu".into(),
-        settings: JobSettings::default(),
-    }
+    stage_job("digits", ("dataset", variant), &params, [], out)
 }
 
 #[test]

@@ -5,13 +5,15 @@
 //! (Adam turns that rounding noise into differences proportional to the learning rate on
 //! parameters whose gradient is near zero, hence the modest `lr` here.)
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use difflow_core::job::{Input, Job, JobSettings};
+use common::stage_job;
+use difflow_core::job::Input;
 use serde_json::{json, Value};
 use tch::Tensor;
 
@@ -24,16 +26,8 @@ fn repo() -> PathBuf {
 }
 
 fn write_job(work: &Path, name: &str, kind: &str, variant: &str, params: Value, inputs: &[(&str, Input)]) -> PathBuf {
-    let job = Job {
-        instance: name.into(),
-        kind: kind.into(),
-        variant: variant.into(),
-        params: difflow_core::schema::with_defaults(kind, variant, &params),
-        inputs: inputs.iter().map(|(n, i)| (n.to_string(), i.clone())).collect::<BTreeMap<_, _>>(),
-        out_dir: work.join(name),
-        device: "cpu".into(),
-        settings: JobSettings::default(),
-    };
+    let inputs = inputs.iter().map(|(n, i)| (n.to_string(), i.clone()));
+    let job = stage_job(name, (kind, variant), &params, inputs, &work.join(name));
     let file = work.join(format!("{name}.json"));
     std::fs::write(&file, serde_json::to_string(&job).unwrap()).unwrap();
     file

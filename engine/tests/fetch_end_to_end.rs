@@ -4,33 +4,16 @@
 //! worker and measured. The weights are the seeded pt_inception-layout fixture of
 //! `scripts/inception_reference.py`; the IDX files are made here.
 
+mod common;
 mod inception_fixture;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::process::Command;
 
-use inception_fixture::{reference_dir, repo_root};
+use common::difflow_binary;
+use inception_fixture::reference_dir;
 use sha2::{Digest, Sha256};
-
-fn bin_dir() -> PathBuf {
-    std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_path_buf()
-}
-
-/// The `difflow` binary (`cargo test -p difflow-engine` builds only the worker).
-fn difflow() -> PathBuf {
-    let profile = bin_dir().file_name().unwrap().to_string_lossy().into_owned();
-    let mut build = Command::new(env!("CARGO"));
-    build.current_dir(repo_root()).args(["build", "-p", "difflow", "--bin", "difflow"]);
-    if profile == "release" {
-        build.arg("--release");
-    }
-    let status = build.status().expect("run cargo to build the difflow binary");
-    let path = bin_dir().join("difflow");
-    assert!(status.success() || path.exists(), "building the difflow binary failed");
-    path
-}
 
 /// Serves `files` (URL path → bytes) over HTTP/1.1 on 127.0.0.1; returns the base URL.
 fn serve(files: Vec<(String, Vec<u8>)>) -> String {
@@ -126,7 +109,11 @@ fn mnist_and_the_inception_weights_are_fetched_and_used() {
          metrics scores { samples = digits, reference = train_digits, measure = [\"fid\"] }\n",
     )
     .unwrap();
-    let out = Command::new(difflow()).current_dir(dir).args(["run", "first.diff", "--device", "cpu"]).output().unwrap();
+    let out = Command::new(difflow_binary())
+        .current_dir(dir)
+        .args(["run", "first.diff", "--device", "cpu"])
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}{}", String::from_utf8_lossy(&out.stdout));
     assert_eq!(stderr.matches("sha256 verified").count(), 5, "{stderr}");

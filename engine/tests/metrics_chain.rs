@@ -3,27 +3,14 @@
 //! with tiny networks (a few seconds of training). Features come from a trained classifier
 //! stage ("classifier FID"), so no Inception weights are needed here.
 
+mod common;
 mod inception_fixture;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::difflow_binary;
 use inception_fixture::repo_root;
-
-fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().to_path_buf()
-}
-
-fn difflow() -> PathBuf {
-    let mut build = Command::new(env!("CARGO"));
-    build.current_dir(repo_root()).args(["build", "--release", "-p", "difflow", "--bin", "difflow"]);
-    let status = build.status().expect("run cargo to build the difflow binary");
-    let path = bin_dir().join("difflow");
-    // A tree that others are editing may not build this minute; an existing binary will do.
-    assert!(status.success() || path.exists(), "building the difflow binary failed");
-    path
-}
 
 fn pipeline(mnist: &Path) -> String {
     let mnist = mnist.display();
@@ -87,7 +74,7 @@ fn json(path: &Path) -> serde_json::Value {
 
 #[test]
 fn classifier_metrics_chain_curve_and_nll() {
-    let difflow = difflow();
+    let difflow = difflow_binary();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     std::fs::write(dir.join("chain.diff"), pipeline(&repo_root().join("data/mnist"))).unwrap();

@@ -4,36 +4,15 @@
 //! samples' statistics and the metrics, never the reference's statistics.
 //! Uses the seeded Inception weights of `scripts/inception_reference.py`.
 
+mod common;
 mod inception_fixture;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
-use inception_fixture::{reference_dir, repo_root};
-
-/// `target/release`, where this test's executable (in `deps/`) and the binaries live.
-fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().to_path_buf()
-}
-
-/// The `difflow` binary (built here if needed: `cargo test -p difflow-engine` builds only
-/// the worker) and the worker beside it.
-fn difflow() -> PathBuf {
-    let profile = bin_dir().file_name().unwrap().to_string_lossy().into_owned();
-    let mut build = Command::new(env!("CARGO"));
-    build.current_dir(repo_root()).args(["build", "-p", "difflow", "--bin", "difflow"]);
-    if profile == "release" {
-        build.arg("--release");
-    }
-    let status = build.status().expect("run cargo to build the difflow binary");
-    let path = bin_dir().join("difflow");
-    // A tree that others are editing may not build this minute; an existing binary will do.
-    assert!(status.success() || path.exists(), "building the difflow binary failed");
-    assert!(bin_dir().join("difflow-worker").exists(), "difflow-worker is not built beside {}", path.display());
-    path
-}
+use common::difflow_binary;
+use inception_fixture::reference_dir;
 
 /// Writes `count` size×size RGB PNGs: smooth blobs, brighter when `bright`.
 fn write_images(dir: &Path, count: usize, size: u32, bright: bool, seed: u64) {
@@ -96,7 +75,7 @@ metrics scores {{
 
 #[test]
 fn statistics_are_cached_per_input_and_reused() {
-    let difflow = difflow();
+    let difflow = difflow_binary();
     let weights = reference_dir().join("inception.pth");
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();

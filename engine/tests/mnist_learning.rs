@@ -11,13 +11,16 @@
 //! real digits, CFG samples (scale 2, DDIM-25) recognised at 88.5 %; 83 s of training, 108 s
 //! in all (600 steps instead of 400: 95.0 %). The floors below leave a wide margin.
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use difflow_core::job::{Input, Job, JobSettings};
+use common::{input, stage_job};
+use difflow_core::job::Input;
 use difflow_engine::data::Dataset;
-use difflow_engine::stages::classifier::{accuracy, load};
+use difflow_engine::models::load_classifier as load;
+use difflow_engine::stages::classifier::accuracy;
 use serde_json::{json, Value};
 use tch::Device;
 
@@ -31,23 +34,11 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
-fn input(kind: &str, variant: &str, dir: &Path) -> Input {
-    Input { kind: kind.into(), variant: variant.into(), params: json!({}), dir: dir.to_path_buf() }
-}
-
 /// Runs one stage in `difflow-worker`, failing the test with the worker's stderr.
 fn run_stage(work: &Path, name: &str, kind: &str, variant: &str, params: Value, inputs: &[(&str, Input)]) -> PathBuf {
     let out = work.join(name);
-    let job = Job {
-        instance: name.into(),
-        kind: kind.into(),
-        variant: variant.into(),
-        params: difflow_core::schema::with_defaults(kind, variant, &params),
-        inputs: inputs.iter().map(|(n, i)| (n.to_string(), i.clone())).collect::<BTreeMap<_, _>>(),
-        out_dir: out.clone(),
-        device: "cpu".into(),
-        settings: JobSettings::default(),
-    };
+    let inputs = inputs.iter().map(|(n, i)| (n.to_string(), i.clone()));
+    let job = stage_job(name, (kind, variant), &params, inputs, &out);
     let job_file = work.join(format!("{name}.json"));
     std::fs::write(&job_file, serde_json::to_string(&job).unwrap()).unwrap();
     let result = Command::new(env!("CARGO_BIN_EXE_difflow-worker"))

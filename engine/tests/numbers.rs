@@ -147,6 +147,17 @@ fn process_of(case: &Value) -> Process {
     }
 }
 
+/// Each reference case of the process, with its process, name and timesteps.
+fn process_cases(r: &Value) -> Vec<(&Value, Process, String, Tensor)> {
+    let cases = r["process"].as_array().unwrap().iter();
+    cases
+        .map(|case| {
+            let t: Vec<i64> = case["t"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+            (case, process_of(case), case_name(case), Tensor::from_slice(&t))
+        })
+        .collect()
+}
+
 fn case_name(case: &Value) -> String {
     format!(
         "{}/{}/{}{}",
@@ -160,12 +171,8 @@ fn case_name(case: &Value) -> String {
 #[test]
 fn forward_posterior_and_model_parameterisations_match() {
     let r = reference();
-    for case in r["process"].as_array().unwrap() {
-        let p = process_of(case);
-        let name = case_name(case);
+    for (case, p, name, t) in process_cases(&r) {
         let e = &case["expected"];
-        let t =
-            Tensor::from_slice(&case["t"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect::<Vec<_>>());
         let (x0, xt, noise) = (tensor(&case["x0"]), tensor(&case["xt"]), tensor(&case["noise"]));
         assert_close(&format!("{name} q_sample"), &p.q_sample(&x0, &t, &noise), &e["q_sample"]);
         let (mean, var, log_var) = p.q_posterior(&x0, &xt, &t);
@@ -186,12 +193,8 @@ fn forward_posterior_and_model_parameterisations_match() {
 #[test]
 fn ddpm_and_ddim_steps_match() {
     let r = reference();
-    for case in r["process"].as_array().unwrap() {
-        let p = process_of(case);
-        let name = case_name(case);
+    for (case, p, name, t) in process_cases(&r) {
         let e = &case["expected"];
-        let t =
-            Tensor::from_slice(&case["t"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect::<Vec<_>>());
         let (xt, output, z) = (tensor(&case["xt"]), tensor(&case["output"]), tensor(&case["step_noise"]));
         let d = p.p_mean_variance(&output, &xt, &t).unwrap();
         assert_close(&format!("{name} DDPM step"), &ddpm_step(&p, &d, &t, &z), &e["ddpm_step"]);
@@ -203,11 +206,7 @@ fn ddpm_and_ddim_steps_match() {
 #[test]
 fn vlb_terms_match() {
     let r = reference();
-    for case in r["process"].as_array().unwrap() {
-        let p = process_of(case);
-        let name = case_name(case);
-        let t =
-            Tensor::from_slice(&case["t"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect::<Vec<_>>());
+    for (case, p, name, t) in process_cases(&r) {
         let (x0, xt, output) = (tensor(&case["x0"]), tensor(&case["xt"]), tensor(&case["output"]));
         let bits = p.vb_term_bits(&output, &x0, &xt, &t, false).unwrap();
         assert_close(&format!("{name} L_t (bits/dim)"), &bits, &case["expected"]["vb_bits"]);
@@ -231,12 +230,8 @@ fn vlb_terms_match() {
 #[test]
 fn classifier_free_guidance_matches_with_one_batched_forward() {
     let r = reference();
-    for case in r["process"].as_array().unwrap() {
-        let p = process_of(case);
-        let name = case_name(case);
+    for (case, p, name, t) in process_cases(&r) {
         let e = &case["expected"];
-        let t =
-            Tensor::from_slice(&case["t"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect::<Vec<_>>());
         let (xt, cond, uncond) = (tensor(&case["xt"]), tensor(&case["output"]), tensor(&case["uncond"]));
         let b = xt.size()[0];
         let calls = Cell::new(0);
@@ -265,12 +260,8 @@ fn classifier_free_guidance_matches_with_one_batched_forward() {
 #[test]
 fn classifier_guidance_matches() {
     let r = reference();
-    for case in r["process"].as_array().unwrap() {
-        let p = process_of(case);
-        let name = case_name(case);
+    for (case, p, name, t) in process_cases(&r) {
         let e = &case["expected"];
-        let t =
-            Tensor::from_slice(&case["t"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect::<Vec<_>>());
         let (xt, output, grad) = (tensor(&case["xt"]), tensor(&case["output"]), tensor(&case["cls_grad"]));
         let d = p.p_mean_variance(&output, &xt, &t).unwrap();
         assert_close(
@@ -336,12 +327,8 @@ fn dpm_solver_2m_steps_match() {
 fn training_losses_match() {
     use difflow_engine::diffusion::loss::LossType;
     let r = reference();
-    for case in r["process"].as_array().unwrap() {
-        let p = process_of(case);
-        let name = case_name(case);
+    for (case, p, name, t) in process_cases(&r) {
         let e = &case["expected"];
-        let t =
-            Tensor::from_slice(&case["t"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect::<Vec<_>>());
         let (x0, xt, noise, output) =
             (tensor(&case["x0"]), tensor(&case["xt"]), tensor(&case["noise"]), tensor(&case["output"]));
         let loss = |kind| p.training_loss(&output, &x0, &xt, &t, &noise, kind);

@@ -1,30 +1,16 @@
 //! The scatter plot stage draws each 2-D point set in its own colour, and refuses images.
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::path::Path;
 
-use difflow_core::job::{Input, Job, JobSettings};
+use common::{input, stage_job};
+use difflow_core::job::Job;
 use serde_json::json;
 
 fn job(kind: &str, variant: &str, params: serde_json::Value, inputs: &[(&str, &Path)], out: &Path) -> Job {
-    Job {
-        instance: "look".into(),
-        kind: kind.into(),
-        variant: variant.into(),
-        params: difflow_core::schema::with_defaults(kind, variant, &params),
-        inputs: inputs
-            .iter()
-            .map(|(n, d)| {
-                (
-                    n.to_string(),
-                    Input { kind: "dataset".into(), variant: "toy".into(), params: json!({}), dir: d.to_path_buf() },
-                )
-            })
-            .collect::<BTreeMap<_, _>>(),
-        out_dir: out.to_path_buf(),
-        device: "cpu".into(),
-        settings: JobSettings::default(),
-    }
+    let inputs = inputs.iter().map(|(name, dir)| (name.to_string(), input("dataset", "toy", dir)));
+    stage_job("look", (kind, variant), &params, inputs, out)
 }
 
 #[test]

@@ -1,10 +1,12 @@
 //! The toy diffusion end to end, in process: gaussians8 → MLP (simple loss) → DDIM and DDPM
 //! samples, checked by measured properties of the samples; and per-sample seeding.
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::path::Path;
 
-use difflow_core::job::{Input, Job, JobSettings};
+use common::{input, stage_job};
+use difflow_core::job::Job;
 use difflow_engine::data::toy::gaussians8_centres;
 use difflow_engine::data::Dataset;
 use serde_json::{json, Value};
@@ -18,24 +20,8 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn job(kind: &str, variant: &str, params: Value, inputs: &[(&str, &str, &Path)], out: &Path) -> Job {
-    Job {
-        instance: format!("{kind}-{variant}"),
-        kind: kind.into(),
-        variant: variant.into(),
-        params: difflow_core::schema::with_defaults(kind, variant, &params),
-        inputs: inputs
-            .iter()
-            .map(|(name, kind, dir)| {
-                (
-                    name.to_string(),
-                    Input { kind: kind.to_string(), variant: String::new(), params: json!({}), dir: dir.to_path_buf() },
-                )
-            })
-            .collect::<BTreeMap<_, _>>(),
-        out_dir: out.to_path_buf(),
-        device: "cpu".into(),
-        settings: JobSettings::default(),
-    }
+    let inputs = inputs.iter().map(|(name, kind, dir)| (name.to_string(), input(kind, "", dir)));
+    stage_job(&format!("{kind}-{variant}"), (kind, variant), &params, inputs, out)
 }
 
 /// Trains the toy model once into `root` (dataset in `root/data`, model in `root/train`).

@@ -156,6 +156,17 @@ fn toy_data(root: &Path) -> std::path::PathBuf {
     data
 }
 
+/// The parameters of a small MLP trained on the toy points, with `settings` added.
+fn small_mlp_training(settings: serde_json::Value) -> serde_json::Value {
+    let mut params = json!({
+        "model": {"kind": "model", "variant": "mlp", "hidden": 16, "layers": 1},
+        "data": {"$stage": "points"},
+        "schedule": {"kind": "schedule", "variant": "linear", "steps": 20},
+    });
+    params.as_object_mut().unwrap().extend(settings.as_object().unwrap().clone());
+    params
+}
+
 /// A garbage `checkpoint/state.json` (and a partial `checkpoint.tmp`, as a full disk
 /// leaves it) must not block reruns: the worker says so, discards both and trains from
 /// step 0, to the same weights as a clean run.
@@ -164,12 +175,7 @@ fn a_garbage_checkpoint_is_discarded_and_training_starts_over() {
     let root = tempfile::tempdir().unwrap();
     let root = root.path();
     let data = toy_data(root);
-    let params = json!({
-        "model": {"kind": "model", "variant": "mlp", "hidden": 16, "layers": 1},
-        "data": {"$stage": "points"},
-        "schedule": {"kind": "schedule", "variant": "linear", "steps": 20},
-        "steps": 30, "batch": 32, "seed": 3, "checkpoint_every": 10
-    });
+    let params = small_mlp_training(json!({"steps": 30, "batch": 32, "seed": 3, "checkpoint_every": 10}));
     let (clean, broken) = (root.join("clean"), root.join("broken"));
     write_job(&root.join("clean.json"), "train", "diffusion", params.clone(), Some(&data), &clean);
     write_job(&root.join("broken.json"), "train", "diffusion", params, Some(&data), &broken);
@@ -197,12 +203,8 @@ fn divergence_in_fp32_does_not_suggest_fp32() {
     let root = tempfile::tempdir().unwrap();
     let root = root.path();
     let data = toy_data(root);
-    let params = json!({
-        "model": {"kind": "model", "variant": "mlp", "hidden": 16, "layers": 1},
-        "data": {"$stage": "points"},
-        "schedule": {"kind": "schedule", "variant": "linear", "steps": 20},
-        "steps": 50, "batch": 32, "lr": 1e30, "grad_clip": 0.0, "precision": "fp32"
-    });
+    let params =
+        small_mlp_training(json!({"steps": 50, "batch": 32, "lr": 1e30, "grad_clip": 0.0, "precision": "fp32"}));
     write_job(&root.join("train.json"), "train", "diffusion", params, Some(&data), &root.join("out"));
     let output = Command::new(WORKER).arg(root.join("train.json")).output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);

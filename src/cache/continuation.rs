@@ -153,5 +153,6 @@ mod tests {
         assert_eq!(start_point(&runs, 10), None);
         assert_eq!(grouped(1234567), "1,234,567");
         assert_eq!(grouped(999), "999");
+        assert_eq!(grouped(35_746_307), "35,746,307");
     }
 }

@@ -10,7 +10,6 @@
 //! filesystem that keeps ctime (all POSIX ones do).
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
@@ -135,17 +134,15 @@ impl Digests {
 
 /// blake3 of a file's contents, hex.
 pub fn hash_file(path: &Path) -> std::io::Result<String> {
-    let mut f = std::fs::File::open(path)?;
     let mut h = blake3::Hasher::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
+    read_into(path, &mut h)?;
     Ok(h.finalize().to_hex().to_string())
+}
+
+/// Streams a file's contents into `sink` (a hasher) in 64 KiB reads.
+pub fn read_into(path: &Path, sink: &mut impl std::io::Write) -> std::io::Result<u64> {
+    let file = std::fs::File::open(path)?;
+    std::io::copy(&mut std::io::BufReader::with_capacity(1 << 16, file), sink)
 }
 
 /// Every regular file under `dir`, as paths relative to the starting folder.

@@ -6,6 +6,7 @@ mod cleanup;
 pub mod compare;
 pub mod continuation;
 pub mod interrupt;
+mod local;
 pub mod show;
 pub mod slurm;
 pub mod stale;
@@ -14,7 +15,6 @@ mod worker;
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 use std::time::Instant;
 
 use crate::cache::continuation::grouped;
@@ -276,39 +276,13 @@ pub fn run(s: &Session, opts: &RunOptions, progress: &Progress) -> Result<RunSum
     if opts.detach && executor != "slurm" {
         return Err(RunError::Usage("`--detach` needs a cluster: use it with `--executor slurm`".into()));
     }
-    let jobs = opts.jobs.unwrap_or(s.settings.jobs).max(1);
-    let nproc = opts.nproc.map_or_else(|| s.settings.nproc.clone(), crate::settings::Nproc::All);
-    let mut selected = s.selection(&opts.targets).map_err(RunError::Usage)?;
-    let forced: BTreeSet<usize> = if opts.force.is_empty() {
-        BTreeSet::new()
-    } else {
-        graph::resolve_names(&s.pipeline, &s.graph, &opts.force).map_err(RunError::Usage)?.into_iter().collect()
-    };
-    if forced.iter().any(|f| !selected.contains(f)) {
-        let extra = s.graph.upstream_closure(forced.iter().copied());
-        let all: BTreeSet<usize> = selected.iter().copied().chain(extra).collect();
-        selected = s.graph.order().iter().copied().filter(|i| all.contains(i)).collect();
-    }
-
+    let (selected, forced) = selection_with_forced(s, opts).map_err(RunError::Usage)?;
     // Held until the run ends: `cache gc` leaves these entries alone meanwhile.
     let _reading = s
         .cache
         .hold_for_reading(selected.iter().map(|&i| s.key(i)))
         .map_err(|e| RunError::Failed(format!("cannot lock the cache in {}: {e}", s.cache.dir.display())))?;
-    // What must run: forced, missing, or a cached entry whose files no longer match.
-    let mut to_run = Vec::new();
-    for &i in &selected {
-        let key = s.key(i);
-        if forced.contains(&i) || !s.cache.is_complete(key) {
-            to_run.push(i);
-        } else if let Err(why) = s.cache.verify(key) {
-            progress.println(&format!(
-                "warning: the cache entry of `{}` is corrupt ({why}); recomputing it",
-                s.instance(i).name
-            ));
-            to_run.push(i);
-        }
-    }
+    let to_run = instances_to_run(s, &selected, &forced, progress);
     let cached_before = selected.len() - to_run.len();
     if to_run.is_empty() {
         write_lock(s);
@@ -320,115 +294,73 @@ pub fn run(s: &Session, opts: &RunOptions, progress: &Progress) -> Result<RunSum
     let needs_worker = to_run.iter().any(|&i| s.instance(i).kind != "report");
     let worker = if needs_worker { Some(worker::worker_path().map_err(RunError::Failed)?) } else { None };
     interrupt::install();
+    let nproc = opts.nproc.map_or_else(|| s.settings.nproc.clone(), crate::settings::Nproc::All);
     if executor == "slurm" {
         let plan = slurm::Plan { to_run, forced, device, cached_before, detach: opts.detach, nproc };
         return slurm::run(s, plan, worker.as_deref(), progress);
     }
+    let plan =
+        local::Plan { to_run, forced, device, jobs: opts.jobs.unwrap_or(s.settings.jobs).max(1), nproc, cached_before };
+    let summary = local::run(s, plan, worker.as_deref(), progress);
+    if !matches!(summary, Err(RunError::Interrupted(_))) {
+        print_files_to_open(s, &selected);
+    }
+    summary
+}
 
-    // Several CPU workers at once would each take every core: share them out, and let
-    // libtorch's OpenMP threads wait passively, since spinning ones starve the other
-    // workers (a UNet step took 2.5 s instead of 0.44 s). A single worker keeps the
-    // default spinning wait: passive waiting made the same step 1.7x slower on an idle
-    // 2-core machine (233 ms vs 140 ms). Set before any thread starts; a user's own
-    // setting wins.
-    if jobs > 1 && std::env::var_os("OMP_WAIT_POLICY").is_none() {
-        std::env::set_var("OMP_WAIT_POLICY", "PASSIVE");
-    }
-    let threads = match s.settings.threads {
-        0 if jobs > 1 => std::thread::available_parallelism().map_or(1, |n| (n.get() / jobs).max(1)),
-        t => t,
+/// The instances the targets select, and those `--force` names; a forced instance outside
+/// the selection brings in what it needs upstream.
+fn selection_with_forced(s: &Session, opts: &RunOptions) -> Result<(Vec<usize>, BTreeSet<usize>), String> {
+    let mut selected = s.selection(&opts.targets)?;
+    let forced: BTreeSet<usize> = if opts.force.is_empty() {
+        BTreeSet::new()
+    } else {
+        graph::resolve_names(&s.pipeline, &s.graph, &opts.force)?.into_iter().collect()
     };
-    let total = to_run.len();
-    let position: HashMap<usize, usize> = to_run.iter().enumerate().map(|(n, &i)| (i, n + 1)).collect();
-    let pending_set: BTreeSet<usize> = to_run.iter().copied().collect();
-    let shorter = continuation::shorter_runs(s, &to_run);
-    let mut done: BTreeSet<usize> = BTreeSet::new();
-    let mut started: BTreeSet<usize> = BTreeSet::new();
-    let mut failures: Vec<(usize, String)> = Vec::new();
-    let mut interrupted: Vec<(usize, String)> = Vec::new();
-    let mut ran = 0;
-    let mut done_elsewhere = 0;
-    let run_start = Instant::now();
-    std::thread::scope(|scope| {
-        let (tx, rx) = mpsc::channel::<(usize, Result<Outcome, StageError>)>();
-        let mut running = 0;
-        loop {
-            if failures.is_empty() && !interrupt::requested() {
-                for &i in &to_run {
-                    if running >= jobs {
-                        break;
-                    }
-                    let ready = !started.contains(&i)
-                        && s.graph.inputs(i).iter().all(|d| !pending_set.contains(d) || done.contains(d))
-                        && shorter.get(&i).is_none_or(|runs| runs.iter().all(|d| done.contains(d)));
-                    if ready {
-                        started.insert(i);
-                        running += 1;
-                        let tx = tx.clone();
-                        let label = format!("[{}/{total}] {} {}", position[&i], s.instance(i).kind, s.instance(i).name);
-                        let worker = worker.clone();
-                        let device = device.clone();
-                        let forced = forced.contains(&i);
-                        let nproc = nproc.clone();
-                        scope.spawn(move || {
-                            let r =
-                                execute(s, i, forced, &device, (threads, &nproc), worker.as_deref(), progress, &label);
-                            let _ = tx.send((i, r));
-                        });
-                    }
-                }
-            }
-            if running == 0 {
-                break;
-            }
-            let Ok((i, result)) = rx.recv() else { break };
-            running -= 1;
-            let inst = s.instance(i);
-            match result {
-                Ok(Outcome::Ran(secs)) => {
-                    ran += 1;
-                    done.insert(i);
-                    println!("done    {} {} ({secs:.1} s){}", inst.kind, inst.name, headline_text(s, i));
-                }
-                Ok(Outcome::DoneElsewhere) => {
-                    done_elsewhere += 1;
-                    done.insert(i);
-                    println!("cached  {} {} (its entry was computed meanwhile)", inst.kind, inst.name);
-                }
-                Err(StageError::Interrupted(msg)) => {
-                    println!("stopped {} {}", inst.kind, inst.name);
-                    interrupted.push((i, msg));
-                }
-                // A stage killed by the stop is interrupted, not failed.
-                Err(StageError::Failed(msg)) if interrupt::requested() => {
-                    println!("stopped {} {}", inst.kind, inst.name);
-                    interrupted.push((i, msg.lines().next().unwrap_or_default().to_string()));
-                }
-                Err(StageError::Failed(msg)) => {
-                    println!("FAILED  {} {}", inst.kind, inst.name);
-                    failures.push((i, msg));
-                }
-            }
-        }
-    });
-    write_lock(s);
-    if interrupt::requested() && failures.is_empty() {
-        return Err(RunError::Interrupted(interrupted_message(s, ran, &interrupted)));
+    if forced.iter().any(|f| !selected.contains(f)) {
+        let extra = s.graph.upstream_closure(forced.iter().copied());
+        let all: BTreeSet<usize> = selected.iter().copied().chain(extra).collect();
+        selected = s.graph.order().iter().copied().filter(|i| all.contains(i)).collect();
     }
-    let not_started = total - started.len();
-    let mut summary =
-        format!("ran {ran} stage{}, {} cached", if ran == 1 { "" } else { "s" }, cached_before + done_elsewhere);
+    Ok((selected, forced))
+}
+
+/// What must run: forced, missing, or a cached entry whose files no longer match.
+fn instances_to_run(s: &Session, selected: &[usize], forced: &BTreeSet<usize>, progress: &Progress) -> Vec<usize> {
+    let mut to_run = Vec::new();
+    for &i in selected {
+        let key = s.key(i);
+        if forced.contains(&i) || !s.cache.is_complete(key) {
+            to_run.push(i);
+        } else if let Err(why) = s.cache.verify(key) {
+            progress.println(&format!(
+                "warning: the cache entry of `{}` is corrupt ({why}); recomputing it",
+                s.instance(i).name
+            ));
+            to_run.push(i);
+        }
+    }
+    to_run
+}
+
+/// Prints a run's summary line; its result names each failed stage, if any did.
+fn summarize(
+    s: &Session,
+    (ran, cached, not_started): (usize, usize, usize),
+    failures: &[(usize, String)],
+    start: Instant,
+) -> Result<RunSummary, RunError> {
+    let mut summary = format!("ran {ran} stage{}, {cached} cached", if ran == 1 { "" } else { "s" });
     if !failures.is_empty() {
         let _ = write!(summary, ", {} failed, {not_started} not started", failures.len());
     }
-    let _ = write!(summary, " ({:.1} s)", run_start.elapsed().as_secs_f64());
+    let _ = write!(summary, " ({:.1} s)", start.elapsed().as_secs_f64());
     println!("{summary}");
-    print_files_to_open(s, &selected);
     if failures.is_empty() {
-        return Ok(RunSummary { ran, cached: cached_before + done_elsewhere });
+        return Ok(RunSummary { ran, cached });
     }
     let mut msg = String::new();
-    for (i, why) in &failures {
+    for (i, why) in failures {
         let _ = writeln!(msg, "stage `{}` ({}) failed: {why}", s.instance(*i).name, s.instance(*i).kind);
     }
     msg.push_str("what finished before is cached: fix the problem and run again to continue from there");
@@ -463,18 +395,6 @@ fn print_files_to_open(s: &Session, selected: &[usize]) {
     if plots.len() > MAX_PLOTS {
         println!("  … and {} more plots (`difflow show FILE NAME` lists a stage's files)", plots.len() - MAX_PLOTS);
     }
-}
-
-/// What an interrupted run kept, and how to go on.
-fn interrupted_message(s: &Session, ran: usize, stopped: &[(usize, String)]) -> String {
-    let mut msg =
-        format!("interrupted: {ran} stage{} finished and cached before the stop", if ran == 1 { "" } else { "s" });
-    for (i, said) in stopped {
-        let inst = s.instance(*i);
-        let _ = write!(msg, "\n  {} {}: {}", inst.kind, inst.name, if said.is_empty() { "stopped" } else { said });
-    }
-    let _ = write!(msg, "\nrun `difflow run {}` again to continue from there", s.file_label());
-    msg
 }
 
 /// A few headline numbers of a finished entry, for its `done` line.

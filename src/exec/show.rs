@@ -7,6 +7,7 @@ use serde_json::{json, Value as Json};
 
 use super::worker::{run_worker, worker_path, Progress, WorkerFailure};
 use super::Session;
+use crate::cache::continuation::grouped;
 use crate::cache::lockfile::headline_metrics;
 use crate::diffusion::schedule::ScheduleSpec;
 use crate::graph;
@@ -175,7 +176,7 @@ fn describe_model(s: &Session, name: &str, config: &Config, as_json: bool) -> Re
         return Ok(answer.to_string() + "\n");
     }
     let params = answer["params"].as_u64().unwrap_or(0);
-    let mut text = format!("model {name} ({}): {} parameters\n", config.variant, group_digits(params));
+    let mut text = format!("model {name} ({}): {} parameters\n", config.variant, grouped(params));
     if let Some(levels) = answer.get("levels").and_then(Json::as_array) {
         for (i, level) in levels.iter().enumerate() {
             let shown = match (level.get("resolution"), level.get("channels")) {
@@ -231,18 +232,6 @@ fn data_meta(s: &Session, config: &Config) -> Json {
     }
 }
 
-pub fn group_digits(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,11 +281,5 @@ mod tests {
         assert!(schedule_spec(&config("linear", vec![("steps", Value::Int(0))])).is_err());
         let table = schedule_table("lin", &spec);
         assert_eq!(table.lines().count(), 102);
-    }
-
-    #[test]
-    fn digits_are_grouped() {
-        assert_eq!(group_digits(35_746_307), "35,746,307");
-        assert_eq!(group_digits(999), "999");
     }
 }

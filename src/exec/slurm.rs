@@ -10,7 +10,6 @@
 //! each job's log, and prints the same lines and summary as a local run.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fmt::Write as _;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::{build_job, execute, headline_text, interrupt, manifest_template, write_lock, Outcome, Progress};
+use super::Progress;
+use super::{build_job, execute, headline_text, interrupt, manifest_template, summarize, write_lock, Outcome};
 use super::{RunError, RunSummary, Session};
 use crate::cache::store::{utc_string, Manifest};
 use crate::job::Event;
@@ -361,22 +361,7 @@ impl Tally {
     /// The summary line, and the run's result.
     fn finish(self, s: &Session, cached: usize, run_start: Instant) -> Result<RunSummary, RunError> {
         write_lock(s);
-        let ran = self.ran;
-        let mut summary = format!("ran {ran} stage{}, {cached} cached", if ran == 1 { "" } else { "s" });
-        if !self.failures.is_empty() {
-            let _ = write!(summary, ", {} failed, {} not started", self.failures.len(), self.cancelled.len());
-        }
-        let _ = write!(summary, " ({:.1} s)", run_start.elapsed().as_secs_f64());
-        println!("{summary}");
-        if self.failures.is_empty() {
-            return Ok(RunSummary { ran, cached });
-        }
-        let mut msg = String::new();
-        for (i, why) in &self.failures {
-            let _ = writeln!(msg, "stage `{}` ({}) failed: {why}", s.instance(*i).name, s.instance(*i).kind);
-        }
-        msg.push_str("what finished before is cached: fix the problem and run again to continue from there");
-        Err(RunError::Failed(msg))
+        summarize(s, (self.ran, cached, self.cancelled.len()), &self.failures, run_start)
     }
 }
 

@@ -209,16 +209,8 @@ fn unreachable(source: &Source, dest: &Path, why: &str) -> String {
 
 /// SHA-256 of a file's contents, lowercase hex.
 pub fn sha256_of(path: &Path) -> std::io::Result<String> {
-    let mut f = File::open(path)?;
     let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
+    crate::cache::digest::read_into(path, &mut h)?;
     Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 

@@ -10,7 +10,11 @@ fn ok(text: &str) -> Pipeline {
 
 fn ok_with(text: &str, overrides: &[&str]) -> Pipeline {
     let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
-    let loaded = load_source("test.diff", text, &overrides);
+    clean(load_source("test.diff", text, &overrides))
+}
+
+/// The pipeline of a load that must have no diagnostics.
+fn clean(loaded: Loaded) -> Pipeline {
     if !loaded.diagnostics.is_empty() {
         panic!("{}", crate::diagnostics::render_plain(&loaded.diagnostics, &loaded.sources));
     }
@@ -180,13 +184,7 @@ fn use_resolves_against_the_using_file_and_paths_against_the_pipeline() {
         "use \"lib/models.diff\"\ndataset pts = toy { }\ndataset m = mnist { path = \"data/m\" }\ntrain t { model = tiny, data = pts, schedule = short, steps = 5 }\n",
     )
     .unwrap();
-    let loaded = load(&dir.path().join("main.diff"), &[]);
-    assert!(
-        loaded.diagnostics.is_empty(),
-        "{}",
-        crate::diagnostics::render_plain(&loaded.diagnostics, &loaded.sources)
-    );
-    let p = loaded.pipeline.unwrap();
+    let p = clean(load(&dir.path().join("main.diff"), &[]));
     let Value::Path(path) = &p.instance("m").unwrap().params["path"] else { panic!() };
     assert_eq!(std::path::Path::new(path), std::fs::canonicalize(dir.path()).unwrap().join("data/m"));
     assert_eq!(p.root, std::fs::canonicalize(dir.path()).unwrap());
@@ -203,13 +201,7 @@ fn data_root_from_difflow_toml_applies_to_dataset_paths_only() {
          inception_weights = \"w/inception.pth\" }\n",
     )
     .unwrap();
-    let loaded = load(&dir.path().join("main.diff"), &[]);
-    assert!(
-        loaded.diagnostics.is_empty(),
-        "{}",
-        crate::diagnostics::render_plain(&loaded.diagnostics, &loaded.sources)
-    );
-    let p = loaded.pipeline.unwrap();
+    let p = clean(load(&dir.path().join("main.diff"), &[]));
     let root = std::fs::canonicalize(dir.path()).unwrap();
     let path_of = |stage: &str, key: &str| match &p.instance(stage).unwrap().params[key] {
         Value::Path(path) => std::path::PathBuf::from(path),

@@ -48,7 +48,7 @@ impl ModelSizes {
         loop {
             let answer = self.known.lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned().flatten();
             match answer {
-                Some(Ok(n)) => return Some(format!("{} parameters", exec::show::group_digits(n))),
+                Some(Ok(n)) => return Some(format!("{} parameters", crate::cache::continuation::grouped(n))),
                 Some(Err(why)) => return Some(format!("parameter count unavailable: {why}")),
                 None if Instant::now() >= deadline => {
                     return Some("parameter count: difflow-worker is still counting (hover again)".into())

@@ -18,6 +18,18 @@ sample gen { from = ddpm, sampler = ddim { steps = sweep(5, 10) }, count = 64, b
 plot pic = scatter { of = [pts, gen] }
 "#;
 
+/// A guided MNIST study: CFG samples of a small UNet scored by FID and IS.
+pub const CFG_STUDY: &str = r#"
+use "std/unet.diff"
+dataset digits = mnist { path = "data/mnist", split = "train" }
+dataset ref = mnist { path = "data/mnist", split = "test" }
+schedule cos = cosine { steps = 100 }
+model net = unet_small { classes = 10 }
+train ddpm { model = net, data = digits, schedule = cos, steps = 20, batch = 8, lr = 1e-3, uncond_p = 0.1 }
+sample gen { from = ddpm, sampler = ddim { steps = 10 }, guidance = cfg { scale = 0.5 }, count = 64 }
+metrics scores { samples = gen, reference = ref, features = "inception", measure = ["fid", "is"] }
+"#;
+
 /// The worker double, in Python so that it reads the job file as JSON: prints progress
 /// and a metric, writes `<kind>.txt` (with the instance name) into out_dir, and `grid.png`
 /// for a sample stage. With `FAIL_KIND=<kind>` it fails like a stage error (exit 2); with
@@ -190,4 +202,64 @@ pub fn line_of<'a>(plan: &'a str, instance: &str) -> &'a str {
     plan.lines()
         .find(|l| l.split_whitespace().nth(1) == Some(instance))
         .unwrap_or_else(|| panic!("{instance} not in\n{plan}"))
+}
+
+/// The real `difflow-worker`, built beside `difflow` (`cargo test --release --workspace`
+/// builds it; scripts/test.sh does).
+pub fn real_worker() -> PathBuf {
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_difflow"));
+    let w = exe.with_file_name(format!("difflow-worker{}", std::env::consts::EXE_SUFFIX));
+    assert!(w.is_file(), "{} is missing: build it with `cargo build --release -p difflow-engine`", w.display());
+    w
+}
+
+/// `difflow ARGS` in `dir` with the real worker and the extra environment `env`:
+/// (exit code, stdout, stderr).
+pub fn difflow_real(dir: &Path, args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> (i32, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_difflow"));
+    cmd.args(args).current_dir(dir).env("DIFFLOW_WORKER", real_worker());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+}
+
+/// The instance names on a run's `done` lines, in order.
+pub fn ran(stdout: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("done    "))
+        .map(|l| l.split_whitespace().nth(1).unwrap().to_string())
+        .collect()
+}
+
+/// Each stage's key in the `difflow.lock` beside a pipeline in `dir`.
+pub fn lock_keys(dir: &Path) -> Vec<(String, String)> {
+    let lock: toml::Value = toml::from_str(&std::fs::read_to_string(dir.join("difflow.lock")).unwrap()).unwrap();
+    let stages = lock["stages"].as_table().unwrap();
+    stages.iter().map(|(name, entry)| (name.clone(), entry["key"].as_str().unwrap().to_string())).collect()
+}
+
+/// The repository's `.diff` files under `dirs` (relative to its root), sorted.
+pub fn diff_files_under(dirs: &[&str]) -> Vec<PathBuf> {
+    fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                collect(&p, out);
+            } else if p.extension().is_some_and(|x| x == "diff") {
+                out.push(p);
+            }
+        }
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut out = Vec::new();
+    for dir in dirs {
+        collect(&root.join(dir), &mut out);
+    }
+    out.sort();
+    out
 }

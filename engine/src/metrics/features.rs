@@ -11,7 +11,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::inception::{self, InceptionV3, Precision};
 use crate::data::store::to_unit_range;
-use crate::stages::classifier::{self, LoadedClassifier};
+use crate::models::{load_classifier, LoadedClassifier};
 
 /// The stats entry's file of per-item features (f32 `features` [N, D], and for Inception the
 /// bias-free `logits` [N, 1008] that IS needs), beside `stats.safetensors`.
@@ -79,7 +79,7 @@ impl Extractor {
                 if input.kind != "classifier" {
                     bail!("`features = {name}` must name a classifier stage (it is a `{}` stage)", input.kind);
                 }
-                let classifier = classifier::load(&input.dir, device)
+                let classifier = load_classifier(&input.dir, device)
                     .with_context(|| format!("cannot load the classifier `{name}` used as feature extractor"))?;
                 Ok(Extractor::Classifier { name: name.to_string(), classifier, device })
             }

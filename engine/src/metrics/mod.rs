@@ -2,6 +2,7 @@
 //! Score, KID, precision/recall, and classifier accuracy. All reductions run in float64.
 
 pub mod accuracy;
+pub mod entry;
 pub mod features;
 pub mod fid;
 pub mod inception;
@@ -10,3 +11,4 @@ pub mod kid;
 pub mod precision_recall;
 pub mod rng;
 pub mod torch_file;
+pub mod trajectory;

@@ -7,9 +7,11 @@ pub mod layers;
 pub mod mlp;
 pub mod unet;
 
-use anyhow::{bail, Result};
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use tch::{nn, Tensor};
+use tch::{nn, Device, Tensor};
 
 use crate::data::DataMeta;
 use crate::params::decode;
@@ -108,6 +110,28 @@ pub fn build_classifier(
         "encoder" => Ok(Box::new(encoder::Encoder::from_config(root, config, data, classes)?)),
         other => bail!("the model variant `{other}` cannot classify (available: encoder)"),
     }
+}
+
+/// A trained classifier, ready for inference (eval mode: `train = false`).
+pub struct LoadedClassifier {
+    pub net: Box<dyn Classifier>,
+    pub meta: ClassifierMeta,
+    /// Owns the weights (kept alive with the net).
+    pub vars: nn::VarStore,
+}
+
+/// Loads the classifier of a classifier stage's entry `dir` onto `device`.
+pub fn load_classifier(dir: &Path, device: Device) -> Result<LoadedClassifier> {
+    let meta_path = dir.join("meta.json");
+    let text = std::fs::read_to_string(&meta_path).with_context(|| format!("cannot read {}", meta_path.display()))?;
+    let meta: ClassifierMeta = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a classifier description", meta_path.display()))?;
+    let mut vars = nn::VarStore::new(device);
+    let net = build_classifier(&vars.root(), &meta.model, &meta.data, meta.classes)?;
+    let weights = dir.join(CLASSIFIER_FILE);
+    vars.load(&weights).with_context(|| format!("cannot load the classifier weights {}", weights.display()))?;
+    vars.freeze();
+    Ok(LoadedClassifier { net, meta, vars })
 }
 
 /// Sinusoidal timestep embedding [B, dim] (improved-diffusion's `timestep_embedding`):

@@ -11,9 +11,10 @@ use plotters::prelude::*;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::metrics::entry::side;
 use crate::metrics::features::{Extractors, FeatureKeys};
+use crate::metrics::trajectory::{trajectory_every, trajectory_metrics, TRAJECTORY_FILE};
 use crate::params::input;
-use crate::stages::metrics::{side, trajectory_every, trajectory_metrics, TRAJECTORY_FILE};
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct CurveParams {

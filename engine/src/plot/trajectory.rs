@@ -14,9 +14,9 @@ use serde::Deserialize;
 use tch::{Kind, Tensor};
 
 use super::grid::{auto_scale, grid_image};
+use crate::metrics::trajectory::TRAJECTORY_FILE;
 use crate::params::input;
 
-pub const TRAJECTORY_FILE: &str = "trajectory.safetensors";
 /// Samples shown.
 pub const SHOWN: i64 = 8;
 

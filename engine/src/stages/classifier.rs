@@ -9,9 +9,7 @@
 //! gradients are summed in one flat all-reduce per step, so the weights equal a single
 //! process's up to floating-point summation order. Rank 0 measures the accuracy and writes.
 //!
-//! [`load`] rebuilds a trained classifier from its cache entry; guidance and metrics use it.
-
-use std::path::Path;
+//! [`crate::models::load_classifier`] rebuilds a trained classifier from its cache entry.
 
 use anyhow::{anyhow, bail, Context, Result};
 use difflow_core::diffusion::schedule::ScheduleSpec;
@@ -30,28 +28,6 @@ use crate::progress::{self, Progress};
 
 /// The fraction of the data held out for the reported accuracy.
 pub const HELD_OUT: f64 = 0.1;
-
-/// A trained classifier, ready for inference (eval mode: `train = false`).
-pub struct LoadedClassifier {
-    pub net: Box<dyn Classifier>,
-    pub meta: ClassifierMeta,
-    /// Owns the weights (kept alive with the net).
-    pub vars: nn::VarStore,
-}
-
-/// Loads the classifier of a classifier stage's entry `dir` onto `device`.
-pub fn load(dir: &Path, device: Device) -> Result<LoadedClassifier> {
-    let meta_path = dir.join("meta.json");
-    let text = std::fs::read_to_string(&meta_path).with_context(|| format!("cannot read {}", meta_path.display()))?;
-    let meta: ClassifierMeta = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a classifier description", meta_path.display()))?;
-    let mut vars = nn::VarStore::new(device);
-    let net = build_classifier(&vars.root(), &meta.model, &meta.data, meta.classes)?;
-    let weights = dir.join(CLASSIFIER_FILE);
-    vars.load(&weights).with_context(|| format!("cannot load the classifier weights {}", weights.display()))?;
-    vars.freeze();
-    Ok(LoadedClassifier { net, meta, vars })
-}
 
 /// Horizontal flips of a random half of the batch (the data asked for `flip`).
 pub fn random_flip(x: &Tensor) -> Tensor {

@@ -8,27 +8,25 @@
 //! it holds them. When `samples` is a sample stage that kept a `trajectory`, FID and IS of
 //! the x̂₀ predictions at each kept point go into `metrics.json` as `trajectory`.
 
-use std::path::Path;
-
 use anyhow::{bail, Context, Result};
 use difflow_core::job::{Job, StageRef};
 use difflow_core::schema::facts::needs_reference;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 use crate::data::Dataset;
+use crate::metrics::entry::side;
 use crate::metrics::features::{Extractors, FeatureKeys, Features};
 use crate::metrics::fid::frechet_distance;
 use crate::metrics::inception_score::{inception_score, SPLITS};
 use crate::metrics::kid::{kernel_inception_distance, SUBSETS, SUBSET_SIZE};
 use crate::metrics::precision_recall::{precision_recall, K};
-use crate::params::{decode, input, job_params};
+use crate::metrics::trajectory::{trajectory_every, trajectory_metrics, TRAJECTORY_FILE};
+use crate::params::{input, job_params};
 use crate::progress::{self, Progress};
-use crate::stages::stats::{extract_with_progress, StatsEntry};
 
 pub const METRICS_FILE: &str = "metrics.json";
-pub const TRAJECTORY_FILE: &str = "trajectory.safetensors";
 const MEASURES: &[&str] = &["fid", "is", "kid", "precision", "recall", "accuracy"];
 
 /// The parameters of a `metrics` stage.
@@ -125,35 +123,6 @@ pub fn run(job: &Job) -> Result<()> {
     Ok(())
 }
 
-/// The steps between kept trajectory points of an upstream sample stage.
-pub fn trajectory_every(sample_params: &Value, name: &str) -> Result<usize> {
-    #[derive(Deserialize)]
-    struct Kept {
-        trajectory: Option<usize>,
-    }
-    Ok(decode::<Kept>(sample_params, name)?.trajectory.unwrap_or(0))
-}
-
-/// The statistics entry of one side (`key`: `samples` or `reference`): the hidden `stats`
-/// stage's when the job has it, otherwise computed here from the input.
-pub fn side(
-    job: &Job,
-    stats: Option<&StageRef>,
-    of: Option<&StageRef>,
-    key: &str,
-    ex: &mut Extractors,
-) -> Result<StatsEntry> {
-    if let Some(stats) = stats {
-        let (name, entry) = input(job, stats)?;
-        return StatsEntry::read(&entry.dir).with_context(|| format!("cannot read the feature statistics `{name}`"));
-    }
-    let of = of.with_context(|| format!("`{}` needs `{key}` for these metrics", job.instance))?;
-    let (name, of) = input(job, of)?;
-    let data = Dataset::read(&of.dir).with_context(|| format!("cannot read `{name}`"))?;
-    let extracted = extract_with_progress(ex.main()?, &data.values)?;
-    StatsEntry::from_extracted(extracted)
-}
-
 /// Accuracy of the samples' labels under `classifier`, else the classifier named by `features`.
 fn classifier_accuracy(
     job: &Job,
@@ -171,7 +140,7 @@ fn classifier_accuracy(
     if input.kind != "classifier" {
         bail!("`accuracy` needs `features` to be a classifier stage; `{name}` is a `{}` stage", input.kind);
     }
-    let loaded = crate::stages::classifier::load(&input.dir, device)?;
+    let loaded = crate::models::load_classifier(&input.dir, device)?;
     if samples.values.size()[1..] != loaded.meta.data.shape[..] {
         bail!(
             "the classifier `{name}` was trained on items of shape {:?}, but the samples are {:?}",
@@ -190,56 +159,4 @@ fn classifier_accuracy(
         Tensor::cat(&out, 0)
     });
     crate::metrics::accuracy::accuracy(&predicted, &samples.labels, loaded.meta.classes)
-}
-
-/// FID and IS of the x̂₀ predictions at each kept point of a sampling trajectory.
-pub fn trajectory_metrics(
-    path: &Path,
-    every: usize,
-    ex: &mut Extractors,
-    reference: Option<&StatsEntry>,
-    fid: bool,
-    is: bool,
-) -> Result<Vec<Value>> {
-    let file = crate::data::store::TensorFile::read(path)?;
-    let (t, x0) = (file.take("t")?, file.take("x0")?);
-    if x0.kind() != Kind::Uint8 {
-        // Trajectories of vector data have no image metrics.
-        return Ok(Vec::new());
-    }
-    let ts: Vec<i64> = Vec::try_from(t.to_kind(Kind::Int64))?;
-    progress::log(format!("metrics of x̂₀ at {} trajectory points", ts.len()));
-    let mut points = Vec::with_capacity(ts.len());
-    for (k, &t) in ts.iter().enumerate() {
-        let images = x0.get(k as i64);
-        let mut point = Map::new();
-        point.insert("t".into(), json!(t));
-        if every > 0 {
-            point.insert("step".into(), json!(k * every));
-        }
-        let mut inception_logits = None;
-        if fid {
-            let reference = reference.context("trajectory FID needs the reference statistics")?;
-            let extracted = extract_with_progress(ex.main()?, &images)?;
-            let stats = crate::metrics::fid::FeatureStats::of(&extracted.features)?;
-            point.insert("fid".into(), json!(frechet_distance(&stats, &reference.stats)?));
-            if ex.features_are_inception() {
-                inception_logits = Some(extracted.logits);
-            }
-        }
-        if is {
-            let logits = match inception_logits {
-                Some(l) => l,
-                None => {
-                    let net = ex.inception()?;
-                    net.extract(&images, 32, |_| {})?.logits
-                }
-            };
-            let (mean, std) = inception_score(&logits, SPLITS)?;
-            point.insert("is_mean".into(), json!(mean));
-            point.insert("is_std".into(), json!(std));
-        }
-        points.push(Value::Object(point));
-    }
-    Ok(points)
 }

@@ -14,13 +14,13 @@ use crate::diffusion::guidance::GuidanceConfig;
 use crate::diffusion::noise::SampleNoise;
 use crate::diffusion::sampler::{Guidance, SampleSetup, Sampler};
 use crate::dist::{gather_rows, share, ProcessGroup};
+use crate::metrics::trajectory::TRAJECTORY_FILE;
 use crate::models::{build_classifier, Classifier, ClassifierMeta, CLASSIFIER_FILE};
 use crate::params::{input, job_params};
 use crate::plot::write_image_grid;
 use crate::progress::{self, Progress};
 use crate::stages::train::TrainMeta;
 
-pub const TRAJECTORY_FILE: &str = "trajectory.safetensors";
 pub const GRID_FILE: &str = "grid.png";
 /// Images in `grid.png` at most.
 const GRID_MAX: i64 = 100;
@@ -115,9 +115,7 @@ pub fn run(job: &Job) -> Result<()> {
     let per_batch = process.steps() as u64;
     let mut bar = Progress::begin("sampling", batches as u64 * per_batch);
     let mut outputs = Vec::with_capacity(batches);
-    let mut traj_t: Vec<i64> = Vec::new();
-    let mut traj_xt: Vec<Tensor> = Vec::new();
-    let mut traj_x0: Vec<Tensor> = Vec::new();
+    let mut kept = KeptTrajectory::default();
     for (bi, start) in (lo..hi).step_by(batch).enumerate() {
         let end = (start + batch).min(hi);
         let indices: Vec<u64> = (start as u64..end as u64).collect();
@@ -127,17 +125,7 @@ pub fn run(job: &Job) -> Result<()> {
             setup.sample(&process, &net, &indices, y.as_ref(), &mut |k| bar.update(done_before + k as u64, None))?;
         outputs.push(samples.x0.to_device(Device::Cpu));
         if trajectory > 0 {
-            if bi == 0 {
-                traj_t = samples.trajectory.iter().map(|(t, _, _)| *t).collect();
-            }
-            traj_xt.push(Tensor::stack(
-                &samples.trajectory.iter().map(|(_, x, _)| x.to_device(Device::Cpu)).collect::<Vec<_>>(),
-                0,
-            ));
-            traj_x0.push(Tensor::stack(
-                &samples.trajectory.iter().map(|(_, _, x)| x.to_device(Device::Cpu)).collect::<Vec<_>>(),
-                0,
-            ));
+            kept.push(&samples.trajectory);
         }
     }
     let mut x = if outputs.is_empty() {
@@ -148,7 +136,7 @@ pub fn run(job: &Job) -> Result<()> {
     };
     if let Some(group) = &group {
         x = gather_rows(group, &x, lo, count, 0)?;
-        let mut traj = [&mut traj_xt, &mut traj_x0];
+        let mut traj = [&mut kept.xt, &mut kept.x0];
         for parts in traj.iter_mut().filter(|_| trajectory > 0) {
             let mine = Tensor::cat(parts, 1);
             **parts = vec![gather_rows(group, &mine, lo, count, 1)?];
@@ -160,32 +148,64 @@ pub fn run(job: &Job) -> Result<()> {
     if x.isnan().any().int64_value(&[]) != 0 {
         bail!("sampling produced NaN values: the model or the sampler settings are unstable (try another sampler or fewer guidance)");
     }
-    let images = meta.data.is_images();
-    let values = if images { to_uint8(&x) } else { x.to_kind(Kind::Float) };
+    write_outputs(job, &meta.data, &x, &labels, classes, (trajectory > 0).then_some(&kept))?;
+    progress::metric("count", count as f64);
+    Ok(())
+}
+
+/// The kept points of each batch's reverse chain: their timesteps, and x_t and x̂₀ [points, batch, …].
+#[derive(Default)]
+struct KeptTrajectory {
+    t: Vec<i64>,
+    xt: Vec<Tensor>,
+    x0: Vec<Tensor>,
+}
+
+impl KeptTrajectory {
+    fn push(&mut self, points: &[(i64, Tensor, Tensor)]) {
+        if self.xt.is_empty() {
+            self.t = points.iter().map(|(t, _, _)| *t).collect();
+        }
+        let on_cpu = |x: &Tensor| x.to_device(Device::Cpu);
+        self.xt.push(Tensor::stack(&points.iter().map(|(_, x, _)| on_cpu(x)).collect::<Vec<_>>(), 0));
+        self.x0.push(Tensor::stack(&points.iter().map(|(_, _, x)| on_cpu(x)).collect::<Vec<_>>(), 0));
+    }
+}
+
+/// Writes the samples `x` (float, [count, …]) as a dataset, its image grid, and the kept trajectory.
+fn write_outputs(
+    job: &Job,
+    data: &DataMeta,
+    x: &Tensor,
+    labels: &Tensor,
+    classes: usize,
+    kept: Option<&KeptTrajectory>,
+) -> Result<()> {
+    let images = data.is_images();
+    let values = if images { to_uint8(x) } else { x.to_kind(Kind::Float) };
     let out_meta = DataMeta {
-        data_type: meta.data.data_type,
-        shape: meta.data.shape.clone(),
+        data_type: data.data_type,
+        shape: data.shape.clone(),
         // Unconditional samples carry no labels (all 0, classes 0).
         classes,
-        count,
+        count: x.size()[0] as usize,
         flip: false,
     };
     let dataset = Dataset::new(out_meta, values, labels.shallow_clone())?;
     dataset.write(&job.out_dir, SAMPLES_FILE)?;
     if images {
-        let shown = dataset.values.narrow(0, 0, (count as i64).min(GRID_MAX));
+        let shown = dataset.values.narrow(0, 0, x.size()[0].min(GRID_MAX));
         write_image_grid(&shown, 10, &job.out_dir.join(GRID_FILE))?;
     }
-    if trajectory > 0 {
+    if let Some(kept) = kept {
         let map = |xs: &Tensor| if images { to_uint8(xs) } else { xs.to_kind(Kind::Float) };
-        let xt = map(&Tensor::cat(&traj_xt, 1));
-        let x0 = map(&Tensor::cat(&traj_x0, 1));
-        let t = Tensor::from_slice(&traj_t);
+        let xt = map(&Tensor::cat(&kept.xt, 1));
+        let x0 = map(&Tensor::cat(&kept.x0, 1));
+        let t = Tensor::from_slice(&kept.t);
         let path = job.out_dir.join(TRAJECTORY_FILE);
         Tensor::write_safetensors(&[("t", &t), ("xt", &xt), ("x0", &x0)], &path)
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
-    progress::metric("count", count as f64);
     Ok(())
 }
 

@@ -9,20 +9,16 @@
 //! Data parallel (`--nproc N`, the `metrics` entry of the `nproc` setting): each rank
 //! extracts the features of a contiguous share of the items; rank 0 gathers and writes.
 
-use std::path::Path;
-
 use anyhow::{bail, Context, Result};
 use difflow_core::job::{Job, StageRef};
 use serde::Deserialize;
-use tch::{Kind, Tensor};
 
-use crate::data::store::TensorFile;
 use crate::data::Dataset;
 use crate::dist::{gather_rows, share, ProcessGroup};
-use crate::metrics::features::{Extracted, Extractor, FeatureKeys, FEATURES_FILE};
-use crate::metrics::fid::{FeatureStats, STATS_FILE};
+use crate::metrics::entry::{extract_with_progress, write_entry};
+use crate::metrics::features::{Extracted, Extractor, FeatureKeys};
 use crate::params::{input, job_params};
-use crate::progress::{self, Progress};
+use crate::progress;
 
 /// The parameters of a `stats` stage.
 #[derive(Debug, Clone, Deserialize)]
@@ -70,43 +66,4 @@ pub fn run(job: &Job) -> Result<()> {
         .with_context(|| format!("cannot write {}", meta_path.display()))?;
     progress::metric("count", data.meta.count as f64);
     Ok(())
-}
-
-/// Features of `images` with a progress bar.
-pub fn extract_with_progress(extractor: &Extractor, images: &Tensor) -> Result<Extracted> {
-    let n = images.size().first().copied().unwrap_or(0) as u64;
-    let mut bar = Progress::begin("features", n);
-    extractor.extract(images, |done| bar.update(done as u64, None))
-}
-
-/// Writes the statistics and the features into `dir`.
-pub fn write_entry(dir: &Path, extracted: &Extracted) -> Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let stats = FeatureStats::of(&extracted.features)?;
-    stats.write(&dir.join(STATS_FILE))?;
-    let path = dir.join(FEATURES_FILE);
-    let features = extracted.features.to_kind(Kind::Float).contiguous();
-    let logits = extracted.logits.to_kind(Kind::Float).contiguous();
-    Tensor::write_safetensors(&[("features", &features), ("logits", &logits)], &path)
-        .with_context(|| format!("cannot write {}", path.display()))
-}
-
-/// One input's statistics entry, read back.
-pub struct StatsEntry {
-    pub stats: FeatureStats,
-    pub features: Tensor,
-    pub logits: Tensor,
-}
-
-impl StatsEntry {
-    pub fn read(dir: &Path) -> Result<StatsEntry> {
-        let stats = FeatureStats::read(&dir.join(STATS_FILE))?;
-        let file = TensorFile::read(&dir.join(FEATURES_FILE))?;
-        Ok(StatsEntry { stats, features: file.take("features")?, logits: file.take("logits")? })
-    }
-
-    pub fn from_extracted(extracted: Extracted) -> Result<StatsEntry> {
-        let stats = FeatureStats::of(&extracted.features)?;
-        Ok(StatsEntry { stats, features: extracted.features, logits: extracted.logits })
-    }
 }

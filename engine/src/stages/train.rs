@@ -175,33 +175,7 @@ pub fn run(job: &Job) -> Result<()> {
     let schedule_config = &params.schedule;
     let schedule = ScheduleSpec::from_config(schedule_config).map_err(|e| anyhow::anyhow!(e))?;
 
-    let batch = params.batch.max(1);
-    let steps = match (params.steps, params.epochs) {
-        (Some(steps), _) => steps,
-        (None, Some(epochs)) => epochs * data.meta.count.div_ceil(batch),
-        (None, None) => bail!("`{}` needs `steps` or `epochs`", job.instance),
-    };
-    let bf16 = match params.precision {
-        Precision::Fp32 => false,
-        Precision::Bf16 if device.is_cuda() => true,
-        Precision::Bf16 => {
-            progress::log("precision = \"bf16\" autocasts on CUDA only; training in fp32 on the CPU");
-            false
-        }
-    };
-    let settings = Settings {
-        loss: params.loss,
-        uncond_p: params.uncond_p,
-        steps,
-        batch,
-        lr: params.lr,
-        warmup: params.warmup,
-        grad_clip: params.grad_clip,
-        ema: params.ema,
-        seed: params.seed,
-        bf16,
-        checkpoint_every: params.checkpoint_every,
-    };
+    let settings = settings_of(job, &params, data.meta.count, device)?;
     if data.meta.count == 0 {
         bail!("the dataset `{}` is empty", data_input.dir.display());
     }
@@ -230,30 +204,7 @@ pub fn run(job: &Job) -> Result<()> {
     let checkpoint_dir = job.out_dir.join(CHECKPOINT_DIR);
     recover_checkpoint_leftovers(&checkpoint_dir)?;
     super::continuation::seed_checkpoint(job, settings.steps)?;
-    let mut losses = Vec::with_capacity(settings.steps);
-    let mut start = 0;
-    if checkpoint_dir.join(STATE_FILE).exists() {
-        match trainer.load_checkpoint(&checkpoint_dir) {
-            Ok(state) if state.step <= settings.steps => {
-                progress::log(format!("resuming from the checkpoint at step {}", state.step));
-                start = state.step;
-                losses = state.losses;
-            }
-            unusable => {
-                // A garbage checkpoint must not block every rerun: discard it and start
-                // over, with fresh weights from the seed (loading may have half-filled them).
-                let why = match unusable {
-                    Ok(state) => format!("it is at step {}, past the {} steps asked for", state.step, settings.steps),
-                    Err(e) => format!("{:#}", e),
-                };
-                progress::log(format!("discarding the checkpoint ({why}); training from step 0"));
-                std::fs::remove_dir_all(&checkpoint_dir)
-                    .with_context(|| format!("cannot remove the unusable checkpoint {}", checkpoint_dir.display()))?;
-                tch::manual_seed(derive_seed(&[settings.seed, u64::MAX]) as i64);
-                trainer = Trainer::new(model_config, &data.meta, device)?;
-            }
-        }
-    }
+    let (start, mut losses) = resume(&mut trainer, &checkpoint_dir, &settings, model_config, &data.meta, device)?;
 
     crate::interrupt::install()?;
     let mut bar = Progress::begin("training", settings.steps as u64);
@@ -313,6 +264,72 @@ pub fn run(job: &Job) -> Result<()> {
     }
     progress::metric("final_loss", final_loss);
     Ok(())
+}
+
+/// The training settings a job asks for, on `device`, over `count` data items.
+fn settings_of(job: &Job, params: &TrainParams, count: usize, device: Device) -> Result<Settings> {
+    let batch = params.batch.max(1);
+    let steps = match (params.steps, params.epochs) {
+        (Some(steps), _) => steps,
+        (None, Some(epochs)) => epochs * count.div_ceil(batch),
+        (None, None) => bail!("`{}` needs `steps` or `epochs`", job.instance),
+    };
+    let bf16 = match params.precision {
+        Precision::Fp32 => false,
+        Precision::Bf16 if device.is_cuda() => true,
+        Precision::Bf16 => {
+            progress::log("precision = \"bf16\" autocasts on CUDA only; training in fp32 on the CPU");
+            false
+        }
+    };
+    Ok(Settings {
+        loss: params.loss,
+        uncond_p: params.uncond_p,
+        steps,
+        batch,
+        lr: params.lr,
+        warmup: params.warmup,
+        grad_clip: params.grad_clip,
+        ema: params.ema,
+        seed: params.seed,
+        bf16,
+        checkpoint_every: params.checkpoint_every,
+    })
+}
+
+/// The step to start from and the losses so far: a usable checkpoint's, else step 0 (an
+/// unusable one is discarded and `trainer` rebuilt from the seed).
+fn resume(
+    trainer: &mut Trainer,
+    checkpoint_dir: &Path,
+    settings: &Settings,
+    model_config: &serde_json::Value,
+    data: &DataMeta,
+    device: Device,
+) -> Result<(usize, Vec<f64>)> {
+    if !checkpoint_dir.join(STATE_FILE).exists() {
+        return Ok((0, Vec::with_capacity(settings.steps)));
+    }
+    match trainer.load_checkpoint(checkpoint_dir) {
+        Ok(state) if state.step <= settings.steps => {
+            progress::log(format!("resuming from the checkpoint at step {}", state.step));
+            Ok((state.step, state.losses))
+        }
+        unusable => {
+            // A garbage checkpoint must not block every rerun: discard it and start
+            // over, with fresh weights from the seed (loading may have half-filled them).
+            let why = match unusable {
+                Ok(state) => format!("it is at step {}, past the {} steps asked for", state.step, settings.steps),
+                Err(e) => format!("{:#}", e),
+            };
+            progress::log(format!("discarding the checkpoint ({why}); training from step 0"));
+            std::fs::remove_dir_all(checkpoint_dir)
+                .with_context(|| format!("cannot remove the unusable checkpoint {}", checkpoint_dir.display()))?;
+            tch::manual_seed(derive_seed(&[settings.seed, u64::MAX]) as i64);
+            *trainer = Trainer::new(model_config, data, device)?;
+            Ok((0, Vec::with_capacity(settings.steps)))
+        }
+    }
 }
 
 /// The mean loss over the last 10 % of steps (at least one): a steadier headline than the last step.

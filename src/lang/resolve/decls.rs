@@ -25,8 +25,16 @@ impl<'a> Resolver<'a> {
         self.diags.push(d);
     }
 
-    pub(super) fn stage_family(&mut self, name: &'a str, at: Option<Span>) -> Option<Rc<Family>> {
-        match self.stages.get(name) {
+    /// A declaration's resolution, built once: asking for it again while it is being built
+    /// is a dependency cycle.
+    fn memoized<T: Clone>(
+        &mut self,
+        name: &'a str,
+        at: Option<Span>,
+        table: fn(&mut Self) -> &mut HashMap<&'a str, Slot<T>>,
+        build: fn(&mut Self, &'a str) -> Option<T>,
+    ) -> Option<T> {
+        match table(self).get(name) {
             Some(Slot::Done(f)) => return f.clone(),
             Some(Slot::Busy) => {
                 self.cycle(name, at);
@@ -34,15 +42,24 @@ impl<'a> Resolver<'a> {
             }
             None => {}
         }
-        self.stages.insert(name, Slot::Busy);
+        table(self).insert(name, Slot::Busy);
         self.stack.push((name, at));
-        let result = self.build_stage(name).map(Rc::new);
+        let result = build(self, name);
         self.stack.pop();
-        self.stages.insert(name, Slot::Done(result.clone()));
+        table(self).insert(name, Slot::Done(result.clone()));
         result
     }
 
-    pub(super) fn build_stage(&mut self, name: &'a str) -> Option<Family> {
+    pub(super) fn stage_family(&mut self, name: &'a str, at: Option<Span>) -> Option<Rc<Family>> {
+        self.memoized(name, at, |r| &mut r.stages, |r, name| r.build_stage(name).map(Rc::new))
+    }
+
+    pub(super) fn config_family(&mut self, name: &'a str, at: Option<Span>) -> Option<Rc<Multi<Value>>> {
+        self.memoized(name, at, |r| &mut r.configs, |r, name| r.build_config(name).map(Rc::new))
+    }
+
+    /// A declaration's kind, variant and the parameters of each of its instances.
+    fn declared_block(&mut self, name: &'a str) -> Option<(&'static KindSpec, &'static VariantSpec, Multi<Params>)> {
         let def = &self.decls[name];
         let (decl, kind) = (def.decl, def.kind?);
         let (variant, entries) = self.effective(kind, decl.variant.as_ref(), &decl.block, decl.name.span)?;
@@ -57,6 +74,11 @@ impl<'a> Resolver<'a> {
         };
         let what = format!("`{} {}`", kind.name, name);
         let multi = self.block(variant, &entries, decl.name.span, &what, &cx)?;
+        Some((kind, variant, multi))
+    }
+
+    fn build_stage(&mut self, name: &'a str) -> Option<Family> {
+        let (kind, variant, multi) = self.declared_block(name)?;
         let instances = multi
             .into_iter()
             .map(|(coord, params)| FamilyInstance {
@@ -69,38 +91,8 @@ impl<'a> Resolver<'a> {
         Some(Family { kind: kind.name, variant: variant.name, instances })
     }
 
-    pub(super) fn config_family(&mut self, name: &'a str, at: Option<Span>) -> Option<Rc<Multi<Value>>> {
-        match self.configs.get(name) {
-            Some(Slot::Done(f)) => return f.clone(),
-            Some(Slot::Busy) => {
-                self.cycle(name, at);
-                return None;
-            }
-            None => {}
-        }
-        self.configs.insert(name, Slot::Busy);
-        self.stack.push((name, at));
-        let result = self.build_config(name).map(Rc::new);
-        self.stack.pop();
-        self.configs.insert(name, Slot::Done(result.clone()));
-        result
-    }
-
-    pub(super) fn build_config(&mut self, name: &'a str) -> Option<Multi<Value>> {
-        let def = &self.decls[name];
-        let (decl, kind) = (def.decl, def.kind?);
-        let (variant, entries) = self.effective(kind, decl.variant.as_ref(), &decl.block, decl.name.span)?;
-        let cx = Cx {
-            owner: Rc::from(name),
-            path: String::new(),
-            axis_name: String::new(),
-            key: String::new(),
-            range: Range::ANY,
-            doc: "",
-            collect: false,
-        };
-        let what = format!("`{} {}`", kind.name, name);
-        let multi = self.block(variant, &entries, decl.name.span, &what, &cx)?;
+    fn build_config(&mut self, name: &'a str) -> Option<Multi<Value>> {
+        let (kind, variant, multi) = self.declared_block(name)?;
         Some(config_values(kind, variant, multi))
     }
 
