@@ -54,7 +54,7 @@ fn compile_c10d_shim(lib: &Path, abi: &str) {
 fn compile_nccl_shim(lib: &Path, abi: &str) {
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("libdifflow_nccl.so");
     let Some((nccl, cuda)) = nccl_and_cuda_includes(lib) else {
-        println!("cargo:warning=no NCCL: libtorch_cuda, nccl.h or cuda_runtime_api.h not found; data-parallel CUDA stages are unavailable");
+        println!("cargo:warning=no NCCL: libtorch_cuda, nccl.h or the CUDA runtime headers (with crt/ and nv/, see scripts/setup.sh) not found; data-parallel CUDA stages are unavailable");
         println!("cargo:rustc-env=DIFFLOW_NCCL_SHIM=");
         return;
     };
@@ -98,7 +98,13 @@ fn nccl_and_cuda_includes(lib: &Path) -> Option<(PathBuf, PathBuf)> {
     let cuda_home = std::env::var("CUDA_HOME").unwrap_or_else(|_| "/usr/local/cuda".into());
     candidates.push(Path::new(&cuda_home).join("include"));
     let holding = |header: &str| candidates.iter().find(|dir| dir.join(header).exists()).cloned();
-    Some((holding("nccl.h")?, holding("cuda_runtime_api.h")?))
+    let cuda = holding("cuda_runtime_api.h")?;
+    // The runtime's headers include these from nvidia-cuda-crt and nvidia-cuda-cccl
+    // (scripts/setup.sh installs them); without them the NCCL shim cannot compile.
+    if !["crt/host_config.h", "nv/target"].iter().all(|h| cuda.join(h).exists()) {
+        return None;
+    }
+    Some((holding("nccl.h")?, cuda))
 }
 
 // Must match the libtorch build, as torch-sys decides it: LIBTORCH_CXX11_ABI, else the
