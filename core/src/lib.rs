@@ -5,8 +5,11 @@
 //! - [`schema`]: the one table of kinds, variants and keys, with types and defaults;
 //! - [`value`]: resolved values, as the checker produces them and stage keys hash them;
 //! - [`diffusion`]: the float64 noise-schedule tables;
-//! - [`unet`]: the UNet family's levels and the rules they must meet on an image size.
+//! - [`unet`]: the UNet family's levels and the rules they must meet on an image size;
+//! - [`diffusers`]: diffusers folders, their configs as difflow's net and schedule, and
+//!   which diffusers module each difflow module is.
 
+pub mod diffusers;
 pub mod diffusion;
 pub mod job;
 pub mod schema;

@@ -16,6 +16,48 @@ pub struct ConvNet {
     pub heads: i64,
     pub dropout: f64,
     pub scale_shift: bool,
+    /// Conventions that differ between implementations of the same net; never written in a
+    /// pipeline (the defaults are improved-diffusion's), set for pretrained diffusers models.
+    #[serde(default)]
+    pub layout: NetLayout,
+}
+
+/// The details in which diffusers' `UNet2DModel` may differ from improved-diffusion's UNet
+/// with the same levels (named after the `UNet2DModel` options they stand for).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NetLayout {
+    /// GroupNorm ε.
+    pub norm_eps: f64,
+    /// One group count for every GroupNorm; unset: 32, halved until it divides the channels.
+    pub norm_groups: Option<i64>,
+    /// Stride-2 downsampling conv padding: 1 on every side, or 0 after padding the right and
+    /// bottom edges by one (TensorFlow's "SAME", as Ho et al.'s checkpoints have it).
+    pub downsample_padding: i64,
+    /// Timestep embedding [cos, sin] (true) or [sin, cos].
+    pub flip_sin_to_cos: bool,
+    /// Frequencies exp(−ln(10000)·i / (half − freq_shift)).
+    pub freq_shift: f64,
+}
+
+impl Default for NetLayout {
+    fn default() -> Self {
+        NetLayout { norm_eps: 1e-5, norm_groups: None, downsample_padding: 1, flip_sin_to_cos: true, freq_shift: 0.0 }
+    }
+}
+
+impl NetLayout {
+    /// The GroupNorm group count for `channels` channels.
+    pub fn groups(&self, channels: i64) -> i64 {
+        if let Some(g) = self.norm_groups {
+            return g;
+        }
+        let mut groups = 32;
+        while channels % groups != 0 {
+            groups /= 2;
+        }
+        groups
+    }
 }
 
 /// A broken rule, in the order the checker reports them.
@@ -175,6 +217,7 @@ mod tests {
             heads,
             dropout: 0.0,
             scale_shift: false,
+            layout: NetLayout::default(),
         }
     }
 

@@ -63,6 +63,7 @@ pub fn decode_any(kind: &str, variant: &str, params: &Value) -> Result<()> {
         "metrics" => fits::<metrics::MetricsParams>(params, &what)?,
         "stats" => fits::<stats::StatsParams>(params, &what)?,
         "nll" => fits::<nll::NllParams>(params, &what)?,
+        "pretrained" => fits::<pretrained::PretrainedParams>(params, &what)?,
         "plot" => fits::<crate::plot::PlotParams>(&object, &what)?,
         // Written by the orchestrator in-process, never by a worker.
         "report" => {}

@@ -166,6 +166,7 @@ fn encoder_clean_and_noisy() {
         heads: 1,
         dropout: 0.0,
         scale_shift: true,
+        layout: Default::default(),
     };
     let clean_vs = nn::VarStore::new(Device::Cpu);
     let clean = Encoder::new(&clean_vs.root(), &config, 1, 16, 10, false).unwrap();

@@ -75,6 +75,10 @@ pub fn hash_material(material: &Json) -> String {
 fn key_material(inst: &Instance, upstream: &BTreeMap<String, String>, digests: &mut Digests) -> Result<Json, KeyError> {
     let mut params = serde_json::Map::new();
     for (name, value) in &inst.params {
+        if let Some(files) = pretrained_files(inst, name, value, digests)? {
+            params.insert(name.clone(), files);
+            continue;
+        }
         if in_key(&inst.kind, &inst.variant, name) {
             params.insert(name.clone(), value_material(value, inst, upstream, digests)?);
         }
@@ -85,6 +89,24 @@ fn key_material(inst: &Instance, upstream: &BTreeMap<String, String>, digests: &
         "version": implementation_version(&inst.kind),
         "params": Json::Object(params),
     }))
+}
+
+/// A `pretrained` folder is keyed by the content of the three files read from it (model
+/// config, weights, scheduler config), not by the rest of the folder; `None` for any other
+/// key. A folder that cannot be read keys as missing (check reports why, the run stops).
+fn pretrained_files(inst: &Instance, name: &str, v: &Value, digests: &mut Digests) -> Result<Option<Json>, KeyError> {
+    let (true, "path", Value::Path(dir)) = (inst.kind == "pretrained", name, v) else { return Ok(None) };
+    let Ok(files) = difflow_core::diffusers::locate(Path::new(dir)) else {
+        return Ok(Some(json!({ "$missing": dir })));
+    };
+    let mut out = serde_json::Map::new();
+    for (role, file) in [("config", &files.config), ("weights", &files.weights), ("scheduler", &files.scheduler)] {
+        let digest = digests.digest(file).map_err(|e| KeyError {
+            message: format!("cannot read `{}` (used by `{}`): {e}", file.display(), inst.name),
+        })?;
+        out.insert(role.into(), json!({ "$file": digest }));
+    }
+    Ok(Some(Json::Object(out)))
 }
 
 fn value_material(
@@ -267,6 +289,25 @@ mod tests {
         std::fs::write(&b, b"different").unwrap();
         assert_ne!(with(&a), with(&b));
         assert_ne!(with(&a), with(&d.path().join("missing")));
+    }
+
+    #[test]
+    fn a_pretrained_folder_is_keyed_by_the_three_files_it_reads() {
+        let d = tempfile::tempdir().unwrap();
+        for (file, text) in
+            [("config.json", "{}"), ("diffusion_pytorch_model.safetensors", "weights"), ("scheduler_config.json", "{}")]
+        {
+            std::fs::write(d.path().join(file), text).unwrap();
+        }
+        let key = || {
+            let path = Value::Path(d.path().to_string_lossy().into_owned());
+            keys(&pipeline(vec![inst("m", "pretrained", "diffusers", vec![("path", path)])]))["m"].clone()
+        };
+        let base = key();
+        std::fs::write(d.path().join("README.md"), "a model card").unwrap();
+        assert_eq!(key(), base, "files difflow does not read are not in the key");
+        std::fs::write(d.path().join("diffusion_pytorch_model.safetensors"), "other weights").unwrap();
+        assert_ne!(key(), base);
     }
 
     #[test]

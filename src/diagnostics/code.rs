@@ -122,6 +122,10 @@ codes! {
     TooLarge = "too_large",
     /// after the first 100 problems, the count of the rest
     TooManyErrors = "too_many_errors",
+    /// a `pretrained` folder that is missing, or lacks a file difflow reads
+    PretrainedFolder = "pretrained_folder",
+    /// a `pretrained` model whose config has an option difflow cannot follow
+    PretrainedUnsupported = "pretrained_unsupported",
     /// `difflow fmt` could not format a file without changing its meaning (a bug)
     FmtInternal = "fmt_internal",
 }

@@ -5,6 +5,7 @@
 mod cleanup;
 pub mod compare;
 pub mod continuation;
+pub mod export;
 pub mod interrupt;
 mod local;
 pub mod show;

@@ -7,6 +7,7 @@
 //! files by `path`.
 
 pub mod download;
+pub mod hub;
 pub mod sources;
 
 use std::path::{Path, PathBuf};
@@ -29,6 +30,14 @@ pub fn fill_in(p: &Pipeline, settings: &Settings) -> Result<(Pipeline, Option<Pa
         let fetchable = inst.kind == "dataset" && sources::DATASETS.contains(&inst.variant.as_str());
         if fetchable && !inst.params.contains_key("path") {
             let dir = sources::dataset_dir(&settings.user_cache, &inst.variant);
+            inst.params.insert("path".into(), Value::Path(dir.to_string_lossy().into_owned()));
+        }
+        if let (Some(Value::Str(repo)), false) = (inst.params.get("repo"), inst.params.contains_key("path")) {
+            let revision = match inst.params.get("revision") {
+                Some(Value::Str(r)) => r.as_str(),
+                _ => "main",
+            };
+            let dir = hub::repo_dir(&settings.user_cache, repo, revision);
             inst.params.insert("path".into(), Value::Path(dir.to_string_lossy().into_owned()));
         }
     }
@@ -75,6 +84,28 @@ pub fn missing(p: &Pipeline, selected: &[usize], settings: &Settings) -> Result<
         }
     }
     Ok(out)
+}
+
+/// Fetch the Hub repositories of the `pretrained` instances `selected` that the user cache
+/// does not hold yet; the first failure stops.
+pub fn fetch_repos(p: &Pipeline, selected: &[usize], settings: &Settings) -> Result<bool, String> {
+    let opts = FetchOptions::new(settings.user_cache.join("partial"));
+    let mut fetched = false;
+    for inst in selected.iter().map(|&i| &p.instances[i]).filter(|i| i.kind == "pretrained") {
+        let (Some(Value::Str(repo)), Some(Value::Path(dir))) = (inst.params.get("repo"), inst.params.get("path"))
+        else {
+            continue;
+        };
+        let revision = match inst.params.get("revision") {
+            Some(Value::Str(r)) => r.as_str(),
+            _ => "main",
+        };
+        if difflow_core::diffusers::locate(Path::new(dir)).is_err() {
+            hub::fetch_repo(repo, revision, Path::new(dir), &opts)?;
+            fetched = true;
+        }
+    }
+    Ok(fetched)
 }
 
 /// Fetch each file in turn; the first failure stops.

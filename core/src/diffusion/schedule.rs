@@ -9,9 +9,31 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "variant", rename_all = "snake_case")]
 pub enum ScheduleSpec {
-    Linear { steps: usize, start: f64, end: f64, scale_with_steps: bool, zero_terminal_snr: bool },
-    Cosine { steps: usize, s: f64, max_beta: f64, zero_terminal_snr: bool },
-    Sigmoid { steps: usize, start: f64, end: f64, tau: f64, zero_terminal_snr: bool },
+    Linear {
+        steps: usize,
+        start: f64,
+        end: f64,
+        scale_with_steps: bool,
+        zero_terminal_snr: bool,
+    },
+    Cosine {
+        steps: usize,
+        s: f64,
+        max_beta: f64,
+        zero_terminal_snr: bool,
+    },
+    Sigmoid {
+        steps: usize,
+        start: f64,
+        end: f64,
+        tau: f64,
+        zero_terminal_snr: bool,
+    },
+    /// β given step by step: a pretrained model's schedule that has no variant above
+    /// (diffusers' `sigmoid` β schedule, or its `trained_betas`). Never written in a pipeline.
+    Betas {
+        betas: Vec<f64>,
+    },
 }
 
 /// The largest β a continuous-time schedule may produce (Nichol & Dhariwal 2021): β close
@@ -34,6 +56,7 @@ impl ScheduleSpec {
             ScheduleSpec::Linear { steps, .. }
             | ScheduleSpec::Cosine { steps, .. }
             | ScheduleSpec::Sigmoid { steps, .. } => *steps,
+            ScheduleSpec::Betas { betas } => betas.len(),
         }
     }
 
@@ -42,6 +65,7 @@ impl ScheduleSpec {
             ScheduleSpec::Linear { zero_terminal_snr, .. }
             | ScheduleSpec::Cosine { zero_terminal_snr, .. }
             | ScheduleSpec::Sigmoid { zero_terminal_snr, .. } => *zero_terminal_snr,
+            ScheduleSpec::Betas { .. } => false,
         }
     }
 
@@ -68,6 +92,7 @@ impl ScheduleSpec {
                 };
                 betas_from_alpha_bar(steps, alpha_bar, SIGMOID_MAX_BETA)
             }
+            ScheduleSpec::Betas { ref betas } => betas.clone(),
         };
         if self.zero_terminal_snr() {
             rescale_zero_terminal_snr(&betas)
@@ -81,7 +106,7 @@ impl ScheduleSpec {
     }
 }
 
-fn linspace(start: f64, end: f64, n: usize) -> Vec<f64> {
+pub fn linspace(start: f64, end: f64, n: usize) -> Vec<f64> {
     if n == 1 {
         return vec![start];
     }
@@ -100,7 +125,7 @@ fn betas_from_alpha_bar(steps: usize, alpha_bar: impl Fn(f64) -> f64, max_beta: 
 }
 
 /// Lin et al. 2024, Algorithm 1: shift and scale √ᾱ so that ᾱ_T = 0 and ᾱ_1 is unchanged.
-fn rescale_zero_terminal_snr(betas: &[f64]) -> Vec<f64> {
+pub fn rescale_zero_terminal_snr(betas: &[f64]) -> Vec<f64> {
     let mut sqrt_ab: Vec<f64> = cumprod(betas.iter().map(|b| 1.0 - b)).into_iter().map(f64::sqrt).collect();
     let first = sqrt_ab[0];
     let last = *sqrt_ab.last().unwrap();

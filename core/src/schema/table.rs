@@ -59,6 +59,7 @@ fn variant(name: &'static str, doc: &'static str, keys: Vec<KeySpec>) -> Variant
 }
 
 const STEPS_OR_EPOCHS: &[&str] = &["steps", "epochs"];
+const PATH_OR_REPO: &[&str] = &["path", "repo"];
 
 fn zero_terminal_snr() -> KeySpec {
     def(
@@ -413,6 +414,31 @@ pub(super) fn kinds() -> Vec<KindSpec> {
         variants: vec![train_variant],
     };
 
+    let mut diffusers_variant = variant(
+        "diffusers",
+        "a diffusers UNet2DModel and its DDPM/DDIM scheduler config, from a folder or the Hugging Face Hub",
+        vec![
+            opt(
+                "path",
+                Type::Path,
+                "folder saved by diffusers' save_pretrained (a pipeline with unet/ and scheduler/, or a model \
+                 with scheduler_config.json beside config.json; relative to the pipeline's folder)",
+            ),
+            opt("repo", Type::Str, "Hub repository ORG/NAME, fetched into the user cache (HF_ENDPOINT is honoured)"),
+            def("revision", Type::Str, "\"main\"", "branch, tag or commit of `repo`"),
+        ],
+    );
+    diffusers_variant.exactly_one_of.push(PATH_OR_REPO);
+    let pretrained = KindSpec {
+        name: "pretrained",
+        role: Role::Stage,
+        doc: "a trained model from elsewhere, read wherever a train stage's output is",
+        default_variant: None,
+        version: 1,
+        hidden: false,
+        variants: vec![diffusers_variant],
+    };
+
     let mut classifier_keys = vec![
         req("model", Type::Config("model"), "an encoder model"),
         req("data", stage(&["dataset"]), "labelled training data"),
@@ -451,7 +477,11 @@ pub(super) fn kinds() -> Vec<KindSpec> {
             "default",
             "draw samples from a trained model",
             vec![
-                req("from", stage(&["train"]), "the training stage whose weights sample"),
+                req(
+                    "from",
+                    stage(&["train", "pretrained"]),
+                    "the training stage (or pretrained model) whose weights sample",
+                ),
                 training_step(
                     "sample the EMA weights after this many training steps (unset: the final ones); sweepable",
                 ),
@@ -523,7 +553,7 @@ pub(super) fn kinds() -> Vec<KindSpec> {
             "default",
             "negative log-likelihood in bits/dim",
             vec![
-                req("from", stage(&["train"]), "the trained model"),
+                req("from", stage(&["train", "pretrained"]), "the trained (or pretrained) model"),
                 training_step(
                     "evaluate the EMA weights after this many training steps (unset: the final ones); sweepable",
                 ),
@@ -627,7 +657,10 @@ pub(super) fn kinds() -> Vec<KindSpec> {
         )],
     };
 
-    vec![schedule, model, sampler, guidance, dataset, train, classifier, sample, metrics, nll, plot, report, stats]
+    vec![
+        schedule, model, sampler, guidance, dataset, train, pretrained, classifier, sample, metrics, nll, plot, report,
+        stats,
+    ]
 }
 
 /// A literal written in the language: a number, string, bool or list of these (the

@@ -127,11 +127,26 @@ impl SampleSetup<'_> {
         y: Option<&Tensor>,
         on_step: &mut dyn FnMut(usize),
     ) -> Result<Samples> {
+        let x_init = self.noise.normal(indices, STREAM_INIT, self.item_shape, self.device);
+        self.sample_from(process, net, x_init, indices, y, on_step)
+    }
+
+    /// [`SampleSetup::sample`] from a given x_T (the per-step noise still comes from the
+    /// sample indices): for comparisons with other implementations that drew x_T themselves.
+    pub fn sample_from(
+        &self,
+        process: &Process,
+        net: &ModelFn,
+        x_init: Tensor,
+        indices: &[u64],
+        y: Option<&Tensor>,
+        on_step: &mut dyn FnMut(usize),
+    ) -> Result<Samples> {
         if matches!(self.guidance, Guidance::Cfg { .. } | Guidance::Classifier { .. }) && y.is_none() {
             bail!("guidance needs class labels to guide towards");
         }
         let b = indices.len() as i64;
-        let mut x = self.noise.normal(indices, STREAM_INIT, self.item_shape, self.device);
+        let mut x = x_init;
         let mut trajectory = Vec::new();
         // DPM-Solver's previous data predictions with their λ, most recent first.
         let mut history: Vec<(Tensor, f64)> = Vec::new();

@@ -9,7 +9,7 @@ use difflow_core::unet::ConvNet;
 use tch::nn::{self, Module};
 use tch::Tensor;
 
-use super::layers::{linear, norm_groups, Block, TimeEmbed};
+use super::layers::{linear, Block, TimeEmbed};
 use super::unet::{down_half, levels, middle, LevelInfo};
 
 #[derive(Debug)]
@@ -40,7 +40,7 @@ impl Encoder {
         anyhow::ensure!(classes >= 2, "a classifier needs at least 2 classes in its data (got {classes})");
         let emb_dim = 4 * config.channels;
         let emb = noisy.then_some(emb_dim);
-        let time_embed = noisy.then(|| TimeEmbed::new(vs / "time_embed", config.channels, emb_dim));
+        let time_embed = noisy.then(|| TimeEmbed::new(vs / "time_embed", config.channels, emb_dim, &config.layout));
         let (input_blocks, _, ch) = down_half(&(vs / "input_blocks"), config, in_channels, &resolutions, emb);
         let middle_block = middle(&(vs / "middle_block"), ch, emb, config);
         Ok(Encoder {
@@ -121,7 +121,7 @@ impl super::Classifier for Encoder {
 /// norm removes each channel's spatial mean, which is exactly what the average pool that
 /// follows keeps: the classifier then learns next to nothing. Same parameters either way.
 fn head_norm(vs: nn::Path, channels: i64) -> nn::GroupNorm {
-    let groups = norm_groups(channels).min((channels / 4).max(1));
+    let groups = difflow_core::unet::NetLayout::default().groups(channels).min((channels / 4).max(1));
     let groups = (1..=groups).rev().find(|g| channels % g == 0).unwrap_or(1);
     nn::group_norm(vs, groups, channels, Default::default())
 }

@@ -2,6 +2,7 @@
 //! `unet.py` (Nichol & Dhariwal 2021) with the same parameter names and shapes, so that a
 //! checkpoint maps one to one onto the PyTorch reference in `bench/unet_reference.py`.
 
+use difflow_core::unet::NetLayout;
 use tch::nn::{self, Module};
 use tch::Tensor;
 
@@ -47,34 +48,36 @@ pub fn linear(vs: nn::Path, cin: i64, cout: i64, zero: bool) -> nn::Linear {
 }
 
 /// GroupNorm with 32 groups (IDDPM's `normalization`), fewer when the channel count is
-/// not a multiple of 32 (small test nets).
-pub fn group_norm(vs: nn::Path, channels: i64) -> nn::GroupNorm {
-    nn::group_norm(vs, norm_groups(channels), channels, Default::default())
-}
-
-pub fn norm_groups(channels: i64) -> i64 {
-    let mut groups = 32;
-    while channels % groups != 0 {
-        groups /= 2;
-    }
-    groups
+/// not a multiple of 32 (small test nets), unless the layout fixes the count and ε.
+pub fn group_norm(vs: nn::Path, channels: i64, layout: &NetLayout) -> nn::GroupNorm {
+    let config = nn::GroupNormConfig { eps: layout.norm_eps, ..Default::default() };
+    nn::group_norm(vs, layout.groups(channels), channels, config)
 }
 
 /// The time-embedding MLP: `time_embed.0` (C → 4C), SiLU, `time_embed.2` (4C → 4C).
 #[derive(Debug)]
 pub struct TimeEmbed {
     channels: i64,
+    flip_sin_to_cos: bool,
+    freq_shift: f64,
     lin1: nn::Linear,
     lin2: nn::Linear,
 }
 
 impl TimeEmbed {
-    pub fn new(vs: nn::Path, channels: i64, emb: i64) -> Self {
-        TimeEmbed { channels, lin1: linear(&vs / 0, channels, emb, false), lin2: linear(&vs / 2, emb, emb, false) }
+    pub fn new(vs: nn::Path, channels: i64, emb: i64, layout: &NetLayout) -> Self {
+        TimeEmbed {
+            channels,
+            flip_sin_to_cos: layout.flip_sin_to_cos,
+            freq_shift: layout.freq_shift,
+            lin1: linear(&vs / 0, channels, emb, false),
+            lin2: linear(&vs / 2, emb, emb, false),
+        }
     }
 
     pub fn forward(&self, t: &Tensor) -> Tensor {
-        self.lin2.forward(&self.lin1.forward(&timestep_embedding(t, self.channels)).silu())
+        let sinusoids = timestep_embedding(t, self.channels, self.flip_sin_to_cos, self.freq_shift);
+        self.lin2.forward(&self.lin1.forward(&sinusoids).silu())
     }
 }
 
@@ -95,14 +98,22 @@ pub struct ResBlock {
 }
 
 impl ResBlock {
-    pub fn new(vs: nn::Path, cin: i64, cout: i64, emb: Option<i64>, dropout: f64, scale_shift: bool) -> Self {
+    pub fn new(
+        vs: nn::Path,
+        cin: i64,
+        cout: i64,
+        emb: Option<i64>,
+        dropout: f64,
+        scale_shift: bool,
+        layout: &NetLayout,
+    ) -> Self {
         let inl = &vs / "in_layers";
         let outl = &vs / "out_layers";
         ResBlock {
-            in_norm: group_norm(&inl / 0, cin),
+            in_norm: group_norm(&inl / 0, cin, layout),
             in_conv: conv2d(&inl / 2, cin, cout, 3, 1, false),
             emb: emb.map(|e| linear(&vs / "emb_layers" / 1, e, if scale_shift { 2 * cout } else { cout }, false)),
-            out_norm: group_norm(&outl / 0, cout),
+            out_norm: group_norm(&outl / 0, cout, layout),
             out_conv: conv2d(&outl / 3, cout, cout, 3, 1, true),
             skip: (cin != cout).then(|| conv2d(&vs / "skip_connection", cin, cout, 1, 1, false)),
             dropout,
@@ -144,9 +155,9 @@ pub struct AttentionBlock {
 }
 
 impl AttentionBlock {
-    pub fn new(vs: nn::Path, channels: i64, heads: i64) -> Self {
+    pub fn new(vs: nn::Path, channels: i64, heads: i64, layout: &NetLayout) -> Self {
         AttentionBlock {
-            norm: group_norm(&vs / "norm", channels),
+            norm: group_norm(&vs / "norm", channels, layout),
             qkv: conv1x1(&vs / "qkv", channels, 3 * channels, false),
             proj_out: conv1x1(&vs / "proj_out", channels, channels, true),
             heads,
@@ -169,19 +180,28 @@ impl AttentionBlock {
     }
 }
 
-/// Halving the resolution with a stride-2 3×3 conv (`op`).
+/// Halving the resolution with a stride-2 3×3 conv (`op`), padded by one on every side or
+/// (layout `downsample_padding = 0`) only on the right and bottom.
 #[derive(Debug)]
 pub struct Downsample {
     op: nn::Conv2D,
+    pad_right_bottom: bool,
 }
 
 impl Downsample {
-    pub fn new(vs: nn::Path, channels: i64) -> Self {
-        Downsample { op: conv2d(&vs / "op", channels, channels, 3, 2, false) }
+    pub fn new(vs: nn::Path, channels: i64, layout: &NetLayout) -> Self {
+        let padding = layout.downsample_padding;
+        let cfg = nn::ConvConfig { stride: 2, padding, bs_init: torch_bias(channels * 9), ..Default::default() };
+        let op = nn::conv2d(&vs / "op", channels, channels, 3, cfg);
+        Downsample { op, pad_right_bottom: layout.downsample_padding == 0 }
     }
 
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        self.op.forward(x)
+        if self.pad_right_bottom {
+            self.op.forward(&x.constant_pad_nd([0, 1, 0, 1]))
+        } else {
+            self.op.forward(x)
+        }
     }
 }
 

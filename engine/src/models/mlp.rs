@@ -98,7 +98,7 @@ impl Block {
 
 impl Denoiser for Mlp {
     fn forward(&self, x: &Tensor, t: &Tensor, y: Option<&Tensor>, _train: bool) -> Tensor {
-        let time = self.time.forward(&timestep_embedding(t, self.hidden));
+        let time = self.time.forward(&timestep_embedding(t, self.hidden, true, 0.0));
         let emb = match (&self.class, y) {
             (Some(class), Some(y)) => time + class.forward(y),
             _ => time,

@@ -2,6 +2,7 @@
 //! [`Classifier`] (logits of p(y | x_t) for classifier guidance, or of p(y | x) for features
 //! and accuracy). `build_denoiser` / `build_classifier` dispatch on the config's variant.
 
+pub mod diffusers;
 pub mod encoder;
 pub mod layers;
 pub mod mlp;
@@ -134,14 +135,17 @@ pub fn load_classifier(dir: &Path, device: Device) -> Result<LoadedClassifier> {
     Ok(LoadedClassifier { net, meta, vars })
 }
 
-/// Sinusoidal timestep embedding [B, dim] (improved-diffusion's `timestep_embedding`):
-/// cos and sin of t·10000^(−i/half) for i < half, padded with a zero column when dim is odd.
-pub fn timestep_embedding(t: &Tensor, dim: i64) -> Tensor {
+/// Sinusoidal timestep embedding [B, dim] (improved-diffusion's `timestep_embedding`, or
+/// diffusers' `get_timestep_embedding` with its `flip_sin_to_cos` and `freq_shift`): cos
+/// and sin of t·exp(−ln(10000)·i / (half − shift)) for i < half, padded with a zero column
+/// when dim is odd. The operations run in the references' order, so the float32 results agree.
+pub fn timestep_embedding(t: &Tensor, dim: i64, cos_first: bool, freq_shift: f64) -> Tensor {
     let half = dim / 2;
     let device = t.device();
-    let freqs = (Tensor::arange(half, (tch::Kind::Float, device)) * (-(10000f64.ln()) / half as f64)).exp();
-    let args = t.to_kind(tch::Kind::Float).unsqueeze(1) * freqs.unsqueeze(0);
-    let emb = Tensor::cat(&[args.cos(), args.sin()], 1);
+    let exponent = Tensor::arange(half, (tch::Kind::Float, device)) * (-(10000f64.ln())) / (half as f64 - freq_shift);
+    let args = t.to_kind(tch::Kind::Float).unsqueeze(1) * exponent.exp().unsqueeze(0);
+    let emb =
+        if cos_first { Tensor::cat(&[args.cos(), args.sin()], 1) } else { Tensor::cat(&[args.sin(), args.cos()], 1) };
     if dim % 2 == 1 {
         Tensor::cat(&[emb.shallow_clone(), emb.zeros_like().narrow(1, 0, 1)], 1)
     } else {

@@ -69,7 +69,7 @@ impl UNet {
         let classes = config.spec.classes as i64;
         let c = net.channels;
         let emb = 4 * c;
-        let time_embed = TimeEmbed::new(vs / "time_embed", c, emb);
+        let time_embed = TimeEmbed::new(vs / "time_embed", c, emb, &net.layout);
         let label_emb =
             (classes > 0).then(|| nn::embedding(vs / "label_emb", classes + 1, emb, nn::EmbeddingConfig::default()));
         let (input_blocks, skips, ch) = down_half(&(vs / "input_blocks"), net, in_channels, &resolutions, Some(emb));
@@ -93,10 +93,11 @@ impl UNet {
                     Some(emb),
                     net.dropout,
                     net.scale_shift,
+                    &net.layout,
                 )));
                 ch = mult * c;
                 if net.attention.contains(&res) {
-                    block.layers.push(Layer::Attention(AttentionBlock::new(&path / 1, ch, net.heads)));
+                    block.layers.push(Layer::Attention(AttentionBlock::new(&path / 1, ch, net.heads, &net.layout)));
                 }
                 if level > 0 && i == net.res_blocks {
                     let at = block.layers.len();
@@ -116,7 +117,7 @@ impl UNet {
             input_blocks,
             middle_block,
             output_blocks,
-            out_norm: group_norm(vs / "out" / 0, ch),
+            out_norm: group_norm(vs / "out" / 0, ch, &net.layout),
             out_conv: conv2d(vs / "out" / 2, ch, out_channels, 3, 1, true),
         })
     }
@@ -172,17 +173,18 @@ pub(crate) fn down_half(
         for _ in 0..cfg.res_blocks {
             let path = vs / index;
             let mut block = Block::default();
-            block.layers.push(Layer::Res(ResBlock::new(&path / 0, ch, mult * c, emb, cfg.dropout, cfg.scale_shift)));
+            let res = ResBlock::new(&path / 0, ch, mult * c, emb, cfg.dropout, cfg.scale_shift, &cfg.layout);
+            block.layers.push(Layer::Res(res));
             ch = mult * c;
             if cfg.attention.contains(&resolutions[level]) {
-                block.layers.push(Layer::Attention(AttentionBlock::new(&path / 1, ch, cfg.heads)));
+                block.layers.push(Layer::Attention(AttentionBlock::new(&path / 1, ch, cfg.heads, &cfg.layout)));
             }
             blocks.push(block);
             skips.push(ch);
             index += 1;
         }
         if level + 1 != cfg.mults.len() {
-            blocks.push(Block { layers: vec![Layer::Down(Downsample::new(vs / index / 0, ch))] });
+            blocks.push(Block { layers: vec![Layer::Down(Downsample::new(vs / index / 0, ch, &cfg.layout))] });
             skips.push(ch);
             index += 1;
         }
@@ -194,9 +196,9 @@ pub(crate) fn down_half(
 pub(crate) fn middle(vs: &nn::Path, ch: i64, emb: Option<i64>, cfg: &ConvNet) -> Block {
     Block {
         layers: vec![
-            Layer::Res(ResBlock::new(vs / 0, ch, ch, emb, cfg.dropout, cfg.scale_shift)),
-            Layer::Attention(AttentionBlock::new(vs / 1, ch, cfg.heads)),
-            Layer::Res(ResBlock::new(vs / 2, ch, ch, emb, cfg.dropout, cfg.scale_shift)),
+            Layer::Res(ResBlock::new(vs / 0, ch, ch, emb, cfg.dropout, cfg.scale_shift, &cfg.layout)),
+            Layer::Attention(AttentionBlock::new(vs / 1, ch, cfg.heads, &cfg.layout)),
+            Layer::Res(ResBlock::new(vs / 2, ch, ch, emb, cfg.dropout, cfg.scale_shift, &cfg.layout)),
         ],
     }
 }

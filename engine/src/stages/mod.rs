@@ -5,8 +5,10 @@ pub mod classifier;
 pub mod continuation;
 pub mod dataset;
 pub mod describe;
+pub mod export;
 pub mod metrics;
 pub mod nll;
+pub mod pretrained;
 pub mod sample;
 pub mod stats;
 pub mod train;
@@ -33,6 +35,8 @@ pub fn run(job: &Job) -> Result<()> {
         "dataset" => dataset::run(job),
         "classifier" => classifier::run(job),
         "describe" => describe::run(job),
+        "export" => export::run(job),
+        "pretrained" => pretrained::run(job),
         "train" => train::run(job),
         "sample" => sample::run(job),
         "plot" => crate::plot::run(job),

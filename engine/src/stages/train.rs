@@ -57,7 +57,8 @@ pub struct TrainMeta {
     pub data: DataMeta,
     pub loss: LossType,
     pub steps: usize,
-    pub final_loss: f64,
+    /// None for a pretrained model (its training loss is not known).
+    pub final_loss: Option<f64>,
     /// The largest |value| of vector training data (x̂₀ is clipped to it while sampling).
     #[serde(default)]
     pub data_bound: Option<f64>,
@@ -255,7 +256,7 @@ pub fn run(job: &Job) -> Result<()> {
         data: data.meta.clone(),
         loss: settings.loss,
         steps: settings.steps,
-        final_loss,
+        final_loss: Some(final_loss),
         data_bound,
     };
     std::fs::write(out.join("meta.json"), serde_json::to_string_pretty(&meta)?)?;

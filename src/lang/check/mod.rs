@@ -15,6 +15,7 @@ use super::resolve::SpanTable;
 mod metrics;
 mod model;
 mod plot;
+mod pretrained;
 mod sample;
 mod schedule;
 mod steps;
@@ -73,6 +74,7 @@ pub(crate) fn check(pipeline: &Pipeline, spans: &SpanTable) -> Vec<Diagnostic> {
         match inst.kind.as_str() {
             "dataset" => c.dataset(inst),
             "train" => c.train(inst),
+            "pretrained" => c.pretrained(inst),
             "classifier" => c.classifier(inst),
             "sample" => c.sample(inst),
             "metrics" => c.metrics(inst),
@@ -193,6 +195,11 @@ impl<'p> Checker<'p> {
                 Some(Data { points, channels, size, classes, examples, origin: inst.name.clone() })
             }
             "train" | "classifier" => self.data(self.inst(stage(p, "data")?)?),
+            "pretrained" => {
+                let net = self.pretrained_model(inst)?.net;
+                let (channels, size, classes) = (net.in_channels, net.size, net.classes);
+                Some(Data { points: false, channels, size, classes, examples: None, origin: inst.name.clone() })
+            }
             "sample" => {
                 let mut d = self.data(self.inst(stage(p, "from")?)?)?;
                 d.examples = int(p, "count");

@@ -6,9 +6,12 @@ impl<'p> Checker<'p> {
     pub(super) fn sample(&mut self, inst: &Instance) {
         let p = &inst.params;
         let Some(train) = stage(p, "from").and_then(|n| self.inst(n)) else { return };
-        let (Some(model), Some(schedule)) = (config(&train.params, "model"), config(&train.params, "schedule")) else {
-            return;
+        let pretrained = self.pretrained_model(train).map(|m| super::pretrained::pretrained_configs(&m));
+        let configs = match &pretrained {
+            Some((model, schedule)) => Some((model, schedule)),
+            None => config(&train.params, "model").zip(config(&train.params, "schedule")),
         };
+        let Some((model, schedule)) = configs else { return };
         let t_steps = int(&schedule.params, "steps").unwrap_or(1000);
         if let Some(sampler) = config(p, "sampler") {
             self.sampler_fits(inst, train, sampler, model, t_steps);
@@ -75,7 +78,7 @@ impl<'p> Checker<'p> {
                             .with_label(self.at(train, "model"), "classes = 0")
                             .with_help("set `classes` on the model (and `uncond_p = 0.1` in training), or drop the guidance"),
                         );
-                    } else if float(&train.params, "uncond_p").unwrap_or(0.0) == 0.0 {
+                    } else if train.kind == "train" && float(&train.params, "uncond_p").unwrap_or(0.0) == 0.0 {
                         self.push(
                             Diagnostic::new(
                                 Code::CfgWithoutDropout,

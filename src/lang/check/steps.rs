@@ -33,6 +33,21 @@ impl<'p> Checker<'p> {
             }
             _ => stage(&inst.params, "from").and_then(|n| self.inst(n)),
         };
+        if let Some(model) = train.filter(|t| t.kind == "pretrained") {
+            self.push(
+                Diagnostic::new(
+                    Code::StepWithoutTraining,
+                    format!(
+                        "`step` picks a training step, but `{}` is a pretrained model with no training run here",
+                        model.decl
+                    ),
+                    self.at(inst, "step"),
+                    "no training run to pick from",
+                )
+                .with_help("remove `step`: a pretrained model has only its final weights"),
+            );
+            return;
+        }
         let Some(train) = train.filter(|t| t.kind == "train") else { return };
         let Some(steps) = int(&train.params, "steps") else { return };
         if step > steps {

@@ -1,0 +1,68 @@
+//! `pretrained` stages: the folder is there with the files difflow reads, its configs map
+//! onto difflow's net and schedule, and the stages that read it ask what it can give.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use difflow_core::diffusers::{self, Pretrained};
+
+use super::*;
+use crate::diffusion::schedule::ScheduleSpec;
+
+impl<'p> Checker<'p> {
+    /// A local folder is read now; a Hub repository is read once fetched, by the run.
+    pub(super) fn pretrained(&mut self, inst: &Instance) {
+        let Some(Value::Path(dir)) = get(&inst.params, "path") else { return };
+        let (code, label, error) = match diffusers::locate(Path::new(dir)) {
+            Err(e) => (Code::PretrainedFolder, "not a diffusers model folder", e),
+            Ok(files) => match diffusers::read(&files) {
+                Ok(_) => return,
+                Err(e) => (Code::PretrainedUnsupported, "a model difflow cannot read", e),
+            },
+        };
+        self.push(
+            Diagnostic::new(code, format!("`{}`: {}", inst.decl, error.message), self.at(inst, "path"), label)
+                .with_help(error.help),
+        );
+    }
+
+    /// What a readable local `pretrained` folder holds (None for anything else).
+    pub(super) fn pretrained_model(&self, inst: &Instance) -> Option<Pretrained> {
+        let Some(Value::Path(dir)) = get(&inst.params, "path") else { return None };
+        if inst.kind != "pretrained" {
+            return None;
+        }
+        diffusers::locate(Path::new(dir)).and_then(|f| diffusers::read(&f)).ok()
+    }
+}
+
+/// The `model` and `schedule` configs a pipeline would write for a pretrained model, as far
+/// as the cross-stage checks read them (classes, learn_sigma; steps; the schedule's keys).
+pub(super) fn pretrained_configs(p: &Pretrained) -> (Config, Config) {
+    let mut model = BTreeMap::new();
+    model.insert("classes".to_string(), Value::Int(p.net.classes));
+    model.insert("learn_sigma".to_string(), Value::Bool(p.net.learn_sigma));
+    let mut schedule = BTreeMap::new();
+    let steps = Value::Int(p.process.schedule.steps() as i64);
+    let variant = match &p.process.schedule {
+        ScheduleSpec::Linear { start, end, scale_with_steps, zero_terminal_snr, .. } => {
+            schedule.insert("start".into(), Value::Float(*start));
+            schedule.insert("end".into(), Value::Float(*end));
+            schedule.insert("scale_with_steps".into(), Value::Bool(*scale_with_steps));
+            schedule.insert("zero_terminal_snr".into(), Value::Bool(*zero_terminal_snr));
+            "linear"
+        }
+        ScheduleSpec::Cosine { s, max_beta, zero_terminal_snr, .. } => {
+            schedule.insert("s".into(), Value::Float(*s));
+            schedule.insert("max_beta".into(), Value::Float(*max_beta));
+            schedule.insert("zero_terminal_snr".into(), Value::Bool(*zero_terminal_snr));
+            "cosine"
+        }
+        ScheduleSpec::Sigmoid { .. } | ScheduleSpec::Betas { .. } => "betas",
+    };
+    schedule.insert("steps".into(), steps);
+    (
+        Config { kind: "model".into(), variant: "unet".into(), params: model },
+        Config { kind: "schedule".into(), variant: variant.into(), params: schedule },
+    )
+}
