@@ -21,9 +21,28 @@ fn main() {
     // The linker drops libtorch_cuda (nothing references it directly), so the worker
     // loads it at run time when a CUDA device is asked for (see device.rs).
     println!("cargo:rustc-env=DIFFLOW_LIBTORCH_LIB={lib}");
+    println!("cargo:rustc-env=DIFFLOW_TORCH_VERSION={}", torch_version(Path::new(&lib)));
     let abi = cxx11_abi();
     compile_c10d_shim(Path::new(&lib), &abi);
     compile_nccl_shim(Path::new(&lib), &abi);
+}
+
+// The version of the libtorch in `lib`: a Python wheel's torch/version.py, or the
+// build-version file of a libtorch download; "unknown" when neither says.
+fn torch_version(lib: &Path) -> String {
+    let root = lib.parent().unwrap_or(lib);
+    let (wheel, download) = (root.join("version.py"), root.join("build-version"));
+    // Only an existing file: a missing one would rerun this script (and the C++ build) every time.
+    for file in [&wheel, &download].into_iter().filter(|f| f.is_file()) {
+        println!("cargo:rerun-if-changed={}", file.display());
+    }
+    let from_wheel = std::fs::read_to_string(&wheel).ok().and_then(|text| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("__version__"))
+            .map(|rest| rest.trim_start_matches([' ', '=']).trim().trim_matches(['\'', '"']).to_string())
+    });
+    let from_download = || std::fs::read_to_string(&download).ok().map(|t| t.trim().to_string());
+    from_wheel.or_else(from_download).filter(|v| !v.is_empty()).unwrap_or_else(|| "unknown".into())
 }
 
 fn torch_includes(lib: &Path) -> [PathBuf; 2] {

@@ -1,7 +1,8 @@
 //! The `report` stage: `report.md` and a self-contained `report.html` (images inlined as
 //! base64) from the entries of the included stages: a metrics table per family (one row
-//! per instance, its sweep coordinates first; for a family swept over one numeric
-//! coordinate, each metric charted against it), and each instance's grid or plot image.
+//! per instance, its sweep coordinates first; each metric charted against each numeric
+//! sweep coordinate, one line per setting of the others), and each instance's grid or
+//! plot image.
 //! Pure Rust, so the orchestrator runs it in-process; the worker may call it as well.
 
 use std::collections::BTreeMap;
@@ -41,11 +42,11 @@ pub fn write_report_with(job: &Job, recipe: Option<&Recipe>) -> Result<(), Strin
     let mut md = format!("# {title}\n");
     let mut html = format!(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{t}</title>\n<style>\n\
-         body {{ font-family: system-ui, sans-serif; max-width: 70em; margin: 2em auto; padding: 0 1em; color: #222; }}\n\
+         body {{ font-family: system-ui, sans-serif; max-width: 75em; margin: 2em auto; padding: 0 1em; color: #222; }}\n\
          table {{ border-collapse: collapse; margin: 1em 0; }}\n\
          th, td {{ border: 1px solid #ccc; padding: 0.3em 0.7em; text-align: right; }}\n\
          th {{ background: #f3f3f3; }} td.name {{ text-align: left; font-family: monospace; }}\n\
-         figure {{ display: inline-block; margin: 0.5em; }} figcaption {{ font-family: monospace; font-size: 0.9em; }}\n\
+         figure {{ display: inline-block; margin: 0.5em; vertical-align: top; }} figcaption {{ font-size: 0.9em; max-width: 40em; }}\n\
          img {{ max-width: 100%; image-rendering: pixelated; }}\n\
          pre.recipe {{ background: #f6f6f6; padding: 0.8em; overflow-x: auto; font-size: 0.9em; }}\n</style>\n</head>\n<body>\n<h1>{t}</h1>\n",
         t = escape(&title)
@@ -118,12 +119,14 @@ fn write_family(
             std::fs::create_dir_all(img_dir).map_err(|e| format!("cannot create {}: {e}", img_dir.display()))?;
             let file = format!("{}_{img}", file_safe(name));
             std::fs::write(img_dir.join(&file), &bytes).map_err(|e| format!("cannot write an image: {e}"))?;
-            let _ = write!(md, "\n![{name}](images/{file})\n\n`{name}`\n");
+            let reading = picture_legend(input, img).map(|l| format!(": {l}")).unwrap_or_default();
+            let _ = write!(md, "\n![{name}](images/{file})\n\n`{name}`{reading}\n");
             let mime = if img.ends_with(".gif") { "image/gif" } else { "image/png" };
             let _ = writeln!(
                 html,
-                "<figure><img alt=\"{n}\" src=\"data:{mime};base64,{}\"><figcaption>{n}</figcaption></figure>",
+                "<figure><img alt=\"{n}\" src=\"data:{mime};base64,{}\"><figcaption><code>{n}</code>{}</figcaption></figure>",
                 base64(&bytes),
+                escape(&reading),
                 n = escape(name)
             );
         }
@@ -138,8 +141,8 @@ fn write_family(
     Ok(())
 }
 
-/// A family's metrics: a table (one row per member, sweep coordinates first) and, along a
-/// numeric sweep axis, a line chart per metric.
+/// A family's metrics: a table (one row per member, sweep coordinates first) and, along
+/// each numeric sweep axis, a line chart per metric (a line per setting of the others).
 fn write_metrics(
     md: &mut String,
     html: &mut String,
@@ -185,16 +188,17 @@ fn write_metrics(
         let _ = writeln!(md, "| {} |", row.join(" | "));
     }
     html.push_str("</table>\n");
-    if let Some((axis, xs)) = chart::numeric_axis(&coords) {
+    for axis in chart::numeric_axes(&coords) {
         // `count` is how many items were measured, not a measurement.
         for mn in metric_names.iter().filter(|m| m.as_str() != "count") {
-            let points: Vec<(f64, f64)> =
-                xs.iter().zip(metrics).map(|(&x, m)| (x, m.get(*mn).copied().unwrap_or(f64::NAN))).collect();
-            let svg = chart::line_chart(&format!("{family}: {mn} against {axis}"), &axis, mn, &points);
+            let ys: Vec<f64> = metrics.iter().map(|m| m.get(*mn).copied().unwrap_or(f64::NAN)).collect();
+            let lines = chart::series_of(&axis, &ys);
+            let title = format!("{family}: {mn} against {}", axis.name);
+            let svg = chart::line_chart(&title, &axis.name, mn, &lines, &axis.values);
             std::fs::create_dir_all(img_dir).map_err(|e| format!("cannot create {}: {e}", img_dir.display()))?;
-            let file = format!("{}_{}_by_{}.svg", file_safe(family), file_safe(mn), file_safe(&axis));
+            let file = format!("{}_{}_by_{}.svg", file_safe(family), file_safe(mn), file_safe(&axis.name));
             std::fs::write(img_dir.join(&file), &svg).map_err(|e| format!("cannot write a chart: {e}"))?;
-            let _ = write!(md, "\n![{family}: {mn} against {axis}](images/{file})\n");
+            let _ = write!(md, "\n![{title}](images/{file})\n");
             let _ = writeln!(html, "<figure>{svg}</figure>");
         }
     }
@@ -224,6 +228,24 @@ fn sweep_coordinates(name: &str) -> Vec<(String, String)> {
         .split(',')
         .filter_map(|part| part.split_once('=').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())))
         .collect()
+}
+
+/// How to read a picture that has no axes of its own (strips of images), for its caption.
+fn picture_legend(input: &Input, file: &str) -> Option<String> {
+    match (input.kind.as_str(), input.variant.as_str(), file) {
+        ("plot", "forward", _) => {
+            let at: Vec<String> = input.params.get("at")?.as_array()?.iter().map(|t| t.to_string()).collect();
+            Some(format!("one example per row, noised to t = {} from left to right", at.join(", ")))
+        }
+        ("plot", "trajectory", "plot.gif") => {
+            Some("the reverse process from x_T to x_0, one frame per kept step: x_t above, the predicted x_0 below".into())
+        }
+        ("plot", "trajectory", _) => Some(
+            "the reverse process from x_T (left) to x_0 (right): per sample, a row of x_t and a row of the predicted x_0"
+                .into(),
+        ),
+        _ => None,
+    }
 }
 
 fn has_image(dir: &Path) -> bool {

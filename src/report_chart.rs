@@ -1,87 +1,197 @@
-//! Line charts for the report, as self-contained SVG: a family swept over one numeric
-//! coordinate (`scores[step=1000]`, `scores[step=2000]`, …) gets each metric drawn
-//! against it, such as classifier accuracy against training step from one run.
+//! Line charts for the report, as self-contained SVG. A family swept over numeric
+//! coordinates (`scores[step=1000]`, `gen[eta=0.0, steps=10]`, …) gets each metric drawn
+//! against each swept coordinate, one line per setting of the other coordinates (DDIM:
+//! FID against steps, one line per η), such as classifier accuracy against training step.
 
 use std::fmt::Write as _;
 
-const WIDTH: f64 = 560.0;
-const HEIGHT: f64 = 320.0;
+const WIDTH: f64 = 660.0;
+const HEIGHT: f64 = 360.0;
 /// Left, right, top and bottom margins (room for tick labels and axis titles).
-const MARGIN: (f64, f64, f64, f64) = (64.0, 20.0, 34.0, 48.0);
+const MARGIN: (f64, f64, f64, f64) = (100.0, 24.0, 40.0, 56.0);
+/// Extra room on the right for the legend when there is more than one line.
+const LEGEND_WIDTH: f64 = 130.0;
 const TICKS: usize = 5;
+/// More distinct swept values than this get evenly spaced ticks instead of one per value.
+const MAX_VALUE_TICKS: usize = 8;
+/// matplotlib's tab10, first six, as the PNG plots use.
+const COLOURS: [&str; 6] = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"];
 
-/// The single sweep coordinate of a family and each member's numeric value of it, when
-/// there are at least two members and every one has exactly that numeric coordinate.
-pub fn numeric_axis(coords: &[Vec<(String, String)>]) -> Option<(String, Vec<f64>)> {
-    let name = coords.first()?.first()?.0.clone();
-    let xs = coords
-        .iter()
-        .map(|c| match c.as_slice() {
-            [(k, v)] if *k == name => v.replace('_', "").parse::<f64>().ok().filter(|x| x.is_finite()),
-            _ => None,
-        })
-        .collect::<Option<Vec<f64>>>()?;
-    (xs.len() >= 2).then_some((name, xs))
+/// One line: its legend label (empty when it is the only one) and its points.
+pub struct Series {
+    pub label: String,
+    pub points: Vec<(f64, f64)>,
 }
 
-/// An SVG line chart of `points` (sorted by x; non-finite y left out).
-pub fn line_chart(title: &str, x_label: &str, y_label: &str, points: &[(f64, f64)]) -> String {
-    let mut pts: Vec<(f64, f64)> = points.iter().copied().filter(|(x, y)| x.is_finite() && y.is_finite()).collect();
-    pts.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let (x_lo, x_hi) = padded(pts.iter().map(|p| p.0));
-    let (y_lo, y_hi) = padded(pts.iter().map(|p| p.1));
+/// What to chart against: a swept coordinate, each member's value of it (as a number and
+/// as written), and each member's label from the other coordinates.
+#[derive(Debug, PartialEq)]
+pub struct Axis {
+    pub name: String,
+    pub values: Vec<(f64, String)>,
+    pub series: Vec<String>,
+}
+
+/// Every coordinate that can be an x axis: present in every member with a numeric value,
+/// taking at least two distinct values. Members with the same other coordinates form a
+/// line, labelled `eta=0.0`.
+pub fn numeric_axes(coords: &[Vec<(String, String)>]) -> Vec<Axis> {
+    let Some(first) = coords.first() else { return Vec::new() };
+    let names: Vec<&String> = first.iter().map(|(k, _)| k).collect();
+    let same_names = coords.iter().all(|c| c.len() == names.len() && c.iter().zip(&names).all(|((k, _), n)| k == *n));
+    if !same_names {
+        return Vec::new();
+    }
+    let mut axes = Vec::new();
+    for (at, name) in names.iter().enumerate() {
+        let values: Option<Vec<(f64, String)>> = coords
+            .iter()
+            .map(|c| {
+                let text = &c[at].1;
+                text.replace('_', "").parse::<f64>().ok().filter(|x| x.is_finite()).map(|x| (x, text.clone()))
+            })
+            .collect();
+        let Some(values) = values else { continue };
+        let mut distinct: Vec<f64> = values.iter().map(|v| v.0).collect();
+        distinct.sort_by(f64::total_cmp);
+        distinct.dedup();
+        if distinct.len() < 2 {
+            continue;
+        }
+        let series = coords
+            .iter()
+            .map(|c| {
+                let others: Vec<String> =
+                    c.iter().enumerate().filter(|(j, _)| *j != at).map(|(_, (k, v))| format!("{k}={v}")).collect();
+                others.join(", ")
+            })
+            .collect();
+        axes.push(Axis { name: (*name).clone(), values, series });
+    }
+    axes
+}
+
+/// The lines of one metric against `axis`, in order of first appearance.
+pub fn series_of(axis: &Axis, ys: &[f64]) -> Vec<Series> {
+    let mut lines: Vec<Series> = Vec::new();
+    for ((x, _), (label, &y)) in axis.values.iter().zip(axis.series.iter().zip(ys)) {
+        match lines.iter_mut().find(|s| s.label == *label) {
+            Some(line) => line.points.push((*x, y)),
+            None => lines.push(Series { label: label.clone(), points: vec![(*x, y)] }),
+        }
+    }
+    lines
+}
+
+/// An SVG line chart of `lines` against x; ticks on x at the swept values (`ticks`:
+/// value and text) when there are few, a log x axis when they span 20× or more.
+pub fn line_chart(title: &str, x_label: &str, y_label: &str, lines: &[Series], ticks: &[(f64, String)]) -> String {
+    let lines: Vec<Series> = lines
+        .iter()
+        .map(|s| {
+            let mut points: Vec<(f64, f64)> =
+                s.points.iter().copied().filter(|(x, y)| x.is_finite() && y.is_finite()).collect();
+            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            Series { label: s.label.clone(), points }
+        })
+        .collect();
+    let all = || lines.iter().flat_map(|s| s.points.iter().copied());
+    let log_x = {
+        let (lo, hi) = all().fold((f64::MAX, f64::MIN), |(lo, hi), p| (lo.min(p.0), hi.max(p.0)));
+        lo > 0.0 && hi / lo >= 20.0
+    };
+    let fx = |x: f64| if log_x { x.log10() } else { x };
+    let (x_lo, x_hi) = padded(all().map(|p| fx(p.0)));
+    let (y_lo, y_hi) = padded(all().map(|p| p.1));
+    let legend = lines.len() > 1 || lines.iter().any(|s| !s.label.is_empty());
+    let width = WIDTH + if legend { LEGEND_WIDTH } else { 0.0 };
     let (left, right, top, bottom) = MARGIN;
     let (plot_w, plot_h) = (WIDTH - left - right, HEIGHT - top - bottom);
-    let sx = |x: f64| left + (x - x_lo) / (x_hi - x_lo) * plot_w;
+    let sx = |x: f64| left + (fx(x) - x_lo) / (x_hi - x_lo) * plot_w;
     let sy = |y: f64| top + (1.0 - (y - y_lo) / (y_hi - y_lo)) * plot_h;
     let mut svg = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{HEIGHT}\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" \
-         font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
-         <text x=\"{}\" y=\"20\" text-anchor=\"middle\" font-size=\"14\">{}</text>\n",
-        WIDTH / 2.0,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{HEIGHT}\" viewBox=\"0 0 {width} {HEIGHT}\" \
+         font-family=\"sans-serif\" font-size=\"14\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"{:.1}\" y=\"24\" text-anchor=\"middle\" font-size=\"16\">{}</text>\n",
+        left + plot_w / 2.0,
         escape(title)
     );
     let _ = writeln!(
         svg,
         "<rect x=\"{left}\" y=\"{top}\" width=\"{plot_w}\" height=\"{plot_h}\" fill=\"none\" stroke=\"#888\"/>"
     );
-    for i in 0..TICKS {
-        let f = i as f64 / (TICKS - 1) as f64;
-        let (x, y) = (x_lo + f * (x_hi - x_lo), y_lo + f * (y_hi - y_lo));
+    let mut distinct: Vec<&(f64, String)> = ticks.iter().filter(|(x, _)| x.is_finite()).collect();
+    distinct.sort_by(|a, b| a.0.total_cmp(&b.0));
+    distinct.dedup_by(|a, b| a.0 == b.0);
+    let x_ticks: Vec<(f64, String)> = if !distinct.is_empty() && distinct.len() <= MAX_VALUE_TICKS {
+        distinct.into_iter().cloned().collect()
+    } else {
+        (0..TICKS)
+            .map(|i| {
+                let v = x_lo + i as f64 / (TICKS - 1) as f64 * (x_hi - x_lo);
+                let v = if log_x { 10f64.powf(v) } else { v };
+                (v, tick(v, (x_hi - x_lo) / (TICKS - 1) as f64))
+            })
+            .collect()
+    };
+    for (x, text) in &x_ticks {
         let _ = writeln!(
             svg,
             "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
-            sx(x),
-            top + plot_h + 16.0,
-            tick(x)
+            sx(*x),
+            top + plot_h + 18.0,
+            escape(text)
         );
+    }
+    for i in 0..TICKS {
+        let y = y_lo + i as f64 / (TICKS - 1) as f64 * (y_hi - y_lo);
         let _ = writeln!(
             svg,
             "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>\n\
              <line x1=\"{left}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#eee\"/>",
             left - 6.0,
-            sy(y) + 4.0,
-            tick(y),
+            sy(y) + 5.0,
+            tick(y, (y_hi - y_lo) / (TICKS - 1) as f64),
             left + plot_w,
             sy(y),
             sy(y)
         );
     }
+    let x_title = if log_x { format!("{x_label} (log scale)") } else { x_label.to_string() };
     let _ = writeln!(
         svg,
         "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>\n\
-         <text transform=\"translate(16 {:.1}) rotate(-90)\" text-anchor=\"middle\">{}</text>",
+         <text transform=\"translate(18 {:.1}) rotate(-90)\" text-anchor=\"middle\">{}</text>",
         left + plot_w / 2.0,
-        HEIGHT - 10.0,
-        escape(x_label),
+        HEIGHT - 12.0,
+        escape(&x_title),
         top + plot_h / 2.0,
         escape(y_label)
     );
-    let path: Vec<String> = pts.iter().map(|&(x, y)| format!("{:.1},{:.1}", sx(x), sy(y))).collect();
-    let _ =
-        writeln!(svg, "<polyline fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"2\" points=\"{}\"/>", path.join(" "));
-    for &(x, y) in &pts {
-        let _ = writeln!(svg, "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3.5\" fill=\"#1f77b4\"/>", sx(x), sy(y));
+    for (i, line) in lines.iter().enumerate() {
+        let colour = COLOURS[i % COLOURS.len()];
+        let path: Vec<String> = line.points.iter().map(|&(x, y)| format!("{:.1},{:.1}", sx(x), sy(y))).collect();
+        let _ = writeln!(
+            svg,
+            "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"/>",
+            path.join(" ")
+        );
+        for &(x, y) in &line.points {
+            let _ = writeln!(svg, "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"4\" fill=\"{colour}\"/>", sx(x), sy(y));
+        }
+        if legend {
+            let y = top + 12.0 + i as f64 * 22.0;
+            let x = WIDTH - right + 12.0;
+            let _ = writeln!(
+                svg,
+                "<line x1=\"{x}\" x2=\"{:.1}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"{colour}\" stroke-width=\"3\"/>\n\
+                 <text x=\"{:.1}\" y=\"{:.1}\">{}</text>",
+                x + 20.0,
+                x + 26.0,
+                y + 5.0,
+                escape(&line.label)
+            );
+        }
     }
     svg.push_str("</svg>\n");
     svg
@@ -93,19 +203,23 @@ fn padded(values: impl Iterator<Item = f64>) -> (f64, f64) {
     if lo > hi {
         return (0.0, 1.0);
     }
-    let pad = if hi > lo { (hi - lo) * 0.05 } else { lo.abs().max(1.0) * 0.5 };
+    let pad = if hi > lo { (hi - lo) * 0.05 } else { (lo.abs() * 0.1).max(1e-3) };
     (lo - pad, hi + pad)
 }
 
-fn tick(v: f64) -> String {
-    let a = v.abs();
-    if a >= 1000.0 {
-        format!("{v:.0}")
-    } else if a >= 10.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.3}")
+/// A tick label with as many decimals as the spacing between ticks needs to tell
+/// neighbours apart (8.5193 and 8.5196 on a narrow FID axis), and no more.
+fn tick(v: f64, spacing: f64) -> String {
+    if spacing <= 0.0 || !spacing.is_finite() {
+        return format!("{v:.3}");
     }
+    let mut decimals = (-spacing.log10()).ceil().max(0.0);
+    let scaled = spacing * 10f64.powf(decimals);
+    if (scaled - scaled.round()).abs() > 1e-6 {
+        decimals += 1.0; // 0.25 apart needs two decimals, 0.05 apart two as well
+    }
+    let decimals = decimals.min(8.0) as usize;
+    format!("{v:.decimals$}")
 }
 
 fn escape(s: &str) -> String {
@@ -120,35 +234,84 @@ mod tests {
         items.iter().map(|c| c.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()).collect()
     }
 
-    #[test]
-    fn one_numeric_coordinate_is_an_axis() {
-        let axis = numeric_axis(&coords(&[&[("step", "2_000")], &[("step", "500")]]));
-        assert_eq!(axis, Some(("step".to_string(), vec![2000.0, 500.0])));
-        assert_eq!(numeric_axis(&coords(&[&[("step", "500")]])), None, "one point is no curve");
-        assert_eq!(numeric_axis(&coords(&[&[("sampler", "ddim")], &[("sampler", "ddpm")]])), None);
-        assert_eq!(numeric_axis(&coords(&[&[("a", "1"), ("b", "2")], &[("a", "2"), ("b", "2")]])), None);
-        assert_eq!(numeric_axis(&coords(&[&[("a", "1")], &[("b", "2")]])), None);
-    }
-
-    #[test]
-    fn draws_every_point_in_x_order_inside_the_frame() {
-        let svg = line_chart("acc <by> step", "step", "accuracy", &[(2000.0, 0.9), (500.0, 0.2), (1000.0, f64::NAN)]);
-        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
-        assert!(svg.contains("acc &lt;by&gt; step"));
-        assert_eq!(svg.matches("<circle").count(), 2);
-        let points = svg.split("points=\"").nth(1).unwrap().split('"').next().unwrap();
-        let xy: Vec<(f64, f64)> = points
+    fn xy(svg: &str, line: usize) -> Vec<(f64, f64)> {
+        let points = svg.split("points=\"").nth(line + 1).unwrap().split('"').next().unwrap();
+        points
             .split(' ')
             .map(|p| {
                 let (x, y) = p.split_once(',').unwrap();
                 (x.parse().unwrap(), y.parse().unwrap())
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn each_numeric_coordinate_with_two_values_is_an_axis() {
+        let axes = numeric_axes(&coords(&[&[("step", "2_000")], &[("step", "500")]]));
+        assert_eq!(axes.len(), 1);
+        assert_eq!(axes[0].name, "step");
+        assert_eq!(axes[0].values, [(2000.0, "2_000".to_string()), (500.0, "500".to_string())]);
+        assert_eq!(axes[0].series, ["", ""]);
+        assert!(numeric_axes(&coords(&[&[("step", "500")]])).is_empty(), "one point is no curve");
+        assert!(numeric_axes(&coords(&[&[("sampler", "ddim")], &[("sampler", "ddpm")]])).is_empty());
+        assert!(numeric_axes(&coords(&[&[("a", "1")], &[("b", "2")]])).is_empty());
+        // Two coordinates: one axis each, the other one naming the lines; a constant is no axis.
+        let grid = coords(&[
+            &[("eta", "0.0"), ("steps", "10"), ("k", "1")],
+            &[("eta", "0.0"), ("steps", "50"), ("k", "1")],
+            &[("eta", "1.0"), ("steps", "10"), ("k", "1")],
+            &[("eta", "1.0"), ("steps", "50"), ("k", "1")],
+        ]);
+        let axes = numeric_axes(&grid);
+        assert_eq!(axes.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), ["eta", "steps"]);
+        assert_eq!(axes[1].series[2], "eta=1.0, k=1");
+        let lines = series_of(&axes[1], &[4.0, 3.0, 2.0, 1.0]);
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[1].label, "eta=1.0, k=1");
+        assert_eq!(lines[1].points, [(10.0, 2.0), (50.0, 1.0)]);
+    }
+
+    #[test]
+    fn draws_every_point_in_x_order_inside_the_frame() {
+        let line = Series { label: String::new(), points: vec![(2000.0, 0.9), (500.0, 0.2), (1000.0, f64::NAN)] };
+        let ticks = [(2000.0, "2000".to_string()), (500.0, "500".to_string())];
+        let svg = line_chart("acc <by> step", "step", "accuracy", &[line], &ticks);
+        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
+        assert!(svg.contains("acc &lt;by&gt; step"));
+        assert_eq!(svg.matches("<circle").count(), 2);
+        assert!(!svg.contains("log scale") && !svg.contains("stroke-width=\"3\""), "one line, no legend");
+        let xy = xy(&svg, 0);
         assert_eq!(xy.len(), 2);
         assert!(xy[0].0 < xy[1].0, "sorted by step");
         assert!(xy[0].1 > xy[1].1, "higher accuracy is drawn higher up");
         for (x, y) in xy {
             assert!((MARGIN.0..=WIDTH - MARGIN.1).contains(&x) && (MARGIN.2..=HEIGHT - MARGIN.3).contains(&y));
         }
+    }
+
+    #[test]
+    fn tick_labels_tell_neighbouring_ticks_apart() {
+        assert_eq!(tick(8.51925, 0.0001), "8.5192");
+        assert_eq!(tick(8.51950, 0.0001), "8.5195");
+        assert_eq!(tick(2500.0, 500.0), "2500");
+        assert_eq!(tick(0.25, 0.25), "0.25");
+        assert_eq!(tick(0.5, 0.05), "0.50");
+        assert_eq!(tick(3.0, 1.0), "3");
+    }
+
+    #[test]
+    fn several_lines_get_a_legend_and_a_wide_range_a_log_axis() {
+        let lines = [
+            Series { label: "eta=0.0".into(), points: vec![(10.0, 30.0), (100.0, 20.0), (1000.0, 10.0)] },
+            Series { label: "eta=1.0".into(), points: vec![(10.0, 40.0), (100.0, 25.0), (1000.0, 12.0)] },
+        ];
+        let ticks: Vec<(f64, String)> = [10.0, 100.0, 1000.0].iter().map(|&x| (x, format!("{x}"))).collect();
+        let svg = line_chart("fid", "steps", "fid", &lines, &ticks);
+        assert!(svg.contains(">eta=0.0</text>") && svg.contains(">eta=1.0</text>"), "{svg}");
+        assert!(svg.contains("steps (log scale)"));
+        let first = xy(&svg, 0);
+        // Equal ratios are equal distances on a log axis.
+        assert!(((first[1].0 - first[0].0) - (first[2].0 - first[1].0)).abs() < 0.2, "{first:?}");
+        assert_eq!(svg.matches("<polyline").count(), 2);
     }
 }

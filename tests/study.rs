@@ -39,6 +39,9 @@ fn project(name: &str) -> tempfile::TempDir {
     assert!(mnist.is_dir(), "{} is missing: `. scripts/setup.sh` writes it", mnist.display());
     std::fs::create_dir_all(dir.path().join("data")).unwrap();
     std::os::unix::fs::symlink(&mnist, dir.path().join("data/mnist")).unwrap();
+    // One thread per worker: these networks are too small to gain from a second, and on a
+    // shared machine libtorch's spinning threads make a stage up to 16× slower.
+    std::fs::write(study.join("difflow.toml"), "threads = 1\n").unwrap();
     dir
 }
 
@@ -59,16 +62,20 @@ fn count(ran: &[String], prefix: &str) -> usize {
     ran.iter().filter(|n| n.starts_with(prefix)).count()
 }
 
-fn report_exists(dir: &Path, file: &str) {
+/// The `study` report's entry folder (named by `difflow show`) and its Markdown.
+fn report(dir: &Path, file: &str) -> (PathBuf, String) {
     let mut args = vec!["show", file, "study"];
     args.extend_from_slice(TINY);
     let (code, out, err) = difflow(dir, &args);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains("report.html"), "{out}");
+    let entry = out.lines().find_map(|l| l.trim().strip_prefix("entry")).expect("a cached report entry");
+    let entry = PathBuf::from(entry.trim());
+    let md = std::fs::read_to_string(entry.join("report.md")).unwrap();
+    (entry, md)
 }
 
 #[test]
-#[ignore = "minutes per pipeline on 2 cores; run with `cargo test --release --test study -- --ignored`"]
 fn ddpm_chain_trains_one_model_per_chain_length() {
     let dir = project("01_ddpm_chain.diff");
     let out = run_tiny(dir.path(), "01_ddpm_chain.diff", &[]);
@@ -76,11 +83,13 @@ fn ddpm_chain_trains_one_model_per_chain_length() {
     assert_eq!(count(&ran, "ddpm["), 3, "{out}");
     assert_eq!(count(&ran, "bound["), 3, "{out}");
     assert_eq!(count(&ran, "chain["), 3, "{out}");
-    report_exists(dir.path(), "01_ddpm_chain.diff");
+    // FID and NLL charted against the chain length T, from one table row per T.
+    let (_, md) = report(dir.path(), "01_ddpm_chain.diff");
+    assert!(md.contains("![scores: fid against steps]"), "{md}");
+    assert!(md.contains("![bound: bpd against steps]"), "{md}");
 }
 
 #[test]
-#[ignore = "minutes per pipeline on 2 cores; run with `cargo test --release --test study -- --ignored`"]
 fn iddpm_and_ddpm_both_train_sample_and_score() {
     let dir = project("02_iddpm.diff");
     let out = run_tiny(dir.path(), "02_iddpm.diff", &[]);
@@ -91,7 +100,6 @@ fn iddpm_and_ddpm_both_train_sample_and_score() {
 }
 
 #[test]
-#[ignore = "minutes per pipeline on 2 cores; run with `cargo test --release --test study -- --ignored`"]
 fn ddim_sweeps_ten_samplers_from_one_trained_model_and_reruns_no_training() {
     let dir = project("03_ddim.diff");
     let out = run_tiny(dir.path(), "03_ddim.diff", &[]);
@@ -103,10 +111,19 @@ fn ddim_sweeps_ten_samplers_from_one_trained_model_and_reruns_no_training() {
     let again = self::ran(&again);
     assert_eq!(count(&again, "ddpm"), 0, "{again:?}");
     assert_eq!(count(&again, "gen["), 10, "{again:?}");
+    // FID against steps (one line per η) and against η (one line per step count).
+    let (entry, md) = report(dir.path(), "03_ddim.diff");
+    let results = md.split("## Provenance").next().unwrap();
+    assert_eq!(results.matches("| `scores[").count(), 10, "one table row per setting:\n{md}");
+    for (axis, lines) in [("steps", 2), ("eta", 5)] {
+        let file = format!("images/scores_fid_by_{axis}.svg");
+        assert!(md.contains(&format!("({file})")), "{md}");
+        let svg = std::fs::read_to_string(entry.join(&file)).unwrap();
+        assert_eq!(svg.matches("<polyline").count(), lines, "{svg}");
+    }
 }
 
 #[test]
-#[ignore = "minutes per pipeline on 2 cores; run with `cargo test --release --test study -- --ignored`"]
 fn classifier_guidance_sweeps_four_scales_with_one_noisy_classifier() {
     let dir = project("04_classifier_guidance.diff");
     let out = run_tiny(dir.path(), "04_classifier_guidance.diff", &[]);
@@ -117,7 +134,6 @@ fn classifier_guidance_sweeps_four_scales_with_one_noisy_classifier() {
 }
 
 #[test]
-#[ignore = "minutes per pipeline on 2 cores; run with `cargo test --release --test study -- --ignored`"]
 fn cfg_gives_a_reverse_process_gif_per_guidance_strength_and_a_report_a_browser_shows() {
     let dir = project("05_cfg.diff");
     let out = run_tiny(dir.path(), "05_cfg.diff", &[]);
@@ -134,6 +150,8 @@ fn cfg_gives_a_reverse_process_gif_per_guidance_strength_and_a_report_a_browser_
     assert!(report.ends_with("report.html") && report.is_file(), "{out}");
     let html = std::fs::read_to_string(report).unwrap();
     assert!(html.contains("<pre class=\"recipe\">") && html.contains("Provenance"), "recipe or provenance missing");
+    // Every included stage ran in a worker, which names its libtorch.
+    assert!(html.contains(", torch 2.") && !html.contains("torch not recorded"), "no torch version");
 
     // In headless Chromium: every image decodes, the tables have their rows, no errors.
     let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("study-05-report.png");
@@ -161,7 +179,6 @@ fn cfg_gives_a_reverse_process_gif_per_guidance_strength_and_a_report_a_browser_
 }
 
 #[test]
-#[ignore = "minutes per pipeline on 2 cores; run with `cargo test --release --test study -- --ignored`"]
 fn schedules_train_three_models_on_equal_budgets() {
     let dir = project("06_schedules.diff");
     let out = run_tiny(dir.path(), "06_schedules.diff", &[]);
@@ -169,10 +186,16 @@ fn schedules_train_three_models_on_equal_budgets() {
     for stage in ["linear_ddpm", "cosine_ddpm", "sigmoid_ddpm", "curves", "study"] {
         assert!(ran.iter().any(|n| n == stage), "{stage} did not run:\n{out}");
     }
+    // One section per schedule's scores and NLL, and the ᾱ_t / log-SNR picture.
+    let (entry, md) = report(dir.path(), "06_schedules.diff");
+    for schedule in ["linear", "cosine", "sigmoid"] {
+        assert!(md.contains(&format!("## {schedule}_scores (metrics)")), "{md}");
+        assert!(md.contains(&format!("## {schedule}_nll (nll)")), "{md}");
+    }
+    assert!(md.contains("(images/curves_plot.png)") && entry.join("images/curves_plot.png").is_file(), "{md}");
 }
 
 #[test]
-#[ignore = "minutes per pipeline on 2 cores; run with `cargo test --release --test study -- --ignored`"]
 fn datasets_names_the_missing_data_before_anything_runs_and_runs_mnist_alone() {
     let dir = project("07_datasets.diff");
     let mut args = vec!["run", "07_datasets.diff", "--device", "cpu"];

@@ -78,6 +78,8 @@ pub enum Event {
     Log { message: String },
     /// A headline number for `difflow.lock` and `difflow show`.
     Metric { name: String, value: f64 },
+    /// The libtorch the worker runs on (`2.13.0+cu130`), for the entry's provenance.
+    Runtime { torch: String },
 }
 
 impl Event {

@@ -179,7 +179,7 @@ fn line_plots_schedules_and_loss() {
     let of = json!({"of": [cosine(), {"kind": "schedule", "variant": "linear", "steps": 1000},
                            {"kind": "schedule", "variant": "linear", "steps": 1000, "zero_terminal_snr": true}]});
     difflow_engine::stages::run(&job("plot", "schedules", of, &[], &out)).unwrap();
-    assert_eq!(png_size(&out.join("plot.png")), (1280, 480));
+    assert_eq!(png_size(&out.join("plot.png")), (1120, 440));
 
     let train = work.path().join("train");
     std::fs::create_dir_all(&train).unwrap();

@@ -37,6 +37,9 @@ pub struct Manifest {
     pub metrics: BTreeMap<String, f64>,
     /// Every output file, by path relative to the entry.
     pub outputs: BTreeMap<String, OutputFile>,
+    /// The libtorch version of the worker that computed it (empty: written in-process).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub torch: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -311,6 +314,7 @@ mod tests {
             inputs: [("ddpm".to_string(), "ab".to_string())].into_iter().collect(),
             metrics: [("fid".to_string(), 3.5)].into_iter().collect(),
             outputs: BTreeMap::new(),
+            torch: String::new(),
         }
     }
 

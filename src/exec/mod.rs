@@ -463,7 +463,7 @@ fn execute(
         match worker {
             None => Err(StageError::Failed("no worker executable".to_string())),
             Some(worker) => worker::run_worker(worker, &job, &job_file, nproc, progress, label)
-                .map(|out| out.metrics)
+                .map(|out| (out.metrics, out.torch.unwrap_or_default()))
                 .map_err(|f| match f {
                     WorkerFailure::Stage(m) | WorkerFailure::Launch(m) | WorkerFailure::Crash(m) => {
                         StageError::Failed(m)
@@ -473,7 +473,7 @@ fn execute(
         }
     };
     let _ = std::fs::remove_file(&job_file);
-    let reported = outcome.map_err(|e| match e {
+    let (reported, torch) = outcome.map_err(|e| match e {
         StageError::Failed(m) => StageError::Failed(m + &cleanup::after_failure(&s.cache, &lock, resumable)),
         interrupted => interrupted,
     })?;
@@ -483,6 +483,7 @@ fn execute(
         finished: utc_now(),
         duration_s: (secs * 1000.0).round() / 1000.0,
         metrics: reported,
+        torch,
         ..manifest_template(s, i, &job)
     };
     if let Some((continued_key, _)) = continued_from {
@@ -514,6 +515,7 @@ pub(crate) fn manifest_template(s: &Session, i: usize, job: &Job) -> Manifest {
             .collect(),
         metrics: Default::default(),
         outputs: Default::default(),
+        torch: String::new(),
     }
 }
 

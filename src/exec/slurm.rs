@@ -511,9 +511,14 @@ pub fn commit_job(record_file: &Path, started_epoch: u64) -> Result<(), String> 
     let staging = cache.staging_dir(&key);
     let log = staging.join(LOG_FILE);
     let mut metrics = BTreeMap::new();
+    let mut torch = String::new();
     for line in std::fs::read_to_string(&log).unwrap_or_default().lines() {
-        if let Ok(Event::Metric { name, value }) = serde_json::from_str::<Event>(line) {
-            metrics.insert(name, value);
+        match serde_json::from_str::<Event>(line) {
+            Ok(Event::Metric { name, value }) => {
+                metrics.insert(name, value);
+            }
+            Ok(Event::Runtime { torch: version }) => torch = version,
+            _ => {}
         }
     }
     // The log is not an output: a local run has none, and digests must agree.
@@ -525,6 +530,7 @@ pub fn commit_job(record_file: &Path, started_epoch: u64) -> Result<(), String> 
         finished: crate::cache::store::utc_now(),
         duration_s: (secs * 1000.0).round() / 1000.0,
         metrics,
+        torch,
         ..rec.manifest
     };
     cache.commit(&lock, manifest).map_err(|e| format!("cannot commit the outputs of `{}`: {e}", rec.instance))?;

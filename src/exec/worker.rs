@@ -54,6 +54,8 @@ pub enum WorkerFailure {
 #[derive(Debug, Clone, Default)]
 pub struct WorkerOutput {
     pub metrics: BTreeMap<String, f64>,
+    /// The worker's libtorch version, when it said.
+    pub torch: Option<String>,
     /// stdout lines that were not events (the `describe` job prints its answer there).
     pub other_stdout: Vec<String>,
 }
@@ -192,6 +194,7 @@ impl StageProgress {
             }
             Event::Log { message } => progress.println(&format!("{}: {message}", self.label)),
             Event::Metric { name, value } => progress.println(&format!("{}: {name} = {value}", self.label)),
+            Event::Runtime { .. } => {}
         }
     }
 
@@ -280,8 +283,12 @@ pub fn run_worker(
         let Ok(line) = line else { break };
         match serde_json::from_str::<Event>(&line) {
             Ok(ev) => {
-                if let Event::Metric { name, value } = &ev {
-                    out.metrics.insert(name.clone(), *value);
+                match &ev {
+                    Event::Metric { name, value } => {
+                        out.metrics.insert(name.clone(), *value);
+                    }
+                    Event::Runtime { torch } => out.torch = Some(torch.clone()),
+                    _ => {}
                 }
                 stage.event(progress, &ev);
             }

@@ -4,9 +4,10 @@
 //! `docs/language.md` and the cache key all read it, so a kind or key is added here and
 //! nowhere else.
 
+mod literal;
 mod table;
 
-pub use table::default_value;
+pub use literal::default_value;
 
 use std::fmt;
 use std::sync::LazyLock;
@@ -370,11 +371,11 @@ mod tests {
             for v in &k.variants {
                 for key in &v.keys {
                     if let Default::Value(text) = key.default {
-                        let value = table::parse_literal(text).unwrap_or_else(|| {
+                        let value = literal::parse_literal(text).unwrap_or_else(|| {
                             panic!("{}.{}.{}: default {text} does not parse", k.name, v.name, key.name)
                         });
                         assert!(
-                            table::literal_fits(&value, &key.ty, &key.range),
+                            literal::literal_fits(&value, &key.ty, &key.range),
                             "{}.{}.{}: default {text} is not {} in {}",
                             k.name,
                             v.name,

@@ -2,7 +2,6 @@
 //! them as a user would write them.
 
 use super::{Bound, Default, KeySpec, KindSpec, Range, Role, Type, VariantSpec};
-use crate::value::Value;
 
 fn key(name: &'static str, ty: Type, default: Default, doc: &'static str) -> KeySpec {
     KeySpec { name, ty, default, range: Range::ANY, doc, in_key: true }
@@ -661,63 +660,4 @@ pub(super) fn kinds() -> Vec<KindSpec> {
         schedule, model, sampler, guidance, dataset, train, pretrained, classifier, sample, metrics, nll, plot, report,
         stats,
     ]
-}
-
-/// A literal written in the language: a number, string, bool or list of these (the
-/// defaults of the table). Ints stay ints; `convert_default` widens them for float keys.
-pub(crate) fn parse_literal(text: &str) -> Option<Value> {
-    let text = text.trim();
-    if let Some(inner) = text.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
-        let inner = inner.trim();
-        if inner.is_empty() {
-            return Some(Value::List(Vec::new()));
-        }
-        return inner.split(',').map(parse_literal).collect::<Option<Vec<_>>>().map(Value::List);
-    }
-    if let Some(s) = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
-        return Some(Value::Str(s.to_string()));
-    }
-    match text {
-        "true" => return Some(Value::Bool(true)),
-        "false" => return Some(Value::Bool(false)),
-        _ => {}
-    }
-    let digits = text.replace('_', "");
-    if !digits.contains(['.', 'e', 'E']) {
-        if let Ok(i) = digits.parse::<i64>() {
-            return Some(Value::Int(i));
-        }
-    }
-    digits.parse::<f64>().ok().map(Value::Float)
-}
-
-/// Whether a literal fits a type and range (the schema's own consistency test).
-#[cfg(test)]
-pub(crate) fn literal_fits(value: &Value, ty: &Type, range: &Range) -> bool {
-    match (value, ty) {
-        (Value::Int(i), Type::Int) => range.contains(*i as f64),
-        (Value::Int(i), Type::Float) => range.contains(*i as f64),
-        (Value::Float(f), Type::Float) => range.contains(*f),
-        (Value::Bool(_), Type::Bool) => true,
-        (Value::Str(_), Type::Str | Type::Path) => true,
-        (Value::Str(s), Type::Enum(options)) => options.contains(&s.as_str()),
-        (Value::List(items), Type::List(inner)) => items.iter().all(|v| literal_fits(v, inner, range)),
-        (v, Type::Union(alts)) => alts.iter().any(|t| literal_fits(v, t, range)),
-        _ => false,
-    }
-}
-
-/// The default of a key as a value of its type (ints widened for float keys).
-pub fn default_value(spec: &KeySpec) -> Option<Value> {
-    let Default::Value(text) = spec.default else { return None };
-    let v = parse_literal(text)?;
-    Some(widen(v, &spec.ty))
-}
-
-fn widen(v: Value, ty: &Type) -> Value {
-    match (v, ty) {
-        (Value::Int(i), Type::Float) => Value::Float(i as f64),
-        (Value::List(items), Type::List(inner)) => Value::List(items.into_iter().map(|v| widen(v, inner)).collect()),
-        (v, _) => v,
-    }
 }

@@ -76,7 +76,7 @@ fn draw(
     let mut builder = ChartBuilder::on(&root);
     builder.margin(16);
     if text {
-        builder.caption(curve.title, ("sans-serif", 22)).x_label_area_size(40).y_label_area_size(60);
+        builder.caption(curve.title, ("sans-serif", 24)).x_label_area_size(56).y_label_area_size(84);
     }
     let mut chart = builder.build_cartesian_2d(x_range, y_range).map_err(|e| e.to_string())?;
     if text {
@@ -84,6 +84,10 @@ fn draw(
             .configure_mesh()
             .x_desc(curve.x_label)
             .y_desc(curve.y_label)
+            .label_style(("sans-serif", 16))
+            .axis_desc_style(("sans-serif", 18))
+            .x_label_formatter(&|v| super::loss::tick_label(*v))
+            .y_label_formatter(&|v| super::loss::tick_label(*v))
             .light_line_style(BLACK.mix(0.05))
             .draw()
             .map_err(|e| e.to_string())?;

@@ -36,6 +36,9 @@ pub struct Panel {
     pub y_label: String,
     pub lines: Vec<Line>,
     pub log_y: bool,
+    /// Where the legend goes (the corner the curves leave free); none: a neighbouring
+    /// panel with the same lines has it.
+    pub legend: Option<SeriesLabelPosition>,
 }
 
 fn range(panel: &Panel) -> Result<(Range<f64>, Range<f64>)> {
@@ -64,7 +67,7 @@ fn draw_panel(area: &DrawingArea<BitMapBackend, Shift>, panel: &Panel, text: boo
     let mut builder = ChartBuilder::on(area);
     builder.margin(14);
     if text {
-        builder.caption(&panel.title, ("sans-serif", 20)).x_label_area_size(36).y_label_area_size(56);
+        builder.caption(&panel.title, ("sans-serif", 24)).x_label_area_size(56).y_label_area_size(84);
     }
     macro_rules! body {
         ($chart:expr) => {{
@@ -72,7 +75,13 @@ fn draw_panel(area: &DrawingArea<BitMapBackend, Shift>, panel: &Panel, text: boo
             {
                 let mut mesh = chart.configure_mesh();
                 if text {
-                    mesh.x_desc(panel.x_label.as_str()).y_desc(panel.y_label.as_str());
+                    // Sized to read at the report's scale (one pixel per pixel).
+                    mesh.x_desc(panel.x_label.as_str())
+                        .y_desc(panel.y_label.as_str())
+                        .label_style(("sans-serif", 16))
+                        .axis_desc_style(("sans-serif", 18))
+                        .x_label_formatter(&|v| tick_label(*v))
+                        .y_label_formatter(&|v| tick_label(*v));
                 } else {
                     mesh.x_labels(0).y_labels(0);
                 }
@@ -84,20 +93,19 @@ fn draw_panel(area: &DrawingArea<BitMapBackend, Shift>, panel: &Panel, text: boo
                 let pts = line.points.iter().copied().filter(|&(x, y)| x.is_finite() && y.is_finite());
                 let pts: Vec<(f64, f64)> = pts.filter(|&(_, y)| !panel.log_y || y > 0.0).collect();
                 let series = chart.draw_series(LineSeries::new(pts, style)).map_err(|e| e.to_string())?;
-                if text && !line.faint {
+                if text && !line.faint && panel.legend.is_some() {
                     series
                         .label(line.name.clone())
                         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2)));
                 }
             }
-            if text {
-                // Curves here fall from the upper left: the upper right is free.
+            if let (true, Some(position)) = (text, &panel.legend) {
                 chart
                     .configure_series_labels()
-                    .position(SeriesLabelPosition::UpperRight)
+                    .position(position.clone())
                     .background_style(WHITE.mix(0.85))
                     .border_style(BLACK.mix(0.3))
-                    .label_font(("sans-serif", 14))
+                    .label_font(("sans-serif", 16))
                     .draw()
                     .map_err(|e| e.to_string())?;
             }
@@ -109,6 +117,21 @@ fn draw_panel(area: &DrawingArea<BitMapBackend, Shift>, panel: &Panel, text: boo
         body!(builder.build_cartesian_2d(xr, yr).map_err(|e| e.to_string())?);
     }
     Ok(())
+}
+
+/// An axis label with three significant digits and no trailing zeros: 600, 0.6, 0.05
+/// (not 600.0 or 0.6000000000001, as the default formatting writes log-axis ticks).
+pub fn tick_label(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() {
+        return format!("{v}");
+    }
+    let decimals = (2 - v.abs().log10().floor() as i32).max(0) as usize;
+    let text = format!("{v:.decimals$}");
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        text
+    }
 }
 
 /// Writes the panels side by side (`width` × `height` pixels per panel) as a PNG.
@@ -173,7 +196,29 @@ pub fn run(job: &Job, params: &LossParams, out: &Path) -> Result<()> {
         lines.push(Line { name: format!("{name} (raw)"), points: losses.clone(), faint: true, colour: i });
         lines.push(Line { name: name.to_string(), points: smooth(&losses), faint: false, colour: i });
     }
-    let panel =
-        Panel { title: job.instance.clone(), x_label: "step".into(), y_label: "loss".into(), lines, log_y: true };
+    // Loss curves fall from the upper left and flatten: the upper right is free.
+    let panel = Panel {
+        title: job.instance.clone(),
+        x_label: "step".into(),
+        y_label: "loss".into(),
+        lines,
+        log_y: true,
+        legend: Some(SeriesLabelPosition::UpperRight),
+    };
     write_panels(&[panel], 900, 560, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tick_label;
+
+    #[test]
+    fn tick_labels_are_short() {
+        assert_eq!(tick_label(600.0), "600");
+        assert_eq!(tick_label(0.6000000000001), "0.6");
+        assert_eq!(tick_label(0.05), "0.05");
+        assert_eq!(tick_label(1.25), "1.25");
+        assert_eq!(tick_label(12345.0), "12345");
+        assert_eq!(tick_label(0.0), "0");
+    }
 }

@@ -6,6 +6,8 @@ use anyhow::{anyhow, Result};
 use difflow_core::diffusion::schedule::ScheduleSpec;
 use serde::Deserialize;
 
+use plotters::chart::SeriesLabelPosition;
+
 use super::loss::{write_panels, Line, Panel};
 
 /// A legend label: the variant and its keys (`cosine T=1000 s=0.008`).
@@ -56,15 +58,25 @@ pub fn run(params: &SchedulesParams, out: &std::path::Path) -> Result<()> {
             colour: i,
         });
     }
+    // One legend for both panels, where log SNR leaves room: its lower left.
     let panels = [
-        Panel { title: "ᾱ_t".into(), x_label: "t / T".into(), y_label: "ᾱ_t".into(), lines: alpha, log_y: false },
+        Panel {
+            title: "ᾱ_t".into(),
+            x_label: "t / T".into(),
+            y_label: "ᾱ_t".into(),
+            lines: alpha,
+            log_y: false,
+            legend: None,
+        },
         Panel {
             title: "log SNR".into(),
             x_label: "t / T".into(),
             y_label: "log SNR(t)".into(),
             lines: snr,
             log_y: false,
+            legend: Some(SeriesLabelPosition::LowerLeft),
         },
     ];
-    write_panels(&panels, 640, 480, out)
+    // Two panels in the report's 1120-pixel column without scaling.
+    write_panels(&panels, 560, 440, out)
 }

@@ -26,6 +26,7 @@ pub fn prefer_single_thread(job: &Job) {
 
 /// Runs the stage that `job` describes, writing its outputs into `job.out_dir`.
 pub fn run(job: &Job) -> Result<()> {
+    crate::progress::emit(&difflow_core::job::Event::Runtime { torch: crate::TORCH_VERSION.to_string() });
     if job.settings.threads > 0 {
         tch::set_num_threads(job.settings.threads as i32);
     }
