@@ -1,13 +1,19 @@
 // Bake libtorch's folder into the worker's rpath so it runs without LD_LIBRARY_PATH, and
-// compile the c10d shim (csrc/c10d_shim.cpp) against the same libtorch's headers.
+// compile the c10d shim (csrc/c10d_shim.cpp) against the same libtorch's headers. When
+// libtorch has CUDA and the NCCL and CUDA runtime headers are at hand (the torch wheel's
+// nvidia-* packages), also build the NCCL shim as a shared library the worker loads for
+// data-parallel CUDA stages only.
 // torch-sys declares `links = "tch"` and exports `libtorch_lib`, which reaches us as
 // DEP_TCH_LIBTORCH_LIB because we depend on torch-sys directly.
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
     println!("cargo:rerun-if-changed=csrc/c10d_shim.cpp");
+    println!("cargo:rerun-if-changed=csrc/c10d_common.hpp");
+    println!("cargo:rerun-if-changed=csrc/c10d_nccl.cpp");
+    println!("cargo:rerun-if-env-changed=CUDA_HOME");
     let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
         panic!("DEP_TCH_LIBTORCH_LIB is not set: torch-sys did not report libtorch's folder");
     };
@@ -16,7 +22,9 @@ fn main() {
     // loads it at run time when a CUDA device is asked for (see device.rs).
     println!("cargo:rustc-env=DIFFLOW_LIBTORCH_LIB={lib}");
     println!("cargo:rustc-env=DIFFLOW_TORCH_VERSION={}", torch_version(Path::new(&lib)));
-    compile_c10d_shim(Path::new(&lib));
+    let abi = cxx11_abi();
+    compile_c10d_shim(Path::new(&lib), &abi);
+    compile_nccl_shim(Path::new(&lib), &abi);
 }
 
 // The version of the libtorch in `lib`: a Python wheel's torch/version.py, or the
@@ -37,23 +45,85 @@ fn torch_version(lib: &Path) -> String {
     from_wheel.or_else(from_download).filter(|v| !v.is_empty()).unwrap_or_else(|| "unknown".into())
 }
 
-fn compile_c10d_shim(lib: &Path) {
+fn torch_includes(lib: &Path) -> [PathBuf; 2] {
     let include = lib.parent().map(|p| p.join("include")).unwrap_or_default();
+    let api = include.join("torch/csrc/api/include");
+    [include, api]
+}
+
+fn compile_c10d_shim(lib: &Path, abi: &str) {
     cc::Build::new()
         .cpp(true)
         .file("csrc/c10d_shim.cpp")
-        .include(&include)
-        .include(include.join("torch/csrc/api/include"))
+        .includes(torch_includes(lib))
         // Gloo's headers are not in the wheel; the few c10d needs are vendored.
         .include("vendor/gloo")
         .flag("-std=c++17")
         .flag_if_supported("-Wno-unused-parameter")
-        .define("_GLIBCXX_USE_CXX11_ABI", cxx11_abi().as_str())
+        .define("_GLIBCXX_USE_CXX11_ABI", abi)
         .warnings(false)
         .compile("difflow_c10d");
     println!("cargo:rustc-link-search=native={}", lib.display());
     println!("cargo:rustc-link-lib=dylib=torch_cpu");
     println!("cargo:rustc-link-lib=dylib=c10");
+}
+
+/// Builds `libdifflow_nccl.so` in OUT_DIR and tells the worker where it is
+/// (`DIFFLOW_NCCL_SHIM`, empty when this libtorch cannot have one).
+fn compile_nccl_shim(lib: &Path, abi: &str) {
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("libdifflow_nccl.so");
+    let Some((nccl, cuda)) = nccl_and_cuda_includes(lib) else {
+        println!("cargo:warning=no NCCL: libtorch_cuda, nccl.h or the CUDA runtime headers (with crt/ and nv/, see scripts/setup.sh) not found; data-parallel CUDA stages are unavailable");
+        println!("cargo:rustc-env=DIFFLOW_NCCL_SHIM=");
+        return;
+    };
+    let compiler = cc::Build::new().cpp(true).get_compiler();
+    let mut command = compiler.to_command();
+    command
+        .args(["-shared", "-fPIC", "-O2", "-std=c++17", "-w"])
+        .arg(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
+        .arg("csrc/c10d_nccl.cpp")
+        .arg("-o")
+        .arg(&out);
+    for include in torch_includes(lib).iter().chain([&nccl, &cuda]) {
+        command.arg("-I").arg(include);
+    }
+    command.arg(format!("-L{}", lib.display())).arg(format!("-Wl,-rpath,{}", lib.display())).args([
+        "-Wl,--no-as-needed",
+        "-ltorch_cuda",
+        "-lc10_cuda",
+        "-ltorch_cpu",
+        "-lc10",
+    ]);
+    let status = command.status().expect("the C++ compiler runs");
+    assert!(status.success(), "compiling csrc/c10d_nccl.cpp failed: {command:?}");
+    println!("cargo:rustc-env=DIFFLOW_NCCL_SHIM={}", out.display());
+}
+
+/// The include folders of NCCL and of the CUDA runtime, when libtorch is a CUDA build:
+/// the wheel's `nvidia/*/include` beside torch, else `$CUDA_HOME/include`.
+fn nccl_and_cuda_includes(lib: &Path) -> Option<(PathBuf, PathBuf)> {
+    if !lib.join("libtorch_cuda.so").exists() {
+        return None;
+    }
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Some(nvidia) = lib.parent().and_then(Path::parent).map(|site| site.join("nvidia")) {
+        if let Ok(entries) = std::fs::read_dir(nvidia) {
+            let mut found: Vec<PathBuf> = entries.flatten().map(|e| e.path().join("include")).collect();
+            found.sort();
+            candidates.extend(found);
+        }
+    }
+    let cuda_home = std::env::var("CUDA_HOME").unwrap_or_else(|_| "/usr/local/cuda".into());
+    candidates.push(Path::new(&cuda_home).join("include"));
+    let holding = |header: &str| candidates.iter().find(|dir| dir.join(header).exists()).cloned();
+    let cuda = holding("cuda_runtime_api.h")?;
+    // The runtime's headers include these from nvidia-cuda-crt and nvidia-cuda-cccl
+    // (scripts/setup.sh installs them); without them the NCCL shim cannot compile.
+    if !["crt/host_config.h", "nv/target"].iter().all(|h| cuda.join(h).exists()) {
+        return None;
+    }
+    Some((holding("nccl.h")?, cuda))
 }
 
 // Must match the libtorch build, as torch-sys decides it: LIBTORCH_CXX11_ABI, else the

@@ -27,6 +27,22 @@ sys.exit(version('torch').split('+')[0] != '$TORCH_VERSION' or not version('nump
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "torch==$TORCH_VERSION" numpy safetensors
 fi
 
+# The NCCL shim (data-parallel CUDA stages) compiles against the CUDA runtime's headers of
+# the torch wheel's nvidia-cuda-runtime, which include headers of two packages the wheel
+# does not pull in (crt/ of nvidia-cuda-crt, nv/target of nvidia-cuda-cccl): install their
+# releases of the same CUDA major.minor (headers only, about 30 MB).
+CUDA_RUNTIME=$("$VENV/bin/python" -c "
+from importlib.metadata import version, PackageNotFoundError
+try: print('.'.join(version('nvidia-cuda-runtime').split('.')[:2]))
+except PackageNotFoundError: pass
+" 2>/dev/null || true)
+if [ -n "$CUDA_RUNTIME" ] && ! "$VENV/bin/python" -c "
+import importlib.metadata as m; m.version('nvidia-cuda-crt'); m.version('nvidia-cuda-cccl')" 2>/dev/null; then
+    say "installing nvidia-cuda-crt and nvidia-cuda-cccl ~= $CUDA_RUNTIME.0 (CUDA headers for the NCCL shim)"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
+        "nvidia-cuda-crt~=$CUDA_RUNTIME.0" "nvidia-cuda-cccl~=$CUDA_RUNTIME.0"
+fi
+
 # diffusers is the oracle of the diffusers import/export tests (engine/tests/diffusers*.rs);
 # 0.42.1 imports with torch 2.13.0. The tests run it offline (HF_HUB_OFFLINE=1).
 DIFFUSERS_VERSION=0.42.1

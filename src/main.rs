@@ -57,7 +57,7 @@ enum Command {
         /// How many independent stages run at once (local executor).
         #[arg(long)]
         jobs: Option<usize>,
-        /// Data-parallel processes for each train and sample stage (`batch` stays global).
+        /// Data-parallel processes for each train, classifier and sample stage (`batch` stays global).
         #[arg(long)]
         nproc: Option<usize>,
         /// Where stages run: local (worker processes here) or slurm (one sbatch job each).
@@ -85,6 +85,10 @@ enum Command {
     /// Commit a finished Slurm job's outputs to the cache (run by the job's batch script).
     #[command(name = "__commit", hide = true)]
     Commit { record: PathBuf, started: u64 },
+    /// Print a free TCP port of this node (a data-parallel job's batch script asks it for
+    /// the ranks' store).
+    #[command(name = "__free-port", hide = true)]
+    FreePort,
     /// The stage graph in Graphviz DOT.
     Graph {
         file: PathBuf,
@@ -182,6 +186,10 @@ fn main() -> ExitCode {
         Command::Cancel { file, set } => cancel(&file, &set),
         Command::Compare { mine, theirs, tolerance } => compare(&mine, &theirs, tolerance),
         Command::Commit { record, started } => exec::slurm::commit_job(&record, started).map_err(Failure::Failed),
+        Command::FreePort => std::net::TcpListener::bind("0.0.0.0:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| println!("{}", a.port()))
+            .map_err(|e| Failure::Failed(format!("cannot find a free port: {e}"))),
         Command::Graph { file, set } => graph(&file, &set),
         Command::Export { file, stage, format, out, set } => {
             load(&file, &set).and_then(|(_, p)| session(&file, &p)).and_then(|s| export(&s, &stage, &format, &out))

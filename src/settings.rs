@@ -75,11 +75,18 @@ pub enum Nproc {
 }
 
 /// The stage kinds that can run on several processes.
-pub const DATA_PARALLEL_KINDS: [&str; 2] = ["train", "sample"];
+/// (`metrics`: the features its hidden `stats` stages extract; the metrics stage itself
+/// runs on one process.)
+pub const DATA_PARALLEL_KINDS: [&str; 4] = ["train", "classifier", "sample", "metrics"];
 
 impl Nproc {
     /// The process count for a stage of `kind` (1 for kinds that run on one process).
     pub fn for_kind(&self, kind: &str) -> usize {
+        let kind = match kind {
+            crate::graph::STATS_KIND => "metrics",
+            "metrics" => return 1,
+            other => other,
+        };
         if !DATA_PARALLEL_KINDS.contains(&kind) {
             return 1;
         }

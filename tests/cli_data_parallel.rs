@@ -4,6 +4,7 @@
 
 mod cli_support;
 
+use std::ffi::OsStr;
 use std::path::Path;
 
 use cli_support::{difflow_real, lock_keys};
@@ -47,4 +48,46 @@ fn nproc_by_kind_in_the_settings_is_checked() {
     let (code, _, err) = difflow(dir.path(), &["run", "toy.diff", "--device", "cpu"]);
     assert_ne!(code, 0);
     assert!(err.contains("`nproc` names the stage kind `plot`, which runs on one process"), "{err}");
+}
+
+const CHECKPOINTED: &str = r#"
+dataset pts = toy { shape = "gaussians8", count = 256 }
+schedule lin = linear { steps = 50 }
+model net = mlp { hidden = 32, layers = 2 }
+train ddpm { model = net, data = pts, schedule = lin, steps = 20, batch = 64, lr = 1e-3, checkpoint_every = 5 }
+"#;
+
+fn lock_outputs(dir: &Path) -> toml::Value {
+    let lock: toml::Value = toml::from_str(&std::fs::read_to_string(dir.join("difflow.lock")).unwrap()).unwrap();
+    lock["stages"]["ddpm"]["outputs"].clone()
+}
+
+#[test]
+fn a_lost_rank_fails_the_run_naming_it_and_the_rerun_resumes_to_the_uninterrupted_weights() {
+    let (whole, killed) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    for dir in [whole.path(), killed.path()] {
+        std::fs::write(dir.join("p.diff"), CHECKPOINTED).unwrap();
+        std::fs::write(dir.join("difflow.toml"), "threads = 1\n").unwrap();
+    }
+    let (code, out, err) = difflow(whole.path(), &["run", "p.diff", "--device", "cpu", "--nproc", "2"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+
+    // Rank 1 dies (abort, as a kill) when it reports step 12, after the checkpoint at 10.
+    let started = std::time::Instant::now();
+    let abort = [("DIFFLOW_ABORT_AT", OsStr::new("12")), ("DIFFLOW_ABORT_RANK", OsStr::new("1"))];
+    let (code, out, err) = difflow_real(killed.path(), &["run", "p.diff", "--device", "cpu", "--nproc", "2"], &abort);
+    let waited = started.elapsed();
+    assert_ne!(code, 0, "{out}\n{err}");
+    assert!(err.contains("rank 1 of 2 was lost"), "{err}");
+    assert!(waited < std::time::Duration::from_secs(60), "the run took {waited:?} to fail");
+    println!("the run failed {:.2} s after its start", waited.as_secs_f64());
+    println!("{}", err.lines().find(|l| l.contains("rank 1 of 2")).unwrap_or_default());
+    let lock = std::fs::read_to_string(killed.path().join("difflow.lock")).unwrap_or_default();
+    let lock: toml::Value = toml::from_str(&lock).unwrap();
+    assert!(lock.get("stages").and_then(|s| s.get("ddpm")).is_none(), "the failed stage is not cached: {lock}");
+
+    let (code, out, err) = difflow(killed.path(), &["run", "p.diff", "--device", "cpu", "--nproc", "2"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(format!("{out}{err}").contains("resuming from the checkpoint at step 10"), "{out}\n{err}");
+    assert_eq!(lock_outputs(killed.path()), lock_outputs(whole.path()));
 }

@@ -360,3 +360,37 @@ fn ctrl_c_stops_following_and_leaves_the_jobs_running() {
     let cancelled = run_double(&p, &env, &["cancel", "p.diff"]);
     assert_eq!(cancelled.stdout().lines().count(), 5, "{}", cancelled.stdout());
 }
+
+const DATA_PARALLEL: &str = r#"
+dataset pts = toy { shape = "gaussians8", count = 256 }
+schedule lin = linear { steps = 50 }
+model net = mlp { hidden = 32, layers = 2 }
+train ddpm { model = net, data = pts, schedule = lin, steps = 10, batch = 64, lr = 1e-3 }
+sample gen { from = ddpm, sampler = ddim { steps = 5 }, count = 32 }
+"#;
+
+#[test]
+fn a_data_parallel_stage_asks_for_its_tasks_starts_them_with_srun_and_matches_a_local_run() {
+    let local = tempfile::tempdir().unwrap();
+    let cluster_dir = tempfile::tempdir().unwrap();
+    for d in [local.path(), cluster_dir.path()] {
+        std::fs::write(d.join("p.diff"), DATA_PARALLEL).unwrap();
+    }
+    std::fs::write(local.path().join("difflow.toml"), "threads = 1\n").unwrap();
+    std::fs::write(cluster_dir.path().join("difflow.toml"), "threads = 1\nexecutor = \"slurm\"\n").unwrap();
+    let (code, out, err) = difflow(local.path(), &["run", "p.diff", "--nproc", "2"]);
+    assert_eq!(code, 0, "{out}{err}");
+
+    let (code, out, err) = difflow(cluster_dir.path(), &["run", "p.diff", "--nproc", "2", "--detach"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let jobs = jobs_in(&out, "queued");
+    for (name, tasks) in [("pts", "1"), ("ddpm", "2"), ("gen", "2")] {
+        assert_eq!(job_info(&jobs[name])["NumTasks"], tasks, "{name}");
+    }
+    let (code, out, err) = difflow(cluster_dir.path(), &["run", "p.diff", "--nproc", "2"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(jobs_in(&out, "adopted"), jobs, "{out}");
+    // Two ranks under srun compute what two local ranks do, bit for bit (one process's
+    // weights differ from two's in the last bits, so this also shows that both ranks ran).
+    assert_eq!(lock_records(cluster_dir.path()), lock_records(local.path()));
+}

@@ -1,19 +1,25 @@
 //! Data parallelism over libtorch's c10d (the library PyTorch's DDP uses): the ranks of one
 //! stage rendezvous through a `TCPStore` hosted by rank 0 and all-reduce through a Gloo
-//! process group. The C++ side is `csrc/c10d_shim.cpp`; this module gives it a safe face.
+//! process group on CPU, an NCCL one on CUDA. The C++ side is `csrc/c10d_shim.cpp` (Gloo,
+//! and the collectives of both) and `csrc/c10d_nccl.cpp` (a shared library loaded only for
+//! CUDA stages, so CPU runs never load the CUDA libraries); this module gives them a safe face.
 //!
-//! A worker learns its place from the environment the orchestrator (or `srun`) sets:
-//! `DIFFLOW_RANK`, `DIFFLOW_WORLD_SIZE` and `DIFFLOW_STORE` (`host:port` of rank 0's store).
+//! A worker learns its place from the environment the orchestrator sets: `DIFFLOW_RANK`,
+//! `DIFFLOW_WORLD_SIZE`, `DIFFLOW_LOCAL_RANK` and `DIFFLOW_STORE` (`host:port` of rank 0's
+//! store). Under `srun` the batch script sets `DIFFLOW_STORE` and the rank and world size
+//! come from Slurm's `SLURM_PROCID`, `SLURM_NTASKS` and `SLURM_LOCALID`.
 
 use std::ffi::{c_char, c_int, c_long, c_void, CStr, CString};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use tch::Tensor;
+use tch::{Device, Tensor};
 
 pub const RANK_ENV: &str = "DIFFLOW_RANK";
 pub const WORLD_SIZE_ENV: &str = "DIFFLOW_WORLD_SIZE";
 pub const STORE_ENV: &str = "DIFFLOW_STORE";
+/// The rank among those on this node: it picks the rank's GPU.
+pub const LOCAL_RANK_ENV: &str = "DIFFLOW_LOCAL_RANK";
 /// How long the rendezvous and each collective may wait for a peer before failing.
 pub const TIMEOUT_ENV: &str = "DIFFLOW_DIST_TIMEOUT";
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -32,6 +38,62 @@ extern "C" {
     fn dfl_c10d_barrier(group: *mut c_void) -> *mut c_char;
     fn dfl_c10d_free(group: *mut c_void);
     fn dfl_c10d_free_error(message: *mut c_char);
+}
+
+/// `dfl_c10d_new_nccl` in the NCCL shim: `dfl_c10d_new` plus the rank's CUDA device.
+type NewNccl = unsafe extern "C" fn(*const c_char, c_int, c_int, c_int, c_long, c_int, *mut *mut c_void) -> *mut c_char;
+
+/// Where build.rs put the NCCL shim; empty when libtorch has no CUDA or NCCL was not found.
+const NCCL_SHIM: &str = env!("DIFFLOW_NCCL_SHIM");
+
+/// Which communication library a group uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Gloo,
+    /// NCCL on this CUDA device.
+    Nccl(usize),
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Backend::Gloo => write!(f, "Gloo"),
+            Backend::Nccl(index) => write!(f, "NCCL (cuda:{index})"),
+        }
+    }
+}
+
+impl Backend {
+    /// NCCL for a CUDA device, Gloo otherwise.
+    pub fn for_device(device: Device) -> Backend {
+        match device {
+            Device::Cuda(index) => Backend::Nccl(index),
+            _ => Backend::Gloo,
+        }
+    }
+}
+
+/// Whether this worker was built with the NCCL shim (libtorch with CUDA and NCCL headers).
+pub fn nccl_built() -> bool {
+    !NCCL_SHIM.is_empty()
+}
+
+/// The NCCL shim's constructor, loaded on first use and kept for the process's life.
+fn nccl_constructor() -> Result<NewNccl> {
+    static LIBRARY: std::sync::OnceLock<std::result::Result<libloading::Library, String>> = std::sync::OnceLock::new();
+    if !nccl_built() {
+        bail!("this difflow-worker was built without NCCL (libtorch without CUDA, or no nccl.h): data-parallel CUDA stages need it");
+    }
+    let library = LIBRARY.get_or_init(|| {
+        // SAFETY: the shim's initialisers are libtorch's own static registrations.
+        unsafe { libloading::Library::new(NCCL_SHIM) }
+            .map_err(|e| format!("cannot load the NCCL shim {NCCL_SHIM}: {e}"))
+    });
+    let library = library.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?;
+    // SAFETY: the symbol has the NewNccl signature (csrc/c10d_nccl.cpp).
+    let symbol =
+        unsafe { library.get::<NewNccl>(b"dfl_c10d_new_nccl\0") }.context("the NCCL shim lacks dfl_c10d_new_nccl")?;
+    Ok(*symbol)
 }
 
 /// Turns the shim's error string (null on success) into a Rust error.
@@ -56,37 +118,53 @@ pub struct ProcessGroup {
 unsafe impl Send for ProcessGroup {}
 
 impl ProcessGroup {
-    /// Joins (rank 0: hosts) the store at `host:port` and builds the Gloo group.
+    /// Joins (rank 0: hosts) the store at `host:port` and builds a Gloo group.
     pub fn new(host: &str, port: u16, rank: usize, world_size: usize, timeout: Duration) -> Result<ProcessGroup> {
+        ProcessGroup::with_backend(host, port, rank, world_size, timeout, Backend::Gloo)
+    }
+
+    /// Joins (rank 0: hosts) the store at `host:port` and builds a group on `backend`.
+    pub fn with_backend(
+        host: &str,
+        port: u16,
+        rank: usize,
+        world_size: usize,
+        timeout: Duration,
+        backend: Backend,
+    ) -> Result<ProcessGroup> {
         if world_size == 0 || rank >= world_size {
             bail!("rank {rank} is not in a world of {world_size} processes");
         }
         let c_host = CString::new(host).context("the store host contains a NUL byte")?;
         let mut handle = std::ptr::null_mut();
         let timeout_ms = timeout.as_millis().min(c_long::MAX as u128) as c_long;
-        // SAFETY: the shim only reads the host string and writes `handle` on success.
-        let err = unsafe {
-            dfl_c10d_new(c_host.as_ptr(), port as c_int, rank as c_int, world_size as c_int, timeout_ms, &mut handle)
+        let (port, rank_c, world_c) = (port as c_int, rank as c_int, world_size as c_int);
+        // SAFETY: the shims only read the host string and write `handle` on success.
+        let err = match backend {
+            Backend::Gloo => unsafe { dfl_c10d_new(c_host.as_ptr(), port, rank_c, world_c, timeout_ms, &mut handle) },
+            Backend::Nccl(cuda) => {
+                let new_nccl = nccl_constructor()?;
+                unsafe { new_nccl(c_host.as_ptr(), port, rank_c, world_c, timeout_ms, cuda as c_int, &mut handle) }
+            }
         };
-        check(err, &format!("rank {rank} of {world_size} cannot join the process group at {host}:{port}"))?;
+        check(err, &format!("rank {rank} of {world_size} cannot join the {backend} process group at {host}:{port}"))?;
         Ok(ProcessGroup { handle, rank, world_size })
     }
 
-    /// The group this worker belongs to, from `DIFFLOW_RANK`/`DIFFLOW_WORLD_SIZE`/
-    /// `DIFFLOW_STORE`; `None` when the worker runs alone.
-    pub fn from_env() -> Result<Option<ProcessGroup>> {
-        let world_size: usize = match std::env::var(WORLD_SIZE_ENV) {
-            Ok(text) => text.parse().with_context(|| format!("{WORLD_SIZE_ENV}={text} is not a count"))?,
-            Err(_) => return Ok(None),
+    /// The group this worker belongs to (see the module's text), with the device this rank
+    /// works on: on CUDA each rank takes the GPU of its local rank and talks through NCCL.
+    /// `None` and `device` itself when the worker runs alone.
+    pub fn from_env(device: Device) -> Result<(Option<ProcessGroup>, Device)> {
+        let Some(place) = Place::from_env()? else { return Ok((None, device)) };
+        let device = match device {
+            Device::Cuda(_) => {
+                let count = tch::Cuda::device_count().max(1) as usize;
+                Device::Cuda(place.local_rank % count)
+            }
+            other => other,
         };
-        if world_size <= 1 {
-            return Ok(None);
-        }
-        let rank_text =
-            std::env::var(RANK_ENV).with_context(|| format!("{WORLD_SIZE_ENV} is set but {RANK_ENV} is not"))?;
-        let rank: usize = rank_text.parse().with_context(|| format!("{RANK_ENV}={rank_text} is not a rank"))?;
         let store =
-            std::env::var(STORE_ENV).with_context(|| format!("{WORLD_SIZE_ENV} is set but {STORE_ENV} is not"))?;
+            std::env::var(STORE_ENV).with_context(|| format!("{} is set but {STORE_ENV} is not", place.source))?;
         let (host, port) = store
             .rsplit_once(':')
             .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
@@ -97,7 +175,9 @@ impl ProcessGroup {
             ),
             Err(_) => DEFAULT_TIMEOUT,
         };
-        ProcessGroup::new(host, port, rank, world_size, timeout).map(Some)
+        let backend = Backend::for_device(device);
+        let group = ProcessGroup::with_backend(host, port, place.rank, place.world_size, timeout, backend)?;
+        Ok((Some(group), device))
     }
 
     pub fn rank(&self) -> usize {
@@ -138,6 +218,61 @@ impl Drop for ProcessGroup {
     }
 }
 
+/// Every rank's copy (on the CPU) of the whole `total`-long axis `dim`, each rank having
+/// computed its rows from `start` on: a sum of zero-padded copies, exact since x + 0 = x.
+pub fn gather_rows(group: &ProcessGroup, mine: &Tensor, start: usize, total: usize, dim: i64) -> Result<Tensor> {
+    let mut shape = mine.size();
+    shape[dim as usize] = total as i64;
+    // On the rank's device: NCCL reduces CUDA tensors only.
+    let mut whole = Tensor::zeros(shape.as_slice(), (mine.kind(), mine.device()));
+    whole.narrow(dim, start as i64, mine.size()[dim as usize]).copy_(mine);
+    group.all_reduce_sum(&mut [&mut whole])?;
+    Ok(whole.to_device(Device::Cpu))
+}
+
+/// A rank's place in its world, from difflow's variables or else Slurm's (`srun`).
+#[derive(Debug, PartialEq)]
+struct Place {
+    rank: usize,
+    world_size: usize,
+    local_rank: usize,
+    /// The variable the world size came from, for error messages.
+    source: &'static str,
+}
+
+impl Place {
+    fn from_env() -> Result<Option<Place>> {
+        Place::from_vars(|name| std::env::var(name).ok())
+    }
+
+    fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Option<Place>> {
+        // srun starts the ranks only when the batch script names a store.
+        let names = if var(WORLD_SIZE_ENV).is_some() {
+            [WORLD_SIZE_ENV, RANK_ENV, LOCAL_RANK_ENV]
+        } else if var(STORE_ENV).is_some() && var("SLURM_NTASKS").is_some() {
+            ["SLURM_NTASKS", "SLURM_PROCID", "SLURM_LOCALID"]
+        } else {
+            return Ok(None);
+        };
+        let [world_name, rank_name, local_name] = names;
+        let number = |name: &str| -> Result<Option<usize>> {
+            var(name)
+                .map(|text| text.trim().parse().with_context(|| format!("{name}={text} is not a count")))
+                .transpose()
+        };
+        let world_size = number(world_name)?.expect("checked above");
+        if world_size <= 1 {
+            return Ok(None);
+        }
+        let rank = number(rank_name)?.with_context(|| format!("{world_name} is set but {rank_name} is not"))?;
+        if rank >= world_size {
+            bail!("{rank_name}={rank} is not a rank of a world of {world_size} ({world_name})");
+        }
+        let local_rank = number(local_name)?.unwrap_or(rank);
+        Ok(Some(Place { rank, world_size, local_rank, source: world_name }))
+    }
+}
+
 /// The `[start, end)` share of `count` items that `rank` of `world_size` takes: contiguous
 /// blocks, the first `count % world_size` ranks one longer.
 pub fn share(count: usize, rank: usize, world_size: usize) -> (usize, usize) {
@@ -145,4 +280,30 @@ pub fn share(count: usize, rank: usize, world_size: usize) -> (usize, usize) {
     let extra = count % world_size;
     let start = rank * base + rank.min(extra);
     (start, start + base + usize::from(rank < extra))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn place(vars: &[(&str, &str)]) -> Result<Option<Place>> {
+        Place::from_vars(|name| vars.iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_string()))
+    }
+
+    #[test]
+    fn a_place_comes_from_difflows_variables_else_from_srun_with_a_store() {
+        assert_eq!(place(&[]).unwrap(), None);
+        assert_eq!(place(&[("DIFFLOW_WORLD_SIZE", "1"), ("DIFFLOW_RANK", "0")]).unwrap(), None);
+        let local = place(&[("DIFFLOW_WORLD_SIZE", "4"), ("DIFFLOW_RANK", "3")]).unwrap().unwrap();
+        assert_eq!((local.rank, local.world_size, local.local_rank), (3, 4, 3));
+        // A Slurm job step without a store is not a data-parallel stage.
+        assert_eq!(place(&[("SLURM_NTASKS", "2"), ("SLURM_PROCID", "1")]).unwrap(), None);
+        let slurm = [("SLURM_NTASKS", "4"), ("SLURM_PROCID", "3"), ("SLURM_LOCALID", "1"), ("DIFFLOW_STORE", "n1:5")];
+        let srun = place(&slurm).unwrap().unwrap();
+        assert_eq!((srun.rank, srun.world_size, srun.local_rank), (3, 4, 1));
+        let bad = place(&[("DIFFLOW_WORLD_SIZE", "2"), ("DIFFLOW_RANK", "2")]).unwrap_err();
+        assert_eq!(bad.to_string(), "DIFFLOW_RANK=2 is not a rank of a world of 2 (DIFFLOW_WORLD_SIZE)");
+        let missing = place(&[("DIFFLOW_WORLD_SIZE", "2")]).unwrap_err();
+        assert_eq!(missing.to_string(), "DIFFLOW_WORLD_SIZE is set but DIFFLOW_RANK is not");
+    }
 }

@@ -53,7 +53,17 @@ impl Progress {
 /// Test hook: with `DIFFLOW_ABORT_AT=N` in its environment the worker aborts when a phase
 /// reports N units done, so a test interrupts a stage at a point it chooses (a training
 /// run reports step N + 1 after the checkpoint of step N is in place) instead of racing it.
+/// `DIFFLOW_ABORT_RANK=R` limits that to data-parallel rank R (the others run on), so a
+/// test run through `difflow run --nproc` loses one rank.
 fn abort_at() -> Option<u64> {
     static AT: OnceLock<Option<u64>> = OnceLock::new();
-    *AT.get_or_init(|| std::env::var("DIFFLOW_ABORT_AT").ok().and_then(|v| v.parse().ok()))
+    *AT.get_or_init(|| {
+        let rank = |name: &str| std::env::var(name).ok();
+        let chosen = rank("DIFFLOW_ABORT_RANK");
+        let this = rank(crate::dist::RANK_ENV).or_else(|| rank("SLURM_PROCID")).unwrap_or_else(|| "0".into());
+        if chosen.is_some_and(|r| r.trim() != this) {
+            return None;
+        }
+        std::env::var("DIFFLOW_ABORT_AT").ok().and_then(|v| v.parse().ok())
+    })
 }

@@ -4,7 +4,7 @@
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use difflow_engine::dist::{share, ProcessGroup};
+use difflow_engine::dist::{nccl_built, share, Backend, ProcessGroup};
 use tch::{Kind, Tensor};
 
 fn free_port() -> u16 {
@@ -55,7 +55,7 @@ fn a_missing_peer_times_out_with_a_clear_error() {
         Ok(_) => panic!("a group of 2 formed with only one rank"),
         Err(err) => format!("{err:#}"),
     };
-    assert!(err.contains("rank 0 of 2 cannot join the process group at 127.0.0.1"), "{err}");
+    assert!(err.contains("rank 0 of 2 cannot join the Gloo process group at 127.0.0.1"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(60), "no timeout: {err}");
 }
 
@@ -70,4 +70,47 @@ fn shares_cover_the_count_once_in_order() {
         }
         assert_eq!(next, count);
     }
+}
+
+/// The NCCL path is built into the normal build (the torch wheel is a CUDA build). Without
+/// a GPU, asking for an NCCL group fails with a message; with GPUs, each rank (a thread)
+/// all-reduces on its own device.
+#[test]
+fn nccl_groups_are_built_and_need_a_gpu() {
+    assert!(nccl_built(), "the worker was built without the NCCL shim");
+    let gpus = tch::Cuda::device_count() as usize;
+    if gpus == 0 {
+        let err = match ProcessGroup::with_backend(
+            "127.0.0.1",
+            free_port(),
+            0,
+            1,
+            Duration::from_secs(5),
+            Backend::Nccl(0),
+        ) {
+            Ok(_) => panic!("an NCCL group formed without a GPU"),
+            Err(err) => format!("{err:#}"),
+        };
+        assert!(err.starts_with("rank 0 of 1 cannot join the NCCL (cuda:0) process group at 127.0.0.1"), "{err}");
+        assert!(err.to_lowercase().contains("cuda"), "{err}");
+        return;
+    }
+    let world = gpus.min(2);
+    let port = free_port();
+    let sums: Vec<Vec<f32>> = (0..world)
+        .map(|rank| {
+            std::thread::spawn(move || {
+                let timeout = Duration::from_secs(30);
+                let group =
+                    ProcessGroup::with_backend("127.0.0.1", port, rank, world, timeout, Backend::Nccl(rank)).unwrap();
+                let mut t = Tensor::from_slice(&[1.0f32, rank as f32]).to_device(tch::Device::Cuda(rank));
+                group.all_reduce_sum(&mut [&mut t]).unwrap();
+                group.barrier().unwrap();
+                Vec::<f32>::try_from(&t.to_device(tch::Device::Cpu)).unwrap()
+            })
+        })
+        .map(|h| h.join().unwrap())
+        .collect();
+    let expected = vec![world as f32, (0..world).sum::<usize>() as f32];
+    assert!(sums.iter().all(|s| *s == expected), "{sums:?}");
 }

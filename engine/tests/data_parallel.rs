@@ -1,6 +1,7 @@
 //! Data-parallel training over c10d (Gloo, two CPU processes on the loopback): a tiny UNet
 //! trained for 20 steps on the embedded MNIST with 2 ranks ends with the weights of a
-//! single-process run of the same global batch, up to floating-point summation order.
+//! single-process run of the same global batch, up to floating-point summation order; so
+//! does a noisy classifier.
 //! (Adam turns that rounding noise into differences proportional to the learning rate on
 //! parameters whose gradient is near zero, hence the modest `lr` here.)
 
@@ -176,5 +177,90 @@ fn two_ranks_sample_what_one_process_samples() {
     for file in files {
         let read = |dir: &str| std::fs::read(work.join(dir).join(&file)).unwrap();
         assert!(read("one") == read("two"), "{file:?} differs between 2 ranks and 1 process");
+    }
+}
+
+#[test]
+fn two_ranks_train_the_classifier_one_process_trains() {
+    let work = tempfile::tempdir().unwrap();
+    let work = work.path();
+    let (data, _) = digits_and_params(work);
+    // A noisy classifier: the timesteps and noise are drawn for the global batch too.
+    let params = json!({
+        "model": {"kind": "model", "variant": "encoder", "channels": 16, "mults": [1, 2], "res_blocks": 1,
+                  "attention": [], "dropout": 0.0},
+        "data": {"$stage": "digits"},
+        "schedule": {"kind": "schedule", "variant": "cosine", "steps": 100},
+        "steps": 20, "batch": 16, "lr": 2e-4, "seed": 3
+    });
+    let one = write_job(work, "one", "classifier", "default", params.clone(), &[("digits", data.clone())]);
+    let two = write_job(work, "two", "classifier", "default", params, &[("digits", data)]);
+    run(&one, 1);
+    run(&two, 2);
+    let file = "classifier.safetensors";
+    let diff = relative_difference(&work.join("two").join(file), &work.join("one").join(file));
+    println!("{file}: relative difference (L2) between 2 ranks and 1 process = {diff:.3e}");
+    assert!(diff <= RELATIVE_TOLERANCE, "{file} differs by {diff:e} (relative)");
+    let meta = |dir: &str| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(work.join(dir).join("meta.json")).unwrap()).unwrap()
+    };
+    assert_eq!(meta("one")["accuracy"], meta("two")["accuracy"], "the held-out accuracy");
+}
+
+#[test]
+fn two_ranks_extract_the_features_one_process_extracts() {
+    let work = tempfile::tempdir().unwrap();
+    let work = work.path();
+    let (data, _) = digits_and_params(work);
+    let params = json!({
+        "model": {"kind": "model", "variant": "encoder", "channels": 8, "mults": [1, 2], "res_blocks": 1,
+                  "attention": [], "dropout": 0.0},
+        "data": {"$stage": "digits"}, "steps": 5, "batch": 16, "lr": 1e-3, "seed": 3
+    });
+    let judge = write_job(work, "judge", "classifier", "default", params, &[("digits", data.clone())]);
+    run(&judge, 1);
+    let features =
+        Input { kind: "classifier".into(), variant: "default".into(), params: json!({}), dir: work.join("judge") };
+    // An odd count, so that the ranks' shares differ in size.
+    let mnist = repo().join("data/mnist");
+    let few = write_job(work, "few", "dataset", "mnist", json!({"path": mnist, "size": 8, "limit": 301}), &[]);
+    run(&few, 1);
+    let few = Input { kind: "dataset".into(), variant: "mnist".into(), params: json!({}), dir: work.join("few") };
+    let params = json!({"of": {"$stage": "few"}, "features": {"$stage": "judge"}});
+    let inputs = [("few", few), ("judge", features)];
+    let one = write_job(work, "one", "stats", "default", params.clone(), &inputs);
+    let two = write_job(work, "two", "stats", "default", params, &inputs);
+    run(&one, 1);
+    // Each rank extracts its half: rank 0's features phase covers half of the items.
+    let port = free_port();
+    let rank0 = Command::new(WORKER)
+        .arg(&two)
+        .env("DIFFLOW_RANK", "0")
+        .env("DIFFLOW_WORLD_SIZE", "2")
+        .env("DIFFLOW_STORE", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let rank1 = spawn(&two, 1, 2, port);
+    let out = rank0.wait_with_output().unwrap();
+    let other = rank1.wait_with_output().unwrap();
+    for (rank, out) in [(0, &out), (1, &other)] {
+        assert!(out.status.success(), "rank {rank} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let count: u64 = serde_json::from_str::<Value>(&std::fs::read_to_string(work.join("one/meta.json")).unwrap())
+        .unwrap()["count"]
+        .as_u64()
+        .unwrap();
+    let phase = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| serde_json::from_str::<Value>(l).ok().filter(|e| e["event"] == "begin"))
+        .unwrap();
+    assert_eq!(count, 301);
+    assert_eq!(phase["total"].as_u64(), Some(count.div_ceil(2)), "{phase}");
+    for file in ["features.safetensors", "stats.safetensors"] {
+        let diff = relative_difference(&work.join("two").join(file), &work.join("one").join(file));
+        println!("{file}: relative difference (L2) between 2 ranks and 1 process = {diff:.3e}");
+        assert!(diff <= RELATIVE_TOLERANCE, "{file} differs by {diff:e} (relative)");
     }
 }

@@ -295,18 +295,13 @@ pub fn run(s: &Session, opts: &RunOptions, progress: &Progress) -> Result<RunSum
     let needs_worker = to_run.iter().any(|&i| s.instance(i).kind != "report");
     let worker = if needs_worker { Some(worker::worker_path().map_err(RunError::Failed)?) } else { None };
     interrupt::install();
+    let nproc = opts.nproc.map_or_else(|| s.settings.nproc.clone(), crate::settings::Nproc::All);
     if executor == "slurm" {
-        let plan = slurm::Plan { to_run, forced, device, cached_before, detach: opts.detach };
+        let plan = slurm::Plan { to_run, forced, device, cached_before, detach: opts.detach, nproc };
         return slurm::run(s, plan, worker.as_deref(), progress);
     }
-    let plan = local::Plan {
-        to_run,
-        forced,
-        device,
-        jobs: opts.jobs.unwrap_or(s.settings.jobs).max(1),
-        nproc: opts.nproc.map_or_else(|| s.settings.nproc.clone(), crate::settings::Nproc::All),
-        cached_before,
-    };
+    let plan =
+        local::Plan { to_run, forced, device, jobs: opts.jobs.unwrap_or(s.settings.jobs).max(1), nproc, cached_before };
     let summary = local::run(s, plan, worker.as_deref(), progress);
     if !matches!(summary, Err(RunError::Interrupted(_))) {
         print_files_to_open(s, &selected);

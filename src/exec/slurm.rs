@@ -56,6 +56,8 @@ pub struct Plan {
     pub device: String,
     pub cached_before: usize,
     pub detach: bool,
+    /// Processes of each data-parallel stage (`--nproc` or the `nproc` setting).
+    pub nproc: crate::settings::Nproc,
 }
 
 /// A job's state as `squeue` reports it.
@@ -187,8 +189,13 @@ impl Followed {
 
     /// The worker's message, for a failed job.
     fn message(&self) -> String {
-        let errors: Vec<&str> =
-            self.said.iter().filter_map(|l| l.strip_prefix("error: ")).map(str::trim).collect::<Vec<_>>();
+        // srun's own lines name the rank (task) that died first in a data-parallel job.
+        let errors: Vec<&str> = self
+            .said
+            .iter()
+            .filter_map(|l| l.strip_prefix("error: ").or_else(|| l.starts_with("srun: error: ").then_some(l.as_str())))
+            .map(str::trim)
+            .collect::<Vec<_>>();
         let text = if errors.is_empty() {
             let tail: Vec<&str> = self.said.iter().rev().take(20).map(String::as_str).collect();
             tail.into_iter().rev().collect::<Vec<_>>().join("\n")
@@ -257,7 +264,8 @@ pub fn run(s: &Session, plan: Plan, worker: Option<&Path>, progress: &Progress) 
                 })?;
                 let offset = std::fs::metadata(&log).map_or(0, |m| m.len());
                 let worker = worker.ok_or_else(|| RunError::Failed("no worker executable".into()))?;
-                let id = submit(s, i, out_dir, &plan.device, &deps, worker, &difflow)
+                let nproc = plan.nproc.for_kind(&inst.kind);
+                let id = submit(s, i, out_dir, (&plan.device, nproc), &deps, worker, &difflow)
                     .map_err(|e| RunError::Failed(format!("cannot submit `{}` to Slurm: {e}", inst.name)))?;
                 submitted += 1;
                 println!("queued  {} {} (job {id})", inst.kind, inst.name);
@@ -419,14 +427,14 @@ fn submit(
     s: &Session,
     i: usize,
     out_dir: PathBuf,
-    device: &str,
+    (device, nproc): (&str, usize),
     deps: &[String],
     worker: &Path,
     difflow: &Path,
 ) -> Result<String, String> {
     let inst = s.instance(i);
     let key = s.key(i);
-    let resources = s.settings.slurm.resources(&inst.kind, 1);
+    let resources = s.settings.slurm.resources(&inst.kind, nproc);
     let log = out_dir.join(LOG_FILE);
     let mut job = build_job(s, i, out_dir, device);
     // A stage's results depend on its thread count: give it the one a local run with the
@@ -445,6 +453,7 @@ fn submit(
         difflow,
         record: &record,
         nproc: resources.nproc,
+        cpus: resources.cpus,
     });
     std::fs::write(&script, text).map_err(|e| format!("cannot write {}: {e}", script.display()))?;
     let training = inst.kind == "train";

@@ -223,6 +223,7 @@ fn spawn_worker(
     if let Some((rank, world, port)) = rank {
         command
             .env("DIFFLOW_RANK", rank.to_string())
+            .env("DIFFLOW_LOCAL_RANK", rank.to_string())
             .env("DIFFLOW_WORLD_SIZE", world.to_string())
             .env("DIFFLOW_STORE", format!("127.0.0.1:{port}"));
     }

@@ -4,6 +4,11 @@
 //! classifier features). It holds out the last 10 % of the data and reports the accuracy
 //! on it. Writes `classifier.safetensors` and `meta.json` ([`ClassifierMeta`]).
 //!
+//! Data parallel (`--nproc N`): every rank draws the whole global batch's randomness (the
+//! same seeded stream a single process draws), keeps its contiguous share, and the
+//! gradients are summed in one flat all-reduce per step, so the weights equal a single
+//! process's up to floating-point summation order. Rank 0 measures the accuracy and writes.
+//!
 //! [`crate::models::load_classifier`] rebuilds a trained classifier from its cache entry.
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -15,6 +20,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::data::{DataMeta, Dataset};
 use crate::diffusion::{Process, VarianceType};
+use crate::dist::{share, ProcessGroup};
 use crate::models::encoder::NOISY_KEY;
 use crate::models::{build_classifier, Classifier, ClassifierMeta, ModelSpec, Prediction, CLASSIFIER_FILE};
 use crate::params::job_params;
@@ -47,7 +53,8 @@ pub struct ClassifierParams {
 
 pub fn run(job: &Job) -> Result<()> {
     let params: ClassifierParams = job_params(job)?;
-    let device = crate::device::resolve(&job.device)?;
+    // Data parallel: join the ranks' group; on CUDA each rank takes its own GPU.
+    let (group, device) = ProcessGroup::from_env(crate::device::resolve(&job.device)?)?;
     let (_, input) = crate::params::input(job, &params.data)?;
     let data = Dataset::read(&input.dir)?;
     let classes = data.meta.classes;
@@ -94,6 +101,13 @@ pub fn run(job: &Job) -> Result<()> {
     if steps == 0 {
         bail!("`{}`: `steps` (or `epochs`) must be at least 1", job.instance);
     }
+    if let Some(g) = group.as_ref().filter(|g| batch < g.world_size()) {
+        bail!(
+            "`{}`: a batch of {batch} cannot be split over {} processes: raise `batch`",
+            job.instance,
+            g.world_size()
+        );
+    }
     let lr = params.lr;
 
     let vars = nn::VarStore::new(device);
@@ -113,16 +127,38 @@ pub fn run(job: &Job) -> Result<()> {
         let (x, y) = data.batch(&index, device);
         let x = if data.meta.flip { random_flip(&x) } else { x };
         let (x, t) = noised(&x, process.as_ref());
-        let logits = net.forward(&x, t.as_ref(), true);
-        let loss = logits.cross_entropy_for_logits(&y);
-        opt.backward_step(&loss);
-        last_loss = loss.double_value(&[]);
+        last_loss = match &group {
+            None => {
+                let loss = net.forward(&x, t.as_ref(), true).cross_entropy_for_logits(&y);
+                opt.backward_step(&loss);
+                loss.double_value(&[])
+            }
+            Some(group) => {
+                let (start, end) = share(batch, group.rank(), group.world_size());
+                let keep = |v: &Tensor| v.narrow(0, start as i64, (end - start) as i64);
+                let logits = net.forward(&keep(&x), t.as_ref().map(keep).as_ref(), true);
+                // The share's mean, weighted so that the ranks' sum is the global mean.
+                let loss = logits.cross_entropy_for_logits(&keep(&y)) * ((end - start) as f64 / batch as f64);
+                opt.zero_grad();
+                loss.backward();
+                let global_loss = all_reduce_gradients(group, &vars, &loss)?;
+                opt.step();
+                global_loss
+            }
+        };
         if !last_loss.is_finite() {
             bail!("`{}`: the classifier's loss became {last_loss} at step {step}: lower `lr`", job.instance);
         }
         bar.update(step as u64, Some(last_loss));
     }
 
+    if let Some(group) = &group {
+        // Rank 0 measures and writes alone; the others leave once the weights agree.
+        group.barrier()?;
+        if group.rank() != 0 {
+            return Ok(());
+        }
+    }
     let accuracy = tch::no_grad(|| held_out_accuracy(&*net, &data, n_train, process.as_ref(), device));
     progress::metric("accuracy", accuracy);
     progress::log(format!(
@@ -144,6 +180,40 @@ pub fn run(job: &Job) -> Result<()> {
     std::fs::write(job.out_dir.join("meta.json"), serde_json::to_string_pretty(&meta)?)
         .with_context(|| format!("cannot write {}", job.out_dir.display()))?;
     Ok(())
+}
+
+/// Sums the gradients of all trainable variables and the loss over the ranks (one flat
+/// all-reduce) and applies the sums; returns the global loss. The caller then steps.
+fn all_reduce_gradients(group: &ProcessGroup, vars: &nn::VarStore, loss: &Tensor) -> Result<f64> {
+    let params = vars.trainable_variables();
+    let mut flat = tch::no_grad(|| {
+        let mut parts: Vec<Tensor> = params
+            .iter()
+            .map(|p| {
+                let g = p.grad();
+                if g.defined() {
+                    g.reshape([-1])
+                } else {
+                    p.zeros_like().reshape([-1])
+                }
+            })
+            .collect();
+        parts.push(loss.detach().reshape([1]));
+        Tensor::cat(&parts, 0)
+    });
+    group.all_reduce_sum(&mut [&mut flat])?;
+    tch::no_grad(|| {
+        let mut offset = 0;
+        for p in &params {
+            let n = p.numel() as i64;
+            let mut g = p.grad();
+            if g.defined() {
+                g.copy_(&flat.narrow(0, offset, n).view_as(&g));
+            }
+            offset += n;
+        }
+        Ok(flat.double_value(&[offset]))
+    })
 }
 
 /// x_t at uniformly drawn t for a noisy classifier (t returned), x itself for a clean one.

@@ -13,7 +13,7 @@ use crate::data::{DataMeta, Dataset};
 use crate::diffusion::guidance::GuidanceConfig;
 use crate::diffusion::noise::SampleNoise;
 use crate::diffusion::sampler::{Guidance, SampleSetup, Sampler};
-use crate::dist::{share, ProcessGroup};
+use crate::dist::{gather_rows, share, ProcessGroup};
 use crate::metrics::trajectory::TRAJECTORY_FILE;
 use crate::models::{build_classifier, Classifier, ClassifierMeta, CLASSIFIER_FILE};
 use crate::params::{input, job_params};
@@ -51,7 +51,8 @@ pub enum Classes {
 
 pub fn run(job: &Job) -> Result<()> {
     let params: SampleParams = job_params(job)?;
-    let device = crate::device::resolve(&job.device)?;
+    // Data parallel: join the ranks' group; on CUDA each rank takes its own GPU.
+    let (group, device) = ProcessGroup::from_env(crate::device::resolve(&job.device)?)?;
     let (from_name, from) = input(job, &params.from)?;
     let meta = TrainMeta::read(&from.dir).with_context(|| format!("`from = {from_name}` must be a train stage"))?;
     if !meta.data.is_images() {
@@ -106,7 +107,6 @@ pub fn run(job: &Job) -> Result<()> {
         model.forward(&x.to_kind(Kind::Float), t, y.filter(|_| model_classes > 0), false)
     };
 
-    let group = ProcessGroup::from_env()?;
     let (lo, hi) = group.as_ref().map_or((0, count), |g| share(count, g.rank(), g.world_size()));
     if group.is_some() && trajectory > 0 && lo == hi {
         bail!("`trajectory` with --nproc needs at least one sample per rank: raise `count` or lower --nproc");
@@ -151,17 +151,6 @@ pub fn run(job: &Job) -> Result<()> {
     write_outputs(job, &meta.data, &x, &labels, classes, (trajectory > 0).then_some(&kept))?;
     progress::metric("count", count as f64);
     Ok(())
-}
-
-/// Rank 0's copy of the whole `total`-long sample axis `dim`, each rank having drawn its
-/// rows from `start` on: a sum of zero-padded copies, exact since x + 0 = x.
-fn gather_rows(group: &ProcessGroup, mine: &Tensor, start: usize, total: usize, dim: i64) -> Result<Tensor> {
-    let mut shape = mine.size();
-    shape[dim as usize] = total as i64;
-    let mut whole = Tensor::zeros(shape.as_slice(), (mine.kind(), Device::Cpu));
-    whole.narrow(dim, start as i64, mine.size()[dim as usize]).copy_(&mine.to_device(Device::Cpu));
-    group.all_reduce_sum(&mut [&mut whole])?;
-    Ok(whole)
 }
 
 /// The kept points of each batch's reverse chain: their timesteps, and x_t and x̂₀ [points, batch, …].

@@ -164,7 +164,8 @@ pub fn run(job: &Job) -> Result<()> {
     if job.variant != "diffusion" {
         bail!("unknown train variant `{}` (available: diffusion)", job.variant);
     }
-    let device = crate::device::resolve(&job.device)?;
+    // Data parallel: join the ranks' group; on CUDA each rank takes its own GPU.
+    let (group, device) = ProcessGroup::from_env(crate::device::resolve(&job.device)?)?;
     let (_, data_input) = input(job, &params.data)?;
     let data = Dataset::read(&data_input.dir)?;
     if !data.meta.is_images() {
@@ -196,7 +197,6 @@ pub fn run(job: &Job) -> Result<()> {
     let data_bound = (!data.meta.is_images()).then(|| data.values.abs().max().double_value(&[]));
     let space = if data.meta.is_images() { DataSpace::images() } else { DataSpace::points(data_bound) };
     let process = Process::new(schedule.tables(), model_spec, variance, space, device);
-    let group = ProcessGroup::from_env()?;
     let writer = group.as_ref().is_none_or(|g| g.rank() == 0);
 
     // The initial weights come from the seed too.

@@ -5,6 +5,10 @@
 //! After a warning the script requeues its own job, which resumes from that checkpoint;
 //! after SIGTERM Slurm has already decided what comes next. On success the script hands
 //! over to `difflow __commit`, which moves the outputs into the cache.
+//!
+//! A data-parallel stage's script starts its ranks with `srun`: they rendezvous at a free
+//! port of the allocation's first node (where the script runs), learn their rank from
+//! Slurm, and only rank 0's events reach the log (every rank's errors do).
 
 use std::path::Path;
 
@@ -21,6 +25,8 @@ pub struct Script<'a> {
     pub record: &'a Path,
     /// Processes of a data-parallel stage: more than one starts the ranks with `srun`.
     pub nproc: usize,
+    /// CPUs per process (srun does not inherit the job's `--cpus-per-task`).
+    pub cpus: usize,
 }
 
 /// Single quotes for the shell.
@@ -28,8 +34,24 @@ fn quote(p: &Path) -> String {
     format!("'{}'", p.display().to_string().replace('\'', r"'\''"))
 }
 
+/// The line that starts the worker (in the background): itself, or its ranks under srun.
+fn launch(s: &Script) -> String {
+    let (worker, job) = (quote(s.worker), quote(s.job_file));
+    if s.nproc <= 1 {
+        return format!("{worker} {job} &");
+    }
+    format!(
+        r#"# The ranks' store: a free port of this node, the allocation's first.
+export DIFFLOW_STORE="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1):$({difflow} __free-port)"
+srun --ntasks={n} --cpus-per-task={cpus} --kill-on-bad-exit=1 \
+    bash -c 'if [ "$SLURM_PROCID" = 0 ]; then exec "$@"; else exec "$@" >/dev/null; fi' rank {worker} {job} &"#,
+        difflow = quote(s.difflow),
+        n = s.nproc,
+        cpus = s.cpus.max(1),
+    )
+}
+
 pub fn script(s: &Script) -> String {
-    let launch = if s.nproc > 1 { format!("srun --ntasks={} ", s.nproc) } else { String::new() };
     format!(
         r#"#!/bin/bash
 # difflow: {title}
@@ -39,7 +61,7 @@ started=$(date +%s)
 warned=0
 trap 'warned=1; kill -USR1 "$pid" 2>/dev/null' USR1
 trap 'kill -TERM "$pid" 2>/dev/null' TERM
-{launch}{worker} {job} &
+{launch}
 pid=$!
 # `wait` returns early when a trapped signal arrives: wait until the worker has ended.
 while kill -0 "$pid" 2>/dev/null; do wait "$pid"; done
@@ -55,8 +77,7 @@ fi
 exit "$rc"
 "#,
         title = s.title.replace('\n', " "),
-        worker = quote(s.worker),
-        job = quote(s.job_file),
+        launch = launch(s),
         difflow = quote(s.difflow),
         record = quote(s.record),
         interrupted = WORKER_INTERRUPTED,
@@ -70,10 +91,12 @@ mod tests {
     #[test]
     fn the_script_quotes_paths_and_starts_ranks_with_srun_only_for_several_processes() {
         let p = Path::new("/c/it's.json");
-        let one = script(&Script { title: "t", worker: p, job_file: p, difflow: p, record: p, nproc: 1 });
+        let one = script(&Script { title: "t", worker: p, job_file: p, difflow: p, record: p, nproc: 1, cpus: 2 });
         assert!(one.contains(r"'/c/it'\''s.json' '/c/it'\''s.json' &"), "{one}");
-        assert!(!one.contains("srun"));
-        let four = script(&Script { title: "t", worker: p, job_file: p, difflow: p, record: p, nproc: 4 });
-        assert!(four.contains("srun --ntasks=4 '/c/"), "{four}");
+        assert!(!one.contains("srun") && !one.contains("DIFFLOW_STORE"));
+        let four = script(&Script { title: "t", worker: p, job_file: p, difflow: p, record: p, nproc: 4, cpus: 2 });
+        assert!(four.contains("srun --ntasks=4 --cpus-per-task=2 --kill-on-bad-exit=1"), "{four}");
+        assert!(four.contains(r"rank '/c/it'\''s.json' '/c/it'\''s.json' &"), "{four}");
+        assert!(four.contains(r"export DIFFLOW_STORE=") && four.contains(r"__free-port"), "{four}");
     }
 }
