@@ -218,6 +218,22 @@ impl Drop for ProcessGroup {
     }
 }
 
+/// Each parameter's gradient flattened (zeros where none flowed), in parameter order: the
+/// parts of the one flat buffer that a data-parallel step all-reduces.
+pub fn gradient_parts(params: &[Tensor]) -> Vec<Tensor> {
+    params
+        .iter()
+        .map(|p| {
+            let g = p.grad();
+            if g.defined() {
+                g.reshape([-1])
+            } else {
+                p.zeros_like().reshape([-1])
+            }
+        })
+        .collect()
+}
+
 /// Every rank's copy (on the CPU) of the whole `total`-long axis `dim`, each rank having
 /// computed its rows from `start` on: a sum of zero-padded copies, exact since x + 0 = x.
 pub fn gather_rows(group: &ProcessGroup, mine: &Tensor, start: usize, total: usize, dim: i64) -> Result<Tensor> {

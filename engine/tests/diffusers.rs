@@ -3,8 +3,11 @@
 //! diffusers gives the same ε in difflow, a DDIM chain ends at the same images, and a
 //! difflow UNet exported to a folder loads in diffusers with the same output.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
+
+use std::path::Path;
+
+use common::oracle;
 use std::sync::OnceLock;
 
 use difflow_core::diffusers::{self, UNet2DConfig};
@@ -20,32 +23,6 @@ use difflow_engine::stages::pretrained::{convert, model_config};
 use difflow_engine::stages::train::{TrainMeta, EMA_FILE};
 use serde_json::json;
 use tch::{nn, Device, Kind, Tensor};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
-fn python() -> PathBuf {
-    let venv = std::env::var_os("DIFFLOW_VENV").map(PathBuf::from).unwrap_or_else(|| repo().join(".venv"));
-    let p = venv.join("bin/python");
-    assert!(p.exists(), "{} is missing: run `. scripts/setup.sh` first (it installs torch and diffusers)", p.display());
-    p
-}
-
-fn oracle(command: &str, dir: &Path) {
-    let out = Command::new(python())
-        .arg(repo().join("engine/tests/reference/diffusers_oracle.py"))
-        .arg(command)
-        .arg(dir)
-        .env("HF_HUB_OFFLINE", "1")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "the diffusers oracle failed (is diffusers installed? `. scripts/setup.sh` installs it):\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 fn read(path: &Path) -> std::collections::HashMap<String, Tensor> {
     Tensor::read_safetensors(path).unwrap().into_iter().collect()

@@ -5,7 +5,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use common::{oracle, repo_root, serve};
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -13,34 +14,10 @@ use std::process::{Command, Output};
 use difflow_engine::stages::train::TrainMeta;
 use tch::{Device, Kind, Tensor};
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
 /// The `difflow` binary, built once for all tests here.
 fn difflow() -> PathBuf {
     static BINARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BINARY.get_or_init(common::difflow_binary).clone()
-}
-
-fn python() -> PathBuf {
-    let venv = std::env::var_os("DIFFLOW_VENV").map(PathBuf::from).unwrap_or_else(|| repo_root().join(".venv"));
-    venv.join("bin/python")
-}
-
-fn oracle(command: &str, dir: &Path) {
-    let out = Command::new(python())
-        .arg(repo_root().join("engine/tests/reference/diffusers_oracle.py"))
-        .arg(command)
-        .arg(dir)
-        .env("HF_HUB_OFFLINE", "1")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "the diffusers oracle failed (is diffusers installed? `. scripts/setup.sh` installs it):\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn run(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -56,48 +33,6 @@ fn ok(out: &Output) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{stderr}{}", String::from_utf8_lossy(&out.stdout));
     stderr
-}
-
-/// Serves `files` (URL path → bytes) over HTTP/1.1 on 127.0.0.1, answering HEAD and GET
-/// (404 for anything else); returns the base URL.
-fn serve(files: Vec<(String, Vec<u8>)>) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let files = std::sync::Arc::new(files);
-    std::thread::spawn(move || {
-        for mut stream in listener.incoming().flatten() {
-            let files = files.clone();
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut line = String::new();
-                reader.read_line(&mut line).unwrap();
-                let mut words = line.split_whitespace();
-                let method = words.next().unwrap_or("GET").to_string();
-                let path = words.next().unwrap_or("/").to_string();
-                loop {
-                    let mut h = String::new();
-                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
-                        break;
-                    }
-                }
-                match files.iter().find(|(p, _)| *p == path) {
-                    Some((_, body)) => {
-                        let head =
-                            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
-                        let _ = stream.write_all(head.as_bytes());
-                        if method == "GET" {
-                            let _ = stream.write_all(body);
-                        }
-                    }
-                    None => {
-                        let _ = stream
-                            .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-                    }
-                }
-            });
-        }
-    });
-    base
 }
 
 fn samples(dir: &Path, stage: &str) -> Tensor {

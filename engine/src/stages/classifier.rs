@@ -187,17 +187,7 @@ pub fn run(job: &Job) -> Result<()> {
 fn all_reduce_gradients(group: &ProcessGroup, vars: &nn::VarStore, loss: &Tensor) -> Result<f64> {
     let params = vars.trainable_variables();
     let mut flat = tch::no_grad(|| {
-        let mut parts: Vec<Tensor> = params
-            .iter()
-            .map(|p| {
-                let g = p.grad();
-                if g.defined() {
-                    g.reshape([-1])
-                } else {
-                    p.zeros_like().reshape([-1])
-                }
-            })
-            .collect();
+        let mut parts = crate::dist::gradient_parts(&params);
         parts.push(loss.detach().reshape([1]));
         Tensor::cat(&parts, 0)
     });

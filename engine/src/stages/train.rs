@@ -528,19 +528,7 @@ impl Trainer {
 
     /// The gradients of all parameters as one flat buffer (zeros where none flowed).
     fn flat_gradient(&self) -> Tensor {
-        let grads: Vec<Tensor> = self
-            .params
-            .iter()
-            .map(|p| {
-                let g = p.grad();
-                if g.defined() {
-                    g.reshape([-1])
-                } else {
-                    p.zeros_like().reshape([-1])
-                }
-            })
-            .collect();
-        Tensor::cat(&grads, 0)
+        Tensor::cat(&crate::dist::gradient_parts(&self.params), 0)
     }
 
     fn update(&mut self, step: usize, lr: f64, s: &Settings, mut g: Tensor) {

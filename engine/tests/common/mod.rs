@@ -4,6 +4,8 @@
 // Each test crate that includes this module uses a different part of it.
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -58,4 +60,76 @@ pub fn difflow_binary() -> PathBuf {
     assert!(status.success() || path.exists(), "building the difflow binary failed");
     assert!(bin_dir().join("difflow-worker").exists(), "difflow-worker is not built beside {}", path.display());
     path
+}
+
+/// The repository's root folder.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// The project venv's python (torch and diffusers: the oracles of the tests).
+pub fn python() -> PathBuf {
+    let venv = std::env::var_os("DIFFLOW_VENV").map(PathBuf::from).unwrap_or_else(|| repo_root().join(".venv"));
+    let p = venv.join("bin/python");
+    assert!(p.exists(), "{} is missing: run `. scripts/setup.sh` first (it installs torch and diffusers)", p.display());
+    p
+}
+
+/// Runs `engine/tests/reference/diffusers_oracle.py COMMAND DIR` offline; panics with its
+/// stderr when it fails.
+pub fn oracle(command: &str, dir: &Path) {
+    let out = Command::new(python())
+        .arg(repo_root().join("engine/tests/reference/diffusers_oracle.py"))
+        .arg(command)
+        .arg(dir)
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the diffusers oracle failed (is diffusers installed? `. scripts/setup.sh` installs it):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Serves `files` (URL path → bytes) over HTTP/1.1 on 127.0.0.1, answering HEAD and GET
+/// (404 for anything else); returns the base URL.
+pub fn serve(files: Vec<(String, Vec<u8>)>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let files = std::sync::Arc::new(files);
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let files = files.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                let mut words = line.split_whitespace();
+                let method = words.next().unwrap_or("GET").to_string();
+                let path = words.next().unwrap_or("/").to_string();
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                        break;
+                    }
+                }
+                match files.iter().find(|(p, _)| *p == path) {
+                    Some((_, body)) => {
+                        let head =
+                            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                        let _ = stream.write_all(head.as_bytes());
+                        if method == "GET" {
+                            let _ = stream.write_all(body);
+                        }
+                    }
+                    None => {
+                        let _ = stream
+                            .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                    }
+                }
+            });
+        }
+    });
+    base
 }
