@@ -4,27 +4,15 @@
 //! exactly the stderr in `NAME.stderr`. `DIFFLOW_BLESS=1` rewrites the `.stderr` files.
 //! Every pipeline in `pipelines/` and every stdlib file must check clean too.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod cli_support;
 
+use std::path::{Path, PathBuf};
+
+use cli_support::difflow_check as check;
 use difflow::diagnostics::Code;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn check(dir: &Path, file: &str) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_difflow"))
-        .args(["check", file])
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("the difflow binary runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 fn diff_files(dir: &Path) -> Vec<String> {

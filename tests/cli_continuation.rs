@@ -7,17 +7,11 @@ mod cli_support;
 
 use std::path::Path;
 
-use cli_support::{difflow_real, ran};
+use cli_support::{difflow_real, ran, toy_train, TOY_SETUP};
 use difflow::cache::LockFile;
 
-const HEAD: &str = r#"
-dataset pts = toy { shape = "gaussians8", count = 256 }
-schedule lin = linear { steps = 50 }
-model net = mlp { hidden = 32, layers = 2 }
-"#;
-
 fn train(steps: &str) -> String {
-    format!("train ddpm {{ model = net, data = pts, schedule = lin, steps = {steps}, batch = 64, lr = 1e-3, warmup = 3, checkpoint_every = 7 }}\n")
+    toy_train(steps, "1e-3", ", warmup = 3, checkpoint_every = 7")
 }
 
 const SAMPLE: &str = "sampler = ddim { steps = 5 }, count = 32, seed = 3";
@@ -62,18 +56,18 @@ fn raising_steps_continues_the_cached_run_and_equals_a_fresh_run() {
     let dir = tempfile::tempdir().unwrap();
     let readers =
         format!("sample gen {{ from = ddpm, {SAMPLE} }}\nsample early {{ from = ddpm, step = 10, {SAMPLE} }}\n");
-    let out = run(dir.path(), &format!("{HEAD}{}{readers}", train("20")));
+    let out = run(dir.path(), &format!("{TOY_SETUP}{}{readers}", train("20")));
     assert_eq!(ran(&out), ["pts", "ddpm@10", "ddpm", "gen", "early"], "{out}");
     assert!(out.contains("continuing the cached run of 10 steps"), "ddpm continues its snapshot:\n{out}");
 
-    std::fs::write(dir.path().join("p.diff"), format!("{HEAD}{}{readers}", train("40"))).unwrap();
+    std::fs::write(dir.path().join("p.diff"), format!("{TOY_SETUP}{}{readers}", train("40"))).unwrap();
     let shown = plan(dir.path());
     let line = shown.lines().find(|l| l.starts_with("continue  ddpm ")).unwrap_or_else(|| panic!("{shown}"));
     assert!(line.contains("20 → 40 steps (from cached entry "), "{shown}");
     assert!(shown.lines().any(|l| l.starts_with("cached") && l.contains("ddpm@10")), "{shown}");
     assert!(shown.contains("training: 20 steps to run (20 saved by continuing"), "{shown}");
 
-    let out = run(dir.path(), &format!("{HEAD}{}{readers}", train("40")));
+    let out = run(dir.path(), &format!("{TOY_SETUP}{}{readers}", train("40")));
     // What reads the new final weights reruns; what reads the unchanged snapshot does not.
     assert_eq!(ran(&out), ["ddpm", "gen"], "{out}");
     assert!(out.contains("continuing the cached run of 20 steps"), "{out}");
@@ -84,7 +78,7 @@ fn raising_steps_continues_the_cached_run_and_equals_a_fresh_run() {
     assert_eq!(lock.stages["ddpm"].steps, [10, 20, 40]);
 
     let fresh = tempfile::tempdir().unwrap();
-    let out = run(fresh.path(), &format!("{HEAD}{}", train("40")));
+    let out = run(fresh.path(), &format!("{TOY_SETUP}{}", train("40")));
     assert!(!out.contains("continuing"), "{out}");
     for file in ["model.safetensors", "ema.safetensors", "optimizer.safetensors", "loss.csv"] {
         assert!(output(dir.path(), "ddpm", file) == output(fresh.path(), "ddpm", file), "{file} differs");
@@ -95,14 +89,16 @@ fn raising_steps_continues_the_cached_run_and_equals_a_fresh_run() {
 fn samples_at_swept_steps_equal_samples_of_runs_that_long() {
     let dir = tempfile::tempdir().unwrap();
     let sweep = format!("sample gen {{ from = ddpm, step = sweep(5, 12, 30), {SAMPLE} }}\n");
-    let out = run(dir.path(), &format!("{HEAD}{}{sweep}", train("30")));
+    let out = run(dir.path(), &format!("{TOY_SETUP}{}{sweep}", train("30")));
     assert_eq!(ran(&out), ["pts", "ddpm@5", "ddpm@12", "ddpm", "gen[step=5]", "gen[step=12]", "gen[step=30]"]);
     assert!(out.contains("continuing the cached run of 5 steps"), "{out}");
     assert!(out.contains("continuing the cached run of 12 steps"), "{out}");
     for steps in [5, 12, 30] {
         let alone = tempfile::tempdir().unwrap();
-        let out =
-            run(alone.path(), &format!("{HEAD}{}sample gen {{ from = ddpm, {SAMPLE} }}\n", train(&steps.to_string())));
+        let out = run(
+            alone.path(),
+            &format!("{TOY_SETUP}{}sample gen {{ from = ddpm, {SAMPLE} }}\n", train(&steps.to_string())),
+        );
         assert!(!out.contains("continuing"), "{out}");
         let swept = output(dir.path(), &format!("gen[step={steps}]"), "samples.safetensors");
         assert!(swept == output(alone.path(), "gen", "samples.safetensors"), "step {steps}: samples differ");
@@ -113,9 +109,9 @@ fn samples_at_swept_steps_equal_samples_of_runs_that_long() {
 fn lowering_steps_to_a_kept_snapshot_trains_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let sweep = format!("sample gen {{ from = ddpm, step = sweep(10, 20), {SAMPLE} }}\n");
-    run(dir.path(), &format!("{HEAD}{}{sweep}", train("30")));
+    run(dir.path(), &format!("{TOY_SETUP}{}{sweep}", train("30")));
 
-    let lowered = format!("{HEAD}{}sample gen {{ from = ddpm, {SAMPLE} }}\n", train("20"));
+    let lowered = format!("{TOY_SETUP}{}sample gen {{ from = ddpm, {SAMPLE} }}\n", train("20"));
     std::fs::write(dir.path().join("p.diff"), &lowered).unwrap();
     let shown = plan(dir.path());
     assert!(shown.lines().any(|l| l.starts_with("cached") && l.contains(" ddpm ")), "{shown}");
@@ -124,7 +120,7 @@ fn lowering_steps_to_a_kept_snapshot_trains_nothing() {
     assert_eq!(LockFile::read(&dir.path().join("difflow.lock")).stages["ddpm"].steps, [10, 20, 30]);
 
     // Below every kept run: plan says it starts over before anything runs.
-    std::fs::write(dir.path().join("p.diff"), format!("{HEAD}{}", train("4"))).unwrap();
+    std::fs::write(dir.path().join("p.diff"), format!("{TOY_SETUP}{}", train("4"))).unwrap();
     let shown = plan(dir.path());
     assert!(
         shown.contains(
@@ -133,7 +129,7 @@ fn lowering_steps_to_a_kept_snapshot_trains_nothing() {
         "{shown}"
     );
     // Between kept runs: continues from the nearest earlier one.
-    std::fs::write(dir.path().join("p.diff"), format!("{HEAD}{}", train("15"))).unwrap();
+    std::fs::write(dir.path().join("p.diff"), format!("{TOY_SETUP}{}", train("15"))).unwrap();
     assert!(plan(dir.path()).contains("10 → 15 steps (from cached entry"));
 }
 

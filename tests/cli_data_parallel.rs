@@ -7,15 +7,16 @@ mod cli_support;
 use std::ffi::OsStr;
 use std::path::Path;
 
-use cli_support::{difflow_real, lock_keys};
+use cli_support::{difflow_real, lock_keys, tiny_toy, toy_train, TOY_SETUP};
 
-const PIPELINE: &str = r#"
-dataset pts = toy { shape = "gaussians8", count = 256 }
-schedule lin = linear { steps = 50 }
-model net = mlp { hidden = 32, layers = 2 }
-train ddpm { model = net, data = pts, schedule = lin, steps = 10, batch = 64, lr = 1e-4 }
-sample gen { from = ddpm, sampler = ddim { steps = 5 }, count = 32 }
-"#;
+fn pipeline() -> String {
+    tiny_toy(10, "1e-4", "5", false)
+}
+
+/// Training alone, with checkpoints a rank can resume from.
+fn checkpointed() -> String {
+    format!("{TOY_SETUP}{}", toy_train("20", "1e-3", ", checkpoint_every = 5"))
+}
 
 fn difflow(dir: &Path, args: &[&str]) -> (i32, String, String) {
     difflow_real(dir, args, &[])
@@ -25,7 +26,7 @@ fn difflow(dir: &Path, args: &[&str]) -> (i32, String, String) {
 fn two_ranks_run_the_stages_under_the_keys_of_one_process() {
     let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     for dir in [one.path(), two.path()] {
-        std::fs::write(dir.join("toy.diff"), PIPELINE).unwrap();
+        std::fs::write(dir.join("toy.diff"), pipeline()).unwrap();
     }
     let (code, out, err) = difflow(one.path(), &["run", "toy.diff", "--device", "cpu"]);
     assert_eq!(code, 0, "{out}\n{err}");
@@ -43,19 +44,12 @@ fn two_ranks_run_the_stages_under_the_keys_of_one_process() {
 #[test]
 fn nproc_by_kind_in_the_settings_is_checked() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("toy.diff"), PIPELINE).unwrap();
+    std::fs::write(dir.path().join("toy.diff"), pipeline()).unwrap();
     std::fs::write(dir.path().join("difflow.toml"), "nproc = { train = 2, plot = 2 }\n").unwrap();
     let (code, _, err) = difflow(dir.path(), &["run", "toy.diff", "--device", "cpu"]);
     assert_ne!(code, 0);
     assert!(err.contains("`nproc` names the stage kind `plot`, which runs on one process"), "{err}");
 }
-
-const CHECKPOINTED: &str = r#"
-dataset pts = toy { shape = "gaussians8", count = 256 }
-schedule lin = linear { steps = 50 }
-model net = mlp { hidden = 32, layers = 2 }
-train ddpm { model = net, data = pts, schedule = lin, steps = 20, batch = 64, lr = 1e-3, checkpoint_every = 5 }
-"#;
 
 fn lock_outputs(dir: &Path) -> toml::Value {
     let lock: toml::Value = toml::from_str(&std::fs::read_to_string(dir.join("difflow.lock")).unwrap()).unwrap();
@@ -66,7 +60,7 @@ fn lock_outputs(dir: &Path) -> toml::Value {
 fn a_lost_rank_fails_the_run_naming_it_and_the_rerun_resumes_to_the_uninterrupted_weights() {
     let (whole, killed) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     for dir in [whole.path(), killed.path()] {
-        std::fs::write(dir.join("p.diff"), CHECKPOINTED).unwrap();
+        std::fs::write(dir.join("p.diff"), checkpointed()).unwrap();
         std::fs::write(dir.join("difflow.toml"), "threads = 1\n").unwrap();
     }
     let (code, out, err) = difflow(whole.path(), &["run", "p.diff", "--device", "cpu", "--nproc", "2"]);

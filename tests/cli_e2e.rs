@@ -7,16 +7,7 @@ mod cli_support;
 
 use std::path::{Path, PathBuf};
 
-use cli_support::{difflow_real, ran};
-
-const PIPELINE: &str = r#"
-dataset pts = toy { shape = "gaussians8", count = 256 }
-schedule lin = linear { steps = 50 }
-model net = mlp { hidden = 32, layers = 2 }
-train ddpm { model = net, data = pts, schedule = lin, steps = 10, batch = 64, lr = 1e-3 }
-sample gen { from = ddpm, sampler = ddim { steps = 5 }, count = 32 }
-plot pic = scatter { of = [pts, gen] }
-"#;
+use cli_support::{difflow_real, ran, tiny_toy};
 
 fn difflow(dir: &Path, args: &[&str]) -> (i32, String, String) {
     difflow_real(dir, args, &[])
@@ -26,7 +17,8 @@ fn difflow(dir: &Path, args: &[&str]) -> (i32, String, String) {
 fn toy_pipeline_runs_caches_and_reruns_only_what_changed() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("toy.diff");
-    std::fs::write(&file, PIPELINE).unwrap();
+    let pipeline = tiny_toy(10, "1e-3", "5", true);
+    std::fs::write(&file, &pipeline).unwrap();
     let (code, out, err) = difflow(dir.path(), &["run", "toy.diff", "--device", "cpu"]);
     assert_eq!(code, 0, "{out}\n{err}");
     assert_eq!(ran(&out), ["pts", "ddpm", "gen", "pic"], "{out}");
@@ -40,7 +32,7 @@ fn toy_pipeline_runs_caches_and_reruns_only_what_changed() {
     let plot = std::path::Path::new(lines[2].trim());
     assert!(plot.ends_with("plot.png") && plot.is_file(), "{out}");
 
-    std::fs::write(&file, PIPELINE.replace("ddim { steps = 5 }", "ddpm { steps = 5 }")).unwrap();
+    std::fs::write(&file, pipeline.replace("ddim { steps = 5 }", "ddpm { steps = 5 }")).unwrap();
     let (_, plan, _) = difflow(dir.path(), &["plan", "toy.diff"]);
     assert!(
         plan.lines().any(|l| l.starts_with("stale") && l.contains("gen") && l.contains("sampler ddim → ddpm")),

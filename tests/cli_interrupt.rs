@@ -3,32 +3,22 @@
 //! exits), and Ctrl-C (SIGINT) stops training at a step boundary, keeps a checkpoint, says
 //! so, exits 130, and the next run resumes from it.
 
+mod cli_support;
+
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-const TRAINING: &str = r#"
-dataset pts = toy { shape = "gaussians8", count = 256 }
-schedule lin = linear { steps = 50 }
-model net = mlp { hidden = 32, layers = 2 }
-train ddpm { model = net, data = pts, schedule = lin, steps = STEPS, batch = 64, lr = 1e-3 }
-"#;
-
-fn worker() -> PathBuf {
-    let exe = PathBuf::from(env!("CARGO_BIN_EXE_difflow"));
-    let w = exe.with_file_name(format!("difflow-worker{}", std::env::consts::EXE_SUFFIX));
-    assert!(w.is_file(), "{} is missing: build it with `cargo build --release -p difflow-engine`", w.display());
-    w
-}
+use cli_support::{real_worker, toy_train, TOY_SETUP};
 
 /// `difflow run p.diff` in the background, its stderr lines on a channel.
 fn spawn_run(dir: &Path) -> (Child, mpsc::Receiver<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_difflow"))
         .args(["run", "p.diff"])
         .current_dir(dir)
-        .env("DIFFLOW_WORKER", worker())
+        .env("DIFFLOW_WORKER", real_worker())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -80,7 +70,8 @@ fn alive(pid: u32) -> bool {
 
 fn project(steps: usize) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("p.diff"), TRAINING.replace("STEPS", &steps.to_string())).unwrap();
+    std::fs::write(dir.path().join("p.diff"), format!("{TOY_SETUP}{}", toy_train(&steps.to_string(), "1e-3", "")))
+        .unwrap();
     dir
 }
 
@@ -130,7 +121,7 @@ fn ctrl_c_keeps_a_checkpoint_says_how_to_resume_exits_130_and_the_rerun_resumes(
     let rerun = Command::new(env!("CARGO_BIN_EXE_difflow"))
         .args(["run", "p.diff"])
         .current_dir(dir.path())
-        .env("DIFFLOW_WORKER", worker())
+        .env("DIFFLOW_WORKER", real_worker())
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&rerun.stderr);

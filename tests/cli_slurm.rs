@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use cli_support::{difflow_real, Project, TOY};
+use cli_support::{difflow_real, tiny_toy, toy_train, Project, TOY, TOY_SETUP};
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -88,30 +88,25 @@ fn lock_records(dir: &Path) -> BTreeMap<String, (String, toml::Value)> {
         .collect()
 }
 
-const SWEEP: &str = r#"
-dataset pts = toy { shape = "gaussians8", count = 256 }
-schedule lin = linear { steps = 50 }
-model net = mlp { hidden = 32, layers = 2 }
-train ddpm { model = net, data = pts, schedule = lin, steps = 20, batch = 64, lr = 1e-3 }
-sample gen { from = ddpm, sampler = ddim { steps = sweep(5, 10) }, count = 32 }
-plot pic = scatter { of = [pts, gen] }
-"#;
-
-#[test]
-fn a_sweep_runs_one_job_per_instance_with_its_dependencies_and_matches_a_local_run() {
+/// The same pipeline in a local project and a Slurm one (`cluster_settings` added to its
+/// `difflow.toml`), both with one thread: CPU reductions depend on the thread count.
+fn local_and_cluster(pipeline: &str, cluster_settings: &str) -> (tempfile::TempDir, tempfile::TempDir) {
     let local = tempfile::tempdir().unwrap();
     let cluster_dir = tempfile::tempdir().unwrap();
     for d in [local.path(), cluster_dir.path()] {
-        std::fs::write(d.join("p.diff"), SWEEP).unwrap();
+        std::fs::write(d.join("p.diff"), pipeline).unwrap();
     }
-    // Same thread count on both sides: CPU reductions depend on it. Jobs are submitted
-    // held, so that their dependencies can be read before any runs.
     std::fs::write(local.path().join("difflow.toml"), "threads = 1\n").unwrap();
-    std::fs::write(
-        cluster_dir.path().join("difflow.toml"),
-        "threads = 1\nexecutor = \"slurm\"\n[slurm]\nextra = [\"--hold\"]\n",
-    )
-    .unwrap();
+    let settings = format!("threads = 1\nexecutor = \"slurm\"\n{cluster_settings}");
+    std::fs::write(cluster_dir.path().join("difflow.toml"), settings).unwrap();
+    (local, cluster_dir)
+}
+
+#[test]
+fn a_sweep_runs_one_job_per_instance_with_its_dependencies_and_matches_a_local_run() {
+    // Jobs are submitted held, so that their dependencies can be read before any runs.
+    let (local, cluster_dir) =
+        local_and_cluster(&tiny_toy(20, "1e-3", "sweep(5, 10)", true), "[slurm]\nextra = [\"--hold\"]\n");
     let (code, out, err) = difflow(local.path(), &["run", "p.diff"]);
     assert_eq!(code, 0, "{out}{err}");
 
@@ -262,20 +257,14 @@ fn cancel_cancels_the_pipelines_queued_and_running_jobs() {
     assert!(out.stdout().contains("no job of p.diff is queued or running"), "{}", out.stdout());
 }
 
-const LONG_TRAINING: &str = r#"
-dataset pts = toy { shape = "gaussians8", count = 256 }
-schedule lin = linear { steps = 50 }
-model net = mlp { hidden = 32, layers = 2 }
-train ddpm { model = net, data = pts, schedule = lin, steps = 1000, batch = 64, lr = 1e-3, checkpoint_every = 400 }
-"#;
-
 /// Interrupt a training job mid-run with `interrupt(job id)`, let Slurm start it again,
 /// follow it to the end and compare with an uninterrupted local run.
 fn training_resumes_after(interrupt: impl Fn(&str)) {
+    let long_training = format!("{TOY_SETUP}{}", toy_train("1000", "1e-3", ", checkpoint_every = 400"));
     let local = tempfile::tempdir().unwrap();
     let cluster_dir = tempfile::tempdir().unwrap();
     for d in [local.path(), cluster_dir.path()] {
-        std::fs::write(d.join("p.diff"), LONG_TRAINING).unwrap();
+        std::fs::write(d.join("p.diff"), &long_training).unwrap();
         std::fs::write(d.join("difflow.toml"), "threads = 1\n").unwrap();
     }
     let (code, out, err) = difflow(local.path(), &["run", "p.diff"]);
@@ -361,23 +350,9 @@ fn ctrl_c_stops_following_and_leaves_the_jobs_running() {
     assert_eq!(cancelled.stdout().lines().count(), 5, "{}", cancelled.stdout());
 }
 
-const DATA_PARALLEL: &str = r#"
-dataset pts = toy { shape = "gaussians8", count = 256 }
-schedule lin = linear { steps = 50 }
-model net = mlp { hidden = 32, layers = 2 }
-train ddpm { model = net, data = pts, schedule = lin, steps = 10, batch = 64, lr = 1e-3 }
-sample gen { from = ddpm, sampler = ddim { steps = 5 }, count = 32 }
-"#;
-
 #[test]
 fn a_data_parallel_stage_asks_for_its_tasks_starts_them_with_srun_and_matches_a_local_run() {
-    let local = tempfile::tempdir().unwrap();
-    let cluster_dir = tempfile::tempdir().unwrap();
-    for d in [local.path(), cluster_dir.path()] {
-        std::fs::write(d.join("p.diff"), DATA_PARALLEL).unwrap();
-    }
-    std::fs::write(local.path().join("difflow.toml"), "threads = 1\n").unwrap();
-    std::fs::write(cluster_dir.path().join("difflow.toml"), "threads = 1\nexecutor = \"slurm\"\n").unwrap();
+    let (local, cluster_dir) = local_and_cluster(&tiny_toy(10, "1e-3", "5", false), "");
     let (code, out, err) = difflow(local.path(), &["run", "p.diff", "--nproc", "2"]);
     assert_eq!(code, 0, "{out}{err}");
 

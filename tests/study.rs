@@ -49,25 +49,47 @@ fn difflow(dir: &Path, args: &[&str]) -> (i32, String, String) {
     difflow_real(&dir.join("pipelines/study"), args, &[])
 }
 
-fn run_tiny(dir: &Path, file: &str, extra: &[&str]) -> String {
-    let mut args = vec!["run", file, "--device", "cpu"];
-    args.extend_from_slice(TINY);
-    args.extend_from_slice(extra);
+/// `difflow ARGS` at tiny size (with the [`TINY`] overrides), which must succeed: its stdout.
+fn tiny(dir: &Path, args: &[&str]) -> String {
+    let args = [args, TINY].concat();
     let (code, out, err) = difflow(dir, &args);
     assert_eq!(code, 0, "{out}\n{err}");
     out
+}
+
+fn run_tiny(dir: &Path, file: &str, extra: &[&str]) -> String {
+    tiny(dir, &[&["run", file, "--device", "cpu"], extra].concat())
+}
+
+/// Runs study `file` in a project of its own: the project, the run's stdout and the
+/// instances it ran.
+fn run_study(file: &str) -> (tempfile::TempDir, String, Vec<String>) {
+    let dir = project(file);
+    let out = run_tiny(dir.path(), file, &[]);
+    let ran = ran(&out);
+    (dir, out, ran)
 }
 
 fn count(ran: &[String], prefix: &str) -> usize {
     ran.iter().filter(|n| n.starts_with(prefix)).count()
 }
 
+/// How many instances ran per name prefix (`out`: what a failure shows).
+fn assert_counts(ran: &[String], out: &str, counts: &[(&str, usize)]) {
+    for (prefix, n) in counts {
+        assert_eq!(count(ran, prefix), *n, "{prefix}: {out}");
+    }
+}
+
+fn assert_all_ran(ran: &[String], out: &str, stages: &[&str]) {
+    for stage in stages {
+        assert!(ran.iter().any(|n| n == stage), "{stage} did not run:\n{out}");
+    }
+}
+
 /// The `study` report's entry folder (named by `difflow show`) and its Markdown.
 fn report(dir: &Path, file: &str) -> (PathBuf, String) {
-    let mut args = vec!["show", file, "study"];
-    args.extend_from_slice(TINY);
-    let (code, out, err) = difflow(dir, &args);
-    assert_eq!(code, 0, "{out}\n{err}");
+    let out = tiny(dir, &["show", file, "study"]);
     assert!(out.contains("report.html"), "{out}");
     let entry = out.lines().find_map(|l| l.trim().strip_prefix("entry")).expect("a cached report entry");
     let entry = PathBuf::from(entry.trim());
@@ -77,10 +99,7 @@ fn report(dir: &Path, file: &str) -> (PathBuf, String) {
 
 /// The `images` (uint8) of a cached sample stage, found by `difflow show`.
 fn sample_images(dir: &Path, file: &str, stage: &str) -> Vec<u8> {
-    let mut args = vec!["show", file, stage];
-    args.extend_from_slice(TINY);
-    let (code, out, err) = difflow(dir, &args);
-    assert_eq!(code, 0, "{out}\n{err}");
+    let out = tiny(dir, &["show", file, stage]);
     let entry = out.lines().find_map(|l| l.trim().strip_prefix("entry")).expect("a cached sample entry");
     let bytes = std::fs::read(Path::new(entry.trim()).join("samples.safetensors")).unwrap();
     // safetensors: an 8-byte little-endian header length, a JSON header, then the data.
@@ -95,12 +114,8 @@ fn sample_images(dir: &Path, file: &str, stage: &str) -> Vec<u8> {
 
 #[test]
 fn ddpm_chain_trains_one_model_per_chain_length() {
-    let dir = project("01_ddpm_chain.diff");
-    let out = run_tiny(dir.path(), "01_ddpm_chain.diff", &[]);
-    let ran = ran(&out);
-    assert_eq!(count(&ran, "ddpm["), 3, "{out}");
-    assert_eq!(count(&ran, "bound["), 3, "{out}");
-    assert_eq!(count(&ran, "chain["), 3, "{out}");
+    let (dir, out, ran) = run_study("01_ddpm_chain.diff");
+    assert_counts(&ran, &out, &[("ddpm[", 3), ("bound[", 3), ("chain[", 3)]);
     // FID and NLL charted against the chain length T, from one table row per T.
     let (_, md) = report(dir.path(), "01_ddpm_chain.diff");
     assert!(md.contains("![scores: fid against steps]"), "{md}");
@@ -109,26 +124,17 @@ fn ddpm_chain_trains_one_model_per_chain_length() {
 
 #[test]
 fn iddpm_and_ddpm_both_train_sample_and_score() {
-    let dir = project("02_iddpm.diff");
-    let out = run_tiny(dir.path(), "02_iddpm.diff", &[]);
-    let ran = ran(&out);
-    for stage in ["ddpm", "iddpm", "ddpm_gen", "iddpm_gen", "ddpm_nll", "iddpm_nll", "study"] {
-        assert!(ran.iter().any(|n| n == stage), "{stage} did not run:\n{out}");
-    }
+    let (_dir, out, ran) = run_study("02_iddpm.diff");
+    assert_all_ran(&ran, &out, &["ddpm", "iddpm", "ddpm_gen", "iddpm_gen", "ddpm_nll", "iddpm_nll", "study"]);
 }
 
 #[test]
 fn ddim_sweeps_ten_samplers_from_one_trained_model_and_reruns_no_training() {
-    let dir = project("03_ddim.diff");
-    let out = run_tiny(dir.path(), "03_ddim.diff", &[]);
-    let ran = ran(&out);
-    assert_eq!(count(&ran, "ddpm"), 1, "{out}");
-    assert_eq!(count(&ran, "gen["), 10, "{out}");
+    let (dir, out, ran) = run_study("03_ddim.diff");
+    assert_counts(&ran, &out, &[("ddpm", 1), ("gen[", 10)]);
     // Resampling every setting again reuses the cached model.
     let again = run_tiny(dir.path(), "03_ddim.diff", &["--force", "gen"]);
-    let again = self::ran(&again);
-    assert_eq!(count(&again, "ddpm"), 0, "{again:?}");
-    assert_eq!(count(&again, "gen["), 10, "{again:?}");
+    assert_counts(&self::ran(&again), &again, &[("ddpm", 0), ("gen[", 10)]);
     // FID against steps (one line per η) and against η (one line per step count).
     let (entry, md) = report(dir.path(), "03_ddim.diff");
     let results = md.split("## Provenance").next().unwrap();
@@ -143,23 +149,15 @@ fn ddim_sweeps_ten_samplers_from_one_trained_model_and_reruns_no_training() {
 
 #[test]
 fn classifier_guidance_sweeps_four_scales_with_one_noisy_classifier() {
-    let dir = project("04_classifier_guidance.diff");
-    let out = run_tiny(dir.path(), "04_classifier_guidance.diff", &[]);
-    let ran = ran(&out);
-    assert_eq!(count(&ran, "noisy"), 1, "{out}");
-    assert_eq!(count(&ran, "guided["), 4, "{out}");
-    assert_eq!(count(&ran, "quality["), 4, "{out}");
+    let (_dir, out, ran) = run_study("04_classifier_guidance.diff");
+    assert_counts(&ran, &out, &[("noisy", 1), ("guided[", 4), ("quality[", 4)]);
 }
 
 #[test]
 fn cfg_gives_a_reverse_process_gif_per_guidance_strength_and_a_report_a_browser_shows() {
-    let dir = project("05_cfg.diff");
-    let out = run_tiny(dir.path(), "05_cfg.diff", &[]);
-    assert_eq!(count(&ran(&out), "reverse["), 5, "{out}");
-    let mut args = vec!["show", "05_cfg.diff", "reverse[scale=2.0]"];
-    args.extend_from_slice(TINY);
-    let (code, shown, err) = difflow(dir.path(), &args);
-    assert_eq!(code, 0, "{shown}\n{err}");
+    let (dir, out, ran) = run_study("05_cfg.diff");
+    assert_counts(&ran, &out, &[("reverse[", 5)]);
+    let shown = tiny(dir.path(), &["show", "05_cfg.diff", "reverse[scale=2.0]"]);
     assert!(shown.contains(".gif"), "{shown}");
     // Guidance must change the samples: an unguided and a w = 2 set from the same noise
     // differ by far more than rounding (a net blind to its label gave 0.0002 / 255).
@@ -208,12 +206,8 @@ fn cfg_gives_a_reverse_process_gif_per_guidance_strength_and_a_report_a_browser_
 
 #[test]
 fn schedules_train_three_models_on_equal_budgets() {
-    let dir = project("06_schedules.diff");
-    let out = run_tiny(dir.path(), "06_schedules.diff", &[]);
-    let ran = ran(&out);
-    for stage in ["linear_ddpm", "cosine_ddpm", "sigmoid_ddpm", "curves", "study"] {
-        assert!(ran.iter().any(|n| n == stage), "{stage} did not run:\n{out}");
-    }
+    let (dir, out, ran) = run_study("06_schedules.diff");
+    assert_all_ran(&ran, &out, &["linear_ddpm", "cosine_ddpm", "sigmoid_ddpm", "curves", "study"]);
     // One section per schedule's scores and NLL, and the ᾱ_t / log-SNR picture.
     let (entry, md) = report(dir.path(), "06_schedules.diff");
     for schedule in ["linear", "cosine", "sigmoid"] {

@@ -18,6 +18,33 @@ sample gen { from = ddpm, sampler = ddim { steps = sweep(5, 10) }, count = 64, b
 plot pic = scatter { of = [pts, gen] }
 "#;
 
+/// The toy data, schedule and model the tests with the real worker train on: `pts`,
+/// `lin` and `net`.
+pub const TOY_SETUP: &str = r#"
+dataset pts = toy { shape = "gaussians8", count = 256 }
+schedule lin = linear { steps = 50 }
+model net = mlp { hidden = 32, layers = 2 }
+"#;
+
+/// `train ddpm` on [`TOY_SETUP`]: `steps` steps at `lr`, then the keys in `more`
+/// (`", checkpoint_every = 5"`).
+pub fn toy_train(steps: &str, lr: &str, more: &str) -> String {
+    format!("train ddpm {{ model = net, data = pts, schedule = lin, steps = {steps}, batch = 64, lr = {lr}{more} }}\n")
+}
+
+/// [`TOY_SETUP`] and [`toy_train`], DDIM sampling with `sampler_steps` (a number or a
+/// `sweep(…)`), and with `plot` a scatter of data and samples.
+pub fn tiny_toy(train_steps: u32, lr: &str, sampler_steps: &str, plot: bool) -> String {
+    let train = toy_train(&train_steps.to_string(), lr, "");
+    let mut text = format!(
+        "{TOY_SETUP}{train}sample gen {{ from = ddpm, sampler = ddim {{ steps = {sampler_steps} }}, count = 32 }}\n"
+    );
+    if plot {
+        text.push_str("plot pic = scatter { of = [pts, gen] }\n");
+    }
+    text
+}
+
 /// A guided MNIST study: CFG samples of a small UNet scored by FID and IS.
 pub const CFG_STUDY: &str = r#"
 use "std/unet.diff"
@@ -222,6 +249,18 @@ pub fn difflow_real(dir: &Path, args: &[&str], env: &[(&str, &std::ffi::OsStr)])
         cmd.env(k, v);
     }
     let out = cmd.output().unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+}
+
+/// `difflow check FILE` in `dir`, without colour: (exit code, stdout, stderr).
+pub fn difflow_check(dir: &Path, file: &str) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_difflow"))
+        .args(["check", file])
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("the difflow binary runs");
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
 }
