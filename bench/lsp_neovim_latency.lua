@@ -3,7 +3,8 @@
 -- change from the buffer edit to Neovim's diagnostic list holding the answer for it.
 -- didChange is sent without Neovim's debounce, so the figures are the server's plus the
 -- client's own work. Writes {"typo": [ms...], "fix": [ms...]} to $LSP_OUT.
-local bin, file, out = os.getenv('DIFFLOW_BIN'), os.getenv('PIPELINE'), os.getenv('LSP_OUT')
+local here = vim.fn.fnamemodify(debug.getinfo(1, 'S').source:sub(2), ':h')
+local difflow = dofile(here .. '/../tests/neovim/difflow_lsp.lua')
 local keystrokes = tonumber(os.getenv('KEYSTROKES'))
 
 local published = 0
@@ -13,15 +14,7 @@ vim.lsp.handlers['textDocument/publishDiagnostics'] = function(...)
   published = published + 1
 end
 
-vim.cmd('edit ' .. vim.fn.fnameescape(file))
-local buf = vim.api.nvim_get_current_buf()
-local client = vim.lsp.start_client({
-  name = 'difflow',
-  cmd = { bin, 'lsp' },
-  root_dir = vim.fn.fnamemodify(file, ':h'),
-  flags = { debounce_text_changes = 0 },
-})
-vim.lsp.buf_attach_client(buf, client)
+local buf, client = difflow.open({ debounce_text_changes = 0 })
 assert(vim.wait(60000, function() return published > 0 end, 1), 'no first diagnostics')
 
 local row, col
@@ -48,7 +41,4 @@ for _ = 1, keystrokes do
   table.insert(result.typo, timed('b', 1))
   table.insert(result.fix, timed('t', 0))
 end
-vim.fn.writefile({ vim.fn.json_encode(result) }, out)
-vim.lsp.stop_client(client)
-vim.wait(5000, function() return vim.lsp.client_is_stopped(client) end, 10)
-vim.cmd('qa!')
+difflow.finish(client, result)

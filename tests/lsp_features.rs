@@ -63,32 +63,31 @@ fn hover_explains_kinds_variants_keys_values_and_names() {
     let mut c = Client::initialized_with(dir.path(), &[("DIFFLOW_WORKER", &worker)]);
     let uri = open_clean(&mut c, dir.path());
 
-    let kind = hover(&mut c, &uri, "schedule cos", 1);
-    assert!(kind.contains("(config)") && kind.contains("variants: linear, cosine, sigmoid"), "{kind}");
-    let variant = hover(&mut c, &uri, "cosine {", 2);
-    assert!(variant.contains("schedule = cosine") && variant.contains("keys: steps"), "{variant}");
-    let key = hover(&mut c, &uri, "steps = T", 1);
-    assert!(key.contains("steps : int") && key.contains("number of diffusion steps T"), "{key}");
-    assert!(key.contains("default `1000`") && key.contains("range ≥ 1"), "{key}");
-    let value = hover(&mut c, &uri, "\"simple\"", 2);
-    assert!(value.contains("loss : \"simple\" | \"hybrid\" | \"vlb\""), "{value}");
-    // A schedule's name: its declaration and ᾱ_T from the float64 tables (T = 500 via the let).
-    let schedule = hover(&mut c, &uri, "cos\n", 1);
-    assert!(schedule.contains("schedule cos = cosine { steps = T }"), "{schedule}");
-    assert!(schedule.contains("T = 500 · ᾱ_T = "), "{schedule}");
-    // A model's name: its declaration with its comment; a preset resolves to its variant.
-    let model = hover(&mut c, &uri, "= net", 3);
-    assert!(model.contains("model net = unet_small") && model.contains("Overrides the preset's dropout"), "{model}");
-    assert!(model.contains("model `unet`"), "{model}");
-    // Its parameter count comes from the worker's `describe` job.
-    assert!(model.contains("1,063,905 parameters"), "{model}");
-    let preset = hover(&mut c, &uri, "unet_small", 2);
-    assert!(preset.contains("model unet_small = unet") && preset.contains("std/unet.diff"), "{preset}");
-    let let_name = hover(&mut c, &uri, "steps = T }", 8);
-    assert!(let_name.contains("let T = 500") && let_name.contains("value `500`"), "{let_name}");
-    // Inline blocks are keyed by the config kind the key wants.
-    let inline_key = hover(&mut c, &uri, "steps = 10", 0);
-    assert!(inline_key.contains("steps : int") && inline_key.contains("sampling steps"), "{inline_key}");
+    let wanted: [(&str, usize, &[&str]); 9] = [
+        ("schedule cos", 1, &["(config)", "variants: linear, cosine, sigmoid"]),
+        ("cosine {", 2, &["schedule = cosine", "keys: steps"]),
+        ("steps = T", 1, &["steps : int", "number of diffusion steps T", "default `1000`", "range ≥ 1"]),
+        ("\"simple\"", 2, &["loss : \"simple\" | \"hybrid\" | \"vlb\""]),
+        // A schedule's name: its declaration and ᾱ_T from the float64 tables (T = 500 via the let).
+        ("cos\n", 1, &["schedule cos = cosine { steps = T }", "T = 500 · ᾱ_T = "]),
+        // A model's name: its declaration with its comment; a preset resolves to its variant;
+        // its parameter count comes from the worker's `describe` job.
+        (
+            "= net",
+            3,
+            &["model net = unet_small", "Overrides the preset's dropout", "model `unet`", "1,063,905 parameters"],
+        ),
+        ("unet_small", 2, &["model unet_small = unet", "std/unet.diff"]),
+        ("steps = T }", 8, &["let T = 500", "value `500`"]),
+        // Inline blocks are keyed by the config kind the key wants.
+        ("steps = 10", 0, &["steps : int", "sampling steps"]),
+    ];
+    for (needle, shift, parts) in wanted {
+        let text = hover(&mut c, &uri, needle, shift);
+        for part in parts {
+            assert!(text.contains(part), "{part:?} is not in the hover at {needle:?}: {text}");
+        }
+    }
 }
 
 #[test]

@@ -3,24 +3,19 @@
 //! pipeline with a typo, and `tests/neovim/lsp_client.lua` reports what Neovim's own
 //! diagnostic list, completion and hover hold.
 
+mod lsp_support;
+
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const PIPELINE: &str = r#"use "std/unet.diff"
-dataset digits = mnist { path = "data/mnist" }
-# ᾱ and σ before the typo, on other lines
-schedule cos = cosine { steps = 1000 }
-train ddpm {
-    model    = unet_small { classes = 10 }
-    data     = digits
-    schedule = cos
-    uncond_p = 0.1
-    loss     = "simple"
-    steps    = 1000
+use lsp_support::train_and_misspelt_sampler;
+
+/// One typo (`stpes`), after non-ASCII text on other lines.
+fn pipeline() -> String {
+    let head = "use \"std/unet.diff\"\ndataset digits = mnist { path = \"data/mnist\" }\n# ᾱ and σ before the typo, on other lines\n";
+    format!("{head}{}", train_and_misspelt_sampler("simple"))
 }
-sample gen { from = ddpm, sampler = ddim { stpes = 50 } }
-"#;
 
 fn nvim() -> PathBuf {
     let found = std::env::var_os("PATH")
@@ -35,7 +30,7 @@ fn neovim_shows_the_diagnostic_completes_choices_and_hovers() {
     let nvim = nvim();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("typo.diff");
-    std::fs::write(&file, PIPELINE).unwrap();
+    std::fs::write(&file, pipeline()).unwrap();
     let out = dir.path().join("seen.json");
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/neovim/lsp_client.lua");
     let mut child = Command::new(nvim)

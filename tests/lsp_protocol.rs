@@ -1,42 +1,28 @@
 //! `difflow lsp` driven over stdio by a test client: diagnostics equal to `difflow check`'s,
 //! a code action, the protocol's error answers, shutdown and exit.
 
+mod cli_support;
 mod lsp_support;
 
 use std::path::Path;
-use std::process::Command;
 
-use lsp_support::{position_of, url, Client};
+use cli_support::difflow_check;
+use lsp_support::{position_of, train_and_misspelt_sampler, url, Client};
 use serde_json::{json, Value};
 
 /// Three mistakes, one after non-ASCII text on its line (UTF-16 positions differ from
 /// bytes and from chars there).
-const THREE_MISTAKES: &str = r#"# ᾱ_T and σ in a comment
-use "std/unet.diff"
-dataset digits = mnist { path = "dätä/ᾱ𝜎", limt = 5 }
-schedule cos = cosine { steps = 1000 }
-train ddpm {
-    model    = unet_small { classes = 10 }
-    data     = digits
-    schedule = cos
-    uncond_p = 0.1
-    loss     = "hybird"
-    steps    = 1000
+fn three_mistakes() -> String {
+    let head =
+        "# ᾱ_T and σ in a comment\nuse \"std/unet.diff\"\ndataset digits = mnist { path = \"dätä/ᾱ𝜎\", limt = 5 }\n";
+    format!("{head}{}", train_and_misspelt_sampler("hybird"))
 }
-sample gen { from = ddpm, sampler = ddim { stpes = 50 } }
-"#;
 
 /// `(code, range)` of each diagnostic `difflow check` prints: the code line, the
 /// `[file:LINE:BYTECOL]` of the primary label and the width of its underline (chars),
 /// turned into a UTF-16 range.
 fn check_diagnostics(dir: &Path, name: &str, text: &str) -> Vec<(String, Value)> {
-    let out = Command::new(env!("CARGO_BIN_EXE_difflow"))
-        .args(["check", name])
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("difflow check runs");
-    let stderr = String::from_utf8(out.stderr).unwrap();
+    let (_, _, stderr) = difflow_check(dir, name);
     let lines: Vec<&str> = stderr.lines().collect();
     let mut found = Vec::new();
     for (i, line) in lines.iter().enumerate() {
@@ -64,13 +50,14 @@ fn codes_and_ranges(diags: &[Value]) -> Vec<(String, Value)> {
 fn three_mistakes_match_check_and_a_code_action_fixes_one() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("three.diff");
-    std::fs::write(&file, THREE_MISTAKES).unwrap();
-    let expected = check_diagnostics(dir.path(), "three.diff", THREE_MISTAKES);
+    let text = three_mistakes();
+    std::fs::write(&file, &text).unwrap();
+    let expected = check_diagnostics(dir.path(), "three.diff", &text);
     assert_eq!(expected.len(), 3, "{expected:?}");
 
     let mut c = Client::initialized(dir.path());
     let uri = url(&file);
-    c.open(&uri, THREE_MISTAKES);
+    c.open(&uri, &text);
     let diags = c.diagnostics(&uri);
     assert_eq!(codes_and_ranges(&diags), expected);
     // The message, help and label are those of `difflow check`.
@@ -104,10 +91,7 @@ fn three_mistakes_match_check_and_a_code_action_fixes_one() {
         json!({ "textDocument": { "uri": uri }, "range": after[1]["range"], "context": { "diagnostics": [] } }),
     );
     assert_eq!(actions["result"][0]["edit"]["changes"][&uri][0]["newText"], "\"hybrid\"");
-
-    assert_eq!(c.request("shutdown", Value::Null)["result"], Value::Null);
-    c.notify("exit", Value::Null);
-    assert_eq!(c.finish().code(), Some(0));
+    c.shut_down();
 }
 
 #[test]
@@ -154,16 +138,13 @@ fn garbage_and_out_of_order_messages_get_protocol_errors() {
     assert_eq!(c.request("shutdown", Value::Null)["result"], Value::Null);
     let late = c.request("textDocument/hover", json!({}));
     assert_eq!(late["error"]["code"], -32600);
-    c.notify("exit", Value::Null);
-    assert_eq!(c.finish().code(), Some(0));
+    c.exit_with(0);
 }
 
 #[test]
 fn exit_without_shutdown_and_end_of_input_exit_with_1() {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = Client::initialized(dir.path());
-    c.notify("exit", Value::Null);
-    assert_eq!(c.finish().code(), Some(1));
+    Client::initialized(dir.path()).exit_with(1);
     let c = Client::initialized(dir.path());
     assert_eq!(c.finish().code(), Some(1));
 }

@@ -11,6 +11,24 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+/// The tail of the LSP tests' pipelines: a cosine schedule, a conditional UNet trained with
+/// `loss`, and a sampler with a misspelt key (`stpes`).
+pub fn train_and_misspelt_sampler(loss: &str) -> String {
+    format!(
+        r#"schedule cos = cosine {{ steps = 1000 }}
+train ddpm {{
+    model    = unet_small {{ classes = 10 }}
+    data     = digits
+    schedule = cos
+    uncond_p = 0.1
+    loss     = "{loss}"
+    steps    = 1000
+}}
+sample gen {{ from = ddpm, sampler = ddim {{ stpes = 50 }} }}
+"#
+    )
+}
+
 pub const WAIT: Duration = Duration::from_secs(30);
 
 pub struct Client {
@@ -105,6 +123,18 @@ impl Client {
             }
             self.seen.push(msg);
         }
+    }
+
+    /// `shutdown`, answered with null, then `exit`: the server ends with 0.
+    pub fn shut_down(mut self) {
+        assert_eq!(self.request("shutdown", Value::Null)["result"], Value::Null);
+        self.exit_with(0);
+    }
+
+    /// `exit`, and the code the server must end with.
+    pub fn exit_with(mut self, code: i32) {
+        self.notify("exit", Value::Null);
+        assert_eq!(self.finish().code(), Some(code));
     }
 
     /// The next diagnostics published for `uri`.

@@ -2,17 +2,11 @@
 -- open a pipeline with a typo, wait for the diagnostic in Neovim's own list, then ask
 -- for completion and hover through Neovim's API. Writes what Neovim saw as JSON to
 -- $LSP_OUT and quits. Works with Neovim 0.7 (Debian 12) and later.
-local bin, file, out = os.getenv('DIFFLOW_BIN'), os.getenv('PIPELINE'), os.getenv('LSP_OUT')
+local here = vim.fn.fnamemodify(debug.getinfo(1, 'S').source:sub(2), ':h')
+local difflow = dofile(here .. '/difflow_lsp.lua')
 local result = { diagnostics = {}, completion = {}, hover = vim.NIL }
 
-vim.cmd('edit ' .. vim.fn.fnameescape(file))
-local buf = vim.api.nvim_get_current_buf()
-local client = vim.lsp.start_client({
-  name = 'difflow',
-  cmd = { bin, 'lsp' },
-  root_dir = vim.fn.fnamemodify(file, ':h'),
-})
-vim.lsp.buf_attach_client(buf, client)
+local buf, client = difflow.open(nil)
 
 result.diagnostics_arrived = vim.wait(20000, function() return #vim.diagnostic.get(buf) > 0 end, 20)
 for _, d in ipairs(vim.diagnostic.get(buf)) do
@@ -48,7 +42,4 @@ if hover then
   result.hover = hover.contents.value
 end
 
-vim.fn.writefile({ vim.fn.json_encode(result) }, out)
-vim.lsp.stop_client(client)
-vim.wait(5000, function() return vim.lsp.client_is_stopped(client) end, 20)
-vim.cmd('qa!')
+difflow.finish(client, result)
