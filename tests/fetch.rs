@@ -6,6 +6,7 @@
 //! reaches beyond the loopback interface.
 
 mod cli_support;
+mod idx_support;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 use cli_support::Project;
 use difflow::fetch::{fetch_file, sha256_of, FetchOptions, Source};
+use idx_support::{gzip, idx_images_gz, idx_labels_gz};
 
 /// How the server answers one path.
 #[derive(Clone)]
@@ -109,30 +111,9 @@ fn sha256_hex(bytes: &[u8]) -> String {
     sha256_of(&f).unwrap()
 }
 
-/// An IDX image file (magic 2051) of `n` images of 28 × 28, gzipped, as in MNIST.
-fn idx_images_gz(n: u32, seed: u8) -> Vec<u8> {
-    let mut raw = Vec::new();
-    for v in [2051u32, n, 28, 28] {
-        raw.extend_from_slice(&v.to_be_bytes());
-    }
-    raw.extend((0..n as usize * 784).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)));
-    gzip(&raw)
-}
-
-/// An IDX label file (magic 2049), gzipped.
-fn idx_labels_gz(n: u32) -> Vec<u8> {
-    let mut raw = Vec::new();
-    for v in [2049u32, n] {
-        raw.extend_from_slice(&v.to_be_bytes());
-    }
-    raw.extend((0..n).map(|i| (i % 10) as u8));
-    gzip(&raw)
-}
-
-fn gzip(raw: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    e.write_all(raw).unwrap();
-    e.finish().unwrap()
+/// MNIST-like images whose pixels depend on `seed`.
+fn mnist_images_gz(n: u32, seed: u8) -> Vec<u8> {
+    idx_images_gz(n, (0..n as usize * 784).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)))
 }
 
 /// A CIFAR-10 binary-format archive (`cifar-10-batches-bin/test_batch.bin`, records of a
@@ -184,7 +165,7 @@ fn a_clean_fetch_verifies_and_moves_the_file_into_place() {
 
 #[test]
 fn a_transfer_dropped_halfway_resumes_with_a_range_request() {
-    let body = idx_images_gz(50, 7);
+    let body = mnist_images_gz(50, 7);
     let server = serve(vec![("/i.gz", Route::DropHalfOnce(body.clone()))]);
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("mnist/train-images-idx3-ubyte.gz");
@@ -199,7 +180,7 @@ fn a_transfer_dropped_halfway_resumes_with_a_range_request() {
 
 #[test]
 fn a_partial_file_from_an_earlier_run_is_resumed() {
-    let body = idx_images_gz(20, 3);
+    let body = mnist_images_gz(20, 3);
     assert!(body.len() > 200);
     let server = serve(vec![("/l.gz", Route::File(body.clone()))]);
     let dir = tempfile::tempdir().unwrap();
@@ -270,9 +251,9 @@ fn offline_the_message_names_url_checksum_and_the_path_for_a_manual_copy() {
 /// The four MNIST files, served; their `[sources.*]` lines for difflow.toml.
 fn mnist_sources(routes: &mut Vec<(&'static str, Route)>) -> (String, Vec<(&'static str, Vec<u8>)>) {
     let files: Vec<(&'static str, Vec<u8>)> = vec![
-        ("train-images-idx3-ubyte.gz", idx_images_gz(30, 1)),
+        ("train-images-idx3-ubyte.gz", mnist_images_gz(30, 1)),
         ("train-labels-idx1-ubyte.gz", idx_labels_gz(30)),
-        ("t10k-images-idx3-ubyte.gz", idx_images_gz(20, 2)),
+        ("t10k-images-idx3-ubyte.gz", mnist_images_gz(20, 2)),
         ("t10k-labels-idx1-ubyte.gz", idx_labels_gz(20)),
     ];
     let names = ["mnist_train_images", "mnist_train_labels", "mnist_test_images", "mnist_test_labels"];

@@ -5,41 +5,24 @@
 //! `scripts/inception_reference.py`; the IDX files are made here.
 
 mod common;
+#[path = "../../tests/idx_support/mod.rs"]
+mod idx_support;
 mod inception_fixture;
 
-use std::io::Write;
 use std::process::Command;
 
 use common::{difflow_binary, serve};
+use idx_support::{idx_images_gz, idx_labels_gz};
 use inception_fixture::reference_dir;
 use sha2::{Digest, Sha256};
 
-fn gzip(raw: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    e.write_all(raw).unwrap();
-    e.finish().unwrap()
-}
-
-/// Gzipped IDX images (magic 2051): `n` 28 × 28 strokes whose position depends on `seed`.
+/// Gzipped IDX images: `n` 28 × 28 strokes whose position depends on `seed`.
 fn idx_images(n: u32, seed: u32) -> Vec<u8> {
-    let mut raw = Vec::new();
-    for v in [2051u32, n, 28, 28] {
-        raw.extend_from_slice(&v.to_be_bytes());
-    }
-    for i in 0..n {
+    let stroke = move |i: u32| {
         let c = 6 + (i * 7 + seed) % 16;
-        raw.extend((0..784u32).map(|p| if (p % 28).abs_diff(c) < 3 && p / 28 > 4 && p / 28 < 24 { 255 } else { 0 }));
-    }
-    gzip(&raw)
-}
-
-fn idx_labels(n: u32) -> Vec<u8> {
-    let mut raw = Vec::new();
-    for v in [2049u32, n] {
-        raw.extend_from_slice(&v.to_be_bytes());
-    }
-    raw.extend((0..n).map(|i| (i % 10) as u8));
-    gzip(&raw)
+        (0..784u32).map(move |p| if (p % 28).abs_diff(c) < 3 && p / 28 > 4 && p / 28 < 24 { 255 } else { 0 })
+    };
+    idx_images_gz(n, (0..n).flat_map(stroke))
 }
 
 fn sha256(bytes: &[u8]) -> String {
@@ -51,9 +34,9 @@ fn mnist_and_the_inception_weights_are_fetched_and_used() {
     let weights = std::fs::read(reference_dir().join("inception.pth")).unwrap();
     let files: Vec<(&str, &str, Vec<u8>)> = vec![
         ("mnist_train_images", "train-images-idx3-ubyte.gz", idx_images(24, 1)),
-        ("mnist_train_labels", "train-labels-idx1-ubyte.gz", idx_labels(24)),
+        ("mnist_train_labels", "train-labels-idx1-ubyte.gz", idx_labels_gz(24)),
         ("mnist_test_images", "t10k-images-idx3-ubyte.gz", idx_images(16, 5)),
-        ("mnist_test_labels", "t10k-labels-idx1-ubyte.gz", idx_labels(16)),
+        ("mnist_test_labels", "t10k-labels-idx1-ubyte.gz", idx_labels_gz(16)),
         ("pt_inception", "pt_inception.pth", weights),
     ];
     let base = serve(files.iter().map(|(_, f, b)| (format!("/{f}"), b.clone())).collect());
