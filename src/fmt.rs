@@ -431,36 +431,3 @@ impl<'a> Formatter<'a> {
         self.out.push_str(close);
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn fmt(text: &str) -> String {
-        match format_source(0, text) {
-            Ok(s) => s,
-            Err(d) => panic!("{text:?}: {d:?}"),
-        }
-    }
-
-    #[test]
-    fn layout() {
-        let src = "dataset d=toy{shape=\"moons\",count=1_000}\nlet T=1000\nuse \"std/unet.diff\"\n";
-        assert_eq!(
-            fmt(src),
-            "use \"std/unet.diff\"\n\nlet T = 1000\n\ndataset d = toy {\n    shape = \"moons\"\n    count = 1_000\n}\n"
-        );
-    }
-
-    #[test]
-    fn idempotent_with_comments() {
-        let src = "# header\n\n# about T\nlet T = 1000 # steps\n\n\n\nschedule s = cosine { # the schedule\n  steps = T,   # all\n\n\n  # why\n  s = 0.008\n  # end\n} # done\n# tail\n";
-        let once = fmt(src);
-        assert_eq!(fmt(&once), once);
-        assert_eq!(comment_texts(&once), comment_texts(src));
-        assert_eq!(
-            once,
-            "# header\n\n# about T\nlet T = 1000  # steps\n\nschedule s = cosine {  # the schedule\n    steps = T  # all\n\n    # why\n    s = 0.008\n    # end\n}  # done\n# tail\n"
-        );
-    }
-}
