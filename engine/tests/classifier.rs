@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use common::{input, stage_job};
 use difflow_core::job::Job;
@@ -14,8 +14,10 @@ use difflow_engine::stages::classifier::accuracy;
 use serde_json::{json, Value};
 use tch::{Device, Kind, Tensor};
 
-/// 1 × 8 × 8 images: class 0 bright on the left half, class 1 on the right, plus noise.
-fn two_class_data(dir: &Path, n: i64) {
+/// `n` 1 × 8 × 8 images in `work/data`, whose path it returns: class 0 bright on the left
+/// half, class 1 on the right, plus noise.
+fn two_class_data(work: &Path, n: i64) -> PathBuf {
+    let dir = work.join("data");
     tch::manual_seed(0);
     let labels = Tensor::arange(n, (Kind::Int64, Device::Cpu)).remainder(2);
     let cols = Tensor::arange(8, (Kind::Int64, Device::Cpu)).view([1, 1, 1, 8]);
@@ -26,7 +28,8 @@ fn two_class_data(dir: &Path, n: i64) {
     let images = (pattern * 180.0 + noise).clamp(0.0, 255.0).to_kind(Kind::Uint8);
     let meta =
         DataMeta { data_type: DataType::Images, shape: vec![1, 8, 8], classes: 2, count: n as usize, flip: false };
-    Dataset::new(meta, images, labels).unwrap().write(dir, "data.safetensors").unwrap();
+    Dataset::new(meta, images, labels).unwrap().write(&dir, "data.safetensors").unwrap();
+    dir
 }
 
 fn job(kind: &str, variant: &str, params: Value, inputs: &[(&str, &str, &Path)], out: &Path) -> Job {
@@ -48,8 +51,7 @@ fn cosine() -> Value {
 #[test]
 fn clean_and_noisy_classifiers_train_save_and_load() {
     let work = tempfile::tempdir().unwrap();
-    let data = work.path().join("data");
-    two_class_data(&data, 200);
+    let data = two_class_data(work.path(), 200);
 
     let clean_dir = work.path().join("clean");
     let params = json!({"model": encoder(), "data": {"$stage": "d"}, "steps": 60, "batch": 32, "lr": 3e-3, "seed": 1});
@@ -110,8 +112,7 @@ fn png_size(path: &Path) -> (u32, u32) {
 #[test]
 fn image_plots_grid_forward_trajectory() {
     let work = tempfile::tempdir().unwrap();
-    let data = work.path().join("data");
-    two_class_data(&data, 20);
+    let data = two_class_data(work.path(), 20);
 
     let grid = work.path().join("grid");
     difflow_engine::stages::run(&job(

@@ -33,6 +33,32 @@ fn write_job(work: &Path, name: &str, kind: &str, variant: &str, params: Value, 
     file
 }
 
+/// The same stage as job `one` (run it on 1 process) and job `two` (on 2 ranks).
+fn one_and_two(
+    work: &Path,
+    (kind, variant): (&str, &str),
+    params: Value,
+    inputs: &[(&str, Input)],
+) -> (PathBuf, PathBuf) {
+    (
+        write_job(work, "one", kind, variant, params.clone(), inputs),
+        write_job(work, "two", kind, variant, params, inputs),
+    )
+}
+
+/// `file` of job `two` is job `one`'s up to summation order.
+fn assert_ranks_agree(work: &Path, file: &str) {
+    let diff = relative_difference(&work.join("two").join(file), &work.join("one").join(file));
+    println!("{file}: relative difference (L2) between 2 ranks and 1 process = {diff:.3e}");
+    assert!(diff <= RELATIVE_TOLERANCE, "{file} differs by {diff:e} (relative)");
+}
+
+/// A small encoder (a classifier network).
+fn encoder(channels: i64) -> Value {
+    json!({"kind": "model", "variant": "encoder", "channels": channels, "mults": [1, 2], "res_blocks": 1,
+           "attention": [], "dropout": 0.0})
+}
+
 fn spawn(job: &Path, rank: usize, world: usize, port: u16) -> Child {
     spawn_with(job, rank, world, port, &[])
 }
@@ -106,15 +132,12 @@ fn two_ranks_train_the_weights_one_process_trains() {
     let work = tempfile::tempdir().unwrap();
     let work = work.path();
     let (data, params) = digits_and_params(work);
-    let one = write_job(work, "one", "train", "diffusion", params.clone(), &[("digits", data.clone())]);
-    let two = write_job(work, "two", "train", "diffusion", params, &[("digits", data)]);
+    let (one, two) = one_and_two(work, ("train", "diffusion"), params, &[("digits", data)]);
     run(&one, 1);
     run(&two, 2);
 
     for file in ["model.safetensors", "ema.safetensors"] {
-        let diff = relative_difference(&work.join("two").join(file), &work.join("one").join(file));
-        println!("{file}: relative difference (L2) between 2 ranks and 1 process = {diff:.3e}");
-        assert!(diff <= RELATIVE_TOLERANCE, "{file} differs by {diff:e} (relative)");
+        assert_ranks_agree(work, file);
     }
     let steps = |dir: &str| std::fs::read_to_string(work.join(dir).join("loss.csv")).unwrap().lines().count();
     assert_eq!(steps("two"), 21, "rank 0 wrote the loss of every step");
@@ -167,8 +190,7 @@ fn two_ranks_sample_what_one_process_samples() {
         "count": 64, "batch": 16, "seed": 5, "guidance": {"kind": "guidance", "variant": "cfg", "scale": 2.0},
         "trajectory": 2
     });
-    let one = write_job(work, "one", "sample", "default", params.clone(), &[("ddpm", from.clone())]);
-    let two = write_job(work, "two", "sample", "default", params, &[("ddpm", from)]);
+    let (one, two) = one_and_two(work, ("sample", "default"), params, &[("ddpm", from)]);
     run(&one, 1);
     run(&two, 2);
     let mut files: Vec<_> = std::fs::read_dir(work.join("one")).unwrap().map(|e| e.unwrap().file_name()).collect();
@@ -187,20 +209,15 @@ fn two_ranks_train_the_classifier_one_process_trains() {
     let (data, _) = digits_and_params(work);
     // A noisy classifier: the timesteps and noise are drawn for the global batch too.
     let params = json!({
-        "model": {"kind": "model", "variant": "encoder", "channels": 16, "mults": [1, 2], "res_blocks": 1,
-                  "attention": [], "dropout": 0.0},
+        "model": encoder(16),
         "data": {"$stage": "digits"},
         "schedule": {"kind": "schedule", "variant": "cosine", "steps": 100},
         "steps": 20, "batch": 16, "lr": 2e-4, "seed": 3
     });
-    let one = write_job(work, "one", "classifier", "default", params.clone(), &[("digits", data.clone())]);
-    let two = write_job(work, "two", "classifier", "default", params, &[("digits", data)]);
+    let (one, two) = one_and_two(work, ("classifier", "default"), params, &[("digits", data)]);
     run(&one, 1);
     run(&two, 2);
-    let file = "classifier.safetensors";
-    let diff = relative_difference(&work.join("two").join(file), &work.join("one").join(file));
-    println!("{file}: relative difference (L2) between 2 ranks and 1 process = {diff:.3e}");
-    assert!(diff <= RELATIVE_TOLERANCE, "{file} differs by {diff:e} (relative)");
+    assert_ranks_agree(work, "classifier.safetensors");
     let meta = |dir: &str| -> Value {
         serde_json::from_str(&std::fs::read_to_string(work.join(dir).join("meta.json")).unwrap()).unwrap()
     };
@@ -212,11 +229,8 @@ fn two_ranks_extract_the_features_one_process_extracts() {
     let work = tempfile::tempdir().unwrap();
     let work = work.path();
     let (data, _) = digits_and_params(work);
-    let params = json!({
-        "model": {"kind": "model", "variant": "encoder", "channels": 8, "mults": [1, 2], "res_blocks": 1,
-                  "attention": [], "dropout": 0.0},
-        "data": {"$stage": "digits"}, "steps": 5, "batch": 16, "lr": 1e-3, "seed": 3
-    });
+    let params =
+        json!({"model": encoder(8), "data": {"$stage": "digits"}, "steps": 5, "batch": 16, "lr": 1e-3, "seed": 3});
     let judge = write_job(work, "judge", "classifier", "default", params, &[("digits", data.clone())]);
     run(&judge, 1);
     let features =
@@ -228,8 +242,7 @@ fn two_ranks_extract_the_features_one_process_extracts() {
     let few = Input { kind: "dataset".into(), variant: "mnist".into(), params: json!({}), dir: work.join("few") };
     let params = json!({"of": {"$stage": "few"}, "features": {"$stage": "judge"}});
     let inputs = [("few", few), ("judge", features)];
-    let one = write_job(work, "one", "stats", "default", params.clone(), &inputs);
-    let two = write_job(work, "two", "stats", "default", params, &inputs);
+    let (one, two) = one_and_two(work, ("stats", "default"), params, &inputs);
     run(&one, 1);
     // Each rank extracts its half: rank 0's features phase covers half of the items.
     let port = free_port();
@@ -259,8 +272,6 @@ fn two_ranks_extract_the_features_one_process_extracts() {
     assert_eq!(count, 301);
     assert_eq!(phase["total"].as_u64(), Some(count.div_ceil(2)), "{phase}");
     for file in ["features.safetensors", "stats.safetensors"] {
-        let diff = relative_difference(&work.join("two").join(file), &work.join("one").join(file));
-        println!("{file}: relative difference (L2) between 2 ranks and 1 process = {diff:.3e}");
-        assert!(diff <= RELATIVE_TOLERANCE, "{file} differs by {diff:e} (relative)");
+        assert_ranks_agree(work, file);
     }
 }

@@ -421,6 +421,26 @@ fn legacy_pth(tail: &[u8]) -> Vec<u8> {
     b
 }
 
+/// The pickle of `{'w': _rebuild_tensor_v2(storage '0' of 4 floats, 0, size, stride, False,
+/// OrderedDict())}`, with the size and stride tuples as given.
+fn tensor_pickle(size: &[u8], stride: &[u8]) -> Vec<u8> {
+    let mut p = b"\x80\x02}q\x00X\x01\x00\x00\x00wctorch._utils\n_rebuild_tensor_v2\n(X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x04tQK\x00".to_vec();
+    p.extend_from_slice(size);
+    p.extend_from_slice(stride);
+    p.extend_from_slice(b"\x89ccollections\nOrderedDict\n)Rtq\x01Rs.");
+    p
+}
+
+/// A legacy `.pth` of one tensor: the pickles of its size and stride tuples, then its
+/// storage: the element count it declares and the bytes it holds.
+fn legacy_tensor(size: &[u8], stride: &[u8], declared: u64, storage: &[u8]) -> Vec<u8> {
+    let mut t = tensor_pickle(size, stride);
+    t.extend_from_slice(b"\x80\x02]X\x01\x00\x00\x000a.");
+    t.extend_from_slice(&declared.to_le_bytes());
+    t.extend_from_slice(storage);
+    legacy_pth(&t)
+}
+
 #[test]
 fn hostile_weights_fail_cleanly() {
     let root = tempfile::tempdir().unwrap();
@@ -435,14 +455,6 @@ fn hostile_weights_fail_cleanly() {
     assert_eq!(made.code, Some(0), "{}", made.stderr);
     std::fs::rename(root.path().join("out"), &data).unwrap();
 
-    // {'w': _rebuild_tensor_v2(storage '0' of 4 floats, 0, size, stride, False, OrderedDict())}
-    let tensor_pickle = |size: &[u8], stride: &[u8]| -> Vec<u8> {
-        let mut p = b"\x80\x02}q\x00X\x01\x00\x00\x00wctorch._utils\n_rebuild_tensor_v2\n(X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x04tQK\x00".to_vec();
-        p.extend_from_slice(size);
-        p.extend_from_slice(stride);
-        p.extend_from_slice(b"\x89ccollections\nOrderedDict\n)Rtq\x01Rs.");
-        p
-    };
     let mut cases: Vec<(&str, &str, Vec<u8>)> = vec![
         ("a zip entry declaring 4 GB", "w.pth", zip_with("archive/data.pkl", b"\x80\x02}.", u32::MAX)),
         ("a zip of random bytes", "w.pth", {
@@ -462,26 +474,21 @@ fn hostile_weights_fail_cleanly() {
             let p = b"\x80\x02cos\nsystem\nX\x02\x00\x00\x00id\x85R.";
             zip_with("archive/data.pkl", p, p.len() as u32)
         }),
-        ("a legacy file with a storage of 2^63 elements", "w.pth", {
-            let mut t = tensor_pickle(b"K\x02\x85", b"K\x01\x85");
-            t.extend_from_slice(b"\x80\x02]X\x01\x00\x00\x000a.");
-            t.extend_from_slice(&(1u64 << 63).to_le_bytes());
-            legacy_pth(&t)
-        }),
-        ("a legacy tensor of shape 2^62 with stride 0", "w.pth", {
-            let mut t = tensor_pickle(b"\x8a\x08\x00\x00\x00\x00\x00\x00\x00\x40\x85", b"K\x00\x85");
-            t.extend_from_slice(b"\x80\x02]X\x01\x00\x00\x000a.");
-            t.extend_from_slice(&1u64.to_le_bytes());
-            t.extend_from_slice(&[0u8; 4]);
-            legacy_pth(&t)
-        }),
-        ("a legacy tensor with a negative stride", "w.pth", {
-            let mut t = tensor_pickle(b"K\x02\x85", b"J\xff\xff\xff\xff\x85");
-            t.extend_from_slice(b"\x80\x02]X\x01\x00\x00\x000a.");
-            t.extend_from_slice(&2u64.to_le_bytes());
-            t.extend_from_slice(&[0u8; 8]);
-            legacy_pth(&t)
-        }),
+        (
+            "a legacy file with a storage of 2^63 elements",
+            "w.pth",
+            legacy_tensor(b"K\x02\x85", b"K\x01\x85", 1 << 63, &[]),
+        ),
+        (
+            "a legacy tensor of shape 2^62 with stride 0",
+            "w.pth",
+            legacy_tensor(b"\x8a\x08\x00\x00\x00\x00\x00\x00\x00\x40\x85", b"K\x00\x85", 1, &[0u8; 4]),
+        ),
+        (
+            "a legacy tensor with a negative stride",
+            "w.pth",
+            legacy_tensor(b"K\x02\x85", b"J\xff\xff\xff\xff\x85", 2, &[0u8; 8]),
+        ),
         ("random bytes as .pth", "w.pth", noise(9, 2000)),
         ("an empty .pth", "w.pth", Vec::new()),
         ("a safetensors header of 2^64-1 bytes", "w.safetensors", u64::MAX.to_le_bytes().to_vec()),

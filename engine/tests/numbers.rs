@@ -10,7 +10,7 @@ use difflow_engine::diffusion::sampler::{ddim_step, ddpm_step, dpm_solver_2m_upd
 use difflow_engine::diffusion::vlb::{
     approx_standard_normal_cdf, discretized_gaussian_log_likelihood, gaussian_log_likelihood, normal_kl,
 };
-use difflow_engine::diffusion::{DataSpace, Process, VarianceType};
+use difflow_engine::diffusion::{DataSpace, Denoised, Process, VarianceType};
 use difflow_engine::models::{Classifier, ModelSpec, Prediction};
 use serde_json::Value;
 use tch::{Device, Kind, Tensor};
@@ -147,13 +147,40 @@ fn process_of(case: &Value) -> Process {
     }
 }
 
-/// Each reference case of the process, with its process, name and timesteps.
-fn process_cases(r: &Value) -> Vec<(&Value, Process, String, Tensor)> {
-    let cases = r["process"].as_array().unwrap().iter();
+/// A reference case of the process: its inputs and expected values, and its process, name
+/// and timesteps.
+struct Case {
+    json: Value,
+    p: Process,
+    name: String,
+    t: Tensor,
+}
+
+impl Case {
+    fn input(&self, key: &str) -> Tensor {
+        tensor(&self.json[key])
+    }
+
+    /// `got` is close to the expected value `key`; a failure names the case and `what`.
+    fn check(&self, what: &str, got: &Tensor, key: &str) {
+        assert_close(&format!("{} {what}", self.name), got, &self.json["expected"][key]);
+    }
+
+    /// x_t and what the model's output of the case makes of it.
+    fn denoised(&self) -> (Tensor, Denoised) {
+        let xt = self.input("xt");
+        let d = self.p.p_mean_variance(&self.input("output"), &xt, &self.t).unwrap();
+        (xt, d)
+    }
+}
+
+fn process_cases() -> Vec<Case> {
+    let Value::Array(cases) = reference()["process"].take() else { panic!("no process cases") };
     cases
-        .map(|case| {
-            let t: Vec<i64> = case["t"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
-            (case, process_of(case), case_name(case), Tensor::from_slice(&t))
+        .into_iter()
+        .map(|json| {
+            let t: Vec<i64> = json["t"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+            Case { p: process_of(&json), name: case_name(&json), t: Tensor::from_slice(&t), json }
         })
         .collect()
 }
@@ -170,47 +197,40 @@ fn case_name(case: &Value) -> String {
 
 #[test]
 fn forward_posterior_and_model_parameterisations_match() {
-    let r = reference();
-    for (case, p, name, t) in process_cases(&r) {
-        let e = &case["expected"];
-        let (x0, xt, noise) = (tensor(&case["x0"]), tensor(&case["xt"]), tensor(&case["noise"]));
-        assert_close(&format!("{name} q_sample"), &p.q_sample(&x0, &t, &noise), &e["q_sample"]);
-        let (mean, var, log_var) = p.q_posterior(&x0, &xt, &t);
-        assert_close(&format!("{name} posterior mean"), &mean, &e["posterior_mean"]);
-        assert_close(&format!("{name} posterior variance"), &var, &e["posterior_variance"]);
-        assert_close(&format!("{name} posterior log-variance"), &log_var, &e["posterior_log_variance"]);
+    for c in process_cases() {
+        let (x0, xt, noise) = (c.input("x0"), c.input("xt"), c.input("noise"));
+        c.check("q_sample", &c.p.q_sample(&x0, &c.t, &noise), "q_sample");
+        let (mean, var, log_var) = c.p.q_posterior(&x0, &xt, &c.t);
+        c.check("posterior mean", &mean, "posterior_mean");
+        c.check("posterior variance", &var, "posterior_variance");
+        c.check("posterior log-variance", &log_var, "posterior_log_variance");
 
-        let output = tensor(&case["output"]);
-        let d = p.p_mean_variance(&output, &xt, &t).unwrap();
-        assert_close(&format!("{name} x̂₀"), &d.x0, &e["x0"]);
-        assert_close(&format!("{name} ε̂"), &d.eps, &e["eps"]);
-        assert_close(&format!("{name} model mean"), &d.mean, &e["mean"]);
-        assert_close(&format!("{name} model variance"), &d.variance, &e["variance"]);
-        assert_close(&format!("{name} model log-variance"), &d.log_variance, &e["log_variance"]);
+        let (_, d) = c.denoised();
+        c.check("x̂₀", &d.x0, "x0");
+        c.check("ε̂", &d.eps, "eps");
+        c.check("model mean", &d.mean, "mean");
+        c.check("model variance", &d.variance, "variance");
+        c.check("model log-variance", &d.log_variance, "log_variance");
     }
 }
 
 #[test]
 fn ddpm_and_ddim_steps_match() {
-    let r = reference();
-    for (case, p, name, t) in process_cases(&r) {
-        let e = &case["expected"];
-        let (xt, output, z) = (tensor(&case["xt"]), tensor(&case["output"]), tensor(&case["step_noise"]));
-        let d = p.p_mean_variance(&output, &xt, &t).unwrap();
-        assert_close(&format!("{name} DDPM step"), &ddpm_step(&p, &d, &t, &z), &e["ddpm_step"]);
-        assert_close(&format!("{name} DDIM step η=0"), &ddim_step(&p, &d, &xt, &t, 0.0, &z), &e["ddim_eta0"]);
-        assert_close(&format!("{name} DDIM step η=1"), &ddim_step(&p, &d, &xt, &t, 1.0, &z), &e["ddim_eta1"]);
+    for c in process_cases() {
+        let ((xt, d), z) = (c.denoised(), c.input("step_noise"));
+        c.check("DDPM step", &ddpm_step(&c.p, &d, &c.t, &z), "ddpm_step");
+        c.check("DDIM step η=0", &ddim_step(&c.p, &d, &xt, &c.t, 0.0, &z), "ddim_eta0");
+        c.check("DDIM step η=1", &ddim_step(&c.p, &d, &xt, &c.t, 1.0, &z), "ddim_eta1");
     }
 }
 
 #[test]
 fn vlb_terms_match() {
-    let r = reference();
-    for (case, p, name, t) in process_cases(&r) {
-        let (x0, xt, output) = (tensor(&case["x0"]), tensor(&case["xt"]), tensor(&case["output"]));
-        let bits = p.vb_term_bits(&output, &x0, &xt, &t, false).unwrap();
-        assert_close(&format!("{name} L_t (bits/dim)"), &bits, &case["expected"]["vb_bits"]);
+    for c in process_cases() {
+        let (x0, xt, output) = (c.input("x0"), c.input("xt"), c.input("output"));
+        c.check("L_t (bits/dim)", &c.p.vb_term_bits(&output, &x0, &xt, &c.t, false).unwrap(), "vb_bits");
     }
+    let r = reference();
     let el = &r["elementwise"];
     let (x, means, log_scales) = (tensor(&el["x"]), tensor(&el["means"]), tensor(&el["log_scales"]));
     assert_close(
@@ -229,10 +249,8 @@ fn vlb_terms_match() {
 
 #[test]
 fn classifier_free_guidance_matches_with_one_batched_forward() {
-    let r = reference();
-    for (case, p, name, t) in process_cases(&r) {
-        let e = &case["expected"];
-        let (xt, cond, uncond) = (tensor(&case["xt"]), tensor(&case["output"]), tensor(&case["uncond"]));
+    for c in process_cases() {
+        let (xt, cond, uncond) = (c.input("xt"), c.input("output"), c.input("uncond"));
         let b = xt.size()[0];
         let calls = Cell::new(0);
         let y = Tensor::from_slice(&[0i64, 1, 2, 0, 1]);
@@ -248,32 +266,25 @@ fn classifier_free_guidance_matches_with_one_batched_forward() {
             );
             Tensor::cat(&[&cond, &uncond], 0)
         };
-        let guided =
-            cfg_output(&net, &xt, &p.model_timesteps(&t), &y, 3, case["cfg_scale"].as_f64().unwrap(), xt.size()[1]);
+        let scale = c.json["cfg_scale"].as_f64().unwrap();
+        let guided = cfg_output(&net, &xt, &c.p.model_timesteps(&c.t), &y, 3, scale, xt.size()[1]);
         assert_eq!(calls.get(), 1, "one forward for both halves");
-        assert_close(&format!("{name} CFG output (variance channels untouched)"), &guided, &e["cfg_output"]);
-        let d = p.p_mean_variance_with(&guided, &xt, &t, None).unwrap();
-        assert_close(&format!("{name} CFG ε̃"), &d.eps, &e["cfg_eps"]);
+        c.check("CFG output (variance channels untouched)", &guided, "cfg_output");
+        let d = c.p.p_mean_variance_with(&guided, &xt, &c.t, None).unwrap();
+        c.check("CFG ε̃", &d.eps, "cfg_eps");
     }
 }
 
 #[test]
 fn classifier_guidance_matches() {
-    let r = reference();
-    for (case, p, name, t) in process_cases(&r) {
-        let e = &case["expected"];
-        let (xt, output, grad) = (tensor(&case["xt"]), tensor(&case["output"]), tensor(&case["cls_grad"]));
-        let d = p.p_mean_variance(&output, &xt, &t).unwrap();
-        assert_close(
-            &format!("{name} DDPM mean + Σ s∇log p"),
-            &guided_mean(&d.mean, &d.variance, &grad),
-            &e["cls_mean"],
-        );
-        let eps = guided_eps(&d.eps, &p.sqrt_one_minus_alpha_bar(&t, &xt), &grad);
-        assert_close(&format!("{name} ε − √(1−ᾱ) s∇log p"), &eps, &e["cls_eps"]);
-        let g = p.with_eps(d, eps, &xt, &t);
-        assert_close(&format!("{name} guided x̂₀"), &g.x0, &e["cls_x0"]);
-        assert_close(&format!("{name} guided posterior mean"), &g.mean, &e["cls_posterior_mean"]);
+    for c in process_cases() {
+        let ((xt, d), grad) = (c.denoised(), c.input("cls_grad"));
+        c.check("DDPM mean + Σ s∇log p", &guided_mean(&d.mean, &d.variance, &grad), "cls_mean");
+        let eps = guided_eps(&d.eps, &c.p.sqrt_one_minus_alpha_bar(&c.t, &xt), &grad);
+        c.check("ε − √(1−ᾱ) s∇log p", &eps, "cls_eps");
+        let g = c.p.with_eps(d, eps, &xt, &c.t);
+        c.check("guided x̂₀", &g.x0, "cls_x0");
+        c.check("guided posterior mean", &g.mean, "cls_posterior_mean");
     }
 }
 
@@ -326,18 +337,15 @@ fn dpm_solver_2m_steps_match() {
 #[test]
 fn training_losses_match() {
     use difflow_engine::diffusion::loss::LossType;
-    let r = reference();
-    for (case, p, name, t) in process_cases(&r) {
-        let e = &case["expected"];
-        let (x0, xt, noise, output) =
-            (tensor(&case["x0"]), tensor(&case["xt"]), tensor(&case["noise"]), tensor(&case["output"]));
-        let loss = |kind| p.training_loss(&output, &x0, &xt, &t, &noise, kind);
-        assert_close(&format!("{name} simple loss"), &loss(LossType::Simple).unwrap(), &e["loss_simple"]);
-        assert_close(&format!("{name} vlb loss"), &loss(LossType::Vlb).unwrap(), &e["loss_vlb"]);
-        if case["learn_sigma"].as_bool().unwrap() {
-            assert_close(&format!("{name} hybrid loss"), &loss(LossType::Hybrid).unwrap(), &e["loss_hybrid"]);
+    for c in process_cases() {
+        let (x0, xt, noise, output) = (c.input("x0"), c.input("xt"), c.input("noise"), c.input("output"));
+        let loss = |kind| c.p.training_loss(&output, &x0, &xt, &c.t, &noise, kind);
+        c.check("simple loss", &loss(LossType::Simple).unwrap(), "loss_simple");
+        c.check("vlb loss", &loss(LossType::Vlb).unwrap(), "loss_vlb");
+        if c.json["learn_sigma"].as_bool().unwrap() {
+            c.check("hybrid loss", &loss(LossType::Hybrid).unwrap(), "loss_hybrid");
         } else {
-            assert!(loss(LossType::Hybrid).is_err(), "{name}: hybrid needs learn_sigma");
+            assert!(loss(LossType::Hybrid).is_err(), "{}: hybrid needs learn_sigma", c.name);
         }
     }
 }
