@@ -34,17 +34,13 @@ impl<'p> Checker<'p> {
         let needs_ref: Vec<&str> =
             measures.iter().copied().filter(|m| crate::graph::STATS_MEASURES.contains(m)).collect();
         if reference.is_none() && !needs_ref.is_empty() {
+            let message = format!(
+                "{} against real data, but this metrics stage has no `reference`",
+                verb(&needs_ref, "compares", "compare")
+            );
             self.push(
-                Diagnostic::new(
-                    Code::MissingReference,
-                    format!(
-                        "{} against real data, but this metrics stage has no `reference`",
-                        verb(&needs_ref, "compares", "compare")
-                    ),
-                    self.at(inst, "measure"),
-                    "needs a reference",
-                )
-                .with_help("add `reference = NAME` (a dataset, usually the test split)"),
+                self.error(inst, "measure", Code::MissingReference, message, "needs a reference")
+                    .with_help("add `reference = NAME` (a dataset, usually the test split)"),
             );
         }
     }
@@ -64,13 +60,9 @@ impl<'p> Checker<'p> {
             Some(clf) => {
                 if let (Some(s), Some(c)) = (samples, self.data(clf)) {
                     if s.kind == "sample" && !self.conditional(s) {
+                        let message = format!("`accuracy` compares the samples' labels with a classifier, but `{}` samples without labels", s.decl);
                         self.push(
-                            Diagnostic::new(
-                                Code::ClassMismatch,
-                                format!("`accuracy` compares the samples' labels with a classifier, but `{}` samples without labels", s.decl),
-                                self.at(inst, "samples"),
-                                "unconditional samples",
-                            )
+                            self.error(inst, "samples", Code::ClassMismatch, message, "unconditional samples")
                             .with_help("measure accuracy on a class-conditional model (model `classes` > 0) or classifier-guided samples"),
                         );
                     }
@@ -92,33 +84,24 @@ impl<'p> Checker<'p> {
         let p = &inst.params;
         let features_clf = stage(p, "features").and_then(|n| self.inst(n));
         if sd.points && features_clf.is_none() && measures.iter().any(|m| *m != "accuracy") {
-            self.push(
-                Diagnostic::new(
-                    Code::ShapeMismatch,
-                    format!(
-                        "Inception features need images, but `{}` holds {}",
-                        samples.map_or("", |s| s.decl.as_str()),
-                        sd.describe()
-                    ),
-                    self.at(inst, "samples"),
-                    "points",
-                )
-                .with_help(
-                    "use a classifier stage as `features` for non-image data, or plot points with `plot … = scatter`",
-                ),
+            let message = format!(
+                "Inception features need images, but `{}` holds {}",
+                samples.map_or("", |s| s.decl.as_str()),
+                sd.describe()
             );
+            self.push(self.error(inst, "samples", Code::ShapeMismatch, message, "points").with_help(
+                "use a classifier stage as `features` for non-image data, or plot points with `plot … = scatter`",
+            ));
         }
         if let Some(rd) = reference.and_then(|r| self.data(r)) {
             if !sd.same_shape(&rd) {
+                let message = format!("the samples are {} but the reference is {}", sd.describe(), rd.describe());
                 self.push(
-                    Diagnostic::new(
-                        Code::ShapeMismatch,
-                        format!("the samples are {} but the reference is {}", sd.describe(), rd.describe()),
-                        self.at(inst, "reference"),
-                        rd.describe(),
-                    )
-                    .with_label(self.at(inst, "samples"), sd.describe())
-                    .with_help("compare samples with the dataset their model was trained on (usually its test split)"),
+                    self.error(inst, "reference", Code::ShapeMismatch, message, rd.describe())
+                        .with_label(self.at(inst, "samples"), sd.describe())
+                        .with_help(
+                            "compare samples with the dataset their model was trained on (usually its test split)",
+                        ),
                 );
             }
         }
@@ -126,19 +109,15 @@ impl<'p> Checker<'p> {
             if let Some(clf) = stage(p, key).and_then(|n| self.inst(n)) {
                 if let Some(cd) = self.data(clf) {
                     if !cd.same_shape(sd) {
+                        let message = format!(
+                            "`{}` classifies {}, but the samples are {}",
+                            clf.decl,
+                            cd.describe(),
+                            sd.describe()
+                        );
                         self.push(
-                            Diagnostic::new(
-                                Code::ShapeMismatch,
-                                format!(
-                                    "`{}` classifies {}, but the samples are {}",
-                                    clf.decl,
-                                    cd.describe(),
-                                    sd.describe()
-                                ),
-                                self.at(inst, key),
-                                "wrong data shape",
-                            )
-                            .with_help("use a classifier trained on the same kind of data"),
+                            self.error(inst, key, Code::ShapeMismatch, message, "wrong data shape")
+                                .with_help("use a classifier trained on the same kind of data"),
                         );
                     }
                 }
@@ -157,18 +136,15 @@ impl<'p> Checker<'p> {
                 1
             };
             if n < needs {
+                let message = format!(
+                    "{} at least {needs} samples, and `{}` has {n}",
+                    verb(measures, "needs", "need"),
+                    samples.map_or("", |s| s.decl.as_str())
+                );
                 self.push(
-                    Diagnostic::new(
-                        Code::TooFewSamples,
-                        format!(
-                            "{} at least {needs} samples, and `{}` has {n}",
-                            verb(measures, "needs", "need"),
-                            samples.map_or("", |s| s.decl.as_str())
-                        ),
-                        self.at(inst, "samples"),
-                        format!("{n} samples"),
-                    )
-                    .with_help("draw more samples (`count`); FID is only comparable at equal, large counts (10k–50k)"),
+                    self.error(inst, "samples", Code::TooFewSamples, message, format!("{n} samples")).with_help(
+                        "draw more samples (`count`); FID is only comparable at equal, large counts (10k–50k)",
+                    ),
                 );
             }
         }
@@ -196,27 +172,20 @@ impl<'p> Checker<'p> {
         };
         if let (Some(n), Some(available)) = (int(p, "count"), self.data(data).and_then(|d| d.examples)) {
             if n > available {
+                let message = format!("`count` asks for {n} examples, but `{}` has {available}", data.decl);
                 self.push(
-                    Diagnostic::new(
-                        Code::OutOfRange,
-                        format!("`count` asks for {n} examples, but `{}` has {available}", data.decl),
-                        self.at(inst, "count"),
-                        "more than the data",
-                    )
-                    .with_help(format!("use `count` ≤ {available}")),
+                    self.error(inst, "count", Code::OutOfRange, message, "more than the data")
+                        .with_help(format!("use `count` ≤ {available}")),
                 );
             }
         }
         if let (Some(a), Some(b)) = (self.data(train), self.data(data)) {
             if !a.same_shape(&b) {
+                let message =
+                    format!("`{}` models {}, but `{}` holds {}", train.decl, a.describe(), data.decl, b.describe());
                 self.push(
-                    Diagnostic::new(
-                        Code::ShapeMismatch,
-                        format!("`{}` models {}, but `{}` holds {}", train.decl, a.describe(), data.decl, b.describe()),
-                        self.at(inst, "data"),
-                        b.describe(),
-                    )
-                    .with_help("evaluate on the same kind of data the model was trained on"),
+                    self.error(inst, "data", Code::ShapeMismatch, message, b.describe())
+                        .with_help("evaluate on the same kind of data the model was trained on"),
                 );
             }
         }

@@ -135,7 +135,6 @@ fn join(path: &str, key: &str) -> String {
 }
 
 impl<'p> Checker<'p> {
-    /// Where to point for a key path of an instance's declaration.
     /// Where to point for a key path of an instance's declaration: in the declaration's own
     /// file (a preset's key written in another file is shown by the key that names it).
     fn at(&self, inst: &Instance, path: &str) -> Span {
@@ -168,6 +167,18 @@ impl<'p> Checker<'p> {
 
     fn decl_span(&self, inst: &Instance) -> Span {
         self.spans.decl(&inst.decl).unwrap_or(inst.span)
+    }
+
+    /// A diagnostic pointing at the key path `path` of `inst` (see [`Self::at`]).
+    fn error(
+        &self,
+        inst: &Instance,
+        path: &str,
+        code: Code,
+        message: impl Into<String>,
+        label: impl Into<String>,
+    ) -> Diagnostic {
+        Diagnostic::new(code, message, self.at(inst, path), label)
     }
 
     fn push(&mut self, d: Diagnostic) {

@@ -11,14 +11,10 @@ impl<'p> Checker<'p> {
         if inst.variant == "images" {
             if let Some(c) = int(&inst.params, "channels") {
                 if c == 2 {
+                    let message = "`channels` must be 1 (grayscale) or 3 (RGB), found 2";
                     self.push(
-                        Diagnostic::new(
-                            Code::OutOfRange,
-                            "`channels` must be 1 (grayscale) or 3 (RGB), found 2",
-                            self.at(inst, "channels"),
-                            "neither grayscale nor RGB",
-                        )
-                        .with_help("set `channels = 1` or `channels = 3`"),
+                        self.error(inst, "channels", Code::OutOfRange, message, "neither grayscale nor RGB")
+                            .with_help("set `channels = 1` or `channels = 3`"),
                     );
                 }
             }
@@ -31,28 +27,21 @@ impl<'p> Checker<'p> {
         let data_span = self.at(inst, "data");
         match (model.variant.as_str(), data.points) {
             ("mlp", false) => {
+                let message = format!("an `mlp` cannot model images, and `{data_name}` holds {}", data.describe());
                 self.push(
-                    Diagnostic::new(
-                        Code::ModelDataMismatch,
-                        format!("an `mlp` cannot model images, and `{data_name}` holds {}", data.describe()),
-                        self.at(inst, "model"),
-                        "an mlp",
-                    )
+                    self.error(inst, "model", Code::ModelDataMismatch, message, "an mlp")
                     .with_label(data_span, "images come from here")
                     .with_help("use a `unet` for images (e.g. `unet_small` from \"std/unet.diff\"); `mlp` is for vector (toy) data"),
                 );
                 return;
             }
             ("unet" | "encoder", true) => {
+                let message =
+                    format!("a `{}` needs images, but `{data_name}` holds {}", model.variant, data.describe());
                 self.push(
-                    Diagnostic::new(
-                        Code::ModelDataMismatch,
-                        format!("a `{}` needs images, but `{data_name}` holds {}", model.variant, data.describe()),
-                        self.at(inst, "model"),
-                        format!("a {}", model.variant),
-                    )
-                    .with_label(data_span, "points come from here")
-                    .with_help("use `mlp { }` for vector (toy) data"),
+                    self.error(inst, "model", Code::ModelDataMismatch, message, format!("a {}", model.variant))
+                        .with_label(data_span, "points come from here")
+                        .with_help("use `mlp { }` for vector (toy) data"),
                 );
                 return;
             }
@@ -73,28 +62,16 @@ impl<'p> Checker<'p> {
         for problem in net_problems(channels, heads, &ints(mults), &attention, data.size) {
             let message = problem.message(&model.variant);
             let diagnostic = match &problem {
-                NetProblem::NoLevels => {
-                    Diagnostic::new(Code::OutOfRange, message, self.at(inst, "model.mults"), "empty")
+                NetProblem::NoLevels => self.error(inst, "model.mults", Code::OutOfRange, message, "empty"),
+                NetProblem::Indivisible { levels, .. } => self
+                    .error(inst, "model.mults", Code::IndivisibleSize, message, format!("{levels} levels"))
+                    .with_label(data_span, format!("{} from here", data.describe())),
+                NetProblem::Heads { heads, .. } => {
+                    self.error(inst, "model.heads", Code::HeadsMismatch, message, format!("{heads} heads"))
                 }
-                NetProblem::Indivisible { levels, .. } => Diagnostic::new(
-                    Code::IndivisibleSize,
-                    message,
-                    self.at(inst, "model.mults"),
-                    format!("{levels} levels"),
-                )
-                .with_label(data_span, format!("{} from here", data.describe())),
-                NetProblem::Heads { heads, .. } => Diagnostic::new(
-                    Code::HeadsMismatch,
-                    message,
-                    self.at(inst, "model.heads"),
-                    format!("{heads} heads"),
-                ),
-                NetProblem::AttentionResolution { resolution: r, .. } => Diagnostic::new(
-                    Code::AttentionResolution,
-                    message,
-                    self.at(inst, "model.attention"),
-                    format!("no {r}×{r} level"),
-                ),
+                NetProblem::AttentionResolution { resolution: r, .. } => {
+                    self.error(inst, "model.attention", Code::AttentionResolution, message, format!("no {r}×{r} level"))
+                }
             };
             self.push(diagnostic.with_help(problem.help()));
         }

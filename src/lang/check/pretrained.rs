@@ -20,10 +20,8 @@ impl<'p> Checker<'p> {
                 Err(e) => (Code::PretrainedUnsupported, "a model difflow cannot read", e),
             },
         };
-        self.push(
-            Diagnostic::new(code, format!("`{}`: {}", inst.decl, error.message), self.at(inst, "path"), label)
-                .with_help(error.help),
-        );
+        let message = format!("`{}`: {}", inst.decl, error.message);
+        self.push(self.error(inst, "path", code, message, label).with_help(error.help));
     }
 
     /// What a readable local `pretrained` folder holds (None for anything else).

@@ -25,36 +25,26 @@ impl<'p> Checker<'p> {
     fn sampler_fits(&mut self, inst: &Instance, train: &Instance, sampler: &Config, model: &Config, t_steps: i64) {
         if let Some(steps) = int(&sampler.params, "steps") {
             if steps > t_steps {
+                let message = format!(
+                    "the sampler takes {steps} steps, but `{}` trained on a schedule of {t_steps} steps",
+                    train.decl
+                );
                 self.push(
-                    Diagnostic::new(
-                        Code::SamplerSteps,
-                        format!(
-                            "the sampler takes {steps} steps, but `{}` trained on a schedule of {t_steps} steps",
-                            train.decl
-                        ),
-                        self.at(inst, "sampler.steps"),
-                        format!("more than {t_steps}"),
-                    )
-                    .with_label(self.at(train, "schedule"), format!("{t_steps} steps"))
-                    .with_help(format!(
-                        "use at most {t_steps} sampler steps (respacing picks a subset of the schedule)"
-                    )),
+                    self.error(inst, "sampler.steps", Code::SamplerSteps, message, format!("more than {t_steps}"))
+                        .with_label(self.at(train, "schedule"), format!("{t_steps} steps"))
+                        .with_help(format!(
+                            "use at most {t_steps} sampler steps (respacing picks a subset of the schedule)"
+                        )),
                 );
             }
         }
         if string(&sampler.params, "variance") == Some("learned") && !boolean(&model.params, "learn_sigma") {
+            let message =
+                format!("variance = \"learned\" needs a model with learn_sigma, and `{}`'s model has none", train.decl);
             self.push(
-                Diagnostic::new(
-                    Code::NeedsLearnSigma,
-                    format!(
-                        "variance = \"learned\" needs a model with learn_sigma, and `{}`'s model has none",
-                        train.decl
-                    ),
-                    self.at(inst, "sampler.variance"),
-                    "learned variance",
-                )
-                .with_label(self.at(train, "model"), "learn_sigma = false")
-                .with_help("use variance = \"fixed_small\" or \"fixed_large\", or train with `learn_sigma = true`"),
+                self.error(inst, "sampler.variance", Code::NeedsLearnSigma, message, "learned variance")
+                    .with_label(self.at(train, "model"), "learn_sigma = false")
+                    .with_help("use variance = \"fixed_small\" or \"fixed_large\", or train with `learn_sigma = true`"),
             );
         }
     }
@@ -68,32 +58,27 @@ impl<'p> Checker<'p> {
             match g.variant.as_str() {
                 "cfg" => {
                     if model_classes == 0 {
+                        let message = format!(
+                            "cfg guidance needs a class-conditional model, but `{}` trained one with classes = 0",
+                            train.decl
+                        );
                         self.push(
-                            Diagnostic::new(
-                                Code::CfgUnconditional,
-                                format!("cfg guidance needs a class-conditional model, but `{}` trained one with classes = 0", train.decl),
-                                self.at(inst, "guidance"),
-                                "cfg guidance",
-                            )
+                            self.error(inst, "guidance", Code::CfgUnconditional, message, "cfg guidance")
                             .with_label(self.at(train, "model"), "classes = 0")
                             .with_help("set `classes` on the model (and `uncond_p = 0.1` in training), or drop the guidance"),
                         );
                     } else if train.kind == "train" && float(&train.params, "uncond_p").unwrap_or(0.0) == 0.0 {
+                        let message = format!(
+                            "cfg guidance needs the unconditional model, but `{}` trained with uncond_p = 0",
+                            train.decl
+                        );
                         self.push(
-                            Diagnostic::new(
-                                Code::CfgWithoutDropout,
-                                format!(
-                                    "cfg guidance needs the unconditional model, but `{}` trained with uncond_p = 0",
+                            self.error(inst, "guidance", Code::CfgWithoutDropout, message, "cfg guidance")
+                                .with_label(from_span, format!("`{}` never dropped the label", train.decl))
+                                .with_help(format!(
+                                    "set `uncond_p = 0.1` in `{}` (Ho & Salimans use 0.1–0.2), or drop the guidance",
                                     train.decl
-                                ),
-                                self.at(inst, "guidance"),
-                                "cfg guidance",
-                            )
-                            .with_label(from_span, format!("`{}` never dropped the label", train.decl))
-                            .with_help(format!(
-                                "set `uncond_p = 0.1` in `{}` (Ho & Salimans use 0.1–0.2), or drop the guidance",
-                                train.decl
-                            )),
+                                )),
                         );
                     }
                 }
@@ -125,27 +110,21 @@ impl<'p> Checker<'p> {
                     _ => Vec::new(),
                 };
                 if class_count == 0 {
+                    let message =
+                        format!("`classes` picks labels, but `{}` trained an unconditional model", train.decl);
+                    let help =
+                        "remove `classes`, or condition the model (`classes` on the model) or guide with a classifier";
                     self.push(
-                        Diagnostic::new(
-                            Code::ClassMismatch,
-                            format!("`classes` picks labels, but `{}` trained an unconditional model", train.decl),
-                            self.at(inst, "classes"),
-                            "no labels to pick",
-                        )
-                        .with_help("remove `classes`, or condition the model (`classes` on the model) or guide with a classifier"),
+                        self.error(inst, "classes", Code::ClassMismatch, message, "no labels to pick").with_help(help),
                     );
                 } else if let Some(bad) = labels.iter().find(|l| **l < 0 || **l >= class_count) {
+                    let message = format!(
+                        "class {bad} does not exist: the model knows {class_count} classes (0…{})",
+                        class_count - 1
+                    );
                     self.push(
-                        Diagnostic::new(
-                            Code::OutOfRange,
-                            format!(
-                                "class {bad} does not exist: the model knows {class_count} classes (0…{})",
-                                class_count - 1
-                            ),
-                            self.at(inst, "classes"),
-                            "no such class",
-                        )
-                        .with_help(format!("pick labels between 0 and {}", class_count - 1)),
+                        self.error(inst, "classes", Code::OutOfRange, message, "no such class")
+                            .with_help(format!("pick labels between 0 and {}", class_count - 1)),
                     );
                 }
             }

@@ -1,7 +1,7 @@
 //! Checks of `step = K`, which reads a training run after K steps: the run must get that
 //! far, and the stage must read a training run at all.
 
-use crate::diagnostics::{Code, Diagnostic};
+use crate::diagnostics::Code;
 use crate::lang::pipeline::Instance;
 
 use super::{int, stage, Checker};
@@ -14,16 +14,9 @@ impl<'p> Checker<'p> {
             "metrics" => {
                 let Some(samples) = stage(&inst.params, "samples").and_then(|n| self.inst(n)) else { return };
                 if samples.kind != "sample" {
+                    let message = format!("`step` picks a training step of the run that drew the samples, but `{}` is a {}, not a `sample` stage", samples.decl, samples.kind );
                     self.push(
-                        Diagnostic::new(
-                            Code::StepWithoutTraining,
-                            format!(
-                                "`step` picks a training step of the run that drew the samples, but `{}` is a {}, not a `sample` stage",
-                                samples.decl, samples.kind
-                            ),
-                            self.at(inst, "step"),
-                            "no training run to pick from",
-                        )
+                        self.error(inst, "step", Code::StepWithoutTraining, message, "no training run to pick from")
                         .with_label(self.at(inst, "samples"), format!("a {}", samples.kind))
                         .with_help("remove `step`, or measure a `sample` stage (its training run is then read at that step)"),
                     );
@@ -34,35 +27,27 @@ impl<'p> Checker<'p> {
             _ => stage(&inst.params, "from").and_then(|n| self.inst(n)),
         };
         if let Some(model) = train.filter(|t| t.kind == "pretrained") {
+            let message = format!(
+                "`step` picks a training step, but `{}` is a pretrained model with no training run here",
+                model.decl
+            );
             self.push(
-                Diagnostic::new(
-                    Code::StepWithoutTraining,
-                    format!(
-                        "`step` picks a training step, but `{}` is a pretrained model with no training run here",
-                        model.decl
-                    ),
-                    self.at(inst, "step"),
-                    "no training run to pick from",
-                )
-                .with_help("remove `step`: a pretrained model has only its final weights"),
+                self.error(inst, "step", Code::StepWithoutTraining, message, "no training run to pick from")
+                    .with_help("remove `step`: a pretrained model has only its final weights"),
             );
             return;
         }
         let Some(train) = train.filter(|t| t.kind == "train") else { return };
         let Some(steps) = int(&train.params, "steps") else { return };
         if step > steps {
+            let message = format!("`step = {step}` reads `{}` after {step} steps, but it trains {steps}", train.decl);
             self.push(
-                Diagnostic::new(
-                    Code::StepBeyondTraining,
-                    format!("`step = {step}` reads `{}` after {step} steps, but it trains {steps}", train.decl),
-                    self.at(inst, "step"),
-                    format!("beyond step {steps}"),
-                )
-                .with_label(self.at(train, "steps"), format!("{steps} steps"))
-                .with_help(format!(
-                    "use `step` ≤ {steps}, or raise `steps` of `{}` (the longer run continues the cached one)",
-                    train.decl
-                )),
+                self.error(inst, "step", Code::StepBeyondTraining, message, format!("beyond step {steps}"))
+                    .with_label(self.at(train, "steps"), format!("{steps} steps"))
+                    .with_help(format!(
+                        "use `step` ≤ {steps}, or raise `steps` of `{}` (the longer run continues the cached one)",
+                        train.decl
+                    )),
             );
         }
     }

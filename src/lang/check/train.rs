@@ -7,14 +7,10 @@ impl<'p> Checker<'p> {
         let p = &inst.params;
         let (Some(model), Some(schedule)) = (config(p, "model"), config(p, "schedule")) else { return };
         if model.variant == "encoder" {
+            let message = "a `train` stage trains a denoiser, but this model is an `encoder` (a classifier network)";
             self.push(
-                Diagnostic::new(
-                    Code::WrongModel,
-                    "a `train` stage trains a denoiser, but this model is an `encoder` (a classifier network)",
-                    self.at(inst, "model"),
-                    "an encoder",
-                )
-                .with_help("use a `unet` (images) or `mlp` (vector data); train encoders in a `classifier` stage"),
+                self.error(inst, "model", Code::WrongModel, message, "an encoder")
+                    .with_help("use a `unet` (images) or `mlp` (vector data); train encoders in a `classifier` stage"),
             );
             return;
         }
@@ -33,75 +29,56 @@ impl<'p> Checker<'p> {
             } else {
                 format!("set the model's `classes = {}`", data.classes)
             };
+            let message = format!("the model is conditioned on {classes} classes, but {what}");
             self.push(
-                Diagnostic::new(
-                    Code::ClassMismatch,
-                    format!("the model is conditioned on {classes} classes, but {what}"),
-                    self.at(inst, "model.classes"),
-                    format!("{classes} classes"),
-                )
-                .with_label(self.at(inst, "data"), "the data comes from here")
-                .with_help(help),
+                self.error(inst, "model.classes", Code::ClassMismatch, message, format!("{classes} classes"))
+                    .with_label(self.at(inst, "data"), "the data comes from here")
+                    .with_help(help),
             );
         }
         let uncond_p = float(p, "uncond_p").unwrap_or(0.0);
         if uncond_p > 0.0 && classes == 0 {
-            self.push(
-                Diagnostic::new(
-                    Code::CfgUnconditional,
-                    "`uncond_p` drops the class label, but the model is unconditional (classes = 0)",
-                    self.at(inst, "uncond_p"),
-                    "no label to drop",
+            let message = "`uncond_p` drops the class label, but the model is unconditional (classes = 0)";
+            let help = if data.classes > 0 {
+                format!(
+                    "set the model's `classes = {}` for classifier-free guidance, or remove `uncond_p`",
+                    data.classes
                 )
-                .with_help(if data.classes > 0 {
-                    format!(
-                        "set the model's `classes = {}` for classifier-free guidance, or remove `uncond_p`",
-                        data.classes
-                    )
-                } else {
-                    "remove `uncond_p`: this data has no labels".to_string()
-                }),
+            } else {
+                "remove `uncond_p`: this data has no labels".to_string()
+            };
+            self.push(
+                self.error(inst, "uncond_p", Code::CfgUnconditional, message, "no label to drop").with_help(help),
             );
         }
         let loss = string(p, "loss").unwrap_or("simple");
         if loss != "simple" && !boolean(&model.params, "learn_sigma") {
+            let message = format!("loss = \"{loss}\" trains the variance, but the model has learn_sigma = false");
             self.push(
-                Diagnostic::new(
-                    Code::NeedsLearnSigma,
-                    format!("loss = \"{loss}\" trains the variance, but the model has learn_sigma = false"),
-                    self.at(inst, "loss"),
-                    format!("{loss} loss"),
-                )
-                .with_label(self.at(inst, "model"), "this model predicts no variance")
-                .with_help("set `learn_sigma = true` on the model (IDDPM), or use loss = \"simple\""),
+                self.error(inst, "loss", Code::NeedsLearnSigma, message, format!("{loss} loss"))
+                    .with_label(self.at(inst, "model"), "this model predicts no variance")
+                    .with_help("set `learn_sigma = true` on the model (IDDPM), or use loss = \"simple\""),
             );
         }
         let prediction = string(&model.params, "prediction").unwrap_or("eps");
         if prediction == "eps" && boolean(&schedule.params, "zero_terminal_snr") {
+            let message = "ε-prediction is undefined at ᾱ_T = 0, and this schedule has zero_terminal_snr = true";
             self.push(
-                Diagnostic::new(
-                    Code::EpsZeroSnr,
-                    "ε-prediction is undefined at ᾱ_T = 0, and this schedule has zero_terminal_snr = true",
-                    self.at(inst, "schedule"),
-                    "zero terminal SNR",
-                )
-                .with_label(self.at(inst, "model"), "this model predicts ε")
-                .with_help("set the model's `prediction = \"v\"` (Lin et al. 2024), or `zero_terminal_snr = false`"),
+                self.error(inst, "schedule", Code::EpsZeroSnr, message, "zero terminal SNR")
+                    .with_label(self.at(inst, "model"), "this model predicts ε")
+                    .with_help(
+                        "set the model's `prediction = \"v\"` (Lin et al. 2024), or `zero_terminal_snr = false`",
+                    ),
             );
         }
         self.batch_fits(inst, &data);
         if let (Some(warmup), Some(steps)) = (int(p, "warmup"), int(p, "steps")) {
             if warmup >= steps && warmup > 0 {
+                let message =
+                    format!("the learning-rate warm-up ({warmup} steps) is not shorter than training ({steps} steps)");
                 self.push(
-                    Diagnostic::new(
-                        Code::OutOfRange,
-                        format!(
-                            "the learning-rate warm-up ({warmup} steps) is not shorter than training ({steps} steps)"
-                        ),
-                        self.at(inst, "warmup"),
-                        "never reaches `lr`",
-                    )
-                    .with_help("lower `warmup` (a few percent of `steps`) or train longer"),
+                    self.error(inst, "warmup", Code::OutOfRange, message, "never reaches `lr`")
+                        .with_help("lower `warmup` (a few percent of `steps`) or train longer"),
                 );
             }
         }
@@ -110,15 +87,11 @@ impl<'p> Checker<'p> {
     pub(super) fn batch_fits(&mut self, inst: &Instance, data: &Data) {
         if let (Some(batch), Some(n)) = (int(&inst.params, "batch"), data.examples) {
             if batch > n {
+                let message = format!("batch {batch} is larger than the {n} examples of `{}`", data.origin);
                 self.push(
-                    Diagnostic::new(
-                        Code::BatchTooLarge,
-                        format!("batch {batch} is larger than the {n} examples of `{}`", data.origin),
-                        self.at(inst, "batch"),
-                        "larger than the data",
-                    )
-                    .with_label(self.at(inst, "data"), format!("{n} examples"))
-                    .with_help(format!("use `batch` ≤ {n}, or more data")),
+                    self.error(inst, "batch", Code::BatchTooLarge, message, "larger than the data")
+                        .with_label(self.at(inst, "data"), format!("{n} examples"))
+                        .with_help(format!("use `batch` ≤ {n}, or more data")),
                 );
             }
         }
@@ -128,31 +101,20 @@ impl<'p> Checker<'p> {
         let p = &inst.params;
         let Some(model) = config(p, "model") else { return };
         if model.variant != "encoder" {
+            let message = format!("a `classifier` stage trains an `encoder`, but this model is a `{}`", model.variant);
             self.push(
-                Diagnostic::new(
-                    Code::WrongModel,
-                    format!("a `classifier` stage trains an `encoder`, but this model is a `{}`", model.variant),
-                    self.at(inst, "model"),
-                    format!("a {}", model.variant),
-                )
-                .with_help("use `encoder { … }` (e.g. `classifier_mnist` from \"std/unet.diff\")"),
+                self.error(inst, "model", Code::WrongModel, message, format!("a {}", model.variant))
+                    .with_help("use `encoder { … }` (e.g. `classifier_mnist` from \"std/unet.diff\")"),
             );
             return;
         }
         let Some(data) = self.data(inst) else { return };
         self.network_fits_data(inst, model, &data);
         if data.classes == 0 {
-            self.push(
-                Diagnostic::new(
-                    Code::ClassMismatch,
-                    format!("a classifier needs labels, but `{}` has none", data.origin),
-                    self.at(inst, "data"),
-                    "unlabelled data",
-                )
-                .with_help(
-                    "train the classifier on labelled data (mnist, fashion_mnist, cifar10, toy gaussians8 or moons)",
-                ),
-            );
+            let message = format!("a classifier needs labels, but `{}` has none", data.origin);
+            self.push(self.error(inst, "data", Code::ClassMismatch, message, "unlabelled data").with_help(
+                "train the classifier on labelled data (mnist, fashion_mnist, cifar10, toy gaussians8 or moons)",
+            ));
         }
         self.batch_fits(inst, &data);
     }
