@@ -1,6 +1,7 @@
 //! Declarations: stage families and configs (memoised, with cycle detection), presets
 //! and their chains, and a block's keys with defaults, required keys and exclusive keys.
 
+use super::errors::PRESET_CHAIN;
 use super::*;
 
 impl<'a> Resolver<'a> {
@@ -217,27 +218,17 @@ impl<'a> Resolver<'a> {
         preset: &'a Decl,
         variant: &'a Ident,
     ) -> Option<(&'static VariantSpec, Vec<&'a Entry>)> {
-        if self.preset_stack.contains(&variant.name.as_str()) {
+        let looped = self.preset_stack.contains(&variant.name.as_str());
+        if looped {
+            // One report per cycle, whichever of its presets the walk started from.
             let mut members: Vec<&str> = self.preset_stack.clone();
             members.sort();
             if !self.reported_cycles.insert(members.join(" ")) {
                 return None;
             }
-            let mut chain: Vec<String> = self.preset_stack.iter().map(|n| format!("`{n}`")).collect();
-            chain.push(format!("`{}`", variant.name));
-            self.diags.push(
-                Diagnostic::new(
-                    Code::DependencyCycle,
-                    format!("preset cycle: {}", chain.join(" → ")),
-                    variant.span,
-                    "this preset leads back to itself",
-                )
-                .with_help("a preset must bottom out in a variant; make one of these declarations name a variant"),
-            );
-            return None;
         }
-        if self.preset_stack.len() >= MAX_DEPTH {
-            self.too_deep(variant.span, "presets built on other presets");
+        let walked = (self.preset_stack.len(), looped.then(|| self.preset_stack.clone()));
+        if self.chain_stops(&PRESET_CHAIN, walked, &variant.name, variant.span) {
             return None;
         }
         self.preset_stack.push(&variant.name);

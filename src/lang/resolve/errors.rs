@@ -1,9 +1,57 @@
 //! The diagnostics of resolution that need the resolver's names: undefined names (with
-//! did-you-mean), wrong kinds, type mismatches and nesting too deep.
+//! did-you-mean), wrong kinds, type mismatches, cycles and nesting too deep.
 
 use super::*;
 
+/// How the diagnostics of a chain of names (presets built on presets, `let`s through
+/// `let`s) speak of it.
+pub(super) struct ChainWords {
+    /// "… cycle: `a` → `b` → `a`"
+    pub cycle: &'static str,
+    pub label: &'static str,
+    pub help: &'static str,
+    /// "… nest more than N levels deep"
+    pub nested: &'static str,
+}
+
+pub(super) const PRESET_CHAIN: ChainWords = ChainWords {
+    cycle: "preset",
+    label: "this preset leads back to itself",
+    help: "a preset must bottom out in a variant; make one of these declarations name a variant",
+    nested: "presets built on other presets",
+};
+
+pub(super) const LET_CHAIN: ChainWords = ChainWords {
+    cycle: "dependency",
+    label: "this name leads back to itself",
+    help: "a `let` cannot be defined through itself; give one of them a value",
+    nested: "`let`s defined through other `let`s",
+};
+
 impl<'a> Resolver<'a> {
+    /// Whether a walk along names that stand for other names must stop before `next`: when
+    /// `looped` holds the names from where `next` stood before (a cycle), or when `depth`
+    /// names are already followed. Either is reported.
+    pub(super) fn chain_stops(
+        &mut self,
+        words: &ChainWords,
+        (depth, looped): (usize, Option<Vec<&str>>),
+        next: &str,
+        at: Span,
+    ) -> bool {
+        if let Some(names) = looped {
+            let chain: Vec<String> = names.iter().chain([&next]).map(|n| format!("`{n}`")).collect();
+            let message = format!("{} cycle: {}", words.cycle, chain.join(" → "));
+            self.diags.push(Diagnostic::new(Code::DependencyCycle, message, at, words.label).with_help(words.help));
+            return true;
+        }
+        if depth >= MAX_DEPTH {
+            self.too_deep(at, words.nested);
+            return true;
+        }
+        false
+    }
+
     pub(super) fn too_deep(&mut self, at: Span, what: &str) {
         self.diags.push(
             Diagnostic::new(Code::TooDeep, format!("{what} nest more than {MAX_DEPTH} levels deep"), at, "too deep")

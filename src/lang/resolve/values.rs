@@ -1,6 +1,7 @@
 //! Values against their types: numbers, strings, choices, paths, lists, and names of
 //! stages, configs and `let`s.
 
+use super::errors::LET_CHAIN;
 use super::*;
 
 impl<'a> Resolver<'a> {
@@ -240,22 +241,8 @@ impl<'a> Resolver<'a> {
 
     pub(super) fn let_ref(&mut self, id: &'a Ident, ty: &Type, cx: &Cx) -> Option<Multi<Value>> {
         let name: &'a str = self.lets.get_key_value(id.name.as_str()).map(|(k, _)| *k)?;
-        if let Some(pos) = self.let_stack.iter().position(|n| *n == name) {
-            let mut chain: Vec<String> = self.let_stack[pos..].iter().map(|n| format!("`{n}`")).collect();
-            chain.push(format!("`{name}`"));
-            self.diags.push(
-                Diagnostic::new(
-                    Code::DependencyCycle,
-                    format!("dependency cycle: {}", chain.join(" → ")),
-                    id.span,
-                    "this name leads back to itself",
-                )
-                .with_help("a `let` cannot be defined through itself; give one of them a value"),
-            );
-            return None;
-        }
-        if self.let_stack.len() >= MAX_DEPTH {
-            self.too_deep(id.span, "`let`s defined through other `let`s");
+        let looped = self.let_stack.iter().position(|n| *n == name).map(|from| self.let_stack[from..].to_vec());
+        if self.chain_stops(&LET_CHAIN, (self.let_stack.len(), looped), name, id.span) {
             return None;
         }
         let memo_key = (name, ty.short(), cx.range.to_string(), cx.collect);
