@@ -260,37 +260,78 @@ fn gap_comments(
     (trailing, rest)
 }
 
-fn attach_comments(out: &mut ast::File, text: &str, comments: &[RawComment]) {
-    let file = out.file;
-    let mut prev_end = 0;
-    let n = out.items.len();
-    for i in 0..n {
-        let start = out.items[i].span.start;
+/// A node with comments of its own around it: an item of a file, an entry of a block.
+trait Commented {
+    fn span(&self) -> Span;
+    fn leading_comments(&mut self) -> &mut Vec<Comment>;
+    fn trailing_comment(&mut self) -> &mut Option<Comment>;
+}
+
+/// Items and entries hold their comments in fields of the same names.
+macro_rules! impl_commented {
+    ($($node:ty),*) => {$(
+        impl Commented for $node {
+            fn span(&self) -> Span {
+                self.span
+            }
+            fn leading_comments(&mut self) -> &mut Vec<Comment> {
+                &mut self.leading_comments
+            }
+            fn trailing_comment(&mut self) -> &mut Option<Comment> {
+                &mut self.trailing_comment
+            }
+        }
+    )*};
+}
+
+impl_commented!(Item, Entry);
+
+/// Hands the comments in `[from, to)` to a run of nodes: a comment on the line where one
+/// node ends trails it, the others lead the next node (a same-line comment before the
+/// first node, as right after `{`, leads it too). `inside(i, node, prev_end)` then visits
+/// each node (`prev_end`: where the node before it ended). Returns the comments after the
+/// last node.
+fn attach_run<N: Commented>(
+    nodes: &mut [N],
+    (file, text, comments): (FileId, &str, &[RawComment]),
+    (from, to): (usize, usize),
+    mut inside: impl FnMut(usize, &mut N, usize),
+) -> Vec<Comment> {
+    let mut prev_end = from;
+    for i in 0..nodes.len() {
+        let start = nodes[i].span().start;
         let (trailing, mut leading) = gap_comments(file, text, comments, prev_end, start);
         if i > 0 {
-            out.items[i - 1].trailing_comment = trailing;
+            *nodes[i - 1].trailing_comment() = trailing;
         } else if let Some(t) = trailing {
             leading.insert(0, t);
         }
-        let first_code = leading.first().map_or(start, |c| c.span.start);
+        *nodes[i].leading_comments() = leading;
+        inside(i, &mut nodes[i], prev_end);
+        prev_end = nodes[i].span().end;
+    }
+    let (trailing, rest) = gap_comments(file, text, comments, prev_end, to);
+    match nodes.last_mut() {
+        Some(last) => {
+            *last.trailing_comment() = trailing;
+            rest
+        }
+        None => trailing.into_iter().chain(rest).collect(),
+    }
+}
+
+fn attach_comments(out: &mut ast::File, text: &str, comments: &[RawComment]) {
+    let file = out.file;
+    out.trailing_comments = attach_run(&mut out.items, (file, text, comments), (0, text.len()), |i, item, prev_end| {
+        let first_code = item.leading_comments.first().map_or(item.span.start, |c| c.span.start);
         let gap_from = if i == 0 { 0 } else { line_end(text, prev_end) };
-        out.items[i].blank_line_before = i > 0 && has_blank_line(text, gap_from, first_code);
-        out.items[i].leading_comments = leading;
-        let end = out.items[i].span.end;
-        match &mut out.items[i].kind {
+        item.blank_line_before = i > 0 && has_blank_line(text, gap_from, first_code);
+        match &mut item.kind {
             ItemKind::Decl(d) => attach_block(&mut d.block, file, text, comments),
             ItemKind::Let { value, .. } => attach_value(value, file, text, comments),
             ItemKind::Use { .. } => {}
         }
-        prev_end = end;
-    }
-    let (trailing, rest) = gap_comments(file, text, comments, prev_end, text.len());
-    if n > 0 {
-        out.items[n - 1].trailing_comment = trailing;
-        out.trailing_comments = rest;
-    } else {
-        out.trailing_comments = trailing.into_iter().chain(rest).collect();
-    }
+    });
 }
 
 fn line_end(text: &str, from: usize) -> usize {
@@ -298,29 +339,10 @@ fn line_end(text: &str, from: usize) -> usize {
 }
 
 fn attach_block(block: &mut Block, file: FileId, text: &str, comments: &[RawComment]) {
-    let mut prev_end = block.span.start + 1;
-    let n = block.entries.len();
-    for i in 0..n {
-        let start = block.entries[i].span.start;
-        let (trailing, mut leading) = gap_comments(file, text, comments, prev_end, start);
-        if i > 0 {
-            block.entries[i - 1].trailing_comment = trailing;
-        } else if let Some(t) = trailing {
-            // A comment right after `{` goes with the first entry.
-            leading.insert(0, t);
-        }
-        block.entries[i].leading_comments = leading;
-        attach_value(&mut block.entries[i].value, file, text, comments);
-        prev_end = block.entries[i].span.end;
-    }
-    let close = block.span.end.saturating_sub(1);
-    let (trailing, rest) = gap_comments(file, text, comments, prev_end, close);
-    if n > 0 {
-        block.entries[n - 1].trailing_comment = trailing;
-        block.trailing_comments = rest;
-    } else {
-        block.trailing_comments = trailing.into_iter().chain(rest).collect();
-    }
+    let inside_braces = (block.span.start + 1, block.span.end.saturating_sub(1));
+    block.trailing_comments = attach_run(&mut block.entries, (file, text, comments), inside_braces, |_, entry, _| {
+        attach_value(&mut entry.value, file, text, comments)
+    });
 }
 
 fn attach_value(value: &mut Value, file: FileId, text: &str, comments: &[RawComment]) {

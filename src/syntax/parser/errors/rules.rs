@@ -318,55 +318,34 @@ fn in_block(cx: &ErrorContext<'_>) -> Option<Diagnostic> {
     ))
 }
 
+/// Pest wanted `rule` and nothing else fits: "expected WHAT, found …".
+fn expected(cx: &ErrorContext<'_>, rule: Rule, what: &str, label: &str, help: impl Into<String>) -> Option<Diagnostic> {
+    cx.has(rule).then(|| cx.err(format!("expected {what}, found {}", cx.found_desc()), label, help))
+}
+
 fn use_without_string(cx: &ErrorContext<'_>) -> Option<Diagnostic> {
-    cx.has(Rule::string).then(|| {
-        cx.err(
-            format!("expected a file path in double quotes after `use`, found {}", cx.found_desc()),
-            "expected a string here",
-            "write `use \"std/unet.diff\"` or `use \"presets.diff\"` (relative to this file)",
-        )
-    })
+    let help = "write `use \"std/unet.diff\"` or `use \"presets.diff\"` (relative to this file)";
+    expected(cx, Rule::string, "a file path in double quotes after `use`", "expected a string here", help)
 }
 
 fn let_without_name(cx: &ErrorContext<'_>) -> Option<Diagnostic> {
-    cx.has(Rule::let_name).then(|| {
-        cx.err(
-            format!("expected a name after `let`, found {}", cx.found_desc()),
-            "expected a name here",
-            "a constant is `let NAME = value`",
-        )
-    })
+    expected(cx, Rule::let_name, "a name after `let`", "expected a name here", "a constant is `let NAME = value`")
 }
 
 fn declaration_without_name(cx: &ErrorContext<'_>) -> Option<Diagnostic> {
-    cx.has(Rule::name).then(|| {
-        let prev_text = cx.prev_text();
-        cx.err(
-            format!("expected a name after `{prev_text}`, found {}", cx.found_desc()),
-            "expected a name here",
-            format!("a declaration is `{prev_text} NAME = VARIANT {{ … }}`"),
-        )
-    })
+    let prev_text = cx.prev_text();
+    let help = format!("a declaration is `{prev_text} NAME = VARIANT {{ … }}`");
+    expected(cx, Rule::name, &format!("a name after `{prev_text}`"), "expected a name here", help)
 }
 
 fn missing_variant(cx: &ErrorContext<'_>) -> Option<Diagnostic> {
-    cx.has(Rule::variant).then(|| {
-        cx.err(
-            format!("expected a variant after `=`, found {}", cx.found_desc()),
-            "expected a variant here",
-            "name the variant, e.g. `dataset digits = mnist { … }`, or leave out `=` for the kind's default",
-        )
-    })
+    let help = "name the variant, e.g. `dataset digits = mnist { … }`, or leave out `=` for the kind's default";
+    expected(cx, Rule::variant, "a variant after `=`", "expected a variant here", help)
 }
 
 fn missing_brace(cx: &ErrorContext<'_>) -> Option<Diagnostic> {
-    cx.has(Rule::lbrace).then(|| {
-        cx.err(
-            format!("expected `{{` after `{}`, found {}", cx.prev_text(), cx.found_desc()),
-            "expected `{` here",
-            "a declaration ends with its block: `KIND NAME = VARIANT { key = value … }`",
-        )
-    })
+    let help = "a declaration ends with its block: `KIND NAME = VARIANT { key = value … }`";
+    expected(cx, Rule::lbrace, &format!("`{{` after `{}`", cx.prev_text()), "expected `{` here", help)
 }
 
 /// Where a declaration, `use` or `let` should start.
