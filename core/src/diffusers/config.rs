@@ -66,44 +66,29 @@ pub struct UNet2DConfig {
     pub num_class_embeds: Option<i64>,
 }
 
-fn three() -> i64 {
-    3
+/// The `#[serde(default = "…")]` functions: `name: type = value;` each.
+macro_rules! serde_defaults {
+    ($($name:ident: $ty:ty = $value:expr;)*) => {
+        $(fn $name() -> $ty {
+            $value
+        })*
+    };
 }
-fn two() -> i64 {
-    2
-}
-fn one() -> f64 {
-    1.0
-}
-fn one_int() -> i64 {
-    1
-}
-fn yes() -> bool {
-    true
-}
-fn eight() -> Option<i64> {
-    Some(8)
-}
-fn thirty_two() -> Option<i64> {
-    Some(32)
-}
-fn norm_eps() -> f64 {
-    1e-5
-}
-fn positional() -> String {
-    "positional".into()
-}
-fn mid_block() -> Option<String> {
-    Some("UNetMidBlock2D".into())
-}
-fn conv() -> String {
-    "conv".into()
-}
-fn silu() -> String {
-    "silu".into()
-}
-fn default_shift() -> String {
-    "default".into()
+
+serde_defaults! {
+    three: i64 = 3;
+    two: i64 = 2;
+    one: f64 = 1.0;
+    one_int: i64 = 1;
+    yes: bool = true;
+    eight: Option<i64> = Some(8);
+    thirty_two: Option<i64> = Some(32);
+    norm_eps: f64 = 1e-5;
+    positional: String = "positional".into();
+    mid_block: Option<String> = Some("UNetMidBlock2D".into());
+    conv: String = "conv".into();
+    silu: String = "silu".into();
+    default_shift: String = "default".into();
 }
 
 /// A refused or broken config: the message names the option, `help` says what works.
@@ -357,20 +342,12 @@ pub struct SchedulerConfig {
     pub rescale_betas_zero_snr: bool,
 }
 
-fn thousand() -> usize {
-    1000
-}
-fn beta_start() -> f64 {
-    1e-4
-}
-fn beta_end() -> f64 {
-    0.02
-}
-fn linear() -> String {
-    "linear".into()
-}
-fn epsilon() -> String {
-    "epsilon".into()
+serde_defaults! {
+    thousand: usize = 1000;
+    beta_start: f64 = 1e-4;
+    beta_end: f64 = 0.02;
+    linear: String = "linear".into();
+    epsilon: String = "epsilon".into();
 }
 
 /// What a scheduler config gives difflow: the schedule and what the net predicts.

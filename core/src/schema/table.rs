@@ -153,10 +153,51 @@ fn steps_or_epochs() -> [KeySpec; 2] {
     ]
 }
 
+fn sampling_steps(default: &'static str) -> KeySpec {
+    def("steps", Type::Int, default, "sampling steps (at most the schedule's steps)").range(ge(1.0))
+}
+
 /// `step = K` on a stage that reads a train stage: its EMA weights after K steps, a cache
 /// entry of its own (not in the reader's key: the snapshot's key stands for it).
 fn training_step(doc: &'static str) -> KeySpec {
     opt("step", Type::Int, doc).range(ge(1.0)).not_in_key()
+}
+
+/// A stage kind that trains a network with AdamW. Its one variant's keys are model, data,
+/// `what` (what else it learns from), `steps` or `epochs` (exactly one of them), batch, lr,
+/// then `how` (the rest).
+struct Trainer {
+    /// The kind's name and doc.
+    kind: (&'static str, &'static str),
+    /// Its variant's name and doc.
+    variant: (&'static str, &'static str),
+    /// The docs of `model` and `data`.
+    model_and_data: (&'static str, &'static str),
+    /// The default learning rate.
+    lr: &'static str,
+    what: Vec<KeySpec>,
+    how: Vec<KeySpec>,
+}
+
+fn training_kind(t: Trainer) -> KindSpec {
+    let (model, data) = t.model_and_data;
+    let mut keys = vec![req("model", Type::Config("model"), model), req("data", stage(&["dataset"]), data)];
+    keys.extend(t.what);
+    keys.extend(steps_or_epochs());
+    keys.extend([batch("128"), def("lr", Type::Float, t.lr, "AdamW learning rate").range(gt(0.0))]);
+    keys.extend(t.how);
+    let (name, doc) = t.kind;
+    let mut only = variant(t.variant.0, t.variant.1, keys);
+    only.exactly_one_of.push(STEPS_OR_EPOCHS);
+    KindSpec {
+        name,
+        role: Role::Stage,
+        doc,
+        default_variant: Some(t.variant.0),
+        version: 1,
+        hidden: false,
+        variants: vec![only],
+    }
 }
 
 fn features() -> KeySpec {
@@ -279,7 +320,7 @@ pub(super) fn kinds() -> Vec<KindSpec> {
                 "ddim",
                 "Song et al. 2021: deterministic at eta = 0, DDPM-like at eta = 1",
                 vec![
-                    def("steps", Type::Int, "50", "sampling steps (at most the schedule's steps)").range(ge(1.0)),
+                    sampling_steps("50"),
                     def("eta", Type::Float, "0", "stochasticity η").range(ge_le(0.0, 1.0)),
                     def(
                         "spacing",
@@ -292,10 +333,7 @@ pub(super) fn kinds() -> Vec<KindSpec> {
             variant(
                 "dpm_solver",
                 "DPM-Solver (Lu et al. 2022), multistep",
-                vec![
-                    def("steps", Type::Int, "20", "sampling steps (at most the schedule's steps)").range(ge(1.0)),
-                    def("order", Type::Int, "2", "solver order").range(ge_le(1.0, 3.0)),
-                ],
+                vec![sampling_steps("20"), def("order", Type::Int, "2", "solver order").range(ge_le(1.0, 3.0))],
             ),
         ],
     };
@@ -375,43 +413,34 @@ pub(super) fn kinds() -> Vec<KindSpec> {
         ],
     };
 
-    let mut train_keys = vec![
-        req("model", Type::Config("model"), "the denoiser (unet for images, mlp for vector data)"),
-        req("data", stage(&["dataset"]), "training data"),
-        req("schedule", Type::Config("schedule"), "the noise schedule"),
-        def(
-            "loss",
-            en(&["simple", "hybrid", "vlb"]),
-            "\"simple\"",
-            "ε-MSE, MSE + λ·VLB (λ = 0.001), or the VLB alone; hybrid/vlb need learn_sigma",
-        ),
-        def("uncond_p", Type::Float, "0", "probability of dropping the label (classifier-free guidance training)")
-            .range(ge_lt(0.0, 1.0)),
-    ];
-    train_keys.extend(steps_or_epochs());
-    train_keys.extend([
-        batch("128"),
-        def("lr", Type::Float, "2e-4", "AdamW learning rate").range(gt(0.0)),
-        def("warmup", Type::Int, "0", "linear learning-rate warm-up steps").range(ge(0.0)),
-        def("grad_clip", Type::Float, "1", "clip the gradient norm at this value (0: no clipping)").range(ge(0.0)),
-        def("ema", Type::Float, "0.9999", "EMA decay (warmed up: min(ema, (1 + n)/(10 + n)))").range(ge_lt(0.0, 1.0)),
-        seed(),
-        def("precision", en(&["fp32", "bf16"]), "\"fp32\"", "arithmetic precision of the forward/backward pass"),
-        def("checkpoint_every", Type::Int, "1000", "save a resumable checkpoint every N steps")
-            .range(ge(1.0))
-            .not_in_key(),
-    ]);
-    let mut train_variant = variant("diffusion", "train a denoiser with AdamW and an EMA of its weights", train_keys);
-    train_variant.exactly_one_of.push(STEPS_OR_EPOCHS);
-    let train = KindSpec {
-        name: "train",
-        role: Role::Stage,
-        doc: "EMA + raw weights, optimiser state, loss log",
-        default_variant: Some("diffusion"),
-        version: 1,
-        hidden: false,
-        variants: vec![train_variant],
-    };
+    let train = training_kind(Trainer {
+        kind: ("train", "EMA + raw weights, optimiser state, loss log"),
+        variant: ("diffusion", "train a denoiser with AdamW and an EMA of its weights"),
+        model_and_data: ("the denoiser (unet for images, mlp for vector data)", "training data"),
+        lr: "2e-4",
+        what: vec![
+            req("schedule", Type::Config("schedule"), "the noise schedule"),
+            def(
+                "loss",
+                en(&["simple", "hybrid", "vlb"]),
+                "\"simple\"",
+                "ε-MSE, MSE + λ·VLB (λ = 0.001), or the VLB alone; hybrid/vlb need learn_sigma",
+            ),
+            def("uncond_p", Type::Float, "0", "probability of dropping the label (classifier-free guidance training)")
+                .range(ge_lt(0.0, 1.0)),
+        ],
+        how: vec![
+            def("warmup", Type::Int, "0", "linear learning-rate warm-up steps").range(ge(0.0)),
+            def("grad_clip", Type::Float, "1", "clip the gradient norm at this value (0: no clipping)").range(ge(0.0)),
+            def("ema", Type::Float, "0.9999", "EMA decay (warmed up: min(ema, (1 + n)/(10 + n)))")
+                .range(ge_lt(0.0, 1.0)),
+            seed(),
+            def("precision", en(&["fp32", "bf16"]), "\"fp32\"", "arithmetic precision of the forward/backward pass"),
+            def("checkpoint_every", Type::Int, "1000", "save a resumable checkpoint every N steps")
+                .range(ge(1.0))
+                .not_in_key(),
+        ],
+    });
 
     let mut diffusers_variant = variant(
         "diffusers",
@@ -438,32 +467,18 @@ pub(super) fn kinds() -> Vec<KindSpec> {
         variants: vec![diffusers_variant],
     };
 
-    let mut classifier_keys = vec![
-        req("model", Type::Config("model"), "an encoder model"),
-        req("data", stage(&["dataset"]), "labelled training data"),
-        opt(
+    let classifier = training_kind(Trainer {
+        kind: ("classifier", "a classifier checkpoint"),
+        variant: ("default", "train a classifier"),
+        model_and_data: ("an encoder model", "labelled training data"),
+        lr: "3e-4",
+        what: vec![opt(
             "schedule",
             Type::Config("schedule"),
             "set: trained on noisy x_t (for guidance); unset: a clean classifier (features, accuracy)",
-        ),
-    ];
-    classifier_keys.extend(steps_or_epochs());
-    classifier_keys.extend([
-        batch("128"),
-        def("lr", Type::Float, "3e-4", "AdamW learning rate").range(gt(0.0)),
-        seed(),
-    ]);
-    let mut classifier_variant = variant("default", "train a classifier", classifier_keys);
-    classifier_variant.exactly_one_of.push(STEPS_OR_EPOCHS);
-    let classifier = KindSpec {
-        name: "classifier",
-        role: Role::Stage,
-        doc: "a classifier checkpoint",
-        default_variant: Some("default"),
-        version: 1,
-        hidden: false,
-        variants: vec![classifier_variant],
-    };
+        )],
+        how: vec![seed()],
+    });
 
     let sample = KindSpec {
         name: "sample",
