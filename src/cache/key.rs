@@ -30,26 +30,16 @@ impl StageKeys {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct KeyError {
-    pub message: String,
-}
-
-impl std::fmt::Display for KeyError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for KeyError {}
+/// Why a stage has no key, in words (as the settings and fetch errors it passes on).
+pub type KeyError = String;
 
 /// The keys `difflow run` would use for this pipeline (hidden statistics instances
 /// included), with the settings of its `difflow.toml` and no digest memo on disk.
 pub fn stage_keys(p: &Pipeline) -> Result<BTreeMap<String, String>, KeyError> {
-    let settings = Settings::load(&p.root).map_err(|message| KeyError { message })?;
-    let (p, inception) = crate::fetch::fill_in(p, &settings).map_err(|message| KeyError { message })?;
+    let settings = Settings::load(&p.root)?;
+    let (p, inception) = crate::fetch::fill_in(p, &settings)?;
     let expanded = graph::expand_implicit(&p, inception.as_deref());
-    let g = StageGraph::new(&expanded).map_err(|e| KeyError { message: e.to_string() })?;
+    let g = StageGraph::new(&expanded).map_err(|e| e.to_string())?;
     Ok(compute_keys(&expanded, &g, &mut Digests::in_memory())?.keys)
 }
 
@@ -101,9 +91,9 @@ fn pretrained_files(inst: &Instance, name: &str, v: &Value, digests: &mut Digest
     };
     let mut out = serde_json::Map::new();
     for (role, file) in [("config", &files.config), ("weights", &files.weights), ("scheduler", &files.scheduler)] {
-        let digest = digests.digest(file).map_err(|e| KeyError {
-            message: format!("cannot read `{}` (used by `{}`): {e}", file.display(), inst.name),
-        })?;
+        let digest = digests
+            .digest(file)
+            .map_err(|e| format!("cannot read `{}` (used by `{}`): {e}", file.display(), inst.name))?;
         out.insert(role.into(), json!({ "$file": digest }));
     }
     Ok(Some(Json::Object(out)))
@@ -118,16 +108,14 @@ fn value_material(
     Ok(match v {
         Value::Stage(name) => match upstream.get(name) {
             Some(k) => json!({ "$stage": k }),
-            None => {
-                return Err(KeyError { message: format!("stage `{}` reads `{name}`, which has no key yet", inst.name) })
-            }
+            None => return Err(format!("stage `{}` reads `{name}`, which has no key yet", inst.name)),
         },
         Value::Path(p) => match digests.digest(Path::new(p)) {
             Ok(Some(d)) => json!({ "$file": d }),
             // A file that is not there yet: the key still exists (plan can show the
             // stage), and running it fails with the worker's message about the file.
             Ok(None) => json!({ "$missing": p }),
-            Err(e) => return Err(KeyError { message: format!("cannot read `{p}` (used by `{}`): {e}", inst.name) }),
+            Err(e) => return Err(format!("cannot read `{p}` (used by `{}`): {e}", inst.name)),
         },
         Value::List(items) => {
             Json::Array(items.iter().map(|x| value_material(x, inst, upstream, digests)).collect::<Result<_, _>>()?)
@@ -212,8 +200,16 @@ mod tests {
         compute_keys(&p, &g, &mut Digests::in_memory()).unwrap().keys
     }
 
-    fn set(p: &mut Pipeline, instance: &str, key: &str, v: Value) {
+    /// The keys of the CFG study, and of the study with `key` of `instance` set to `v`.
+    fn keys_with(instance: &str, key: &str, v: Value) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+        let mut p = cfg_study();
         p.instances.iter_mut().find(|i| i.name == instance).unwrap().params.insert(key.into(), v);
+        (keys(&cfg_study()), keys(&p))
+    }
+
+    /// Whether each of `names` has one key in `a` and `b`.
+    fn same_keys(a: &BTreeMap<String, String>, b: &BTreeMap<String, String>, names: &[&str]) -> Vec<bool> {
+        names.iter().map(|n| a[*n] == b[*n]).collect()
     }
 
     #[test]
@@ -237,35 +233,25 @@ mod tests {
         renamed.instances.reverse();
         let renamed = keys(&renamed);
         assert_eq!(base["ddpm"], renamed["trained"]);
-        assert_eq!(base["scores[scale=0.5]"], renamed["scores[scale=0.5]"]);
-        assert_eq!(base["stats(digits_test, inception)"], renamed["stats(digits_test, inception)"]);
+        assert_eq!(same_keys(&base, &renamed, &["scores[scale=0.5]", "stats(digits_test, inception)"]), [true, true]);
     }
 
     #[test]
     fn guidance_scale_changes_sampling_and_metrics_but_not_training() {
-        let base = keys(&cfg_study());
-        let mut p = cfg_study();
-        set(&mut p, "gen[scale=0.5]", "guidance", Value::Float(0.7));
-        let changed = keys(&p);
-        assert_eq!(base["ddpm"], changed["ddpm"]);
-        assert_ne!(base["gen[scale=0.5]"], changed["gen[scale=0.5]"]);
-        assert_ne!(base["stats(gen[scale=0.5], inception)"], changed["stats(gen[scale=0.5], inception)"]);
-        assert_ne!(base["scores[scale=0.5]"], changed["scores[scale=0.5]"]);
-        assert_eq!(base["scores[scale=2]"], changed["scores[scale=2]"]);
-        assert_eq!(base["stats(digits_test, inception)"], changed["stats(digits_test, inception)"]);
+        let (base, changed) = keys_with("gen[scale=0.5]", "guidance", Value::Float(0.7));
+        let kept = ["ddpm", "scores[scale=2]", "stats(digits_test, inception)"];
+        assert_eq!(same_keys(&base, &changed, &kept), [true; 3]);
+        let rekeyed = ["gen[scale=0.5]", "stats(gen[scale=0.5], inception)", "scores[scale=0.5]"];
+        assert_eq!(same_keys(&base, &changed, &rekeyed), [false; 3]);
     }
 
     #[test]
     fn sampling_batch_is_not_in_the_key_but_training_steps_are() {
-        let base = keys(&cfg_study());
-        let mut p = cfg_study();
-        set(&mut p, "gen[scale=0.5]", "batch", Value::Int(7));
-        assert_eq!(base, keys(&p));
-        set(&mut p, "ddpm", "steps", Value::Int(11));
-        let changed = keys(&p);
-        for name in ["ddpm", "gen[scale=0.5]", "gen[scale=2]", "scores[scale=2]"] {
-            assert_ne!(base[name], changed[name], "{name}");
-        }
+        let (base, batched) = keys_with("gen[scale=0.5]", "batch", Value::Int(7));
+        assert_eq!(base, batched);
+        let (_, changed) = keys_with("ddpm", "steps", Value::Int(11));
+        let rekeyed = ["ddpm", "gen[scale=0.5]", "gen[scale=2]", "scores[scale=2]"];
+        assert_eq!(same_keys(&base, &changed, &rekeyed), [false; 4]);
         assert_eq!(base["digits"], changed["digits"]);
     }
 
