@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 use super::images::ImageSet;
 use super::limits::{read_capped, MAX_DECOMPRESSED};
 use super::store::Dataset;
+use super::FetchedSplit;
 use serde::Deserialize;
 
 pub const IMAGES_MAGIC: u32 = 2051;
@@ -126,22 +127,54 @@ fn be_u32(bytes: &[u8], at: usize) -> u32 {
     u32::from_be_bytes(bytes[at..at + 4].try_into().expect("4 bytes"))
 }
 
-/// Parses an IDX image file: (count, rows, cols, pixels).
-pub fn parse_images(bytes: &[u8], path: &Path) -> Result<(usize, usize, usize, Vec<u8>)> {
+/// One of the two IDX file kinds: its magic number, its name and its header's length.
+struct IdxKind {
+    magic: u32,
+    /// `image`, `label`.
+    name: &'static str,
+    /// With its article: `an image`, `a label`.
+    a_name: &'static str,
+    header_len: usize,
+}
+
+const IDX_IMAGES: IdxKind = IdxKind { magic: IMAGES_MAGIC, name: "image", a_name: "an image", header_len: 16 };
+const IDX_LABELS: IdxKind = IdxKind { magic: LABELS_MAGIC, name: "label", a_name: "a label", header_len: 8 };
+
+/// Checks that `bytes` start with a whole IDX header of `kind` (and says so when they are
+/// the `other` kind).
+fn check_idx_header(bytes: &[u8], path: &Path, kind: &IdxKind, other: &IdxKind) -> Result<()> {
+    let truncated = || {
+        anyhow::anyhow!(
+            "{} is too short for an IDX {} header ({} bytes): the file is truncated",
+            path.display(),
+            kind.name,
+            bytes.len()
+        )
+    };
     if bytes.len() < 4 {
-        bail!("{} is too short for an IDX image header ({} bytes): the file is truncated", path.display(), bytes.len());
+        return Err(truncated());
     }
     let magic = be_u32(bytes, 0);
-    if magic != IMAGES_MAGIC {
+    if magic != kind.magic {
+        let looks_like =
+            if magic == other.magic { format!(" (it looks like {} file)", other.a_name) } else { String::new() };
         bail!(
-            "{} has magic number {magic}, not {IMAGES_MAGIC} (IDX images): it is not an IDX image file{}",
+            "{} has magic number {magic}, not {} (IDX {}s): it is not an IDX {} file{looks_like}",
             path.display(),
-            if magic == LABELS_MAGIC { " (it looks like a label file)" } else { "" }
+            kind.magic,
+            kind.name,
+            kind.name
         );
     }
-    if bytes.len() < 16 {
-        bail!("{} is too short for an IDX image header ({} bytes): the file is truncated", path.display(), bytes.len());
+    if bytes.len() < kind.header_len {
+        return Err(truncated());
     }
+    Ok(())
+}
+
+/// Parses an IDX image file: (count, rows, cols, pixels).
+pub fn parse_images(bytes: &[u8], path: &Path) -> Result<(usize, usize, usize, Vec<u8>)> {
+    check_idx_header(bytes, path, &IDX_IMAGES, &IDX_LABELS)?;
     let (n, rows, cols) = (be_u32(bytes, 4) as usize, be_u32(bytes, 8) as usize, be_u32(bytes, 12) as usize);
     if rows == 0 || cols == 0 || rows > MAX_SIDE || cols > MAX_SIDE {
         bail!(
@@ -164,20 +197,7 @@ pub fn parse_images(bytes: &[u8], path: &Path) -> Result<(usize, usize, usize, V
 
 /// Parses an IDX label file.
 pub fn parse_labels(bytes: &[u8], path: &Path) -> Result<Vec<u8>> {
-    if bytes.len() < 4 {
-        bail!("{} is too short for an IDX label header ({} bytes): the file is truncated", path.display(), bytes.len());
-    }
-    let magic = be_u32(bytes, 0);
-    if magic != LABELS_MAGIC {
-        bail!(
-            "{} has magic number {magic}, not {LABELS_MAGIC} (IDX labels): it is not an IDX label file{}",
-            path.display(),
-            if magic == IMAGES_MAGIC { " (it looks like an image file)" } else { "" }
-        );
-    }
-    if bytes.len() < 8 {
-        bail!("{} is too short for an IDX label header ({} bytes): the file is truncated", path.display(), bytes.len());
-    }
+    check_idx_header(bytes, path, &IDX_LABELS, &IDX_IMAGES)?;
     let n = be_u32(bytes, 4) as usize;
     if bytes.len() - 8 < n {
         bail!("{} is truncated: its header promises {n} labels but it holds {}", path.display(), bytes.len() - 8);
@@ -225,19 +245,17 @@ pub fn load(dir: &Path, split: &str, flavour: Flavour) -> Result<ImageSet> {
 
 /// The `mnist` / `fashion_mnist` dataset stage.
 pub fn from_params(p: &MnistParams, flavour: Flavour) -> Result<Dataset> {
-    let set = load(crate::data::fetched_path(&p.path, flavour.name())?, &p.split, flavour)?;
-    let set = set.select(Some(p.classes), p.limit)?;
+    let set = load(p.fetched.folder(flavour.name())?, &p.fetched.split, flavour)?;
+    let set = set.select(Some(p.classes), p.fetched.limit)?;
     set.to_size(p.size)?.into_dataset(false)
 }
 
 /// The parameters of an `mnist` or `fashion_mnist` dataset stage.
 #[derive(Debug, Clone, Deserialize)]
 pub struct MnistParams {
-    /// Unset in a pipeline: `difflow run` fills in the fetched folder.
-    pub path: Option<PathBuf>,
-    pub split: String,
+    #[serde(flatten)]
+    pub fetched: FetchedSplit,
     pub size: usize,
-    pub limit: Option<usize>,
     /// Keep only labels 0…N−1.
     pub classes: usize,
 }

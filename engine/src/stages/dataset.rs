@@ -1,7 +1,5 @@
 //! The `dataset` stage: generate or decode the data and write the dataset artifact.
 
-use std::path::PathBuf;
-
 use anyhow::Result;
 use difflow_core::job::Job;
 use serde::Deserialize;
@@ -9,7 +7,7 @@ use serde::Deserialize;
 use crate::data::images::ImagesParams;
 use crate::data::mnist::{Flavour, MnistParams};
 use crate::data::store::DATA_FILE;
-use crate::data::{cifar10, images, mnist, toy};
+use crate::data::{cifar10, images, mnist, toy, FetchedSplit};
 use crate::params::job_variant_params;
 use crate::progress;
 
@@ -27,11 +25,9 @@ pub enum DatasetParams {
 /// `flip` is recorded in the dataset's meta; the training stages apply it.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Cifar10Params {
-    /// Unset in a pipeline: `difflow run` fills in the fetched folder.
-    pub path: Option<PathBuf>,
-    pub split: String,
+    #[serde(flatten)]
+    pub fetched: FetchedSplit,
     pub flip: bool,
-    pub limit: Option<usize>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -48,8 +44,8 @@ pub fn run(job: &Job) -> Result<()> {
         DatasetParams::Mnist(p) => mnist::from_params(&p, Flavour::Mnist)?,
         DatasetParams::FashionMnist(p) => mnist::from_params(&p, Flavour::Fashion)?,
         DatasetParams::Cifar10(p) => {
-            let set = cifar10::load(crate::data::fetched_path(&p.path, "CIFAR-10")?, &p.split)?;
-            let set = match p.limit {
+            let set = cifar10::load(p.fetched.folder("CIFAR-10")?, &p.fetched.split)?;
+            let set = match p.fetched.limit {
                 Some(limit) => set.select(None, Some(limit))?,
                 None => set,
             };
