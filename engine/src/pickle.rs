@@ -434,40 +434,24 @@ impl<'a> Machine<'a> {
         Ok(())
     }
 
-    /// Memo PUT and GET.
+    /// Memo PUT and GET: the opcodes differ in how they give the memo index.
     fn memo_op(&mut self, op: u8) -> Result<()> {
-        match op {
-            b'q' => {
-                let i = self.u8()? as u64;
-                self.memo_put(i)?
-            }
-            b'r' => {
-                let i = self.u32()?;
-                self.memo_put(i)?
-            }
-            0x94 => {
-                let i = self.memo.len() as u64;
-                self.memo_put(i)?
-            }
-            b'p' => {
+        let get = matches!(op, b'h' | b'j' | b'g');
+        let index = match op {
+            b'q' | b'h' => self.u8()? as u64,
+            b'r' | b'j' => self.u32()?,
+            0x94 => self.memo.len() as u64,
+            b'p' | b'g' => {
                 let line = self.line()?;
-                self.memo_put(line.parse().map_err(|_| anyhow!("bad PUT {line:?}"))?)?
-            }
-            b'h' => {
-                let i = self.u8()? as u64;
-                self.memo_get(i)?
-            }
-            b'j' => {
-                let i = self.u32()?;
-                self.memo_get(i)?
-            }
-            b'g' => {
-                let line = self.line()?;
-                self.memo_get(line.parse().map_err(|_| anyhow!("bad GET {line:?}"))?)?
+                line.parse().map_err(|_| anyhow!("bad {} {line:?}", if get { "GET" } else { "PUT" }))?
             }
             _ => unreachable!("dispatched by step"),
+        };
+        if get {
+            self.memo_get(index)
+        } else {
+            self.memo_put(index)
         }
-        Ok(())
     }
 
     /// REDUCE/NEWOBJ. The dict classes become plain dicts (their items follow as

@@ -71,14 +71,10 @@ fn draw(
     (x_range, y_range): Ranges,
     text: bool,
 ) -> std::result::Result<(), String> {
-    let root = BitMapBackend::new(path, (width, height)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let mut builder = ChartBuilder::on(&root);
-    builder.margin(16);
-    if text {
-        builder.caption(curve.title, ("sans-serif", 24)).x_label_area_size(56).y_label_area_size(84);
-    }
-    let mut chart = builder.build_cartesian_2d(x_range, y_range).map_err(|e| e.to_string())?;
+    let root = super::white_canvas(path, (width, height))?;
+    let caption = text.then_some(super::Caption { title: curve.title, font_size: 24, label_room: (56, 84) });
+    let mut chart =
+        super::chart_on(&root, 16, caption).build_cartesian_2d(x_range, y_range).map_err(|e| e.to_string())?;
     if text {
         chart
             .configure_mesh()

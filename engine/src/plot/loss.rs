@@ -64,11 +64,8 @@ fn range(panel: &Panel) -> Result<(Range<f64>, Range<f64>)> {
 
 fn draw_panel(area: &DrawingArea<BitMapBackend, Shift>, panel: &Panel, text: bool) -> Result<(), String> {
     let (xr, yr) = range(panel).map_err(|e| e.to_string())?;
-    let mut builder = ChartBuilder::on(area);
-    builder.margin(14);
-    if text {
-        builder.caption(&panel.title, ("sans-serif", 24)).x_label_area_size(56).y_label_area_size(84);
-    }
+    let caption = text.then_some(super::Caption { title: &panel.title, font_size: 24, label_room: (56, 84) });
+    let mut builder = super::chart_on(area, 14, caption);
     macro_rules! body {
         ($chart:expr) => {{
             let mut chart = $chart;
@@ -137,8 +134,7 @@ pub fn tick_label(v: f64) -> String {
 /// Writes the panels side by side (`width` × `height` pixels per panel) as a PNG.
 pub fn write_panels(panels: &[Panel], width: u32, height: u32, path: &Path) -> Result<()> {
     let draw = |text: bool| -> Result<(), String> {
-        let root = BitMapBackend::new(path, (width * panels.len() as u32, height)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let root = super::white_canvas(path, (width * panels.len() as u32, height))?;
         for (area, panel) in root.split_evenly((1, panels.len())).iter().zip(panels) {
             draw_panel(area, panel, text)?;
         }

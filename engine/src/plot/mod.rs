@@ -13,7 +13,8 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use difflow_core::job::Job;
-use plotters::style::RGBColor;
+use plotters::coord::Shift;
+use plotters::prelude::{BitMapBackend, ChartBuilder, DrawingArea, DrawingBackend, IntoDrawingArea, RGBColor, WHITE};
 use serde::Deserialize;
 use tch::Tensor;
 
@@ -60,6 +61,38 @@ pub const COLOURS: [RGBColor; 8] = [
     RGBColor(227, 119, 194),
     RGBColor(127, 127, 127),
 ];
+
+/// A white bitmap of `size` pixels, written to `path` when presented.
+pub(crate) fn white_canvas(path: &Path, size: (u32, u32)) -> Result<DrawingArea<BitMapBackend<'_>, Shift>, String> {
+    let root = BitMapBackend::new(path, size).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    Ok(root)
+}
+
+/// The text around a chart: its title, the title's font size, and the room for the x and
+/// y axis labels.
+pub(crate) struct Caption<'t> {
+    pub title: &'t str,
+    pub font_size: u32,
+    pub label_room: (u32, u32),
+}
+
+/// A chart on `area` inside `margin` pixels, with `caption` where text can be drawn.
+pub(crate) fn chart_on<'a, DB: DrawingBackend>(
+    area: &'a DrawingArea<DB, Shift>,
+    margin: u32,
+    caption: Option<Caption<'_>>,
+) -> ChartBuilder<'a, 'static, DB> {
+    let mut builder = ChartBuilder::on(area);
+    builder.margin(margin);
+    if let Some(c) = caption {
+        builder
+            .caption(c.title, ("sans-serif", c.font_size))
+            .x_label_area_size(c.label_room.0)
+            .y_label_area_size(c.label_room.1);
+    }
+    builder
+}
 
 /// Writes uint8 images [N, C, H, W] (C = 1 or 3) as one PNG grid of `columns` columns with a
 /// 2-pixel white gutter, at their own size.

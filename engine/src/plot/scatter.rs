@@ -81,14 +81,10 @@ fn draw(
     y_range: std::ops::Range<f64>,
     text: bool,
 ) -> std::result::Result<(), String> {
-    let root = BitMapBackend::new(path, (size, size)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let mut builder = ChartBuilder::on(&root);
-    builder.margin(12);
-    if text {
-        builder.caption(title, ("sans-serif", 22)).x_label_area_size(32).y_label_area_size(40);
-    }
-    let mut chart = builder.build_cartesian_2d(x_range, y_range).map_err(|e| e.to_string())?;
+    let root = super::white_canvas(path, (size, size))?;
+    let caption = text.then_some(super::Caption { title, font_size: 22, label_room: (32, 40) });
+    let mut chart =
+        super::chart_on(&root, 12, caption).build_cartesian_2d(x_range, y_range).map_err(|e| e.to_string())?;
     if text {
         chart.configure_mesh().light_line_style(WHITE.mix(0.0)).draw().map_err(|e| e.to_string())?;
     } else {
