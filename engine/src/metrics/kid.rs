@@ -61,12 +61,11 @@ mod tests {
     fn unbiased_on_identical_distributions() {
         // Two independent samples of one distribution: the estimate centres on 0 (a biased
         // estimator would stay clearly positive), while a shifted distribution is far from 0.
-        tch::manual_seed(7);
-        let x = Tensor::randn([2000, 32], (Kind::Double, Device::Cpu));
-        let y = Tensor::randn([2000, 32], (Kind::Double, Device::Cpu));
+        let mut rng = SplitMix64::new(7);
+        let (x, y) = (rng.normals(2000, 32), rng.normals(2000, 32));
         let (mean, std) = kernel_inception_distance(&x, &y, 50, 200).unwrap();
         assert!(mean.abs() < 3.0 * std / (50f64).sqrt() + 1e-4, "KID {mean} ± {std}");
-        let z = Tensor::randn([2000, 32], (Kind::Double, Device::Cpu)) + 0.5;
+        let z = rng.normals(2000, 32) + 0.5;
         let (shifted, _) = kernel_inception_distance(&x, &z, 50, 200).unwrap();
         assert!(shifted > 20.0 * mean.abs().max(1e-4), "shifted KID {shifted} vs {mean}");
     }
@@ -75,24 +74,12 @@ mod tests {
     fn the_diagonal_correction_removes_the_bias() {
         // The V-statistic (diagonal kept) of two samples of one distribution is positive by
         // about 2(E k(x,x) − E k(x,y))/m; the unbiased estimate centres on 0.
-        // Normal draws from a private generator: libtorch's global one is shared with the
-        // tests running in parallel threads, which made the draws (and the ratio) vary.
-        let mut state = 8u64;
-        let mut uniform = move || {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-        };
-        let mut normal = |n: usize| -> Tensor {
-            let v: Vec<f64> =
-                (0..n).map(|_| (-2.0 * uniform().ln()).sqrt() * (std::f64::consts::TAU * uniform()).cos()).collect();
-            Tensor::from_slice(&v).reshape([-1, 8])
-        };
+        let mut rng = SplitMix64::new(8);
         let m = 100.0;
         let mut unbiased = 0.0;
         let mut biased = 0.0;
         for _ in 0..20 {
-            let x = normal(800);
-            let y = normal(800);
+            let (x, y) = (rng.normals(100, 8), rng.normals(100, 8));
             unbiased += mmd2_unbiased(&x, &y) / 20.0;
             let total = |a: &Tensor, b: &Tensor| kernel(a, b).sum(Kind::Double).double_value(&[]) / (m * m);
             biased += (total(&x, &x) + total(&y, &y) - 2.0 * total(&x, &y)) / 20.0;

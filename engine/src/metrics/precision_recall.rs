@@ -70,31 +70,30 @@ pub fn precision_recall(real: &Tensor, generated: &Tensor, k: i64, device: Devic
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::rng::SplitMix64;
+
+    fn normals(seed: u64, rows: i64, cols: i64) -> Tensor {
+        SplitMix64::new(seed).normals(rows, cols).to_kind(Kind::Float)
+    }
 
     #[test]
     fn identical_sets_score_one() {
-        tch::manual_seed(3);
-        let x = Tensor::randn([300, 16], (Kind::Float, Device::Cpu));
+        let x = normals(3, 300, 16);
         let (p, r) = precision_recall(&x, &x.copy(), K, Device::Cpu).unwrap();
         assert_eq!((p, r), (1.0, 1.0));
     }
 
     #[test]
     fn far_apart_sets_score_zero() {
-        tch::manual_seed(4);
-        let x = Tensor::randn([200, 16], (Kind::Float, Device::Cpu));
-        let y = Tensor::randn([200, 16], (Kind::Float, Device::Cpu)) + 100.0;
+        let (x, y) = (normals(4, 200, 16), normals(40, 200, 16) + 100.0);
         assert_eq!(precision_recall(&x, &y, K, Device::Cpu).unwrap(), (0.0, 0.0));
     }
 
     #[test]
     fn mode_collapse_keeps_precision_and_loses_recall() {
         // Generated points cover one of two real clusters: precise, but half the recall at most.
-        tch::manual_seed(5);
-        let a = Tensor::randn([200, 8], (Kind::Float, Device::Cpu));
-        let b = Tensor::randn([200, 8], (Kind::Float, Device::Cpu)) + 50.0;
-        let real = Tensor::cat(&[&a, &b], 0);
-        let generated = Tensor::randn([400, 8], (Kind::Float, Device::Cpu));
+        let real = Tensor::cat(&[normals(5, 200, 8), normals(50, 200, 8) + 50.0], 0);
+        let generated = normals(500, 400, 8);
         let (p, r) = precision_recall(&real, &generated, K, Device::Cpu).unwrap();
         assert!(p > 0.8, "precision {p}");
         assert!(r <= 0.5 && r > 0.3, "recall {r}");

@@ -22,6 +22,17 @@ impl SplitMix64 {
         (self.next_u64() % n as u64) as usize
     }
 
+    /// `rows` × `cols` standard normal draws (Box–Muller, f64): the metrics' tests draw
+    /// their data here, since libtorch's global generator is shared with the tests running
+    /// in parallel threads, which made their draws vary.
+    #[cfg(test)]
+    pub fn normals(&mut self, rows: i64, cols: i64) -> tch::Tensor {
+        let mut unit = || ((self.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+        let v: Vec<f64> =
+            (0..rows * cols).map(|_| (-2.0 * unit().ln()).sqrt() * (std::f64::consts::TAU * unit()).cos()).collect();
+        tch::Tensor::from_slice(&v).reshape([rows, cols])
+    }
+
     /// `k` distinct indices of 0..n, uniformly (a partial Fisher–Yates shuffle).
     pub fn choose(&mut self, n: usize, k: usize) -> Vec<i64> {
         let mut all: Vec<i64> = (0..n as i64).collect();
