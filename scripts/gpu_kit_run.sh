@@ -3,7 +3,9 @@
 #   1. device checks: `difflow-worker check` computes the UNet forward, a training step's
 #      loss and gradient norm (fp32 and bf16 autocast), a few AdamW steps, DDIM / DDPM /
 #      DPM-Solver samples with per-sample noise and Inception features on the device and on
-#      the CPU from the same weights, and compares them;
+#      the CPU from the same weights, and compares them; then NCCL: the shim loads (from the
+#      kit's lib/) and, on a GPU, a world of one rank forms an NCCL group and all-reduces,
+#      broadcasts and passes a barrier (skipped, saying so, when no GPU is present);
 #   2. the front end: `difflow check` on the packed pipelines;
 #   3. the speed table: difflow against PyTorch eager (bf16 autocast, channels-last) and
 #      torch.compile on the same device, interleaved, with FLOP utilisation against a
