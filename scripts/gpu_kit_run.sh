@@ -3,7 +3,9 @@
 #   1. device checks: `difflow-worker check` computes the UNet forward, a training step's
 #      loss and gradient norm (fp32 and bf16 autocast), a few AdamW steps, DDIM / DDPM /
 #      DPM-Solver samples with per-sample noise and Inception features on the device and on
-#      the CPU from the same weights, and compares them;
+#      the CPU from the same weights, and compares them; then NCCL: the shim loads (from the
+#      kit's lib/) and, on a GPU, a world of one rank forms an NCCL group and all-reduces,
+#      broadcasts and passes a barrier (skipped, saying so, when no GPU is present);
 #   2. the front end: `difflow check` on the packed pipelines;
 #   3. the speed table: difflow against PyTorch eager (bf16 autocast, channels-last) and
 #      torch.compile on the same device, interleaved, with FLOP utilisation against a
@@ -56,8 +58,20 @@ else
     CHECK=(--model '{"in_ch":1,"size":28,"channels":32,"mults":[1,2,2],"res_blocks":1,"attention":[7],"dropout":0.0,"classes":10}'
            --batch 16 --sample-count 16 --inception-batch 8)
 fi
-CHECKS=$("$WORKER" check --device "$DEVICE" "${CHECK[@]}") || { echo "$CHECKS"; say "device checks FAILED"; exit 1; }
+STATUS=0
+CHECKS=$("$WORKER" check --device "$DEVICE" "${CHECK[@]}") || STATUS=$?
 echo "$CHECKS"
+if [ "$STATUS" -ne 0 ]; then
+    # A failed NCCL check says nothing about the one-process speed figures: go on to the
+    # table (the kit still exits non-zero); any other failure makes the figures suspect.
+    FAILED=$(grep '"ok":false' <<<"$CHECKS" || true)
+    if [ -n "$FAILED" ] && ! grep -qv '"check":"nccl_' <<<"$FAILED"; then
+        say "NCCL checks FAILED (above); the speed table still runs"
+    else
+        say "device checks FAILED"
+        exit 1
+    fi
+fi
 
 say "2/3 the front end: difflow check on the packed pipelines"
 for pipeline in "$PIPELINES"/*.diff; do
@@ -69,3 +83,4 @@ say "3/3 speed"
 "$PYTHON" "$PY_DIR/unet_speed.py" --worker "$WORKER" --suite "$SUITE" --device "$DEVICE" "${SPEED_ARGS[@]}" --out "$OUT"
 { echo; echo "device checks:"; echo "$CHECKS"; } >> "$OUT"
 say "the table and the checks are in $OUT"
+exit "$STATUS"

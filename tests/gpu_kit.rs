@@ -1,7 +1,8 @@
 //! The GPU kit's run script in its `--cpu` mode, against the freshly built binaries and the
 //! venv's torch: the device checks, `difflow check` on the pipelines and the speed table
 //! (without torch.compile, whose compilation alone takes minutes on a CPU) must all run, so
-//! that the kit cannot rot between the runs on a GPU machine.
+//! that the kit cannot rot between the runs on a GPU machine. The NCCL shim must load and
+//! the NCCL group check, which needs a GPU, must say that it was skipped.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -60,10 +61,19 @@ fn gpu_kit_cpu_mode_checks_and_times_every_workload() {
         "sample_ddpm",
         "sample_dpm_solver",
         "inception_pool3",
+        "nccl_shim_loads",
+        "nccl_world1",
     ] {
         assert!(names.contains(&expected), "no `{expected}` check in {names:?}");
     }
-    assert!(checks.iter().all(|c| c["ok"] == true), "{checks:?}");
+    // On the CPU the NCCL group check is skipped, saying why; every other check passes.
+    let (skipped, measured): (Vec<_>, Vec<_>) = checks.iter().partition(|c| c["skipped"] == true);
+    assert!(measured.iter().all(|c| c["ok"] == true), "{checks:?}");
+    let skipped: Vec<&str> = skipped.iter().map(|c| c["check"].as_str().unwrap()).collect();
+    assert_eq!(skipped, ["nccl_world1"], "{checks:?}");
+    let world = checks.iter().find(|c| c["check"] == "nccl_world1").unwrap();
+    assert!(world["note"].as_str().unwrap().starts_with("skipped: "), "{world}");
+    assert_eq!(world["ok"], serde_json::Value::Null, "{world}");
     assert!(stdout.contains("pipelines pass"), "{stdout}");
 
     let text = std::fs::read_to_string(&table).unwrap();

@@ -77,6 +77,17 @@ char* dfl_c10d_barrier(void* group) {
   });
 }
 
-void dfl_c10d_free(void* group) { delete static_cast<Group*>(group); }
+// An NCCL group is shut down first, as torch.distributed.destroy_process_group does: its
+// destructor alone would warn that the communicators leaked. Nothing here may throw.
+void dfl_c10d_free(void* group) {
+  auto* g = static_cast<Group*>(group);
+  if (g->cuda_device >= 0) {
+    try {
+      g->backend->shutdown();
+    } catch (...) {
+    }
+  }
+  delete g;
+}
 
 }  // extern "C"

@@ -10,6 +10,7 @@
 //! come from Slurm's `SLURM_PROCID`, `SLURM_NTASKS` and `SLURM_LOCALID`.
 
 use std::ffi::{c_char, c_int, c_long, c_void, CStr, CString};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -45,6 +46,8 @@ type NewNccl = unsafe extern "C" fn(*const c_char, c_int, c_int, c_int, c_long, 
 
 /// Where build.rs put the NCCL shim; empty when libtorch has no CUDA or NCCL was not found.
 const NCCL_SHIM: &str = env!("DIFFLOW_NCCL_SHIM");
+/// The NCCL shim's file name, wherever it lies.
+pub const NCCL_SHIM_FILE: &str = "libdifflow_nccl.so";
 
 /// Which communication library a group uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,21 +81,65 @@ pub fn nccl_built() -> bool {
     !NCCL_SHIM.is_empty()
 }
 
-/// The NCCL shim's constructor, loaded on first use and kept for the process's life.
-fn nccl_constructor() -> Result<NewNccl> {
-    static LIBRARY: std::sync::OnceLock<std::result::Result<libloading::Library, String>> = std::sync::OnceLock::new();
+/// Where the worker looks for the NCCL shim, in order: beside the executable, in a `lib/`
+/// folder beside it or beside its folder (a packed kit's `bin/` and `lib/`), then where
+/// build.rs put it. A kit carried to another machine has only the first ones.
+pub fn nccl_shim_candidates() -> Vec<PathBuf> {
+    let mut candidates = Vec::new();
+    if let Some(dir) = std::env::current_exe().ok().as_deref().and_then(Path::parent) {
+        candidates.push(dir.join(NCCL_SHIM_FILE));
+        candidates.push(dir.join("lib").join(NCCL_SHIM_FILE));
+        if let Some(up) = dir.parent() {
+            candidates.push(up.join("lib").join(NCCL_SHIM_FILE));
+        }
+    }
+    if nccl_built() {
+        candidates.push(PathBuf::from(NCCL_SHIM));
+    }
+    candidates.dedup();
+    candidates
+}
+
+/// Loads the first of `candidates` that exists and loads; the error names every path
+/// tried and why each failed.
+pub fn load_nccl_shim(candidates: &[PathBuf]) -> Result<(libloading::Library, PathBuf)> {
+    let mut tried = Vec::new();
+    for path in candidates {
+        if !path.is_file() {
+            tried.push(format!("{} (not found)", path.display()));
+            continue;
+        }
+        // SAFETY: the shim's initialisers are libtorch's own static registrations.
+        match unsafe { libloading::Library::new(path) } {
+            Ok(library) => return Ok((library, path.clone())),
+            Err(e) => tried.push(format!("{} (does not load: {e})", path.display())),
+        }
+    }
+    bail!("cannot load the NCCL shim {NCCL_SHIM_FILE}; tried {}", tried.join(", "))
+}
+
+/// The NCCL shim, loaded on first use and kept for the process's life, with its path.
+fn nccl_shim() -> Result<&'static (libloading::Library, PathBuf)> {
+    static LIBRARY: std::sync::OnceLock<std::result::Result<(libloading::Library, PathBuf), String>> =
+        std::sync::OnceLock::new();
     if !nccl_built() {
         bail!("this difflow-worker was built without NCCL (libtorch without CUDA, or no nccl.h): data-parallel CUDA stages need it");
     }
-    let library = LIBRARY.get_or_init(|| {
-        // SAFETY: the shim's initialisers are libtorch's own static registrations.
-        unsafe { libloading::Library::new(NCCL_SHIM) }
-            .map_err(|e| format!("cannot load the NCCL shim {NCCL_SHIM}: {e}"))
-    });
-    let library = library.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let loaded = LIBRARY.get_or_init(|| load_nccl_shim(&nccl_shim_candidates()).map_err(|e| format!("{e:#}")));
+    loaded.as_ref().map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// Where the NCCL shim this worker uses lies (loading it, and libtorch_cuda with it).
+pub fn nccl_shim_path() -> Result<PathBuf> {
+    Ok(nccl_shim()?.1.clone())
+}
+
+/// The NCCL shim's constructor.
+fn nccl_constructor() -> Result<NewNccl> {
+    let (library, path) = nccl_shim()?;
     // SAFETY: the symbol has the NewNccl signature (csrc/c10d_nccl.cpp).
-    let symbol =
-        unsafe { library.get::<NewNccl>(b"dfl_c10d_new_nccl\0") }.context("the NCCL shim lacks dfl_c10d_new_nccl")?;
+    let symbol = unsafe { library.get::<NewNccl>(b"dfl_c10d_new_nccl\0") }
+        .with_context(|| format!("the NCCL shim {} lacks dfl_c10d_new_nccl", path.display()))?;
     Ok(*symbol)
 }
 
@@ -139,15 +186,21 @@ impl ProcessGroup {
         let mut handle = std::ptr::null_mut();
         let timeout_ms = timeout.as_millis().min(c_long::MAX as u128) as c_long;
         let (port, rank_c, world_c) = (port as c_int, rank as c_int, world_size as c_int);
+        let what = format!("rank {rank} of {world_size} cannot join the {backend} process group at {host}:{port}");
         // SAFETY: the shims only read the host string and write `handle` on success.
         let err = match backend {
             Backend::Gloo => unsafe { dfl_c10d_new(c_host.as_ptr(), port, rank_c, world_c, timeout_ms, &mut handle) },
             Backend::Nccl(cuda) => {
                 let new_nccl = nccl_constructor()?;
+                // Loading the shim loaded libtorch_cuda, so libtorch counts the GPUs now.
+                let gpus = tch::Cuda::device_count().max(0) as usize;
+                if cuda >= gpus {
+                    bail!("{what}: no CUDA device cuda:{cuda} (libtorch sees {gpus} CUDA device(s)); NCCL needs a GPU");
+                }
                 unsafe { new_nccl(c_host.as_ptr(), port, rank_c, world_c, timeout_ms, cuda as c_int, &mut handle) }
             }
         };
-        check(err, &format!("rank {rank} of {world_size} cannot join the {backend} process group at {host}:{port}"))?;
+        check(err, &what)?;
         Ok(ProcessGroup { handle, rank, world_size })
     }
 
@@ -304,6 +357,33 @@ mod tests {
 
     fn place(vars: &[(&str, &str)]) -> Result<Option<Place>> {
         Place::from_vars(|name| vars.iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_string()))
+    }
+
+    #[test]
+    fn the_nccl_shim_lookup_names_every_path_it_tried() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("bin").join(NCCL_SHIM_FILE);
+        let broken = dir.path().join("lib").join(NCCL_SHIM_FILE);
+        std::fs::create_dir_all(broken.parent().unwrap()).unwrap();
+        std::fs::write(&broken, "not a shared library").unwrap();
+        let err = match load_nccl_shim(&[missing.clone(), broken.clone()]) {
+            Ok(_) => panic!("a text file loaded as the NCCL shim"),
+            Err(err) => err.to_string(),
+        };
+        let expected = format!(
+            "cannot load the NCCL shim libdifflow_nccl.so; tried {} (not found), {} (does not load: ",
+            missing.display(),
+            broken.display()
+        );
+        assert!(err.starts_with(&expected), "{err}");
+        // Beside the executable first, the build's own copy last.
+        let candidates = nccl_shim_candidates();
+        let exe_dir = std::env::current_exe().unwrap().parent().unwrap().to_path_buf();
+        assert_eq!(candidates[0], exe_dir.join(NCCL_SHIM_FILE));
+        assert_eq!(candidates[1], exe_dir.join("lib").join(NCCL_SHIM_FILE));
+        if nccl_built() {
+            assert_eq!(candidates.last().unwrap(), Path::new(NCCL_SHIM));
+        }
     }
 
     #[test]

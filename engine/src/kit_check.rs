@@ -3,7 +3,8 @@
 //! prints one JSON line `{"check", "error", "tolerance", "ok", "note"}` where `error` is the
 //! largest absolute difference relative to the largest absolute CPU value. Exit status 1
 //! when a check fails. With `--device cpu` every comparison is CPU against CPU: the run
-//! then proves that the checks and the code paths they drive work, not a device.
+//! then proves that the checks and the code paths they drive work, not a device. The NCCL
+//! checks (kit_nccl.rs) come last; without a GPU their group check is skipped, saying so.
 
 use anyhow::{bail, Result};
 use serde_json::json;
@@ -13,11 +14,12 @@ use crate::bench::{random_dataset, random_inception, schedule, settings, Options
 use crate::diffusion::noise::SampleNoise;
 use crate::diffusion::sampler::{Guidance, SampleSetup, Sampler};
 use crate::diffusion::{DataSpace, Process, VarianceType};
+use crate::kit_nccl::Outcome;
 use crate::models::{build_denoiser, Denoiser, ModelSpec};
 use crate::stages::train::Trainer;
 
 /// max |a − b| / max |b| (b the CPU reference; 0 when both are all zeros).
-fn relative_error(a: &Tensor, reference: &Tensor) -> f64 {
+pub(crate) fn relative_error(a: &Tensor, reference: &Tensor) -> f64 {
     let a = a.to_device(Device::Cpu).to_kind(Kind::Double);
     let b = reference.to_device(Device::Cpu).to_kind(Kind::Double);
     let scale = b.abs().max().double_value(&[]).max(1e-12);
@@ -30,11 +32,34 @@ struct Report {
 
 impl Report {
     fn record(&mut self, check: &str, error: f64, tolerance: f64, note: &str) {
-        let ok = error.is_finite() && error <= tolerance;
-        if !ok {
+        let outcome = Outcome::Measured { error, tolerance, note: note.to_string() };
+        self.record_outcome(check, &outcome);
+    }
+
+    fn record_outcome(&mut self, check: &str, outcome: &Outcome) {
+        if !print_outcome(check, outcome) {
             self.failed.push(check.to_string());
         }
-        println!("{}", json!({"check": check, "error": error, "tolerance": tolerance, "ok": ok, "note": note}));
+    }
+}
+
+/// Prints a check's JSON line; false when it failed. A skipped check (`"skipped": true`,
+/// `ok` null) neither passes nor fails; its note says why it did not run.
+pub(crate) fn print_outcome(check: &str, outcome: &Outcome) -> bool {
+    match outcome {
+        Outcome::Measured { error, tolerance, note } => {
+            let ok = error.is_finite() && error <= tolerance;
+            // JSON has no infinity: a check that could not run reports a null error.
+            let error = if error.is_finite() { json!(error) } else { json!(null) };
+            println!("{}", json!({"check": check, "error": error, "tolerance": tolerance, "ok": ok, "note": note}));
+            ok
+        }
+        Outcome::Skipped(why) => {
+            let line =
+                json!({"check": check, "error": null, "tolerance": null, "ok": null, "skipped": true, "note": why});
+            println!("{line}");
+            true
+        }
     }
 }
 
@@ -149,6 +174,10 @@ pub fn run(args: &[String]) -> Result<()> {
     let a = inception_cpu.extract(&images, o.inception_batch as usize, |_| {})?;
     let d = inception_dev.extract(&images, o.inception_batch as usize, |_| {})?;
     report.record("inception_pool3", relative_error(&d.pool3, &a.pool3), 1e-2, "random weights, fp32");
+
+    for (name, outcome) in crate::kit_nccl::checks(device) {
+        report.record_outcome(name, &outcome);
+    }
 
     if !report.failed.is_empty() {
         bail!("{} check(s) failed: {}", report.failed.len(), report.failed.join(", "));

@@ -10,6 +10,7 @@ pub mod diffusion;
 pub mod dist;
 pub mod interrupt;
 pub mod kit_check;
+pub mod kit_nccl;
 pub mod metrics;
 pub mod models;
 pub mod params;

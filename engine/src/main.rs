@@ -3,8 +3,8 @@
 //! (message on stderr); exit 3: stopped on request (SIGINT, SIGTERM, SIGUSR1) after a
 //! checkpoint; anything else is a crash.
 //!
-//! `difflow-worker bench …` and `difflow-worker check …` are the speed benchmark and the
-//! device checks of the GPU kit (see docs/gpu_kit.md).
+//! `difflow-worker bench …`, `difflow-worker check …` and `difflow-worker check-nccl …` are
+//! the speed benchmark and the device checks of the GPU kit (see docs/gpu_kit.md).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -17,6 +17,7 @@ fn main() -> ExitCode {
     let tool = match args.get(1).map(String::as_str) {
         Some("bench") => Some(difflow_engine::bench::serve as fn(&[String]) -> anyhow::Result<()>),
         Some("check") => Some(difflow_engine::kit_check::run as fn(&[String]) -> anyhow::Result<()>),
+        Some("check-nccl") => Some(difflow_engine::kit_nccl::run as fn(&[String]) -> anyhow::Result<()>),
         _ => None,
     };
     if let Some(tool) = tool {
