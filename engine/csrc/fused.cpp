@@ -45,8 +45,9 @@ char* guarded(F&& body) {
   }
 }
 
-// Mean and sum of squared deviations of a group, merged row by row (Chan et al.) in
-// double. Each row's sums are taken in float vectors around the row's first value, which
+// Mean and sum of squared deviations of a group, merged run by run (Chan et al.) in
+// double: the whole group at once, or channel by channel when each channel gets its own
+// added value. Each run's sums are taken in float vectors around its first value, which
 // keeps them accurate when the mean is large against the spread.
 struct Moments {
   double count = 0, mean = 0, m2 = 0;
@@ -134,8 +135,10 @@ void group_norm_silu_kernel(const Args& a) {
       const int64_t b = task / a.groups;
       const int64_t first = b * a.channels + (task % a.groups) * per_group;  // [b, c] index
       Moments moments;
-      for (int64_t c = first; c < first + per_group; ++c) {
-        row_moments(a.x + c * a.spatial, a.spatial, a.add ? a.add[c] : 0.f, moments);
+      if (a.add == nullptr) {  // the group is one contiguous run
+        row_moments(a.x + first * a.spatial, per_group * a.spatial, 0.f, moments);
+      } else {
+        for (int64_t c = first; c < first + per_group; ++c) row_moments(a.x + c * a.spatial, a.spatial, a.add[c], moments);
       }
       const double rstd = 1.0 / std::sqrt(moments.m2 / moments.count + a.eps);
       for (int64_t c = first; c < first + per_group; ++c) {
