@@ -13,6 +13,7 @@ fn main() {
     println!("cargo:rerun-if-changed=csrc/c10d_shim.cpp");
     println!("cargo:rerun-if-changed=csrc/c10d_common.hpp");
     println!("cargo:rerun-if-changed=csrc/c10d_nccl.cpp");
+    println!("cargo:rerun-if-changed=csrc/fused.cpp");
     println!("cargo:rerun-if-env-changed=CUDA_HOME");
     let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
         panic!("DEP_TCH_LIBTORCH_LIB is not set: torch-sys did not report libtorch's folder");
@@ -24,6 +25,7 @@ fn main() {
     println!("cargo:rustc-env=DIFFLOW_TORCH_VERSION={}", torch_version(Path::new(&lib)));
     let abi = cxx11_abi();
     compile_c10d_shim(Path::new(&lib), &abi);
+    compile_fused(Path::new(&lib), &abi);
     compile_nccl_shim(Path::new(&lib), &abi);
 }
 
@@ -66,6 +68,35 @@ fn compile_c10d_shim(lib: &Path, abi: &str) {
     println!("cargo:rustc-link-search=native={}", lib.display());
     println!("cargo:rustc-link-lib=dylib=torch_cpu");
     println!("cargo:rustc-link-lib=dylib=c10");
+}
+
+/// The fused inference kernels (csrc/fused.cpp), built like the c10d shim. On x86-64 they
+/// use ATen's AVX2 vectors (the worker calls them only on CPUs with AVX2 and FMA), elsewhere
+/// ATen's portable ones. OpenMP, because `at::parallel_for` inlines libtorch's OpenMP loop;
+/// the worker links the libgomp that libtorch ships, so both share one thread pool.
+fn compile_fused(lib: &Path, abi: &str) {
+    let mut build = cc::Build::new();
+    build
+        .cpp(true)
+        .file("csrc/fused.cpp")
+        .includes(torch_includes(lib))
+        .flag("-std=c++17")
+        .flag("-fopenmp")
+        .flag_if_supported("-Wno-unused-parameter")
+        .define("_GLIBCXX_USE_CXX11_ABI", abi)
+        .warnings(false);
+    if std::env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("x86_64") {
+        build
+            .flag("-mavx2")
+            .flag("-mfma")
+            .flag("-mf16c")
+            .define("CPU_CAPABILITY", "AVX2")
+            .define("CPU_CAPABILITY_AVX2", None);
+    } else {
+        build.define("CPU_CAPABILITY", "DEFAULT").define("CPU_CAPABILITY_DEFAULT", None);
+    }
+    build.compile("difflow_fused");
+    println!("cargo:rustc-link-lib=dylib:+verbatim=libgomp.so.1");
 }
 
 /// Builds `libdifflow_nccl.so` in OUT_DIR and tells the worker where it is

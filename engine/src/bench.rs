@@ -7,6 +7,11 @@
 //!   clipping, AdamW, EMA) → `{"train_ms": per step}`;
 //! * `sample K`: DDIM with K steps and classifier-free guidance on `--sample-count` images
 //!   → `{"sample_ms": per step}`;
+//! * `fused 0|1`: the fused inference kernels (`models::fused`) off or on for the
+//!   commands that follow (default: on unless `DIFFLOW_FUSED=0`) → `{"fused": bool}`;
+//! * `norm K`: K calls of the residual block's GroupNorm + scale-shift + SiLU on the first
+//!   level's activation of a CFG batch (2 × `--sample-count` images), fused and ATen's, in
+//!   turns → `{"norm_fused_ms": per call, "norm_aten_ms": per call}`;
 //! * `inception K`: K batches of Inception pool3 + logits on random uint8 images with
 //!   random weights → `{"inception_ms": per batch}`.
 //!
@@ -180,11 +185,17 @@ pub fn serve(args: &[String]) -> Result<()> {
     let mut out = std::io::stdout();
     writeln!(out, "{}", json!({"params": params, "device": format!("{:?}", o.device)}))?;
     let mut step = 0;
+    let mut fused = crate::models::fused::enabled();
     for line in std::io::stdin().lock().lines() {
         let line = line?;
         let mut words = line.split_whitespace();
         let (Some(command), Some(count)) = (words.next(), words.next()) else { continue };
         let count: usize = count.parse().with_context(|| format!("`{line}`: the count is not a number"))?;
+        if command == "fused" {
+            fused = count != 0;
+            writeln!(out, "{}", json!({"fused": fused}))?;
+            continue;
+        }
         let count = count.max(1);
         let start = Instant::now();
         let reply = match command {
@@ -197,9 +208,10 @@ pub fn serve(args: &[String]) -> Result<()> {
                 json!({"train_ms": start.elapsed().as_secs_f64() * 1e3 / count as f64})
             }
             "sample" => {
-                let _samples = sample(&o, &trainer, spec, count)?;
+                let _samples = crate::models::fused::with_fused(fused, || sample(&o, &trainer, spec, count))?;
                 json!({"sample_ms": start.elapsed().as_secs_f64() * 1e3 / count as f64})
             }
+            "norm" => norm_timings(&o, count),
             "inception" => {
                 let net = match &mut inception {
                     Some(net) => net,
@@ -213,12 +225,40 @@ pub fn serve(args: &[String]) -> Result<()> {
                 }
                 json!({"inception_ms": start.elapsed().as_secs_f64() * 1e3 / count as f64})
             }
-            other => bail!("unknown bench command `{other}` (train, sample, inception)"),
+            other => bail!("unknown bench command `{other}` (train, sample, fused, norm, inception)"),
         };
         writeln!(out, "{reply}")?;
         out.flush()?;
     }
     Ok(())
+}
+
+/// Per-call times of the fused norm and of ATen's composition, `count` calls each in
+/// alternating blocks of ten, on the first level's activation of a CFG batch.
+fn norm_timings(o: &Options, count: usize) -> Value {
+    use crate::models::fused::{with_fused, Embedding, Norm};
+    let (_, size, _) = o.shape();
+    let channels = o.model["channels"].as_i64().unwrap_or(32);
+    let batch = 2 * o.sample_count;
+    let vs = tch::nn::VarStore::new(o.device);
+    let norm = Norm::new(vs.root(), 32.min(channels), channels, 1e-5);
+    let options = (Kind::Float, o.device);
+    let x = Tensor::randn([batch, channels, size, size], options);
+    let emb = Tensor::randn([batch, 2 * channels, 1, 1], options);
+    let halves = emb.chunk(2, 1);
+    let joined = Embedding::ScaleShift(&halves[0], &halves[1]);
+    let mut totals = [0.0f64; 2];
+    let _guard = tch::no_grad_guard();
+    for block in 0..count.div_ceil(10) {
+        let calls = 10.min(count - 10 * block);
+        for (i, on) in [true, false].into_iter().enumerate() {
+            let start = Instant::now();
+            with_fused(on, || (0..calls).for_each(|_| drop(norm.forward_with(&x, joined, true, false))));
+            synchronize(o.device);
+            totals[i] += start.elapsed().as_secs_f64() * 1e3;
+        }
+    }
+    json!({"norm_fused_ms": totals[0] / count as f64, "norm_aten_ms": totals[1] / count as f64})
 }
 
 /// DDIM (η = 0) with `steps` steps and classifier-free guidance on `--sample-count` images.

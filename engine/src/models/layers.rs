@@ -6,6 +6,7 @@ use difflow_core::unet::NetLayout;
 use tch::nn::{self, Module};
 use tch::Tensor;
 
+use super::fused::{Embedding, Norm};
 use super::timestep_embedding;
 
 /// PyTorch's default initialisation (kaiming-uniform weights with a = √5, uniform biases in
@@ -49,9 +50,8 @@ pub fn linear(vs: nn::Path, cin: i64, cout: i64, zero: bool) -> nn::Linear {
 
 /// GroupNorm with 32 groups (IDDPM's `normalization`), fewer when the channel count is
 /// not a multiple of 32 (small test nets), unless the layout fixes the count and ε.
-pub fn group_norm(vs: nn::Path, channels: i64, layout: &NetLayout) -> nn::GroupNorm {
-    let config = nn::GroupNormConfig { eps: layout.norm_eps, ..Default::default() };
-    nn::group_norm(vs, layout.groups(channels), channels, config)
+pub fn group_norm(vs: nn::Path, channels: i64, layout: &NetLayout) -> Norm {
+    Norm::new(vs, layout.groups(channels), channels, layout.norm_eps)
 }
 
 /// The time-embedding MLP: `time_embed.0` (C → 4C), SiLU, `time_embed.2` (4C → 4C).
@@ -87,10 +87,10 @@ impl TimeEmbed {
 /// for a net without timestep embedding (a clean classifier).
 #[derive(Debug)]
 pub struct ResBlock {
-    in_norm: nn::GroupNorm,
+    in_norm: Norm,
     in_conv: nn::Conv2D,
     emb: Option<nn::Linear>,
-    out_norm: nn::GroupNorm,
+    out_norm: Norm,
     out_conv: nn::Conv2D,
     skip: Option<nn::Conv2D>,
     dropout: f64,
@@ -122,20 +122,19 @@ impl ResBlock {
     }
 
     pub fn forward(&self, x: &Tensor, emb: Option<&Tensor>, train: bool) -> Tensor {
-        let mut h = self.in_conv.forward(&self.in_norm.forward(x).silu());
-        h = match (&self.emb, emb) {
-            (Some(layer), Some(e)) => {
-                let e = layer.forward(&e.silu()).unsqueeze(-1).unsqueeze(-1);
-                if self.scale_shift {
-                    let parts = e.chunk(2, 1);
-                    self.out_norm.forward(&h) * (&parts[0] + 1.0) + &parts[1]
-                } else {
-                    self.out_norm.forward(&(h + e))
-                }
-            }
-            _ => self.out_norm.forward(&h),
+        let h = self.in_conv.forward(&self.in_norm.forward(x, true, train));
+        let e = match (&self.emb, emb) {
+            (Some(layer), Some(e)) => Some(layer.forward(&e.silu()).unsqueeze(-1).unsqueeze(-1)),
+            _ => None,
         };
-        let h = self.out_conv.forward(&h.silu().dropout(self.dropout, train));
+        let parts = e.as_ref().filter(|_| self.scale_shift).map(|e| e.chunk(2, 1));
+        let joined = match (&parts, &e) {
+            (Some(parts), _) => Embedding::ScaleShift(&parts[0], &parts[1]),
+            (None, Some(e)) => Embedding::Add(e),
+            (None, None) => Embedding::None,
+        };
+        let h = self.out_norm.forward_with(&h, joined, true, train);
+        let h = self.out_conv.forward(&h.dropout(self.dropout, train));
         match &self.skip {
             Some(skip) => skip.forward(x) + h,
             None => x + h,
@@ -148,7 +147,7 @@ impl ResBlock {
 /// a zero-initialised output projection and a residual connection.
 #[derive(Debug)]
 pub struct AttentionBlock {
-    norm: nn::GroupNorm,
+    norm: Norm,
     qkv: nn::Conv1D,
     proj_out: nn::Conv1D,
     heads: i64,
@@ -164,11 +163,15 @@ impl AttentionBlock {
         }
     }
 
-    pub fn forward(&self, x: &Tensor) -> Tensor {
+    pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
         let (b, c, h, w) = x.size4().expect("attention wants [B, C, H, W]");
         let flat = x.reshape([b, c, h * w]);
         // improved-diffusion splits heads from the qkv channels as [B·heads, 3·C/heads, L].
-        let qkv = self.qkv.forward(&self.norm.forward(&flat)).reshape([b * self.heads, 3 * c / self.heads, h * w]);
+        let qkv = self.qkv.forward(&self.norm.forward(&flat, false, train)).reshape([
+            b * self.heads,
+            3 * c / self.heads,
+            h * w,
+        ]);
         let parts = qkv.chunk(3, 1);
         // SDPA wants [batch, L, d]; its default scale 1/√d equals the reference's (1/d^¼)².
         let q = parts[0].transpose(1, 2);
@@ -255,7 +258,7 @@ impl Layer {
         match self {
             Layer::Conv(c) => c.forward(x),
             Layer::Res(r) => r.forward(x, emb, train),
-            Layer::Attention(a) => a.forward(x),
+            Layer::Attention(a) => a.forward(x, train),
             Layer::Down(d) => d.forward(x),
             Layer::Up(u) => u.forward(x),
         }

@@ -4,6 +4,7 @@
 
 pub mod diffusers;
 pub mod encoder;
+pub mod fused;
 pub mod layers;
 pub mod mlp;
 pub mod unet;

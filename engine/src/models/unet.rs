@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module};
 use tch::Tensor;
 
+use super::fused::Norm;
 use super::layers::{conv2d, group_norm, AttentionBlock, Block, Downsample, Layer, ResBlock, TimeEmbed, Upsample};
 use super::ModelSpec;
 
@@ -58,7 +59,7 @@ pub struct UNet {
     input_blocks: Vec<Block>,
     middle_block: Block,
     output_blocks: Vec<Block>,
-    out_norm: nn::GroupNorm,
+    out_norm: Norm,
     out_conv: nn::Conv2D,
 }
 
@@ -146,7 +147,7 @@ impl UNet {
             let skip = hs.pop().expect("one skip per output block");
             h = block.forward(&Tensor::cat(&[h, skip], 1), emb, train);
         }
-        self.out_conv.forward(&self.out_norm.forward(&h).silu())
+        self.out_conv.forward(&self.out_norm.forward(&h, true, train))
     }
 
     pub fn levels(&self) -> Vec<LevelInfo> {
@@ -223,5 +224,61 @@ pub fn image_shape(data: &crate::data::DataMeta, model: &str) -> Result<(i64, i6
         [c, h, w] if data.is_images() && h == w => Ok((*c, *h)),
         [_, h, w] if data.is_images() => bail!("a `{model}` needs square images, but the data is {h}×{w}"),
         shape => bail!("a `{model}` needs image data [C, H, W], but the data has items of shape {shape:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::fused::with_fused;
+    use crate::models::Prediction;
+    use difflow_core::unet::NetLayout;
+    use tch::{Device, Kind};
+
+    fn net(size: i64, attention: Vec<i64>, scale_shift: bool) -> (nn::VarStore, UNet) {
+        let net = ConvNet {
+            channels: 32,
+            mults: vec![1, 2],
+            res_blocks: 1,
+            attention,
+            heads: 2,
+            dropout: 0.1,
+            scale_shift,
+            layout: NetLayout::default(),
+        };
+        let config = UNetConfig { net, spec: ModelSpec { classes: 3, learn_sigma: true, prediction: Prediction::Eps } };
+        let vs = nn::VarStore::new(Device::Cpu);
+        let unet = UNet::new(&vs.root(), &config, 1, size).unwrap();
+        // IDDPM zero-initialises the output convs: randomise every weight (norms included)
+        // so that no block is an identity and the output is not zero.
+        tch::manual_seed(11);
+        tch::no_grad(|| {
+            for (name, mut var) in vs.variables() {
+                let fan_in = (var.numel() / var.size()[0] as usize).max(1) as f64;
+                let noise = Tensor::randn_like(&var) / fan_in.sqrt();
+                let value = if name.ends_with(".weight") && var.dim() == 1 { noise * 0.5 + 1.0 } else { noise };
+                var.copy_(&value);
+            }
+        });
+        (vs, unet)
+    }
+
+    #[test]
+    fn eval_forward_with_fused_norms_equals_atens() {
+        for (size, attention, scale_shift) in [(8, vec![4], true), (12, vec![], false)] {
+            let (_vs, unet) = net(size, attention, scale_shift);
+            tch::manual_seed(5);
+            let x = Tensor::randn([3, 1, size, size], (Kind::Float, Device::Cpu));
+            let t = Tensor::from_slice(&[1i64, 250, 999]);
+            let y = Tensor::from_slice(&[0i64, 2, 3]);
+            tch::no_grad(|| {
+                let fused = with_fused(true, || unet.forward(&x, &t, Some(&y), false));
+                let aten = with_fused(false, || unet.forward(&x, &t, Some(&y), false));
+                let spread = aten.abs().max().double_value(&[]);
+                assert!(spread > 0.1, "size {size}: the output is not trivial ({spread})");
+                let error = (&fused - &aten).abs().max().double_value(&[]) / spread;
+                assert!(error < 1e-5, "size {size}, scale-shift {scale_shift}: relative error {error}");
+            });
+        }
     }
 }
