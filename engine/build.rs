@@ -12,6 +12,7 @@ fn main() {
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
     println!("cargo:rerun-if-changed=csrc/c10d_shim.cpp");
     println!("cargo:rerun-if-changed=csrc/c10d_common.hpp");
+    println!("cargo:rerun-if-changed=csrc/ffi_error.hpp");
     println!("cargo:rerun-if-changed=csrc/c10d_nccl.cpp");
     println!("cargo:rerun-if-changed=csrc/fused.cpp");
     println!("cargo:rerun-if-env-changed=CUDA_HOME");

@@ -7,11 +7,11 @@
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
+#include "ffi_error.hpp"
+
 #include <chrono>
-#include <cstdlib>
-#include <cstring>
-#include <exception>
 #include <string>
+#include <utility>
 
 namespace difflow {
 
@@ -24,25 +24,10 @@ struct Group {
   int64_t cuda_device;
 };
 
-inline char* copy_message(const std::string& message) {
-  char* out = static_cast<char*>(std::malloc(message.size() + 1));
-  if (out != nullptr) std::memcpy(out, message.c_str(), message.size() + 1);
-  return out;
-}
-
 // Runs body; null on success, else the exception's message (malloc'ed).
 template <typename F>
 char* guarded(F&& body) {
-  try {
-    body();
-    return nullptr;
-  } catch (const c10::Error& e) {
-    return copy_message(e.what_without_backtrace());
-  } catch (const std::exception& e) {
-    return copy_message(e.what());
-  } catch (...) {
-    return copy_message("unknown C++ exception in c10d");
-  }
+  return guarded_in("c10d", std::forward<F>(body));
 }
 
 // Rank 0 hosts the TCPStore on host:port and waits for the other ranks to connect.

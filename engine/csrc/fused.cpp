@@ -14,35 +14,22 @@
 #include <ATen/cpu/vec/vec.h>
 #include <c10/core/GradMode.h>
 
+#include "ffi_error.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <optional>
+#include <utility>
 
 namespace {
 
 using Vec = at::vec::Vectorized<float>;
 
-char* copy_message(const char* text) {
-  const size_t n = std::strlen(text) + 1;
-  char* copy = static_cast<char*>(std::malloc(n));
-  if (copy != nullptr) std::memcpy(copy, text, n);
-  return copy;
-}
-
 template <typename F>
 char* guarded(F&& body) {
-  try {
-    body();
-    return nullptr;
-  } catch (const c10::Error& e) {
-    return copy_message(e.what_without_backtrace());
-  } catch (const std::exception& e) {
-    return copy_message(e.what());
-  } catch (...) {
-    return copy_message("unknown C++ exception in the fused kernels");
-  }
+  return difflow::guarded_in("the fused kernels", std::forward<F>(body));
 }
 
 // Mean and sum of squared deviations of a group, merged run by run (Chan et al.) in
