@@ -217,8 +217,8 @@ fn inception_weights() -> KeySpec {
     )
 }
 
-pub(super) fn kinds() -> Vec<KindSpec> {
-    let schedule = KindSpec {
+fn schedule_kind() -> KindSpec {
+    KindSpec {
         name: "schedule",
         role: Role::Config,
         doc: "the β schedule of the forward process",
@@ -264,8 +264,10 @@ pub(super) fn kinds() -> Vec<KindSpec> {
                 ],
             ),
         ],
-    };
+    }
+}
 
+fn model_kind() -> KindSpec {
     let mut unet_keys = conv_keys("128", "[16]", "0.1");
     unet_keys.extend(denoiser_keys());
     let mut mlp_keys = vec![
@@ -273,7 +275,7 @@ pub(super) fn kinds() -> Vec<KindSpec> {
         def("layers", Type::Int, "3", "hidden layers").range(ge(1.0)),
     ];
     mlp_keys.extend(denoiser_keys());
-    let model = KindSpec {
+    KindSpec {
         name: "model",
         role: Role::Config,
         doc: "the network",
@@ -293,9 +295,11 @@ pub(super) fn kinds() -> Vec<KindSpec> {
                 conv_keys("64", "[16]", "0.0"),
             ),
         ],
-    };
+    }
+}
 
-    let sampler = KindSpec {
+fn sampler_kind() -> KindSpec {
+    KindSpec {
         name: "sampler",
         role: Role::Config,
         doc: "the reverse chain",
@@ -336,9 +340,11 @@ pub(super) fn kinds() -> Vec<KindSpec> {
                 vec![sampling_steps("20"), def("order", Type::Int, "2", "solver order").range(ge_le(1.0, 3.0))],
             ),
         ],
-    };
+    }
+}
 
-    let guidance = KindSpec {
+fn guidance_kind() -> KindSpec {
+    KindSpec {
         name: "guidance",
         role: Role::Config,
         doc: "conditioning at sampling time",
@@ -360,8 +366,10 @@ pub(super) fn kinds() -> Vec<KindSpec> {
                 ],
             ),
         ],
-    };
+    }
+}
 
+fn dataset_kind() -> KindSpec {
     let mut mnist_keys = dataset_common();
     mnist_keys.extend([
         def("size", Type::Int, "28", "resize images to size × size").range(ge(1.0)),
@@ -373,7 +381,7 @@ pub(super) fn kinds() -> Vec<KindSpec> {
         def("flip", Type::Bool, "false", "random horizontal flips when a stage reads the data for training"),
         limit(),
     ]);
-    let dataset = KindSpec {
+    KindSpec {
         name: "dataset",
         role: Role::Stage,
         doc: "decoded, normalised tensors and labels",
@@ -411,9 +419,11 @@ pub(super) fn kinds() -> Vec<KindSpec> {
                 ],
             ),
         ],
-    };
+    }
+}
 
-    let train = training_kind(Trainer {
+fn train_kind() -> KindSpec {
+    training_kind(Trainer {
         kind: ("train", "EMA + raw weights, optimiser state, loss log"),
         variant: ("diffusion", "train a denoiser with AdamW and an EMA of its weights"),
         model_and_data: ("the denoiser (unet for images, mlp for vector data)", "training data"),
@@ -440,8 +450,10 @@ pub(super) fn kinds() -> Vec<KindSpec> {
                 .range(ge(1.0))
                 .not_in_key(),
         ],
-    });
+    })
+}
 
+fn pretrained_kind() -> KindSpec {
     let mut diffusers_variant = variant(
         "diffusers",
         "a diffusers UNet2DModel and its DDPM/DDIM scheduler config, from a folder or the Hugging Face Hub",
@@ -457,7 +469,7 @@ pub(super) fn kinds() -> Vec<KindSpec> {
         ],
     );
     diffusers_variant.exactly_one_of.push(PATH_OR_REPO);
-    let pretrained = KindSpec {
+    KindSpec {
         name: "pretrained",
         role: Role::Stage,
         doc: "a trained model from elsewhere, read wherever a train stage's output is",
@@ -465,9 +477,11 @@ pub(super) fn kinds() -> Vec<KindSpec> {
         version: 1,
         hidden: false,
         variants: vec![diffusers_variant],
-    };
+    }
+}
 
-    let classifier = training_kind(Trainer {
+fn classifier_kind() -> KindSpec {
+    training_kind(Trainer {
         kind: ("classifier", "a classifier checkpoint"),
         variant: ("default", "train a classifier"),
         model_and_data: ("an encoder model", "labelled training data"),
@@ -478,9 +492,11 @@ pub(super) fn kinds() -> Vec<KindSpec> {
             "set: trained on noisy x_t (for guidance); unset: a clean classifier (features, accuracy)",
         )],
         how: vec![seed()],
-    });
+    })
+}
 
-    let sample = KindSpec {
+fn sample_kind() -> KindSpec {
+    KindSpec {
         name: "sample",
         role: Role::Stage,
         doc: "uint8 images (or points) + labels, a grid PNG",
@@ -517,9 +533,11 @@ pub(super) fn kinds() -> Vec<KindSpec> {
                     .range(ge(1.0)),
             ],
         )],
-    };
+    }
+}
 
-    let metrics = KindSpec {
+fn metrics_kind() -> KindSpec {
+    KindSpec {
         name: "metrics",
         role: Role::Stage,
         doc: "metrics.json; each input's feature statistics are a cache entry of their own",
@@ -554,9 +572,11 @@ pub(super) fn kinds() -> Vec<KindSpec> {
                 ),
             ],
         )],
-    };
+    }
+}
 
-    let nll = KindSpec {
+fn nll_kind() -> KindSpec {
+    KindSpec {
         name: "nll",
         role: Role::Stage,
         doc: "bits/dim from the full variational bound",
@@ -578,9 +598,11 @@ pub(super) fn kinds() -> Vec<KindSpec> {
                     .not_in_key(),
             ],
         )],
-    };
+    }
+}
 
-    let plot = KindSpec {
+fn plot_kind() -> KindSpec {
+    KindSpec {
         name: "plot",
         role: Role::Stage,
         doc: "PNG / GIF figures",
@@ -634,9 +656,11 @@ pub(super) fn kinds() -> Vec<KindSpec> {
                 ],
             ),
         ],
-    };
+    }
+}
 
-    let report = KindSpec {
+fn report_kind() -> KindSpec {
+    KindSpec {
         name: "report",
         role: Role::Stage,
         doc: "report.md and a self-contained report.html",
@@ -655,9 +679,11 @@ pub(super) fn kinds() -> Vec<KindSpec> {
                 def("title", Type::Str, "\"\"", "page title (empty: the report's name)"),
             ],
         )],
-    };
+    }
+}
 
-    let stats = KindSpec {
+fn stats_kind() -> KindSpec {
+    KindSpec {
         name: "stats",
         role: Role::Stage,
         doc: "feature statistics μ, Σ of one input under one extractor (created by difflow for metrics)",
@@ -669,10 +695,24 @@ pub(super) fn kinds() -> Vec<KindSpec> {
             "float64 mu [D] and sigma [D, D]",
             vec![req("of", stage(&["dataset", "sample"]), "the input"), features(), inception_weights()],
         )],
-    };
+    }
+}
 
+pub(super) fn kinds() -> Vec<KindSpec> {
     vec![
-        schedule, model, sampler, guidance, dataset, train, pretrained, classifier, sample, metrics, nll, plot, report,
-        stats,
+        schedule_kind(),
+        model_kind(),
+        sampler_kind(),
+        guidance_kind(),
+        dataset_kind(),
+        train_kind(),
+        pretrained_kind(),
+        classifier_kind(),
+        sample_kind(),
+        metrics_kind(),
+        nll_kind(),
+        plot_kind(),
+        report_kind(),
+        stats_kind(),
     ]
 }
