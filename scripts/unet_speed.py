@@ -246,6 +246,10 @@ def workload(args, device, name, cfg, task, batch):
         flops = count_flops(lambda: make(model, cfg, batch, device, False, False)(*([False] if task == "train" else [])))
     compile_s = float("nan")
     contenders = {"difflow": lambda k: worker.ask(command, k), "eager": lambda k: timed(eager, k, device)}
+    if task == "sample" and not gpu:
+        # difflow with ATen's GroupNorm + scale-shift + SiLU instead of its fused CPU kernel,
+        # in the same process: the kernel's share of the sampling step.
+        contenders["unfused"] = lambda k: unfused(worker, command, k)
     # Warm-up: first calls allocate and pick kernels; the compiled one compiles here.
     worker.ask(command, 1)
     timed(eager, 1, device)
@@ -262,6 +266,13 @@ def workload(args, device, name, cfg, task, batch):
     medians = {c: statistics.median(v) for c, v in times.items()}
     return dict(name=name, task=task, batch=batch, params=params, flops=flops, compile_s=compile_s,
                 seconds=medians, rounds=times)
+
+
+def unfused(worker, command, k):
+    worker.ask("fused", 0)
+    seconds = worker.ask(command, k)
+    worker.ask("fused", 1)
+    return seconds
 
 
 class _PoolOnly:
