@@ -77,42 +77,12 @@ pub fn run(job: &Job) -> Result<()> {
     if let Some(map) = model_json.as_object_mut() {
         map.insert(NOISY_KEY.into(), noisy.into());
     }
-    let process = match schedule_config {
-        Some(schedule) => {
-            let tables = ScheduleSpec::from_config(schedule).map_err(|e| anyhow!(e))?.tables();
-            let spec = ModelSpec { classes: 0, learn_sigma: false, prediction: Prediction::Eps };
-            Some(Process::new(tables, spec, VarianceType::FixedSmall, crate::diffusion::DataSpace::images(), device))
-        }
-        None => None,
-    };
-
-    let n = data.meta.count;
-    let held = ((n as f64 * HELD_OUT).round() as usize).clamp(1, n.saturating_sub(1));
-    let n_train = n - held;
-    if n_train == 0 {
-        bail!("`{}`: {n} images are too few to hold out 10 % for the accuracy", job.instance);
-    }
-    let batch = params.batch.min(n_train).max(1);
-    let steps = match (params.steps, params.epochs) {
-        (Some(s), _) => s,
-        (None, Some(epochs)) => epochs * n_train.div_ceil(batch),
-        (None, None) => bail!("`{}` needs `steps` or `epochs`", job.instance),
-    };
-    if steps == 0 {
-        bail!("`{}`: `steps` (or `epochs`) must be at least 1", job.instance);
-    }
-    if let Some(g) = group.as_ref().filter(|g| batch < g.world_size()) {
-        bail!(
-            "`{}`: a batch of {batch} cannot be split over {} processes: raise `batch`",
-            job.instance,
-            g.world_size()
-        );
-    }
-    let lr = params.lr;
+    let process = schedule_config.as_ref().map(|s| noising_process(s, device)).transpose()?;
+    let Plan { held, n_train, batch, steps } = Plan::new(job, &params, data.meta.count, group.as_ref())?;
 
     let vars = nn::VarStore::new(device);
     let net = build_classifier(&vars.root(), &model_json, &data.meta, classes)?;
-    let mut opt = nn::AdamW::default().build(&vars, lr)?;
+    let mut opt = nn::AdamW::default().build(&vars, params.lr)?;
     let mut bar = Progress::begin("training", steps as u64);
     let mut last_loss = f64::NAN;
     // A classifier keeps no checkpoint (it trains in minutes): on a stop request it ends
@@ -127,25 +97,7 @@ pub fn run(job: &Job) -> Result<()> {
         let (x, y) = data.batch(&index, device);
         let x = if data.meta.flip { random_flip(&x) } else { x };
         let (x, t) = noised(&x, process.as_ref());
-        last_loss = match &group {
-            None => {
-                let loss = net.forward(&x, t.as_ref(), true).cross_entropy_for_logits(&y);
-                opt.backward_step(&loss);
-                loss.double_value(&[])
-            }
-            Some(group) => {
-                let (start, end) = share(batch, group.rank(), group.world_size());
-                let keep = |v: &Tensor| v.narrow(0, start as i64, (end - start) as i64);
-                let logits = net.forward(&keep(&x), t.as_ref().map(keep).as_ref(), true);
-                // The share's mean, weighted so that the ranks' sum is the global mean.
-                let loss = logits.cross_entropy_for_logits(&keep(&y)) * ((end - start) as f64 / batch as f64);
-                opt.zero_grad();
-                loss.backward();
-                let global_loss = all_reduce_gradients(group, &vars, &loss)?;
-                opt.step();
-                global_loss
-            }
-        };
+        last_loss = train_step(&*net, &mut opt, &vars, group.as_ref(), (&x, t.as_ref(), &y))?;
         if !last_loss.is_finite() {
             bail!("`{}`: the classifier's loss became {last_loss} at step {step}: lower `lr`", job.instance);
         }
@@ -180,6 +132,77 @@ pub fn run(job: &Job) -> Result<()> {
     std::fs::write(job.out_dir.join("meta.json"), serde_json::to_string_pretty(&meta)?)
         .with_context(|| format!("cannot write {}", job.out_dir.display()))?;
     Ok(())
+}
+
+/// The forward process a noisy classifier is trained under.
+fn noising_process(schedule: &serde_json::Value, device: Device) -> Result<Process> {
+    let tables = ScheduleSpec::from_config(schedule).map_err(|e| anyhow!(e))?.tables();
+    let spec = ModelSpec { classes: 0, learn_sigma: false, prediction: Prediction::Eps };
+    Ok(Process::new(tables, spec, VarianceType::FixedSmall, crate::diffusion::DataSpace::images(), device))
+}
+
+/// How the data splits and how long training runs.
+struct Plan {
+    /// Items held out for the accuracy (the last ones).
+    held: usize,
+    n_train: usize,
+    /// The global batch (at most the training items).
+    batch: usize,
+    steps: usize,
+}
+
+impl Plan {
+    fn new(job: &Job, params: &ClassifierParams, n: usize, group: Option<&ProcessGroup>) -> Result<Plan> {
+        let held = ((n as f64 * HELD_OUT).round() as usize).clamp(1, n.saturating_sub(1));
+        let n_train = n - held;
+        if n_train == 0 {
+            bail!("`{}`: {n} images are too few to hold out 10 % for the accuracy", job.instance);
+        }
+        let batch = params.batch.min(n_train).max(1);
+        let steps = match (params.steps, params.epochs) {
+            (Some(s), _) => s,
+            (None, Some(epochs)) => epochs * n_train.div_ceil(batch),
+            (None, None) => bail!("`{}` needs `steps` or `epochs`", job.instance),
+        };
+        if steps == 0 {
+            bail!("`{}`: `steps` (or `epochs`) must be at least 1", job.instance);
+        }
+        if let Some(g) = group.filter(|g| batch < g.world_size()) {
+            bail!(
+                "`{}`: a batch of {batch} cannot be split over {} processes: raise `batch`",
+                job.instance,
+                g.world_size()
+            );
+        }
+        Ok(Plan { held, n_train, batch, steps })
+    }
+}
+
+/// One optimisation step on the global batch `(x, t, y)`; returns the global loss. Under
+/// data parallelism the rank trains on its contiguous share and the gradients are summed.
+fn train_step(
+    net: &dyn Classifier,
+    opt: &mut nn::Optimizer,
+    vars: &nn::VarStore,
+    group: Option<&ProcessGroup>,
+    (x, t, y): (&Tensor, Option<&Tensor>, &Tensor),
+) -> Result<f64> {
+    let Some(group) = group else {
+        let loss = net.forward(x, t, true).cross_entropy_for_logits(y);
+        opt.backward_step(&loss);
+        return Ok(loss.double_value(&[]));
+    };
+    let batch = x.size()[0] as usize;
+    let (start, end) = share(batch, group.rank(), group.world_size());
+    let keep = |v: &Tensor| v.narrow(0, start as i64, (end - start) as i64);
+    let logits = net.forward(&keep(x), t.map(keep).as_ref(), true);
+    // The share's mean, weighted so that the ranks' sum is the global mean.
+    let loss = logits.cross_entropy_for_logits(&keep(y)) * ((end - start) as f64 / batch as f64);
+    opt.zero_grad();
+    loss.backward();
+    let global_loss = all_reduce_gradients(group, vars, &loss)?;
+    opt.step();
+    Ok(global_loss)
 }
 
 /// Sums the gradients of all trainable variables and the loss over the ranks (one flat
