@@ -541,18 +541,31 @@ impl Trainer {
         let n = (step + 1) as i32;
         let bias1 = 1.0 - ADAM_BETA1.powi(n);
         let bias2 = 1.0 - ADAM_BETA2.powi(n);
+        // In place, in the order of operations of the textbook expressions (so the same
+        // roundings): every temporary would be one more allocation and pass over all the
+        // parameters, which dominates the step of a large net at small batches.
         let (m, v, p) = (&mut self.first_moment, &mut self.second_moment, &mut self.param_flat);
-        m.copy_(&(&*m * ADAM_BETA1 + &g * (1.0 - ADAM_BETA1)));
-        v.copy_(&(&*v * ADAM_BETA2 + g.square() * (1.0 - ADAM_BETA2)));
-        let update = (&*m / bias1) / ((&*v / bias2).sqrt() + ADAM_EPS) * lr + &*p * (lr * WEIGHT_DECAY);
-        p.copy_(&(&*p - update));
+        *m *= ADAM_BETA1;
+        *m += &g * (1.0 - ADAM_BETA1);
+        *v *= ADAM_BETA2;
+        *v += g.square() * (1.0 - ADAM_BETA2);
+        let mut denominator = &*v / bias2;
+        let _ = denominator.sqrt_();
+        denominator += ADAM_EPS;
+        let mut update = &*m / bias1;
+        update /= &denominator;
+        update *= lr;
+        update += &*p * (lr * WEIGHT_DECAY);
+        *p -= &update;
         // EMA with warm-up: decay min(ema, (1 + n) / (10 + n)) at update n, so that short
         // runs are not dominated by the initial weights.
         let decay = s.ema.min((1.0 + step as f64) / (10.0 + step as f64));
         let e = &mut self.ema_flat;
-        e.copy_(&(&*e * decay + &*p * (1.0 - decay)));
+        *e *= decay;
+        *e += &*p * (1.0 - decay);
         for (buffer, ema) in self.buffers.iter_mut() {
-            ema.copy_(&(&*ema * decay + &*buffer * (1.0 - decay)));
+            *ema *= decay;
+            *ema += &*buffer * (1.0 - decay);
         }
     }
 
