@@ -31,7 +31,7 @@ use crate::diffusion::noise::{SampleNoise, STREAM_INIT};
 use crate::diffusion::sampler::{Guidance, SampleSetup, Sampler};
 use crate::diffusion::{DataSpace, Process, VarianceType};
 use crate::metrics::inception::{expected_state_dict, InceptionV3, Precision};
-use crate::models::ModelSpec;
+use crate::models::{Denoiser, ModelSpec};
 use crate::stages::train::{Settings, Trainer};
 
 /// Options shared by `bench` and `check`.
@@ -208,7 +208,12 @@ pub fn serve(args: &[String]) -> Result<()> {
                 json!({"train_ms": start.elapsed().as_secs_f64() * 1e3 / count as f64})
             }
             "sample" => {
-                let chain_ms = crate::models::fused::with_fused(fused, || sample(&o, &trainer, spec, count))?;
+                // DDIM (η = 0) with `count` steps and classifier-free guidance.
+                let sampler = Sampler::Ddim { steps: count, eta: 0.0, spacing: Spacing::Uniform };
+                let chain = ChainSettings { scale: o.scale, seed: 0 };
+                let (_, chain_ms) = crate::models::fused::with_fused(fused, || {
+                    sample_chain(&o, spec, &sampler, trainer.model.as_ref(), o.device, chain)
+                })?;
                 json!({"sample_ms": chain_ms / count as f64})
             }
             "norm" => norm_timings(&o, count),
@@ -261,36 +266,49 @@ fn norm_timings(o: &Options, count: usize) -> Value {
     json!({"norm_fused_ms": totals[0] / count as f64, "norm_aten_ms": totals[1] / count as f64})
 }
 
-/// DDIM (η = 0) with `steps` steps and classifier-free guidance on `--sample-count` images;
-/// returns the milliseconds of the chain's steps. The set-up before the first step (the
-/// respaced process, the per-sample initial noise) is left out, as a long chain amortises it
-/// and the eager twin's step has none.
-fn sample(o: &Options, trainer: &Trainer, spec: ModelSpec, steps: usize) -> Result<f64> {
+/// Guidance and per-sample noise of a chain: CFG at `scale` on a class-conditional net
+/// (none on an unconditional one), noise from `seed`.
+pub(crate) struct ChainSettings {
+    pub scale: f64,
+    pub seed: u64,
+}
+
+/// `sampler`'s chain on `--sample-count` images (labels 0, 1, … cycling over the classes):
+/// the samples and the milliseconds of the chain's steps. The set-up before the first step
+/// (the respaced process, the per-sample initial noise) is not timed, as a long chain
+/// amortises it and the eager twin's step has none.
+pub(crate) fn sample_chain(
+    o: &Options,
+    spec: ModelSpec,
+    sampler: &Sampler,
+    net: &dyn Denoiser,
+    device: Device,
+    chain: ChainSettings,
+) -> Result<(Tensor, f64)> {
     let (c, size, classes) = o.shape();
     let tables = schedule().tables();
-    let sampler = Sampler::Ddim { steps, eta: 0.0, spacing: Spacing::Uniform };
-    let guidance = if classes > 0 { Guidance::Cfg { scale: o.scale } } else { Guidance::None };
+    let guidance = if classes > 0 { Guidance::Cfg { scale: chain.scale } } else { Guidance::None };
     let shape = [c, size, size];
     let setup = SampleSetup {
         tables: &tables,
         model: spec,
         space: DataSpace::images(),
-        sampler: &sampler,
+        sampler,
         guidance: &guidance,
         item_shape: &shape,
-        noise: SampleNoise { seed: 0 },
+        noise: SampleNoise { seed: chain.seed },
         trajectory: 0,
-        device: o.device,
+        device,
     };
     let process = setup.process();
-    let forward = |x: &Tensor, t: &Tensor, y: Option<&Tensor>| trainer.model.forward(x, t, y, false);
+    let forward = |x: &Tensor, t: &Tensor, y: Option<&Tensor>| net.forward(x, t, y, false);
     let indices: Vec<u64> = (0..o.sample_count as u64).collect();
-    let labels = Tensor::arange(o.sample_count, (Kind::Int64, o.device)).remainder(classes.max(1));
+    let labels = Tensor::arange(o.sample_count, (Kind::Int64, device)).remainder(classes.max(1));
     let y = (classes > 0).then_some(&labels);
-    let x_init = setup.noise.normal(&indices, STREAM_INIT, &shape, o.device);
-    synchronize(o.device);
+    let x_init = setup.noise.normal(&indices, STREAM_INIT, &shape, device);
+    synchronize(device);
     let start = Instant::now();
-    setup.sample_from(&process, &forward, x_init, &indices, y, &mut |_| {})?;
-    synchronize(o.device);
-    Ok(start.elapsed().as_secs_f64() * 1e3)
+    let samples = setup.sample_from(&process, &forward, x_init, &indices, y, &mut |_| {})?;
+    synchronize(device);
+    Ok((samples.x0, start.elapsed().as_secs_f64() * 1e3))
 }

@@ -10,9 +10,8 @@ use anyhow::{bail, Result};
 use serde_json::json;
 use tch::{nn, Device, Kind, Tensor};
 
-use crate::bench::{random_dataset, random_inception, schedule, settings, Options};
-use crate::diffusion::noise::SampleNoise;
-use crate::diffusion::sampler::{Guidance, SampleSetup, Sampler};
+use crate::bench::{random_dataset, random_inception, sample_chain, schedule, settings, ChainSettings, Options};
+use crate::diffusion::sampler::Sampler;
 use crate::diffusion::{DataSpace, Process, VarianceType};
 use crate::kit_nccl::Outcome;
 use crate::models::{build_denoiser, Denoiser, ModelSpec};
@@ -186,26 +185,5 @@ pub fn run(args: &[String]) -> Result<()> {
 }
 
 fn sample(o: &Options, spec: ModelSpec, sampler: &Sampler, net: &dyn Denoiser, device: Device) -> Result<Tensor> {
-    let (c, size, classes) = o.shape();
-    let tables = schedule().tables();
-    let guidance = if classes > 0 { Guidance::Cfg { scale: 2.0 } } else { Guidance::None };
-    let shape = [c, size, size];
-    let setup = SampleSetup {
-        tables: &tables,
-        model: spec,
-        space: DataSpace::images(),
-        sampler,
-        guidance: &guidance,
-        item_shape: &shape,
-        noise: SampleNoise { seed: 3 },
-        trajectory: 0,
-        device,
-    };
-    let process = setup.process();
-    let forward = |x: &Tensor, t: &Tensor, y: Option<&Tensor>| net.forward(x, t, y, false);
-    let n = o.sample_count;
-    let indices: Vec<u64> = (0..n as u64).collect();
-    let labels = Tensor::arange(n, (Kind::Int64, device)).remainder(classes.max(1));
-    let y = (classes > 0).then_some(&labels);
-    Ok(setup.sample(&process, &forward, &indices, y, &mut |_| {})?.x0)
+    Ok(sample_chain(o, spec, sampler, net, device, ChainSettings { scale: 2.0, seed: 3 })?.0)
 }
