@@ -73,6 +73,17 @@ pub enum Embedding<'a> {
     ScaleShift(&'a Tensor, &'a Tensor),
 }
 
+impl<'a> Embedding<'a> {
+    /// The kernel's optional inputs: (add, scale, shift).
+    fn inputs(self) -> [Option<&'a Tensor>; 3] {
+        match self {
+            Embedding::None => [None, None, None],
+            Embedding::Add(e) => [Some(e), None, None],
+            Embedding::ScaleShift(scale, shift) => [None, Some(scale), Some(shift)],
+        }
+    }
+}
+
 /// An affine GroupNorm (parameters `weight` and `bias`, as `nn::GroupNorm`) that knows
 /// its ε, so that the fused kernel can take its place.
 #[derive(Debug)]
@@ -112,28 +123,23 @@ impl Norm {
     /// Float32 CPU tensors in a layout the kernel reads, and no autograd to record.
     fn fusable(&self, x: &Tensor, emb: Embedding) -> bool {
         let (Some(gamma), Some(beta)) = (&self.inner.ws, &self.inner.bs) else { return false };
-        let extra: Vec<&Tensor> = match emb {
-            Embedding::None => vec![],
-            Embedding::Add(e) => vec![e],
-            Embedding::ScaleShift(scale, shift) => vec![scale, shift],
-        };
-        let all = || [x, gamma, beta].into_iter().chain(extra.iter().copied());
+        let extra = emb.inputs();
+        let all = || [x, gamma, beta].into_iter().chain(extra.into_iter().flatten());
         if !enabled() || !all().all(|t| t.device() == Device::Cpu && t.kind() == Kind::Float) {
             return false;
         }
         // SAFETY: a plain query of the calling thread's autograd state.
         let recording = unsafe { dfl_fused_grad_enabled() } != 0 && all().any(Tensor::requires_grad);
         let per_sample = x.size().iter().take(2).product::<i64>();
-        !recording && x.dim() >= 2 && x.is_contiguous() && extra.iter().all(|t| t.numel() as i64 == per_sample)
+        !recording
+            && x.dim() >= 2
+            && x.is_contiguous()
+            && extra.into_iter().flatten().all(|t| t.numel() as i64 == per_sample)
     }
 
     fn fused(&self, x: &Tensor, emb: Embedding, silu: bool) -> Tensor {
         let (gamma, beta) = (self.inner.ws.as_ref().expect("affine"), self.inner.bs.as_ref().expect("affine"));
-        let (add, scale, shift) = match emb {
-            Embedding::None => (null(), null(), null()),
-            Embedding::Add(e) => (e.as_ptr(), null(), null()),
-            Embedding::ScaleShift(scale, shift) => (null(), scale.as_ptr(), shift.as_ptr()),
-        };
+        let [add, scale, shift] = emb.inputs().map(|t| t.map_or(null(), Tensor::as_ptr));
         let mut out: *mut C_tensor = std::ptr::null_mut();
         // SAFETY: every pointer is a live `at::Tensor*` borrowed for the call (or null where
         // the kernel takes none); on success `out` is a new tensor we own.
