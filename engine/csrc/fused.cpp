@@ -10,11 +10,12 @@
 // takes ownership of. build.rs compiles this file with AVX2+FMA on x86-64 (the Rust side
 // calls it only when the CPU has both) and with ATen's portable vectors elsewhere.
 #include <ATen/ATen.h>
-#include <ATen/Parallel.h>
 #include <ATen/cpu/vec/vec.h>
 #include <c10/core/GradMode.h>
 
 #include "ffi_error.hpp"
+
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -117,28 +118,31 @@ struct Args {
 
 void group_norm_silu_kernel(const Args& a) {
   const int64_t per_group = a.channels / a.groups;
-  at::parallel_for(0, a.batch * a.groups, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t task = begin; task < end; ++task) {
-      const int64_t b = task / a.groups;
-      const int64_t first = b * a.channels + (task % a.groups) * per_group;  // [b, c] index
-      Moments moments;
-      if (a.add == nullptr) {  // the group is one contiguous run
-        row_moments(a.x + first * a.spatial, per_group * a.spatial, 0.f, moments);
-      } else {
-        for (int64_t c = first; c < first + per_group; ++c) row_moments(a.x + c * a.spatial, a.spatial, a.add[c], moments);
-      }
-      const double rstd = 1.0 / std::sqrt(moments.m2 / moments.count + a.eps);
-      for (int64_t c = first; c < first + per_group; ++c) {
-        const int64_t channel = c - b * a.channels;
-        const double factor = a.scale ? 1.0 + a.scale[c] : 1.0;
-        const double g = rstd * a.gamma[channel];
-        const double offset = a.add ? a.add[c] : 0.0;
-        const double bias = ((offset - moments.mean) * g + a.beta[channel]) * factor + (a.shift ? a.shift[c] : 0.0);
-        row_affine(a.x + c * a.spatial, a.out + c * a.spatial, a.spatial, static_cast<float>(g * factor),
-                   static_cast<float>(bias), a.silu);
-      }
+  const int64_t tasks = a.batch * a.groups;
+  // OpenMP itself rather than at::parallel_for: that inline template keeps, in this object,
+  // its own per-thread "initialised" flag, and its first call on a thread resets the thread's
+  // team size to the process default (undoing a batch lane's single thread).
+#pragma omp parallel for schedule(static) if (tasks > 1 && !omp_in_parallel())
+  for (int64_t task = 0; task < tasks; ++task) {
+    const int64_t b = task / a.groups;
+    const int64_t first = b * a.channels + (task % a.groups) * per_group;  // [b, c] index
+    Moments moments;
+    if (a.add == nullptr) {  // the group is one contiguous run
+      row_moments(a.x + first * a.spatial, per_group * a.spatial, 0.f, moments);
+    } else {
+      for (int64_t c = first; c < first + per_group; ++c) row_moments(a.x + c * a.spatial, a.spatial, a.add[c], moments);
     }
-  });
+    const double rstd = 1.0 / std::sqrt(moments.m2 / moments.count + a.eps);
+    for (int64_t c = first; c < first + per_group; ++c) {
+      const int64_t channel = c - b * a.channels;
+      const double factor = a.scale ? 1.0 + a.scale[c] : 1.0;
+      const double g = rstd * a.gamma[channel];
+      const double offset = a.add ? a.add[c] : 0.0;
+      const double bias = ((offset - moments.mean) * g + a.beta[channel]) * factor + (a.shift ? a.shift[c] : 0.0);
+      row_affine(a.x + c * a.spatial, a.out + c * a.spatial, a.spatial, static_cast<float>(g * factor),
+                 static_cast<float>(bias), a.silu);
+    }
+  }
 }
 
 }  // namespace
