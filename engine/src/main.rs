@@ -13,7 +13,6 @@ use difflow_core::job::{Job, WORKER_INTERRUPTED, WORKER_STAGE_FAILED};
 use difflow_engine::interrupt::Interrupted;
 
 fn main() -> ExitCode {
-    difflow_engine::memory::keep_freed_memory();
     let args: Vec<String> = std::env::args().collect();
     let tool = match args.get(1).map(String::as_str) {
         Some("bench") => Some(difflow_engine::bench::serve as fn(&[String]) -> anyhow::Result<()>),
