@@ -246,13 +246,19 @@ def workload(args, device, name, cfg, task, batch):
         flops = count_flops(lambda: make(model, cfg, batch, device, False, False)(*([False] if task == "train" else [])))
     compile_s = float("nan")
     contenders = {"difflow": lambda k: worker.ask(command, k), "eager": lambda k: timed(eager, k, device)}
+    if task in ("train", "sample") and not gpu and args.threads > 1:
+        # difflow without batch lanes (the whole batch on all threads, operator by operator),
+        # in the same process: the lanes' share of the step.
+        contenders["one lane"] = lambda k: one_lane(worker, command, k)
     if task == "sample" and not gpu:
         # difflow with ATen's GroupNorm + scale-shift + SiLU instead of its fused CPU kernel,
         # in the same process: the kernel's share of the sampling step.
         contenders["unfused"] = lambda k: unfused(worker, command, k)
-    # Warm-up: first calls allocate and pick kernels; the compiled one compiles here.
-    worker.ask(command, 1)
-    timed(eager, 1, device)
+    # Warm-up: first calls allocate and pick kernels (for each of difflow's variants too: a
+    # lane count or kernel choice builds its own oneDNN primitives); the compiled one
+    # compiles here.
+    for run in contenders.values():
+        run(1)
     if compiled:
         start = time.perf_counter()
         timed(compiled, 2, device)
@@ -266,6 +272,13 @@ def workload(args, device, name, cfg, task, batch):
     medians = {c: statistics.median(v) for c, v in times.items()}
     return dict(name=name, task=task, batch=batch, params=params, flops=flops, compile_s=compile_s,
                 seconds=medians, rounds=times)
+
+
+def one_lane(worker, command, k):
+    worker.ask("lanes", 1)
+    seconds = worker.ask(command, k)
+    worker.ask("lanes", 0)
+    return seconds
 
 
 def unfused(worker, command, k):

@@ -9,6 +9,8 @@
 //!   → `{"sample_ms": per step}` (the chain's steps; its set-up is not timed);
 //! * `fused 0|1`: the fused inference kernels (`models::fused`) off or on for the
 //!   commands that follow (default: on unless `DIFFLOW_FUSED=0`) → `{"fused": bool}`;
+//! * `lanes N`: at most N batch lanes (`crate::lanes`; 0: as many as threads) for the
+//!   commands that follow → `{"lanes": N}`;
 //! * `norm K`: K calls of the residual block's GroupNorm + scale-shift + SiLU on the first
 //!   level's activation of a CFG batch (2 × `--sample-count` images), fused and ATen's, in
 //!   turns → `{"norm_fused_ms": per call, "norm_aten_ms": per call}`;
@@ -30,8 +32,9 @@ use crate::diffusion::loss::LossType;
 use crate::diffusion::noise::{SampleNoise, STREAM_INIT};
 use crate::diffusion::sampler::{Guidance, SampleSetup, Sampler};
 use crate::diffusion::{DataSpace, Process, VarianceType};
+use crate::lanes::Lanes;
 use crate::metrics::inception::{expected_state_dict, InceptionV3, Precision};
-use crate::models::{Denoiser, ModelSpec};
+use crate::models::{evaluate, Denoiser, ModelSpec};
 use crate::stages::train::{Settings, Trainer};
 
 /// Options shared by `bench` and `check`.
@@ -196,6 +199,11 @@ pub fn serve(args: &[String]) -> Result<()> {
             writeln!(out, "{}", json!({"fused": fused}))?;
             continue;
         }
+        if command == "lanes" {
+            crate::lanes::set_cap(count);
+            writeln!(out, "{}", json!({"lanes": count}))?;
+            continue;
+        }
         let count = count.max(1);
         let start = Instant::now();
         let reply = match command {
@@ -230,7 +238,7 @@ pub fn serve(args: &[String]) -> Result<()> {
                 }
                 json!({"inception_ms": start.elapsed().as_secs_f64() * 1e3 / count as f64})
             }
-            other => bail!("unknown bench command `{other}` (train, sample, fused, norm, inception)"),
+            other => bail!("unknown bench command `{other}` (train, sample, fused, lanes, norm, inception)"),
         };
         writeln!(out, "{reply}")?;
         out.flush()?;
@@ -301,7 +309,9 @@ pub(crate) fn sample_chain(
         device,
     };
     let process = setup.process();
-    let forward = |x: &Tensor, t: &Tensor, y: Option<&Tensor>| net.forward(x, t, y, false);
+    let lanes = Lanes::for_device(device);
+    let _serial = lanes.serial_caller();
+    let forward = |x: &Tensor, t: &Tensor, y: Option<&Tensor>| evaluate(net, &lanes, x, t, y);
     let indices: Vec<u64> = (0..o.sample_count as u64).collect();
     let labels = Tensor::arange(o.sample_count, (Kind::Int64, device)).remainder(classes.max(1));
     let y = (classes > 0).then_some(&labels);

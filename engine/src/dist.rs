@@ -274,16 +274,16 @@ impl Drop for ProcessGroup {
 /// Each parameter's gradient flattened (zeros where none flowed), in parameter order: the
 /// parts of the one flat buffer that a data-parallel step all-reduces.
 pub fn gradient_parts(params: &[Tensor]) -> Vec<Tensor> {
-    params
+    flat_gradient_parts(&params.iter().map(Tensor::grad).collect::<Vec<_>>(), params)
+}
+
+/// `grads` (one per parameter, undefined where none flowed) flattened, zeros for the
+/// undefined ones.
+pub fn flat_gradient_parts(grads: &[Tensor], params: &[Tensor]) -> Vec<Tensor> {
+    grads
         .iter()
-        .map(|p| {
-            let g = p.grad();
-            if g.defined() {
-                g.reshape([-1])
-            } else {
-                p.zeros_like().reshape([-1])
-            }
-        })
+        .zip(params)
+        .map(|(g, p)| if g.defined() { g.reshape([-1]) } else { p.zeros_like().reshape([-1]) })
         .collect()
 }
 

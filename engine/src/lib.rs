@@ -11,6 +11,7 @@ pub mod dist;
 pub mod interrupt;
 pub mod kit_check;
 pub mod kit_nccl;
+pub mod lanes;
 pub mod memory;
 pub mod metrics;
 pub mod models;

@@ -63,6 +63,12 @@ fn cpu_supported() -> bool {
     true
 }
 
+/// Whether libtorch records autograd on this thread (tch can set the mode but not read it).
+pub fn grad_enabled() -> bool {
+    // SAFETY: a plain query of the calling thread's autograd state.
+    unsafe { dfl_fused_grad_enabled() != 0 }
+}
+
 /// What joins the activation in a residual block's second norm.
 #[derive(Clone, Copy)]
 pub enum Embedding<'a> {
@@ -128,8 +134,7 @@ impl Norm {
         if !enabled() || !all().all(|t| t.device() == Device::Cpu && t.kind() == Kind::Float) {
             return false;
         }
-        // SAFETY: a plain query of the calling thread's autograd state.
-        let recording = unsafe { dfl_fused_grad_enabled() } != 0 && all().any(Tensor::requires_grad);
+        let recording = grad_enabled() && all().any(Tensor::requires_grad);
         let per_sample = x.size().iter().take(2).product::<i64>();
         !recording
             && x.dim() >= 2

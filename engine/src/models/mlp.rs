@@ -108,4 +108,8 @@ impl Denoiser for Mlp {
         let h = self.blocks.iter().fold(h, |h, block| block.forward(&h, &emb));
         self.output.forward(&self.out_norm.forward(&h).silu())
     }
+
+    fn draws_in_training(&self) -> bool {
+        false
+    }
 }

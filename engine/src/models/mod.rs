@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Tensor};
 
 use crate::data::DataMeta;
+use crate::lanes::Lanes;
 use crate::params::decode;
 use difflow_core::unet::ConvNet;
 
@@ -27,6 +28,36 @@ pub trait Denoiser: Send {
     /// Output: [B, C, …] with C = data channels, or 2·C with `learn_sigma` (prediction
     /// channels first, then the variance interpolation v ∈ [-1, 1]).
     fn forward(&self, x: &Tensor, t: &Tensor, y: Option<&Tensor>, train: bool) -> Tensor;
+
+    /// Whether `forward` with `train` on draws random numbers (dropout): the training step
+    /// of such a network is not split into batch lanes, whose draws would interleave.
+    fn draws_in_training(&self) -> bool {
+        true
+    }
+}
+
+/// The network in eval mode on a batch, each lane's share of the batch on its own thread
+/// (see [`Lanes`]). `t` and `y` are per item.
+pub fn evaluate(model: &dyn Denoiser, lanes: &Lanes, x: &Tensor, t: &Tensor, y: Option<&Tensor>) -> Tensor {
+    let share = |v: &Tensor, start: i64, length: i64| {
+        if lanes.is_split(x) {
+            v.narrow(0, start, length)
+        } else {
+            v.shallow_clone()
+        }
+    };
+    // SAFETY: an eval-mode forward reads the weights and its inputs, and draws nothing.
+    let mut parts = unsafe {
+        lanes.run(x.size()[0], |start, length| {
+            let y = y.map(|y| share(y, start, length));
+            model.forward(&share(x, start, length), &share(t, start, length), y.as_ref(), false)
+        })
+    };
+    if parts.len() == 1 {
+        parts.remove(0)
+    } else {
+        Tensor::cat(&parts, 0)
+    }
 }
 
 /// Logits [B, classes] of a classifier on x (noisy x_t with `t` when trained with a schedule).

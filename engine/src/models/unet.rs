@@ -216,6 +216,10 @@ impl super::Denoiser for UNet {
     fn forward(&self, x: &Tensor, t: &Tensor, y: Option<&Tensor>, train: bool) -> Tensor {
         UNet::forward(self, x, t, y, train)
     }
+
+    fn draws_in_training(&self) -> bool {
+        self.config.net.dropout > 0.0
+    }
 }
 
 /// (channels, size) of square image data, or an error naming the model.

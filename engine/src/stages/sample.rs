@@ -14,8 +14,9 @@ use crate::diffusion::guidance::GuidanceConfig;
 use crate::diffusion::noise::SampleNoise;
 use crate::diffusion::sampler::{Guidance, SampleSetup, Sampler};
 use crate::dist::{gather_rows, share, ProcessGroup};
+use crate::lanes::Lanes;
 use crate::metrics::trajectory::TRAJECTORY_FILE;
-use crate::models::{build_classifier, Classifier, ClassifierMeta, CLASSIFIER_FILE};
+use crate::models::{build_classifier, evaluate, Classifier, ClassifierMeta, CLASSIFIER_FILE};
 use crate::params::{input, job_params};
 use crate::plot::write_image_grid;
 use crate::progress::{self, Progress};
@@ -103,8 +104,11 @@ pub fn run(job: &Job) -> Result<()> {
     };
     let process = setup.process();
     // An unconditional model never sees labels (they are only for the classifier).
+    // Classifier guidance's gradient runs outside the lanes, on all of this thread's threads.
+    let lanes = if classifier.is_some() { Lanes::one() } else { Lanes::for_device(device) };
+    let _serial = lanes.serial_caller();
     let net = |x: &Tensor, t: &Tensor, y: Option<&Tensor>| {
-        model.forward(&x.to_kind(Kind::Float), t, y.filter(|_| model_classes > 0), false)
+        evaluate(model.as_ref(), &lanes, &x.to_kind(Kind::Float), t, y.filter(|_| model_classes > 0))
     };
 
     let (lo, hi) = group.as_ref().map_or((0, count), |g| share(count, g.rank(), g.world_size()));

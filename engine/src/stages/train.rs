@@ -26,7 +26,8 @@ use crate::data::{DataMeta, Dataset};
 use crate::diffusion::loss::LossType;
 use crate::diffusion::noise::derive_seed;
 use crate::diffusion::{DataSpace, Process, VarianceType};
-use crate::dist::{share, ProcessGroup};
+use crate::dist::{flat_gradient_parts, share, ProcessGroup};
+use crate::lanes::Lanes;
 use crate::models::{build_denoiser, Denoiser, ModelSpec};
 use crate::params::{input, job_params};
 use crate::progress::{self, Progress};
@@ -454,6 +455,8 @@ impl Trainer {
         group: Option<&ProcessGroup>,
     ) -> Result<f64> {
         let device = self.vs.device();
+        let lanes = self.lanes(s);
+        let _serial = lanes.serial_caller();
         tch::manual_seed(derive_seed(&[s.seed, step as u64]) as i64);
         let b = s.batch as i64;
         let index = Tensor::randint(data.meta.count as i64, [b], (Kind::Int64, Device::Cpu));
@@ -478,42 +481,13 @@ impl Trainer {
         let (x0, t, noise, y) = (keep(&x0), keep(&t), keep(&noise), y.as_ref().map(keep));
         let xt = process.q_sample(&x0, &t, &noise);
 
-        for p in &self.params {
-            let mut g = p.grad();
-            if g.defined() {
-                let _ = g.detach_().zero_();
-            }
-        }
-        let output = if s.bf16 {
-            crate::device::use_bf16_autocast();
-            tch::autocast(true, || self.model.forward(&xt, &t, y.as_ref(), true))
-        } else {
-            self.model.forward(&xt, &t, y.as_ref(), true)
-        };
-        let per_sample = process.training_loss(&output.to_kind(Kind::Float), &x0, &xt, &t, &noise, s.loss)?;
-        let (loss, value) = match group {
-            None => {
-                let loss = per_sample.mean(Kind::Float);
-                let value = loss.double_value(&[]);
-                if !value.is_finite() {
-                    return Ok(value);
-                }
-                loss.backward();
-                (loss, value)
-            }
-            Some(_) => {
+        let (mut g, loss) = self.gradient(&lanes, s, process, &xt, &x0, &t, &noise, y.as_ref())?;
+        let value = match group {
+            None => loss.double_value(&[]),
+            Some(group) => {
                 // Every rank takes part in the all-reduce, even with a non-finite loss, so
                 // that all of them agree on stopping.
-                let loss = per_sample.sum(Kind::Float) / s.batch as f64;
-                loss.backward();
-                (loss, f64::NAN)
-            }
-        };
-        let mut g = tch::no_grad(|| self.flat_gradient());
-        let value = match group {
-            None => value,
-            Some(group) => {
-                let mut summed_loss = loss.detach().reshape([1]);
+                let mut summed_loss = loss.reshape([1]);
                 group.all_reduce_sum(&mut [&mut g, &mut summed_loss])?;
                 summed_loss.double_value(&[0])
             }
@@ -526,9 +500,59 @@ impl Trainer {
         Ok(value)
     }
 
-    /// The gradients of all parameters as one flat buffer (zeros where none flowed).
-    fn flat_gradient(&self) -> Tensor {
-        Tensor::cat(&crate::dist::gradient_parts(&self.params), 0)
+    /// How a step splits its batch: not at all with bf16 autocast (per-thread state) or a
+    /// network that draws random numbers in training.
+    fn lanes(&self, s: &Settings) -> Lanes {
+        if s.bf16 || self.model.draws_in_training() {
+            Lanes::one()
+        } else {
+            Lanes::for_device(self.vs.device())
+        }
+    }
+
+    /// This process's share of the loss (its items' losses over the global batch) and its
+    /// gradient as one flat buffer. Without dropout on the CPU, each batch lane computes its
+    /// items' part on its own thread and the parts are added in lane order.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn gradient(
+        &self,
+        lanes: &Lanes,
+        s: &Settings,
+        process: &Process,
+        xt: &Tensor,
+        x0: &Tensor,
+        t: &Tensor,
+        noise: &Tensor,
+        y: Option<&Tensor>,
+    ) -> Result<(Tensor, Tensor)> {
+        if s.bf16 {
+            crate::device::use_bf16_autocast();
+        }
+        let part = |start: i64, length: i64| -> Result<(Tensor, Tensor)> {
+            let keep = |v: &Tensor| v.narrow(0, start, length);
+            let xt = keep(xt);
+            let forward = || self.model.forward(&xt, &keep(t), y.map(keep).as_ref(), true);
+            let output = if s.bf16 { tch::autocast(true, forward) } else { forward() };
+            let per_sample =
+                process.training_loss(&output.to_kind(Kind::Float), &keep(x0), &xt, &keep(t), &keep(noise), s.loss)?;
+            let loss = per_sample.sum(Kind::Float) / s.batch as f64;
+            let grads = Tensor::run_backward(&[&loss], &self.params, false, false);
+            let flat = tch::no_grad(|| Tensor::cat(&flat_gradient_parts(&grads, &self.params), 0));
+            Ok((flat, loss.detach()))
+        };
+        // SAFETY: a lane reads the weights, the schedule's tables and its share of the batch,
+        // and runs autograd on its own graph (gradients are returned, not accumulated into the
+        // shared parameters); the network draws nothing (`draws_in_training`).
+        let parts = unsafe { lanes.run(xt.size()[0], part) };
+        let mut sum: Option<(Tensor, Tensor)> = None;
+        for part in parts {
+            let (g, loss) = part?;
+            sum = Some(match sum {
+                None => (g, loss),
+                Some((g0, loss0)) => (g0 + g, loss0 + loss),
+            });
+        }
+        Ok(sum.expect("at least one lane"))
     }
 
     fn update(&mut self, step: usize, lr: f64, s: &Settings, mut g: Tensor) {
