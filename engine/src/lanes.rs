@@ -96,7 +96,8 @@ impl Lanes {
     /// `work` runs on several threads at once. It may read the libtorch tensors it captures
     /// (weights, inputs: libtorch reads are thread-safe; tch marks tensors `Send` but not
     /// `Sync` only because a handle can be mutated in place) and must not mutate anything it
-    /// captures, nor draw from libtorch's global generator (the draws' order would vary).
+    /// captures except its own share's rows (disjoint memory), nor draw from libtorch's
+    /// global generator (the draws' order would vary).
     pub unsafe fn run<T: Send>(&self, batch: i64, work: impl Fn(i64, i64) -> T) -> Vec<T> {
         let shares = self.shares(batch);
         if shares.len() == 1 {

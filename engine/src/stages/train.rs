@@ -385,6 +385,38 @@ pub(crate) struct Trainer {
     second_moment: Tensor,
 }
 
+/// One AdamW update and EMA step's scalars.
+#[derive(Clone, Copy)]
+struct AdamStep {
+    lr: f64,
+    bias1: f64,
+    bias2: f64,
+    decay: f64,
+}
+
+impl AdamStep {
+    /// Updates moments `m`, `v`, parameters `p` and their EMA `e` (slices of the flat buffers)
+    /// from the gradient `g`, in place, in the order of operations of the textbook
+    /// expressions (so the same roundings): every temporary would be one more allocation and
+    /// pass over all the parameters, which dominates the step of a large net at small batches.
+    fn apply(self, mut m: Tensor, mut v: Tensor, mut p: Tensor, mut e: Tensor, g: &Tensor) {
+        m *= ADAM_BETA1;
+        m += g * (1.0 - ADAM_BETA1);
+        v *= ADAM_BETA2;
+        v += g.square() * (1.0 - ADAM_BETA2);
+        let mut denominator = &v / self.bias2;
+        let _ = denominator.sqrt_();
+        denominator += ADAM_EPS;
+        let mut update = &m / self.bias1;
+        update /= &denominator;
+        update *= self.lr;
+        update += &p * (self.lr * WEIGHT_DECAY);
+        p -= &update;
+        e *= self.decay;
+        e += &p * (1.0 - self.decay);
+    }
+}
+
 /// Makes every tensor of `tensors` a view into one new flat buffer holding their values.
 fn share_one_buffer(tensors: &[Tensor]) -> Tensor {
     if tensors.is_empty() {
@@ -496,7 +528,7 @@ impl Trainer {
             return Ok(value);
         }
         let lr = if s.warmup > 0 { s.lr * ((step + 1) as f64 / s.warmup as f64).min(1.0) } else { s.lr };
-        tch::no_grad(|| self.update(step, lr, s, g));
+        tch::no_grad(|| self.update(&lanes, step, lr, s, g));
         Ok(value)
     }
 
@@ -555,7 +587,7 @@ impl Trainer {
         Ok(sum.expect("at least one lane"))
     }
 
-    fn update(&mut self, step: usize, lr: f64, s: &Settings, mut g: Tensor) {
+    fn update(&mut self, lanes: &Lanes, step: usize, lr: f64, s: &Settings, mut g: Tensor) {
         if s.grad_clip > 0.0 {
             let norm = g.norm().double_value(&[]);
             if norm > s.grad_clip {
@@ -563,33 +595,27 @@ impl Trainer {
             }
         }
         let n = (step + 1) as i32;
-        let bias1 = 1.0 - ADAM_BETA1.powi(n);
-        let bias2 = 1.0 - ADAM_BETA2.powi(n);
-        // In place, in the order of operations of the textbook expressions (so the same
-        // roundings): every temporary would be one more allocation and pass over all the
-        // parameters, which dominates the step of a large net at small batches.
-        let (m, v, p) = (&mut self.first_moment, &mut self.second_moment, &mut self.param_flat);
-        *m *= ADAM_BETA1;
-        *m += &g * (1.0 - ADAM_BETA1);
-        *v *= ADAM_BETA2;
-        *v += g.square() * (1.0 - ADAM_BETA2);
-        let mut denominator = &*v / bias2;
-        let _ = denominator.sqrt_();
-        denominator += ADAM_EPS;
-        let mut update = &*m / bias1;
-        update /= &denominator;
-        update *= lr;
-        update += &*p * (lr * WEIGHT_DECAY);
-        *p -= &update;
-        // EMA with warm-up: decay min(ema, (1 + n) / (10 + n)) at update n, so that short
-        // runs are not dominated by the initial weights.
-        let decay = s.ema.min((1.0 + step as f64) / (10.0 + step as f64));
-        let e = &mut self.ema_flat;
-        *e *= decay;
-        *e += &*p * (1.0 - decay);
+        let adam = AdamStep {
+            lr,
+            bias1: 1.0 - ADAM_BETA1.powi(n),
+            bias2: 1.0 - ADAM_BETA2.powi(n),
+            // EMA with warm-up: decay min(ema, (1 + n) / (10 + n)) at update n, so that
+            // short runs are not dominated by the initial weights.
+            decay: s.ema.min((1.0 + step as f64) / (10.0 + step as f64)),
+        };
+        let flat = [&self.first_moment, &self.second_moment, &self.param_flat, &self.ema_flat, &g];
+        // Element by element, so each lane updates its own slice of the flat buffers with the
+        // same roundings as one whole pass.
+        // SAFETY: a lane reads and writes only its share's rows of the buffers.
+        unsafe {
+            lanes.run(g.numel() as i64, |start, length| {
+                let [m, v, p, e, g] = flat.map(|t| t.narrow(0, start, length));
+                adam.apply(m, v, p, e, &g);
+            })
+        };
         for (buffer, ema) in self.buffers.iter_mut() {
-            *ema *= decay;
-            *ema += &*buffer * (1.0 - decay);
+            *ema *= adam.decay;
+            *ema += &*buffer * (1.0 - adam.decay);
         }
     }
 
