@@ -22,6 +22,7 @@ use difflow_core::job::{Job, StageRef};
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
+use super::adamw::{share_one_buffer, AdamStep};
 use crate::data::{DataMeta, Dataset};
 use crate::diffusion::loss::LossType;
 use crate::diffusion::noise::derive_seed;
@@ -38,13 +39,6 @@ pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 pub const LOSS_FILE: &str = "loss.csv";
 pub const CHECKPOINT_DIR: &str = "checkpoint";
 pub const STATE_FILE: &str = "state.json";
-
-/// AdamW's fixed hyper-parameters (Loshchilov & Hutter; β and ε as PyTorch's defaults).
-const ADAM_BETA1: f64 = 0.9;
-const ADAM_BETA2: f64 = 0.999;
-const ADAM_EPS: f64 = 1e-8;
-/// IDDPM trains without weight decay.
-const WEIGHT_DECAY: f64 = 0.0;
 
 /// What a train stage records in `meta.json`: enough to rebuild the model and its process.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -385,54 +379,6 @@ pub(crate) struct Trainer {
     second_moment: Tensor,
 }
 
-/// One AdamW update and EMA step's scalars.
-#[derive(Clone, Copy)]
-struct AdamStep {
-    lr: f64,
-    bias1: f64,
-    bias2: f64,
-    decay: f64,
-}
-
-impl AdamStep {
-    /// Updates moments `m`, `v`, parameters `p` and their EMA `e` (slices of the flat buffers)
-    /// from the gradient `g`, in place, in the order of operations of the textbook
-    /// expressions (so the same roundings): every temporary would be one more allocation and
-    /// pass over all the parameters, which dominates the step of a large net at small batches.
-    fn apply(self, mut m: Tensor, mut v: Tensor, mut p: Tensor, mut e: Tensor, g: &Tensor) {
-        m *= ADAM_BETA1;
-        m += g * (1.0 - ADAM_BETA1);
-        v *= ADAM_BETA2;
-        v += g.square() * (1.0 - ADAM_BETA2);
-        let mut denominator = &v / self.bias2;
-        let _ = denominator.sqrt_();
-        denominator += ADAM_EPS;
-        let mut update = &m / self.bias1;
-        update /= &denominator;
-        update *= self.lr;
-        update += &p * (self.lr * WEIGHT_DECAY);
-        p -= &update;
-        e *= self.decay;
-        e += &p * (1.0 - self.decay);
-    }
-}
-
-/// Makes every tensor of `tensors` a view into one new flat buffer holding their values.
-fn share_one_buffer(tensors: &[Tensor]) -> Tensor {
-    if tensors.is_empty() {
-        return Tensor::zeros([0], (Kind::Float, Device::Cpu));
-    }
-    let flat = Tensor::cat(&tensors.iter().map(|t| t.detach().reshape([-1])).collect::<Vec<_>>(), 0);
-    let mut offset = 0;
-    for t in tensors {
-        let n = t.numel() as i64;
-        let mut handle = t.shallow_clone();
-        tch::no_grad(|| handle.set_data(&flat.narrow(0, offset, n).view(t.size().as_slice())));
-        offset += n;
-    }
-    flat
-}
-
 impl Trainer {
     pub(crate) fn new(model_config: &serde_json::Value, data: &DataMeta, device: Device) -> Result<Trainer> {
         let vs = nn::VarStore::new(device);
@@ -594,15 +540,7 @@ impl Trainer {
                 g *= s.grad_clip / (norm + 1e-6);
             }
         }
-        let n = (step + 1) as i32;
-        let adam = AdamStep {
-            lr,
-            bias1: 1.0 - ADAM_BETA1.powi(n),
-            bias2: 1.0 - ADAM_BETA2.powi(n),
-            // EMA with warm-up: decay min(ema, (1 + n) / (10 + n)) at update n, so that
-            // short runs are not dominated by the initial weights.
-            decay: s.ema.min((1.0 + step as f64) / (10.0 + step as f64)),
-        };
+        let adam = AdamStep::new(step, lr, s.ema);
         let flat = [&self.first_moment, &self.second_moment, &self.param_flat, &self.ema_flat, &g];
         // Element by element, so each lane updates its own slice of the flat buffers with the
         // same roundings as one whole pass.
