@@ -249,11 +249,11 @@ def workload(args, device, name, cfg, task, batch):
     if task in ("train", "sample") and not gpu and args.threads > 1:
         # difflow without batch lanes (the whole batch on all threads, operator by operator),
         # in the same process: the lanes' share of the step.
-        contenders["one lane"] = lambda k: one_lane(worker, command, k)
+        contenders["one lane"] = lambda k: switched(worker, "lanes", 1, 0, command, k)
     if task == "sample" and not gpu:
         # difflow with ATen's GroupNorm + scale-shift + SiLU instead of its fused CPU kernel,
         # in the same process: the kernel's share of the sampling step.
-        contenders["unfused"] = lambda k: unfused(worker, command, k)
+        contenders["unfused"] = lambda k: switched(worker, "fused", 0, 1, command, k)
     # Warm-up: first calls allocate and pick kernels (for each of difflow's variants too: a
     # lane count or kernel choice builds its own oneDNN primitives); the compiled one
     # compiles here.
@@ -274,17 +274,11 @@ def workload(args, device, name, cfg, task, batch):
                 seconds=medians, rounds=times)
 
 
-def one_lane(worker, command, k):
-    worker.ask("lanes", 1)
+def switched(worker, switch, value, default, command, k):
+    """difflow's step time with one of the bench's switches (`lanes`, `fused`) at `value`."""
+    worker.ask(switch, value)
     seconds = worker.ask(command, k)
-    worker.ask("lanes", 0)
-    return seconds
-
-
-def unfused(worker, command, k):
-    worker.ask("fused", 0)
-    seconds = worker.ask(command, k)
-    worker.ask("fused", 1)
+    worker.ask(switch, default)
     return seconds
 
 

@@ -47,7 +47,6 @@ mod jemalloc {
 pub fn keeps_freed_memory() -> bool {
     #[cfg(target_os = "linux")]
     {
-        let _ = &jemalloc::MALLOC_CONF;
         jemalloc::option(c"opt.dirty_decay_ms") == Some(-1) && jemalloc::option(c"opt.muzzy_decay_ms") == Some(-1)
     }
     #[cfg(not(target_os = "linux"))]
