@@ -6,11 +6,13 @@
 //! - [`value`]: resolved values, as the checker produces them and stage keys hash them;
 //! - [`diffusion`]: the float64 noise-schedule tables;
 //! - [`unet`]: the UNet family's levels and the rules they must meet on an image size;
+//! - [`files`]: the one rule for reading a file a user, recipe or cache entry names;
 //! - [`diffusers`]: diffusers folders, their configs as difflow's net and schedule, and
 //!   which diffusers module each difflow module is.
 
 pub mod diffusers;
 pub mod diffusion;
+pub mod files;
 pub mod job;
 pub mod schema;
 pub mod unet;
