@@ -14,7 +14,7 @@
 if [[ "${BASH_SOURCE[0]}" != "$0" ]]; then
     # Sourced: the work runs in a child shell, so that its `set -e` and `cd` stay there;
     # this shell only gets the build environment.
-    if bash "${BASH_SOURCE[0]}"; then
+    if DIFFLOW_VENV="${DIFFLOW_VENV:-}" bash "${BASH_SOURCE[0]}"; then
         export LIBTORCH_USE_PYTORCH=1
         export PATH="${DIFFLOW_VENV:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.venv}/bin:$PATH"
         return 0
