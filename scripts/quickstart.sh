@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The main job: set everything up, then run a pipeline — pipelines/quickstart.diff (toy
-# diffusion: train, sample with DDPM and DDIM, scatter plot) unless another .diff is named
-# first, e.g. `bash scripts/quickstart.sh pipelines/mnist_quick.diff` (the embedded MNIST).
-# Further arguments go to `difflow run`. A second run finds everything cached.
+# The main job: the user's set-up (scripts/setup.sh: no root, no system package), then a
+# pipeline: pipelines/quickstart.diff (toy diffusion: train, sample with DDPM and DDIM,
+# scatter plot) unless another .diff is named first, e.g. `bash scripts/quickstart.sh
+# pipelines/mnist_quick.diff` (the embedded MNIST). Further arguments go to `difflow run`.
+# A second run finds everything cached.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PIPELINE="$ROOT/pipelines/quickstart.diff"

@@ -71,4 +71,9 @@ fn a_missing_data_file_fails_with_exit_2_and_a_clear_message() {
     assert!(err.contains("missing data; nothing was run") && err.contains("dataset `digits` (mnist)"), "{err}");
     assert!(!out.contains("done "), "{out}");
     assert!(err.contains("no/such/folder"), "{err}");
+    // The exact command that writes the embedded MNIST digits into that folder.
+    assert!(
+        err.contains("run `python3 scripts/fetch_mnist.py /") && err.contains("no/such/folder` in the difflow"),
+        "{err}"
+    );
 }

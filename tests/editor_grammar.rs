@@ -2,7 +2,7 @@
 //! pipeline of the repo and the stdlib: for each file a `vscode-tmgrammar-test` case is
 //! written whose assertions come from the syntax tree (every kind, name, variant, key,
 //! value and comment must get its scope), then the tool (pinned in
-//! `editors/package.json`, installed by `scripts/setup.sh`) checks them all. The
+//! `editors/package.json`, installed by `scripts/setup_tests.sh`) checks them all. The
 //! hand-written cases in `editors/tests/` are run too.
 
 use std::fmt::Write as _;
@@ -111,7 +111,11 @@ fn diff_files(dir: &Path) -> Vec<PathBuf> {
 #[test]
 fn the_grammar_scopes_every_token_of_the_repos_pipelines() {
     let tool = root().join("editors/node_modules/.bin/vscode-tmgrammar-test");
-    assert!(tool.is_file(), "{} is missing: `bash scripts/setup.sh` installs it (npm ci in editors/)", tool.display());
+    assert!(
+        tool.is_file(),
+        "{} is missing: `bash scripts/setup_tests.sh` installs it (npm ci in editors/)",
+        tool.display()
+    );
     let cases = tempfile::tempdir().unwrap();
     let mut count = 0;
     for dir in ["pipelines", "stdlib"] {

@@ -1,5 +1,5 @@
 //! A real editor as the client: headless Neovim (Debian's `neovim`, which
-//! `scripts/setup.sh` installs) starts `difflow lsp` with its built-in LSP client, opens a
+//! `scripts/setup_tests.sh` installs) starts `difflow lsp` with its built-in LSP client, opens a
 //! pipeline with a typo, and `tests/neovim/lsp_client.lua` reports what Neovim's own
 //! diagnostic list, completion and hover hold.
 
@@ -21,7 +21,9 @@ fn nvim() -> PathBuf {
     let found = std::env::var_os("PATH")
         .and_then(|paths| std::env::split_paths(&paths).map(|p| p.join("nvim")).find(|p| p.is_file()));
     found.unwrap_or_else(|| {
-        panic!("nvim is not installed: `bash scripts/setup.sh` installs Debian's neovim (apt-get install -y neovim)")
+        panic!(
+            "nvim is not installed: `bash scripts/setup_tests.sh` installs Debian's neovim (apt-get install -y neovim)"
+        )
     })
 }
 

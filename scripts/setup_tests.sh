@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# What only the test suite needs, on top of scripts/setup.sh (scripts/test.sh runs both),
+# each installed when missing:
+#   - diffusers 0.42.1 in the venv: the oracle of engine/tests/diffusers*.rs (Python >= 3.11);
+#   - Debian packages, with apt-get as root or through sudo: chromium (the report's browser
+#     check), libjemalloc2 (a worker under a preloaded malloc), neovim (the real LSP client),
+#     nodejs and npm (for the grammar test tool), slurmctld, slurmd, slurm-client and munge
+#     (the local Slurm cluster of the Slurm executor's tests);
+#   - vscode-tmgrammar-test at the version pinned in editors/package.json (and its lock
+#     file), in editors/node_modules (gitignored);
+#   - data/mnist, the embedded MNIST digits (scripts/fetch_mnist.py).
+# What it cannot install it names, with the tests that fail without it, and goes on: the
+# rest of the suite still runs. CI runs it as root on Debian, where everything installs.
+set -uo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+VENV="${DIFFLOW_VENV:-$ROOT/.venv}"
+DIFFUSERS_VERSION=0.42.1
+say() { printf '\033[1m[setup-tests]\033[0m %s\n' "$*" >&2; }
+lacking=()
+lack() { lacking+=("$1"); say "warning: $1"; }
+
+if ! "$VENV/bin/python" -c "
+import sys
+from importlib.metadata import version
+sys.exit(version('diffusers') != '$DIFFUSERS_VERSION')
+" 2>/dev/null; then
+    say "installing diffusers $DIFFUSERS_VERSION into $VENV (the oracle of the diffusers tests)"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "diffusers==$DIFFUSERS_VERSION" ||
+        lack "diffusers $DIFFUSERS_VERSION is not in $VENV: engine/tests/diffusers.rs and diffusers_cli.rs will fail"
+fi
+
+# Debian package → the command or file that shows it is installed, and the tests that need it.
+declare -A PROBE=(
+    [chromium]="chromium" [libjemalloc2]="/usr/lib/x86_64-linux-gnu/libjemalloc.so.2" [neovim]="nvim"
+    [nodejs]="node" [npm]="npm" [slurmctld]="slurmctld" [slurmd]="slurmd" [slurm-client]="sbatch" [munge]="munged"
+)
+declare -A NEEDED_BY=(
+    [chromium]="tests/study.rs (the report opened in a browser)" [libjemalloc2]="engine/tests/preloaded_malloc.rs"
+    [neovim]="tests/lsp_neovim.rs" [nodejs]="tests/editor_grammar.rs" [npm]="tests/editor_grammar.rs"
+    [slurmctld]="tests/cli_slurm.rs" [slurmd]="tests/cli_slurm.rs" [slurm-client]="tests/cli_slurm.rs"
+    [munge]="tests/cli_slurm.rs"
+)
+present() { # present PACKAGE: its probe is an existing file or a command on PATH (or in sbin)
+    local probe="${PROBE[$1]}"
+    if [[ "$probe" == /* ]]; then [ -e "$probe" ]; else PATH="$PATH:/usr/sbin:/sbin" command -v "$probe" >/dev/null 2>&1; fi
+}
+packages=(chromium neovim nodejs npm slurmctld slurmd slurm-client munge)
+# The preloaded-malloc test uses the x86_64 multiarch path.
+[ "$(uname -m)" = x86_64 ] && packages+=(libjemalloc2)
+missing=()
+for package in "${packages[@]}"; do present "$package" || missing+=("$package"); done
+
+if [ ${#missing[@]} -gt 0 ]; then
+    as_root=()
+    [ "$(id -u)" -eq 0 ] || as_root=(sudo)
+    if ! command -v apt-get >/dev/null 2>&1; then
+        say "no apt-get here: install ${missing[*]} (or their equivalents) with this system's package manager"
+    elif [ ${#as_root[@]} -gt 0 ] && ! command -v sudo >/dev/null 2>&1; then
+        say "not root and no sudo: ask an administrator for the Debian packages ${missing[*]}"
+    else
+        say "installing Debian's ${missing[*]} for the tests (${as_root[*]:+with sudo, }apt-get)"
+        # chromium and libjemalloc2 without their recommended packages, as before; the rest as Debian ships them.
+        lean=() full=()
+        for package in "${missing[@]}"; do
+            case "$package" in chromium | libjemalloc2) lean+=("$package") ;; *) full+=("$package") ;; esac
+        done
+        apt=("${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get)
+        { "${apt[@]}" update -qq &&
+            { [ ${#lean[@]} -eq 0 ] || "${apt[@]}" install -y -qq --no-install-recommends "${lean[@]}" >/dev/null; } &&
+            { [ ${#full[@]} -eq 0 ] || "${apt[@]}" install -y -qq "${full[@]}" >/dev/null; }; } ||
+            say "apt-get could not install them all (see above)"
+    fi
+    for package in "${missing[@]}"; do
+        present "$package" || lack "Debian's $package is missing: ${NEEDED_BY[$package]} will fail"
+    done
+fi
+
+pinned=$(sed -n 's/.*"vscode-tmgrammar-test": "\(.*\)".*/\1/p' editors/package.json)
+installed=$(sed -n 's/^  "version": "\(.*\)",$/\1/p' editors/node_modules/vscode-tmgrammar-test/package.json 2>/dev/null || true)
+if [ "$installed" != "$pinned" ]; then
+    if command -v npm >/dev/null 2>&1; then
+        say "installing vscode-tmgrammar-test $pinned into editors/node_modules"
+        (cd editors && npm ci --no-audit --no-fund --loglevel=error >/dev/null) ||
+            lack "\`npm ci\` in editors/ failed: tests/editor_grammar.rs will fail"
+    else
+        lack "vscode-tmgrammar-test is not in editors/node_modules (it needs npm): tests/editor_grammar.rs will fail"
+    fi
+fi
+
+"$VENV/bin/python" scripts/fetch_mnist.py data/mnist >/dev/null ||
+    lack "data/mnist could not be made: the tests that train on the embedded MNIST will fail"
+
+if [ ${#lacking[@]} -gt 0 ]; then
+    say "the test set-up is incomplete (${#lacking[@]} item(s) above); the other tests do not need them"
+fi
+exit 0
