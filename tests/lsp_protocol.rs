@@ -322,3 +322,40 @@ fn offset(text: &str, pos: &Value) -> usize {
     }
     at
 }
+
+/// Address space for the servers of the hostile cases: a server that reads `/dev/zero` or
+/// keeps a huge frame fails instead of filling the machine.
+const SERVER_MEMORY: u64 = 1 << 30;
+
+/// Completion in a buffer that does not parse reads the files it `use`s again, by the rule
+/// `check` reads them with: nothing outside the project, no FIFO, no device.
+#[test]
+fn completion_reads_used_files_only_as_check_would() {
+    let root = tempfile::tempdir().unwrap();
+    let project = root.path().join("a/b");
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::write(project.join("difflow.toml"), "").unwrap();
+    std::fs::write(root.path().join("outside.txt"), "let OUTSIDE_TXT = 1\n").unwrap();
+    std::fs::write(root.path().join("outside.diff"), "let OUTSIDE_DIFF = 1\n").unwrap();
+    std::fs::write(project.join("inside.diff"), "let INSIDE = 1\n").unwrap();
+    assert!(std::process::Command::new("mkfifo").arg(project.join("fifo.diff")).status().unwrap().success());
+    std::os::unix::fs::symlink("/dev/zero", project.join("zero.diff")).unwrap();
+    let uses = ["../../outside.txt", "../../outside.diff", "fifo.diff", "zero.diff", "/dev/zero", "inside.diff"];
+    let mut text: String = uses.iter().map(|u| format!("use \"{u}\"\n")).collect();
+    text.push_str(&train_and_misspelt_sampler("simple"));
+    text.push_str("sample s2 { from = \n");
+    let file = project.join("p.diff");
+    std::fs::write(&file, &text).unwrap();
+
+    let mut c = Client::initialized_limited(&project, SERVER_MEMORY);
+    let uri = url(&file);
+    c.open(&uri, &text);
+    let at = position_of(&text, "from = \n", 7);
+    // A server stuck on the FIFO never answers: the client's wait fails.
+    let r = c.request("textDocument/completion", json!({ "textDocument": { "uri": uri }, "position": at }));
+    let labels: Vec<&str> = r["result"].as_array().unwrap().iter().map(|i| i["label"].as_str().unwrap()).collect();
+    assert!(labels.contains(&"ddpm") && labels.contains(&"INSIDE"), "{labels:?}");
+    assert!(!labels.iter().any(|l| l.starts_with("OUTSIDE")), "{labels:?}");
+    assert!(c.peak_memory() < 256 << 20, "{} bytes", c.peak_memory());
+    c.shut_down();
+}
