@@ -1,7 +1,7 @@
 //! Untrusted recipes and careless users, against the real `difflow` binary under
 //! `prlimit --as` (1 GiB) and `timeout`: `use` of files outside the project, of non-`.diff`
 //! files, FIFOs, devices and huge files; dataset paths at FIFOs and devices; a
-//! `difflow.toml` at a FIFO, a device or too large; `cache gc`
+//! `difflow.toml` at a FIFO, a device or too large; `fmt` and `compare` of such files; `cache gc`
 //! beside a user's folder and beside a running pipeline; what a failed stage leaves.
 //! Every hostile case must end with exit 1 or 2 and a message, in seconds, and print no
 //! byte of a file it was not allowed to read.
@@ -237,6 +237,29 @@ fn a_settings_file_that_is_not_a_regular_toml_file_fails_check() {
     }
     println!("settings files: {n} cases, {} problems; slowest {slowest:.2} s", failures.len());
     assert!(failures.is_empty(), "{} problems in {n} cases:\n{}", failures.len(), failures.join("\n\n"));
+}
+
+#[test]
+fn fmt_and_compare_read_only_regular_files() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path();
+    mkfifo(&dir.join("fifo.diff"));
+    mkfifo(&dir.join("fifo.lock"));
+    std::os::unix::fs::symlink("/dev/zero", dir.join("zero.diff")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", dir.join("zero.lock")).unwrap();
+    std::fs::write(dir.join("ok.lock"), "").unwrap();
+    let cases: [(&[&str], &str); 4] = [
+        (&["fmt", "fifo.diff"], "it is a FIFO, not a regular file"),
+        (&["fmt", "zero.diff"], "it is a device, not a regular file"),
+        (&["compare", "fifo.lock", "ok.lock"], "it is a FIFO, not a regular file"),
+        (&["compare", "ok.lock", "zero.lock"], "it is a device, not a regular file"),
+    ];
+    let mut failures = Vec::new();
+    for (args, expect) in cases {
+        let o = difflow_limited(dir, args);
+        check_case(&args.join(" "), &o, expect, &mut failures);
+    }
+    assert!(failures.is_empty(), "{} problems:\n{}", failures.len(), failures.join("\n\n"));
 }
 
 fn staging_and_job_files(p: &Project) -> Vec<String> {
