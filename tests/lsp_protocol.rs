@@ -364,6 +364,25 @@ fn completion_reads_used_files_only_as_check_would() {
     c.shut_down();
 }
 
+/// A `difflow.toml` at a FIFO: the buffer's check shows the settings error instead of
+/// hanging the server.
+#[test]
+fn a_settings_file_at_a_fifo_is_a_diagnostic_not_a_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(std::process::Command::new("mkfifo").arg(dir.path().join("difflow.toml")).status().unwrap().success());
+    let file = dir.path().join("p.diff");
+    let text = "schedule s = linear { steps = 100 }\n";
+    std::fs::write(&file, text).unwrap();
+    let mut c = Client::initialized_limited(dir.path(), SERVER_MEMORY);
+    let uri = url(&file);
+    c.open(&uri, text);
+    let diags = c.diagnostics(&uri);
+    assert_eq!(diags.len(), 1, "{diags:?}");
+    assert_eq!(diags[0]["code"], "difflow::bad_settings");
+    assert!(diags[0]["message"].as_str().unwrap().contains("it is a FIFO, not a regular file"), "{diags:?}");
+    c.shut_down();
+}
+
 /// A header line without a newline and a body beyond the limit are read and dropped: the
 /// server answers each with a ParseError and goes on, its memory growing by little.
 #[test]
