@@ -364,7 +364,8 @@ fn graph(file: &Path, set: &[String]) -> Outcome {
 }
 
 fn fmt(file: &Path, check: bool) -> Outcome {
-    let text = std::fs::read_to_string(file).map_err(|e| wrong(format!("cannot read {}: {e}", file.display())))?;
+    let text = difflow::lang::use_policy::read_source(file)
+        .map_err(|e| wrong(format!("cannot read {}: {e}", file.display())))?;
     let mut sources = SourceMap::default();
     let id = sources.add(SourceFile {
         name: file.display().to_string(),

@@ -28,6 +28,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use difflow_core::files::{self, Purpose};
 use serde::Deserialize;
 
 pub const FILE_NAME: &str = "difflow.toml";
@@ -139,9 +140,11 @@ impl Settings {
     pub fn load(root: &Path) -> Result<Settings, String> {
         let file = root.join(FILE_NAME);
         let mut s = Settings::defaults(root);
-        let text = match std::fs::read_to_string(&file) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(s),
+        // A recipe may carry this file as a FIFO or a link to a device: read it only as a
+        // regular file of at most `Purpose::Settings`'s limit.
+        let text = match files::read_text_if_present(&file, Purpose::Settings) {
+            Ok(Some(t)) => t,
+            Ok(None) => return Ok(s),
             Err(e) => return Err(format!("cannot read {}: {e}", file.display())),
         };
         let raw: RawSettings = toml::from_str(&text).map_err(|e| {

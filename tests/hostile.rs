@@ -1,6 +1,7 @@
 //! Untrusted recipes and careless users, against the real `difflow` binary under
 //! `prlimit --as` (1 GiB) and `timeout`: `use` of files outside the project, of non-`.diff`
-//! files, FIFOs, devices and huge files; dataset paths at FIFOs and devices; `cache gc`
+//! files, FIFOs, devices and huge files; dataset paths at FIFOs and devices; a
+//! `difflow.toml` at a FIFO, a device or too large; `fmt` and `compare` of such files; `cache gc`
 //! beside a user's folder and beside a running pipeline; what a failed stage leaves.
 //! Every hostile case must end with exit 1 or 2 and a message, in seconds, and print no
 //! byte of a file it was not allowed to read.
@@ -196,6 +197,69 @@ fn input_paths_must_be_files_or_folders_of_files() {
     }
     println!("input paths: {n} cases, {} problems; slowest {slowest:.2} s", failures.len());
     assert!(failures.is_empty(), "{} problems in {n} cases:\n{}", failures.len(), failures.join("\n\n"));
+}
+
+#[test]
+fn a_settings_file_that_is_not_a_regular_toml_file_fails_check() {
+    let root = tempfile::tempdir().unwrap();
+    let project = root.path();
+    let sub = project.join("sub");
+    std::fs::create_dir_all(&sub).unwrap();
+    std::fs::write(project.join("p.diff"), TOY).unwrap();
+    std::fs::write(sub.join("p.diff"), TOY).unwrap();
+    let settings = project.join("difflow.toml");
+    let fifo = || mkfifo(&settings);
+    let zero = || std::os::unix::fs::symlink("/dev/zero", &settings).unwrap();
+    let huge = || std::fs::write(&settings, format!("# {}\n", "x".repeat(2 << 20))).unwrap();
+    let invalid = || std::fs::write(&settings, "jobs = \"many\"\n").unwrap();
+    let cases: [(&str, &dyn Fn(), &str); 4] = [
+        ("a FIFO", &fifo, "it is a FIFO, not a regular file"),
+        ("a link to /dev/zero", &zero, "it is a device, not a regular file"),
+        ("a 2 MiB file", &huge, "at most 1048576 bytes"),
+        ("invalid", &invalid, "difflow.toml is not valid"),
+    ];
+    let (mut failures, mut slowest, mut n) = (Vec::new(), 0f64, 0);
+    for (what, make, expect) in cases {
+        let _ = std::fs::remove_file(&settings);
+        make();
+        // Beside the pipeline, and in the project folder above it (which decides where a
+        // `use` may read).
+        for dir in [project, sub.as_path()] {
+            let o = difflow_limited(dir, &["check", "p.diff"]);
+            let case = format!("difflow.toml {what}, check in {}", dir.display());
+            check_case(&case, &o, expect, &mut failures);
+            if o.code != Some(1) || !o.output.contains("difflow::bad_settings") || o.output.contains(": ok") {
+                failures.push(format!("{case}: not a bad_settings diagnostic with exit 1\n{}", o.output));
+            }
+            slowest = slowest.max(o.seconds);
+            n += 1;
+        }
+    }
+    println!("settings files: {n} cases, {} problems; slowest {slowest:.2} s", failures.len());
+    assert!(failures.is_empty(), "{} problems in {n} cases:\n{}", failures.len(), failures.join("\n\n"));
+}
+
+#[test]
+fn fmt_and_compare_read_only_regular_files() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path();
+    mkfifo(&dir.join("fifo.diff"));
+    mkfifo(&dir.join("fifo.lock"));
+    std::os::unix::fs::symlink("/dev/zero", dir.join("zero.diff")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", dir.join("zero.lock")).unwrap();
+    std::fs::write(dir.join("ok.lock"), "").unwrap();
+    let cases: [(&[&str], &str); 4] = [
+        (&["fmt", "fifo.diff"], "it is a FIFO, not a regular file"),
+        (&["fmt", "zero.diff"], "it is a device, not a regular file"),
+        (&["compare", "fifo.lock", "ok.lock"], "it is a FIFO, not a regular file"),
+        (&["compare", "ok.lock", "zero.lock"], "it is a device, not a regular file"),
+    ];
+    let mut failures = Vec::new();
+    for (args, expect) in cases {
+        let o = difflow_limited(dir, args);
+        check_case(&args.join(" "), &o, expect, &mut failures);
+    }
+    assert!(failures.is_empty(), "{} problems:\n{}", failures.len(), failures.join("\n\n"));
 }
 
 fn staging_and_job_files(p: &Project) -> Vec<String> {

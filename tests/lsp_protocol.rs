@@ -322,3 +322,110 @@ fn offset(text: &str, pos: &Value) -> usize {
     }
     at
 }
+
+/// Address space for the servers of the hostile cases: a server that reads `/dev/zero` or
+/// keeps a huge frame fails instead of filling the machine.
+const SERVER_MEMORY: u64 = 1 << 30;
+
+/// Growth of the peak memory (`VmHWM`) that the hostile frames may cause: far less than
+/// what they would take if kept.
+const FRAME_GROWTH: u64 = 16 << 20;
+
+/// Completion in a buffer that does not parse reads the files it `use`s again, by the rule
+/// `check` reads them with: nothing outside the project, no FIFO, no device.
+#[test]
+fn completion_reads_used_files_only_as_check_would() {
+    let root = tempfile::tempdir().unwrap();
+    let project = root.path().join("a/b");
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::write(project.join("difflow.toml"), "").unwrap();
+    std::fs::write(root.path().join("outside.txt"), "let OUTSIDE_TXT = 1\n").unwrap();
+    std::fs::write(root.path().join("outside.diff"), "let OUTSIDE_DIFF = 1\n").unwrap();
+    std::fs::write(project.join("inside.diff"), "let INSIDE = 1\n").unwrap();
+    assert!(std::process::Command::new("mkfifo").arg(project.join("fifo.diff")).status().unwrap().success());
+    std::os::unix::fs::symlink("/dev/zero", project.join("zero.diff")).unwrap();
+    let uses = ["../../outside.txt", "../../outside.diff", "fifo.diff", "zero.diff", "/dev/zero", "inside.diff"];
+    let mut text: String = uses.iter().map(|u| format!("use \"{u}\"\n")).collect();
+    text.push_str(&train_and_misspelt_sampler("simple"));
+    text.push_str("sample s2 { from = \n");
+    let file = project.join("p.diff");
+    std::fs::write(&file, &text).unwrap();
+
+    let mut c = Client::initialized_limited(&project, SERVER_MEMORY);
+    let uri = url(&file);
+    c.open(&uri, &text);
+    let at = position_of(&text, "from = \n", 7);
+    // A server stuck on the FIFO never answers: the client's wait fails.
+    let r = c.request("textDocument/completion", json!({ "textDocument": { "uri": uri }, "position": at }));
+    let labels: Vec<&str> = r["result"].as_array().unwrap().iter().map(|i| i["label"].as_str().unwrap()).collect();
+    assert!(labels.contains(&"ddpm") && labels.contains(&"INSIDE"), "{labels:?}");
+    assert!(!labels.iter().any(|l| l.starts_with("OUTSIDE")), "{labels:?}");
+    assert!(c.peak_memory() < 256 << 20, "{} bytes", c.peak_memory());
+    c.shut_down();
+}
+
+/// A `difflow.toml` at a FIFO: the buffer's check shows the settings error instead of
+/// hanging the server.
+#[test]
+fn a_settings_file_at_a_fifo_is_a_diagnostic_not_a_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(std::process::Command::new("mkfifo").arg(dir.path().join("difflow.toml")).status().unwrap().success());
+    let file = dir.path().join("p.diff");
+    let text = "schedule s = linear { steps = 100 }\n";
+    std::fs::write(&file, text).unwrap();
+    let mut c = Client::initialized_limited(dir.path(), SERVER_MEMORY);
+    let uri = url(&file);
+    c.open(&uri, text);
+    let diags = c.diagnostics(&uri);
+    assert_eq!(diags.len(), 1, "{diags:?}");
+    assert_eq!(diags[0]["code"], "difflow::bad_settings");
+    assert!(diags[0]["message"].as_str().unwrap().contains("it is a FIFO, not a regular file"), "{diags:?}");
+    c.shut_down();
+}
+
+/// A header line without a newline and a body beyond the limit are read and dropped: the
+/// server answers each with a ParseError and goes on, its memory growing by little.
+#[test]
+fn an_endless_header_line_and_a_huge_body_are_dropped_in_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Client::initialized_limited(dir.path(), SERVER_MEMORY);
+    let before = c.peak_memory();
+    let chunk = vec![b'A'; 1 << 20];
+    for _ in 0..64 {
+        c.send_raw(&chunk);
+    }
+    c.send_raw(b"\r\n\r\n");
+    let long_line = c.wait_for(|m| m.get("error").is_some());
+    assert_eq!(long_line["error"]["code"], -32700, "{long_line}");
+    assert!(long_line["error"]["message"].as_str().unwrap().contains("longer than"), "{long_line}");
+
+    let body_bytes = 65 << 20;
+    c.send_raw(format!("Content-Length: {body_bytes}\r\n\r\n").as_bytes());
+    let mut chunk = vec![b' '; 1 << 20];
+    chunk[0] = b'{';
+    for _ in 0..65 {
+        c.send_raw(&chunk);
+    }
+    let huge = c.wait_for(|m| m.get("error").is_some());
+    assert!(huge["error"]["message"].as_str().unwrap().contains("at most"), "{huge}");
+
+    let grown = c.peak_memory().saturating_sub(before);
+    assert!(grown < FRAME_GROWTH, "the peak memory grew by {grown} bytes");
+    c.shut_down();
+}
+
+/// Bytes that are not UTF-8 in a header: a ParseError, and the next message is answered.
+#[test]
+fn a_header_that_is_not_utf8_gets_a_parse_error_and_the_server_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Client::initialized_limited(dir.path(), SERVER_MEMORY);
+    c.send_raw(b"Content-Length: 2\xff\xfe\r\n\r\n{}");
+    let bad = c.wait_for(|m| m.get("error").is_some());
+    assert_eq!((bad["error"]["code"].clone(), bad["id"].clone()), (json!(-32700), Value::Null), "{bad}");
+    let hover = c.request(
+        "textDocument/hover",
+        json!({ "textDocument": { "uri": "file:///nowhere.diff" }, "position": { "line": 0, "character": 0 } }),
+    );
+    assert_eq!(hover["error"]["code"], -32602, "{hover}");
+    c.shut_down();
+}

@@ -49,6 +49,7 @@ fn main() -> ExitCode {
 
 fn load_job(path: &str) -> anyhow::Result<Job> {
     use anyhow::Context;
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the job file {path}"))?;
+    let text = difflow_core::files::read_text(std::path::Path::new(path), difflow_core::files::Purpose::Metadata)
+        .with_context(|| format!("cannot read the job file {path}"))?;
     serde_json::from_str(&text).with_context(|| format!("the job file {path} is not a valid difflow job"))
 }

@@ -72,6 +72,8 @@ codes! {
     MissingFile = "missing_file",
     /// a `use` of a file that is not a `.diff` file inside the project (the folder holding `difflow.toml`, else the pipeline's, and below, plus `use_roots`), or not a regular file of at most 4 MiB
     ForbiddenUse = "forbidden_use",
+    /// a `difflow.toml` that cannot be read (not a regular file, too large, not UTF-8) or is not valid
+    BadSettings = "bad_settings",
     /// a dataset or weights path at a FIFO, device, socket or `/proc` entry (or a folder holding one)
     BadInputPath = "bad_input_path",
     /// a `--set` that is not NAME=VALUE

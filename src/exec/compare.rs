@@ -26,7 +26,8 @@ pub enum Verdict {
 /// file is an error here.
 pub fn read_lock(path: &Path) -> Result<LockFile, String> {
     let file: PathBuf = if path.is_dir() { path.join("difflow.lock") } else { path.to_path_buf() };
-    let text = std::fs::read_to_string(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let text = difflow_core::files::read_text(&file, difflow_core::files::Purpose::Metadata)
+        .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
     toml::from_str(&text).map_err(|e| format!("{} is not a difflow.lock: {}", file.display(), e.message()))
 }
 

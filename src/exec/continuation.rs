@@ -21,7 +21,8 @@ pub fn target_steps(s: &Session, i: usize) -> Option<u64> {
         crate::lang::value::Value::Stage(name) => name,
         _ => return None,
     };
-    let meta = std::fs::read_to_string(s.cache.entry_dir(s.keys.key(data)).join("meta.json")).ok()?;
+    let meta_path = s.cache.entry_dir(s.keys.key(data)).join("meta.json");
+    let meta = difflow_core::files::read_text(&meta_path, difflow_core::files::Purpose::Metadata).ok()?;
     let count = serde_json::from_str::<serde_json::Value>(&meta).ok()?.get("count")?.as_u64()?;
     Some(epochs * count.div_ceil(batch))
 }

@@ -455,7 +455,7 @@ fn execute(
     let job_file = s.cache.dir.join(format!("{key}.job.json"));
     let outcome = if inst.kind == "report" {
         progress.println(&format!("{label}: writing the report"));
-        let recipe = std::fs::read_to_string(&s.file)
+        let recipe = crate::lang::use_policy::read_source(&s.file)
             .ok()
             .map(|source| crate::report::Recipe { file_name: file_name(&s.file).unwrap_or_default(), source });
         crate::report::write_report_with(&job, recipe.as_ref()).map(|()| Default::default()).map_err(StageError::Failed)

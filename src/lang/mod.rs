@@ -80,7 +80,18 @@ fn cwd() -> PathBuf {
 }
 
 fn finish(loader: modules::Loader<'_>, overrides: &[String], root: PathBuf) -> Loaded {
-    let modules::Loader { sources, mut diagnostics, files, syntax_errors, .. } = loader;
+    let modules::Loader { sources, mut diagnostics, files, syntax_errors, settings_error, .. } = loader;
+    // The settings beside the pipeline, and those of the project when it is a folder above
+    // (which decide where a `use` may read): each error is reported, once.
+    let settings = crate::settings::Settings::load(&root);
+    let mut settings_errors: Vec<(PathBuf, String)> = settings_error.into_iter().collect();
+    if let Err(e) = &settings {
+        let file = root.join(crate::settings::FILE_NAME);
+        if settings_errors.iter().all(|(f, _)| *f != file) {
+            settings_errors.push((file, e.clone()));
+        }
+    }
+    diagnostics.extend(settings_errors.iter().map(|(file, e)| settings_diagnostic(sources, file, e)));
     let (override_items, override_diags) = parse_overrides(sources, overrides);
     // Names after a syntax error (or a `--set` that does not parse) would be missing:
     // report those errors alone.
@@ -90,9 +101,8 @@ fn finish(loader: modules::Loader<'_>, overrides: &[String], root: PathBuf) -> L
         sort(&mut diagnostics);
         return Loaded { sources: sources.clone(), pipeline: None, diagnostics, files };
     }
-    // A broken difflow.toml is reported by the commands that read it; here it only means
-    // the default data root.
-    let data_root = crate::settings::Settings::load(&root).map(|s| s.data_root).unwrap_or_else(|_| root.clone());
+    // A broken difflow.toml is reported above; the check goes on with the default data root.
+    let data_root = settings.map(|s| s.data_root).unwrap_or_else(|_| root.clone());
     let (resolved, resolve_diags) = resolve::resolve(&files, &override_items, root, data_root);
     diagnostics.extend(resolve_diags);
     diagnostics.extend(check::check(&resolved.pipeline, &resolved.spans));
@@ -103,6 +113,25 @@ fn finish(loader: modules::Loader<'_>, overrides: &[String], root: PathBuf) -> L
     }
     let pipeline = if diagnostics.is_empty() { pipeline } else { None };
     Loaded { sources: sources.clone(), pipeline, diagnostics, files }
+}
+
+/// A `difflow.toml` that cannot be used, as a diagnostic at the start of that file (its
+/// text is not shown: it may be anything).
+fn settings_diagnostic(sources: &mut SourceMap, file: &Path, error: &str) -> Diagnostic {
+    let name = modules::display_path(file);
+    let id = sources.add(SourceFile { name, path: Some(file.to_path_buf()), text: String::new() });
+    let (message, help) = match error.split_once("\nhelp: ") {
+        Some((message, help)) => (message, help.to_string()),
+        None => (
+            error,
+            format!(
+                "{} is a TOML file of at most {} bytes",
+                crate::settings::FILE_NAME,
+                difflow_core::files::Purpose::Settings.limit()
+            ),
+        ),
+    };
+    Diagnostic::new(Code::BadSettings, message, Span::new(id, 0, 0), "").with_help(help)
 }
 
 /// Secondary labels in another file than the primary one would render as separate reports;

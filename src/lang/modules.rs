@@ -57,6 +57,9 @@ pub struct Loader<'s> {
     stack: Vec<(Key, String, Option<Span>)>,
     /// Which files a `use` may read.
     policy: UsePolicy,
+    /// A `difflow.toml` that could not be used for the policy, and why (for [`super::load`]
+    /// to report: a settings error is never dropped).
+    pub settings_error: Option<(PathBuf, String)>,
 }
 
 impl<'s> Loader<'s> {
@@ -70,6 +73,7 @@ impl<'s> Loader<'s> {
             state: HashMap::new(),
             stack: Vec::new(),
             policy: UsePolicy::default(),
+            settings_error: None,
         }
     }
 
@@ -84,14 +88,14 @@ impl<'s> Loader<'s> {
                     None => read_source(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?,
                 };
                 let dir = absolute(path).parent().map(Path::to_path_buf).unwrap_or_default();
-                self.policy = UsePolicy::for_pipeline(&dir);
+                (self.policy, self.settings_error) = UsePolicy::for_pipeline(&dir);
                 let key = Key::Disk(std::fs::canonicalize(path).unwrap_or_else(|_| absolute(path)));
                 let source =
                     SourceFile { name: path.display().to_string(), path: Some(absolute(path)), text: text.clone() };
                 self.visit(key, source, None);
             }
             Root::Text { name, text, base } => {
-                self.policy = UsePolicy::for_pipeline(&base);
+                (self.policy, self.settings_error) = UsePolicy::for_pipeline(&base);
                 let key = Key::Disk(base.join(name));
                 let source = SourceFile { name: name.to_string(), path: None, text: text.to_string() };
                 self.visit_with_base(key, source, None, base);

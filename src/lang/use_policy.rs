@@ -8,14 +8,15 @@
 //!   folders its `use_roots` setting names; symbolic links are followed before the check;
 //! - regular files (no FIFOs, devices or `/proc` entries) of at most [`MAX_SOURCE_BYTES`].
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
+
+use difflow_core::files::{self, Purpose};
 
 use crate::diagnostics::Code;
 use crate::settings::{Settings, FILE_NAME};
 
 /// The largest `.diff` file difflow reads (real pipelines are a few kB).
-pub const MAX_SOURCE_BYTES: u64 = 4 << 20;
+pub const MAX_SOURCE_BYTES: u64 = Purpose::Source.limit();
 
 /// Why a `use` was refused: a diagnostic code, the message, its label and help.
 pub struct Refusal {
@@ -33,17 +34,22 @@ pub struct UsePolicy {
 
 impl UsePolicy {
     /// The policy for a pipeline in `dir`: its project folder and the `use_roots` of
-    /// the project's `difflow.toml`.
-    pub fn for_pipeline(dir: &Path) -> UsePolicy {
+    /// the project's `difflow.toml`. A `difflow.toml` that cannot be used (not a regular
+    /// file, too large, invalid) still marks the project; the policy then has no extra
+    /// roots, and the error comes back with the file's path, for the caller to report.
+    pub fn for_pipeline(dir: &Path) -> (UsePolicy, Option<(PathBuf, String)>) {
         let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-        let project = dir.ancestors().find(|d| d.join(FILE_NAME).is_file()).unwrap_or(&dir).to_path_buf();
+        let marks_project = |d: &&Path| std::fs::symlink_metadata(d.join(FILE_NAME)).is_ok();
+        let project = dir.ancestors().find(marks_project).unwrap_or(&dir).to_path_buf();
         let mut roots = vec![project.clone()];
-        // A broken difflow.toml is reported where the settings are used; here it only
-        // means no extra roots.
-        if let Ok(settings) = Settings::load(&project) {
-            roots.extend(settings.use_roots.iter().filter_map(|r| std::fs::canonicalize(r).ok()));
-        }
-        UsePolicy { roots }
+        let error = match Settings::load(&project) {
+            Ok(settings) => {
+                roots.extend(settings.use_roots.iter().filter_map(|r| std::fs::canonicalize(r).ok()));
+                None
+            }
+            Err(e) => Some((project.join(FILE_NAME), e)),
+        };
+        (UsePolicy { roots }, error)
     }
 
     /// Reads the file a `use "written"` names (already joined to its folder as `path`):
@@ -96,31 +102,9 @@ fn missing(written: &str, path: &Path, e: &std::io::Error) -> Refusal {
     }
 }
 
-/// The text of a pipeline file: a regular file of at most [`MAX_SOURCE_BYTES`], UTF-8.
-/// The messages never quote the file's bytes.
+/// The text of a pipeline file: a regular file of at most [`MAX_SOURCE_BYTES`], UTF-8,
+/// read by the one rule for user-named files ([`difflow_core::files`]). The messages never
+/// quote the file's bytes.
 pub fn read_source(path: &Path) -> Result<String, String> {
-    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
-    // /proc and /sys entries claim to be regular files of size 0.
-    let canonical = std::fs::canonicalize(path).map_err(|e| e.to_string())?;
-    if canonical.starts_with("/proc") || canonical.starts_with("/sys") {
-        return Err("it is a /proc or /sys entry, not a regular file".into());
-    }
-    if !meta.is_file() {
-        return Err("it is not a regular file (a folder, FIFO, device or socket)".into());
-    }
-    if meta.len() > MAX_SOURCE_BYTES {
-        return Err(format!("it has {} bytes; pipeline files may have at most {MAX_SOURCE_BYTES}", meta.len()));
-    }
-    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    // The file may have been swapped for another since the check above: read no more
-    // than the limit whatever it is now.
-    if !file.metadata().map_err(|e| e.to_string())?.is_file() {
-        return Err("it is not a regular file".into());
-    }
-    let mut bytes = Vec::new();
-    file.take(MAX_SOURCE_BYTES + 1).read_to_end(&mut bytes).map_err(|e| e.to_string())?;
-    if bytes.len() as u64 > MAX_SOURCE_BYTES {
-        return Err(format!("it has more than {MAX_SOURCE_BYTES} bytes"));
-    }
-    String::from_utf8(bytes).map_err(|_| "it is not UTF-8 text".to_string())
+    files::read_text(path, Purpose::Source).map_err(|e| e.to_string())
 }

@@ -63,7 +63,8 @@ pub fn stdlib_uri(name: &str) -> Option<Url> {
 fn write_stdlib(name: &str, text: &str) -> Option<Url> {
     let dir = std::env::temp_dir().join(format!("difflow-{}-stdlib", env!("CARGO_PKG_VERSION")));
     let path = dir.join(name);
-    if std::fs::read_to_string(&path).ok().as_deref() != Some(text) {
+    // Through the one rule for reading files: the shared temporary folder may hold anything.
+    if difflow_core::files::read_text(&path, difflow_core::files::Purpose::Source).ok().as_deref() != Some(text) {
         std::fs::create_dir_all(path.parent()?).ok()?;
         // Through a rename, so that another server never reads a half-written copy.
         let partial = path.with_extension(format!("{}.partial", std::process::id()));

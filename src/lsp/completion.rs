@@ -3,12 +3,15 @@
 //! (those not yet written first), choice values, names of declarations of the kind a
 //! key wants, and files after `use`.
 
+use std::path::Path;
+
 use lsp_types::{CompletionItem, CompletionItemKind, CompletionResponse, Documentation};
 
 use super::analysis::{Analysis, ROOT};
 use super::context::{self, Slot};
 use super::nodes;
-use crate::lang::modules::STDLIB;
+use crate::lang::modules::{self, STDLIB};
+use crate::lang::use_policy::UsePolicy;
 use crate::schema::{self, Type};
 
 /// A declared name as completion needs it.
@@ -71,20 +74,23 @@ fn names(a: &Analysis) -> Vec<Name> {
     if a.file(ROOT).is_none() {
         let text = a.text(ROOT);
         out.extend(text.lines().filter_map(header_of_line));
+        let folder = a.loaded.sources.get(ROOT).path.as_ref().and_then(|p| p.parent());
+        let policy = folder.map(|f| (f, UsePolicy::for_pipeline(f).0));
         for used in text.lines().filter_map(|l| l.strip_prefix("use \"")?.split('"').next()) {
-            out.extend(used_text(a, used).lines().filter_map(header_of_line));
+            out.extend(used_text(policy.as_ref(), used).lines().filter_map(header_of_line));
         }
     }
     out
 }
 
-/// The text of a file the root uses (read again: a root that does not parse loads none).
-fn used_text(a: &Analysis, written: &str) -> String {
+/// The text of a file the root uses (read again: a root that does not parse loads none),
+/// by the rule `check` reads it with: nothing where `check` would refuse the `use`.
+fn used_text(policy: Option<&(&Path, UsePolicy)>, written: &str) -> String {
     if let Some((_, text)) = STDLIB.iter().find(|(n, _)| *n == written) {
         return text.to_string();
     }
-    let folder = a.loaded.sources.get(ROOT).path.as_ref().and_then(|p| p.parent().map(|f| f.join(written)));
-    folder.and_then(|p| std::fs::read_to_string(p).ok()).unwrap_or_default()
+    let Some((folder, policy)) = policy else { return String::new() };
+    policy.read(written, &modules::normalize(&folder.join(written))).map(|(_, text)| text).unwrap_or_default()
 }
 
 /// `train t = base {` or `let T = 5` at the start of a line.

@@ -48,9 +48,28 @@ impl Client {
 
     /// `difflow lsp` started in `dir` with these environment variables.
     pub fn start_with(dir: &Path, env: &[(&str, &Path)]) -> Client {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_difflow"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_difflow"));
+        command.envs(env.iter().copied());
+        Client::spawn(command, dir)
+    }
+
+    /// `difflow lsp` started in `dir` under `prlimit --as` (`max_bytes` of address space),
+    /// initialized. `DIFFLOW_UNDER_TEST=PATH` starts another binary (an older build, to
+    /// see what a test catches).
+    pub fn initialized_limited(dir: &Path, max_bytes: u64) -> Client {
+        let binary = std::env::var("DIFFLOW_UNDER_TEST").unwrap_or_else(|_| env!("CARGO_BIN_EXE_difflow").to_string());
+        let mut command = Command::new("prlimit");
+        command.arg(format!("--as={max_bytes}")).arg(binary);
+        let mut c = Client::spawn(command, dir);
+        let result = c.request("initialize", json!({ "processId": null, "rootUri": url(dir), "capabilities": {} }));
+        assert!(result["result"]["capabilities"].is_object(), "{result}");
+        c.notify("initialized", json!({}));
+        c
+    }
+
+    fn spawn(mut command: Command, dir: &Path) -> Client {
+        let mut child = command
             .arg("lsp")
-            .envs(env.iter().copied())
             .current_dir(dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -84,6 +103,14 @@ impl Client {
         assert_eq!(result["result"]["capabilities"]["positionEncoding"], "utf-16", "{result}");
         c.notify("initialized", json!({}));
         c
+    }
+
+    /// The server's peak resident memory so far (`VmHWM`), in bytes.
+    pub fn peak_memory(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("the server runs");
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("Linux reports VmHWM");
+        let kib: u64 = line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).expect("VmHWM: N kB");
+        kib << 10
     }
 
     pub fn send_raw(&mut self, bytes: &[u8]) {

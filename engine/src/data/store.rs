@@ -48,7 +48,8 @@ impl DataMeta {
 
     pub fn read(dir: &Path) -> Result<DataMeta> {
         let path = dir.join(META_FILE);
-        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let text = difflow_core::files::read_text(&path, difflow_core::files::Purpose::Metadata)
+            .with_context(|| format!("cannot read {}", path.display()))?;
         serde_json::from_str(&text).with_context(|| format!("{} is not a dataset description", path.display()))
     }
 }

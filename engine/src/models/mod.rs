@@ -156,7 +156,8 @@ pub struct LoadedClassifier {
 /// Loads the classifier of a classifier stage's entry `dir` onto `device`.
 pub fn load_classifier(dir: &Path, device: Device) -> Result<LoadedClassifier> {
     let meta_path = dir.join("meta.json");
-    let text = std::fs::read_to_string(&meta_path).with_context(|| format!("cannot read {}", meta_path.display()))?;
+    let text = difflow_core::files::read_text(&meta_path, difflow_core::files::Purpose::Metadata)
+        .with_context(|| format!("cannot read {}", meta_path.display()))?;
     let meta: ClassifierMeta = serde_json::from_str(&text)
         .with_context(|| format!("{} is not a classifier description", meta_path.display()))?;
     let mut vars = nn::VarStore::new(device);

@@ -46,6 +46,6 @@ pub fn seed_checkpoint(job: &Job, target: usize) -> Result<()> {
 }
 
 fn checkpoint_step(dir: &Path) -> Option<usize> {
-    let text = std::fs::read_to_string(dir.join(STATE_FILE)).ok()?;
+    let text = difflow_core::files::read_text(&dir.join(STATE_FILE), difflow_core::files::Purpose::Metadata).ok()?;
     serde_json::from_str::<serde_json::Value>(&text).ok()?.get("step")?.as_u64().map(|s| s as usize)
 }

@@ -217,7 +217,8 @@ fn write_outputs(
 fn load_classifier(job: &Job, model: &StageRef, device: Device) -> Result<(nn::VarStore, Box<dyn Classifier>, usize)> {
     let (name, input) = input(job, model)?;
     let not_classifier = || format!("`{name}` must be a classifier stage");
-    let text = std::fs::read_to_string(input.dir.join("meta.json")).with_context(not_classifier)?;
+    let text = difflow_core::files::read_text(&input.dir.join("meta.json"), difflow_core::files::Purpose::Metadata)
+        .with_context(not_classifier)?;
     let cmeta: ClassifierMeta = serde_json::from_str(&text).with_context(not_classifier)?;
     if cmeta.schedule.is_none() {
         bail!("`{name}` is a clean classifier; guidance needs one trained on noisy x_t (give it a `schedule`)");

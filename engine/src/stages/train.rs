@@ -62,7 +62,8 @@ pub struct TrainMeta {
 impl TrainMeta {
     pub fn read(dir: &Path) -> Result<TrainMeta> {
         let path = dir.join("meta.json");
-        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let text = difflow_core::files::read_text(&path, difflow_core::files::Purpose::Metadata)
+            .with_context(|| format!("cannot read {}", path.display()))?;
         serde_json::from_str(&text).with_context(|| format!("{} is not a train stage's description", path.display()))
     }
 
@@ -609,9 +610,9 @@ impl Trainer {
 
     fn load_checkpoint(&mut self, dir: &Path) -> Result<CheckpointState> {
         let context = || format!("the checkpoint in {} is unreadable; delete it to restart training", dir.display());
+        let state_text = difflow_core::files::read_text(&dir.join(STATE_FILE), difflow_core::files::Purpose::Metadata);
         let mut state: CheckpointState =
-            serde_json::from_str(&std::fs::read_to_string(dir.join(STATE_FILE)).with_context(context)?)
-                .with_context(context)?;
+            serde_json::from_str(&state_text.with_context(context)?).with_context(context)?;
         state.losses = read_losses(&dir.join(LOSS_FILE)).with_context(context)?;
         if state.losses.len() != state.step {
             bail!("{}: its loss log has {} rows for {} steps", context(), state.losses.len(), state.step);
