@@ -6,110 +6,16 @@
 //! reaches beyond the loopback interface.
 
 mod cli_support;
+mod fetch_support;
 mod idx_support;
 
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::net::TcpListener;
 use std::time::Duration;
 
 use cli_support::Project;
-use difflow::fetch::{fetch_file, sha256_of, FetchOptions, Source};
+use difflow::fetch::fetch_file;
+use fetch_support::{part_files, quiet_options, serve, sha256_hex, source, Route};
 use idx_support::{gzip, idx_images_gz, idx_labels_gz};
-
-/// How the server answers one path.
-#[derive(Clone)]
-enum Route {
-    File(Vec<u8>),
-    /// The first request gets the headers of the whole file and half of it, then the
-    /// connection closes; later requests are served normally (with Range).
-    DropHalfOnce(Vec<u8>),
-    /// Accepts, reads the request and never answers.
-    Hang,
-}
-
-/// (path, Range header) of every request, in order.
-type RequestLog = Arc<Mutex<Vec<(String, Option<String>)>>>;
-
-struct Server {
-    base: String,
-    requests: RequestLog,
-}
-
-fn serve(routes: Vec<(&str, Route)>) -> Server {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let routes: Arc<Mutex<HashMap<String, Route>>> =
-        Arc::new(Mutex::new(routes.into_iter().map(|(p, r)| (p.to_string(), r)).collect()));
-    let requests = Arc::new(Mutex::new(Vec::new()));
-    let log = requests.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let routes = routes.clone();
-            let log = log.clone();
-            std::thread::spawn(move || answer(stream, &routes, &log));
-        }
-    });
-    Server { base, requests }
-}
-
-fn answer(mut stream: TcpStream, routes: &Mutex<HashMap<String, Route>>, log: &Mutex<Vec<(String, Option<String>)>>) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut line = String::new();
-    reader.read_line(&mut line).unwrap();
-    let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
-    let mut range = None;
-    loop {
-        let mut h = String::new();
-        if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
-            break;
-        }
-        if let Some(v) = h.strip_prefix("Range:").or_else(|| h.strip_prefix("range:")) {
-            range = Some(v.trim().to_string());
-        }
-    }
-    log.lock().unwrap().push((path.clone(), range.clone()));
-    let route = routes.lock().unwrap().get(&path).cloned();
-    let body = match route {
-        None => {
-            let _ = stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-            return;
-        }
-        Some(Route::Hang) => {
-            std::thread::sleep(Duration::from_secs(600));
-            return;
-        }
-        Some(Route::DropHalfOnce(body)) => {
-            routes.lock().unwrap().insert(path, Route::File(body.clone()));
-            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
-            let _ = stream.write_all(head.as_bytes());
-            let _ = stream.write_all(&body[..body.len() / 2]);
-            return;
-        }
-        Some(Route::File(body)) => body,
-    };
-    let start = range.and_then(|r| r.strip_prefix("bytes=")?.trim_end_matches('-').parse::<usize>().ok());
-    let head = match start {
-        Some(s) => format!(
-            "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {s}-{}/{}\r\nConnection: close\r\n\r\n",
-            body.len() - s,
-            body.len() - 1,
-            body.len()
-        ),
-        None => format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()),
-    };
-    let _ = stream.write_all(head.as_bytes());
-    let _ = stream.write_all(&body[start.unwrap_or(0)..]);
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let f = dir.path().join("x");
-    std::fs::write(&f, bytes).unwrap();
-    sha256_of(&f).unwrap()
-}
 
 /// MNIST-like images whose pixels depend on `seed`.
 fn mnist_images_gz(n: u32, seed: u8) -> Vec<u8> {
@@ -128,23 +34,6 @@ fn cifar_tar_gz() -> Vec<u8> {
     header.set_cksum();
     tar.append_data(&mut header, "cifar-10-batches-bin/test_batch.bin", &batch[..]).unwrap();
     gzip(&tar.into_inner().unwrap())
-}
-
-fn source(name: &str, url: String, body: &[u8]) -> Source {
-    Source { name: name.into(), group: "test".into(), url, sha256: sha256_hex(body), file_name: name.into() }
-}
-
-fn quiet_options(dir: &Path) -> FetchOptions {
-    let mut o = FetchOptions::new(dir.join("partial"));
-    o.show_progress = false;
-    o.read_timeout = Duration::from_secs(2);
-    o.connect_timeout = Duration::from_secs(2);
-    o
-}
-
-fn part_files(dir: &Path) -> Vec<String> {
-    let Ok(rd) = std::fs::read_dir(dir.join("partial")) else { return Vec::new() };
-    rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.ends_with(".part")).collect()
 }
 
 #[test]

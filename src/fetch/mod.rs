@@ -7,7 +7,9 @@
 //! files by `path`.
 
 pub mod download;
+mod http;
 pub mod hub;
+mod options;
 pub mod sources;
 
 use std::path::{Path, PathBuf};
@@ -37,7 +39,7 @@ pub fn fill_in(p: &Pipeline, settings: &Settings) -> Result<(Pipeline, Option<Pa
                 Some(Value::Str(r)) => r.as_str(),
                 _ => "main",
             };
-            let dir = hub::repo_dir(&settings.user_cache, repo, revision);
+            let dir = hub::repo_dir(&settings.user_cache, repo, revision)?;
             inst.params.insert("path".into(), Value::Path(dir.to_string_lossy().into_owned()));
         }
     }
@@ -89,7 +91,7 @@ pub fn missing(p: &Pipeline, selected: &[usize], settings: &Settings) -> Result<
 /// Fetch the Hub repositories of the `pretrained` instances `selected` that the user cache
 /// does not hold yet; the first failure stops.
 pub fn fetch_repos(p: &Pipeline, selected: &[usize], settings: &Settings) -> Result<bool, String> {
-    let opts = FetchOptions::new(settings.user_cache.join("partial"));
+    let opts = FetchOptions::from_env(settings.user_cache.join("partial"))?;
     let mut fetched = false;
     for inst in selected.iter().map(|&i| &p.instances[i]).filter(|i| i.kind == "pretrained") {
         let (Some(Value::Str(repo)), Some(Value::Path(dir))) = (inst.params.get("repo"), inst.params.get("path"))
@@ -101,7 +103,7 @@ pub fn fetch_repos(p: &Pipeline, selected: &[usize], settings: &Settings) -> Res
             _ => "main",
         };
         if difflow_core::diffusers::locate(Path::new(dir)).is_err() {
-            hub::fetch_repo(repo, revision, Path::new(dir), &opts)?;
+            hub::fetch_repo(repo, revision, &settings.user_cache, &opts)?;
             fetched = true;
         }
     }
@@ -110,7 +112,7 @@ pub fn fetch_repos(p: &Pipeline, selected: &[usize], settings: &Settings) -> Res
 
 /// Fetch each file in turn; the first failure stops.
 pub fn fetch_all(files: &[(Source, PathBuf)], settings: &Settings) -> Result<(), String> {
-    let opts = FetchOptions::new(settings.user_cache.join("partial"));
+    let opts = FetchOptions::from_env(settings.user_cache.join("partial"))?;
     for (source, dest) in files {
         fetch_file(source, dest, &opts)?;
     }
