@@ -59,7 +59,7 @@ pub fn export(s: &Session, name: &str, format: &str, out: &Path) -> Result<(), S
         inputs: [(inst.name.clone(), input)].into(),
         out_dir: out.clone(),
         device: "cpu".into(),
-        settings: JobSettings { inception_weights: None, threads: s.settings.threads },
+        settings: JobSettings { inception_weights: None, threads: s.settings.threads, limits: s.settings.limits },
     };
     let worker = worker_path().map_err(ShowError::Failed)?;
     let tmp = s.settings.state_dir().join("tmp").join(format!("export-{}", std::process::id()));

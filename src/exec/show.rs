@@ -158,7 +158,7 @@ fn describe_model(s: &Session, name: &str, config: &Config, as_json: bool) -> Re
         inputs: Default::default(),
         out_dir: tmp.clone(),
         device: "cpu".into(),
-        settings: JobSettings { inception_weights: None, threads: s.settings.threads },
+        settings: JobSettings { inception_weights: None, threads: s.settings.threads, limits: s.settings.limits },
     };
     let result = run_worker(&worker, &job, &tmp.join("job.json"), 1, &Progress::plain(), name);
     let _ = std::fs::remove_dir_all(&tmp);

@@ -91,11 +91,13 @@ fn finish(loader: modules::Loader<'_>, overrides: &[String], root: PathBuf) -> L
         return Loaded { sources: sources.clone(), pipeline: None, diagnostics, files };
     }
     // A broken difflow.toml is reported by the commands that read it; here it only means
-    // the default data root.
-    let data_root = crate::settings::Settings::load(&root).map(|s| s.data_root).unwrap_or_else(|_| root.clone());
+    // the default data root and size limits.
+    let settings = crate::settings::Settings::load(&root).ok();
+    let data_root = settings.as_ref().map_or_else(|| root.clone(), |s| s.data_root.clone());
+    let limits = settings.map(|s| s.limits).unwrap_or_default();
     let (resolved, resolve_diags) = resolve::resolve(&files, &override_items, root, data_root);
     diagnostics.extend(resolve_diags);
-    diagnostics.extend(check::check(&resolved.pipeline, &resolved.spans));
+    diagnostics.extend(check::check(&resolved.pipeline, &resolved.spans, &limits));
     let pipeline = Some(resolved.pipeline);
     sort(&mut diagnostics);
     for d in &mut diagnostics {
