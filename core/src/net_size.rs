@@ -122,11 +122,11 @@ impl UNetShape<'_> {
         let out: Vec<f64> = net.mults.iter().map(|m| *m as f64 * c).collect();
         let blocks = net.res_blocks as f64;
         let mut ch = c;
-        for level in 0..levels {
+        for (level, &width) in out.iter().enumerate() {
             let r = resolution(level);
-            walk.res_block(ch, out[level], r, 1.0);
-            walk.res_block(out[level], out[level], r, blocks - 1.0);
-            ch = out[level];
+            walk.res_block(ch, width, r, 1.0);
+            walk.res_block(width, width, r, blocks - 1.0);
+            ch = width;
             if attends(level) {
                 walk.attention(ch, r, blocks);
             }
