@@ -132,7 +132,7 @@ fn write_job(
         inputs: inputs.iter().map(|(n, i)| (n.to_string(), i.clone())).collect::<BTreeMap<_, _>>(),
         out_dir: work.join(name),
         device: "cpu".into(),
-        settings: JobSettings { inception_weights: None, threads },
+        settings: JobSettings { inception_weights: None, threads, limits: Default::default() },
     };
     let file = work.join(format!("{name}.json"));
     std::fs::write(&file, serde_json::to_string(&job).unwrap()).unwrap();

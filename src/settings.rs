@@ -10,6 +10,8 @@
 //! jobs = 1                          # stages run at once (`difflow run --jobs` wins)
 //! use_roots = ["../recipes"]        # more folders whose `.diff` files a `use` may read
 //! executor = "local"                # local | slurm (`difflow run --executor` wins)
+//! max_params = 2_000_000_000        # the largest model read from a diffusers folder
+//! max_memory_gib = 32               # its weights, one example's activations and schedule
 //!
 //! [slurm]                           # sbatch resources; each a value or a table by stage kind
 //! partition = "gpu"
@@ -29,6 +31,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use difflow_core::files::{self, Purpose};
+use difflow_core::net_size::SizeLimits;
 use serde::Deserialize;
 
 pub const FILE_NAME: &str = "difflow.toml";
@@ -57,6 +60,9 @@ pub struct Settings {
     pub user_cache: PathBuf,
     /// `[sources.NAME]` overrides of where a fetched file comes from.
     pub sources: BTreeMap<String, SourceOverride>,
+    /// `max_params`, `max_memory_gib`: the largest model built from a config difflow did
+    /// not write (a diffusers folder's).
+    pub limits: SizeLimits,
 }
 
 /// A `[sources.NAME]` table: another URL (a mirror) and/or another checksum.
@@ -114,6 +120,8 @@ struct RawSettings {
     use_roots: Option<Vec<PathBuf>>,
     executor: Option<String>,
     slurm: Option<crate::exec::slurm::SlurmSettings>,
+    max_params: Option<u64>,
+    max_memory_gib: Option<u64>,
 }
 
 impl Settings {
@@ -133,6 +141,7 @@ impl Settings {
             use_roots: Vec::new(),
             executor: "local".into(),
             slurm: Default::default(),
+            limits: SizeLimits::default(),
         }
     }
 
@@ -149,7 +158,7 @@ impl Settings {
         };
         let raw: RawSettings = toml::from_str(&text).map_err(|e| {
             format!(
-                "{} is not valid: {}\nhelp: the known settings are cache, data_root, device, inception_weights, threads, jobs, nproc, use_roots, executor, [slurm], user_cache and [sources.NAME] tables (url, sha256)",
+                "{} is not valid: {}\nhelp: the known settings are cache, data_root, device, inception_weights, threads, jobs, nproc, use_roots, executor, max_params, max_memory_gib, [slurm], user_cache and [sources.NAME] tables (url, sha256)",
                 file.display(),
                 e.message()
             )
@@ -193,6 +202,12 @@ impl Settings {
         }
         s.slurm = raw.slurm.unwrap_or_default();
         s.sources = raw.sources;
+        if let Some(n) = raw.max_params {
+            s.limits.max_params = n;
+        }
+        if let Some(gib) = raw.max_memory_gib {
+            s.limits.max_memory = gib.saturating_mul(1 << 30);
+        }
         Ok(s)
     }
 
@@ -245,6 +260,15 @@ mod tests {
         assert_eq!(s.cache, dir.path().join(".difflow/cache"));
         assert_eq!(s.device, "auto");
         assert_eq!(s.jobs, 1);
+        assert_eq!(s.limits, SizeLimits::default());
+    }
+
+    #[test]
+    fn size_limits_are_read_in_parameters_and_gib() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(FILE_NAME), "max_params = 1_000\nmax_memory_gib = 2\n").unwrap();
+        let s = Settings::load(dir.path()).unwrap();
+        assert_eq!(s.limits, SizeLimits { max_params: 1000, max_memory: 2 << 30 });
     }
 
     #[test]

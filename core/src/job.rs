@@ -64,6 +64,10 @@ pub struct JobSettings {
     pub inception_weights: Option<PathBuf>,
     /// Threads for CPU tensor work (0: libtorch's default).
     pub threads: usize,
+    /// The largest model the worker builds from a config it did not get from the checker
+    /// (a diffusers folder), from `difflow.toml`.
+    #[serde(default)]
+    pub limits: crate::net_size::SizeLimits,
 }
 
 /// What the worker prints on stdout, one per line.

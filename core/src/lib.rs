@@ -6,6 +6,7 @@
 //! - [`value`]: resolved values, as the checker produces them and stage keys hash them;
 //! - [`diffusion`]: the float64 noise-schedule tables;
 //! - [`unet`]: the UNet family's levels and the rules they must meet on an image size;
+//! - [`net_size`]: a UNet's parameter count and memory before it is built, and the limits;
 //! - [`files`]: the one rule for reading a file a user, recipe or cache entry names;
 //! - [`diffusers`]: diffusers folders, their configs as difflow's net and schedule, and
 //!   which diffusers module each difflow module is.
@@ -14,6 +15,7 @@ pub mod diffusers;
 pub mod diffusion;
 pub mod files;
 pub mod job;
+pub mod net_size;
 pub mod schema;
 pub mod unet;
 pub mod value;

@@ -40,7 +40,7 @@ fn made() -> &'static (tempfile::TempDir, TrainMeta) {
         let dir = tempfile::tempdir().unwrap();
         oracle("make", dir.path());
         let files = diffusers::locate(&dir.path().join("pipeline")).unwrap();
-        let pretrained = diffusers::read(&files).unwrap();
+        let pretrained = diffusers::read(&files, &Default::default()).unwrap();
         let entry = dir.path().join("entry");
         std::fs::create_dir_all(&entry).unwrap();
         let meta = convert(&pretrained, &files.weights, &entry).unwrap();
@@ -60,7 +60,7 @@ fn ho_et_al_cifar10_in_diffusers_layout_has_35_746_307_parameters() {
         "up_block_types": ["UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"]
     });
     let net = UNet2DConfig::parse(&config.to_string()).unwrap().to_difflow().unwrap();
-    let process = diffusers::SchedulerConfig::parse("{}").unwrap().to_difflow().unwrap();
+    let process = diffusers::SchedulerConfig::parse("{}").unwrap().to_difflow(&Default::default()).unwrap();
     let model = model_config(&diffusers::Pretrained { net: net.clone(), process });
     let vs = nn::VarStore::new(Device::Cpu);
     let data = DataMeta { data_type: DataType::Images, shape: vec![3, 32, 32], classes: 0, count: 0, flip: false };

@@ -3,7 +3,7 @@
 //! cache entry; the worker, which holds the tensors' library, writes the folder (an
 //! `export` job: params `{"from": {"$stage": NAME}, "format": FORMAT}`, `out_dir` = DIR).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::show::ShowError;
 use super::worker::{run_worker, worker_path, Progress, WorkerFailure};
@@ -37,11 +37,8 @@ pub fn export(s: &Session, name: &str, format: &str, out: &Path) -> Result<(), S
             s.file.display()
         )));
     }
-    if out.exists() && std::fs::read_dir(out).map(|mut d| d.next().is_some()).unwrap_or(true) {
-        return Err(ShowError::Wrong(format!("{} exists and is not empty: export writes a new folder", out.display())));
-    }
-    let out = std::path::absolute(out).map_err(|e| ShowError::Wrong(format!("{}: {e}", out.display())))?;
-    std::fs::create_dir_all(&out).map_err(|e| ShowError::Failed(format!("cannot create {}: {e}", out.display())))?;
+    let worker = worker_path().map_err(ShowError::Failed)?;
+    let (out, existed) = prepare_out(out)?;
     let params = |i: &crate::lang::pipeline::Instance| {
         serde_json::Value::Object(i.params.iter().map(|(k, v)| (k.clone(), v.to_json())).collect())
     };
@@ -59,20 +56,84 @@ pub fn export(s: &Session, name: &str, format: &str, out: &Path) -> Result<(), S
         inputs: [(inst.name.clone(), input)].into(),
         out_dir: out.clone(),
         device: "cpu".into(),
-        settings: JobSettings { inception_weights: None, threads: s.settings.threads },
+        settings: JobSettings { inception_weights: None, threads: s.settings.threads, limits: s.settings.limits },
     };
-    let worker = worker_path().map_err(ShowError::Failed)?;
     let tmp = s.settings.state_dir().join("tmp").join(format!("export-{}", std::process::id()));
-    std::fs::create_dir_all(&tmp).map_err(|e| ShowError::Failed(format!("cannot create {}: {e}", tmp.display())))?;
+    if let Err(e) = std::fs::create_dir_all(&tmp) {
+        remove_written(&out, existed);
+        return Err(ShowError::Failed(format!("cannot create {}: {e}", tmp.display())));
+    }
     let result = run_worker(&worker, &job, &tmp.join("job.json"), 1, &Progress::plain(), &inst.name);
     let _ = std::fs::remove_dir_all(&tmp);
     if let Err(f) = result {
-        // Nothing half-written stays behind.
-        let _ = std::fs::remove_dir_all(&out);
+        // Nothing half-written stays behind, and nothing that was there before goes.
+        remove_written(&out, existed);
         return Err(match f {
             WorkerFailure::Stage(m) => ShowError::Wrong(m),
             WorkerFailure::Crash(m) | WorkerFailure::Launch(m) | WorkerFailure::Interrupted(m) => ShowError::Failed(m),
         });
     }
     Ok(())
+}
+
+/// The absolute `--out` folder and whether it existed: a new path (created here), or an
+/// existing empty folder (a symbolic link to one is followed, never replaced).
+fn prepare_out(out: &Path) -> Result<(PathBuf, bool), ShowError> {
+    let shown = out.display();
+    let absolute = std::path::absolute(out).map_err(|e| ShowError::Wrong(format!("{shown}: {e}")))?;
+    match std::fs::symlink_metadata(&absolute) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(&absolute).map_err(|e| ShowError::Failed(format!("cannot create {shown}: {e}")))?;
+            Ok((absolute, false))
+        }
+        Err(e) => Err(ShowError::Failed(format!("cannot inspect {shown}: {e}"))),
+        Ok(_) => {
+            let empty = std::fs::read_dir(&absolute).map(|mut d| d.next().is_none());
+            match empty {
+                Ok(true) => Ok((absolute, true)),
+                Ok(false) => {
+                    Err(ShowError::Wrong(format!("{shown} exists and is not empty: export writes a new folder")))
+                }
+                Err(_) => Err(ShowError::Wrong(format!(
+                    "{shown} exists and is not a folder: give a new path or an empty folder"
+                ))),
+            }
+        }
+    }
+}
+
+/// Removes what a failed export wrote: the folder it created, or the contents of the empty
+/// folder it was given (which keeps the folder, or the link to it).
+fn remove_written(out: &Path, existed: bool) {
+    if !existed {
+        let _ = std::fs::remove_dir_all(out);
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(out) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let _ = match entry.file_type() {
+            Ok(t) if t.is_dir() => std::fs::remove_dir_all(&path),
+            _ => std::fs::remove_file(&path),
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_export_clears_the_folder_it_was_given_and_removes_one_it_made() {
+        let tmp = tempfile::tempdir().unwrap();
+        let given = tmp.path().join("given");
+        std::fs::create_dir_all(given.join("unet")).unwrap();
+        std::fs::write(given.join("unet/config.json"), "{}").unwrap();
+        std::fs::write(given.join("model_index.json"), "{}").unwrap();
+        remove_written(&given, true);
+        assert!(given.is_dir());
+        assert_eq!(std::fs::read_dir(&given).unwrap().count(), 0);
+        remove_written(&given, false);
+        assert!(!given.exists());
+    }
 }

@@ -545,7 +545,11 @@ pub fn build_job(s: &Session, i: usize, out_dir: PathBuf, device: &str) -> Job {
         inputs,
         out_dir,
         device: device.to_string(),
-        settings: JobSettings { inception_weights: s.settings.inception_weights.clone(), threads: s.settings.threads },
+        settings: JobSettings {
+            inception_weights: s.settings.inception_weights.clone(),
+            threads: s.settings.threads,
+            limits: s.settings.limits,
+        },
     }
 }
 

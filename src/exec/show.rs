@@ -148,17 +148,18 @@ pub fn schedule_table(name: &str, spec: &ScheduleSpec) -> String {
 /// when the data is known; it prints `{"params": N, "levels": [...]}` on stdout).
 fn describe_model(s: &Session, name: &str, config: &Config, as_json: bool) -> Result<String, ShowError> {
     let worker = worker_path().map_err(ShowError::Failed)?;
+    let meta = data_meta(s, config)?;
     let tmp = s.settings.state_dir().join("tmp").join(format!("describe-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).map_err(|e| ShowError::Failed(format!("cannot create {}: {e}", tmp.display())))?;
     let job = Job {
         instance: name.to_string(),
         kind: "describe".into(),
         variant: config.variant.clone(),
-        params: describe_params(config, &data_meta(s, config)),
+        params: describe_params(config, &meta),
         inputs: Default::default(),
         out_dir: tmp.clone(),
         device: "cpu".into(),
-        settings: JobSettings { inception_weights: None, threads: s.settings.threads },
+        settings: JobSettings { inception_weights: None, threads: s.settings.threads, limits: s.settings.limits },
     };
     let result = run_worker(&worker, &job, &tmp.join("job.json"), 1, &Progress::plain(), name);
     let _ = std::fs::remove_dir_all(&tmp);
@@ -204,19 +205,15 @@ fn describe_params(config: &Config, meta: &Json) -> Json {
 }
 
 /// What the worker should assume about the model's input: the `meta.json` of the data
-/// of a stage that trains this model if it ran, else what the dataset declaration says.
-fn data_meta(s: &Session, config: &Config) -> Json {
+/// of a stage that trains this model if it ran (checked against the declaration: the
+/// worker allocates by it), else what the dataset declaration says.
+fn data_meta(s: &Session, config: &Config) -> Result<Json, ShowError> {
     let model = Value::Config(config.clone());
     let data = s.pipeline.instances.iter().find_map(|i| match (i.params.get("model"), i.params.get("data")) {
         (Some(m), Some(Value::Stage(d))) if *m == model => s.pipeline.instance(d),
         _ => None,
     });
-    let Some(data) = data else { return Json::Null };
-    let dir = s.cache.entry_dir(s.keys.key(&data.name));
-    if let Some(meta) = std::fs::read(dir.join("meta.json")).ok().and_then(|b| serde_json::from_slice::<Json>(&b).ok())
-    {
-        return meta;
-    }
+    let Some(data) = data else { return Ok(Json::Null) };
     let int = |k: &str| match data.params.get(k) {
         Some(Value::Int(i)) => Some(*i),
         _ => None,
@@ -225,11 +222,63 @@ fn data_meta(s: &Session, config: &Config) -> Json {
         Some(Value::Str(s)) => Some(s.as_str()),
         _ => None,
     };
-    match crate::schema::facts::dataset_shape(&data.variant, int, text) {
+    let declared = match crate::schema::facts::dataset_shape(&data.variant, int, text) {
         Some(d) if d.points => json!({ "type": "points", "shape": [d.channels], "classes": d.classes }),
         Some(d) => json!({ "type": "images", "shape": [d.channels, d.size, d.size], "classes": d.classes }),
         None => Json::Null,
+    };
+    let path = s.cache.entry_dir(s.keys.key(&data.name)).join("meta.json");
+    let cached = match difflow_core::files::read_text_if_present(&path, difflow_core::files::Purpose::Metadata) {
+        Ok(Some(text)) => serde_json::from_str::<Json>(&text).ok(),
+        Ok(None) => None,
+        Err(e) => return Err(ShowError::Failed(format!("cannot read {}: {e}", path.display()))),
+    };
+    let Some(meta) = cached else { return Ok(declared) };
+    meta_problem(&meta, &declared, &s.settings.limits).map_or(Ok(meta), |why| {
+        Err(ShowError::Failed(format!(
+            "{}: {why}; the cache entry of `{}` was changed after its run: run it again with \
+             `difflow run {} --force --target {}`",
+            path.display(),
+            data.name,
+            s.file.display(),
+            shell_word(&data.name)
+        )))
+    })
+}
+
+/// Why a cached dataset's `meta.json` cannot be what its run wrote: a shape no dataset
+/// kind produces (one size for points; channels × size × size with the `images` dataset's
+/// channel range for images), beyond the memory limit, or not the declared one.
+fn meta_problem(meta: &Json, declared: &Json, limits: &difflow_core::net_size::SizeLimits) -> Option<String> {
+    let shape: Option<Vec<i64>> =
+        meta.get("shape").and_then(Json::as_array).and_then(|dims| dims.iter().map(Json::as_i64).collect());
+    let Some(shape) = shape else {
+        return Some("`shape` is not a list of integers".into());
+    };
+    let channels = crate::schema::key("dataset", "images", "channels").map_or(crate::schema::Range::ANY, |k| k.range);
+    let fits = match shape[..] {
+        [d] => d >= 1,
+        [c, h, w] => channels.contains(c as f64) && h >= 1 && h == w,
+        _ => false,
+    };
+    let elements = shape.iter().try_fold(1u64, |n, &d| u64::try_from(d).ok().and_then(|d| n.checked_mul(d)));
+    let bytes = elements.and_then(|n| n.checked_mul(4));
+    if !fits || bytes.is_none_or(|b| b > limits.max_memory) {
+        return Some(format!("`shape` {shape:?} is no shape a dataset produces"));
     }
+    let classes = meta.get("classes").and_then(Json::as_i64);
+    if classes.is_none_or(|c| c < 0) {
+        return Some("`classes` is not a count".into());
+    }
+    if !declared.is_null()
+        && (meta.get("shape") != declared.get("shape") || meta.get("classes") != declared.get("classes"))
+    {
+        return Some(format!(
+            "it says shape {} with {} classes, but the declaration gives shape {} with {} classes",
+            meta["shape"], meta["classes"], declared["shape"], declared["classes"]
+        ));
+    }
+    None
 }
 
 #[cfg(test)]

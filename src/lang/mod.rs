@@ -101,11 +101,14 @@ fn finish(loader: modules::Loader<'_>, overrides: &[String], root: PathBuf) -> L
         sort(&mut diagnostics);
         return Loaded { sources: sources.clone(), pipeline: None, diagnostics, files };
     }
-    // A broken difflow.toml is reported above; the check goes on with the default data root.
-    let data_root = settings.map(|s| s.data_root).unwrap_or_else(|_| root.clone());
+    // A broken difflow.toml is reported above; the check goes on with the default data
+    // root and size limits.
+    let settings = settings.ok();
+    let data_root = settings.as_ref().map_or_else(|| root.clone(), |s| s.data_root.clone());
+    let limits = settings.map(|s| s.limits).unwrap_or_default();
     let (resolved, resolve_diags) = resolve::resolve(&files, &override_items, root, data_root);
     diagnostics.extend(resolve_diags);
-    diagnostics.extend(check::check(&resolved.pipeline, &resolved.spans));
+    diagnostics.extend(check::check(&resolved.pipeline, &resolved.spans, &limits));
     let pipeline = Some(resolved.pipeline);
     sort(&mut diagnostics);
     for d in &mut diagnostics {

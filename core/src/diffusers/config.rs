@@ -5,7 +5,9 @@
 use serde::Deserialize;
 use serde_json::{json, Value as Json};
 
+use super::limits;
 use crate::diffusion::schedule::{linspace, rescale_zero_terminal_snr, ScheduleSpec};
+use crate::net_size::SizeLimits;
 use crate::unet::{ConvNet, NetLayout};
 
 /// The `UNet2DModel` options difflow reads, with `UNet2DModel`'s own defaults.
@@ -136,6 +138,7 @@ impl UNet2DConfig {
             return Err(refuse(format!("the model is a `{name}`"), "difflow reads `UNet2DModel` folders"));
         }
         self.refuse_unsupported()?;
+        limits::check_unet_ranges(self)?;
         let levels = self.block_out_channels.len();
         if levels == 0 || self.down_block_types.len() != levels || self.up_block_types.len() != levels {
             return Err(refuse(
@@ -149,6 +152,10 @@ impl UNet2DConfig {
                 format!("`block_out_channels` {:?} are not multiples of the first", self.block_out_channels),
                 "difflow's levels have channels × an integer multiplier",
             ));
+        }
+        if let Some(groups) = self.norm_num_groups {
+            // Every GroupNorm normalises a level's channels or a sum of them.
+            limits::check_groups(groups, &self.block_out_channels)?;
         }
         let size = self.size()?;
         let mut attention = Vec::new();
@@ -366,17 +373,16 @@ impl SchedulerConfig {
             .map_err(|e| refuse(format!("not a scheduler config: {e}"), "save it with `DDPMScheduler.save_pretrained`"))
     }
 
-    pub fn to_difflow(&self) -> Result<PretrainedProcess, ConfigError> {
+    /// The schedule, or the first option difflow refuses; `limits` bound its tables.
+    pub fn to_difflow(&self, limits: &SizeLimits) -> Result<PretrainedProcess, ConfigError> {
         if let Some(name) = self.class_name.as_deref().filter(|n| !SCHEDULERS.contains(n)) {
             return Err(refuse(
                 format!("the scheduler is a `{name}`"),
                 "difflow reads DDPMScheduler and DDIMScheduler configs (its own sampler picks the steps)",
             ));
         }
+        limits::check_scheduler(self, limits)?;
         let steps = self.num_train_timesteps;
-        if steps == 0 {
-            return Err(refuse("`num_train_timesteps` = 0", "a schedule needs at least one step"));
-        }
         let prediction = match self.prediction_type.as_str() {
             "epsilon" => "eps",
             "v_prediction" => "v",

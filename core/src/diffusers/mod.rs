@@ -3,9 +3,12 @@
 //! Both the checker (before anything runs) and the worker (which moves the tensors) use it.
 
 pub mod config;
+pub mod limits;
 
 use std::path::{Path, PathBuf};
 
+use crate::files::{self, Purpose};
+use crate::net_size::SizeLimits;
 use crate::unet::ConvNet;
 pub use config::{ConfigError, PretrainedNet, PretrainedProcess, SchedulerConfig, UNet2DConfig};
 
@@ -74,19 +77,21 @@ pub struct Pretrained {
     pub process: PretrainedProcess,
 }
 
-/// Reads and maps both configs of a located folder.
-pub fn read(files: &ModelFiles) -> Result<Pretrained, ConfigError> {
+/// Reads and maps both configs of a located folder; a model or schedule beyond `limits`
+/// is refused naming the option that makes it so.
+pub fn read(files: &ModelFiles, limits: &SizeLimits) -> Result<Pretrained, ConfigError> {
     let text = |p: &Path| {
-        std::fs::read_to_string(p).map_err(|e| ConfigError {
-            message: format!("cannot read {}: {e}", p.display()),
-            help: "check the file's permissions".into(),
+        files::read_text(p, Purpose::Config).map_err(|e| ConfigError {
+            message: format!("cannot read {}: {e}", relative(p, &files.dir)),
+            help: "a diffusers config is a small JSON file".into(),
         })
     };
     let net = UNet2DConfig::parse(&text(&files.config)?)
         .and_then(|c| c.to_difflow())
+        .and_then(|net| limits::check_net_size(&net, limits).map(|()| net))
         .map_err(|e| in_file(e, &relative(&files.config, &files.dir)))?;
     let process = SchedulerConfig::parse(&text(&files.scheduler)?)
-        .and_then(|c| c.to_difflow())
+        .and_then(|c| c.to_difflow(limits))
         .map_err(|e| in_file(e, &relative(&files.scheduler, &files.dir)))?;
     Ok(Pretrained { net, process })
 }

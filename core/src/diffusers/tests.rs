@@ -83,7 +83,7 @@ fn export_names_the_difflow_option_that_stops_it() {
 }
 
 fn scheduler(v: serde_json::Value) -> Result<PretrainedProcess, ConfigError> {
-    SchedulerConfig::parse(&v.to_string())?.to_difflow()
+    SchedulerConfig::parse(&v.to_string())?.to_difflow(&crate::net_size::SizeLimits::default())
 }
 
 #[test]
@@ -139,4 +139,32 @@ fn the_module_map_covers_both_halves_and_the_middle() {
     assert_eq!(find("output_blocks.8.2.conv"), Some("up_blocks.2.upsamplers.0.conv"));
     assert_eq!(find("middle_block.2.out_layers.3"), Some("mid_block.resnets.1.conv2"));
     assert_eq!(find("out.2"), Some("conv_out"));
+}
+
+#[test]
+fn numbers_the_worker_cannot_build_are_refused_by_name() {
+    let limits = crate::net_size::SizeLimits::default();
+    let mapped = |field: &str, value: serde_json::Value| {
+        let mut c = ddpm_cifar10();
+        c[field] = value;
+        parse(c).and_then(|net| limits::check_net_size(&net, &limits)).unwrap_err().message
+    };
+    let big = 1i64 << 40;
+    assert!(mapped("block_out_channels", json!([1_000_000, 2_000_000, 2_000_000, 2_000_000]))
+        .contains("`block_out_channels` [1000000, 2000000, 2000000, 2000000] with `layers_per_block` = 2 give"));
+    assert!(mapped("in_channels", json!(0)).contains("`in_channels` = 0 is out of range"));
+    assert!(mapped("norm_num_groups", json!(0)).contains("`norm_num_groups` = 0 is out of range"));
+    assert!(mapped("norm_num_groups", json!(48)).contains("`norm_num_groups` = 48 does not divide the 128 channels"));
+    assert!(mapped("num_class_embeds", json!(big)).contains("`num_class_embeds` gives a UNet of"));
+    assert!(mapped("sample_size", json!(big)).contains("`sample_size` gives a UNet that needs about"));
+    assert!(mapped("layers_per_block", json!(0)).contains("`layers_per_block` = 0 is out of range"));
+    assert!(mapped("dropout", json!(1.5)).contains("`dropout` = 1.5 is out of range"));
+    let steps = scheduler(json!({"num_train_timesteps": big})).unwrap_err();
+    assert!(steps.message.contains("`num_train_timesteps` = 1099511627776 needs"), "{steps}");
+    let end = scheduler(json!({"beta_end": 5.0})).unwrap_err();
+    assert!(end.message.contains("`beta_end` = 5 is out of range") && end.help.contains("0 < x < 1"), "{end}");
+    let order = scheduler(json!({"beta_schedule": "sigmoid", "beta_start": 0.02, "beta_end": 0.01})).unwrap_err();
+    assert!(order.message.contains("`beta_start` = 0.02 is not below `beta_end` = 0.01"), "{order}");
+    let betas = scheduler(json!({"trained_betas": [0.1, 1.5]})).unwrap_err();
+    assert!(betas.message.contains("`trained_betas[1]` = 1.5"), "{betas}");
 }

@@ -63,6 +63,10 @@ pub fn run(job: &Job) -> Result<()> {
     if shape.is_empty() || shape.iter().any(|&d| d <= 0) {
         bail!("`shape` must be [C, H, W] (or [D]) with positive sizes, got {shape:?}");
     }
+    let bytes = shape.iter().try_fold(4u64, |n, &d| n.checked_mul(d as u64));
+    if bytes.is_none_or(|b| b > job.settings.limits.max_memory) {
+        bail!("`shape` {shape:?} is larger than `max_memory_gib` allows for one item");
+    }
     let description = describe(&params.model, shape, params.classes)?;
     println!("{}", serde_json::to_string(&description)?);
     Ok(())

@@ -50,7 +50,7 @@ pub fn run(job: &Job) -> Result<()> {
         None => anyhow!("`{}` needs `path` or `repo`", job.instance),
     })?;
     let files = diffusers::locate(dir).map_err(|e| anyhow!("{}: {e}", dir.display()))?;
-    let pretrained = diffusers::read(&files).map_err(|e| anyhow!("{}: {e}", dir.display()))?;
+    let pretrained = diffusers::read(&files, &job.settings.limits).map_err(|e| anyhow!("{}: {e}", dir.display()))?;
     let meta = convert(&pretrained, &files.weights, &job.out_dir)?;
     let schedule = meta.schedule_config.get("variant").and_then(|v| v.as_str()).unwrap_or("?").to_string();
     progress::log(format!(

@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 
+use difflow_core::net_size::SizeLimits;
+
 use crate::diagnostics::{Code, Diagnostic};
 use crate::lang::pipeline::{Instance, Pipeline};
 use crate::lang::value::{Config, Value};
@@ -51,13 +53,16 @@ impl Data {
 
 struct Checker<'p> {
     spans: &'p SpanTable,
+    /// The largest model a `pretrained` folder may describe (from `difflow.toml`).
+    limits: &'p SizeLimits,
     by_name: HashMap<&'p str, &'p Instance>,
     diags: Vec<Diagnostic>,
 }
 
-pub(crate) fn check(pipeline: &Pipeline, spans: &SpanTable) -> Vec<Diagnostic> {
+pub(crate) fn check(pipeline: &Pipeline, spans: &SpanTable, limits: &SizeLimits) -> Vec<Diagnostic> {
     let mut c = Checker {
         spans,
+        limits,
         by_name: pipeline.instances.iter().map(|i| (i.name.as_str(), i)).collect(),
         diags: Vec::new(),
     };

@@ -25,7 +25,7 @@ impl<'p> Checker<'p> {
         let Some(Value::Path(dir)) = get(&inst.params, "path") else { return };
         let (code, label, error) = match diffusers::locate(Path::new(dir)) {
             Err(e) => (Code::PretrainedFolder, "not a diffusers model folder", e),
-            Ok(files) => match diffusers::read(&files) {
+            Ok(files) => match diffusers::read(&files, self.limits) {
                 Ok(_) => return,
                 Err(e) => (Code::PretrainedUnsupported, "a model difflow cannot read", e),
             },
@@ -40,7 +40,7 @@ impl<'p> Checker<'p> {
         if inst.kind != "pretrained" {
             return None;
         }
-        diffusers::locate(Path::new(dir)).and_then(|f| diffusers::read(&f)).ok()
+        diffusers::locate(Path::new(dir)).and_then(|f| diffusers::read(&f, self.limits)).ok()
     }
 }
 
