@@ -1,12 +1,17 @@
-// Bake libtorch's folder into the worker's rpath so it runs without LD_LIBRARY_PATH, and
+// Bake libtorch's folder into the worker's rpath, relative to the worker ($ORIGIN), so it
+// runs without LD_LIBRARY_PATH wherever the checkout or the environment is moved, and
 // compile the c10d shim (csrc/c10d_shim.cpp) against the same libtorch's headers. When
 // libtorch has CUDA and the NCCL and CUDA runtime headers are at hand (the torch wheel's
 // nvidia-* packages), also build the NCCL shim as a shared library the worker loads for
 // data-parallel CUDA stages only.
 // torch-sys declares `links = "tch"` and exports `libtorch_lib`, which reaches us as
 // DEP_TCH_LIBTORCH_LIB because we depend on torch-sys directly.
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::process::Command;
+
+/// The torch versions this build can use, as `major.minor`: the project's (tch 0.26 is
+/// generated from it) and the GPU kit's (scripts/gpu_kit.sh patches tch for it).
+const SUPPORTED_TORCH: [&str; 2] = ["2.13", "2.11"];
 
 fn main() {
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
@@ -19,11 +24,13 @@ fn main() {
     let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
         panic!("DEP_TCH_LIBTORCH_LIB is not set: torch-sys did not report libtorch's folder");
     };
-    println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
-    // The linker drops libtorch_cuda (nothing references it directly), so the worker
-    // loads it at run time when a CUDA device is asked for (see device.rs).
-    println!("cargo:rustc-env=DIFFLOW_LIBTORCH_LIB={lib}");
-    println!("cargo:rustc-env=DIFFLOW_TORCH_VERSION={}", torch_version(Path::new(&lib)));
+    let version = torch_version(Path::new(&lib));
+    check_torch_version(&version, &lib);
+    println!("cargo:rustc-env=DIFFLOW_TORCH_VERSION={version}");
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    for rpath in worker_rpaths(Path::new(&lib), &out_dir) {
+        println!("cargo:rustc-link-arg=-Wl,-rpath,{rpath}");
+    }
     let abi = cxx11_abi();
     compile_c10d_shim(Path::new(&lib), &abi);
     compile_fused(Path::new(&lib), &abi);
@@ -49,6 +56,92 @@ fn torch_version(lib: &Path) -> String {
     from_wheel.or_else(from_download).filter(|v| !v.is_empty()).unwrap_or_else(|| "unknown".into())
 }
 
+/// Stops the build with one clear message when libtorch is a version difflow cannot use
+/// (tch's own check is bypassed by LIBTORCH_BYPASS_VERSION_CHECK, which the GPU kit sets).
+fn check_torch_version(version: &str, lib: &str) {
+    if version == "unknown" {
+        println!("cargo:warning=the version of the libtorch in {lib} is unknown; difflow supports torch 2.13 and 2.11");
+        return;
+    }
+    let release = version.split('+').next().unwrap_or(version);
+    let supported = SUPPORTED_TORCH.iter().any(|v| release.strip_prefix(v).is_some_and(|rest| rest.starts_with('.')));
+    if !supported {
+        eprintln!(
+            "error: difflow cannot be built against torch {version} (in {lib}).\n\
+             Supported: torch 2.13 (the project's: `pip install . --no-build-isolation`, scripts/setup.sh) \
+             and torch 2.11 (the GPU kit's: scripts/gpu_kit.sh).\n\
+             Install torch==2.13.0 into the Python environment the build uses."
+        );
+        std::process::exit(1);
+    }
+}
+
+/// The worker's rpath: libtorch's folder relative to the worker wherever it lies, never
+/// an absolute path, so that moving the checkout (with its `.venv`) or the environment
+/// keeps it working.
+/// - `target/release/` (the profile folder, three levels above OUT_DIR) and one level
+///   below it (`deps/`, `examples/`: the engine's tests and examples);
+/// - `<env>/bin/`, where `pip install .` puts the worker: libtorch as seen from the
+///   environment that holds torch (`$ORIGIN/../lib/pythonX.Y/site-packages/torch/lib`).
+fn worker_rpaths(lib: &Path, out_dir: &Path) -> Vec<String> {
+    let (Ok(lib), Ok(out_dir)) = (lib.canonicalize(), out_dir.canonicalize()) else {
+        panic!("libtorch's folder {} or OUT_DIR {} does not exist", lib.display(), out_dir.display());
+    };
+    let mut rpaths = Vec::new();
+    if let Some(profile) = out_dir.ancestors().nth(3) {
+        let from_profile = relative_path(profile, &lib);
+        rpaths.push(format!("$ORIGIN/{}", from_profile.display()));
+        rpaths.push(format!("$ORIGIN/../{}", from_profile.display()));
+    }
+    if let Some(prefix) = environment_prefix(&lib) {
+        rpaths.push(format!("$ORIGIN/{}", relative_path(&prefix.join("bin"), &lib).display()));
+    }
+    rpaths.dedup();
+    rpaths
+}
+
+/// The NCCL shim's rpath: libtorch relative to where build.rs puts it (OUT_DIR) and to
+/// `<env>/lib/`, where `pip install .` puts it.
+fn nccl_shim_rpaths(lib: &Path, out_dir: &Path) -> Vec<String> {
+    let (Ok(lib), Ok(out_dir)) = (lib.canonicalize(), out_dir.canonicalize()) else {
+        panic!("libtorch's folder {} or OUT_DIR {} does not exist", lib.display(), out_dir.display());
+    };
+    let mut rpaths = vec![format!("$ORIGIN/{}", relative_path(&out_dir, &lib).display())];
+    if let Some(prefix) = environment_prefix(&lib) {
+        rpaths.push(format!("$ORIGIN/{}", relative_path(&prefix.join("lib"), &lib).display()));
+    }
+    rpaths
+}
+
+/// The Python environment (venv, conda env, `~/.local`, system prefix) whose site-packages
+/// holds libtorch: `<env>/lib/pythonX.Y/site-packages/torch/lib` (or `dist-packages`).
+fn environment_prefix(lib: &Path) -> Option<PathBuf> {
+    let site = lib
+        .ancestors()
+        .find(|dir| dir.file_name().is_some_and(|name| name == "site-packages" || name == "dist-packages"))?;
+    let libdir = site.parent()?.parent()?;
+    if !libdir.file_name()?.to_string_lossy().starts_with("lib") {
+        return None;
+    }
+    libdir.parent().map(Path::to_path_buf)
+}
+
+/// `to` relative to `from`, both absolute and canonical: `..` for each folder of `from`
+/// below their common ancestor, then the rest of `to`.
+fn relative_path(from: &Path, to: &Path) -> PathBuf {
+    let (from, to): (Vec<Component>, Vec<Component>) = (from.components().collect(), to.components().collect());
+    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let mut out = PathBuf::new();
+    for _ in common..from.len() {
+        out.push("..");
+    }
+    out.extend(&to[common..]);
+    if out.as_os_str().is_empty() {
+        out.push(".");
+    }
+    out
+}
+
 fn torch_includes(lib: &Path) -> [PathBuf; 2] {
     let include = lib.parent().map(|p| p.join("include")).unwrap_or_default();
     let api = include.join("torch/csrc/api/include");
@@ -72,10 +165,11 @@ fn compile_c10d_shim(lib: &Path, abi: &str) {
     println!("cargo:rustc-link-lib=dylib=c10");
 }
 
-/// The fused inference kernels (csrc/fused.cpp), built like the c10d shim. On x86-64 they
-/// use ATen's AVX2 vectors (the worker calls them only on CPUs with AVX2 and FMA), elsewhere
-/// ATen's portable ones. Their loop is an OpenMP one; the worker links the libgomp that
-/// libtorch ships, so both share one thread pool.
+/// The fused inference kernels (csrc/fused.cpp), built like the c10d shim. They use ATen's
+/// AVX2 vectors when the build targets a CPU with AVX2, FMA and F16C (`RUSTFLAGS="-C
+/// target-cpu=native"` on such a machine), ATen's portable ones otherwise: the worker then
+/// runs on every CPU of its architecture. Their loop is an OpenMP one; the worker links the
+/// libgomp that libtorch ships, so both share one thread pool.
 fn compile_fused(lib: &Path, abi: &str) {
     let mut build = cc::Build::new();
     build
@@ -87,7 +181,7 @@ fn compile_fused(lib: &Path, abi: &str) {
         .flag_if_supported("-Wno-unused-parameter")
         .define("_GLIBCXX_USE_CXX11_ABI", abi)
         .warnings(false);
-    if std::env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("x86_64") {
+    if target_has_avx2() {
         build
             .flag("-mavx2")
             .flag("-mfma")
@@ -95,10 +189,24 @@ fn compile_fused(lib: &Path, abi: &str) {
             .define("CPU_CAPABILITY", "AVX2")
             .define("CPU_CAPABILITY_AVX2", None);
     } else {
-        build.define("CPU_CAPABILITY", "DEFAULT").define("CPU_CAPABILITY_DEFAULT", None);
+        // The portable vectors are 32-byte structs passed by value between the kernel's own
+        // functions, which makes GCC note an ABI change of GCC 4.6 that nothing here meets.
+        build
+            .define("CPU_CAPABILITY", "DEFAULT")
+            .define("CPU_CAPABILITY_DEFAULT", None)
+            .flag_if_supported("-Wno-psabi");
     }
     build.compile("difflow_fused");
     println!("cargo:rustc-link-lib=dylib:+verbatim=libgomp.so.1");
+}
+
+/// Whether the build targets x86-64 with AVX2, FMA and F16C (what ATen's AVX2 vectors use):
+/// the target's features, as rustc sees them, not the build machine's.
+fn target_has_avx2() -> bool {
+    let arch = std::env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
+    let features = std::env::var("CARGO_CFG_TARGET_FEATURE").unwrap_or_default();
+    let has = |f: &str| features.split(',').any(|x| x == f);
+    arch == "x86_64" && has("avx2") && has("fma") && has("f16c")
 }
 
 /// C++'s `operator new`/`delete` on malloc (csrc/operator_new.cpp), linked whole: nothing in
@@ -135,13 +243,11 @@ fn compile_nccl_shim(lib: &Path, abi: &str) {
     for include in torch_includes(lib).iter().chain([&nccl, &cuda]) {
         command.arg("-I").arg(include);
     }
-    command.arg(format!("-L{}", lib.display())).arg(format!("-Wl,-rpath,{}", lib.display())).args([
-        "-Wl,--no-as-needed",
-        "-ltorch_cuda",
-        "-lc10_cuda",
-        "-ltorch_cpu",
-        "-lc10",
-    ]);
+    command.arg(format!("-L{}", lib.display()));
+    for rpath in nccl_shim_rpaths(lib, out.parent().expect("the shim lies in OUT_DIR")) {
+        command.arg(format!("-Wl,-rpath,{rpath}"));
+    }
+    command.args(["-Wl,--no-as-needed", "-ltorch_cuda", "-lc10_cuda", "-ltorch_cpu", "-lc10"]);
     let status = command.status().expect("the C++ compiler runs");
     assert!(status.success(), "compiling csrc/c10d_nccl.cpp failed: {command:?}");
     println!("cargo:rustc-env=DIFFLOW_NCCL_SHIM={}", out.display());

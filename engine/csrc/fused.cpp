@@ -7,8 +7,8 @@
 // Entry points catch every C++ exception and return its message (heap string, freed by
 // dfl_fused_free_error); null means success. Tensors arrive as `at::Tensor*`, which is
 // what tch's `as_ptr()` hands out; a result is returned as a new `at::Tensor*` that tch
-// takes ownership of. build.rs compiles this file with AVX2+FMA on x86-64 (the Rust side
-// calls it only when the CPU has both) and with ATen's portable vectors elsewhere.
+// takes ownership of. build.rs compiles this file with AVX2+FMA when the build's target
+// has them (`-C target-cpu=native` on such a CPU) and with ATen's portable vectors otherwise.
 #include <ATen/ATen.h>
 #include <ATen/cpu/vec/vec.h>
 #include <c10/core/GradMode.h>

@@ -1,7 +1,9 @@
 //! The worker finds the NCCL shim relative to its own executable, as in a GPU kit carried
 //! to another machine: a copy of the worker with the shim beside it (or in the kit's
 //! `lib/` beside `bin/`) loads that copy, and without a GPU gets past the lookup to the
-//! clear "no CUDA device" error of the NCCL group.
+//! clear "no CUDA device" error of the NCCL group. Like the kit's run.sh, the test puts
+//! libtorch's folder on LD_LIBRARY_PATH: the copies lie where the worker's rpath, relative
+//! to the worker, reaches no torch.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -25,6 +27,16 @@ fn place_worker(dir: &Path, exe: &str, shim: &str) -> PathBuf {
     exe
 }
 
+/// libtorch's folder: the project venv's torch (the one the worker was built against).
+fn torch_lib() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let venv = std::env::var_os("DIFFLOW_VENV").map(PathBuf::from).unwrap_or_else(|| root.join(".venv"));
+    let code = "import os, torch; print(os.path.join(os.path.dirname(torch.__file__), 'lib'))";
+    let out = Command::new(venv.join("bin/python")).args(["-c", code]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
 fn check_lines(stdout: &str) -> Vec<serde_json::Value> {
     stdout.lines().filter(|l| l.starts_with("{\"check\"")).map(|l| serde_json::from_str(l).unwrap()).collect()
 }
@@ -36,12 +48,17 @@ fn the_worker_loads_the_nccl_shim_beside_it_or_in_the_kits_lib_folder() {
     let root = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let _ = difflow_engine::device::load_cuda();
     let gpus = tch::Cuda::device_count();
+    let lib = torch_lib();
     for (exe, shim) in [
         ("beside/difflow-worker", format!("beside/{NCCL_SHIM_FILE}")),
         ("kit/bin/difflow-worker", format!("kit/lib/{NCCL_SHIM_FILE}")),
     ] {
         let worker = place_worker(root.path(), exe, &shim);
-        let out = Command::new(&worker).args(["check-nccl", "--device", "cuda:0"]).output().unwrap();
+        let out = Command::new(&worker)
+            .args(["check-nccl", "--device", "cuda:0"])
+            .env("LD_LIBRARY_PATH", &lib)
+            .output()
+            .unwrap();
         let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         let checks = check_lines(&stdout);
         assert_eq!(checks.len(), 2, "stdout:\n{stdout}\nstderr:\n{stderr}");

@@ -42,25 +42,13 @@ pub fn with_fused<R>(on: bool, body: impl FnOnce() -> R) -> R {
     result
 }
 
-/// Whether the fused kernels may run here: not switched off, and a CPU they were built
-/// for (csrc/fused.cpp uses AVX2 and FMA on x86-64).
+/// Whether the fused kernels may run: not switched off. They run on every CPU the worker
+/// runs on (build.rs compiles them with AVX2 only for a target that has it).
 pub fn enabled() -> bool {
     static FROM_ENV: OnceLock<bool> = OnceLock::new();
-    static CPU_OK: OnceLock<bool> = OnceLock::new();
-    let wanted = OVERRIDE
+    OVERRIDE
         .with(Cell::get)
-        .unwrap_or_else(|| *FROM_ENV.get_or_init(|| std::env::var("DIFFLOW_FUSED").map_or(true, |v| v.trim() != "0")));
-    wanted && *CPU_OK.get_or_init(cpu_supported)
-}
-
-#[cfg(target_arch = "x86_64")]
-fn cpu_supported() -> bool {
-    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn cpu_supported() -> bool {
-    true
+        .unwrap_or_else(|| *FROM_ENV.get_or_init(|| std::env::var("DIFFLOW_FUSED").map_or(true, |v| v.trim() != "0")))
 }
 
 /// Whether libtorch records autograd on this thread (tch can set the mode but not read it).
