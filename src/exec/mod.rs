@@ -58,7 +58,7 @@ impl Session {
         let (pipeline, inception) = fetch::fill_in(pipeline, &settings)?;
         let expanded = graph::expand_implicit(&pipeline, inception.as_deref());
         let g = StageGraph::new(&expanded).map_err(|e| e.to_string())?;
-        let mut digests = Digests::open(settings.state_dir().join("digests.json"));
+        let mut digests = Digests::open(settings.state_dir().join("digests.json"), &settings.user_cache);
         let keys = compute_keys(&expanded, &g, &mut digests)?;
         // The memo only saves time; failing to store it must not stop anything.
         let _ = digests.save();
