@@ -2,7 +2,7 @@
 //! (workers for what is not cached, in topological order, `--jobs` at a time, committed to
 //! the cache as they finish; `difflow.lock` written at the end).
 
-mod cleanup;
+pub mod cleanup;
 pub mod compare;
 pub mod continuation;
 pub mod export;
@@ -283,6 +283,9 @@ pub fn run(s: &Session, opts: &RunOptions, progress: &Progress) -> Result<RunSum
         .cache
         .hold_for_reading(selected.iter().map(|&i| s.key(i)))
         .map_err(|e| RunError::Failed(format!("cannot lock the cache in {}: {e}", s.cache.dir.display())))?;
+    // What a run killed outright (`kill -9`, a lost node) left beside these entries.
+    let keys: Vec<&str> = selected.iter().map(|&i| s.key(i)).collect();
+    cleanup::remove_leftovers(&s.cache, Some(&keys));
     let to_run = instances_to_run(s, &selected, &forced, progress);
     let cached_before = selected.len() - to_run.len();
     if to_run.is_empty() {
