@@ -274,6 +274,9 @@ pub fn run(s: &Session, opts: &RunOptions, progress: &Progress) -> Result<RunSum
     crate::settings::check_device(&device).map_err(RunError::Usage)?;
     let executor = opts.executor.clone().unwrap_or_else(|| s.settings.executor.clone());
     crate::settings::check_executor(&executor).map_err(RunError::Usage)?;
+    if executor == "slurm" {
+        slurm::check_cache_dir(&s.cache.dir).map_err(RunError::Usage)?;
+    }
     if opts.detach && executor != "slurm" {
         return Err(RunError::Usage("`--detach` needs a cluster: use it with `--executor slurm`".into()));
     }
