@@ -477,6 +477,8 @@ fn cache_gc(files: &[PathBuf]) -> Outcome {
             removed += 1;
             freed += size;
         }
+        // Leftovers of killed runs beside the entries kept (an unused entry's went above).
+        let leftovers = difflow::exec::cleanup::remove_leftovers(&cache, None);
         let kept = keys.len() - removed - busy;
         print!(
             "{}: removed {removed} entr{} ({}), kept {kept}",
@@ -486,6 +488,9 @@ fn cache_gc(files: &[PathBuf]) -> Outcome {
         );
         if busy > 0 {
             print!(", skipped {busy} in use by a running difflow");
+        }
+        if leftovers > 0 {
+            print!(", removed {leftovers} leftover{} of killed runs", if leftovers == 1 { "" } else { "s" });
         }
         println!();
     }

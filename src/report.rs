@@ -14,6 +14,7 @@ use crate::job::{Input, Job};
 
 #[path = "report_chart.rs"]
 mod chart;
+mod markdown;
 mod provenance;
 
 pub use provenance::Recipe;
@@ -39,7 +40,7 @@ pub fn write_report_with(job: &Job, recipe: Option<&Recipe>) -> Result<(), Strin
         .unwrap_or_else(|| format!("Report {}", job.instance));
     let families = families_of(job)?;
     let img_dir = job.out_dir.join("images");
-    let mut md = format!("# {title}\n");
+    let mut md = format!("# {}\n", markdown::text(&title));
     let mut html = format!(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{t}</title>\n<style>\n\
          body {{ font-family: system-ui, sans-serif; max-width: 75em; margin: 2em auto; padding: 0 1em; color: #222; }}\n\
@@ -105,7 +106,7 @@ fn write_family(
     members: &[(&str, &Input)],
 ) -> Result<(), String> {
     let kind = &members[0].1.kind;
-    let _ = write!(md, "\n## {family} ({kind})\n");
+    let _ = write!(md, "\n## {} ({})\n", markdown::text(family), markdown::text(kind));
     let _ = writeln!(html, "<h2>{} <small>({})</small></h2>", escape(family), escape(kind));
     let metrics: Vec<BTreeMap<String, f64>> =
         members.iter().map(|(_, input)| headline_metrics(&input.dir, &BTreeMap::new())).collect();
@@ -120,7 +121,13 @@ fn write_family(
             let file = format!("{}_{img}", file_safe(name));
             std::fs::write(img_dir.join(&file), &bytes).map_err(|e| format!("cannot write an image: {e}"))?;
             let reading = picture_legend(input, img).map(|l| format!(": {l}")).unwrap_or_default();
-            let _ = write!(md, "\n![{name}](images/{file})\n\n`{name}`{reading}\n");
+            let _ = write!(
+                md,
+                "\n![{}](images/{file})\n\n{}{}\n",
+                markdown::text(name),
+                markdown::code(name),
+                markdown::text(&reading)
+            );
             let mime = if img.ends_with(".gif") { "image/gif" } else { "image/png" };
             let _ = writeln!(
                 html,
@@ -134,7 +141,7 @@ fn write_family(
     if metrics.iter().all(BTreeMap::is_empty) && members.iter().all(|(_, i)| !has_image(&i.dir)) {
         for (name, input) in members {
             let files = list(&input.dir);
-            let _ = write!(md, "\n- `{name}`: {}\n", files.join(", "));
+            let _ = write!(md, "\n- {}: {}\n", markdown::code(name), markdown::text(&files.join(", ")));
             let _ = writeln!(html, "<p><code>{}</code>: {}</p>", escape(name), escape(&files.join(", ")));
         }
     }
@@ -165,19 +172,20 @@ fn write_metrics(
         .chain(coord_names.iter().cloned())
         .chain(metric_names.iter().map(|s| s.to_string()))
         .collect();
-    let _ = write!(md, "\n| {} |\n|{}\n", header.join(" | "), "---|".repeat(header.len()));
+    let md_header: Vec<String> = header.iter().map(|h| markdown::text(h)).collect();
+    let _ = write!(md, "\n| {} |\n|{}\n", md_header.join(" | "), "---|".repeat(header.len()));
     html.push_str("<table>\n<tr>");
     for h in &header {
         let _ = write!(html, "<th>{}</th>", escape(h));
     }
     html.push_str("</tr>\n");
     for (((name, _), m), c) in members.iter().zip(metrics).zip(&coords) {
-        let mut row = vec![format!("`{name}`")];
+        let mut row = vec![markdown::cell(&markdown::code(name))];
         let _ = write!(html, "<tr><td class=\"name\">{}</td>", escape(name));
         for cn in &coord_names {
             let v = c.iter().find(|(k, _)| k == cn).map(|(_, v)| v.clone()).unwrap_or_default();
             let _ = write!(html, "<td>{}</td>", escape(&v));
-            row.push(v);
+            row.push(markdown::text(&v));
         }
         for mn in &metric_names {
             let v = m.get(*mn).map(|x| metric_text(*x)).unwrap_or_default();
@@ -198,7 +206,7 @@ fn write_metrics(
             std::fs::create_dir_all(img_dir).map_err(|e| format!("cannot create {}: {e}", img_dir.display()))?;
             let file = format!("{}_{}_by_{}.svg", file_safe(family), file_safe(mn), file_safe(&axis.name));
             std::fs::write(img_dir.join(&file), &svg).map_err(|e| format!("cannot write a chart: {e}"))?;
-            let _ = write!(md, "\n![{title}](images/{file})\n");
+            let _ = write!(md, "\n![{}](images/{file})\n", markdown::text(&title));
             let _ = writeln!(html, "<figure>{svg}</figure>");
         }
     }
@@ -366,7 +374,7 @@ mod tests {
         };
         write_report(&job).unwrap();
         let md = std::fs::read_to_string(out_dir.join("report.md")).unwrap();
-        assert!(md.starts_with("# CFG <strength>\n"));
+        assert!(md.starts_with("# CFG \\<strength\\>\n"), "{md}");
         assert!(md.contains("| instance | scale | fid | is |"), "{md}");
         assert!(md.contains("| `scores[scale=0.5]` | 0.5 | 31.2500 | 2 |"), "{md}");
         assert!(md.contains("![curve](images/curve_plot.png)"));
@@ -380,5 +388,61 @@ mod tests {
         assert!(html.contains(&format!("data:image/png;base64,{}", base64(b"\x89PNG fake bytes"))));
         assert!(html.contains("<td>12.5000</td>"));
         assert_eq!(html.matches("<figure><svg").count(), 2, "fid and is against scale");
+    }
+
+    /// What is left of a Markdown line once its code spans are cut out (their text is shown
+    /// verbatim, never as HTML).
+    fn outside_code_spans(line: &str) -> String {
+        let (mut out, mut rest) = (String::new(), line);
+        while let Some(start) = rest.find('`') {
+            out.push_str(&rest[..start]);
+            let run = rest[start..].chars().take_while(|&c| c == '`').count();
+            let fence = "`".repeat(run);
+            let after = &rest[start + run..];
+            match after.find(&fence) {
+                Some(end) => rest = &after[end + run..],
+                None => return out + &rest[start..],
+            }
+        }
+        out + rest
+    }
+
+    #[test]
+    fn no_html_from_titles_or_names_reaches_the_report() {
+        let d = tempfile::tempdir().unwrap();
+        let hostile = "<img src=x onerror=alert(1)>";
+        let name = format!("gen[label={hostile}`|]");
+        let dir = d.path().join("m");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("metrics.json"), json!({"fid": 1.5}).to_string()).unwrap();
+        std::fs::write(dir.join("grid.png"), b"\x89PNG").unwrap();
+        let input = Input { kind: "metrics".into(), variant: "default".into(), params: json!({}), dir };
+        let out_dir = d.path().join("out");
+        std::fs::create_dir_all(&out_dir).unwrap();
+        let job = Job {
+            instance: "study".into(),
+            kind: "report".into(),
+            variant: "default".into(),
+            params: json!({"title": format!("<script>alert(0)</script>\n<div>{hostile}")}),
+            inputs: [(name.clone(), input)].into_iter().collect(),
+            out_dir: out_dir.clone(),
+            device: "cpu".into(),
+            settings: JobSettings::default(),
+        };
+        let recipe = Recipe { file_name: "<b>p.diff".into(), source: "```\n<script>x</script>".into() };
+        write_report_with(&job, Some(&recipe)).unwrap();
+        let md = std::fs::read_to_string(out_dir.join("report.md")).unwrap();
+        let recipe_at = md.find("## Recipe").unwrap();
+        let fence_end = md[recipe_at..].find("\n````\n\n").expect("the recipe's fence outlasts its backticks");
+        let (before, after) = (&md[..recipe_at], &md[recipe_at + fence_end..]);
+        for line in before.lines().chain(after.lines()).chain(md[recipe_at..].lines().take(1)) {
+            let bare = outside_code_spans(line).replace("<br>", "");
+            let raw = bare.char_indices().any(|(i, c)| c == '<' && !bare[..i].ends_with('\\'));
+            assert!(!raw, "raw HTML in report.md: {line}\n{md}");
+        }
+        assert!(md.starts_with("# \\<script\\>alert\\(0\\)\\</script\\> \\<div\\>\\<img"), "{md}");
+        assert!(md.contains(&format!("| ``gen[label={hostile}`\\|]`` |")), "the name, verbatim in its cell:\n{md}");
+        let html = std::fs::read_to_string(out_dir.join("report.html")).unwrap();
+        assert!(!html.contains("<script") && !html.contains("<img src=x") && !html.contains("<div>"), "{html}");
     }
 }

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use cli_support::{real_worker, toy_train, TOY_SETUP};
+use cli_support::{real_worker, toy_train, Project, TOY_SETUP};
 
 /// `difflow run p.diff` in the background, its stderr lines on a channel.
 fn spawn_run(dir: &Path) -> (Child, mpsc::Receiver<String>) {
@@ -128,4 +128,48 @@ fn ctrl_c_keeps_a_checkpoint_says_how_to_resume_exits_130_and_the_rerun_resumes(
     assert_eq!(rerun.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("resuming from the checkpoint at step"), "{stderr}");
     assert!(String::from_utf8_lossy(&rerun.stdout).contains("ran 1 stage, 1 cached"));
+}
+
+/// Names in `dir` ending with `suffix`.
+fn named(dir: &Path, suffix: &str) -> Vec<String> {
+    let Ok(rd) = std::fs::read_dir(dir) else { return Vec::new() };
+    rd.filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(suffix))
+        .collect()
+}
+
+/// `difflow run --force` killed outright while its worker runs leaves an empty staging
+/// folder and a job file beside the complete entry; the next `run` removes them, and so
+/// does `cache gc`.
+#[test]
+fn a_killed_forced_runs_leftovers_are_removed_by_the_next_run_and_by_cache_gc() {
+    let p = Project::new("dataset pts = toy { shape = \"moons\", count = 16 }\n");
+    assert_eq!(p.run(&[]).code(), 0);
+    let cache = p.cache_dir();
+    for cleaner in [&["run", "p.diff"][..], &["cache", "gc", "p.diff"]] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_difflow"))
+            .args(["run", "p.diff", "--force", "pts"])
+            .current_dir(p.path())
+            .env("DIFFLOW_WORKER", &p.worker)
+            .env("XDG_CACHE_HOME", p.path().join("xdg-cache"))
+            .env("SLEEP", "60")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while named(&cache, ".job.json").is_empty() {
+            assert!(start.elapsed() < Duration::from_secs(60), "the forced run never started its worker");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(named(&cache, ".staging").len(), 1, "the kill left a staging folder");
+        let out = p.difflow(cleaner, &[]);
+        assert_eq!(out.code(), 0, "{}", out.stderr());
+        let left = [named(&cache, ".staging"), named(&cache, ".job.json")].concat();
+        assert!(left.is_empty(), "{cleaner:?} left {left:?}");
+        assert_eq!(p.entries().len(), 1, "the entry itself stays");
+    }
 }

@@ -273,7 +273,7 @@ fn the_report_stage_tabulates_and_inlines_its_included_stages() {
     let grid = difflow::report::base64(b"gen[steps=10]\n");
     assert!(html.contains(&format!("data:image/png;base64,{grid}")), "{html}");
     let md = std::fs::read_to_string(entry.join("report.md")).unwrap();
-    assert!(md.contains("![gen[steps=5]](images/gen_steps_5__grid.png)"), "{md}");
+    assert!(md.contains(r"![gen\[steps=5\]](images/gen_steps_5__grid.png)"), "{md}");
     assert!(entry.join("images/gen_steps_5__grid.png").is_file());
 }
 

@@ -257,14 +257,25 @@ fn cancel_cancels_the_pipelines_queued_and_running_jobs() {
     assert!(out.stdout().contains("no job of p.diff is queued or running"), "{}", out.stdout());
 }
 
-/// Interrupt a training job mid-run with `interrupt(job id)`, let Slurm start it again,
-/// follow it to the end and compare with an uninterrupted local run.
-fn training_resumes_after(interrupt: impl Fn(&str)) {
-    let long_training = format!("{TOY_SETUP}{}", toy_train("1000", "1e-3", ", checkpoint_every = 400"));
+/// The log of Slurm job `id` in the cache folder `cache`, found through its job record.
+fn job_log(cache: &Path, id: &str) -> Option<String> {
+    let record = std::fs::read_dir(cache).ok()?.filter_map(Result::ok).find(|e| {
+        let name = e.file_name().to_string_lossy().into_owned();
+        name.ends_with(".slurm.json")
+            && std::fs::read_to_string(e.path()).is_ok_and(|t| t.contains(&format!("\"job_id\": \"{id}\"")))
+    })?;
+    let key = record.file_name().to_string_lossy().trim_end_matches(".slurm.json").to_string();
+    std::fs::read_to_string(cache.join(format!("{key}.staging/slurm.log"))).ok()
+}
+
+/// Interrupt the job of `instance` (a `kind` stage) of `pipeline` mid-run with
+/// `interrupt(job id)`, let Slurm start it again, follow it to the end and compare with an
+/// uninterrupted local run.
+fn resumes_after(pipeline: &str, (kind, instance): (&str, &str), interrupt: impl Fn(&str)) {
     let local = tempfile::tempdir().unwrap();
     let cluster_dir = tempfile::tempdir().unwrap();
     for d in [local.path(), cluster_dir.path()] {
-        std::fs::write(d.join("p.diff"), &long_training).unwrap();
+        std::fs::write(d.join("p.diff"), pipeline).unwrap();
         std::fs::write(d.join("difflow.toml"), "threads = 1\n").unwrap();
     }
     let (code, out, err) = difflow(local.path(), &["run", "p.diff"]);
@@ -272,16 +283,9 @@ fn training_resumes_after(interrupt: impl Fn(&str)) {
 
     let (code, out, err) = difflow(cluster_dir.path(), &["run", "p.diff", "--executor", "slurm", "--detach"]);
     assert_eq!(code, 0, "{out}{err}");
-    let id = jobs_in(&out, "queued")["ddpm"].clone();
+    let id = jobs_in(&out, "queued")[instance].clone();
     let cache = cluster_dir.path().join(".difflow/cache");
-    let log = || {
-        let staging = std::fs::read_dir(&cache)
-            .ok()?
-            .filter_map(Result::ok)
-            .find(|e| e.file_name().to_string_lossy().ends_with(".staging") && e.path().join("slurm.log").is_file())?;
-        std::fs::read_to_string(staging.path().join("slurm.log")).ok()
-    };
-    let training = || log().is_some_and(|l| l.contains(r#""event":"progress","done":"#));
+    let training = || job_log(&cache, &id).is_some_and(|l| l.contains(r#""event":"progress","done":"#));
     wait_for("the training job to make progress", Duration::from_secs(120), training);
     interrupt(&id);
     // Slurm holds a requeued job back for two minutes; let it start sooner. Not in the
@@ -292,11 +296,16 @@ fn training_resumes_after(interrupt: impl Fn(&str)) {
 
     let (code, out, err) = difflow(cluster_dir.path(), &["run", "p.diff", "--executor", "slurm"]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains(&format!("adopted train ddpm (job {id})")), "{out}");
+    assert!(out.contains(&format!("adopted {kind} {instance} (job {id})")), "{out}");
     assert_eq!(job_info(&id)["Restarts"], "1");
     assert!(err.contains("stopped at step "), "{err}");
     assert!(err.contains("resuming from the checkpoint at step"), "{err}");
     assert_eq!(lock_records(cluster_dir.path()), lock_records(local.path()));
+}
+
+fn training_resumes_after(interrupt: impl Fn(&str)) {
+    let long_training = format!("{TOY_SETUP}{}", toy_train("1000", "1e-3", ", checkpoint_every = 400"));
+    resumes_after(&long_training, ("train", "ddpm"), interrupt);
 }
 
 #[test]
@@ -314,6 +323,75 @@ fn the_time_limit_warning_checkpoints_and_requeues_the_job() {
     training_resumes_after(|id| {
         slurm("scancel", &["--batch", "--signal=USR1", id]);
     });
+}
+
+#[test]
+fn a_preempted_classifier_job_resumes_from_its_checkpoint_and_ends_bit_identical() {
+    let mnist = repo().join("data/mnist");
+    assert!(mnist.join("train-images-idx3-ubyte.gz").exists(), "{} is incomplete", mnist.display());
+    let pipeline = format!(
+        "dataset digits = mnist {{ path = \"{}\", split = \"train\", size = 8, limit = 512 }}\n\
+         classifier judge {{ model = encoder {{ channels = 8, mults = [1, 2], res_blocks = 1, attention = [] }}, \
+         data = digits, steps = 1500, batch = 16, checkpoint_every = 600 }}\n",
+        mnist.display()
+    );
+    resumes_after(&pipeline, ("classifier", "judge"), |id| {
+        slurm("scontrol", &["requeue", id]);
+    });
+}
+
+/// A longer training run on the cluster continues the cached shorter one, as a local run
+/// does: a snapshot submitted in the same run first, then the cached run after `steps` is
+/// raised; the result equals a local run of the full length at once.
+#[test]
+fn raising_steps_on_the_cluster_continues_the_cached_run() {
+    let readers = "sample early { from = ddpm, step = 10, sampler = ddim { steps = 5 }, count = 32, seed = 3 }\n";
+    let pipeline = |steps: &str| format!("{TOY_SETUP}{}{readers}", toy_train(steps, "1e-3", ", checkpoint_every = 7"));
+    let (local, cluster_dir) = local_and_cluster(&pipeline("20"), "");
+    let (code, out, err) = difflow(cluster_dir.path(), &["run", "p.diff"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("continuing the cached run of 10 steps"), "ddpm continues its snapshot's job:\n{out}{err}");
+
+    std::fs::write(cluster_dir.path().join("p.diff"), pipeline("40")).unwrap();
+    // Here the 40 steps at once: no snapshot to continue.
+    let whole = format!("{TOY_SETUP}{}", toy_train("40", "1e-3", ", checkpoint_every = 7"));
+    std::fs::write(local.path().join("p.diff"), whole).unwrap();
+    let (code, out, err) = difflow(cluster_dir.path(), &["run", "p.diff"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("continuing the cached run of 20 steps"), "{out}{err}");
+    let (code, out, err) = difflow(local.path(), &["run", "p.diff"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!err.contains("continuing"), "the local run trains from step 0:\n{err}");
+    let (cluster_ddpm, local_ddpm) = (&lock_records(cluster_dir.path())["ddpm"], &lock_records(local.path())["ddpm"]);
+    assert_eq!(cluster_ddpm, local_ddpm, "continued on the cluster vs trained at once here");
+}
+
+/// Cache folders whose paths hold `%` signs, which `sbatch --output` would expand, and a
+/// backslash, which Slurm would drop (and which turns the expansion off).
+#[test]
+fn job_logs_land_in_cache_folders_with_percent_signs_and_backslashes() {
+    for cache in ["c100%u%j", r"c100%u\x"] {
+        let (p, env) = double(TOY, &[]);
+        std::fs::write(p.path().join("difflow.toml"), format!("executor = \"slurm\"\ncache = '{cache}'\n")).unwrap();
+        let out = run_double(&p, &env, &["run", "p.diff"]);
+        assert_eq!(out.code(), 0, "{cache}: {}{}", out.stdout(), out.stderr());
+        assert!(out.stdout().contains("ran 5 stages, 0 cached"), "{cache}: {}", out.stdout());
+        // The worker's metric reached the manifest through the job log.
+        assert!(
+            out.stdout().contains("done    train ddpm") && out.stdout().contains(": loss 0.2500"),
+            "{}",
+            out.stdout()
+        );
+        let entries = std::fs::read_dir(p.path().join(cache)).unwrap().filter_map(Result::ok);
+        assert_eq!(entries.filter(|e| e.path().join("manifest.toml").is_file()).count(), 5, "{cache}");
+        let elsewhere: Vec<String> = std::fs::read_dir(p.path())
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("c100") && n != cache)
+            .collect();
+        assert!(elsewhere.is_empty(), "Slurm wrote logs elsewhere: {elsewhere:?}");
+    }
 }
 
 #[test]

@@ -271,12 +271,6 @@ impl Drop for ProcessGroup {
     }
 }
 
-/// Each parameter's gradient flattened (zeros where none flowed), in parameter order: the
-/// parts of the one flat buffer that a data-parallel step all-reduces.
-pub fn gradient_parts(params: &[Tensor]) -> Vec<Tensor> {
-    flat_gradient_parts(&params.iter().map(Tensor::grad).collect::<Vec<_>>(), params)
-}
-
 /// `grads` (one per parameter, undefined where none flowed) flattened, zeros for the
 /// undefined ones.
 pub fn flat_gradient_parts(grads: &[Tensor], params: &[Tensor]) -> Vec<Tensor> {

@@ -4,33 +4,15 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use common::{input, stage_job};
+use common::{input, stage_job, two_class_data};
 use difflow_core::job::Job;
 use difflow_engine::data::{DataMeta, DataType, Dataset};
 use difflow_engine::models::load_classifier as load;
 use difflow_engine::stages::classifier::accuracy;
 use serde_json::{json, Value};
 use tch::{Device, Kind, Tensor};
-
-/// `n` 1 × 8 × 8 images in `work/data`, whose path it returns: class 0 bright on the left
-/// half, class 1 on the right, plus noise.
-fn two_class_data(work: &Path, n: i64) -> PathBuf {
-    let dir = work.join("data");
-    tch::manual_seed(0);
-    let labels = Tensor::arange(n, (Kind::Int64, Device::Cpu)).remainder(2);
-    let cols = Tensor::arange(8, (Kind::Int64, Device::Cpu)).view([1, 1, 1, 8]);
-    let left = cols.lt(4).to_kind(Kind::Float);
-    let is0 = labels.eq(0).to_kind(Kind::Float).view([n, 1, 1, 1]);
-    let pattern: Tensor = &is0 * &left + (1.0 - &is0) * (1.0 - &left);
-    let noise = Tensor::rand([n, 1, 8, 8], (Kind::Float, Device::Cpu)) * 60.0;
-    let images = (pattern * 180.0 + noise).clamp(0.0, 255.0).to_kind(Kind::Uint8);
-    let meta =
-        DataMeta { data_type: DataType::Images, shape: vec![1, 8, 8], classes: 2, count: n as usize, flip: false };
-    Dataset::new(meta, images, labels).unwrap().write(&dir, "data.safetensors").unwrap();
-    dir
-}
 
 fn job(kind: &str, variant: &str, params: Value, inputs: &[(&str, &str, &Path)], out: &Path) -> Job {
     let inputs = inputs.iter().map(|(name, kind, dir)| (name.to_string(), input(kind, "x", dir)));

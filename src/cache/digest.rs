@@ -8,12 +8,25 @@
 //! restored mtime still shows. What remains trusted is the system clock (an edit made
 //! while the clock is set back to the exact old ctime, which needs root) and a
 //! filesystem that keeps ctime (all POSIX ones do).
+//!
+//! The memo file itself sits in the project, where others may write. Each memo therefore
+//! carries a MAC (blake3 keyed with a 32-byte secret of this user's, `memo.key` in the user
+//! cache, created mode 0600): a memo edited by hand, or one copied from another project or
+//! user, fails it and the file is hashed again. Comparing the memo file's age with the
+//! files' ctimes would not do: whoever edits the memo after the data makes it the newer.
+//! Without a usable secret (not this user's, readable by others) nothing is memoised.
 
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
+use difflow_core::files::{self, Purpose};
 use serde::{Deserialize, Serialize};
+
+/// The secret's file in the user cache.
+pub const SECRET_FILE: &str = "memo.key";
+const SECRET_LEN: usize = 32;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 struct Memo {
@@ -26,6 +39,9 @@ struct Memo {
     #[serde(default)]
     device: u64,
     blake3: String,
+    /// The keyed hash of the path and every field above.
+    #[serde(default)]
+    mac: String,
 }
 
 impl Memo {
@@ -40,6 +56,7 @@ impl Memo {
             inode: meta.ino(),
             device: meta.dev(),
             blake3: String::new(),
+            mac: String::new(),
         }
     }
 
@@ -47,12 +64,29 @@ impl Memo {
         (self.size, self.mtime_ns, self.ctime_ns, self.inode, self.device)
             == (other.size, other.mtime_ns, other.ctime_ns, other.inode, other.device)
     }
+
+    /// The MAC of this memo for the file `id`.
+    fn mac_for(&self, id: &str, secret: &[u8; SECRET_LEN]) -> String {
+        let mut h = blake3::Hasher::new_keyed(secret);
+        h.update(b"difflow-digest-memo-v1\0");
+        h.update(&(id.len() as u64).to_le_bytes());
+        h.update(id.as_bytes());
+        h.update(&self.size.to_le_bytes());
+        h.update(&self.mtime_ns.to_le_bytes());
+        h.update(&self.ctime_ns.to_le_bytes());
+        h.update(&self.inode.to_le_bytes());
+        h.update(&self.device.to_le_bytes());
+        h.update(self.blake3.as_bytes());
+        h.finalize().to_hex().to_string()
+    }
 }
 
 /// Digest memo; `save` writes it back when something new was hashed.
 #[derive(Debug, Default)]
 pub struct Digests {
     file: Option<PathBuf>,
+    /// Signs the memos (`None`: in memory only, every memo made here is trusted).
+    secret: Option<[u8; SECRET_LEN]>,
     memo: BTreeMap<String, Memo>,
     dirty: bool,
 }
@@ -63,12 +97,18 @@ impl Digests {
         Digests::default()
     }
 
-    /// The memo stored in `file` (a missing or unreadable file starts an empty memo).
-    pub fn open(file: PathBuf) -> Digests {
-        let memo = std::fs::read(&file).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
-        Digests { file: Some(file), memo, dirty: false }
+    /// The memo stored in `file`, its memos checked with this user's secret in `user_cache`
+    /// (created when missing). Unreadable memos and those whose MAC fails are dropped; with
+    /// no usable secret the memo lives in memory only.
+    pub fn open(file: PathBuf, user_cache: &Path) -> Digests {
+        let Some(secret) = user_secret(user_cache) else { return Digests::in_memory() };
+        let stored: BTreeMap<String, Memo> = files::read_limited(&file, Purpose::Metadata)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let memo = stored.into_iter().filter(|(id, m)| m.mac == m.mac_for(id, &secret)).collect();
+        Digests { file: Some(file), secret: Some(secret), memo, dirty: false }
     }
-
     pub fn save(&mut self) -> std::io::Result<()> {
         let Some(file) = &self.file else { return Ok(()) };
         if !self.dirty {
@@ -126,9 +166,53 @@ impl Digests {
             }
         }
         let d = hash_file(path)?;
-        self.memo.insert(id, Memo { blake3: d.clone(), ..now });
+        let mut memo = Memo { blake3: d.clone(), ..now };
+        if let Some(secret) = &self.secret {
+            memo.mac = memo.mac_for(&id, secret);
+        }
+        self.memo.insert(id, memo);
         self.dirty = true;
         Ok(d)
+    }
+}
+
+/// This user's memo secret in `dir`, created when missing. `None` when it cannot be made or
+/// is not fit to trust: not a regular file of [`SECRET_LEN`] bytes owned by this user and
+/// closed to others.
+fn user_secret(dir: &Path) -> Option<[u8; SECRET_LEN]> {
+    let path = dir.join(SECRET_FILE);
+    if !path.exists() {
+        create_secret(dir, &path).ok()?;
+    }
+    use std::os::unix::fs::MetadataExt;
+    let mut file = files::open_regular(&path).ok()?;
+    let meta = file.metadata().ok()?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me || meta.mode() & 0o077 != 0 || meta.len() != SECRET_LEN as u64 {
+        return None;
+    }
+    let mut secret = [0u8; SECRET_LEN];
+    file.read_exact(&mut secret).ok()?;
+    Some(secret)
+}
+
+/// Writes a fresh secret aside and links it into place, so that a process racing this one
+/// reads either no secret or a whole one (and the first one made wins).
+fn create_secret(dir: &Path, path: &Path) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::create_dir_all(dir)?;
+    let mut secret = [0u8; SECRET_LEN];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut secret)?;
+    let tmp = dir.join(format!("{SECRET_FILE}.tmp{}", std::process::id()));
+    let mut out = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+    let written = out.write_all(&secret).and_then(|()| out.sync_all());
+    let linked = written.and_then(|()| std::fs::hard_link(&tmp, path));
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(e),
+        _ => Ok(()),
     }
 }
 
@@ -189,11 +273,12 @@ mod tests {
         let f = d.path().join("data.bin");
         std::fs::write(&f, b"hello").unwrap();
         let memo_file = d.path().join("digests.json");
-        let mut m = Digests::open(memo_file.clone());
+        let user = d.path().join("user");
+        let mut m = Digests::open(memo_file.clone(), &user);
         let first = m.digest(&f).unwrap().unwrap();
         m.save().unwrap();
         assert!(memo_file.exists());
-        let m2 = Digests::open(memo_file.clone());
+        let m2 = Digests::open(memo_file.clone(), &user);
         assert_eq!(m2.memo.len(), 1);
         std::fs::write(&f, b"hello, world").unwrap();
         let mut m2 = m2;
@@ -215,5 +300,53 @@ mod tests {
         assert_eq!(std::fs::metadata(&f).unwrap().modified().unwrap(), old_mtime);
         assert_ne!(first, m.digest(&f).unwrap().unwrap());
         assert_eq!(m.digest(&f).unwrap().unwrap(), hash_file(&f).unwrap(), "the memo holds the new digest");
+    }
+
+    /// A memo file edited to vouch for a changed file's new metadata with its old digest.
+    fn forge(memo_file: &Path, file: &Path, old_digest: &str) {
+        let mut stored: serde_json::Value = serde_json::from_slice(&std::fs::read(memo_file).unwrap()).unwrap();
+        let id = file.to_string_lossy().into_owned();
+        let mut forged = serde_json::to_value(Memo::of(&std::fs::metadata(file).unwrap())).unwrap();
+        forged["blake3"] = old_digest.into();
+        forged["mac"] = stored[&id]["mac"].clone();
+        stored[&id] = forged;
+        std::fs::write(memo_file, stored.to_string()).unwrap();
+    }
+
+    #[test]
+    fn a_hand_edited_memo_cannot_make_a_changed_file_look_unchanged() {
+        let d = tempfile::tempdir().unwrap();
+        let (f, memo_file, user) = (d.path().join("data.bin"), d.path().join("digests.json"), d.path().join("user"));
+        std::fs::write(&f, b"hello").unwrap();
+        let mut m = Digests::open(memo_file.clone(), &user);
+        let old = m.digest(&f).unwrap().unwrap();
+        m.save().unwrap();
+        std::fs::write(&f, b"jello").unwrap();
+        forge(&memo_file, &f, &old);
+        let mut reopened = Digests::open(memo_file.clone(), &user);
+        assert_eq!(reopened.digest(&f).unwrap().unwrap(), hash_file(&f).unwrap(), "the forged memo was trusted");
+        // An honest memo still saves the work: it is trusted on the next open.
+        reopened.save().unwrap();
+        let again = Digests::open(memo_file.clone(), &user);
+        assert_eq!(again.memo.len(), 1);
+        assert_eq!(again.memo.values().next().unwrap().blake3, hash_file(&f).unwrap());
+    }
+
+    #[test]
+    fn a_secret_that_others_can_read_or_replace_is_not_used() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let user = d.path().join("user");
+        assert!(user_secret(&user).is_some(), "created on first use");
+        let mode = std::fs::metadata(user.join(SECRET_FILE)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(user_secret(&user), user_secret(&user), "and kept");
+        std::fs::set_permissions(user.join(SECRET_FILE), std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(user_secret(&user).is_none());
+        let mut m = Digests::open(d.path().join("digests.json"), &user);
+        std::fs::write(d.path().join("x"), b"x").unwrap();
+        m.digest(&d.path().join("x")).unwrap();
+        m.save().unwrap();
+        assert!(!d.path().join("digests.json").exists(), "nothing is memoised without a secret");
     }
 }

@@ -82,7 +82,7 @@ impl Cache {
         self.dir.join(format!("{key}.staging"))
     }
 
-    pub(super) fn lock_path(&self, key: &str) -> PathBuf {
+    pub fn lock_path(&self, key: &str) -> PathBuf {
         self.dir.join(format!("{key}.lock"))
     }
 

@@ -2,7 +2,7 @@
 //! earlier planned) run of the same training a `train` instance continues from, the
 //! training steps a plan will take, and the order that lets each run continue the last.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::{Session, State};
 use crate::cache::continuation::{self, grouped, CachedRun};
@@ -34,14 +34,86 @@ fn lineage(s: &Session, i: usize) -> Option<String> {
 /// The cached run that instance `i` continues from now, as the job input that tells the
 /// worker so (`None`: it trains from step 0).
 pub fn continue_input(s: &Session, i: usize) -> Option<(String, Input)> {
+    cached_start(s, i).map(|(_, key, input)| (key, input))
+}
+
+/// The longest intact cached run short of instance `i`'s target (a corrupt entry is passed
+/// over): its steps, key and job input.
+fn cached_start(s: &Session, i: usize) -> Option<(u64, String, Input)> {
     let target = target_steps(s, i)?;
     let runs = continuation::cached_runs(&s.cache, &lineage(s, i)?);
-    // The longest intact run short of the target (a corrupt entry is passed over).
     let (from, m) =
         runs.iter().rev().filter(|r| r.steps < target).find_map(|r| s.cache.verify(&r.key).ok().map(|m| (r, m)))?;
     let params = serde_json::from_str(&m.params).unwrap_or(serde_json::Value::Null);
     let input = Input { kind: m.kind, variant: m.variant, params, dir: s.cache.entry_dir(&from.key) };
-    Some((from.key.clone(), input))
+    Some((from.steps, from.key.clone(), input))
+}
+
+/// What instance `i` continues when its cluster job is submitted now: the longest run short
+/// of its target among the cached ones and those `submitted` in this run (instance → job
+/// id), which are not cached yet but will be once their job succeeds. Returns the key
+/// continued, the job input, and the job to wait for when that run is a submitted one.
+pub fn continue_at_submission(
+    s: &Session,
+    i: usize,
+    submitted: &BTreeMap<usize, String>,
+) -> Option<(String, Input, Option<String>)> {
+    let (line, target) = (lineage(s, i)?, target_steps(s, i)?);
+    let cached = cached_start(s, i);
+    let planned = submitted
+        .iter()
+        .filter(|(&j, _)| j != i && lineage(s, j).as_ref() == Some(&line))
+        .filter_map(|(&j, id)| Some((target_steps(s, j)?, j, id)))
+        .filter(|(steps, _, _)| *steps < target)
+        .max_by_key(|(steps, _, _)| *steps);
+    match (cached, planned) {
+        (Some((from, key, input)), Some((steps, _, _))) if from >= steps => Some((key, input, None)),
+        (_, Some((_, j, id))) => {
+            let inst = s.instance(j);
+            let params = inst.params.iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
+            let input = Input {
+                kind: inst.kind.clone(),
+                variant: inst.variant.clone(),
+                params: serde_json::Value::Object(params),
+                dir: s.cache.entry_dir(s.key(j)),
+            };
+            Some((s.key(j).to_string(), input, Some(id.clone())))
+        }
+        (Some((_, key, input)), None) => Some((key, input, None)),
+        (None, None) => None,
+    }
+}
+
+/// `to_run` in an order that submits the runs of one training together, fewest steps first,
+/// at the place of the first (they read the same inputs), so that each longer run can wait
+/// for and continue the shorter. A run whose inputs are not all placed by then keeps its place.
+pub fn submission_order(s: &Session, to_run: &[usize]) -> Vec<usize> {
+    let mut groups: HashMap<String, Vec<(u64, usize)>> = HashMap::new();
+    for &i in to_run {
+        if let (Some(line), Some(target)) = (lineage(s, i), target_steps(s, i)) {
+            groups.entry(line).or_default().push((target, i));
+        }
+    }
+    let pending: HashSet<usize> = to_run.iter().copied().collect();
+    let mut placed: HashSet<usize> = HashSet::new();
+    let mut out = Vec::with_capacity(to_run.len());
+    for &i in to_run {
+        if placed.contains(&i) {
+            continue;
+        }
+        let mut members = lineage(s, i).and_then(|line| groups.get(&line)).cloned().unwrap_or_default();
+        members.sort();
+        for (_, j) in members {
+            let ready = j == i || s.graph.inputs(j).iter().all(|d| !pending.contains(d) || placed.contains(d));
+            if ready && placed.insert(j) {
+                out.push(j);
+            }
+        }
+        if placed.insert(i) {
+            out.push(i);
+        }
+    }
+    out
 }
 
 /// The step counts of every cached run of instance `i`'s training (empty for other kinds).

@@ -2,7 +2,7 @@
 //! (workers for what is not cached, in topological order, `--jobs` at a time, committed to
 //! the cache as they finish; `difflow.lock` written at the end).
 
-mod cleanup;
+pub mod cleanup;
 pub mod compare;
 pub mod continuation;
 pub mod export;
@@ -58,7 +58,7 @@ impl Session {
         let (pipeline, inception) = fetch::fill_in(pipeline, &settings)?;
         let expanded = graph::expand_implicit(&pipeline, inception.as_deref());
         let g = StageGraph::new(&expanded).map_err(|e| e.to_string())?;
-        let mut digests = Digests::open(settings.state_dir().join("digests.json"));
+        let mut digests = Digests::open(settings.state_dir().join("digests.json"), &settings.user_cache);
         let keys = compute_keys(&expanded, &g, &mut digests)?;
         // The memo only saves time; failing to store it must not stop anything.
         let _ = digests.save();
@@ -274,6 +274,9 @@ pub fn run(s: &Session, opts: &RunOptions, progress: &Progress) -> Result<RunSum
     crate::settings::check_device(&device).map_err(RunError::Usage)?;
     let executor = opts.executor.clone().unwrap_or_else(|| s.settings.executor.clone());
     crate::settings::check_executor(&executor).map_err(RunError::Usage)?;
+    if executor == "slurm" {
+        slurm::check_cache_dir(&s.cache.dir).map_err(RunError::Usage)?;
+    }
     if opts.detach && executor != "slurm" {
         return Err(RunError::Usage("`--detach` needs a cluster: use it with `--executor slurm`".into()));
     }
@@ -283,6 +286,9 @@ pub fn run(s: &Session, opts: &RunOptions, progress: &Progress) -> Result<RunSum
         .cache
         .hold_for_reading(selected.iter().map(|&i| s.key(i)))
         .map_err(|e| RunError::Failed(format!("cannot lock the cache in {}: {e}", s.cache.dir.display())))?;
+    // What a run killed outright (`kill -9`, a lost node) left beside these entries.
+    let keys: Vec<&str> = selected.iter().map(|&i| s.key(i)).collect();
+    cleanup::remove_leftovers(&s.cache, Some(&keys));
     let to_run = instances_to_run(s, &selected, &forced, progress);
     let cached_before = selected.len() - to_run.len();
     if to_run.is_empty() {

@@ -21,10 +21,11 @@ use super::Progress;
 use super::{build_job, execute, headline_text, interrupt, manifest_template, summarize, write_lock, Outcome};
 use super::{RunError, RunSummary, Session};
 use crate::cache::store::{utc_string, Manifest};
-use crate::job::Event;
+use crate::job::{Event, Input, CONTINUE_INPUT};
 
 mod batch;
 mod settings;
+pub use batch::check_cache_dir;
 pub use settings::{Resources, SlurmSettings};
 
 /// The job log's name inside the staging folder.
@@ -231,7 +232,7 @@ pub fn run(s: &Session, plan: Plan, worker: Option<&Path>, progress: &Progress) 
     let mut reports: Vec<usize> = Vec::new();
     let mut done_elsewhere = 0;
     let mut submitted = 0;
-    for &i in &plan.to_run {
+    for i in super::continuation::submission_order(s, &plan.to_run) {
         let inst = s.instance(i);
         if inst.kind == "report" {
             reports.push(i);
@@ -256,8 +257,12 @@ pub fn run(s: &Session, plan: Plan, worker: Option<&Path>, progress: &Progress) 
                 (r.job_id.clone(), 0)
             }
             None => {
-                let deps: Vec<String> =
+                let mut deps: Vec<String> =
                     s.graph.inputs(i).iter().filter_map(|d| jobs.get(d).map(|f| f.id.clone())).collect();
+                // A longer run of a training continues the longest shorter one, cached or
+                // submitted now (`--force` starts afresh), as a local run does.
+                let continued = if forced { None } else { continue_from(s, i, &jobs) };
+                deps.extend(continued.as_ref().and_then(|(_, _, wait)| wait.clone()));
                 let resumable = crate::schema::key(&inst.kind, &inst.variant, "checkpoint_every").is_some();
                 let out_dir = s.cache.staging(&lock, forced || !resumable).map_err(|e| {
                     RunError::Failed(format!("cannot prepare the staging folder of `{}`: {e}", inst.name))
@@ -265,7 +270,8 @@ pub fn run(s: &Session, plan: Plan, worker: Option<&Path>, progress: &Progress) 
                 let offset = std::fs::metadata(&log).map_or(0, |m| m.len());
                 let worker = worker.ok_or_else(|| RunError::Failed("no worker executable".into()))?;
                 let nproc = plan.nproc.for_kind(&inst.kind);
-                let id = submit(s, i, out_dir, (&plan.device, nproc), &deps, worker, &difflow)
+                let continued = continued.map(|(key, input, _)| (key, input));
+                let id = submit(s, i, (out_dir, continued), (&plan.device, nproc), &deps, worker, &difflow)
                     .map_err(|e| RunError::Failed(format!("cannot submit `{}` to Slurm: {e}", inst.name)))?;
                 submitted += 1;
                 println!("queued  {} {} (job {id})", inst.kind, inst.name);
@@ -422,11 +428,19 @@ fn follow(
     tally.finish(s, plan.cached_before + done_elsewhere, run_start)
 }
 
-/// Write the job file, the batch script and the record, and `sbatch` the job.
+/// What instance `i` continues (see `continuation::continue_at_submission`), given the jobs
+/// submitted or adopted so far.
+fn continue_from(s: &Session, i: usize, jobs: &BTreeMap<usize, Followed>) -> Option<(String, Input, Option<String>)> {
+    let submitted: BTreeMap<usize, String> = jobs.iter().map(|(&j, f)| (j, f.id.clone())).collect();
+    super::continuation::continue_at_submission(s, i, &submitted)
+}
+
+/// Write the job file, the batch script and the record, and `sbatch` the job. `continued`:
+/// the key and job input of the run it continues.
 fn submit(
     s: &Session,
     i: usize,
-    out_dir: PathBuf,
+    (out_dir, continued): (PathBuf, Option<(String, Input)>),
     (device, nproc): (&str, usize),
     deps: &[String],
     worker: &Path,
@@ -440,6 +454,9 @@ fn submit(
     // A stage's results depend on its thread count: give it the one a local run with the
     // same settings would use, or the CPUs it asked Slurm for.
     job.settings.threads = if s.settings.threads > 0 { s.settings.threads } else { resources.cpus };
+    if let Some((_, input)) = &continued {
+        job.inputs.insert(CONTINUE_INPUT.to_string(), input.clone());
+    }
     let job_file = s.cache.dir.join(format!("{key}.job.json"));
     std::fs::write(&job_file, serde_json::to_string_pretty(&job).expect("jobs serialise"))
         .map_err(|e| format!("cannot write {}: {e}", job_file.display()))?;
@@ -456,11 +473,12 @@ fn submit(
         cpus: resources.cpus,
     });
     std::fs::write(&script, text).map_err(|e| format!("cannot write {}: {e}", script.display()))?;
-    let training = inst.kind == "train";
+    // Stages that checkpoint (training, classifiers) resume when requeued; others rerun.
+    let training = crate::schema::key(&inst.kind, &inst.variant, "checkpoint_every").is_some();
     let mut args = vec![
         "--parsable".to_string(),
         format!("--job-name=difflow:{pipeline}:{}", inst.name),
-        format!("--output={}", log.display()),
+        format!("--output={}", batch::output_pattern(&log)?),
         "--open-mode=append".into(),
         format!("--chdir={}", s.settings.root.display()),
     ];
@@ -486,12 +504,16 @@ fn submit(
     if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!("sbatch answered `{}`, not a job id", stdout.trim()));
     }
+    let mut manifest = manifest_template(s, i, &job);
+    if let Some((key, _)) = continued {
+        manifest.inputs.insert(CONTINUE_INPUT.to_string(), key);
+    }
     let rec = JobRecord {
         job_id: id.clone(),
         pipeline: s.file.clone(),
         instance: inst.name.clone(),
         submitted: crate::cache::store::utc_now(),
-        manifest: manifest_template(s, i, &job),
+        manifest,
     };
     std::fs::write(&record, serde_json::to_string_pretty(&rec).expect("records serialise"))
         .map_err(|e| format!("cannot write {} (job {id} was submitted): {e}", record.display()))?;

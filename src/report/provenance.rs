@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::escape;
+use super::{escape, markdown};
 use crate::cache::Manifest;
 use crate::job::Input;
 
@@ -15,7 +15,11 @@ pub struct Recipe {
 
 /// `## Recipe`: the pipeline's source text, as Markdown and HTML.
 pub fn recipe(recipe: &Recipe) -> (String, String) {
-    let md = format!("\n## Recipe: {}\n\n```\n{}\n```\n", recipe.file_name, recipe.source.trim_end());
+    let md = format!(
+        "\n## Recipe: {}\n\n{}\n",
+        markdown::text(&recipe.file_name),
+        markdown::block(recipe.source.trim_end())
+    );
     let html = format!(
         "<h2>Recipe <small>({})</small></h2>\n<pre class=\"recipe\">{}</pre>\n",
         escape(&recipe.file_name),
@@ -41,8 +45,14 @@ pub fn provenance(members: &[(&str, &Input)], device: &str) -> (String, String) 
     torch.dedup();
     let torch = if torch.is_empty() { "not recorded".to_string() } else { torch.join(", ") };
     let versions = format!("difflow {}, torch {torch}, device `{device}`", env!("CARGO_PKG_VERSION"));
+    let md_versions = format!(
+        "difflow {}, torch {}, device {}",
+        env!("CARGO_PKG_VERSION"),
+        markdown::text(&torch),
+        markdown::code(device)
+    );
     let mut md = format!(
-        "\n## Provenance\n\n{versions}\n\n| stage | key | wall time | torch | outputs (blake3) |\n|---|---|---|---|---|\n"
+        "\n## Provenance\n\n{md_versions}\n\n| stage | key | wall time | torch | outputs (blake3) |\n|---|---|---|---|---|\n"
     );
     let mut html = format!(
         "<h2>Provenance</h2>\n<p>{}</p>\n<table class=\"provenance\">\n<tr><th>stage</th><th>key</th><th>wall time</th>\
@@ -59,7 +69,15 @@ pub fn provenance(members: &[(&str, &Input)], device: &str) -> (String, String) 
             ),
             None => ("(no manifest)".to_string(), String::new(), String::new(), Vec::new()),
         };
-        let _ = writeln!(md, "| `{name}` | `{key}` | {wall} | {torch} | {} |", outputs.join("<br>"));
+        let md_outputs: Vec<String> = outputs.iter().map(|o| markdown::text(o)).collect();
+        let _ = writeln!(
+            md,
+            "| {} | {} | {wall} | {} | {} |",
+            markdown::cell(&markdown::code(name)),
+            markdown::cell(&markdown::code(&key)),
+            markdown::text(&torch),
+            md_outputs.join("<br>")
+        );
         let _ = writeln!(
             html,
             "<tr><td class=\"name\">{}</td><td class=\"name\">{}</td><td>{}</td><td>{}</td><td class=\"name digests\">{}</td></tr>",

@@ -180,6 +180,8 @@ struct Trainer {
     lr: &'static str,
     what: Vec<KeySpec>,
     how: Vec<KeySpec>,
+    /// The implementation version (part of every stage key).
+    version: u32,
 }
 
 fn training_kind(t: Trainer) -> KindSpec {
@@ -189,6 +191,11 @@ fn training_kind(t: Trainer) -> KindSpec {
     keys.extend(steps_or_epochs());
     keys.extend([batch("128"), def("lr", Type::Float, t.lr, "AdamW learning rate").range(gt(0.0))]);
     keys.extend(t.how);
+    keys.push(
+        def("checkpoint_every", Type::Int, "1000", "save a resumable checkpoint every N steps")
+            .range(ge(1.0))
+            .not_in_key(),
+    );
     let (name, doc) = t.kind;
     let mut only = variant(t.variant.0, t.variant.1, keys);
     only.exactly_one_of.push(STEPS_OR_EPOCHS);
@@ -197,7 +204,7 @@ fn training_kind(t: Trainer) -> KindSpec {
         role: Role::Stage,
         doc,
         default_variant: Some(t.variant.0),
-        version: 1,
+        version: t.version,
         hidden: false,
         variants: vec![only],
     }
@@ -432,10 +439,8 @@ fn train_kind() -> KindSpec {
                 .range(ge_lt(0.0, 1.0)),
             seed(),
             def("precision", en(&["fp32", "bf16"]), "\"fp32\"", "arithmetic precision of the forward/backward pass"),
-            def("checkpoint_every", Type::Int, "1000", "save a resumable checkpoint every N steps")
-                .range(ge(1.0))
-                .not_in_key(),
         ],
+        version: 1,
     })
 }
 
@@ -478,6 +483,9 @@ fn classifier_kind() -> KindSpec {
             "set: trained on noisy x_t (for guidance); unset: a clean classifier (features, accuracy)",
         )],
         how: vec![seed()],
+        // 2: every step's randomness from (seed, step) and the engine's own AdamW, so that
+        // a stopped run resumes from its checkpoint to the same weights.
+        version: 2,
     })
 }
 

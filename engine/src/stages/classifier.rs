@@ -9,18 +9,30 @@
 //! gradients are summed in one flat all-reduce per step, so the weights equal a single
 //! process's up to floating-point summation order. Rank 0 measures the accuracy and writes.
 //!
+//! Every step draws its randomness (batch, flips, t, noise) from libtorch's generator
+//! seeded with (seed, step), and AdamW runs on flat buffers whose moments are checkpointed
+//! (`checkpoint_every`, and on SIGINT, SIGTERM or SIGUSR1 at a step boundary) in the
+//! staging folder's `checkpoint/`, the train stage's format: a stopped or preempted run
+//! resumes there and ends with the weights an uninterrupted one has, bit for bit.
+//!
 //! [`crate::models::load_classifier`] rebuilds a trained classifier from its cache entry.
+
+use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
 use difflow_core::diffusion::schedule::ScheduleSpec;
 use difflow_core::job::{Job, StageRef};
 use serde::Deserialize;
-use tch::nn::{self, OptimizerConfig};
+use tch::nn;
 use tch::{Device, Kind, Tensor};
 
+use super::adamw::{AdamStep, FlatParams};
+use super::checkpoint::{self, CheckpointState, CHECKPOINT_DIR};
+use super::train::OPTIMIZER_FILE;
 use crate::data::{DataMeta, Dataset};
+use crate::diffusion::noise::derive_seed;
 use crate::diffusion::{Process, VarianceType};
-use crate::dist::{share, ProcessGroup};
+use crate::dist::{flat_gradient_parts, share, ProcessGroup};
 use crate::models::encoder::NOISY_KEY;
 use crate::models::{build_classifier, Classifier, ClassifierMeta, ModelSpec, Prediction, CLASSIFIER_FILE};
 use crate::params::job_params;
@@ -28,6 +40,9 @@ use crate::progress::{self, Progress};
 
 /// The fraction of the data held out for the reported accuracy.
 pub const HELD_OUT: f64 = 0.1;
+
+/// AdamW's decoupled weight decay for classifiers (PyTorch's default for AdamW).
+const WEIGHT_DECAY: f64 = 0.01;
 
 /// Horizontal flips of a random half of the batch (the data asked for `flip`).
 pub fn random_flip(x: &Tensor) -> Tensor {
@@ -48,7 +63,8 @@ pub struct ClassifierParams {
     pub epochs: Option<usize>,
     pub batch: usize,
     pub lr: f64,
-    pub seed: i64,
+    pub seed: u64,
+    pub checkpoint_every: usize,
 }
 
 pub fn run(job: &Job) -> Result<()> {
@@ -68,8 +84,6 @@ pub fn run(job: &Job) -> Result<()> {
     if !data.meta.is_images() {
         bail!("`{}`: the encoder classifies images, but the data holds vectors", job.instance);
     }
-    tch::manual_seed(params.seed);
-
     let model_config = &params.model;
     let schedule_config = &params.schedule;
     let noisy = schedule_config.is_some();
@@ -79,30 +93,49 @@ pub fn run(job: &Job) -> Result<()> {
     }
     let process = schedule_config.as_ref().map(|s| noising_process(s, device)).transpose()?;
     let Plan { held, n_train, batch, steps } = Plan::new(job, &params, data.meta.count, group.as_ref())?;
+    let writer = group.as_ref().is_none_or(|g| g.rank() == 0);
 
-    let vars = nn::VarStore::new(device);
-    let net = build_classifier(&vars.root(), &model_json, &data.meta, classes)?;
-    let mut opt = nn::AdamW::default().build(&vars, params.lr)?;
-    let mut bar = Progress::begin("training", steps as u64);
-    let mut last_loss = f64::NAN;
-    // A classifier keeps no checkpoint (it trains in minutes): on a stop request it ends
-    // at once and starts over next time.
+    let build = || -> Result<Trainer> {
+        // The initial weights come from the seed too.
+        tch::manual_seed(derive_seed(&[params.seed, u64::MAX]) as i64);
+        Trainer::new(device, &model_json, &data.meta, classes)
+    };
+    let mut trainer = build()?;
+    let checkpoint_dir = job.out_dir.join(CHECKPOINT_DIR);
+    checkpoint::recover_leftovers(&checkpoint_dir)?;
+    let (start, mut losses) =
+        checkpoint::resume(&checkpoint_dir, steps, &mut trainer, Trainer::load_checkpoint, |trainer| {
+            *trainer = build()?;
+            Ok(())
+        })?;
     crate::interrupt::install()?;
-    for step in 1..=steps {
-        if crate::interrupt::stop_requested() {
-            let message = format!("stopped at step {} of {steps}; a classifier starts over next time", step - 1);
-            return Err(crate::interrupt::Interrupted { message }.into());
-        }
+    let mut bar = Progress::begin("training", steps as u64);
+    bar.update(start as u64, losses.last().copied());
+    for step in start..steps {
+        checkpoint::stop_if_asked(step, steps, || {
+            if writer {
+                trainer.save_checkpoint(&checkpoint_dir, &CheckpointState { step, losses: losses.clone() })
+            } else {
+                Ok(())
+            }
+        })?;
+        tch::manual_seed(derive_seed(&[params.seed, step as u64]) as i64);
         let index = Tensor::randint(n_train as i64, [batch as i64], (Kind::Int64, Device::Cpu));
         let (x, y) = data.batch(&index, device);
         let x = if data.meta.flip { random_flip(&x) } else { x };
         let (x, t) = noised(&x, process.as_ref());
-        last_loss = train_step(&*net, &mut opt, &vars, group.as_ref(), (&x, t.as_ref(), &y))?;
-        if !last_loss.is_finite() {
-            bail!("`{}`: the classifier's loss became {last_loss} at step {step}: lower `lr`", job.instance);
+        let loss = trainer.step(step, params.lr, group.as_ref(), (&x, t.as_ref(), &y))?;
+        if !loss.is_finite() {
+            bail!("`{}`: the classifier's loss became {loss} at step {}: lower `lr`", job.instance, step + 1);
         }
-        bar.update(step as u64, Some(last_loss));
+        losses.push(loss);
+        bar.update(step as u64 + 1, Some(loss));
+        let done = step + 1;
+        if writer && params.checkpoint_every > 0 && done % params.checkpoint_every == 0 && done < steps {
+            trainer.save_checkpoint(&checkpoint_dir, &CheckpointState { step: done, losses: losses.clone() })?;
+        }
     }
+    let last_loss = losses.last().copied().unwrap_or(f64::NAN);
 
     if let Some(group) = &group {
         // Rank 0 measures and writes alone; the others leave once the weights agree.
@@ -111,7 +144,9 @@ pub fn run(job: &Job) -> Result<()> {
             return Ok(());
         }
     }
-    let accuracy = tch::no_grad(|| held_out_accuracy(&*net, &data, n_train, process.as_ref(), device));
+    // Its noise from the seed, whether or not the run was resumed.
+    tch::manual_seed(derive_seed(&[params.seed, steps as u64]) as i64);
+    let accuracy = tch::no_grad(|| held_out_accuracy(&*trainer.net, &data, n_train, process.as_ref(), device));
     progress::metric("accuracy", accuracy);
     progress::log(format!(
         "held-out accuracy {:.2} % on {held} images ({} classifier, final loss {last_loss:.4})",
@@ -121,7 +156,7 @@ pub fn run(job: &Job) -> Result<()> {
 
     std::fs::create_dir_all(&job.out_dir).with_context(|| format!("cannot create {}", job.out_dir.display()))?;
     let weights = job.out_dir.join(CLASSIFIER_FILE);
-    vars.save(&weights).with_context(|| format!("cannot write {}", weights.display()))?;
+    trainer.vars.save(&weights).with_context(|| format!("cannot write {}", weights.display()))?;
     let meta = ClassifierMeta {
         model: model_json,
         schedule: schedule_config.clone(),
@@ -131,6 +166,9 @@ pub fn run(job: &Job) -> Result<()> {
     };
     std::fs::write(job.out_dir.join("meta.json"), serde_json::to_string_pretty(&meta)?)
         .with_context(|| format!("cannot write {}", job.out_dir.display()))?;
+    if checkpoint_dir.exists() {
+        std::fs::remove_dir_all(&checkpoint_dir).context("cannot remove the finished run's checkpoint")?;
+    }
     Ok(())
 }
 
@@ -178,55 +216,73 @@ impl Plan {
     }
 }
 
-/// One optimisation step on the global batch `(x, t, y)`; returns the global loss. Under
-/// data parallelism the rank trains on its contiguous share and the gradients are summed.
-fn train_step(
-    net: &dyn Classifier,
-    opt: &mut nn::Optimizer,
-    vars: &nn::VarStore,
-    group: Option<&ProcessGroup>,
-    (x, t, y): (&Tensor, Option<&Tensor>, &Tensor),
-) -> Result<f64> {
-    let Some(group) = group else {
-        let loss = net.forward(x, t, true).cross_entropy_for_logits(y);
-        opt.backward_step(&loss);
-        return Ok(loss.double_value(&[]));
-    };
-    let batch = x.size()[0] as usize;
-    let (start, end) = share(batch, group.rank(), group.world_size());
-    let keep = |v: &Tensor| v.narrow(0, start as i64, (end - start) as i64);
-    let logits = net.forward(&keep(x), t.map(keep).as_ref(), true);
-    // The share's mean, weighted so that the ranks' sum is the global mean.
-    let loss = logits.cross_entropy_for_logits(&keep(y)) * ((end - start) as f64 / batch as f64);
-    opt.zero_grad();
-    loss.backward();
-    let global_loss = all_reduce_gradients(group, vars, &loss)?;
-    opt.step();
-    Ok(global_loss)
+/// The classifier, its trainable parameters as one flat buffer and AdamW's moments.
+struct Trainer {
+    vars: nn::VarStore,
+    net: Box<dyn Classifier>,
+    adam: FlatParams,
 }
 
-/// Sums the gradients of all trainable variables and the loss over the ranks (one flat
-/// all-reduce) and applies the sums; returns the global loss. The caller then steps.
-fn all_reduce_gradients(group: &ProcessGroup, vars: &nn::VarStore, loss: &Tensor) -> Result<f64> {
-    let params = vars.trainable_variables();
-    let mut flat = tch::no_grad(|| {
-        let mut parts = crate::dist::gradient_parts(&params);
-        parts.push(loss.detach().reshape([1]));
-        Tensor::cat(&parts, 0)
-    });
-    group.all_reduce_sum(&mut [&mut flat])?;
-    tch::no_grad(|| {
-        let mut offset = 0;
-        for p in &params {
-            let n = p.numel() as i64;
-            let mut g = p.grad();
-            if g.defined() {
-                g.copy_(&flat.narrow(0, offset, n).view_as(&g));
+impl Trainer {
+    fn new(device: Device, model: &serde_json::Value, data: &DataMeta, classes: usize) -> Result<Trainer> {
+        let vars = nn::VarStore::new(device);
+        let net = build_classifier(&vars.root(), model, data, classes)?;
+        let adam = FlatParams::of_store(&vars);
+        Ok(Trainer { vars, net, adam })
+    }
+
+    /// One optimisation step (0-based `step`) on the global batch `(x, t, y)`; returns the
+    /// global loss. Under data parallelism the rank computes its contiguous share's part
+    /// and the gradients and loss are summed over the ranks in one flat all-reduce.
+    fn step(
+        &mut self,
+        step: usize,
+        lr: f64,
+        group: Option<&ProcessGroup>,
+        (x, t, y): (&Tensor, Option<&Tensor>, &Tensor),
+    ) -> Result<f64> {
+        let batch = x.size()[0] as usize;
+        let (start, end) = group.map_or((0, batch), |g| share(batch, g.rank(), g.world_size()));
+        let keep = |v: &Tensor| v.narrow(0, start as i64, (end - start) as i64);
+        let logits = self.net.forward(&keep(x), t.map(keep).as_ref(), true);
+        // The share's mean, weighted so that the ranks' sum is the global mean.
+        let loss = logits.cross_entropy_for_logits(&keep(y)) * ((end - start) as f64 / batch as f64);
+        let params = &self.adam.params;
+        let grads = Tensor::run_backward(&[&loss], params, false, false);
+        let mut g = tch::no_grad(|| Tensor::cat(&flat_gradient_parts(&grads, params), 0));
+        let value = match group {
+            None => loss.double_value(&[]),
+            Some(group) => {
+                let mut summed_loss = loss.detach().reshape([1]);
+                group.all_reduce_sum(&mut [&mut g, &mut summed_loss])?;
+                summed_loss.double_value(&[0])
             }
-            offset += n;
+        };
+        if value.is_finite() {
+            let a = &self.adam;
+            let update = AdamStep::new(step, lr, 0.0).with_weight_decay(WEIGHT_DECAY);
+            let (m, v, p) = (a.first_moment.shallow_clone(), a.second_moment.shallow_clone(), a.flat.shallow_clone());
+            // In place: the parameters are views into the flat buffer it updates.
+            let _updated = tch::no_grad(|| update.apply_adam(m, v, p, &g));
         }
-        Ok(flat.double_value(&[offset]))
-    })
+        Ok(value)
+    }
+
+    /// Writes the checkpoint of `state` into `dir` (the train stage's format).
+    fn save_checkpoint(&self, dir: &Path, state: &CheckpointState) -> Result<()> {
+        checkpoint::save(dir, state, |tmp| {
+            self.vars.save(tmp.join(CLASSIFIER_FILE))?;
+            self.adam.save_moments(&tmp.join(OPTIMIZER_FILE), state.step)
+        })
+    }
+
+    fn load_checkpoint(&mut self, dir: &Path) -> Result<CheckpointState> {
+        let context = || format!("the checkpoint in {} is unreadable; delete it to restart training", dir.display());
+        let state = checkpoint::load_state(dir, &context)?;
+        self.vars.load(dir.join(CLASSIFIER_FILE)).with_context(context)?;
+        self.adam.load_moments(&dir.join(OPTIMIZER_FILE)).with_context(context)?;
+        Ok(state)
+    }
 }
 
 /// x_t at uniformly drawn t for a noisy classifier (t returned), x itself for a clean one.

@@ -2,6 +2,7 @@
 //! variant); `run` dispatches a job to it.
 
 mod adamw;
+mod checkpoint;
 pub mod classifier;
 pub mod continuation;
 pub mod dataset;

@@ -13,8 +13,7 @@
 //! Rank 0 alone writes checkpoints and outputs; every rank resumes from them.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use difflow_core::diffusion::schedule::ScheduleSpec;
@@ -22,7 +21,9 @@ use difflow_core::job::{Job, StageRef};
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
-use super::adamw::{share_one_buffer, AdamStep};
+use super::adamw::{share_one_buffer, AdamStep, FlatParams};
+use super::checkpoint::{self, CheckpointState};
+pub use super::checkpoint::{CHECKPOINT_DIR, LOSS_FILE, STATE_FILE};
 use crate::data::{DataMeta, Dataset};
 use crate::diffusion::loss::LossType;
 use crate::diffusion::noise::derive_seed;
@@ -36,9 +37,6 @@ use crate::progress::{self, Progress};
 pub const MODEL_FILE: &str = "model.safetensors";
 pub const EMA_FILE: &str = "ema.safetensors";
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
-pub const LOSS_FILE: &str = "loss.csv";
-pub const CHECKPOINT_DIR: &str = "checkpoint";
-pub const STATE_FILE: &str = "state.json";
 
 /// What a train stage records in `meta.json`: enough to rebuild the model and its process.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -128,33 +126,6 @@ pub(crate) struct Settings {
     pub(crate) checkpoint_every: usize,
 }
 
-/// What a run killed while saving a checkpoint leaves: a partial `checkpoint.tmp` (removed,
-/// so it does not hold disk space) and, when it died between the two renames, the previous
-/// checkpoint as `checkpoint.old` (put back).
-fn recover_checkpoint_leftovers(dir: &Path) -> Result<()> {
-    let (tmp, old) = (dir.with_extension("tmp"), dir.with_extension("old"));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).with_context(|| format!("cannot remove {}", tmp.display()))?;
-    }
-    if old.exists() {
-        if dir.exists() {
-            std::fs::remove_dir_all(&old)?;
-        } else {
-            std::fs::rename(&old, dir)?;
-        }
-    }
-    Ok(())
-}
-
-/// Saved training state: the step reached (`state.json`) and the loss log so far (`loss.csv`,
-/// whose shortest-round-trip decimals read back exactly).
-#[derive(Serialize, Deserialize)]
-struct CheckpointState {
-    step: usize,
-    #[serde(skip)]
-    losses: Vec<f64>,
-}
-
 pub fn run(job: &Job) -> Result<()> {
     let params: TrainParams = job_params(job)?;
     if job.variant != "diffusion" {
@@ -199,21 +170,26 @@ pub fn run(job: &Job) -> Result<()> {
     tch::manual_seed(derive_seed(&[settings.seed, u64::MAX]) as i64);
     let mut trainer = Trainer::new(model_config, &data.meta, device)?;
     let checkpoint_dir = job.out_dir.join(CHECKPOINT_DIR);
-    recover_checkpoint_leftovers(&checkpoint_dir)?;
+    checkpoint::recover_leftovers(&checkpoint_dir)?;
     super::continuation::seed_checkpoint(job, settings.steps)?;
-    let (start, mut losses) = resume(&mut trainer, &checkpoint_dir, &settings, model_config, &data.meta, device)?;
+    let (start, mut losses) =
+        checkpoint::resume(&checkpoint_dir, settings.steps, &mut trainer, Trainer::load_checkpoint, |trainer| {
+            tch::manual_seed(derive_seed(&[settings.seed, u64::MAX]) as i64);
+            *trainer = Trainer::new(model_config, &data.meta, device)?;
+            Ok(())
+        })?;
 
     crate::interrupt::install()?;
     let mut bar = Progress::begin("training", settings.steps as u64);
     bar.update(start as u64, losses.last().copied());
     for step in start..settings.steps {
-        if crate::interrupt::stop_requested() {
+        checkpoint::stop_if_asked(step, settings.steps, || {
             if writer {
-                trainer.save_checkpoint(&checkpoint_dir, &CheckpointState { step, losses: losses.clone() })?;
+                trainer.save_checkpoint(&checkpoint_dir, &CheckpointState { step, losses: losses.clone() })
+            } else {
+                Ok(())
             }
-            let message = format!("stopped at step {step} of {}; the checkpoint resumes from there", settings.steps);
-            return Err(crate::interrupt::Interrupted { message }.into());
-        }
+        })?;
         let loss = trainer.step(step, &settings, &process, &data, model_spec, group.as_ref())?;
         if !loss.is_finite() {
             let remedy = if settings.bf16 {
@@ -241,8 +217,8 @@ pub fn run(job: &Job) -> Result<()> {
     let out = &job.out_dir;
     trainer.vs.save(out.join(MODEL_FILE)).context("cannot write the model weights")?;
     trainer.ema_vs.save(out.join(EMA_FILE)).context("cannot write the EMA weights")?;
-    trainer.save_optimizer(&out.join(OPTIMIZER_FILE), settings.steps)?;
-    write_losses(&out.join(LOSS_FILE), &losses)?;
+    trainer.adam.save_moments(&out.join(OPTIMIZER_FILE), settings.steps)?;
+    checkpoint::write_losses(&out.join(LOSS_FILE), &losses)?;
     let final_loss = mean_tail(&losses);
     let meta = TrainMeta {
         model: model_config.clone(),
@@ -294,41 +270,6 @@ fn settings_of(job: &Job, params: &TrainParams, count: usize, device: Device) ->
     })
 }
 
-/// The step to start from and the losses so far: a usable checkpoint's, else step 0 (an
-/// unusable one is discarded and `trainer` rebuilt from the seed).
-fn resume(
-    trainer: &mut Trainer,
-    checkpoint_dir: &Path,
-    settings: &Settings,
-    model_config: &serde_json::Value,
-    data: &DataMeta,
-    device: Device,
-) -> Result<(usize, Vec<f64>)> {
-    if !checkpoint_dir.join(STATE_FILE).exists() {
-        return Ok((0, Vec::with_capacity(settings.steps)));
-    }
-    match trainer.load_checkpoint(checkpoint_dir) {
-        Ok(state) if state.step <= settings.steps => {
-            progress::log(format!("resuming from the checkpoint at step {}", state.step));
-            Ok((state.step, state.losses))
-        }
-        unusable => {
-            // A garbage checkpoint must not block every rerun: discard it and start
-            // over, with fresh weights from the seed (loading may have half-filled them).
-            let why = match unusable {
-                Ok(state) => format!("it is at step {}, past the {} steps asked for", state.step, settings.steps),
-                Err(e) => format!("{:#}", e),
-            };
-            progress::log(format!("discarding the checkpoint ({why}); training from step 0"));
-            std::fs::remove_dir_all(checkpoint_dir)
-                .with_context(|| format!("cannot remove the unusable checkpoint {}", checkpoint_dir.display()))?;
-            tch::manual_seed(derive_seed(&[settings.seed, u64::MAX]) as i64);
-            *trainer = Trainer::new(model_config, data, device)?;
-            Ok((0, Vec::with_capacity(settings.steps)))
-        }
-    }
-}
-
 /// The mean loss over the last 10 % of steps (at least one): a steadier headline than the last step.
 fn mean_tail(losses: &[f64]) -> f64 {
     if losses.is_empty() {
@@ -338,29 +279,6 @@ fn mean_tail(losses: &[f64]) -> f64 {
     losses[losses.len() - n..].iter().sum::<f64>() / n as f64
 }
 
-fn write_losses(path: &Path, losses: &[f64]) -> Result<()> {
-    let mut out = std::io::BufWriter::new(
-        std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?,
-    );
-    writeln!(out, "step,loss")?;
-    for (i, loss) in losses.iter().enumerate() {
-        writeln!(out, "{},{loss}", i + 1)?;
-    }
-    out.flush()?;
-    Ok(())
-}
-
-fn read_losses(path: &Path) -> Result<Vec<f64>> {
-    let text = std::fs::read_to_string(path)?;
-    text.lines()
-        .skip(1)
-        .map(|line| {
-            let value = line.split(',').nth(1).with_context(|| format!("bad row `{line}`"))?;
-            value.parse::<f64>().with_context(|| format!("bad loss in `{line}`"))
-        })
-        .collect()
-}
-
 /// The model, its EMA copy and AdamW's moments. The trainable parameters (and their EMA
 /// copies) are views into one flat buffer each, so that AdamW and the EMA are a handful of
 /// tensor ops per step rather than a handful per parameter tensor.
@@ -368,16 +286,12 @@ pub(crate) struct Trainer {
     pub(crate) vs: nn::VarStore,
     ema_vs: nn::VarStore,
     pub(crate) model: Box<dyn Denoiser>,
-    /// Trainable parameters, sorted by name; views into `param_flat`.
-    names: Vec<String>,
-    params: Vec<Tensor>,
-    param_flat: Tensor,
+    /// Trainable parameters (views into one flat buffer) and AdamW's moments.
+    adam: FlatParams,
     /// EMA of the parameters; the EMA store's variables are views into it.
     ema_flat: Tensor,
     /// Non-trainable variables (buffers) and their EMA counterparts.
     buffers: Vec<(Tensor, Tensor)>,
-    first_moment: Tensor,
-    second_moment: Tensor,
 }
 
 impl Trainer {
@@ -389,38 +303,19 @@ impl Trainer {
         ema_vs.copy(&vs)?;
         let variables: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
         let ema_variables: BTreeMap<String, Tensor> = ema_vs.variables().into_iter().collect();
-        let mut names = Vec::new();
-        let mut params = Vec::new();
         let mut ema_params = Vec::new();
         let mut buffers = Vec::new();
         for (name, t) in &variables {
             let ema = ema_variables[name].shallow_clone();
             if t.requires_grad() {
-                names.push(name.clone());
-                params.push(t.shallow_clone());
                 ema_params.push(ema);
             } else {
                 buffers.push((t.shallow_clone(), ema));
             }
         }
-        let param_flat = share_one_buffer(&params);
+        let adam = FlatParams::new(&variables);
         let ema_flat = share_one_buffer(&ema_params);
-        let first_moment = param_flat.zeros_like();
-        let second_moment = param_flat.zeros_like();
-        Ok(Trainer { vs, ema_vs, model, names, params, param_flat, ema_flat, buffers, first_moment, second_moment })
-    }
-
-    /// (offset, numel, shape) of each parameter inside the flat buffers.
-    fn layout(&self) -> Vec<(i64, i64, Vec<i64>)> {
-        let mut offset = 0;
-        self.params
-            .iter()
-            .map(|p| {
-                let n = p.numel() as i64;
-                offset += n;
-                (offset - n, n, p.size())
-            })
-            .collect()
+        Ok(Trainer { vs, ema_vs, model, adam, ema_flat, buffers })
     }
 
     /// One optimisation step (0-based `step`); returns the batch's mean loss.
@@ -515,8 +410,8 @@ impl Trainer {
             let per_sample =
                 process.training_loss(&output.to_kind(Kind::Float), &keep(x0), &xt, &keep(t), &keep(noise), s.loss)?;
             let loss = per_sample.sum(Kind::Float) / s.batch as f64;
-            let grads = Tensor::run_backward(&[&loss], &self.params, false, false);
-            let flat = tch::no_grad(|| Tensor::cat(&flat_gradient_parts(&grads, &self.params), 0));
+            let grads = Tensor::run_backward(&[&loss], &self.adam.params, false, false);
+            let flat = tch::no_grad(|| Tensor::cat(&flat_gradient_parts(&grads, &self.adam.params), 0));
             Ok((flat, loss.detach()))
         };
         // SAFETY: a lane reads the weights, the schedule's tables and its share of the batch,
@@ -542,7 +437,8 @@ impl Trainer {
             }
         }
         let adam = AdamStep::new(step, lr, s.ema);
-        let flat = [&self.first_moment, &self.second_moment, &self.param_flat, &self.ema_flat, &g];
+        let a = &self.adam;
+        let flat = [&a.first_moment, &a.second_moment, &a.flat, &self.ema_flat, &g];
         // Element by element, so each lane updates its own slice of the flat buffers with the
         // same roundings as one whole pass.
         // SAFETY: a lane reads and writes only its share's rows of the buffers.
@@ -558,92 +454,21 @@ impl Trainer {
         }
     }
 
-    fn save_optimizer(&self, path: &Path, step: usize) -> Result<()> {
-        let mut named: Vec<(String, Tensor)> = Vec::new();
-        for (prefix, flat) in [("m", &self.first_moment), ("v", &self.second_moment)] {
-            for (name, (offset, n, shape)) in self.names.iter().zip(self.layout()) {
-                named.push((format!("{prefix}.{name}"), flat.narrow(0, offset, n).view(shape.as_slice())));
-            }
-        }
-        named.push(("step".into(), Tensor::from_slice(&[step as i64])));
-        Tensor::write_safetensors(&named, path).with_context(|| format!("cannot write {}", path.display()))?;
-        Ok(())
-    }
-
-    /// Writes the checkpoint aside and renames it into place, so a kill mid-write leaves the
-    /// previous checkpoint intact.
-    /// A write that fails (a full disk) removes its partial copy rather than leave the disk
-    /// full.
+    /// Writes the checkpoint of `state` into `dir` (see `checkpoint::save`).
     fn save_checkpoint(&self, dir: &Path, state: &CheckpointState) -> Result<()> {
-        let tmp: PathBuf = dir.with_extension("tmp");
-        if tmp.exists() {
-            std::fs::remove_dir_all(&tmp)?;
-        }
-        let written = self.write_checkpoint_files(&tmp, state);
-        if let Err(e) = written {
-            let _ = std::fs::remove_dir_all(&tmp);
-            return Err(e.context(format!("cannot write the checkpoint {}", tmp.display())));
-        }
-        let old = dir.with_extension("old");
-        if dir.exists() {
-            if old.exists() {
-                std::fs::remove_dir_all(&old)?;
-            }
-            std::fs::rename(dir, &old)?;
-        }
-        std::fs::rename(&tmp, dir)?;
-        if old.exists() {
-            std::fs::remove_dir_all(&old)?;
-        }
-        Ok(())
-    }
-
-    fn write_checkpoint_files(&self, tmp: &Path, state: &CheckpointState) -> Result<()> {
-        std::fs::create_dir_all(tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-        self.vs.save(tmp.join(MODEL_FILE))?;
-        self.ema_vs.save(tmp.join(EMA_FILE))?;
-        self.save_optimizer(&tmp.join(OPTIMIZER_FILE), state.step)?;
-        write_losses(&tmp.join(LOSS_FILE), &state.losses)?;
-        std::fs::write(tmp.join(STATE_FILE), serde_json::to_string(state)?)?;
-        Ok(())
+        checkpoint::save(dir, state, |tmp| {
+            self.vs.save(tmp.join(MODEL_FILE))?;
+            self.ema_vs.save(tmp.join(EMA_FILE))?;
+            self.adam.save_moments(&tmp.join(OPTIMIZER_FILE), state.step)
+        })
     }
 
     fn load_checkpoint(&mut self, dir: &Path) -> Result<CheckpointState> {
         let context = || format!("the checkpoint in {} is unreadable; delete it to restart training", dir.display());
-        let state_text = difflow_core::files::read_text(&dir.join(STATE_FILE), difflow_core::files::Purpose::Metadata);
-        let mut state: CheckpointState =
-            serde_json::from_str(&state_text.with_context(context)?).with_context(context)?;
-        state.losses = read_losses(&dir.join(LOSS_FILE)).with_context(context)?;
-        if state.losses.len() != state.step {
-            bail!("{}: its loss log has {} rows for {} steps", context(), state.losses.len(), state.step);
-        }
+        let state = checkpoint::load_state(dir, &context)?;
         self.vs.load(dir.join(MODEL_FILE)).with_context(context)?;
         self.ema_vs.load(dir.join(EMA_FILE)).with_context(context)?;
-        let device = self.vs.device();
-        let tensors = Tensor::read_safetensors(dir.join(OPTIMIZER_FILE)).with_context(context)?;
-        let slots: BTreeMap<&str, (i64, i64, Vec<i64>)> =
-            self.names.iter().map(String::as_str).zip(self.layout()).collect();
-        let mut found = 0;
-        tch::no_grad(|| {
-            for (name, t) in tensors {
-                let (flat, key) = if let Some(k) = name.strip_prefix("m.") {
-                    (&mut self.first_moment, k)
-                } else if let Some(k) = name.strip_prefix("v.") {
-                    (&mut self.second_moment, k)
-                } else {
-                    continue;
-                };
-                if let Some((offset, n, shape)) = slots.get(key) {
-                    if t.size() == *shape {
-                        flat.narrow(0, *offset, *n).copy_(&t.to_device(device).reshape([-1]));
-                        found += 1;
-                    }
-                }
-            }
-        });
-        if found != 2 * self.params.len() {
-            bail!("{}: optimiser moments do not match the model", context());
-        }
+        self.adam.load_moments(&dir.join(OPTIMIZER_FILE)).with_context(context)?;
         Ok(state)
     }
 }

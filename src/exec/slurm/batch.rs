@@ -29,6 +29,28 @@ pub struct Script<'a> {
     pub cpus: usize,
 }
 
+/// `path` as an sbatch `--output` filename pattern that names exactly it. Slurm replaces
+/// `%j`, `%u`, `%x`, … in such a pattern, `%%` standing for `%`; a pattern holding a
+/// backslash is not replaced at all, and there a backslash takes the next character
+/// literally (`\\` stands for `\`). Measured on Slurm 22.05: `a\b` names `ab`, `a\\b`
+/// names `a\b`, `q%u\\x` names `q%u\x`. A path that is not UTF-8 cannot be passed.
+pub fn output_pattern(path: &Path) -> Result<String, String> {
+    let text = path.to_str().ok_or_else(|| format!("{} is not valid UTF-8", path.display()))?;
+    Ok(if text.contains('\\') { text.replace('\\', "\\\\") } else { text.replace('%', "%%") })
+}
+
+/// Whether the job logs of entries in cache folder `dir` can be named to `sbatch`: refused
+/// before anything runs when they cannot.
+pub fn check_cache_dir(dir: &Path) -> Result<(), String> {
+    let sample_log = dir.join("0.staging").join(super::LOG_FILE);
+    output_pattern(&sample_log).map(|_| ()).map_err(|why| {
+        format!(
+            "the cache folder cannot hold Slurm jobs' logs: {why}\nhelp: set `cache = \"…\"` in difflow.toml to a \
+             folder whose path is valid UTF-8"
+        )
+    })
+}
+
 /// Single quotes for the shell.
 fn quote(p: &Path) -> String {
     format!("'{}'", p.display().to_string().replace('\'', r"'\''"))
@@ -87,6 +109,21 @@ exit "$rc"
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_paths_name_themselves_whatever_their_percent_signs_and_backslashes() {
+        assert_eq!(
+            output_pattern(Path::new("/c/c100%u/k.staging/slurm.log")).unwrap(),
+            "/c/c100%%u/k.staging/slurm.log"
+        );
+        assert_eq!(output_pattern(Path::new("/c/%%j%")).unwrap(), "/c/%%%%j%%");
+        assert_eq!(output_pattern(Path::new("/c/plain")).unwrap(), "/c/plain");
+        // With a backslash nothing is replaced; each backslash is doubled.
+        assert_eq!(output_pattern(Path::new(r"/c/c100%u\x/slurm.log")).unwrap(), r"/c/c100%u\\x/slurm.log");
+        use std::os::unix::ffi::OsStrExt;
+        let not_utf8 = std::ffi::OsStr::from_bytes(b"/c/\xff/slurm.log");
+        assert!(output_pattern(Path::new(not_utf8)).unwrap_err().contains("UTF-8"));
+    }
 
     #[test]
     fn the_script_quotes_paths_and_starts_ranks_with_srun_only_for_several_processes() {
