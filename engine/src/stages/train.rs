@@ -37,8 +37,8 @@ pub const MODEL_FILE: &str = "model.safetensors";
 pub const EMA_FILE: &str = "ema.safetensors";
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 pub const LOSS_FILE: &str = "loss.csv";
-pub const CHECKPOINT_DIR: &str = "checkpoint";
-pub const STATE_FILE: &str = "state.json";
+pub use difflow_core::job::CHECKPOINT_DIR;
+pub use difflow_core::job::CHECKPOINT_STATE_FILE as STATE_FILE;
 
 /// What a train stage records in `meta.json`: enough to rebuild the model and its process.
 #[derive(Debug, Clone, Serialize, Deserialize)]
