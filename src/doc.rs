@@ -4,24 +4,51 @@
 
 use crate::diagnostics::Code;
 use crate::lang::suggest;
-use crate::schema::{self, Default, KindSpec, Role};
+use crate::schema::{self, Default, KindSpec, Role, VariantSpec};
 
-/// The reference of one kind, or of every kind followed by the diagnostic codes.
-pub fn render(kind: Option<&str>) -> Result<String, String> {
-    match kind {
-        None => Ok(format!("{}# Diagnostic codes\n\n{}", render_kinds(), code_table())),
-        Some(name) => match schema::kind(name) {
-            Some(k) => Ok(render_kind(k)),
-            None => {
-                let names = schema::writable_kind_names();
-                let list = names.join(", ");
-                Err(match suggest::closest(name, names.iter().copied()) {
-                    Some(best) => format!("unknown kind `{name}`: did you mean `{best}`? The kinds are {list}"),
-                    None => format!("unknown kind `{name}`; the kinds are {list}"),
-                })
-            }
-        },
+/// The reference of every kind followed by the diagnostic codes; of one kind; or of one
+/// variant (`difflow doc cfg`) when the name is a variant of exactly one kind.
+pub fn render(name: Option<&str>) -> Result<String, String> {
+    let Some(name) = name else {
+        return Ok(format!("{}# Diagnostic codes\n\n{}", render_kinds(), code_table()));
+    };
+    if let Some(k) = schema::kind(name) {
+        return Ok(render_kind(k));
     }
+    let owners: Vec<&KindSpec> = schema::kinds().iter().filter(|k| !k.hidden && k.variant(name).is_some()).collect();
+    match owners.as_slice() {
+        [k] => Ok(render_one_variant(k, name)),
+        [] => Err(unknown_name(name)),
+        several => {
+            let kinds: Vec<String> = several.iter().map(|k| format!("`{}`", k.name)).collect();
+            Err(format!(
+                "`{name}` is a variant of several kinds: {}; run `difflow doc KIND` for one of them",
+                kinds.join(", ")
+            ))
+        }
+    }
+}
+
+/// Neither a kind nor a variant: the closest kind or variant, and the kinds.
+fn unknown_name(name: &str) -> String {
+    let kinds = schema::writable_kind_names();
+    let list = kinds.join(", ");
+    let variants = schema::kinds().iter().filter(|k| !k.hidden).flat_map(|k| k.variants.iter().map(|v| v.name));
+    match suggest::closest(name, kinds.iter().copied().chain(variants)) {
+        Some(best) => format!("unknown kind or variant `{name}`: did you mean `{best}`? The kinds are {list}"),
+        None => format!("unknown kind or variant `{name}`; the kinds are {list}"),
+    }
+}
+
+/// One variant's section, after the line that says which kind it belongs to.
+fn render_one_variant(k: &KindSpec, variant: &str) -> String {
+    let v = k.variant(variant).expect("the caller found the variant in this kind");
+    let mut out = format!(
+        "## `{} = {}`\n\nA variant of `{}` ({}); `difflow doc {}` lists the others.\n\n",
+        k.name, v.name, k.name, k.doc, k.name
+    );
+    out.push_str(&render_variant_body(v));
+    out
 }
 
 fn render_kinds() -> String {
@@ -60,33 +87,38 @@ fn render_kind(k: &KindSpec) -> String {
         if k.variants.len() > 1 || k.default_variant.is_none() {
             out.push_str(&format!("### `{} = {}`\n\n", k.name, v.name));
         }
-        out.push_str(&format!("{}.\n\n", capitalise(v.doc)));
-        out.push_str("| key | type | default | range | meaning |\n|---|---|---|---|---|\n");
-        for key in &v.keys {
-            let default = match &key.default {
-                Default::Required => "required".to_string(),
-                Default::Unset => "unset".to_string(),
-                Default::Value(text) => format!("`{text}`"),
-            };
-            let mut meaning = key.doc.to_string();
-            if !key.in_key {
-                meaning.push_str(" (not part of the stage key)");
-            }
-            out.push_str(&format!(
-                "| `{}` | {} | {} | {} | {} |\n",
-                key.name,
-                key.ty.short().replace('|', "\\|"),
-                default,
-                key.range.to_string().replace('x', key.name),
-                meaning.replace('|', "\\|")
-            ));
-        }
-        for group in &v.exactly_one_of {
-            let names: Vec<String> = group.iter().map(|n| format!("`{n}`")).collect();
-            out.push_str(&format!("\nSet exactly one of {}.\n", names.join(" and ")));
-        }
-        out.push('\n');
+        out.push_str(&render_variant_body(v));
     }
+    out
+}
+
+fn render_variant_body(v: &VariantSpec) -> String {
+    let mut out = format!("{}.\n\n", capitalise(v.doc));
+    out.push_str("| key | type | default | range | meaning |\n|---|---|---|---|---|\n");
+    for key in &v.keys {
+        let default = match &key.default {
+            Default::Required => "required".to_string(),
+            Default::Unset => "unset".to_string(),
+            Default::Value(text) => format!("`{text}`"),
+        };
+        let mut meaning = key.doc.to_string();
+        if !key.in_key {
+            meaning.push_str(" (not part of the stage key)");
+        }
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} | {} |\n",
+            key.name,
+            key.ty.short().replace('|', "\\|"),
+            default,
+            key.range.to_string().replace('x', key.name),
+            meaning.replace('|', "\\|")
+        ));
+    }
+    for group in &v.exactly_one_of {
+        let names: Vec<String> = group.iter().map(|n| format!("`{n}`")).collect();
+        out.push_str(&format!("\nSet exactly one of {}.\n", names.join(" and ")));
+    }
+    out.push('\n');
     out
 }
 

@@ -37,6 +37,7 @@ enum Command {
         /// Only these stages (a family like `gen` or one instance like `gen[scale=0.5]`) and what they read.
         #[arg(long = "target", value_name = "STAGE")]
         target: Vec<String>,
+        /// Override a `let`: NAME=VALUE (repeatable).
         #[arg(long = "set", value_name = "NAME=VALUE")]
         set: Vec<String>,
     },
@@ -49,6 +50,7 @@ enum Command {
         /// Rerun these stages even if cached.
         #[arg(long = "force", value_name = "STAGE")]
         force: Vec<String>,
+        /// Override a `let`: NAME=VALUE (repeatable).
         #[arg(long = "set", value_name = "NAME=VALUE")]
         set: Vec<String>,
         /// auto (CUDA when the worker finds it, else CPU), cpu or cuda:N.
@@ -79,6 +81,7 @@ enum Command {
     /// Cancel the pipeline's Slurm jobs that are queued or running.
     Cancel {
         file: PathBuf,
+        /// Override a `let`: NAME=VALUE (repeatable).
         #[arg(long = "set", value_name = "NAME=VALUE")]
         set: Vec<String>,
     },
@@ -92,6 +95,7 @@ enum Command {
     /// The stage graph in Graphviz DOT.
     Graph {
         file: PathBuf,
+        /// Override a `let`: NAME=VALUE (repeatable).
         #[arg(long = "set", value_name = "NAME=VALUE")]
         set: Vec<String>,
     },
@@ -102,6 +106,7 @@ enum Command {
         /// One JSON object instead of text.
         #[arg(long)]
         json: bool,
+        /// Override a `let`: NAME=VALUE (repeatable).
         #[arg(long = "set", value_name = "NAME=VALUE")]
         set: Vec<String>,
     },
@@ -115,6 +120,7 @@ enum Command {
         /// The folder to create (it must not exist, or be empty).
         #[arg(long)]
         out: PathBuf,
+        /// Override a `let`: NAME=VALUE (repeatable).
         #[arg(long = "set", value_name = "NAME=VALUE")]
         set: Vec<String>,
     },
@@ -125,8 +131,12 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
-    /// The language reference (every kind, variant and key), or one kind's.
-    Doc { kind: Option<String> },
+    /// The language reference (every kind, variant and key), or one kind's or variant's.
+    Doc {
+        /// A kind (`sample`) or a variant (`cfg`); without it, the whole reference.
+        #[arg(value_name = "KIND|VARIANT")]
+        name: Option<String>,
+    },
     /// A language server over stdio for editors (diagnostics, hover, completion, …).
     Lsp,
     /// Inspect or clean the stage cache.
@@ -163,6 +173,18 @@ fn wrong(msg: impl Into<String>) -> Failure {
     Failure::Wrong(Some(msg.into()))
 }
 
+/// A closed pipe (`difflow cache ls | head`) ends `difflow` quietly, as it ends any Unix
+/// filter: Rust ignores SIGPIPE, so without this every `println!` after the reader left
+/// would panic. The language server keeps SIGPIPE ignored: it answers a closed stdout
+/// with its own error handling.
+fn end_quietly_on_closed_pipe() {
+    // SAFETY: called once at the start of main, before any thread exists; SIG_DFL is
+    // a valid disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -171,14 +193,11 @@ fn main() -> ExitCode {
             return if e.use_stderr() { ExitCode::from(1) } else { ExitCode::SUCCESS };
         }
     };
+    if !matches!(cli.command, Command::Lsp) {
+        end_quietly_on_closed_pipe();
+    }
     let result = match cli.command {
-        Command::Check { file, set } => load(&file, &set).map(|(_, p)| {
-            println!("{}: ok ({})", file.display(), stage_count(&file, &p));
-            // The pipeline is right; its data may still have to be supplied before a run.
-            for missing in difflow::exec::missing_datasets(p.instances.iter()) {
-                eprintln!("warning: {missing}; `difflow run` stops before any stage until it exists");
-            }
-        }),
+        Command::Check { file, set } => load(&file, &set).map(|(_, p)| check_ok(&file, &p)),
         Command::Plan { file, target, set } => plan(&file, &set, &target),
         Command::Run { file, target, force, set, device, jobs, nproc, executor, detach } => {
             run(&file, &set, RunOptions { targets: target, force, device, jobs, nproc, executor, detach })
@@ -198,7 +217,7 @@ fn main() -> ExitCode {
             load(&file, &set).and_then(|(_, p)| session(&file, &p)).and_then(|s| show(&s, &name, json))
         }
         Command::Fmt { file, check } => fmt(&file, check),
-        Command::Doc { kind } => doc(kind.as_deref()),
+        Command::Doc { name } => doc(name.as_deref()),
         Command::Lsp => return ExitCode::from(difflow::lsp::serve_stdio()),
         Command::Cache { command: CacheCommand::Ls { files } } => cache_ls(&files),
         Command::Cache { command: CacheCommand::Gc { files } } => cache_gc(&files),
@@ -248,6 +267,21 @@ fn load(file: &Path, set: &[String]) -> Result<(SourceMap, Pipeline), Failure> {
     match loaded.pipeline {
         Some(p) => Ok((loaded.sources, p)),
         None => Err(wrong(format!("{} could not be checked", file.display()))),
+    }
+}
+
+/// The pipeline is right (exit 0); its data may still have to be supplied before a run,
+/// and the line that says ok says so too.
+fn check_ok(file: &Path, p: &Pipeline) {
+    let missing = difflow::exec::missing_datasets(p.instances.iter());
+    let data = match missing.len() {
+        0 => String::new(),
+        1 => ", but a dataset is missing (below)".to_string(),
+        n => format!(", but {n} datasets are missing (below)"),
+    };
+    println!("{}: ok ({}){data}", file.display(), stage_count(file, p));
+    for missing in missing {
+        eprintln!("warning: {missing}; `difflow run` stops before any stage until it exists");
     }
 }
 
@@ -390,8 +424,8 @@ fn fmt(file: &Path, check: bool) -> Outcome {
     Ok(())
 }
 
-fn doc(kind: Option<&str>) -> Outcome {
-    let text = difflow::doc::render(kind).map_err(wrong)?;
+fn doc(name: Option<&str>) -> Outcome {
+    let text = difflow::doc::render(name).map_err(wrong)?;
     print!("{text}");
     if !text.ends_with('\n') {
         println!();

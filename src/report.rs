@@ -269,12 +269,19 @@ fn list(dir: &Path) -> Vec<String> {
     files
 }
 
-/// A headline number as the report and the run summary show it: whole numbers bare, two
-/// decimals from 100 up (FID 123.45), four below (0.0123).
+/// A number as people read it in the report, the run summary and `show`: whole numbers
+/// bare, two decimals from 100 up (FID 123.45), four below (0.0123), and four significant
+/// digits in scientific notation where those would hide it (9.440e-16, 1.235e9). JSON
+/// output keeps every digit.
 pub fn metric_text(x: f64) -> String {
-    if x == x.trunc() && x.abs() < 1e9 {
+    let magnitude = x.abs();
+    if !x.is_finite() {
+        format!("{x}")
+    } else if x == x.trunc() && magnitude < 1e9 {
         format!("{x:.0}")
-    } else if x.abs() >= 100.0 {
+    } else if !(1e-3..1e9).contains(&magnitude) {
+        format!("{x:.3e}")
+    } else if magnitude >= 100.0 {
         format!("{x:.2}")
     } else {
         format!("{x:.4}")
@@ -312,6 +319,13 @@ mod tests {
     use super::*;
     use crate::job::JobSettings;
     use serde_json::json;
+
+    #[test]
+    fn metric_text_rounds_for_people_and_keeps_tiny_and_huge_numbers_visible() {
+        let shown: Vec<String> =
+            [200.0, 0.705, 2.279, 123.456, 9.44e-16, -3.2e-5, 1.23456e12, 0.0, f64::NAN].map(metric_text).into();
+        assert_eq!(shown, ["200", "0.7050", "2.2790", "123.46", "9.440e-16", "-3.200e-5", "1.235e12", "0", "NaN"]);
+    }
 
     #[test]
     fn base64_matches_rfc_4648_vectors() {

@@ -120,11 +120,13 @@ fn check_warns_about_each_missing_dataset_folder() {
     std::fs::write(dir.path().join("p.diff"), text).unwrap();
     let (code, stdout, stderr) = check(dir.path(), "p.diff");
     assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(stdout, "p.diff: ok (2 stages), but a dataset is missing (below)\n");
     let absent = std::fs::canonicalize(dir.path()).unwrap().join("absent");
     assert_eq!(
         stderr,
         format!(
-            "warning: dataset `gone` (cifar10): {} does not exist; `difflow run` stops before any stage until it exists\n",
+            "warning: dataset `gone` (cifar10): {} does not exist (leave `path` out and `difflow run` fetches \
+             CIFAR-10, or unpack cifar-10-binary.tar.gz there); `difflow run` stops before any stage until it exists\n",
             absent.display()
         )
     );

@@ -153,7 +153,8 @@ fn a_killed_worker_leaves_no_entry_that_counts() {
     assert_eq!(out.code(), 2);
     assert!(out.stderr().contains("signal 9"), "{}", out.stderr());
     assert_eq!(p.entries().len(), 1, "only the dataset is committed");
-    assert_eq!(state_of(&p.plan(), "ddpm"), "new");
+    // Its checkpoint (step 1 of 20) is what the rerun starts from.
+    assert_eq!(state_of(&p.plan(), "ddpm"), "resume");
     run_ok(&p, &[]);
     assert_eq!(p.entries().len(), 5);
     // Training checkpoints: its rerun found what the killed run left in the staging folder.

@@ -5,7 +5,7 @@
 
 mod lsp_support;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -27,6 +27,81 @@ fn nvim() -> PathBuf {
     })
 }
 
+/// Run headless Neovim in `home` (its own config, data, state and cache there); fail
+/// after 120 s.
+fn run_headless(command: &mut Command, home: &Path) -> std::process::ExitStatus {
+    let mut child = command
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("XDG_DATA_HOME", home.join("data"))
+        .env("XDG_STATE_HOME", home.join("state"))
+        .env("XDG_CACHE_HOME", home.join("cache"))
+        .current_dir(home)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("nvim starts");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("headless nvim did not finish in 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The Lua block of the `## Neovim` section of docs/editors.md, as a user copies it.
+fn documented_setup() -> String {
+    let doc = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/editors.md")).unwrap();
+    let section = &doc[doc.find("\n## Neovim\n").expect("docs/editors.md has a Neovim section")..];
+    let start = section.find("```lua\n").expect("the Neovim section has a Lua block") + "```lua\n".len();
+    let end = start + section[start..].find("```").expect("the Lua block ends");
+    section[start..end].to_string()
+}
+
+#[test]
+fn the_documented_neovim_setup_makes_pipelines_difflow_and_attaches_the_server() {
+    let nvim = nvim();
+    let dir = tempfile::tempdir().unwrap();
+    let init = dir.path().join("config/nvim/init.lua");
+    std::fs::create_dir_all(init.parent().unwrap()).unwrap();
+    std::fs::write(&init, documented_setup()).unwrap();
+    let file = dir.path().join("typo.diff");
+    std::fs::write(&file, pipeline()).unwrap();
+    let patch = dir.path().join("fix.diff");
+    std::fs::write(&patch, "--- a/x\n+++ b/x\n@@ -1 +1 @@\n-a\n+b\n").unwrap();
+    let out = dir.path().join("seen.json");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/neovim/editors_snippet.lua");
+    // The snippet runs `difflow` from PATH, as the page says.
+    let bin_dir = PathBuf::from(env!("CARGO_BIN_EXE_difflow")).parent().unwrap().to_path_buf();
+    let path = std::env::join_paths(
+        std::iter::once(bin_dir).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
+    )
+    .unwrap();
+    let status = run_headless(
+        Command::new(nvim)
+            .args(["--headless", "-i", "NONE", "-n", "-c"])
+            .arg(format!("luafile {}", script.display()))
+            .env("PATH", path)
+            .env("PIPELINE", &file)
+            .env("PATCH", &patch)
+            .env("LSP_OUT", &out),
+        dir.path(),
+    );
+    assert!(status.success(), "nvim exited with {status}");
+    let seen: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).expect("the script wrote its report")).unwrap();
+    assert_eq!(seen["filetype"], "difflow", "{seen:#}");
+    assert_eq!(seen["clients"], serde_json::json!(["difflow"]), "{seen:#}");
+    assert_eq!(seen["diagnostics"], 1, "the server checked the pipeline: {seen:#}");
+    assert_eq!(seen["patch_filetype"], "diff", "a patch stays a patch: {seen:#}");
+    assert_eq!(seen["patch_clients"], 0, "{seen:#}");
+}
+
 #[test]
 fn neovim_shows_the_diagnostic_completes_choices_and_hovers() {
     let nvim = nvim();
@@ -35,33 +110,15 @@ fn neovim_shows_the_diagnostic_completes_choices_and_hovers() {
     std::fs::write(&file, pipeline()).unwrap();
     let out = dir.path().join("seen.json");
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/neovim/lsp_client.lua");
-    let mut child = Command::new(nvim)
-        .args(["--headless", "-u", "NONE", "-i", "NONE", "-n", "-c"])
-        .arg(format!("luafile {}", script.display()))
-        .env("DIFFLOW_BIN", env!("CARGO_BIN_EXE_difflow"))
-        .env("PIPELINE", &file)
-        .env("LSP_OUT", &out)
-        .env("HOME", dir.path())
-        .env("XDG_CONFIG_HOME", dir.path().join("config"))
-        .env("XDG_DATA_HOME", dir.path().join("data"))
-        .env("XDG_STATE_HOME", dir.path().join("state"))
-        .env("XDG_CACHE_HOME", dir.path().join("cache"))
-        .current_dir(dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("nvim starts");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("headless nvim did not finish in 120 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = run_headless(
+        Command::new(nvim)
+            .args(["--headless", "-u", "NONE", "-i", "NONE", "-n", "-c"])
+            .arg(format!("luafile {}", script.display()))
+            .env("DIFFLOW_BIN", env!("CARGO_BIN_EXE_difflow"))
+            .env("PIPELINE", &file)
+            .env("LSP_OUT", &out),
+        dir.path(),
+    );
     assert!(status.success(), "nvim exited with {status}");
     let seen: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&out).expect("the script wrote its report")).unwrap();

@@ -3,7 +3,7 @@
 //! on stdout, one JSON object per line. The worker never reads the `.diff` file.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +27,20 @@ pub struct Job {
     pub device: String,
     /// Project settings the engine needs.
     pub settings: JobSettings,
+}
+
+/// The folder of a train job's `out_dir` that holds its resumable checkpoint.
+pub const CHECKPOINT_DIR: &str = "checkpoint";
+
+/// The checkpoint's state file, `{"step": N}`: the steps it has done.
+pub const CHECKPOINT_STATE_FILE: &str = "state.json";
+
+/// The step a train job's `out_dir` (its staging folder) holds a checkpoint of, if any:
+/// an interrupted run resumes there.
+pub fn checkpoint_step(out_dir: &Path) -> Option<u64> {
+    let state = out_dir.join(CHECKPOINT_DIR).join(CHECKPOINT_STATE_FILE);
+    let text = crate::files::read_text(&state, crate::files::Purpose::Metadata).ok()?;
+    serde_json::from_str::<serde_json::Value>(&text).ok()?.get("step")?.as_u64()
 }
 
 /// The input name under which a `train` job gets the cached run it continues from (an

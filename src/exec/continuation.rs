@@ -166,6 +166,12 @@ impl Planner {
             (Some((c, key)), None) => Some((c, format!("from cached entry {}", &key[..8]))),
             (None, None) => None,
         };
+        // The worker resumes its own interrupted run rather than continue a shorter one
+        // when that run got at least as far.
+        let staged = difflow_core::job::checkpoint_step(&s.cache.staging_dir(s.key(i))).filter(|&n| n < target);
+        if let Some(step) = staged.filter(|&n| n > 0 && start.as_ref().is_none_or(|(from, _)| n >= *from)) {
+            return State::Resume { from: step, to: target };
+        }
         match start {
             Some((from, source)) => State::Continue { from, to: target, source },
             None => {
@@ -196,7 +202,7 @@ pub fn work_summary(s: &Session, rows: &[(usize, State)]) -> Option<String> {
     let (mut to_run, mut saved) = (0, 0);
     for (i, state) in rows {
         match state {
-            State::Continue { from, to, .. } => {
+            State::Continue { from, to, .. } | State::Resume { from, to } => {
                 to_run += to - from;
                 saved += from;
             }
@@ -211,7 +217,7 @@ pub fn work_summary(s: &Session, rows: &[(usize, State)]) -> Option<String> {
     }
     let mut line = format!("training: {} steps to run", grouped(to_run));
     if saved > 0 {
-        line.push_str(&format!(" ({} saved by continuing cached or earlier runs)", grouped(saved)));
+        line.push_str(&format!(" ({} saved by continuing cached, earlier or interrupted runs)", grouped(saved)));
     }
     let trains = rows.iter().filter(|(i, st)| *st != State::Cached && s.instance(*i).kind == continuation::TRAIN_KIND);
     if let Some(rate) = trains.filter_map(|(i, _)| seconds_per_step(s, *i)).reduce(f64::max) {

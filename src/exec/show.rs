@@ -63,7 +63,7 @@ pub fn show(s: &Session, name: &str, as_json: bool) -> Result<String, ShowError>
                     );
                 }
                 for (k, v) in &metrics {
-                    let _ = writeln!(text, "  metric   {k} = {v}");
+                    let _ = writeln!(text, "  metric   {k} = {}", crate::report::metric_text(*v));
                 }
                 item["dir"] = json!(dir);
                 item["outputs"] = json!(m.outputs.keys().map(|rel| dir.join(rel)).collect::<Vec<_>>());

@@ -193,7 +193,9 @@ impl StageProgress {
                 }
             }
             Event::Log { message } => progress.println(&format!("{}: {message}", self.label)),
-            Event::Metric { name, value } => progress.println(&format!("{}: {name} = {value}", self.label)),
+            Event::Metric { name, value } => {
+                progress.println(&format!("{}: {name} = {}", self.label, crate::report::metric_text(*value)))
+            }
             Event::Runtime { .. } => {}
         }
     }

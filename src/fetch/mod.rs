@@ -110,13 +110,17 @@ pub fn fetch_repos(p: &Pipeline, selected: &[usize], settings: &Settings) -> Res
     Ok(fetched)
 }
 
-/// Fetch each file in turn; the first failure stops.
+/// Fetch each file in turn; a failure does not stop the others, and the error names
+/// every file that could not be fetched.
 pub fn fetch_all(files: &[(Source, PathBuf)], settings: &Settings) -> Result<(), String> {
     let opts = FetchOptions::from_env(settings.user_cache.join("partial"))?;
-    for (source, dest) in files {
-        fetch_file(source, dest, &opts)?;
+    let failures: Vec<String> =
+        files.iter().filter_map(|(source, dest)| fetch_file(source, dest, &opts).err()).collect();
+    match failures.as_slice() {
+        [] => Ok(()),
+        [one] => Err(one.clone()),
+        all => Err(format!("{} of {} files could not be fetched:\n  {}", all.len(), files.len(), all.join("\n  "))),
     }
-    Ok(())
 }
 
 fn inception_path(settings: &Settings) -> PathBuf {

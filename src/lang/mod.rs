@@ -27,6 +27,9 @@ pub struct Loaded {
     pub diagnostics: Vec<Diagnostic>,
     /// The syntax trees of the files that parsed, used-before-user.
     pub files: Vec<ast::File>,
+    /// When the file has errors (`pipeline` is `None`): what did resolve, the declarations
+    /// without errors of their own among them. Hover shows their figures.
+    pub partial: Option<Pipeline>,
 }
 
 impl Loaded {
@@ -54,7 +57,7 @@ pub fn load_with_overlay(
         let id = loader.sources.add(SourceFile { name: path.display().to_string(), path: None, text: String::new() });
         let d = Diagnostic::new(Code::MissingFile, message, Span::new(id, 0, 0), "")
             .with_help("check the path of the pipeline file");
-        return Loaded { sources, pipeline: None, diagnostics: vec![d], files: Vec::new() };
+        return Loaded { sources, pipeline: None, diagnostics: vec![d], files: Vec::new(), partial: None };
     }
     let root_dir = std::fs::canonicalize(path)
         .ok()
@@ -99,7 +102,7 @@ fn finish(loader: modules::Loader<'_>, overrides: &[String], root: PathBuf) -> L
     diagnostics.extend(override_diags);
     if unparsed {
         sort(&mut diagnostics);
-        return Loaded { sources: sources.clone(), pipeline: None, diagnostics, files };
+        return Loaded { sources: sources.clone(), pipeline: None, diagnostics, files, partial: None };
     }
     // A broken difflow.toml is reported above; the check goes on with the default data
     // root and size limits.
@@ -109,13 +112,13 @@ fn finish(loader: modules::Loader<'_>, overrides: &[String], root: PathBuf) -> L
     let (resolved, resolve_diags) = resolve::resolve(&files, &override_items, root, data_root);
     diagnostics.extend(resolve_diags);
     diagnostics.extend(check::check(&resolved.pipeline, &resolved.spans, &limits));
-    let pipeline = Some(resolved.pipeline);
     sort(&mut diagnostics);
     for d in &mut diagnostics {
         fold_other_files(d, sources);
     }
-    let pipeline = if diagnostics.is_empty() { pipeline } else { None };
-    Loaded { sources: sources.clone(), pipeline, diagnostics, files }
+    let (pipeline, partial) =
+        if diagnostics.is_empty() { (Some(resolved.pipeline), None) } else { (None, Some(resolved.pipeline)) };
+    Loaded { sources: sources.clone(), pipeline, diagnostics, files, partial }
 }
 
 /// A `difflow.toml` that cannot be used, as a diagnostic at the start of that file (its

@@ -8,6 +8,7 @@ use lsp_types::{Hover, HoverContents, MarkupContent, MarkupKind};
 use super::analysis::{Analysis, ROOT};
 use super::model_size::ModelSizes;
 use super::nodes::{self, Declaration, Node};
+use crate::lang::value::Config;
 use crate::schema::{self, KeySpec, KindSpec, Role};
 use crate::syntax::ast::{ItemKind, Span};
 
@@ -84,14 +85,28 @@ fn name_doc(a: &Analysis, decls: &[Declaration<'_>], name: &str, sizes: &ModelSi
         if let Some(v) = variant.and_then(|v| kind.variant(v)) {
             let _ = write!(text, "\n\n{} `{}`: {}", kind.name, v.name, v.doc);
         }
+        let config = resolved_config(a, d.item.span, name);
         if kind.name == "schedule" {
-            text.push_str(&schedule_doc(a, name).unwrap_or_default());
+            match config {
+                Ok(config) => text.push_str(&schedule_doc(config).unwrap_or_default()),
+                Err(why) => {
+                    let _ = write!(text, "\n\nT and ᾱ_T unavailable: {why}");
+                }
+            }
         }
         let file = a.loaded.sources.get(ROOT).path.as_deref();
-        if let (Some(file), Some(pipeline)) = (file, &a.loaded.pipeline) {
-            if let Some(size) = sizes.describe(file, pipeline, name) {
-                let _ = write!(text, "\n\n{size}");
+        match (file, config) {
+            (Some(file), Ok(_)) => {
+                let checked = a.loaded.pipeline.is_some();
+                let pipeline = a.loaded.pipeline.as_ref().or(a.loaded.partial.as_ref());
+                if let Some(size) = pipeline.and_then(|p| sizes.describe(file, p, name, checked)) {
+                    let _ = write!(text, "\n\n{size}");
+                }
             }
+            (_, Err(why)) if kind.name == "model" => {
+                let _ = write!(text, "\n\nparameter count unavailable: {why}");
+            }
+            _ => {}
         }
     }
     if let ItemKind::Let { value, .. } = &d.item.kind {
@@ -100,10 +115,22 @@ fn name_doc(a: &Analysis, decls: &[Declaration<'_>], name: &str, sizes: &ModelSi
     Some(text)
 }
 
-/// `T = 1000 · ᾱ_T = 4.04e-5` from the float64 tables `difflow show` prints, when the
-/// pipeline checks clean.
-fn schedule_doc(a: &Analysis, name: &str) -> Option<String> {
-    let config = a.loaded.pipeline.as_ref()?.configs.get(name)?;
+/// The resolved config `name` declared at `at`, when that declaration has no error of its
+/// own (errors elsewhere in the file do not matter); else why not.
+fn resolved_config<'a>(a: &'a Analysis, at: Span, name: &str) -> Result<&'a Config, &'static str> {
+    let own_error = a.loaded.diagnostics.iter().any(|d| {
+        let p = d.primary.span;
+        p.file == at.file && p.start >= at.start && p.end <= at.end
+    });
+    if own_error {
+        return Err("this declaration has errors");
+    }
+    let resolved = a.loaded.pipeline.as_ref().or(a.loaded.partial.as_ref());
+    resolved.and_then(|p| p.configs.get(name)).ok_or("the file has errors")
+}
+
+/// `T = 1000 · ᾱ_T = 4.04e-5` from the float64 tables `difflow show` prints.
+fn schedule_doc(config: &Config) -> Option<String> {
     let spec = crate::exec::show::schedule_spec(config).ok()?;
     let tables = spec.tables();
     let steps = tables.steps();

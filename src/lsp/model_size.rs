@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::exec::{self, Session};
+use crate::lang::value::{Config, Value};
 use crate::lang::Pipeline;
 
 /// How long a hover waits for a count being computed.
@@ -25,9 +26,16 @@ pub struct ModelSizes {
 }
 
 impl ModelSizes {
-    /// `N parameters`, or why not (yet).
-    pub fn describe(&self, file: &Path, pipeline: &Pipeline, name: &str) -> Option<String> {
+    /// `N parameters`, or why not (yet). Only the model and the stages that train it (for
+    /// their data's shape) are read, so `pipeline` may be the `partial` one of a file with
+    /// errors (`checked` false); then a model no resolved stage trains has no count, since
+    /// the stage that does may be among the errors.
+    pub fn describe(&self, file: &Path, pipeline: &Pipeline, name: &str, checked: bool) -> Option<String> {
         let config = pipeline.configs.get(name).filter(|c| c.kind == "model")?;
+        let pipeline = model_part(pipeline, name, config);
+        if !checked && pipeline.instances.is_empty() {
+            return Some("parameter count unavailable: the file has errors".into());
+        }
         let key = (file.to_path_buf(), config.to_json().to_string());
         let started = {
             let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
@@ -36,8 +44,7 @@ impl ModelSizes {
             fresh
         };
         if started {
-            let (known, file, pipeline, name) =
-                (self.known.clone(), file.to_path_buf(), pipeline.clone(), name.to_string());
+            let (known, file, name) = (self.known.clone(), file.to_path_buf(), name.to_string());
             let key = key.clone();
             std::thread::spawn(move || {
                 let answer = ask_worker(&file, &pipeline, &name);
@@ -56,6 +63,27 @@ impl ModelSizes {
                 None => std::thread::sleep(Duration::from_millis(10)),
             }
         }
+    }
+}
+
+/// What counting model `name` reads of `p`: its config, the stages that train it and
+/// everything upstream of them (the data's shape decides the input layer). The rest of
+/// a file with errors may not even form a graph.
+fn model_part(p: &Pipeline, name: &str, config: &Config) -> Pipeline {
+    let model = Value::Config(config.clone());
+    let mut wanted: Vec<&str> =
+        p.instances.iter().filter(|i| i.params.get("model") == Some(&model)).map(|i| i.name.as_str()).collect();
+    let mut seen = std::collections::BTreeSet::new();
+    while let Some(next) = wanted.pop() {
+        if let Some(inst) = p.instance(next).filter(|_| seen.insert(next)) {
+            wanted.extend(inst.deps());
+        }
+    }
+    Pipeline {
+        root: p.root.clone(),
+        instances: p.instances.iter().filter(|i| seen.contains(i.name.as_str())).cloned().collect(),
+        configs: [(name.to_string(), config.clone())].into(),
+        families: Default::default(),
     }
 }
 

@@ -145,9 +145,12 @@ fn batch(default: &'static str) -> KeySpec {
     def("batch", Type::Int, default, "examples per optimisation step").range(ge(1.0))
 }
 
-fn seed() -> KeySpec {
-    def("seed", Type::Int, "0", "random seed (initialisation, data order, noise)")
+/// `seed`, with what it draws in this stage.
+fn seed(draws: &'static str) -> KeySpec {
+    def("seed", Type::Int, "0", draws)
 }
+
+const TRAINING_SEED: &str = "random seed (initialisation, data order, noise)";
 
 fn steps_or_epochs() -> [KeySpec; 2] {
     [
@@ -408,7 +411,7 @@ fn dataset_kind() -> KindSpec {
                     def("shape", en(&["moons", "gaussians8", "swissroll"]), "\"moons\"", "which distribution"),
                     def("count", Type::Int, "10_000", "points to draw").range(ge(1.0)),
                     def("noise", Type::Float, "0.05", "standard deviation of the Gaussian jitter").range(ge(0.0)),
-                    seed(),
+                    seed("random seed (the points and their jitter)"),
                 ],
             ),
         ],
@@ -437,7 +440,7 @@ fn train_kind() -> KindSpec {
             def("grad_clip", Type::Float, "1", "clip the gradient norm at this value (0: no clipping)").range(ge(0.0)),
             def("ema", Type::Float, "0.9999", "EMA decay (warmed up: min(ema, (1 + n)/(10 + n)))")
                 .range(ge_lt(0.0, 1.0)),
-            seed(),
+            seed(TRAINING_SEED),
             def("precision", en(&["fp32", "bf16"]), "\"fp32\"", "arithmetic precision of the forward/backward pass"),
         ],
         version: 1,
@@ -482,7 +485,7 @@ fn classifier_kind() -> KindSpec {
             Type::Config("schedule"),
             "set: trained on noisy x_t (for guidance); unset: a clean classifier (features, accuracy)",
         )],
-        how: vec![seed()],
+        how: vec![seed(TRAINING_SEED)],
         // 2: every step's randomness from (seed, step) and the engine's own AdamW, so that
         // a stopped run resumes from its checkpoint to the same weights.
         version: 2,
@@ -518,7 +521,7 @@ fn sample_kind() -> KindSpec {
                     "\"all\"",
                     "labels to condition on: \"all\" (cycled evenly), one label, or a list cycled",
                 ),
-                seed(),
+                seed("random seed (the starting noise x_T and the noise of each stochastic step)"),
                 def("batch", Type::Int, "256", "samples per forward pass (does not change results)")
                     .range(ge(1.0))
                     .not_in_key(),

@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::progress;
 
-pub const CHECKPOINT_DIR: &str = "checkpoint";
-pub const STATE_FILE: &str = "state.json";
+pub use difflow_core::job::CHECKPOINT_DIR;
+pub use difflow_core::job::CHECKPOINT_STATE_FILE as STATE_FILE;
 pub const LOSS_FILE: &str = "loss.csv";
 
 /// Saved training state: the step reached (`state.json`) and the loss log so far

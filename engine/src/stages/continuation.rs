@@ -5,8 +5,6 @@
 //! is laid out as the staging folder's checkpoint and training resumes from it exactly as
 //! from an interrupted run of its own.
 
-use std::path::Path;
-
 use anyhow::{bail, Context, Result};
 use difflow_core::job::{Job, CONTINUE_INPUT};
 
@@ -23,7 +21,7 @@ pub fn seed_checkpoint(job: &Job, target: usize) -> Result<()> {
         bail!("cannot continue a run of {from} steps to {target} steps: it is already as long");
     }
     let checkpoint = job.out_dir.join(CHECKPOINT_DIR);
-    if checkpoint_step(&checkpoint).is_some_and(|step| step >= from) {
+    if difflow_core::job::checkpoint_step(&job.out_dir).is_some_and(|step| step >= from as u64) {
         return Ok(());
     }
     let tmp = checkpoint.with_extension("seed");
@@ -43,9 +41,4 @@ pub fn seed_checkpoint(job: &Job, target: usize) -> Result<()> {
     std::fs::rename(&tmp, &checkpoint)?;
     progress::log(format!("continuing the cached run of {from} steps (from {})", source.dir.display()));
     Ok(())
-}
-
-fn checkpoint_step(dir: &Path) -> Option<usize> {
-    let text = difflow_core::files::read_text(&dir.join(STATE_FILE), difflow_core::files::Purpose::Metadata).ok()?;
-    serde_json::from_str::<serde_json::Value>(&text).ok()?.get("step")?.as_u64().map(|s| s as usize)
 }

@@ -117,7 +117,15 @@ pub fn run(job: &Job) -> Result<()> {
     }
     let batches = (hi - lo).div_ceil(batch);
     let per_batch = process.steps() as u64;
-    let mut bar = Progress::begin("sampling", batches as u64 * per_batch);
+    // The bar counts sampler steps over all batches: the words say what that total is made of.
+    let plural = |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    let what = format!(
+        "sampling {}: {} × {}",
+        plural(hi - lo, "sample", "samples"),
+        plural(batches, "batch", "batches"),
+        plural(per_batch as usize, "step", "steps")
+    );
+    let mut bar = Progress::begin(&what, batches as u64 * per_batch);
     let mut outputs = Vec::with_capacity(batches);
     let mut kept = KeptTrajectory::default();
     for (bi, start) in (lo..hi).step_by(batch).enumerate() {

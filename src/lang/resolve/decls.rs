@@ -74,7 +74,9 @@ impl<'a> Resolver<'a> {
             collect: false,
         };
         let what = format!("`{} {}`", kind.name, name);
-        let multi = self.block(variant, &entries, decl.name.span, &what, &cx)?;
+        // Messages name the variant as the user knows it: the kind when it was defaulted.
+        let shown = if decl.variant.is_some() { variant.name } else { kind.name };
+        let multi = self.block(variant, &entries, decl.name.span, (&what, shown), &cx)?;
         Some((kind, variant, multi))
     }
 
@@ -261,22 +263,25 @@ impl<'a> Resolver<'a> {
         out
     }
 
-    /// Resolve a variant's keys: every key of the variant, defaults filled.
+    /// Resolve a variant's keys: every key of the variant, defaults filled. `what` names
+    /// the block (`` `train ddpm` ``) and `shown` its variant in messages.
     pub(super) fn block(
         &mut self,
         variant: &'static VariantSpec,
         entries: &[&'a Entry],
         at: Span,
-        what: &str,
+        (what, shown): (&str, &str),
         cx: &Cx,
     ) -> Option<Multi<Params>> {
         let mut acc: Multi<Params> = vec![(Vec::new(), Params::new())];
         let mut ok = true;
+        // Keys that an unknown key is a misspelling of: reported once, as that misspelling.
+        let mut misspelt: Vec<&'static str> = Vec::new();
         for e in entries {
             let path = if cx.path.is_empty() { e.key.name.clone() } else { format!("{}.{}", cx.path, e.key.name) };
             self.spans.entries.insert((cx.owner.to_string(), path.clone()), (e.key.span, e.value.span));
             let Some(spec) = variant.key(&e.key.name) else {
-                self.unknown_key(variant, e, cx);
+                misspelt.extend(self.unknown_key(variant, shown, e));
                 ok = false;
                 continue;
             };
@@ -313,7 +318,7 @@ impl<'a> Resolver<'a> {
             }
         }
         for spec in &variant.keys {
-            if entries.iter().any(|e| e.key.name == spec.name) {
+            if entries.iter().any(|e| e.key.name == spec.name) || misspelt.contains(&spec.name) {
                 continue;
             }
             match &spec.default {
@@ -350,7 +355,7 @@ impl<'a> Resolver<'a> {
         for group in &variant.exactly_one_of {
             let set: Vec<&&Entry> = entries.iter().filter(|e| group.contains(&e.key.name.as_str())).collect();
             let names = group.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(" or ");
-            if set.is_empty() {
+            if set.is_empty() && !group.iter().any(|n| misspelt.contains(n)) {
                 self.diags.push(
                     Diagnostic::new(Code::MissingKey, format!("{what} needs {names}"), at, format!("set {names}"))
                         .with_help(format!("add exactly one of {names}")),
@@ -373,30 +378,38 @@ impl<'a> Resolver<'a> {
         ok.then_some(acc)
     }
 
-    pub(super) fn unknown_key(&mut self, variant: &'static VariantSpec, e: &Entry, cx: &Cx) {
-        let keys: Vec<&str> = variant.keys.iter().map(|k| k.name).collect();
+    /// Report a key that `variant` (named `shown` in the message) does not have; the key
+    /// it is a misspelling of, if any.
+    pub(super) fn unknown_key(
+        &mut self,
+        variant: &'static VariantSpec,
+        shown: &str,
+        e: &Entry,
+    ) -> Option<&'static str> {
+        let keys: Vec<&'static str> = variant.keys.iter().map(|k| k.name).collect();
         let owner_kind = schema::kinds().iter().find(|k| k.variants.iter().any(|v| std::ptr::eq(v, variant)));
         let elsewhere = owner_kind.and_then(|k| {
             k.variants.iter().find(|v| v.name != variant.name && v.key(&e.key.name).is_some()).map(|v| v.name)
         });
-        let mut help = match suggest::closest(&e.key.name, keys.iter().copied()) {
+        let closest = suggest::closest(&e.key.name, keys.iter().copied());
+        let mut help = match closest {
             Some(best) => format!("did you mean `{best}`? "),
             None => String::new(),
         };
         if let Some(other) = elsewhere {
-            help.push_str(&format!("`{}` is a key of `{other}`, not `{}`. ", e.key.name, variant.name));
+            help.push_str(&format!("`{}` is a key of `{other}`, not `{shown}`. ", e.key.name));
         }
-        help.push_str(&format!("The keys of `{}` are {}", variant.name, keys.join(", ")));
-        let _ = cx;
+        help.push_str(&format!("The keys of `{shown}` are {}", keys.join(", ")));
         self.diags.push(
             Diagnostic::new(
                 Code::UnknownKey,
-                format!("unknown key `{}` for `{}`", e.key.name, variant.name),
+                format!("unknown key `{}` for `{shown}`", e.key.name),
                 e.key.span,
-                format!("not a key of `{}`", variant.name),
+                format!("not a key of `{shown}`"),
             )
             .with_help(help),
         );
+        closest
     }
 }
 

@@ -220,7 +220,7 @@ impl<'a> Resolver<'a> {
             ValueKind::Inline { variant, block } => {
                 let (spec, entries) = self.effective(kind, Some(variant), block, variant.span)?;
                 let what = format!("the `{}` block", variant.name);
-                let multi = self.block(spec, &entries, variant.span, &what, cx)?;
+                let multi = self.block(spec, &entries, variant.span, (&what, spec.name), cx)?;
                 Some(config_values(kind, spec, multi))
             }
             ValueKind::Str(s) if kind.variant(s).is_some() => {
