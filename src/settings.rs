@@ -23,6 +23,11 @@
 //! [sources.cifar10]                 # a mirror for one fetched file (see `difflow::fetch`)
 //! url = "http://mirror.lab/cifar-10-python.tar.gz"
 //! sha256 = "6d958be0…"              # optional: the pinned checksum otherwise
+//!
+//! [remote]                          # a shared cache (see docs/remote.md)
+//! url = "file:///shared/difflow"    # or "https://cache.lab/difflow"
+//! pull = true                       # `difflow run` takes what the remote has
+//! push = true                       # `difflow run` uploads each entry it commits
 //! ```
 
 use std::collections::BTreeMap;
@@ -57,6 +62,8 @@ pub struct Settings {
     pub user_cache: PathBuf,
     /// `[sources.NAME]` overrides of where a fetched file comes from.
     pub sources: BTreeMap<String, SourceOverride>,
+    /// `[remote]`: a shared cache to pull entries from and push them to.
+    pub remote: Option<crate::remote::run::RemoteSettings>,
 }
 
 /// A `[sources.NAME]` table: another URL (a mirror) and/or another checksum.
@@ -114,6 +121,7 @@ struct RawSettings {
     use_roots: Option<Vec<PathBuf>>,
     executor: Option<String>,
     slurm: Option<crate::exec::slurm::SlurmSettings>,
+    remote: Option<crate::remote::run::RemoteSettings>,
 }
 
 impl Settings {
@@ -133,6 +141,7 @@ impl Settings {
             use_roots: Vec::new(),
             executor: "local".into(),
             slurm: Default::default(),
+            remote: None,
         }
     }
 
@@ -149,7 +158,7 @@ impl Settings {
         };
         let raw: RawSettings = toml::from_str(&text).map_err(|e| {
             format!(
-                "{} is not valid: {}\nhelp: the known settings are cache, data_root, device, inception_weights, threads, jobs, nproc, use_roots, executor, [slurm], user_cache and [sources.NAME] tables (url, sha256)",
+                "{} is not valid: {}\nhelp: the known settings are cache, data_root, device, inception_weights, threads, jobs, nproc, use_roots, executor, [slurm], user_cache, [sources.NAME] tables (url, sha256) and [remote] (url, pull, push)",
                 file.display(),
                 e.message()
             )
@@ -193,6 +202,11 @@ impl Settings {
         }
         s.slurm = raw.slurm.unwrap_or_default();
         s.sources = raw.sources;
+        if let Some(r) = raw.remote {
+            // Checked here so that a typo fails every command, not only the first transfer.
+            crate::remote::Remote::open(&r.url).map_err(|e| format!("{}: {e}", file.display()))?;
+            s.remote = Some(r);
+        }
         Ok(s)
     }
 

@@ -206,6 +206,11 @@ impl Cache {
         if staging.is_dir() && self.lock_path(&lock.key).is_file() {
             std::fs::remove_dir_all(staging)?;
         }
+        // The download folder of a pull that was killed (`remote::transfer`).
+        let pulling = self.dir.join(format!("{}.pulling", lock.key));
+        if pulling.is_dir() {
+            std::fs::remove_dir_all(pulling)?;
+        }
         // Leftovers of a removal that was interrupted (see `discard`).
         let trash = format!("{}.trash", lock.key);
         for entry in std::fs::read_dir(&self.dir)?.filter_map(Result::ok) {

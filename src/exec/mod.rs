@@ -223,6 +223,8 @@ pub struct RunOptions {
     pub executor: Option<String>,
     /// Slurm only: submit the jobs and return without following them.
     pub detach: bool,
+    /// Take every missing entry the remote has instead of computing it.
+    pub pull: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -283,6 +285,7 @@ pub fn run(s: &Session, opts: &RunOptions, progress: &Progress) -> Result<RunSum
         .cache
         .hold_for_reading(selected.iter().map(|&i| s.key(i)))
         .map_err(|e| RunError::Failed(format!("cannot lock the cache in {}: {e}", s.cache.dir.display())))?;
+    crate::remote::run::pull_for_run(s, opts.pull, &selected, &forced, progress).map_err(RunError::Usage)?;
     let to_run = instances_to_run(s, &selected, &forced, progress);
     let cached_before = selected.len() - to_run.len();
     if to_run.is_empty() {
@@ -490,6 +493,7 @@ fn execute(
         manifest.inputs.insert(CONTINUE_INPUT.to_string(), continued_key);
     }
     s.cache.commit(&lock, manifest).map_err(|e| format!("cannot commit its outputs to the cache: {e}"))?;
+    crate::remote::run::push_after_commit(s, i, progress);
     Ok(Outcome::Ran(secs))
 }
 
