@@ -310,3 +310,24 @@ fn an_http_remote_serves_a_colleague_and_refuses_a_flipped_byte() {
     assert_eq!(c.take_worker_log(), ["ddpm"], "{out}");
     assert_eq!(lock_text(&a), lock_text(&c));
 }
+
+#[test]
+fn push_and_pull_settings_make_run_share_entries_without_flags() {
+    let remote = tempfile::tempdir().unwrap();
+    let url = file_url(remote.path());
+    let a = Project::new(TOY);
+    std::fs::write(a.path().join("difflow.toml"), format!("[remote]\nurl = \"{url}\"\npush = true\n")).unwrap();
+    let out = ok(&a.run(&[]));
+    assert!(out.contains(&format!("pushed  train ddpm to {url}")), "{out}");
+    assert_eq!(std::fs::read_dir(remote.path().join("ac")).unwrap().count(), 5);
+    let b = Project::new(TOY);
+    std::fs::write(b.path().join("difflow.toml"), format!("[remote]\nurl = \"{url}\"\npull = true\n")).unwrap();
+    let out = ok(&b.run(&[]));
+    assert!(out.contains("pulled 5 entries"), "{out}");
+    assert!(b.take_worker_log().is_empty());
+    // A misspelt setting is an error of every command, not a silent local run.
+    std::fs::write(b.path().join("difflow.toml"), format!("[remote]\nurl = \"{url}\"\npul = true\n")).unwrap();
+    let out = b.run(&[]);
+    assert_eq!(out.code(), 1);
+    assert!(out.stderr().contains("pul"), "{}", out.stderr());
+}
