@@ -331,3 +331,30 @@ fn push_and_pull_settings_make_run_share_entries_without_flags() {
     assert_eq!(out.code(), 1);
     assert!(out.stderr().contains("pul"), "{}", out.stderr());
 }
+
+#[test]
+fn a_push_that_fails_on_a_blob_writes_no_manifest() {
+    let remote = tempfile::tempdir().unwrap();
+    let a = project_with_remote(&file_url(remote.path()));
+    ok(&a.run(&[]));
+    // The train entry's only file, by its digest, from A's own cache.
+    let (key, digest) = a
+        .entries()
+        .into_iter()
+        .find_map(|dir| {
+            let m: toml::Value = toml::from_str(&std::fs::read_to_string(dir.join("manifest.toml")).unwrap()).unwrap();
+            (m["kind"].as_str() == Some("train")).then(|| {
+                let d =
+                    m["outputs"].as_table().unwrap().values().next().unwrap()["blake3"].as_str().unwrap().to_string();
+                (m["key"].as_str().unwrap().to_string(), d)
+            })
+        })
+        .unwrap();
+    // A folder where the blob goes makes its upload fail, as a full disk would.
+    std::fs::create_dir_all(remote.path().join("cas").join(&digest)).unwrap();
+    let out = a.difflow(&["push", "p.diff"], &[]);
+    assert_eq!(out.code(), 2, "{}", out.stdout());
+    assert!(out.stderr().contains("cannot push 1 entry") && out.stderr().contains("`ddpm`"), "{}", out.stderr());
+    assert!(!remote.path().join(format!("ac/{key}.toml")).exists(), "a manifest without its files was written");
+    assert!(out.stdout().contains("pushed 4 entries"), "{}", out.stdout());
+}
