@@ -304,11 +304,22 @@ fn an_http_remote_serves_a_colleague_and_refuses_a_flipped_byte() {
     assert!(ls.stderr().contains("cannot list its entries"), "{}", ls.stderr());
     assert!(ok(&a.difflow(&["cache", "ls", "--remote", "p.diff"], &[])).contains("(5 entries)"));
     drop(b);
-    flip_first_byte(&blob_of(&server.root.join("cache"), "train"));
+    let blob = blob_of(&server.root.join("cache"), "train");
+    flip_first_byte(&blob);
     let c = project_with_remote(&url);
-    let out = ok(&c.run(&["--pull"]));
-    assert_eq!(c.take_worker_log(), ["ddpm"], "{out}");
+    let out = c.run(&["--pull"]);
+    assert_eq!(out.code(), 0, "{}", out.stderr());
+    let blob_url = format!("{url}/cas/{}", blob.file_name().unwrap().to_string_lossy());
+    assert!(out.stderr().contains(&format!("{blob_url} (`train.txt`) does not match its digest")), "{}", out.stderr());
+    assert_eq!(c.take_worker_log(), ["ddpm"]);
     assert_eq!(lock_text(&a), lock_text(&c));
+    // A server that is down: one warning, everything computed here.
+    drop(server);
+    let d = project_with_remote(&url);
+    let out = d.run(&["--pull"]);
+    assert_eq!(out.code(), 0, "{}", out.stderr());
+    assert_eq!(out.stderr().matches("cannot reach the remote").count(), 1, "{}", out.stderr());
+    assert_eq!(d.take_worker_log().len(), 5);
 }
 
 #[test]

@@ -66,6 +66,13 @@ pub fn pull_for_run(
         .into_iter()
         .filter(|i| !forced.contains(i) && !s.cache.is_complete(s.key(*i)))
         .collect();
+    // One question first: a remote that is down costs one timeout, not one per stage.
+    if let Some(&first) = candidates.first() {
+        if let Err(e) = remote.backend().exists(&manifest_path(s.key(first))) {
+            progress.println(&format!("warning: cannot reach the remote ({e}); computing everything here"));
+            return Ok(0);
+        }
+    }
     let mut total = Transfer::default();
     let mut pulled = 0;
     for i in candidates {
