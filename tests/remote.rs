@@ -116,7 +116,11 @@ fn a_flipped_byte_in_a_remote_blob_is_refused_and_the_stage_recomputed() {
     let c = project_with_remote(&url);
     let pulled = c.difflow(&["pull", "p.diff"], &[]);
     assert_eq!(pulled.code(), 2);
-    assert!(pulled.stderr().contains("refused 1 entry") && pulled.stderr().contains("`ddpm`"), "{}", pulled.stderr());
+    assert!(
+        pulled.stderr().contains("cannot pull 1 entry") && pulled.stderr().contains("`ddpm`"),
+        "{}",
+        pulled.stderr()
+    );
 }
 
 #[test]
@@ -247,7 +251,8 @@ struct Nginx {
 }
 
 impl Nginx {
-    fn start() -> Option<Nginx> {
+    /// `auth`: the only user and password it lets in (HTTP Basic), if any.
+    fn start(auth: Option<(&str, &str)>) -> Option<Nginx> {
         let exe = ["/usr/sbin/nginx", "/usr/bin/nginx", "/usr/local/sbin/nginx"]
             .into_iter()
             .find(|p| Path::new(p).is_file())?;
@@ -256,10 +261,17 @@ impl Nginx {
         std::fs::create_dir_all(&root).unwrap();
         std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let auth = match auth {
+            Some((user, password)) => {
+                std::fs::write(dir.path().join("users"), format!("{user}:{{PLAIN}}{password}\n")).unwrap();
+                "auth_basic difflow; auth_basic_user_file users;"
+            }
+            None => "",
+        };
         let conf = format!(
             "pid nginx.pid;\nevents {{ worker_connections 64; }}\nhttp {{\n  access_log off;\n  \
              client_body_temp_path tmp;\n  server {{\n    listen 127.0.0.1:{port};\n    root {root};\n    \
-             client_max_body_size 0;\n    location / {{ dav_methods PUT; create_full_put_path on; }}\n  }}\n}}\n",
+             client_max_body_size 0;\n    location / {{ {auth} dav_methods PUT; create_full_put_path on; }}\n  }}\n}}\n",
             root = root.display()
         );
         std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
@@ -293,7 +305,7 @@ impl Drop for Nginx {
 
 #[test]
 fn an_http_remote_serves_a_colleague_and_refuses_a_flipped_byte() {
-    let Some(server) = Nginx::start() else {
+    let Some(server) = Nginx::start(None) else {
         eprintln!("SKIPPED: nginx is not installed (Debian package nginx-light); the HTTP remote is untested");
         return;
     };
@@ -368,4 +380,38 @@ fn a_push_that_fails_on_a_blob_writes_no_manifest() {
     assert!(out.stderr().contains("cannot push 1 entry") && out.stderr().contains("`ddpm`"), "{}", out.stderr());
     assert!(!remote.path().join(format!("ac/{key}.toml")).exists(), "a manifest without its files was written");
     assert!(out.stdout().contains("pushed 4 entries"), "{}", out.stdout());
+}
+
+#[test]
+fn an_http_remote_with_a_password_gets_it_from_the_environment_and_never_prints_it() {
+    let Some(server) = Nginx::start(Some(("alice", "s3cret-pw"))) else {
+        eprintln!("SKIPPED: nginx is not installed (Debian package nginx-light); the HTTP remote is untested");
+        return;
+    };
+    let url = format!("http://alice@127.0.0.1:{}/cache", server.port);
+    let a = project_with_remote(&url);
+    ok(&a.run(&[]));
+    let refused = a.difflow(&["push", "p.diff"], &[]);
+    assert_eq!(refused.code(), 2);
+    assert!(refused.stderr().contains("401"), "{}", refused.stderr());
+    let env = [("DIFFLOW_REMOTE_PASSWORD", "s3cret-pw")];
+    assert!(ok(&a.difflow(&["push", "p.diff"], &env)).contains("pushed 5 entries"));
+    let b = project_with_remote(&url);
+    let pulled = b.difflow(&["run", "p.diff", "--pull"], &env);
+    assert!(ok(&pulled).contains("pulled 5 entries"));
+    assert!(b.take_worker_log().is_empty());
+    // A password in the URL works too and is shown as ***.
+    let with_password = format!("http://alice:s3cret-pw@127.0.0.1:{}/cache", server.port);
+    let c = project_with_remote(&with_password);
+    let out = c.difflow(&["pull", "p.diff"], &[]);
+    assert!(ok(&out).contains("alice:***@"), "{}", out.stdout());
+    for text in [refused.stdout(), refused.stderr(), pulled.stdout(), pulled.stderr(), out.stdout(), out.stderr()] {
+        assert!(!text.contains("s3cret-pw"), "the password was printed:\n{text}");
+    }
+    drop(server);
+    let d = project_with_remote(&with_password);
+    let out = d.difflow(&["pull", "p.diff"], &[]);
+    assert_eq!(out.code(), 2);
+    assert!(!out.stderr().contains("s3cret-pw") && out.stderr().contains("alice:***@"), "{}", out.stderr());
+    assert!(out.stderr().contains("cannot reach the remote"), "{}", out.stderr());
 }

@@ -56,9 +56,12 @@ impl Remote {
                  (an S3 bucket behind an HTTP cache server that speaks GET/PUT works)"
             ));
         } else {
-            return Err(format!("remote `{url}`: use file:///FOLDER, http://HOST/PREFIX or https://HOST/PREFIX"));
+            return Err(format!(
+                "remote `{}`: use file:///FOLDER, http://HOST/PREFIX or https://HOST/PREFIX",
+                http::redacted(url)
+            ));
         };
-        Ok(Remote { url: url.to_string(), backend })
+        Ok(Remote { url: http::redacted(url), backend })
     }
 
     pub fn backend(&self) -> &dyn Backend {

@@ -66,12 +66,9 @@ pub fn pull_for_run(
         .into_iter()
         .filter(|i| !forced.contains(i) && !s.cache.is_complete(s.key(*i)))
         .collect();
-    // One question first: a remote that is down costs one timeout, not one per stage.
-    if let Some(&first) = candidates.first() {
-        if let Err(e) = remote.backend().exists(&manifest_path(s.key(first))) {
-            progress.println(&format!("warning: cannot reach the remote ({e}); computing everything here"));
-            return Ok(0);
-        }
+    if let Err(e) = reachable(s, &remote, &candidates) {
+        progress.println(&format!("warning: {e}; computing everything here"));
+        return Ok(0);
     }
     let mut total = Transfer::default();
     let mut pulled = 0;
@@ -99,6 +96,18 @@ pub fn pull_for_run(
         );
     }
     Ok(pulled)
+}
+
+/// One question before many: a remote that is down costs one timeout, not one per stage.
+fn reachable(s: &Session, remote: &Remote, candidates: &[usize]) -> Result<(), String> {
+    match candidates.first() {
+        Some(&first) => remote
+            .backend()
+            .exists(&manifest_path(s.key(first)))
+            .map(|_| ())
+            .map_err(|e| format!("cannot reach the remote ({e})")),
+        None => Ok(()),
+    }
 }
 
 /// Pull instance `i`'s entry under its lock; `None` when the remote lacks it or it is
@@ -210,6 +219,8 @@ pub fn pull(s: &Session, names: &[String]) -> Result<(), String> {
     let remote = required(s, "`difflow pull`")?;
     let selected = distinct_keys(s, &s.selection(names)?);
     let progress = Progress::plain();
+    let missing: Vec<usize> = selected.iter().copied().filter(|&i| !s.cache.is_complete(s.key(i))).collect();
+    reachable(s, &remote, &missing)?;
     let (mut total, mut pulled, mut here) = (Transfer::default(), 0, 0);
     let (mut absent, mut refused) = (Vec::new(), Vec::new());
     for i in selected {
@@ -243,7 +254,7 @@ pub fn pull(s: &Session, names: &[String]) -> Result<(), String> {
     if refused.is_empty() {
         Ok(())
     } else {
-        Err(format!("refused {}:\n  {}", plural(refused.len(), "entry", "entries"), refused.join("\n  ")))
+        Err(format!("cannot pull {}:\n  {}", plural(refused.len(), "entry", "entries"), refused.join("\n  ")))
     }
 }
 
