@@ -182,6 +182,11 @@ fn an_interrupted_push_leaves_nothing_a_pull_takes_as_complete() {
     assert_eq!(out.code(), 0);
     assert!(out.stderr().contains("is missing: the remote's entry is incomplete"), "{}", out.stderr());
     assert_eq!(d.take_worker_log(), ["ddpm"]);
+    // A push puts the lost blob back; then the entry serves again.
+    assert!(ok(&c.difflow(&["push", "p.diff"], &[])).contains("pushed 1 entry"));
+    let e = project_with_remote(&file_url(c_remote.path()));
+    ok(&e.run(&["--pull"]));
+    assert!(e.take_worker_log().is_empty());
 }
 
 #[test]

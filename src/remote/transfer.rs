@@ -30,13 +30,12 @@ pub enum PullOutcome {
 }
 
 /// Upload the committed entry `key` (its lock held by the caller); `Ok(None)` when the
-/// remote has its manifest already. Blobs go first, the manifest last.
+/// remote has its manifest and every blob already. Blobs go first, the manifest last; a
+/// remote that lost blobs of an entry gets them back.
 pub fn push_entry(remote: &Remote, cache: &Cache, key: &str) -> Result<Option<Transfer>, String> {
     let m = cache.verify(key).map_err(|e| format!("the local entry {key} cannot be pushed: {e}"))?;
     let backend = remote.backend();
-    if backend.exists(&manifest_path(key))? {
-        return Ok(None);
-    }
+    let had_manifest = backend.exists(&manifest_path(key))?;
     let start = Instant::now();
     let dir = cache.entry_dir(key);
     let mut t = Transfer::default();
@@ -49,6 +48,9 @@ pub fn push_entry(remote: &Remote, cache: &Cache, key: &str) -> Result<Option<Tr
         backend.put(&blob, &dir.join(rel), out.size)?;
         t.files += 1;
         t.bytes += out.size;
+    }
+    if had_manifest && t.files == 0 {
+        return Ok(None);
     }
     let manifest = dir.join(MANIFEST);
     let size = std::fs::metadata(&manifest).map_err(|e| format!("cannot read {}: {e}", manifest.display()))?.len();
