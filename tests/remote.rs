@@ -274,7 +274,7 @@ impl Nginx {
             None => "",
         };
         let conf = format!(
-            "pid nginx.pid;\nevents {{ worker_connections 64; }}\nhttp {{\n  access_log off;\n  \
+            "pid nginx.pid;\nevents {{ worker_connections 64; }}\nhttp {{\n  access_log access.log;\n  \
              client_body_temp_path tmp;\n  server {{\n    listen 127.0.0.1:{port};\n    root {root};\n    \
              client_max_body_size 0;\n    location / {{ {auth} dav_methods PUT; create_full_put_path on; }}\n  }}\n}}\n",
             root = root.display()
@@ -308,6 +308,33 @@ impl Drop for Nginx {
     }
 }
 
+/// In the server's access log, every manifest's PUT comes after the PUTs of all the
+/// blobs it names: a push killed at any point leaves no manifest without its files.
+fn assert_manifests_were_put_after_their_blobs(server: &Nginx) {
+    let log = std::fs::read_to_string(server._dir.path().join("access.log")).unwrap();
+    let puts: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.split_once("\"PUT /cache/").map(|(_, rest)| rest.split(' ').next().unwrap()))
+        .collect();
+    // Each manifest at its first PUT.
+    let mut manifests: Vec<(usize, &str)> = Vec::new();
+    for (n, put) in puts.iter().enumerate() {
+        if put.starts_with("ac/") && !manifests.iter().any(|(_, m)| m == put) {
+            manifests.push((n, put));
+        }
+    }
+    assert_eq!(manifests.len(), 5, "{log}");
+    for (at, manifest) in manifests {
+        let text = std::fs::read_to_string(server.root.join("cache").join(manifest)).unwrap();
+        let m: toml::Value = toml::from_str(&text).unwrap();
+        for out in m["outputs"].as_table().unwrap().values() {
+            let blob = format!("cas/{}", out["blake3"].as_str().unwrap());
+            let put = puts.iter().position(|p| *p == blob).unwrap_or_else(|| panic!("{blob} was never put:\n{log}"));
+            assert!(put < at, "{manifest} was put before its blob {blob}:\n{log}");
+        }
+    }
+}
+
 #[test]
 fn an_http_remote_serves_a_colleague_and_refuses_a_flipped_byte() {
     let Some(server) = Nginx::start(None) else {
@@ -316,6 +343,7 @@ fn an_http_remote_serves_a_colleague_and_refuses_a_flipped_byte() {
     };
     let url = format!("http://127.0.0.1:{}/cache", server.port);
     let (a, b) = push_then_pull_computes_nothing(&url);
+    assert_manifests_were_put_after_their_blobs(&server);
     let ls = a.difflow(&["cache", "ls", "--remote"], &[]);
     assert_eq!(ls.code(), 2);
     assert!(ls.stderr().contains("cannot list its entries"), "{}", ls.stderr());
