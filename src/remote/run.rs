@@ -141,14 +141,10 @@ fn pull_one(s: &Session, remote: &Remote, i: usize, progress: &Progress) -> Resu
 /// After a commit (the entry's lock still held): upload it when `push = true`. A failed
 /// upload is a warning; the run goes on.
 pub fn push_after_commit(s: &Session, i: usize, progress: &Progress) {
-    if !s.settings.remote.as_ref().is_some_and(|r| r.push) {
-        return;
-    }
+    let Some(settings) = s.settings.remote.as_ref().filter(|r| r.push) else { return };
     let inst = s.instance(i);
-    let pushed = configured(s).and_then(|r| {
-        let remote = r.expect("a push setting comes with a remote");
-        push_entry(&remote, &s.cache, s.key(i)).map(|t| (remote.url, t))
-    });
+    let pushed =
+        Remote::open(&settings.url).and_then(|remote| push_entry(&remote, &s.cache, s.key(i)).map(|t| (remote.url, t)));
     match pushed {
         Ok((url, Some(t))) => {
             println!("pushed  {} {} to {url} ({})", inst.kind, inst.name, rate_text(t.bytes, t.secs))
