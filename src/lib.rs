@@ -14,6 +14,7 @@ pub mod fmt;
 pub mod graph;
 pub mod lang;
 pub mod lsp;
+pub mod remote;
 pub mod report;
 pub mod settings;
 pub mod syntax;

@@ -68,6 +68,23 @@ enum Command {
         /// Slurm: submit the jobs and return; `plan` shows them, `run` follows them again.
         #[arg(long)]
         detach: bool,
+        /// Take every missing entry the `[remote]` cache has instead of computing it.
+        #[arg(long)]
+        pull: bool,
+    },
+    /// Upload the pipeline's cached entries (or these stages' and their inputs') to the `[remote]` cache.
+    Push {
+        file: PathBuf,
+        stages: Vec<String>,
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        set: Vec<String>,
+    },
+    /// Download the entries of the pipeline (or of these stages and their inputs) that the `[remote]` cache has.
+    Pull {
+        file: PathBuf,
+        stages: Vec<String>,
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        set: Vec<String>,
     },
     /// Compare two difflow.lock files (or folders holding one): which stages match exactly,
     /// which within the tolerance, which not. Exit 1 when any shared stage differs.
@@ -149,7 +166,12 @@ enum Command {
 #[derive(Subcommand)]
 enum CacheCommand {
     /// List the entries of the cache of these pipelines (or of the current folder).
-    Ls { files: Vec<PathBuf> },
+    Ls {
+        files: Vec<PathBuf>,
+        /// The `[remote]` cache's entries instead (`gc` never touches a remote).
+        #[arg(long)]
+        remote: bool,
+    },
     /// Remove every entry that none of the given pipelines uses.
     Gc {
         #[arg(required = true)]
@@ -199,9 +221,15 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check { file, set } => load(&file, &set).map(|(_, p)| check_ok(&file, &p)),
         Command::Plan { file, target, set } => plan(&file, &set, &target),
-        Command::Run { file, target, force, set, device, jobs, nproc, executor, detach } => {
-            run(&file, &set, RunOptions { targets: target, force, device, jobs, nproc, executor, detach })
+        Command::Run { file, target, force, set, device, jobs, nproc, executor, detach, pull } => {
+            run(&file, &set, RunOptions { targets: target, force, device, jobs, nproc, executor, detach, pull })
         }
+        Command::Push { file, stages, set } => load(&file, &set)
+            .and_then(|(_, p)| session(&file, &p))
+            .and_then(|s| difflow::remote::run::push(&s, &stages).map_err(Failure::Failed)),
+        Command::Pull { file, stages, set } => load(&file, &set)
+            .and_then(|(_, p)| session(&file, &p))
+            .and_then(|s| difflow::remote::run::pull(&s, &stages).map_err(Failure::Failed)),
         Command::Cancel { file, set } => cancel(&file, &set),
         Command::Compare { mine, theirs, tolerance } => compare(&mine, &theirs, tolerance),
         Command::Commit { record, started } => exec::slurm::commit_job(&record, started).map_err(Failure::Failed),
@@ -219,7 +247,8 @@ fn main() -> ExitCode {
         Command::Fmt { file, check } => fmt(&file, check),
         Command::Doc { name } => doc(name.as_deref()),
         Command::Lsp => return ExitCode::from(difflow::lsp::serve_stdio()),
-        Command::Cache { command: CacheCommand::Ls { files } } => cache_ls(&files),
+        Command::Cache { command: CacheCommand::Ls { files, remote: true } } => cache_ls_remote(&files),
+        Command::Cache { command: CacheCommand::Ls { files, remote: false } } => cache_ls(&files),
         Command::Cache { command: CacheCommand::Gc { files } } => cache_gc(&files),
     };
     match result {
@@ -483,6 +512,21 @@ fn cache_ls(files: &[PathBuf]) -> Outcome {
         }
         println!("total {}", human_size(total));
     }
+    Ok(())
+}
+
+/// The entries of the remote of these pipelines (or of the current folder's settings).
+fn cache_ls_remote(files: &[PathBuf]) -> Outcome {
+    let sessions = caches_of(files)?.into_iter().flat_map(|(_, list)| list).collect::<Vec<_>>();
+    let settings = match sessions.first() {
+        Some(s) => s.settings.clone(),
+        None => Settings::load(Path::new(".")).map_err(wrong)?,
+    };
+    let Some(remote) = settings.remote else {
+        return Err(wrong("no remote: add `[remote]` with `url = \"…\"` to difflow.toml"));
+    };
+    let remote = difflow::remote::Remote::open(&remote.url).map_err(wrong)?;
+    print!("{}", difflow::remote::run::list(&remote, &sessions).map_err(Failure::Failed)?);
     Ok(())
 }
 

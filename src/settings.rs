@@ -25,6 +25,11 @@
 //! [sources.cifar10]                 # a mirror for one fetched file (see `difflow::fetch`)
 //! url = "http://mirror.lab/cifar-10-python.tar.gz"
 //! sha256 = "6d958be0…"              # optional: the pinned checksum otherwise
+//!
+//! [remote]                          # a shared cache (see docs/remote.md)
+//! url = "file:///shared/difflow"    # or "https://cache.lab/difflow"
+//! pull = true                       # `difflow run` takes what the remote has
+//! push = true                       # `difflow run` uploads each entry it commits
 //! ```
 
 use std::collections::BTreeMap;
@@ -63,6 +68,8 @@ pub struct Settings {
     /// `max_params`, `max_memory_gib`: the largest model built from a config difflow did
     /// not write (a diffusers folder's).
     pub limits: SizeLimits,
+    /// `[remote]`: a shared cache to pull entries from and push them to.
+    pub remote: Option<crate::remote::run::RemoteSettings>,
 }
 
 /// A `[sources.NAME]` table: another URL (a mirror) and/or another checksum.
@@ -122,6 +129,7 @@ struct RawSettings {
     slurm: Option<crate::exec::slurm::SlurmSettings>,
     max_params: Option<u64>,
     max_memory_gib: Option<u64>,
+    remote: Option<crate::remote::run::RemoteSettings>,
 }
 
 impl Settings {
@@ -142,6 +150,7 @@ impl Settings {
             executor: "local".into(),
             slurm: Default::default(),
             limits: SizeLimits::default(),
+            remote: None,
         }
     }
 
@@ -158,7 +167,7 @@ impl Settings {
         };
         let raw: RawSettings = toml::from_str(&text).map_err(|e| {
             format!(
-                "{} is not valid: {}\nhelp: the known settings are cache, data_root, device, inception_weights, threads, jobs, nproc, use_roots, executor, max_params, max_memory_gib, [slurm], user_cache and [sources.NAME] tables (url, sha256)",
+                "{} is not valid: {}\nhelp: the known settings are cache, data_root, device, inception_weights, threads, jobs, nproc, use_roots, executor, max_params, max_memory_gib, [slurm], user_cache, [sources.NAME] tables (url, sha256) and [remote] (url, pull, push)",
                 file.display(),
                 e.message()
             )
@@ -207,6 +216,11 @@ impl Settings {
         }
         if let Some(gib) = raw.max_memory_gib {
             s.limits.max_memory = gib.saturating_mul(1 << 30);
+        }
+        if let Some(r) = raw.remote {
+            // Checked here so that a typo fails every command, not only the first transfer.
+            crate::remote::Remote::open(&r.url).map_err(|e| format!("{}: {e}", file.display()))?;
+            s.remote = Some(r);
         }
         Ok(s)
     }

@@ -192,7 +192,10 @@ impl Cache {
     /// key) or the staging folder of a run (beside its lock file). A user's folder that
     /// merely has a hexadecimal name is neither.
     pub fn is_entry(&self, key: &str) -> bool {
-        self.is_complete(key) || (self.staging_dir(key).is_dir() && self.lock_path(key).is_file())
+        let beside_lock = |dir: PathBuf| dir.is_dir() && self.lock_path(key).is_file();
+        self.is_complete(key)
+            || beside_lock(self.staging_dir(key))
+            || beside_lock(self.dir.join(format!("{key}.pulling")))
     }
 
     /// Remove an entry and its staging folder (its lock must be held). A folder under the
@@ -205,6 +208,11 @@ impl Cache {
         let staging = self.staging_dir(&lock.key);
         if staging.is_dir() && self.lock_path(&lock.key).is_file() {
             std::fs::remove_dir_all(staging)?;
+        }
+        // The download folder of a pull that was killed (`remote::transfer`).
+        let pulling = self.dir.join(format!("{}.pulling", lock.key));
+        if pulling.is_dir() {
+            std::fs::remove_dir_all(pulling)?;
         }
         // Leftovers of a removal that was interrupted (see `discard`).
         let trash = format!("{}.trash", lock.key);
@@ -383,6 +391,18 @@ mod tests {
         let lock = cache.try_lock("cafe").unwrap().unwrap();
         cache.remove(&lock).unwrap();
         assert_eq!(std::fs::read(d.path().join("cafe/notes.txt")).unwrap(), b"mine");
+    }
+
+    #[test]
+    fn the_download_folder_of_a_killed_pull_is_an_entry_that_remove_clears() {
+        let d = tempfile::tempdir().unwrap();
+        let cache = Cache::new(d.path());
+        let lock = cache.try_lock("ab12").unwrap().unwrap();
+        std::fs::create_dir_all(d.path().join("ab12.pulling/sub")).unwrap();
+        std::fs::write(d.path().join("ab12.pulling/sub/half.bin"), b"12").unwrap();
+        assert!(cache.is_entry("ab12") && !cache.is_complete("ab12"));
+        cache.remove(&lock).unwrap();
+        assert!(!d.path().join("ab12.pulling").exists());
     }
 
     #[test]

@@ -239,6 +239,8 @@ pub struct RunOptions {
     pub executor: Option<String>,
     /// Slurm only: submit the jobs and return without following them.
     pub detach: bool,
+    /// Take every missing entry the remote has instead of computing it.
+    pub pull: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -305,6 +307,7 @@ pub fn run(s: &Session, opts: &RunOptions, progress: &Progress) -> Result<RunSum
     // What a run killed outright (`kill -9`, a lost node) left beside these entries.
     let keys: Vec<&str> = selected.iter().map(|&i| s.key(i)).collect();
     cleanup::remove_leftovers(&s.cache, Some(&keys));
+    crate::remote::run::pull_for_run(s, opts.pull, &selected, &forced, progress).map_err(RunError::Usage)?;
     let to_run = instances_to_run(s, &selected, &forced, progress);
     let cached_before = selected.len() - to_run.len();
     if to_run.is_empty() {
@@ -512,6 +515,7 @@ fn execute(
         manifest.inputs.insert(CONTINUE_INPUT.to_string(), continued_key);
     }
     s.cache.commit(&lock, manifest).map_err(|e| format!("cannot commit its outputs to the cache: {e}"))?;
+    crate::remote::run::push_after_commit(s, i, progress);
     Ok(Outcome::Ran(secs))
 }
 

@@ -1,0 +1,81 @@
+//! A remote in a folder (`file:///shared/difflow-cache`): a shared or network filesystem.
+//! Objects are written to a temporary name beside their place and renamed into it, so a
+//! reader never sees part of one and two writers of one object do not mix their bytes.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use difflow_core::files::{open_regular, FileError};
+
+use super::Backend;
+
+pub struct Folder {
+    root: PathBuf,
+}
+
+impl Folder {
+    pub fn open(url: &str) -> Result<Folder, String> {
+        let parsed = url::Url::parse(url).map_err(|e| format!("remote `{url}` is not a valid URL: {e}"))?;
+        let root = parsed.to_file_path().map_err(|()| {
+            format!("remote `{url}`: a file:// remote needs an absolute folder, as in file:///srv/cache")
+        })?;
+        Ok(Folder { root })
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+}
+
+impl Backend for Folder {
+    fn get(&self, rel: &str, sink: &mut dyn Write, limit: u64) -> Result<bool, String> {
+        let path = self.path(rel);
+        let file = match open_regular(&path) {
+            Ok(f) => f,
+            Err(FileError::Missing) => return Ok(false),
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        };
+        let copied = std::io::copy(&mut file.take(limit + 1), sink)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        if copied > limit {
+            return Err(format!("{} has more than the {limit} bytes expected", path.display()));
+        }
+        Ok(true)
+    }
+
+    fn put(&self, rel: &str, src: &Path, _size: u64) -> Result<(), String> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let dest = self.path(rel);
+        let dir = dest.parent().unwrap_or(&self.root);
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let tmp = dir.join(format!(".{name}.tmp{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
+        let written = std::fs::copy(src, &tmp)
+            .and_then(|_| std::fs::File::open(&tmp)?.sync_all())
+            .and_then(|()| std::fs::rename(&tmp, &dest));
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(format!("cannot write {}: {e}", dest.display()));
+        }
+        Ok(())
+    }
+
+    fn exists(&self, rel: &str) -> Result<bool, String> {
+        Ok(self.path(rel).is_file())
+    }
+
+    fn list(&self, rel: &str) -> Result<Option<Vec<String>>, String> {
+        let dir = self.path(rel);
+        let rd = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Some(Vec::new())),
+            Err(e) => return Err(format!("cannot list {}: {e}", dir.display())),
+        };
+        Ok(Some(rd.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).collect()))
+    }
+
+    fn url(&self, rel: &str) -> String {
+        format!("file://{}", self.path(rel).display())
+    }
+}

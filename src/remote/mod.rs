@@ -1,0 +1,107 @@
+//! Remote caches: entries shared between machines and colleagues, by the same keys as the
+//! local cache. A remote holds content-addressed file blobs, `cas/<blake3>`, and one
+//! manifest per key, `ac/<key>.toml` (the layout of Bazel's HTTP cache). A push uploads
+//! the blobs first and the manifest last, so a pull during a push, or after a push that
+//! died, sees either no manifest or every file it names; two pushers of one key write the
+//! same bytes to the same names. A pull trusts nothing it receives: each file is checked
+//! against the manifest's digest, and the manifest's key material against the local key.
+//!
+//! One small module per backend ([`folder`], [`http`]) behind the [`Backend`] trait.
+
+pub mod folder;
+pub mod http;
+pub mod run;
+pub mod transfer;
+
+use std::io::Write;
+use std::path::Path;
+
+pub use transfer::{pull_entry, push_entry, PullOutcome, Transfer};
+
+/// The largest manifest a remote may send (a sample stage lists a few files; a folder of
+/// images a few thousand).
+pub const MANIFEST_LIMIT: u64 = 16 << 20;
+
+/// What a storage service must offer: whole-object get, put and existence, by a path
+/// relative to the remote's root (`cas/…`, `ac/…`).
+pub trait Backend: Send + Sync {
+    /// Copy the object into `sink`, at most `limit` bytes (more is an error). `Ok(false)`:
+    /// no such object.
+    fn get(&self, path: &str, sink: &mut dyn Write, limit: u64) -> Result<bool, String>;
+    /// Store `src` (`size` bytes) under `path` so that readers see all of it or nothing.
+    fn put(&self, path: &str, src: &Path, size: u64) -> Result<(), String>;
+    fn exists(&self, path: &str) -> Result<bool, String>;
+    /// The names in a folder of the remote; `None` when the service cannot list.
+    fn list(&self, dir: &str) -> Result<Option<Vec<String>>, String>;
+    /// The object's address, for messages.
+    fn url(&self, path: &str) -> String;
+}
+
+/// An opened remote: its address and its backend.
+pub struct Remote {
+    pub url: String,
+    backend: Box<dyn Backend>,
+}
+
+impl Remote {
+    /// `file:///folder`, `http(s)://host/prefix`; `s3://` is refused with the reason.
+    pub fn open(url: &str) -> Result<Remote, String> {
+        let backend: Box<dyn Backend> = if url.starts_with("file://") {
+            Box::new(folder::Folder::open(url)?)
+        } else if url.starts_with("http://") || url.starts_with("https://") {
+            Box::new(http::Http::open(url)?)
+        } else if url.starts_with("s3://") {
+            return Err(format!(
+                "remote `{url}`: S3 is not supported yet; use a file:// folder or an http(s):// cache \
+                 (an S3 bucket behind an HTTP cache server that speaks GET/PUT works)"
+            ));
+        } else {
+            return Err(format!(
+                "remote `{}`: use file:///FOLDER, http://HOST/PREFIX or https://HOST/PREFIX",
+                http::redacted(url)
+            ));
+        };
+        Ok(Remote { url: http::redacted(url), backend })
+    }
+
+    pub fn backend(&self) -> &dyn Backend {
+        self.backend.as_ref()
+    }
+
+    /// The keys the remote holds manifests for; `None` when it cannot list them.
+    pub fn keys(&self) -> Result<Option<Vec<String>>, String> {
+        let Some(names) = self.backend.list("ac")? else { return Ok(None) };
+        let mut keys: Vec<String> =
+            names.iter().filter_map(|n| n.strip_suffix(".toml")).filter(|k| is_key(k)).map(str::to_string).collect();
+        keys.sort();
+        Ok(Some(keys))
+    }
+}
+
+pub fn manifest_path(key: &str) -> String {
+    format!("ac/{key}.toml")
+}
+
+pub fn blob_path(digest: &str) -> String {
+    format!("cas/{digest}")
+}
+
+/// A stage key: lowercase hex (it becomes part of a remote path).
+pub fn is_key(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// A blake3 digest as manifests write it: 64 lowercase hex digits.
+pub fn is_digest(s: &str) -> bool {
+    s.len() == 64 && is_key(s)
+}
+
+/// `12.3 MB in 0.4 s (30.8 MB/s)`.
+pub fn rate_text(bytes: u64, secs: f64) -> String {
+    let rate = if secs > 0.0 { bytes as f64 / secs } else { 0.0 };
+    format!(
+        "{} in {secs:.2} s ({}/s)",
+        crate::cache::store::human_size(bytes),
+        crate::cache::store::human_size(rate as u64)
+    )
+}
