@@ -4,7 +4,8 @@
 #   - diffusers 0.42.1 in the venv: the oracle of engine/tests/diffusers*.rs (Python >= 3.11);
 #   - Debian packages, with apt-get as root or through sudo: chromium (the report's browser
 #     check), libjemalloc2 (a worker under a preloaded malloc), neovim (the real LSP client),
-#     nodejs and npm (for the grammar test tool), slurmctld, slurmd, slurm-client and munge
+#     nodejs and npm (for the grammar test tool), nginx-light (an HTTP remote cache),
+#     slurmctld, slurmd, slurm-client and munge
 #     (the local Slurm cluster of the Slurm executor's tests);
 #   - vscode-tmgrammar-test at the version pinned in editors/package.json (and its lock
 #     file), in editors/node_modules (gitignored);
@@ -34,18 +35,19 @@ fi
 declare -A PROBE=(
     [chromium]="chromium" [libjemalloc2]="/usr/lib/x86_64-linux-gnu/libjemalloc.so.2" [neovim]="nvim"
     [nodejs]="node" [npm]="npm" [slurmctld]="slurmctld" [slurmd]="slurmd" [slurm-client]="sbatch" [munge]="munged"
+    [nginx-light]="nginx"
 )
 declare -A NEEDED_BY=(
     [chromium]="tests/study.rs (the report opened in a browser)" [libjemalloc2]="engine/tests/preloaded_malloc.rs"
     [neovim]="tests/lsp_neovim.rs" [nodejs]="tests/editor_grammar.rs" [npm]="tests/editor_grammar.rs"
     [slurmctld]="tests/cli_slurm.rs" [slurmd]="tests/cli_slurm.rs" [slurm-client]="tests/cli_slurm.rs"
-    [munge]="tests/cli_slurm.rs"
+    [munge]="tests/cli_slurm.rs" [nginx-light]="tests/remote.rs (an HTTP remote cache on a WebDAV server)"
 )
 present() { # present PACKAGE: its probe is an existing file or a command on PATH (or in sbin)
     local probe="${PROBE[$1]}"
     if [[ "$probe" == /* ]]; then [ -e "$probe" ]; else PATH="$PATH:/usr/sbin:/sbin" command -v "$probe" >/dev/null 2>&1; fi
 }
-packages=(chromium neovim nodejs npm slurmctld slurmd slurm-client munge)
+packages=(chromium neovim nodejs npm slurmctld slurmd slurm-client munge nginx-light)
 # The preloaded-malloc test uses the x86_64 multiarch path.
 [ "$(uname -m)" = x86_64 ] && packages+=(libjemalloc2)
 missing=()
