@@ -8,7 +8,7 @@
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use difflow_core::job::WORKER_STAGE_FAILED;
@@ -19,6 +19,9 @@ const WORKER: &str = env!("CARGO_BIN_EXE_difflow-worker");
 /// Room above the worker's mapped size at start-up: enough for the first small
 /// allocations, far less than the job's activations (10,000 × 300 floats each).
 const HEADROOM: u64 = 48 << 20;
+
+/// Room for the pickle case: less than the 48 MiB its stack reaches.
+const PICKLE_HEADROOM: u64 = 16 << 20;
 
 fn job(dir: &Path, name: &str, (kind, variant): (&str, &str), params: Value, inputs: Value) -> String {
     json!({
@@ -36,8 +39,9 @@ fn write_job(dir: &Path, name: &str, text: &str) -> PathBuf {
 }
 
 /// The worker's VmSize in bytes once it waits for its job on a FIFO (so: after the dynamic
-/// loader, libtorch's initialisers and `main`'s set-up); the worker then reads `text`.
-fn start_up_size(dir: &Path, text: &str) -> u64 {
+/// loader, libtorch's initialisers and `main`'s set-up), and how the job `text` it then
+/// reads ends without a limit.
+fn start_up_size(dir: &Path, text: &str) -> (u64, Output) {
     let fifo = dir.join("job.fifo");
     let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
     // SAFETY: creates a FIFO at a NUL-terminated path.
@@ -65,14 +69,24 @@ fn start_up_size(dir: &Path, text: &str) -> u64 {
     };
     std::fs::write(&fifo, text).unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "the unlimited run failed: {}", String::from_utf8_lossy(&out.stderr));
-    size
+    std::fs::remove_file(&fifo).unwrap();
+    (size, out)
 }
 
-/// Runs the worker on `job` with its address space limited to `limit` bytes.
-fn run_limited(job: &Path, limit: u64) -> Output {
+/// Asserts that a run ended with the out-of-memory failure at `limit`, nothing else.
+fn assert_out_of_memory((status, stderr): &(ExitStatus, String), limit: u64) {
+    assert_eq!(status.code(), Some(WORKER_STAGE_FAILED), "{stderr}");
+    assert!(stderr.contains("error: out of memory: needs "), "{stderr}");
+    assert!(stderr.contains(&format!("bytes, limit {limit} ")), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// Runs the worker on `job` with its address space limited to `limit` bytes; a worker that
+/// hangs (a panic that cannot allocate may deadlock) is killed after two minutes.
+fn run_limited(job: &Path, limit: u64) -> (ExitStatus, String) {
+    let stderr_path = job.with_extension("stderr");
     let mut command = Command::new(WORKER);
-    command.arg(job);
+    command.arg(job).stdout(Stdio::null()).stderr(std::fs::File::create(&stderr_path).unwrap());
     // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
     unsafe {
         command.pre_exec(move || {
@@ -84,7 +98,20 @@ fn run_limited(job: &Path, limit: u64) -> Output {
             }
         });
     }
-    command.output().unwrap()
+    let mut child = command.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the worker hung under the limit: {}", std::fs::read_to_string(&stderr_path).unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    (status, std::fs::read_to_string(&stderr_path).unwrap())
 }
 
 #[test]
@@ -105,12 +132,29 @@ fn training_a_wide_mlp_past_the_address_space_limit_says_out_of_memory() {
         job(dir, name, ("train", "diffusion"), params, inputs.clone())
     };
 
-    let limit = start_up_size(dir, &train("unlimited")) + HEADROOM;
+    let (start_up, unlimited) = start_up_size(dir, &train("unlimited"));
+    assert!(unlimited.status.success(), "the unlimited run failed: {}", String::from_utf8_lossy(&unlimited.stderr));
+    let limit = start_up + HEADROOM;
     let out = run_limited(&write_job(dir, "limited", &train("limited")), limit);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(WORKER_STAGE_FAILED), "{stderr}");
-    assert!(stderr.contains("error: out of memory: needs "), "{stderr}");
-    assert!(stderr.contains(&format!("bytes, limit {limit} ")), "{stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_out_of_memory(&out, limit);
     assert!(!dir.join("limited/ema.safetensors").exists());
+}
+
+/// 300,000 empty lists appended into each other: the interpreter's stack of 300,000 values
+/// grows by doubling (a 32 MiB block at the end), which a Rust allocation aborts on.
+#[test]
+fn a_pickle_that_grows_the_interpreters_stack_past_the_limit_says_out_of_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let batches = dir.join("cifar-10-batches-py");
+    std::fs::create_dir_all(&batches).unwrap();
+    let mut pickle = vec![b']'; 300_001];
+    pickle.extend(std::iter::repeat_n(b'a', 300_000));
+    pickle.push(b'.');
+    std::fs::write(batches.join("test_batch"), pickle).unwrap();
+    let read = |name: &str| job(dir, name, ("dataset", "cifar10"), json!({"path": dir, "split": "test"}), json!({}));
+    let (start_up, _) = start_up_size(dir, &read("unlimited"));
+    let limit = start_up + PICKLE_HEADROOM;
+    let out = run_limited(&write_job(dir, "limited", &read("limited")), limit);
+    assert_out_of_memory(&out, limit);
 }
