@@ -15,6 +15,7 @@ pub mod lanes;
 pub mod memory;
 pub mod metrics;
 pub mod models;
+pub mod oom;
 pub mod params;
 pub mod pickle;
 pub mod plot;

@@ -11,8 +11,13 @@ use std::process::ExitCode;
 
 use difflow_core::job::{Job, WORKER_INTERRUPTED, WORKER_STAGE_FAILED};
 use difflow_engine::interrupt::Interrupted;
+use difflow_engine::oom;
+
+#[global_allocator]
+static ALLOCATOR: oom::ExitOnOom = oom::ExitOnOom;
 
 fn main() -> ExitCode {
+    oom::install_panic_hook();
     let args: Vec<String> = std::env::args().collect();
     let tool = match args.get(1).map(String::as_str) {
         Some("bench") => Some(difflow_engine::bench::serve as fn(&[String]) -> anyhow::Result<()>),
@@ -41,7 +46,10 @@ fn main() -> ExitCode {
             ExitCode::from(WORKER_INTERRUPTED as u8)
         }
         Err(err) => {
-            eprintln!("error: {err:#}");
+            match oom::torch_out_of_memory(&format!("{err:#}")) {
+                Some(needs) => eprintln!("error: {}", oom::describe(needs)),
+                None => eprintln!("error: {err:#}"),
+            }
             ExitCode::from(WORKER_STAGE_FAILED as u8)
         }
     }

@@ -31,7 +31,7 @@ fn train_params(lr: f64) -> Value {
     json!({
         "model": {"kind": "model", "variant": "mlp", "hidden": 32, "layers": 1},
         "data": {"$stage": "points"},
-        "schedule": {"kind": "schedule", "variant": "linear", "steps": 20},
+        "schedule": {"kind": "schedule", "variant": "linear", "steps": 25},
         "steps": 200, "batch": 32, "lr": lr, "grad_clip": 0.0, "ema": 0.9
     })
 }

@@ -117,7 +117,7 @@ fn the_ema_tracks_the_weights_with_warm_up() {
         json!({
             "model": {"kind": "model", "variant": "mlp", "hidden": 32, "layers": 1},
             "data": {"$stage": "points"},
-            "schedule": {"kind": "schedule", "variant": "linear", "steps": 20},
+            "schedule": {"kind": "schedule", "variant": "linear", "steps": 25},
             "steps": steps, "batch": 32, "lr": 1e-2, "ema": ema, "seed": 3
         })
     };
@@ -161,7 +161,7 @@ fn small_mlp_training(settings: serde_json::Value) -> serde_json::Value {
     let mut params = json!({
         "model": {"kind": "model", "variant": "mlp", "hidden": 16, "layers": 1},
         "data": {"$stage": "points"},
-        "schedule": {"kind": "schedule", "variant": "linear", "steps": 20},
+        "schedule": {"kind": "schedule", "variant": "linear", "steps": 25},
     });
     params.as_object_mut().unwrap().extend(settings.as_object().unwrap().clone());
     params

@@ -5,6 +5,9 @@
 
 use serde::{Deserialize, Serialize};
 
+mod validity;
+pub use validity::ScheduleProblem;
+
 /// The β schedule of a `schedule` declaration, after defaults are filled in.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "variant", rename_all = "snake_case")]
@@ -40,15 +43,22 @@ pub enum ScheduleSpec {
 /// to 1 near t = T makes the reverse process singular.
 pub const SIGMOID_MAX_BETA: f64 = 0.999;
 
+/// The most steps a schedule may have: every derived table holds one float64 per step, and
+/// published schedules use at most a few thousand.
+pub const MAX_STEPS: usize = 100_000;
+
 impl ScheduleSpec {
-    /// Decodes a `schedule` config object as the front end fills it (every default
-    /// written, `kind` ignored): `{"kind": "schedule", "variant": "cosine", "steps": 100, …}`.
+    /// Decodes and validates a `schedule` config object as the front end fills it (every
+    /// default written, `kind` ignored): `{"kind": "schedule", "variant": "cosine", …}`.
     pub fn from_config(config: &serde_json::Value) -> Result<ScheduleSpec, String> {
-        let spec = ScheduleSpec::deserialize(config).map_err(|e| format!("the schedule {config}: {e}"))?;
-        if spec.steps() == 0 {
-            return Err("a schedule needs `steps` ≥ 1".into());
-        }
+        let spec = ScheduleSpec::decode(config)?;
+        spec.validate().map_err(|e| e.to_string())?;
         Ok(spec)
+    }
+
+    /// Decodes a `schedule` config object without judging its numbers (see [`Self::validate`]).
+    pub fn decode(config: &serde_json::Value) -> Result<ScheduleSpec, String> {
+        ScheduleSpec::deserialize(config).map_err(|e| format!("the schedule {config}: {e}"))
     }
 
     pub fn steps(&self) -> usize {
@@ -60,7 +70,7 @@ impl ScheduleSpec {
         }
     }
 
-    fn zero_terminal_snr(&self) -> bool {
+    pub fn zero_terminal_snr(&self) -> bool {
         match self {
             ScheduleSpec::Linear { zero_terminal_snr, .. }
             | ScheduleSpec::Cosine { zero_terminal_snr, .. }

@@ -310,6 +310,33 @@ pub mod facts {
         REFERENCE_MEASURES.contains(&measure)
     }
 
+    /// Nearest neighbours whose distance sets each point's radius in precision and recall
+    /// (Kynkäänniemi et al. 2019 use k = 3).
+    pub const PRECISION_RECALL_K: usize = 3;
+
+    /// Splits the Inception Score averages over (Salimans et al. 2016).
+    pub const INCEPTION_SCORE_SPLITS: usize = 10;
+
+    /// The fewest items a measure is computed from, on each side it reads (the samples and,
+    /// for the measures that compare, the reference): a covariance needs 2, a k-NN radius
+    /// k + 1 (the point itself excluded), the Inception Score one item per split.
+    pub fn min_items(measure: &str) -> usize {
+        match measure {
+            "fid" | "kid" => 2,
+            "precision" | "recall" => PRECISION_RECALL_K + 1,
+            "is" => INCEPTION_SCORE_SPLITS,
+            _ => 1,
+        }
+    }
+
+    /// Of `measures`, the one that needs the most items, with that count.
+    pub fn most_items<'m>(measures: impl IntoIterator<Item = &'m str>) -> Option<(&'m str, usize)> {
+        measures.into_iter().map(|m| (m, min_items(m))).fold(None, |best, (m, n)| match best {
+            Some((_, most)) if most >= n => best,
+            _ => Some((m, n)),
+        })
+    }
+
     /// What a dataset declaration holds, known from its variant and keys alone.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     pub struct DataShape {
@@ -429,6 +456,14 @@ mod tests {
                 v.keys.iter().for_each(|key| walk(&key.ty));
             }
         }
+    }
+
+    #[test]
+    fn the_measure_that_needs_the_most_items_is_named() {
+        assert_eq!(facts::most_items(["fid", "precision", "recall"]), Some(("precision", 4)));
+        assert_eq!(facts::most_items(["fid", "is"]), Some(("is", 10)));
+        assert_eq!(facts::most_items(["accuracy"]), Some(("accuracy", 1)));
+        assert_eq!(facts::most_items([]), None);
     }
 
     #[test]

@@ -42,6 +42,9 @@ fn gt(v: f64) -> Range {
 fn ge_le(lo: f64, hi: f64) -> Range {
     Range { min: Some(Bound { value: lo, inclusive: true }), max: Some(Bound { value: hi, inclusive: true }) }
 }
+fn gt_le(lo: f64, hi: f64) -> Range {
+    Range { min: Some(Bound { value: lo, inclusive: false }), max: Some(Bound { value: hi, inclusive: true }) }
+}
 fn ge_lt(lo: f64, hi: f64) -> Range {
     Range { min: Some(Bound { value: lo, inclusive: true }), max: Some(Bound { value: hi, inclusive: false }) }
 }
@@ -60,6 +63,22 @@ fn variant(name: &'static str, doc: &'static str, keys: Vec<KeySpec>) -> Variant
     VariantSpec { name, doc, keys, exactly_one_of: Vec::new() }
 }
 
+/// The most items a stage may draw or read at once (points, samples, examples): 10^7 is
+/// 200 FID evaluations' worth of samples, and stays far from the sizes at which buffers
+/// cannot be addressed.
+pub(super) const MAX_ITEMS: f64 = 1e7;
+
+/// The largest learning rate: AdamW's step is about lr per weight, so beyond 10 every
+/// step overwrites the weights (published rates are 1e-5…1e-3).
+const MAX_LR: f64 = 10.0;
+
+/// The largest guidance scale: published scales are 0.1…20 for classifier-free guidance
+/// and 1…10 for classifier guidance; far beyond, the guided prediction overflows float32.
+const MAX_GUIDANCE_SCALE: f64 = 1000.0;
+
+/// The largest toy jitter: the shapes span a few units, so beyond 100 the points are noise.
+const MAX_TOY_NOISE: f64 = 100.0;
+
 const STEPS_OR_EPOCHS: &[&str] = &["steps", "epochs"];
 const PATH_OR_REPO: &[&str] = &["path", "repo"];
 
@@ -73,7 +92,8 @@ fn zero_terminal_snr() -> KeySpec {
 }
 
 fn schedule_steps() -> KeySpec {
-    def("steps", Type::Int, "1000", "number of diffusion steps T").range(ge(1.0))
+    def("steps", Type::Int, "1000", "number of diffusion steps T")
+        .range(ge_le(1.0, crate::diffusion::schedule::MAX_STEPS as f64))
 }
 
 /// Keys of the UNet's down path shared by `unet` and `encoder`.
@@ -138,7 +158,7 @@ fn dataset_common() -> Vec<KeySpec> {
 }
 
 fn limit() -> KeySpec {
-    opt("limit", Type::Int, "use only the first N examples (unset: all)").range(ge(1.0))
+    opt("limit", Type::Int, "use only the first N examples (unset: all)").range(ge_le(1.0, MAX_ITEMS))
 }
 
 fn batch(default: &'static str) -> KeySpec {
@@ -192,7 +212,7 @@ fn training_kind(t: Trainer) -> KindSpec {
     let mut keys = vec![req("model", Type::Config("model"), model), req("data", stage(&["dataset"]), data)];
     keys.extend(t.what);
     keys.extend(steps_or_epochs());
-    keys.extend([batch("128"), def("lr", Type::Float, t.lr, "AdamW learning rate").range(gt(0.0))]);
+    keys.extend([batch("128"), def("lr", Type::Float, t.lr, "AdamW learning rate").range(gt_le(0.0, MAX_LR))]);
     keys.extend(t.how);
     keys.push(
         def("checkpoint_every", Type::Int, "1000", "save a resumable checkpoint every N steps")
@@ -351,14 +371,15 @@ fn guidance_kind() -> KindSpec {
             variant(
                 "cfg",
                 "classifier-free guidance (Ho & Salimans 2022): ε̃ = (1 + w) ε(x, c) − w ε(x); needs uncond_p > 0 in training",
-                vec![req("scale", Type::Float, "guidance strength w (0: plain conditional sampling)").range(ge(0.0))],
+                vec![req("scale", Type::Float, "guidance strength w (0: plain conditional sampling)")
+                    .range(ge_le(0.0, MAX_GUIDANCE_SCALE))],
             ),
             variant(
                 "classifier",
                 "classifier guidance (Dhariwal & Nichol 2021) with a noisy classifier trained on the same schedule",
                 vec![
                     req("model", stage(&["classifier"]), "a classifier stage trained on noisy x_t (schedule set)"),
-                    def("scale", Type::Float, "1", "gradient scale s").range(ge(0.0)),
+                    def("scale", Type::Float, "1", "gradient scale s").range(ge_le(0.0, MAX_GUIDANCE_SCALE)),
                 ],
             ),
         ],
@@ -409,8 +430,9 @@ fn dataset_kind() -> KindSpec {
                 "2-D points; labels: gaussians8 8 (one per mode), moons 2, swissroll 0 (unlabelled)",
                 vec![
                     def("shape", en(&["moons", "gaussians8", "swissroll"]), "\"moons\"", "which distribution"),
-                    def("count", Type::Int, "10_000", "points to draw").range(ge(1.0)),
-                    def("noise", Type::Float, "0.05", "standard deviation of the Gaussian jitter").range(ge(0.0)),
+                    def("count", Type::Int, "10_000", "points to draw").range(ge_le(1.0, MAX_ITEMS)),
+                    def("noise", Type::Float, "0.05", "standard deviation of the Gaussian jitter")
+                        .range(ge_le(0.0, MAX_TOY_NOISE)),
                     seed("random seed (the points and their jitter)"),
                 ],
             ),
@@ -514,7 +536,7 @@ fn sample_kind() -> KindSpec {
                 ),
                 req("sampler", Type::Config("sampler"), "the reverse chain"),
                 opt("guidance", Type::Config("guidance"), "cfg or classifier guidance (unset: none)"),
-                def("count", Type::Int, "64", "samples to draw").range(ge(1.0)),
+                def("count", Type::Int, "64", "samples to draw").range(ge_le(1.0, MAX_ITEMS)),
                 def(
                     "classes",
                     Type::Union(vec![en(&["all"]), Type::Int, Type::list(Type::Int)]),

@@ -10,7 +10,7 @@
 
 use anyhow::{bail, Context, Result};
 use difflow_core::job::{Job, StageRef};
-use difflow_core::schema::facts::needs_reference;
+use difflow_core::schema::facts::{min_items, needs_reference};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tch::{Device, Tensor};
@@ -52,6 +52,7 @@ pub fn run(job: &Job) -> Result<()> {
     let wants = |m: &str| params.measure.iter().any(|x| x == m);
     let (samples_name, samples_input) = input(job, &params.samples)?;
     let samples = Dataset::read(&samples_input.dir).with_context(|| format!("cannot read `{samples_name}`"))?;
+    enough_items(&params.measure, &format!("`{samples_name}`"), samples.meta.count as i64, false)?;
     let mut ex = Extractors::new(job, &params.features, device);
     let mut out = Map::new();
     out.insert("count".into(), json!(samples.meta.count));
@@ -62,6 +63,7 @@ pub fn run(job: &Job) -> Result<()> {
     if needs_stats {
         let s = side(job, params.samples_stats.as_ref(), Some(&params.samples), "samples", &mut ex)?;
         let r = side(job, params.reference_stats.as_ref(), params.reference.as_ref(), "reference", &mut ex)?;
+        enough_items(&params.measure, "the reference", r.features.size()[0], true)?;
         if wants("fid") {
             out.insert("fid".into(), json!(frechet_distance(&s.stats, &r.stats)?));
         }
@@ -120,6 +122,18 @@ pub fn run(job: &Job) -> Result<()> {
     std::fs::create_dir_all(&job.out_dir).with_context(|| format!("cannot create {}", job.out_dir.display()))?;
     std::fs::write(&path, serde_json::to_string_pretty(&Value::Object(out))?)
         .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// Every measure has the items it needs (`facts::min_items`) on this side; on the
+/// reference side only the measures that compare are asked.
+fn enough_items(measures: &[String], side: &str, count: i64, reference: bool) -> Result<()> {
+    for m in measures.iter().filter(|m| !reference || needs_reference(m)) {
+        let needs = min_items(m);
+        if count < needs as i64 {
+            bail!("{m} needs at least {needs} items, and {side} has {count}");
+        }
+    }
     Ok(())
 }
 

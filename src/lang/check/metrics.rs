@@ -125,29 +125,44 @@ impl<'p> Checker<'p> {
         }
     }
 
-    /// Enough samples for the measures (IS splits into 10, FID and KID need 2).
+    /// Enough items on each side for the measures (`facts::min_items`: IS splits into 10,
+    /// FID and KID need 2, precision and recall k + 1).
     fn enough_samples(&mut self, inst: &Instance, measures: &[&str], samples: Option<&Instance>, sd: &Data) {
-        if let Some(n) = sd.examples {
-            let needs = if measures.contains(&"is") {
-                10
-            } else if measures.iter().any(|m| matches!(*m, "fid" | "kid")) {
-                2
-            } else {
-                1
-            };
-            if n < needs {
-                let message = format!(
-                    "{} at least {needs} samples, and `{}` has {n}",
-                    verb(measures, "needs", "need"),
-                    samples.map_or("", |s| s.decl.as_str())
-                );
-                self.push(
-                    self.error(inst, "samples", Code::TooFewSamples, message, format!("{n} samples")).with_help(
-                        "draw more samples (`count`); FID is only comparable at equal, large counts (10k–50k)",
-                    ),
-                );
+        let Some((measure, needs)) = facts::most_items(measures.iter().copied()) else { return };
+        if let (Some(n), Some(s)) = (sd.examples, samples) {
+            self.enough_on_side(inst, "samples", (measure, needs), s, n);
+        }
+        let comparing: Vec<&str> = measures.iter().copied().filter(|m| facts::needs_reference(m)).collect();
+        let Some(most) = facts::most_items(comparing) else { return };
+        let reference = stage(&inst.params, "reference").and_then(|n| self.inst(n));
+        if let Some(r) = reference {
+            if let Some(n) = self.data(r).and_then(|d| d.examples) {
+                self.enough_on_side(inst, "reference", most, r, n);
             }
         }
+    }
+
+    fn enough_on_side(&mut self, inst: &Instance, key: &str, (measure, needs): (&str, usize), side: &Instance, n: i64) {
+        if n >= needs as i64 {
+            return;
+        }
+        let each_side = if facts::needs_reference(measure) { " on each side" } else { "" };
+        let message = format!("{measure} needs at least {needs} items{each_side}, and `{}` has {n}", side.decl);
+        let help = if key == "samples" {
+            "draw more samples (`count`); FID is only comparable at equal, large counts (10k–50k)"
+        } else {
+            "use more reference examples (raise or remove `limit`, or `count` of a sample stage)"
+        };
+        self.push(
+            self.error(
+                inst,
+                key,
+                Code::TooFewSamples,
+                message,
+                if n == 1 { "1 item".to_string() } else { format!("{n} items") },
+            )
+            .with_help(help),
+        );
     }
 
     /// Whether a sample stage's samples carry meaningful labels.

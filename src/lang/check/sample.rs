@@ -12,7 +12,7 @@ impl<'p> Checker<'p> {
             None => config(&train.params, "model").zip(config(&train.params, "schedule")),
         };
         let Some((model, schedule)) = configs else { return };
-        let t_steps = int(&schedule.params, "steps").unwrap_or(1000);
+        let Some(t_steps) = schedule_steps(schedule) else { return };
         if let Some(sampler) = config(p, "sampler") {
             self.sampler_fits(inst, train, sampler, model, t_steps);
         }
@@ -180,4 +180,14 @@ impl<'p> Checker<'p> {
             }
         }
     }
+}
+
+/// The steps of a schedule: its own, else its variant's default in the schema.
+fn schedule_steps(schedule: &Config) -> Option<i64> {
+    int(&schedule.params, "steps").or_else(|| {
+        match crate::schema::default_value(crate::schema::key("schedule", &schedule.variant, "steps")?)? {
+            Value::Int(steps) => Some(steps),
+            _ => None,
+        }
+    })
 }

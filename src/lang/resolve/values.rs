@@ -39,7 +39,7 @@ impl<'a> Resolver<'a> {
             },
             Type::Int => match &v.kind {
                 ValueKind::Number { value, text, .. } => {
-                    if value.fract() != 0.0 || !value.is_finite() || value.abs() > 9.0e15 {
+                    if value.fract() != 0.0 || !value.is_finite() {
                         self.diags.push(
                             Diagnostic::new(
                                 Code::TypeMismatch,
@@ -52,6 +52,7 @@ impl<'a> Resolver<'a> {
                         return None;
                     }
                     self.in_range(*value, v, cx)?;
+                    self.exact_int(*value, v, cx)?;
                     Some(one(Value::Int(*value as i64)))
                 }
                 _ => self.mismatch(v, ty, cx),
@@ -318,7 +319,31 @@ impl<'a> Resolver<'a> {
         );
         None
     }
+
+    /// Ints are read through float64, which holds every whole number up to 2^53 exactly.
+    fn exact_int(&mut self, x: f64, v: &ast::Value, cx: &Cx) -> Option<()> {
+        if x.abs() <= MAX_EXACT_INT {
+            return Some(());
+        }
+        let shown = match &v.kind {
+            ValueKind::Number { text, .. } => text.to_string(),
+            _ => x.to_string(),
+        };
+        self.diags.push(
+            Diagnostic::new(
+                Code::OutOfRange,
+                format!("`{}` is out of range (max {}), found {shown}", cx.key, MAX_EXACT_INT as i64),
+                v.span,
+                "out of range",
+            )
+            .with_help(format!("write a whole number between -{0} and {0}", MAX_EXACT_INT as i64)),
+        );
+        None
+    }
 }
+
+/// The largest whole number a float64 holds exactly (2^53).
+const MAX_EXACT_INT: f64 = 9_007_199_254_740_992.0;
 
 pub(super) fn one(v: Value) -> Multi<Value> {
     vec![(Vec::new(), v)]

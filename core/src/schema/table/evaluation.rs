@@ -76,7 +76,7 @@ pub(super) fn nll_kind() -> KindSpec {
                     "evaluate the EMA weights after this many training steps (unset: the final ones); sweepable",
                 ),
                 req("data", stage(&["dataset"]), "the data to evaluate (usually the test split)"),
-                def("count", Type::Int, "1000", "examples to evaluate").range(ge(1.0)),
+                def("count", Type::Int, "1000", "examples to evaluate").range(ge_le(1.0, MAX_ITEMS)),
                 def("batch", Type::Int, "256", "examples per forward pass (does not change results)")
                     .range(ge(1.0))
                     .not_in_key(),
@@ -99,7 +99,7 @@ pub(super) fn plot_kind() -> KindSpec {
                 "an image grid",
                 vec![
                     req("of", stage(&["sample", "dataset"]), "images to show"),
-                    def("count", Type::Int, "64", "images in the grid").range(ge(1.0)),
+                    def("count", Type::Int, "64", "images in the grid").range(ge_le(1.0, MAX_ITEMS)),
                 ],
             ),
             variant(
