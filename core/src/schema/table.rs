@@ -138,7 +138,7 @@ fn dataset_common() -> Vec<KeySpec> {
 }
 
 fn limit() -> KeySpec {
-    opt("limit", Type::Int, "use only the first N examples (unset: all)").range(ge(1.0))
+    opt("limit", Type::Int, "keep N examples, every class its share, in their order (unset: all)").range(ge(1.0))
 }
 
 fn batch(default: &'static str) -> KeySpec {
@@ -379,7 +379,8 @@ fn dataset_kind() -> KindSpec {
         role: Role::Stage,
         doc: "decoded, normalised tensors and labels",
         default_variant: None,
-        version: 1,
+        // 2: `limit` keeps every class's share instead of the first N examples.
+        version: 2,
         hidden: false,
         variants: vec![
             variant("mnist", "MNIST digits (IDX files), 1 × 28 × 28, 10 classes", mnist_keys.clone()),
@@ -484,8 +485,9 @@ fn classifier_kind() -> KindSpec {
         )],
         how: vec![seed()],
         // 2: every step's randomness from (seed, step) and the engine's own AdamW, so that
-        // a stopped run resumes from its checkpoint to the same weights.
-        version: 2,
+        // a stopped run resumes from its checkpoint to the same weights. 3: the held-out
+        // part keeps every class's share instead of being the last 10 %.
+        version: 3,
     })
 }
 
