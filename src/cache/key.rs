@@ -70,7 +70,7 @@ fn key_material(inst: &Instance, upstream: &BTreeMap<String, String>, digests: &
             continue;
         }
         if in_key(&inst.kind, &inst.variant, name) {
-            params.insert(name.clone(), value_material(value, inst, upstream, digests)?);
+            params.insert(keyed_name(&inst.kind, &inst.variant, name), value_material(value, inst, upstream, digests)?);
         }
     }
     Ok(json!({
@@ -144,6 +144,16 @@ fn in_key(kind: &str, variant: &str, key: &str) -> bool {
 /// The schema's `in_key` flag; `None` for keys it does not know.
 fn schema_in_key(kind: &str, variant: &str, key: &str) -> Option<bool> {
     crate::schema::key(kind, variant, key).map(|k| k.in_key)
+}
+
+/// A set key's name in the key material: `NAME@N` when its meaning has changed N - 1 times
+/// (see `KeySpec::meaning`), else `NAME`; an unset optional key is not in the params, so
+/// the keys of stages that leave it unset stay as they were.
+fn keyed_name(kind: &str, variant: &str, key: &str) -> String {
+    match crate::schema::key(kind, variant, key).map(|k| k.meaning) {
+        Some(meaning) if meaning > 1 => format!("{key}@{meaning}"),
+        _ => key.to_string(),
+    }
 }
 
 /// The kind's implementation version (1 for a kind the schema does not know).
@@ -253,6 +263,26 @@ mod tests {
         let rekeyed = ["ddpm", "gen[scale=0.5]", "gen[scale=2]", "scores[scale=2]"];
         assert_eq!(same_keys(&base, &changed, &rekeyed), [false; 4]);
         assert_eq!(base["digits"], changed["digits"]);
+    }
+
+    #[test]
+    fn a_key_whose_meaning_changed_rekeys_only_stages_that_set_it() {
+        let material = |params: Vec<(&str, Value)>| {
+            let p = pipeline(vec![inst("data", "dataset", "toy", params)]);
+            let inst = &p.instances[0];
+            key_material(inst, &BTreeMap::new(), &mut Digests::in_memory()).unwrap()["params"].clone()
+        };
+        assert_eq!(crate::schema::key("dataset", "mnist", "limit").map(|k| k.meaning), Some(2));
+        let digits = |params: Vec<(&str, Value)>| {
+            let p = pipeline(vec![inst("data", "dataset", "mnist", params)]);
+            key_material(&p.instances[0], &BTreeMap::new(), &mut Digests::in_memory()).unwrap()["params"].clone()
+        };
+        let limited = digits(vec![("split", Value::Str("train".into())), ("limit", Value::Int(5))]);
+        assert_eq!(limited.get("limit@2"), Some(&serde_json::json!(5)), "{limited}");
+        assert!(limited.get("limit").is_none());
+        let whole = digits(vec![("split", Value::Str("train".into()))]);
+        assert_eq!(whole, serde_json::json!({ "split": "train" }));
+        assert_eq!(material(vec![("count", Value::Int(3))]), serde_json::json!({ "count": 3 }));
     }
 
     #[test]

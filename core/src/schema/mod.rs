@@ -180,6 +180,9 @@ pub struct KeySpec {
     /// False for keys that cannot change results (progress, device, sampling batch size):
     /// they are left out of the stage key.
     pub in_key: bool,
+    /// What a set value means, counted from 1: bumped when the same value gives other
+    /// results, so that a stage key names it `NAME@N` (N > 1) and old entries are not reused.
+    pub meaning: u32,
 }
 
 #[derive(Debug, Clone)]

@@ -7,7 +7,7 @@ use super::{Bound, Default, KeySpec, KindSpec, Range, Role, Type, VariantSpec};
 use evaluation::{metrics_kind, nll_kind, plot_kind, report_kind, stats_kind};
 
 fn key(name: &'static str, ty: Type, default: Default, doc: &'static str) -> KeySpec {
-    KeySpec { name, ty, default, range: Range::ANY, doc, in_key: true }
+    KeySpec { name, ty, default, range: Range::ANY, doc, in_key: true, meaning: 1 }
 }
 
 fn req(name: &'static str, ty: Type, doc: &'static str) -> KeySpec {
@@ -29,6 +29,13 @@ impl KeySpec {
     }
     fn not_in_key(mut self) -> Self {
         self.in_key = false;
+        self
+    }
+    /// The key's meaning changed (the results for a set value differ): stage keys name it
+    /// `NAME@N` when it is set, so entries made under the old meaning are not reused, while
+    /// stages that leave it unset keep their keys.
+    fn meaning(mut self, version: u32) -> Self {
+        self.meaning = version;
         self
     }
 }
@@ -158,7 +165,10 @@ fn dataset_common() -> Vec<KeySpec> {
 }
 
 fn limit() -> KeySpec {
-    opt("limit", Type::Int, "use only the first N examples (unset: all)").range(ge_le(1.0, MAX_ITEMS))
+    // Meaning 2: every class keeps its share (it was the first N examples).
+    opt("limit", Type::Int, "keep N examples, every class its share, in their order (unset: all)")
+        .range(ge_le(1.0, MAX_ITEMS))
+        .meaning(2)
 }
 
 fn batch(default: &'static str) -> KeySpec {
@@ -509,8 +519,9 @@ fn classifier_kind() -> KindSpec {
         )],
         how: vec![seed(TRAINING_SEED)],
         // 2: every step's randomness from (seed, step) and the engine's own AdamW, so that
-        // a stopped run resumes from its checkpoint to the same weights.
-        version: 2,
+        // a stopped run resumes from its checkpoint to the same weights. 3: the held-out
+        // part keeps every class's share instead of being the last 10 %.
+        version: 3,
     })
 }
 

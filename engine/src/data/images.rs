@@ -10,6 +10,7 @@ use image::imageops::FilterType;
 use rayon::prelude::*;
 use tch::Tensor;
 
+use super::split::stratified_split;
 use super::store::{DataMeta, DataType, Dataset};
 use serde::Deserialize;
 
@@ -39,7 +40,7 @@ impl ImageSet {
     }
 
     /// Keeps the images with labels `0..classes` (the class count becomes `classes`), then
-    /// the first `limit` of those.
+    /// `limit` of those, every class its share ([`stratified_split`]), in their order.
     pub fn select(self, classes: Option<usize>, limit: Option<usize>) -> Result<ImageSet> {
         let n = self.image_len();
         let mut out = ImageSet { pixels: Vec::new(), labels: Vec::new(), count: 0, ..self.clone_header() };
@@ -50,14 +51,12 @@ impl ImageSet {
             out.classes = classes;
             out.class_names.truncate(classes);
         }
+        let wanted: Vec<usize> =
+            (0..self.count).filter(|&i| classes.is_none_or(|c| self.labels[i] < c as i64)).collect();
+        let wanted_labels: Vec<i64> = wanted.iter().map(|&i| self.labels[i]).collect();
         let limit = limit.unwrap_or(usize::MAX);
-        for i in 0..self.count {
-            if out.count >= limit {
-                break;
-            }
-            if classes.is_some_and(|c| self.labels[i] >= c as i64) {
-                continue;
-            }
+        for k in stratified_split(&wanted_labels, limit).0 {
+            let i = wanted[k];
             out.pixels.extend_from_slice(&self.pixels[i * n..(i + 1) * n]);
             out.labels.push(self.labels[i]);
             out.count += 1;
@@ -162,8 +161,13 @@ pub fn load_folder(path: &Path, size: Option<usize>, channels: usize, limit: Opt
             class_dirs.len()
         );
     }
-    // `limit` keeps the first files (in class, then name order) and decodes only those.
-    files.truncate(limit.unwrap_or(usize::MAX));
+    // `limit` keeps every class's share of the files (in class, then name order) and
+    // decodes only those.
+    if let Some(limit) = limit {
+        let labels: Vec<i64> = files.iter().map(|(_, label)| *label).collect();
+        let kept = stratified_split(&labels, limit).0;
+        files = kept.into_iter().map(|i| files[i].clone()).collect();
+    }
     let decoded: Vec<(usize, usize, Vec<u8>)> =
         files.par_iter().map(|(file, _)| decode_file(file, size, channels)).collect::<Result<Vec<_>>>()?;
     let (height, width) = (decoded[0].0, decoded[0].1);

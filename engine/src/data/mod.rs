@@ -4,6 +4,7 @@ pub mod cifar10;
 pub mod images;
 pub mod limits;
 pub mod mnist;
+pub mod split;
 pub mod store;
 pub mod toy;
 

@@ -1,8 +1,9 @@
 //! The `classifier` stage: trains the `encoder` on a labelled dataset — on noisy x_t at a
 //! uniformly drawn t when a `schedule` is given (a noisy classifier for classifier
 //! guidance, Dhariwal & Nichol 2021), on clean images otherwise (for accuracy and
-//! classifier features). It holds out the last 10 % of the data and reports the accuracy
-//! on it. Writes `classifier.safetensors` and `meta.json` ([`ClassifierMeta`]).
+//! classifier features). It holds out 10 % of the data, every class its share (the items
+//! that `limit` = the other 90 % would drop: [`stratified_split`]), and reports the
+//! accuracy on them. Writes `classifier.safetensors` and `meta.json` ([`ClassifierMeta`]).
 //!
 //! Data parallel (`--nproc N`): every rank draws the whole global batch's randomness (the
 //! same seeded stream a single process draws), keeps its contiguous share, and the
@@ -29,6 +30,7 @@ use tch::{Device, Kind, Tensor};
 use super::adamw::{AdamStep, FlatParams};
 use super::checkpoint::{self, CheckpointState, CHECKPOINT_DIR};
 use super::train::OPTIMIZER_FILE;
+use crate::data::split::stratified_split;
 use crate::data::{DataMeta, Dataset};
 use crate::diffusion::noise::derive_seed;
 use crate::diffusion::{Process, VarianceType};
@@ -93,6 +95,9 @@ pub fn run(job: &Job) -> Result<()> {
     }
     let process = schedule_config.as_ref().map(|s| noising_process(s, device)).transpose()?;
     let Plan { held, n_train, batch, steps } = Plan::new(job, &params, data.meta.count, group.as_ref())?;
+    let labels = Vec::<i64>::try_from(&data.labels).context("cannot read the data's labels")?;
+    let (train_items, held_items) = stratified_split(&labels, n_train);
+    let train_items = index_tensor(&train_items);
     let writer = group.as_ref().is_none_or(|g| g.rank() == 0);
 
     let build = || -> Result<Trainer> {
@@ -120,8 +125,8 @@ pub fn run(job: &Job) -> Result<()> {
             }
         })?;
         tch::manual_seed(derive_seed(&[params.seed, step as u64]) as i64);
-        let index = Tensor::randint(n_train as i64, [batch as i64], (Kind::Int64, Device::Cpu));
-        let (x, y) = data.batch(&index, device);
+        let draw = Tensor::randint(n_train as i64, [batch as i64], (Kind::Int64, Device::Cpu));
+        let (x, y) = data.batch(&train_items.index_select(0, &draw), device);
         let x = if data.meta.flip { random_flip(&x) } else { x };
         let (x, t) = noised(&x, process.as_ref());
         let loss = trainer.step(step, params.lr, group.as_ref(), (&x, t.as_ref(), &y))?;
@@ -146,7 +151,7 @@ pub fn run(job: &Job) -> Result<()> {
     }
     // Its noise from the seed, whether or not the run was resumed.
     tch::manual_seed(derive_seed(&[params.seed, steps as u64]) as i64);
-    let accuracy = tch::no_grad(|| held_out_accuracy(&*trainer.net, &data, n_train, process.as_ref(), device));
+    let accuracy = tch::no_grad(|| held_out_accuracy(&*trainer.net, &data, &held_items, process.as_ref(), device));
     progress::metric("accuracy", accuracy);
     progress::log(format!(
         "held-out accuracy {:.2} % on {held} images ({} classifier, final loss {last_loss:.4})",
@@ -181,7 +186,7 @@ fn noising_process(schedule: &serde_json::Value, device: Device) -> Result<Proce
 
 /// How the data splits and how long training runs.
 struct Plan {
-    /// Items held out for the accuracy (the last ones).
+    /// How many items are held out for the accuracy.
     held: usize,
     n_train: usize,
     /// The global batch (at most the training items).
@@ -298,25 +303,27 @@ fn noised(x: &Tensor, process: Option<&Process>) -> (Tensor, Option<Tensor>) {
     }
 }
 
-/// Accuracy on items `from..` of `data` (noisy classifiers: at uniformly drawn t).
+/// Accuracy on the `items` of `data` (noisy classifiers: at uniformly drawn t).
 fn held_out_accuracy(
     net: &dyn Classifier,
     data: &Dataset,
-    from: usize,
+    items: &[usize],
     process: Option<&Process>,
     device: Device,
 ) -> f64 {
-    let n = data.meta.count;
     let mut correct = 0i64;
-    for start in (from..n).step_by(256) {
-        let end = (start + 256).min(n);
-        let index = Tensor::arange_start(start as i64, end as i64, (Kind::Int64, Device::Cpu));
-        let (x, y) = data.batch(&index, device);
+    for chunk in items.chunks(256) {
+        let (x, y) = data.batch(&index_tensor(chunk), device);
         let (x, t) = noised(&x, process);
         let pred = net.forward(&x, t.as_ref(), false).argmax(1, false);
         correct += pred.eq_tensor(&y).sum(Kind::Int64).int64_value(&[]);
     }
-    correct as f64 / (n - from) as f64
+    correct as f64 / items.len().max(1) as f64
+}
+
+/// Item indices as the int64 tensor `index_select` takes.
+fn index_tensor(items: &[usize]) -> Tensor {
+    Tensor::from_slice(&items.iter().map(|&i| i as i64).collect::<Vec<i64>>())
 }
 
 /// Accuracy of `net` on images (uint8 [N, C, H, W]) against `labels`, clean (t unset), in

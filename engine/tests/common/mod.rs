@@ -54,10 +54,15 @@ pub fn difflow_binary() -> PathBuf {
     if profile == "release" {
         build.arg("--release");
     }
-    let status = build.status().expect("run cargo to build the difflow binary");
+    let output = build.output().expect("run cargo to build the difflow binary");
+    // An older binary would test code that is no longer the tree's: a failed build fails.
+    assert!(
+        output.status.success(),
+        "building the difflow binary failed ({}):\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
     let path = bin_dir().join("difflow");
-    // A tree that others are editing may not build this minute; an existing binary will do.
-    assert!(status.success() || path.exists(), "building the difflow binary failed");
     assert!(bin_dir().join("difflow-worker").exists(), "difflow-worker is not built beside {}", path.display());
     path
 }
