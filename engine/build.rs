@@ -165,12 +165,39 @@ fn compile_c10d_shim(lib: &Path, abi: &str) {
     println!("cargo:rustc-link-lib=dylib=c10");
 }
 
-/// The fused inference kernels (csrc/fused.cpp), built like the c10d shim. They use ATen's
-/// AVX2 vectors when the build targets a CPU with AVX2, FMA and F16C (`RUSTFLAGS="-C
-/// target-cpu=native"` on such a machine), ATen's portable ones otherwise: the worker then
-/// runs on every CPU of its architecture. Their loop is an OpenMP one; the worker links the
-/// libgomp that libtorch ships, so both share one thread pool.
+/// The fused inference kernels (csrc/fused.cpp), built like the c10d shim, with ATen's
+/// portable vectors; on x86-64 also a copy with ATen's AVX2 vectors (`dfl_group_norm_silu_avx2`)
+/// that the worker calls only on CPUs with AVX2, FMA and F16C (cfg `fused_avx2_copy`), so
+/// one binary runs everywhere and is fast where it can be. A target that has AVX2 anyway
+/// (`-C target-cpu=native` on such a CPU) gets the AVX2 build alone. Their loop is an OpenMP
+/// one; the worker links the libgomp that libtorch ships, so both share one thread pool.
 fn compile_fused(lib: &Path, abi: &str) {
+    println!("cargo::rustc-check-cfg=cfg(fused_avx2_copy)");
+    let arch = std::env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
+    let base = fused_build(lib, abi);
+    if target_has_avx2() {
+        with_avx2(base).compile("difflow_fused");
+    } else {
+        // The portable vectors are 32-byte structs passed by value between the kernel's own
+        // functions, which makes GCC note an ABI change of GCC 4.6 that nothing here meets.
+        let mut portable = base;
+        portable
+            .define("CPU_CAPABILITY", "DEFAULT")
+            .define("CPU_CAPABILITY_DEFAULT", None)
+            .flag_if_supported("-Wno-psabi");
+        portable.compile("difflow_fused");
+        if arch == "x86_64" {
+            let mut copy = with_avx2(fused_build(lib, abi));
+            let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("avx2");
+            copy.define("DFL_FUSED_AVX2_COPY", None).out_dir(out);
+            copy.compile("difflow_fused_avx2");
+            println!("cargo:rustc-cfg=fused_avx2_copy");
+        }
+    }
+    println!("cargo:rustc-link-lib=dylib:+verbatim=libgomp.so.1");
+}
+
+fn fused_build(lib: &Path, abi: &str) -> cc::Build {
     let mut build = cc::Build::new();
     build
         .cpp(true)
@@ -181,23 +208,17 @@ fn compile_fused(lib: &Path, abi: &str) {
         .flag_if_supported("-Wno-unused-parameter")
         .define("_GLIBCXX_USE_CXX11_ABI", abi)
         .warnings(false);
-    if target_has_avx2() {
-        build
-            .flag("-mavx2")
-            .flag("-mfma")
-            .flag("-mf16c")
-            .define("CPU_CAPABILITY", "AVX2")
-            .define("CPU_CAPABILITY_AVX2", None);
-    } else {
-        // The portable vectors are 32-byte structs passed by value between the kernel's own
-        // functions, which makes GCC note an ABI change of GCC 4.6 that nothing here meets.
-        build
-            .define("CPU_CAPABILITY", "DEFAULT")
-            .define("CPU_CAPABILITY_DEFAULT", None)
-            .flag_if_supported("-Wno-psabi");
-    }
-    build.compile("difflow_fused");
-    println!("cargo:rustc-link-lib=dylib:+verbatim=libgomp.so.1");
+    build
+}
+
+fn with_avx2(mut build: cc::Build) -> cc::Build {
+    build
+        .flag("-mavx2")
+        .flag("-mfma")
+        .flag("-mf16c")
+        .define("CPU_CAPABILITY", "AVX2")
+        .define("CPU_CAPABILITY_AVX2", None);
+    build
 }
 
 /// Whether the build targets x86-64 with AVX2, FMA and F16C (what ATen's AVX2 vectors use):

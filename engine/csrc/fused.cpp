@@ -7,8 +7,10 @@
 // Entry points catch every C++ exception and return its message (heap string, freed by
 // dfl_fused_free_error); null means success. Tensors arrive as `at::Tensor*`, which is
 // what tch's `as_ptr()` hands out; a result is returned as a new `at::Tensor*` that tch
-// takes ownership of. build.rs compiles this file with AVX2+FMA when the build's target
-// has them (`-C target-cpu=native` on such a CPU) and with ATen's portable vectors otherwise.
+// takes ownership of. build.rs compiles this file with ATen's portable vectors, and on
+// x86-64 a second time with AVX2+FMA as `dfl_group_norm_silu_avx2` (DFL_FUSED_AVX2_COPY),
+// which the Rust side calls only on CPUs that have both; a target that has AVX2 anyway
+// (`-C target-cpu=native`) gets the AVX2 build alone.
 #include <ATen/ATen.h>
 #include <ATen/cpu/vec/vec.h>
 #include <c10/core/GradMode.h>
@@ -149,16 +151,21 @@ void group_norm_silu_kernel(const Args& a) {
 
 extern "C" {
 
+#ifndef DFL_FUSED_AVX2_COPY
 void dfl_fused_free_error(char* message) { std::free(message); }
 
 // Whether autograd records operations on this thread (false under no_grad and inference
 // mode): the fused kernel has no backward, so the caller takes ATen's path when it does.
 int dfl_fused_grad_enabled() { return c10::GradMode::is_enabled() ? 1 : 0; }
+#define DFL_GROUP_NORM_SILU dfl_group_norm_silu
+#else
+#define DFL_GROUP_NORM_SILU dfl_group_norm_silu_avx2
+#endif
 
 // silu?((GN(x + add) · (1 + scale) + shift)): x float32 [B, C, ...] contiguous, GroupNorm
 // with `groups` groups, ε `eps` and affine gamma/beta [C]; add, scale and shift are
 // optional (null) per-sample [B, C] tensors. Writes a new tensor to *out.
-char* dfl_group_norm_silu(const at::Tensor* x, int64_t groups, double eps, const at::Tensor* gamma,
+char* DFL_GROUP_NORM_SILU(const at::Tensor* x, int64_t groups, double eps, const at::Tensor* gamma,
                           const at::Tensor* beta, const at::Tensor* add, const at::Tensor* scale,
                           const at::Tensor* shift, int silu, at::Tensor** out) {
   return guarded([&] {

@@ -15,18 +15,62 @@ use torch_sys::C_tensor;
 extern "C" {
     fn dfl_fused_free_error(message: *mut c_char);
     fn dfl_fused_grad_enabled() -> c_int;
-    fn dfl_group_norm_silu(
-        x: *const C_tensor,
-        groups: i64,
-        eps: f64,
-        gamma: *const C_tensor,
-        beta: *const C_tensor,
-        add: *const C_tensor,
-        scale: *const C_tensor,
-        shift: *const C_tensor,
-        silu: c_int,
-        out: *mut *mut C_tensor,
-    ) -> *mut c_char;
+}
+
+/// Declares csrc/fused.cpp's kernel entry points, one per build of the kernel.
+macro_rules! group_norm_silu_entries {
+    ($($name:ident),*) => {
+        extern "C" {
+            $(fn $name(
+                x: *const C_tensor,
+                groups: i64,
+                eps: f64,
+                gamma: *const C_tensor,
+                beta: *const C_tensor,
+                add: *const C_tensor,
+                scale: *const C_tensor,
+                shift: *const C_tensor,
+                silu: c_int,
+                out: *mut *mut C_tensor,
+            ) -> *mut c_char;)*
+        }
+    };
+}
+
+group_norm_silu_entries!(dfl_group_norm_silu);
+#[cfg(fused_avx2_copy)]
+group_norm_silu_entries!(dfl_group_norm_silu_avx2);
+
+/// The kernels' signature.
+type GroupNormSilu = unsafe extern "C" fn(
+    *const C_tensor,
+    i64,
+    f64,
+    *const C_tensor,
+    *const C_tensor,
+    *const C_tensor,
+    *const C_tensor,
+    *const C_tensor,
+    c_int,
+    *mut *mut C_tensor,
+) -> *mut c_char;
+
+/// The kernel built for this CPU: the AVX2 copy where the CPU has AVX2, FMA and F16C (and
+/// the build made one), else the portable build.
+fn group_norm_silu_kernel() -> GroupNormSilu {
+    #[cfg(fused_avx2_copy)]
+    {
+        static AVX2: OnceLock<bool> = OnceLock::new();
+        let avx2 = *AVX2.get_or_init(|| {
+            std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+                && std::arch::is_x86_feature_detected!("f16c")
+        });
+        if avx2 {
+            return dfl_group_norm_silu_avx2;
+        }
+    }
+    dfl_group_norm_silu
 }
 
 thread_local! {
@@ -43,7 +87,7 @@ pub fn with_fused<R>(on: bool, body: impl FnOnce() -> R) -> R {
 }
 
 /// Whether the fused kernels may run: not switched off. They run on every CPU the worker
-/// runs on (build.rs compiles them with AVX2 only for a target that has it).
+/// runs on (the AVX2 copy only where the CPU has it: `group_norm_silu_kernel`).
 pub fn enabled() -> bool {
     static FROM_ENV: OnceLock<bool> = OnceLock::new();
     OVERRIDE
@@ -137,7 +181,7 @@ impl Norm {
         // SAFETY: every pointer is a live `at::Tensor*` borrowed for the call (or null where
         // the kernel takes none); on success `out` is a new tensor we own.
         let error = unsafe {
-            dfl_group_norm_silu(
+            group_norm_silu_kernel()(
                 x.as_ptr(),
                 self.inner.num_groups,
                 self.eps,
