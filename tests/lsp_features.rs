@@ -66,7 +66,7 @@ fn hover_explains_kinds_variants_keys_values_and_names() {
     let wanted: [(&str, usize, &[&str]); 9] = [
         ("schedule cos", 1, &["(config)", "variants: linear, cosine, sigmoid"]),
         ("cosine {", 2, &["schedule = cosine", "keys: steps"]),
-        ("steps = T", 1, &["steps : int", "number of diffusion steps T", "default `1000`", "range ≥ 1"]),
+        ("steps = T", 1, &["steps : int", "number of diffusion steps T", "default `1000`", "range 1 ≤ x ≤ 100000"]),
         ("\"simple\"", 2, &["loss : \"simple\" | \"hybrid\" | \"vlb\""]),
         // A schedule's name: its declaration and ᾱ_T from the float64 tables (T = 500 via the let).
         ("cos\n", 1, &["schedule cos = cosine { steps = T }", "T = 500 · ᾱ_T = "]),
