@@ -34,6 +34,10 @@ pub struct Job {
 /// EMA, optimiser moments and loss log instead of step 0.
 pub const CONTINUE_INPUT: &str = "$continue";
 
+/// The folder of a training entry that holds its live TensorBoard event files. They carry
+/// wall-clock times, so they are left out of the output digests that runs compare.
+pub const LOG_DIR: &str = "logs";
+
 /// A reference to an upstream stage inside a job's parameters: `{"$stage": NAME}`, NAME
 /// being a key of [`Job::inputs`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
