@@ -8,6 +8,7 @@ pub mod continuation;
 pub mod export;
 pub mod interrupt;
 mod local;
+pub mod logdir;
 pub mod show;
 pub mod slurm;
 pub mod stale;
