@@ -65,4 +65,14 @@ fn logdir_links_each_training_instance_to_its_live_logs() {
         let recorded = &lock.stages[&name].outputs;
         assert!(recorded.contains_key("model.safetensors") && !recorded.keys().any(|k| k.starts_with("logs/")));
     }
+
+    // A longer `ddpm` continues the cached run: its logs hold that run's event file too.
+    let text = std::fs::read_to_string(dir.join("p.diff")).unwrap().replacen("steps = 12", "steps = 15", 1);
+    std::fs::write(dir.join("p.diff"), text).unwrap();
+    let (code, out, err) = difflow_real(dir, &["run", "p.diff", "--device", "cpu", "--target", "ddpm"], &[]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(err.contains("continuing the cached run of 12 steps") || out.contains("continuing"), "{out}\n{err}");
+    logdir(dir);
+    let events = std::fs::read_dir(folder.join("ddpm")).unwrap().count();
+    assert_eq!(events, 2, "the continued run's event file and its own");
 }

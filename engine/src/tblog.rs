@@ -32,12 +32,13 @@ pub struct EventWriter {
 }
 
 impl EventWriter {
-    /// Creates `dir` and `events.out.tfevents.<secs>.<host>` in it (appended to when a
-    /// resumed run starts within the same second), headed by the file-version event.
+    /// Creates `dir` and `events.out.tfevents.<secs>.<host>.<pid>` in it (TensorFlow's
+    /// naming: one file per process, so a resumed or continued run adds its own), headed by
+    /// the file-version event.
     pub fn create(dir: &Path) -> io::Result<EventWriter> {
         std::fs::create_dir_all(dir)?;
         let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let path = dir.join(format!("events.out.tfevents.{secs}.{}", hostname()));
+        let path = dir.join(format!("events.out.tfevents.{secs}.{}.{}", hostname(), std::process::id()));
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
         let mut writer = EventWriter { file: BufWriter::new(file), path, unflushed: 0, last_flush: Instant::now() };
         let mut event = event_head(wall_time(), 0);
