@@ -141,6 +141,13 @@ enum Command {
         #[arg(long = "set", value_name = "NAME=VALUE")]
         set: Vec<String>,
     },
+    /// Make a folder with one link per training instance to its live TensorBoard logs and
+    /// print it: `tensorboard --logdir $(difflow logdir FILE)`.
+    Logdir {
+        file: PathBuf,
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        set: Vec<String>,
+    },
     /// Rewrite a file in the canonical layout.
     Fmt {
         file: PathBuf,
@@ -244,6 +251,10 @@ fn main() -> ExitCode {
         Command::Show { file, name, json, set } => {
             load(&file, &set).and_then(|(_, p)| session(&file, &p)).and_then(|s| show(&s, &name, json))
         }
+        Command::Logdir { file, set } => load(&file, &set)
+            .and_then(|(_, p)| session(&file, &p))
+            .and_then(|s| exec::logdir::link_logdir(&s).map_err(Failure::Failed))
+            .map(|dir| println!("{}", dir.display())),
         Command::Fmt { file, check } => fmt(&file, check),
         Command::Doc { name } => doc(name.as_deref()),
         Command::Lsp => return ExitCode::from(difflow::lsp::serve_stdio()),

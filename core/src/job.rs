@@ -48,6 +48,10 @@ pub fn checkpoint_step(out_dir: &Path) -> Option<u64> {
 /// EMA, optimiser moments and loss log instead of step 0.
 pub const CONTINUE_INPUT: &str = "$continue";
 
+/// The folder of a training entry that holds its live TensorBoard event files. They carry
+/// wall-clock times, so they are left out of the output digests that runs compare.
+pub const LOG_DIR: &str = "logs";
+
 /// A reference to an upstream stage inside a job's parameters: `{"$stage": NAME}`, NAME
 /// being a key of [`Job::inputs`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -139,6 +139,7 @@ pub(crate) fn settings(o: &Options, classes: usize) -> Settings {
         seed: 0,
         bf16: o.bf16 && o.device.is_cuda(),
         checkpoint_every: 0,
+        measure_grad_norm: false,
     }
 }
 

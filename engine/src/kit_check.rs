@@ -142,7 +142,7 @@ pub fn run(args: &[String]) -> Result<()> {
         let s = crate::stages::train::Settings { bf16: bf16 && device.is_cuda(), ..settings(&o, spec.classes) };
         let mut non_finite = 0.0;
         for step in 0..3 {
-            if !trainer.step(step, &s, &process, &data, spec, None)?.is_finite() {
+            if !trainer.step(step, &s, &process, &data, spec, None)?.loss.is_finite() {
                 non_finite += 1.0;
             }
         }

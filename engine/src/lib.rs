@@ -21,6 +21,7 @@ pub mod pickle;
 pub mod plot;
 pub mod progress;
 pub mod stages;
+pub mod tblog;
 
 /// The libtorch this worker was built against (read from its folder at build time).
 pub const TORCH_VERSION: &str = env!("DIFFLOW_TORCH_VERSION");

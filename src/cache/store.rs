@@ -9,6 +9,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use difflow_core::job::LOG_DIR;
 use serde::{Deserialize, Serialize};
 
 use super::digest::{hash_file, list_files};
@@ -49,8 +50,12 @@ pub struct OutputFile {
 }
 
 impl Manifest {
+    /// The digests that stand for the results (`difflow.lock`, `difflow compare`): every
+    /// output but the live training logs, whose wall-clock times differ from run to run.
+    /// The manifest still digests the logs, so `verify` catches their corruption.
     pub fn output_digests(&self) -> BTreeMap<String, String> {
-        self.outputs.iter().map(|(k, v)| (k.clone(), v.blake3.clone())).collect()
+        let logs = format!("{LOG_DIR}/");
+        self.outputs.iter().filter(|(k, _)| !k.starts_with(&logs)).map(|(k, v)| (k.clone(), v.blake3.clone())).collect()
     }
     pub fn total_size(&self) -> u64 {
         self.outputs.values().map(|o| o.size).sum()
@@ -357,6 +362,22 @@ mod tests {
         assert_eq!(cache.keys().unwrap(), [key]);
         cache.remove(&lock).unwrap();
         assert!(!cache.is_complete(key));
+    }
+
+    #[test]
+    fn live_logs_are_digested_but_left_out_of_the_compared_digests() {
+        let d = tempfile::tempdir().unwrap();
+        let cache = Cache::new(d.path().join("cache"));
+        let lock = cache.lock("00bb", || panic!("nobody else holds it")).unwrap();
+        let staging = cache.staging(&lock, false).unwrap();
+        std::fs::create_dir_all(staging.join("logs")).unwrap();
+        std::fs::write(staging.join("model.safetensors"), b"w").unwrap();
+        std::fs::write(staging.join("logs/events.out.tfevents.1.host"), b"e").unwrap();
+        std::fs::write(staging.join("logsheet.csv"), b"c").unwrap();
+        let m = cache.commit(&lock, draft("00bb")).unwrap();
+        assert!(m.outputs.contains_key("logs/events.out.tfevents.1.host"));
+        let compared: Vec<String> = m.output_digests().into_keys().collect();
+        assert_eq!(compared, ["logsheet.csv", "model.safetensors"]);
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod continuation;
 pub mod export;
 pub mod interrupt;
 mod local;
+pub mod logdir;
 mod missing_data;
 pub mod show;
 pub mod slurm;

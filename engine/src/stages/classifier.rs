@@ -113,6 +113,7 @@ pub fn run(job: &Job) -> Result<()> {
             *trainer = build()?;
             Ok(())
         })?;
+    let mut log = crate::tblog::TrainLog::open(&job.out_dir, writer, &losses);
     crate::interrupt::install()?;
     let mut bar = Progress::begin("training", steps as u64);
     bar.update(start as u64, losses.last().copied());
@@ -136,11 +137,13 @@ pub fn run(job: &Job) -> Result<()> {
         losses.push(loss);
         bar.update(step as u64 + 1, Some(loss));
         let done = step + 1;
+        log.record(done, loss, params.lr, None);
         if writer && params.checkpoint_every > 0 && done % params.checkpoint_every == 0 && done < steps {
             trainer.save_checkpoint(&checkpoint_dir, &CheckpointState { step: done, losses: losses.clone() })?;
         }
     }
     let last_loss = losses.last().copied().unwrap_or(f64::NAN);
+    log.finish();
 
     if let Some(group) = &group {
         // Rank 0 measures and writes alone; the others leave once the weights agree.

@@ -5,8 +5,10 @@
 //! is laid out as the staging folder's checkpoint and training resumes from it exactly as
 //! from an interrupted run of its own.
 
+use std::path::Path;
+
 use anyhow::{bail, Context, Result};
-use difflow_core::job::{Job, CONTINUE_INPUT};
+use difflow_core::job::{Job, CONTINUE_INPUT, LOG_DIR};
 
 use super::train::{TrainMeta, CHECKPOINT_DIR, EMA_FILE, LOSS_FILE, MODEL_FILE, OPTIMIZER_FILE, STATE_FILE};
 use crate::progress;
@@ -35,6 +37,7 @@ pub fn seed_checkpoint(job: &Job, target: usize) -> Result<()> {
             .with_context(|| format!("cannot continue from {}: cannot copy {file}", source.dir.display()))?;
     }
     std::fs::write(tmp.join(STATE_FILE), serde_json::json!({ "step": from }).to_string())?;
+    copy_logs(&source.dir.join(LOG_DIR), &job.out_dir.join(LOG_DIR))?;
     if checkpoint.exists() {
         std::fs::remove_dir_all(&checkpoint)?;
     }
@@ -42,3 +45,18 @@ pub fn seed_checkpoint(job: &Job, target: usize) -> Result<()> {
     progress::log(format!("continuing the cached run of {from} steps (from {})", source.dir.display()));
     Ok(())
 }
+
+/// The continued run's event files, so that its live log shows the whole curve from step 1.
+fn copy_logs(from: &Path, to: &Path) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(from) else { return Ok(()) };
+    std::fs::create_dir_all(to).with_context(|| format!("cannot create {}", to.display()))?;
+    for entry in entries {
+        let entry = entry?;
+        let dst = to.join(entry.file_name());
+        if entry.file_type()?.is_file() && !dst.exists() {
+            std::fs::copy(entry.path(), &dst).with_context(|| format!("cannot copy {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
+}
+

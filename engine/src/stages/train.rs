@@ -33,6 +33,7 @@ use crate::lanes::Lanes;
 use crate::models::{build_denoiser, Denoiser, ModelSpec};
 use crate::params::{input, job_params};
 use crate::progress::{self, Progress};
+use crate::tblog::TrainLog;
 
 pub const MODEL_FILE: &str = "model.safetensors";
 pub const EMA_FILE: &str = "ema.safetensors";
@@ -124,6 +125,17 @@ pub(crate) struct Settings {
     pub(crate) seed: u64,
     pub(crate) bf16: bool,
     pub(crate) checkpoint_every: usize,
+    /// Measure the gradient norm every step (for the live log) even without `grad_clip`.
+    pub(crate) measure_grad_norm: bool,
+}
+
+/// What one optimisation step reports.
+pub(crate) struct StepStats {
+    /// The batch's mean loss.
+    pub(crate) loss: f64,
+    pub(crate) lr: f64,
+    /// The gradient's L2 norm before clipping, when clipped or asked for.
+    pub(crate) grad_norm: Option<f64>,
 }
 
 pub fn run(job: &Job) -> Result<()> {
@@ -143,7 +155,7 @@ pub fn run(job: &Job) -> Result<()> {
     let schedule_config = &params.schedule;
     let schedule = ScheduleSpec::from_config(schedule_config).map_err(|e| anyhow::anyhow!(e))?;
 
-    let settings = settings_of(job, &params, data.meta.count, device)?;
+    let mut settings = settings_of(job, &params, data.meta.count, device)?;
     if data.meta.count == 0 {
         bail!("the dataset `{}` is empty", data_input.dir.display());
     }
@@ -179,6 +191,8 @@ pub fn run(job: &Job) -> Result<()> {
             Ok(())
         })?;
 
+    let mut log = TrainLog::open(&job.out_dir, writer, &losses);
+    settings.measure_grad_norm = log.is_active();
     crate::interrupt::install()?;
     let mut bar = Progress::begin("training", settings.steps as u64);
     bar.update(start as u64, losses.last().copied());
@@ -190,7 +204,8 @@ pub fn run(job: &Job) -> Result<()> {
                 Ok(())
             }
         })?;
-        let loss = trainer.step(step, &settings, &process, &data, model_spec, group.as_ref())?;
+        let stats = trainer.step(step, &settings, &process, &data, model_spec, group.as_ref())?;
+        let loss = stats.loss;
         if !loss.is_finite() {
             let remedy = if settings.bf16 {
                 "lower `lr`, set `grad_clip`, or use `precision = \"fp32\"`"
@@ -202,6 +217,7 @@ pub fn run(job: &Job) -> Result<()> {
         losses.push(loss);
         bar.update(step as u64 + 1, Some(loss));
         let done = step + 1;
+        log.record(done, loss, stats.lr, stats.grad_norm);
         if writer && settings.checkpoint_every > 0 && done % settings.checkpoint_every == 0 && done < settings.steps {
             trainer.save_checkpoint(&checkpoint_dir, &CheckpointState { step: done, losses: losses.clone() })?;
         }
@@ -214,6 +230,7 @@ pub fn run(job: &Job) -> Result<()> {
             return Ok(());
         }
     }
+    log.finish();
     let out = &job.out_dir;
     trainer.vs.save(out.join(MODEL_FILE)).context("cannot write the model weights")?;
     trainer.ema_vs.save(out.join(EMA_FILE)).context("cannot write the EMA weights")?;
@@ -267,6 +284,7 @@ fn settings_of(job: &Job, params: &TrainParams, count: usize, device: Device) ->
         seed: params.seed,
         bf16,
         checkpoint_every: params.checkpoint_every,
+        measure_grad_norm: false,
     })
 }
 
@@ -318,7 +336,7 @@ impl Trainer {
         Ok(Trainer { vs, ema_vs, model, adam, ema_flat, buffers })
     }
 
-    /// One optimisation step (0-based `step`); returns the batch's mean loss.
+    /// One optimisation step (0-based `step`).
     pub(crate) fn step(
         &mut self,
         step: usize,
@@ -327,7 +345,7 @@ impl Trainer {
         data: &Dataset,
         spec: ModelSpec,
         group: Option<&ProcessGroup>,
-    ) -> Result<f64> {
+    ) -> Result<StepStats> {
         let device = self.vs.device();
         let lanes = self.lanes(s);
         let _serial = lanes.serial_caller();
@@ -366,12 +384,13 @@ impl Trainer {
                 summed_loss.double_value(&[0])
             }
         };
-        if !value.is_finite() {
-            return Ok(value);
-        }
         let lr = if s.warmup > 0 { s.lr * ((step + 1) as f64 / s.warmup as f64).min(1.0) } else { s.lr };
-        tch::no_grad(|| self.update(&lanes, step, lr, s, g));
-        Ok(value)
+        if !value.is_finite() {
+            return Ok(StepStats { loss: value, lr, grad_norm: None });
+        }
+        let grad_norm = (s.grad_clip > 0.0 || s.measure_grad_norm).then(|| g.norm().double_value(&[]));
+        tch::no_grad(|| self.update(&lanes, step, lr, s, g, grad_norm));
+        Ok(StepStats { loss: value, lr, grad_norm })
     }
 
     /// How a step splits its batch: not at all with bf16 autocast (per-thread state) or a
@@ -429,9 +448,8 @@ impl Trainer {
         Ok(sum.expect("at least one lane"))
     }
 
-    fn update(&mut self, lanes: &Lanes, step: usize, lr: f64, s: &Settings, mut g: Tensor) {
-        if s.grad_clip > 0.0 {
-            let norm = g.norm().double_value(&[]);
+    fn update(&mut self, lanes: &Lanes, step: usize, lr: f64, s: &Settings, mut g: Tensor, norm: Option<f64>) {
+        if let Some(norm) = norm.filter(|_| s.grad_clip > 0.0) {
             if norm > s.grad_clip {
                 g *= s.grad_clip / (norm + 1e-6);
             }

@@ -1,0 +1,118 @@
+//! The live training log, read by TensorBoard itself: a toy training run's event file shows
+//! scalars while the run goes on, and every step's loss (as in `loss.csv`) once it ends.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{input, python, stage_job};
+use serde_json::{json, Value};
+
+const STEPS: usize = 2000;
+
+/// Reads an event file with TensorBoard's `EventAccumulator`: tag → [(step, value)].
+const READER: &str = r#"
+import json, sys
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+acc = EventAccumulator(sys.argv[1], size_guidance={"scalars": 0})
+acc.Reload()
+print(json.dumps({tag: [[e.step, e.value] for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}))
+"#;
+
+/// The project venv's python with TensorBoard (the oracle), installed from PyPI if missing.
+fn tensorboard_python() -> PathBuf {
+    let python = python();
+    let has = |py: &Path| Command::new(py).args(["-c", "import tensorboard"]).status().is_ok_and(|s| s.success());
+    if !has(&python) {
+        let status = Command::new(&python).args(["-m", "pip", "install", "-q", "tensorboard"]).status().unwrap();
+        assert!(status.success() && has(&python), "cannot install tensorboard into the project venv");
+    }
+    python
+}
+
+fn read_scalars(python: &Path, file: &Path) -> serde_json::Map<String, Value> {
+    let out = Command::new(python).args(["-c", READER]).arg(file).output().unwrap();
+    assert!(out.status.success(), "EventAccumulator failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice::<Value>(&out.stdout).unwrap().as_object().unwrap().clone()
+}
+
+fn event_files(logs: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(logs) else { return Vec::new() };
+    entries.map(|e| e.unwrap().path()).filter(|p| p.to_string_lossy().contains("tfevents")).collect()
+}
+
+fn train_job(root: &Path) -> difflow_core::job::Job {
+    let data = root.join("data");
+    let dataset = json!({"shape": "gaussians8", "count": 256, "noise": 0.1, "seed": 0});
+    let dataset_job = stage_job("points", ("dataset", "toy"), &dataset, [], &data);
+    difflow_engine::stages::run(&dataset_job).unwrap();
+    let params = json!({
+        "model": {"kind": "model", "variant": "mlp", "hidden": 16, "layers": 2},
+        "data": {"$stage": "points"},
+        "schedule": {"kind": "schedule", "variant": "cosine", "steps": 50},
+        "steps": STEPS, "batch": 8, "lr": 1e-3, "warmup": 100, "seed": 0, "checkpoint_every": 0
+    });
+    let inputs = [("points".to_string(), input("dataset", "toy", &data))];
+    stage_job("fit", ("train", "diffusion"), &params, inputs, &root.join("train"))
+}
+
+#[test]
+fn tensorboard_reads_the_losses_while_training_runs_and_every_step_after() {
+    let python = tensorboard_python();
+    let root = tempfile::tempdir().unwrap();
+    let job = train_job(root.path());
+    let logs = job.out_dir.join(difflow_core::job::LOG_DIR);
+    let run = std::thread::spawn(move || difflow_engine::stages::run(&job));
+
+    // Snapshot the event file once it holds more than its header, while the run goes on.
+    let snapshot = root.path().join("snapshot.tfevents");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let file = loop {
+        assert!(Instant::now() < deadline, "no event file with scalars appeared in {}", logs.display());
+        assert!(!run.is_finished(), "training ended before its log showed a scalar");
+        let files = event_files(&logs);
+        if let [file] = files.as_slice() {
+            std::fs::copy(file, &snapshot).unwrap();
+            // The file-version record alone is under 40 bytes.
+            if std::fs::metadata(&snapshot).unwrap().len() > 64 {
+                break file.clone();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    let copied_while_running = !run.is_finished();
+    let early = read_scalars(&python, &snapshot);
+    run.join().unwrap().unwrap();
+    assert!(copied_while_running, "the snapshot was taken after training ended");
+    let early_losses = early["loss"].as_array().unwrap();
+    assert!(!early_losses.is_empty() && early_losses.len() < STEPS, "{} losses mid-run", early_losses.len());
+
+    let all = read_scalars(&python, &file);
+    let csv = std::fs::read_to_string(root.path().join("train/loss.csv")).unwrap();
+    let expected: Vec<(u64, f32)> = csv
+        .lines()
+        .skip(1)
+        .map(|line| {
+            let (step, loss) = line.split_once(',').unwrap();
+            (step.parse().unwrap(), loss.parse::<f64>().unwrap() as f32)
+        })
+        .collect();
+    let logged: Vec<(u64, f32)> = all["loss"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e[0].as_u64().unwrap(), e[1].as_f64().unwrap() as f32))
+        .collect();
+    assert_eq!(expected.len(), STEPS);
+    assert_eq!(logged, expected);
+    for tag in ["loss_ema", "lr", "grad_norm"] {
+        assert_eq!(all[tag].as_array().unwrap().len(), STEPS, "`{tag}` is not logged every step");
+    }
+    // Warmup: the learning rate climbs to `lr` over 100 steps.
+    let lr = all["lr"].as_array().unwrap();
+    assert!(
+        (lr[0][1].as_f64().unwrap() - 1e-5).abs() < 1e-9 && (lr[STEPS - 1][1].as_f64().unwrap() - 1e-3).abs() < 1e-9
+    );
+}
