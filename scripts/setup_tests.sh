@@ -2,6 +2,7 @@
 # What only the test suite needs, on top of scripts/setup.sh (scripts/test.sh runs both),
 # each installed when missing:
 #   - diffusers 0.42.1 in the venv: the oracle of engine/tests/diffusers*.rs (Python >= 3.11);
+#   - tensorboard in the venv: its EventAccumulator reads the live logs (engine/tests/train_log.rs);
 #   - Debian packages, with apt-get as root or through sudo: chromium (the report's browser
 #     check), libjemalloc2 (a worker under a preloaded malloc), neovim (the real LSP client),
 #     nodejs and npm (for the grammar test tool), nginx-light (an HTTP remote cache),
@@ -29,6 +30,18 @@ sys.exit(version('diffusers') != '$DIFFUSERS_VERSION')
     say "installing diffusers $DIFFUSERS_VERSION into $VENV (the oracle of the diffusers tests)"
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "diffusers==$DIFFUSERS_VERSION" ||
         lack "diffusers $DIFFUSERS_VERSION is not in $VENV: engine/tests/diffusers.rs and diffusers_cli.rs will fail"
+fi
+
+# TensorBoard's own reader (EventAccumulator) checks the live training logs.
+TENSORBOARD_VERSION=2.21.0
+if ! "$VENV/bin/python" -c "
+import sys
+from importlib.metadata import version
+sys.exit(version('tensorboard') != '$TENSORBOARD_VERSION')
+" 2>/dev/null; then
+    say "installing tensorboard $TENSORBOARD_VERSION into $VENV (the reader of the live-log test)"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "tensorboard==$TENSORBOARD_VERSION" ||
+        lack "tensorboard is not in $VENV: engine/tests/train_log.rs will fail"
 fi
 
 # Debian package → the command or file that shows it is installed, and the tests that need it.
