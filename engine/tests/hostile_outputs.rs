@@ -55,7 +55,7 @@ fn the_worker_refuses_a_hostile_diffusers_folder_with_exit_2() {
         ("in_channels", json!(0), "`in_channels` = 0 is out of range"),
         ("block_out_channels", json!([1_000_000, 1_000_000]), "above `max_params`"),
         ("num_class_embeds", json!(1i64 << 40), "`num_class_embeds` gives a UNet of"),
-        ("num_train_timesteps", json!(1i64 << 40), "`num_train_timesteps` = 1099511627776 needs"),
+        ("num_train_timesteps", json!(1i64 << 40), "`num_train_timesteps` = 1099511627776 is out of range"),
     ];
     let worker = bin_dir().join("difflow-worker");
     let mut failures = Vec::new();
