@@ -82,7 +82,12 @@ fn every_hostile_option_is_refused_by_name() {
         ("config.json", "norm_num_groups", json!(0), "`norm_num_groups` = 0 is out of range"),
         ("config.json", "num_class_embeds", json!(big), "`num_class_embeds` gives a UNet of"),
         ("config.json", "sample_size", json!(big), "`sample_size` gives a UNet that needs about"),
-        ("scheduler_config.json", "num_train_timesteps", json!(big), "`num_train_timesteps` = 1099511627776 is out of range"),
+        (
+            "scheduler_config.json",
+            "num_train_timesteps",
+            json!(big),
+            "`num_train_timesteps` = 1099511627776 is out of range",
+        ),
         ("scheduler_config.json", "beta_end", json!(5.0), "`beta_end` = 5 is out of range"),
         (
             "config.json",

@@ -2,13 +2,13 @@
 //! runs out of memory ends with exit 2 and "out of memory: needs N bytes, limit M",
 //! whichever allocation fails (Rust's or libtorch's), never with an abort or a panic.
 //!
-//! The limit is set a little above what the worker has mapped once it is ready to read its
-//! job (libtorch and its threads map much address space that is never touched), measured
-//! by handing it the job through a FIFO and reading its VmSize while it waits.
+//! The limit is set a little above the address space the worker needs to start and read
+//! its job (libtorch and its threads map much address space that is never touched),
+//! found by bisection on a job file that is not JSON.
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Output, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use difflow_core::job::WORKER_STAGE_FAILED;
@@ -38,39 +38,28 @@ fn write_job(dir: &Path, name: &str, text: &str) -> PathBuf {
     path
 }
 
-/// The worker's VmSize in bytes once it waits for its job on a FIFO (so: after the dynamic
-/// loader, libtorch's initialisers and `main`'s set-up), and how the job `text` it then
-/// reads ends without a limit.
-fn start_up_size(dir: &Path, text: &str) -> (u64, Output) {
-    let fifo = dir.join("job.fifo");
-    let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-    // SAFETY: creates a FIFO at a NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
-    let mut child = Command::new(WORKER).arg(&fifo).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
-    let status_path = format!("/proc/{}/status", child.id());
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let size = loop {
-        let status = std::fs::read_to_string(&status_path).unwrap();
-        // Blocked in open(2) on the FIFO: sleeping, and the job is all it still needs.
-        let waiting = std::fs::read_to_string(format!("/proc/{}/wchan", child.id())).unwrap_or_default();
-        if waiting.contains("wait_for_partner") || waiting.contains("fifo") {
-            let kib: u64 = status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmSize:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-                .expect("VmSize in /proc/PID/status");
-            break kib * 1024;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the worker never opened its job file");
-        }
-        std::thread::sleep(Duration::from_millis(20));
+/// The address space the worker needs to start and read its job (the dynamic loader,
+/// libtorch's initialisers, `main`'s set-up), to 4 MiB: the least limit under which it
+/// gets as far as refusing a job file that is not JSON (bisection; a worker the job file
+/// rule would refuse a FIFO, so it cannot be paused on one).
+fn start_up_size(dir: &Path) -> u64 {
+    let bad = write_job(dir, "not-json", "{");
+    let reads_its_job = |limit: u64| {
+        try_run_limited(&bad, limit).is_some_and(|(status, stderr)| {
+            status.code() == Some(WORKER_STAGE_FAILED) && stderr.contains("is not a valid difflow job")
+        })
     };
-    std::fs::write(&fifo, text).unwrap();
-    let out = child.wait_with_output().unwrap();
-    std::fs::remove_file(&fifo).unwrap();
-    (size, out)
+    let (mut low, mut high) = (0u64, 8u64 << 30);
+    assert!(reads_its_job(high), "the worker does not start even with 8 GiB of address space");
+    while high - low > 4 << 20 {
+        let mid = low + (high - low) / 2;
+        if reads_its_job(mid) {
+            high = mid;
+        } else {
+            low = mid;
+        }
+    }
+    high
 }
 
 /// Asserts that a run ended with the out-of-memory failure at `limit`, nothing else.
@@ -84,6 +73,11 @@ fn assert_out_of_memory((status, stderr): &(ExitStatus, String), limit: u64) {
 /// Runs the worker on `job` with its address space limited to `limit` bytes; a worker that
 /// hangs (a panic that cannot allocate may deadlock) is killed after two minutes.
 fn run_limited(job: &Path, limit: u64) -> (ExitStatus, String) {
+    try_run_limited(job, limit).expect("the worker could not be started under the limit")
+}
+
+/// [`run_limited`], or `None` where the limit is too low to even load the worker.
+fn try_run_limited(job: &Path, limit: u64) -> Option<(ExitStatus, String)> {
     let stderr_path = job.with_extension("stderr");
     let mut command = Command::new(WORKER);
     command.arg(job).stdout(Stdio::null()).stderr(std::fs::File::create(&stderr_path).unwrap());
@@ -98,7 +92,7 @@ fn run_limited(job: &Path, limit: u64) -> (ExitStatus, String) {
             }
         });
     }
-    let mut child = command.spawn().unwrap();
+    let mut child = command.spawn().ok()?;
     let deadline = Instant::now() + Duration::from_secs(120);
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -111,7 +105,7 @@ fn run_limited(job: &Path, limit: u64) -> (ExitStatus, String) {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    (status, std::fs::read_to_string(&stderr_path).unwrap())
+    Some((status, std::fs::read_to_string(&stderr_path).unwrap()))
 }
 
 #[test]
@@ -132,9 +126,9 @@ fn training_a_wide_mlp_past_the_address_space_limit_says_out_of_memory() {
         job(dir, name, ("train", "diffusion"), params, inputs.clone())
     };
 
-    let (start_up, unlimited) = start_up_size(dir, &train("unlimited"));
+    let unlimited = Command::new(WORKER).arg(write_job(dir, "unlimited", &train("unlimited"))).output().unwrap();
     assert!(unlimited.status.success(), "the unlimited run failed: {}", String::from_utf8_lossy(&unlimited.stderr));
-    let limit = start_up + HEADROOM;
+    let limit = start_up_size(dir) + HEADROOM;
     let out = run_limited(&write_job(dir, "limited", &train("limited")), limit);
     assert_out_of_memory(&out, limit);
     assert!(!dir.join("limited/ema.safetensors").exists());
@@ -153,8 +147,7 @@ fn a_pickle_that_grows_the_interpreters_stack_past_the_limit_says_out_of_memory(
     pickle.push(b'.');
     std::fs::write(batches.join("test_batch"), pickle).unwrap();
     let read = |name: &str| job(dir, name, ("dataset", "cifar10"), json!({"path": dir, "split": "test"}), json!({}));
-    let (start_up, _) = start_up_size(dir, &read("unlimited"));
-    let limit = start_up + PICKLE_HEADROOM;
+    let limit = start_up_size(dir) + PICKLE_HEADROOM;
     let out = run_limited(&write_job(dir, "limited", &read("limited")), limit);
     assert_out_of_memory(&out, limit);
 }

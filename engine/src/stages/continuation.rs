@@ -59,4 +59,3 @@ fn copy_logs(from: &Path, to: &Path) -> Result<()> {
     }
     Ok(())
 }
-
