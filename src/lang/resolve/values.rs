@@ -304,10 +304,7 @@ impl<'a> Resolver<'a> {
         if cx.range.contains(x) {
             return Some(());
         }
-        let shown = match &v.kind {
-            ValueKind::Number { text, .. } => text.to_string(),
-            _ => x.to_string(),
-        };
+        let shown = as_written(x, v);
         self.diags.push(
             Diagnostic::new(
                 Code::OutOfRange,
@@ -325,10 +322,7 @@ impl<'a> Resolver<'a> {
         if x.abs() <= MAX_EXACT_INT {
             return Some(());
         }
-        let shown = match &v.kind {
-            ValueKind::Number { text, .. } => text.to_string(),
-            _ => x.to_string(),
-        };
+        let shown = as_written(x, v);
         self.diags.push(
             Diagnostic::new(
                 Code::OutOfRange,
@@ -356,5 +350,13 @@ pub(super) fn type_wants(ty: &Type, kind: &str) -> bool {
         Type::List(inner) => type_wants(inner, kind),
         Type::Union(alts) => alts.iter().any(|t| type_wants(t, kind)),
         _ => false,
+    }
+}
+
+/// A number as the file writes it (`1_000`, `1e300`), for messages.
+fn as_written(x: f64, v: &ast::Value) -> String {
+    match &v.kind {
+        ValueKind::Number { text, .. } => text.to_string(),
+        _ => x.to_string(),
     }
 }
