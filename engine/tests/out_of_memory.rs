@@ -44,16 +44,19 @@ fn write_job(dir: &Path, name: &str, text: &str) -> PathBuf {
 /// rule would refuse a FIFO, so it cannot be paused on one).
 fn start_up_size(dir: &Path) -> u64 {
     let bad = write_job(dir, "not-json", "{");
-    let reads_its_job = |limit: u64| {
-        try_run_limited(&bad, limit).is_some_and(|(status, stderr)| {
-            status.code() == Some(WORKER_STAGE_FAILED) && stderr.contains("is not a valid difflow job")
-        })
-    };
+    least_limit(&bad, |code, stderr| code == Some(WORKER_STAGE_FAILED) && stderr.contains("is not a valid difflow job"))
+}
+
+/// The least address-space limit (to 4 MiB) under which the worker's run of `job` ends as
+/// `ends_well` (exit code, stderr) says: bisection between nothing and 8 GiB.
+fn least_limit(job: &Path, ends_well: impl Fn(Option<i32>, &str) -> bool) -> u64 {
+    let works =
+        |limit: u64| try_run_limited(job, limit).is_some_and(|(status, stderr)| ends_well(status.code(), &stderr));
     let (mut low, mut high) = (0u64, 8u64 << 30);
-    assert!(reads_its_job(high), "the worker does not start even with 8 GiB of address space");
+    assert!(works(high), "the worker does not get through {} even with 8 GiB of address space", job.display());
     while high - low > 4 << 20 {
         let mid = low + (high - low) / 2;
-        if reads_its_job(mid) {
+        if works(mid) {
             high = mid;
         } else {
             low = mid;
@@ -140,14 +143,26 @@ fn training_a_wide_mlp_past_the_address_space_limit_says_out_of_memory() {
 fn a_pickle_that_grows_the_interpreters_stack_past_the_limit_says_out_of_memory() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    let batches = dir.join("cifar-10-batches-py");
-    std::fs::create_dir_all(&batches).unwrap();
-    let mut pickle = vec![b']'; 300_001];
-    pickle.extend(std::iter::repeat_n(b'a', 300_000));
-    pickle.push(b'.');
-    std::fs::write(batches.join("test_batch"), pickle).unwrap();
-    let read = |name: &str| job(dir, name, ("dataset", "cifar10"), json!({"path": dir, "split": "test"}), json!({}));
-    let limit = start_up_size(dir) + PICKLE_HEADROOM;
-    let out = run_limited(&write_job(dir, "limited", &read("limited")), limit);
+    // `depth` empty lists appended into each other, as a CIFAR-10 test batch under `root`
+    // (not a real batch: the worker refuses it once the pickle is read).
+    let batch_job = |name: &str, depth: usize| {
+        let root = dir.join(format!("{name}-data"));
+        let batches = root.join("cifar-10-batches-py");
+        std::fs::create_dir_all(&batches).unwrap();
+        let mut pickle = vec![b']'; depth + 1];
+        pickle.extend(std::iter::repeat_n(b'a', depth));
+        pickle.push(b'.');
+        std::fs::write(batches.join("test_batch"), pickle).unwrap();
+        let text = job(dir, name, ("dataset", "cifar10"), json!({"path": root, "split": "test"}), json!({}));
+        write_job(dir, name, &text)
+    };
+    // What the whole path needs but the deep pickle's stack: the same job on a shallow one,
+    // which the worker reads and then refuses as a batch (thread stacks, libtorch, the reader).
+    let shallow = batch_job("shallow", 1_000);
+    let baseline = least_limit(&shallow, |code, stderr| {
+        code == Some(WORKER_STAGE_FAILED) && !stderr.contains("out of memory") && !stderr.contains("is not a valid")
+    });
+    let limit = baseline + PICKLE_HEADROOM;
+    let out = run_limited(&batch_job("deep", 300_000), limit);
     assert_out_of_memory(&out, limit);
 }
