@@ -22,27 +22,21 @@ say() { printf '\033[1m[setup-tests]\033[0m %s\n' "$*" >&2; }
 lacking=()
 lack() { lacking+=("$1"); say "warning: $1"; }
 
-if ! "$VENV/bin/python" -c "
+# pin PACKAGE VERSION WHAT TESTS: install PACKAGE==VERSION into the venv unless it is there.
+pin() {
+    if ! "$VENV/bin/python" -c "
 import sys
 from importlib.metadata import version
-sys.exit(version('diffusers') != '$DIFFUSERS_VERSION')
+sys.exit(version('$1') != '$2')
 " 2>/dev/null; then
-    say "installing diffusers $DIFFUSERS_VERSION into $VENV (the oracle of the diffusers tests)"
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "diffusers==$DIFFUSERS_VERSION" ||
-        lack "diffusers $DIFFUSERS_VERSION is not in $VENV: engine/tests/diffusers.rs and diffusers_cli.rs will fail"
-fi
-
+        say "installing $1 $2 into $VENV ($3)"
+        "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$1==$2" ||
+            lack "$1 $2 is not in $VENV: $4 will fail"
+    fi
+}
+pin diffusers "$DIFFUSERS_VERSION" "the oracle of the diffusers tests" "engine/tests/diffusers.rs and diffusers_cli.rs"
 # TensorBoard's own reader (EventAccumulator) checks the live training logs.
-TENSORBOARD_VERSION=2.21.0
-if ! "$VENV/bin/python" -c "
-import sys
-from importlib.metadata import version
-sys.exit(version('tensorboard') != '$TENSORBOARD_VERSION')
-" 2>/dev/null; then
-    say "installing tensorboard $TENSORBOARD_VERSION into $VENV (the reader of the live-log test)"
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "tensorboard==$TENSORBOARD_VERSION" ||
-        lack "tensorboard is not in $VENV: engine/tests/train_log.rs will fail"
-fi
+pin tensorboard 2.21.0 "the reader of the live-log test" "engine/tests/train_log.rs"
 
 # Debian package → the command or file that shows it is installed, and the tests that need it.
 declare -A PROBE=(
