@@ -12,7 +12,6 @@ use std::path::Path;
 use crate::cache::lockfile::headline_metrics;
 use crate::job::{Input, Job};
 
-#[path = "report_chart.rs"]
 mod chart;
 mod markdown;
 mod provenance;
@@ -292,7 +291,7 @@ fn file_safe(name: &str) -> String {
     name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' }).collect()
 }
 
-fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 

@@ -3,6 +3,7 @@
 //! against each swept coordinate, one line per setting of the other coordinates (DDIM:
 //! FID against steps, one line per η), such as classifier accuracy against training step.
 
+use super::escape;
 use std::fmt::Write as _;
 
 const WIDTH: f64 = 660.0;
@@ -220,10 +221,6 @@ fn tick(v: f64, spacing: f64) -> String {
     }
     let decimals = decimals.min(8.0) as usize;
     format!("{v:.decimals$}")
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 #[cfg(test)]
