@@ -224,10 +224,10 @@ fn two_concurrent_pushes_of_the_same_entries_both_succeed() {
 
 #[test]
 fn a_remote_url_of_an_unsupported_kind_is_a_clear_error() {
-    let p = project_with_remote("s3://bucket/prefix");
+    let p = project_with_remote("gs://bucket/prefix");
     let out = p.run(&[]);
     assert_eq!(out.code(), 1);
-    assert!(out.stderr().contains("S3 is not supported yet"), "{}", out.stderr());
+    assert!(out.stderr().contains("remote `gs://bucket/prefix`: use file:///FOLDER"), "{}", out.stderr());
     let p = Project::new(TOY);
     let out = p.run(&["--pull"]);
     assert_eq!(out.code(), 1);

@@ -22,17 +22,23 @@ pub struct RemoteSettings {
     /// `difflow run` uploads each entry it commits.
     #[serde(default)]
     pub push: bool,
+    /// An S3-compatible server instead of AWS (`http://127.0.0.1:9000`).
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// The S3 bucket's region, instead of the environment's or the profile's.
+    #[serde(default)]
+    pub region: Option<String>,
 }
 
 /// The session's remote, if `difflow.toml` names one.
 pub fn configured(s: &Session) -> Result<Option<Remote>, String> {
-    s.settings.remote.as_ref().map(|r| Remote::open(&r.url)).transpose()
+    s.settings.remote.as_ref().map(Remote::open).transpose()
 }
 
 fn required(s: &Session, what: &str) -> Result<Remote, String> {
     configured(s)?.ok_or_else(|| {
         format!(
-            "{what} needs a remote: add `[remote]` with `url = \"file:///…\"` or `url = \"https://…\"` to difflow.toml"
+            "{what} needs a remote: add `[remote]` with `url = \"file:///…\"`, `\"https://…\"` or `\"s3://…\"` to difflow.toml"
         )
     })
 }
@@ -144,7 +150,7 @@ pub fn push_after_commit(s: &Session, i: usize, progress: &Progress) {
     let Some(settings) = s.settings.remote.as_ref().filter(|r| r.push) else { return };
     let inst = s.instance(i);
     let pushed =
-        Remote::open(&settings.url).and_then(|remote| push_entry(&remote, &s.cache, s.key(i)).map(|t| (remote.url, t)));
+        Remote::open(settings).and_then(|remote| push_entry(&remote, &s.cache, s.key(i)).map(|t| (remote.url, t)));
     match pushed {
         Ok((url, Some(t))) => {
             println!("pushed  {} {} to {url} ({})", inst.kind, inst.name, rate_text(t.bytes, t.secs))
