@@ -30,9 +30,14 @@ type Section = BTreeMap<String, String>;
 
 /// Read the environment and the profile's files (only what they lack is looked up there).
 pub fn load() -> Result<AwsConfig, String> {
-    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    resolve(&|name| std::env::var(name).ok())
+}
+
+/// [`load`] with the environment given by `env`; an empty variable counts as unset.
+fn resolve(env: &dyn Fn(&str) -> Option<String>) -> Result<AwsConfig, String> {
+    let var = |name: &str| env(name).filter(|v| !v.trim().is_empty());
     let profile_name = var("AWS_PROFILE").unwrap_or_else(|| "default".to_string());
-    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let home = var("HOME").map(PathBuf::from);
     let path_of = |override_var: &str, file: &str| {
         var(override_var).map(PathBuf::from).or_else(|| home.as_ref().map(|h| h.join(".aws").join(file)))
     };
@@ -111,7 +116,67 @@ fn parse(text: &str) -> BTreeMap<String, Section> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse;
+    use std::collections::BTreeMap;
+
+    use super::{parse, resolve, AwsConfig};
+
+    /// [`resolve`] with these variables and a HOME whose `.aws` holds `credentials` and
+    /// `config` (when not empty).
+    fn resolved(vars: &[(&str, &str)], credentials: &str, config: &str) -> AwsConfig {
+        let home = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(home.path().join(".aws")).unwrap();
+        for (name, text) in [("credentials", credentials), ("config", config)] {
+            if !text.is_empty() {
+                std::fs::write(home.path().join(".aws").join(name), text).unwrap();
+            }
+        }
+        let mut env: BTreeMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        env.insert("HOME".into(), home.path().display().to_string());
+        resolve(&|name| env.get(name).cloned()).unwrap()
+    }
+
+    const FILES: (&str, &str) = (
+        "[default]\naws_access_key_id = DEFAULT\naws_secret_access_key = d\n[lab]\naws_access_key_id = LAB\naws_secret_access_key = l\naws_session_token = t\n",
+        "[default]\nregion = us-west-2\n[profile lab]\nregion = eu-west-1\nendpoint_url = http://127.0.0.1:9000\n",
+    );
+
+    #[test]
+    fn the_environment_comes_before_the_profile() {
+        let vars = [("AWS_ACCESS_KEY_ID", "ENV"), ("AWS_SECRET_ACCESS_KEY", "e"), ("AWS_DEFAULT_REGION", "ap-south-1")];
+        let c = resolved(&vars, FILES.0, FILES.1);
+        let keys = c.keys.unwrap();
+        assert_eq!((keys.id.as_str(), keys.secret.as_str(), keys.token), ("ENV", "e", None));
+        assert_eq!(c.region.as_deref(), Some("ap-south-1"));
+        // AWS_REGION before AWS_DEFAULT_REGION; AWS_ENDPOINT_URL_S3 before AWS_ENDPOINT_URL.
+        let vars = [
+            ("AWS_REGION", "eu-north-1"),
+            ("AWS_DEFAULT_REGION", "ap-south-1"),
+            ("AWS_ENDPOINT_URL", "http://a"),
+            ("AWS_ENDPOINT_URL_S3", "http://b"),
+        ];
+        let c = resolved(&vars, FILES.0, FILES.1);
+        assert_eq!((c.region.as_deref(), c.endpoint.as_deref()), (Some("eu-north-1"), Some("http://b")));
+    }
+
+    #[test]
+    fn a_named_profile_reads_both_files_and_empty_variables_count_as_unset() {
+        let vars = [("AWS_PROFILE", "lab"), ("AWS_ACCESS_KEY_ID", ""), ("AWS_REGION", " ")];
+        let c = resolved(&vars, FILES.0, FILES.1);
+        let keys = c.keys.unwrap();
+        assert_eq!((keys.id.as_str(), keys.token.as_deref()), ("LAB", Some("t")));
+        assert_eq!(c.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(c.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        let c = resolved(&[], FILES.0, FILES.1);
+        assert_eq!((c.keys.unwrap().id.as_str(), c.region.as_deref()), ("DEFAULT", Some("us-west-2")));
+    }
+
+    #[test]
+    fn missing_credentials_name_the_profile_and_the_file() {
+        let Err(why) = resolved(&[("AWS_PROFILE", "gone")], FILES.0, "").keys else { panic!("keys found") };
+        assert!(why.contains("no profile `gone` in ") && why.contains(".aws/credentials"), "{why}");
+        let Err(why) = resolved(&[], "[default]\nregion = x\n", "").keys else { panic!("keys found") };
+        assert!(why.contains("the profile `default` in ") && why.contains("has no aws_access_key_id"), "{why}");
+    }
 
     #[test]
     fn sections_keys_and_comments_of_a_shared_config_file() {

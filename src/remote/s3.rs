@@ -11,7 +11,7 @@ use std::time::Duration;
 use rusty_s3::actions::{ListObjectsV2, S3Action};
 use rusty_s3::{Bucket, Credentials, UrlStyle};
 
-use super::aws_config;
+use super::aws_config::{self, AwsConfig};
 use super::Backend;
 
 /// How long a signed request stays valid: long enough for a slow upload to start.
@@ -36,6 +36,12 @@ impl S3 {
     /// endpoint the bucket is addressed by path (`http://HOST/BUCKET/KEY`), as MinIO and
     /// Ceph expect; on AWS by host name (`https://BUCKET.s3.REGION.amazonaws.com/KEY`).
     pub fn open(url: &str, endpoint: Option<&str>, region: Option<&str>) -> Result<S3, String> {
+        let config = aws_config::load().map_err(|e| format!("remote `{}`: {e}", super::http::redacted(url)))?;
+        S3::with_config(url, endpoint, region, config)
+    }
+
+    /// [`S3::open`] with the environment's and the profile's settings given.
+    fn with_config(url: &str, endpoint: Option<&str>, region: Option<&str>, config: AwsConfig) -> Result<S3, String> {
         let parsed = url::Url::parse(url)
             .map_err(|e| format!("remote `{}` is not a valid URL: {e}", super::http::redacted(url)))?;
         let name = parsed
@@ -52,7 +58,6 @@ impl S3 {
         let path = parsed.path().trim_matches('/');
         let prefix = if path.is_empty() { String::new() } else { format!("{path}/") };
         let shown = format!("s3://{name}/{path}").trim_end_matches('/').to_string();
-        let config = aws_config::load().map_err(|e| format!("remote `{shown}`: {e}"))?;
         let region = region.map(str::to_string).or(config.region).unwrap_or_else(|| "us-east-1".to_string());
         let endpoint = endpoint.map(str::to_string).or(config.endpoint);
         let (base, style) = match &endpoint {
@@ -216,5 +221,59 @@ impl Backend for S3 {
 
     fn url(&self, path: &str) -> String {
         format!("{}/{path}", self.shown)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rusty_s3::S3Action;
+
+    use super::{AwsConfig, S3, SIGNED_FOR};
+    use crate::remote::aws_config::Keys;
+    use crate::remote::Backend;
+
+    fn config(region: Option<&str>, endpoint: Option<&str>, token: Option<&str>) -> AwsConfig {
+        let keys = Keys { id: "AKIDTEST".into(), secret: "secret".into(), token: token.map(str::to_string) };
+        AwsConfig { keys: Ok(keys), region: region.map(str::to_string), endpoint: endpoint.map(str::to_string) }
+    }
+
+    /// The signed GET of `path`, as sent.
+    fn signed_get(s3: &S3, path: &str) -> String {
+        s3.bucket.get_object(Some(s3.credentials().unwrap()), &s3.key(path)).sign(SIGNED_FOR).to_string()
+    }
+
+    #[test]
+    fn an_endpoint_addresses_the_bucket_by_path_and_the_setting_comes_first() {
+        let env = config(Some("eu-west-1"), Some("http://10.0.0.1:1"), None);
+        let s3 = S3::with_config("s3://lab/team/cache/", Some("http://127.0.0.1:9000"), None, env).unwrap();
+        let url = signed_get(&s3, "cas/abc");
+        assert!(url.starts_with("http://127.0.0.1:9000/lab/team/cache/cas/abc?"), "{url}");
+        assert!(
+            url.contains("X-Amz-Credential=AKIDTEST%2F") && url.contains("%2Feu-west-1%2Fs3%2Faws4_request"),
+            "{url}"
+        );
+        assert!(!url.contains("X-Amz-Security-Token"), "{url}");
+        assert_eq!(s3.url("cas/abc"), "s3://lab/team/cache/cas/abc");
+    }
+
+    #[test]
+    fn aws_is_addressed_by_host_unless_the_bucket_has_a_dot() {
+        let s3 = S3::with_config("s3://lab", None, Some("ap-south-1"), config(Some("eu-west-1"), None, Some("tok")))
+            .unwrap();
+        let url = signed_get(&s3, "ac/k.toml");
+        assert!(url.starts_with("https://lab.s3.ap-south-1.amazonaws.com/ac/k.toml?"), "{url}");
+        assert!(url.contains("X-Amz-Security-Token=tok"), "{url}");
+        assert_eq!(s3.url("ac/k.toml"), "s3://lab/ac/k.toml");
+        let s3 = S3::with_config("s3://lab.data/p", None, None, config(None, None, None)).unwrap();
+        let url = signed_get(&s3, "cas/abc");
+        assert!(url.starts_with("https://s3.us-east-1.amazonaws.com/lab.data/p/cas/abc?"), "{url}");
+    }
+
+    #[test]
+    fn an_url_with_credentials_is_refused_without_showing_them() {
+        let Err(why) = S3::with_config("s3://key:hunter2@lab/p", None, None, config(None, None, None)) else {
+            panic!("accepted")
+        };
+        assert!(why.contains("carries no credentials") && !why.contains("hunter2"), "{why}");
     }
 }
