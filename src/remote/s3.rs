@@ -104,6 +104,7 @@ impl S3 {
             None => request.call(),
         };
         match result {
+            Ok(r) if !(200..300).contains(&r.status()) => Err(refusal(&self.url(path), r)),
             Ok(r) => Ok(Some(r)),
             Err(ureq::Error::Status(404, r)) => match error_code(r).as_deref() {
                 Some("NoSuchBucket") => {
@@ -114,6 +115,30 @@ impl S3 {
             Err(e) => Err(failure(&self.url(path), e)),
         }
     }
+}
+
+/// A reply other than 2xx as a message. AWS answers a request to the wrong region with
+/// a redirect that names the right one, which ureq does not follow (no `Location`).
+fn refusal(url: &str, r: ureq::Response) -> String {
+    let code = r.status();
+    let status = r.status_text().to_string();
+    let region = r.header("x-amz-bucket-region").map(str::to_string);
+    let mut body = String::new();
+    let _ = r.into_reader().take(ERROR_BODY_LIMIT).read_to_string(&mut body);
+    let reason = match (xml_field(&body, "Code"), xml_field(&body, "Message")) {
+        (Some(c), Some(m)) => format!(": {c}: {m}"),
+        (Some(c), None) => format!(": {c}"),
+        // A HEAD reply has no body to say why.
+        _ if code == 403 => ": access denied (check the credentials and the bucket's policy)".to_string(),
+        _ => String::new(),
+    };
+    let hint = match region {
+        Some(region) if (300..=400).contains(&code) => {
+            format!(" (the bucket is in the region {region}: set `region = \"{region}\"` in [remote])")
+        }
+        _ => String::new(),
+    };
+    format!("{url}: the server answered {code} {status}{reason}{hint}")
 }
 
 /// The `<Code>` of an S3 error reply, if it has one.
@@ -133,19 +158,7 @@ fn xml_field(body: &str, tag: &str) -> Option<String> {
 /// Never the request's own URL, which carries the access key's id and signature.
 fn failure(url: &str, e: ureq::Error) -> String {
     match e {
-        ureq::Error::Status(code, r) => {
-            let status = r.status_text().to_string();
-            let mut body = String::new();
-            let _ = r.into_reader().take(ERROR_BODY_LIMIT).read_to_string(&mut body);
-            let reason = match (xml_field(&body, "Code"), xml_field(&body, "Message")) {
-                (Some(c), Some(m)) => format!(": {c}: {m}"),
-                (Some(c), None) => format!(": {c}"),
-                // A HEAD reply has no body to say why.
-                _ if code == 403 => ": access denied (check the credentials and the bucket's policy)".to_string(),
-                _ => String::new(),
-            };
-            format!("{url}: the server answered {code} {status}{reason}")
-        }
+        ureq::Error::Status(_, r) => refusal(url, r),
         ureq::Error::Transport(t) => match t.message() {
             Some(m) => format!("{url}: {}: {m}", t.kind()),
             None => format!("{url}: {}", t.kind()),
@@ -180,6 +193,7 @@ impl Backend for S3 {
         let signed = self.bucket.head_object(Some(self.credentials()?), &key).sign(SIGNED_FOR);
         let url = self.url(path);
         match self.agent.request_url("HEAD", &signed).call() {
+            Ok(r) if !(200..300).contains(&r.status()) => Err(refusal(&url, r)),
             Ok(_) => Ok(true),
             Err(ureq::Error::Status(404, _)) => Ok(false),
             Err(e) => Err(failure(&url, e)),
@@ -228,7 +242,7 @@ impl Backend for S3 {
 mod tests {
     use rusty_s3::S3Action;
 
-    use super::{AwsConfig, S3, SIGNED_FOR};
+    use super::{refusal, AwsConfig, S3, SIGNED_FOR};
     use crate::remote::aws_config::Keys;
     use crate::remote::Backend;
 
@@ -275,5 +289,56 @@ mod tests {
             panic!("accepted")
         };
         assert!(why.contains("carries no credentials") && !why.contains("hunter2"), "{why}");
+    }
+
+    #[test]
+    fn a_redirect_to_another_region_is_an_error_that_names_it() {
+        let reply = "HTTP/1.1 301 Moved Permanently\r\nx-amz-bucket-region: eu-west-1\r\n\r\n\
+                     <Error><Code>PermanentRedirect</Code><Message>Use the right endpoint.</Message></Error>";
+        let why = refusal("s3://lab/p/ac/k.toml", reply.parse().unwrap());
+        assert_eq!(
+            why,
+            "s3://lab/p/ac/k.toml: the server answered 301 Moved Permanently: PermanentRedirect: Use the right \
+             endpoint. (the bucket is in the region eu-west-1: set `region = \"eu-west-1\"` in [remote])"
+        );
+        let why = refusal("s3://lab/x", "HTTP/1.1 403 Forbidden\r\n\r\n".parse().unwrap());
+        assert!(why.ends_with("403 Forbidden: access denied (check the credentials and the bucket's policy)"), "{why}");
+    }
+
+    /// A server on 127.0.0.1 that answers every request with `reply`: its endpoint.
+    fn answering(reply: &'static str) -> String {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(stream);
+                // The request's head; a PUT's body is left unread (the reply comes first).
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                    line.clear();
+                }
+                let _ = reader.get_mut().write_all(reply.as_bytes());
+            }
+        });
+        endpoint
+    }
+
+    #[test]
+    fn a_redirect_is_never_taken_for_an_answer() {
+        let endpoint = answering(
+            "HTTP/1.1 301 Moved Permanently\r\nx-amz-bucket-region: eu-west-1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        );
+        let s3 = S3::with_config("s3://lab/p", Some(&endpoint), None, config(None, None, None)).unwrap();
+        let expect = |result: Result<(), String>, path: &str| {
+            let why = result.unwrap_err();
+            assert!(why.starts_with(&format!("s3://lab/p/{path}: the server answered 301")), "{why}");
+            assert!(why.contains("region eu-west-1"), "{why}");
+        };
+        expect(s3.exists("ac/k.toml").map(|_| ()), "ac/k.toml");
+        expect(s3.get("cas/abc", &mut Vec::new(), 10).map(|_| ()), "cas/abc");
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), b"bytes").unwrap();
+        expect(s3.put("cas/abc", file.path(), 5), "cas/abc");
     }
 }
