@@ -80,6 +80,9 @@ impl S3 {
             .timeout_connect(Duration::from_secs(15))
             .timeout_read(Duration::from_secs(120))
             .timeout_write(Duration::from_secs(120))
+            // A signature holds for one host and path: a redirect is an error to report,
+            // and one that turned a PUT into a GET would fake an upload.
+            .redirects(0)
             .build();
         Ok(S3 { bucket, prefix, shown, credentials, agent })
     }
@@ -306,7 +309,7 @@ mod tests {
     }
 
     /// A server on 127.0.0.1 that answers every request with `reply`: its endpoint.
-    fn answering(reply: &'static str) -> String {
+    fn answering(reply: String) -> String {
         use std::io::{BufRead, BufReader, Write};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
@@ -327,7 +330,8 @@ mod tests {
     #[test]
     fn a_redirect_is_never_taken_for_an_answer() {
         let endpoint = answering(
-            "HTTP/1.1 301 Moved Permanently\r\nx-amz-bucket-region: eu-west-1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            "HTTP/1.1 301 Moved Permanently\r\nx-amz-bucket-region: eu-west-1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                .to_string(),
         );
         let s3 = S3::with_config("s3://lab/p", Some(&endpoint), None, config(None, None, None)).unwrap();
         let expect = |result: Result<(), String>, path: &str| {
@@ -340,5 +344,17 @@ mod tests {
         let file = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(file.path(), b"bytes").unwrap();
         expect(s3.put("cas/abc", file.path(), 5), "cas/abc");
+    }
+
+    #[test]
+    fn a_redirect_with_a_location_is_not_followed() {
+        let ok = answering("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nbytes".to_string());
+        let endpoint = answering(format!(
+            "HTTP/1.1 307 Temporary Redirect\r\nLocation: {ok}/elsewhere\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        ));
+        let s3 = S3::with_config("s3://lab/p", Some(&endpoint), None, config(None, None, None)).unwrap();
+        let why = s3.exists("ac/k.toml").unwrap_err();
+        assert!(why.starts_with("s3://lab/p/ac/k.toml: the server answered 307"), "{why}");
+        assert!(s3.get("cas/abc", &mut Vec::new(), 10).unwrap_err().contains("307"));
     }
 }
