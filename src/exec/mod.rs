@@ -464,7 +464,8 @@ pub fn build_job(s: &Session, i: usize, out_dir: PathBuf, device: &str) -> Job {
 /// Record every instance whose current entry exists; keep the previous record of the
 /// others (a failed or unselected stage keeps what it last produced).
 pub fn write_lock(s: &Session) {
-    let old = LockFile::read_for(&s.lock_path, &s.file);
+    let all = LockFile::read(&s.lock_path);
+    let old = all.record_of(file_name(&s.file));
     let mut lock = LockFile { pipeline: file_name(&s.file), ..LockFile::default() };
     for &i in s.graph.order() {
         let inst = s.instance(i);
@@ -484,8 +485,9 @@ pub fn write_lock(s: &Session) {
             lock.stages.insert(inst.name.clone(), prev.clone());
         }
     }
-    if lock != old || !s.lock_path.exists() {
-        if let Err(e) = lock.write(&s.lock_path) {
+    let updated = all.clone().with_record(lock.pipeline, lock.stages);
+    if updated != all || !s.lock_path.exists() {
+        if let Err(e) = updated.write(&s.lock_path) {
             eprintln!("warning: cannot write {}: {e}", s.lock_path.display());
         }
     }
