@@ -95,6 +95,18 @@ enum Command {
         #[arg(long, default_value_t = 0.01)]
         tolerance: f64,
     },
+    /// Compare the cached metrics of several pipelines: one table (a row per pipeline and
+    /// instance) and one chart per metric, in DIR/report.md and DIR/report.html. Runs nothing.
+    Report {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The folder to write the report into (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// Compare these stages (a family or one instance) instead of every metrics and nll stage.
+        #[arg(long = "stage", value_name = "STAGE")]
+        stage: Vec<String>,
+    },
     /// Cancel the pipeline's Slurm jobs that are queued or running.
     Cancel {
         file: PathBuf,
@@ -238,6 +250,7 @@ fn main() -> ExitCode {
             .and_then(|(_, p)| session(&file, &p))
             .and_then(|s| difflow::remote::run::pull(&s, &stages).map_err(Failure::Failed)),
         Command::Cancel { file, set } => cancel(&file, &set),
+        Command::Report { files, out, stage } => report(&files, &out, &stage),
         Command::Compare { mine, theirs, tolerance } => compare(&mine, &theirs, tolerance),
         Command::Commit { record, started } => exec::slurm::commit_job(&record, started).map_err(Failure::Failed),
         Command::FreePort => std::net::TcpListener::bind("0.0.0.0:0")
@@ -392,6 +405,31 @@ fn compare(mine: &Path, theirs: &Path, tolerance: f64) -> Outcome {
     } else {
         Err(Failure::Wrong(None))
     }
+}
+
+/// `difflow report A.diff B.diff --out DIR`: each pipeline named by its file name (by its
+/// path where two share a name).
+fn report(files: &[PathBuf], out: &Path, stages: &[String]) -> Outcome {
+    let mut rows = Vec::new();
+    for file in files {
+        let name = file.file_name().map(|n| n.to_string_lossy().into_owned());
+        let shared =
+            files.iter().filter(|f| f.file_name().map(|n| n.to_string_lossy().into_owned()) == name).count() > 1;
+        let label = match name {
+            Some(n) if !shared => n,
+            _ => file.display().to_string(),
+        };
+        let (_, p) = load(file, &[])?;
+        let s = session(file, &p)?;
+        rows.extend(exec::cached_metrics::cached_rows(&s, &label, stages).map_err(wrong)?);
+    }
+    std::fs::create_dir_all(out).map_err(|e| wrong(format!("cannot create {}: {e}", out.display())))?;
+    let written = difflow::report::compare::write_comparison(out, &rows).map_err(Failure::Failed)?;
+    println!("open:");
+    for path in written.iter().rev() {
+        println!("  {}", path.display());
+    }
+    Ok(())
 }
 
 fn cancel(file: &Path, set: &[String]) -> Outcome {

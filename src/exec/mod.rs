@@ -2,6 +2,7 @@
 //! (workers for what is not cached, in topological order, `--jobs` at a time, committed to
 //! the cache as they finish; `difflow.lock` written at the end).
 
+pub mod cached_metrics;
 pub mod cleanup;
 pub mod compare;
 pub mod continuation;
