@@ -71,6 +71,9 @@ enum Command {
         /// Take every missing entry the `[remote]` cache has instead of computing it.
         #[arg(long)]
         pull: bool,
+        /// Put the finished stages' outputs in DIR/<instance>/, replacing the previous run's.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
     },
     /// Upload the pipeline's cached entries (or these stages' and their inputs') to the `[remote]` cache.
     Push {
@@ -240,8 +243,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check { file, set } => load(&file, &set).map(|(_, p)| check_ok(&file, &p)),
         Command::Plan { file, target, set } => plan(&file, &set, &target),
-        Command::Run { file, target, force, set, device, jobs, nproc, executor, detach, pull } => {
-            run(&file, &set, RunOptions { targets: target, force, device, jobs, nproc, executor, detach, pull })
+        Command::Run { file, target, force, set, device, jobs, nproc, executor, detach, pull, out } => {
+            run(&file, &set, RunOptions { targets: target, force, device, jobs, nproc, executor, detach, pull, out })
         }
         Command::Push { file, stages, set } => load(&file, &set)
             .and_then(|(_, p)| session(&file, &p))

@@ -1,5 +1,6 @@
-//! Results across pipelines: `difflow report A.diff B.diff --out DIR` (one table of both
-//! pipelines' cached metrics) and the records of pipelines sharing a folder in one
+//! Results across pipelines and in a stable place: `difflow report A.diff B.diff --out DIR`
+//! (one table of both pipelines' cached metrics), `difflow run --out DIR` (readable names,
+//! replaced on each run) and the records of pipelines sharing a folder in one
 //! `difflow.lock`. With the worker double of `cli_support`.
 
 mod cli_support;
@@ -62,6 +63,64 @@ fn a_report_of_an_uncached_pipeline_names_its_stages_and_the_run_to_do() {
     let again = p.difflow(&["report", "p.diff", "--out", "cmp", "--stage", "nope"], &[]);
     assert_eq!(again.code(), 1);
     assert!(p.take_worker_log().is_empty(), "report runs nothing");
+}
+
+#[test]
+fn run_out_writes_readable_paths_and_replaces_the_last_runs() {
+    let p = Project::new(&cli_support::tiny_toy(20, "1e-3", "sweep(5, 10)", false));
+    let mut text = cli_support::tiny_toy(20, "1e-3", "sweep(5, 10)", false);
+    text.push_str("report summary { include = [gen] }\n");
+    p.write(&text);
+    let results = p.path().join("results");
+    let first = p.run(&["--out", "results"]);
+    ok(&first);
+    assert!(results.join("gen[steps=5]/sample.txt").is_file());
+    assert!(results.join("ddpm/train.txt").is_file());
+    assert!(!results.join("ddpm/manifest.toml").exists(), "difflow's own record stays in the cache");
+    assert!(
+        first.stdout().contains("results: 5 stages in results\nopen:\n  results/summary/report.html\n"),
+        "{}",
+        first.stdout()
+    );
+
+    // A link in place of a folder of the last run is removed, never followed.
+    let outside = p.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(outside.join("keep.txt"), "mine").unwrap();
+    std::fs::remove_dir_all(results.join("ddpm")).unwrap();
+    std::os::unix::fs::symlink(&outside, results.join("ddpm")).unwrap();
+
+    // A changed training that fails: its samples and report do not run.
+    p.write(&text.replace("lr = 1e-3", "lr = 2e-3"));
+    let failed = p.difflow(&["run", "p.diff", "--out", "results"], &[("FAIL_KIND", "train")]);
+    assert_eq!(failed.code(), 2);
+    assert!(outside.join("keep.txt").is_file());
+    for stale in ["ddpm", "gen[steps=5]", "summary"] {
+        assert!(results.join(stale).symlink_metadata().is_err(), "{stale} of the last run is still there");
+    }
+    assert!(results.join("pts/dataset.txt").is_file(), "what finished is there");
+    let said = "results: 1 stage in results; not there (failed or not run): `ddpm`, `gen[steps=5]`";
+    assert!(failed.stdout().contains(said), "{}", failed.stdout());
+    assert!(!failed.stdout().contains("report.html"), "no old report to open:\n{}", failed.stdout());
+
+    // Another pipeline's results, or a user's files, are never replaced.
+    std::fs::write(p.path().join("b.diff"), &text).unwrap();
+    let other = p.difflow(&["run", "b.diff", "--out", "results"], &[]);
+    assert_eq!(other.code(), 1);
+    assert!(other.stderr().contains("holds the results of p.diff"), "{}", other.stderr());
+    let other = p.difflow(&["run", "b.diff", "--out", "outside"], &[]);
+    assert!(other.stderr().contains("is not empty and holds no results of `difflow run --out`"), "{}", other.stderr());
+}
+
+#[test]
+fn the_out_setting_gives_each_pipeline_its_folder() {
+    let p = Project::new(&cli_support::tiny_toy(20, "1e-3", "5", false));
+    std::fs::write(p.path().join("difflow.toml"), "out = \"results\"\n").unwrap();
+    std::fs::copy(p.file(), p.path().join("b.diff")).unwrap();
+    ok(&p.run(&[]));
+    ok(&p.difflow(&["run", "b.diff"], &[]));
+    assert!(p.path().join("results/p/gen/sample.txt").is_file());
+    assert!(p.path().join("results/b/gen/sample.txt").is_file());
 }
 
 #[test]

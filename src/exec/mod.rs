@@ -11,6 +11,7 @@ pub mod interrupt;
 mod local;
 pub mod logdir;
 mod missing_data;
+pub mod out_dir;
 mod plan;
 pub mod show;
 pub mod slurm;
@@ -124,6 +125,8 @@ pub struct RunOptions {
     pub detach: bool,
     /// Take every missing entry the remote has instead of computing it.
     pub pull: bool,
+    /// `--out DIR`: the folder for the finished stages' outputs under readable names.
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -182,6 +185,10 @@ pub fn run(s: &Session, opts: &RunOptions, progress: &Progress) -> Result<RunSum
         return Err(RunError::Usage("`--detach` needs a cluster: use it with `--executor slurm`".into()));
     }
     let (selected, forced) = selection_with_forced(s, opts).map_err(RunError::Usage)?;
+    let out = out_dir::target(s, opts.out.as_deref()).filter(|_| !opts.detach);
+    if let Some(dir) = &out {
+        out_dir::check(dir, s).map_err(RunError::Usage)?;
+    }
     // Held until the run ends: `cache gc` leaves these entries alone meanwhile.
     let _reading = s
         .cache
@@ -196,8 +203,8 @@ pub fn run(s: &Session, opts: &RunOptions, progress: &Progress) -> Result<RunSum
     if to_run.is_empty() {
         write_lock(s);
         println!("nothing to do: all {} stages cached", selected.len());
-        print_files_to_open(s, &selected);
-        return Ok(RunSummary { ran: 0, cached: cached_before });
+        let summary = Ok(RunSummary { ran: 0, cached: cached_before });
+        return out_dir::finish(s, &selected, out.as_deref(), summary, true);
     }
     missing_data(to_run.iter().map(|&i| s.instance(i))).map_err(RunError::Failed)?;
     let needs_worker = to_run.iter().any(|&i| s.instance(i).kind != "report");
@@ -206,15 +213,13 @@ pub fn run(s: &Session, opts: &RunOptions, progress: &Progress) -> Result<RunSum
     let nproc = opts.nproc.map_or_else(|| s.settings.nproc.clone(), crate::settings::Nproc::All);
     if executor == "slurm" {
         let plan = slurm::Plan { to_run, forced, device, cached_before, detach: opts.detach, nproc };
-        return slurm::run(s, plan, worker.as_deref(), progress);
+        let summary = slurm::run(s, plan, worker.as_deref(), progress);
+        return out_dir::finish(s, &selected, out.as_deref(), summary, false);
     }
     let plan =
         local::Plan { to_run, forced, device, jobs: opts.jobs.unwrap_or(s.settings.jobs).max(1), nproc, cached_before };
     let summary = local::run(s, plan, worker.as_deref(), progress);
-    if !matches!(summary, Err(RunError::Interrupted(_))) {
-        print_files_to_open(s, &selected);
-    }
-    summary
+    out_dir::finish(s, &selected, out.as_deref(), summary, true)
 }
 
 /// The instances the targets select, and those `--force` names; a forced instance outside
@@ -277,11 +282,12 @@ fn summarize(
 }
 
 /// The files a person opens after a run: every report's HTML page, then the plots; the
-/// rest stays behind `difflow show`.
-fn print_files_to_open(s: &Session, selected: &[usize]) {
+/// rest stays behind `difflow show`. Their readable copies where the run published them.
+fn print_files_to_open(s: &Session, selected: &[usize], published: Option<&out_dir::Published>) {
     const MAX_PLOTS: usize = 8;
     let existing = |i: usize, files: &[&str]| -> Option<PathBuf> {
-        let dir = s.cache.entry_dir(s.key(i));
+        let readable = published.and_then(|p| p.folders.get(&i));
+        let dir = readable.cloned().unwrap_or_else(|| s.cache.entry_dir(s.key(i)));
         s.cache.is_complete(s.key(i)).then(|| files.iter().map(|f| dir.join(f)).find(|p| p.is_file()))?
     };
     let reports: Vec<PathBuf> = selected
