@@ -121,6 +121,10 @@ fn the_out_setting_gives_each_pipeline_its_folder() {
     ok(&p.difflow(&["run", "b.diff"], &[]));
     assert!(p.path().join("results/p/gen/sample.txt").is_file());
     assert!(p.path().join("results/b/gen/sample.txt").is_file());
+    // A detached Slurm run ends before its stages: nothing to put in `--out` then.
+    let detached = p.difflow(&["run", "p.diff", "--executor", "slurm", "--detach", "--out", "r"], &[]);
+    assert_eq!(detached.code(), 1);
+    assert!(detached.stderr().contains("`--out` needs the stages to finish"), "{}", detached.stderr());
 }
 
 #[test]

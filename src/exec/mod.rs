@@ -185,7 +185,7 @@ pub fn run(s: &Session, opts: &RunOptions, progress: &Progress) -> Result<RunSum
         return Err(RunError::Usage("`--detach` needs a cluster: use it with `--executor slurm`".into()));
     }
     let (selected, forced) = selection_with_forced(s, opts).map_err(RunError::Usage)?;
-    let out = out_dir::target(s, opts.out.as_deref()).filter(|_| !opts.detach);
+    let out = out_dir::target(s, opts.out.as_deref(), opts.detach).map_err(RunError::Usage)?;
     if let Some(dir) = &out {
         out_dir::check(dir, s).map_err(RunError::Usage)?;
     }

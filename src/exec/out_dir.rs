@@ -32,13 +32,21 @@ pub struct Published {
     pub folders: BTreeMap<usize, PathBuf>,
 }
 
-/// Where a run's results go: `--out`, else the `out` setting's folder for this pipeline.
-pub fn target(s: &Session, out: Option<&Path>) -> Option<PathBuf> {
-    if let Some(dir) = out {
-        return Some(dir.to_path_buf());
+/// Where a run's results go: `--out`, else the `out` setting's folder for this pipeline;
+/// none for a detached Slurm run, which ends before its stages do.
+pub fn target(s: &Session, out: Option<&Path>, detach: bool) -> Result<Option<PathBuf>, String> {
+    match (out, detach) {
+        (Some(_), true) => Err(format!(
+            "`--out` needs the stages to finish: drop `--detach`, or run `difflow run {} --out DIR` once the jobs are done",
+            s.file_label()
+        )),
+        (Some(dir), false) => Ok(Some(dir.to_path_buf())),
+        (None, true) => Ok(None),
+        (None, false) => {
+            let stem = s.file.file_stem().map_or_else(|| "pipeline".into(), |n| n.to_string_lossy().into_owned());
+            Ok(s.settings.out.as_ref().map(|root| root.join(safe_name(&stem))))
+        }
     }
-    let stem = s.file.file_stem().map_or_else(|| "pipeline".into(), |n| n.to_string_lossy().into_owned());
-    s.settings.out.as_ref().map(|root| root.join(safe_name(&stem)))
 }
 
 /// Refuses a folder that holds another pipeline's results or files difflow did not write
