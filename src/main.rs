@@ -410,28 +410,15 @@ fn compare(mine: &Path, theirs: &Path, tolerance: f64) -> Outcome {
     }
 }
 
-/// `difflow report A.diff B.diff --out DIR`: each pipeline named by its file name (by its
-/// path where two share a name).
+/// `difflow report A.diff B.diff --out DIR`.
 fn report(files: &[PathBuf], out: &Path, stages: &[String]) -> Outcome {
     let mut rows = Vec::new();
-    for file in files {
-        let name = file.file_name().map(|n| n.to_string_lossy().into_owned());
-        let shared =
-            files.iter().filter(|f| f.file_name().map(|n| n.to_string_lossy().into_owned()) == name).count() > 1;
-        let label = match name {
-            Some(n) if !shared => n,
-            _ => file.display().to_string(),
-        };
+    for (file, label) in files.iter().zip(exec::cached_metrics::labels(files)) {
         let (_, p) = load(file, &[])?;
-        let s = session(file, &p)?;
-        rows.extend(exec::cached_metrics::cached_rows(&s, &label, stages).map_err(wrong)?);
+        rows.extend(exec::cached_metrics::cached_rows(&session(file, &p)?, &label, stages).map_err(wrong)?);
     }
-    std::fs::create_dir_all(out).map_err(|e| wrong(format!("cannot create {}: {e}", out.display())))?;
-    let written = difflow::report::compare::write_comparison(out, &rows).map_err(Failure::Failed)?;
-    println!("open:");
-    for path in written.iter().rev() {
-        println!("  {}", path.display());
-    }
+    let page = exec::cached_metrics::write_report(out, &rows).map_err(Failure::Failed)?;
+    println!("open:\n  {}", page.display());
     Ok(())
 }
 

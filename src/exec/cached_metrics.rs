@@ -1,6 +1,8 @@
 //! The cached headline metrics of a pipeline's measuring stages, for `difflow report`
 //! across pipelines: it reads the cache and runs nothing.
 
+use std::path::{Path, PathBuf};
+
 use super::Session;
 use crate::cache::lockfile::headline_metrics;
 use crate::report::compare::Row;
@@ -50,4 +52,34 @@ pub fn cached_rows(s: &Session, label: &str, stages: &[String]) -> Result<Vec<Ro
             }
         })
         .collect())
+}
+
+/// How the report names each pipeline: its file name, or its path where two share a name.
+pub fn labels(files: &[PathBuf]) -> Vec<String> {
+    let name = |f: &PathBuf| f.file_name().map(|n| n.to_string_lossy().into_owned());
+    files
+        .iter()
+        .map(|f| match name(f) {
+            Some(n) if files.iter().filter(|g| name(g).as_ref() == Some(&n)).count() == 1 => n,
+            _ => f.display().to_string(),
+        })
+        .collect()
+}
+
+/// Writes the comparison into `out` (created if missing); returns its HTML page.
+pub fn write_report(out: &Path, rows: &[Row]) -> Result<PathBuf, String> {
+    std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    crate::report::compare::write_comparison(out, rows)?;
+    Ok(out.join("report.html"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pipelines_are_named_by_file_unless_two_share_a_name() {
+        let files: Vec<PathBuf> = ["a/p.diff", "b/p.diff", "c/q.diff"].into_iter().map(PathBuf::from).collect();
+        assert_eq!(labels(&files), ["a/p.diff", "b/p.diff", "q.diff"]);
+    }
 }
