@@ -13,6 +13,7 @@ use crate::cache::lockfile::headline_metrics;
 use crate::job::{Input, Job};
 
 mod chart;
+pub mod compare;
 mod markdown;
 mod provenance;
 
