@@ -84,7 +84,8 @@ pub fn recipe(recipe: &Recipe) -> (String, String) {
 fn effective_values(upstream: &[Upstream]) -> String {
     let mut out = String::new();
     for stage in upstream.iter().filter(|s| !s.hidden) {
-        let variant = if stage.variant.is_empty() || stage.variant == "default" {
+        let default_variant = crate::schema::kind(&stage.kind).and_then(|k| k.default_variant);
+        let variant = if stage.variant.is_empty() || default_variant == Some(stage.variant.as_str()) {
             String::new()
         } else {
             format!(" = {}", stage.variant)
@@ -218,7 +219,7 @@ mod tests {
         Upstream {
             name: name.into(),
             kind: kind.into(),
-            variant: "default".into(),
+            variant: crate::schema::kind(kind).and_then(|k| k.default_variant).unwrap_or("default").into(),
             values: values.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             params: serde_json::json!({ "steps": 20 }),
             hidden: false,
