@@ -45,6 +45,16 @@ pub struct LockedStage {
     /// (snapshots and longer or shorter runs), which later runs continue from.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<u64>,
+    /// The device the entry was computed on (`cpu`, `cuda:0`), when its worker said.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub device: String,
+    /// The threads of CPU tensor work it was computed with, when its worker said.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub threads: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// Where the lock file of a pipeline lives: `difflow.lock` beside it.
@@ -167,11 +177,15 @@ mod tests {
                 metrics: [("fid".to_string(), 12.5)].into_iter().collect(),
                 outputs: [("grid.png".to_string(), "ff00".to_string())].into_iter().collect(),
                 steps: vec![],
+                device: "cuda:0".into(),
+                threads: 4,
             },
         );
         lock.write(&path).unwrap();
         assert_eq!(LockFile::read(&path), lock);
-        assert!(std::fs::read_to_string(&path).unwrap().starts_with("# Written by `difflow run`"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("# Written by `difflow run`"));
+        assert!(text.contains("device = \"cuda:0\"\nthreads = 4\n"), "{text}");
         assert_eq!(LockFile::read(&d.path().join("none")), LockFile::default());
     }
 

@@ -132,6 +132,8 @@ mod tests {
             metrics: [("final_loss".to_string(), loss)].into(),
             outputs: [("model.safetensors".to_string(), digest.to_string())].into(),
             steps: Vec::new(),
+            device: String::new(),
+            threads: 0,
         }
     }
 

@@ -13,6 +13,7 @@ pub mod logdir;
 mod missing_data;
 pub mod out_dir;
 mod plan;
+mod recipe;
 pub mod show;
 pub mod slurm;
 pub mod stale;
@@ -236,6 +237,7 @@ fn selection_with_forced(s: &Session, opts: &RunOptions) -> Result<(Vec<usize>, 
         let all: BTreeSet<usize> = selected.iter().copied().chain(extra).collect();
         selected = s.graph.order().iter().copied().filter(|i| all.contains(i)).collect();
     }
+    let forced = recipe::with_reports_of_forced(s, &selected, forced);
     Ok((selected, forced))
 }
 
@@ -369,25 +371,19 @@ fn execute(
     let job_file = s.cache.dir.join(format!("{key}.job.json"));
     let outcome = if inst.kind == "report" {
         progress.println(&format!("{label}: writing the report"));
-        let recipe = crate::lang::use_policy::read_source(&s.file)
-            .ok()
-            .map(|source| crate::report::Recipe { file_name: file_name(&s.file).unwrap_or_default(), source });
-        crate::report::write_report_with(&job, recipe.as_ref()).map(|()| Default::default()).map_err(StageError::Failed)
+        let recipe = recipe::recipe(s, i);
+        crate::report::write_report_with(&job, Some(&recipe)).map(|()| Default::default()).map_err(StageError::Failed)
     } else {
         match worker {
             None => Err(StageError::Failed("no worker executable".to_string())),
-            Some(worker) => worker::run_worker(worker, &job, &job_file, nproc, progress, label)
-                .map(|out| (out.metrics, out.torch.unwrap_or_default()))
-                .map_err(|f| match f {
-                    WorkerFailure::Stage(m) | WorkerFailure::Launch(m) | WorkerFailure::Crash(m) => {
-                        StageError::Failed(m)
-                    }
-                    WorkerFailure::Interrupted(m) => StageError::Interrupted(m),
-                }),
+            Some(worker) => worker::run_worker(worker, &job, &job_file, nproc, progress, label).map_err(|f| match f {
+                WorkerFailure::Stage(m) | WorkerFailure::Launch(m) | WorkerFailure::Crash(m) => StageError::Failed(m),
+                WorkerFailure::Interrupted(m) => StageError::Interrupted(m),
+            }),
         }
     };
     let _ = std::fs::remove_file(&job_file);
-    let (reported, torch) = outcome.map_err(|e| match e {
+    let reported: worker::WorkerOutput = outcome.map_err(|e| match e {
         StageError::Failed(m) => StageError::Failed(m + &cleanup::after_failure(&s.cache, &lock, resumable)),
         interrupted => interrupted,
     })?;
@@ -396,8 +392,10 @@ fn execute(
         started,
         finished: utc_now(),
         duration_s: (secs * 1000.0).round() / 1000.0,
-        metrics: reported,
-        torch,
+        metrics: reported.metrics,
+        torch: reported.torch.unwrap_or_default(),
+        device: reported.device.unwrap_or_default(),
+        threads: reported.threads.unwrap_or(0),
         ..manifest_template(s, i, &job)
     };
     if let Some((continued_key, _)) = continued_from {
@@ -431,6 +429,9 @@ pub(crate) fn manifest_template(s: &Session, i: usize, job: &Job) -> Manifest {
         metrics: Default::default(),
         outputs: Default::default(),
         torch: String::new(),
+        device: String::new(),
+        threads: 0,
+        difflow: env!("CARGO_PKG_VERSION").to_string(),
     }
 }
 
@@ -486,6 +487,8 @@ pub fn write_lock(s: &Session) {
                     metrics: headline_metrics(&s.cache.entry_dir(key), &m.metrics),
                     outputs: m.output_digests(),
                     steps: continuation::cached_steps(s, i),
+                    device: m.device.clone(),
+                    threads: m.threads,
                 },
             );
         } else if let Some(prev) = old.stages.get(&inst.name) {
