@@ -365,7 +365,10 @@ fn execute(
         let recipe = crate::lang::use_policy::read_source(&s.file)
             .ok()
             .map(|source| crate::report::Recipe { file_name: file_name(&s.file).unwrap_or_default(), source });
-        crate::report::write_report_with(&job, recipe.as_ref()).map(|()| Default::default()).map_err(StageError::Failed)
+        let titles = crate::report::axis_titles(&s.pipeline);
+        crate::report::write_report_titled(&job, recipe.as_ref(), &titles)
+            .map(|()| Default::default())
+            .map_err(StageError::Failed)
     } else {
         match worker {
             None => Err(StageError::Failed("no worker executable".to_string())),
