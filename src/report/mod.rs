@@ -58,7 +58,7 @@ pub fn write_report_titled(job: &Job, recipe: Option<&Recipe>, titles: &AxisTitl
          img {{ max-width: 100%; image-rendering: pixelated; }} svg {{ max-width: 100%; height: auto; }}\n\
          .charts {{ display: flex; flex-wrap: wrap; gap: 0 1.5em; }} .charts figure {{ flex: 1 1 34em; max-width: 52em; }}\n\
          .charts svg {{ width: 100%; }}\n\
-         .sweep {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(12em, 1fr)); gap: 0.8em; align-items: start; }}\n\
+         .sweep {{ display: grid; grid-template-columns: repeat(auto-fit, minmax(12em, 1fr)); gap: 0.8em; align-items: start; }}\n\
          .sweep figure {{ margin: 0; }} .sweep img {{ width: 100%; }}\n\
          .sweep figcaption {{ font-size: 0.85em; font-weight: 600; text-align: center; margin-bottom: 0.3em; max-width: none; }}\n\
          p.legend {{ font-size: 0.9em; color: #555; }}\n\
