@@ -52,6 +52,25 @@ hparams = {k: [v.WhichOneof("kind"), getattr(v, v.WhichOneof("kind"))] for k, v 
 print(json.dumps({"hparams": hparams, "start": info.start_time_secs, "scalars": acc.Tags()["scalars"]}))
 "#;
 
+/// The experiment the HParams tab shows for the runs under a folder, as its backend builds
+/// it from their session starts and scalars: {"hparams": {name: differs}, "metrics": [tag]}.
+const HPARAMS_EXPERIMENT: &str = r#"
+import json, sys
+from tensorboard import context
+from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
+from tensorboard.plugins import base_plugin
+from tensorboard.plugins.hparams import backend_context
+mux = plugin_event_multiplexer.EventMultiplexer()
+mux.AddRunsFromDirectory(sys.argv[1])
+mux.Reload()
+provider = data_provider.MultiplexerDataProvider(mux, sys.argv[1])
+ctx = backend_context.Context(base_plugin.TBContext(logdir=sys.argv[1], multiplexer=mux, data_provider=provider))
+rc = context.RequestContext()
+exp = ctx.experiment_from_metadata(rc, "", True, ctx.hparams_metadata(rc, ""), ctx.hparams_from_data_provider(rc, "", 0))
+print(json.dumps({"hparams": {h.name: h.differs for h in exp.hparam_infos},
+                  "metrics": sorted(m.name.tag for m in exp.metric_infos)}))
+"#;
+
 fn event_files(logs: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(logs) else { return Vec::new() };
     entries.map(|e| e.unwrap().path()).filter(|p| p.to_string_lossy().contains("tfevents")).collect()
@@ -154,4 +173,14 @@ fn the_hparams_tab_reads_the_swept_values_of_an_instance() {
     assert!(read["start"].as_f64().unwrap() > 1.5e9, "{read}");
     // The scalars stay where they were, beside the session start.
     assert!(read["scalars"].as_array().unwrap().contains(&json!("loss")), "{read}");
+
+    // A second instance of the sweep: the HParams tab compares the two on lr.
+    let mut other = train_job_named(root.path(), "fit[lr=2e-3, sampler=ddim, scale_shift=false]", 20);
+    other.out_dir = root.path().join("other");
+    difflow_engine::stages::run(&other).unwrap();
+    let out = Command::new(&python).args(["-c", HPARAMS_EXPERIMENT]).arg(root.path()).output().unwrap();
+    assert!(out.status.success(), "the HParams backend failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let experiment: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(experiment["hparams"], json!({"lr": true, "sampler": false, "scale_shift": false}), "{experiment}");
+    assert!(experiment["metrics"].as_array().unwrap().contains(&json!("loss")), "{experiment}");
 }
