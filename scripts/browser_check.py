@@ -5,8 +5,10 @@
 
 Talks to Chromium over the DevTools protocol on a pipe (--remote-debugging-pipe: no port,
 no network). Prints one JSON object: every <img> with its natural size, every inline <svg>
-with its drawn size, the row count of every table (header row excluded), and every console
-error, uncaught exception or failed load the page logged. Exit 0 when the page loaded,
+with its drawn size, the row count of every table (header row excluded), the page's size
+against the window's width, the text of every SVG label drawn outside its SVG's view box,
+the number of rows each side-by-side sweep of figures takes, and every console error,
+uncaught exception or failed load the page logged. Exit 0 when the page loaded,
 whatever it found: the caller decides what is wrong.
 """
 import base64
@@ -31,6 +33,14 @@ PROBE = """JSON.stringify({
            return {width: r.width, height: r.height}; }),
   tables: [...document.querySelectorAll('table')].map(t => t.querySelectorAll('tr').length - 1),
   title: document.title,
+  page: {width: document.documentElement.scrollWidth, height: document.documentElement.scrollHeight,
+         viewport: window.innerWidth},
+  svg_text_outside: [...document.querySelectorAll('svg')].flatMap(s => { const v = s.viewBox.baseVal;
+           return [...s.querySelectorAll('text')].filter(t => { const b = t.getBBox();
+             return b.x < v.x - 0.5 || b.y < v.y - 0.5 || b.x + b.width > v.x + v.width + 0.5
+                 || b.y + b.height > v.y + v.height + 0.5; }).map(t => t.textContent); }),
+  sweep_rows: [...document.querySelectorAll('.sweep')].map(d =>
+           new Set([...d.children].map(f => Math.round(f.getBoundingClientRect().top))).size),
 })"""
 
 

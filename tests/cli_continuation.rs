@@ -169,7 +169,10 @@ report growth {{ include = [by_step] }}
     for step in [8, 16, 24] {
         assert!(report.contains(&format!("| `by_step[step={step}]` | {step} | ")), "{report}");
     }
-    assert!(report.contains("![by_step: accuracy against step](images/by_step_accuracy_by_step.svg)"), "{report}");
+    assert!(
+        report.contains("![by_step: accuracy against training step](images/by_step_accuracy_by_step.svg)"),
+        "{report}"
+    );
     let chart = String::from_utf8(output(dir.path(), "growth", "images/by_step_accuracy_by_step.svg")).unwrap();
     assert_eq!(chart.matches("<circle").count(), 3, "{chart}");
 }

@@ -155,6 +155,13 @@ fn a_sweep_runs_one_job_per_instance_with_its_dependencies_and_matches_a_local_r
         assert_eq!(job_info(id)["JobState"], "COMPLETED");
     }
     assert_eq!(lock_records(cluster_dir.path()), lock_records(local.path()));
+    // The training job wrote its live TensorBoard log into its entry, as a local run does,
+    // and `difflow logdir` links it.
+    let (code, folder, err) = difflow(cluster_dir.path(), &["logdir", "p.diff"]);
+    assert_eq!(code, 0, "{folder}{err}");
+    let logs = Path::new(folder.trim()).join("ddpm");
+    let events = std::fs::read_dir(&logs).map(|d| d.filter_map(Result::ok).count()).unwrap_or(0);
+    assert!(events > 0, "no event file in {}", logs.display());
 
     let (code, out, _) = difflow(cluster_dir.path(), &["run", "p.diff"]);
     assert_eq!(code, 0, "{out}");

@@ -204,6 +204,14 @@ fn cfg_gives_a_reverse_process_gif_per_guidance_strength_and_a_report_a_browser_
     assert_eq!(tables.last(), Some(&31), "{page}");
     assert_eq!(page["problems"], serde_json::json!([]), "{page}");
     assert!(std::fs::metadata(&shot).unwrap().len() > 0);
+    // Each w's strip, GIF and grid side by side (one row each), titled by what w is; axes
+    // that say what they show, every label inside its chart; nothing wider than the window.
+    println!("report page: {} ({} bytes)", page["page"], html.len());
+    assert_eq!(page["sweep_rows"], serde_json::json!([1, 1, 1]), "{page}");
+    assert!(html.contains(">guidance strength w = 2.0</figcaption>"), "no titled sample grid");
+    assert!(html.contains(">FID (classifier features, lower is better)</text>"), "no FID axis title");
+    assert_eq!(page["svg_text_outside"], serde_json::json!([]), "{page}");
+    assert!(page["page"]["width"].as_u64() <= page["page"]["viewport"].as_u64(), "{page}");
 }
 
 #[test]

@@ -4,8 +4,8 @@
 //!
 //! The format is TFRecord framing (u64 LE length, masked CRC32C of the length, the data,
 //! masked CRC32C of the data) around `Event` protobuf messages; only the few fields a
-//! scalar needs are written, by hand (a protobuf crate would pull in a code generator for
-//! four message fields).
+//! scalar and the hparams plugin's session start need are written, by hand (a protobuf
+//! crate would pull in a code generator for a handful of message fields).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
@@ -73,12 +73,96 @@ impl EventWriter {
         Ok(())
     }
 
+    /// Appends the hparams plugin's `session_start_info` with `hparams`, so that
+    /// TensorBoard's HParams tab lists this run with its values beside the other runs'.
+    pub fn session_start(&mut self, hparams: &[(String, HParam)]) -> io::Result<()> {
+        let mut start = Vec::new();
+        for (name, value) in hparams {
+            let mut entry = Vec::new();
+            put_bytes(&mut entry, 1, name.as_bytes());
+            put_bytes(&mut entry, 2, &value.encode());
+            put_bytes(&mut start, 1, &entry);
+        }
+        put_key(&mut start, 5, WIRE_FIXED64);
+        start.extend_from_slice(&wall_time().to_le_bytes());
+        // HParamsPluginData { version = 0 (the default, so absent), session_start_info = 3 }.
+        let mut plugin_data = Vec::new();
+        put_bytes(&mut plugin_data, 3, &start);
+        let mut plugin = Vec::new();
+        put_bytes(&mut plugin, 1, b"hparams");
+        put_bytes(&mut plugin, 2, &plugin_data);
+        let mut metadata = Vec::new();
+        put_bytes(&mut metadata, 1, &plugin);
+        let mut value = Vec::new();
+        put_bytes(&mut value, 1, b"_hparams_/session_start_info");
+        put_bytes(&mut value, 9, &metadata);
+        // The plugin's null tensor: float, shape [0].
+        put_bytes(&mut value, 8, &[0x08, 0x01, 0x12, 0x02, 0x12, 0x00]);
+        let mut summary = Vec::new();
+        put_bytes(&mut summary, 1, &value);
+        let mut event = event_head(wall_time(), 0);
+        put_bytes(&mut event, 5, &summary);
+        self.file.write_all(&frame(&event))?;
+        self.flush()
+    }
+
     pub fn flush(&mut self) -> io::Result<()> {
         self.file.flush()?;
         self.unflushed = 0;
         self.last_flush = Instant::now();
         Ok(())
     }
+}
+
+/// One hyperparameter's value, as the hparams plugin holds it (a `google.protobuf.Value`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum HParam {
+    Number(f64),
+    Text(String),
+    Bool(bool),
+}
+
+impl HParam {
+    /// A sweep value as an instance name writes it: a number, `true`/`false`, else text.
+    pub fn parse(text: &str) -> HParam {
+        match text {
+            "true" => HParam::Bool(true),
+            "false" => HParam::Bool(false),
+            _ => match text.replace('_', "").parse::<f64>() {
+                Ok(x) if x.is_finite() => HParam::Number(x),
+                _ => HParam::Text(text.trim_matches('"').to_string()),
+            },
+        }
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        match self {
+            HParam::Number(x) => {
+                put_key(&mut out, 2, WIRE_FIXED64);
+                out.extend_from_slice(&x.to_le_bytes());
+            }
+            HParam::Text(s) => put_bytes(&mut out, 3, s.as_bytes()),
+            HParam::Bool(b) => {
+                put_key(&mut out, 4, WIRE_VARINT);
+                put_varint(&mut out, u64::from(*b));
+            }
+        }
+        out
+    }
+}
+
+/// The sweep coordinates in an instance name: `ddpm[lr=1e-3, ema=0.999]` →
+/// [("lr", 0.001), ("ema", 0.999)]; none for a plain name.
+pub fn swept_values(instance: &str) -> Vec<(String, HParam)> {
+    let Some(inner) = instance.find('[').and_then(|at| instance.strip_suffix(']').map(|n| &n[at + 1..])) else {
+        return Vec::new();
+    };
+    inner
+        .split(',')
+        .filter_map(|part| part.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), HParam::parse(v.trim())))
+        .collect()
 }
 
 /// What a training loop logs each step: loss, learning rate, gradient norm (when known)
@@ -109,6 +193,19 @@ impl TrainLog {
 
     pub fn is_active(&self) -> bool {
         self.writer.is_some()
+    }
+
+    /// Records the swept values of `instance` (if it is one of a sweep) for the HParams
+    /// tab, which then compares the instances of a sweep side by side.
+    pub fn session_start(&mut self, instance: &str) {
+        let hparams = swept_values(instance);
+        let Some(writer) = &mut self.writer else { return };
+        if hparams.is_empty() {
+            return;
+        }
+        if let Err(e) = writer.session_start(&hparams) {
+            self.fail(e);
+        }
     }
 
     fn average(&mut self, loss: f64) -> f64 {
@@ -257,6 +354,21 @@ mod tests {
         expected.extend_from_slice(&[0x2a, 13, 0x0a, 11, 0x0a, 4, b'l', b'o', b's', b's', 0x15]);
         expected.extend_from_slice(&0.25f32.to_le_bytes());
         assert_eq!(event, expected);
+    }
+
+    #[test]
+    fn swept_values_come_from_the_instance_name() {
+        assert_eq!(
+            swept_values("ddpm[lr=1e-3, scale_shift=false, sampler=ddim, steps=2_000]"),
+            [
+                ("lr".to_string(), HParam::Number(1e-3)),
+                ("scale_shift".to_string(), HParam::Bool(false)),
+                ("sampler".to_string(), HParam::Text("ddim".into())),
+                ("steps".to_string(), HParam::Number(2000.0)),
+            ]
+        );
+        assert!(swept_values("ddpm").is_empty());
+        assert_eq!(HParam::Number(0.5).encode()[0], 0x11, "number_value is field 2, a double");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The live training log, read by TensorBoard itself: a toy training run's event file shows
-//! scalars while the run goes on, and every step's loss (as in `loss.csv`) once it ends.
+//! scalars while the run goes on, and every step's loss (as in `loss.csv`) once it ends; an
+//! instance of a sweep records its swept values for the HParams tab.
 
 mod common;
 
@@ -38,12 +39,48 @@ fn read_scalars(python: &Path, file: &Path) -> serde_json::Map<String, Value> {
     serde_json::from_slice::<Value>(&out.stdout).unwrap().as_object().unwrap().clone()
 }
 
+/// Reads the hparams plugin's session start with the plugin's own parser: name → [kind, value].
+const HPARAMS_READER: &str = r#"
+import json, sys
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import metadata
+acc = EventAccumulator(sys.argv[1])
+acc.Reload()
+content = acc.PluginTagToContent(metadata.PLUGIN_NAME)
+info = metadata.parse_session_start_info_plugin_data(content[metadata.SESSION_START_INFO_TAG])
+hparams = {k: [v.WhichOneof("kind"), getattr(v, v.WhichOneof("kind"))] for k, v in info.hparams.items()}
+print(json.dumps({"hparams": hparams, "start": info.start_time_secs, "scalars": acc.Tags()["scalars"]}))
+"#;
+
+/// The experiment the HParams tab shows for the runs under a folder, as its backend builds
+/// it from their session starts and scalars: {"hparams": {name: differs}, "metrics": [tag]}.
+const HPARAMS_EXPERIMENT: &str = r#"
+import json, sys
+from tensorboard import context
+from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
+from tensorboard.plugins import base_plugin
+from tensorboard.plugins.hparams import backend_context
+mux = plugin_event_multiplexer.EventMultiplexer()
+mux.AddRunsFromDirectory(sys.argv[1])
+mux.Reload()
+provider = data_provider.MultiplexerDataProvider(mux, sys.argv[1])
+ctx = backend_context.Context(base_plugin.TBContext(logdir=sys.argv[1], multiplexer=mux, data_provider=provider))
+rc = context.RequestContext()
+exp = ctx.experiment_from_metadata(rc, "", True, ctx.hparams_metadata(rc, ""), ctx.hparams_from_data_provider(rc, "", 0))
+print(json.dumps({"hparams": {h.name: h.differs for h in exp.hparam_infos},
+                  "metrics": sorted(m.name.tag for m in exp.metric_infos)}))
+"#;
+
 fn event_files(logs: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(logs) else { return Vec::new() };
     entries.map(|e| e.unwrap().path()).filter(|p| p.to_string_lossy().contains("tfevents")).collect()
 }
 
 fn train_job(root: &Path) -> difflow_core::job::Job {
+    train_job_named(root, "fit", STEPS)
+}
+
+fn train_job_named(root: &Path, instance: &str, steps: usize) -> difflow_core::job::Job {
     let data = root.join("data");
     let dataset = json!({"shape": "gaussians8", "count": 256, "noise": 0.1, "seed": 0});
     let dataset_job = stage_job("points", ("dataset", "toy"), &dataset, [], &data);
@@ -52,10 +89,10 @@ fn train_job(root: &Path) -> difflow_core::job::Job {
         "model": {"kind": "model", "variant": "mlp", "hidden": 16, "layers": 2},
         "data": {"$stage": "points"},
         "schedule": {"kind": "schedule", "variant": "cosine", "steps": 50},
-        "steps": STEPS, "batch": 8, "lr": 1e-3, "warmup": 100, "seed": 0, "checkpoint_every": 0
+        "steps": steps, "batch": 8, "lr": 1e-3, "warmup": 100, "seed": 0, "checkpoint_every": 0
     });
     let inputs = [("points".to_string(), input("dataset", "toy", &data))];
-    stage_job("fit", ("train", "diffusion"), &params, inputs, &root.join("train"))
+    stage_job(instance, ("train", "diffusion"), &params, inputs, &root.join("train"))
 }
 
 #[test]
@@ -115,4 +152,35 @@ fn tensorboard_reads_the_losses_while_training_runs_and_every_step_after() {
     assert!(
         (lr[0][1].as_f64().unwrap() - 1e-5).abs() < 1e-9 && (lr[STEPS - 1][1].as_f64().unwrap() - 1e-3).abs() < 1e-9
     );
+}
+
+#[test]
+fn the_hparams_tab_reads_the_swept_values_of_an_instance() {
+    let python = tensorboard_python();
+    let root = tempfile::tempdir().unwrap();
+    let job = train_job_named(root.path(), "fit[lr=1e-3, sampler=ddim, scale_shift=false]", 20);
+    let logs = job.out_dir.join(difflow_core::job::LOG_DIR);
+    difflow_engine::stages::run(&job).unwrap();
+    let [file] = event_files(&logs).try_into().unwrap();
+    let out = Command::new(&python).args(["-c", HPARAMS_READER]).arg(&file).output().unwrap();
+    assert!(out.status.success(), "the hparams plugin cannot read it:\n{}", String::from_utf8_lossy(&out.stderr));
+    let read: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        read["hparams"],
+        json!({"lr": ["number_value", 1e-3], "sampler": ["string_value", "ddim"], "scale_shift": ["bool_value", false]}),
+        "{read}"
+    );
+    assert!(read["start"].as_f64().unwrap() > 1.5e9, "{read}");
+    // The scalars stay where they were, beside the session start.
+    assert!(read["scalars"].as_array().unwrap().contains(&json!("loss")), "{read}");
+
+    // A second instance of the sweep: the HParams tab compares the two on lr.
+    let mut other = train_job_named(root.path(), "fit[lr=2e-3, sampler=ddim, scale_shift=false]", 20);
+    other.out_dir = root.path().join("other");
+    difflow_engine::stages::run(&other).unwrap();
+    let out = Command::new(&python).args(["-c", HPARAMS_EXPERIMENT]).arg(root.path()).output().unwrap();
+    assert!(out.status.success(), "the HParams backend failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let experiment: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(experiment["hparams"], json!({"lr": true, "sampler": false, "scale_shift": false}), "{experiment}");
+    assert!(experiment["metrics"].as_array().unwrap().contains(&json!("loss")), "{experiment}");
 }

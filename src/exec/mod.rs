@@ -372,7 +372,10 @@ fn execute(
     let outcome = if inst.kind == "report" {
         progress.println(&format!("{label}: writing the report"));
         let recipe = recipe::recipe(s, i);
-        crate::report::write_report_with(&job, Some(&recipe)).map(|()| Default::default()).map_err(StageError::Failed)
+        let titles = crate::report::axis_titles(&s.pipeline);
+        crate::report::write_report_titled(&job, Some(&recipe), &titles)
+            .map(|()| Default::default())
+            .map_err(StageError::Failed)
     } else {
         match worker {
             None => Err(StageError::Failed("no worker executable".to_string())),

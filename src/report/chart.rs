@@ -8,10 +8,15 @@ use std::fmt::Write as _;
 
 const WIDTH: f64 = 660.0;
 const HEIGHT: f64 = 360.0;
-/// Left, right, top and bottom margins (room for tick labels and axis titles).
-const MARGIN: (f64, f64, f64, f64) = (100.0, 24.0, 40.0, 56.0);
-/// Extra room on the right for the legend when there is more than one line.
-const LEGEND_WIDTH: f64 = 130.0;
+/// Left, right, top and bottom margins (room for tick labels and axis titles; the y axis's
+/// title is written across the top, where a long one has room).
+const MARGIN: (f64, f64, f64, f64) = (100.0, 24.0, 58.0, 56.0);
+/// The font size of labels, ticks and the legend.
+const FONT_SIZE: f64 = 14.0;
+const TITLE_FONT_SIZE: f64 = 16.0;
+/// A legend entry: the colour swatch, the gap before its label, and the room after it.
+const LEGEND_SWATCH: f64 = 26.0;
+const LEGEND_PAD: f64 = 12.0;
 const TICKS: usize = 5;
 /// More distinct swept values than this get evenly spaced ticks instead of one per value.
 const MAX_VALUE_TICKS: usize = 8;
@@ -105,16 +110,25 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, lines: &[Series], t
     let (x_lo, x_hi) = padded(all().map(|p| fx(p.0)));
     let (y_lo, y_hi) = padded(all().map(|p| p.1));
     let legend = lines.len() > 1 || lines.iter().any(|s| !s.label.is_empty());
-    let width = WIDTH + if legend { LEGEND_WIDTH } else { 0.0 };
     let (left, right, top, bottom) = MARGIN;
     let (plot_w, plot_h) = (WIDTH - left - right, HEIGHT - top - bottom);
+    // Wide enough for the longest legend label, the title and the y axis's title.
+    let legend_width = lines.iter().map(|s| text_width(&s.label, FONT_SIZE)).fold(0.0, f64::max);
+    let width = [
+        WIDTH + if legend { LEGEND_PAD + LEGEND_SWATCH + legend_width + LEGEND_PAD } else { 0.0 },
+        text_width(title, TITLE_FONT_SIZE) + 2.0 * LEGEND_PAD,
+        text_width(y_label, FONT_SIZE) + 2.0 * LEGEND_PAD,
+    ]
+    .into_iter()
+    .fold(0.0, f64::max)
+    .ceil();
     let sx = |x: f64| left + (fx(x) - x_lo) / (x_hi - x_lo) * plot_w;
     let sy = |y: f64| top + (1.0 - (y - y_lo) / (y_hi - y_lo)) * plot_h;
     let mut svg = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{HEIGHT}\" viewBox=\"0 0 {width} {HEIGHT}\" \
-         font-family=\"sans-serif\" font-size=\"14\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
-         <text x=\"{:.1}\" y=\"24\" text-anchor=\"middle\" font-size=\"16\">{}</text>\n",
-        left + plot_w / 2.0,
+         font-family=\"sans-serif\" font-size=\"{FONT_SIZE}\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"{:.1}\" y=\"22\" text-anchor=\"middle\" font-size=\"{TITLE_FONT_SIZE}\">{}</text>\n",
+        width / 2.0,
         escape(title)
     );
     let _ = writeln!(
@@ -162,11 +176,11 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, lines: &[Series], t
     let _ = writeln!(
         svg,
         "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>\n\
-         <text transform=\"translate(18 {:.1}) rotate(-90)\" text-anchor=\"middle\">{}</text>",
+         <text x=\"{LEGEND_PAD}\" y=\"{:.1}\">{}</text>",
         left + plot_w / 2.0,
         HEIGHT - 12.0,
         escape(&x_title),
-        top + plot_h / 2.0,
+        top - 12.0,
         escape(y_label)
     );
     for (i, line) in lines.iter().enumerate() {
@@ -182,13 +196,13 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, lines: &[Series], t
         }
         if legend {
             let y = top + 12.0 + i as f64 * 22.0;
-            let x = WIDTH - right + 12.0;
+            let x = WIDTH - right + LEGEND_PAD;
             let _ = writeln!(
                 svg,
                 "<line x1=\"{x}\" x2=\"{:.1}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"{colour}\" stroke-width=\"3\"/>\n\
                  <text x=\"{:.1}\" y=\"{:.1}\">{}</text>",
                 x + 20.0,
-                x + 26.0,
+                x + LEGEND_SWATCH,
                 y + 5.0,
                 escape(&line.label)
             );
@@ -196,6 +210,24 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, lines: &[Series], t
     }
     svg.push_str("</svg>\n");
     svg
+}
+
+/// An upper bound on the width of `text` in a sans-serif font of `size` px: per character
+/// the advance of the widest glyphs of its class in DejaVu Sans and Arial, so that a label
+/// laid out by it is never cut off by the edge of the chart.
+fn text_width(text: &str, size: f64) -> f64 {
+    let em: f64 = text
+        .chars()
+        .map(|c| match c {
+            'i' | 'j' | 'l' | '.' | ',' | ':' | ';' | '\'' | '!' | '|' => 0.32,
+            ' ' | 'f' | 't' | 'r' | '(' | ')' | '[' | ']' | '-' => 0.42,
+            'm' | 'w' | 'M' | 'W' | '=' | '+' | '<' | '>' | '~' | '%' | '@' => 1.0,
+            'A'..='Z' => 0.8,
+            c if c.is_ascii() => 0.66,
+            _ => 1.0,
+        })
+        .sum();
+    em * size
 }
 
 /// The range of the values with 5 % padding (a unit range around a single value).
@@ -310,5 +342,26 @@ mod tests {
         // Equal ratios are equal distances on a log axis.
         assert!(((first[1].0 - first[0].0) - (first[2].0 - first[1].0)).abs() < 0.2, "{first:?}");
         assert_eq!(svg.matches("<polyline").count(), 2);
+    }
+
+    #[test]
+    fn the_legend_the_title_and_the_axis_titles_fit_inside_the_chart() {
+        let lines = [
+            Series { label: "scale_shift=false".into(), points: vec![(1.0, 3.0), (2.0, 2.0)] },
+            Series { label: "scale_shift=true, channels=32, dropout=0.1".into(), points: vec![(1.0, 4.0), (2.0, 1.0)] },
+        ];
+        let ticks = [(1.0, "1".to_string()), (2.0, "2".to_string())];
+        let y_title = "FID (classifier features, lower is better)";
+        let svg = line_chart("scores: FID against guidance strength w", "guidance strength w", y_title, &lines, &ticks);
+        let width: f64 = svg.split("viewBox=\"0 0 ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+        // Each label starts where the chart writes it and ends, at the widest, inside the box.
+        for label in ["scale_shift=false", "scale_shift=true, channels=32, dropout=0.1", y_title] {
+            let text_at = svg.find(&format!(">{label}</text>")).unwrap_or_else(|| panic!("{label} missing: {svg}"));
+            let x: f64 = svg[..text_at].rsplit("x=\"").next().unwrap().split('"').next().unwrap().parse().unwrap();
+            let end = x + label.chars().count() as f64 * 0.62 * FONT_SIZE;
+            assert!(end <= width, "`{label}` ends at {end} of {width}");
+            assert!(x + text_width(label, FONT_SIZE) <= width, "`{label}` at {x} in {width}");
+        }
+        assert!(svg.contains(">guidance strength w</text>"));
     }
 }

@@ -14,11 +14,14 @@ use crate::job::{Input, Job};
 
 mod chart;
 pub mod compare;
+mod figures;
 mod markdown;
 mod numbers;
 mod provenance;
+mod titles;
 
 pub use provenance::{Recipe, Upstream};
+pub use titles::{axis_titles, AxisTitles};
 
 const IMAGES: &[&str] = &["grid.png", "plot.png", "plot.gif"];
 
@@ -32,6 +35,11 @@ type Families<'a> = Vec<(String, Vec<(&'a str, &'a Input)>)>;
 
 /// [`write_report`], with the pipeline's source text shown after the results.
 pub fn write_report_with(job: &Job, recipe: Option<&Recipe>) -> Result<(), String> {
+    write_report_titled(job, recipe, &AxisTitles::new())
+}
+
+/// [`write_report_with`], naming sweep axes by `titles` ([`axis_titles`] of the pipeline).
+pub fn write_report_titled(job: &Job, recipe: Option<&Recipe>, titles: &AxisTitles) -> Result<(), String> {
     let title = job
         .params
         .get("title")
@@ -44,17 +52,23 @@ pub fn write_report_with(job: &Job, recipe: Option<&Recipe>) -> Result<(), Strin
     let mut md = format!("# {}\n", markdown::text(&title));
     let mut html = format!(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{t}</title>\n<style>\n\
-         body {{ font-family: system-ui, sans-serif; max-width: 75em; margin: 2em auto; padding: 0 1em; color: #222; }}\n\
+         body {{ font-family: system-ui, sans-serif; max-width: 1360px; margin: 2em auto; padding: 0 1em; color: #222; }}\n\
          table {{ border-collapse: collapse; margin: 1em 0; }}\n\
          th, td {{ border: 1px solid #ccc; padding: 0.3em 0.7em; text-align: right; }}\n\
          th {{ background: #f3f3f3; }} td.name {{ text-align: left; font-family: monospace; }}\n\
-         figure {{ display: inline-block; margin: 0.5em; vertical-align: top; }} figcaption {{ font-size: 0.9em; max-width: 40em; }}\n\
-         img {{ max-width: 100%; image-rendering: pixelated; }}\n\
+         figure {{ margin: 0.5em 0; max-width: 100%; }} figcaption {{ font-size: 0.9em; max-width: 40em; }}\n\
+         img {{ max-width: 100%; image-rendering: pixelated; }} svg {{ max-width: 100%; height: auto; }}\n\
+         .charts {{ display: flex; flex-wrap: wrap; gap: 0 1.5em; }} .charts figure {{ flex: 1 1 34em; max-width: 52em; }}\n\
+         .charts svg {{ width: 100%; }}\n\
+         .sweep {{ display: grid; grid-template-columns: repeat(auto-fit, minmax(12em, 1fr)); gap: 0.8em; align-items: start; }}\n\
+         .sweep figure {{ margin: 0; }} .sweep img {{ width: 100%; }}\n\
+         .sweep figcaption {{ font-size: 0.85em; font-weight: 600; text-align: center; margin-bottom: 0.3em; max-width: none; }}\n\
+         p.legend {{ font-size: 0.9em; color: #555; }}\n\
          pre.recipe {{ background: #f6f6f6; padding: 0.8em; overflow-x: auto; font-size: 0.9em; }}\n</style>\n</head>\n<body>\n<h1>{t}</h1>\n",
         t = escape(&title)
     );
     for (family, members) in &families {
-        write_family(&mut md, &mut html, &img_dir, family, members)?;
+        write_family(&mut md, &mut html, &img_dir, (family, members), titles)?;
     }
     if let Some(recipe) = recipe {
         let (m, h) = provenance::recipe(recipe);
@@ -104,41 +118,17 @@ fn write_family(
     md: &mut String,
     html: &mut String,
     img_dir: &Path,
-    family: &str,
-    members: &[(&str, &Input)],
+    (family, members): (&str, &[(&str, &Input)]),
+    titles: &AxisTitles,
 ) -> Result<(), String> {
     let kind = &members[0].1.kind;
     let _ = write!(md, "\n## {} ({})\n", markdown::text(family), markdown::text(kind));
     let _ = writeln!(html, "<h2>{} <small>({})</small></h2>", escape(family), escape(kind));
     let metrics: Vec<BTreeMap<String, f64>> = members.iter().map(|(_, input)| section_numbers(input)).collect();
     if metrics.iter().any(|m| !m.is_empty()) {
-        write_metrics(md, html, img_dir, family, members, &metrics)?;
+        write_metrics(md, html, img_dir, (family, members), &metrics, titles)?;
     }
-    for (name, input) in members {
-        for img in IMAGES {
-            let path = input.dir.join(img);
-            let Ok(bytes) = std::fs::read(&path) else { continue };
-            std::fs::create_dir_all(img_dir).map_err(|e| format!("cannot create {}: {e}", img_dir.display()))?;
-            let file = format!("{}_{img}", file_safe(name));
-            std::fs::write(img_dir.join(&file), &bytes).map_err(|e| format!("cannot write an image: {e}"))?;
-            let reading = picture_legend(input, img).map(|l| format!(": {l}")).unwrap_or_default();
-            let _ = write!(
-                md,
-                "\n![{}](images/{file})\n\n{}{}\n",
-                markdown::text(name),
-                markdown::code(name),
-                markdown::text(&reading)
-            );
-            let mime = if img.ends_with(".gif") { "image/gif" } else { "image/png" };
-            let _ = writeln!(
-                html,
-                "<figure><img alt=\"{n}\" src=\"data:{mime};base64,{}\"><figcaption><code>{n}</code>{}</figcaption></figure>",
-                base64(&bytes),
-                escape(&reading),
-                n = escape(name)
-            );
-        }
-    }
+    figures::write_pictures(md, html, img_dir, members, titles)?;
     if metrics.iter().all(BTreeMap::is_empty) && members.iter().all(|(_, i)| !has_image(&i.dir)) {
         for (name, input) in members {
             let files = list(&input.dir);
@@ -155,9 +145,9 @@ fn write_metrics(
     md: &mut String,
     html: &mut String,
     img_dir: &Path,
-    family: &str,
-    members: &[(&str, &Input)],
+    (family, members): (&str, &[(&str, &Input)]),
     metrics: &[BTreeMap<String, f64>],
+    titles: &AxisTitles,
 ) -> Result<(), String> {
     let coords: Vec<Vec<(String, String)>> = members.iter().map(|(n, _)| sweep_coordinates(n)).collect();
     let mut coord_names: Vec<String> = Vec::new();
@@ -197,20 +187,30 @@ fn write_metrics(
         let _ = writeln!(md, "| {} |", row.join(" | "));
     }
     html.push_str("</table>\n");
-    for axis in chart::numeric_axes(&coords) {
+    let axes = chart::numeric_axes(&coords);
+    if !axes.is_empty() {
+        html.push_str("<div class=\"charts\">\n");
+    }
+    for axis in &axes {
         // `count` is how many items were measured and `steps` how long a model trained:
         // settings, not measurements.
         for mn in metric_names.iter().filter(|m| !["count", "steps"].contains(&m.as_str())) {
             let ys: Vec<f64> = metrics.iter().map(|m| m.get(*mn).copied().unwrap_or(f64::NAN)).collect();
-            let lines = chart::series_of(&axis, &ys);
-            let title = format!("{family}: {mn} against {}", axis.name);
-            let svg = chart::line_chart(&title, &axis.name, mn, &lines, &axis.values);
+            let lines = chart::series_of(axis, &ys);
+            let x_title = titles::axis_title(titles, &axis.name);
+            let measure = difflow_core::schema::facts::measure_of(mn).map_or(mn.as_str(), |m| m.title);
+            let title = format!("{family}: {measure} against {x_title}");
+            let y_title = titles::metric_title(mn, members);
+            let svg = chart::line_chart(&title, x_title, &y_title, &lines, &axis.values);
             std::fs::create_dir_all(img_dir).map_err(|e| format!("cannot create {}: {e}", img_dir.display()))?;
             let file = format!("{}_{}_by_{}.svg", file_safe(family), file_safe(mn), file_safe(&axis.name));
             std::fs::write(img_dir.join(&file), &svg).map_err(|e| format!("cannot write a chart: {e}"))?;
             let _ = write!(md, "\n![{}](images/{file})\n", markdown::text(&title));
             let _ = writeln!(html, "<figure>{svg}</figure>");
         }
+    }
+    if !axes.is_empty() {
+        html.push_str("</div>\n");
     }
     Ok(())
 }
@@ -249,24 +249,6 @@ fn sweep_coordinates(name: &str) -> Vec<(String, String)> {
         .split(',')
         .filter_map(|part| part.split_once('=').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())))
         .collect()
-}
-
-/// How to read a picture that has no axes of its own (strips of images), for its caption.
-fn picture_legend(input: &Input, file: &str) -> Option<String> {
-    match (input.kind.as_str(), input.variant.as_str(), file) {
-        ("plot", "forward", _) => {
-            let at: Vec<String> = input.params.get("at")?.as_array()?.iter().map(|t| t.to_string()).collect();
-            Some(format!("one example per row, noised to t = {} from left to right", at.join(", ")))
-        }
-        ("plot", "trajectory", "plot.gif") => {
-            Some("the reverse process from x_T to x_0, one frame per kept step: x_t above, the predicted x_0 below".into())
-        }
-        ("plot", "trajectory", _) => Some(
-            "the reverse process from x_T (left) to x_0 (right): per sample, a row of x_t and a row of the predicted x_0"
-                .into(),
-        ),
-        _ => None,
-    }
 }
 
 fn has_image(dir: &Path) -> bool {
@@ -406,7 +388,7 @@ mod tests {
         assert!(md.contains("| `scores[scale=0.5]` | 0.5 | 31.2500 | 2 |"), "{md}");
         assert!(md.contains("![curve](images/curve_plot.png)"));
         // A family swept over one number gets each metric charted against it.
-        assert!(md.contains("![scores: fid against scale](images/scores_fid_by_scale.svg)"), "{md}");
+        assert!(md.contains("![scores: FID against scale](images/scores_fid_by_scale.svg)"), "{md}");
         let chart = std::fs::read_to_string(out_dir.join("images/scores_fid_by_scale.svg")).unwrap();
         assert_eq!(chart.matches("<circle").count(), 2);
         assert!(out_dir.join("images/curve_plot.png").is_file());

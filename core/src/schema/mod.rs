@@ -183,6 +183,16 @@ pub struct KeySpec {
     /// What a set value means, counted from 1: bumped when the same value gives other
     /// results, so that a stage key names it `NAME@N` (N > 1) and old entries are not reused.
     pub meaning: u32,
+    /// What a reader calls it on a figure's axis or a sweep's column ("guidance strength
+    /// w" for cfg's `scale`); unset: the key's name.
+    pub title: Option<&'static str>,
+}
+
+impl KeySpec {
+    /// The key's name as a figure shows it.
+    pub fn display_title(&self) -> &'static str {
+        self.title.unwrap_or(self.name)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -305,6 +315,47 @@ fn variant_keys(kind: &str, variant: &str) -> &'static [KeySpec] {
 /// Facts about the built-in datasets and measures, one home for the checker, the
 /// orchestrator, `difflow show` and the engine.
 pub mod facts {
+    /// Which way a measure improves, for the axis titles of the charts that show it.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Better {
+        Higher,
+        Lower,
+    }
+
+    /// A number a metrics or nll stage writes, as a reader names it.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Measure {
+        /// The name in `measure = [...]` and in `metrics.json`.
+        pub name: &'static str,
+        pub title: &'static str,
+        pub better: Better,
+        /// Computed on the features of the `features` extractor (Inception or a classifier).
+        pub on_features: bool,
+    }
+
+    const fn measure(name: &'static str, title: &'static str, better: Better, on_features: bool) -> Measure {
+        Measure { name, title, better, on_features }
+    }
+
+    /// The choices of the metrics stage's `measure` key, in reference order.
+    pub const MEASURES: &[Measure] = &[
+        measure("fid", "FID", Better::Lower, true),
+        measure("is", "Inception Score", Better::Higher, false),
+        measure("kid", "KID", Better::Lower, true),
+        measure("precision", "precision", Better::Higher, true),
+        measure("recall", "recall", Better::Higher, true),
+        measure("accuracy", "accuracy", Better::Higher, false),
+    ];
+
+    /// What the nll stage writes.
+    pub const BITS_PER_DIM: Measure = measure("bpd", "bits/dim", Better::Lower, false);
+
+    /// The measure a number in `metrics.json` reports (`kid_mean` is KID's), if any.
+    pub fn measure_of(metric: &str) -> Option<&'static Measure> {
+        let name = metric.strip_suffix("_mean").unwrap_or(metric);
+        MEASURES.iter().chain([&BITS_PER_DIM]).find(|m| m.name == name)
+    }
+
     /// Measures that compare the samples' feature statistics with a reference's, and so
     /// need a `reference` and a hidden `stats` entry for each side.
     pub const REFERENCE_MEASURES: &[&str] = &["fid", "kid", "precision", "recall"];

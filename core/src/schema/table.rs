@@ -7,7 +7,7 @@ use super::{Bound, Default, KeySpec, KindSpec, Range, Role, Type, VariantSpec};
 use evaluation::{metrics_kind, nll_kind, plot_kind, report_kind, stats_kind};
 
 fn key(name: &'static str, ty: Type, default: Default, doc: &'static str) -> KeySpec {
-    KeySpec { name, ty, default, range: Range::ANY, doc, in_key: true, meaning: 1 }
+    KeySpec { name, ty, default, range: Range::ANY, doc, in_key: true, meaning: 1, title: None }
 }
 
 fn req(name: &'static str, ty: Type, doc: &'static str) -> KeySpec {
@@ -36,6 +36,10 @@ impl KeySpec {
     /// stages that leave it unset keep their keys.
     fn meaning(mut self, version: u32) -> Self {
         self.meaning = version;
+        self
+    }
+    fn title(mut self, title: &'static str) -> Self {
+        self.title = Some(title);
         self
     }
 }
@@ -184,19 +188,23 @@ const TRAINING_SEED: &str = "random seed (initialisation, data order, noise)";
 
 fn steps_or_epochs() -> [KeySpec; 2] {
     [
-        opt("steps", Type::Int, "optimisation steps (set exactly one of steps and epochs)").range(ge(1.0)),
+        opt("steps", Type::Int, "optimisation steps (set exactly one of steps and epochs)")
+            .range(ge(1.0))
+            .title("training steps"),
         opt("epochs", Type::Int, "passes over the data (set exactly one of steps and epochs)").range(ge(1.0)),
     ]
 }
 
 fn sampling_steps(default: &'static str) -> KeySpec {
-    def("steps", Type::Int, default, "sampling steps (at most the schedule's steps)").range(ge(1.0))
+    def("steps", Type::Int, default, "sampling steps (at most the schedule's steps)")
+        .range(ge(1.0))
+        .title("sampling steps")
 }
 
 /// `step = K` on a stage that reads a train stage: its EMA weights after K steps, a cache
 /// entry of its own (not in the reader's key: the snapshot's key stands for it).
 fn training_step(doc: &'static str) -> KeySpec {
-    opt("step", Type::Int, doc).range(ge(1.0)).not_in_key()
+    opt("step", Type::Int, doc).range(ge(1.0)).not_in_key().title("training step")
 }
 
 /// A stage kind that trains a network with AdamW. Its one variant's keys are model, data,
@@ -222,7 +230,10 @@ fn training_kind(t: Trainer) -> KindSpec {
     let mut keys = vec![req("model", Type::Config("model"), model), req("data", stage(&["dataset"]), data)];
     keys.extend(t.what);
     keys.extend(steps_or_epochs());
-    keys.extend([batch("128"), def("lr", Type::Float, t.lr, "AdamW learning rate").range(gt_le(0.0, MAX_LR))]);
+    keys.extend([
+        batch("128"),
+        def("lr", Type::Float, t.lr, "AdamW learning rate").range(gt_le(0.0, MAX_LR)).title("learning rate"),
+    ]);
     keys.extend(t.how);
     keys.push(
         def("checkpoint_every", Type::Int, "1000", "save a resumable checkpoint every N steps")
@@ -351,7 +362,7 @@ fn sampler_kind() -> KindSpec {
                 "Song et al. 2021: deterministic at eta = 0, DDPM-like at eta = 1",
                 vec![
                     sampling_steps("50"),
-                    def("eta", Type::Float, "0", "stochasticity η").range(ge_le(0.0, 1.0)),
+                    def("eta", Type::Float, "0", "stochasticity η").range(ge_le(0.0, 1.0)).title("DDIM η"),
                     def(
                         "spacing",
                         en(&["uniform", "quadratic", "trailing"]),
@@ -382,14 +393,17 @@ fn guidance_kind() -> KindSpec {
                 "cfg",
                 "classifier-free guidance (Ho & Salimans 2022): ε̃ = (1 + w) ε(x, c) − w ε(x); needs uncond_p > 0 in training",
                 vec![req("scale", Type::Float, "guidance strength w (0: plain conditional sampling)")
-                    .range(ge_le(0.0, MAX_GUIDANCE_SCALE))],
+                    .range(ge_le(0.0, MAX_GUIDANCE_SCALE))
+                    .title("guidance strength w")],
             ),
             variant(
                 "classifier",
                 "classifier guidance (Dhariwal & Nichol 2021) with a noisy classifier trained on the same schedule",
                 vec![
                     req("model", stage(&["classifier"]), "a classifier stage trained on noisy x_t (schedule set)"),
-                    def("scale", Type::Float, "1", "gradient scale s").range(ge_le(0.0, MAX_GUIDANCE_SCALE)),
+                    def("scale", Type::Float, "1", "gradient scale s")
+                        .range(ge_le(0.0, MAX_GUIDANCE_SCALE))
+                        .title("classifier guidance scale s"),
                 ],
             ),
         ],

@@ -1,8 +1,8 @@
 //! `plot … = trajectory { samples }`: the reverse chain of a sample stage run with
 //! `trajectory = k`. `plot.gif` animates it — each frame shows x_t (top row) and the
 //! predicted x̂₀ (bottom row) of the first few samples at one kept step — and `plot.png`
-//! is the whole strip: for each sample a row of x_t and a row of x̂₀, one column per kept
-//! step (noise on the left, the final sample on the right).
+//! is a compact strip: for each of the first three samples a row of x_t and a row of x̂₀,
+//! one column per kept step (noise on the left, the final sample on the right).
 
 use std::path::Path;
 
@@ -17,8 +17,11 @@ use super::grid::{auto_scale, grid_image};
 use crate::metrics::trajectory::TRAJECTORY_FILE;
 use crate::params::input;
 
-/// Samples shown.
+/// Samples shown in the animation.
 pub const SHOWN: i64 = 8;
+/// Samples in the strip (two rows each): enough to see the process, few enough that a
+/// report puts the strips of a sweep side by side.
+pub const STRIP_SAMPLES: i64 = 3;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct TrajectoryParams {
@@ -43,7 +46,13 @@ pub fn run(job: &Job, params: &TrajectoryParams, png: &Path, gif: &Path) -> Resu
     let (xt, x0) = (xt.narrow(1, 0, shown), x0.narrow(1, 0, shown));
 
     // The strip: rows (sample i: x_t, then x̂₀), columns = kept steps.
-    let rows = Tensor::stack(&[xt.transpose(0, 1), x0.transpose(0, 1)], 1).flatten(0, 1).flatten(0, 1);
+    let strip_samples = STRIP_SAMPLES.min(shown);
+    let rows = Tensor::stack(
+        &[xt.narrow(1, 0, strip_samples).transpose(0, 1), x0.narrow(1, 0, strip_samples).transpose(0, 1)],
+        1,
+    )
+    .flatten(0, 1)
+    .flatten(0, 1);
     let strip = grid_image(&rows, k as usize, scale)?;
     strip.save(png).with_context(|| format!("cannot write {}", png.display()))?;
 

@@ -114,6 +114,7 @@ pub fn run(job: &Job) -> Result<()> {
             Ok(())
         })?;
     let mut log = crate::tblog::TrainLog::open(&job.out_dir, writer, &losses);
+    log.session_start(&job.instance);
     crate::interrupt::install()?;
     let mut bar = Progress::begin("training", steps as u64);
     bar.update(start as u64, losses.last().copied());

@@ -192,6 +192,7 @@ pub fn run(job: &Job) -> Result<()> {
         })?;
 
     let mut log = TrainLog::open(&job.out_dir, writer, &losses);
+    log.session_start(&job.instance);
     settings.measure_grad_norm = log.is_active();
     crate::interrupt::install()?;
     let mut bar = Progress::begin("training", settings.steps as u64);

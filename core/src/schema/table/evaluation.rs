@@ -45,7 +45,7 @@ pub(super) fn metrics_kind() -> KindSpec {
                 inception_weights(),
                 def(
                     "measure",
-                    Type::list(en(&["fid", "is", "kid", "precision", "recall", "accuracy"])),
+                    Type::list(en(&crate::schema::facts::MEASURES.iter().map(|m| m.name).collect::<Vec<_>>())),
                     "[\"fid\"]",
                     "which metrics",
                 ),
@@ -91,15 +91,21 @@ pub(super) fn plot_kind() -> KindSpec {
         role: Role::Stage,
         doc: "PNG / GIF figures",
         default_variant: None,
-        version: 1,
+        version: 2,
         hidden: false,
         variants: vec![
             variant(
                 "grid",
-                "an image grid",
+                "an image grid: one column per class under its label when the images have 2 to 20 classes",
                 vec![
                     req("of", stage(&["sample", "dataset"]), "images to show"),
-                    def("count", Type::Int, "64", "images in the grid").range(ge_le(1.0, MAX_ITEMS)),
+                    def(
+                        "count",
+                        Type::Int,
+                        "64",
+                        "images in the grid (by class: count / classes per column, rounded up)",
+                    )
+                    .range(ge_le(1.0, MAX_ITEMS)),
                 ],
             ),
             variant(
