@@ -256,7 +256,7 @@ mod tests {
     use crate::bench::{random_dataset, schedule, settings, Options};
     use crate::diffusion::{DataSpace, Process, VarianceType};
     use crate::models::evaluate;
-    use crate::stages::train::Trainer;
+    use crate::training::Trainer;
     use tch::{Kind, Tensor};
 
     fn bench_options(batch: usize) -> Options {

@@ -27,18 +27,18 @@ use serde::Deserialize;
 use tch::nn;
 use tch::{Device, Kind, Tensor};
 
-use super::adamw::{AdamStep, FlatParams};
-use super::checkpoint::{self, CheckpointState, CHECKPOINT_DIR};
-use super::train::OPTIMIZER_FILE;
+use crate::artifacts::{ClassifierMeta, CLASSIFIER_FILE, OPTIMIZER_FILE};
 use crate::data::split::stratified_split;
 use crate::data::{DataMeta, Dataset};
-use crate::diffusion::noise::derive_seed;
 use crate::diffusion::{Process, VarianceType};
 use crate::dist::{flat_gradient_parts, share, ProcessGroup};
 use crate::models::encoder::NOISY_KEY;
-use crate::models::{build_classifier, Classifier, ClassifierMeta, ModelSpec, Prediction, CLASSIFIER_FILE};
+use crate::models::{build_classifier, Classifier, ModelSpec, Prediction};
 use crate::params::job_params;
 use crate::progress::{self, Progress};
+use crate::rng::derive_seed;
+use crate::training::adamw::{AdamStep, FlatParams};
+use crate::training::checkpoint::{self, CheckpointState, CHECKPOINT_DIR};
 
 /// The fraction of the data held out for the reported accuracy.
 pub const HELD_OUT: f64 = 0.1;

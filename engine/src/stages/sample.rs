@@ -6,8 +6,9 @@
 use anyhow::{bail, Context, Result};
 use difflow_core::job::{Job, StageRef};
 use serde::Deserialize;
-use tch::{nn, Device, Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
+use crate::artifacts::{self, LoadedClassifier, TrainMeta};
 use crate::data::store::{to_uint8, SAMPLES_FILE};
 use crate::data::{DataMeta, Dataset};
 use crate::diffusion::guidance::GuidanceConfig;
@@ -16,11 +17,10 @@ use crate::diffusion::sampler::{Guidance, SampleSetup, Sampler};
 use crate::dist::{gather_rows, share, ProcessGroup};
 use crate::lanes::Lanes;
 use crate::metrics::trajectory::TRAJECTORY_FILE;
-use crate::models::{build_classifier, evaluate, Classifier, ClassifierMeta, CLASSIFIER_FILE};
+use crate::models::evaluate;
 use crate::params::{input, job_params};
 use crate::plot::write_image_grid;
 use crate::progress::{self, Progress};
-use crate::stages::train::TrainMeta;
 
 pub const GRID_FILE: &str = "grid.png";
 /// Images in `grid.png` at most.
@@ -78,7 +78,7 @@ pub fn run(job: &Job) -> Result<()> {
     // The classes samples are drawn for: the model's, or (classifier guidance of an
     // unconditional model, as Dhariwal & Nichol do) the classifier's.
     let classes = match &classifier {
-        Some((_, _, classifier_classes)) if model_classes == 0 => *classifier_classes,
+        Some(loaded) if model_classes == 0 => loaded.meta.classes,
         _ => model_classes,
     };
     let labels = labels_for(&params.classes, count, classes)?;
@@ -86,7 +86,7 @@ pub fn run(job: &Job) -> Result<()> {
         None => Guidance::None,
         Some(GuidanceConfig::Cfg { scale }) => Guidance::Cfg { scale: *scale },
         Some(GuidanceConfig::Classifier { scale, .. }) => Guidance::Classifier {
-            classifier: classifier.as_ref().map(|(_, c, _)| c.as_ref()).expect("loaded above"),
+            classifier: classifier.as_ref().map(|loaded| loaded.net.as_ref()).expect("loaded above"),
             scale: *scale,
         },
     };
@@ -222,20 +222,14 @@ fn write_outputs(
 }
 
 /// The noisy classifier named by `guidance = classifier { model = … }`.
-fn load_classifier(job: &Job, model: &StageRef, device: Device) -> Result<(nn::VarStore, Box<dyn Classifier>, usize)> {
+fn load_classifier(job: &Job, model: &StageRef, device: Device) -> Result<LoadedClassifier> {
     let (name, input) = input(job, model)?;
-    let not_classifier = || format!("`{name}` must be a classifier stage");
-    let text = difflow_core::files::read_text(&input.dir.join("meta.json"), difflow_core::files::Purpose::Metadata)
-        .with_context(not_classifier)?;
-    let cmeta: ClassifierMeta = serde_json::from_str(&text).with_context(not_classifier)?;
-    if cmeta.schedule.is_none() {
+    let loaded = artifacts::load_classifier(&input.dir, device)
+        .with_context(|| format!("`{name}` must be a classifier stage"))?;
+    if loaded.meta.schedule.is_none() {
         bail!("`{name}` is a clean classifier; guidance needs one trained on noisy x_t (give it a `schedule`)");
     }
-    let mut vs = nn::VarStore::new(device);
-    let classifier = build_classifier(&vs.root(), &cmeta.model, &cmeta.data, cmeta.classes)?;
-    let path = input.dir.join(CLASSIFIER_FILE);
-    vs.load(&path).with_context(|| format!("cannot load {}", path.display()))?;
-    Ok((vs, classifier, cmeta.classes))
+    Ok(loaded)
 }
 
 /// The label of each sample: `classes = "all"` cycles 0..K, N asks for class N, a list cycles it.
