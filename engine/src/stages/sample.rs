@@ -117,15 +117,7 @@ pub fn run(job: &Job) -> Result<()> {
     }
     let batches = (hi - lo).div_ceil(batch);
     let per_batch = process.steps() as u64;
-    // The bar counts sampler steps over all batches: the words say what that total is made of.
-    let plural = |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
-    let what = format!(
-        "sampling {}: {} × {}",
-        plural(hi - lo, "sample", "samples"),
-        plural(batches, "batch", "batches"),
-        plural(per_batch as usize, "step", "steps")
-    );
-    let mut bar = Progress::begin(&what, batches as u64 * per_batch);
+    let mut bar = Progress::begin(&sampling_words(hi - lo, batches, per_batch as usize), batches as u64 * per_batch);
     let mut outputs = Vec::with_capacity(batches);
     let mut kept = KeptTrajectory::default();
     for (bi, start) in (lo..hi).step_by(batch).enumerate() {
@@ -140,18 +132,11 @@ pub fn run(job: &Job) -> Result<()> {
             kept.push(&samples.trajectory);
         }
     }
-    let mut x = if outputs.is_empty() {
-        let shape: Vec<i64> = std::iter::once(0i64).chain(meta.data.shape.iter().copied()).collect();
-        Tensor::zeros(shape.as_slice(), (Kind::Float, Device::Cpu))
-    } else {
-        Tensor::cat(&outputs, 0)
-    };
+    let mut x = stack(&outputs, &meta.data.shape);
     if let Some(group) = &group {
         x = gather_rows(group, &x, lo, count, 0)?;
-        let mut traj = [&mut kept.xt, &mut kept.x0];
-        for parts in traj.iter_mut().filter(|_| trajectory > 0) {
-            let mine = Tensor::cat(parts, 1);
-            **parts = vec![gather_rows(group, &mine, lo, count, 1)?];
+        if trajectory > 0 {
+            kept.gather(group, lo, count)?;
         }
         if group.rank() != 0 {
             return Ok(());
@@ -163,6 +148,27 @@ pub fn run(job: &Job) -> Result<()> {
     write_outputs(job, &meta.data, &x, &labels, classes, (trajectory > 0).then_some(&kept))?;
     progress::metric("count", count as f64);
     Ok(())
+}
+
+/// The bar counts sampler steps over all batches: the words say what that total is made of.
+fn sampling_words(samples: usize, batches: usize, steps: usize) -> String {
+    let plural = |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    format!(
+        "sampling {}: {} × {}",
+        plural(samples, "sample", "samples"),
+        plural(batches, "batch", "batches"),
+        plural(steps, "step", "steps")
+    )
+}
+
+/// The batches' samples as one tensor [N, …item shape] (N may be 0).
+fn stack(outputs: &[Tensor], item_shape: &[i64]) -> Tensor {
+    if outputs.is_empty() {
+        let shape: Vec<i64> = std::iter::once(0i64).chain(item_shape.iter().copied()).collect();
+        Tensor::zeros(shape.as_slice(), (Kind::Float, Device::Cpu))
+    } else {
+        Tensor::cat(outputs, 0)
+    }
 }
 
 /// The kept points of each batch's reverse chain: their timesteps, and x_t and x̂₀ [points, batch, …].
@@ -181,6 +187,16 @@ impl KeptTrajectory {
         let on_cpu = |x: &Tensor| x.to_device(Device::Cpu);
         self.xt.push(Tensor::stack(&points.iter().map(|(_, x, _)| on_cpu(x)).collect::<Vec<_>>(), 0));
         self.x0.push(Tensor::stack(&points.iter().map(|(_, _, x)| on_cpu(x)).collect::<Vec<_>>(), 0));
+    }
+
+    /// Every rank's kept points in sample order, as one part each of x_t and x̂₀; this
+    /// rank's samples start at `lo` of `count`.
+    fn gather(&mut self, group: &ProcessGroup, lo: usize, count: usize) -> Result<()> {
+        for parts in [&mut self.xt, &mut self.x0] {
+            let mine = Tensor::cat(parts, 1);
+            *parts = vec![gather_rows(group, &mine, lo, count, 1)?];
+        }
+        Ok(())
     }
 }
 

@@ -80,19 +80,7 @@ pub fn run(job: &Job) -> Result<()> {
     if data.meta.count == 0 {
         bail!("the dataset `{}` is empty", data_input.dir.display());
     }
-    if model_spec.classes > 0 {
-        let max = data.labels.max().int64_value(&[]);
-        if max >= model_spec.classes as i64 {
-            bail!(
-                "the model has `classes = {}` but the data has labels up to {max}; set `classes = {}`",
-                model_spec.classes,
-                data.meta.classes
-            );
-        }
-    }
-    if settings.uncond_p > 0.0 && model_spec.classes == 0 {
-        bail!("`uncond_p` drops class labels, but the model is unconditional (`classes = 0`)");
-    }
+    check_labels(&data, &model_spec, settings.uncond_p)?;
     let variance = if model_spec.learn_sigma { VarianceType::Learned } else { VarianceType::FixedSmall };
     let data_bound = (!data.meta.is_images()).then(|| data.values.abs().max().double_value(&[]));
     let space = if data.meta.is_images() { DataSpace::images() } else { DataSpace::points(data_bound) };
@@ -128,12 +116,7 @@ pub fn run(job: &Job) -> Result<()> {
         let stats = trainer.step(step, &settings, &process, &data, model_spec, group.as_ref())?;
         let loss = stats.loss;
         if !loss.is_finite() {
-            let remedy = if settings.bf16 {
-                "lower `lr`, set `grad_clip`, or use `precision = \"fp32\"`"
-            } else {
-                "lower `lr` or set `grad_clip`"
-            };
-            bail!("training diverged: the loss is {loss} at step {}; {remedy}", step + 1);
+            return Err(diverged(loss, step, settings.bf16));
         }
         losses.push(loss);
         bar.update(step as u64 + 1, Some(loss));
@@ -173,6 +156,34 @@ pub fn run(job: &Job) -> Result<()> {
     }
     progress::metric("final_loss", final_loss);
     Ok(())
+}
+
+/// The model's classes cover the data's labels, and label dropout has labels to drop.
+fn check_labels(data: &Dataset, model_spec: &ModelSpec, uncond_p: f64) -> Result<()> {
+    if model_spec.classes > 0 {
+        let max = data.labels.max().int64_value(&[]);
+        if max >= model_spec.classes as i64 {
+            bail!(
+                "the model has `classes = {}` but the data has labels up to {max}; set `classes = {}`",
+                model_spec.classes,
+                data.meta.classes
+            );
+        }
+    }
+    if uncond_p > 0.0 && model_spec.classes == 0 {
+        bail!("`uncond_p` drops class labels, but the model is unconditional (`classes = 0`)");
+    }
+    Ok(())
+}
+
+/// The error of a non-finite `loss` at 0-based `step`, with what to change.
+fn diverged(loss: f64, step: usize, bf16: bool) -> anyhow::Error {
+    let remedy = if bf16 {
+        "lower `lr`, set `grad_clip`, or use `precision = \"fp32\"`"
+    } else {
+        "lower `lr` or set `grad_clip`"
+    };
+    anyhow::anyhow!("training diverged: the loss is {loss} at step {}; {remedy}", step + 1)
 }
 
 /// The training settings a job asks for, on `device`, over `count` data items.
