@@ -20,6 +20,7 @@ fn main() {
     println!("cargo:rerun-if-changed=csrc/ffi_error.hpp");
     println!("cargo:rerun-if-changed=csrc/c10d_nccl.cpp");
     println!("cargo:rerun-if-changed=csrc/fused.cpp");
+    println!("cargo:rerun-if-changed=csrc/autocast.cpp");
     println!("cargo:rerun-if-env-changed=CUDA_HOME");
     let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
         panic!("DEP_TCH_LIBTORCH_LIB is not set: torch-sys did not report libtorch's folder");
@@ -34,6 +35,7 @@ fn main() {
     let abi = cxx11_abi();
     compile_c10d_shim(Path::new(&lib), &abi);
     compile_fused(Path::new(&lib), &abi);
+    compile_autocast(Path::new(&lib), &abi);
     compile_operator_new();
     compile_nccl_shim(Path::new(&lib), &abi);
 }
@@ -163,6 +165,18 @@ fn compile_c10d_shim(lib: &Path, abi: &str) {
     println!("cargo:rustc-link-search=native={}", lib.display());
     println!("cargo:rustc-link-lib=dylib=torch_cpu");
     println!("cargo:rustc-link-lib=dylib=c10");
+}
+
+/// The autocast dtype setter tch lacks (csrc/autocast.cpp), built like the c10d shim.
+fn compile_autocast(lib: &Path, abi: &str) {
+    cc::Build::new()
+        .cpp(true)
+        .file("csrc/autocast.cpp")
+        .includes(torch_includes(lib))
+        .flag("-std=c++17")
+        .define("_GLIBCXX_USE_CXX11_ABI", abi)
+        .warnings(false)
+        .compile("difflow_autocast");
 }
 
 /// The fused inference kernels (csrc/fused.cpp), built like the c10d shim, with ATen's
