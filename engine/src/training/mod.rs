@@ -39,6 +39,15 @@ pub(crate) struct Settings {
     pub(crate) measure_grad_norm: bool,
 }
 
+/// A training batch with its noise: x_t = q(x_t | x₀, t) by `noise`, and the labels `y`.
+pub(crate) struct NoisyBatch<'a> {
+    pub(crate) xt: &'a Tensor,
+    pub(crate) x0: &'a Tensor,
+    pub(crate) t: &'a Tensor,
+    pub(crate) noise: &'a Tensor,
+    pub(crate) y: Option<&'a Tensor>,
+}
+
 /// What one optimisation step reports.
 pub(crate) struct StepStats {
     /// The batch's mean loss.
@@ -124,7 +133,8 @@ impl Trainer {
         let (x0, t, noise, y) = (keep(&x0), keep(&t), keep(&noise), y.as_ref().map(keep));
         let xt = process.q_sample(&x0, &t, &noise);
 
-        let (mut g, loss) = self.gradient(&lanes, s, process, &xt, &x0, &t, &noise, y.as_ref())?;
+        let batch = NoisyBatch { xt: &xt, x0: &x0, t: &t, noise: &noise, y: y.as_ref() };
+        let (mut g, loss) = self.gradient(&lanes, s, process, &batch)?;
         let value = match group {
             None => loss.double_value(&[]),
             Some(group) => {
@@ -157,18 +167,14 @@ impl Trainer {
     /// This process's share of the loss (its items' losses over the global batch) and its
     /// gradient as one flat buffer. Without dropout on the CPU, each batch lane computes its
     /// items' part on its own thread and the parts are added in lane order.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn gradient(
         &self,
         lanes: &Lanes,
         s: &Settings,
         process: &Process,
-        xt: &Tensor,
-        x0: &Tensor,
-        t: &Tensor,
-        noise: &Tensor,
-        y: Option<&Tensor>,
+        batch: &NoisyBatch,
     ) -> Result<(Tensor, Tensor)> {
+        let NoisyBatch { xt, x0, t, noise, y } = *batch;
         if s.bf16 {
             crate::device::use_bf16_autocast();
         }
