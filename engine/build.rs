@@ -150,17 +150,24 @@ fn torch_includes(lib: &Path) -> [PathBuf; 2] {
     [include, api]
 }
 
-fn compile_c10d_shim(lib: &Path, abi: &str) {
-    cc::Build::new()
+/// A C++ build of `file` against the torch headers in `lib`'s folder, with its C++ ABI.
+fn torch_cpp(lib: &Path, abi: &str, file: &str) -> cc::Build {
+    let mut build = cc::Build::new();
+    build
         .cpp(true)
-        .file("csrc/c10d_shim.cpp")
+        .file(file)
         .includes(torch_includes(lib))
-        // Gloo's headers are not in the wheel; the few c10d needs are vendored.
-        .include("vendor/gloo")
         .flag("-std=c++17")
         .flag_if_supported("-Wno-unused-parameter")
         .define("_GLIBCXX_USE_CXX11_ABI", abi)
-        .warnings(false)
+        .warnings(false);
+    build
+}
+
+fn compile_c10d_shim(lib: &Path, abi: &str) {
+    torch_cpp(lib, abi, "csrc/c10d_shim.cpp")
+        // Gloo's headers are not in the wheel; the few c10d needs are vendored.
+        .include("vendor/gloo")
         .compile("difflow_c10d");
     println!("cargo:rustc-link-search=native={}", lib.display());
     println!("cargo:rustc-link-lib=dylib=torch_cpu");
@@ -169,14 +176,7 @@ fn compile_c10d_shim(lib: &Path, abi: &str) {
 
 /// The autocast dtype setter tch lacks (csrc/autocast.cpp), built like the c10d shim.
 fn compile_autocast(lib: &Path, abi: &str) {
-    cc::Build::new()
-        .cpp(true)
-        .file("csrc/autocast.cpp")
-        .includes(torch_includes(lib))
-        .flag("-std=c++17")
-        .define("_GLIBCXX_USE_CXX11_ABI", abi)
-        .warnings(false)
-        .compile("difflow_autocast");
+    torch_cpp(lib, abi, "csrc/autocast.cpp").compile("difflow_autocast");
 }
 
 /// The fused inference kernels (csrc/fused.cpp), built like the c10d shim, with ATen's
@@ -212,16 +212,8 @@ fn compile_fused(lib: &Path, abi: &str) {
 }
 
 fn fused_build(lib: &Path, abi: &str) -> cc::Build {
-    let mut build = cc::Build::new();
-    build
-        .cpp(true)
-        .file("csrc/fused.cpp")
-        .includes(torch_includes(lib))
-        .flag("-std=c++17")
-        .flag("-fopenmp")
-        .flag_if_supported("-Wno-unused-parameter")
-        .define("_GLIBCXX_USE_CXX11_ABI", abi)
-        .warnings(false);
+    let mut build = torch_cpp(lib, abi, "csrc/fused.cpp");
+    build.flag("-fopenmp");
     build
 }
 
