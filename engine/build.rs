@@ -20,6 +20,7 @@ fn main() {
     println!("cargo:rerun-if-changed=csrc/ffi_error.hpp");
     println!("cargo:rerun-if-changed=csrc/c10d_nccl.cpp");
     println!("cargo:rerun-if-changed=csrc/fused.cpp");
+    println!("cargo:rerun-if-changed=csrc/autocast.cpp");
     println!("cargo:rerun-if-env-changed=CUDA_HOME");
     let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
         panic!("DEP_TCH_LIBTORCH_LIB is not set: torch-sys did not report libtorch's folder");
@@ -34,6 +35,7 @@ fn main() {
     let abi = cxx11_abi();
     compile_c10d_shim(Path::new(&lib), &abi);
     compile_fused(Path::new(&lib), &abi);
+    compile_autocast(Path::new(&lib), &abi);
     compile_operator_new();
     compile_nccl_shim(Path::new(&lib), &abi);
 }
@@ -148,21 +150,33 @@ fn torch_includes(lib: &Path) -> [PathBuf; 2] {
     [include, api]
 }
 
-fn compile_c10d_shim(lib: &Path, abi: &str) {
-    cc::Build::new()
+/// A C++ build of `file` against the torch headers in `lib`'s folder, with its C++ ABI.
+fn torch_cpp(lib: &Path, abi: &str, file: &str) -> cc::Build {
+    let mut build = cc::Build::new();
+    build
         .cpp(true)
-        .file("csrc/c10d_shim.cpp")
+        .file(file)
         .includes(torch_includes(lib))
-        // Gloo's headers are not in the wheel; the few c10d needs are vendored.
-        .include("vendor/gloo")
         .flag("-std=c++17")
         .flag_if_supported("-Wno-unused-parameter")
         .define("_GLIBCXX_USE_CXX11_ABI", abi)
-        .warnings(false)
+        .warnings(false);
+    build
+}
+
+fn compile_c10d_shim(lib: &Path, abi: &str) {
+    torch_cpp(lib, abi, "csrc/c10d_shim.cpp")
+        // Gloo's headers are not in the wheel; the few c10d needs are vendored.
+        .include("vendor/gloo")
         .compile("difflow_c10d");
     println!("cargo:rustc-link-search=native={}", lib.display());
     println!("cargo:rustc-link-lib=dylib=torch_cpu");
     println!("cargo:rustc-link-lib=dylib=c10");
+}
+
+/// The autocast dtype setter tch lacks (csrc/autocast.cpp), built like the c10d shim.
+fn compile_autocast(lib: &Path, abi: &str) {
+    torch_cpp(lib, abi, "csrc/autocast.cpp").compile("difflow_autocast");
 }
 
 /// The fused inference kernels (csrc/fused.cpp), built like the c10d shim, with ATen's
@@ -198,16 +212,8 @@ fn compile_fused(lib: &Path, abi: &str) {
 }
 
 fn fused_build(lib: &Path, abi: &str) -> cc::Build {
-    let mut build = cc::Build::new();
-    build
-        .cpp(true)
-        .file("csrc/fused.cpp")
-        .includes(torch_includes(lib))
-        .flag("-std=c++17")
-        .flag("-fopenmp")
-        .flag_if_supported("-Wno-unused-parameter")
-        .define("_GLIBCXX_USE_CXX11_ABI", abi)
-        .warnings(false);
+    let mut build = torch_cpp(lib, abi, "csrc/fused.cpp");
+    build.flag("-fopenmp");
     build
 }
 

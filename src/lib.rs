@@ -9,15 +9,17 @@ pub mod cache;
 pub mod diagnostics;
 pub mod doc;
 pub mod exec;
+pub mod failure;
 pub mod fetch;
 pub mod fmt;
 pub mod graph;
 pub mod lang;
 pub mod lsp;
+pub mod project;
 pub mod remote;
 pub mod report;
-pub mod settings;
 pub mod syntax;
 
 // Shared with the engine through `difflow-core`; re-exported so paths read the same.
 pub use difflow_core::{diffusion, job, schema};
+pub use failure::Failure;

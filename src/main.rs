@@ -10,10 +10,11 @@ use clap::{Parser, Subcommand};
 use difflow::cache::store::human_size;
 use difflow::cache::Cache;
 use difflow::diagnostics::{render_plain, Diagnostic};
-use difflow::exec::{self, Progress, RunError, RunOptions, Session};
+use difflow::exec::{self, Progress, RunOptions, Session};
 use difflow::lang::pipeline::Pipeline;
-use difflow::settings::Settings;
+use difflow::project::settings::Settings;
 use difflow::syntax::{SourceFile, SourceMap};
+use difflow::Failure;
 
 #[derive(Parser)]
 #[command(name = "difflow", version, about = "A declarative pipeline language for diffusion-model experiments")]
@@ -201,20 +202,10 @@ enum CacheCommand {
     },
 }
 
-/// How a command ended.
-enum Failure {
-    /// Exit 1: diagnostics or a usage problem (already printed, or this message).
-    Wrong(Option<String>),
-    /// Exit 2: a run failed.
-    Failed(String),
-    /// Exit 130: stopped by Ctrl-C or SIGTERM (the message says what was kept).
-    Interrupted(String),
-}
-
 type Outcome = Result<(), Failure>;
 
 fn wrong(msg: impl Into<String>) -> Failure {
-    Failure::Wrong(Some(msg.into()))
+    Failure::Usage(msg.into())
 }
 
 /// A closed pipe (`difflow cache ls | head`) ends `difflow` quietly, as it ends any Unix
@@ -269,30 +260,22 @@ fn main() -> ExitCode {
         }
         Command::Logdir { file, set } => load(&file, &set)
             .and_then(|(_, p)| session(&file, &p))
-            .and_then(|s| exec::logdir::link_logdir(&s).map_err(Failure::Failed))
+            .and_then(|s| exec::logdir::link_logdir(&s))
             .map(|dir| println!("{}", dir.display())),
         Command::Fmt { file, check } => fmt(&file, check),
         Command::Doc { name } => doc(name.as_deref()),
-        Command::Lsp => return ExitCode::from(difflow::lsp::serve_stdio()),
+        Command::Lsp => return ExitCode::from(difflow::lsp::serve_stdio(exec::show::parameter_count)),
         Command::Cache { command: CacheCommand::Ls { files, remote: true } } => cache_ls_remote(&files),
         Command::Cache { command: CacheCommand::Ls { files, remote: false } } => cache_ls(&files),
         Command::Cache { command: CacheCommand::Gc { files } } => cache_gc(&files),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Failure::Wrong(msg)) => {
-            if let Some(msg) = msg {
-                eprintln!("error: {msg}");
+        Err(failure) => {
+            if let Some(message) = failure.message() {
+                eprintln!("{message}");
             }
-            ExitCode::from(1)
-        }
-        Err(Failure::Failed(msg)) => {
-            eprintln!("error: {msg}");
-            ExitCode::from(2)
-        }
-        Err(Failure::Interrupted(msg)) => {
-            eprintln!("{msg}");
-            ExitCode::from(130)
+            ExitCode::from(failure.exit_code())
         }
     }
 }
@@ -318,7 +301,7 @@ fn load(file: &Path, set: &[String]) -> Result<(SourceMap, Pipeline), Failure> {
         print_diagnostics(&loaded.diagnostics, &loaded.sources);
         let n = loaded.diagnostics.len();
         eprintln!("{}: {n} problem{} found", file.display(), if n == 1 { "" } else { "s" });
-        return Err(Failure::Wrong(None));
+        return Err(Failure::Reported);
     }
     match loaded.pipeline {
         Some(p) => Ok((loaded.sources, p)),
@@ -363,7 +346,7 @@ fn stage_count(file: &Path, p: &Pipeline) -> String {
 }
 
 fn session(file: &Path, p: &Pipeline) -> Result<Session, Failure> {
-    Session::new(file, p).map_err(wrong)
+    Session::new(file, p)
 }
 
 fn plan(file: &Path, set: &[String], targets: &[String]) -> Outcome {
@@ -388,12 +371,7 @@ fn run(file: &Path, set: &[String], opts: RunOptions) -> Outcome {
         // The fetched files' digests are now part of the keys.
         s = session(file, &p)?;
     }
-    match exec::run(&s, &opts, &Progress::new()) {
-        Ok(_) => Ok(()),
-        Err(RunError::Usage(m)) => Err(Failure::Wrong(Some(m))),
-        Err(RunError::Failed(m)) => Err(Failure::Failed(m)),
-        Err(RunError::Interrupted(m)) => Err(Failure::Interrupted(m)),
-    }
+    exec::run(&s, &opts, &Progress::new()).map(|_| ())
 }
 
 fn compare(mine: &Path, theirs: &Path, tolerance: f64) -> Outcome {
@@ -401,12 +379,12 @@ fn compare(mine: &Path, theirs: &Path, tolerance: f64) -> Outcome {
     if tolerance.is_nan() || tolerance < 0.0 {
         return Err(wrong(format!("--tolerance must be a number ≥ 0, not {tolerance}")));
     }
-    let (text, same) = compare(&read_lock(mine).map_err(wrong)?, &read_lock(theirs).map_err(wrong)?, tolerance);
+    let (text, same) = compare(&read_lock(mine)?, &read_lock(theirs)?, tolerance);
     print!("{text}");
     if same {
         Ok(())
     } else {
-        Err(Failure::Wrong(None))
+        Err(Failure::Reported)
     }
 }
 
@@ -425,7 +403,7 @@ fn report(files: &[PathBuf], out: &Path, stages: &[String]) -> Outcome {
 fn cancel(file: &Path, set: &[String]) -> Outcome {
     let (_, p) = load(file, set)?;
     let s = session(file, &p)?;
-    let cancelled = exec::slurm::cancel(&s).map_err(Failure::Failed)?;
+    let cancelled = exec::slurm::cancel(&s)?;
     if cancelled.is_empty() {
         println!("no job of {} is queued or running", file.display());
     }
@@ -436,25 +414,14 @@ fn cancel(file: &Path, set: &[String]) -> Outcome {
 }
 
 fn show(s: &Session, name: &str, json: bool) -> Outcome {
-    match exec::show::show(s, name, json) {
-        Ok(text) => {
-            print!("{text}");
-            Ok(())
-        }
-        Err(exec::show::ShowError::Wrong(m)) => Err(Failure::Wrong(Some(m))),
-        Err(exec::show::ShowError::Failed(m)) => Err(Failure::Failed(m)),
-    }
+    print!("{}", exec::show::show(s, name, json)?);
+    Ok(())
 }
 
 fn export(s: &Session, stage: &str, format: &str, out: &Path) -> Outcome {
-    match exec::export::export(s, stage, format, out) {
-        Ok(()) => {
-            println!("exported `{stage}` to {}", out.display());
-            Ok(())
-        }
-        Err(exec::show::ShowError::Wrong(m)) => Err(Failure::Wrong(Some(m))),
-        Err(exec::show::ShowError::Failed(m)) => Err(Failure::Failed(m)),
-    }
+    exec::export::export(s, stage, format, out)?;
+    println!("exported `{stage}` to {}", out.display());
+    Ok(())
 }
 
 fn graph(file: &Path, set: &[String]) -> Outcome {
@@ -478,7 +445,7 @@ fn fmt(file: &Path, check: bool) -> Outcome {
         Ok(f) => f,
         Err(diags) => {
             print_diagnostics(&diags, &sources);
-            return Err(Failure::Wrong(None));
+            return Err(Failure::Reported);
         }
     };
     if formatted == text {
@@ -506,7 +473,7 @@ fn doc(name: Option<&str>) -> Outcome {
 fn caches_of(files: &[PathBuf]) -> Result<Vec<(Cache, Vec<Session>)>, Failure> {
     let mut out: Vec<(Cache, Vec<Session>)> = Vec::new();
     if files.is_empty() {
-        let settings = difflow::settings::Settings::load(Path::new(".")).map_err(wrong)?;
+        let settings = difflow::project::settings::Settings::load(Path::new(".")).map_err(wrong)?;
         out.push((Cache::new(settings.cache), Vec::new()));
         return Ok(out);
     }

@@ -35,7 +35,7 @@ use crate::diffusion::{DataSpace, Process, VarianceType};
 use crate::lanes::Lanes;
 use crate::metrics::inception::{expected_state_dict, InceptionV3, Precision};
 use crate::models::{evaluate, Denoiser, ModelSpec};
-use crate::stages::train::{Settings, Trainer};
+use crate::training::{Settings, Trainer};
 
 /// Options shared by `bench` and `check`.
 pub struct Options {

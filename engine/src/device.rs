@@ -74,20 +74,12 @@ fn cuda(index: usize) -> Result<Device> {
 }
 
 extern "C" {
-    // `void at::autocast::set_autocast_dtype(c10::DeviceType, c10::ScalarType)` in
-    // libtorch_cpu; tch exposes autocast on/off but not its dtype (float16 by default).
-    // Both enums are int8 (`enum class … : int8_t`).
-    #[link_name = "_ZN2at8autocast18set_autocast_dtypeEN3c1010DeviceTypeENS1_10ScalarTypeE"]
-    fn at_autocast_set_dtype(device_type: i8, scalar_type: i8);
+    /// csrc/autocast.cpp: `at::autocast::set_autocast_dtype(kCUDA, kBFloat16)`.
+    fn dfl_autocast_use_bf16_on_cuda();
 }
 
-/// c10::DeviceType::CUDA.
-const DEVICE_TYPE_CUDA: i8 = 1;
-/// c10::ScalarType::BFloat16.
-const SCALAR_TYPE_BFLOAT16: i8 = 15;
-
-/// Makes CUDA autocast (`tch::autocast`) compute in bfloat16 instead of float16.
+/// Makes CUDA autocast (`tch::autocast`) compute in bfloat16 instead of float16 on this thread.
 pub fn use_bf16_autocast() {
-    // SAFETY: a plain setter of libtorch's thread-local autocast state, with valid enum values.
-    unsafe { at_autocast_set_dtype(DEVICE_TYPE_CUDA, SCALAR_TYPE_BFLOAT16) }
+    // SAFETY: a plain setter of libtorch's thread-local autocast state, without arguments.
+    unsafe { dfl_autocast_use_bf16_on_cuda() }
 }

@@ -15,7 +15,7 @@ use crate::diffusion::sampler::Sampler;
 use crate::diffusion::{DataSpace, Process, VarianceType};
 use crate::kit_nccl::Outcome;
 use crate::models::{build_denoiser, Denoiser, ModelSpec};
-use crate::stages::train::Trainer;
+use crate::training::Trainer;
 
 /// max |a − b| / max |b| (b the CPU reference; 0 when both are all zeros).
 pub(crate) fn relative_error(a: &Tensor, reference: &Tensor) -> f64 {
@@ -139,7 +139,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let process = Process::new(schedule().tables(), spec, VarianceType::FixedSmall, DataSpace::images(), device);
     for bf16 in [false, true] {
         let mut trainer = Trainer::new(&o.model, &data.meta, device)?;
-        let s = crate::stages::train::Settings { bf16: bf16 && device.is_cuda(), ..settings(&o, spec.classes) };
+        let s = crate::training::Settings { bf16: bf16 && device.is_cuda(), ..settings(&o, spec.classes) };
         let mut non_finite = 0.0;
         for step in 0..3 {
             if !trainer.step(step, &s, &process, &data, spec, None)?.loss.is_finite() {

@@ -256,7 +256,7 @@ mod tests {
     use crate::bench::{random_dataset, schedule, settings, Options};
     use crate::diffusion::{DataSpace, Process, VarianceType};
     use crate::models::evaluate;
-    use crate::stages::train::Trainer;
+    use crate::training::{NoisyBatch, Trainer};
     use tch::{Kind, Tensor};
 
     fn bench_options(batch: usize) -> Options {
@@ -320,7 +320,8 @@ mod tests {
         let t = Tensor::from_slice(&[3i64, 100, 250, 600, 800, 990]);
         let y = Tensor::from_slice(&[0i64, 1, 2, 3, 0, 1]);
         let xt = process.q_sample(&x0, &t, &noise);
-        let gradient = |lanes: &Lanes| trainer.gradient(lanes, &s, &process, &xt, &x0, &t, &noise, Some(&y)).unwrap();
+        let batch = NoisyBatch { xt: &xt, x0: &x0, t: &t, noise: &noise, y: Some(&y) };
+        let gradient = |lanes: &Lanes| trainer.gradient(lanes, &s, &process, &batch).unwrap();
         let (g1, loss1) = gradient(&Lanes::one());
         let (g2, loss2) = gradient(&Lanes::with_count(2));
         let (g3, _) = gradient(&Lanes::with_count(2));

@@ -3,6 +3,7 @@
 //! The worker binary (`difflow-worker`) runs exactly one stage, or the speed benchmark
 //! (`bench`) and device checks (`check`) of the GPU kit.
 
+pub mod artifacts;
 pub mod bench;
 pub mod data;
 pub mod device;
@@ -20,8 +21,10 @@ pub mod params;
 pub mod pickle;
 pub mod plot;
 pub mod progress;
+pub mod rng;
 pub mod stages;
 pub mod tblog;
+pub mod training;
 
 /// The libtorch this worker was built against (read from its folder at build time).
 pub const TORCH_VERSION: &str = env!("DIFFLOW_TORCH_VERSION");

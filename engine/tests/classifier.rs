@@ -8,9 +8,9 @@ use std::path::Path;
 
 use common::{input, stage_job, two_class_data};
 use difflow_core::job::Job;
+use difflow_engine::artifacts::load_classifier as load;
 use difflow_engine::data::split::stratified_split;
 use difflow_engine::data::{DataMeta, DataType, Dataset};
-use difflow_engine::models::load_classifier as load;
 use difflow_engine::stages::classifier::accuracy;
 use serde_json::{json, Value};
 use tch::{Device, Kind, Tensor};

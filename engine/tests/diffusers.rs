@@ -12,6 +12,7 @@ use std::sync::OnceLock;
 
 use difflow_core::diffusers::{self, UNet2DConfig};
 use difflow_core::diffusion::schedule::{ScheduleSpec, Spacing};
+use difflow_engine::artifacts::{TrainMeta, EMA_FILE};
 use difflow_engine::data::{DataMeta, DataType};
 use difflow_engine::diffusion::loss::LossType;
 use difflow_engine::diffusion::noise::SampleNoise;
@@ -20,7 +21,6 @@ use difflow_engine::diffusion::DataSpace;
 use difflow_engine::models::build_denoiser;
 use difflow_engine::stages::export::write_folder;
 use difflow_engine::stages::pretrained::{convert, model_config};
-use difflow_engine::stages::train::{TrainMeta, EMA_FILE};
 use serde_json::json;
 use tch::{nn, Device, Kind, Tensor};
 

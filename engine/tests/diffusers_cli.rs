@@ -11,7 +11,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use difflow_engine::stages::train::TrainMeta;
+use difflow_engine::artifacts::TrainMeta;
 use tch::{Device, Kind, Tensor};
 
 /// The `difflow` binary, built once for all tests here.

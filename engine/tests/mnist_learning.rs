@@ -18,8 +18,8 @@ use std::process::Command;
 
 use common::{input, stage_job};
 use difflow_core::job::Input;
+use difflow_engine::artifacts::load_classifier as load;
 use difflow_engine::data::Dataset;
-use difflow_engine::models::load_classifier as load;
 use difflow_engine::stages::classifier::accuracy;
 use serde_json::{json, Value};
 use tch::Device;

@@ -108,10 +108,10 @@ fn toy_model_covers_every_mode_and_samples_lie_near_them() {
 /// The full-bound bits/dim of held-out points under the trained model beats an untrained one,
 /// and its parts add up.
 fn check_bits_per_dim(root: &Path) {
+    use difflow_engine::artifacts::TrainMeta;
     use difflow_engine::diffusion::noise::SampleNoise;
     use difflow_engine::diffusion::vlb::bits_per_dim;
     use difflow_engine::diffusion::{Process, VarianceType};
-    use difflow_engine::stages::train::TrainMeta;
     use tch::{Device, Kind, Tensor};
 
     let train = root.join("train");
@@ -225,10 +225,10 @@ impl difflow_engine::models::Classifier for NoisyModeClassifier {
 /// Classifier guidance (mean shift for DDPM, score shift for DDIM) through autograd of a
 /// classifier moves the unconditional model's samples (null label) into the requested mode.
 fn classifier_guidance_steers_the_unconditional_model(train: &Path) {
+    use difflow_engine::artifacts::TrainMeta;
     use difflow_engine::diffusion::noise::SampleNoise;
     use difflow_engine::diffusion::sampler::{Guidance, SampleSetup, Sampler};
     use difflow_engine::diffusion::VarianceType;
-    use difflow_engine::stages::train::TrainMeta;
     use tch::{Device, Kind, Tensor};
 
     let meta = TrainMeta::read(train).unwrap();

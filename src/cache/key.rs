@@ -14,7 +14,7 @@ use super::digest::Digests;
 use crate::graph::{self, StageGraph};
 use crate::lang::pipeline::{Instance, Pipeline, Source};
 use crate::lang::value::Value;
-use crate::settings::Settings;
+use crate::project::settings::Settings;
 
 /// Keys of every instance of a pipeline, with what was hashed (for "stale" explanations).
 #[derive(Debug, Clone, Default)]

@@ -12,6 +12,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::cache::lockfile::{LockFile, LockedStage};
+use crate::failure::Failure;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
@@ -26,11 +27,12 @@ pub enum Verdict {
 
 /// Read a lock file, or the `difflow.lock` in a folder; unlike a run, a missing or broken
 /// file is an error here.
-pub fn read_lock(path: &Path) -> Result<LockFile, String> {
+pub fn read_lock(path: &Path) -> Result<LockFile, Failure> {
     let file: PathBuf = if path.is_dir() { path.join("difflow.lock") } else { path.to_path_buf() };
     let text = difflow_core::files::read_text(&file, difflow_core::files::Purpose::Metadata)
-        .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-    toml::from_str(&text).map_err(|e| format!("{} is not a difflow.lock: {}", file.display(), e.message()))
+        .map_err(|e| Failure::Usage(format!("cannot read {}: {e}", file.display())))?;
+    toml::from_str(&text)
+        .map_err(|e| Failure::Usage(format!("{} is not a difflow.lock: {}", file.display(), e.message())))
 }
 
 fn relative_difference(a: f64, b: f64) -> f64 {

@@ -5,9 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::show::ShowError;
 use super::worker::{run_worker, worker_path, Progress, WorkerFailure};
-use super::Session;
+use super::{Failure, Session};
 use crate::graph;
 use crate::job::{Input, Job, JobSettings};
 
@@ -32,21 +31,21 @@ fn exportable_stages(s: &Session) -> String {
     }
 }
 
-pub fn export(s: &Session, name: &str, format: &str, out: &Path) -> Result<(), ShowError> {
+pub fn export(s: &Session, name: &str, format: &str, out: &Path) -> Result<(), Failure> {
     if !FORMATS.contains(&format) {
-        return Err(ShowError::Wrong(format!("unknown format `{format}` (available: {})", FORMATS.join(", "))));
+        return Err(Failure::Usage(format!("unknown format `{format}` (available: {})", FORMATS.join(", "))));
     }
-    let indices = graph::resolve_names(&s.pipeline, &s.graph, &[name.to_string()]).map_err(ShowError::Wrong)?;
+    let indices = graph::resolve_names(&s.pipeline, &s.graph, &[name.to_string()]).map_err(Failure::Usage)?;
     let exportable: Vec<usize> = indices.iter().copied().filter(|&i| is_trained_model(s, i)).collect();
     if exportable.is_empty() {
         let kind = indices.first().map_or("", |&i| s.instance(i).kind.as_str());
-        return Err(ShowError::Wrong(format!(
+        return Err(Failure::Usage(format!(
             "`{name}` is a {kind} stage: export writes a trained model; {}",
             exportable_stages(s)
         )));
     }
     let [i] = exportable[..] else {
-        return Err(ShowError::Wrong(format!(
+        return Err(Failure::Usage(format!(
             "`{name}` names {} instances: export one, e.g. `{}`",
             exportable.len(),
             s.instance(exportable[0]).name
@@ -55,12 +54,12 @@ pub fn export(s: &Session, name: &str, format: &str, out: &Path) -> Result<(), S
     let inst = s.instance(i);
     let key = s.key(i);
     if s.cache.manifest(key).is_none() {
-        return Err(ShowError::Wrong(format!(
+        return Err(Failure::Usage(format!(
             "`{name}` has not run yet: `difflow run {} --target {name}` first",
             s.file.display()
         )));
     }
-    let worker = worker_path().map_err(ShowError::Failed)?;
+    let worker = worker_path().map_err(Failure::Failed)?;
     let (out, existed) = prepare_out(out)?;
     let params = |i: &crate::lang::pipeline::Instance| {
         serde_json::Value::Object(i.params.iter().map(|(k, v)| (k.clone(), v.to_json())).collect())
@@ -84,7 +83,7 @@ pub fn export(s: &Session, name: &str, format: &str, out: &Path) -> Result<(), S
     let tmp = s.settings.state_dir().join("tmp").join(format!("export-{}", std::process::id()));
     if let Err(e) = std::fs::create_dir_all(&tmp) {
         remove_written(&out, existed);
-        return Err(ShowError::Failed(format!("cannot create {}: {e}", tmp.display())));
+        return Err(Failure::Failed(format!("cannot create {}: {e}", tmp.display())));
     }
     let result = run_worker(&worker, &job, &tmp.join("job.json"), 1, &Progress::plain(), &inst.name);
     let _ = std::fs::remove_dir_all(&tmp);
@@ -92,8 +91,8 @@ pub fn export(s: &Session, name: &str, format: &str, out: &Path) -> Result<(), S
         // Nothing half-written stays behind, and nothing that was there before goes.
         remove_written(&out, existed);
         return Err(match f {
-            WorkerFailure::Stage(m) => ShowError::Wrong(m),
-            WorkerFailure::Crash(m) | WorkerFailure::Launch(m) | WorkerFailure::Interrupted(m) => ShowError::Failed(m),
+            WorkerFailure::Stage(m) => Failure::Usage(m),
+            WorkerFailure::Crash(m) | WorkerFailure::Launch(m) | WorkerFailure::Interrupted(m) => Failure::Failed(m),
         });
     }
     Ok(())
@@ -101,23 +100,23 @@ pub fn export(s: &Session, name: &str, format: &str, out: &Path) -> Result<(), S
 
 /// The absolute `--out` folder and whether it existed: a new path (created here), or an
 /// existing empty folder (a symbolic link to one is followed, never replaced).
-fn prepare_out(out: &Path) -> Result<(PathBuf, bool), ShowError> {
+fn prepare_out(out: &Path) -> Result<(PathBuf, bool), Failure> {
     let shown = out.display();
-    let absolute = std::path::absolute(out).map_err(|e| ShowError::Wrong(format!("{shown}: {e}")))?;
+    let absolute = std::path::absolute(out).map_err(|e| Failure::Usage(format!("{shown}: {e}")))?;
     match std::fs::symlink_metadata(&absolute) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(&absolute).map_err(|e| ShowError::Failed(format!("cannot create {shown}: {e}")))?;
+            std::fs::create_dir_all(&absolute).map_err(|e| Failure::Failed(format!("cannot create {shown}: {e}")))?;
             Ok((absolute, false))
         }
-        Err(e) => Err(ShowError::Failed(format!("cannot inspect {shown}: {e}"))),
+        Err(e) => Err(Failure::Failed(format!("cannot inspect {shown}: {e}"))),
         Ok(_) => {
             let empty = std::fs::read_dir(&absolute).map(|mut d| d.next().is_none());
             match empty {
                 Ok(true) => Ok((absolute, true)),
                 Ok(false) => {
-                    Err(ShowError::Wrong(format!("{shown} exists and is not empty: export writes a new folder")))
+                    Err(Failure::Usage(format!("{shown} exists and is not empty: export writes a new folder")))
                 }
-                Err(_) => Err(ShowError::Wrong(format!(
+                Err(_) => Err(Failure::Usage(format!(
                     "{shown} exists and is not a folder: give a new path or an empty folder"
                 ))),
             }

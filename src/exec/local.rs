@@ -7,9 +7,9 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::time::Instant;
 
-use super::{continuation, execute, headline_text, interrupt, summarize, write_lock, Outcome, Progress};
-use super::{RunError, RunSummary, Session, StageError};
-use crate::settings::Nproc;
+use super::{continuation, execute, headline_text, interrupt, summarize, write_lock, Execution, Outcome, Progress};
+use super::{Failure, RunSummary, Session, StageError};
+use crate::project::settings::Nproc;
 
 /// What a local run does: the instances to run (in topological order) and how.
 pub(super) struct Plan {
@@ -33,7 +33,7 @@ struct Tally {
 }
 
 /// Run `plan.to_run` with up to `plan.jobs` workers at once; commit each as it finishes.
-pub(super) fn run(s: &Session, plan: Plan, worker: Option<&Path>, progress: &Progress) -> Result<RunSummary, RunError> {
+pub(super) fn run(s: &Session, plan: Plan, worker: Option<&Path>, progress: &Progress) -> Result<RunSummary, Failure> {
     let threads = threads_per_worker(s.settings.threads, plan.jobs);
     let position: HashMap<usize, usize> = plan.to_run.iter().enumerate().map(|(n, &i)| (i, n + 1)).collect();
     let pending: BTreeSet<usize> = plan.to_run.iter().copied().collect();
@@ -58,9 +58,16 @@ pub(super) fn run(s: &Session, plan: Plan, worker: Option<&Path>, progress: &Pro
                         let tx = tx.clone();
                         let inst = s.instance(i);
                         let label = format!("[{}/{}] {} {}", position[&i], plan.to_run.len(), inst.kind, inst.name);
-                        let (forced, device, nproc) = (plan.forced.contains(&i), &plan.device, &plan.nproc);
+                        let how = Execution {
+                            forced: plan.forced.contains(&i),
+                            device: &plan.device,
+                            threads,
+                            nproc: &plan.nproc,
+                            worker,
+                            progress,
+                        };
                         scope.spawn(move || {
-                            let r = execute(s, i, forced, device, (threads, nproc), worker, progress, &label);
+                            let r = execute(s, i, &how, &label);
                             let _ = tx.send((i, r));
                         });
                     }
@@ -126,9 +133,9 @@ impl Tally {
     }
 
     /// The run's summary line, and its result: what failed or what a stop kept.
-    fn finish(self, s: &Session, total: usize, cached_before: usize, start: Instant) -> Result<RunSummary, RunError> {
+    fn finish(self, s: &Session, total: usize, cached_before: usize, start: Instant) -> Result<RunSummary, Failure> {
         if interrupt::requested() && self.failures.is_empty() {
-            return Err(RunError::Interrupted(interrupted_message(s, self.ran, &self.interrupted)));
+            return Err(Failure::Interrupted(interrupted_message(s, self.ran, &self.interrupted)));
         }
         let not_started = total - self.started.len();
         let cached = cached_before + self.done_elsewhere;

@@ -7,17 +7,17 @@ use std::path::{Path, PathBuf};
 
 use difflow_core::job::LOG_DIR;
 
-use super::Session;
+use super::{Failure, Session};
 
 /// The stage kinds whose workers write live training logs.
 const TRAINING_KINDS: [&str; 2] = ["train", "classifier"];
 
 /// Creates or refreshes `<state dir>/logdir/<pipeline stem>/` and returns it. Every link
 /// in it is rewritten, so links of instances that left the pipeline go.
-pub fn link_logdir(s: &Session) -> Result<PathBuf, String> {
+pub fn link_logdir(s: &Session) -> Result<PathBuf, Failure> {
     let stem = s.file.file_stem().map_or_else(|| "pipeline".into(), |n| n.to_string_lossy().into_owned());
     let dir = s.settings.state_dir().join("logdir").join(safe_name(&stem));
-    let fail = |e: std::io::Error| format!("cannot write {}: {e}", dir.display());
+    let fail = |e: std::io::Error| Failure::Failed(format!("cannot write {}: {e}", dir.display()));
     std::fs::create_dir_all(&dir).map_err(fail)?;
     for entry in std::fs::read_dir(&dir).map_err(fail)? {
         let path = entry.map_err(fail)?.path();

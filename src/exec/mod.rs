@@ -19,96 +19,22 @@ pub mod slurm;
 pub mod stale;
 mod worker;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::cache::lockfile::{file_name, headline_metrics, lock_path};
+use crate::cache::lockfile::{file_name, headline_metrics};
 use crate::cache::store::utc_now;
-use crate::cache::{compute_keys, Cache, Digests, LockFile, LockedStage, Manifest, StageKeys};
-use crate::fetch;
-use crate::graph::{self, StageGraph};
+use crate::cache::{LockFile, LockedStage, Manifest};
+pub use crate::failure::Failure;
+use crate::graph;
 use crate::job::{Input, Job, JobSettings, CONTINUE_INPUT};
-use crate::lang::pipeline::{Instance, Pipeline};
-use crate::settings::Settings;
+pub use crate::project::Session;
 use missing_data::missing_data;
 pub use missing_data::missing_datasets;
 pub use plan::{format_plan, plan, State};
 pub use worker::{Progress, WorkerFailure};
-
-/// A pipeline ready to plan or run: implicit stages added, graph built, keys computed.
-pub struct Session {
-    pub file: PathBuf,
-    pub settings: Settings,
-    /// The pipeline with hidden statistics instances.
-    pub pipeline: Pipeline,
-    pub graph: StageGraph,
-    pub keys: StageKeys,
-    pub cache: Cache,
-    pub lock_path: PathBuf,
-}
-
-impl Session {
-    /// `file` is the pipeline file; `difflow.toml` and `difflow.lock` live beside it.
-    /// Files that `difflow run` would fetch are only located here (see `crate::fetch`).
-    pub fn new(file: &Path, pipeline: &Pipeline) -> Result<Session, String> {
-        // Absolute, so that paths printed and written to job files work from anywhere.
-        let file = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
-        let dir = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let settings = Settings::load(dir)?;
-        Session::with_settings(&file, pipeline, settings)
-    }
-
-    pub fn with_settings(file: &Path, pipeline: &Pipeline, settings: Settings) -> Result<Session, String> {
-        // Before the keys: a fetched file is keyed by its content like any other.
-        let (pipeline, inception) = fetch::fill_in(pipeline, &settings)?;
-        let expanded = graph::expand_implicit(&pipeline, inception.as_deref());
-        let g = StageGraph::new(&expanded).map_err(|e| e.to_string())?;
-        let mut digests = Digests::open(settings.state_dir().join("digests.json"), &settings.user_cache);
-        let keys = compute_keys(&expanded, &g, &mut digests)?;
-        // The memo only saves time; failing to store it must not stop anything.
-        let _ = digests.save();
-        Ok(Session {
-            file: file.to_path_buf(),
-            cache: Cache::new(settings.cache.clone()),
-            lock_path: lock_path(file),
-            settings,
-            pipeline: expanded,
-            graph: g,
-            keys,
-        })
-    }
-
-    /// The pipeline's file name, for commands suggested to the user.
-    pub fn file_label(&self) -> String {
-        self.file.file_name().map_or_else(|| self.file.display().to_string(), |n| n.to_string_lossy().into_owned())
-    }
-
-    pub fn instance(&self, i: usize) -> &Instance {
-        &self.pipeline.instances[i]
-    }
-
-    pub fn key(&self, i: usize) -> &str {
-        self.keys.key(&self.pipeline.instances[i].name)
-    }
-
-    /// Upstream key → instance name, for the inputs of `i`.
-    fn input_names(&self, i: usize) -> HashMap<String, String> {
-        self.graph.inputs(i).into_iter().map(|d| (self.key(d).to_string(), self.instance(d).name.clone())).collect()
-    }
-
-    /// Instance indices named by `--target`-style names, with their upstream closure, in
-    /// topological order; everything when `names` is empty.
-    pub fn selection(&self, names: &[String]) -> Result<Vec<usize>, String> {
-        if names.is_empty() {
-            return Ok(self.graph.order().to_vec());
-        }
-        let roots = graph::resolve_names(&self.pipeline, &self.graph, names)?;
-        let closure = self.graph.upstream_closure(roots);
-        Ok(self.graph.order().iter().copied().filter(|i| closure.contains(i)).collect())
-    }
-}
 
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -128,16 +54,6 @@ pub struct RunOptions {
     pub pull: bool,
     /// `--out DIR`: the folder for the finished stages' outputs under readable names.
     pub out: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum RunError {
-    /// Bad names or options: exit 1.
-    Usage(String),
-    /// A stage failed: exit 2.
-    Failed(String),
-    /// Stopped by Ctrl-C or SIGTERM: what was kept and how to go on; exit 130.
-    Interrupted(String),
 }
 
 /// Why one instance did not finish.
@@ -174,31 +90,31 @@ enum Outcome {
 }
 
 /// Run every selected instance that is not cached (or is forced).
-pub fn run(s: &Session, opts: &RunOptions, progress: &Progress) -> Result<RunSummary, RunError> {
+pub fn run(s: &Session, opts: &RunOptions, progress: &Progress) -> Result<RunSummary, Failure> {
     let device = opts.device.clone().unwrap_or_else(|| s.settings.device.clone());
-    crate::settings::check_device(&device).map_err(RunError::Usage)?;
+    crate::project::settings::check_device(&device).map_err(Failure::Usage)?;
     let executor = opts.executor.clone().unwrap_or_else(|| s.settings.executor.clone());
-    crate::settings::check_executor(&executor).map_err(RunError::Usage)?;
+    crate::project::settings::check_executor(&executor).map_err(Failure::Usage)?;
     if executor == "slurm" {
-        slurm::check_cache_dir(&s.cache.dir).map_err(RunError::Usage)?;
+        slurm::check_cache_dir(&s.cache.dir).map_err(Failure::Usage)?;
     }
     if opts.detach && executor != "slurm" {
-        return Err(RunError::Usage("`--detach` needs a cluster: use it with `--executor slurm`".into()));
+        return Err(Failure::Usage("`--detach` needs a cluster: use it with `--executor slurm`".into()));
     }
-    let (selected, forced) = selection_with_forced(s, opts).map_err(RunError::Usage)?;
-    let out = out_dir::target(s, opts.out.as_deref(), opts.detach).map_err(RunError::Usage)?;
+    let (selected, forced) = selection_with_forced(s, opts).map_err(Failure::Usage)?;
+    let out = out_dir::target(s, opts.out.as_deref(), opts.detach).map_err(Failure::Usage)?;
     if let Some(dir) = &out {
-        out_dir::check(dir, s).map_err(RunError::Usage)?;
+        out_dir::check(dir, s).map_err(Failure::Usage)?;
     }
     // Held until the run ends: `cache gc` leaves these entries alone meanwhile.
     let _reading = s
         .cache
         .hold_for_reading(selected.iter().map(|&i| s.key(i)))
-        .map_err(|e| RunError::Failed(format!("cannot lock the cache in {}: {e}", s.cache.dir.display())))?;
+        .map_err(|e| Failure::Failed(format!("cannot lock the cache in {}: {e}", s.cache.dir.display())))?;
     // What a run killed outright (`kill -9`, a lost node) left beside these entries.
     let keys: Vec<&str> = selected.iter().map(|&i| s.key(i)).collect();
     cleanup::remove_leftovers(&s.cache, Some(&keys));
-    crate::remote::run::pull_for_run(s, opts.pull, &selected, &forced, progress).map_err(RunError::Usage)?;
+    crate::remote::run::pull_for_run(s, opts.pull, &selected, &forced, progress).map_err(Failure::Usage)?;
     let to_run = instances_to_run(s, &selected, &forced, progress);
     let cached_before = selected.len() - to_run.len();
     if to_run.is_empty() {
@@ -207,11 +123,11 @@ pub fn run(s: &Session, opts: &RunOptions, progress: &Progress) -> Result<RunSum
         let summary = Ok(RunSummary { ran: 0, cached: cached_before });
         return out_dir::finish(s, &selected, out.as_deref(), summary, true);
     }
-    missing_data(to_run.iter().map(|&i| s.instance(i))).map_err(RunError::Failed)?;
+    missing_data(to_run.iter().map(|&i| s.instance(i))).map_err(Failure::Failed)?;
     let needs_worker = to_run.iter().any(|&i| s.instance(i).kind != "report");
-    let worker = if needs_worker { Some(worker::worker_path().map_err(RunError::Failed)?) } else { None };
+    let worker = if needs_worker { Some(worker::worker_path().map_err(Failure::Failed)?) } else { None };
     interrupt::install();
-    let nproc = opts.nproc.map_or_else(|| s.settings.nproc.clone(), crate::settings::Nproc::All);
+    let nproc = opts.nproc.map_or_else(|| s.settings.nproc.clone(), crate::project::settings::Nproc::All);
     if executor == "slurm" {
         let plan = slurm::Plan { to_run, forced, device, cached_before, detach: opts.detach, nproc };
         let summary = slurm::run(s, plan, worker.as_deref(), progress);
@@ -265,7 +181,7 @@ fn summarize(
     (ran, cached, not_started): (usize, usize, usize),
     failures: &[(usize, String)],
     start: Instant,
-) -> Result<RunSummary, RunError> {
+) -> Result<RunSummary, Failure> {
     let mut summary = format!("ran {ran} stage{}, {cached} cached", if ran == 1 { "" } else { "s" });
     if !failures.is_empty() {
         let _ = write!(summary, ", {} failed, {not_started} not started", failures.len());
@@ -280,7 +196,7 @@ fn summarize(
         let _ = writeln!(msg, "stage `{}` ({}) failed: {why}", s.instance(*i).name, s.instance(*i).kind);
     }
     msg.push_str("what finished before is cached: fix the problem and run again to continue from there");
-    Err(RunError::Failed(msg))
+    Err(Failure::Failed(msg))
 }
 
 /// The files a person opens after a run: every report's HTML page, then the plots; the
@@ -328,18 +244,22 @@ fn headline_text(s: &Session, i: usize) -> String {
     }
 }
 
+/// How [`execute`] runs one instance.
+pub(crate) struct Execution<'a> {
+    /// `--force`: recompute even when cached, and start afresh rather than continue.
+    pub(crate) forced: bool,
+    pub(crate) device: &'a str,
+    /// CPU threads per worker; 0: libtorch's default, or the cores shared between ranks.
+    pub(crate) threads: usize,
+    pub(crate) nproc: &'a crate::project::settings::Nproc,
+    /// None where only in-process stages (reports) may run.
+    pub(crate) worker: Option<&'a Path>,
+    pub(crate) progress: &'a Progress,
+}
+
 /// Run one instance under its entry lock and commit its outputs.
-#[allow(clippy::too_many_arguments)]
-fn execute(
-    s: &Session,
-    i: usize,
-    forced: bool,
-    device: &str,
-    (threads, nproc): (usize, &crate::settings::Nproc),
-    worker: Option<&Path>,
-    progress: &Progress,
-    label: &str,
-) -> Result<Outcome, StageError> {
+fn execute(s: &Session, i: usize, how: &Execution, label: &str) -> Result<Outcome, StageError> {
+    let Execution { forced, device, threads, nproc, worker, progress } = *how;
     let inst = s.instance(i);
     let key = s.key(i).to_string();
     let lock = s

@@ -12,8 +12,9 @@ use std::path::{Component, Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::logdir::safe_name;
-use super::{RunError, RunSummary, Session};
+use super::{RunSummary, Session};
 use crate::cache::store::MANIFEST;
+use crate::failure::Failure;
 
 /// The record of what a run wrote into the folder.
 pub const RECORD: &str = ".difflow-out.toml";
@@ -75,22 +76,22 @@ pub(super) fn finish(
     s: &Session,
     selected: &[usize],
     out: Option<&Path>,
-    summary: Result<RunSummary, RunError>,
+    summary: Result<RunSummary, Failure>,
     print_open: bool,
-) -> Result<RunSummary, RunError> {
+) -> Result<RunSummary, Failure> {
     let published = match out.map(|dir| publish(s, selected, dir)) {
         Some(Err(e)) if summary.is_err() => {
             eprintln!("error: {e}");
             return summary;
         }
-        Some(Err(e)) => return Err(RunError::Failed(e)),
+        Some(Err(e)) => return Err(Failure::Failed(e)),
         Some(Ok(p)) => Some(p),
         None => None,
     };
     if let Some(p) = &published {
         say_what_is_there(s, selected, p);
     }
-    if print_open && !matches!(summary, Err(RunError::Interrupted(_))) {
+    if print_open && !matches!(summary, Err(Failure::Interrupted(_))) {
         super::print_files_to_open(s, selected, published.as_ref());
     }
     summary

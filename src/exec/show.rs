@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use serde_json::{json, Value as Json};
 
 use super::worker::{run_worker, worker_path, Progress, WorkerFailure};
-use super::Session;
+use super::{Failure, Session};
 use crate::cache::continuation::grouped;
 use crate::cache::lockfile::headline_metrics;
 use crate::diffusion::schedule::ScheduleSpec;
@@ -14,20 +14,20 @@ use crate::graph;
 use crate::job::{Job, JobSettings};
 use crate::lang::value::{Config, Value};
 
-#[derive(Debug, Clone, PartialEq)]
-pub enum ShowError {
-    /// The name or the config is wrong: exit 1.
-    Wrong(String),
-    /// Asking the worker failed: exit 2.
-    Failed(String),
+/// The parameter count of model `name` of `pipeline` (from `file`), from the worker.
+pub fn parameter_count(file: &std::path::Path, pipeline: &crate::lang::Pipeline, name: &str) -> Result<u64, String> {
+    let session = Session::new(file, pipeline).map_err(|e| e.to_string())?;
+    let answer = show(&session, name, true).map_err(|e| e.to_string())?;
+    let json: Json = serde_json::from_str(answer.trim()).map_err(|e| e.to_string())?;
+    json["params"].as_u64().ok_or_else(|| "the worker gave no parameter count".into())
 }
 
 /// The text (or JSON) to print for `name`.
-pub fn show(s: &Session, name: &str, as_json: bool) -> Result<String, ShowError> {
+pub fn show(s: &Session, name: &str, as_json: bool) -> Result<String, Failure> {
     if let Some(config) = s.pipeline.configs.get(name) {
         return match config.kind.as_str() {
             "schedule" => {
-                let spec = schedule_spec(config).map_err(ShowError::Wrong)?;
+                let spec = schedule_spec(config).map_err(Failure::Usage)?;
                 Ok(if as_json { schedule_json(&spec).to_string() + "\n" } else { schedule_table(name, &spec) })
             }
             "model" => describe_model(s, name, config, as_json),
@@ -38,7 +38,7 @@ pub fn show(s: &Session, name: &str, as_json: bool) -> Result<String, ShowError>
             }),
         };
     }
-    let indices = graph::resolve_names(&s.pipeline, &s.graph, &[name.to_string()]).map_err(ShowError::Wrong)?;
+    let indices = graph::resolve_names(&s.pipeline, &s.graph, &[name.to_string()]).map_err(Failure::Usage)?;
     let mut items = Vec::new();
     let mut text = String::new();
     for i in indices {
@@ -146,11 +146,11 @@ pub fn schedule_table(name: &str, spec: &ScheduleSpec) -> String {
 /// Ask the worker for the model's parameter count and per-level shapes (a `describe`
 /// job: params `{"model": CONFIG, "shape": [C, H, W] or [D], "classes": N}`, the last two
 /// when the data is known; it prints `{"params": N, "levels": [...]}` on stdout).
-fn describe_model(s: &Session, name: &str, config: &Config, as_json: bool) -> Result<String, ShowError> {
-    let worker = worker_path().map_err(ShowError::Failed)?;
+fn describe_model(s: &Session, name: &str, config: &Config, as_json: bool) -> Result<String, Failure> {
+    let worker = worker_path().map_err(Failure::Failed)?;
     let meta = data_meta(s, config)?;
     let tmp = s.settings.state_dir().join("tmp").join(format!("describe-{}", std::process::id()));
-    std::fs::create_dir_all(&tmp).map_err(|e| ShowError::Failed(format!("cannot create {}: {e}", tmp.display())))?;
+    std::fs::create_dir_all(&tmp).map_err(|e| Failure::Failed(format!("cannot create {}: {e}", tmp.display())))?;
     let job = Job {
         instance: name.to_string(),
         kind: "describe".into(),
@@ -164,15 +164,15 @@ fn describe_model(s: &Session, name: &str, config: &Config, as_json: bool) -> Re
     let result = run_worker(&worker, &job, &tmp.join("job.json"), 1, &Progress::plain(), name);
     let _ = std::fs::remove_dir_all(&tmp);
     let out = result.map_err(|f| match f {
-        WorkerFailure::Stage(m) => ShowError::Wrong(m),
-        WorkerFailure::Crash(m) | WorkerFailure::Launch(m) | WorkerFailure::Interrupted(m) => ShowError::Failed(m),
+        WorkerFailure::Stage(m) => Failure::Usage(m),
+        WorkerFailure::Crash(m) | WorkerFailure::Launch(m) | WorkerFailure::Interrupted(m) => Failure::Failed(m),
     })?;
     let answer = out
         .other_stdout
         .iter()
         .rev()
         .find_map(|l| serde_json::from_str::<Json>(l).ok().filter(|v| v.get("params").is_some()))
-        .ok_or_else(|| ShowError::Failed("the worker did not describe the model".into()))?;
+        .ok_or_else(|| Failure::Failed("the worker did not describe the model".into()))?;
     if as_json {
         return Ok(answer.to_string() + "\n");
     }
@@ -207,7 +207,7 @@ fn describe_params(config: &Config, meta: &Json) -> Json {
 /// What the worker should assume about the model's input: the `meta.json` of the data
 /// of a stage that trains this model if it ran (checked against the declaration: the
 /// worker allocates by it), else what the dataset declaration says.
-fn data_meta(s: &Session, config: &Config) -> Result<Json, ShowError> {
+fn data_meta(s: &Session, config: &Config) -> Result<Json, Failure> {
     let model = Value::Config(config.clone());
     let data = s.pipeline.instances.iter().find_map(|i| match (i.params.get("model"), i.params.get("data")) {
         (Some(m), Some(Value::Stage(d))) if *m == model => s.pipeline.instance(d),
@@ -231,11 +231,11 @@ fn data_meta(s: &Session, config: &Config) -> Result<Json, ShowError> {
     let cached = match difflow_core::files::read_text_if_present(&path, difflow_core::files::Purpose::Metadata) {
         Ok(Some(text)) => serde_json::from_str::<Json>(&text).ok(),
         Ok(None) => None,
-        Err(e) => return Err(ShowError::Failed(format!("cannot read {}: {e}", path.display()))),
+        Err(e) => return Err(Failure::Failed(format!("cannot read {}: {e}", path.display()))),
     };
     let Some(meta) = cached else { return Ok(declared) };
     meta_problem(&meta, &declared, &s.settings.limits).map_or(Ok(meta), |why| {
-        Err(ShowError::Failed(format!(
+        Err(Failure::Failed(format!(
             "{}: {why}; the cache entry of `{}` was changed after its run: run it again with \
              `difflow run {} --force --target {}`",
             path.display(),

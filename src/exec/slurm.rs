@@ -18,16 +18,17 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::Progress;
-use super::{build_job, execute, headline_text, interrupt, manifest_template, summarize, write_lock, Outcome};
-use super::{RunError, RunSummary, Session};
+use super::{
+    build_job, execute, headline_text, interrupt, manifest_template, summarize, write_lock, Execution, Outcome,
+};
+use super::{Failure, RunSummary, Session};
 use crate::cache::store::{utc_string, Manifest};
 use crate::job::{Event, Input, CONTINUE_INPUT};
 
 mod batch;
-mod settings;
 mod shared_cache;
+pub use crate::project::slurm::{Resources, SlurmSettings};
 pub use batch::check_cache_dir;
-pub use settings::{Resources, SlurmSettings};
 
 /// The job log's name inside the staging folder.
 pub const LOG_FILE: &str = "slurm.log";
@@ -59,7 +60,7 @@ pub struct Plan {
     pub cached_before: usize,
     pub detach: bool,
     /// Processes of each data-parallel stage (`--nproc` or the `nproc` setting).
-    pub nproc: crate::settings::Nproc,
+    pub nproc: crate::project::settings::Nproc,
 }
 
 /// A job's state as `squeue` reports it.
@@ -129,15 +130,16 @@ pub fn running_jobs(s: &Session) -> Result<BTreeMap<usize, String>, String> {
 }
 
 /// `difflow cancel FILE`: cancel the pipeline's queued and running jobs.
-pub fn cancel(s: &Session) -> Result<Vec<(usize, String)>, String> {
-    let jobs = running_jobs(s)?;
+pub fn cancel(s: &Session) -> Result<Vec<(usize, String)>, Failure> {
+    let jobs = running_jobs(s).map_err(Failure::Failed)?;
     if jobs.is_empty() {
         return Ok(Vec::new());
     }
     let ids: Vec<String> = jobs.values().cloned().collect();
-    let out = Command::new("scancel").args(&ids).output().map_err(|e| format!("cannot run scancel: {e}"))?;
+    let out =
+        Command::new("scancel").args(&ids).output().map_err(|e| Failure::Failed(format!("cannot run scancel: {e}")))?;
     if !out.status.success() {
-        return Err(format!("scancel failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
+        return Err(Failure::Failed(format!("scancel failed: {}", String::from_utf8_lossy(&out.stderr).trim())));
     }
     Ok(jobs.into_iter().collect())
 }
@@ -213,12 +215,12 @@ impl Followed {
 }
 
 /// Submit (or adopt) the jobs of `plan.to_run`, then follow them unless detached.
-pub fn run(s: &Session, plan: Plan, worker: Option<&Path>, progress: &Progress) -> Result<RunSummary, RunError> {
+pub fn run(s: &Session, plan: Plan, worker: Option<&Path>, progress: &Progress) -> Result<RunSummary, Failure> {
     let run_start = Instant::now();
     std::fs::create_dir_all(&s.cache.dir)
-        .map_err(|e| RunError::Failed(format!("cannot create the cache folder {}: {e}", s.cache.dir.display())))?;
-    shared_cache::check_shared_cache(&s.cache.dir).map_err(RunError::Usage)?;
-    let difflow = std::env::current_exe().map_err(|e| RunError::Failed(format!("cannot locate difflow: {e}")))?;
+        .map_err(|e| Failure::Failed(format!("cannot create the cache folder {}: {e}", s.cache.dir.display())))?;
+    shared_cache::check_shared_cache(&s.cache.dir).map_err(Failure::Usage)?;
+    let difflow = std::env::current_exe().map_err(|e| Failure::Failed(format!("cannot locate difflow: {e}")))?;
     let total = plan.to_run.len();
     let position: HashMap<usize, usize> = plan.to_run.iter().enumerate().map(|(n, &i)| (i, n + 1)).collect();
     let label = |i: usize| format!("[{}/{total}] {} {}", position[&i], s.instance(i).kind, s.instance(i).name);
@@ -227,7 +229,7 @@ pub fn run(s: &Session, plan: Plan, worker: Option<&Path>, progress: &Progress) 
     let records: HashMap<usize, JobRecord> =
         plan.to_run.iter().filter_map(|&i| read_record(&record_path(s, s.key(i))).map(|r| (i, r))).collect();
     let known: Vec<String> = records.values().map(|r| r.job_id.clone()).collect();
-    let states = query(&known).map_err(RunError::Failed)?;
+    let states = query(&known).map_err(Failure::Failed)?;
 
     let mut jobs: BTreeMap<usize, Followed> = BTreeMap::new();
     let mut reports: Vec<usize> = Vec::new();
@@ -244,7 +246,7 @@ pub fn run(s: &Session, plan: Plan, worker: Option<&Path>, progress: &Progress) 
         let lock = s
             .cache
             .lock(key, || progress.println(&format!("{}: waiting for another difflow run", label(i))))
-            .map_err(|e| RunError::Failed(format!("cannot lock the cache entry of `{}`: {e}", inst.name)))?;
+            .map_err(|e| Failure::Failed(format!("cannot lock the cache entry of `{}`: {e}", inst.name)))?;
         if !forced && s.cache.is_complete(key) && s.cache.verify(key).is_ok() {
             done_elsewhere += 1;
             println!("cached  {} {} (its entry was computed meanwhile)", inst.kind, inst.name);
@@ -266,14 +268,14 @@ pub fn run(s: &Session, plan: Plan, worker: Option<&Path>, progress: &Progress) 
                 deps.extend(continued.as_ref().and_then(|(_, _, wait)| wait.clone()));
                 let resumable = crate::schema::key(&inst.kind, &inst.variant, "checkpoint_every").is_some();
                 let out_dir = s.cache.staging(&lock, forced || !resumable).map_err(|e| {
-                    RunError::Failed(format!("cannot prepare the staging folder of `{}`: {e}", inst.name))
+                    Failure::Failed(format!("cannot prepare the staging folder of `{}`: {e}", inst.name))
                 })?;
                 let offset = std::fs::metadata(&log).map_or(0, |m| m.len());
-                let worker = worker.ok_or_else(|| RunError::Failed("no worker executable".into()))?;
+                let worker = worker.ok_or_else(|| Failure::Failed("no worker executable".into()))?;
                 let nproc = plan.nproc.for_kind(&inst.kind);
                 let continued = continued.map(|(key, input, _)| (key, input));
                 let id = submit(s, i, (out_dir, continued), (&plan.device, nproc), &deps, worker, &difflow)
-                    .map_err(|e| RunError::Failed(format!("cannot submit `{}` to Slurm: {e}", inst.name)))?;
+                    .map_err(|e| Failure::Failed(format!("cannot submit `{}` to Slurm: {e}", inst.name)))?;
                 submitted += 1;
                 println!("queued  {} {} (job {id})", inst.kind, inst.name);
                 (id, offset)
@@ -342,16 +344,15 @@ impl Tally {
             reports.retain(|&x| x != r);
             let inst = s.instance(r);
             let label = format!("{} {}", inst.kind, inst.name);
-            match execute(
-                s,
-                r,
-                plan.forced.contains(&r),
-                &plan.device,
-                (0, &crate::settings::Nproc::All(1)),
-                None,
+            let how = Execution {
+                forced: plan.forced.contains(&r),
+                device: &plan.device,
+                threads: 0,
+                nproc: &crate::project::settings::Nproc::All(1),
+                worker: None,
                 progress,
-                &label,
-            ) {
+            };
+            match execute(s, r, &how, &label) {
                 Ok(Outcome::Ran(secs)) => {
                     self.ran += 1;
                     println!("done    {} {} ({secs:.1} s)", inst.kind, inst.name);
@@ -366,7 +367,7 @@ impl Tally {
     }
 
     /// The summary line, and the run's result.
-    fn finish(self, s: &Session, cached: usize, run_start: Instant) -> Result<RunSummary, RunError> {
+    fn finish(self, s: &Session, cached: usize, run_start: Instant) -> Result<RunSummary, Failure> {
         write_lock(s);
         summarize(s, (self.ran, cached, self.cancelled.len()), &self.failures, run_start)
     }
@@ -382,7 +383,7 @@ fn follow(
     done_elsewhere: usize,
     run_start: Instant,
     progress: &Progress,
-) -> Result<RunSummary, RunError> {
+) -> Result<RunSummary, Failure> {
     let mut tally = Tally::default();
     let mut interval = Duration::from_millis(500);
     let mut next_poll = Instant::now();
@@ -391,7 +392,7 @@ fn follow(
             write_lock(s);
             let ids: Vec<&str> = jobs.values().map(|f| f.id.as_str()).collect();
             let file = s.file_label();
-            return Err(RunError::Interrupted(format!(
+            return Err(Failure::Interrupted(format!(
                 "interrupted: {} job{} keep running on the cluster ({}); `difflow run {file}` follows them again, \
                  `difflow cancel {file}` cancels them",
                 ids.len(),
@@ -413,7 +414,7 @@ fn follow(
             continue;
         }
         let ids: Vec<String> = jobs.values().map(|f| f.id.clone()).collect();
-        let states = query(&ids).map_err(RunError::Failed)?;
+        let states = query(&ids).map_err(Failure::Failed)?;
         let ended: Vec<usize> =
             jobs.iter().filter(|(_, f)| states.get(&f.id).is_none_or(|st| !st.is_live())).map(|(&i, _)| i).collect();
         let changed = !ended.is_empty();

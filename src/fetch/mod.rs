@@ -19,7 +19,7 @@ pub use sources::{hf_endpoint, hf_file_url, Source};
 
 use crate::lang::pipeline::Pipeline;
 use crate::lang::value::Value;
-use crate::settings::Settings;
+use crate::project::settings::Settings;
 
 /// The pipeline with the user-cache folder filled in as `path` for each fetchable dataset
 /// without one, and the Inception weights to use when neither a stage nor `difflow.toml`

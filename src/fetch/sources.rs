@@ -19,7 +19,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::settings::SourceOverride;
+use crate::project::settings::SourceOverride;
 
 /// One file to fetch: its `[sources.NAME]` name, where it comes from, what it must hash
 /// to, and its file name in the user cache.

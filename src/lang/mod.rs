@@ -87,10 +87,10 @@ fn finish(loader: modules::Loader<'_>, overrides: &[String], root: PathBuf) -> L
     let source = pipeline_source(sources, overrides);
     // The settings beside the pipeline, and those of the project when it is a folder above
     // (which decide where a `use` may read): each error is reported, once.
-    let settings = crate::settings::Settings::load(&root);
+    let settings = crate::project::settings::Settings::load(&root);
     let mut settings_errors: Vec<(PathBuf, String)> = settings_error.into_iter().collect();
     if let Err(e) = &settings {
-        let file = root.join(crate::settings::FILE_NAME);
+        let file = root.join(crate::project::settings::FILE_NAME);
         if settings_errors.iter().all(|(f, _)| *f != file) {
             settings_errors.push((file, e.clone()));
         }
@@ -147,7 +147,7 @@ fn settings_diagnostic(sources: &mut SourceMap, file: &Path, error: &str) -> Dia
             error,
             format!(
                 "{} is a TOML file of at most {} bytes",
-                crate::settings::FILE_NAME,
+                crate::project::settings::FILE_NAME,
                 difflow_core::files::Purpose::Settings.limit()
             ),
         ),

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use difflow_core::files::{self, Purpose};
 
 use crate::diagnostics::Code;
-use crate::settings::{Settings, FILE_NAME};
+use crate::project::settings::{Settings, FILE_NAME};
 
 /// The largest `.diff` file difflow reads (real pipelines are a few kB).
 pub const MAX_SOURCE_BYTES: u64 = Purpose::Source.limit();

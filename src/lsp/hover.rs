@@ -131,7 +131,7 @@ fn resolved_config<'a>(a: &'a Analysis, at: Span, name: &str) -> Result<&'a Conf
 
 /// `T = 1000 · ᾱ_T = 4.04e-5` from the float64 tables `difflow show` prints.
 fn schedule_doc(config: &Config) -> Option<String> {
-    let spec = crate::exec::show::schedule_spec(config).ok()?;
+    let spec = crate::diffusion::schedule::ScheduleSpec::from_config(&config.to_json()).ok()?;
     let tables = spec.tables();
     let steps = tables.steps();
     let last = *tables.alphas_cumprod.last()?;

@@ -34,14 +34,16 @@ use serde_json::Value as Json;
 
 use analysis::Analysis;
 use documents::Documents;
+pub use model_size::CountParameters;
 use position::{Encoding, LineIndex};
 use transport::Outbox;
 
 /// Serve until the client says `exit` or closes stdin. Returns the process exit code:
-/// 0 after a `shutdown` request, 1 otherwise (as the protocol asks).
-pub fn serve_stdio() -> u8 {
+/// 0 after a `shutdown` request, 1 otherwise (as the protocol asks). `count_parameters`
+/// answers hover's question for a model's size.
+pub fn serve_stdio(count_parameters: CountParameters) -> u8 {
     let (out, incoming) = transport::stdio();
-    let mut server = Server::new(out);
+    let mut server = Server::new(out, count_parameters);
     while let Ok(msg) = incoming.recv() {
         if let Some(code) = server.handle(msg) {
             return code;
@@ -80,7 +82,7 @@ struct Server {
 }
 
 impl Server {
-    fn new(out: Outbox) -> Self {
+    fn new(out: Outbox, count_parameters: CountParameters) -> Self {
         Server {
             out,
             state: State::Uninitialized,
@@ -88,7 +90,7 @@ impl Server {
             docs: Documents::default(),
             analyses: HashMap::new(),
             dirty: BTreeSet::new(),
-            model_sizes: Default::default(),
+            model_sizes: model_size::ModelSizes::new(count_parameters),
         }
     }
 

@@ -1,13 +1,14 @@
 //! A model's parameter count for hover. Only the worker (libtorch) knows it, and asking
 //! takes about a second, so it is asked on a thread once per model config: hover waits a
-//! little for the answer and otherwise says it is coming; the next hover has it.
+//! little for the answer and otherwise says it is coming; the next hover has it. Running
+//! the worker is the executor's part, above the server: `difflow lsp` hands the server the
+//! function that asks ([`CountParameters`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::exec::{self, Session};
 use crate::lang::value::{Config, Value};
 use crate::lang::Pipeline;
 
@@ -20,12 +21,20 @@ type ModelKey = (PathBuf, String);
 /// The parameter count, or why there is none; `None` while it is being computed.
 type Answer = Option<Result<u64, String>>;
 
-#[derive(Default, Clone)]
+/// The parameter count of model `name` of a pipeline file, as the worker computes it.
+pub type CountParameters = fn(file: &Path, pipeline: &Pipeline, name: &str) -> Result<u64, String>;
+
+#[derive(Clone)]
 pub struct ModelSizes {
     known: Arc<Mutex<HashMap<ModelKey, Answer>>>,
+    count: CountParameters,
 }
 
 impl ModelSizes {
+    pub fn new(count: CountParameters) -> ModelSizes {
+        ModelSizes { known: Default::default(), count }
+    }
+
     /// `N parameters`, or why not (yet). Only the model and the stages that train it (for
     /// their data's shape) are read, so `pipeline` may be the `partial` one of a file with
     /// errors (`checked` false); then a model no resolved stage trains has no count, since
@@ -45,9 +54,9 @@ impl ModelSizes {
         };
         if started {
             let (known, file, name) = (self.known.clone(), file.to_path_buf(), name.to_string());
-            let key = key.clone();
+            let (key, count) = (key.clone(), self.count);
             std::thread::spawn(move || {
-                let answer = ask_worker(&file, &pipeline, &name);
+                let answer = count(&file, &pipeline, &name);
                 known.lock().unwrap_or_else(|e| e.into_inner()).insert(key, Some(answer));
             });
         }
@@ -86,13 +95,4 @@ fn model_part(p: &Pipeline, name: &str, config: &Config) -> Pipeline {
         families: Default::default(),
         source: Default::default(),
     }
-}
-
-fn ask_worker(file: &Path, pipeline: &Pipeline, name: &str) -> Result<u64, String> {
-    let session = Session::new(file, pipeline)?;
-    let answer = exec::show::show(&session, name, true).map_err(|e| match e {
-        exec::show::ShowError::Wrong(m) | exec::show::ShowError::Failed(m) => m,
-    })?;
-    let json: serde_json::Value = serde_json::from_str(answer.trim()).map_err(|e| e.to_string())?;
-    json["params"].as_u64().ok_or_else(|| "the worker gave no parameter count".into())
 }

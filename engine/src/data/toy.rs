@@ -5,7 +5,7 @@ use anyhow::{bail, Result};
 use tch::Tensor;
 
 use super::store::{DataMeta, DataType, Dataset};
-use crate::diffusion::noise::SplitMix;
+use crate::rng::SplitMix;
 
 /// Radius of the circle that carries the eight modes of `gaussians8`.
 pub const GAUSSIANS8_RADIUS: f64 = 2.0;

@@ -10,8 +10,8 @@ use serde::Deserialize;
 use tch::{Device, Kind, Tensor};
 
 use super::inception::{self, InceptionV3, Precision};
+use crate::artifacts::{load_classifier, LoadedClassifier};
 use crate::data::store::to_unit_range;
-use crate::models::{load_classifier, LoadedClassifier};
 
 /// The stats entry's file of per-item features (f32 `features` [N, D], and for Inception the
 /// bias-free `logits` [N, 1008] that IS needs), beside `stats.safetensors`.

@@ -100,10 +100,10 @@ pub fn frechet_distance(a: &FeatureStats, b: &FeatureStats) -> Result<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::rng::SplitMix64;
+    use crate::rng::SplitMix;
 
     fn gaussian(n: i64, mean: &[f64], std: &[f64], seed: u64) -> Tensor {
-        let z = SplitMix64::new(seed).normals(n, mean.len() as i64);
+        let z = SplitMix::from_state(seed).normals(n, mean.len() as i64);
         z * Tensor::from_slice(std).unsqueeze(0) + Tensor::from_slice(mean).unsqueeze(0)
     }
 

@@ -5,7 +5,7 @@
 use anyhow::{bail, Result};
 use tch::{Device, Kind, Tensor};
 
-use super::rng::SplitMix64;
+use crate::rng::SplitMix;
 
 pub const SUBSETS: usize = 100;
 pub const SUBSET_SIZE: usize = 1000;
@@ -40,7 +40,7 @@ pub fn kernel_inception_distance(a: &Tensor, b: &Tensor, subsets: usize, subset_
     }
     let a = a.to_device(Device::Cpu).to_kind(Kind::Double);
     let b = b.to_device(Device::Cpu).to_kind(Kind::Double);
-    let mut rng = SplitMix64::new(SEED);
+    let mut rng = SplitMix::from_state(SEED);
     let values: Vec<f64> = (0..subsets.max(1))
         .map(|_| {
             let ia = Tensor::from_slice(&rng.choose(na, m));
@@ -61,7 +61,7 @@ mod tests {
     fn unbiased_on_identical_distributions() {
         // Two independent samples of one distribution: the estimate centres on 0 (a biased
         // estimator would stay clearly positive), while a shifted distribution is far from 0.
-        let mut rng = SplitMix64::new(7);
+        let mut rng = SplitMix::from_state(7);
         let (x, y) = (rng.normals(2000, 32), rng.normals(2000, 32));
         let (mean, std) = kernel_inception_distance(&x, &y, 50, 200).unwrap();
         assert!(mean.abs() < 3.0 * std / (50f64).sqrt() + 1e-4, "KID {mean} ± {std}");
@@ -74,7 +74,7 @@ mod tests {
     fn the_diagonal_correction_removes_the_bias() {
         // The V-statistic (diagonal kept) of two samples of one distribution is positive by
         // about 2(E k(x,x) − E k(x,y))/m; the unbiased estimate centres on 0.
-        let mut rng = SplitMix64::new(8);
+        let mut rng = SplitMix::from_state(8);
         let m = 100.0;
         let mut unbiased = 0.0;
         let mut biased = 0.0;

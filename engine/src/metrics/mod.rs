@@ -9,6 +9,5 @@ pub mod inception;
 pub mod inception_score;
 pub mod kid;
 pub mod precision_recall;
-pub mod rng;
 pub mod torch_file;
 pub mod trajectory;

@@ -70,10 +70,10 @@ pub fn precision_recall(real: &Tensor, generated: &Tensor, k: i64, device: Devic
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::rng::SplitMix64;
+    use crate::rng::SplitMix;
 
     fn normals(seed: u64, rows: i64, cols: i64) -> Tensor {
-        SplitMix64::new(seed).normals(rows, cols).to_kind(Kind::Float)
+        SplitMix::from_state(seed).normals(rows, cols).to_kind(Kind::Float)
     }
 
     #[test]

@@ -9,11 +9,9 @@ pub mod layers;
 pub mod mlp;
 pub mod unet;
 
-use std::path::Path;
-
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
-use tch::{nn, Device, Tensor};
+use tch::{nn, Tensor};
 
 use crate::data::DataMeta;
 use crate::lanes::Lanes;
@@ -114,24 +112,6 @@ pub fn build_denoiser(root: &nn::Path, config: &serde_json::Value, data: &DataMe
     }
 }
 
-/// What a classifier stage records in its `meta.json`, so guidance and metrics can rebuild it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ClassifierMeta {
-    /// The `model` config object (variant `encoder`).
-    pub model: serde_json::Value,
-    /// The `schedule` config object it was trained on (noisy classifier), or null (clean).
-    pub schedule: Option<serde_json::Value>,
-    pub classes: usize,
-    /// The data it was trained on.
-    pub data: DataMeta,
-    /// Held-out accuracy.
-    #[serde(default)]
-    pub accuracy: Option<f64>,
-}
-
-/// The weights file of a classifier stage.
-pub const CLASSIFIER_FILE: &str = "classifier.safetensors";
-
 /// Builds the classifier that `config` describes, with `classes` outputs.
 pub fn build_classifier(
     root: &nn::Path,
@@ -143,29 +123,6 @@ pub fn build_classifier(
         "encoder" => Ok(Box::new(encoder::Encoder::from_config(root, config, data, classes)?)),
         other => bail!("the model variant `{other}` cannot classify (available: encoder)"),
     }
-}
-
-/// A trained classifier, ready for inference (eval mode: `train = false`).
-pub struct LoadedClassifier {
-    pub net: Box<dyn Classifier>,
-    pub meta: ClassifierMeta,
-    /// Owns the weights (kept alive with the net).
-    pub vars: nn::VarStore,
-}
-
-/// Loads the classifier of a classifier stage's entry `dir` onto `device`.
-pub fn load_classifier(dir: &Path, device: Device) -> Result<LoadedClassifier> {
-    let meta_path = dir.join("meta.json");
-    let text = difflow_core::files::read_text(&meta_path, difflow_core::files::Purpose::Metadata)
-        .with_context(|| format!("cannot read {}", meta_path.display()))?;
-    let meta: ClassifierMeta = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a classifier description", meta_path.display()))?;
-    let mut vars = nn::VarStore::new(device);
-    let net = build_classifier(&vars.root(), &meta.model, &meta.data, meta.classes)?;
-    let weights = dir.join(CLASSIFIER_FILE);
-    vars.load(&weights).with_context(|| format!("cannot load the classifier weights {}", weights.display()))?;
-    vars.freeze();
-    Ok(LoadedClassifier { net, meta, vars })
 }
 
 /// Sinusoidal timestep embedding [B, dim] (improved-diffusion's `timestep_embedding`, or

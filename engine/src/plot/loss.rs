@@ -16,9 +16,8 @@ use plotters::prelude::*;
 use difflow_core::job::StageRef;
 use serde::Deserialize;
 
+use crate::artifacts::LOSS_FILE;
 use crate::params::input;
-
-pub const LOSS_FILE: &str = "loss.csv";
 
 /// One named curve.
 pub struct Line {

@@ -16,7 +16,7 @@
 //! staging folder's `checkpoint/`, the train stage's format: a stopped or preempted run
 //! resumes there and ends with the weights an uninterrupted one has, bit for bit.
 //!
-//! [`crate::models::load_classifier`] rebuilds a trained classifier from its cache entry.
+//! [`crate::artifacts::load_classifier`] rebuilds a trained classifier from its cache entry.
 
 use std::path::Path;
 
@@ -27,18 +27,18 @@ use serde::Deserialize;
 use tch::nn;
 use tch::{Device, Kind, Tensor};
 
-use super::adamw::{AdamStep, FlatParams};
-use super::checkpoint::{self, CheckpointState, CHECKPOINT_DIR};
-use super::train::OPTIMIZER_FILE;
+use crate::artifacts::{ClassifierMeta, CLASSIFIER_FILE, OPTIMIZER_FILE};
 use crate::data::split::stratified_split;
 use crate::data::{DataMeta, Dataset};
-use crate::diffusion::noise::derive_seed;
 use crate::diffusion::{Process, VarianceType};
 use crate::dist::{flat_gradient_parts, share, ProcessGroup};
 use crate::models::encoder::NOISY_KEY;
-use crate::models::{build_classifier, Classifier, ClassifierMeta, ModelSpec, Prediction, CLASSIFIER_FILE};
+use crate::models::{build_classifier, Classifier, ModelSpec, Prediction};
 use crate::params::job_params;
 use crate::progress::{self, Progress};
+use crate::rng::derive_seed;
+use crate::training::adamw::{AdamStep, FlatParams};
+use crate::training::checkpoint::{self, CheckpointState, CHECKPOINT_DIR};
 
 /// The fraction of the data held out for the reported accuracy.
 pub const HELD_OUT: f64 = 0.1;
@@ -69,29 +69,34 @@ pub struct ClassifierParams {
     pub checkpoint_every: usize,
 }
 
+/// A classifier learns labelled images.
+fn check_data(job: &Job, data: &DataMeta, variant: &str) -> Result<()> {
+    if data.classes < 2 {
+        bail!(
+            "`{}` trains a classifier, but its data `{variant}` has {} classes: use labelled data",
+            job.instance,
+            data.classes
+        );
+    }
+    if !data.is_images() {
+        bail!("`{}`: the encoder classifies images, but the data holds vectors", job.instance);
+    }
+    Ok(())
+}
+
 pub fn run(job: &Job) -> Result<()> {
     let params: ClassifierParams = job_params(job)?;
     // Data parallel: join the ranks' group; on CUDA each rank takes its own GPU.
     let (group, device) = ProcessGroup::from_env(crate::device::resolve(&job.device)?)?;
     let (_, input) = crate::params::input(job, &params.data)?;
     let data = Dataset::read(&input.dir)?;
+    check_data(job, &data.meta, &input.variant)?;
     let classes = data.meta.classes;
-    if classes < 2 {
-        bail!(
-            "`{}` trains a classifier, but its data `{}` has {classes} classes: use labelled data",
-            job.instance,
-            input.variant
-        );
-    }
-    if !data.meta.is_images() {
-        bail!("`{}`: the encoder classifies images, but the data holds vectors", job.instance);
-    }
     let model_config = &params.model;
     let schedule_config = &params.schedule;
-    let noisy = schedule_config.is_some();
     let mut model_json = model_config.clone();
     if let Some(map) = model_json.as_object_mut() {
-        map.insert(NOISY_KEY.into(), noisy.into());
+        map.insert(NOISY_KEY.into(), schedule_config.is_some().into());
     }
     let process = schedule_config.as_ref().map(|s| noising_process(s, device)).transpose()?;
     let Plan { held, n_train, batch, steps } = Plan::new(job, &params, data.meta.count, group.as_ref())?;
@@ -160,7 +165,7 @@ pub fn run(job: &Job) -> Result<()> {
     progress::log(format!(
         "held-out accuracy {:.2} % on {held} images ({} classifier, final loss {last_loss:.4})",
         accuracy * 100.0,
-        if noisy { "noisy" } else { "clean" }
+        if process.is_some() { "noisy" } else { "clean" }
     ));
 
     std::fs::create_dir_all(&job.out_dir).with_context(|| format!("cannot create {}", job.out_dir.display()))?;

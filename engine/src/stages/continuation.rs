@@ -10,8 +10,9 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use difflow_core::job::{Job, CONTINUE_INPUT, LOG_DIR};
 
-use super::train::{TrainMeta, CHECKPOINT_DIR, EMA_FILE, LOSS_FILE, MODEL_FILE, OPTIMIZER_FILE, STATE_FILE};
+use crate::artifacts::{TrainMeta, EMA_FILE, LOSS_FILE, MODEL_FILE, OPTIMIZER_FILE};
 use crate::progress;
+use crate::training::checkpoint::{CHECKPOINT_DIR, STATE_FILE};
 
 /// Lays the continued run's state out as `out_dir/checkpoint`, unless a checkpoint an
 /// interrupted run of this job left there is already as far along. `target`: the steps

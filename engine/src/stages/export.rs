@@ -13,10 +13,10 @@ use serde::Deserialize;
 use serde_json::json;
 use tch::{Device, Tensor};
 
+use crate::artifacts::TrainMeta;
 use crate::models::diffusers::export_weights;
 use crate::models::unet::UNetConfig;
 use crate::params::{decode, input, job_params};
-use crate::stages::train::TrainMeta;
 
 /// The diffusers version whose layout the folder follows (what `model_index.json` records).
 const DIFFUSERS_VERSION: &str = "0.42.1";

@@ -154,7 +154,7 @@ fn classifier_accuracy(
     if input.kind != "classifier" {
         bail!("`accuracy` needs `features` to be a classifier stage; `{name}` is a `{}` stage", input.kind);
     }
-    let loaded = crate::models::load_classifier(&input.dir, device)?;
+    let loaded = crate::artifacts::load_classifier(&input.dir, device)?;
     if samples.values.size()[1..] != loaded.meta.data.shape[..] {
         bail!(
             "the classifier `{name}` was trained on items of shape {:?}, but the samples are {:?}",

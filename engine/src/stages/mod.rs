@@ -1,8 +1,6 @@
 //! One module per stage kind (the `plot` kind lives in `crate::plot`, one module per
 //! variant); `run` dispatches a job to it.
 
-mod adamw;
-mod checkpoint;
 pub mod classifier;
 pub mod continuation;
 pub mod dataset;

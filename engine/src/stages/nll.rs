@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tch::{Device, Kind, Tensor};
 
+use crate::artifacts::TrainMeta;
 use crate::data::Dataset;
 use crate::diffusion::noise::SampleNoise;
 use crate::diffusion::vlb::bits_per_dim;
@@ -21,7 +22,6 @@ use crate::diffusion::{Process, VarianceType};
 use crate::params::{input, job_params};
 use crate::progress::{self, Progress};
 use crate::stages::metrics::METRICS_FILE;
-use crate::stages::train::TrainMeta;
 
 /// The noise of item i at step t depends only on (this seed, i, t): batching changes nothing.
 const NOISE_SEED: u64 = 0x6e6c6c;

@@ -11,12 +11,12 @@ use serde::Deserialize;
 use serde_json::json;
 use tch::{nn, Device};
 
+use crate::artifacts::{TrainMeta, EMA_FILE, MODEL_FILE};
 use crate::data::{DataMeta, DataType};
 use crate::diffusion::loss::LossType;
 use crate::models::{build_denoiser, diffusers::import_weights, ModelSpec};
 use crate::params::job_params;
 use crate::progress;
-use crate::stages::train::{TrainMeta, EMA_FILE, MODEL_FILE};
 
 /// The parameters of a `pretrained = diffusers` stage. A `repo` has been fetched into the
 /// user cache by the orchestrator, which passes that folder as `path`.

@@ -6,8 +6,9 @@
 use anyhow::{bail, Context, Result};
 use difflow_core::job::{Job, StageRef};
 use serde::Deserialize;
-use tch::{nn, Device, Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
+use crate::artifacts::{self, LoadedClassifier, TrainMeta};
 use crate::data::store::{to_uint8, SAMPLES_FILE};
 use crate::data::{DataMeta, Dataset};
 use crate::diffusion::guidance::GuidanceConfig;
@@ -16,11 +17,10 @@ use crate::diffusion::sampler::{Guidance, SampleSetup, Sampler};
 use crate::dist::{gather_rows, share, ProcessGroup};
 use crate::lanes::Lanes;
 use crate::metrics::trajectory::TRAJECTORY_FILE;
-use crate::models::{build_classifier, evaluate, Classifier, ClassifierMeta, CLASSIFIER_FILE};
+use crate::models::evaluate;
 use crate::params::{input, job_params};
 use crate::plot::write_image_grid;
 use crate::progress::{self, Progress};
-use crate::stages::train::TrainMeta;
 
 pub const GRID_FILE: &str = "grid.png";
 /// Images in `grid.png` at most.
@@ -78,7 +78,7 @@ pub fn run(job: &Job) -> Result<()> {
     // The classes samples are drawn for: the model's, or (classifier guidance of an
     // unconditional model, as Dhariwal & Nichol do) the classifier's.
     let classes = match &classifier {
-        Some((_, _, classifier_classes)) if model_classes == 0 => *classifier_classes,
+        Some(loaded) if model_classes == 0 => loaded.meta.classes,
         _ => model_classes,
     };
     let labels = labels_for(&params.classes, count, classes)?;
@@ -86,7 +86,7 @@ pub fn run(job: &Job) -> Result<()> {
         None => Guidance::None,
         Some(GuidanceConfig::Cfg { scale }) => Guidance::Cfg { scale: *scale },
         Some(GuidanceConfig::Classifier { scale, .. }) => Guidance::Classifier {
-            classifier: classifier.as_ref().map(|(_, c, _)| c.as_ref()).expect("loaded above"),
+            classifier: classifier.as_ref().map(|loaded| loaded.net.as_ref()).expect("loaded above"),
             scale: *scale,
         },
     };
@@ -117,15 +117,7 @@ pub fn run(job: &Job) -> Result<()> {
     }
     let batches = (hi - lo).div_ceil(batch);
     let per_batch = process.steps() as u64;
-    // The bar counts sampler steps over all batches: the words say what that total is made of.
-    let plural = |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
-    let what = format!(
-        "sampling {}: {} × {}",
-        plural(hi - lo, "sample", "samples"),
-        plural(batches, "batch", "batches"),
-        plural(per_batch as usize, "step", "steps")
-    );
-    let mut bar = Progress::begin(&what, batches as u64 * per_batch);
+    let mut bar = Progress::begin(&sampling_words(hi - lo, batches, per_batch as usize), batches as u64 * per_batch);
     let mut outputs = Vec::with_capacity(batches);
     let mut kept = KeptTrajectory::default();
     for (bi, start) in (lo..hi).step_by(batch).enumerate() {
@@ -140,18 +132,11 @@ pub fn run(job: &Job) -> Result<()> {
             kept.push(&samples.trajectory);
         }
     }
-    let mut x = if outputs.is_empty() {
-        let shape: Vec<i64> = std::iter::once(0i64).chain(meta.data.shape.iter().copied()).collect();
-        Tensor::zeros(shape.as_slice(), (Kind::Float, Device::Cpu))
-    } else {
-        Tensor::cat(&outputs, 0)
-    };
+    let mut x = stack(&outputs, &meta.data.shape);
     if let Some(group) = &group {
         x = gather_rows(group, &x, lo, count, 0)?;
-        let mut traj = [&mut kept.xt, &mut kept.x0];
-        for parts in traj.iter_mut().filter(|_| trajectory > 0) {
-            let mine = Tensor::cat(parts, 1);
-            **parts = vec![gather_rows(group, &mine, lo, count, 1)?];
+        if trajectory > 0 {
+            kept.gather(group, lo, count)?;
         }
         if group.rank() != 0 {
             return Ok(());
@@ -163,6 +148,27 @@ pub fn run(job: &Job) -> Result<()> {
     write_outputs(job, &meta.data, &x, &labels, classes, (trajectory > 0).then_some(&kept))?;
     progress::metric("count", count as f64);
     Ok(())
+}
+
+/// The bar counts sampler steps over all batches: the words say what that total is made of.
+fn sampling_words(samples: usize, batches: usize, steps: usize) -> String {
+    let plural = |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    format!(
+        "sampling {}: {} × {}",
+        plural(samples, "sample", "samples"),
+        plural(batches, "batch", "batches"),
+        plural(steps, "step", "steps")
+    )
+}
+
+/// The batches' samples as one tensor [N, …item shape] (N may be 0).
+fn stack(outputs: &[Tensor], item_shape: &[i64]) -> Tensor {
+    if outputs.is_empty() {
+        let shape: Vec<i64> = std::iter::once(0i64).chain(item_shape.iter().copied()).collect();
+        Tensor::zeros(shape.as_slice(), (Kind::Float, Device::Cpu))
+    } else {
+        Tensor::cat(outputs, 0)
+    }
 }
 
 /// The kept points of each batch's reverse chain: their timesteps, and x_t and x̂₀ [points, batch, …].
@@ -181,6 +187,16 @@ impl KeptTrajectory {
         let on_cpu = |x: &Tensor| x.to_device(Device::Cpu);
         self.xt.push(Tensor::stack(&points.iter().map(|(_, x, _)| on_cpu(x)).collect::<Vec<_>>(), 0));
         self.x0.push(Tensor::stack(&points.iter().map(|(_, _, x)| on_cpu(x)).collect::<Vec<_>>(), 0));
+    }
+
+    /// Every rank's kept points in sample order, as one part each of x_t and x̂₀; this
+    /// rank's samples start at `lo` of `count`.
+    fn gather(&mut self, group: &ProcessGroup, lo: usize, count: usize) -> Result<()> {
+        for parts in [&mut self.xt, &mut self.x0] {
+            let mine = Tensor::cat(parts, 1);
+            *parts = vec![gather_rows(group, &mine, lo, count, 1)?];
+        }
+        Ok(())
     }
 }
 
@@ -222,20 +238,14 @@ fn write_outputs(
 }
 
 /// The noisy classifier named by `guidance = classifier { model = … }`.
-fn load_classifier(job: &Job, model: &StageRef, device: Device) -> Result<(nn::VarStore, Box<dyn Classifier>, usize)> {
+fn load_classifier(job: &Job, model: &StageRef, device: Device) -> Result<LoadedClassifier> {
     let (name, input) = input(job, model)?;
-    let not_classifier = || format!("`{name}` must be a classifier stage");
-    let text = difflow_core::files::read_text(&input.dir.join("meta.json"), difflow_core::files::Purpose::Metadata)
-        .with_context(not_classifier)?;
-    let cmeta: ClassifierMeta = serde_json::from_str(&text).with_context(not_classifier)?;
-    if cmeta.schedule.is_none() {
+    let loaded = artifacts::load_classifier(&input.dir, device)
+        .with_context(|| format!("`{name}` must be a classifier stage"))?;
+    if loaded.meta.schedule.is_none() {
         bail!("`{name}` is a clean classifier; guidance needs one trained on noisy x_t (give it a `schedule`)");
     }
-    let mut vs = nn::VarStore::new(device);
-    let classifier = build_classifier(&vs.root(), &cmeta.model, &cmeta.data, cmeta.classes)?;
-    let path = input.dir.join(CLASSIFIER_FILE);
-    vs.load(&path).with_context(|| format!("cannot load {}", path.display()))?;
-    Ok((vs, classifier, cmeta.classes))
+    Ok(loaded)
 }
 
 /// The label of each sample: `classes = "all"` cycles 0..K, N asks for class N, a list cycles it.

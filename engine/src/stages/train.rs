@@ -12,78 +12,24 @@
 //! identical on all ranks, and the result equals one process's up to summation order.
 //! Rank 0 alone writes checkpoints and outputs; every rank resumes from them.
 
-use std::collections::BTreeMap;
-use std::path::Path;
-
 use anyhow::{bail, Context, Result};
 use difflow_core::diffusion::schedule::ScheduleSpec;
 use difflow_core::job::{Job, StageRef};
-use serde::{Deserialize, Serialize};
-use tch::{nn, Device, Kind, Tensor};
+use serde::Deserialize;
+use tch::Device;
 
-use super::adamw::{share_one_buffer, AdamStep, FlatParams};
-use super::checkpoint::{self, CheckpointState};
-pub use super::checkpoint::{CHECKPOINT_DIR, LOSS_FILE, STATE_FILE};
-use crate::data::{DataMeta, Dataset};
+use crate::artifacts::{TrainMeta, LOSS_FILE};
+use crate::data::Dataset;
 use crate::diffusion::loss::LossType;
-use crate::diffusion::noise::derive_seed;
 use crate::diffusion::{DataSpace, Process, VarianceType};
-use crate::dist::{flat_gradient_parts, share, ProcessGroup};
-use crate::lanes::Lanes;
-use crate::models::{build_denoiser, Denoiser, ModelSpec};
+use crate::dist::ProcessGroup;
+use crate::models::ModelSpec;
 use crate::params::{input, job_params};
 use crate::progress::{self, Progress};
+use crate::rng::derive_seed;
 use crate::tblog::TrainLog;
-
-pub const MODEL_FILE: &str = "model.safetensors";
-pub const EMA_FILE: &str = "ema.safetensors";
-pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
-
-/// What a train stage records in `meta.json`: enough to rebuild the model and its process.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TrainMeta {
-    /// The `model` config object.
-    pub model: serde_json::Value,
-    pub model_spec: ModelSpec,
-    /// The `schedule` config object and the spec built from it.
-    pub schedule_config: serde_json::Value,
-    pub schedule: ScheduleSpec,
-    pub data: DataMeta,
-    pub loss: LossType,
-    pub steps: usize,
-    /// None for a pretrained model (its training loss is not known).
-    pub final_loss: Option<f64>,
-    /// The largest |value| of vector training data (x̂₀ is clipped to it while sampling).
-    #[serde(default)]
-    pub data_bound: Option<f64>,
-}
-
-impl TrainMeta {
-    pub fn read(dir: &Path) -> Result<TrainMeta> {
-        let path = dir.join("meta.json");
-        let text = difflow_core::files::read_text(&path, difflow_core::files::Purpose::Metadata)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("{} is not a train stage's description", path.display()))
-    }
-
-    /// The data space the model was trained in (clipping range and decoder).
-    pub fn data_space(&self) -> DataSpace {
-        if self.data.is_images() {
-            DataSpace::images()
-        } else {
-            DataSpace::points(self.data_bound)
-        }
-    }
-
-    /// Builds the model and loads the EMA (or raw) weights of a finished train stage.
-    pub fn load_model(&self, dir: &Path, use_ema: bool, device: Device) -> Result<(nn::VarStore, Box<dyn Denoiser>)> {
-        let mut vs = nn::VarStore::new(device);
-        let model = build_denoiser(&vs.root(), &self.model, &self.data)?;
-        let path = dir.join(if use_ema { EMA_FILE } else { MODEL_FILE });
-        vs.load(&path).with_context(|| format!("cannot load weights from {}", path.display()))?;
-        Ok((vs, model))
-    }
-}
+use crate::training::checkpoint::{self, CheckpointState, CHECKPOINT_DIR};
+use crate::training::{Settings, Trainer};
 
 /// The parameters of a `train` stage.
 #[derive(Debug, Clone, Deserialize)]
@@ -113,31 +59,6 @@ pub enum Precision {
     Bf16,
 }
 
-pub(crate) struct Settings {
-    pub(crate) loss: LossType,
-    pub(crate) uncond_p: f64,
-    pub(crate) steps: usize,
-    pub(crate) batch: usize,
-    pub(crate) lr: f64,
-    pub(crate) warmup: usize,
-    pub(crate) grad_clip: f64,
-    pub(crate) ema: f64,
-    pub(crate) seed: u64,
-    pub(crate) bf16: bool,
-    pub(crate) checkpoint_every: usize,
-    /// Measure the gradient norm every step (for the live log) even without `grad_clip`.
-    pub(crate) measure_grad_norm: bool,
-}
-
-/// What one optimisation step reports.
-pub(crate) struct StepStats {
-    /// The batch's mean loss.
-    pub(crate) loss: f64,
-    pub(crate) lr: f64,
-    /// The gradient's L2 norm before clipping, when clipped or asked for.
-    pub(crate) grad_norm: Option<f64>,
-}
-
 pub fn run(job: &Job) -> Result<()> {
     let params: TrainParams = job_params(job)?;
     if job.variant != "diffusion" {
@@ -159,19 +80,7 @@ pub fn run(job: &Job) -> Result<()> {
     if data.meta.count == 0 {
         bail!("the dataset `{}` is empty", data_input.dir.display());
     }
-    if model_spec.classes > 0 {
-        let max = data.labels.max().int64_value(&[]);
-        if max >= model_spec.classes as i64 {
-            bail!(
-                "the model has `classes = {}` but the data has labels up to {max}; set `classes = {}`",
-                model_spec.classes,
-                data.meta.classes
-            );
-        }
-    }
-    if settings.uncond_p > 0.0 && model_spec.classes == 0 {
-        bail!("`uncond_p` drops class labels, but the model is unconditional (`classes = 0`)");
-    }
+    check_labels(&data, &model_spec, settings.uncond_p)?;
     let variance = if model_spec.learn_sigma { VarianceType::Learned } else { VarianceType::FixedSmall };
     let data_bound = (!data.meta.is_images()).then(|| data.values.abs().max().double_value(&[]));
     let space = if data.meta.is_images() { DataSpace::images() } else { DataSpace::points(data_bound) };
@@ -208,12 +117,7 @@ pub fn run(job: &Job) -> Result<()> {
         let stats = trainer.step(step, &settings, &process, &data, model_spec, group.as_ref())?;
         let loss = stats.loss;
         if !loss.is_finite() {
-            let remedy = if settings.bf16 {
-                "lower `lr`, set `grad_clip`, or use `precision = \"fp32\"`"
-            } else {
-                "lower `lr` or set `grad_clip`"
-            };
-            bail!("training diverged: the loss is {loss} at step {}; {remedy}", step + 1);
+            return Err(diverged(loss, step, settings.bf16));
         }
         losses.push(loss);
         bar.update(step as u64 + 1, Some(loss));
@@ -233,9 +137,7 @@ pub fn run(job: &Job) -> Result<()> {
     }
     log.finish();
     let out = &job.out_dir;
-    trainer.vs.save(out.join(MODEL_FILE)).context("cannot write the model weights")?;
-    trainer.ema_vs.save(out.join(EMA_FILE)).context("cannot write the EMA weights")?;
-    trainer.adam.save_moments(&out.join(OPTIMIZER_FILE), settings.steps)?;
+    trainer.save_weights(out, settings.steps)?;
     checkpoint::write_losses(&out.join(LOSS_FILE), &losses)?;
     let final_loss = mean_tail(&losses);
     let meta = TrainMeta {
@@ -255,6 +157,34 @@ pub fn run(job: &Job) -> Result<()> {
     }
     progress::metric("final_loss", final_loss);
     Ok(())
+}
+
+/// The model's classes cover the data's labels, and label dropout has labels to drop.
+fn check_labels(data: &Dataset, model_spec: &ModelSpec, uncond_p: f64) -> Result<()> {
+    if model_spec.classes > 0 {
+        let max = data.labels.max().int64_value(&[]);
+        if max >= model_spec.classes as i64 {
+            bail!(
+                "the model has `classes = {}` but the data has labels up to {max}; set `classes = {}`",
+                model_spec.classes,
+                data.meta.classes
+            );
+        }
+    }
+    if uncond_p > 0.0 && model_spec.classes == 0 {
+        bail!("`uncond_p` drops class labels, but the model is unconditional (`classes = 0`)");
+    }
+    Ok(())
+}
+
+/// The error of a non-finite `loss` at 0-based `step`, with what to change.
+fn diverged(loss: f64, step: usize, bf16: bool) -> anyhow::Error {
+    let remedy = if bf16 {
+        "lower `lr`, set `grad_clip`, or use `precision = \"fp32\"`"
+    } else {
+        "lower `lr` or set `grad_clip`"
+    };
+    anyhow::anyhow!("training diverged: the loss is {loss} at step {}; {remedy}", step + 1)
 }
 
 /// The training settings a job asks for, on `device`, over `count` data items.
@@ -296,198 +226,4 @@ fn mean_tail(losses: &[f64]) -> f64 {
     }
     let n = (losses.len() / 10).max(1);
     losses[losses.len() - n..].iter().sum::<f64>() / n as f64
-}
-
-/// The model, its EMA copy and AdamW's moments. The trainable parameters (and their EMA
-/// copies) are views into one flat buffer each, so that AdamW and the EMA are a handful of
-/// tensor ops per step rather than a handful per parameter tensor.
-pub(crate) struct Trainer {
-    pub(crate) vs: nn::VarStore,
-    ema_vs: nn::VarStore,
-    pub(crate) model: Box<dyn Denoiser>,
-    /// Trainable parameters (views into one flat buffer) and AdamW's moments.
-    adam: FlatParams,
-    /// EMA of the parameters; the EMA store's variables are views into it.
-    ema_flat: Tensor,
-    /// Non-trainable variables (buffers) and their EMA counterparts.
-    buffers: Vec<(Tensor, Tensor)>,
-}
-
-impl Trainer {
-    pub(crate) fn new(model_config: &serde_json::Value, data: &DataMeta, device: Device) -> Result<Trainer> {
-        let vs = nn::VarStore::new(device);
-        let model = build_denoiser(&vs.root(), model_config, data)?;
-        let mut ema_vs = nn::VarStore::new(device);
-        let _ema_model = build_denoiser(&ema_vs.root(), model_config, data)?;
-        ema_vs.copy(&vs)?;
-        let variables: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
-        let ema_variables: BTreeMap<String, Tensor> = ema_vs.variables().into_iter().collect();
-        let mut ema_params = Vec::new();
-        let mut buffers = Vec::new();
-        for (name, t) in &variables {
-            let ema = ema_variables[name].shallow_clone();
-            if t.requires_grad() {
-                ema_params.push(ema);
-            } else {
-                buffers.push((t.shallow_clone(), ema));
-            }
-        }
-        let adam = FlatParams::new(&variables);
-        let ema_flat = share_one_buffer(&ema_params);
-        Ok(Trainer { vs, ema_vs, model, adam, ema_flat, buffers })
-    }
-
-    /// One optimisation step (0-based `step`).
-    pub(crate) fn step(
-        &mut self,
-        step: usize,
-        s: &Settings,
-        process: &Process,
-        data: &Dataset,
-        spec: ModelSpec,
-        group: Option<&ProcessGroup>,
-    ) -> Result<StepStats> {
-        let device = self.vs.device();
-        let lanes = self.lanes(s);
-        let _serial = lanes.serial_caller();
-        tch::manual_seed(derive_seed(&[s.seed, step as u64]) as i64);
-        let b = s.batch as i64;
-        let index = Tensor::randint(data.meta.count as i64, [b], (Kind::Int64, Device::Cpu));
-        let (mut x0, labels) = data.batch(&index, device);
-        if data.meta.flip && data.meta.is_images() {
-            let flip = Tensor::rand([b, 1, 1, 1], (Kind::Float, device)).lt(0.5);
-            x0 = x0.flip([3]).where_self(&flip, &x0);
-        }
-        let t = Tensor::randint(process.steps() as i64, [b], (Kind::Int64, device));
-        let noise = x0.randn_like();
-        let y = (spec.classes > 0).then(|| {
-            if s.uncond_p > 0.0 {
-                let drop = Tensor::rand([b], (Kind::Float, device)).lt(s.uncond_p);
-                labels.full_like(spec.classes as i64).where_self(&drop, &labels)
-            } else {
-                labels.shallow_clone()
-            }
-        });
-        // This rank's share of the global batch (all of it without a group).
-        let (start, end) = group.map_or((0, s.batch), |g| share(s.batch, g.rank(), g.world_size()));
-        let keep = |x: &Tensor| x.narrow(0, start as i64, (end - start) as i64);
-        let (x0, t, noise, y) = (keep(&x0), keep(&t), keep(&noise), y.as_ref().map(keep));
-        let xt = process.q_sample(&x0, &t, &noise);
-
-        let (mut g, loss) = self.gradient(&lanes, s, process, &xt, &x0, &t, &noise, y.as_ref())?;
-        let value = match group {
-            None => loss.double_value(&[]),
-            Some(group) => {
-                // Every rank takes part in the all-reduce, even with a non-finite loss, so
-                // that all of them agree on stopping.
-                let mut summed_loss = loss.reshape([1]);
-                group.all_reduce_sum(&mut [&mut g, &mut summed_loss])?;
-                summed_loss.double_value(&[0])
-            }
-        };
-        let lr = if s.warmup > 0 { s.lr * ((step + 1) as f64 / s.warmup as f64).min(1.0) } else { s.lr };
-        if !value.is_finite() {
-            return Ok(StepStats { loss: value, lr, grad_norm: None });
-        }
-        let grad_norm = (s.grad_clip > 0.0 || s.measure_grad_norm).then(|| g.norm().double_value(&[]));
-        tch::no_grad(|| self.update(&lanes, step, lr, s, g, grad_norm));
-        Ok(StepStats { loss: value, lr, grad_norm })
-    }
-
-    /// How a step splits its batch: not at all with bf16 autocast (per-thread state) or a
-    /// network that draws random numbers in training.
-    fn lanes(&self, s: &Settings) -> Lanes {
-        if s.bf16 || self.model.draws_in_training() {
-            Lanes::one()
-        } else {
-            Lanes::for_device(self.vs.device())
-        }
-    }
-
-    /// This process's share of the loss (its items' losses over the global batch) and its
-    /// gradient as one flat buffer. Without dropout on the CPU, each batch lane computes its
-    /// items' part on its own thread and the parts are added in lane order.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn gradient(
-        &self,
-        lanes: &Lanes,
-        s: &Settings,
-        process: &Process,
-        xt: &Tensor,
-        x0: &Tensor,
-        t: &Tensor,
-        noise: &Tensor,
-        y: Option<&Tensor>,
-    ) -> Result<(Tensor, Tensor)> {
-        if s.bf16 {
-            crate::device::use_bf16_autocast();
-        }
-        let part = |start: i64, length: i64| -> Result<(Tensor, Tensor)> {
-            let keep = |v: &Tensor| v.narrow(0, start, length);
-            let xt = keep(xt);
-            let forward = || self.model.forward(&xt, &keep(t), y.map(keep).as_ref(), true);
-            let output = if s.bf16 { tch::autocast(true, forward) } else { forward() };
-            let per_sample =
-                process.training_loss(&output.to_kind(Kind::Float), &keep(x0), &xt, &keep(t), &keep(noise), s.loss)?;
-            let loss = per_sample.sum(Kind::Float) / s.batch as f64;
-            let grads = Tensor::run_backward(&[&loss], &self.adam.params, false, false);
-            let flat = tch::no_grad(|| Tensor::cat(&flat_gradient_parts(&grads, &self.adam.params), 0));
-            Ok((flat, loss.detach()))
-        };
-        // SAFETY: a lane reads the weights, the schedule's tables and its share of the batch,
-        // and runs autograd on its own graph (gradients are returned, not accumulated into the
-        // shared parameters); the network draws nothing (`draws_in_training`).
-        let parts = unsafe { lanes.run(xt.size()[0], part) };
-        let mut sum: Option<(Tensor, Tensor)> = None;
-        for part in parts {
-            let (g, loss) = part?;
-            sum = Some(match sum {
-                None => (g, loss),
-                Some((g0, loss0)) => (g0 + g, loss0 + loss),
-            });
-        }
-        Ok(sum.expect("at least one lane"))
-    }
-
-    fn update(&mut self, lanes: &Lanes, step: usize, lr: f64, s: &Settings, mut g: Tensor, norm: Option<f64>) {
-        if let Some(norm) = norm.filter(|_| s.grad_clip > 0.0) {
-            if norm > s.grad_clip {
-                g *= s.grad_clip / (norm + 1e-6);
-            }
-        }
-        let adam = AdamStep::new(step, lr, s.ema);
-        let a = &self.adam;
-        let flat = [&a.first_moment, &a.second_moment, &a.flat, &self.ema_flat, &g];
-        // Element by element, so each lane updates its own slice of the flat buffers with the
-        // same roundings as one whole pass.
-        // SAFETY: a lane reads and writes only its share's rows of the buffers.
-        unsafe {
-            lanes.run(g.numel() as i64, |start, length| {
-                let [m, v, p, e, g] = flat.map(|t| t.narrow(0, start, length));
-                adam.apply(m, v, p, e, &g);
-            })
-        };
-        for (buffer, ema) in self.buffers.iter_mut() {
-            *ema *= adam.decay;
-            *ema += &*buffer * (1.0 - adam.decay);
-        }
-    }
-
-    /// Writes the checkpoint of `state` into `dir` (see `checkpoint::save`).
-    fn save_checkpoint(&self, dir: &Path, state: &CheckpointState) -> Result<()> {
-        checkpoint::save(dir, state, |tmp| {
-            self.vs.save(tmp.join(MODEL_FILE))?;
-            self.ema_vs.save(tmp.join(EMA_FILE))?;
-            self.adam.save_moments(&tmp.join(OPTIMIZER_FILE), state.step)
-        })
-    }
-
-    fn load_checkpoint(&mut self, dir: &Path) -> Result<CheckpointState> {
-        let context = || format!("the checkpoint in {} is unreadable; delete it to restart training", dir.display());
-        let state = checkpoint::load_state(dir, &context)?;
-        self.vs.load(dir.join(MODEL_FILE)).with_context(context)?;
-        self.ema_vs.load(dir.join(EMA_FILE)).with_context(context)?;
-        self.adam.load_moments(&dir.join(OPTIMIZER_FILE)).with_context(context)?;
-        Ok(state)
-    }
 }

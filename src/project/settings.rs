@@ -61,7 +61,7 @@ pub struct Settings {
     pub use_roots: Vec<PathBuf>,
     /// `local` or `slurm`.
     pub executor: String,
-    pub slurm: crate::exec::slurm::SlurmSettings,
+    pub slurm: super::slurm::SlurmSettings,
     /// Where fetched datasets and weights live, absolute.
     pub user_cache: PathBuf,
     /// `[sources.NAME]` overrides of where a fetched file comes from.
@@ -130,7 +130,7 @@ struct RawSettings {
     nproc: Option<Nproc>,
     use_roots: Option<Vec<PathBuf>>,
     executor: Option<String>,
-    slurm: Option<crate::exec::slurm::SlurmSettings>,
+    slurm: Option<super::slurm::SlurmSettings>,
     max_params: Option<u64>,
     max_memory_gib: Option<u64>,
     remote: Option<crate::remote::run::RemoteSettings>,

@@ -14,9 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::progress;
 
+use crate::artifacts::LOSS_FILE;
 pub use difflow_core::job::CHECKPOINT_DIR;
 pub use difflow_core::job::CHECKPOINT_STATE_FILE as STATE_FILE;
-pub const LOSS_FILE: &str = "loss.csv";
 
 /// Saved training state: the step reached (`state.json`) and the loss log so far
 /// (`loss.csv`, whose shortest-round-trip decimals read back exactly).
