@@ -302,95 +302,6 @@ fn variant_keys(kind: &str, variant: &str) -> &'static [KeySpec] {
     self::variant(kind, variant).map(|v| v.keys.as_slice()).unwrap_or_default()
 }
 
-/// Facts about the built-in datasets and measures, one home for the checker, the
-/// orchestrator, `difflow show` and the engine.
-pub mod facts {
-    /// Measures that compare the samples' feature statistics with a reference's, and so
-    /// need a `reference` and a hidden `stats` entry for each side.
-    pub const REFERENCE_MEASURES: &[&str] = &["fid", "kid", "precision", "recall"];
-
-    pub fn needs_reference(measure: &str) -> bool {
-        REFERENCE_MEASURES.contains(&measure)
-    }
-
-    /// Nearest neighbours whose distance sets each point's radius in precision and recall
-    /// (Kynkäänniemi et al. 2019 use k = 3).
-    pub const PRECISION_RECALL_K: usize = 3;
-
-    /// Splits the Inception Score averages over (Salimans et al. 2016).
-    pub const INCEPTION_SCORE_SPLITS: usize = 10;
-
-    /// The fewest items a measure is computed from, on each side it reads (the samples and,
-    /// for the measures that compare, the reference): a covariance needs 2, a k-NN radius
-    /// k + 1 (the point itself excluded), the Inception Score one item per split.
-    pub fn min_items(measure: &str) -> usize {
-        match measure {
-            "fid" | "kid" => 2,
-            "precision" | "recall" => PRECISION_RECALL_K + 1,
-            "is" => INCEPTION_SCORE_SPLITS,
-            _ => 1,
-        }
-    }
-
-    /// Of `measures`, the one that needs the most items, with that count.
-    pub fn most_items<'m>(measures: impl IntoIterator<Item = &'m str>) -> Option<(&'m str, usize)> {
-        measures.into_iter().map(|m| (m, min_items(m))).fold(None, |best, (m, n)| match best {
-            Some((_, most)) if most >= n => best,
-            _ => Some((m, n)),
-        })
-    }
-
-    /// What a dataset declaration holds, known from its variant and keys alone.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub struct DataShape {
-        /// Vectors (toy points) rather than images.
-        pub points: bool,
-        /// Image channels, or the dimension of points.
-        pub channels: i64,
-        /// Image side in pixels (0 for points).
-        pub size: i64,
-        pub classes: i64,
-    }
-
-    /// The shape of a dataset `variant` whose keys read as `int` and `text` (None while a
-    /// key it needs is unknown).
-    pub fn dataset_shape<'a>(
-        variant: &str,
-        int: impl Fn(&str) -> Option<i64>,
-        text: impl Fn(&str) -> Option<&'a str>,
-    ) -> Option<DataShape> {
-        let images = |channels, size, classes| DataShape { points: false, channels, size, classes };
-        Some(match variant {
-            "mnist" | "fashion_mnist" => images(1, int("size")?, int("classes")?),
-            "cifar10" => images(3, 32, 10),
-            "images" => images(int("channels")?, int("size")?, 0),
-            "toy" => DataShape { points: true, channels: 2, size: 0, classes: toy_classes(text("shape")?) },
-            _ => return None,
-        })
-    }
-
-    /// Labels of a toy shape: gaussians8 has one label per mode, moons one per moon,
-    /// swissroll none.
-    pub fn toy_classes(shape: &str) -> i64 {
-        match shape {
-            "gaussians8" => 8,
-            "moons" => 2,
-            _ => 0,
-        }
-    }
-
-    /// Examples in a split of a fixed dataset.
-    pub fn dataset_size(variant: &str, split: &str) -> Option<i64> {
-        match (variant, split) {
-            ("mnist" | "fashion_mnist", "train") => Some(60_000),
-            ("mnist" | "fashion_mnist", "test") => Some(10_000),
-            ("cifar10", "train") => Some(50_000),
-            ("cifar10", "test") => Some(10_000),
-            _ => None,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -459,14 +370,6 @@ mod tests {
                 v.keys.iter().for_each(|key| walk(&key.ty));
             }
         }
-    }
-
-    #[test]
-    fn the_measure_that_needs_the_most_items_is_named() {
-        assert_eq!(facts::most_items(["fid", "precision", "recall"]), Some(("precision", 4)));
-        assert_eq!(facts::most_items(["fid", "is"]), Some(("is", 10)));
-        assert_eq!(facts::most_items(["accuracy"]), Some(("accuracy", 1)));
-        assert_eq!(facts::most_items([]), None);
     }
 
     #[test]
