@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::unet::{ConvNet, NetLayout};
 
 use super::{decode, DecodeError};
+use crate::diffusion::schedule::ScheduleSpec;
 
 /// What the network predicts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -16,6 +17,19 @@ pub enum Prediction {
     Eps,
     V,
     X0,
+}
+
+impl Prediction {
+    /// Whether the prediction is defined on `schedule`: ε is not where ᾱ_T = 0 (x_T holds
+    /// no signal to take the noise from), so zero terminal SNR needs v or x₀ (Lin et al. 2024).
+    pub fn fits(self, schedule: &ScheduleSpec) -> Result<(), &'static str> {
+        match self {
+            Prediction::Eps if schedule.zero_terminal_snr() => {
+                Err("ε-prediction is undefined at ᾱ_T = 0, and this schedule has zero_terminal_snr = true")
+            }
+            Prediction::Eps | Prediction::V | Prediction::X0 => Ok(()),
+        }
+    }
 }
 
 /// The parts of a model config that the diffusion process (not the network) needs.

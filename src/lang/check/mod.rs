@@ -14,6 +14,8 @@ use crate::syntax::ast::Span;
 
 use super::resolve::SpanTable;
 
+#[cfg(test)]
+mod agree_tests;
 mod configs;
 mod metrics;
 mod model;
