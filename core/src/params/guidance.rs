@@ -13,22 +13,3 @@ pub enum GuidanceConfig {
     /// Classifier guidance with gradient scale s by a noisy classifier stage.
     Classifier { model: StageRef, scale: f64 },
 }
-
-impl GuidanceConfig {
-    /// Whether the guidance needs a class-conditional denoiser (classifier guidance can
-    /// steer an unconditional one).
-    pub fn needs_conditional_model(&self) -> bool {
-        match self {
-            GuidanceConfig::Cfg { .. } => true,
-            GuidanceConfig::Classifier { .. } => false,
-        }
-    }
-
-    /// The guiding classifier stage, if any.
-    pub fn classifier(&self) -> Option<&StageRef> {
-        match self {
-            GuidanceConfig::Cfg { .. } => None,
-            GuidanceConfig::Classifier { model, .. } => Some(model),
-        }
-    }
-}
