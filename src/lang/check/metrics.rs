@@ -1,8 +1,11 @@
 //! Metrics and likelihood stages: what each measure needs (a reference, a classifier,
 //! enough samples, matching shapes).
 
+use difflow_core::params::guidance::GuidanceConfig;
 use difflow_core::params::measure::Measure;
+use difflow_core::params::model::ModelSpec;
 
+use super::configs::typed;
 use super::*;
 
 impl<'p> Checker<'p> {
@@ -176,15 +179,15 @@ impl<'p> Checker<'p> {
 
     /// Whether a sample stage's samples carry meaningful labels.
     pub(super) fn conditional(&self, sample: &Instance) -> bool {
-        if config(&sample.params, "guidance").is_some_and(|g| g.variant == "classifier") {
+        let guidance = config(&sample.params, "guidance").and_then(typed::<GuidanceConfig>);
+        if matches!(guidance, Some(GuidanceConfig::Classifier { .. })) {
             return true;
         }
         stage(&sample.params, "from")
             .and_then(|n| self.inst(n))
             .and_then(|t| config(&t.params, "model"))
-            .and_then(|m| int(&m.params, "classes"))
-            .unwrap_or(0)
-            > 0
+            .and_then(typed::<ModelSpec>)
+            .is_some_and(|m| m.classes > 0)
     }
 
     pub(super) fn nll(&mut self, inst: &Instance) {

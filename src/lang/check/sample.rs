@@ -1,5 +1,6 @@
 //! Sampling stages: steps, guidance and labels fit the trained model.
 
+use difflow_core::params::guidance::GuidanceConfig;
 use difflow_core::params::model::ModelSpec;
 use difflow_core::params::sampler::{Sampler, StepsProblem};
 
@@ -56,11 +57,11 @@ impl<'p> Checker<'p> {
     /// Guidance the trained model supports; the number of classes labels may pick from.
     fn guidance_fits(&mut self, inst: &Instance, train: &Instance, model: &Config, schedule: &Config) -> i64 {
         let from_span = self.at(inst, "from");
-        let model_classes = int(&model.params, "classes").unwrap_or(0);
+        let model_classes = typed::<ModelSpec>(model).map_or(0, |m| m.classes as i64);
         let mut class_count = model_classes;
-        if let Some(g) = config(&inst.params, "guidance") {
-            match g.variant.as_str() {
-                "cfg" => {
+        if let Some(g) = config(&inst.params, "guidance").and_then(typed::<GuidanceConfig>) {
+            match g {
+                GuidanceConfig::Cfg { .. } => {
                     if model_classes == 0 {
                         let message = format!(
                             "cfg guidance needs a class-conditional model, but `{}` trained one with classes = 0",
@@ -86,15 +87,14 @@ impl<'p> Checker<'p> {
                         );
                     }
                 }
-                "classifier" => {
-                    if let Some(clf) = stage(&g.params, "model").and_then(|n| self.inst(n)) {
+                GuidanceConfig::Classifier { model: classifier, .. } => {
+                    if let Some(clf) = self.inst(&classifier.name) {
                         self.guidance_classifier(inst, train, schedule, clf);
                         if let Some(d) = self.data(clf) {
                             class_count = d.classes;
                         }
                     }
                 }
-                _ => {}
             }
         }
         class_count
