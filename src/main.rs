@@ -297,6 +297,11 @@ fn load(file: &Path, set: &[String]) -> Result<(SourceMap, Pipeline), Failure> {
         return Err(wrong(format!("cannot read {}: no such file", file.display())));
     }
     let loaded = difflow::lang::load(file, set);
+    if !loaded.warnings.is_empty() {
+        print_diagnostics(&loaded.warnings, &loaded.sources);
+        let n = loaded.warnings.len();
+        eprintln!("{}: {n} warning{} (the pipeline can run)", file.display(), if n == 1 { "" } else { "s" });
+    }
     if !loaded.diagnostics.is_empty() {
         print_diagnostics(&loaded.diagnostics, &loaded.sources);
         let n = loaded.diagnostics.len();

@@ -3,6 +3,7 @@
 //!
 //! - [`job`]: the protocol between orchestrator and worker (job file in, events out);
 //! - [`schema`]: the one table of kinds, variants and keys, with types and defaults;
+//! - [`params`]: each kind's variants as typed values, and the facts both sides judge them by;
 //! - [`value`]: resolved values, as the checker produces them and stage keys hash them;
 //! - [`diffusion`]: the float64 noise-schedule tables;
 //! - [`unet`]: the UNet family's levels and the rules they must meet on an image size;
@@ -16,6 +17,7 @@ pub mod diffusion;
 pub mod files;
 pub mod job;
 pub mod net_size;
+pub mod params;
 pub mod schema;
 pub mod unet;
 pub mod value;

@@ -113,7 +113,7 @@ impl Options {
     }
 
     pub fn model_spec(&self) -> Result<ModelSpec> {
-        ModelSpec::from_config(&self.model)
+        Ok(ModelSpec::from_config(&self.model)?)
     }
 }
 

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 /// `value` as a `T`; `what` names it in the error (`train \`ddpm\``, `the sampler of \`gen\``).
 pub fn decode<T: DeserializeOwned>(value: &Value, what: &str) -> Result<T> {
-    T::deserialize(value).map_err(|e| anyhow!("`{what}`: {e} (a stale or hand-written job file?)"))
+    Ok(difflow_core::params::decode(value, what)?)
 }
 
 /// The job's own parameters as a `T`.

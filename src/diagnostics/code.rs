@@ -130,6 +130,8 @@ codes! {
     PretrainedUnsupported = "pretrained_unsupported",
     /// `difflow fmt` could not format a file without changing its meaning (a bug)
     FmtInternal = "fmt_internal",
+    /// a warning: a UNet whose every level normalises single channels right after adding the time and label embedding, which removes it (the net sees neither t nor y)
+    EmbeddingNormalisedAway = "embedding_normalised_away",
 }
 
 #[cfg(test)]

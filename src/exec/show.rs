@@ -13,6 +13,7 @@ use crate::diffusion::schedule::ScheduleSpec;
 use crate::graph;
 use crate::job::{Job, JobSettings};
 use crate::lang::value::{Config, Value};
+use difflow_core::params::dataset::DatasetParams;
 
 /// The parameter count of model `name` of `pipeline` (from `file`), from the worker.
 pub fn parameter_count(file: &std::path::Path, pipeline: &crate::lang::Pipeline, name: &str) -> Result<u64, String> {
@@ -214,15 +215,9 @@ fn data_meta(s: &Session, config: &Config) -> Result<Json, Failure> {
         _ => None,
     });
     let Some(data) = data else { return Ok(Json::Null) };
-    let int = |k: &str| match data.params.get(k) {
-        Some(Value::Int(i)) => Some(*i),
-        _ => None,
-    };
-    let text = |k: &str| match data.params.get(k) {
-        Some(Value::Str(s)) => Some(s.as_str()),
-        _ => None,
-    };
-    let declared = match crate::schema::facts::dataset_shape(&data.variant, int, text) {
+    let params = Config { kind: data.kind.clone(), variant: data.variant.clone(), params: data.params.clone() };
+    let dataset: Option<DatasetParams> = difflow_core::params::decode(&params.to_json(), &data.name).ok();
+    let declared = match dataset.and_then(|d| d.shape()) {
         Some(d) if d.points => json!({ "type": "points", "shape": [d.channels], "classes": d.classes }),
         Some(d) => json!({ "type": "images", "shape": [d.channels, d.size, d.size], "classes": d.classes }),
         None => Json::Null,

@@ -15,16 +15,12 @@ use petgraph::Direction;
 
 use crate::lang::pipeline::{Instance, Pipeline};
 use crate::lang::value::Value;
-use crate::schema::facts;
+use difflow_core::params::measure::Measure;
 
 pub mod snapshots;
 
 /// The kind of the hidden feature-statistics instances.
 pub const STATS_KIND: &str = "stats";
-
-/// Measures that compare feature statistics of two inputs, samples and a reference (and
-/// so need `stats` entries): the one list, kept with the dataset facts in core.
-pub const STATS_MEASURES: &[&str] = facts::REFERENCE_MEASURES;
 
 /// Whether an instance was added by difflow rather than written by the user.
 pub fn is_hidden(inst: &Instance) -> bool {
@@ -101,11 +97,15 @@ pub fn expand_implicit(p: &Pipeline, default_inception: Option<&Path>) -> Pipeli
     out
 }
 
+/// Whether a metrics stage asks for a measure that compares feature statistics of the
+/// samples and a reference ([`Measure::needs_reference`]), and so needs `stats` entries.
 fn needs_stats(metrics: &Instance) -> bool {
+    let compares =
+        |v: &Value| matches!(v, Value::Str(s) if Measure::from_name(s).is_some_and(Measure::needs_reference));
     match metrics.params.get("measure") {
-        Some(Value::List(items)) => items.iter().any(|m| matches!(m, Value::Str(s) if facts::needs_reference(s))),
-        Some(Value::Str(s)) => facts::needs_reference(s),
-        _ => false,
+        Some(Value::List(items)) => items.iter().any(compares),
+        Some(v) => compares(v),
+        None => false,
     }
 }
 

@@ -25,6 +25,8 @@ pub struct Loaded {
     pub sources: SourceMap,
     pub pipeline: Option<Pipeline>,
     pub diagnostics: Vec<Diagnostic>,
+    /// Problems that do not stop a run (the pipeline is checked when `diagnostics` is empty).
+    pub warnings: Vec<Diagnostic>,
     /// The syntax trees of the files that parsed, used-before-user.
     pub files: Vec<ast::File>,
     /// When the file has errors (`pipeline` is `None`): what did resolve, the declarations
@@ -57,7 +59,14 @@ pub fn load_with_overlay(
         let id = loader.sources.add(SourceFile { name: path.display().to_string(), path: None, text: String::new() });
         let d = Diagnostic::new(Code::MissingFile, message, Span::new(id, 0, 0), "")
             .with_help("check the path of the pipeline file");
-        return Loaded { sources, pipeline: None, diagnostics: vec![d], files: Vec::new(), partial: None };
+        return Loaded {
+            sources,
+            pipeline: None,
+            diagnostics: vec![d],
+            warnings: Vec::new(),
+            files: Vec::new(),
+            partial: None,
+        };
     }
     let root_dir = std::fs::canonicalize(path)
         .ok()
@@ -103,7 +112,14 @@ fn finish(loader: modules::Loader<'_>, overrides: &[String], root: PathBuf) -> L
     diagnostics.extend(override_diags);
     if unparsed {
         sort(&mut diagnostics);
-        return Loaded { sources: sources.clone(), pipeline: None, diagnostics, files, partial: None };
+        return Loaded {
+            sources: sources.clone(),
+            pipeline: None,
+            diagnostics,
+            warnings: Vec::new(),
+            files,
+            partial: None,
+        };
     }
     // A broken difflow.toml is reported above; the check goes on with the default data
     // root and size limits.
@@ -113,14 +129,17 @@ fn finish(loader: modules::Loader<'_>, overrides: &[String], root: PathBuf) -> L
     let (mut resolved, resolve_diags) = resolve::resolve(&files, &override_items, root, data_root);
     resolved.pipeline.source = source;
     diagnostics.extend(resolve_diags);
-    diagnostics.extend(check::check(&resolved.pipeline, &resolved.spans, &limits));
+    let checked = check::check(&resolved.pipeline, &resolved.spans, &limits);
+    diagnostics.extend(checked.errors);
+    let mut warnings = checked.warnings;
     sort(&mut diagnostics);
-    for d in &mut diagnostics {
+    sort(&mut warnings);
+    for d in diagnostics.iter_mut().chain(&mut warnings) {
         fold_other_files(d, sources);
     }
     let (pipeline, partial) =
         if diagnostics.is_empty() { (Some(resolved.pipeline), None) } else { (None, Some(resolved.pipeline)) };
-    Loaded { sources: sources.clone(), pipeline, diagnostics, files, partial }
+    Loaded { sources: sources.clone(), pipeline, diagnostics, warnings, files, partial }
 }
 
 /// The pipeline file (the first one loaded), the files on disk it `use`s, and the

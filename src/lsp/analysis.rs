@@ -96,10 +96,12 @@ impl Analysis {
     /// on the `use` that brings the file in, its message naming where it is.
     pub fn diagnostics(&self) -> Vec<lsp_types::Diagnostic> {
         let index = LineIndex::new(self.text(ROOT), self.encoding);
-        self.loaded.diagnostics.iter().map(|d| self.convert(d, &index)).collect()
+        let errors = self.loaded.diagnostics.iter().map(|d| self.convert(d, &index, DiagnosticSeverity::ERROR));
+        let warnings = self.loaded.warnings.iter().map(|d| self.convert(d, &index, DiagnosticSeverity::WARNING));
+        errors.chain(warnings).collect()
     }
 
-    fn convert(&self, d: &Diagnostic, root_index: &LineIndex) -> lsp_types::Diagnostic {
+    fn convert(&self, d: &Diagnostic, root_index: &LineIndex, severity: DiagnosticSeverity) -> lsp_types::Diagnostic {
         let mut message = d.message.clone();
         let primary = d.primary.span;
         let range = if primary.file == ROOT {
@@ -123,7 +125,7 @@ impl Analysis {
             .collect();
         lsp_types::Diagnostic {
             range,
-            severity: Some(DiagnosticSeverity::ERROR),
+            severity: Some(severity),
             code: Some(NumberOrString::String(d.code.as_str().to_string())),
             source: Some("difflow".into()),
             message,

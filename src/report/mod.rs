@@ -198,7 +198,7 @@ fn write_metrics(
             let ys: Vec<f64> = metrics.iter().map(|m| m.get(*mn).copied().unwrap_or(f64::NAN)).collect();
             let lines = chart::series_of(axis, &ys);
             let x_title = titles::axis_title(titles, &axis.name);
-            let measure = difflow_core::schema::facts::measure_of(mn).map_or(mn.as_str(), |m| m.title);
+            let measure = difflow_core::params::measure::reading_of(mn).map_or(mn.as_str(), |m| m.title);
             let title = format!("{family}: {measure} against {x_title}");
             let y_title = titles::metric_title(mn, members);
             let svg = chart::line_chart(&title, x_title, &y_title, &lines, &axis.values);

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use crate::job::Input;
 use crate::lang::pipeline::Pipeline;
 use crate::lang::value::Value;
-use difflow_core::schema::facts::{measure_of, Better};
+use difflow_core::params::measure::{reading_of, Better};
 
 /// A sweep axis's name (`scale`) → what a reader calls it (`guidance strength w`).
 pub type AxisTitles = BTreeMap<String, String>;
@@ -75,7 +75,7 @@ pub fn coordinates_title(titles: &AxisTitles, coords: &[(String, String)]) -> St
 /// A metric's name for a chart axis: `FID (classifier features, lower is better)`. The
 /// features are those of the family's members when they agree.
 pub fn metric_title(metric: &str, members: &[(&str, &Input)]) -> String {
-    let Some(measure) = measure_of(metric) else { return metric.to_string() };
+    let Some(measure) = reading_of(metric) else { return metric.to_string() };
     let mut notes = Vec::new();
     if measure.on_features {
         let features: Vec<String> = members.iter().map(|(_, input)| features_of(input)).collect();

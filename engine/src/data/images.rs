@@ -12,7 +12,6 @@ use tch::Tensor;
 
 use super::split::stratified_split;
 use super::store::{DataMeta, DataType, Dataset};
-use serde::Deserialize;
 
 /// Decoded images as uint8 `[N, C, H, W]` (row-major, channel planes) with int labels in
 /// `0..classes`. Scaling to [-1, 1] happens at training time.
@@ -288,15 +287,7 @@ impl ImageSet {
     }
 }
 
-/// The parameters of an `images` dataset stage.
-#[derive(Debug, Clone, Deserialize)]
-pub struct ImagesParams {
-    pub path: PathBuf,
-    /// Unset: the images' own size.
-    pub size: Option<usize>,
-    pub channels: usize,
-    pub limit: Option<usize>,
-}
+pub use difflow_core::params::dataset::ImagesParams;
 
 /// The `images` dataset stage.
 pub fn from_params(p: &ImagesParams) -> Result<Dataset> {

@@ -10,8 +10,6 @@ use anyhow::{bail, Context, Result};
 use super::images::ImageSet;
 use super::limits::{read_capped, MAX_DECOMPRESSED};
 use super::store::Dataset;
-use super::FetchedSplit;
-use serde::Deserialize;
 
 pub const IMAGES_MAGIC: u32 = 2051;
 pub const LABELS_MAGIC: u32 = 2049;
@@ -245,17 +243,9 @@ pub fn load(dir: &Path, split: &str, flavour: Flavour) -> Result<ImageSet> {
 
 /// The `mnist` / `fashion_mnist` dataset stage.
 pub fn from_params(p: &MnistParams, flavour: Flavour) -> Result<Dataset> {
-    let set = load(p.fetched.folder(flavour.name())?, &p.fetched.split, flavour)?;
+    let set = load(p.fetched.folder(flavour.name())?, p.fetched.split.as_str(), flavour)?;
     let set = set.select(Some(p.classes), p.fetched.limit)?;
     set.to_size(p.size)?.into_dataset(false)
 }
 
-/// The parameters of an `mnist` or `fashion_mnist` dataset stage.
-#[derive(Debug, Clone, Deserialize)]
-pub struct MnistParams {
-    #[serde(flatten)]
-    pub fetched: FetchedSplit,
-    pub size: usize,
-    /// Keep only labels 0…N−1.
-    pub classes: usize,
-}
+pub use difflow_core::params::dataset::MnistParams;

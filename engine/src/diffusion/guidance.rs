@@ -1,22 +1,11 @@
 //! Conditioning at sampling time: classifier-free guidance (Ho & Salimans 2022) and
 //! classifier guidance (Dhariwal & Nichol 2021).
 
-use difflow_core::job::StageRef;
-use serde::Deserialize;
+pub use difflow_core::params::guidance::GuidanceConfig;
 use tch::{Kind, Tensor};
 
 use super::vlb::ModelFn;
 use crate::models::Classifier;
-
-/// A `guidance` config object, decoded by its variant.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(tag = "variant", rename_all = "snake_case")]
-pub enum GuidanceConfig {
-    /// Classifier-free guidance with weight w.
-    Cfg { scale: f64 },
-    /// Classifier guidance with gradient scale s by a noisy classifier stage.
-    Classifier { model: StageRef, scale: f64 },
-}
 
 /// ε̃ = (1 + w) ε(x, c) − w ε(x, ∅).
 pub fn cfg_combine(cond: &Tensor, uncond: &Tensor, scale: f64) -> Tensor {

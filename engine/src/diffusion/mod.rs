@@ -20,18 +20,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::models::{ModelSpec, Prediction};
 
-/// The variance Σ_θ(x_t, t) of the reverse step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum VarianceType {
-    /// β̃_t, the posterior variance (its log clipped at t = 1).
-    FixedSmall,
-    /// β_t (with β̃_2 at t = 1, as improved-diffusion, so the decoder has a sane variance).
-    FixedLarge,
-    /// IDDPM's learned range: the network outputs v ∈ [-1, 1] and
-    /// log Σ = (v+1)/2 · log β_t + (1 − (v+1)/2) · log β̃_t.
-    Learned,
-}
+pub use difflow_core::params::sampler::VarianceType;
 
 /// Where the data lives, for clipping x̂₀ and for the decoder term of the bound.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -1,73 +1,19 @@
 //! Reverse processes: ancestral DDPM (respaced), DDIM with η, multistep DPM-Solver++ of
 //! order 1–3; with CFG or classifier guidance, per-sample noise and an optional trajectory.
-//! Each sampler's config, timesteps and step rule live here and nowhere else: a new
-//! sampler is its schema entry, a variant of [`Sampler`] with its arms below, and a
-//! reference test.
+//! Each sampler's step rule lives here; its config, steps and timesteps are
+//! `difflow_core::params::sampler`'s: a new sampler is its schema entry, a variant of
+//! [`Sampler`] there, its arms below, and a reference test.
 
 use anyhow::{bail, Result};
-use difflow_core::diffusion::schedule::{space_timesteps, DiffusionTables, Spacing};
-use serde::{Deserialize, Serialize};
+use difflow_core::diffusion::schedule::DiffusionTables;
+pub use difflow_core::params::sampler::Sampler;
 use tch::{Device, Kind, Tensor};
 
 use super::guidance::{cfg_output, classifier_gradient, guided_eps, guided_mean};
 use super::noise::{SampleNoise, STREAM_INIT};
 use super::vlb::ModelFn;
-use super::{DataSpace, Denoised, Process, VarianceType};
+use super::{DataSpace, Denoised, Process};
 use crate::models::{Classifier, ModelSpec};
-
-/// A `sampler` config object (`kind` ignored), decoded by its variant.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "variant", rename_all = "snake_case")]
-pub enum Sampler {
-    /// `steps` unset: every step of the schedule.
-    Ddpm {
-        variance: VarianceType,
-        steps: Option<usize>,
-    },
-    Ddim {
-        steps: usize,
-        eta: f64,
-        spacing: Spacing,
-    },
-    DpmSolver {
-        steps: usize,
-        order: usize,
-    },
-}
-
-impl Sampler {
-    /// Whether the sampler's steps fit the schedule the model was trained on.
-    pub fn check_steps(&self, schedule_steps: usize) -> Result<()> {
-        let steps = self.steps(schedule_steps);
-        if steps == 0 || steps > schedule_steps {
-            bail!("sampler steps must be in 1..={schedule_steps} (the schedule's steps), not {steps}");
-        }
-        Ok(())
-    }
-
-    /// Network evaluations per sample.
-    pub fn steps(&self, schedule_steps: usize) -> usize {
-        match *self {
-            Sampler::Ddpm { steps, .. } => steps.unwrap_or(schedule_steps),
-            Sampler::Ddim { steps, .. } | Sampler::DpmSolver { steps, .. } => steps,
-        }
-    }
-
-    /// The original timesteps this sampler visits (ascending).
-    pub fn timesteps(&self, schedule_steps: usize) -> Vec<usize> {
-        match *self {
-            Sampler::Ddpm { steps, .. } => {
-                space_timesteps(schedule_steps, steps.unwrap_or(schedule_steps), Spacing::Uniform)
-            }
-            // Multistep solvers need even steps in λ near the end: trailing spacing stops at
-            // t ≈ T/N and jumps to x₀ from there (as diffusers' default `linspace` spacing
-            // does); ending on t = 0 makes the 2nd/3rd-order updates less accurate than DDIM
-            // (measured on Gaussian data, see tests/numbers.rs).
-            Sampler::DpmSolver { steps, .. } => space_timesteps(schedule_steps, steps, Spacing::Trailing),
-            Sampler::Ddim { steps, spacing, .. } => space_timesteps(schedule_steps, steps, spacing),
-        }
-    }
-}
 
 /// Conditioning at sampling time.
 pub enum Guidance<'a> {
@@ -109,11 +55,7 @@ impl SampleSetup<'_> {
     /// The process the sampler runs on (respaced to its timesteps).
     pub fn process(&self) -> Process {
         let ts = self.sampler.timesteps(self.tables.steps());
-        let variance = match self.sampler {
-            Sampler::Ddpm { variance, .. } => *variance,
-            _ => VarianceType::FixedSmall,
-        };
-        Process::respaced(self.tables, &ts, self.model, variance, self.space, self.device)
+        Process::respaced(self.tables, &ts, self.model, self.sampler.variance(), self.space, self.device)
     }
 
     /// Draws the samples with global indices `indices` (their noise depends only on the

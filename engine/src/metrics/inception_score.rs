@@ -6,7 +6,7 @@
 use anyhow::{bail, Result};
 use tch::{Device, Kind, Tensor};
 
-pub const SPLITS: usize = difflow_core::schema::facts::INCEPTION_SCORE_SPLITS;
+pub const SPLITS: usize = difflow_core::params::measure::INCEPTION_SCORE_SPLITS;
 
 /// IS mean and std of logits [N, C]; with fewer than `splits` items each item is a split.
 pub fn inception_score(logits: &Tensor, splits: usize) -> Result<(f64, f64)> {

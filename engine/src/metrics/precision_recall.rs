@@ -7,7 +7,7 @@
 use anyhow::{bail, Result};
 use tch::{Device, Kind, Tensor};
 
-pub const K: i64 = difflow_core::schema::facts::PRECISION_RECALL_K as i64;
+pub const K: i64 = difflow_core::params::measure::PRECISION_RECALL_K as i64;
 const ROW_BATCH: i64 = 1024;
 
 /// Squared Euclidean distances [r, n] between rows of `a` [r, D] and `b` [n, D].

@@ -7,18 +7,10 @@ use anyhow::{bail, Result};
 use tch::nn::{self, Module};
 use tch::Tensor;
 
-use super::{timestep_embedding, Denoiser, ModelSpec};
+use super::{timestep_embedding, Denoiser};
 use crate::data::DataMeta;
-use serde::{Deserialize, Serialize};
 
-/// The `mlp` model config as the job carries it (`kind`/`variant` are ignored).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MlpConfig {
-    pub hidden: usize,
-    pub layers: usize,
-    #[serde(flatten)]
-    pub spec: ModelSpec,
-}
+pub use difflow_core::params::model::MlpConfig;
 
 pub struct Mlp {
     hidden: i64,

@@ -16,7 +16,6 @@ use tch::{nn, Tensor};
 use crate::data::DataMeta;
 use crate::lanes::Lanes;
 use crate::params::decode;
-use difflow_core::unet::ConvNet;
 
 /// A denoising network ε_θ(x_t, t, y) (or its v / x₀ counterpart).
 pub trait Denoiser: Send {
@@ -69,39 +68,7 @@ pub trait Classifier: Send {
     }
 }
 
-/// What the network predicts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Prediction {
-    Eps,
-    V,
-    X0,
-}
-
-/// The parts of a model config that the diffusion process (not the network) needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ModelSpec {
-    /// Class count of a conditional model (0: unconditional). Label `classes` is the null class.
-    pub classes: usize,
-    pub learn_sigma: bool,
-    pub prediction: Prediction,
-}
-
-impl ModelSpec {
-    /// The denoising keys of a `model` config object (its other keys are ignored).
-    pub fn from_config(config: &serde_json::Value) -> Result<ModelSpec> {
-        decode(config, "the model config")
-    }
-}
-
-/// A `model` config object, decoded by its variant.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "variant", rename_all = "snake_case")]
-pub enum ModelConfig {
-    Unet(unet::UNetConfig),
-    Mlp(mlp::MlpConfig),
-    Encoder(ConvNet),
-}
+pub use difflow_core::params::model::{ModelConfig, ModelSpec, Prediction};
 
 /// Builds the denoiser that `config` (a `model` config object) describes, for data `data`.
 pub fn build_denoiser(root: &nn::Path, config: &serde_json::Value, data: &DataMeta) -> Result<Box<dyn Denoiser>> {

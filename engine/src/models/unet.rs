@@ -9,24 +9,14 @@
 
 use anyhow::{anyhow, bail, Result};
 use difflow_core::unet::ConvNet;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tch::nn::{self, Module};
 use tch::Tensor;
 
 use super::fused::Norm;
 use super::layers::{conv2d, group_norm, AttentionBlock, Block, Downsample, Layer, ResBlock, TimeEmbed, Upsample};
-use super::ModelSpec;
 
-/// The `unet` model config as the job carries it (`kind`/`variant` are ignored): the conv
-/// net shared with the encoder, and what the output means (the net is the same for ε, v
-/// and x₀).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct UNetConfig {
-    #[serde(flatten)]
-    pub net: ConvNet,
-    #[serde(flatten)]
-    pub spec: ModelSpec,
-}
+pub use difflow_core::params::model::UNetConfig;
 
 /// One level of a net, for `difflow show`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -235,7 +225,7 @@ pub fn image_shape(data: &crate::data::DataMeta, model: &str) -> Result<(i64, i6
 mod tests {
     use super::*;
     use crate::models::fused::with_fused;
-    use crate::models::Prediction;
+    use crate::models::{ModelSpec, Prediction};
     use difflow_core::unet::NetLayout;
     use tch::{Device, Kind};
 

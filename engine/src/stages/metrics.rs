@@ -8,15 +8,15 @@
 //! it holds them. When `samples` is a sample stage that kept a `trajectory`, FID and IS of
 //! the x̂₀ predictions at each kept point go into `metrics.json` as `trajectory`.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use difflow_core::job::{Job, StageRef};
-use difflow_core::schema::facts::{min_items, needs_reference};
+use difflow_core::params::measure::Measure;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tch::{Device, Tensor};
 
 use crate::data::Dataset;
-use crate::metrics::entry::side;
+use crate::metrics::entry::{side, StatsEntry};
 use crate::metrics::features::{Extractors, FeatureKeys, Features};
 use crate::metrics::fid::frechet_distance;
 use crate::metrics::inception_score::{inception_score, SPLITS};
@@ -27,7 +27,6 @@ use crate::params::{input, job_params};
 use crate::progress::{self, Progress};
 
 pub const METRICS_FILE: &str = "metrics.json";
-const MEASURES: &[&str] = &["fid", "is", "kid", "precision", "recall", "accuracy"];
 
 /// The parameters of a `metrics` stage.
 #[derive(Debug, Clone, Deserialize)]
@@ -36,7 +35,7 @@ pub struct MetricsParams {
     pub reference: Option<StageRef>,
     #[serde(flatten)]
     pub features: FeatureKeys,
-    pub measure: Vec<String>,
+    pub measure: Vec<Measure>,
     pub classifier: Option<StageRef>,
     /// The hidden `stats` entries of the two sides, added by the orchestrator.
     pub samples_stats: Option<StageRef>,
@@ -46,10 +45,7 @@ pub struct MetricsParams {
 pub fn run(job: &Job) -> Result<()> {
     let params: MetricsParams = job_params(job)?;
     let device = crate::device::resolve(&job.device)?;
-    if let Some(m) = params.measure.iter().find(|m| !MEASURES.contains(&m.as_str())) {
-        bail!("unknown measure {m:?}: choose from {}", MEASURES.join(", "));
-    }
-    let wants = |m: &str| params.measure.iter().any(|x| x == m);
+    let wants = |m: Measure| params.measure.contains(&m);
     let (samples_name, samples_input) = input(job, &params.samples)?;
     let samples = Dataset::read(&samples_input.dir).with_context(|| format!("cannot read `{samples_name}`"))?;
     enough_items(&params.measure, &format!("`{samples_name}`"), samples.meta.count as i64, false)?;
@@ -57,59 +53,65 @@ pub fn run(job: &Job) -> Result<()> {
     let mut out = Map::new();
     out.insert("count".into(), json!(samples.meta.count));
 
-    let needs_stats = params.measure.iter().any(|m| needs_reference(m));
-    let mut samples_entry = None;
-    let mut reference_entry = None;
+    let needs_stats = params.measure.iter().any(|m| m.needs_reference());
+    let mut sides = None;
     if needs_stats {
         let s = side(job, params.samples_stats.as_ref(), Some(&params.samples), "samples", &mut ex)?;
         let r = side(job, params.reference_stats.as_ref(), params.reference.as_ref(), "reference", &mut ex)?;
         enough_items(&params.measure, "the reference", r.features.size()[0], true)?;
-        if wants("fid") {
-            out.insert("fid".into(), json!(frechet_distance(&s.stats, &r.stats)?));
-        }
-        if wants("kid") {
-            let (mean, std) = kernel_inception_distance(&s.features, &r.features, SUBSETS, SUBSET_SIZE)?;
-            out.insert("kid_mean".into(), json!(mean));
-            out.insert("kid_std".into(), json!(std));
-        }
-        if wants("precision") || wants("recall") {
-            let (precision, recall) = precision_recall(&r.features, &s.features, K, device)?;
-            if wants("precision") {
-                out.insert("precision".into(), json!(precision));
-            }
-            if wants("recall") {
-                out.insert("recall".into(), json!(recall));
-            }
-        }
-        samples_entry = Some(s);
-        reference_entry = Some(r);
+        sides = Some((s, r));
     }
-
-    if wants("is") {
-        let logits = match &samples_entry {
-            Some(s) if ex.features_are_inception() => s.logits.shallow_clone(),
-            _ => {
-                let net = ex.inception()?;
-                let mut bar = Progress::begin("inception", samples.meta.count as u64);
-                net.extract(&samples.values, 32, |d| bar.update(d as u64, None))?.logits
+    let mut pair = None;
+    let mut measured = params.measure.clone();
+    measured.sort();
+    measured.dedup();
+    for m in measured {
+        let compared = || sides.as_ref().ok_or_else(|| anyhow!("{m} compares with the reference, which is not read"));
+        match m {
+            Measure::Fid => {
+                let (s, r) = compared()?;
+                out.insert("fid".into(), json!(frechet_distance(&s.stats, &r.stats)?));
             }
-        };
-        let (mean, std) = inception_score(&logits, SPLITS)?;
-        out.insert("is_mean".into(), json!(mean));
-        out.insert("is_std".into(), json!(std));
+            Measure::Kid => {
+                let (s, r) = compared()?;
+                let (mean, std) = kernel_inception_distance(&s.features, &r.features, SUBSETS, SUBSET_SIZE)?;
+                out.insert("kid_mean".into(), json!(mean));
+                out.insert("kid_std".into(), json!(std));
+            }
+            Measure::Precision | Measure::Recall => {
+                let (s, r) = compared()?;
+                let (precision, recall) = match pair {
+                    Some(both) => both,
+                    None => *pair.insert(precision_recall(&r.features, &s.features, K, device)?),
+                };
+                out.insert(m.name().into(), json!(if m == Measure::Precision { precision } else { recall }));
+            }
+            Measure::Is => {
+                let (mean, std) =
+                    inception_score(&is_logits(sides.as_ref().map(|(s, _)| s), &mut ex, &samples)?, SPLITS)?;
+                out.insert("is_mean".into(), json!(mean));
+                out.insert("is_std".into(), json!(std));
+            }
+            Measure::Accuracy => {
+                let (mean, per_class) = classifier_accuracy(job, &params, device, &samples)?;
+                out.insert("accuracy".into(), json!(mean));
+                out.insert("per_class_accuracy".into(), json!(per_class));
+            }
+        }
     }
-
-    if wants("accuracy") {
-        let (mean, per_class) = classifier_accuracy(job, &params, device, &samples)?;
-        out.insert("accuracy".into(), json!(mean));
-        out.insert("per_class_accuracy".into(), json!(per_class));
-    }
+    let reference_entry = sides.map(|(_, r)| r);
 
     let trajectory_path = samples_input.dir.join(TRAJECTORY_FILE);
-    if samples_input.kind == "sample" && trajectory_path.exists() && (wants("fid") || wants("is")) {
+    if samples_input.kind == "sample" && trajectory_path.exists() && (wants(Measure::Fid) || wants(Measure::Is)) {
         let every = trajectory_every(&samples_input.params, samples_name)?;
-        let points =
-            trajectory_metrics(&trajectory_path, every, &mut ex, reference_entry.as_ref(), wants("fid"), wants("is"))?;
+        let points = trajectory_metrics(
+            &trajectory_path,
+            every,
+            &mut ex,
+            reference_entry.as_ref(),
+            wants(Measure::Fid),
+            wants(Measure::Is),
+        )?;
         out.insert("trajectory".into(), Value::Array(points));
     }
 
@@ -125,11 +127,24 @@ pub fn run(job: &Job) -> Result<()> {
     Ok(())
 }
 
-/// Every measure has the items it needs (`facts::min_items`) on this side; on the
+/// The Inception logits of the samples: from their stats entry when it holds Inception's,
+/// else computed here.
+fn is_logits(samples_entry: Option<&StatsEntry>, ex: &mut Extractors, samples: &Dataset) -> Result<Tensor> {
+    Ok(match samples_entry {
+        Some(s) if ex.features_are_inception() => s.logits.shallow_clone(),
+        _ => {
+            let net = ex.inception()?;
+            let mut bar = Progress::begin("inception", samples.meta.count as u64);
+            net.extract(&samples.values, 32, |d| bar.update(d as u64, None))?.logits
+        }
+    })
+}
+
+/// Every measure has the items it needs ([`Measure::min_items`]) on this side; on the
 /// reference side only the measures that compare are asked.
-fn enough_items(measures: &[String], side: &str, count: i64, reference: bool) -> Result<()> {
-    for m in measures.iter().filter(|m| !reference || needs_reference(m)) {
-        let needs = min_items(m);
+fn enough_items(measures: &[Measure], side: &str, count: i64, reference: bool) -> Result<()> {
+    for m in measures.iter().filter(|m| !reference || m.needs_reference()) {
+        let needs = m.min_items();
         if count < needs as i64 {
             bail!("{m} needs at least {needs} items, and {side} has {count}");
         }

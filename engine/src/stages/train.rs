@@ -75,6 +75,7 @@ pub fn run(job: &Job) -> Result<()> {
     let model_spec = ModelSpec::from_config(model_config)?;
     let schedule_config = &params.schedule;
     let schedule = ScheduleSpec::from_config(schedule_config).map_err(|e| anyhow::anyhow!(e))?;
+    model_spec.prediction.fits(&schedule).map_err(|e| anyhow::anyhow!("{e}: set the model's `prediction = \"v\"`"))?;
 
     let mut settings = settings_of(job, &params, data.meta.count, device)?;
     if data.meta.count == 0 {

@@ -1,6 +1,11 @@
 //! Metrics and likelihood stages: what each measure needs (a reference, a classifier,
 //! enough samples, matching shapes).
 
+use difflow_core::params::guidance::GuidanceConfig;
+use difflow_core::params::measure::Measure;
+use difflow_core::params::model::ModelSpec;
+
+use super::configs::typed;
 use super::*;
 
 impl<'p> Checker<'p> {
@@ -11,16 +16,17 @@ impl<'p> Checker<'p> {
 
     pub(super) fn metrics(&mut self, inst: &Instance) {
         let p = &inst.params;
-        let measures: Vec<&str> = match get(p, "measure") {
+        // The resolver checked every name against the schema, whose choices are `Measure::ALL`.
+        let measures: Vec<Measure> = match get(p, "measure") {
             Some(Value::List(items)) => {
-                items.iter().filter_map(|v| if let Value::Str(s) = v { Some(s.as_str()) } else { None }).collect()
+                items.iter().filter_map(|v| if let Value::Str(s) = v { Measure::from_name(s) } else { None }).collect()
             }
             _ => Vec::new(),
         };
         let samples = stage(p, "samples").and_then(|n| self.inst(n));
         let reference = stage(p, "reference").and_then(|n| self.inst(n));
         self.reference_given(inst, &measures, reference);
-        if measures.contains(&"accuracy") {
+        if measures.contains(&Measure::Accuracy) {
             self.accuracy_has_labels(inst, samples);
         }
         if let Some(sd) = samples.and_then(|s| self.data(s)) {
@@ -30,9 +36,8 @@ impl<'p> Checker<'p> {
     }
 
     /// Measures that compare with real data have a reference.
-    fn reference_given(&mut self, inst: &Instance, measures: &[&str], reference: Option<&Instance>) {
-        let needs_ref: Vec<&str> =
-            measures.iter().copied().filter(|m| crate::graph::STATS_MEASURES.contains(m)).collect();
+    fn reference_given(&mut self, inst: &Instance, measures: &[Measure], reference: Option<&Instance>) {
+        let needs_ref: Vec<&str> = measures.iter().filter(|m| m.needs_reference()).map(|m| m.name()).collect();
         if reference.is_none() && !needs_ref.is_empty() {
             let message = format!(
                 "{} against real data, but this metrics stage has no `reference`",
@@ -76,14 +81,14 @@ impl<'p> Checker<'p> {
     fn shapes_match(
         &mut self,
         inst: &Instance,
-        measures: &[&str],
+        measures: &[Measure],
         samples: Option<&Instance>,
         sd: &Data,
         reference: Option<&Instance>,
     ) {
         let p = &inst.params;
         let features_clf = stage(p, "features").and_then(|n| self.inst(n));
-        if sd.points && features_clf.is_none() && measures.iter().any(|m| *m != "accuracy") {
+        if sd.points && features_clf.is_none() && measures.iter().any(|m| m.reads_features()) {
             let message = format!(
                 "Inception features need images, but `{}` holds {}",
                 samples.map_or("", |s| s.decl.as_str()),
@@ -125,15 +130,15 @@ impl<'p> Checker<'p> {
         }
     }
 
-    /// Enough items on each side for the measures (`facts::min_items`: IS splits into 10,
+    /// Enough items on each side for the measures ([`Measure::min_items`]: IS splits into 10,
     /// FID and KID need 2, precision and recall k + 1).
-    fn enough_samples(&mut self, inst: &Instance, measures: &[&str], samples: Option<&Instance>, sd: &Data) {
-        let Some((measure, needs)) = facts::most_items(measures.iter().copied()) else { return };
+    fn enough_samples(&mut self, inst: &Instance, measures: &[Measure], samples: Option<&Instance>, sd: &Data) {
+        let Some((measure, needs)) = Measure::most_items(measures.iter().copied()) else { return };
         if let (Some(n), Some(s)) = (sd.examples, samples) {
             self.enough_on_side(inst, "samples", (measure, needs), s, n);
         }
-        let comparing: Vec<&str> = measures.iter().copied().filter(|m| facts::needs_reference(m)).collect();
-        let Some(most) = facts::most_items(comparing) else { return };
+        let comparing = measures.iter().copied().filter(|m| m.needs_reference());
+        let Some(most) = Measure::most_items(comparing) else { return };
         let reference = stage(&inst.params, "reference").and_then(|n| self.inst(n));
         if let Some(r) = reference {
             if let Some(n) = self.data(r).and_then(|d| d.examples) {
@@ -142,11 +147,18 @@ impl<'p> Checker<'p> {
         }
     }
 
-    fn enough_on_side(&mut self, inst: &Instance, key: &str, (measure, needs): (&str, usize), side: &Instance, n: i64) {
+    fn enough_on_side(
+        &mut self,
+        inst: &Instance,
+        key: &str,
+        (measure, needs): (Measure, usize),
+        side: &Instance,
+        n: i64,
+    ) {
         if n >= needs as i64 {
             return;
         }
-        let each_side = if facts::needs_reference(measure) { " on each side" } else { "" };
+        let each_side = if measure.needs_reference() { " on each side" } else { "" };
         let message = format!("{measure} needs at least {needs} items{each_side}, and `{}` has {n}", side.decl);
         let help = if key == "samples" {
             "draw more samples (`count`); FID is only comparable at equal, large counts (10k–50k)"
@@ -167,15 +179,15 @@ impl<'p> Checker<'p> {
 
     /// Whether a sample stage's samples carry meaningful labels.
     pub(super) fn conditional(&self, sample: &Instance) -> bool {
-        if config(&sample.params, "guidance").is_some_and(|g| g.variant == "classifier") {
+        let guidance = config(&sample.params, "guidance").and_then(typed::<GuidanceConfig>);
+        if matches!(guidance, Some(GuidanceConfig::Classifier { .. })) {
             return true;
         }
         stage(&sample.params, "from")
             .and_then(|n| self.inst(n))
             .and_then(|t| config(&t.params, "model"))
-            .and_then(|m| int(&m.params, "classes"))
-            .unwrap_or(0)
-            > 0
+            .and_then(typed::<ModelSpec>)
+            .is_some_and(|m| m.classes > 0)
     }
 
     pub(super) fn nll(&mut self, inst: &Instance) {

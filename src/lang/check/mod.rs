@@ -5,21 +5,23 @@
 use std::collections::HashMap;
 
 use difflow_core::net_size::SizeLimits;
+use difflow_core::params::dataset::{DataShape, DatasetParams};
 
 use crate::diagnostics::{Code, Diagnostic};
 use crate::lang::pipeline::{Instance, Pipeline};
 use crate::lang::value::{Config, Value};
-use crate::schema::facts;
 use crate::syntax::ast::Span;
 
 use super::resolve::SpanTable;
 
+#[cfg(test)]
+mod agree_tests;
+mod configs;
 mod metrics;
 mod model;
 mod plot;
 mod pretrained;
 mod sample;
-mod schedule;
 mod steps;
 mod train;
 
@@ -57,14 +59,22 @@ struct Checker<'p> {
     limits: &'p SizeLimits,
     by_name: HashMap<&'p str, &'p Instance>,
     diags: Vec<Diagnostic>,
+    warnings: Vec<Diagnostic>,
 }
 
-pub(crate) fn check(pipeline: &Pipeline, spans: &SpanTable, limits: &SizeLimits) -> Vec<Diagnostic> {
+/// What the checker found: errors, and warnings that do not stop a run.
+pub(crate) struct Checked {
+    pub errors: Vec<Diagnostic>,
+    pub warnings: Vec<Diagnostic>,
+}
+
+pub(crate) fn check(pipeline: &Pipeline, spans: &SpanTable, limits: &SizeLimits) -> Checked {
     let mut c = Checker {
         spans,
         limits,
         by_name: pipeline.instances.iter().map(|i| (i.name.as_str(), i)).collect(),
         diags: Vec::new(),
+        warnings: Vec::new(),
     };
     for (name, config) in &pipeline.configs {
         let decl = name.split('[').next().unwrap_or(name);
@@ -91,7 +101,7 @@ pub(crate) fn check(pipeline: &Pipeline, spans: &SpanTable, limits: &SizeLimits)
             c.training_step(inst);
         }
     }
-    c.diags
+    Checked { errors: c.diags, warnings: c.warnings }
 }
 
 fn get<'v>(params: &'v std::collections::BTreeMap<String, Value>, key: &str) -> Option<&'v Value> {
@@ -190,6 +200,10 @@ impl<'p> Checker<'p> {
         self.diags.push(d);
     }
 
+    fn warn(&mut self, d: Diagnostic) {
+        self.warnings.push(d);
+    }
+
     fn inst(&self, name: &str) -> Option<&'p Instance> {
         self.by_name.get(name).copied()
     }
@@ -198,16 +212,9 @@ impl<'p> Checker<'p> {
         let p = &inst.params;
         match inst.kind.as_str() {
             "dataset" => {
-                let split = string(p, "split").unwrap_or("train");
-                let limit = int(p, "limit");
-                let known = facts::dataset_size(&inst.variant, split);
-                let examples = match (limit, known) {
-                    (Some(l), Some(k)) => Some(l.min(k)),
-                    (l, k) => l.or(k),
-                };
-                let shape = facts::dataset_shape(&inst.variant, |k| int(p, k), |k| string(p, k))?;
-                let examples = if shape.points { int(p, "count") } else { examples };
-                let facts::DataShape { points, channels, size, classes } = shape;
+                let dataset = configs::typed_stage::<DatasetParams>(inst)?;
+                let DataShape { points, channels, size, classes } = dataset.shape()?;
+                let examples = dataset.examples().map(|n| n as i64);
                 Some(Data { points, channels, size, classes, examples, origin: inst.name.clone() })
             }
             "train" | "classifier" => self.data(self.inst(stage(p, "data")?)?),

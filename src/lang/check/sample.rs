@@ -1,5 +1,10 @@
 //! Sampling stages: steps, guidance and labels fit the trained model.
 
+use difflow_core::params::guidance::GuidanceConfig;
+use difflow_core::params::model::ModelSpec;
+use difflow_core::params::sampler::{Sampler, StepsProblem};
+
+use super::configs::typed;
 use super::*;
 
 impl<'p> Checker<'p> {
@@ -23,22 +28,22 @@ impl<'p> Checker<'p> {
     /// The sampler takes no more steps than the schedule has, and learned variance needs
     /// a model that learned it.
     fn sampler_fits(&mut self, inst: &Instance, train: &Instance, sampler: &Config, model: &Config, t_steps: i64) {
-        if let Some(steps) = int(&sampler.params, "steps") {
-            if steps > t_steps {
-                let message = format!(
-                    "the sampler takes {steps} steps, but `{}` trained on a schedule of {t_steps} steps",
-                    train.decl
-                );
-                self.push(
-                    self.error(inst, "sampler.steps", Code::SamplerSteps, message, format!("more than {t_steps}"))
-                        .with_label(self.at(train, "schedule"), format!("{t_steps} steps"))
-                        .with_help(format!(
-                            "use at most {t_steps} sampler steps (respacing picks a subset of the schedule)"
-                        )),
-                );
-            }
+        let Some(sampler) = typed::<Sampler>(sampler) else { return };
+        if let Err(StepsProblem { steps, .. }) = sampler.check_steps(usize::try_from(t_steps).unwrap_or(0)) {
+            let message = format!(
+                "the sampler takes {steps} steps, but `{}` trained on a schedule of {t_steps} steps",
+                train.decl
+            );
+            self.push(
+                self.error(inst, "sampler.steps", Code::SamplerSteps, message, format!("more than {t_steps}"))
+                    .with_label(self.at(train, "schedule"), format!("{t_steps} steps"))
+                    .with_help(format!(
+                        "use at most {t_steps} sampler steps (respacing picks a subset of the schedule)"
+                    )),
+            );
         }
-        if string(&sampler.params, "variance") == Some("learned") && !boolean(&model.params, "learn_sigma") {
+        let learned_sigma = typed::<ModelSpec>(model).is_some_and(|m| m.learn_sigma);
+        if sampler.needs_learned_variance() && !learned_sigma {
             let message =
                 format!("variance = \"learned\" needs a model with learn_sigma, and `{}`'s model has none", train.decl);
             self.push(
@@ -52,11 +57,11 @@ impl<'p> Checker<'p> {
     /// Guidance the trained model supports; the number of classes labels may pick from.
     fn guidance_fits(&mut self, inst: &Instance, train: &Instance, model: &Config, schedule: &Config) -> i64 {
         let from_span = self.at(inst, "from");
-        let model_classes = int(&model.params, "classes").unwrap_or(0);
+        let model_classes = typed::<ModelSpec>(model).map_or(0, |m| m.classes as i64);
         let mut class_count = model_classes;
-        if let Some(g) = config(&inst.params, "guidance") {
-            match g.variant.as_str() {
-                "cfg" => {
+        if let Some(g) = config(&inst.params, "guidance").and_then(typed::<GuidanceConfig>) {
+            match g {
+                GuidanceConfig::Cfg { .. } => {
                     if model_classes == 0 {
                         let message = format!(
                             "cfg guidance needs a class-conditional model, but `{}` trained one with classes = 0",
@@ -82,15 +87,14 @@ impl<'p> Checker<'p> {
                         );
                     }
                 }
-                "classifier" => {
-                    if let Some(clf) = stage(&g.params, "model").and_then(|n| self.inst(n)) {
+                GuidanceConfig::Classifier { model: classifier, .. } => {
+                    if let Some(clf) = self.inst(&classifier.name) {
                         self.guidance_classifier(inst, train, schedule, clf);
                         if let Some(d) = self.data(clf) {
                             class_count = d.classes;
                         }
                     }
                 }
-                _ => {}
             }
         }
         class_count

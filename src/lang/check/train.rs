@@ -1,5 +1,9 @@
 //! Training stages: the model, loss and guidance training fit the data and schedule.
 
+use difflow_core::params::model::ModelSpec;
+use difflow_core::params::schedule::ScheduleSpec;
+
+use super::configs::typed;
 use super::*;
 
 impl<'p> Checker<'p> {
@@ -60,9 +64,9 @@ impl<'p> Checker<'p> {
                     .with_help("set `learn_sigma = true` on the model (IDDPM), or use loss = \"simple\""),
             );
         }
-        let prediction = string(&model.params, "prediction").unwrap_or("eps");
-        if prediction == "eps" && boolean(&schedule.params, "zero_terminal_snr") {
-            let message = "ε-prediction is undefined at ᾱ_T = 0, and this schedule has zero_terminal_snr = true";
+        let prediction = typed::<ModelSpec>(model).map(|m| m.prediction);
+        let fits = prediction.zip(typed::<ScheduleSpec>(schedule)).map(|(p, s)| p.fits(&s));
+        if let Some(Err(message)) = fits {
             self.push(
                 self.error(inst, "schedule", Code::EpsZeroSnr, message, "zero terminal SNR")
                     .with_label(self.at(inst, "model"), "this model predicts ε")

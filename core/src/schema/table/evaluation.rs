@@ -2,6 +2,7 @@
 //! the hidden feature statistics, with the keys only they use.
 
 use super::*;
+use crate::params::measure::Measure;
 
 fn features() -> KeySpec {
     def(
@@ -45,7 +46,7 @@ pub(super) fn metrics_kind() -> KindSpec {
                 inception_weights(),
                 def(
                     "measure",
-                    Type::list(en(&crate::schema::facts::MEASURES.iter().map(|m| m.name).collect::<Vec<_>>())),
+                    Type::list(Type::Enum(Measure::ALL.iter().map(|m| m.name()).collect())),
                     "[\"fid\"]",
                     "which metrics",
                 ),
