@@ -173,6 +173,10 @@ impl Builder {
             Rule::bool => ValueKind::Bool(inner.as_str() == "true"),
             Rule::list => ValueKind::List(self.values(inner)),
             Rule::sweep => ValueKind::Sweep(self.values(inner)),
+            Rule::replicate => {
+                let count = self.values(inner).pop().expect("replicate has a count");
+                ValueKind::Replicate(Box::new(count))
+            }
             Rule::inline => {
                 let mut parts = inner.into_inner();
                 let variant = self.ident(parts.next().expect("inline has a variant"));
@@ -353,6 +357,7 @@ fn attach_value(value: &mut Value, file: FileId, text: &str, comments: &[RawComm
                 attach_value(v, file, text, comments);
             }
         }
+        ValueKind::Replicate(count) => attach_value(count, file, text, comments),
         _ => {}
     }
 }

@@ -341,6 +341,7 @@ fn rule_words(r: Rule) -> &'static str {
         Rule::kw_use => "`use`",
         Rule::kw_let => "`let`",
         Rule::kw_sweep => "`sweep`",
+        Rule::kw_replicate => "`replicate`",
         Rule::EOI => "the end of the file",
         _ => "something else",
     }
