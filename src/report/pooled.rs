@@ -151,3 +151,51 @@ fn write_overlaps(md: &mut String, html: &mut String, settings: &[Setting], metr
     }
     html.push_str("</ul>\n");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::write_report;
+    use crate::job::{Input, Job, JobSettings};
+    use serde_json::json;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn replicates_become_one_row_per_setting_with_intervals_and_error_bars() {
+        let d = tempfile::tempdir().unwrap();
+        let mut inputs = BTreeMap::new();
+        // w = 1 and w = 2 overlap in fid; w = 3 is far from both.
+        let fids = [("1", [10.0, 11.0, 12.0]), ("2", [11.5, 12.0, 12.5]), ("3", [30.0, 31.0, 32.0])];
+        for (w, values) in fids {
+            for (r, fid) in values.into_iter().enumerate() {
+                let dir = d.path().join(format!("m{w}{r}"));
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::write(dir.join("metrics.json"), json!({ "fid": fid, "count": 64 }).to_string()).unwrap();
+                let input = Input { kind: "metrics".into(), variant: "default".into(), params: json!({}), dir };
+                inputs.insert(format!("scores[w={w},replicate={}]", r + 1), input);
+            }
+        }
+        let out_dir = d.path().join("out");
+        std::fs::create_dir_all(&out_dir).unwrap();
+        let job = Job {
+            instance: "study".into(),
+            kind: "report".into(),
+            variant: "default".into(),
+            params: json!({}),
+            inputs,
+            out_dir: out_dir.clone(),
+            device: "cpu".into(),
+            settings: JobSettings::default(),
+        };
+        write_report(&job).unwrap();
+        let md = std::fs::read_to_string(out_dir.join("report.md")).unwrap();
+        assert!(md.contains("| setting | w | n | count | fid |"), "{md}");
+        // 11 ± t₀.₉₇₅(2) · 1 / √3 = 11 ± 2.4841.
+        assert!(md.contains("| `scores[w=1]` | 1 | 3 | 64 | 11 ± 2.4841 |"), "{md}");
+        assert!(md.contains("- fid: scores\\[w=1\\] and scores\\[w=2\\]\n"), "only w = 1 and 2 overlap: {md}");
+        assert!(!md.contains("by_replicate") && md.contains("scores_fid_by_w.svg"), "{md}");
+        let chart = std::fs::read_to_string(out_dir.join("images/scores_fid_by_w.svg")).unwrap();
+        assert_eq!(chart.matches("class=\"error-bar\"").count(), 3, "{chart}");
+        let html = std::fs::read_to_string(out_dir.join("report.html")).unwrap();
+        assert!(html.contains("<td>11 ± 2.4841</td>") && html.contains("<li>fid: scores[w=1] and scores[w=2]</li>"));
+    }
+}
