@@ -105,6 +105,9 @@ fn render_variant_body(v: &VariantSpec) -> String {
         if !key.in_key {
             meaning.push_str(" (not part of the stage key)");
         }
+        if key.replicable {
+            meaning.push_str("; or `replicate(N)` (see Replicates)");
+        }
         out.push_str(&format!(
             "| `{}` | {} | {} | {} | {} |\n",
             key.name,
@@ -164,10 +167,11 @@ use      = "use" STRING                  # relative to the file, or "std/NAME.di
 let      = "let" IDENT "=" value
 decl     = KIND IDENT ("=" VARIANT)? block
 block    = "{" (IDENT "=" value ","?)* "}"
-value    = NUMBER | STRING | BOOL | list | sweep | inline | IDENT
+value    = NUMBER | STRING | BOOL | list | sweep | replicate | inline | IDENT
 inline   = VARIANT block                 # an anonymous declaration: ddim { steps = 50 }
 list     = "[" (value ("," value)* ","?)? "]"
 sweep    = "sweep" "(" value ("," value)* ","? ")"
+replicate = "replicate" "(" NUMBER ")"    # only as a train, classifier or sample stage's seed
 comment  = "#" … end of line
 ```
 
@@ -211,6 +215,28 @@ families that come from the same sweep stays aligned with it (zipped); two diffe
 sweeps multiply. Keys that hold a *list of stages* (`report { include = [...] }`,
 `plot = scatter { of = [...] }`, `plot = loss { of = [...] }`) collect whole families:
 every instance, in order.
+
+## Replicates
+
+`seed = replicate(N)` on a `train`, `classifier` or `sample` stage runs it N times
+(N ≥ 2, a whole number), the runs differing only by their seeds: replicate i (counted
+from 1) has seed i − 1, the seed's default plus i − 1. Replicate 1 is therefore the stage
+as it is without `replicate`, and raising N keeps the keys (and cache entries) of the
+replicates already run. The instances are named `fit[replicate=1]` … `fit[replicate=N]`
+(`gen[fit.replicate=1,gen.replicate=2]` where two replicated stages meet; they
+multiply like two sweeps). `replicate(…)` is written as the `seed` itself: not in a
+`let`, a list or a sweep, and no sweep may be named `replicate`.
+
+Stages downstream are replicated with it (a metrics stage reading a replicated sample
+stage has N instances). Reports pool instances that differ only by their replicate
+coordinates into one row per setting and give each metric as mean ± the half-width of
+its 95 % confidence interval, mean ± t₀.₉₇₅(n − 1) · s / √n (Student's t with n − 1
+degrees of freedom, s the sample standard deviation), with n; settings whose intervals
+overlap are listed below the table (the difference is within the replicates' spread).
+Charts draw the means with error bars against the swept coordinates, never against the
+replicate or a seed. `difflow.lock` records each setting's summaries under
+`[replicates."SETTING".metrics.NAME]` (`n`, `mean`, `ci95`, `low`, `high`), and
+`difflow show --json` adds them to each replicate as `replicates`.
 
 `difflow run --set NAME=VALUE` replaces the value of a `let` (written as in a file:
 `--set T=500`, `--set 'scales=sweep(1, 3)'`) and is type-checked where the `let` is

@@ -104,6 +104,11 @@ fn meaning_value(v: &Value, out: &mut String) {
             }
             out.push(')');
         }
+        ValueKind::Replicate(count) => {
+            out.push_str("replicate(");
+            meaning_value(count, out);
+            out.push(')');
+        }
         ValueKind::Inline { variant, block } => {
             out.push_str(&format!("inline {}", variant.name));
             meaning_block(block, out);
@@ -352,8 +357,10 @@ impl<'a> Formatter<'a> {
 
     /// One-line form of a value, or `None` when it holds a comment (and must break).
     fn flat(&self, v: &Value) -> Option<String> {
-        if matches!(v.kind, ValueKind::List(_) | ValueKind::Sweep(_) | ValueKind::Inline { .. })
-            && self.has_comment_inside(v.span)
+        if matches!(
+            v.kind,
+            ValueKind::List(_) | ValueKind::Sweep(_) | ValueKind::Replicate(_) | ValueKind::Inline { .. }
+        ) && self.has_comment_inside(v.span)
         {
             return None;
         }
@@ -363,6 +370,7 @@ impl<'a> Formatter<'a> {
             ValueKind::Ident(i) => i.name.clone(),
             ValueKind::List(vs) => format!("[{}]", self.flat_list(vs)?),
             ValueKind::Sweep(vs) => format!("sweep({})", self.flat_list(vs)?),
+            ValueKind::Replicate(count) => format!("replicate({})", self.flat(count)?),
             ValueKind::Inline { variant, block } => {
                 if block.entries.is_empty() {
                     format!("{} {{}}", variant.name)
@@ -389,7 +397,10 @@ impl<'a> Formatter<'a> {
     /// (a comma) to follow it.
     fn value(&mut self, v: &Value, indent: usize, column: usize, suffix: usize) {
         if let Some(s) = self.flat(v) {
-            let scalar = !matches!(v.kind, ValueKind::List(_) | ValueKind::Sweep(_) | ValueKind::Inline { .. });
+            let scalar = !matches!(
+                v.kind,
+                ValueKind::List(_) | ValueKind::Sweep(_) | ValueKind::Replicate(_) | ValueKind::Inline { .. }
+            );
             if scalar || column + s.chars().count() + suffix <= MAX_WIDTH {
                 self.out.push_str(&s);
                 return;
@@ -398,6 +409,9 @@ impl<'a> Formatter<'a> {
         match &v.kind {
             ValueKind::List(vs) => self.broken_seq("[", "]", vs, v.span, indent),
             ValueKind::Sweep(vs) => self.broken_seq("sweep(", ")", vs, v.span, indent),
+            ValueKind::Replicate(count) => {
+                self.broken_seq("replicate(", ")", std::slice::from_ref(count.as_ref()), v.span, indent)
+            }
             ValueKind::Inline { variant, block } => {
                 self.out.push_str(&variant.name);
                 self.block(block, indent, true, v.span.start);

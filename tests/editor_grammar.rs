@@ -63,6 +63,7 @@ fn value_scopes(value: &Value, out: &mut Vec<(Span, &'static str)>, comments: &m
         ValueKind::Bool(_) => out.push((value.span, "constant.language.boolean.difflow")),
         ValueKind::Ident(name) => out.push((name.span, "variable.other.reference.difflow")),
         ValueKind::List(items) | ValueKind::Sweep(items) => items.iter().for_each(|v| value_scopes(v, out, comments)),
+        ValueKind::Replicate(count) => value_scopes(count, out, comments),
         ValueKind::Inline { variant, block } => {
             out.push((variant.span, "support.type.variant.difflow"));
             block_scopes(block, out, comments);

@@ -103,6 +103,12 @@ fn golden_inline_blocks_lists_and_sweeps_on_one_line_when_short() {
 }
 
 #[test]
+fn golden_replicate_is_written_like_a_call() {
+    let src = "sample gen {\n  seed=replicate( 3, )\n}\n";
+    assert_eq!(fmt(src), "sample gen {\n    seed = replicate(3)\n}\n");
+}
+
+#[test]
 fn golden_long_values_break_one_element_per_line_with_trailing_commas() {
     let names: Vec<String> = (0..12).map(|i| format!("\"measure_number_{i}\"")).collect();
     let src = format!(

@@ -186,3 +186,33 @@ fn definition_references_symbols_and_formatting() {
     );
     assert!(refused["error"]["message"].as_str().unwrap().starts_with("difflow fmt refuses to format"), "{refused}");
 }
+
+#[test]
+fn replicate_is_offered_and_explained_where_a_seed_may_be_replicated() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Client::initialized(dir.path());
+    let uri = open_clean(&mut c, dir.path());
+    let change = |c: &mut Client, version: i32, text: &str| {
+        c.notify(
+            "textDocument/didChange",
+            json!({ "textDocument": { "uri": uri, "version": version }, "contentChanges": [{ "text": text }] }),
+        );
+    };
+    let valid =
+        format!("{PIPELINE}sample g2 {{ from = ddpm, sampler = ddim {{ steps = 10 }}, seed = replicate(3) }}\n");
+    change(&mut c, 2, &valid);
+    let r = c.request(
+        "textDocument/hover",
+        json!({ "textDocument": { "uri": uri }, "position": position_of(&valid, "replicate(3) }", 2) }),
+    );
+    let shown = r["result"]["contents"]["value"].as_str().unwrap_or_else(|| panic!("no hover: {r}"));
+    assert!(shown.contains("seed : int") && shown.contains("`replicate(N)`: N instances"), "{shown}");
+    let typing = format!(
+        "{valid}dataset pts = toy {{ seed = \n}}\nsample g3 {{ from = ddpm, sampler = ddim {{ steps = 10 }}, seed = \n}}\n"
+    );
+    change(&mut c, 3, &typing);
+    let at_sample = labels(&mut c, &uri, &typing, "10 }, seed = \n", 13);
+    assert!(at_sample.contains(&"replicate(3)".to_string()), "{at_sample:?}");
+    let at_dataset = labels(&mut c, &uri, &typing, "toy { seed = ", 13);
+    assert!(!at_dataset.contains(&"replicate(3)".to_string()), "{at_dataset:?}");
+}

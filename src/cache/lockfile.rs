@@ -21,6 +21,10 @@ pub struct LockFile {
     pub pipeline: Option<String>,
     #[serde(default)]
     pub stages: BTreeMap<String, LockedStage>,
+    /// Settings of `stages` run as replicates (`seed = replicate(N)`), by the name of the
+    /// setting (`scores[scale=2.0]`): each metric's mean and 95 % confidence interval.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub replicates: BTreeMap<String, LockedReplicates>,
     /// The records of the other pipelines in the folder, by file name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pipelines: BTreeMap<String, PipelineRecord>,
@@ -31,6 +35,45 @@ pub struct LockFile {
 pub struct PipelineRecord {
     #[serde(default)]
     pub stages: BTreeMap<String, LockedStage>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub replicates: BTreeMap<String, LockedReplicates>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LockedReplicates {
+    /// The replicates' instance names.
+    pub instances: Vec<String>,
+    pub metrics: BTreeMap<String, LockedSummary>,
+}
+
+/// A metric over replicates: mean ± `ci95` (the half-width of the 95 % interval, Student's
+/// t with n − 1 degrees of freedom), `low` and `high` its ends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LockedSummary {
+    pub n: usize,
+    pub mean: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ci95: Option<f64>,
+    pub low: f64,
+    pub high: f64,
+}
+
+/// The replicated settings among recorded stages, summarised.
+pub fn replicate_summaries(stages: &BTreeMap<String, LockedStage>) -> BTreeMap<String, LockedReplicates> {
+    let recorded = stages.iter().map(|(name, stage)| (name.as_str(), &stage.metrics));
+    crate::report::replicates::replicated(recorded)
+        .into_iter()
+        .map(|(setting, (instances, summaries))| {
+            let metrics = summaries
+                .into_iter()
+                .map(|(name, s)| {
+                    let (low, high) = s.bounds();
+                    (name, LockedSummary { n: s.n, mean: s.mean, ci95: s.ci95, low, high })
+                })
+                .collect();
+            (setting, LockedReplicates { instances, metrics })
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -78,15 +121,18 @@ impl LockFile {
     /// `name`'s record alone, as the top-level one. A file that names no pipeline (written
     /// before records were named) counts as any pipeline's.
     pub fn record_of(&self, name: Option<String>) -> LockFile {
-        let stages = match (&self.pipeline, &name) {
-            (Some(owner), Some(n)) if owner != n => self.pipelines.get(n).map(|r| r.stages.clone()).unwrap_or_default(),
-            _ => self.stages.clone(),
+        let (stages, replicates) = match (&self.pipeline, &name) {
+            (Some(owner), Some(n)) if owner != n => {
+                self.pipelines.get(n).map(|r| (r.stages.clone(), r.replicates.clone())).unwrap_or_default()
+            }
+            _ => (self.stages.clone(), self.replicates.clone()),
         };
-        LockFile { pipeline: name, stages, pipelines: BTreeMap::new() }
+        LockFile { pipeline: name, stages, replicates, pipelines: BTreeMap::new() }
     }
 
-    /// This file with `name`'s record replaced by `stages`: at the top level when the file
-    /// is empty, names no pipeline or names this one; else in its section.
+    /// This file with `name`'s record replaced by `stages` (and their replicates'
+    /// summaries): at the top level when the file is empty, names no pipeline or names
+    /// this one; else in its section.
     pub fn with_record(mut self, name: Option<String>, stages: BTreeMap<String, LockedStage>) -> LockFile {
         let owns_top = match (&self.pipeline, &name) {
             (Some(owner), Some(n)) => owner == n,
@@ -97,9 +143,10 @@ impl LockFile {
                 self.pipelines.remove(n);
             }
             self.pipeline = name;
+            self.replicates = replicate_summaries(&stages);
             self.stages = stages;
         } else if let Some(n) = name {
-            self.pipelines.insert(n, PipelineRecord { stages });
+            self.pipelines.insert(n, PipelineRecord { replicates: replicate_summaries(&stages), stages });
         }
         self
     }
@@ -186,6 +233,7 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.starts_with("# Written by `difflow run`"));
         assert!(text.contains("device = \"cuda:0\"\nthreads = 4\n"), "{text}");
+        assert!(!text.contains("replicates"), "no replicates, no table");
         assert_eq!(LockFile::read(&d.path().join("none")), LockFile::default());
     }
 
@@ -218,6 +266,38 @@ mod tests {
         let again = LockFile::read(&path).with_record(b, record("k3")).with_record(a, record("k4"));
         assert_eq!((again.pipeline.as_deref(), again.stages["ddpm"].key.as_str()), (Some("a.diff"), "k4"));
         assert_eq!(again.pipelines["b.diff"].stages["ddpm"].key, "k3");
+    }
+
+    #[test]
+    fn replicates_are_recorded_as_mean_and_interval() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join(LOCK_FILE);
+        let mut stages = BTreeMap::new();
+        for (i, acc) in [0.71, 0.69, 0.74].into_iter().enumerate() {
+            let stage = LockedStage {
+                key: format!("k{i}"),
+                kind: "metrics".into(),
+                metrics: [("accuracy".to_string(), acc)].into_iter().collect(),
+                outputs: BTreeMap::new(),
+                steps: vec![],
+                device: String::new(),
+                threads: 0,
+            };
+            stages.insert(format!("scores[scale=2.0,replicate={}]", i + 1), stage);
+        }
+        let lock = LockFile::default().with_record(Some("p.diff".into()), stages);
+        lock.write(&path).unwrap();
+        let read = LockFile::read(&path);
+        assert_eq!(read, lock);
+        let group = &read.replicates["scores[scale=2.0]"];
+        assert_eq!(group.instances.len(), 3);
+        let acc = &group.metrics["accuracy"];
+        assert_eq!(acc.n, 3);
+        assert!((acc.mean - 0.713_333_333_333_333_3).abs() < 1e-12);
+        assert!((acc.ci95.unwrap() - 0.062_516_094_793_757_8).abs() < 1e-9);
+        assert!((acc.high - acc.low - 2.0 * acc.ci95.unwrap()).abs() < 1e-12);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("[replicates.\"scores[scale=2.0]\".metrics.accuracy]"), "{text}");
     }
 
     #[test]

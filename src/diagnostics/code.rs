@@ -52,6 +52,8 @@ codes! {
     DuplicateKey = "duplicate_key",
     /// a value written twice in one sweep
     DuplicateSweepValue = "duplicate_sweep_value",
+    /// `replicate(N)` where no seed may be replicated, or a sweep named `replicate`
+    NotReplicable = "not_replicable",
     /// a value of the wrong type for its key
     TypeMismatch = "type_mismatch",
     /// a value outside its key's range, or values that contradict each other

@@ -13,7 +13,10 @@ use crate::diffusion::schedule::ScheduleSpec;
 use crate::graph;
 use crate::job::{Job, JobSettings};
 use crate::lang::value::{Config, Value};
+use crate::report::replicates;
+use crate::report::stats::Summary;
 use difflow_core::params::dataset::DatasetParams;
+use std::collections::BTreeMap;
 
 /// The parameter count of model `name` of `pipeline` (from `file`), from the worker.
 pub fn parameter_count(file: &std::path::Path, pipeline: &crate::lang::Pipeline, name: &str) -> Result<u64, String> {
@@ -79,6 +82,14 @@ pub fn show(s: &Session, name: &str, as_json: bool) -> Result<String, Failure> {
                 );
             }
         }
+        if let Some((setting, n, summaries)) = replicate_summaries(s, &inst.name) {
+            let shown: Vec<String> =
+                summaries.iter().map(|(k, v)| format!("{k} {}", replicates::summary_text(v))).collect();
+            let _ = writeln!(text, "  replicates of {setting} (n = {n}, mean ± 95 % CI): {}", shown.join(", "));
+            let metrics: serde_json::Map<String, Json> =
+                summaries.iter().map(|(k, v)| (k.clone(), replicates::summary_json(v))).collect();
+            item["replicates"] = json!({ "setting": setting, "n": n, "metrics": metrics });
+        }
         items.push(item);
     }
     Ok(if as_json {
@@ -87,6 +98,27 @@ pub fn show(s: &Session, name: &str, as_json: bool) -> Result<String, Failure> {
     } else {
         text
     })
+}
+
+/// For a replicate: its setting, how many of the setting's replicates have run, and each
+/// metric's mean and interval over them.
+fn replicate_summaries(s: &Session, name: &str) -> Option<(String, usize, BTreeMap<String, Summary>)> {
+    let setting = replicates::setting_of(name)?;
+    let metrics: Vec<BTreeMap<String, f64>> = s
+        .pipeline
+        .instances
+        .iter()
+        .filter(|i| replicates::setting_of(&i.name).as_deref() == Some(setting.as_str()))
+        .filter_map(|i| {
+            let key = s.keys.key(&i.name);
+            let manifest = s.cache.manifest(key)?;
+            Some(headline_metrics(&s.cache.entry_dir(key), &manifest.metrics))
+        })
+        .collect();
+    if metrics.is_empty() {
+        return None;
+    }
+    Some((setting, metrics.len(), replicates::summaries(metrics.iter())))
 }
 
 fn variant_suffix(v: &str) -> String {

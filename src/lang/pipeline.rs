@@ -7,6 +7,11 @@ use std::path::PathBuf;
 use super::value::{Config, Value};
 use crate::syntax::ast::Span;
 
+/// The coordinate of the instances of `seed = replicate(N)` (`ddpm[replicate=2]`, or
+/// `gen[ddpm.replicate=2,gen.replicate=1]` when two replicate axes meet): a sweep may not be
+/// named so, and reports pool instances that differ only by it.
+pub const REPLICATE_AXIS: &str = "replicate";
+
 #[derive(Debug, Clone, Default)]
 pub struct Pipeline {
     /// The folder relative paths in the pipeline are resolved against.

@@ -49,6 +49,9 @@ pub fn complete(a: &Analysis, offset: usize) -> CompletionResponse {
                         if !in_string {
                             items.extend(lets(&names));
                         }
+                        if spec.replicable && !in_string {
+                            items.push(item("replicate(3)", CompletionItemKind::KEYWORD, schema::REPLICATE_DOC));
+                        }
                         items
                     }
                     None => Vec::new(),

@@ -65,6 +65,9 @@ fn key_doc(kind: &str, key: &KeySpec) -> String {
     if !key.in_key {
         let _ = write!(text, " · not part of the {kind}'s cache key");
     }
+    if key.replicable {
+        let _ = write!(text, "\n\n{}", schema::REPLICATE_DOC);
+    }
     text
 }
 

@@ -209,6 +209,7 @@ fn value_names<'a>(value: &'a Value, out: &mut Vec<(&'a Ident, bool)>) {
     match &value.kind {
         ValueKind::Ident(name) => out.push((name, false)),
         ValueKind::List(items) | ValueKind::Sweep(items) => items.iter().for_each(|v| value_names(v, out)),
+        ValueKind::Replicate(count) => value_names(count, out),
         ValueKind::Inline { block, .. } => block_names(block, out),
         _ => {}
     }

@@ -3,7 +3,7 @@
 //! against each swept coordinate, one line per setting of the other coordinates (DDIM:
 //! FID against steps, one line per η), such as classifier accuracy against training step.
 
-use super::escape;
+use super::{escape, ticks};
 use std::fmt::Write as _;
 
 const WIDTH: f64 = 660.0;
@@ -23,10 +23,12 @@ const MAX_VALUE_TICKS: usize = 8;
 /// matplotlib's tab10, first six, as the PNG plots use.
 const COLOURS: [&str; 6] = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"];
 
-/// One line: its legend label (empty when it is the only one) and its points.
+/// One line: its legend label (empty when it is the only one), its points and, for means
+/// over replicates, each point's error (the half-width of its interval; empty for none).
 pub struct Series {
     pub label: String,
     pub points: Vec<(f64, f64)>,
+    pub errors: Vec<f64>,
 }
 
 /// What to chart against: a swept coordinate, each member's value of it (as a number and
@@ -39,7 +41,7 @@ pub struct Axis {
 }
 
 /// Every coordinate that can be an x axis: present in every member with a numeric value,
-/// taking at least two distinct values. Members with the same other coordinates form a
+/// taking at least two distinct values, and not a seed. Members with the same other coordinates form a
 /// line, labelled `eta=0.0`.
 pub fn numeric_axes(coords: &[Vec<(String, String)>]) -> Vec<Axis> {
     let Some(first) = coords.first() else { return Vec::new() };
@@ -50,6 +52,10 @@ pub fn numeric_axes(coords: &[Vec<(String, String)>]) -> Vec<Axis> {
     }
     let mut axes = Vec::new();
     for (at, name) in names.iter().enumerate() {
+        // A seed labels a draw; drawing the metric against it would suggest a trend.
+        if name.as_str() == "seed" || name.ends_with(".seed") {
+            continue;
+        }
         let values: Option<Vec<(f64, String)>> = coords
             .iter()
             .map(|c| {
@@ -83,24 +89,18 @@ pub fn series_of(axis: &Axis, ys: &[f64]) -> Vec<Series> {
     for ((x, _), (label, &y)) in axis.values.iter().zip(axis.series.iter().zip(ys)) {
         match lines.iter_mut().find(|s| s.label == *label) {
             Some(line) => line.points.push((*x, y)),
-            None => lines.push(Series { label: label.clone(), points: vec![(*x, y)] }),
+            None => lines.push(Series { label: label.clone(), points: vec![(*x, y)], errors: Vec::new() }),
         }
     }
     lines
 }
 
-/// An SVG line chart of `lines` against x; ticks on x at the swept values (`ticks`:
-/// value and text) when there are few, a log x axis when they span 20× or more.
+/// An SVG line chart of `lines` against x, error bars where a series has them; ticks on
+/// x at the swept values (`ticks`: value and text) when there are few, else at round
+/// numbers, a log x axis when they span 20× or more; y ticks at round numbers from a
+/// sensible origin ([`ticks::y_range`]).
 pub fn line_chart(title: &str, x_label: &str, y_label: &str, lines: &[Series], ticks: &[(f64, String)]) -> String {
-    let lines: Vec<Series> = lines
-        .iter()
-        .map(|s| {
-            let mut points: Vec<(f64, f64)> =
-                s.points.iter().copied().filter(|(x, y)| x.is_finite() && y.is_finite()).collect();
-            points.sort_by(|a, b| a.0.total_cmp(&b.0));
-            Series { label: s.label.clone(), points }
-        })
-        .collect();
+    let lines: Vec<Drawn> = lines.iter().map(Drawn::of).collect();
     let all = || lines.iter().flat_map(|s| s.points.iter().copied());
     let log_x = {
         let (lo, hi) = all().fold((f64::MAX, f64::MIN), |(lo, hi), p| (lo.min(p.0), hi.max(p.0)));
@@ -108,7 +108,12 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, lines: &[Series], t
     };
     let fx = |x: f64| if log_x { x.log10() } else { x };
     let (x_lo, x_hi) = padded(all().map(|p| fx(p.0)));
-    let (y_lo, y_hi) = padded(all().map(|p| p.1));
+    let (y_min, y_max) =
+        all().flat_map(|(_, y, e)| [y - e, y + e]).fold((f64::MAX, f64::MIN), |(lo, hi), y| (lo.min(y), hi.max(y)));
+    let (y_min, y_max, not_from_zero) = if y_min <= y_max { ticks::y_range(y_min, y_max) } else { (0.0, 1.0, false) };
+    let y_scale = ticks::nice_scale(y_min, y_max, TICKS - 1);
+    let (y_lo, y_hi) = (y_scale.lo, y_scale.hi);
+    let y_title = if not_from_zero { format!("{y_label} (axis not from 0)") } else { y_label.to_string() };
     let legend = lines.len() > 1 || lines.iter().any(|s| !s.label.is_empty());
     let (left, right, top, bottom) = MARGIN;
     let (plot_w, plot_h) = (WIDTH - left - right, HEIGHT - top - bottom);
@@ -117,7 +122,7 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, lines: &[Series], t
     let width = [
         WIDTH + if legend { LEGEND_PAD + LEGEND_SWATCH + legend_width + LEGEND_PAD } else { 0.0 },
         text_width(title, TITLE_FONT_SIZE) + 2.0 * LEGEND_PAD,
-        text_width(y_label, FONT_SIZE) + 2.0 * LEGEND_PAD,
+        text_width(&y_title, FONT_SIZE) + 2.0 * LEGEND_PAD,
     ]
     .into_iter()
     .fold(0.0, f64::max)
@@ -135,21 +140,7 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, lines: &[Series], t
         svg,
         "<rect x=\"{left}\" y=\"{top}\" width=\"{plot_w}\" height=\"{plot_h}\" fill=\"none\" stroke=\"#888\"/>"
     );
-    let mut distinct: Vec<&(f64, String)> = ticks.iter().filter(|(x, _)| x.is_finite()).collect();
-    distinct.sort_by(|a, b| a.0.total_cmp(&b.0));
-    distinct.dedup_by(|a, b| a.0 == b.0);
-    let x_ticks: Vec<(f64, String)> = if !distinct.is_empty() && distinct.len() <= MAX_VALUE_TICKS {
-        distinct.into_iter().cloned().collect()
-    } else {
-        (0..TICKS)
-            .map(|i| {
-                let v = x_lo + i as f64 / (TICKS - 1) as f64 * (x_hi - x_lo);
-                let v = if log_x { 10f64.powf(v) } else { v };
-                (v, tick(v, (x_hi - x_lo) / (TICKS - 1) as f64))
-            })
-            .collect()
-    };
-    for (x, text) in &x_ticks {
+    for (x, text) in &x_ticks(ticks, (x_lo, x_hi), log_x) {
         let _ = writeln!(
             svg,
             "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
@@ -158,15 +149,14 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, lines: &[Series], t
             escape(text)
         );
     }
-    for i in 0..TICKS {
-        let y = y_lo + i as f64 / (TICKS - 1) as f64 * (y_hi - y_lo);
+    for y in y_scale.ticks() {
         let _ = writeln!(
             svg,
             "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>\n\
              <line x1=\"{left}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#eee\"/>",
             left - 6.0,
             sy(y) + 5.0,
-            tick(y, (y_hi - y_lo) / (TICKS - 1) as f64),
+            ticks::label(y, y_scale.step),
             left + plot_w,
             sy(y),
             sy(y)
@@ -181,17 +171,29 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, lines: &[Series], t
         HEIGHT - 12.0,
         escape(&x_title),
         top - 12.0,
-        escape(y_label)
+        escape(&y_title)
     );
     for (i, line) in lines.iter().enumerate() {
         let colour = COLOURS[i % COLOURS.len()];
-        let path: Vec<String> = line.points.iter().map(|&(x, y)| format!("{:.1},{:.1}", sx(x), sy(y))).collect();
+        let path: Vec<String> = line.points.iter().map(|&(x, y, _)| format!("{:.1},{:.1}", sx(x), sy(y))).collect();
         let _ = writeln!(
             svg,
             "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"/>",
             path.join(" ")
         );
-        for &(x, y) in &line.points {
+        for &(x, y, e) in &line.points {
+            if e > 0.0 {
+                let (cx, lo, hi) = (sx(x), sy(y - e), sy(y + e));
+                let _ = writeln!(
+                    svg,
+                    "<path class=\"error-bar\" stroke=\"{colour}\" stroke-width=\"1.5\" fill=\"none\" \
+                     d=\"M{cx:.1},{lo:.1}V{hi:.1}M{:.1},{lo:.1}H{:.1}M{:.1},{hi:.1}H{:.1}\"/>",
+                    cx - 5.0,
+                    cx + 5.0,
+                    cx - 5.0,
+                    cx + 5.0
+                );
+            }
             let _ = writeln!(svg, "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"4\" fill=\"{colour}\"/>", sx(x), sy(y));
         }
         if legend {
@@ -230,6 +232,44 @@ fn text_width(text: &str, size: f64) -> f64 {
     em * size
 }
 
+/// A series as drawn: finite points in x order, each with its error (half-width, 0 for none).
+struct Drawn {
+    label: String,
+    points: Vec<(f64, f64, f64)>,
+}
+
+impl Drawn {
+    fn of(s: &Series) -> Drawn {
+        let error = |i: usize| s.errors.get(i).copied().filter(|e| e.is_finite() && *e > 0.0).unwrap_or(0.0);
+        let mut points: Vec<(f64, f64, f64)> = s
+            .points
+            .iter()
+            .enumerate()
+            .filter(|(_, (x, y))| x.is_finite() && y.is_finite())
+            .map(|(i, &(x, y))| (x, y, error(i)))
+            .collect();
+        points.sort_by(|a, b| a.0.total_cmp(&b.0));
+        Drawn { label: s.label.clone(), points }
+    }
+}
+
+/// The x ticks: the swept values as written when there are few, else round numbers over
+/// the axis (`x_lo`, `x_hi` are log10 values on a log axis).
+fn x_ticks(values: &[(f64, String)], (x_lo, x_hi): (f64, f64), log_x: bool) -> Vec<(f64, String)> {
+    let mut distinct: Vec<&(f64, String)> = values.iter().filter(|(x, _)| x.is_finite()).collect();
+    distinct.sort_by(|a, b| a.0.total_cmp(&b.0));
+    distinct.dedup_by(|a, b| a.0 == b.0);
+    if !distinct.is_empty() && distinct.len() <= MAX_VALUE_TICKS {
+        return distinct.into_iter().cloned().collect();
+    }
+    if log_x {
+        let (lo, hi) = (10f64.powf(x_lo), 10f64.powf(x_hi));
+        return ticks::log_ticks(lo, hi).into_iter().map(|v| (v, ticks::label(v, v))).collect();
+    }
+    let scale = ticks::nice_scale(x_lo, x_hi, TICKS - 1);
+    scale.ticks().into_iter().filter(|v| (x_lo..=x_hi).contains(v)).map(|v| (v, ticks::label(v, scale.step))).collect()
+}
+
 /// The range of the values with 5 % padding (a unit range around a single value).
 fn padded(values: impl Iterator<Item = f64>) -> (f64, f64) {
     let (lo, hi) = values.fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
@@ -238,21 +278,6 @@ fn padded(values: impl Iterator<Item = f64>) -> (f64, f64) {
     }
     let pad = if hi > lo { (hi - lo) * 0.05 } else { (lo.abs() * 0.1).max(1e-3) };
     (lo - pad, hi + pad)
-}
-
-/// A tick label with as many decimals as the spacing between ticks needs to tell
-/// neighbours apart (8.5193 and 8.5196 on a narrow FID axis), and no more.
-fn tick(v: f64, spacing: f64) -> String {
-    if spacing <= 0.0 || !spacing.is_finite() {
-        return format!("{v:.3}");
-    }
-    let mut decimals = (-spacing.log10()).ceil().max(0.0);
-    let scaled = spacing * 10f64.powf(decimals);
-    if (scaled - scaled.round()).abs() > 1e-6 {
-        decimals += 1.0; // 0.25 apart needs two decimals, 0.05 apart two as well
-    }
-    let decimals = decimals.min(8.0) as usize;
-    format!("{v:.decimals$}")
 }
 
 #[cfg(test)]
@@ -302,7 +327,11 @@ mod tests {
 
     #[test]
     fn draws_every_point_in_x_order_inside_the_frame() {
-        let line = Series { label: String::new(), points: vec![(2000.0, 0.9), (500.0, 0.2), (1000.0, f64::NAN)] };
+        let line = Series {
+            label: String::new(),
+            points: vec![(2000.0, 0.9), (500.0, 0.2), (1000.0, f64::NAN)],
+            errors: Vec::new(),
+        };
         let ticks = [(2000.0, "2000".to_string()), (500.0, "500".to_string())];
         let svg = line_chart("acc <by> step", "step", "accuracy", &[line], &ticks);
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
@@ -319,20 +348,48 @@ mod tests {
     }
 
     #[test]
-    fn tick_labels_tell_neighbouring_ticks_apart() {
-        assert_eq!(tick(8.51925, 0.0001), "8.5192");
-        assert_eq!(tick(8.51950, 0.0001), "8.5195");
-        assert_eq!(tick(2500.0, 500.0), "2500");
-        assert_eq!(tick(0.25, 0.25), "0.25");
-        assert_eq!(tick(0.5, 0.05), "0.50");
-        assert_eq!(tick(3.0, 1.0), "3");
+    fn means_get_error_bars_and_round_ticks_from_zero() {
+        let line = Series { label: String::new(), points: vec![(1.0, 0.62), (2.0, 0.81)], errors: vec![0.05, 0.0] };
+        let ticks = [(1.0, "1".to_string()), (2.0, "2".to_string())];
+        let svg = line_chart("accuracy", "scale", "accuracy", &[line], &ticks);
+        assert_eq!(svg.matches("class=\"error-bar\"").count(), 1, "a zero-width interval draws no bar: {svg}");
+        for label in ["0.0", "0.2", "0.4", "0.6", "0.8", "1.0"] {
+            assert!(svg.contains(&format!(">{label}</text>")), "tick {label}: {svg}");
+        }
+        assert!(!svg.contains("not from 0"));
+        // The bar spans mean ± error on the axis: 0.57 to 0.67 of a 0–1 axis.
+        let bar = svg.split("class=\"error-bar\"").nth(1).unwrap();
+        let d = bar.split("d=\"M").nth(1).unwrap();
+        let (_, ys) = d.split_once(',').unwrap();
+        let lo: f64 = ys.split('V').next().unwrap().parse().unwrap();
+        let hi: f64 = ys.split('V').nth(1).unwrap().split('M').next().unwrap().parse().unwrap();
+        let plot_h = HEIGHT - MARGIN.2 - MARGIN.3;
+        assert!((lo - (MARGIN.2 + (1.0 - 0.57) * plot_h)).abs() < 0.1, "{d}");
+        assert!((hi - (MARGIN.2 + (1.0 - 0.67) * plot_h)).abs() < 0.1, "{d}");
+        let far = Series { label: String::new(), points: vec![(1.0, 121.0), (2.0, 128.0)], errors: vec![] };
+        let svg = line_chart("fid", "scale", "fid", &[far], &ticks);
+        assert!(svg.contains("fid (axis not from 0)"), "{svg}");
+        assert!(svg.contains(">120</text>") && svg.contains(">128</text>"), "{svg}");
+    }
+
+    #[test]
+    fn a_seed_is_never_an_axis() {
+        assert!(numeric_axes(&coords(&[&[("seed", "1")], &[("seed", "2")], &[("seed", "3")]])).is_empty());
     }
 
     #[test]
     fn several_lines_get_a_legend_and_a_wide_range_a_log_axis() {
         let lines = [
-            Series { label: "eta=0.0".into(), points: vec![(10.0, 30.0), (100.0, 20.0), (1000.0, 10.0)] },
-            Series { label: "eta=1.0".into(), points: vec![(10.0, 40.0), (100.0, 25.0), (1000.0, 12.0)] },
+            Series {
+                label: "eta=0.0".into(),
+                points: vec![(10.0, 30.0), (100.0, 20.0), (1000.0, 10.0)],
+                errors: Vec::new(),
+            },
+            Series {
+                label: "eta=1.0".into(),
+                points: vec![(10.0, 40.0), (100.0, 25.0), (1000.0, 12.0)],
+                errors: Vec::new(),
+            },
         ];
         let ticks: Vec<(f64, String)> = [10.0, 100.0, 1000.0].iter().map(|&x| (x, format!("{x}"))).collect();
         let svg = line_chart("fid", "steps", "fid", &lines, &ticks);
@@ -347,8 +404,12 @@ mod tests {
     #[test]
     fn the_legend_the_title_and_the_axis_titles_fit_inside_the_chart() {
         let lines = [
-            Series { label: "scale_shift=false".into(), points: vec![(1.0, 3.0), (2.0, 2.0)] },
-            Series { label: "scale_shift=true, channels=32, dropout=0.1".into(), points: vec![(1.0, 4.0), (2.0, 1.0)] },
+            Series { label: "scale_shift=false".into(), points: vec![(1.0, 3.0), (2.0, 2.0)], errors: vec![] },
+            Series {
+                label: "scale_shift=true, channels=32, dropout=0.1".into(),
+                points: vec![(1.0, 4.0), (2.0, 1.0)],
+                errors: vec![],
+            },
         ];
         let ticks = [(1.0, "1".to_string()), (2.0, "2".to_string())];
         let y_title = "FID (classifier features, lower is better)";

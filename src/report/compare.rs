@@ -154,7 +154,7 @@ fn by_pipeline(rows: &[Row], pipelines: &[String], ys: &[f64]) -> (Vec<Series>, 
         let point = (x_of(&r.pipeline), y);
         match lines.iter_mut().find(|s| s.label == r.instance) {
             Some(line) => line.points.push(point),
-            None => lines.push(Series { label: r.instance.clone(), points: vec![point] }),
+            None => lines.push(Series { label: r.instance.clone(), points: vec![point], errors: Vec::new() }),
         }
     }
     let ticks = pipelines.iter().enumerate().map(|(i, p)| ((i + 1) as f64, p.clone())).collect();

@@ -1,8 +1,9 @@
 //! The `report` stage: `report.md` and a self-contained `report.html` (images inlined as
 //! base64) from the entries of the included stages: a metrics table per family (one row
 //! per instance, its sweep coordinates first; each metric charted against each numeric
-//! sweep coordinate, one line per setting of the others), and each instance's grid or
-//! plot image.
+//! sweep coordinate, one line per setting of the others; a family with replicates gets
+//! one row per setting, mean ± 95 % CI, see `pooled`), and each instance's grid or plot
+//! image.
 //! Pure Rust, so the orchestrator runs it in-process; the worker may call it as well.
 
 use std::collections::BTreeMap;
@@ -17,7 +18,11 @@ pub mod compare;
 mod figures;
 mod markdown;
 mod numbers;
+mod pooled;
 mod provenance;
+pub mod replicates;
+pub mod stats;
+mod ticks;
 mod titles;
 
 pub use provenance::{Recipe, Upstream};
@@ -125,8 +130,13 @@ fn write_family(
     let _ = write!(md, "\n## {} ({})\n", markdown::text(family), markdown::text(kind));
     let _ = writeln!(html, "<h2>{} <small>({})</small></h2>", escape(family), escape(kind));
     let metrics: Vec<BTreeMap<String, f64>> = members.iter().map(|(_, input)| section_numbers(input)).collect();
+    let replicated = members.iter().any(|(name, _)| replicates::setting_of(name).is_some());
     if metrics.iter().any(|m| !m.is_empty()) {
-        write_metrics(md, html, img_dir, (family, members), &metrics, titles)?;
+        if replicated {
+            pooled::write_pooled(md, html, img_dir, (family, members), &metrics, titles)?;
+        } else {
+            write_metrics(md, html, img_dir, (family, members), &metrics, titles)?;
+        }
     }
     figures::write_pictures(md, html, img_dir, members, titles)?;
     if metrics.iter().all(BTreeMap::is_empty) && members.iter().all(|(_, i)| !has_image(&i.dir)) {

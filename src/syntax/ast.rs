@@ -123,6 +123,8 @@ pub enum ValueKind {
     Bool(bool),
     List(Vec<Value>),
     Sweep(Vec<Value>),
+    /// `replicate(N)`: N instances with derived seeds (the count as written).
+    Replicate(Box<Value>),
     /// `ddim { steps = 50 }`: an anonymous declaration of the kind the key expects.
     Inline {
         variant: Ident,

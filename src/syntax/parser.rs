@@ -173,6 +173,10 @@ impl Builder {
             Rule::bool => ValueKind::Bool(inner.as_str() == "true"),
             Rule::list => ValueKind::List(self.values(inner)),
             Rule::sweep => ValueKind::Sweep(self.values(inner)),
+            Rule::replicate => {
+                let count = self.values(inner).pop().expect("replicate has a count");
+                ValueKind::Replicate(Box::new(count))
+            }
             Rule::inline => {
                 let mut parts = inner.into_inner();
                 let variant = self.ident(parts.next().expect("inline has a variant"));
@@ -353,6 +357,7 @@ fn attach_value(value: &mut Value, file: FileId, text: &str, comments: &[RawComm
                 attach_value(v, file, text, comments);
             }
         }
+        ValueKind::Replicate(count) => attach_value(count, file, text, comments),
         _ => {}
     }
 }
@@ -490,6 +495,12 @@ sampler s = ddim {}",
         assert!(d.message.starts_with("typographic quote"), "{}", d.message);
         let d = parse_err("train t {\n  steps\u{a0}= 5 }");
         assert_eq!(d.message, "invisible character U+00A0 in the code");
+        let d = parse_err("sample g { seed = replicate(3 }");
+        assert_eq!(d.message, "unclosed `(`: expected `)` to close the replicate, found `}`");
+        let d = parse_err("sample g { seed = replicate() }");
+        assert!(d.message.starts_with("expected a value in `replicate(…)`"), "{}", d.message);
+        let d = parse_err("sample g { seed = sweep(1, }");
+        assert!(d.message.contains("sweep"), "{}", d.message);
         let d = parse_err("dataset d = toy { count = 5 ]");
         assert!(!d.message.contains("unclosed"), "a stray `]` is not an unclosed block: {}", d.message);
         assert!(parse(0, "\u{FEFF}let a = 1\r\n").is_ok());

@@ -12,6 +12,11 @@ pub use literal::default_value;
 use std::fmt;
 use std::sync::LazyLock;
 
+/// What `replicate(N)` means, in one line, wherever a replicable key is described (the
+/// reference, hover, completion).
+pub const REPLICATE_DOC: &str = "`replicate(N)`: N instances (N ≥ 2) with seeds 0, 1, …, N − 1, \
+     reported as mean ± 95 % confidence interval";
+
 /// Whether a kind is folded into its users (config) or runs and leaves artifacts (stage).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -186,6 +191,9 @@ pub struct KeySpec {
     /// What a reader calls it on a figure's axis or a sweep's column ("guidance strength
     /// w" for cfg's `scale`); unset: the key's name.
     pub title: Option<&'static str>,
+    /// Whether `replicate(N)` may stand for the value (a stage's `seed`): N instances that
+    /// differ only by their derived seeds, reported as mean ± confidence interval.
+    pub replicable: bool,
 }
 
 impl KeySpec {

@@ -7,7 +7,7 @@ use super::{Bound, Default, KeySpec, KindSpec, Range, Role, Type, VariantSpec};
 use evaluation::{metrics_kind, nll_kind, plot_kind, report_kind, stats_kind};
 
 fn key(name: &'static str, ty: Type, default: Default, doc: &'static str) -> KeySpec {
-    KeySpec { name, ty, default, range: Range::ANY, doc, in_key: true, meaning: 1, title: None }
+    KeySpec { name, ty, default, range: Range::ANY, doc, in_key: true, meaning: 1, title: None, replicable: false }
 }
 
 fn req(name: &'static str, ty: Type, doc: &'static str) -> KeySpec {
@@ -40,6 +40,10 @@ impl KeySpec {
     }
     fn title(mut self, title: &'static str) -> Self {
         self.title = Some(title);
+        self
+    }
+    fn replicable(mut self) -> Self {
+        self.replicable = true;
         self
     }
 }
@@ -182,6 +186,11 @@ fn batch(default: &'static str) -> KeySpec {
 /// `seed`, with what it draws in this stage.
 fn seed(draws: &'static str) -> KeySpec {
     def("seed", Type::Int, "0", draws)
+}
+
+/// A stage's `seed` that `replicate(N)` may stand for.
+fn replicable_seed(draws: &'static str) -> KeySpec {
+    seed(draws).replicable()
 }
 
 const TRAINING_SEED: &str = "random seed (initialisation, data order, noise)";
@@ -486,7 +495,7 @@ fn train_kind() -> KindSpec {
             def("grad_clip", Type::Float, "1", "clip the gradient norm at this value (0: no clipping)").range(ge(0.0)),
             def("ema", Type::Float, "0.9999", "EMA decay (warmed up: min(ema, (1 + n)/(10 + n)))")
                 .range(ge_lt(0.0, 1.0)),
-            seed(TRAINING_SEED),
+            replicable_seed(TRAINING_SEED),
             def("precision", en(&["fp32", "bf16"]), "\"fp32\"", "arithmetic precision of the forward/backward pass"),
         ],
         version: 1,
@@ -531,7 +540,7 @@ fn classifier_kind() -> KindSpec {
             Type::Config("schedule"),
             "set: trained on noisy x_t (for guidance); unset: a clean classifier (features, accuracy)",
         )],
-        how: vec![seed(TRAINING_SEED)],
+        how: vec![replicable_seed(TRAINING_SEED)],
         // 2: every step's randomness from (seed, step) and the engine's own AdamW, so that
         // a stopped run resumes from its checkpoint to the same weights. 3: the held-out
         // part keeps every class's share instead of being the last 10 %.
@@ -568,7 +577,7 @@ fn sample_kind() -> KindSpec {
                     "\"all\"",
                     "labels to condition on: \"all\" (cycled evenly), one label, or a list cycled",
                 ),
-                seed("random seed (the starting noise x_T and the noise of each stochastic step)"),
+                replicable_seed("random seed (the starting noise x_T and the noise of each stochastic step)"),
                 def("batch", Type::Int, "256", "samples per forward pass (does not change results)")
                     .range(ge(1.0))
                     .not_in_key(),

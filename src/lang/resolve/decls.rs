@@ -72,6 +72,7 @@ impl<'a> Resolver<'a> {
             range: Range::ANY,
             doc: "",
             collect: false,
+            replicable: false,
         };
         let what = format!("`{} {}`", kind.name, name);
         // Messages name the variant as the user knows it: the kind when it was defaulted.
@@ -293,11 +294,20 @@ impl<'a> Resolver<'a> {
                 range: spec.range,
                 doc: spec.doc,
                 collect: false,
+                replicable: spec.replicable,
             };
             // A sweep written here is a new axis: its product with the block so far is
             // known before its values are resolved.
-            if let ValueKind::Sweep(items) = &e.value.kind {
-                if ok && self.too_many(acc.len(), items.len(), e.value.span) {
+            let written = match &e.value.kind {
+                ValueKind::Sweep(items) => Some(items.len()),
+                ValueKind::Replicate(count) => match count.kind {
+                    ValueKind::Number { value, .. } if value >= 1.0 => Some(value.min(usize::MAX as f64) as usize),
+                    _ => None,
+                },
+                _ => None,
+            };
+            if let Some(n) = written {
+                if ok && self.too_many(acc.len(), n, e.value.span) {
                     ok = false;
                     continue;
                 }

@@ -163,6 +163,7 @@ impl<'a> Resolver<'a> {
             ValueKind::Bool(b) => format!("`{b}`"),
             ValueKind::List(_) => "a list".into(),
             ValueKind::Sweep(_) => "a sweep".into(),
+            ValueKind::Replicate(_) => "`replicate(…)`".into(),
             ValueKind::Inline { variant, .. } => format!("an inline `{}` block", variant.name),
             ValueKind::Ident(id) => match self.decls.get(id.name.as_str()).and_then(|d| d.kind) {
                 Some(k) => format!("`{}` (a {})", id.name, k.name),

@@ -25,6 +25,7 @@ use super::suggest;
 
 mod decls;
 mod errors;
+mod replicates;
 mod spans;
 mod sweeps;
 mod values;
@@ -95,6 +96,8 @@ struct Cx {
     doc: &'static str,
     /// A list of stages: names of families stand for all their instances.
     collect: bool,
+    /// The value of a replicable key itself (not in a `let`, list or sweep).
+    replicable: bool,
 }
 
 pub(crate) struct Resolver<'a> {

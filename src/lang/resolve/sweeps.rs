@@ -12,6 +12,10 @@ impl<'a> Resolver<'a> {
         cx: &Cx,
     ) -> Option<Multi<Value>> {
         let key = (v.span.file, v.span.start);
+        if self.sweep_named_replicate(v, cx) {
+            return None;
+        }
+        let cx = &Cx { replicable: false, ..cx.clone() };
         if items.len() > MAX_INSTANCES {
             self.too_many(items.len(), 1, v.span);
             return None;
@@ -144,6 +148,7 @@ pub(super) fn label(v: &ast::Value) -> String {
         }
         ValueKind::List(items) => format!("[{}]", items.iter().map(label).collect::<Vec<_>>().join(",")),
         ValueKind::Sweep(items) => format!("sweep({})", items.iter().map(label).collect::<Vec<_>>().join(",")),
+        ValueKind::Replicate(count) => format!("replicate({})", label(count)),
     }
 }
 

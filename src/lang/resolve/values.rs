@@ -23,6 +23,7 @@ impl<'a> Resolver<'a> {
         }
         match &v.kind {
             ValueKind::Sweep(items) => return self.sweep(v, items, ty, cx),
+            ValueKind::Replicate(count) => return self.replicate(v, count, cx),
             ValueKind::Ident(id) if self.lets.contains_key(id.name.as_str()) => return self.let_ref(id, ty, cx),
             _ => {}
         }
@@ -123,7 +124,7 @@ impl<'a> Resolver<'a> {
 
     pub(super) fn list(&mut self, v: &'a ast::Value, inner: &Type, ty: &Type, cx: &Cx) -> Option<Multi<Value>> {
         let collects = matches!(inner, Type::Stage(_));
-        let sub = Cx { collect: collects, ..cx.clone() };
+        let sub = Cx { collect: collects, replicable: false, ..cx.clone() };
         let items: Vec<&'a ast::Value> = match &v.kind {
             ValueKind::List(items) => items.iter().collect(),
             // A single stage or config where a list of them is wanted.
@@ -252,7 +253,7 @@ impl<'a> Resolver<'a> {
         }
         let value = self.lets[name].1;
         self.let_stack.push(name);
-        let sub = Cx { axis_name: name.to_string(), ..cx.clone() };
+        let sub = Cx { axis_name: name.to_string(), replicable: false, ..cx.clone() };
         let r = self.value(value, ty, &sub);
         self.let_stack.pop();
         self.let_memo.insert(memo_key, r.clone());
@@ -265,6 +266,7 @@ impl<'a> Resolver<'a> {
         let v = self.deref(v);
         match (&v.kind, t) {
             (ValueKind::Sweep(items), t) => items.first().is_some_and(|i| self.accepts(i, t)),
+            (ValueKind::Replicate(_), t) => *t == Type::Int,
             (ValueKind::Number { .. }, Type::Int | Type::Float) => true,
             (ValueKind::Str(_), Type::Str | Type::Path) => true,
             (ValueKind::Str(s), Type::Enum(options)) => {

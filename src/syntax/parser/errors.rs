@@ -184,17 +184,17 @@ impl<'a> ErrorContext<'a> {
     /// bracket went wrong: at the mismatched closer, at the end of the file, or at what
     /// looks like the next declaration while a block is still open.
     pub(super) fn bracket_error(&self) -> Option<Diagnostic> {
-        let name = |c: u8| match c {
+        let name = |opener: usize| match self.text.as_bytes()[opener] {
             b'{' => ("`{`", "block", "`}`"),
             b'[' => ("`[`", "list", "`]`"),
-            _ => ("`(`", "sweep", "`)`"),
+            _ => ("`(`", paren_what(self.text, opener), "`)`"),
         };
         match self.scan.bracket? {
             BracketProblem::Mismatch { opener, closer } => {
                 if self.pos < closer {
                     return None;
                 }
-                let (open, what, close) = name(self.text.as_bytes()[opener]);
+                let (open, what, close) = name(opener);
                 let got = &self.text[closer..closer + 1];
                 Some(
                     Diagnostic::new(
@@ -221,7 +221,7 @@ impl<'a> ErrorContext<'a> {
                 if !(at_end || at_new_item) {
                     return None;
                 }
-                let (open, what, close) = name(self.text.as_bytes()[opener]);
+                let (open, what, close) = name(opener);
                 let mut d = Diagnostic::new(
                     SYNTAX,
                     format!("unclosed {open} (the {what} opened here)"),
@@ -262,6 +262,11 @@ impl<'a> ErrorContext<'a> {
     }
 
     /// The innermost bracket still open at the failure, scanning the tokens before it.
+    /// What the innermost open `(` opens: `replicate` or `sweep`.
+    fn open_paren_what(&self) -> &'static str {
+        self.open_bracket_at().map_or("sweep", |opener| paren_what(self.text, opener))
+    }
+
     fn open_bracket_at(&self) -> Option<usize> {
         let mut stack = Vec::new();
         for t in self.scan.tokens.iter().take_while(|t| t.start < self.pos) {
@@ -341,7 +346,17 @@ fn rule_words(r: Rule) -> &'static str {
         Rule::kw_use => "`use`",
         Rule::kw_let => "`let`",
         Rule::kw_sweep => "`sweep`",
+        Rule::kw_replicate => "`replicate`",
         Rule::EOI => "the end of the file",
         _ => "something else",
+    }
+}
+
+/// What a `(` at `opener` opens: `replicate(…)` or `sweep(…)`.
+fn paren_what(text: &str, opener: usize) -> &'static str {
+    if text[..opener].trim_end().ends_with("replicate") {
+        "replicate"
+    } else {
+        "sweep"
     }
 }

@@ -155,7 +155,7 @@ fn missing_value(cx: &ErrorContext<'_>) -> Option<Diagnostic> {
     let after = match cx.prev_text() {
         "=" => "after `=`".to_string(),
         "," => "after `,`".to_string(),
-        "(" => "in `sweep(…)`".to_string(),
+        "(" => format!("in `{}(…)`", cx.open_paren_what()),
         "[" => "in the list".to_string(),
         other => format!("after `{other}`"),
     };
@@ -170,7 +170,7 @@ fn in_list_or_sweep(cx: &ErrorContext<'_>) -> Option<Diagnostic> {
     if !(cx.has(Rule::rbracket) || cx.has(Rule::rparen)) {
         return None;
     }
-    let (close, what) = if cx.has(Rule::rbracket) { ("`]`", "list") } else { ("`)`", "sweep") };
+    let (close, what) = if cx.has(Rule::rbracket) { ("`]`", "list") } else { ("`)`", cx.open_paren_what()) };
     let found = cx.found();
     let found_desc = cx.found_desc();
     let entry_follows = found.is_some_and(|t| t.kind == TokKind::Ident) && matches!(cx.after(1), Some("=" | ":"));
