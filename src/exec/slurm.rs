@@ -41,6 +41,9 @@ pub struct JobRecord {
     pub submitted: String,
     /// The entry's manifest less timings, metrics and outputs, for `difflow __commit`.
     pub manifest: Manifest,
+    /// The remote that `difflow __commit` uploads the entry to (`push = true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push_to: Option<String>,
 }
 
 pub fn record_path(s: &Session, key: &str) -> PathBuf {
@@ -515,6 +518,7 @@ fn submit(
         instance: inst.name.clone(),
         submitted: crate::cache::store::utc_now(),
         manifest,
+        push_to: s.settings.remote.as_ref().filter(|r| r.push).map(|r| r.url.clone()),
     };
     std::fs::write(&record, serde_json::to_string_pretty(&rec).expect("records serialise"))
         .map_err(|e| format!("cannot write {} (job {id} was submitted): {e}", record.display()))?;
@@ -556,7 +560,11 @@ pub fn commit_job(record_file: &Path, started_epoch: u64) -> Result<(), String> 
         torch,
         ..rec.manifest
     };
+    let kind = manifest.kind.clone();
     cache.commit(&lock, manifest).map_err(|e| format!("cannot commit the outputs of `{}`: {e}", rec.instance))?;
+    if let Some(url) = &rec.push_to {
+        crate::remote::run::push_from_job(url, &cache, &key, &format!("{kind} {}", rec.instance));
+    }
     for f in [format!("{key}.job.json"), format!("{key}.slurm.sh"), format!("{key}.slurm.json")] {
         let _ = std::fs::remove_file(cache_dir.join(f));
     }
