@@ -3,6 +3,7 @@
 //! manifest goes up last, only after every blob is there. The caller holds the entry's
 //! lock.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -23,8 +24,11 @@ pub fn push_entry(cx: &Transfers, key: &str, label: &str) -> Result<Option<Trans
     };
     let start = Instant::now();
     let dir = cx.cache.entry_dir(key);
-    let outputs: Vec<_> = m.outputs.iter().collect();
-    let meter = Meter::new(&cx.progress, format!("push {label}"), m.total_size());
+    // One upload per blob: outputs with the same bytes share it.
+    let mut seen = BTreeSet::new();
+    let outputs: Vec<_> = m.outputs.iter().filter(|(_, out)| seen.insert(&out.blake3)).collect();
+    let size = outputs.iter().map(|(_, out)| out.size).sum();
+    let meter = Meter::new(&cx.progress, format!("push {label}"), size);
     let failed = AtomicBool::new(false);
     // Per file: `Some(bytes)` sent, `None` the remote had it; not tried (`None`) once
     // another file failed, since the manifest will not follow anyway.
@@ -45,7 +49,7 @@ pub fn push_entry(cx: &Transfers, key: &str, label: &str) -> Result<Option<Trans
         Some(result)
     });
     meter.finish();
-    let mut t = Transfer::default();
+    let mut t = Transfer { skipped: m.outputs.len() - outputs.len(), ..Transfer::default() };
     let mut errors = Vec::new();
     for result in sent.into_iter().flatten() {
         match result {
