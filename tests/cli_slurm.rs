@@ -481,4 +481,20 @@ fn with_push_on_the_jobs_upload_their_entries_to_the_remote_before_they_end() {
     let pulled = b.difflow(&["pull", "p.diff"], &[]);
     assert_eq!(pulled.code(), 0, "{}", pulled.stderr());
     assert!(pulled.stdout().contains("pulled 2 entries"), "{}", pulled.stdout());
+    // A run that follows its jobs finds each entry on the remote already: nothing to
+    // upload, nothing to warn about.
+    let (c, env) = double(&two_stages, &[]);
+    let other = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", other.path().display());
+    std::fs::write(c.path().join("difflow.toml"), settings.replace(&remote.path().display().to_string(), &url[7..]))
+        .unwrap();
+    let out = run_double(&c, &env, &["run", "p.diff"]);
+    assert_eq!(out.code(), 0, "{}", out.stderr());
+    assert!(
+        !out.stderr().contains("cannot push") && !out.stdout().contains("pushed"),
+        "{}{}",
+        out.stdout(),
+        out.stderr()
+    );
+    assert_eq!(std::fs::read_dir(other.path().join("ac")).unwrap().count(), 2);
 }

@@ -323,6 +323,11 @@ impl Tally {
             self.ran += 1;
             let secs = s.cache.manifest(s.key(i)).map_or(0.0, |m| m.duration_s);
             println!("done    {} {} ({secs:.1} s, job {}){}", inst.kind, inst.name, f.id, headline_text(s, i));
+            // The job pushed it (`push = true`), but its messages went with its log:
+            // upload what it could not, and say why when that fails here too.
+            if let Ok(Some(_lock)) = s.cache.try_lock(s.key(i)) {
+                crate::remote::run::push_after_commit(s, i, progress);
+            }
         } else if st.as_ref().is_some_and(|st| st.state == "CANCELLED" && st.reason.contains("Dependency")) {
             println!("skipped {} {} (job {} cancelled by Slurm: an input failed)", inst.kind, inst.name, f.id);
             self.cancelled.push(i);
