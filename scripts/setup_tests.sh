@@ -10,6 +10,8 @@
 #     (the local Slurm cluster of the Slurm executor's tests);
 #   - vscode-tmgrammar-test at the version pinned in editors/package.json (and its lock
 #     file), in editors/node_modules (gitignored);
+#   - s3rver (an S3-compatible server that keeps objects in files, for the S3 remote) at the
+#     version pinned in tests/s3_server/package.json, in tests/s3_server/node_modules (gitignored);
 #   - data/mnist, the embedded MNIST digits (scripts/fetch_mnist.py).
 # What it cannot install it names, with the tests that fail without it, and goes on: the
 # rest of the suite still runs. CI runs it as root on Debian, where everything installs.
@@ -85,17 +87,23 @@ if [ ${#missing[@]} -gt 0 ]; then
     done
 fi
 
-pinned=$(sed -n 's/.*"vscode-tmgrammar-test": "\(.*\)".*/\1/p' editors/package.json)
-installed=$(sed -n 's/^  "version": "\(.*\)",$/\1/p' editors/node_modules/vscode-tmgrammar-test/package.json 2>/dev/null || true)
-if [ "$installed" != "$pinned" ]; then
+# npm_pin FOLDER PACKAGE TESTS: `npm ci` in FOLDER unless PACKAGE is there at the version its
+# package.json pins.
+npm_pin() {
+    local pinned installed
+    pinned=$(sed -n "s/.*\"$2\": \"\(.*\)\".*/\1/p" "$1/package.json")
+    installed=$(sed -n 's/^  "version": "\(.*\)",$/\1/p' "$1/node_modules/$2/package.json" 2>/dev/null || true)
+    [ "$installed" = "$pinned" ] && return
     if command -v npm >/dev/null 2>&1; then
-        say "installing vscode-tmgrammar-test $pinned into editors/node_modules"
-        (cd editors && npm ci --no-audit --no-fund --loglevel=error >/dev/null) ||
-            lack "\`npm ci\` in editors/ failed: tests/editor_grammar.rs will fail"
+        say "installing $2 $pinned into $1/node_modules"
+        (cd "$1" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) ||
+            lack "\`npm ci\` in $1 failed: $3 will fail"
     else
-        lack "vscode-tmgrammar-test is not in editors/node_modules (it needs npm): tests/editor_grammar.rs will fail"
+        lack "$2 is not in $1/node_modules (it needs npm): $3 will fail"
     fi
-fi
+}
+npm_pin editors vscode-tmgrammar-test "tests/editor_grammar.rs"
+npm_pin tests/s3_server s3rver "tests/remote_s3.rs (an S3 remote cache)"
 
 "$VENV/bin/python" scripts/fetch_mnist.py data/mnist >/dev/null ||
     lack "data/mnist could not be made: the tests that train on the embedded MNIST will fail"

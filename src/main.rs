@@ -536,7 +536,7 @@ fn cache_ls_remote(files: &[PathBuf]) -> Outcome {
     let Some(remote) = settings.remote else {
         return Err(wrong("no remote: add `[remote]` with `url = \"…\"` to difflow.toml"));
     };
-    let remote = difflow::remote::Remote::open(&remote.url).map_err(wrong)?;
+    let remote = difflow::remote::Remote::open(&remote).map_err(wrong)?;
     print!("{}", difflow::remote::run::list(&remote, &sessions).map_err(Failure::Failed)?);
     Ok(())
 }

@@ -219,7 +219,7 @@ impl Settings {
         }
         if let Some(r) = raw.remote {
             // Checked here so that a typo fails every command, not only the first transfer.
-            crate::remote::Remote::open(&r.url).map_err(|e| format!("{}: {e}", file.display()))?;
+            crate::remote::Remote::open(&r).map_err(|e| format!("{}: {e}", file.display()))?;
             s.remote = Some(r);
         }
         Ok(s)

@@ -5,38 +5,33 @@
 mod cli_support;
 mod remote_support;
 
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
 
 use cli_support::{Project, TOY};
-use remote_support::{blob_of, file_url, flip_first_byte, lock_text, ok, project_with_remote, walk, Nginx};
+use remote_support::nginx::{file_url, walk, Nginx};
+use remote_support::{
+    flip_first_byte, lock_text, ok, project_with_remote, push_then_pull_computes_nothing,
+    two_concurrent_pushes_both_succeed, Target,
+};
 
-/// A computes and pushes everything; a fresh B then pulls it all and computes nothing,
-/// with the same lock digests.
-fn push_then_pull_computes_nothing(url: &str) -> (Project, Project) {
-    let a = project_with_remote(url);
-    assert!(ok(&a.run(&[])).contains("ran 5 stages"));
-    let pushed = ok(&a.difflow(&["push", "p.diff"], &[]));
-    assert!(pushed.contains("pushed 5 entries"), "{pushed}");
-    assert!(pushed.contains("pushed  train ddpm (1 file,"), "{pushed}");
-    // Idempotent: a second push uploads nothing.
-    assert!(ok(&a.difflow(&["push", "p.diff"], &[])).contains("pushed 0 entries"));
-
-    let b = project_with_remote(url);
-    let out = ok(&b.run(&["--pull"]));
-    assert!(b.take_worker_log().is_empty(), "B computed something:\n{out}");
-    for line in ["pulled  train ddpm", "pulled  sample gen[steps=5]", "pulled  plot pic", "pulled 5 entries from"] {
-        assert!(out.contains(line), "no `{line}` in\n{out}");
+/// The remote blob of the entry of kind `kind` (its only output).
+fn blob_of(remote: &Path, kind: &str) -> PathBuf {
+    for entry in std::fs::read_dir(remote.join("ac")).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        let m: toml::Value = toml::from_str(&text).unwrap();
+        if m["kind"].as_str() == Some(kind) {
+            let outputs = m["outputs"].as_table().unwrap();
+            let digest = outputs.values().next().unwrap()["blake3"].as_str().unwrap();
+            return remote.join("cas").join(digest);
+        }
     }
-    assert!(out.contains("nothing to do: all 5 stages cached"), "{out}");
-    assert_eq!(lock_text(&a), lock_text(&b));
-    ok(&b.difflow(&["compare", "difflow.lock", a.path().join("difflow.lock").to_str().unwrap()], &[]));
-    (a, b)
+    panic!("no {kind} entry on the remote");
 }
 
 #[test]
 fn a_folder_remote_serves_a_colleague_who_then_computes_nothing() {
     let remote = tempfile::tempdir().unwrap();
-    let (a, _b) = push_then_pull_computes_nothing(&file_url(remote.path()));
+    let (a, _b) = push_then_pull_computes_nothing(&Target::url(&file_url(remote.path())));
     let ls = ok(&a.difflow(&["cache", "ls", "--remote"], &[]));
     assert!(ls.contains("(5 entries)") && ls.contains("ddpm"), "{ls}");
     // gc never touches the remote.
@@ -152,28 +147,7 @@ fn an_interrupted_push_leaves_nothing_a_pull_takes_as_complete() {
 #[test]
 fn two_concurrent_pushes_of_the_same_entries_both_succeed() {
     let remote = tempfile::tempdir().unwrap();
-    let url = file_url(remote.path());
-    let (a1, a2) = (project_with_remote(&url), project_with_remote(&url));
-    ok(&a1.run(&[]));
-    ok(&a2.run(&[]));
-    let push = |p: &Project| -> Child {
-        Command::new(env!("CARGO_BIN_EXE_difflow"))
-            .args(["push", "p.diff"])
-            .current_dir(p.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
-    let (c1, c2) = (push(&a1), push(&a2));
-    for child in [c1, c2] {
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    }
-    let b = project_with_remote(&url);
-    ok(&b.run(&["--pull"]));
-    assert!(b.take_worker_log().is_empty());
-    assert_eq!(lock_text(&a1), lock_text(&b));
+    two_concurrent_pushes_both_succeed(&Target::url(&file_url(remote.path())));
     // No temporary file of either writer is left.
     let stray: Vec<_> = walk(remote.path())
         .into_iter()
@@ -184,10 +158,10 @@ fn two_concurrent_pushes_of_the_same_entries_both_succeed() {
 
 #[test]
 fn a_remote_url_of_an_unsupported_kind_is_a_clear_error() {
-    let p = project_with_remote("s3://bucket/prefix");
+    let p = project_with_remote("gs://bucket/prefix");
     let out = p.run(&[]);
     assert_eq!(out.code(), 1);
-    assert!(out.stderr().contains("S3 is not supported yet"), "{}", out.stderr());
+    assert!(out.stderr().contains("remote `gs://bucket/prefix`: use file:///FOLDER"), "{}", out.stderr());
     let p = Project::new(TOY);
     let out = p.run(&["--pull"]);
     assert_eq!(out.code(), 1);
@@ -228,7 +202,7 @@ fn an_http_remote_serves_a_colleague_and_refuses_a_flipped_byte() {
         return;
     };
     let url = format!("http://127.0.0.1:{}/cache", server.port);
-    let (a, b) = push_then_pull_computes_nothing(&url);
+    let (a, b) = push_then_pull_computes_nothing(&Target::url(&url));
     assert_manifests_were_put_after_their_blobs(&server);
     let ls = a.difflow(&["cache", "ls", "--remote"], &[]);
     assert_eq!(ls.code(), 2);

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use cli_support::Project;
 use remote_support::gate::Gate;
-use remote_support::{file_url, lock_text, ok, project_with_remote, walk, Nginx};
+use remote_support::nginx::{file_url, walk, Nginx};
+use remote_support::{lock_text, ok, project_with_remote};
 
 /// `difflow ARGS` in the project, in the background.
 fn spawn(p: &Project, args: &[&str]) -> Child {

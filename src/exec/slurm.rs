@@ -43,7 +43,7 @@ pub struct JobRecord {
     pub manifest: Manifest,
     /// The remote that `difflow __commit` uploads the entry to (`push = true`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub push_to: Option<String>,
+    pub push_to: Option<crate::remote::run::RemoteSettings>,
 }
 
 pub fn record_path(s: &Session, key: &str) -> PathBuf {
@@ -523,7 +523,7 @@ fn submit(
         instance: inst.name.clone(),
         submitted: crate::cache::store::utc_now(),
         manifest,
-        push_to: s.settings.remote.as_ref().filter(|r| r.push).map(|r| r.url.clone()),
+        push_to: s.settings.remote.clone().filter(|r| r.push),
     };
     std::fs::write(&record, serde_json::to_string_pretty(&rec).expect("records serialise"))
         .map_err(|e| format!("cannot write {} (job {id} was submitted): {e}", record.display()))?;
@@ -567,8 +567,8 @@ pub fn commit_job(record_file: &Path, started_epoch: u64) -> Result<(), String> 
     };
     let kind = manifest.kind.clone();
     cache.commit(&lock, manifest).map_err(|e| format!("cannot commit the outputs of `{}`: {e}", rec.instance))?;
-    if let Some(url) = &rec.push_to {
-        crate::remote::run::push_from_job(url, &cache, &key, &format!("{kind} {}", rec.instance));
+    if let Some(remote) = &rec.push_to {
+        crate::remote::run::push_from_job(remote, &cache, &key, &format!("{kind} {}", rec.instance));
     }
     for f in [format!("{key}.job.json"), format!("{key}.slurm.sh"), format!("{key}.slurm.json")] {
         let _ = std::fs::remove_file(cache_dir.join(f));

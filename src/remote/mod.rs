@@ -6,10 +6,11 @@
 //! same bytes to the same names. A pull trusts nothing it receives: each file is checked
 //! against the manifest's digest, and the manifest's key material against the local key.
 //!
-//! One small module per backend ([`folder`], [`http`]) behind the [`Backend`] trait.
+//! One small module per backend ([`folder`], [`http`], [`s3`]) behind the [`Backend`] trait.
 //! Moving entries: [`push`] and [`pull`], several files at once ([`pool`]), each with a
 //! progress bar or plain lines ([`meter`]).
 
+mod aws_config;
 pub mod folder;
 pub mod http;
 pub mod meter;
@@ -17,6 +18,7 @@ pub mod pool;
 pub mod pull;
 pub mod push;
 pub mod run;
+pub mod s3;
 pub mod transfer;
 
 use std::io::Write;
@@ -59,20 +61,25 @@ pub struct Remote {
 }
 
 impl Remote {
-    /// `file:///folder`, `http(s)://host/prefix`; `s3://` is refused with the reason.
-    pub fn open(url: &str) -> Result<Remote, String> {
+    /// `file:///folder`, `http(s)://host/prefix` or `s3://bucket/prefix`, as `[remote]`
+    /// of difflow.toml names it (with the S3 endpoint and region, if it gives them).
+    pub fn open(settings: &run::RemoteSettings) -> Result<Remote, String> {
+        let url = settings.url.as_str();
+        if !url.starts_with("s3://") && (settings.endpoint.is_some() || settings.region.is_some()) {
+            return Err(format!(
+                "remote `{}`: `endpoint` and `region` are settings of s3:// remotes",
+                http::redacted(url)
+            ));
+        }
         let backend: Box<dyn Backend> = if url.starts_with("file://") {
             Box::new(folder::Folder::open(url)?)
         } else if url.starts_with("http://") || url.starts_with("https://") {
             Box::new(http::Http::open(url)?)
         } else if url.starts_with("s3://") {
-            return Err(format!(
-                "remote `{url}`: S3 is not supported yet; use a file:// folder or an http(s):// cache \
-                 (an S3 bucket behind an HTTP cache server that speaks GET/PUT works)"
-            ));
+            Box::new(s3::S3::open(url, settings.endpoint.as_deref(), settings.region.as_deref())?)
         } else {
             return Err(format!(
-                "remote `{}`: use file:///FOLDER, http://HOST/PREFIX or https://HOST/PREFIX",
+                "remote `{}`: use file:///FOLDER, http://HOST/PREFIX, https://HOST/PREFIX or s3://BUCKET/PREFIX",
                 http::redacted(url)
             ));
         };

@@ -15,7 +15,7 @@ use crate::cache::{Cache, EntryLock, Manifest};
 use crate::exec::{Progress, Session};
 
 /// The `[remote]` table of `difflow.toml`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RemoteSettings {
     pub url: String,
@@ -25,17 +25,23 @@ pub struct RemoteSettings {
     /// `difflow run` uploads each entry it commits.
     #[serde(default)]
     pub push: bool,
+    /// An S3-compatible server instead of AWS (`http://127.0.0.1:9000`).
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// The S3 bucket's region, instead of the environment's or the profile's.
+    #[serde(default)]
+    pub region: Option<String>,
 }
 
 /// The session's remote, if `difflow.toml` names one.
 pub fn configured(s: &Session) -> Result<Option<Remote>, String> {
-    s.settings.remote.as_ref().map(|r| Remote::open(&r.url)).transpose()
+    s.settings.remote.as_ref().map(Remote::open).transpose()
 }
 
 fn required(s: &Session, what: &str) -> Result<Remote, String> {
     configured(s)?.ok_or_else(|| {
         format!(
-            "{what} needs a remote: add `[remote]` with `url = \"file:///…\"` or `url = \"https://…\"` to difflow.toml"
+            "{what} needs a remote: add `[remote]` with `url = \"file:///…\"`, `\"https://…\"` or `\"s3://…\"` to difflow.toml"
         )
     })
 }
@@ -195,16 +201,16 @@ fn pull_many(
     })
 }
 
-/// Push one committed entry whose lock the caller holds to the remote at `url`; the
-/// remote's address and what moved, `None` when it had the entry whole.
+/// Push one committed entry whose lock the caller holds to the remote `settings` name;
+/// the remote's address and what moved, `None` when it had the entry whole.
 fn push_committed(
-    url: &str,
+    settings: &RemoteSettings,
     cache: &Cache,
     key: &str,
     label: &str,
     progress: &Progress,
 ) -> Result<(String, Option<Transfer>), String> {
-    let remote = Remote::open(url)?;
+    let remote = Remote::open(settings)?;
     let t = push_entry(&Transfers::new(&remote, cache, progress), key, label)?;
     Ok((remote.url, t))
 }
@@ -215,7 +221,7 @@ pub fn push_after_commit(s: &Session, i: usize, progress: &Progress) {
     let Some(settings) = s.settings.remote.as_ref().filter(|r| r.push) else { return };
     let inst = s.instance(i);
     let label = format!("{} {}", inst.kind, inst.name);
-    match push_committed(&settings.url, &s.cache, s.key(i), &label, progress) {
+    match push_committed(settings, &s.cache, s.key(i), &label, progress) {
         Ok((url, Some(t))) => println!("pushed  {label} to {url} ({})", rate_text(t.bytes, t.secs)),
         Ok((_, None)) => {}
         Err(e) => progress.println(&format!("warning: cannot push `{}`: {e}", inst.name)),
@@ -225,8 +231,8 @@ pub fn push_after_commit(s: &Session, i: usize, progress: &Progress) {
 /// In a Slurm job, right after `difflow __commit` committed the entry (its lock held):
 /// upload it to the remote the run was configured to push to. A failed upload is a
 /// warning in the job's log; the entry stays committed and the job succeeds.
-pub fn push_from_job(url: &str, cache: &Cache, key: &str, label: &str) {
-    match push_committed(url, cache, key, label, &Progress::plain()) {
+pub fn push_from_job(settings: &RemoteSettings, cache: &Cache, key: &str, label: &str) {
+    match push_committed(settings, cache, key, label, &Progress::plain()) {
         Ok((url, Some(t))) => println!("difflow: pushed  {label} to {url} ({})", rate_text(t.bytes, t.secs)),
         Ok((_, None)) => {}
         Err(e) => eprintln!("difflow: warning: cannot push `{label}`: {e}"),

@@ -1,44 +1,73 @@
-//! What the remote tests share: projects on the toy pipeline with a remote, the remote's
-//! files, and nginx with WebDAV PUT on 127.0.0.1.
+//! The remote-cache scenarios that every backend's tests run (tests/remote.rs for folder
+//! and HTTP remotes, tests/remote_s3.rs for S3): a [`Target`] says how to reach one
+//! remote, `[remote]` of difflow.toml and the environment its commands need.
 
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use crate::cli_support::{Out, Project, TOY};
 
 pub mod gate;
+pub mod nginx;
 
 pub fn ok(out: &Out) -> String {
     assert_eq!(out.code(), 0, "stdout:\n{}\nstderr:\n{}", out.stdout(), out.stderr());
     out.stdout()
 }
 
+/// One remote as the projects of a test reach it.
+pub struct Target {
+    /// The body of `[remote]` in difflow.toml.
+    pub table: String,
+    pub env: Vec<(String, String)>,
+}
+
+impl Target {
+    /// A remote that needs only its URL.
+    pub fn url(url: &str) -> Target {
+        Target { table: format!("url = \"{url}\"\n"), env: Vec::new() }
+    }
+
+    /// A project on the toy pipeline whose `difflow.toml` names this remote.
+    pub fn project(&self) -> Project {
+        let p = Project::new(TOY);
+        std::fs::write(p.path().join("difflow.toml"), format!("[remote]\n{}", self.table)).unwrap();
+        p
+    }
+
+    pub fn difflow(&self, p: &Project, args: &[&str]) -> Out {
+        let env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        p.difflow(args, &env)
+    }
+
+    pub fn run(&self, p: &Project, extra: &[&str]) -> Out {
+        let mut args = vec!["run", "p.diff"];
+        args.extend_from_slice(extra);
+        self.difflow(p, &args)
+    }
+
+    /// `difflow push p.diff` in `p`, started and not waited for.
+    pub fn spawn_push(&self, p: &Project) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_difflow"))
+            .args(["push", "p.diff"])
+            .current_dir(p.path())
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+}
+
 /// A project on the toy pipeline whose `difflow.toml` names the remote `url`.
 pub fn project_with_remote(url: &str) -> Project {
-    let p = Project::new(TOY);
-    std::fs::write(p.path().join("difflow.toml"), format!("[remote]\nurl = \"{url}\"\n")).unwrap();
-    p
+    Target::url(url).project()
 }
 
 pub fn lock_text(p: &Project) -> String {
     std::fs::read_to_string(p.path().join("difflow.lock")).unwrap()
-}
-
-/// The remote blob of the entry of kind `kind` (its only output).
-pub fn blob_of(remote: &Path, kind: &str) -> PathBuf {
-    for entry in std::fs::read_dir(remote.join("ac")).unwrap() {
-        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
-        let m: toml::Value = toml::from_str(&text).unwrap();
-        if m["kind"].as_str() == Some(kind) {
-            let outputs = m["outputs"].as_table().unwrap();
-            let digest = outputs.values().next().unwrap()["blake3"].as_str().unwrap();
-            return remote.join("cas").join(digest);
-        }
-    }
-    panic!("no {kind} entry on the remote");
 }
 
 pub fn flip_first_byte(path: &Path) {
@@ -47,85 +76,43 @@ pub fn flip_first_byte(path: &Path) {
     std::fs::write(path, bytes).unwrap();
 }
 
-pub fn file_url(dir: &Path) -> String {
-    format!("file://{}", dir.display())
-}
+/// A computes and pushes everything; a fresh B then pulls it all and computes nothing,
+/// with the same lock digests.
+pub fn push_then_pull_computes_nothing(target: &Target) -> (Project, Project) {
+    let a = target.project();
+    assert!(ok(&target.run(&a, &[])).contains("ran 5 stages"));
+    let pushed = ok(&target.difflow(&a, &["push", "p.diff"]));
+    assert!(pushed.contains("pushed 5 entries"), "{pushed}");
+    assert!(pushed.contains("pushed  train ddpm (1 file,"), "{pushed}");
+    // Idempotent: a second push uploads nothing.
+    assert!(ok(&target.difflow(&a, &["push", "p.diff"])).contains("pushed 0 entries"));
 
-pub fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap().filter_map(Result::ok) {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
+    let b = target.project();
+    let out = ok(&target.run(&b, &["--pull"]));
+    assert!(b.take_worker_log().is_empty(), "B computed something:\n{out}");
+    for line in ["pulled  train ddpm", "pulled  sample gen[steps=5]", "pulled  plot pic", "pulled 5 entries from"] {
+        assert!(out.contains(line), "no `{line}` in\n{out}");
     }
-    out
+    assert!(out.contains("nothing to do: all 5 stages cached"), "{out}");
+    assert_eq!(lock_text(&a), lock_text(&b));
+    ok(&target.difflow(&b, &["compare", "difflow.lock", a.path().join("difflow.lock").to_str().unwrap()]));
+    (a, b)
 }
 
-/// nginx serving `root` with WebDAV PUT on a free port of 127.0.0.1, stopped on drop.
-pub struct Nginx {
-    child: Child,
-    pub port: u16,
-    pub dir: tempfile::TempDir,
-    pub root: PathBuf,
-}
-
-impl Nginx {
-    /// `auth`: the only user and password it lets in (HTTP Basic), if any.
-    pub fn start(auth: Option<(&str, &str)>) -> Option<Nginx> {
-        let exe =
-            ["/usr/sbin/nginx", "/usr/bin/nginx", "/usr/local/sbin/nginx"].into_iter().find(|p| Path::new(p).is_file());
-        // CI's set-up (scripts/setup_tests.sh) installs nginx: there a missing one is a failure.
-        assert!(
-            exe.is_some() || std::env::var_os("CI").is_none(),
-            "nginx is not installed (Debian package nginx-light, which scripts/setup_tests.sh installs)"
-        );
-        let exe = exe?;
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("root");
-        std::fs::create_dir_all(&root).unwrap();
-        std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let auth = match auth {
-            Some((user, password)) => {
-                std::fs::write(dir.path().join("users"), format!("{user}:{{PLAIN}}{password}\n")).unwrap();
-                "auth_basic difflow; auth_basic_user_file users;"
-            }
-            None => "",
-        };
-        let conf = format!(
-            "pid nginx.pid;\nevents {{ worker_connections 64; }}\nhttp {{\n  access_log access.log;\n  \
-             client_body_temp_path tmp;\n  server {{\n    listen 127.0.0.1:{port};\n    root {root};\n    \
-             client_max_body_size 0;\n    location / {{ {auth} dav_methods PUT; create_full_put_path on; }}\n  }}\n}}\n",
-            root = root.display()
-        );
-        std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
-        let prefix = format!("{}/", dir.path().display());
-        let child = Command::new(exe)
-            .args(["-p", &prefix, "-c", "nginx.conf", "-e", "error.log", "-g", "daemon off; master_process off;"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut server = Nginx { child, port, dir, root };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = server.child.try_wait() {
-                let log = std::fs::read_to_string(server.dir.path().join("error.log")).unwrap_or_default();
-                panic!("nginx exited ({status}):\n{log}");
-            }
-            assert!(Instant::now() < deadline, "nginx did not listen on 127.0.0.1:{port} within 20 s");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Some(server)
+/// Two projects compute the same entries and push them at the same time: both pushes
+/// succeed, and a third project pulls everything. Returns the first pusher.
+pub fn two_concurrent_pushes_both_succeed(target: &Target) -> Project {
+    let (a1, a2) = (target.project(), target.project());
+    ok(&target.run(&a1, &[]));
+    ok(&target.run(&a2, &[]));
+    let (c1, c2) = (target.spawn_push(&a1), target.spawn_push(&a2));
+    for child in [c1, c2] {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    let b = target.project();
+    ok(&target.run(&b, &["--pull"]));
+    assert!(b.take_worker_log().is_empty());
+    assert_eq!(lock_text(&a1), lock_text(&b));
+    a1
 }
