@@ -71,6 +71,9 @@ enum Command {
         /// Take every missing entry the `[remote]` cache has instead of computing it.
         #[arg(long)]
         pull: bool,
+        /// Put the finished stages' outputs in DIR/<instance>/, replacing the previous run's.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
     },
     /// Upload the pipeline's cached entries (or these stages' and their inputs') to the `[remote]` cache.
     Push {
@@ -94,6 +97,18 @@ enum Command {
         /// Largest relative difference of a headline metric that still counts as the same.
         #[arg(long, default_value_t = 0.01)]
         tolerance: f64,
+    },
+    /// Compare the cached metrics of several pipelines: one table (a row per pipeline and
+    /// instance) and one chart per metric, in DIR/report.md and DIR/report.html. Runs nothing.
+    Report {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The folder to write the report into (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// Compare these stages (a family or one instance) instead of every metrics and nll stage.
+        #[arg(long = "stage", value_name = "STAGE")]
+        stage: Vec<String>,
     },
     /// Cancel the pipeline's Slurm jobs that are queued or running.
     Cancel {
@@ -228,8 +243,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check { file, set } => load(&file, &set).map(|(_, p)| check_ok(&file, &p)),
         Command::Plan { file, target, set } => plan(&file, &set, &target),
-        Command::Run { file, target, force, set, device, jobs, nproc, executor, detach, pull } => {
-            run(&file, &set, RunOptions { targets: target, force, device, jobs, nproc, executor, detach, pull })
+        Command::Run { file, target, force, set, device, jobs, nproc, executor, detach, pull, out } => {
+            run(&file, &set, RunOptions { targets: target, force, device, jobs, nproc, executor, detach, pull, out })
         }
         Command::Push { file, stages, set } => load(&file, &set)
             .and_then(|(_, p)| session(&file, &p))
@@ -238,6 +253,7 @@ fn main() -> ExitCode {
             .and_then(|(_, p)| session(&file, &p))
             .and_then(|s| difflow::remote::run::pull(&s, &stages).map_err(Failure::Failed)),
         Command::Cancel { file, set } => cancel(&file, &set),
+        Command::Report { files, out, stage } => report(&files, &out, &stage),
         Command::Compare { mine, theirs, tolerance } => compare(&mine, &theirs, tolerance),
         Command::Commit { record, started } => exec::slurm::commit_job(&record, started).map_err(Failure::Failed),
         Command::FreePort => std::net::TcpListener::bind("0.0.0.0:0")
@@ -392,6 +408,18 @@ fn compare(mine: &Path, theirs: &Path, tolerance: f64) -> Outcome {
     } else {
         Err(Failure::Wrong(None))
     }
+}
+
+/// `difflow report A.diff B.diff --out DIR`.
+fn report(files: &[PathBuf], out: &Path, stages: &[String]) -> Outcome {
+    let mut rows = Vec::new();
+    for (file, label) in files.iter().zip(exec::cached_metrics::labels(files)) {
+        let (_, p) = load(file, &[])?;
+        rows.extend(exec::cached_metrics::cached_rows(&session(file, &p)?, &label, stages).map_err(wrong)?);
+    }
+    let page = exec::cached_metrics::write_report(out, &rows).map_err(Failure::Failed)?;
+    println!("open:\n  {}", page.display());
+    Ok(())
 }
 
 fn cancel(file: &Path, set: &[String]) -> Outcome {

@@ -12,6 +12,7 @@
 //! executor = "local"                # local | slurm (`difflow run --executor` wins)
 //! max_params = 2_000_000_000        # the largest model read from a diffusers folder
 //! max_memory_gib = 32               # its weights, one example's activations and schedule
+//! out = "results"                   # `difflow run` puts readable copies in results/<pipeline stem>/
 //!
 //! [slurm]                           # sbatch resources; each a value or a table by stage kind
 //! partition = "gpu"
@@ -70,6 +71,9 @@ pub struct Settings {
     pub limits: SizeLimits,
     /// `[remote]`: a shared cache to pull entries from and push them to.
     pub remote: Option<crate::remote::run::RemoteSettings>,
+    /// `out`: the folder, absolute, under which `difflow run` publishes each pipeline's
+    /// finished outputs (`<out>/<pipeline stem>/`; `difflow run --out` wins).
+    pub out: Option<PathBuf>,
 }
 
 /// A `[sources.NAME]` table: another URL (a mirror) and/or another checksum.
@@ -130,6 +134,7 @@ struct RawSettings {
     max_params: Option<u64>,
     max_memory_gib: Option<u64>,
     remote: Option<crate::remote::run::RemoteSettings>,
+    out: Option<PathBuf>,
 }
 
 impl Settings {
@@ -151,6 +156,7 @@ impl Settings {
             slurm: Default::default(),
             limits: SizeLimits::default(),
             remote: None,
+            out: None,
         }
     }
 
@@ -167,7 +173,7 @@ impl Settings {
         };
         let raw: RawSettings = toml::from_str(&text).map_err(|e| {
             format!(
-                "{} is not valid: {}\nhelp: the known settings are cache, data_root, device, inception_weights, threads, jobs, nproc, use_roots, executor, max_params, max_memory_gib, [slurm], user_cache, [sources.NAME] tables (url, sha256) and [remote] (url, pull, push)",
+                "{} is not valid: {}\nhelp: the known settings are cache, data_root, device, inception_weights, threads, jobs, nproc, use_roots, executor, max_params, max_memory_gib, out, [slurm], user_cache, [sources.NAME] tables (url, sha256) and [remote] (url, pull, push)",
                 file.display(),
                 e.message()
             )
@@ -217,6 +223,7 @@ impl Settings {
         if let Some(gib) = raw.max_memory_gib {
             s.limits.max_memory = gib.saturating_mul(1 << 30);
         }
+        s.out = raw.out.map(|o| root.join(o));
         if let Some(r) = raw.remote {
             // Checked here so that a typo fails every command, not only the first transfer.
             crate::remote::Remote::open(&r).map_err(|e| format!("{}: {e}", file.display()))?;

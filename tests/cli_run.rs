@@ -348,9 +348,10 @@ fn pipelines_sharing_a_folder_do_not_read_each_others_lock_records() {
     assert_eq!(out.code(), 0, "{}", out.stderr());
     assert_eq!(state_of(&out.stdout(), "pts"), "new", "{}", out.stdout());
     assert_eq!(p.difflow(&["run", "other.diff"], &[]).code(), 0);
-    // The lock now holds the other pipeline's record; the first one's stages are still cached
-    // (the cache decides what is cached, the lock only explains what changed).
+    // The lock now holds both records, the other pipeline's in its own section; the first
+    // one's stages are still cached (the cache decides what is cached, the lock only
+    // explains what changed).
     let lock = std::fs::read_to_string(p.path().join("difflow.lock")).unwrap();
-    assert!(lock.contains("pipeline = \"other.diff\""), "{lock}");
+    assert!(lock.contains("pipeline = \"p.diff\"") && lock.contains("[pipelines.\"other.diff\".stages.pts]"), "{lock}");
     assert_eq!(state_of(&p.plan(), "ddpm"), "cached");
 }

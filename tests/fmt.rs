@@ -172,10 +172,15 @@ fn syntax_errors_are_reported_not_formatted() {
 }
 
 /// The stage keys (and the resolved configs) of a loaded pipeline, or why there are none.
+/// A report's key holds the pipeline's text, which it shows: formatting changes that.
 fn keys_and_configs(loaded: &difflow::lang::Loaded) -> Option<String> {
     let p = loaded.pipeline.as_ref()?;
+    let reports: Vec<&str> = p.instances.iter().filter(|i| i.kind == "report").map(|i| i.name.as_str()).collect();
     let keys = match difflow::cache::key::stage_keys(p) {
-        Ok(k) => format!("{k:?}"),
+        Ok(mut k) => {
+            k.retain(|name, _| !reports.contains(&name.as_str()));
+            format!("{k:?}")
+        }
         Err(e) => format!("error: {e}"),
     };
     let instances: Vec<String> = p

@@ -146,7 +146,16 @@ fn unknown_stages_unrun_pipelines_other_locks_and_lost_entries_are_clear_errors(
 
     std::fs::write(dir.path().join("q.diff"), "").unwrap();
     let other = error_of(dir.path(), "difflow.results('q.diff', 'fit')");
-    assert!(other.contains("records the last run of p.diff, not of q.diff"), "{other}");
+    assert!(other.contains("holds no record of q.diff (it records p.diff)"), "{other}");
+    // Pipelines sharing the folder: q.diff's record is a section of the same lock file.
+    let mut lock = std::fs::read_to_string(dir.path().join("difflow.lock")).unwrap();
+    lock.push_str("[pipelines.\"q.diff\".stages.fit]\nkey = \"aa01\"\nkind = \"train\"\n");
+    std::fs::write(dir.path().join("difflow.lock"), lock).unwrap();
+    let shared = run_python(
+        dir.path(),
+        "import difflow\nprint(difflow.results('q.diff', 'fit').key, list(difflow.lock('p.diff')))",
+    );
+    assert_eq!(shared.trim(), "aa01 ['pipeline', 'stages']");
 
     std::fs::remove_dir_all(dir.path().join(".difflow/cache/bb10")).unwrap();
     let lost = error_of(dir.path(), "difflow.results('p.diff', 'gen')");

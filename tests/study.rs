@@ -197,9 +197,11 @@ fn cfg_gives_a_reverse_process_gif_per_guidance_strength_and_a_report_a_browser_
         assert!(svg["width"].as_f64().unwrap() > 0.0 && svg["height"].as_f64().unwrap() > 0.0, "{svg}");
     }
     let tables: Vec<u64> = page["tables"].as_array().unwrap().iter().map(|t| t.as_u64().unwrap()).collect();
-    // The scores per w, then the provenance of the 16 included stages.
+    // The scores per w, then the provenance of the 31 stages the report depends on: the
+    // two datasets, the judge, the training run, per w the samples, scores, reverse
+    // process and grid, the loss curve, and six feature statistics.
     assert_eq!(tables.first(), Some(&5), "{page}");
-    assert_eq!(tables.last(), Some(&16), "{page}");
+    assert_eq!(tables.last(), Some(&31), "{page}");
     assert_eq!(page["problems"], serde_json::json!([]), "{page}");
     assert!(std::fs::metadata(&shot).unwrap().len() > 0);
 }

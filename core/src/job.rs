@@ -100,8 +100,16 @@ pub enum Event {
     Log { message: String },
     /// A headline number for `difflow.lock` and `difflow show`.
     Metric { name: String, value: f64 },
-    /// The libtorch the worker runs on (`2.13.0+cu130`), for the entry's provenance.
-    Runtime { torch: String },
+    /// The libtorch the worker runs on (`2.13.0+cu130`), for the entry's provenance; after
+    /// the stage, also the device it ran on (`cpu`, `cuda:0`: never `auto`) and the
+    /// threads of CPU tensor work.
+    Runtime {
+        torch: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        device: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        threads: Option<usize>,
+    },
 }
 
 impl Event {

@@ -3,8 +3,33 @@
 use anyhow::{bail, Result};
 use tch::Device;
 
+/// The device the stage put its tensors on, as [`resolve`] (or a data-parallel rank's
+/// placement, [`note_used`]) last chose it: what the entry records, never `auto`.
+static USED: std::sync::Mutex<Option<Device>> = std::sync::Mutex::new(None);
+
+/// Records `device` as the one the stage runs on.
+pub fn note_used(device: Device) {
+    *USED.lock().unwrap_or_else(|e| e.into_inner()) = Some(device);
+}
+
+/// The device the stage ran on (`cpu`, `cuda:0`); `cpu` when it chose none (stages that
+/// only read and write files keep their tensors on the CPU).
+pub fn used_name() -> String {
+    match *USED.lock().unwrap_or_else(|e| e.into_inner()) {
+        Some(Device::Cuda(index)) => format!("cuda:{index}"),
+        Some(Device::Cpu) | None => "cpu".to_string(),
+        Some(other) => format!("{other:?}").to_lowercase(),
+    }
+}
+
 /// `"auto"` (CUDA 0 when available, else CPU), `"cpu"`, `"cuda"` or `"cuda:N"`.
 pub fn resolve(name: &str) -> Result<Device> {
+    let device = resolve_name(name)?;
+    note_used(device);
+    Ok(device)
+}
+
+fn resolve_name(name: &str) -> Result<Device> {
     let name = name.trim();
     if name != "cpu" {
         let _ = load_cuda();

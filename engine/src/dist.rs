@@ -216,6 +216,7 @@ impl ProcessGroup {
             }
             other => other,
         };
+        crate::device::note_used(device);
         let store =
             std::env::var(STORE_ENV).with_context(|| format!("{} is set but {STORE_ENV} is not", place.source))?;
         let (host, port) = store

@@ -53,12 +53,16 @@ def lock(pipeline: PathLike) -> dict[str, Any]:
         )
     record = _toml(path)
     recorded = record.get("pipeline")
-    if recorded is not None and recorded != real.name:
-        raise DifflowError(
-            f"{path} records the last run of {recorded}, not of {real.name} (pipelines in one "
-            f"folder share the lock file).\nRun `difflow run {file}` to read its results."
-        )
-    return record
+    if recorded is None or recorded == real.name:
+        return {key: value for key, value in record.items() if key != "pipelines"}
+    # Pipelines sharing a folder: the others' records are sections by file name.
+    section = record.get("pipelines", {}).get(real.name)
+    if isinstance(section, dict):
+        return {"pipeline": real.name, "stages": section.get("stages", {})}
+    raise DifflowError(
+        f"{path} holds no record of {real.name} (it records {', '.join([recorded, *record.get('pipelines', {})])}).\n"
+        f"Run `difflow run {file}` to read its results."
+    )
 
 
 def results(pipeline: PathLike, stage: str) -> Union["StageResult", list["StageResult"]]:

@@ -1,7 +1,8 @@
 //! Stage keys: blake3 over the canonical JSON of a stage's kind, variant, implementation
 //! version and result-changing parameters, with each upstream stage replaced by its key and
 //! each file or folder by its content digest. Names, comments, layout, key order, device
-//! and sampling batch size are not in it.
+//! and sampling batch size are not in it, except in a report's key: a report shows the
+//! pipeline's text and `--set`s, so its key holds them too.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -11,7 +12,7 @@ use serde_json::{json, Value as Json};
 
 use super::digest::Digests;
 use crate::graph::{self, StageGraph};
-use crate::lang::pipeline::{Instance, Pipeline};
+use crate::lang::pipeline::{Instance, Pipeline, Source};
 use crate::lang::value::Value;
 use crate::settings::Settings;
 
@@ -48,12 +49,22 @@ pub fn compute_keys(p: &Pipeline, g: &StageGraph, digests: &mut Digests) -> Resu
     let mut out = StageKeys::default();
     for &i in g.order() {
         let inst = &p.instances[i];
-        let material = key_material(inst, &out.keys, digests)?;
+        let mut material = key_material(inst, &out.keys, digests)?;
+        if inst.kind == "report" {
+            material["recipe"] = recipe_material(&p.source);
+        }
         let key = hash_material(&material);
         out.keys.insert(inst.name.clone(), key);
         out.material.insert(inst.name.clone(), material);
     }
     Ok(out)
+}
+
+/// What a report shows of the text its pipeline was loaded from, for its key alone: a
+/// comment or a `--set` rewrites the report, and leaves every other stage's key as it was.
+fn recipe_material(source: &Source) -> Json {
+    let texts: Vec<&str> = source.files.iter().map(|(_, text)| text.as_str()).collect();
+    json!({ "text": hash_material(&json!(texts)), "set": source.sets })
 }
 
 /// A key: the first 128 bits of blake3 over the canonical JSON, hex.
@@ -324,6 +335,25 @@ mod tests {
         assert_eq!(key(), base, "files difflow does not read are not in the key");
         std::fs::write(d.path().join("diffusion_pytorch_model.safetensors"), "other weights").unwrap();
         assert_ne!(key(), base);
+    }
+
+    #[test]
+    fn the_text_and_sets_are_in_a_reports_key_alone() {
+        let study = || {
+            let mut p = cfg_study();
+            let include = Value::List(vec![Value::Stage("scores[scale=0.5]".into())]);
+            p.instances.push(inst("study", "report", "default", vec![("include", include)]));
+            p
+        };
+        let base = keys(&study());
+        let mut commented = study();
+        commented.source.files.push(("p.diff".into(), "# a comment\n".into()));
+        let mut set = study();
+        set.source.sets.push("steps=100".into());
+        for changed in [keys(&commented), keys(&set)] {
+            let rekeyed: Vec<&String> = base.keys().filter(|name| base[*name] != changed[*name]).collect();
+            assert_eq!(rekeyed, ["study"]);
+        }
     }
 
     #[test]

@@ -41,6 +41,19 @@ pub struct Manifest {
     /// The libtorch version of the worker that computed it (empty: written in-process).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub torch: String,
+    /// The device the worker ran the stage on (`cpu`, `cuda:0`; empty: not recorded).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub device: String,
+    /// The threads of the worker's CPU tensor work (0: not recorded).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub threads: usize,
+    /// The version of the `difflow` that committed the entry (empty: not recorded).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub difflow: String,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -328,6 +341,9 @@ mod tests {
             metrics: [("fid".to_string(), 3.5)].into_iter().collect(),
             outputs: BTreeMap::new(),
             torch: String::new(),
+            device: String::new(),
+            threads: 0,
+            difflow: String::new(),
         }
     }
 

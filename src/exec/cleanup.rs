@@ -99,6 +99,9 @@ mod tests {
             metrics: Default::default(),
             outputs: Default::default(),
             torch: String::new(),
+            device: String::new(),
+            threads: 0,
+            difflow: String::new(),
         };
         cache.commit(&lock, m).unwrap();
         cache.staging(&lock, true).unwrap();

@@ -4,6 +4,8 @@
 //! the key agrees and every headline metric is within the relative tolerance (another
 //! machine, thread count or GPU: floating-point reductions differ, results should not
 //! much), `differs` otherwise; stages with different keys are different computations.
+//! When either file records several pipelines (pipelines sharing a folder), stages are
+//! matched by pipeline and name, shown as `a.diff: gen`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -69,8 +71,23 @@ pub fn verdict(mine: &LockedStage, theirs: &LockedStage, tolerance: f64) -> Verd
     }
 }
 
+/// Every pipeline's stages in one record, each named `PIPELINE: STAGE`.
+fn by_pipeline(lock: &LockFile) -> LockFile {
+    let mut out = LockFile::default();
+    for (pipeline, stages) in lock.records() {
+        for (name, stage) in stages {
+            let full = pipeline.map_or_else(|| name.clone(), |p| format!("{p}: {name}"));
+            out.stages.insert(full, stage.clone());
+        }
+    }
+    out
+}
+
 /// One line per stage, and whether every shared stage agrees (exactly or within tolerance).
 pub fn compare(mine: &LockFile, theirs: &LockFile, tolerance: f64) -> (String, bool) {
+    if !mine.pipelines.is_empty() || !theirs.pipelines.is_empty() {
+        return compare(&by_pipeline(mine), &by_pipeline(theirs), tolerance);
+    }
     let mut out = String::new();
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     let width = mine.stages.keys().chain(theirs.stages.keys()).map(|n| n.chars().count()).max().unwrap_or(0);
@@ -115,6 +132,8 @@ mod tests {
             metrics: [("final_loss".to_string(), loss)].into(),
             outputs: [("model.safetensors".to_string(), digest.to_string())].into(),
             steps: Vec::new(),
+            device: String::new(),
+            threads: 0,
         }
     }
 
@@ -126,6 +145,18 @@ mod tests {
         assert!(matches!(verdict(&a, &stage("k", "d2", 0.278886798), 0.01), Verdict::Within(d) if d < 1e-7));
         assert!(matches!(verdict(&a, &stage("k", "d2", 0.35), 0.01), Verdict::Differs(w) if w.contains("final_loss")));
         assert_eq!(verdict(&a, &stage("other", "d1", 0.278886796), 0.01), Verdict::OtherKey);
+    }
+
+    #[test]
+    fn records_of_several_pipelines_are_matched_by_pipeline() {
+        let one = |key: &str| [("gen".to_string(), stage(key, "d1", 1.0))].into_iter().collect();
+        let (a, b) = (Some("a.diff".to_string()), Some("b.diff".to_string()));
+        let mine = LockFile::default().with_record(a.clone(), one("ka")).with_record(b.clone(), one("kb"));
+        // Theirs ran b.diff first: the same records in the other layout.
+        let theirs = LockFile::default().with_record(b, one("kb")).with_record(a, one("ka"));
+        let (text, same) = compare(&mine, &theirs, 0.01);
+        assert!(same, "{text}");
+        assert!(text.starts_with("exact       a.diff: gen\nexact       b.diff: gen\n"), "{text}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! (workers for what is not cached, in topological order, `--jobs` at a time, committed to
 //! the cache as they finish; `difflow.lock` written at the end).
 
+pub mod cached_metrics;
 pub mod cleanup;
 pub mod compare;
 pub mod continuation;
@@ -10,7 +11,9 @@ pub mod interrupt;
 mod local;
 pub mod logdir;
 mod missing_data;
+pub mod out_dir;
 mod plan;
+mod recipe;
 pub mod show;
 pub mod slurm;
 pub mod stale;
@@ -123,6 +126,8 @@ pub struct RunOptions {
     pub detach: bool,
     /// Take every missing entry the remote has instead of computing it.
     pub pull: bool,
+    /// `--out DIR`: the folder for the finished stages' outputs under readable names.
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -181,6 +186,10 @@ pub fn run(s: &Session, opts: &RunOptions, progress: &Progress) -> Result<RunSum
         return Err(RunError::Usage("`--detach` needs a cluster: use it with `--executor slurm`".into()));
     }
     let (selected, forced) = selection_with_forced(s, opts).map_err(RunError::Usage)?;
+    let out = out_dir::target(s, opts.out.as_deref(), opts.detach).map_err(RunError::Usage)?;
+    if let Some(dir) = &out {
+        out_dir::check(dir, s).map_err(RunError::Usage)?;
+    }
     // Held until the run ends: `cache gc` leaves these entries alone meanwhile.
     let _reading = s
         .cache
@@ -195,8 +204,8 @@ pub fn run(s: &Session, opts: &RunOptions, progress: &Progress) -> Result<RunSum
     if to_run.is_empty() {
         write_lock(s);
         println!("nothing to do: all {} stages cached", selected.len());
-        print_files_to_open(s, &selected);
-        return Ok(RunSummary { ran: 0, cached: cached_before });
+        let summary = Ok(RunSummary { ran: 0, cached: cached_before });
+        return out_dir::finish(s, &selected, out.as_deref(), summary, true);
     }
     missing_data(to_run.iter().map(|&i| s.instance(i))).map_err(RunError::Failed)?;
     let needs_worker = to_run.iter().any(|&i| s.instance(i).kind != "report");
@@ -205,15 +214,13 @@ pub fn run(s: &Session, opts: &RunOptions, progress: &Progress) -> Result<RunSum
     let nproc = opts.nproc.map_or_else(|| s.settings.nproc.clone(), crate::settings::Nproc::All);
     if executor == "slurm" {
         let plan = slurm::Plan { to_run, forced, device, cached_before, detach: opts.detach, nproc };
-        return slurm::run(s, plan, worker.as_deref(), progress);
+        let summary = slurm::run(s, plan, worker.as_deref(), progress);
+        return out_dir::finish(s, &selected, out.as_deref(), summary, false);
     }
     let plan =
         local::Plan { to_run, forced, device, jobs: opts.jobs.unwrap_or(s.settings.jobs).max(1), nproc, cached_before };
     let summary = local::run(s, plan, worker.as_deref(), progress);
-    if !matches!(summary, Err(RunError::Interrupted(_))) {
-        print_files_to_open(s, &selected);
-    }
-    summary
+    out_dir::finish(s, &selected, out.as_deref(), summary, true)
 }
 
 /// The instances the targets select, and those `--force` names; a forced instance outside
@@ -230,6 +237,7 @@ fn selection_with_forced(s: &Session, opts: &RunOptions) -> Result<(Vec<usize>, 
         let all: BTreeSet<usize> = selected.iter().copied().chain(extra).collect();
         selected = s.graph.order().iter().copied().filter(|i| all.contains(i)).collect();
     }
+    let forced = recipe::with_reports_of_forced(s, &selected, forced);
     Ok((selected, forced))
 }
 
@@ -276,11 +284,12 @@ fn summarize(
 }
 
 /// The files a person opens after a run: every report's HTML page, then the plots; the
-/// rest stays behind `difflow show`.
-fn print_files_to_open(s: &Session, selected: &[usize]) {
+/// rest stays behind `difflow show`. Their readable copies where the run published them.
+fn print_files_to_open(s: &Session, selected: &[usize], published: Option<&out_dir::Published>) {
     const MAX_PLOTS: usize = 8;
     let existing = |i: usize, files: &[&str]| -> Option<PathBuf> {
-        let dir = s.cache.entry_dir(s.key(i));
+        let readable = published.and_then(|p| p.folders.get(&i));
+        let dir = readable.cloned().unwrap_or_else(|| s.cache.entry_dir(s.key(i)));
         s.cache.is_complete(s.key(i)).then(|| files.iter().map(|f| dir.join(f)).find(|p| p.is_file()))?
     };
     let reports: Vec<PathBuf> = selected
@@ -362,25 +371,19 @@ fn execute(
     let job_file = s.cache.dir.join(format!("{key}.job.json"));
     let outcome = if inst.kind == "report" {
         progress.println(&format!("{label}: writing the report"));
-        let recipe = crate::lang::use_policy::read_source(&s.file)
-            .ok()
-            .map(|source| crate::report::Recipe { file_name: file_name(&s.file).unwrap_or_default(), source });
-        crate::report::write_report_with(&job, recipe.as_ref()).map(|()| Default::default()).map_err(StageError::Failed)
+        let recipe = recipe::recipe(s, i);
+        crate::report::write_report_with(&job, Some(&recipe)).map(|()| Default::default()).map_err(StageError::Failed)
     } else {
         match worker {
             None => Err(StageError::Failed("no worker executable".to_string())),
-            Some(worker) => worker::run_worker(worker, &job, &job_file, nproc, progress, label)
-                .map(|out| (out.metrics, out.torch.unwrap_or_default()))
-                .map_err(|f| match f {
-                    WorkerFailure::Stage(m) | WorkerFailure::Launch(m) | WorkerFailure::Crash(m) => {
-                        StageError::Failed(m)
-                    }
-                    WorkerFailure::Interrupted(m) => StageError::Interrupted(m),
-                }),
+            Some(worker) => worker::run_worker(worker, &job, &job_file, nproc, progress, label).map_err(|f| match f {
+                WorkerFailure::Stage(m) | WorkerFailure::Launch(m) | WorkerFailure::Crash(m) => StageError::Failed(m),
+                WorkerFailure::Interrupted(m) => StageError::Interrupted(m),
+            }),
         }
     };
     let _ = std::fs::remove_file(&job_file);
-    let (reported, torch) = outcome.map_err(|e| match e {
+    let reported: worker::WorkerOutput = outcome.map_err(|e| match e {
         StageError::Failed(m) => StageError::Failed(m + &cleanup::after_failure(&s.cache, &lock, resumable)),
         interrupted => interrupted,
     })?;
@@ -389,8 +392,10 @@ fn execute(
         started,
         finished: utc_now(),
         duration_s: (secs * 1000.0).round() / 1000.0,
-        metrics: reported,
-        torch,
+        metrics: reported.metrics,
+        torch: reported.torch.unwrap_or_default(),
+        device: reported.device.unwrap_or_default(),
+        threads: reported.threads.unwrap_or(0),
         ..manifest_template(s, i, &job)
     };
     if let Some((continued_key, _)) = continued_from {
@@ -424,6 +429,9 @@ pub(crate) fn manifest_template(s: &Session, i: usize, job: &Job) -> Manifest {
         metrics: Default::default(),
         outputs: Default::default(),
         torch: String::new(),
+        device: String::new(),
+        threads: 0,
+        difflow: env!("CARGO_PKG_VERSION").to_string(),
     }
 }
 
@@ -464,7 +472,8 @@ pub fn build_job(s: &Session, i: usize, out_dir: PathBuf, device: &str) -> Job {
 /// Record every instance whose current entry exists; keep the previous record of the
 /// others (a failed or unselected stage keeps what it last produced).
 pub fn write_lock(s: &Session) {
-    let old = LockFile::read_for(&s.lock_path, &s.file);
+    let all = LockFile::read(&s.lock_path);
+    let old = all.record_of(file_name(&s.file));
     let mut lock = LockFile { pipeline: file_name(&s.file), ..LockFile::default() };
     for &i in s.graph.order() {
         let inst = s.instance(i);
@@ -478,14 +487,17 @@ pub fn write_lock(s: &Session) {
                     metrics: headline_metrics(&s.cache.entry_dir(key), &m.metrics),
                     outputs: m.output_digests(),
                     steps: continuation::cached_steps(s, i),
+                    device: m.device.clone(),
+                    threads: m.threads,
                 },
             );
         } else if let Some(prev) = old.stages.get(&inst.name) {
             lock.stages.insert(inst.name.clone(), prev.clone());
         }
     }
-    if lock != old || !s.lock_path.exists() {
-        if let Err(e) = lock.write(&s.lock_path) {
+    let updated = all.clone().with_record(lock.pipeline, lock.stages);
+    if updated != all || !s.lock_path.exists() {
+        if let Err(e) = updated.write(&s.lock_path) {
             eprintln!("warning: cannot write {}: {e}", s.lock_path.display());
         }
     }

@@ -543,13 +543,17 @@ pub fn commit_job(record_file: &Path, started_epoch: u64) -> Result<(), String> 
     let staging = cache.staging_dir(&key);
     let log = staging.join(LOG_FILE);
     let mut metrics = BTreeMap::new();
-    let mut torch = String::new();
+    let (mut torch, mut device, mut threads) = (String::new(), String::new(), 0);
     for line in std::fs::read_to_string(&log).unwrap_or_default().lines() {
         match serde_json::from_str::<Event>(line) {
             Ok(Event::Metric { name, value }) => {
                 metrics.insert(name, value);
             }
-            Ok(Event::Runtime { torch: version }) => torch = version,
+            Ok(Event::Runtime { torch: version, device: used, threads: used_threads }) => {
+                torch = version;
+                device = used.unwrap_or(device);
+                threads = used_threads.unwrap_or(threads);
+            }
             _ => {}
         }
     }
@@ -563,6 +567,9 @@ pub fn commit_job(record_file: &Path, started_epoch: u64) -> Result<(), String> 
         duration_s: (secs * 1000.0).round() / 1000.0,
         metrics,
         torch,
+        device,
+        threads,
+        difflow: env!("CARGO_PKG_VERSION").to_string(),
         ..rec.manifest
     };
     let kind = manifest.kind.clone();

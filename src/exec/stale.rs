@@ -26,6 +26,7 @@ pub fn explain(old: &Json, new: &Json, inst: &Instance, names_by_key: &HashMap<S
             show(new.get("version"))
         ));
     }
+    explain_recipe(old.get("recipe"), new.get("recipe"), &mut out);
     let ctx = Ctx { inst, names_by_key };
     let empty = Json::Object(Default::default());
     ctx.diff("", old.get("params").unwrap_or(&empty), new.get("params").unwrap_or(&empty), &mut out);
@@ -33,6 +34,30 @@ pub fn explain(old: &Json, new: &Json, inst: &Instance, names_by_key: &HashMap<S
         out.push("its key changed".into());
     }
     out
+}
+
+/// A report's recipe: the pipeline's text, and the `--set`s it was run with.
+fn explain_recipe(old: Option<&Json>, new: Option<&Json>, out: &mut Vec<String>) {
+    let field = |recipe: Option<&Json>, name: &str| recipe.and_then(|r| r.get(name)).cloned();
+    if field(old, "text") != field(new, "text") {
+        out.push("the pipeline's text changed (the report shows it)".into());
+    }
+    if field(old, "set") != field(new, "set") {
+        let sets = |recipe: Option<&Json>| {
+            let given: Vec<String> = field(recipe, "set")
+                .and_then(|s| s.as_array().cloned())
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|s| s.as_str().map(|s| format!("--set {s}")))
+                .collect();
+            if given.is_empty() {
+                "none".to_string()
+            } else {
+                given.join(" ")
+            }
+        };
+        out.push(format!("`--set`s {} → {}", sets(old), sets(new)));
+    }
 }
 
 struct Ctx<'a> {
@@ -148,6 +173,16 @@ mod tests {
         let new =
             material(json!({"sampler": {"kind": "sampler", "variant": "ddim", "steps": 100, "eta": 0.0}, "count": 8}));
         assert_eq!(explain(&old, &new, &inst(), &HashMap::new()), ["sampler.steps 50 → 100"]);
+    }
+
+    #[test]
+    fn a_reports_changed_text_and_sets_are_named() {
+        let report = |text: &str, sets: Json| json!({"kind": "report", "variant": "default", "version": 1, "params": {}, "recipe": {"text": text, "set": sets}});
+        let (old, new) = (report("t1", json!([])), report("t2", json!(["steps=100"])));
+        assert_eq!(
+            explain(&old, &new, &inst(), &HashMap::new()),
+            ["the pipeline's text changed (the report shows it)", "`--set`s none → --set steps=100"]
+        );
     }
 
     #[test]

@@ -56,6 +56,9 @@ pub struct WorkerOutput {
     pub metrics: BTreeMap<String, f64>,
     /// The worker's libtorch version, when it said.
     pub torch: Option<String>,
+    /// The device and the CPU threads the stage ran on, when the worker said.
+    pub device: Option<String>,
+    pub threads: Option<usize>,
     /// stdout lines that were not events (the `describe` job prints its answer there).
     pub other_stdout: Vec<String>,
 }
@@ -294,7 +297,11 @@ pub fn run_worker(
                     Event::Metric { name, value } => {
                         out.metrics.insert(name.clone(), *value);
                     }
-                    Event::Runtime { torch } => out.torch = Some(torch.clone()),
+                    Event::Runtime { torch, device, threads } => {
+                        out.torch = Some(torch.clone());
+                        out.device = device.clone().or(out.device.take());
+                        out.threads = threads.or(out.threads);
+                    }
                     _ => {}
                 }
                 stage.event(progress, &ev);

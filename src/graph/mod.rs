@@ -345,7 +345,7 @@ pub(crate) mod tests {
         for i in &instances {
             families.entry(i.decl.clone()).or_default().push(i.name.clone());
         }
-        Pipeline { root: std::env::temp_dir(), instances, configs: BTreeMap::new(), families }
+        Pipeline { root: std::env::temp_dir(), instances, configs: BTreeMap::new(), families, ..Default::default() }
     }
 
     fn stage(n: &str) -> Value {

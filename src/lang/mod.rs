@@ -84,6 +84,7 @@ fn cwd() -> PathBuf {
 
 fn finish(loader: modules::Loader<'_>, overrides: &[String], root: PathBuf) -> Loaded {
     let modules::Loader { sources, mut diagnostics, files, syntax_errors, settings_error, .. } = loader;
+    let source = pipeline_source(sources, overrides);
     // The settings beside the pipeline, and those of the project when it is a folder above
     // (which decide where a `use` may read): each error is reported, once.
     let settings = crate::settings::Settings::load(&root);
@@ -109,7 +110,8 @@ fn finish(loader: modules::Loader<'_>, overrides: &[String], root: PathBuf) -> L
     let settings = settings.ok();
     let data_root = settings.as_ref().map_or_else(|| root.clone(), |s| s.data_root.clone());
     let limits = settings.map(|s| s.limits).unwrap_or_default();
-    let (resolved, resolve_diags) = resolve::resolve(&files, &override_items, root, data_root);
+    let (mut resolved, resolve_diags) = resolve::resolve(&files, &override_items, root, data_root);
+    resolved.pipeline.source = source;
     diagnostics.extend(resolve_diags);
     diagnostics.extend(check::check(&resolved.pipeline, &resolved.spans, &limits));
     sort(&mut diagnostics);
@@ -119,6 +121,19 @@ fn finish(loader: modules::Loader<'_>, overrides: &[String], root: PathBuf) -> L
     let (pipeline, partial) =
         if diagnostics.is_empty() { (Some(resolved.pipeline), None) } else { (None, Some(resolved.pipeline)) };
     Loaded { sources: sources.clone(), pipeline, diagnostics, files, partial }
+}
+
+/// The pipeline file (the first one loaded), the files on disk it `use`s, and the
+/// `--set`s.
+fn pipeline_source(sources: &SourceMap, overrides: &[String]) -> pipeline::Source {
+    let files = sources
+        .files()
+        .iter()
+        .enumerate()
+        .filter(|(i, f)| *i == 0 || f.path.is_some())
+        .map(|(_, f)| (f.name.clone(), f.text.clone()))
+        .collect();
+    pipeline::Source { files, sets: overrides.to_vec() }
 }
 
 /// A `difflow.toml` that cannot be used, as a diagnostic at the start of that file (its

@@ -17,6 +17,18 @@ pub struct Pipeline {
     pub configs: BTreeMap<String, Config>,
     /// Declaration name → the names of its instances (one for a plain declaration).
     pub families: BTreeMap<String, Vec<String>>,
+    /// The text it was loaded from: what its reports show, and part of their keys.
+    pub source: Source,
+}
+
+/// The text a pipeline was loaded from.
+#[derive(Debug, Clone, Default)]
+pub struct Source {
+    /// The pipeline file, then each file on disk that it `use`s: (name as messages give
+    /// it, text). The embedded stdlib is not here (the binary's version stands for it).
+    pub files: Vec<(String, String)>,
+    /// `--set NAME=VALUE` as given, in order.
+    pub sets: Vec<String>,
 }
 
 #[derive(Debug, Clone)]

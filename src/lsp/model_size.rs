@@ -84,6 +84,7 @@ fn model_part(p: &Pipeline, name: &str, config: &Config) -> Pipeline {
         instances: p.instances.iter().filter(|i| seen.contains(i.name.as_str())).cloned().collect(),
         configs: [(name.to_string(), config.clone())].into(),
         families: Default::default(),
+        source: Default::default(),
     }
 }
 

@@ -13,10 +13,12 @@ use crate::cache::lockfile::headline_metrics;
 use crate::job::{Input, Job};
 
 mod chart;
+pub mod compare;
 mod markdown;
+mod numbers;
 mod provenance;
 
-pub use provenance::Recipe;
+pub use provenance::{Recipe, Upstream};
 
 const IMAGES: &[&str] = &["grid.png", "plot.png", "plot.gif"];
 
@@ -60,7 +62,8 @@ pub fn write_report_with(job: &Job, recipe: Option<&Recipe>) -> Result<(), Strin
         html.push_str(&h);
     }
     let included: Vec<(&str, &Input)> = families.iter().flat_map(|(_, members)| members.iter().copied()).collect();
-    let (m, h) = provenance::provenance(&included, &job.device);
+    let upstream = recipe.map_or(&[][..], |r| &r.upstream[..]);
+    let (m, h) = provenance::provenance(&included, upstream, &job.device);
     md.push_str(&m);
     html.push_str(&h);
     html.push_str("</body>\n</html>\n");
@@ -107,8 +110,7 @@ fn write_family(
     let kind = &members[0].1.kind;
     let _ = write!(md, "\n## {} ({})\n", markdown::text(family), markdown::text(kind));
     let _ = writeln!(html, "<h2>{} <small>({})</small></h2>", escape(family), escape(kind));
-    let metrics: Vec<BTreeMap<String, f64>> =
-        members.iter().map(|(_, input)| headline_metrics(&input.dir, &BTreeMap::new())).collect();
+    let metrics: Vec<BTreeMap<String, f64>> = members.iter().map(|(_, input)| section_numbers(input)).collect();
     if metrics.iter().any(|m| !m.is_empty()) {
         write_metrics(md, html, img_dir, family, members, &metrics)?;
     }
@@ -196,8 +198,9 @@ fn write_metrics(
     }
     html.push_str("</table>\n");
     for axis in chart::numeric_axes(&coords) {
-        // `count` is how many items were measured, not a measurement.
-        for mn in metric_names.iter().filter(|m| m.as_str() != "count") {
+        // `count` is how many items were measured and `steps` how long a model trained:
+        // settings, not measurements.
+        for mn in metric_names.iter().filter(|m| !["count", "steps"].contains(&m.as_str())) {
             let ys: Vec<f64> = metrics.iter().map(|m| m.get(*mn).copied().unwrap_or(f64::NAN)).collect();
             let lines = chart::series_of(&axis, &ys);
             let title = format!("{family}: {mn} against {}", axis.name);
@@ -210,6 +213,17 @@ fn write_metrics(
         }
     }
     Ok(())
+}
+
+/// The numbers of a family's table: an entry's metrics, and a model's steps, final loss
+/// and held-out accuracy.
+fn section_numbers(input: &Input) -> BTreeMap<String, f64> {
+    if numbers::is_model(&input.kind) {
+        let manifest = numbers::manifest(&input.dir);
+        numbers::headline_numbers(&input.kind, &input.dir, &input.params, manifest.as_ref())
+    } else {
+        headline_metrics(&input.dir, &BTreeMap::new())
+    }
 }
 
 fn collect_stage_names(v: &serde_json::Value, out: &mut Vec<String>) {
@@ -442,7 +456,8 @@ mod tests {
             device: "cpu".into(),
             settings: JobSettings::default(),
         };
-        let recipe = Recipe { file_name: "<b>p.diff".into(), source: "```\n<script>x</script>".into() };
+        let recipe =
+            Recipe { file_name: "<b>p.diff".into(), source: "```\n<script>x</script>".into(), ..Default::default() };
         write_report_with(&job, Some(&recipe)).unwrap();
         let md = std::fs::read_to_string(out_dir.join("report.md")).unwrap();
         let recipe_at = md.find("## Recipe").unwrap();

@@ -16,7 +16,7 @@ pub mod stats;
 pub mod train;
 
 use anyhow::{bail, Context, Result};
-use difflow_core::job::Job;
+use difflow_core::job::{Event, Job};
 
 /// Small networks on vector data run fastest on one thread: their ops are too small to
 /// gain from intra-op parallelism, and on a busy machine spinning threads cost up to 7×.
@@ -28,7 +28,17 @@ pub fn prefer_single_thread(job: &Job) {
 
 /// Runs the stage that `job` describes, writing its outputs into `job.out_dir`.
 pub fn run(job: &Job) -> Result<()> {
-    crate::progress::emit(&difflow_core::job::Event::Runtime { torch: crate::TORCH_VERSION.to_string() });
+    let torch = crate::TORCH_VERSION.to_string();
+    crate::progress::emit(&Event::Runtime { torch: torch.clone(), device: None, threads: None });
+    run_stage(job)?;
+    // What the stage actually ran on, for the entry's provenance (`auto` resolved, and the
+    // thread count after a stage chose one for itself).
+    let (device, threads) = (crate::device::used_name(), tch::get_num_threads().max(1) as usize);
+    crate::progress::emit(&Event::Runtime { torch, device: Some(device), threads: Some(threads) });
+    Ok(())
+}
+
+fn run_stage(job: &Job) -> Result<()> {
     if job.settings.threads > 0 {
         tch::set_num_threads(job.settings.threads as i32);
     }
