@@ -199,6 +199,8 @@ mod tests {
             metrics: BTreeMap::new(),
             outputs: BTreeMap::new(),
             steps: vec![],
+            device: String::new(),
+            threads: 0,
         };
         let record = |key: &str| [("ddpm".to_string(), stage(key))].into_iter().collect::<BTreeMap<_, _>>();
         let (a, b) = (Some("a.diff".to_string()), Some("b.diff".to_string()));
