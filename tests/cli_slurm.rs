@@ -454,3 +454,54 @@ fn a_data_parallel_stage_asks_for_its_tasks_starts_them_with_srun_and_matches_a_
     // weights differ from two's in the last bits, so this also shows that both ranks ran).
     assert_eq!(lock_records(cluster_dir.path()), lock_records(local.path()));
 }
+
+#[test]
+fn with_push_on_the_jobs_upload_their_entries_to_the_remote_before_they_end() {
+    // Two stages, submitted detached: no difflow follows the jobs, so what reaches the
+    // remote was pushed by the jobs themselves.
+    let two_stages = TOY.lines().take(6).collect::<Vec<_>>().join("\n") + "\n";
+    let (p, env) = double(&two_stages, &[]);
+    let remote = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", remote.path().display());
+    let settings = format!("executor = \"slurm\"\n[remote]\nurl = \"{url}\"\npush = true\n");
+    std::fs::write(p.path().join("difflow.toml"), &settings).unwrap();
+    let out = run_double(&p, &env, &["run", "p.diff", "--detach"]);
+    assert_eq!(out.code(), 0, "{}", out.stderr());
+    let jobs = jobs_in(&out.stdout(), "queued");
+    assert_eq!(jobs.keys().map(String::as_str).collect::<Vec<_>>(), ["ddpm", "pts"], "{}", out.stdout());
+    for id in jobs.values() {
+        wait_for("the job to end", Duration::from_secs(120), || {
+            matches!(job_state(id).as_str(), "COMPLETED" | "FAILED" | "CANCELLED" | "TIMEOUT")
+        });
+        assert_eq!(job_state(id), "COMPLETED");
+    }
+    assert_eq!(p.entries().len(), 2);
+    for entry in p.entries() {
+        let key = entry.file_name().unwrap().to_string_lossy().into_owned();
+        let manifest = std::fs::read_to_string(remote.path().join(format!("ac/{key}.toml")))
+            .unwrap_or_else(|e| panic!("the entry {key} is not on the remote: {e}"));
+        assert_eq!(manifest, std::fs::read_to_string(entry.join("manifest.toml")).unwrap());
+    }
+    // A colleague's pull takes both and verifies them.
+    let b = Project::new(&two_stages);
+    std::fs::write(b.path().join("difflow.toml"), format!("[remote]\nurl = \"{url}\"\n")).unwrap();
+    let pulled = b.difflow(&["pull", "p.diff"], &[]);
+    assert_eq!(pulled.code(), 0, "{}", pulled.stderr());
+    assert!(pulled.stdout().contains("pulled 2 entries"), "{}", pulled.stdout());
+    // A run that follows its jobs finds each entry on the remote already: nothing to
+    // upload, nothing to warn about.
+    let (c, env) = double(&two_stages, &[]);
+    let other = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", other.path().display());
+    std::fs::write(c.path().join("difflow.toml"), settings.replace(&remote.path().display().to_string(), &url[7..]))
+        .unwrap();
+    let out = run_double(&c, &env, &["run", "p.diff"]);
+    assert_eq!(out.code(), 0, "{}", out.stderr());
+    assert!(
+        !out.stderr().contains("cannot push") && !out.stdout().contains("pushed"),
+        "{}{}",
+        out.stdout(),
+        out.stderr()
+    );
+    assert_eq!(std::fs::read_dir(other.path().join("ac")).unwrap().count(), 2);
+}

@@ -6,10 +6,9 @@ mod cli_support;
 mod remote_support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use cli_support::{Project, TOY};
+use remote_support::nginx::{file_url, walk, Nginx};
 use remote_support::{
     flip_first_byte, lock_text, ok, project_with_remote, push_then_pull_computes_nothing,
     two_concurrent_pushes_both_succeed, Target,
@@ -27,10 +26,6 @@ fn blob_of(remote: &Path, kind: &str) -> PathBuf {
         }
     }
     panic!("no {kind} entry on the remote");
-}
-
-fn file_url(dir: &Path) -> String {
-    format!("file://{}", dir.display())
 }
 
 #[test]
@@ -173,89 +168,10 @@ fn a_remote_url_of_an_unsupported_kind_is_a_clear_error() {
     assert!(out.stderr().contains("needs a remote"), "{}", out.stderr());
 }
 
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap().filter_map(Result::ok) {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
-}
-
-/// nginx serving `root` with WebDAV PUT on a free port of 127.0.0.1, stopped on drop.
-struct Nginx {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-}
-
-impl Nginx {
-    /// `auth`: the only user and password it lets in (HTTP Basic), if any.
-    fn start(auth: Option<(&str, &str)>) -> Option<Nginx> {
-        let exe =
-            ["/usr/sbin/nginx", "/usr/bin/nginx", "/usr/local/sbin/nginx"].into_iter().find(|p| Path::new(p).is_file());
-        // CI's set-up (scripts/setup_tests.sh) installs nginx: there a missing one is a failure.
-        assert!(
-            exe.is_some() || std::env::var_os("CI").is_none(),
-            "nginx is not installed (Debian package nginx-light, which scripts/setup_tests.sh installs)"
-        );
-        let exe = exe?;
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("root");
-        std::fs::create_dir_all(&root).unwrap();
-        std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let auth = match auth {
-            Some((user, password)) => {
-                std::fs::write(dir.path().join("users"), format!("{user}:{{PLAIN}}{password}\n")).unwrap();
-                "auth_basic difflow; auth_basic_user_file users;"
-            }
-            None => "",
-        };
-        let conf = format!(
-            "pid nginx.pid;\nevents {{ worker_connections 64; }}\nhttp {{\n  access_log access.log;\n  \
-             client_body_temp_path tmp;\n  server {{\n    listen 127.0.0.1:{port};\n    root {root};\n    \
-             client_max_body_size 0;\n    location / {{ {auth} dav_methods PUT; create_full_put_path on; }}\n  }}\n}}\n",
-            root = root.display()
-        );
-        std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
-        let prefix = format!("{}/", dir.path().display());
-        let child = Command::new(exe)
-            .args(["-p", &prefix, "-c", "nginx.conf", "-e", "error.log", "-g", "daemon off; master_process off;"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut server = Nginx { child, port, _dir: dir, root };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = server.child.try_wait() {
-                let log = std::fs::read_to_string(server._dir.path().join("error.log")).unwrap_or_default();
-                panic!("nginx exited ({status}):\n{log}");
-            }
-            assert!(Instant::now() < deadline, "nginx did not listen on 127.0.0.1:{port} within 20 s");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Some(server)
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// In the server's access log, every manifest's PUT comes after the PUTs of all the
 /// blobs it names: a push killed at any point leaves no manifest without its files.
 fn assert_manifests_were_put_after_their_blobs(server: &Nginx) {
-    let log = std::fs::read_to_string(server._dir.path().join("access.log")).unwrap();
+    let log = std::fs::read_to_string(server.dir.path().join("access.log")).unwrap();
     let puts: Vec<&str> = log
         .lines()
         .filter_map(|l| l.split_once("\"PUT /cache/").map(|(_, rest)| rest.split(' ').next().unwrap()))

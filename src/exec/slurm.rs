@@ -42,6 +42,9 @@ pub struct JobRecord {
     pub submitted: String,
     /// The entry's manifest less timings, metrics and outputs, for `difflow __commit`.
     pub manifest: Manifest,
+    /// The remote that `difflow __commit` uploads the entry to (`push = true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push_to: Option<crate::remote::run::RemoteSettings>,
 }
 
 pub fn record_path(s: &Session, key: &str) -> PathBuf {
@@ -322,6 +325,11 @@ impl Tally {
             self.ran += 1;
             let secs = s.cache.manifest(s.key(i)).map_or(0.0, |m| m.duration_s);
             println!("done    {} {} ({secs:.1} s, job {}){}", inst.kind, inst.name, f.id, headline_text(s, i));
+            // The job pushed it (`push = true`), but its messages went with its log:
+            // upload what it could not, and say why when that fails here too.
+            if let Ok(Some(_lock)) = s.cache.try_lock(s.key(i)) {
+                crate::remote::run::push_after_commit(s, i, progress);
+            }
         } else if st.as_ref().is_some_and(|st| st.state == "CANCELLED" && st.reason.contains("Dependency")) {
             println!("skipped {} {} (job {} cancelled by Slurm: an input failed)", inst.kind, inst.name, f.id);
             self.cancelled.push(i);
@@ -516,6 +524,7 @@ fn submit(
         instance: inst.name.clone(),
         submitted: crate::cache::store::utc_now(),
         manifest,
+        push_to: s.settings.remote.clone().filter(|r| r.push),
     };
     std::fs::write(&record, serde_json::to_string_pretty(&rec).expect("records serialise"))
         .map_err(|e| format!("cannot write {} (job {id} was submitted): {e}", record.display()))?;
@@ -564,7 +573,11 @@ pub fn commit_job(record_file: &Path, started_epoch: u64) -> Result<(), String> 
         difflow: env!("CARGO_PKG_VERSION").to_string(),
         ..rec.manifest
     };
+    let kind = manifest.kind.clone();
     cache.commit(&lock, manifest).map_err(|e| format!("cannot commit the outputs of `{}`: {e}", rec.instance))?;
+    if let Some(remote) = &rec.push_to {
+        crate::remote::run::push_from_job(remote, &cache, &key, &format!("{kind} {}", rec.instance));
+    }
     for f in [format!("{key}.job.json"), format!("{key}.slurm.sh"), format!("{key}.slurm.json")] {
         let _ = std::fs::remove_file(cache_dir.join(f));
     }

@@ -94,6 +94,11 @@ impl Progress {
         }
     }
 
+    /// A bar of `len` units among the run's bars; `None` when printing plain lines.
+    pub(crate) fn bar(&self, len: u64) -> Option<ProgressBar> {
+        self.multi.as_ref().map(|m| m.add(ProgressBar::new(len)))
+    }
+
     pub(crate) fn stage(&self, label: &str) -> StageProgress {
         let bar = self.multi.as_ref().map(|m| {
             let bar = m.add(ProgressBar::new_spinner());

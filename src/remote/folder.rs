@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use difflow_core::files::{open_regular, FileError};
 
+use super::meter::Counting;
 use super::Backend;
 
 pub struct Folder {
@@ -44,16 +45,18 @@ impl Backend for Folder {
         Ok(true)
     }
 
-    fn put(&self, rel: &str, src: &Path, _size: u64) -> Result<(), String> {
+    fn put(&self, rel: &str, src: &Path, size: u64) -> Result<(), String> {
+        self.put_counted(rel, src, size, &|_| {})
+    }
+
+    fn put_counted(&self, rel: &str, src: &Path, _size: u64, sent: &(dyn Fn(u64) + Sync)) -> Result<(), String> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let dest = self.path(rel);
         let dir = dest.parent().unwrap_or(&self.root);
         std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let tmp = dir.join(format!(".{name}.tmp{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
-        let written = std::fs::copy(src, &tmp)
-            .and_then(|_| std::fs::File::open(&tmp)?.sync_all())
-            .and_then(|()| std::fs::rename(&tmp, &dest));
+        let written = copy_counted(src, &tmp, sent).and_then(|()| std::fs::rename(&tmp, &dest));
         if let Err(e) = written {
             let _ = std::fs::remove_file(&tmp);
             return Err(format!("cannot write {}: {e}", dest.display()));
@@ -78,4 +81,12 @@ impl Backend for Folder {
     fn url(&self, rel: &str) -> String {
         format!("file://{}", self.path(rel).display())
     }
+}
+
+/// Copy `src` to a new file `dest` and sync it, reporting the bytes as they go.
+fn copy_counted(src: &Path, dest: &Path, sent: &(dyn Fn(u64) + Sync)) -> std::io::Result<()> {
+    let reader = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(src)?);
+    let mut out = std::fs::File::create(dest)?;
+    std::io::copy(&mut Counting { inner: reader, sent }, &mut out)?;
+    out.sync_all()
 }

@@ -7,6 +7,7 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::time::Duration;
 
+use super::meter::Counting;
 use super::Backend;
 
 /// The variable that holds the password of an HTTP remote whose URL names only the user
@@ -89,13 +90,17 @@ impl Backend for Http {
     }
 
     fn put(&self, path: &str, src: &Path, size: u64) -> Result<(), String> {
+        self.put_counted(path, src, size, &|_| {})
+    }
+
+    fn put_counted(&self, path: &str, src: &Path, size: u64, sent: &(dyn Fn(u64) + Sync)) -> Result<(), String> {
         let url = self.url(path);
         let file = std::fs::File::open(src).map_err(|e| format!("cannot read {}: {e}", src.display()))?;
         // A length instead of chunked encoding: not every cache server takes chunks.
         self.agent
             .put(&self.request_url(path))
             .set("Content-Length", &size.to_string())
-            .send(file)
+            .send(Counting { inner: std::io::BufReader::with_capacity(1 << 20, file), sent })
             .map_err(|e| failure(&url, e))?;
         Ok(())
     }

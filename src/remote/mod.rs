@@ -7,10 +7,16 @@
 //! against the manifest's digest, and the manifest's key material against the local key.
 //!
 //! One small module per backend ([`folder`], [`http`], [`s3`]) behind the [`Backend`] trait.
+//! Moving entries: [`push`] and [`pull`], several files at once ([`pool`]), each with a
+//! progress bar or plain lines ([`meter`]).
 
 mod aws_config;
 pub mod folder;
 pub mod http;
+pub mod meter;
+pub mod pool;
+pub mod pull;
+pub mod push;
 pub mod run;
 pub mod s3;
 pub mod transfer;
@@ -18,7 +24,9 @@ pub mod transfer;
 use std::io::Write;
 use std::path::Path;
 
-pub use transfer::{pull_entry, push_entry, PullOutcome, Transfer};
+pub use pull::pull_entry;
+pub use push::push_entry;
+pub use transfer::{PullOutcome, Transfer, Transfers};
 
 /// The largest manifest a remote may send (a sample stage lists a few files; a folder of
 /// images a few thousand).
@@ -37,6 +45,13 @@ pub trait Backend: Send + Sync {
     fn list(&self, dir: &str) -> Result<Option<Vec<String>>, String>;
     /// The object's address, for messages.
     fn url(&self, path: &str) -> String;
+    /// [`Backend::put`], calling `sent` with each run of bytes as it goes out (progress
+    /// bars); without an override, once with `size` at the end.
+    fn put_counted(&self, path: &str, src: &Path, size: u64, sent: &(dyn Fn(u64) + Sync)) -> Result<(), String> {
+        self.put(path, src, size)?;
+        sent(size);
+        Ok(())
+    }
 }
 
 /// An opened remote: its address and its backend.

@@ -4,15 +4,18 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
+use std::time::Instant;
 
-use super::{manifest_path, pull_entry, push_entry, rate_text, PullOutcome, Remote, Transfer, MANIFEST_LIMIT};
+use super::pool::{parallel_map, PARALLEL};
+use super::MANIFEST_LIMIT;
+use super::{manifest_path, pull_entry, push_entry, rate_text, PullOutcome, Remote, Transfer, Transfers};
 use crate::cache::key::canonical_json;
 use crate::cache::store::human_size;
-use crate::cache::Manifest;
+use crate::cache::{Cache, EntryLock, Manifest};
 use crate::exec::{Progress, Session};
 
 /// The `[remote]` table of `difflow.toml`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RemoteSettings {
     pub url: String,
@@ -43,14 +46,65 @@ fn required(s: &Session, what: &str) -> Result<Remote, String> {
     })
 }
 
+/// A selected entry, with what its transfer needs from the session (which stays on the
+/// calling thread).
+struct Item {
+    key: String,
+    name: String,
+    /// `train ddpm`: kind and instance, for messages.
+    label: String,
+    material: String,
+}
+
 /// The selected instances, one per key (two instances may share an entry).
-fn distinct_keys(s: &Session, selected: &[usize]) -> Vec<usize> {
+fn items(s: &Session, selected: &[usize]) -> Vec<Item> {
     let mut seen = BTreeSet::new();
-    selected.iter().copied().filter(|&i| seen.insert(s.key(i).to_string())).collect()
+    selected
+        .iter()
+        .filter(|&&i| seen.insert(s.key(i).to_string()))
+        .map(|&i| {
+            let inst = s.instance(i);
+            Item {
+                key: s.key(i).to_string(),
+                name: inst.name.clone(),
+                label: format!("{} {}", inst.kind, inst.name),
+                material: canonical_json(&s.keys.material[&inst.name]),
+            }
+        })
+        .collect()
 }
 
 fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// `f` on every item under its entry's lock, side by side; the entries whose lock another
+/// process holds are waited for afterwards, one at a time. Results in the items' order.
+fn under_locks<R: Send>(
+    cache: &Cache,
+    items: &[Item],
+    progress: &Progress,
+    f: impl Fn(&Item, &EntryLock) -> Result<R, String> + Sync,
+) -> Vec<Result<R, String>> {
+    let locked = |item: &Item, lock: std::io::Result<EntryLock>| match lock {
+        Ok(lock) => f(item, &lock),
+        Err(e) => Err(format!("cannot lock its cache entry in {}: {e}", cache.dir.display())),
+    };
+    let first = parallel_map(items, PARALLEL, |item| match cache.try_lock(&item.key) {
+        Ok(Some(lock)) => Some(f(item, &lock)),
+        Ok(None) => None,
+        Err(e) => Some(locked(item, Err(e))),
+    });
+    first
+        .into_iter()
+        .zip(items)
+        .map(|(done, item)| {
+            done.unwrap_or_else(|| {
+                let wait = || progress.println(&format!("{}: waiting for another difflow that holds it", item.name));
+                locked(item, cache.lock(&item.key, wait))
+            })
+        })
+        .collect()
 }
 
 /// Before a run: take from the remote every selected entry missing here (forced ones
@@ -68,29 +122,27 @@ pub fn pull_for_run(
         return Ok(0);
     }
     let remote = required(s, "`--pull`")?;
-    let candidates: Vec<usize> = distinct_keys(s, selected)
-        .into_iter()
-        .filter(|i| !forced.contains(i) && !s.cache.is_complete(s.key(*i)))
-        .collect();
-    if let Err(e) = reachable(s, &remote, &candidates) {
+    let unforced: Vec<usize> = selected.iter().copied().filter(|i| !forced.contains(i)).collect();
+    let candidates: Vec<Item> =
+        items(s, &unforced).into_iter().filter(|item| !s.cache.is_complete(&item.key)).collect();
+    if let Err(e) = reachable(&remote, &candidates) {
         progress.println(&format!("warning: {e}; computing everything here"));
         return Ok(0);
     }
-    let mut total = Transfer::default();
+    let start = Instant::now();
+    let results = pull_many(&remote, &s.cache, &candidates, progress);
+    let mut total = Transfer { secs: start.elapsed().as_secs_f64(), ..Transfer::default() };
     let mut pulled = 0;
-    for i in candidates {
-        match pull_one(s, &remote, i, progress) {
+    for (item, result) in candidates.iter().zip(results) {
+        match result {
             Ok(Some(t)) => {
                 pulled += 1;
                 total.files += t.files;
                 total.bytes += t.bytes;
-                total.secs += t.secs;
             }
             Ok(None) => {}
-            Err(why) => progress.println(&format!(
-                "warning: not taking `{}` from the remote: {why}; computing it here",
-                s.instance(i).name
-            )),
+            Err(why) => progress
+                .println(&format!("warning: not taking `{}` from the remote: {why}; computing it here", item.name)),
         }
     }
     if pulled > 0 {
@@ -105,43 +157,62 @@ pub fn pull_for_run(
 }
 
 /// One question before many: a remote that is down costs one timeout, not one per stage.
-fn reachable(s: &Session, remote: &Remote, candidates: &[usize]) -> Result<(), String> {
+fn reachable(remote: &Remote, candidates: &[Item]) -> Result<(), String> {
     match candidates.first() {
-        Some(&first) => remote
+        Some(first) => remote
             .backend()
-            .exists(&manifest_path(s.key(first)))
+            .exists(&manifest_path(&first.key))
             .map(|_| ())
             .map_err(|e| format!("cannot reach the remote ({e})")),
         None => Ok(()),
     }
 }
 
-/// Pull instance `i`'s entry under its lock; `None` when the remote lacks it or it is
-/// here already. Prints a `pulled` line.
-fn pull_one(s: &Session, remote: &Remote, i: usize, progress: &Progress) -> Result<Option<Transfer>, String> {
-    let inst = s.instance(i);
-    let key = s.key(i);
-    let lock = s
-        .cache
-        .lock(key, || progress.println(&format!("{}: waiting for another difflow run that is computing it", inst.name)))
-        .map_err(|e| format!("cannot lock its cache entry in {}: {e}", s.cache.dir.display()))?;
-    if s.cache.is_complete(key) {
-        return Ok(None);
-    }
-    let material = canonical_json(&s.keys.material[&inst.name]);
-    match pull_entry(remote, &s.cache, &lock, &material)? {
-        PullOutcome::Absent => Ok(None),
-        PullOutcome::Pulled(t) => {
-            println!(
-                "pulled  {} {} ({}, {})",
-                inst.kind,
-                inst.name,
-                plural(t.files, "file", "files"),
-                rate_text(t.bytes, t.secs)
-            );
-            Ok(Some(t))
+/// Pull the items' entries side by side; per item, `None` when the remote lacks it or
+/// it is here already. Prints a `pulled` line for each.
+fn pull_many(
+    remote: &Remote,
+    cache: &Cache,
+    items: &[Item],
+    progress: &Progress,
+) -> Vec<Result<Option<Transfer>, String>> {
+    let cx = Transfers::new(remote, cache, progress);
+    under_locks(cache, items, progress, |item, lock| {
+        if cache.is_complete(&item.key) {
+            return Ok(None);
         }
-    }
+        match pull_entry(&cx, lock, &item.material, &item.label)? {
+            PullOutcome::Absent => Ok(None),
+            PullOutcome::Pulled(t) => {
+                let kept = if t.skipped > 0 {
+                    format!("; {} kept from an interrupted pull", plural(t.skipped, "file", "files"))
+                } else {
+                    String::new()
+                };
+                println!(
+                    "pulled  {} ({}, {}{kept})",
+                    item.label,
+                    plural(t.files, "file", "files"),
+                    rate_text(t.bytes, t.secs)
+                );
+                Ok(Some(t))
+            }
+        }
+    })
+}
+
+/// Push one committed entry whose lock the caller holds to the remote `settings` name;
+/// the remote's address and what moved, `None` when it had the entry whole.
+fn push_committed(
+    settings: &RemoteSettings,
+    cache: &Cache,
+    key: &str,
+    label: &str,
+    progress: &Progress,
+) -> Result<(String, Option<Transfer>), String> {
+    let remote = Remote::open(settings)?;
+    let t = push_entry(&Transfers::new(&remote, cache, progress), key, label)?;
+    Ok((remote.url, t))
 }
 
 /// After a commit (the entry's lock still held): upload it when `push = true`. A failed
@@ -149,53 +220,61 @@ fn pull_one(s: &Session, remote: &Remote, i: usize, progress: &Progress) -> Resu
 pub fn push_after_commit(s: &Session, i: usize, progress: &Progress) {
     let Some(settings) = s.settings.remote.as_ref().filter(|r| r.push) else { return };
     let inst = s.instance(i);
-    let pushed =
-        Remote::open(settings).and_then(|remote| push_entry(&remote, &s.cache, s.key(i)).map(|t| (remote.url, t)));
-    match pushed {
-        Ok((url, Some(t))) => {
-            println!("pushed  {} {} to {url} ({})", inst.kind, inst.name, rate_text(t.bytes, t.secs))
-        }
+    let label = format!("{} {}", inst.kind, inst.name);
+    match push_committed(settings, &s.cache, s.key(i), &label, progress) {
+        Ok((url, Some(t))) => println!("pushed  {label} to {url} ({})", rate_text(t.bytes, t.secs)),
         Ok((_, None)) => {}
         Err(e) => progress.println(&format!("warning: cannot push `{}`: {e}", inst.name)),
+    }
+}
+
+/// In a Slurm job, right after `difflow __commit` committed the entry (its lock held):
+/// upload it to the remote the run was configured to push to. A failed upload is a
+/// warning in the job's log; the entry stays committed and the job succeeds.
+pub fn push_from_job(settings: &RemoteSettings, cache: &Cache, key: &str, label: &str) {
+    match push_committed(settings, cache, key, label, &Progress::plain()) {
+        Ok((url, Some(t))) => println!("difflow: pushed  {label} to {url} ({})", rate_text(t.bytes, t.secs)),
+        Ok((_, None)) => {}
+        Err(e) => eprintln!("difflow: warning: cannot push `{label}`: {e}"),
     }
 }
 
 /// `difflow push FILE [STAGE]…`: upload the selected entries this cache holds.
 pub fn push(s: &Session, names: &[String]) -> Result<(), String> {
     let remote = required(s, "`difflow push`")?;
-    let selected = distinct_keys(s, &s.selection(names)?);
+    let selected = items(s, &s.selection(names)?);
     let _reading = s
         .cache
-        .hold_for_reading(selected.iter().map(|&i| s.key(i)))
+        .hold_for_reading(selected.iter().map(|item| item.key.as_str()))
         .map_err(|e| format!("cannot lock the cache in {}: {e}", s.cache.dir.display()))?;
-    let (mut total, mut pushed, mut there) = (Transfer::default(), 0, 0);
-    let (mut missing, mut failed) = (Vec::new(), Vec::new());
-    for i in selected {
-        let inst = s.instance(i);
-        let key = s.key(i);
-        if !s.cache.is_complete(key) {
-            missing.push(inst.name.clone());
-            continue;
+    let (here, missing): (Vec<Item>, Vec<Item>) = selected.into_iter().partition(|item| s.cache.is_complete(&item.key));
+    let progress = Progress::new();
+    let cx = Transfers::new(&remote, &s.cache, &progress);
+    let start = Instant::now();
+    let results = under_locks(&s.cache, &here, &progress, |item, _lock| {
+        let t = push_entry(&cx, &item.key, &item.label)?;
+        if let Some(t) = &t {
+            let there = if t.skipped > 0 { format!("; {} already there", t.skipped) } else { String::new() };
+            println!(
+                "pushed  {} ({}, {}{there})",
+                item.label,
+                plural(t.files, "file", "files"),
+                rate_text(t.bytes, t.secs)
+            );
         }
-        let lock = s.cache.lock(key, || {}).map_err(|e| format!("cannot lock {}: {e}", s.cache.dir.display()))?;
-        match push_entry(&remote, &s.cache, key) {
+        Ok(t)
+    });
+    let mut total = Transfer { secs: start.elapsed().as_secs_f64(), ..Transfer::default() };
+    let (mut pushed, mut there, mut failed) = (0, 0, Vec::new());
+    for (item, result) in here.iter().zip(results) {
+        match result {
             Ok(Some(t)) => {
-                println!(
-                    "pushed  {} {} ({}, {}{})",
-                    inst.kind,
-                    inst.name,
-                    plural(t.files, "file", "files"),
-                    rate_text(t.bytes, t.secs),
-                    if t.skipped > 0 { format!("; {} already there", t.skipped) } else { String::new() }
-                );
                 pushed += 1;
                 total.bytes += t.bytes;
-                total.secs += t.secs;
             }
             Ok(None) => there += 1,
-            Err(e) => failed.push(format!("`{}`: {e}", inst.name)),
+            Err(e) => failed.push(format!("`{}`: {e}", item.name)),
         }
-        drop(lock);
     }
     let mut line = format!(
         "pushed {} to {} ({}), {} already there",
@@ -205,7 +284,8 @@ pub fn push(s: &Session, names: &[String]) -> Result<(), String> {
         there
     );
     if !missing.is_empty() {
-        let _ = write!(line, ", {} not computed here yet: {}", missing.len(), missing.join(", "));
+        let names: Vec<&str> = missing.iter().map(|item| item.name.as_str()).collect();
+        let _ = write!(line, ", {} not computed here yet: {}", missing.len(), names.join(", "));
     }
     println!("{line}");
     if failed.is_empty() {
@@ -219,27 +299,25 @@ pub fn push(s: &Session, names: &[String]) -> Result<(), String> {
 /// cache lacks.
 pub fn pull(s: &Session, names: &[String]) -> Result<(), String> {
     let remote = required(s, "`difflow pull`")?;
-    let selected = distinct_keys(s, &s.selection(names)?);
-    let progress = Progress::plain();
-    let missing: Vec<usize> = selected.iter().copied().filter(|&i| !s.cache.is_complete(s.key(i))).collect();
-    reachable(s, &remote, &missing)?;
-    let (mut total, mut pulled, mut here) = (Transfer::default(), 0, 0);
+    let selected = items(s, &s.selection(names)?);
+    let (cached, missing): (Vec<Item>, Vec<Item>) =
+        selected.into_iter().partition(|item| s.cache.is_complete(&item.key));
+    reachable(&remote, &missing)?;
+    let progress = Progress::new();
+    let start = Instant::now();
+    let results = pull_many(&remote, &s.cache, &missing, &progress);
+    let mut total = Transfer { secs: start.elapsed().as_secs_f64(), ..Transfer::default() };
+    let (mut pulled, mut here) = (0, cached.len());
     let (mut absent, mut refused) = (Vec::new(), Vec::new());
-    for i in selected {
-        let name = &s.instance(i).name;
-        if s.cache.is_complete(s.key(i)) {
-            here += 1;
-            continue;
-        }
-        match pull_one(s, &remote, i, &progress) {
+    for (item, result) in missing.iter().zip(results) {
+        match result {
             Ok(Some(t)) => {
                 pulled += 1;
                 total.bytes += t.bytes;
-                total.secs += t.secs;
             }
-            Ok(None) if s.cache.is_complete(s.key(i)) => here += 1,
-            Ok(None) => absent.push(name.clone()),
-            Err(e) => refused.push(format!("`{name}`: {e}")),
+            Ok(None) if s.cache.is_complete(&item.key) => here += 1,
+            Ok(None) => absent.push(item.name.clone()),
+            Err(e) => refused.push(format!("`{}`: {e}", item.name)),
         }
     }
     let mut line = format!(

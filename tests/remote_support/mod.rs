@@ -9,6 +9,9 @@ use std::process::{Child, Command, Stdio};
 
 use crate::cli_support::{Out, Project, TOY};
 
+pub mod gate;
+pub mod nginx;
+
 pub fn ok(out: &Out) -> String {
     assert_eq!(out.code(), 0, "stdout:\n{}\nstderr:\n{}", out.stdout(), out.stderr());
     out.stdout()
