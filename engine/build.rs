@@ -36,6 +36,28 @@ fn main() {
     compile_fused(Path::new(&lib), &abi);
     compile_operator_new();
     compile_nccl_shim(Path::new(&lib), &abi);
+    #[cfg(feature = "python")]
+    libpython_rpath();
+}
+
+/// The worker links the shared libpython of the Python that pyo3 builds against (the
+/// environment's base interpreter, which a venv does not copy): its folder, absolute, goes
+/// into the rpath so the worker starts without LD_LIBRARY_PATH.
+#[cfg(feature = "python")]
+fn libpython_rpath() {
+    let config = pyo3_build_config::get();
+    if !config.shared {
+        eprintln!(
+            "error: the Python that pyo3 builds against ({}) has no shared libpython, which the worker \
+             embeds for `python` models; use a Python built with --enable-shared (pyenv: \
+             PYTHON_CONFIGURE_OPTS=--enable-shared), or build without the engine's `python` feature",
+            config.executable.as_deref().unwrap_or("python3")
+        );
+        std::process::exit(1);
+    }
+    if let Some(dir) = &config.lib_dir {
+        println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");
+    }
 }
 
 // The version of the libtorch in `lib`: a Python wheel's torch/version.py, or the

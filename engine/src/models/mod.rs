@@ -7,6 +7,10 @@ pub mod encoder;
 pub mod fused;
 pub mod layers;
 pub mod mlp;
+#[cfg(feature = "python")]
+pub mod python;
+#[cfg(feature = "python")]
+pub mod python_env;
 pub mod unet;
 
 use std::path::Path;
@@ -103,6 +107,8 @@ pub enum ModelConfig {
     Unet(unet::UNetConfig),
     Mlp(mlp::MlpConfig),
     Encoder(ConvNet),
+    #[cfg(feature = "python")]
+    Python(python::PythonConfig),
 }
 
 /// Builds the denoiser that `config` (a `model` config object) describes, for data `data`.
@@ -110,7 +116,9 @@ pub fn build_denoiser(root: &nn::Path, config: &serde_json::Value, data: &DataMe
     match decode::<ModelConfig>(config, "the model config")? {
         ModelConfig::Mlp(mlp) => Ok(Box::new(mlp::Mlp::new(root, &mlp, data)?)),
         ModelConfig::Unet(unet) => Ok(Box::new(unet::UNet::from_config(root, &unet, data)?)),
-        ModelConfig::Encoder(_) => bail!("the model variant `encoder` cannot denoise (available: unet, mlp)"),
+        ModelConfig::Encoder(_) => bail!("the model variant `encoder` cannot denoise (available: unet, mlp, python)"),
+        #[cfg(feature = "python")]
+        ModelConfig::Python(net) => Ok(Box::new(python::PythonNet::new(root, &net, data)?)),
     }
 }
 
