@@ -147,3 +147,13 @@ fn a_wrong_output_shape_fails_the_stage_with_the_forward_line() {
     assert!(stderr.contains(&at), "{stderr}");
     assert!(stderr.contains("returned a tensor of shape [128, 1]; expected [128, 2]"), "{stderr}");
 }
+
+#[test]
+fn only_a_module_with_dropout_keeps_its_step_in_one_lane() {
+    let vars = nn::VarStore::new(Device::Cpu);
+    let plain = build_denoiser(&vars.root(), &model("ToyNet"), &points()).unwrap();
+    assert!(!plain.draws_in_training());
+    let vars = nn::VarStore::new(Device::Cpu);
+    let dropout = build_denoiser(&vars.root(), &model("WithDropout"), &points()).unwrap();
+    assert!(dropout.draws_in_training());
+}

@@ -44,6 +44,8 @@ pub struct PythonNet {
     /// `FILE:LINE` of the class's `forward`, where a wrong output shape is reported.
     forward_at: String,
     spec: ModelSpec,
+    /// Whether the module holds a dropout layer with p > 0 (see `draws_in_training`).
+    has_dropout: bool,
     /// The mode the module is in (`module.train(mode)`), so it changes only when asked to.
     training: AtomicBool,
 }
@@ -78,7 +80,9 @@ impl PythonNet {
                 code.getattr("co_filename")?.extract::<String>()?,
                 code.getattr("co_firstlineno")?.extract::<i64>()?
             );
+            let has_dropout = has_dropout(py, &instance).map_err(traced)?;
             Ok(PythonNet {
+                has_dropout,
                 module: instance.unbind(),
                 name: name.clone(),
                 file: file_text.clone(),
@@ -133,6 +137,13 @@ impl PythonNet {
 }
 
 impl super::Denoiser for PythonNet {
+    /// A module with a dropout layer draws in training, so its step is not split into
+    /// batch lanes. Dropout called as a function in `forward` (`F.dropout`) is not seen:
+    /// such a module still trains correctly, but its draws then depend on the lanes.
+    fn draws_in_training(&self) -> bool {
+        self.has_dropout
+    }
+
     fn forward(&self, x: &Tensor, t: &Tensor, y: Option<&Tensor>, train: bool) -> Tensor {
         match self.try_forward(x, t, y, train) {
             Ok(output) => output,
@@ -168,6 +179,18 @@ fn json_kwargs<'py>(
 ) -> PyResult<Bound<'py, PyDict>> {
     let text = serde_json::Value::Object(args.clone()).to_string();
     py.import("json")?.call_method1("loads", (text,))?.downcast_into::<PyDict>().map_err(Into::into)
+}
+
+/// Whether a submodule is one of torch's dropout layers with p > 0.
+fn has_dropout(py: Python<'_>, module: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let dropout = py.import("torch.nn.modules.dropout")?.getattr("_DropoutNd")?;
+    for sub in module.call_method0("modules")?.try_iter()? {
+        let sub = sub?;
+        if sub.is_instance(&dropout)? && sub.getattr("p")?.extract::<f64>()? > 0.0 {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Adds `module.METHOD()`'s (name, tensor) pairs to the store, under their dotted names.
