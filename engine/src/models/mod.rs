@@ -11,6 +11,8 @@ pub mod mlp;
 pub mod python;
 #[cfg(feature = "python")]
 pub mod python_env;
+#[cfg(feature = "python")]
+pub mod python_shim;
 pub mod unet;
 
 use std::path::Path;

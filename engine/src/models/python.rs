@@ -18,7 +18,7 @@ use pyo3::types::{PyDict, PyModule, PyTuple};
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Tensor};
 
-use super::{python_env, ModelSpec};
+use super::{python_env, python_shim, ModelSpec};
 use crate::data::DataMeta;
 
 /// The `python` model config as the job carries it (`kind`/`variant` are ignored).
@@ -109,7 +109,7 @@ impl PythonNet {
             let args = PyTuple::new(py, [wrap(py, x)?, wrap(py, t)?, y])?;
             let out = module.call1(args).map_err(traced)?;
             // SAFETY: `out` is a live Python object for the duration of the call.
-            let tensor = unsafe { Tensor::pyobject_unpack(out.as_ptr().cast()) }?;
+            let tensor = unsafe { python_shim::unpack(out.as_ptr()) }?;
             tensor.with_context(|| {
                 format!(
                     "{}.forward returned a {}, not a tensor",
@@ -198,8 +198,8 @@ fn register(root: &nn::Path, module: &Bound<'_, PyAny>, method: &str, trainable:
     for item in module.call_method0(method)?.try_iter()? {
         let (name, value): (String, Bound<'_, PyAny>) = item?.extract()?;
         // SAFETY: `value` is a live Python object while the GIL is held.
-        let tensor = unsafe { Tensor::pyobject_unpack(value.as_ptr().cast()) }?
-            .with_context(|| format!("`{name}` is not a tensor"))?;
+        let tensor =
+            unsafe { python_shim::unpack(value.as_ptr()) }?.with_context(|| format!("`{name}` is not a tensor"))?;
         let mut parts: Vec<&str> = name.split('.').collect();
         let leaf = parts.pop().unwrap_or_default();
         let path = parts.iter().fold(root.clone(), |path, part| path.sub(*part));
@@ -210,9 +210,9 @@ fn register(root: &nn::Path, module: &Bound<'_, PyAny>, method: &str, trainable:
 
 /// A tch tensor as a Python `torch.Tensor` (the same TensorImpl).
 fn wrap<'py>(py: Python<'py>, t: &Tensor) -> Result<Bound<'py, PyAny>> {
-    let pointer = t.pyobject_wrap()?;
-    // SAFETY: `pyobject_wrap` returns a new reference (or fails above).
-    Ok(unsafe { Bound::from_owned_ptr(py, pointer.cast()) })
+    let pointer = python_shim::wrap(t)?;
+    // SAFETY: `wrap` returns a new reference (or fails above).
+    Ok(unsafe { Bound::from_owned_ptr(py, pointer) })
 }
 
 fn device_name(device: Device) -> String {

@@ -58,7 +58,9 @@ fn start() -> Result<()> {
         }
         ffi::PyEval_SaveThread();
     }
-    Ok(())
+    // torch's Python side must be set up before tensors cross (and it loads libtorch_python).
+    pyo3::Python::with_gil(|py| py.import("torch").map(drop))
+        .with_context(|| format!("the embedded Python ({}) cannot import torch", executable.to_string_lossy()))
 }
 
 /// The libtorch_cpu this process has loaded, from the dynamic loader's map.
