@@ -50,8 +50,8 @@ fn load() -> Result<Shim> {
             tried.push(format!("{} (not found)", path.display()));
             continue;
         }
-        // SAFETY: the shim's initialisers only register nothing; its symbols are C functions
-        // of the signatures above (csrc/python_shim.cpp).
+        // SAFETY: the shim has no initialisers of its own; its symbols are C functions of
+        // the signatures above (csrc/python_shim.cpp).
         let loaded = unsafe {
             libloading::Library::new(&path).and_then(|library| {
                 let shim = Shim {
@@ -94,8 +94,10 @@ pub fn wrap(t: &Tensor) -> Result<*mut PyObject> {
     Ok(object)
 }
 
-/// The tensor a Python object holds (None when it is not a `torch.Tensor`). The GIL must
-/// be held and `object` be alive.
+/// The tensor a Python object holds (None when it is not a `torch.Tensor`).
+///
+/// # Safety
+/// The GIL must be held and `object` be a live Python object.
 pub unsafe fn unpack(object: *mut PyObject) -> Result<Option<Tensor>> {
     let shim = shim()?;
     let mut error = std::ptr::null_mut();
