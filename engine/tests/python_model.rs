@@ -1,5 +1,5 @@
 //! Networks written in Python (`model … = python { … }`), driven by the engine: a train
-//! stage trains one and its loss falls; its weights file round-trips into a fresh module;
+//! stage trains one and its loss falls, and a sample stage draws from it; its weights file round-trips into a fresh module;
 //! an exception in `__init__` or `forward` and an output of the wrong shape are errors
 //! naming the line of the user's file.
 
@@ -80,6 +80,23 @@ fn a_python_net_trains_and_its_loss_falls() {
     for name in ["inp.weight", "body.1.weight", "body.3.bias", "time.weight", "scale"] {
         assert!(names.iter().any(|n| n == name), "{name} is missing from {names:?}");
     }
+    // The sample stage rebuilds the module from the train stage's record and its EMA weights.
+    let sampler = json!({"kind": "sampler", "variant": "ddim", "steps": 20, "eta": 0.0});
+    let params = json!({"from": {"$stage": "fit"}, "sampler": sampler, "count": 200, "seed": 1, "batch": 100});
+    let job = json!({
+        "instance": "sample", "kind": "sample", "variant": "default",
+        "inputs": {"fit": {"kind": "train", "variant": "diffusion", "params": {}, "dir": root.path().join("train")}},
+        "params": difflow_core::schema::with_defaults("sample", "default", &params),
+        "out_dir": root.path().join("sample"), "device": "cpu", "settings": {"threads": 1}
+    });
+    std::fs::write(root.path().join("sample.json"), job.to_string()).unwrap();
+    let out = Command::new(WORKER).arg(root.path().join("sample.json")).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let samples = difflow_engine::data::Dataset::read(&root.path().join("sample")).unwrap().values;
+    assert_eq!(samples.size(), [200, 2]);
+    // The moons lie within [-1.5, 2.5] x [-1, 1.5]; the drawn points near them, all finite.
+    let largest = samples.abs().max().double_value(&[]);
+    assert!(largest.is_finite() && largest < 4.0, "a sample lies at |x| = {largest}");
 }
 
 #[test]
