@@ -35,6 +35,12 @@ pub trait Denoiser: Send {
     /// channels first, then the variance interpolation v ∈ [-1, 1]).
     fn forward(&self, x: &Tensor, t: &Tensor, y: Option<&Tensor>, train: bool) -> Tensor;
 
+    /// `forward` for a network that can fail on user code (a Python model): the training
+    /// step calls this one, so such a failure ends the stage as an error.
+    fn try_forward(&self, x: &Tensor, t: &Tensor, y: Option<&Tensor>, train: bool) -> Result<Tensor> {
+        Ok(self.forward(x, t, y, train))
+    }
+
     /// Whether `forward` with `train` on draws random numbers (dropout): the training step
     /// of such a network is not split into batch lanes, whose draws would interleave.
     fn draws_in_training(&self) -> bool {

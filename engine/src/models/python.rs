@@ -95,7 +95,7 @@ impl PythonNet {
     }
 
     /// `forward(x, t, y)` in Python; the output checked against `x`'s shape.
-    pub fn try_forward(&self, x: &Tensor, t: &Tensor, y: Option<&Tensor>, train: bool) -> Result<Tensor> {
+    fn call_forward(&self, x: &Tensor, t: &Tensor, y: Option<&Tensor>, train: bool) -> Result<Tensor> {
         let output = Python::with_gil(|py| -> Result<Tensor> {
             let traced = |e: PyErr| anyhow!("{} (in {}.forward)", describe(py, &e, &self.file), self.name);
             let module = self.module.bind(py);
@@ -144,11 +144,16 @@ impl super::Denoiser for PythonNet {
         self.has_dropout
     }
 
+    fn try_forward(&self, x: &Tensor, t: &Tensor, y: Option<&Tensor>, train: bool) -> Result<Tensor> {
+        self.call_forward(x, t, y, train)
+    }
+
     fn forward(&self, x: &Tensor, t: &Tensor, y: Option<&Tensor>, train: bool) -> Tensor {
-        match self.try_forward(x, t, y, train) {
+        match self.call_forward(x, t, y, train) {
             Ok(output) => output,
-            // The trait has no error path (the built-in networks cannot fail on checked
-            // shapes); a Python error ends the stage as a failure the user can fix.
+            // Sampling and metrics call `forward`, which has no error path (the built-in
+            // networks cannot fail on checked shapes): a Python error ends the stage as a
+            // failure the user can fix, with its message.
             Err(err) => {
                 eprintln!("error: {err:#}");
                 std::process::exit(difflow_core::job::WORKER_STAGE_FAILED);
