@@ -38,6 +38,67 @@ fn main() {
     compile_autocast(Path::new(&lib), &abi);
     compile_operator_new();
     compile_nccl_shim(Path::new(&lib), &abi);
+    #[cfg(feature = "python")]
+    {
+        libpython_rpath();
+        compile_python_shim(Path::new(&lib), &abi);
+    }
+}
+
+/// Builds `libdifflow_python.so` in OUT_DIR (csrc/python_shim.cpp, against libtorch_python
+/// and the headers of the Python pyo3 builds against) and tells the worker where it is
+/// (`DIFFLOW_PYTHON_SHIM`).
+#[cfg(feature = "python")]
+fn compile_python_shim(lib: &Path, abi: &str) {
+    println!("cargo:rerun-if-changed=csrc/python_shim.cpp");
+    let python = pyo3_build_config::get().executable.clone().unwrap_or_else(|| "python3".into());
+    let asked = Command::new(&python)
+        .args(["-c", "import sysconfig; print(sysconfig.get_paths()['include'])"])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+    assert!(asked.status.success(), "{python} did not name its include folder");
+    let include = PathBuf::from(String::from_utf8_lossy(&asked.stdout).trim());
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("libdifflow_python.so");
+    let mut command = cc::Build::new().cpp(true).get_compiler().to_command();
+    command
+        .args(["-shared", "-fPIC", "-O2", "-std=c++17", "-w"])
+        .arg(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
+        .arg("csrc/python_shim.cpp")
+        .arg("-o")
+        .arg(&out)
+        .arg("-I")
+        .arg(&include);
+    for dir in torch_includes(lib) {
+        command.arg("-I").arg(dir);
+    }
+    command.arg(format!("-L{}", lib.display()));
+    for rpath in nccl_shim_rpaths(lib, out.parent().expect("the shim lies in OUT_DIR")) {
+        command.arg(format!("-Wl,-rpath,{rpath}"));
+    }
+    command.args(["-Wl,--no-as-needed", "-ltorch_python", "-ltorch_cpu", "-lc10"]);
+    let status = command.status().expect("the C++ compiler runs");
+    assert!(status.success(), "compiling csrc/python_shim.cpp failed: {command:?}");
+    println!("cargo:rustc-env=DIFFLOW_PYTHON_SHIM={}", out.display());
+}
+
+/// The worker links the shared libpython of the Python that pyo3 builds against (the
+/// environment's base interpreter, which a venv does not copy): its folder, absolute, goes
+/// into the rpath so the worker starts without LD_LIBRARY_PATH.
+#[cfg(feature = "python")]
+fn libpython_rpath() {
+    let config = pyo3_build_config::get();
+    if !config.shared {
+        eprintln!(
+            "error: the Python that pyo3 builds against ({}) has no shared libpython, which the worker \
+             embeds for `python` models; use a Python built with --enable-shared (pyenv: \
+             PYTHON_CONFIGURE_OPTS=--enable-shared), or build without the engine's `python` feature",
+            config.executable.as_deref().unwrap_or("python3")
+        );
+        std::process::exit(1);
+    }
+    if let Some(dir) = &config.lib_dir {
+        println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");
+    }
 }
 
 // The version of the libtorch in `lib`: a Python wheel's torch/version.py, or the

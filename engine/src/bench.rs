@@ -39,7 +39,8 @@ use crate::training::{Settings, Trainer};
 
 /// Options shared by `bench` and `check`.
 pub struct Options {
-    /// The `unet` model config (schema defaults filled in by the caller's JSON).
+    /// The `unet` model config (schema defaults filled in by the caller's JSON), or with
+    /// `--python FILE:CLASS` a `python` model of that class built with the same keys.
     pub model: Value,
     pub device: Device,
     pub threads: i32,
@@ -64,6 +65,7 @@ impl Options {
             inception_batch: 8,
             inception_size: 32,
         };
+        let mut python: Option<String> = None;
         let mut i = 0;
         while i < args.len() {
             if args[i] == "--bf16" {
@@ -81,6 +83,7 @@ impl Options {
                 "--scale" => o.scale = value.parse().context("--scale")?,
                 "--inception-batch" => o.inception_batch = value.parse().context("--inception-batch")?,
                 "--inception-size" => o.inception_size = value.parse().context("--inception-size")?,
+                "--python" => python = Some(value.clone()),
                 other => bail!("unknown option {other}"),
             }
             i += 2;
@@ -89,6 +92,9 @@ impl Options {
         model["kind"] = "model".into();
         model["variant"] = "unet".into();
         o.model = difflow_core::schema::with_defaults("model", "unet", &model);
+        if let Some(python) = python {
+            o.model = python_model(&o.model, &python)?;
+        }
         if o.threads > 0 {
             tch::set_num_threads(o.threads);
         }
@@ -115,6 +121,24 @@ impl Options {
     pub fn model_spec(&self) -> Result<ModelSpec> {
         Ok(ModelSpec::from_config(&self.model)?)
     }
+}
+
+/// The `python` model of `FILE:CLASS` built with the `unet` config's keys (and `in_ch`,
+/// `size`) as its arguments: a Python copy of the UNet, benchmarked against the built-in one.
+fn python_model(unet: &Value, file_class: &str) -> Result<Value> {
+    let (file, class) = file_class.rsplit_once(':').context("--python takes FILE:CLASS")?;
+    let mut args = unet.clone();
+    let object = args.as_object_mut().context("--model must be a JSON object")?;
+    for key in ["kind", "variant", "prediction"] {
+        object.remove(key);
+    }
+    object.entry("in_ch").or_insert(json!(3));
+    object.entry("size").or_insert(json!(32));
+    Ok(json!({
+        "kind": "model", "variant": "python", "file": file, "class": class, "args": args,
+        "classes": unet["classes"], "learn_sigma": unet["learn_sigma"], "prediction": unet["prediction"],
+        "in_ch": unet.get("in_ch"), "size": unet.get("size"),
+    }))
 }
 
 /// Random uint8 images with labels, on the CPU (as a dataset stage would hold them).

@@ -7,7 +7,8 @@ packs in seconds), and writes a wheel holding
 
 - `difflow` and `difflow-worker` as scripts (pip puts them in the environment's bin/;
   the worker finds libtorch through a `$ORIGIN`-relative rpath, engine/build.rs),
-- the NCCL shim, when the engine's build script made one, as `<env>/lib/libdifflow_nccl.so`
+- the NCCL shim, when the engine's build script made one, as `<env>/lib/libdifflow_nccl.so`,
+  and the Python tensor bridge of `python` models as `<env>/lib/libdifflow_python.so`
   (the worker looks in `../lib` beside its folder),
 - the pure-Python package `difflow` (python/difflow).
 
@@ -41,6 +42,7 @@ PIP_TORCH = "2.13"
 KIT_TORCH = "2.11"
 BINARIES = ("difflow", "difflow-worker")
 NCCL_SHIM = "libdifflow_nccl.so"
+PYTHON_SHIM = "libdifflow_python.so"
 
 
 class BuildError(SystemExit):
@@ -70,8 +72,8 @@ def prepare_metadata_for_build_wheel(metadata_directory, config_settings=None):
 
 def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
     torch = _checked_torch_version()
-    binaries, shim = _cargo_build()
-    return _write_wheel(Path(wheel_directory), torch, binaries, shim)
+    binaries, shims = _cargo_build()
+    return _write_wheel(Path(wheel_directory), torch, binaries, shims)
 
 
 def build_sdist(sdist_directory, config_settings=None):
@@ -137,7 +139,7 @@ def _checked_torch_version() -> str:
 
 
 def _cargo_build() -> tuple[dict[str, Path], Path | None]:
-    """Runs the release build and returns the two binaries and the NCCL shim (or None)."""
+    """Runs the release build and returns the two binaries and the shims it made."""
     cargo = shutil.which("cargo") or str(Path.home() / ".cargo" / "bin" / "cargo")
     if not Path(cargo).is_file():
         raise BuildError("difflow is built from source with Rust's cargo, which is not on PATH: install Rust first")
@@ -171,7 +173,7 @@ def _cargo_environment(shims: Path) -> dict[str, str]:
 
 def _artifacts(messages: list[str]) -> tuple[dict[str, Path], Path | None]:
     binaries: dict[str, Path] = {}
-    shim = None
+    shims = []
     for line in messages:
         try:
             message = json.loads(line)
@@ -182,12 +184,12 @@ def _artifacts(messages: list[str]) -> tuple[dict[str, Path], Path | None]:
         if reason == "compiler-artifact" and "bin" in target.get("kind", []) and target.get("name") in BINARIES:
             binaries[target["name"]] = Path(message["executable"])
         elif reason == "build-script-executed" and "difflow-engine" in message.get("package_id", ""):
-            candidate = Path(message["out_dir"]) / NCCL_SHIM
-            shim = candidate if candidate.is_file() else None
+            candidates = [Path(message["out_dir"]) / name for name in (NCCL_SHIM, PYTHON_SHIM)]
+            shims = [candidate for candidate in candidates if candidate.is_file()]
     missing = [name for name in BINARIES if name not in binaries]
     if missing:
         raise BuildError(f"cargo reported no {', '.join(missing)} binary")
-    return binaries, shim
+    return binaries, shims
 
 
 # ---- metadata ----
@@ -254,7 +256,7 @@ def _dist_info_name() -> str:
 # ---- the wheel ----
 
 
-def _write_wheel(directory: Path, torch: str, binaries: dict[str, Path], shim: Path | None) -> str:
+def _write_wheel(directory: Path, torch: str, binaries: dict[str, Path], shims: list[Path]) -> str:
     version = _version()
     data = f"{NAME}-{version}.data"
     entries: list[tuple[str, Path | bytes, int]] = []
@@ -263,8 +265,8 @@ def _write_wheel(directory: Path, torch: str, binaries: dict[str, Path], shim: P
         entries.append((f"{NAME}/{path.relative_to(package).as_posix()}", path, 0o644))
     for name, path in binaries.items():
         entries.append((f"{data}/scripts/{name}", path, 0o755))
-    if shim is not None:
-        entries.append((f"{data}/data/lib/{NCCL_SHIM}", shim, 0o755))
+    for shim in shims:
+        entries.append((f"{data}/data/lib/{shim.name}", shim, 0o755))
     dist_info = _dist_info_name()
     entries.append((f"{dist_info}/METADATA", _metadata_text(torch).encode(), 0o644))
     entries.append((f"{dist_info}/WHEEL", _wheel_text().encode(), 0o644))

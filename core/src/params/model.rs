@@ -74,6 +74,22 @@ pub enum ModelConfig {
     Unet(UNetConfig),
     Mlp(MlpConfig),
     Encoder(ConvNet),
+    Python(PythonConfig),
+}
+
+/// A network written in Python: a `torch.nn.Module` subclass in a module file, built as
+/// `class(**args)` and called as `forward(x, t, y)` (`kind`/`variant` are ignored).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PythonConfig {
+    /// The module file, absolute or relative to the worker's folder.
+    pub file: std::path::PathBuf,
+    /// The `torch.nn.Module` subclass in it.
+    pub class: String,
+    /// Keyword arguments of the constructor.
+    #[serde(default)]
+    pub args: serde_json::Map<String, serde_json::Value>,
+    #[serde(flatten)]
+    pub spec: ModelSpec,
 }
 
 impl ModelConfig {
@@ -82,6 +98,7 @@ impl ModelConfig {
         match self {
             ModelConfig::Unet(unet) => Some(unet.spec),
             ModelConfig::Mlp(mlp) => Some(mlp.spec),
+            ModelConfig::Python(net) => Some(net.spec),
             ModelConfig::Encoder(_) => None,
         }
     }

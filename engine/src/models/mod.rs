@@ -7,10 +7,15 @@ pub mod encoder;
 pub mod fused;
 pub mod layers;
 pub mod mlp;
+#[cfg(feature = "python")]
+pub mod python;
+#[cfg(feature = "python")]
+pub mod python_env;
+#[cfg(feature = "python")]
+pub mod python_shim;
 pub mod unet;
 
 use anyhow::{bail, Result};
-use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};
 
 use crate::data::DataMeta;
@@ -25,6 +30,12 @@ pub trait Denoiser: Send {
     /// Output: [B, C, …] with C = data channels, or 2·C with `learn_sigma` (prediction
     /// channels first, then the variance interpolation v ∈ [-1, 1]).
     fn forward(&self, x: &Tensor, t: &Tensor, y: Option<&Tensor>, train: bool) -> Tensor;
+
+    /// `forward` for a network that can fail on user code (a Python model): the training
+    /// step calls this one, so such a failure ends the stage as an error.
+    fn try_forward(&self, x: &Tensor, t: &Tensor, y: Option<&Tensor>, train: bool) -> Result<Tensor> {
+        Ok(self.forward(x, t, y, train))
+    }
 
     /// Whether `forward` with `train` on draws random numbers (dropout): the training step
     /// of such a network is not split into batch lanes, whose draws would interleave.
@@ -75,7 +86,11 @@ pub fn build_denoiser(root: &nn::Path, config: &serde_json::Value, data: &DataMe
     match decode::<ModelConfig>(config, "the model config")? {
         ModelConfig::Mlp(mlp) => Ok(Box::new(mlp::Mlp::new(root, &mlp, data)?)),
         ModelConfig::Unet(unet) => Ok(Box::new(unet::UNet::from_config(root, &unet, data)?)),
-        ModelConfig::Encoder(_) => bail!("the model variant `encoder` cannot denoise (available: unet, mlp)"),
+        ModelConfig::Encoder(_) => bail!("the model variant `encoder` cannot denoise (available: unet, mlp, python)"),
+        #[cfg(feature = "python")]
+        ModelConfig::Python(net) => Ok(Box::new(python::PythonNet::new(root, &net, data)?)),
+        #[cfg(not(feature = "python"))]
+        ModelConfig::Python(_) => bail!("this worker was built without Python models (the engine's `python` feature)"),
     }
 }
 

@@ -53,6 +53,7 @@ pub fn describe(config: &serde_json::Value, shape: &[i64], classes: usize) -> Re
         ModelConfig::Unet(unet) => levels(&unet.net, shape[1]),
         ModelConfig::Encoder(net) => levels(net, shape[1]),
         ModelConfig::Mlp(_) => Vec::new(),
+        ModelConfig::Python(_) => Vec::new(),
     };
     Ok(Description { params: count, levels })
 }

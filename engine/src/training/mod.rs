@@ -181,8 +181,8 @@ impl Trainer {
         let part = |start: i64, length: i64| -> Result<(Tensor, Tensor)> {
             let keep = |v: &Tensor| v.narrow(0, start, length);
             let xt = keep(xt);
-            let forward = || self.model.forward(&xt, &keep(t), y.map(keep).as_ref(), true);
-            let output = if s.bf16 { tch::autocast(true, forward) } else { forward() };
+            let forward = || self.model.try_forward(&xt, &keep(t), y.map(keep).as_ref(), true);
+            let output = if s.bf16 { tch::autocast(true, forward) } else { forward() }?;
             let per_sample =
                 process.training_loss(&output.to_kind(Kind::Float), &keep(x0), &xt, &keep(t), &keep(noise), s.loss)?;
             let loss = per_sample.sum(Kind::Float) / s.batch as f64;

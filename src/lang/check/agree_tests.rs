@@ -118,7 +118,7 @@ fn engine_accepts(schedule: &ScheduleSpec, sampler: &Sampler, model: &ModelConfi
     let spec = model.spec().expect("a denoiser");
     let net_builds = match model {
         ModelConfig::Unet(unet) => unet.net.resolutions("unet", SIZE).is_ok(),
-        ModelConfig::Mlp(_) | ModelConfig::Encoder(_) => true,
+        ModelConfig::Mlp(_) | ModelConfig::Encoder(_) | ModelConfig::Python(_) => true,
     };
     schedule.validate().is_ok()
         && spec.prediction.fits(schedule).is_ok()
