@@ -47,6 +47,9 @@ impl Http {
             .timeout_connect(Duration::from_secs(15))
             .timeout_read(Duration::from_secs(120))
             .timeout_write(Duration::from_secs(120))
+            // ureq turns a PUT that meets a 301/302 into a GET, whose 200 would fake an
+            // upload, and a HEAD's redirect would read as "present": a redirect is an error.
+            .redirects(0)
             .build();
         Ok(Http {
             base: full.trim_end_matches('/').to_string(),
@@ -59,6 +62,19 @@ impl Http {
 impl Http {
     fn request_url(&self, path: &str) -> String {
         format!("{}/{path}", self.base)
+    }
+}
+
+/// The reply, or None for a 404; any other reply than 2xx is an error naming `url`.
+fn answered(url: &str, result: Result<ureq::Response, ureq::Error>) -> Result<Option<ureq::Response>, String> {
+    match result {
+        Ok(r) if (200..300).contains(&r.status()) => Ok(Some(r)),
+        Ok(r) => {
+            let moved = r.header("location").map(|l| format!(" (to {}: set the remote's URL to it)", redacted(l)));
+            Err(format!("{url}: the server answered {} {}{}", r.status(), r.status_text(), moved.unwrap_or_default()))
+        }
+        Err(ureq::Error::Status(404, _)) => Ok(None),
+        Err(e) => Err(failure(url, e)),
     }
 }
 
@@ -76,10 +92,8 @@ fn failure(url: &str, e: ureq::Error) -> String {
 impl Backend for Http {
     fn get(&self, path: &str, sink: &mut dyn Write, limit: u64) -> Result<bool, String> {
         let url = self.url(path);
-        let response = match self.agent.get(&self.request_url(path)).call() {
-            Ok(r) => r,
-            Err(ureq::Error::Status(404, _)) => return Ok(false),
-            Err(e) => return Err(failure(&url, e)),
+        let Some(response) = answered(&url, self.agent.get(&self.request_url(path)).call())? else {
+            return Ok(false);
         };
         let copied = std::io::copy(&mut response.into_reader().take(limit + 1), sink)
             .map_err(|e| format!("{url}: the download broke off: {e}"))?;
@@ -97,21 +111,20 @@ impl Backend for Http {
         let url = self.url(path);
         let file = std::fs::File::open(src).map_err(|e| format!("cannot read {}: {e}", src.display()))?;
         // A length instead of chunked encoding: not every cache server takes chunks.
-        self.agent
+        let result = self
+            .agent
             .put(&self.request_url(path))
             .set("Content-Length", &size.to_string())
-            .send(Counting { inner: std::io::BufReader::with_capacity(1 << 20, file), sent })
-            .map_err(|e| failure(&url, e))?;
-        Ok(())
+            .send(Counting { inner: std::io::BufReader::with_capacity(1 << 20, file), sent });
+        match answered(&url, result)? {
+            Some(_) => Ok(()),
+            None => Err(format!("{url}: the server answered 404 Not Found to an upload")),
+        }
     }
 
     fn exists(&self, path: &str) -> Result<bool, String> {
         let url = self.url(path);
-        match self.agent.head(&self.request_url(path)).call() {
-            Ok(_) => Ok(true),
-            Err(ureq::Error::Status(404, _)) => Ok(false),
-            Err(e) => Err(failure(&url, e)),
-        }
+        Ok(answered(&url, self.agent.head(&self.request_url(path)).call())?.is_some())
     }
 
     fn list(&self, _dir: &str) -> Result<Option<Vec<String>>, String> {
@@ -120,5 +133,48 @@ impl Backend for Http {
 
     fn url(&self, path: &str) -> String {
         format!("{}/{path}", self.shown)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server on 127.0.0.1 that answers every request with `reply`: its URL.
+    fn answering(reply: String) -> String {
+        use std::io::{BufRead, BufReader};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(stream);
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                    line.clear();
+                }
+                let _ = reader.get_mut().write_all(reply.as_bytes());
+            }
+        });
+        url
+    }
+
+    #[test]
+    fn a_redirect_is_an_error_never_an_answer() {
+        let elsewhere = answering("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nbytes".into());
+        let base = answering(format!(
+            "HTTP/1.1 302 Found\r\nLocation: {elsewhere}/x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        ));
+        let remote = Http::open(&base).unwrap();
+        let expect = |why: String| {
+            assert!(
+                why.starts_with(&format!("{base}/cas/abc: the server answered 302 Found (to {elsewhere}/x")),
+                "{why}"
+            )
+        };
+        expect(remote.exists("cas/abc").unwrap_err());
+        expect(remote.get("cas/abc", &mut Vec::new(), 10).unwrap_err());
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), b"bytes").unwrap();
+        expect(remote.put("cas/abc", file.path(), 5).unwrap_err());
     }
 }
