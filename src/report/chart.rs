@@ -41,7 +41,7 @@ pub struct Axis {
 }
 
 /// Every coordinate that can be an x axis: present in every member with a numeric value,
-/// taking at least two distinct values, and not a seed. Members with the same other coordinates form a
+/// taking at least two distinct values, and not a seed or a replicate. Members with the same other coordinates form a
 /// line, labelled `eta=0.0`.
 pub fn numeric_axes(coords: &[Vec<(String, String)>]) -> Vec<Axis> {
     let Some(first) = coords.first() else { return Vec::new() };
@@ -53,7 +53,7 @@ pub fn numeric_axes(coords: &[Vec<(String, String)>]) -> Vec<Axis> {
     let mut axes = Vec::new();
     for (at, name) in names.iter().enumerate() {
         // A seed labels a draw; drawing the metric against it would suggest a trend.
-        if name.as_str() == "seed" || name.ends_with(".seed") {
+        if name.as_str() == "seed" || name.ends_with(".seed") || super::replicates::is_replicate(name) {
             continue;
         }
         let values: Option<Vec<(f64, String)>> = coords
@@ -375,6 +375,8 @@ mod tests {
     #[test]
     fn a_seed_is_never_an_axis() {
         assert!(numeric_axes(&coords(&[&[("seed", "1")], &[("seed", "2")], &[("seed", "3")]])).is_empty());
+        let replicates = coords(&[&[("replicate", "1")], &[("replicate", "2")], &[("fit.replicate", "3")]]);
+        assert!(numeric_axes(&replicates[..2]).is_empty() && numeric_axes(&replicates[2..]).is_empty());
     }
 
     #[test]

@@ -175,12 +175,25 @@ pub fn provenance(members: &[(&str, &Input)], upstream: &[Upstream], requested: 
             escape(&r.kind),
             escape(&r.numbers),
             escape(&wall),
-            escape(&key),
-            outputs.iter().map(|o| escape(o)).collect::<Vec<_>>().join("<br>")
+            abbreviated(&key),
+            m.map(|m| m.outputs.iter().map(|(file, o)| format!("{} {}", escape(file), abbreviated(&o.blake3))))
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join("<br>")
         );
     }
     html.push_str("</table>\n");
     (md, html)
+}
+
+/// A key or digest on the page: its first 12 characters, the whole in a tooltip (and in
+/// `report.md`), so that the table fits the page's width.
+fn abbreviated(hex: &str) -> String {
+    match hex.char_indices().nth(12) {
+        Some((at, _)) => format!("<span title=\"{}\">{}…</span>", escape(hex), escape(&hex[..at])),
+        None => escape(hex),
+    }
 }
 
 #[cfg(test)]
