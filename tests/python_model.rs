@@ -72,7 +72,9 @@ fn an_untrusted_project_refuses_to_run_until_trusted_then_trains() {
     std::fs::write(p.join("difflow.toml"), "").unwrap();
     std::fs::create_dir(p.join("nets")).unwrap();
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("engine/tests/fixtures/python/toy_net.py");
-    std::fs::copy(fixture, p.join("nets/toy_net.py")).unwrap();
+    let net = std::fs::read_to_string(fixture).unwrap();
+    std::fs::write(p.join("nets/toy_net.py"), format!("import helpers\n{net}")).unwrap();
+    std::fs::write(p.join("nets/helpers.py"), "SCALE = 1.0\n").unwrap();
     std::fs::write(p.join("p.diff"), TRAIN_TOY_NET).unwrap();
     let (config, cache) = (home.path().join("config"), home.path().join("cache"));
     let env: [(&str, &OsStr); 2] = [("XDG_CONFIG_HOME", config.as_os_str()), ("XDG_CACHE_HOME", cache.as_os_str())];
@@ -86,7 +88,7 @@ fn an_untrusted_project_refuses_to_run_until_trusted_then_trains() {
     assert_eq!(code, 1, "{out}\n{err}");
     let expected = format!(
         "error: this pipeline runs Python code of the project {root}, which you have not trusted:\n  \
-         {root}/nets/toy_net.py\nread them, then trust the project once with:\n  difflow trust {root}\n",
+         {root}/nets/helpers.py\n  {root}/nets/toy_net.py\nread them, then trust the project once with:\n  difflow trust {root}\n",
         root = p.display()
     );
     assert_eq!(err, expected);

@@ -69,7 +69,8 @@ pub fn project_folder(dir: &Path) -> PathBuf {
     dir.ancestors().find(marks_project).unwrap_or(&dir).to_path_buf()
 }
 
-/// The project Python files a pipeline would run (`python` models' files), sorted.
+/// The project Python files a pipeline would run (`python` models' files and the project
+/// files they import), sorted.
 pub fn python_files(p: &Pipeline) -> Vec<PathBuf> {
     fn collect(v: &Value, out: &mut Vec<PathBuf>) {
         match v {
@@ -85,6 +86,12 @@ pub fn python_files(p: &Pipeline) -> Vec<PathBuf> {
     }
     let mut out = Vec::new();
     p.instances.iter().flat_map(|i| i.params.values()).for_each(|v| collect(v, &mut out));
+    let (policy, _) = crate::lang::use_policy::UsePolicy::for_pipeline(&p.root);
+    for module in out.clone() {
+        if let Ok((module, text)) = crate::lang::python_files::read_module(&module, &policy) {
+            out.extend(crate::lang::python_files::imported_files(&module, &text, &policy));
+        }
+    }
     out.sort();
     out.dedup();
     out
