@@ -93,6 +93,9 @@ fn an_untrusted_project_refuses_to_run_until_trusted_then_trains() {
     );
     assert_eq!(err, expected);
     assert!(out.is_empty(), "nothing ran: {out}");
+    // Showing the net's size builds it, which runs its code: refused too.
+    let (code, _, err) = difflow(&["show", "p.diff", "net"]);
+    assert_eq!((code, err), (1, expected));
 
     let (code, out, err) = difflow(&["trust"]);
     assert_eq!(code, 0, "{out}\n{err}");
@@ -105,4 +108,7 @@ fn an_untrusted_project_refuses_to_run_until_trusted_then_trains() {
     let (code, out, err) = difflow(&["run", "p.diff", "--device", "cpu"]);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(cli_support::ran(&out).contains(&"fit".to_string()), "{out}\n{err}");
+    let (code, out, err) = difflow(&["show", "p.diff", "net"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "model net (python): 628 parameters\n");
 }
