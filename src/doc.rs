@@ -189,6 +189,9 @@ comment  = "#" … end of line
 - Inline blocks take their kind from the key that holds them:
   `sampler = ddim { steps = 50 }`, `guidance = cfg { scale = 3 }`. Stages cannot be
   written inline; declare them with a name.
+- A record `{ KEY = VALUE, … }` (braces with no variant) holds named literals —
+  numbers, strings, `true`/`false` and lists of them — passed on as they are: a
+  `python` model's `args` (see `docs/own_code.md`).
 - Keys left out take the defaults below; keys with no default that are left out are
   absent from the stage's parameters ("unset"). Paths are resolved against the folder
   of the pipeline file.

@@ -113,6 +113,10 @@ fn meaning_value(v: &Value, out: &mut String) {
             out.push_str(&format!("inline {}", variant.name));
             meaning_block(block, out);
         }
+        ValueKind::Record(block) => {
+            out.push_str("record");
+            meaning_block(block, out);
+        }
     }
 }
 
@@ -359,7 +363,11 @@ impl<'a> Formatter<'a> {
     fn flat(&self, v: &Value) -> Option<String> {
         if matches!(
             v.kind,
-            ValueKind::List(_) | ValueKind::Sweep(_) | ValueKind::Replicate(_) | ValueKind::Inline { .. }
+            ValueKind::List(_)
+                | ValueKind::Sweep(_)
+                | ValueKind::Replicate(_)
+                | ValueKind::Inline { .. }
+                | ValueKind::Record(_)
         ) && self.has_comment_inside(v.span)
         {
             return None;
@@ -382,6 +390,17 @@ impl<'a> Formatter<'a> {
                     format!("{} {{ {} }}", variant.name, parts.join(", "))
                 }
             }
+            ValueKind::Record(block) => {
+                let mut parts = Vec::with_capacity(block.entries.len());
+                for e in &block.entries {
+                    parts.push(format!("{} = {}", e.key.name, self.flat(&e.value)?));
+                }
+                if parts.is_empty() {
+                    "{}".to_string()
+                } else {
+                    format!("{{ {} }}", parts.join(", "))
+                }
+            }
         })
     }
 
@@ -399,7 +418,11 @@ impl<'a> Formatter<'a> {
         if let Some(s) = self.flat(v) {
             let scalar = !matches!(
                 v.kind,
-                ValueKind::List(_) | ValueKind::Sweep(_) | ValueKind::Replicate(_) | ValueKind::Inline { .. }
+                ValueKind::List(_)
+                    | ValueKind::Sweep(_)
+                    | ValueKind::Replicate(_)
+                    | ValueKind::Inline { .. }
+                    | ValueKind::Record(_)
             );
             if scalar || column + s.chars().count() + suffix <= MAX_WIDTH {
                 self.out.push_str(&s);
@@ -414,6 +437,13 @@ impl<'a> Formatter<'a> {
             }
             ValueKind::Inline { variant, block } => {
                 self.out.push_str(&variant.name);
+                self.block(block, indent, true, v.span.start);
+            }
+            ValueKind::Record(block) => {
+                // `block` writes " {" for a header; a record follows `KEY = ` directly.
+                if self.out.ends_with(' ') {
+                    self.out.pop();
+                }
                 self.block(block, indent, true, v.span.start);
             }
             _ => unreachable!("scalars are always flat"),

@@ -132,6 +132,12 @@ enum Command {
         #[arg(long = "set", value_name = "NAME=VALUE")]
         set: Vec<String>,
     },
+    /// Let the pipelines of a project run its own Python code (`python` models): DIR and
+    /// everything below it (default: the project folder of the current folder).
+    Trust {
+        /// The project folder (the folder holding difflow.toml, or the pipeline's).
+        dir: Option<PathBuf>,
+    },
     /// A stage's outputs and metrics, a schedule's table, or a model's size.
     Show {
         file: PathBuf,
@@ -263,6 +269,7 @@ fn main() -> ExitCode {
             .and_then(|s| exec::logdir::link_logdir(&s))
             .map(|dir| println!("{}", dir.display())),
         Command::Fmt { file, check } => fmt(&file, check),
+        Command::Trust { dir } => trust(dir.as_deref()),
         Command::Doc { name } => doc(name.as_deref()),
         Command::Lsp => return ExitCode::from(difflow::lsp::serve_stdio(exec::show::parameter_count)),
         Command::Cache { command: CacheCommand::Ls { files, remote: true } } => cache_ls_remote(&files),
@@ -365,6 +372,7 @@ fn plan(file: &Path, set: &[String], targets: &[String]) -> Outcome {
 
 fn run(file: &Path, set: &[String], opts: RunOptions) -> Outcome {
     let (_, p) = load(file, set)?;
+    difflow::project::trust::require(&p).map_err(wrong)?;
     let mut s = session(file, &p)?;
     // Fetch what the selected stages read and the user cache lacks; a failed fetch fails
     // as a stage does (exit 2): the pipeline is right, the network is not.
@@ -377,6 +385,21 @@ fn run(file: &Path, set: &[String], opts: RunOptions) -> Outcome {
         s = session(file, &p)?;
     }
     exec::run(&s, &opts, &Progress::new()).map(|_| ())
+}
+
+/// `difflow trust [DIR]`: DIR, or the project folder of the current folder.
+fn trust(dir: Option<&Path>) -> Outcome {
+    use difflow::project::trust;
+    let folder = match dir {
+        Some(d) if d.is_file() => {
+            trust::project_folder(d.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")))
+        }
+        Some(d) => d.to_path_buf(),
+        None => trust::project_folder(Path::new(".")),
+    };
+    let trusted = trust::trust(&folder).map_err(Failure::Failed)?;
+    println!("trusted {}: its pipelines may run the Python files in it and below", trusted.display());
+    Ok(())
 }
 
 fn compare(mine: &Path, theirs: &Path, tolerance: f64) -> Outcome {

@@ -68,6 +68,7 @@ fn value_scopes(value: &Value, out: &mut Vec<(Span, &'static str)>, comments: &m
             out.push((variant.span, "support.type.variant.difflow"));
             block_scopes(block, out, comments);
         }
+        ValueKind::Record(block) => block_scopes(block, out, comments),
     }
 }
 

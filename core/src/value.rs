@@ -19,6 +19,8 @@ pub enum Value {
     Config(Config),
     /// A reference to a stage instance, by instance name (`gen[scale=0.5]`).
     Stage(String),
+    /// Named literals (`{ hidden = 64 }`), passed on as a JSON object.
+    Record(BTreeMap<String, Value>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -51,6 +53,9 @@ impl Value {
             Value::List(items) => serde_json::Value::Array(items.iter().map(|v| v.to_json_with(stage, path)).collect()),
             Value::Config(c) => c.to_json_with(stage, path),
             Value::Stage(name) => stage(name),
+            Value::Record(entries) => serde_json::Value::Object(
+                entries.iter().map(|(k, v)| (k.clone(), v.to_json_with(stage, path))).collect(),
+            ),
         }
     }
 
@@ -78,6 +83,10 @@ impl Value {
                 c.params.iter().map(|(k, v)| format!("{k} = {}", v.display())).collect::<Vec<_>>().join(", ")
             ),
             Value::Stage(name) => name.clone(),
+            Value::Record(entries) => format!(
+                "{{ {} }}",
+                entries.iter().map(|(k, v)| format!("{k} = {}", v.display())).collect::<Vec<_>>().join(", ")
+            ),
         }
     }
 }

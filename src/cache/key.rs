@@ -136,7 +136,9 @@ fn value_material(
             map.insert("kind".into(), json!(c.kind));
             map.insert("variant".into(), json!(c.variant));
             for (k, x) in &c.params {
-                if in_key(&c.kind, &c.variant, k) {
+                if let (true, "file", Value::Path(file)) = (c.kind == "model" && c.variant == "python", k.as_str(), x) {
+                    map.insert(k.clone(), python_module_material(Path::new(file), inst, digests)?);
+                } else if in_key(&c.kind, &c.variant, k) {
                     map.insert(k.clone(), value_material(x, inst, upstream, digests)?);
                 }
             }
@@ -144,6 +146,30 @@ fn value_material(
         }
         other => other.to_json(),
     })
+}
+
+/// A python model's module: its content digest and those of the project files it imports
+/// (sorted by digest, so that moving the project keeps the key), so that editing the
+/// model or a helper it imports retrains and editing any other file does not. A module
+/// that cannot be read keys as missing (check reports why, the run stops).
+fn python_module_material(file: &Path, inst: &Instance, digests: &mut Digests) -> Result<Json, KeyError> {
+    let folder = file.parent().unwrap_or(Path::new("."));
+    let (policy, _) = crate::lang::use_policy::UsePolicy::for_pipeline(folder);
+    let Ok((module, text)) = crate::lang::python_files::read_module(file, &policy) else {
+        return Ok(json!({ "$missing": file.display().to_string() }));
+    };
+    let mut digest = |path: &Path| match digests.digest(path) {
+        Ok(Some(d)) => Ok(json!(d)),
+        Ok(None) => Ok(json!({ "$missing": path.display().to_string() })),
+        Err(e) => Err(format!("cannot read `{}` (used by `{}`): {e}", path.display(), inst.name)),
+    };
+    let module_digest = digest(&module)?;
+    let mut imports = crate::lang::python_files::imported_files(&module, &text, &policy)
+        .iter()
+        .map(|p| digest(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    imports.sort_by_key(|d| d.to_string());
+    Ok(json!({ "$file": module_digest, "imports": imports }))
 }
 
 /// Whether a key can change results (keys the schema does not know, such as the

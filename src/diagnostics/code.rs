@@ -134,6 +134,8 @@ codes! {
     FmtInternal = "fmt_internal",
     /// a warning: a UNet whose every level normalises single channels right after adding the time and label embedding, which removes it (the net sees neither t nor y)
     EmbeddingNormalisedAway = "embedding_normalised_away",
+    /// a python model's `file` that is missing, outside the project (the rule of `use`), not a regular file of at most 16 MiB, or that does not define its `class`
+    PythonModel = "python_model",
 }
 
 #[cfg(test)]

@@ -20,6 +20,10 @@ use std::collections::BTreeMap;
 
 /// The parameter count of model `name` of `pipeline` (from `file`), from the worker.
 pub fn parameter_count(file: &std::path::Path, pipeline: &crate::lang::Pipeline, name: &str) -> Result<u64, String> {
+    // The editor never runs project Python (trusted or not).
+    if pipeline.configs.get(name).is_some_and(|c| c.kind == "model" && c.variant == "python") {
+        return Err("a python model's size needs its code run: see `difflow show`".into());
+    }
     let session = Session::new(file, pipeline).map_err(|e| e.to_string())?;
     let answer = show(&session, name, true).map_err(|e| e.to_string())?;
     let json: Json = serde_json::from_str(answer.trim()).map_err(|e| e.to_string())?;
@@ -180,6 +184,10 @@ pub fn schedule_table(name: &str, spec: &ScheduleSpec) -> String {
 /// job: params `{"model": CONFIG, "shape": [C, H, W] or [D], "classes": N}`, the last two
 /// when the data is known; it prints `{"params": N, "levels": [...]}` on stdout).
 fn describe_model(s: &Session, name: &str, config: &Config, as_json: bool) -> Result<String, Failure> {
+    // Building a python model runs the project's code: only in a trusted project.
+    if config.variant == "python" {
+        crate::project::trust::require(&s.pipeline).map_err(Failure::Usage)?;
+    }
     let worker = worker_path().map_err(Failure::Failed)?;
     let meta = data_meta(s, config)?;
     let tmp = s.settings.state_dir().join("tmp").join(format!("describe-{}", std::process::id()));

@@ -6,6 +6,7 @@ pub mod check;
 pub mod input_path;
 pub mod modules;
 pub mod pipeline;
+pub mod python_files;
 pub mod resolve;
 pub mod suggest;
 pub mod use_policy;

@@ -52,6 +52,11 @@ impl UsePolicy {
         (UsePolicy { roots }, error)
     }
 
+    /// Whether a canonical path lies inside the project's folders.
+    pub fn contains(&self, canonical: &Path) -> bool {
+        self.roots.iter().any(|r| canonical.starts_with(r))
+    }
+
     /// Reads the file a `use "written"` names (already joined to its folder as `path`):
     /// its canonical path and text, or why it may not be read.
     pub fn read(&self, written: &str, path: &Path) -> Result<(PathBuf, String), Refusal> {
@@ -66,7 +71,7 @@ impl UsePolicy {
             Ok(p) => p,
             Err(e) => return Err(missing(written, path, &e)),
         };
-        if !self.roots.iter().any(|r| canonical.starts_with(r)) {
+        if !self.contains(&canonical) {
             return Err(refuse(
                 format!("`{written}` is outside the project"),
                 "outside the project's folders".into(),

@@ -210,7 +210,7 @@ fn value_names<'a>(value: &'a Value, out: &mut Vec<(&'a Ident, bool)>) {
         ValueKind::Ident(name) => out.push((name, false)),
         ValueKind::List(items) | ValueKind::Sweep(items) => items.iter().for_each(|v| value_names(v, out)),
         ValueKind::Replicate(count) => value_names(count, out),
-        ValueKind::Inline { block, .. } => block_names(block, out),
+        ValueKind::Inline { block, .. } | ValueKind::Record(block) => block_names(block, out),
         _ => {}
     }
 }

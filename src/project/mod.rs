@@ -5,5 +5,6 @@
 mod session;
 pub mod settings;
 pub mod slurm;
+pub mod trust;
 
 pub use session::Session;

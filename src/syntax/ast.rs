@@ -130,6 +130,8 @@ pub enum ValueKind {
         variant: Ident,
         block: Block,
     },
+    /// `{ hidden = 64 }`: named values with no variant (a python model's `args`).
+    Record(Block),
     /// A `let` or a declaration.
     Ident(Ident),
 }

@@ -183,6 +183,7 @@ impl Builder {
                 let block = self.block(parts.next().expect("inline has a block"));
                 ValueKind::Inline { variant, block }
             }
+            Rule::record => ValueKind::Record(self.block(inner.into_inner().next().expect("a record has a block"))),
             Rule::ref_name => ValueKind::Ident(self.ident(inner)),
             other => unreachable!("the grammar has no value {other:?}"),
         };
@@ -351,7 +352,7 @@ fn attach_block(block: &mut Block, file: FileId, text: &str, comments: &[RawComm
 
 fn attach_value(value: &mut Value, file: FileId, text: &str, comments: &[RawComment]) {
     match &mut value.kind {
-        ValueKind::Inline { block, .. } => attach_block(block, file, text, comments),
+        ValueKind::Inline { block, .. } | ValueKind::Record(block) => attach_block(block, file, text, comments),
         ValueKind::List(vs) | ValueKind::Sweep(vs) => {
             for v in vs {
                 attach_value(v, file, text, comments);

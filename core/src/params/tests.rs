@@ -29,6 +29,7 @@ fn example(ty: &Type) -> Value {
         Type::Stage(_) => json!({"$stage": "x"}),
         Type::Config(kind) => filled(kind, schema::kind(kind).unwrap().variants[0].name, true),
         Type::Union(alternatives) => example(&alternatives[0]),
+        Type::Record => json!({}),
     }
 }
 

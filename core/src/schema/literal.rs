@@ -18,6 +18,7 @@ pub(crate) fn parse_literal(text: &str) -> Option<Value> {
         return Some(Value::Str(s.to_string()));
     }
     match text {
+        "{}" => return Some(Value::Record(std::collections::BTreeMap::new())),
         "true" => return Some(Value::Bool(true)),
         "false" => return Some(Value::Bool(false)),
         _ => {}
@@ -43,6 +44,7 @@ pub(crate) fn literal_fits(value: &Value, ty: &Type, range: &super::Range) -> bo
         (Value::Str(s), Type::Enum(options)) => options.contains(&s.as_str()),
         (Value::List(items), Type::List(inner)) => items.iter().all(|v| literal_fits(v, inner, range)),
         (v, Type::Union(alts)) => alts.iter().any(|t| literal_fits(v, t, range)),
+        (Value::Record(_), Type::Record) => true,
         _ => false,
     }
 }

@@ -43,6 +43,9 @@ pub enum Type {
     Config(&'static str),
     /// Any of these (tried in order; e.g. `"all"`, an int or a list of ints).
     Union(Vec<Type>),
+    /// `{ KEY = VALUE, … }`: named literals (numbers, strings, bools, lists of them),
+    /// passed on as they are (a python model's constructor arguments).
+    Record,
 }
 
 impl Type {
@@ -65,6 +68,7 @@ impl Type {
             }
             Type::Config(kind) => format!("{} (a name or an inline block)", articled(kind)),
             Type::Union(alts) => one_of(&alts.iter().map(Type::describe).collect::<Vec<_>>()),
+            Type::Record => "a record `{ KEY = VALUE, … }` of literals".into(),
         }
     }
 
@@ -81,6 +85,7 @@ impl Type {
             Type::Stage(kinds) => format!("{} stage", kinds.join(" | ")),
             Type::Config(kind) => kind.to_string(),
             Type::Union(alts) => alts.iter().map(Type::short).collect::<Vec<_>>().join(" | "),
+            Type::Record => "record of literals".into(),
         }
     }
 }

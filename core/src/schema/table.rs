@@ -321,6 +321,16 @@ fn model_kind() -> KindSpec {
         def("layers", Type::Int, "3", "hidden layers").range(ge(1.0)),
     ];
     mlp_keys.extend(denoiser_keys());
+    let mut python_keys = vec![
+        req(
+            "file",
+            Type::Path,
+            "the Python file defining the net, inside the project (relative to the pipeline's folder)",
+        ),
+        req("class", Type::Str, "the `torch.nn.Module` subclass in `file`, built as `class(**args)`"),
+        def("args", Type::Record, "{}", "keyword arguments of the constructor: `{ KEY = VALUE, … }`, literals only"),
+    ];
+    python_keys.extend(denoiser_keys());
     KindSpec {
         name: "model",
         role: Role::Config,
@@ -335,6 +345,11 @@ fn model_kind() -> KindSpec {
                 unet_keys,
             ),
             variant("mlp", "a time-conditioned MLP for vector (toy) data", mlp_keys),
+            variant(
+                "python",
+                "a `torch.nn.Module` written in a project Python file, called as `forward(x, t, y)` (see docs/own_code.md)",
+                python_keys,
+            ),
             variant(
                 "encoder",
                 "the UNet's down half with a pooled head: a classifier (noisy or clean; its classes come from the data)",

@@ -31,11 +31,11 @@ impl<'p> Checker<'p> {
                     self.schedule(&spec, decl, path);
                 }
             }
-            "model" => {
-                if let Some(ModelConfig::Unet(unet)) = self.decoded::<ModelConfig>(cfg, decl, path) {
-                    self.unet_sees_embedding(&unet, decl, path);
-                }
-            }
+            "model" => match self.decoded::<ModelConfig>(cfg, decl, path) {
+                Some(ModelConfig::Unet(unet)) => self.unet_sees_embedding(&unet, decl, path),
+                Some(ModelConfig::Python(net)) => self.python_model(&net, decl, path),
+                _ => {}
+            },
             "sampler" => drop(self.decoded::<Sampler>(cfg, decl, path)),
             "guidance" => drop(self.decoded::<GuidanceConfig>(cfg, decl, path)),
             _ => {}

@@ -21,6 +21,7 @@ mod metrics;
 mod model;
 mod plot;
 mod pretrained;
+mod python;
 mod sample;
 mod steps;
 mod train;
@@ -55,6 +56,9 @@ impl Data {
 
 struct Checker<'p> {
     spans: &'p SpanTable,
+    /// The pipeline's folder, and which folders project files may be read from.
+    root: &'p std::path::Path,
+    policy: crate::lang::use_policy::UsePolicy,
     /// The largest model a `pretrained` folder may describe (from `difflow.toml`).
     limits: &'p SizeLimits,
     by_name: HashMap<&'p str, &'p Instance>,
@@ -71,6 +75,8 @@ pub(crate) struct Checked {
 pub(crate) fn check(pipeline: &Pipeline, spans: &SpanTable, limits: &SizeLimits) -> Checked {
     let mut c = Checker {
         spans,
+        root: &pipeline.root,
+        policy: crate::lang::use_policy::UsePolicy::for_pipeline(&pipeline.root).0,
         limits,
         by_name: pipeline.instances.iter().map(|i| (i.name.as_str(), i)).collect(),
         diags: Vec::new(),

@@ -143,6 +143,7 @@ impl<'a> Resolver<'a> {
                 )
             }
             Type::Union(_) => format!("write {}", ty.describe()),
+            Type::Record => "write named literals in braces: `{ hidden = 64, name = \"small\" }`".to_string(),
         };
         self.diags.push(
             Diagnostic::new(
@@ -165,6 +166,7 @@ impl<'a> Resolver<'a> {
             ValueKind::Sweep(_) => "a sweep".into(),
             ValueKind::Replicate(_) => "`replicate(…)`".into(),
             ValueKind::Inline { variant, .. } => format!("an inline `{}` block", variant.name),
+            ValueKind::Record(_) => "a record `{ … }`".into(),
             ValueKind::Ident(id) => match self.decls.get(id.name.as_str()).and_then(|d| d.kind) {
                 Some(k) => format!("`{}` (a {})", id.name, k.name),
                 None => format!("`{}`", id.name),

@@ -325,7 +325,9 @@ impl<'a> Resolver<'a> {
                         self.undefined(id, &Type::Union(Vec::new()));
                     }
                     ValueKind::List(items) | ValueKind::Sweep(items) => stack.extend(items.iter()),
-                    ValueKind::Inline { block, .. } => stack.extend(block.entries.iter().map(|e| &e.value)),
+                    ValueKind::Inline { block, .. } | ValueKind::Record(block) => {
+                        stack.extend(block.entries.iter().map(|e| &e.value))
+                    }
                     _ => {}
                 }
             }

@@ -149,6 +149,11 @@ pub(super) fn label(v: &ast::Value) -> String {
         ValueKind::List(items) => format!("[{}]", items.iter().map(label).collect::<Vec<_>>().join(",")),
         ValueKind::Sweep(items) => format!("sweep({})", items.iter().map(label).collect::<Vec<_>>().join(",")),
         ValueKind::Replicate(count) => format!("replicate({})", label(count)),
+        ValueKind::Record(block) => {
+            let inner: Vec<String> =
+                block.entries.iter().map(|e| format!("{}={}", e.key.name, label(&e.value))).collect();
+            format!("{{{}}}", inner.join(","))
+        }
     }
 }
 

@@ -119,6 +119,60 @@ impl<'a> Resolver<'a> {
             Type::List(inner) => self.list(v, inner, ty, cx),
             Type::Stage(kinds) => self.stage_ref(v, kinds, ty, cx),
             Type::Config(kind) => self.config_ref(v, kind, ty, cx),
+            Type::Record => match &v.kind {
+                ValueKind::Record(block) => self.record(block, cx),
+                _ => self.mismatch(v, ty, cx),
+            },
+        }
+    }
+
+    /// `{ KEY = VALUE, … }` of literals; anything else (a name, a sweep, a block) is
+    /// refused, since the record is passed on as it is.
+    fn record(&mut self, block: &'a ast::Block, cx: &Cx) -> Option<Multi<Value>> {
+        let mut entries = std::collections::BTreeMap::new();
+        let mut ok = true;
+        for e in &block.entries {
+            let key = format!("{}.{}", cx.key, e.key.name);
+            if entries.contains_key(&e.key.name) {
+                self.diags.push(
+                    Diagnostic::new(Code::TypeMismatch, format!("`{key}` is set twice"), e.key.span, "set again here")
+                        .with_help("write each argument once"),
+                );
+                ok = false;
+                continue;
+            }
+            match self.literal(&e.value, &key) {
+                Some(x) => {
+                    entries.insert(e.key.name.clone(), x);
+                }
+                None => ok = false,
+            }
+        }
+        ok.then(|| one(Value::Record(entries)))
+    }
+
+    fn literal(&mut self, v: &ast::Value, key: &str) -> Option<Value> {
+        match &v.kind {
+            ValueKind::Number { value, is_integer: true, .. } => Some(Value::Int(*value as i64)),
+            ValueKind::Number { value, .. } => Some(Value::Float(*value)),
+            ValueKind::Str(s) => Some(Value::Str(s.clone())),
+            ValueKind::Bool(b) => Some(Value::Bool(*b)),
+            ValueKind::List(items) => {
+                items.iter().map(|x| self.literal(x, key)).collect::<Option<Vec<_>>>().map(Value::List)
+            }
+            _ => {
+                let found = self.found(v);
+                self.diags.push(
+                    Diagnostic::new(
+                        Code::TypeMismatch,
+                        format!("`{key}` must be a literal, found {found}"),
+                        v.span,
+                        "not a literal",
+                    )
+                    .with_help("constructor arguments are numbers, strings, `true`/`false` or lists of them"),
+                );
+                None
+            }
         }
     }
 
@@ -275,6 +329,7 @@ impl<'a> Resolver<'a> {
             (ValueKind::Bool(_), Type::Bool) => true,
             (ValueKind::List(_), Type::List(_)) => true,
             (ValueKind::Inline { .. }, Type::Config(_)) => true,
+            (ValueKind::Record(_), Type::Record) => true,
             (ValueKind::Ident(id), Type::Stage(kinds)) => {
                 self.decls.get(id.name.as_str()).and_then(|d| d.kind).is_some_and(|k| kinds.contains(&k.name))
             }
