@@ -116,7 +116,7 @@ pub fn run(job: &Job) -> Result<()> {
         bail!("`trajectory` with --nproc needs at least one sample per rank: raise `count` or lower --nproc");
     }
     let batches = (hi - lo).div_ceil(batch);
-    let per_batch = process.steps() as u64;
+    let per_batch = sampler.steps(meta.schedule.steps()) as u64;
     let mut bar = Progress::begin(&sampling_words(hi - lo, batches, per_batch as usize), batches as u64 * per_batch);
     let mut outputs = Vec::with_capacity(batches);
     let mut kept = KeptTrajectory::default();
