@@ -106,7 +106,11 @@ fn completion_offers_what_the_position_wants() {
     for k in ["schedule", "model", "train", "sample", "let", "use"] {
         assert!(kinds.contains(&k.to_string()), "{kinds:?}");
     }
-    assert_eq!(labels(&mut c, &uri, &text, "sampler s = ", 12), ["ddpm", "ddim", "dpm_solver"].map(String::from));
+    // The schema's variants, in its order.
+    let samplers: Vec<String> =
+        difflow_core::schema::kind("sampler").unwrap().variants.iter().map(|v| v.name.to_string()).collect();
+    assert!(samplers.len() >= 3, "{samplers:?}");
+    assert_eq!(labels(&mut c, &uri, &text, "sampler s = ", 12), samplers);
     // The keys of train's default variant; those written come last.
     let keys = labels(&mut c, &uri, &text, "    st\n", 6);
     assert_eq!(keys.first().map(String::as_str), Some("uncond_p"), "{keys:?}");
