@@ -37,6 +37,51 @@ pub enum Sampler {
         steps: usize,
         order: usize,
     },
+    /// Karras et al. 2022's samplers on σ steps ([`SigmaSteps`]), k-diffusion's
+    /// `sample_euler`, `sample_heun` (two evaluations per step but the last) and
+    /// `sample_euler_ancestral` (η = 1).
+    Euler {
+        steps: usize,
+        rho: f64,
+        sigma_min: Option<f64>,
+        sigma_max: Option<f64>,
+    },
+    Heun {
+        steps: usize,
+        rho: f64,
+        sigma_min: Option<f64>,
+        sigma_max: Option<f64>,
+    },
+    EulerAncestral {
+        steps: usize,
+        rho: f64,
+        sigma_min: Option<f64>,
+        sigma_max: Option<f64>,
+    },
+}
+
+/// The σ steps of a Karras sampler: `steps` noise levels from σ_max down to σ_min spaced
+/// evenly in σ^(1/ρ), then 0. Unset bounds are the schedule's own σ range.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SigmaSteps {
+    pub steps: usize,
+    pub rho: f64,
+    pub sigma_min: Option<f64>,
+    pub sigma_max: Option<f64>,
+}
+
+/// σ of each timestep of a discrete schedule, σ = √((1 − ᾱ)/ᾱ) (k-diffusion's
+/// `DiscreteSchedule`): ascending; infinite where ᾱ = 0 (zero terminal SNR).
+pub fn schedule_sigmas(alpha_bar: &[f64]) -> Vec<f64> {
+    alpha_bar.iter().map(|ab| ((1.0 - ab) / ab).sqrt()).collect()
+}
+
+/// Karras et al. 2022, eq. 5 (k-diffusion's `get_sigmas_karras`): σ_i = (σ_max^(1/ρ) +
+/// i/(n−1) (σ_min^(1/ρ) − σ_max^(1/ρ)))^ρ for i < n, with σ_n = 0 appended.
+pub fn karras_sigmas(steps: usize, sigma_min: f64, sigma_max: f64, rho: f64) -> Vec<f64> {
+    let (lo, hi) = (sigma_min.powf(1.0 / rho), sigma_max.powf(1.0 / rho));
+    let ramp = |i: usize| if steps > 1 { i as f64 / (steps - 1) as f64 } else { 0.0 };
+    (0..steps).map(|i| (hi + ramp(i) * (lo - hi)).powf(rho)).chain(std::iter::once(0.0)).collect()
 }
 
 /// Why a sampler cannot run on a schedule.
@@ -58,7 +103,14 @@ impl std::error::Error for StepsProblem {}
 impl Sampler {
     /// Whether the sampler's steps fit a schedule of `schedule_steps` steps (respacing
     /// picks a subset of them, never more).
+    /// A σ sampler maps each σ to a timestep, so any step count ≥ 1 fits.
     pub fn check_steps(&self, schedule_steps: usize) -> Result<(), StepsProblem> {
+        if let Some(sigma) = self.sigma_steps() {
+            if sigma.steps == 0 {
+                return Err(StepsProblem { steps: 0, schedule_steps });
+            }
+            return Ok(());
+        }
         let steps = self.steps(schedule_steps);
         if steps == 0 || steps > schedule_steps {
             return Err(StepsProblem { steps, schedule_steps });
@@ -66,13 +118,29 @@ impl Sampler {
         Ok(())
     }
 
-    /// Steps of the chain on a schedule of `schedule_steps` steps: network evaluations per
-    /// sample (each sampler here evaluates the net once per step; DPM-Solver's higher
-    /// orders reuse the previous steps' predictions).
+    /// Network evaluations per sample on a schedule of `schedule_steps` steps: one per step
+    /// (DPM-Solver's higher orders reuse the previous steps' predictions), except Heun's,
+    /// which evaluates twice per step but the last (its step to σ = 0 is an Euler step).
     pub fn steps(&self, schedule_steps: usize) -> usize {
         match *self {
             Sampler::Ddpm { steps, .. } => steps.unwrap_or(schedule_steps),
-            Sampler::Ddim { steps, .. } | Sampler::DpmSolver { steps, .. } => steps,
+            Sampler::Heun { steps, .. } => (2 * steps).saturating_sub(1),
+            Sampler::Ddim { steps, .. }
+            | Sampler::DpmSolver { steps, .. }
+            | Sampler::Euler { steps, .. }
+            | Sampler::EulerAncestral { steps, .. } => steps,
+        }
+    }
+
+    /// The σ steps of a Karras sampler (None for the samplers on timesteps).
+    pub fn sigma_steps(&self) -> Option<SigmaSteps> {
+        match *self {
+            Sampler::Euler { steps, rho, sigma_min, sigma_max }
+            | Sampler::Heun { steps, rho, sigma_min, sigma_max }
+            | Sampler::EulerAncestral { steps, rho, sigma_min, sigma_max } => {
+                Some(SigmaSteps { steps, rho, sigma_min, sigma_max })
+            }
+            Sampler::Ddpm { .. } | Sampler::Ddim { .. } | Sampler::DpmSolver { .. } => None,
         }
     }
 
@@ -80,16 +148,16 @@ impl Sampler {
     pub fn needs_learned_variance(&self) -> bool {
         match self {
             Sampler::Ddpm { variance, .. } => *variance == VarianceType::Learned,
-            Sampler::Ddim { .. } | Sampler::DpmSolver { .. } => false,
+            _ => false,
         }
     }
 
-    /// The reverse variance the chain uses (DDIM and DPM-Solver: β̃_t, which their step
-    /// rules do not read beyond η).
+    /// The reverse variance the chain uses (the others: β̃_t, which their step rules do not
+    /// read beyond η).
     pub fn variance(&self) -> VarianceType {
         match self {
             Sampler::Ddpm { variance, .. } => *variance,
-            Sampler::Ddim { .. } | Sampler::DpmSolver { .. } => VarianceType::FixedSmall,
+            _ => VarianceType::FixedSmall,
         }
     }
 
@@ -106,6 +174,10 @@ impl Sampler {
             // (measured on Gaussian data, see engine/tests/numbers.rs).
             Sampler::DpmSolver { steps, .. } => space_timesteps(schedule_steps, steps, Spacing::Trailing),
             Sampler::Ddim { steps, spacing, .. } => space_timesteps(schedule_steps, steps, spacing),
+            // σ samplers run on the whole schedule: each σ is mapped to its nearest timestep.
+            Sampler::Euler { .. } | Sampler::Heun { .. } | Sampler::EulerAncestral { .. } => {
+                (0..schedule_steps).collect()
+            }
         }
     }
 }
@@ -131,5 +203,16 @@ mod tests {
         assert!(Sampler::Ddpm { variance: VarianceType::Learned, steps: None }.needs_learned_variance());
         assert!(!Sampler::Ddpm { variance: VarianceType::FixedLarge, steps: None }.needs_learned_variance());
         assert!(!Sampler::DpmSolver { steps: 10, order: 2 }.needs_learned_variance());
+    }
+
+    #[test]
+    fn heun_counts_two_evaluations_per_step_but_the_last() {
+        let heun = Sampler::Heun { steps: 18, rho: 7.0, sigma_min: None, sigma_max: None };
+        assert_eq!(heun.steps(1000), 35);
+        // σ steps map to timesteps, so more steps than the schedule has are fine.
+        assert_eq!(heun.check_steps(10), Ok(()));
+        let sigmas = karras_sigmas(3, 0.1, 10.0, 1.0);
+        assert_eq!(sigmas.len(), 4);
+        assert!((sigmas[1] - 5.05).abs() < 1e-12 && sigmas[3] == 0.0, "{sigmas:?}");
     }
 }

@@ -400,8 +400,41 @@ fn sampler_kind() -> KindSpec {
                 "DPM-Solver (Lu et al. 2022), multistep",
                 vec![sampling_steps("20"), def("order", Type::Int, "2", "solver order").range(ge_le(1.0, 3.0))],
             ),
+            variant(
+                "euler",
+                "Euler's method on Karras et al. 2022's σ steps (k-diffusion `sample_euler`)",
+                sigma_keys("50"),
+            ),
+            variant(
+                "heun",
+                "Heun's 2nd-order method on Karras σ steps (EDM; 2 × steps − 1 network evaluations)",
+                sigma_keys("18"),
+            ),
+            variant(
+                "euler_ancestral",
+                "ancestral Euler on Karras σ steps (k-diffusion `sample_euler_ancestral`, η = 1)",
+                sigma_keys("50"),
+            ),
         ],
     }
+}
+
+/// The keys of a sampler on Karras σ steps. The net, trained on a discrete schedule, sees
+/// x/√(σ² + 1) and the timestep whose σ = √((1 − ᾱ)/ᾱ) is nearest in log σ.
+fn sigma_keys(steps: &'static str) -> Vec<KeySpec> {
+    vec![
+        def("steps", Type::Int, steps, "σ steps (each σ maps to its nearest timestep)")
+            .range(ge(1.0))
+            .title("sampling steps"),
+        def("rho", Type::Float, "7", "ρ of the σ spacing: σ^(1/ρ) evenly spaced").range(gt(0.0)),
+        opt("sigma_min", Type::Float, "smallest σ (unset: the schedule's σ at t = 1)").range(gt(0.0)),
+        opt(
+            "sigma_max",
+            Type::Float,
+            "largest σ (unset: the schedule's σ at t = T, which zero terminal SNR makes infinite: set it there)",
+        )
+        .range(gt(0.0)),
+    ]
 }
 
 fn guidance_kind() -> KindSpec {

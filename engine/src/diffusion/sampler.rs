@@ -1,12 +1,14 @@
 //! Reverse processes: ancestral DDPM (respaced), DDIM with η, multistep DPM-Solver++ of
-//! order 1–3; with CFG or classifier guidance, per-sample noise and an optional trajectory.
+//! order 1–3, and Karras et al. 2022's Euler, Heun and ancestral Euler on σ steps; with CFG or classifier guidance, per-sample noise and an optional trajectory.
 //! Each sampler's step rule lives here; its config, steps and timesteps are
 //! `difflow_core::params::sampler`'s: a new sampler is its schema entry, a variant of
 //! [`Sampler`] there, its arms below, and a reference test.
 
 use anyhow::{bail, Result};
 use difflow_core::diffusion::schedule::DiffusionTables;
+use difflow_core::params::model::Prediction;
 pub use difflow_core::params::sampler::Sampler;
+use difflow_core::params::sampler::{karras_sigmas, schedule_sigmas, SigmaSteps};
 use tch::{Device, Kind, Tensor};
 
 use super::guidance::{cfg_output, classifier_gradient, guided_eps, guided_mean};
@@ -87,6 +89,9 @@ impl SampleSetup<'_> {
         if matches!(self.guidance, Guidance::Cfg { .. } | Guidance::Classifier { .. }) && y.is_none() {
             bail!("guidance needs class labels to guide towards");
         }
+        if let Some(sigma_steps) = self.sampler.sigma_steps() {
+            return self.sample_sigmas(process, net, x_init, indices, y, sigma_steps, on_step);
+        }
         let b = indices.len() as i64;
         let mut x = x_init;
         let mut trajectory = Vec::new();
@@ -119,11 +124,103 @@ impl SampleSetup<'_> {
                     history.truncate(2);
                     next
                 }
+                Sampler::Euler { .. } | Sampler::Heun { .. } | Sampler::EulerAncestral { .. } => {
+                    unreachable!("σ samplers run in sample_sigmas")
+                }
             }
             .detach();
             on_step(done + 1);
         }
         Ok(Samples { x0: x, trajectory })
+    }
+
+    /// A σ sampler's chain (k-diffusion `sampling.py`): x = σ_max z, then its step rule on
+    /// the Karras σ steps. `on_step` counts network evaluations (Heun: two per step).
+    #[allow(clippy::too_many_arguments)]
+    fn sample_sigmas(
+        &self,
+        process: &Process,
+        net: &ModelFn,
+        x_init: Tensor,
+        indices: &[u64],
+        y: Option<&Tensor>,
+        sigma_steps: SigmaSteps,
+        on_step: &mut dyn FnMut(usize),
+    ) -> Result<Samples> {
+        let alpha_bar: Vec<f64> = (0..process.steps()).map(|k| process.alpha_bar(k)).collect();
+        let table = schedule_sigmas(&alpha_bar);
+        let sigma_min = sigma_steps.sigma_min.unwrap_or(table[0]);
+        let sigma_max = sigma_steps.sigma_max.unwrap_or(table[table.len() - 1]);
+        if !sigma_max.is_finite() {
+            bail!("the schedule's largest σ is infinite (zero terminal SNR): set the sampler's sigma_max");
+        }
+        if sigma_min >= sigma_max {
+            bail!("the sampler's sigma_min ({sigma_min}) must be below its sigma_max ({sigma_max})");
+        }
+        let sigmas = karras_sigmas(sigma_steps.steps, sigma_min, sigma_max, sigma_steps.rho);
+        let mut trajectory = Vec::new();
+        let mut evaluations = 0;
+        let mut denoise = |x: &Tensor, sigma: f64| -> Result<Tensor> {
+            let k = nearest_timestep(&table, sigma);
+            let d = self.denoise_sigma(process, net, x, sigma, k, y)?;
+            if self.trajectory > 0 && evaluations % self.trajectory == 0 {
+                trajectory.push((process.timestep_map[k], x.shallow_clone(), d.shallow_clone()));
+            }
+            evaluations += 1;
+            on_step(evaluations);
+            Ok(d)
+        };
+        let x = x_init * sigmas[0];
+        let x0 = match self.sampler {
+            Sampler::Euler { .. } => sample_euler(x, &sigmas, &mut denoise)?,
+            Sampler::Heun { .. } => sample_heun(x, &sigmas, &mut denoise)?,
+            _ => sample_euler_ancestral(x, &sigmas, &mut denoise, &mut |i| {
+                self.noise.normal(indices, i as u64, self.item_shape, self.device)
+            })?,
+        };
+        Ok(Samples { x0, trajectory })
+    }
+
+    /// The guided denoiser D(x; σ) of a net trained on the discrete schedule, as k-diffusion's
+    /// `DiscreteEpsDDPMDenoiser` / `DiscreteVDDPMDenoiser`: the net sees x √ᾱ (ᾱ = 1/(1+σ²))
+    /// at timestep `k` (σ's nearest), and its prediction is turned into x̂₀ with the exact σ.
+    /// Classifier guidance adds σ² ∇_x log p(y | x) (Tweedie); x̂₀ is clipped like the
+    /// other samplers' (k-diffusion leaves it unclipped).
+    fn denoise_sigma(
+        &self,
+        process: &Process,
+        net: &ModelFn,
+        x: &Tensor,
+        sigma: f64,
+        k: usize,
+        y: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let t = Tensor::full([x.size()[0]], k as i64, (Kind::Int64, self.device));
+        let t_model = process.model_timesteps(&t);
+        let alpha_bar = 1.0 / (1.0 + sigma * sigma);
+        let x_in = x * alpha_bar.sqrt();
+        let output = tch::no_grad(|| match (self.guidance, y) {
+            (Guidance::Cfg { scale }, Some(y)) => {
+                cfg_output(net, &x_in, &t_model, y, self.model.classes as i64, *scale, self.item_shape[0])
+            }
+            _ => net(&x_in, &t_model, y),
+        });
+        let (prediction, _) = process.split_output(&output.to_kind(x.kind()));
+        let mut d = match self.model.prediction {
+            Prediction::Eps => x - prediction * sigma,
+            // x₀ = √ᾱ x_in − √(1−ᾱ) v, with √(1−ᾱ) = σ√ᾱ.
+            Prediction::V => x * alpha_bar - prediction * (sigma * alpha_bar.sqrt()),
+            Prediction::X0 => prediction,
+        };
+        if let (Guidance::Classifier { classifier, scale }, Some(y)) = (self.guidance, y) {
+            // ∇_x log p = √ᾱ ∇_{x_in} log p.
+            let g = classifier_gradient(*classifier, &x_in, &t_model, y, *scale);
+            d += g * (sigma * sigma * alpha_bar.sqrt());
+        }
+        Ok(match process.space.clip {
+            Some(c) => d.clamp(-c, c),
+            None => d,
+        })
     }
 
     /// One guided network evaluation at process index t.
@@ -255,4 +352,74 @@ pub fn dpm_solver_2m_update(
         _ => Vec::new(),
     };
     (dpm_solver_multistep_update(x, x0, &history, alpha_bar_s, alpha_bar_t, 2), h)
+}
+
+/// The timestep whose σ is nearest to `sigma` in log σ (k-diffusion's `sigma_to_t` with
+/// `quantize`): the net only ever sees the integer timesteps it was trained on.
+pub fn nearest_timestep(table: &[f64], sigma: f64) -> usize {
+    let distance = |s: f64| (s.ln() - sigma.ln()).abs();
+    (0..table.len()).min_by(|&a, &b| distance(table[a]).total_cmp(&distance(table[b]))).unwrap_or(0)
+}
+
+/// D(x; σ), the denoised estimate, as the σ samplers call it.
+pub type DenoiseFn<'a> = dyn FnMut(&Tensor, f64) -> Result<Tensor> + 'a;
+
+/// k-diffusion's `to_d`: the probability-flow ODE's dx/dσ = (x − D(x; σ))/σ.
+fn to_d(x: &Tensor, sigma: f64, denoised: &Tensor) -> Tensor {
+    (x - denoised) / sigma
+}
+
+/// k-diffusion's `sample_euler` (no churn).
+pub fn sample_euler(mut x: Tensor, sigmas: &[f64], denoise: &mut DenoiseFn) -> Result<Tensor> {
+    for w in sigmas.windows(2) {
+        let d = to_d(&x, w[0], &denoise(&x, w[0])?);
+        x = (&x + d * (w[1] - w[0])).detach();
+    }
+    Ok(x)
+}
+
+/// k-diffusion's `sample_heun` (EDM Algorithm 1, no churn): Euler to σ_{i+1}, then the
+/// trapezoidal correction, except for the last step to σ = 0.
+pub fn sample_heun(mut x: Tensor, sigmas: &[f64], denoise: &mut DenoiseFn) -> Result<Tensor> {
+    for w in sigmas.windows(2) {
+        let (sigma, next) = (w[0], w[1]);
+        let d = to_d(&x, sigma, &denoise(&x, sigma)?);
+        let euler = &x + &d * (next - sigma);
+        x = if next == 0.0 {
+            euler
+        } else {
+            let d2 = to_d(&euler, next, &denoise(&euler, next)?);
+            &x + (d + d2) * ((next - sigma) * 0.5)
+        }
+        .detach();
+    }
+    Ok(x)
+}
+
+/// k-diffusion's `get_ancestral_step` with η = 1: (σ_down, σ_up) with σ_down² + σ_up² = σ_to².
+pub fn ancestral_step(sigma_from: f64, sigma_to: f64) -> (f64, f64) {
+    let up = (sigma_to * sigma_to * (sigma_from * sigma_from - sigma_to * sigma_to) / (sigma_from * sigma_from))
+        .sqrt()
+        .min(sigma_to);
+    ((sigma_to * sigma_to - up * up).sqrt(), up)
+}
+
+/// k-diffusion's `sample_euler_ancestral` (η = 1); `noise(i)` is step i's standard normal.
+pub fn sample_euler_ancestral(
+    mut x: Tensor,
+    sigmas: &[f64],
+    denoise: &mut DenoiseFn,
+    noise: &mut dyn FnMut(usize) -> Tensor,
+) -> Result<Tensor> {
+    for (i, w) in sigmas.windows(2).enumerate() {
+        let (sigma, next) = (w[0], w[1]);
+        let d = to_d(&x, sigma, &denoise(&x, sigma)?);
+        let (down, up) = ancestral_step(sigma, next);
+        x = &x + d * (down - sigma);
+        if next > 0.0 {
+            x = &x + noise(i) * up;
+        }
+        x = x.detach();
+    }
+    Ok(x)
 }
