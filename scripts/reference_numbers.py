@@ -203,6 +203,113 @@ def respaced_betas(tb, ts):
     return np.array(out)
 
 
+# --- sigma samplers (Karras et al. 2022; k-diffusion sampling.py / external.py) -------------
+
+def get_sigmas_karras(n, sigma_min, sigma_max, rho=7.0):
+    ramp = np.linspace(0, 1, n)
+    min_inv, max_inv = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
+    return np.append((max_inv + ramp * (min_inv - max_inv)) ** rho, 0.0)
+
+
+def to_d(x, sigma, denoised):
+    return (x - denoised) / sigma
+
+
+def get_ancestral_step(sigma_from, sigma_to, eta=1.0):
+    sigma_up = min(sigma_to, eta * (sigma_to ** 2 * (sigma_from ** 2 - sigma_to ** 2) / sigma_from ** 2) ** 0.5)
+    return (sigma_to ** 2 - sigma_up ** 2) ** 0.5, sigma_up
+
+
+def sample_euler(model, x, sigmas):
+    for i in range(len(sigmas) - 1):
+        d = to_d(x, sigmas[i], model(x, sigmas[i]))
+        x = x + d * (sigmas[i + 1] - sigmas[i])
+    return x
+
+
+def sample_heun(model, x, sigmas):
+    for i in range(len(sigmas) - 1):
+        d = to_d(x, sigmas[i], model(x, sigmas[i]))
+        dt = sigmas[i + 1] - sigmas[i]
+        if sigmas[i + 1] == 0:
+            x = x + d * dt
+        else:
+            x_2 = x + d * dt
+            d_2 = to_d(x_2, sigmas[i + 1], model(x_2, sigmas[i + 1]))
+            x = x + (d + d_2) / 2 * dt
+    return x
+
+
+def sample_euler_ancestral(model, x, sigmas, noises):
+    for i in range(len(sigmas) - 1):
+        denoised = model(x, sigmas[i])
+        sigma_down, sigma_up = get_ancestral_step(sigmas[i], sigmas[i + 1])
+        x = x + to_d(x, sigmas[i], denoised) * (sigma_down - sigmas[i])
+        if sigmas[i + 1] > 0:
+            x = x + noises[i] * sigma_up
+    return x
+
+
+def discrete_denoiser(tb, net, prediction, y=None, cfg=None, prototypes=None):
+    """k-diffusion's DiscreteEpsDDPMDenoiser / DiscreteVDDPMDenoiser with quantized t (the
+    nearest timestep in log sigma), plus CFG on the output and classifier guidance."""
+    table = np.sqrt((1 - tb.ab) / tb.ab)
+
+    def model(x, sigma):
+        t = int(np.argmin(np.abs(np.log(table) - np.log(sigma))))
+        ab = 1 / (1 + sigma ** 2)
+        x_in = x * math.sqrt(ab)
+        out = net(x_in, t, y)
+        if cfg is not None:
+            out = (1 + cfg) * out - cfg * net(x_in, t, np.full_like(y, 3))
+        d = {"eps": x - sigma * out, "v": ab * x - sigma * math.sqrt(ab) * out, "x0": out}[prediction]
+        if prototypes is not None:
+            mu, scale = prototypes
+            diff = x_in[:, None, :] - mu[None]
+            logits = -0.5 * (diff ** 2).sum(-1)
+            p = np.exp(logits - logits.max(1, keepdims=True))
+            p /= p.sum(1, keepdims=True)
+            grad = -(x_in - mu[y]) + (p[:, :, None] * diff).sum(1)
+            d = d + scale * grad * sigma ** 2 * math.sqrt(ab)
+        return d
+    return model
+
+
+def karras_cases():
+    out = {"sigmas": []}
+    for (n, lo, hi, rho) in [(6, 0.002, 80.0, 7.0), (1, 0.1, 10.0, 7.0), (4, 0.03, 14.6, 3.0)]:
+        out["sigmas"].append(dict(steps=n, sigma_min=lo, sigma_max=hi, rho=rho,
+                                  expected=arr(get_sigmas_karras(n, lo, hi, rho))))
+    # Step rules on a toy denoiser and given noise.
+    toy = lambda x, sigma: 0.9 * x / (1 + sigma ** 2) + 0.1 * np.tanh(x)
+    sigmas = get_sigmas_karras(5, 0.05, 20.0)
+    x = rng.standard_normal((2, 3)) * sigmas[0]
+    noises = rng.standard_normal((5, 2, 3))
+    out["steps"] = dict(sigmas=arr(sigmas), x=arr(x), noise=arr(noises), euler=arr(sample_euler(toy, x, sigmas)),
+                        heun=arr(sample_heun(toy, x, sigmas)),
+                        euler_ancestral=arr(sample_euler_ancestral(toy, x, sigmas, noises)))
+    # Whole chains of a net trained on a discrete schedule (linear, T = 1000; the default sigma range).
+    tb = Tables(linear_betas(1000))
+    table = np.sqrt((1 - tb.ab) / tb.ab)
+    net = lambda x_in, t, y: np.tanh(x_in) * (0.5 + t / 1000) + (0 if y is None else 0.1 * y[:, None])
+    mu = rng.uniform(-1, 1, (3, 2))
+    x_init = rng.standard_normal((2, 2))
+    y = np.array([0, 2])
+    chains = []
+    for (sampler, prediction, guidance) in [("euler", "eps", None), ("heun", "eps", None), ("heun", "v", None),
+                                            ("euler", "x0", None), ("heun", "eps", "cfg"),
+                                            ("euler", "eps", "classifier")]:
+        sigmas = get_sigmas_karras(4, table[0], table[-1])
+        model = discrete_denoiser(tb, net, prediction, y=None if guidance is None else y,
+                                  cfg=2.0 if guidance == "cfg" else None,
+                                  prototypes=(mu, 1.5) if guidance == "classifier" else None)
+        run = sample_euler if sampler == "euler" else sample_heun
+        chains.append(dict(sampler=sampler, prediction=prediction, guidance=guidance,
+                           expected=arr(run(model, x_init * sigmas[0], sigmas))))
+    out["chains"] = dict(x_init=arr(x_init), labels=arr(y), prototypes=arr(mu), cases=chains)
+    return out
+
+
 def arr(a):
     return np.asarray(a, dtype=np.float64).tolist()
 
@@ -353,6 +460,8 @@ def main():
         xt = sig_t / sig_s * xs - a_t * (math.exp(-h) - 1) * d
         out["dpm_solver"].append(dict(alpha_bar_s=ab_s, alpha_bar_t=ab_t, h_prev=h_prev, x=arr(xs), x0=arr(x0),
                                       x0_prev=arr(x0p) if prev_idx is not None else None, h=h, expected=arr(xt)))
+
+    out["karras"] = karras_cases()
 
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
     with open(OUT, "w") as f:

@@ -426,3 +426,89 @@ fn dpm_solver_orders_converge_on_gaussian_data() {
     assert!((errors[0] - ddim).abs() < 1e-5, "order 1 is DDIM");
     assert!(errors[1] < 0.4 * errors[0] && errors[2] < 0.4 * errors[0], "higher orders are more accurate: {errors:?}");
 }
+
+/// Karras σ samplers: k-diffusion's formulas in `scripts/reference_numbers.py` to 1e-5.
+fn assert_near(what: &str, got: &Tensor, want: &Value) {
+    let (got, want) = (values(got), values(&tensor(want)));
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+        assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{what}[{i}]: got {a}, want {b}");
+    }
+}
+
+#[test]
+fn karras_sigmas_and_step_rules_match_k_diffusion() {
+    use difflow_core::params::sampler::karras_sigmas;
+    use difflow_engine::diffusion::sampler::{sample_euler, sample_euler_ancestral, sample_heun};
+
+    let r = reference();
+    for case in r["karras"]["sigmas"].as_array().unwrap() {
+        let f = |k: &str| case[k].as_f64().unwrap();
+        let got = karras_sigmas(case["steps"].as_u64().unwrap() as usize, f("sigma_min"), f("sigma_max"), f("rho"));
+        assert_near("get_sigmas_karras", &Tensor::from_slice(&got), &case["expected"]);
+    }
+    let s = &r["karras"]["steps"];
+    let sigmas: Vec<f64> = s["sigmas"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let (x, noise) = (tensor(&s["x"]), tensor(&s["noise"]));
+    let mut toy = |x: &Tensor, sigma: f64| Ok(x * (0.9 / (1.0 + sigma * sigma)) + x.tanh() * 0.1);
+    assert_near("sample_euler", &sample_euler(x.copy(), &sigmas, &mut toy).unwrap(), &s["euler"]);
+    assert_near("sample_heun", &sample_heun(x.copy(), &sigmas, &mut toy).unwrap(), &s["heun"]);
+    let ancestral = sample_euler_ancestral(x.copy(), &sigmas, &mut toy, &mut |i| noise.get(i as i64)).unwrap();
+    assert_near("sample_euler_ancestral", &ancestral, &s["euler_ancestral"]);
+}
+
+#[test]
+fn karras_samplers_run_nets_of_discrete_schedules_with_guidance() {
+    use difflow_engine::diffusion::noise::SampleNoise;
+    use difflow_engine::diffusion::sampler::{Guidance, SampleSetup, Sampler};
+
+    let r = reference();
+    let chains = &r["karras"]["chains"];
+    let tables = spec_of(&serde_json::json!({"variant": "linear", "steps": 1000})).tables();
+    let (x_init, mu) = (tensor(&chains["x_init"]), tensor(&chains["prototypes"]));
+    let y = tensor(&chains["labels"]).to_kind(Kind::Int64);
+    let net = |x: &Tensor, t: &Tensor, y: Option<&Tensor>| {
+        let scale = (t.to_kind(Kind::Double) / 1000.0 + 0.5).view([-1, 1]);
+        let out = x.tanh() * scale;
+        match y {
+            Some(y) => out + (y.to_kind(Kind::Double) * 0.1).view([-1, 1]),
+            None => out,
+        }
+    };
+    let classifier = Prototypes { mu };
+    for case in chains["cases"].as_array().unwrap() {
+        let name = format!("{} {} {}", case["sampler"], case["prediction"], case["guidance"]);
+        let prediction = match case["prediction"].as_str().unwrap() {
+            "eps" => Prediction::Eps,
+            "v" => Prediction::V,
+            _ => Prediction::X0,
+        };
+        let guidance = match case["guidance"].as_str() {
+            Some("cfg") => Guidance::Cfg { scale: 2.0 },
+            Some(_) => Guidance::Classifier { classifier: &classifier, scale: 1.5 },
+            None => Guidance::None,
+        };
+        let sampler = match case["sampler"].as_str().unwrap() {
+            "euler" => Sampler::Euler { steps: 4, rho: 7.0, sigma_min: None, sigma_max: None },
+            _ => Sampler::Heun { steps: 4, rho: 7.0, sigma_min: None, sigma_max: None },
+        };
+        let setup = SampleSetup {
+            tables: &tables,
+            model: ModelSpec { classes: 3, learn_sigma: false, prediction },
+            space: DataSpace::points(None),
+            sampler: &sampler,
+            guidance: &guidance,
+            item_shape: &[2],
+            noise: SampleNoise { seed: 0 },
+            trajectory: 0,
+            device: Device::Cpu,
+        };
+        let labels = case["guidance"].as_str().map(|_| &y);
+        let mut evaluations = 0;
+        let out = setup
+            .sample_from(&setup.process(), &net, x_init.copy(), &[0, 1], labels, &mut |k| evaluations = k)
+            .unwrap();
+        assert_near(&name, &out.x0, &case["expected"]);
+        assert_eq!(evaluations, sampler.steps(1000), "{name}: progress counts every evaluation");
+    }
+}
