@@ -104,7 +104,7 @@ fn a_swept_family_shows_its_pictures_side_by_side_under_titled_axes() {
     // The charts say what their axes mean.
     let chart = std::fs::read_to_string(out.join("images/scores_fid_by_scale.svg")).unwrap();
     assert!(chart.contains(">guidance strength w</text>"), "{chart}");
-    assert!(chart.contains(">FID (classifier features, lower is better)</text>"), "{chart}");
+    assert!(chart.contains(">FID (classifier features, lower is better)"), "{chart}");
     assert!(chart.contains(">scale_shift=false</text>"), "{chart}");
     let accuracy = std::fs::read_to_string(out.join("images/scores_accuracy_by_scale.svg")).unwrap();
     assert!(accuracy.contains(">accuracy (higher is better)</text>"), "{accuracy}");

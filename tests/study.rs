@@ -118,8 +118,8 @@ fn ddpm_chain_trains_one_model_per_chain_length() {
     assert_counts(&ran, &out, &[("ddpm[", 3), ("bound[", 3), ("chain[", 3)]);
     // FID and NLL charted against the chain length T, from one table row per T.
     let (_, md) = report(dir.path(), "01_ddpm_chain.diff");
-    assert!(md.contains("![scores: fid against steps]"), "{md}");
-    assert!(md.contains("![bound: bpd against steps]"), "{md}");
+    assert!(md.contains("![scores: FID against steps]"), "{md}");
+    assert!(md.contains("![bound: bits/dim against steps]"), "{md}");
 }
 
 #[test]
@@ -209,7 +209,7 @@ fn cfg_gives_a_reverse_process_gif_per_guidance_strength_and_a_report_a_browser_
     println!("report page: {} ({} bytes)", page["page"], html.len());
     assert_eq!(page["sweep_rows"], serde_json::json!([1, 1, 1]), "{page}");
     assert!(html.contains(">guidance strength w = 2.0</figcaption>"), "no titled sample grid");
-    assert!(html.contains(">FID (classifier features, lower is better)</text>"), "no FID axis title");
+    assert!(html.contains(">FID (classifier features, lower is better)"), "no FID axis title");
     assert_eq!(page["svg_text_outside"], serde_json::json!([]), "{page}");
     assert!(page["page"]["width"].as_u64() <= page["page"]["viewport"].as_u64(), "{page}");
 }

@@ -134,8 +134,9 @@ fn image_plots_grid_forward_trajectory() {
         &grid,
     ))
     .unwrap();
-    // 3 × 3 images of 8 px magnified 4× (32 px) with 2-px gutters.
-    assert_eq!(png_size(&grid.join("plot.png")), (3 * 34 + 2, 3 * 34 + 2));
+    // Two classes, a column each: ⌈9 / 2⌉ = 5 rows of 8-px images magnified 4× (32 px) with
+    // 2-px gutters, under a band for the labels (1.2 × a font of 0.8 × the 34-px cell).
+    assert_eq!(png_size(&grid.join("plot.png")), (2 * 34 + 2, 5 * 34 + 2 + 33));
 
     let forward = work.path().join("forward");
     let params = json!({"data": {"$stage": "d"}, "schedule": cosine(), "at": [0, 50, 99]});

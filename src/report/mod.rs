@@ -69,7 +69,8 @@ pub fn write_report_titled(job: &Job, recipe: Option<&Recipe>, titles: &AxisTitl
          .sweep figure {{ margin: 0; }} .sweep img {{ width: 100%; }}\n\
          .sweep figcaption {{ font-size: 0.85em; font-weight: 600; text-align: center; margin-bottom: 0.3em; max-width: none; }}\n\
          p.legend {{ font-size: 0.9em; color: #555; }}\n\
-         pre.recipe {{ background: #f6f6f6; padding: 0.8em; overflow-x: auto; font-size: 0.9em; }}\n</style>\n</head>\n<body>\n<h1>{t}</h1>\n",
+         pre.recipe {{ background: #f6f6f6; padding: 0.8em; overflow-x: auto; font-size: 0.9em; }}\n\
+         table.provenance td {{ overflow-wrap: anywhere; }} table.provenance {{ max-width: 100%; }}\n</style>\n</head>\n<body>\n<h1>{t}</h1>\n",
         t = escape(&title)
     );
     for (family, members) in &families {

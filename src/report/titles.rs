@@ -29,10 +29,12 @@ pub fn axis_titles(pipeline: &Pipeline) -> AxisTitles {
         }
     }
     // A key the graph rewrites (a swept `step = K` becomes a reference to the snapshot
-    // `ddpm@K`) no longer holds its value: the stage's own key of the axis's name names it.
+    // `ddpm@K`) no longer holds its value: the stage's own key of the axis's name names it,
+    // unless the stage holds that key with another value (a train stage's `steps` beside a
+    // swept schedule's `steps`).
     for inst in &pipeline.instances {
         for (axis, _) in &inst.sweep {
-            if !titles.contains_key(axis) {
+            if !titles.contains_key(axis) && !inst.params.contains_key(axis) {
                 if let Some(title) = difflow_core::schema::key(&inst.kind, &inst.variant, axis).and_then(|k| k.title) {
                     titles.insert(axis.clone(), title.to_string());
                 }
