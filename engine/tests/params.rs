@@ -45,6 +45,7 @@ fn example(ty: &Type) -> Value {
             filled(kind, spec.variants[0].name, true)
         }
         Type::Union(alternatives) => example(&alternatives[0]),
+        Type::Record => json!({"k": 1}),
     }
 }
 
