@@ -130,7 +130,15 @@ fn read_archive(archive: &Path, names: &[String]) -> Result<Vec<(String, bool, V
         };
         if names.contains(&stem) {
             let what = format!("{}:{}", archive.display(), path.display());
-            let bytes = read_capped(&mut entry, MAX_DECOMPRESSED, &what).map_err(|e| {
+            // The tar header declares the member's size: refuse a bomb before inflating it.
+            let declared = entry.header().size().map_err(corrupt)?;
+            if declared > MAX_DECOMPRESSED {
+                bail!(
+                    "{what} declares {declared} bytes, more than {} MB: it is not a CIFAR-10 batch; {WHERE_TO_GET}",
+                    MAX_DECOMPRESSED >> 20
+                );
+            }
+            let bytes = read_capped(&mut entry, declared, &what).map_err(|e| {
                 match e.root_cause().downcast_ref::<std::io::Error>() {
                     Some(io) => corrupt(std::io::Error::new(io.kind(), io.to_string())),
                     None => e,

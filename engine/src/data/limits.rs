@@ -12,11 +12,29 @@ pub const MAX_DECOMPRESSED: u64 = 128 << 20;
 
 /// Reads `reader` to its end, failing once it yields more than `cap` bytes (a
 /// decompression bomb, say) instead of allocating on. `what` names the file in errors.
-pub fn read_capped(reader: impl Read, cap: u64, what: &str) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    reader.take(cap + 1).read_to_end(&mut out).with_context(|| format!("cannot read {what}"))?;
-    if out.len() as u64 > cap {
-        bail!("{what} decompresses to more than {} MB: it is not a dataset file of this kind", cap >> 20);
+/// The buffer grows by doubling but never past `cap + 1` bytes, so the largest request
+/// is about `cap` (a plain `read_to_end` would ask for twice that on its last doubling),
+/// and a request the memory limit refuses is an error naming the file.
+pub fn read_capped(mut reader: impl Read, cap: u64, what: &str) -> Result<Vec<u8>> {
+    let most = usize::try_from(cap + 1).unwrap_or(usize::MAX);
+    let mut out: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; 1 << 16];
+    loop {
+        let n = match reader.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n.min(most - out.len()),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e).with_context(|| format!("cannot read {what}")),
+        };
+        if out.len() + n > out.capacity() {
+            let wanted = (out.capacity() * 2).max(out.len() + n).max(1 << 20).min(most);
+            out.try_reserve_exact(wanted - out.len())
+                .with_context(|| format!("cannot hold {what} in memory ({wanted} bytes): raise the memory limit"))?;
+        }
+        out.extend_from_slice(&chunk[..n]);
+        if out.len() as u64 > cap {
+            bail!("{what} decompresses to more than {} MB: it is not a dataset file of this kind", cap >> 20);
+        }
     }
     Ok(out)
 }

@@ -3,6 +3,7 @@
 //! gzipped (`.gz`). The format: a big-endian header (magic 2051 for images with count,
 //! rows, cols; magic 2049 for labels with count) followed by one byte per pixel or label.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -102,23 +103,42 @@ fn find_file(dir: &Path, split: &str, what: &str, flavour: Flavour) -> Result<Pa
     )
 }
 
-/// The whole file, gunzipped when it ends in `.gz`.
-fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
+/// An IDX file of `kind`, gunzipped when it ends in `.gz`: its header is read and checked
+/// first, and only then the payload it declares (up to [`MAX_DECOMPRESSED`]), so a file
+/// that is not IDX, or a decompression bomb, is refused after a few bytes.
+fn read_idx(path: &Path, kind: &IdxKind, other: &IdxKind) -> Result<Vec<u8>> {
     let file = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let what = path.display().to_string();
-    if path.extension().is_some_and(|e| e == "gz") {
-        read_capped(flate2::read::GzDecoder::new(file), MAX_DECOMPRESSED, &what).map_err(|e| {
-            match e.root_cause().downcast_ref::<std::io::Error>() {
-                Some(io) => anyhow::anyhow!(
-                    "{} is not a valid gzip file ({io}; truncated or corrupt download?): fetch it again",
-                    path.display()
-                ),
-                None => e,
-            }
-        })
+    let mut reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
+        Box::new(flate2::read::GzDecoder::new(file))
     } else {
-        read_capped(file, MAX_DECOMPRESSED, &what)
-    }
+        Box::new(file)
+    };
+    let what = path.display().to_string();
+    let not_gzip = |e: anyhow::Error| match e.root_cause().downcast_ref::<std::io::Error>() {
+        Some(io) if path.extension().is_some_and(|e| e == "gz") => anyhow::anyhow!(
+            "{} is not a valid gzip file ({io}; truncated or corrupt download?): fetch it again",
+            path.display()
+        ),
+        _ => e,
+    };
+    let mut header =
+        read_capped((&mut reader).take(kind.header_len as u64), kind.header_len as u64, &what).map_err(not_gzip)?;
+    check_idx_header(&header, path, kind, other)?;
+    let declared = (4..kind.header_len)
+        .step_by(4)
+        .try_fold(1u64, |size, at| size.checked_mul(be_u32(&header, at) as u64))
+        .filter(|&size| size <= MAX_DECOMPRESSED)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "{} declares more than {} MB of {}s: it is not a dataset file of this kind",
+                path.display(),
+                MAX_DECOMPRESSED >> 20,
+                kind.name
+            )
+        })?;
+    let payload = read_capped(reader.take(declared), declared, &what).map_err(not_gzip)?;
+    header.extend_from_slice(&payload);
+    Ok(header)
 }
 
 fn be_u32(bytes: &[u8], at: usize) -> u32 {
@@ -208,7 +228,10 @@ pub fn parse_labels(bytes: &[u8], path: &Path) -> Result<Vec<u8>> {
 pub fn load(dir: &Path, split: &str, flavour: Flavour) -> Result<ImageSet> {
     let images_path = find_file(dir, split, "images", flavour)?;
     let labels_path = find_file(dir, split, "labels", flavour)?;
-    let (images, labels) = rayon::join(|| read_maybe_gz(&images_path), || read_maybe_gz(&labels_path));
+    let (images, labels) = rayon::join(
+        || read_idx(&images_path, &IDX_IMAGES, &IDX_LABELS),
+        || read_idx(&labels_path, &IDX_LABELS, &IDX_IMAGES),
+    );
     let (n, rows, cols, pixels) = parse_images(&images?, &images_path)?;
     let labels = parse_labels(&labels?, &labels_path)?;
     if labels.len() != n {
