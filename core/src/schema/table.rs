@@ -3,10 +3,12 @@
 
 mod evaluation;
 mod sampling;
+mod script;
 
 use super::{Bound, Default, KeySpec, KindSpec, Range, Role, Type, VariantSpec};
 use evaluation::{metrics_kind, nll_kind, plot_kind, report_kind, stats_kind};
 use sampling::{guidance_kind, sampler_kind};
+use script::script_kind;
 
 fn key(name: &'static str, ty: Type, default: Default, doc: &'static str) -> KeySpec {
     KeySpec { name, ty, default, range: Range::ANY, doc, in_key: true, meaning: 1, title: None, replicable: false }
@@ -545,6 +547,7 @@ pub(super) fn kinds() -> Vec<KindSpec> {
         metrics_kind(),
         nll_kind(),
         plot_kind(),
+        script_kind(),
         report_kind(),
         stats_kind(),
     ]

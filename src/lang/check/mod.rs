@@ -23,6 +23,7 @@ mod plot;
 mod pretrained;
 mod python;
 mod sample;
+pub mod script;
 mod steps;
 mod train;
 
@@ -101,6 +102,12 @@ pub(crate) fn check(pipeline: &Pipeline, spans: &SpanTable, limits: &SizeLimits)
             "metrics" => c.metrics(inst),
             "nll" => c.nll(inst),
             "plot" => c.plot(inst),
+            "script" => c.script(inst),
+            _ => {}
+        }
+        match (inst.kind.as_str(), inst.variant.as_str()) {
+            ("metrics", _) => c.samples_from_script(inst, "samples"),
+            ("plot", "grid") => c.samples_from_script(inst, "of"),
             _ => {}
         }
         if matches!(inst.kind.as_str(), "sample" | "nll" | "metrics") {
