@@ -342,7 +342,7 @@ fn run_script(
 ) -> Result<worker::WorkerOutput, String> {
     let script_job = script::build_job(s, i, job.out_dir.clone(), &job.device)?;
     script::write_job(&script_job, job_file)?;
-    script::run(&script_job, job_file, progress, label)?;
+    script::run(&script_job, job_file, (progress, label), &[])?;
     Ok(worker::WorkerOutput { metrics: script::reported_metrics(&job.out_dir), ..Default::default() })
 }
 

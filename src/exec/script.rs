@@ -133,9 +133,15 @@ pub fn write_job(job: &ScriptJob, job_file: &Path) -> Result<(), String> {
     std::fs::write(job_file, text).map_err(|e| format!("cannot write {}: {e}", job_file.display()))
 }
 
-/// Run the script on its written job file and check what it wrote. The error is the
-/// message a failed stage shows (with the end of the script's stderr).
-pub fn run(job: &ScriptJob, job_file: &Path, progress: &Progress, label: &str) -> Result<(), String> {
+/// Run the script on its written job file and check what it wrote (`ignored`: files of
+/// difflow's own in its folder, the Slurm job's log). The error is the message a failed
+/// stage shows (with the end of the script's stderr).
+pub fn run(
+    job: &ScriptJob,
+    job_file: &Path,
+    (progress, label): (&Progress, &str),
+    ignored: &[&str],
+) -> Result<(), String> {
     std::fs::create_dir_all(&job.out_dir).map_err(|e| format!("cannot create {}: {e}", job.out_dir.display()))?;
     progress.println(&format!("{label}: {} {}", job.python.display(), job.script.display()));
     let mut command = Command::new(&job.python);
@@ -190,7 +196,7 @@ pub fn run(job: &ScriptJob, job_file: &Path, progress: &Progress, label: &str) -
         };
         return Err(with_tail(format!("the script {} failed ({how})", job.script.display())));
     }
-    check_outputs(&job.out_dir, &job.outputs).map_err(with_tail)
+    check_outputs(&job.out_dir, &job.outputs, ignored).map_err(with_tail)
 }
 
 /// `difflow __script JOB`: a Slurm job's half of a script stage (run and check; the batch
@@ -200,7 +206,7 @@ pub fn run_job_file(job_file: &Path) -> Result<(), String> {
         .map_err(|e| format!("cannot read {}: {e}", job_file.display()))?;
     let job: ScriptJob =
         serde_json::from_str(&text).map_err(|e| format!("{} is not a script job: {e}", job_file.display()))?;
-    run(&job, job_file, &Progress::plain(), &job.instance)
+    run(&job, job_file, (&Progress::plain(), &job.instance), &[super::slurm::LOG_FILE])
 }
 
 /// The numbers of a script's `metrics.json` (checked already), for the manifest.

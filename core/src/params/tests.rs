@@ -30,6 +30,7 @@ fn example(ty: &Type) -> Value {
         Type::Config(kind) => filled(kind, schema::kind(kind).unwrap().variants[0].name, true),
         Type::Union(alternatives) => example(&alternatives[0]),
         Type::Record => json!({}),
+        Type::StageRecord(_) => json!({"k": {"$stage": "x"}}),
     }
 }
 

@@ -18,13 +18,17 @@ const META_FILE: &str = "meta.json";
 const MAX_HEADER: u64 = 100 << 20;
 
 /// Every declared output is a regular file in `dir` and nothing else is there; the files
-/// difflow reads are well formed. Writes `meta.json` beside `samples.safetensors`.
-pub fn check_outputs(dir: &Path, declared: &[String]) -> Result<(), String> {
+/// difflow reads are well formed (`ignored`: difflow's own files there). Writes `meta.json`
+/// beside `samples.safetensors`.
+pub fn check_outputs(dir: &Path, declared: &[String], ignored: &[&str]) -> Result<(), String> {
     let mut found = Vec::new();
     let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
     for entry in entries {
         let entry = entry.map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
         let name = entry.file_name().to_string_lossy().into_owned();
+        if ignored.contains(&name.as_str()) {
+            continue;
+        }
         let kind = entry.file_type().map_err(|e| format!("cannot read {}: {e}", entry.path().display()))?;
         if !kind.is_file() {
             return Err(format!(
@@ -252,13 +256,15 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let declared = vec!["a.txt".to_string(), "b.png".to_string()];
         std::fs::write(d.path().join("a.txt"), "").unwrap();
-        assert!(check_outputs(d.path(), &declared).unwrap_err().contains("did not write its declared output: `b.png`"));
+        assert!(check_outputs(d.path(), &declared, &[])
+            .unwrap_err()
+            .contains("did not write its declared output: `b.png`"));
         std::fs::write(d.path().join("b.png"), "").unwrap();
-        check_outputs(d.path(), &declared).unwrap();
+        check_outputs(d.path(), &declared, &[]).unwrap();
         std::fs::write(d.path().join("junk.csv"), "").unwrap();
-        assert!(check_outputs(d.path(), &declared).unwrap_err().contains("does not declare: `junk.csv`"));
+        assert!(check_outputs(d.path(), &declared, &[]).unwrap_err().contains("does not declare: `junk.csv`"));
         std::fs::remove_file(d.path().join("junk.csv")).unwrap();
         std::fs::create_dir(d.path().join("sub")).unwrap();
-        assert!(check_outputs(d.path(), &declared).unwrap_err().contains("not a regular file"));
+        assert!(check_outputs(d.path(), &declared, &[]).unwrap_err().contains("not a regular file"));
     }
 }
