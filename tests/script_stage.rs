@@ -94,11 +94,14 @@ points = load_file(data["files"]["data.safetensors"])["points"]
 norm = float((points ** 2).sum(axis=1).mean() ** 0.5) * scale.FACTOR
 with open(os.path.join(job["out_dir"], "metrics.json"), "w") as f:
     json.dump({"rms_norm": norm, "points": int(points.shape[0])}, f)
+with open(os.path.join(job["out_dir"], "hist.svg"), "w") as f:
+    f.write('<svg xmlns="http://www.w3.org/2000/svg" width="4" height="4"><rect width="4" height="4"/></svg>')
 "#;
 
 const STATS_PIPELINE: &str = r#"
 dataset pts = toy { shape = "gaussians8", count = 64 }
-script stats { run = "analysis/stats.py", inputs = { data = pts }, outputs = ["metrics.json"] }
+script stats { run = "analysis/stats.py", inputs = { data = pts }, outputs = ["metrics.json", "hist.svg"] }
+report study { include = [stats] }
 "#;
 
 fn stats_project() -> Project {
@@ -135,7 +138,7 @@ fn a_scripts_numbers_are_shown_and_locked_and_a_rerun_is_cached() {
     let p = stats_project().trusted();
     let (code, out, err) = p.run(&[]);
     assert_eq!(code, 0, "{out}\n{err}");
-    assert_eq!(ran(&out), ["pts", "stats"], "{out}");
+    assert_eq!(ran(&out), ["pts", "stats", "study"], "{out}");
     let (code, shown, err) = p.difflow(&["show", "p.diff", "stats"]);
     assert_eq!(code, 0, "{err}");
     assert!(shown.contains("metric   points = 64"), "{shown}");
@@ -149,9 +152,18 @@ fn a_scripts_numbers_are_shown_and_locked_and_a_rerun_is_cached() {
     let lock = std::fs::read_to_string(p.dir.path().join("difflow.lock")).unwrap();
     assert!(lock.contains("[stages.stats.metrics]") && lock.contains("rms_norm = "), "{lock}");
 
+    let report = std::fs::read_dir(p.dir.path().join(".difflow/cache"))
+        .unwrap()
+        .map(|e| e.unwrap().path().join("report.md"))
+        .find(|f| f.is_file())
+        .expect("a report");
+    let report = std::fs::read_to_string(report).unwrap();
+    assert!(report.contains("| instance | points | rms_norm |"), "the numbers are a table: {report}");
+    assert!(report.contains("](images/stats_hist.svg)"), "the figure is shown: {report}");
+
     let (code, out, err) = p.run(&[]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("nothing to do: all 2 stages cached"), "{out}");
+    assert!(out.contains("nothing to do: all 3 stages cached"), "{out}");
 }
 
 fn stats_key(p: &Project) -> String {
@@ -175,7 +187,7 @@ fn the_key_follows_the_script_its_imports_and_inputs_only() {
     p.write("p.diff", &STATS_PIPELINE.replace("count = 64", "count = 65"));
     let input_changed = stats_key(&p);
     assert_ne!(input_changed, script_edited, "changing the input stage kept the key");
-    p.write("p.diff", &STATS_PIPELINE.replace(r#"["metrics.json"]"#, r#"["metrics.json", "b.txt"]"#));
+    p.write("p.diff", &STATS_PIPELINE.replace(r#""hist.svg"]"#, r#""hist.svg", "b.txt"]"#));
     assert_ne!(stats_key(&p), script_edited, "changing the outputs kept the key");
 }
 
@@ -189,7 +201,7 @@ fn editing_the_script_reruns_it_and_editing_another_file_does_not() {
     assert_ne!(state_of(&p.plan(), "stats"), "cached");
     let (code, out, err) = p.run(&[]);
     assert_eq!(code, 0, "{out}\n{err}");
-    assert_eq!(ran(&out), ["stats"], "{out}");
+    assert_eq!(ran(&out), ["stats", "study"], "{out}");
 }
 
 /// Each stage fails in its own way; none imports torch, so they fail fast.

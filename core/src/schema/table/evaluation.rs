@@ -168,7 +168,16 @@ pub(super) fn report_kind() -> KindSpec {
             vec![
                 req(
                     "include",
-                    Type::list(stage(&["dataset", "train", "classifier", "sample", "metrics", "nll", "plot"])),
+                    Type::list(stage(&[
+                        "dataset",
+                        "train",
+                        "classifier",
+                        "sample",
+                        "metrics",
+                        "nll",
+                        "plot",
+                        "script",
+                    ])),
                     "the stages or families to show",
                 ),
                 def("title", Type::Str, "\"\"", "page title (empty: the report's name)"),
