@@ -98,11 +98,7 @@ pub fn build_job(s: &Session, i: usize, out_dir: PathBuf, device: &str) -> Resul
                 .instance(stage)
                 .ok_or_else(|| format!("`{}` reads `{stage}`, which is not in the pipeline", inst.name))?;
             let dir = s.cache.entry_dir(s.keys.key(stage));
-            let files = s
-                .cache
-                .manifest(s.keys.key(stage))
-                .map(|m| m.outputs.keys().map(|f| (f.clone(), dir.join(f))).collect())
-                .unwrap_or_default();
+            let files = entry_files(&dir);
             let params = serde_json::Value::Object(dep.params.iter().map(|(k, v)| (k.clone(), v.to_json())).collect());
             let input = ScriptInput {
                 stage: stage.clone(),
@@ -200,13 +196,41 @@ pub fn run(
 }
 
 /// `difflow __script JOB`: a Slurm job's half of a script stage (run and check; the batch
-/// script then commits). Exit 2 on failure, like a worker's stage failure.
+/// script then commits). The job was written at submission, before its inputs existed:
+/// their files are listed now. A failure's every line starts `error: ` once printed, so
+/// that the orchestrator, which follows the log's `error: ` lines, shows all of it.
 pub fn run_job_file(job_file: &Path) -> Result<(), String> {
     let text = difflow_core::files::read_text(job_file, difflow_core::files::Purpose::Metadata)
         .map_err(|e| format!("cannot read {}: {e}", job_file.display()))?;
-    let job: ScriptJob =
+    let mut job: ScriptJob =
         serde_json::from_str(&text).map_err(|e| format!("{} is not a script job: {e}", job_file.display()))?;
+    for input in job.inputs.values_mut() {
+        input.files = entry_files(&input.dir);
+    }
+    write_job(&job, job_file)?;
     run(&job, job_file, (&Progress::plain(), &job.instance), &[super::slurm::LOG_FILE])
+        .map_err(|message| message.lines().collect::<Vec<_>>().join("\nerror: "))
+}
+
+/// Every file of a cache entry (its manifest aside) by its path in the entry.
+fn entry_files(dir: &Path) -> BTreeMap<String, PathBuf> {
+    fn walk(dir: &Path, rel: &str, out: &mut BTreeMap<String, PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let rel = if rel.is_empty() { name } else { format!("{rel}/{name}") };
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => walk(&entry.path(), &rel, out),
+                Ok(t) if t.is_file() && rel != crate::cache::store::MANIFEST => {
+                    out.insert(rel, entry.path());
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, "", &mut out);
+    out
 }
 
 /// The numbers of a script's `metrics.json` (checked already), for the manifest.
