@@ -4,14 +4,14 @@ use difflow_core::params::model::{ModelSpec, Prediction};
 use difflow_core::params::schedule::ScheduleSpec;
 use difflow_core::params::train::{LossType, LrSchedule, TrainParams, Weighting};
 
-use super::configs::{typed, typed_stage};
+use super::configs::typed;
 use super::*;
 
 impl<'p> Checker<'p> {
     pub(super) fn train(&mut self, inst: &Instance) {
         let p = &inst.params;
         let (Some(model), Some(schedule)) = (config(p, "model"), config(p, "schedule")) else { return };
-        let Some(params) = typed_stage::<TrainParams>(inst) else { return };
+        let Some(params) = self.decoded_stage::<TrainParams>(inst) else { return };
         if model.variant == "encoder" {
             let message = "a `train` stage trains a denoiser, but this model is an `encoder` (a classifier network)";
             self.push(
