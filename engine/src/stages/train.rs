@@ -1,6 +1,8 @@
 //! The `train` stage (variant `diffusion`): fits a denoiser to a dataset with AdamW
-//! (implemented here on tensors so its moments can be checkpointed), linear warm-up,
-//! global-norm gradient clipping, EMA with warm-up and checkpoints that resume.
+//! (implemented here on tensors so its moments can be checkpointed), linear warm-up and an
+//! optional cosine or linear decay, global-norm gradient clipping, EMA with warm-up, an
+//! optional Min-SNR-γ loss weighting or EDM preconditioning (`difflow_core::params::train`,
+//! docs/recipes.md) and checkpoints that resume.
 //!
 //! Every step draws its randomness (batch, t, noise, label dropout, flips) from libtorch's
 //! generator seeded with (seed, step), so a resumed run takes exactly the steps an
