@@ -3,6 +3,8 @@
 //! weighted losses, the learning rate at every step of each schedule, the EMA's warm-up, EDM's
 //! training batch and loss, and Heun's chain on an EDM-preconditioned net.
 
+mod common;
+
 use difflow_core::diffusion::schedule::ScheduleSpec;
 use difflow_core::params::model::Prediction;
 use difflow_core::params::train::{ema_decay, min_snr_weights, Edm, LrPlan, LrSchedule};
@@ -196,4 +198,36 @@ fn heun_samples_an_edm_net_with_and_without_guidance() {
     let result = setup.sample_from(&setup.process(), &net, x_init.copy(), &[0, 1], None, &mut |_| {});
     let err = result.err().expect("DDIM refuses an EDM net");
     assert!(err.to_string().contains("σ steps"), "{err}");
+}
+
+/// The first step's loss of a toy run, with `extra` keys in its train job.
+fn first_loss(root: &std::path::Path, name: &str, extra: Value) -> f64 {
+    use common::{input, stage_job};
+    let data = root.join("data");
+    if !data.exists() {
+        let dataset = serde_json::json!({"shape": "gaussians8", "count": 256, "noise": 0.1, "seed": 0});
+        difflow_engine::stages::run(&stage_job("points", ("dataset", "toy"), &dataset, [], &data)).unwrap();
+    }
+    let mut params = serde_json::json!({
+        "model": {"kind": "model", "variant": "mlp", "hidden": 16, "layers": 2},
+        "data": {"$stage": "points"},
+        "schedule": {"kind": "schedule", "variant": "cosine", "steps": 1000},
+        "steps": 1, "batch": 64, "lr": 1e-3, "seed": 0, "checkpoint_every": 0
+    });
+    params.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    let inputs = [("points".to_string(), input("dataset", "toy", &data))];
+    difflow_engine::stages::run(&stage_job(name, ("train", "diffusion"), &params, inputs, &root.join(name))).unwrap();
+    let csv = std::fs::read_to_string(root.join(name).join("loss.csv")).unwrap();
+    csv.lines().nth(1).unwrap().split_once(',').unwrap().1.parse().unwrap()
+}
+
+/// The train stage applies the weighting: with the same draws, ε's Min-SNR-γ weights (at most
+/// 1, below 1 wherever SNR > γ) lower the first step's loss, and a larger γ lowers it less.
+#[test]
+fn the_train_stage_weighs_its_loss_by_min_snr() {
+    let root = tempfile::tempdir().unwrap();
+    let uniform = first_loss(root.path(), "uniform", serde_json::json!({}));
+    let gamma_5 = first_loss(root.path(), "gamma_5", serde_json::json!({"weighting": "min_snr"}));
+    let gamma_50 = first_loss(root.path(), "gamma_50", serde_json::json!({"weighting": "min_snr", "snr_gamma": 50.0}));
+    assert!(gamma_5 < gamma_50 && gamma_50 < uniform, "γ = 5: {gamma_5}, γ = 50: {gamma_50}, uniform: {uniform}");
 }
