@@ -14,6 +14,7 @@ pub mod measure;
 pub mod model;
 pub mod sampler;
 pub mod schedule;
+pub mod train;
 
 #[cfg(test)]
 mod tests;

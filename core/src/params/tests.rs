@@ -15,6 +15,7 @@ use super::measure::Measure;
 use super::model::ModelConfig;
 use super::sampler::Sampler;
 use super::schedule::ScheduleSpec;
+use super::train::TrainParams;
 use crate::schema::{self, Default, KeySpec, Type};
 
 /// A value of type `ty` for a key the schema requires (or leaves unset).
@@ -62,6 +63,13 @@ fn round_trip<T: DeserializeOwned + Serialize>(params: &Value) -> Result<Map<Str
     Ok(back)
 }
 
+/// [`round_trip`] for a stage's parameters, whose type does not hold its one variant.
+fn round_trip_stage<T: DeserializeOwned + Serialize>(params: &Value) -> Result<Map<String, Value>, String> {
+    let mut back = round_trip::<T>(params)?;
+    back.insert("variant".into(), params["variant"].clone());
+    Ok(back)
+}
+
 /// The same JSON, numbers compared as f64 (`-3` is `-3.0`).
 fn same(a: &Value, b: &Value) -> bool {
     match (a, b) {
@@ -97,6 +105,11 @@ fn every_config_variant_of_the_schema_is_its_type_key_for_key() {
 #[test]
 fn every_dataset_variant_of_the_schema_is_its_type_key_for_key() {
     agree("dataset", round_trip::<DatasetParams>);
+}
+
+#[test]
+fn the_train_stage_of_the_schema_is_its_type_key_for_key() {
+    agree("train", round_trip_stage::<TrainParams>);
 }
 
 #[test]

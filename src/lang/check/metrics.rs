@@ -197,6 +197,15 @@ impl<'p> Checker<'p> {
         else {
             return;
         };
+        if self.is_edm(train) {
+            let message =
+                format!("the NLL is the bound of a discrete schedule, and `{}` trained an EDM net", train.decl);
+            self.push(
+                self.error(inst, "from", Code::EdmPrecondition, message, "an EDM net")
+                    .with_help("measure an EDM net by its samples (`metrics`)"),
+            );
+            return;
+        }
         if let (Some(n), Some(available)) = (int(p, "count"), self.data(data).and_then(|d| d.examples)) {
             if n > available {
                 let message = format!("`count` asks for {n} examples, but `{}` has {available}", data.decl);

@@ -133,9 +133,6 @@ fn float(params: &std::collections::BTreeMap<String, Value>, key: &str) -> Optio
         _ => None,
     }
 }
-fn boolean(params: &std::collections::BTreeMap<String, Value>, key: &str) -> bool {
-    matches!(get(params, key), Some(Value::Bool(true)))
-}
 fn string<'v>(params: &'v std::collections::BTreeMap<String, Value>, key: &str) -> Option<&'v str> {
     match get(params, key)? {
         Value::Str(s) => Some(s),

@@ -4,7 +4,9 @@ use difflow_core::params::guidance::GuidanceConfig;
 use difflow_core::params::model::ModelSpec;
 use difflow_core::params::sampler::{Sampler, StepsProblem};
 
-use super::configs::typed;
+use difflow_core::params::train::TrainParams;
+
+use super::configs::{typed, typed_stage};
 use super::*;
 
 impl<'p> Checker<'p> {
@@ -42,6 +44,17 @@ impl<'p> Checker<'p> {
                     )),
             );
         }
+        if sampler.sigma_steps().is_none() && self.is_edm(train) {
+            let message = format!(
+                "`{}` trained an EDM-preconditioned net, which is sampled on σ steps, not on the schedule's timesteps",
+                train.decl
+            );
+            self.push(
+                self.error(inst, "sampler", Code::EdmPrecondition, message, "a sampler on timesteps")
+                    .with_label(self.at(train, "precondition"), "EDM")
+                    .with_help("use `sampler = heun { steps = 18 }` (or euler, euler_ancestral)"),
+            );
+        }
         let learned_sigma = typed::<ModelSpec>(model).is_some_and(|m| m.learn_sigma);
         if sampler.needs_learned_variance() && !learned_sigma {
             let message =
@@ -52,6 +65,11 @@ impl<'p> Checker<'p> {
                     .with_help("use variance = \"fixed_small\" or \"fixed_large\", or train with `learn_sigma = true`"),
             );
         }
+    }
+
+    /// Whether `train` is a train stage of an EDM-preconditioned net.
+    pub(super) fn is_edm(&self, train: &Instance) -> bool {
+        train.kind == "train" && typed_stage::<TrainParams>(train).is_some_and(|t| t.precondition.is_some())
     }
 
     /// Guidance the trained model supports; the number of classes labels may pick from.
