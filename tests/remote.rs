@@ -14,6 +14,16 @@ use remote_support::{
     two_concurrent_pushes_both_succeed, Target,
 };
 
+/// A folder remote (its folder and URL) and project A, which ran and pushed to it.
+fn pushed_to_a_folder() -> (tempfile::TempDir, String, Project) {
+    let remote = tempfile::tempdir().unwrap();
+    let url = file_url(remote.path());
+    let a = project_with_remote(&url);
+    ok(&a.run(&[]));
+    ok(&a.difflow(&["push", "p.diff"], &[]));
+    (remote, url, a)
+}
+
 /// The remote blob of the entry of kind `kind` (its only output).
 fn blob_of(remote: &Path, kind: &str) -> PathBuf {
     for entry in std::fs::read_dir(remote.join("ac")).unwrap() {
@@ -42,11 +52,7 @@ fn a_folder_remote_serves_a_colleague_who_then_computes_nothing() {
 
 #[test]
 fn a_flipped_byte_in_a_remote_blob_is_refused_and_the_stage_recomputed() {
-    let remote = tempfile::tempdir().unwrap();
-    let url = file_url(remote.path());
-    let a = project_with_remote(&url);
-    ok(&a.run(&[]));
-    ok(&a.difflow(&["push", "p.diff"], &[]));
+    let (remote, url, a) = pushed_to_a_folder();
     let blob = blob_of(remote.path(), "train");
     flip_first_byte(&blob);
     let b = project_with_remote(&url);
@@ -80,11 +86,7 @@ fn a_flipped_byte_in_a_remote_blob_is_refused_and_the_stage_recomputed() {
 
 #[test]
 fn a_manifest_computed_from_other_parameters_is_refused() {
-    let remote = tempfile::tempdir().unwrap();
-    let url = file_url(remote.path());
-    let a = project_with_remote(&url);
-    ok(&a.run(&[]));
-    ok(&a.difflow(&["push", "p.diff"], &[]));
+    let (remote, url, a) = pushed_to_a_folder();
     // B trains 30 steps; the remote's owner files A's 20-step run under B's key.
     let b = project_with_remote(&url);
     b.write(&TOY.replace("steps = 20", "steps = 30"));
@@ -107,11 +109,7 @@ fn a_manifest_computed_from_other_parameters_is_refused() {
 
 #[test]
 fn an_interrupted_push_leaves_nothing_a_pull_takes_as_complete() {
-    let remote = tempfile::tempdir().unwrap();
-    let url = file_url(remote.path());
-    let a = project_with_remote(&url);
-    ok(&a.run(&[]));
-    ok(&a.difflow(&["push", "p.diff"], &[]));
+    let (remote, url, _a) = pushed_to_a_folder();
     // A push killed after the blobs and before the manifest: the blobs are there, the
     // manifest is not.
     let blob = blob_of(remote.path(), "train");
