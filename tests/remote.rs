@@ -164,6 +164,17 @@ fn a_remote_url_of_an_unsupported_kind_is_a_clear_error() {
     let out = p.run(&["--pull"]);
     assert_eq!(out.code(), 1);
     assert!(out.stderr().contains("needs a remote"), "{}", out.stderr());
+    // `push` and `pull` say the same, as a usage error too; so is a stage name they do not know.
+    let remote = tempfile::tempdir().unwrap();
+    let with_remote = project_with_remote(&file_url(remote.path()));
+    for command in ["push", "pull"] {
+        let out = p.difflow(&[command, "p.diff"], &[]);
+        assert_eq!(out.code(), 1, "{command}: {}", out.stderr());
+        assert!(out.stderr().contains(&format!("`difflow {command}` needs a remote")), "{}", out.stderr());
+        let out = with_remote.difflow(&[command, "p.diff", "nosuch"], &[]);
+        assert_eq!(out.code(), 1, "{command}: {}", out.stderr());
+        assert!(out.stderr().contains("nosuch"), "{}", out.stderr());
+    }
 }
 
 /// In the server's access log, every manifest's PUT comes after the PUTs of all the
