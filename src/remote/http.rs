@@ -43,20 +43,24 @@ impl Http {
             }
         }
         let full = parsed.to_string();
-        let agent = ureq::AgentBuilder::new()
-            .timeout_connect(Duration::from_secs(15))
-            .timeout_read(Duration::from_secs(120))
-            .timeout_write(Duration::from_secs(120))
-            // ureq turns a PUT that meets a 301/302 into a GET, whose 200 would fake an
-            // upload, and a HEAD's redirect would read as "present": a redirect is an error.
-            .redirects(0)
-            .build();
         Ok(Http {
             base: full.trim_end_matches('/').to_string(),
             shown: redacted(&full).trim_end_matches('/').to_string(),
-            agent,
+            agent: agent(),
         })
     }
+}
+
+/// The HTTP client of the http and s3 backends. It follows no redirect: ureq turns a PUT
+/// that meets a 301/302 into a GET, whose 200 would fake an upload, a HEAD's redirect
+/// would read as "present", and an S3 signature holds for one host and path only.
+pub(super) fn agent() -> ureq::Agent {
+    ureq::AgentBuilder::new()
+        .timeout_connect(Duration::from_secs(15))
+        .timeout_read(Duration::from_secs(120))
+        .timeout_write(Duration::from_secs(120))
+        .redirects(0)
+        .build()
 }
 
 impl Http {

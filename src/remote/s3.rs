@@ -77,15 +77,7 @@ impl S3 {
             Some(token) => Credentials::new_with_token(k.id, k.secret, token),
             None => Credentials::new(k.id, k.secret),
         });
-        let agent = ureq::AgentBuilder::new()
-            .timeout_connect(Duration::from_secs(15))
-            .timeout_read(Duration::from_secs(120))
-            .timeout_write(Duration::from_secs(120))
-            // A signature holds for one host and path: a redirect is an error to report,
-            // and one that turned a PUT into a GET would fake an upload.
-            .redirects(0)
-            .build();
-        Ok(S3 { bucket, prefix, shown, credentials, agent })
+        Ok(S3 { bucket, prefix, shown, credentials, agent: super::http::agent() })
     }
 
     fn key(&self, path: &str) -> String {
