@@ -1,7 +1,8 @@
 //! A network written in Python goes wherever the built-in ones go: a training run killed
 //! after a checkpoint resumes to the very weights of an uninterrupted run; two data-parallel
 //! ranks train the weights one process trains (to 1e-5, the summation order); every sampler
-//! family, classifier-free guidance and the NLL bound draw from it.
+//! family, classifier-free guidance and the NLL bound draw from it; a stage reading a train
+//! entry made in another folder builds the net from its own pipeline's module file.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -205,4 +206,41 @@ fn every_sampler_family_guidance_and_the_nll_bound_draw_from_a_python_net() {
         serde_json::from_str(&std::fs::read_to_string(root.join("nll/metrics.json")).unwrap()).unwrap();
     let bpd = metrics["bpd"].as_f64().unwrap_or(f64::NAN);
     assert!(bpd.is_finite() && bpd > 0.0, "bits/dim {bpd}: {metrics}");
+}
+
+/// A train entry records its module file by the absolute path it was trained from; a
+/// stage that reads the entry from another folder (a moved project, a shared cache) builds
+/// the net from the file its own pipeline names for the train stage.
+#[test]
+fn sampling_an_entry_trained_elsewhere_builds_the_net_from_the_readers_module_file() {
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    let data = toy_data(root, "moons");
+    let (before, after) = (root.join("before"), root.join("after"));
+    let model = |dir: &Path| {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::copy(fixture(), dir.join("toy_net.py")).unwrap();
+        let mut model = toy_net(0);
+        model["file"] = json!(dir.join("toy_net.py"));
+        model
+    };
+    let trained_with = model(&before);
+    run_job(&write_job(
+        root,
+        "fit",
+        ("train", "diffusion"),
+        train_params(trained_with, 10, json!({})),
+        &[("points", "dataset", &data)],
+    ));
+    std::fs::remove_dir_all(&before).unwrap();
+
+    let sampler = json!({"kind": "sampler", "variant": "ddim", "steps": 5, "eta": 0.0});
+    let params = json!({"from": {"$stage": "fit"}, "sampler": sampler, "count": 16, "seed": 1});
+    let job = write_job(root, "gen", ("sample", "default"), params, &[("fit", "train", &root.join("fit"))]);
+    // The reader's record of `fit`, as the front end writes it: the stage's parameters.
+    let mut text: Value = serde_json::from_str(&std::fs::read_to_string(&job).unwrap()).unwrap();
+    text["inputs"]["fit"]["params"] = json!({"model": model(&after)});
+    std::fs::write(&job, text.to_string()).unwrap();
+    run_job(&job);
+    assert_eq!(difflow_engine::data::Dataset::read(&root.join("gen")).unwrap().values.size(), [16, 2]);
 }

@@ -40,7 +40,7 @@ pub fn run(job: &Job) -> Result<()> {
     let params: NllParams = job_params(job)?;
     let device = crate::device::resolve(&job.device)?;
     let (from_name, from) = input(job, &params.from)?;
-    let meta = TrainMeta::read(&from.dir).with_context(|| format!("`from = {from_name}` must be a train stage"))?;
+    let meta = TrainMeta::read_input(from).with_context(|| format!("`from = {from_name}` must be a train stage"))?;
     let (data_name, data_input) = input(job, &params.data)?;
     let data = Dataset::read(&data_input.dir).with_context(|| format!("cannot read `{data_name}`"))?;
     if data.meta.shape != meta.data.shape || data.meta.data_type != meta.data.data_type {
