@@ -12,7 +12,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use cli_support::{difflow_real, tiny_toy, toy_train, Project, TOY, TOY_SETUP};
+use cli_support::{
+    difflow_real, tiny_toy, toy_train, trusted_python_project, Project, PYTHON_TOY_SETUP, TOY, TOY_SETUP,
+};
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -531,4 +533,33 @@ fn a_script_stage_runs_as_a_job_and_its_numbers_are_committed() {
     assert_eq!(code, 0, "{err}");
     assert!(shown.contains("metric   points = 64"), "{shown}");
     assert!(!shown.contains("slurm.log"), "the job's log is not an output: {shown}");
+}
+
+/// A network written in Python trains and samples as jobs on the cluster (the project
+/// trusted first), to the outputs of a local run.
+#[test]
+fn a_python_net_trains_and_samples_as_jobs_and_matches_a_local_run() {
+    let pipeline = format!(
+        "{PYTHON_TOY_SETUP}{}sample gen {{ from = ddpm, sampler = ddim {{ steps = 5 }}, count = 32 }}\n",
+        toy_train("10", "1e-3", "")
+    );
+    let (local, cluster_dir) = local_and_cluster(&pipeline, "");
+    let mut outputs = Vec::new();
+    for (dir, slurm) in [(local.path(), false), (cluster_dir.path(), true)] {
+        let mut env = trusted_python_project(dir);
+        env.push(("SLURM_CONF", cluster().as_os_str().to_owned()));
+        let env: Vec<(&str, &std::ffi::OsStr)> = env.iter().map(|(k, v)| (*k, v.as_os_str())).collect();
+        let (code, out, err) = difflow_real(dir, &["run", "p.diff"], &env);
+        assert_eq!(code, 0, "{out}{err}");
+        if slurm {
+            let jobs = jobs_in(&out, "queued");
+            assert!(jobs.contains_key("ddpm") && jobs.contains_key("gen"), "not submitted as jobs:\n{out}");
+        }
+        let mut records = lock_records(dir);
+        // The train entry's meta.json names the module file by its absolute path, which
+        // differs between the two project folders; its weights, loss log and samples do not.
+        records.get_mut("ddpm").unwrap().1.as_table_mut().unwrap().remove("meta.json");
+        outputs.push(records);
+    }
+    assert_eq!(outputs[0], outputs[1], "the cluster's entries differ from the local ones");
 }

@@ -7,7 +7,7 @@ mod cli_support;
 use std::ffi::OsStr;
 use std::path::Path;
 
-use cli_support::difflow_real;
+use cli_support::{difflow_real, ran, trusted_python_project, PYTHON_TOY_SETUP};
 
 const NET: &str = "import torch\nfrom helpers import blocks\n\nclass Net(torch.nn.Module):\n    pass\n";
 
@@ -110,5 +110,68 @@ fn an_untrusted_project_refuses_to_run_until_trusted_then_trains() {
     assert!(cli_support::ran(&out).contains(&"fit".to_string()), "{out}\n{err}");
     let (code, out, err) = difflow(&["show", "p.diff", "net"]);
     assert_eq!(code, 0, "{err}");
-    assert_eq!(out, "model net (python): 628 parameters\n");
+    assert_eq!(out, "model net (python): 628 parameters\n  output: 2 per item (input: 2)\n");
+}
+
+fn run_trusted(dir: &Path, env: &[(&'static str, std::ffi::OsString)], args: &[&str]) -> (i32, String, String) {
+    let env: Vec<(&str, &OsStr)> = env.iter().map(|(k, v)| (*k, v.as_os_str())).collect();
+    difflow_real(dir, args, &env)
+}
+
+/// An output file of an instance's current cache entry.
+fn entry_file(dir: &Path, instance: &str, file: &str) -> Vec<u8> {
+    let lock = difflow::cache::LockFile::read(&dir.join("difflow.lock"));
+    let key = &lock.stages.get(instance).unwrap_or_else(|| panic!("no `{instance}` in the lock file")).key;
+    std::fs::read(dir.join(".difflow/cache").join(key).join(file)).unwrap()
+}
+
+fn python_train(steps: u32) -> String {
+    format!(
+        "{PYTHON_TOY_SETUP}train ddpm {{ model = net, data = pts, schedule = lin, steps = {steps}, batch = 64, \
+         lr = 1e-3, warmup = 3, checkpoint_every = 7 }}\n"
+    )
+}
+
+#[test]
+fn raising_steps_continues_a_python_nets_cached_run_and_equals_a_fresh_run() {
+    let (dir, fresh) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let env = trusted_python_project(dir.path());
+    let run = |dir: &Path, env: &[(&'static str, std::ffi::OsString)], steps: u32| {
+        std::fs::write(dir.join("p.diff"), python_train(steps)).unwrap();
+        let (code, out, err) = run_trusted(dir, env, &["run", "p.diff", "--device", "cpu"]);
+        assert_eq!(code, 0, "{out}\n{err}");
+        format!("{out}{err}")
+    };
+    run(dir.path(), &env, 20);
+    let out = run(dir.path(), &env, 40);
+    assert_eq!(ran(&out), ["ddpm"], "{out}");
+    assert!(out.contains("continuing the cached run of 20 steps"), "{out}");
+
+    let fresh_env = trusted_python_project(fresh.path());
+    let out = run(fresh.path(), &fresh_env, 40);
+    assert!(!out.contains("continuing"), "{out}");
+    for file in ["model.safetensors", "ema.safetensors", "optimizer.safetensors", "loss.csv"] {
+        let (continued, straight) = (entry_file(dir.path(), "ddpm", file), entry_file(fresh.path(), "ddpm", file));
+        assert!(continued == straight, "{file}: the continued run differs from the straight one");
+    }
+}
+
+#[test]
+fn show_prints_a_python_nets_size_and_output_shape_or_its_shape_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = trusted_python_project(dir.path());
+    // `show` takes the shape from the data of a stage that trains the model.
+    let bad =
+        "model bad = python { file = \"nets/toy_net.py\", class = \"WrongShape\", args = { dim = 2, hidden = 16 } }\n\
+               train bad_fit { model = bad, data = pts, schedule = lin, steps = 5 }\n";
+    std::fs::write(dir.path().join("p.diff"), format!("{}{bad}", python_train(5))).unwrap();
+    let (code, out, err) = run_trusted(dir.path(), &env, &["show", "p.diff", "net"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "model net (python): 628 parameters\n  output: 2 per item (input: 2)\n");
+    let (code, out, err) = run_trusted(dir.path(), &env, &["show", "p.diff", "bad"]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        err.contains("toy_net.py:32: ") && err.contains("returned a tensor of shape [2, 1]; expected [2, 2]"),
+        "{err}"
+    );
 }

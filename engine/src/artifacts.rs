@@ -7,6 +7,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use difflow_core::diffusion::schedule::ScheduleSpec;
 use difflow_core::files::{read_text, Purpose};
+use difflow_core::job::Input;
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device};
 
@@ -52,6 +53,21 @@ impl TrainMeta {
         let path = dir.join(META_FILE);
         let text = read_text(&path, Purpose::Metadata).with_context(|| format!("cannot read {}", path.display()))?;
         serde_json::from_str(&text).with_context(|| format!("{} is not a train stage's description", path.display()))
+    }
+
+    /// The description of the train stage entry `input` reads. A `python` model is built
+    /// from the module file the reading pipeline names for that stage (`input.params`), not
+    /// the absolute path recorded when the entry was trained: an entry made in another
+    /// folder (a moved project, a shared cache) holds the same code by its key, at a path
+    /// that may no longer exist.
+    pub fn read_input(input: &Input) -> Result<TrainMeta> {
+        let mut meta = TrainMeta::read(&input.dir)?;
+        let is_python = |model: &serde_json::Value| model.get("variant").and_then(|v| v.as_str()) == Some("python");
+        let file = input.params.get("model").filter(|m| is_python(m)).and_then(|m| m.get("file"));
+        if let (true, Some(file)) = (input.kind == "train" && is_python(&meta.model), file) {
+            meta.model["file"] = file.clone();
+        }
+        Ok(meta)
     }
 
     /// The data space the model was trained in (clipping range and decoder).

@@ -7,9 +7,11 @@ samples with Euler steps of the probability-flow ODE in σ = sqrt((1 - ᾱ) / �
 It writes samples.safetensors in the sample format, so a `metrics` stage judges it as it
 judges a `sample` stage.
 
-Inputs: `model` (a train stage whose model is `python` with `prediction = "eps"`).
-Outputs: samples.safetensors. The settings are the constants below: editing them changes
-the script, hence the stage's key, and reruns it.
+Inputs: `model` (a train stage whose model is `python` with `prediction = "eps"`), and
+optionally `like` (a `sample` stage whose count, seed, steps and classifier-free guidance
+scale it copies, so that the two samplers are compared at one budget). Without `like` the
+constants below hold. Guidance follows difflow's `cfg`: ε̃ = (1 + w) ε(x, y) − w ε(x).
+Outputs: samples.safetensors. Editing the script changes the stage's key and reruns it.
 """
 
 import importlib.util
@@ -26,6 +28,19 @@ GUIDANCE = 2.0
 COUNT = 500
 SEED = 1
 BATCH = 250
+
+
+def settings(job):
+    """(steps, guidance scale, count, seed): the `like` stage's, else the constants."""
+    like = job["inputs"].get("like")
+    if like is None:
+        return STEPS, GUIDANCE, COUNT, SEED
+    if like["kind"] != "sample":
+        raise SystemExit(f"`like` must be a sample stage, not a {like['kind']} stage")
+    p = like["params"]
+    guidance = p.get("guidance") or {}
+    scale = guidance.get("scale", 0.0) if guidance.get("variant") == "cfg" else 0.0
+    return p["sampler"].get("steps", STEPS), scale, p["count"], p["seed"]
 
 
 def alpha_bar(schedule):
@@ -67,10 +82,10 @@ def load_net(model, weights, device):
 
 
 @torch.no_grad()
-def euler(net, shape, labels, null, alpha_bars, generator, device):
-    """Euler steps of dx/dσ = ε̂ from σ_max to 0 on STEPS timesteps spaced evenly."""
+def euler(net, shape, labels, null, alpha_bars, generator, device, steps, guidance):
+    """Euler steps of dx/dσ = ε̂ from σ_max to 0 on `steps` timesteps spaced evenly."""
     T = alpha_bars.shape[0]
-    timesteps = torch.linspace(T - 1, 0, STEPS, dtype=torch.float64).round().long()
+    timesteps = torch.linspace(T - 1, 0, steps, dtype=torch.float64).round().long()
     sigmas = ((1 - alpha_bars[timesteps]) / alpha_bars[timesteps]).sqrt().tolist() + [0.0]
     x = torch.randn(shape, generator=generator, dtype=torch.float32).to(device) * sigmas[0]
     y = labels.to(device)
@@ -80,9 +95,9 @@ def euler(net, shape, labels, null, alpha_bars, generator, device):
         x_in = x / math.sqrt(1 + sigma**2)  # the VP input x_t = sqrt(ᾱ) · x
         tt = torch.full((shape[0],), t, dtype=torch.int64, device=device)
         eps = net(x_in, tt, y)
-        if GUIDANCE != 1.0:
+        if guidance != 0.0:
             eps_null = net(x_in, tt, y_null)
-            eps = eps_null + GUIDANCE * (eps - eps_null)
+            eps = eps + guidance * (eps - eps_null)
         x = x + (sigmas[i + 1] - sigma) * eps
     return x
 
@@ -100,12 +115,13 @@ def main():
     shape = meta["data"]["shape"]
     classes = model["classes"]
     alpha_bars = alpha_bar(params["schedule"])
-    generator = torch.Generator().manual_seed(SEED)
-    labels = torch.arange(COUNT) % max(classes, 1)
+    steps, guidance, count, seed = settings(job)
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.arange(count) % max(classes, 1)
     images = []
-    for start in range(0, COUNT, BATCH):
+    for start in range(0, count, BATCH):
         y = labels[start : start + BATCH]
-        x0 = euler(net, [len(y), *shape], y, classes, alpha_bars, generator, device)
+        x0 = euler(net, [len(y), *shape], y, classes, alpha_bars, generator, device, steps, guidance)
         images.append(((x0.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu())
     save_file(
         {"images": torch.cat(images).contiguous(), "labels": labels.to(torch.int64)},

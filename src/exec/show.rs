@@ -192,11 +192,13 @@ fn describe_model(s: &Session, name: &str, config: &Config, as_json: bool) -> Re
     let meta = data_meta(s, config)?;
     let tmp = s.settings.state_dir().join("tmp").join(format!("describe-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).map_err(|e| Failure::Failed(format!("cannot create {}: {e}", tmp.display())))?;
+    let params = describe_params(config, &meta);
+    let input_shape = params["shape"].clone();
     let job = Job {
         instance: name.to_string(),
         kind: "describe".into(),
         variant: config.variant.clone(),
-        params: describe_params(config, &meta),
+        params,
         inputs: Default::default(),
         out_dir: tmp.clone(),
         device: "cpu".into(),
@@ -231,7 +233,19 @@ fn describe_model(s: &Session, name: &str, config: &Config, as_json: bool) -> Re
             let _ = writeln!(text, "  level {i}: {shown}");
         }
     }
+    // A python model's output per item, from one forward pass on the data's shape.
+    if let Some(output) = answer.get("output") {
+        let _ = writeln!(text, "  output: {} per item (input: {})", dims(output), dims(&input_shape));
+    }
     Ok(text)
+}
+
+/// `[1, 16, 16]` as `1 × 16 × 16`.
+fn dims(shape: &Json) -> String {
+    match shape.as_array() {
+        Some(sizes) => sizes.iter().map(Json::to_string).collect::<Vec<_>>().join(" × "),
+        None => shape.to_string(),
+    }
 }
 
 fn describe_params(config: &Config, meta: &Json) -> Json {

@@ -314,3 +314,28 @@ pub fn venv() -> PathBuf {
     assert!(venv.join("bin/python").is_file(), "{} has no python: run `. scripts/setup.sh` first", venv.display());
     venv
 }
+
+/// A project in `dir` whose pipelines may use the engine's tiny Python test net
+/// (`nets/toy_net.py`, class `ToyNet`), trusted through a user config folder of its own
+/// (`dir/xdg-config`): returns the environment that `difflow` runs with there.
+pub fn trusted_python_project(dir: &Path) -> Vec<(&'static str, std::ffi::OsString)> {
+    std::fs::create_dir_all(dir.join("nets")).unwrap();
+    let fixture = repo().join("tests/check/python/toy_net.py");
+    std::fs::copy(fixture, dir.join("nets/toy_net.py")).unwrap();
+    if !dir.join("difflow.toml").exists() {
+        std::fs::write(dir.join("difflow.toml"), "threads = 1\n").unwrap();
+    }
+    let env = vec![("XDG_CONFIG_HOME", dir.join("xdg-config").into_os_string())];
+    let borrowed: Vec<(&str, &std::ffi::OsStr)> = env.iter().map(|(k, v)| (*k, v.as_os_str())).collect();
+    let (code, out, err) = difflow_real(dir, &["trust", "."], &borrowed);
+    assert_eq!(code, 0, "difflow trust: {out}{err}");
+    env
+}
+
+/// The toy points, schedule and a python `net` (the engine's `ToyNet`) of a
+/// [`trusted_python_project`]: `pts`, `lin` and `net`, like [`TOY_SETUP`].
+pub const PYTHON_TOY_SETUP: &str = r#"
+dataset pts = toy { shape = "gaussians8", count = 256 }
+schedule lin = linear { steps = 50 }
+model net = python { file = "nets/toy_net.py", class = "ToyNet", args = { dim = 2, hidden = 16 } }
+"#;

@@ -1,6 +1,8 @@
-//! The `describe` job (what `difflow show FILE MODEL` runs): builds a model on the CPU,
-//! without any forward pass, and prints one JSON line on stdout:
+//! The `describe` job (what `difflow show FILE MODEL` runs): builds a model on the CPU and
+//! prints one JSON line on stdout:
 //! `{"params": N, "levels": [{"resolution": 32, "channels": 128, "attention": false}, …]}`.
+//! A `python` model's shape is not known without running it: it gets one forward pass on
+//! two items of zeros, and its output's shape per item is `"output": [C, H, W]` (or `[D]`).
 //!
 //! Params ([`DescribeParams`]): `model` (the model config object), `shape` ([C, H, W] of
 //! the data, or [D]) and `classes` (an encoder's outputs); `difflow show` fills all three.
@@ -8,12 +10,12 @@
 use anyhow::{bail, Result};
 use difflow_core::job::Job;
 use serde::{Deserialize, Serialize};
-use tch::{nn, Device};
+use tch::{nn, Device, Kind, Tensor};
 
 use crate::data::{DataMeta, DataType};
 use crate::models::unet::{levels, LevelInfo, UNetConfig};
 use crate::models::ModelConfig;
-use crate::models::{build_classifier, build_denoiser};
+use crate::models::{build_classifier, build_denoiser, Denoiser};
 use crate::params::{decode, job_params};
 
 /// The parameters of a `describe` job.
@@ -29,6 +31,9 @@ pub struct DescribeParams {
 pub struct Description {
     pub params: i64,
     pub levels: Vec<LevelInfo>,
+    /// A `python` model's output shape per item, from one forward pass.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<Vec<i64>>,
 }
 
 /// Builds the model of `config` for items of `shape` and counts its parameters.
@@ -44,8 +49,13 @@ pub fn describe(config: &serde_json::Value, shape: &[i64], classes: usize) -> Re
     };
     let vars = nn::VarStore::new(Device::Cpu);
     // Building initialises the weights; no forward pass is needed for the count.
-    match model {
+    let mut output = None;
+    match &model {
         ModelConfig::Encoder(_) => drop(build_classifier(&vars.root(), config, &meta, classes)?),
+        ModelConfig::Python(net) => {
+            let denoiser = build_denoiser(&vars.root(), config, &meta)?;
+            output = Some(python_output_shape(denoiser.as_ref(), shape, net.spec.classes)?);
+        }
         _ => drop(build_denoiser(&vars.root(), config, &meta)?),
     }
     let count: i64 = vars.variables().values().map(|t| t.numel() as i64).sum();
@@ -55,7 +65,19 @@ pub fn describe(config: &serde_json::Value, shape: &[i64], classes: usize) -> Re
         ModelConfig::Mlp(_) => Vec::new(),
         ModelConfig::Python(_) => Vec::new(),
     };
-    Ok(Description { params: count, levels })
+    Ok(Description { params: count, levels, output })
+}
+
+/// The output shape per item of one forward pass on two items of zeros at t = 0, with the
+/// null class as their label when the model is conditional (the forward checks the shape).
+fn python_output_shape(net: &dyn Denoiser, shape: &[i64], classes: usize) -> Result<Vec<i64>> {
+    let mut batch = vec![2];
+    batch.extend_from_slice(shape);
+    let x = Tensor::zeros(batch.as_slice(), (Kind::Float, Device::Cpu));
+    let t = Tensor::zeros([2], (Kind::Int64, Device::Cpu));
+    let y = (classes > 0).then(|| Tensor::full([2], classes as i64, (Kind::Int64, Device::Cpu)));
+    let out = tch::no_grad(|| net.try_forward(&x, &t, y.as_ref(), false))?;
+    Ok(out.size()[1..].to_vec())
 }
 
 pub fn run(job: &Job) -> Result<()> {

@@ -40,7 +40,7 @@ pub fn run(job: &Job) -> Result<()> {
     let params: NllParams = job_params(job)?;
     let device = crate::device::resolve(&job.device)?;
     let (from_name, from) = input(job, &params.from)?;
-    let meta = TrainMeta::read(&from.dir).with_context(|| format!("`from = {from_name}` must be a train stage"))?;
+    let meta = TrainMeta::read_input(from).with_context(|| format!("`from = {from_name}` must be a train stage"))?;
     if meta.edm.is_some() {
         bail!("`{from_name}` trained an EDM net, which has no discrete schedule's bound to measure");
     }

@@ -55,7 +55,7 @@ pub fn run(job: &Job) -> Result<()> {
     // Data parallel: join the ranks' group; on CUDA each rank takes its own GPU.
     let (group, device) = ProcessGroup::from_env(crate::device::resolve(&job.device)?)?;
     let (from_name, from) = input(job, &params.from)?;
-    let meta = TrainMeta::read(&from.dir).with_context(|| format!("`from = {from_name}` must be a train stage"))?;
+    let meta = TrainMeta::read_input(from).with_context(|| format!("`from = {from_name}` must be a train stage"))?;
     if !meta.data.is_images() {
         super::prefer_single_thread(job);
     }
