@@ -6,10 +6,18 @@ float64 from the papers' formulas (Ho et al. 2020; Nichol & Dhariwal 2021; Song 
 against at float64 tolerance.
 
     .venv/bin/python scripts/reference_numbers.py
+
+The samplers' numbers (Karras et al. 2022 after k-diffusion) are not stored: the test runs
+
+    .venv/bin/python scripts/reference_numbers.py samplers
+
+which prints them as JSON, so a new sampler is its formula and its cases here and its
+comparison in the test.
 """
 import json
 import math
 import os
+import sys
 
 import numpy as np
 
@@ -275,7 +283,9 @@ def discrete_denoiser(tb, net, prediction, y=None, cfg=None, prototypes=None):
     return model
 
 
-def karras_cases():
+def sampler_cases():
+    # Its own generator: the cases do not depend on what the stored sections drew.
+    rng = np.random.default_rng(20260102)
     out = {"sigmas": []}
     for (n, lo, hi, rho) in [(6, 0.002, 80.0, 7.0), (1, 0.1, 10.0, 7.0), (4, 0.03, 14.6, 3.0)]:
         out["sigmas"].append(dict(steps=n, sigma_min=lo, sigma_max=hi, rho=rho,
@@ -461,8 +471,6 @@ def main():
         out["dpm_solver"].append(dict(alpha_bar_s=ab_s, alpha_bar_t=ab_t, h_prev=h_prev, x=arr(xs), x0=arr(x0),
                                       x0_prev=arr(x0p) if prev_idx is not None else None, h=h, expected=arr(xt)))
 
-    out["karras"] = karras_cases()
-
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
     with open(OUT, "w") as f:
         json.dump(out, f, indent=1)
@@ -471,4 +479,9 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["samplers"]:
+        json.dump(sampler_cases(), sys.stdout)
+    elif sys.argv[1:]:
+        sys.exit(f"usage: {sys.argv[0]} [samplers]")
+    else:
+        main()

@@ -93,6 +93,36 @@ fn every_config_variant_of_the_schema_is_its_type_key_for_key() {
     agree("guidance", round_trip::<GuidanceConfig>);
 }
 
+/// The variants `T` decodes, as serde lists them when a value names none of them.
+fn variants_of<T: DeserializeOwned>() -> Vec<String> {
+    let unknown = json!({"variant": "-"});
+    let message = T::deserialize(&unknown).err().expect("no variant is named `-`").to_string();
+    let (_, expected) = message.split_once("expected").unwrap_or_else(|| panic!("{message}"));
+    expected.split('`').skip(1).step_by(2).map(str::to_string).collect()
+}
+
+/// The other direction of [`agree`]: a variant of the type that the schema lacks, beside
+/// the ones named in `unwritten` (made by difflow, never written in a pipeline).
+fn same_variants<T: DeserializeOwned>(kind: &str, unwritten: &[&str]) {
+    let schema: Vec<&str> = schema::kind(kind).unwrap().variants.iter().map(|v| v.name).collect();
+    let mut typed = variants_of::<T>();
+    typed.retain(|v| !unwritten.contains(&v.as_str()));
+    let mut documented: Vec<String> = schema.iter().map(|v| v.to_string()).collect();
+    typed.sort();
+    documented.sort();
+    assert_eq!(typed, documented, "{kind}: the type's variants (left) and the schema's (right)");
+}
+
+#[test]
+fn every_variant_of_each_type_is_in_the_schema() {
+    same_variants::<Sampler>("sampler", &[]);
+    // A pretrained model's β step by step.
+    same_variants::<ScheduleSpec>("schedule", &["betas"]);
+    same_variants::<ModelConfig>("model", &[]);
+    same_variants::<GuidanceConfig>("guidance", &[]);
+    same_variants::<DatasetParams>("dataset", &[]);
+}
+
 #[test]
 fn every_dataset_variant_of_the_schema_is_its_type_key_for_key() {
     agree("dataset", round_trip::<DatasetParams>);
