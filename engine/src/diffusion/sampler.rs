@@ -149,14 +149,7 @@ impl SampleSetup<'_> {
     ) -> Result<Samples> {
         let alpha_bar: Vec<f64> = (0..process.steps()).map(|k| process.alpha_bar(k)).collect();
         let table = schedule_sigmas(&alpha_bar);
-        let sigma_min = sigma_steps.sigma_min.unwrap_or(table[0]);
-        let sigma_max = sigma_steps.sigma_max.unwrap_or(table[table.len() - 1]);
-        if !sigma_max.is_finite() {
-            bail!("the schedule's largest σ is infinite (zero terminal SNR): set the sampler's sigma_max");
-        }
-        if sigma_min >= sigma_max {
-            bail!("the sampler's sigma_min ({sigma_min}) must be below its sigma_max ({sigma_max})");
-        }
+        let (sigma_min, sigma_max) = sigma_steps.bounds(&table)?;
         let sigmas = karras_sigmas(sigma_steps.steps, sigma_min, sigma_max, sigma_steps.rho);
         let mut trajectory = Vec::new();
         let mut evaluations = 0;

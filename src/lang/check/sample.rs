@@ -3,7 +3,7 @@
 use difflow_core::params::guidance::GuidanceConfig;
 use difflow_core::params::model::ModelSpec;
 use difflow_core::params::sample::{Classes, ClassesProblem, SampleParams};
-use difflow_core::params::sampler::{Sampler, StepsProblem};
+use difflow_core::params::sampler::{schedule_sigmas, Sampler, SigmaProblem, StepsProblem};
 
 use super::configs::{typed, typed_stage};
 use super::*;
@@ -26,6 +26,7 @@ impl<'p> Checker<'p> {
         };
         let Some(spec) = spec else { return };
         self.sampler_fits(inst, train, &params.sampler, model, spec.steps());
+        self.sigmas_fit(inst, train, &params.sampler, &spec);
         let class_count = self.guidance_fits(inst, train, model, schedule);
         self.labels_exist(inst, train, &params.classes, class_count);
     }
@@ -56,6 +57,33 @@ impl<'p> Checker<'p> {
                     .with_help("use variance = \"fixed_small\" or \"fixed_large\", or train with `learn_sigma = true`"),
             );
         }
+    }
+
+    /// A σ sampler's range is finite and not empty on the schedule ([`SigmaSteps::bounds`],
+    /// which the engine applies too).
+    fn sigmas_fit(&mut self, inst: &Instance, train: &Instance, sampler: &Sampler, schedule: &ScheduleSpec) {
+        let Some(sigma) = sampler.sigma_steps() else { return };
+        // An invalid schedule is reported where it is written.
+        if schedule.validate().is_err() {
+            return;
+        }
+        let Err(problem) = sigma.bounds(&schedule_sigmas(&schedule.tables().alphas_cumprod)) else { return };
+        let (key, label, help) = match problem {
+            SigmaProblem::InfiniteSigmaMax => {
+                ("sampler", "σ_max unset".to_string(), "set `sigma_max` to a finite σ (EDM uses 80)".to_string())
+            }
+            SigmaProblem::MinNotBelowMax { sigma_max, .. } => (
+                "sampler.sigma_min",
+                "an empty σ range".to_string(),
+                format!("set `sigma_min` below {sigma_max}, or leave it unset (the schedule's σ at t = 1)"),
+            ),
+        };
+        let mut diagnostic = self.error(inst, key, Code::OutOfRange, problem.to_string(), label).with_help(help);
+        // A bound left unset is the schedule's.
+        if sigma.sigma_min.is_none() || sigma.sigma_max.is_none() {
+            diagnostic = diagnostic.with_label(self.at(train, "schedule"), format!("`{}`'s schedule", train.decl));
+        }
+        self.push(diagnostic);
     }
 
     /// Guidance the trained model supports; the number of classes labels may pick from.
