@@ -192,12 +192,11 @@ impl std::fmt::Display for SigmaProblem {
 impl std::error::Error for SigmaProblem {}
 
 impl SigmaSteps {
-    /// The σ range (σ_min, σ_max) on a schedule whose σ per timestep are `schedule_sigmas`
-    /// ([`schedule_sigmas`], ascending): the set bounds, else the schedule's own ends.
-    pub fn bounds(&self, schedule_sigmas: &[f64]) -> Result<(f64, f64), SigmaProblem> {
-        let ends = (schedule_sigmas.first().copied(), schedule_sigmas.last().copied());
-        let sigma_min = self.sigma_min.or(ends.0).unwrap_or(0.0);
-        let sigma_max = self.sigma_max.or(ends.1).unwrap_or(0.0);
+    /// The σ range (σ_min, σ_max): the set bounds, else `lowest` and `highest`, the net's
+    /// own range (a discrete schedule's σ at t = 1 and t = T, [`schedule_sigmas`]).
+    pub fn bounds(&self, lowest: f64, highest: f64) -> Result<(f64, f64), SigmaProblem> {
+        let sigma_min = self.sigma_min.unwrap_or(lowest);
+        let sigma_max = self.sigma_max.unwrap_or(highest);
         if !sigma_max.is_finite() {
             return Err(SigmaProblem::InfiniteSigmaMax);
         }
@@ -335,14 +334,13 @@ mod tests {
         assert_eq!(heun.steps(1000), 35);
         // σ steps map to timesteps, so more steps than the schedule has are fine.
         assert_eq!(heun.check_steps(10), Ok(()));
-        let table = [0.01, 1.0, 50.0];
         let sigma = |sigma_min, sigma_max| SigmaSteps { steps: 4, rho: 7.0, sigma_min, sigma_max };
-        assert_eq!(sigma(None, None).bounds(&table), Ok((0.01, 50.0)));
-        assert_eq!(sigma(Some(0.5), Some(2.0)).bounds(&table), Ok((0.5, 2.0)));
+        assert_eq!(sigma(None, None).bounds(0.01, 50.0), Ok((0.01, 50.0)));
+        assert_eq!(sigma(Some(0.5), Some(2.0)).bounds(0.01, 50.0), Ok((0.5, 2.0)));
         let empty = SigmaProblem::MinNotBelowMax { sigma_min: 60.0, sigma_max: 50.0 };
-        assert_eq!(sigma(Some(60.0), None).bounds(&table), Err(empty));
-        assert_eq!(sigma(None, None).bounds(&[0.01, f64::INFINITY]), Err(SigmaProblem::InfiniteSigmaMax));
-        assert_eq!(sigma(None, Some(3.0)).bounds(&[0.01, f64::INFINITY]), Ok((0.01, 3.0)));
+        assert_eq!(sigma(Some(60.0), None).bounds(0.01, 50.0), Err(empty));
+        assert_eq!(sigma(None, None).bounds(0.01, f64::INFINITY), Err(SigmaProblem::InfiniteSigmaMax));
+        assert_eq!(sigma(None, Some(3.0)).bounds(0.01, f64::INFINITY), Ok((0.01, 3.0)));
         let sigmas = karras_sigmas(3, 0.1, 10.0, 1.0);
         assert_eq!(sigmas.len(), 4);
         assert!((sigmas[1] - 5.05).abs() < 1e-12 && sigmas[3] == 0.0, "{sigmas:?}");

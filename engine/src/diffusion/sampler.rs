@@ -149,7 +149,7 @@ impl SampleSetup<'_> {
     ) -> Result<Samples> {
         let alpha_bar: Vec<f64> = (0..process.steps()).map(|k| process.alpha_bar(k)).collect();
         let table = schedule_sigmas(&alpha_bar);
-        let (sigma_min, sigma_max) = sigma_steps.bounds(&table)?;
+        let (sigma_min, sigma_max) = sigma_steps.bounds(table[0], table[table.len() - 1])?;
         let sigmas = karras_sigmas(sigma_steps.steps, sigma_min, sigma_max, sigma_steps.rho);
         let mut trajectory = Vec::new();
         let mut evaluations = 0;

@@ -150,7 +150,10 @@ fn engine_accepts(schedule: &ScheduleSpec, sampler: &Sampler, model: &ModelConfi
     schedule.validate().is_ok()
         && spec.prediction.fits(schedule).is_ok()
         && sampler.check_steps(schedule.steps()).is_ok()
-        && sampler.sigma_steps().is_none_or(|s| s.bounds(&schedule_sigmas(&schedule.tables().alphas_cumprod)).is_ok())
+        && sampler.sigma_steps().is_none_or(|s| {
+            let table = schedule_sigmas(&schedule.tables().alphas_cumprod);
+            s.bounds(table[0], table[table.len() - 1]).is_ok()
+        })
         && (!sampler.needs_learned_variance() || spec.learn_sigma)
         && net_builds
 }

@@ -67,7 +67,8 @@ impl<'p> Checker<'p> {
         if schedule.validate().is_err() {
             return;
         }
-        let Err(problem) = sigma.bounds(&schedule_sigmas(&schedule.tables().alphas_cumprod)) else { return };
+        let table = schedule_sigmas(&schedule.tables().alphas_cumprod);
+        let Err(problem) = sigma.bounds(table[0], table[table.len() - 1]) else { return };
         let (key, label, help) = match problem {
             SigmaProblem::InfiniteSigmaMax => {
                 ("sampler", "σ_max unset".to_string(), "set `sigma_max` to a finite σ (EDM uses 80)".to_string())
