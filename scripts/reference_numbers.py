@@ -3,7 +3,8 @@
 float64 from the papers' formulas (Ho et al. 2020; Nichol & Dhariwal 2021; Song et al.
 2021; Dhariwal & Nichol 2021; Ho & Salimans 2022; Chen 2023; Lin et al. 2024; Lu et al.
 2022). Writes engine/tests/reference/numbers.json, which engine/tests/numbers.rs compares
-against at float64 tolerance.
+against at float64 tolerance; its "recipes" part comes from diffusers and torch
+(reference_recipes.py, compared by engine/tests/recipes.rs).
 
     .venv/bin/python scripts/reference_numbers.py
 
@@ -20,6 +21,7 @@ import os
 import sys
 
 import numpy as np
+from reference_recipes import recipe_cases
 
 OUT = os.path.join(os.path.dirname(__file__), "..", "engine", "tests", "reference", "numbers.json")
 rng = np.random.default_rng(20260101)
@@ -470,6 +472,8 @@ def main():
         xt = sig_t / sig_s * xs - a_t * (math.exp(-h) - 1) * d
         out["dpm_solver"].append(dict(alpha_bar_s=ab_s, alpha_bar_t=ab_t, h_prev=h_prev, x=arr(xs), x0=arr(x0),
                                       x0_prev=arr(x0p) if prev_idx is not None else None, h=h, expected=arr(xt)))
+
+    out["recipes"] = recipe_cases(cosine_betas(1000), rng, get_sigmas_karras, sample_heun)
 
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
     with open(OUT, "w") as f:

@@ -191,7 +191,8 @@ comment  = "#" … end of line
   written inline; declare them with a name.
 - A record `{ KEY = VALUE, … }` (braces with no variant) holds named literals —
   numbers, strings, `true`/`false` and lists of them — passed on as they are: a
-  `python` model's `args` (see `docs/own_code.md`).
+  `python` model's `args` (see `docs/own_code.md`). A `script` stage's `inputs` is a
+  record of stage names instead, `{ samples = gen, data = digits }`.
 - Keys left out take the defaults below; keys with no default that are left out are
   absent from the stage's parameters ("unset"). Paths are resolved against the folder
   of the pipeline file.

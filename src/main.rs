@@ -122,6 +122,9 @@ enum Command {
     /// Commit a finished Slurm job's outputs to the cache (run by the job's batch script).
     #[command(name = "__commit", hide = true)]
     Commit { record: PathBuf, started: u64 },
+    /// Run a script stage's job and check its outputs (run by a Slurm job's batch script).
+    #[command(name = "__script", hide = true)]
+    Script { job: PathBuf },
     /// Print a free TCP port of this node (a data-parallel job's batch script asks it for
     /// the ranks' store).
     #[command(name = "__free-port", hide = true)]
@@ -254,6 +257,7 @@ fn main() -> ExitCode {
         Command::Report { files, out, stage } => report(&files, &out, &stage),
         Command::Compare { mine, theirs, tolerance } => compare(&mine, &theirs, tolerance),
         Command::Commit { record, started } => exec::slurm::commit_job(&record, started).map_err(Failure::Failed),
+        Command::Script { job } => exec::script::run_job_file(&job).map_err(Failure::Failed),
         Command::FreePort => std::net::TcpListener::bind("0.0.0.0:0")
             .and_then(|l| l.local_addr())
             .map(|a| println!("{}", a.port()))

@@ -505,3 +505,30 @@ fn with_push_on_the_jobs_upload_their_entries_to_the_remote_before_they_end() {
     );
     assert_eq!(std::fs::read_dir(other.path().join("ac")).unwrap().count(), 2);
 }
+
+#[test]
+fn a_script_stage_runs_as_a_job_and_its_numbers_are_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    std::fs::write(p.join("difflow.toml"), "threads = 1\nexecutor = \"slurm\"\n").unwrap();
+    let pipeline = "dataset pts = toy { shape = \"gaussians8\", count = 64 }\n\
+                    script stats { run = \"stats.py\", inputs = { data = pts }, outputs = [\"metrics.json\"] }\n";
+    std::fs::write(p.join("p.diff"), pipeline).unwrap();
+    let script = "import json, os\nfrom safetensors.numpy import load_file\n\
+                  job = json.load(open(os.environ['DIFFLOW_JOB']))\n\
+                  pts = load_file(job['inputs']['data']['files']['data.safetensors'])['points']\n\
+                  json.dump({'points': int(pts.shape[0])}, open(os.path.join(job['out_dir'], 'metrics.json'), 'w'))\n";
+    std::fs::write(p.join("stats.py"), script).unwrap();
+    let config = home.path().join("config");
+    let env = [("SLURM_CONF", cluster().as_os_str()), ("XDG_CONFIG_HOME", config.as_os_str())];
+    assert_eq!(difflow_real(p, &["trust"], &env).0, 0);
+    let (code, out, err) = difflow_real(p, &["run", "p.diff"], &env);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(jobs_in(&out, "queued").contains_key("stats"), "{out}");
+    assert!(out.contains("done    script stats"), "{out}");
+    let (code, shown, err) = difflow_real(p, &["show", "p.diff", "stats"], &env);
+    assert_eq!(code, 0, "{err}");
+    assert!(shown.contains("metric   points = 64"), "{shown}");
+    assert!(!shown.contains("slurm.log"), "the job's log is not an output: {shown}");
+}

@@ -65,6 +65,7 @@ impl Value {
             Value::Stage(name) => out.push(name),
             Value::List(items) => items.iter().for_each(|v| v.stage_refs(out)),
             Value::Config(c) => c.params.values().for_each(|v| v.stage_refs(out)),
+            Value::Record(entries) => entries.values().for_each(|v| v.stage_refs(out)),
             _ => {}
         }
     }

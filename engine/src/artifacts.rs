@@ -42,6 +42,9 @@ pub struct TrainMeta {
     /// The largest |value| of vector training data (x̂₀ is clipped to it while sampling).
     #[serde(default)]
     pub data_bound: Option<f64>,
+    /// The net's EDM preconditioning (None: it predicts the schedule's ε, v or x₀).
+    #[serde(default)]
+    pub edm: Option<difflow_core::params::train::Edm>,
 }
 
 impl TrainMeta {

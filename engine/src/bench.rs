@@ -36,6 +36,7 @@ use crate::lanes::Lanes;
 use crate::metrics::inception::{expected_state_dict, InceptionV3, Precision};
 use crate::models::{evaluate, Denoiser, ModelSpec};
 use crate::training::{Settings, Trainer};
+use difflow_core::params::train::{LrPlan, LrSchedule};
 
 /// Options shared by `bench` and `check`.
 pub struct Options {
@@ -156,8 +157,9 @@ pub(crate) fn settings(o: &Options, classes: usize) -> Settings {
         uncond_p: if classes > 0 { 0.1 } else { 0.0 },
         steps: usize::MAX,
         batch: o.batch,
-        lr: 1e-4,
-        warmup: 0,
+        lr: LrPlan { lr: 1e-4, warmup: 0, steps: usize::MAX, schedule: LrSchedule::Constant, floor: 0.0 },
+        loss_weights: None,
+        edm: None,
         grad_clip: 1.0,
         ema: 0.999,
         seed: 0,
@@ -325,6 +327,7 @@ pub(crate) fn sample_chain(
     let setup = SampleSetup {
         tables: &tables,
         model: spec,
+        edm: None,
         space: DataSpace::images(),
         sampler,
         guidance: &guidance,

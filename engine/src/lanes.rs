@@ -320,7 +320,7 @@ mod tests {
         let t = Tensor::from_slice(&[3i64, 100, 250, 600, 800, 990]);
         let y = Tensor::from_slice(&[0i64, 1, 2, 3, 0, 1]);
         let xt = process.q_sample(&x0, &t, &noise);
-        let batch = NoisyBatch { xt: &xt, x0: &x0, t: &t, noise: &noise, y: Some(&y) };
+        let batch = NoisyBatch { xt: &xt, x0: &x0, t: &t, noise: &noise, y: Some(&y), weight: None, target: None };
         let gradient = |lanes: &Lanes| trainer.gradient(lanes, &s, &process, &batch).unwrap();
         let (g1, loss1) = gradient(&Lanes::one());
         let (g2, loss2) = gradient(&Lanes::with_count(2));

@@ -67,6 +67,8 @@ pub fn decode_any(kind: &str, variant: &str, params: &Value) -> Result<()> {
         "plot" => fits::<crate::plot::PlotParams>(&object, &what)?,
         // Written by the orchestrator in-process, never by a worker.
         "report" => {}
+        // Run by difflow with the project's Python, never by a worker.
+        "script" => {}
         other => bail!("no engine type for the kind `{other}`"),
     }
     Ok(())

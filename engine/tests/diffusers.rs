@@ -96,6 +96,7 @@ fn a_ddim_chain_ends_at_the_images_diffusers_reaches() {
     let setup = SampleSetup {
         tables: &meta.schedule.tables(),
         model: meta.model_spec,
+        edm: None,
         space: DataSpace::images(),
         sampler: &sampler,
         guidance: &Guidance::None,
@@ -149,6 +150,8 @@ fn a_difflow_unet_exported_loads_in_diffusers_with_the_same_output() {
         steps: 1,
         final_loss: Some(1.0),
         data_bound: None,
+
+        edm: None,
     };
     write_folder(&meta, &entry, &dir.path().join("pipeline")).unwrap();
 

@@ -404,6 +404,7 @@ fn dpm_solver_orders_converge_on_gaussian_data() {
         let setup = SampleSetup {
             tables: &tables,
             model,
+            edm: None,
             space: DataSpace::points(None),
             sampler: &sampler,
             guidance: &Guidance::None,
@@ -510,6 +511,7 @@ fn karras_samplers_run_nets_of_discrete_schedules_with_guidance() {
         let setup = SampleSetup {
             tables: &tables,
             model: ModelSpec { classes: 3, learn_sigma: false, prediction },
+            edm: None,
             space: DataSpace::points(None),
             sampler: &sampler,
             guidance: &guidance,

@@ -46,6 +46,7 @@ fn example(ty: &Type) -> Value {
         }
         Type::Union(alternatives) => example(&alternatives[0]),
         Type::Record => json!({"k": 1}),
+        Type::StageRecord(_) => json!({"k": {"$stage": "pts"}}),
     }
 }
 

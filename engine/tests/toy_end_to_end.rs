@@ -259,6 +259,7 @@ fn classifier_guidance_steers_the_unconditional_model(train: &Path) {
         let setup = SampleSetup {
             tables: &tables,
             model: meta.model_spec,
+            edm: None,
             space: meta.data_space(),
             sampler: &sampler,
             guidance: &guidance,

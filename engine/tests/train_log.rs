@@ -184,3 +184,29 @@ fn the_hparams_tab_reads_the_swept_values_of_an_instance() {
     assert_eq!(experiment["hparams"], json!({"lr": true, "sampler": false, "scale_shift": false}), "{experiment}");
     assert!(experiment["metrics"].as_array().unwrap().contains(&json!("loss")), "{experiment}");
 }
+
+/// A decaying learning-rate schedule is what each step trains with and what TensorBoard
+/// shows: every logged `lr` is `LrPlan::at` of its step (1-based in the log).
+#[test]
+fn tensorboard_shows_the_decaying_learning_rate_of_every_step() {
+    use difflow_core::params::train::{LrPlan, LrSchedule};
+
+    let python = tensorboard_python();
+    let root = tempfile::tempdir().unwrap();
+    let mut job = train_job_named(root.path(), "decay", 40);
+    job.params["warmup"] = json!(10);
+    job.params["lr_schedule"] = json!("cosine");
+    job.params["lr_floor"] = json!(0.1);
+    difflow_engine::stages::run(&job).unwrap();
+    let [file] = event_files(&job.out_dir.join(difflow_core::job::LOG_DIR)).try_into().unwrap();
+    let logged = read_scalars(&python, &file)["lr"].as_array().unwrap().clone();
+    let plan = LrPlan { lr: 1e-3, warmup: 10, steps: 40, schedule: LrSchedule::Cosine, floor: 0.1 };
+    assert_eq!(logged.len(), 40);
+    for entry in &logged {
+        let step = entry[0].as_u64().unwrap() as usize;
+        let want = plan.at(step - 1) as f32;
+        assert_eq!(entry[1].as_f64().unwrap() as f32, want, "lr at step {step}");
+    }
+    // It decays: the last step's rate is near the floor, far below the peak.
+    assert!(logged[39][1].as_f64().unwrap() < 0.11e-3, "{:?}", logged[39]);
+}

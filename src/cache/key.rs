@@ -80,6 +80,10 @@ fn key_material(inst: &Instance, upstream: &BTreeMap<String, String>, digests: &
             params.insert(name.clone(), files);
             continue;
         }
+        if let (true, "run", Value::Path(file)) = (inst.kind == "script", name.as_str(), value) {
+            params.insert(name.clone(), python_module_material(Path::new(file), inst, digests)?);
+            continue;
+        }
         if in_key(&inst.kind, &inst.variant, name) {
             params.insert(keyed_name(&inst.kind, &inst.variant, name), value_material(value, inst, upstream, digests)?);
         }
@@ -144,11 +148,17 @@ fn value_material(
             }
             Json::Object(map)
         }
+        Value::Record(entries) => Json::Object(
+            entries
+                .iter()
+                .map(|(k, x)| Ok((k.clone(), value_material(x, inst, upstream, digests)?)))
+                .collect::<Result<_, KeyError>>()?,
+        ),
         other => other.to_json(),
     })
 }
 
-/// A python model's module: its content digest and those of the project files it imports
+/// A python model's module (or a script): its content digest and those of the project files it imports
 /// (sorted by digest, so that moving the project keeps the key), so that editing the
 /// model or a helper it imports retrains and editing any other file does not. A module
 /// that cannot be read keys as missing (check reports why, the run stops).

@@ -136,6 +136,10 @@ codes! {
     EmbeddingNormalisedAway = "embedding_normalised_away",
     /// a python model's `file` that is missing, outside the project (the rule of `use`), not a regular file of at most 16 MiB, or that does not define its `class`
     PythonModel = "python_model",
+    /// a script stage's `run` file that is missing or outside the project, an output that is not a plain file name, or a script read as samples that does not declare `samples.safetensors`
+    Script = "script",
+    /// EDM preconditioning with what it has no use for or cannot drive: a sampler on timesteps, learned variance, a VLB loss, another loss weighting, an NLL; or EDM's constants without it
+    EdmPrecondition = "edm_precondition",
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ mod missing_data;
 pub mod out_dir;
 mod plan;
 mod recipe;
+pub mod script;
 pub mod show;
 pub mod slurm;
 pub mod stale;
@@ -124,7 +125,7 @@ pub fn run(s: &Session, opts: &RunOptions, progress: &Progress) -> Result<RunSum
         return out_dir::finish(s, &selected, out.as_deref(), summary, true);
     }
     missing_data(to_run.iter().map(|&i| s.instance(i))).map_err(Failure::Failed)?;
-    let needs_worker = to_run.iter().any(|&i| s.instance(i).kind != "report");
+    let needs_worker = to_run.iter().any(|&i| !matches!(s.instance(i).kind.as_str(), "report" | "script"));
     let worker = if needs_worker { Some(worker::worker_path().map_err(Failure::Failed)?) } else { None };
     interrupt::install();
     let nproc = opts.nproc.map_or_else(|| s.settings.nproc.clone(), crate::project::settings::Nproc::All);
@@ -296,6 +297,8 @@ fn execute(s: &Session, i: usize, how: &Execution, label: &str) -> Result<Outcom
         crate::report::write_report_titled(&job, Some(&recipe), &titles)
             .map(|()| Default::default())
             .map_err(StageError::Failed)
+    } else if inst.kind == "script" {
+        run_script(s, i, (&job, &job_file), progress, label).map_err(StageError::Failed)
     } else {
         match worker {
             None => Err(StageError::Failed("no worker executable".to_string())),
@@ -327,6 +330,20 @@ fn execute(s: &Session, i: usize, how: &Execution, label: &str) -> Result<Outcom
     s.cache.commit(&lock, manifest).map_err(|e| format!("cannot commit its outputs to the cache: {e}"))?;
     crate::remote::run::push_after_commit(s, i, progress);
     Ok(Outcome::Ran(secs))
+}
+
+/// Run script instance `i` into `job.out_dir`, its job written to `job_file`.
+fn run_script(
+    s: &Session,
+    i: usize,
+    (job, job_file): (&Job, &Path),
+    progress: &Progress,
+    label: &str,
+) -> Result<worker::WorkerOutput, String> {
+    let script_job = script::build_job(s, i, job.out_dir.clone(), &job.device)?;
+    script::write_job(&script_job, job_file)?;
+    script::run(&script_job, job_file, (progress, label), &[])?;
+    Ok(worker::WorkerOutput { metrics: script::reported_metrics(&job.out_dir), ..Default::default() })
 }
 
 /// The manifest of instance `i`'s entry, less its timings and metrics.

@@ -274,7 +274,11 @@ pub fn run(s: &Session, plan: Plan, worker: Option<&Path>, progress: &Progress) 
                     Failure::Failed(format!("cannot prepare the staging folder of `{}`: {e}", inst.name))
                 })?;
                 let offset = std::fs::metadata(&log).map_or(0, |m| m.len());
-                let worker = worker.ok_or_else(|| Failure::Failed("no worker executable".into()))?;
+                // A script's job runs `difflow __script` instead of the worker.
+                let worker = match inst.kind.as_str() {
+                    "script" => difflow.as_path(),
+                    _ => worker.ok_or_else(|| Failure::Failed("no worker executable".into()))?,
+                };
                 let nproc = plan.nproc.for_kind(&inst.kind);
                 let continued = continued.map(|(key, input, _)| (key, input));
                 let id = submit(s, i, (out_dir, continued), (&plan.device, nproc), &deps, worker, &difflow)
@@ -468,8 +472,13 @@ fn submit(
         job.inputs.insert(CONTINUE_INPUT.to_string(), input.clone());
     }
     let job_file = s.cache.dir.join(format!("{key}.job.json"));
-    std::fs::write(&job_file, serde_json::to_string_pretty(&job).expect("jobs serialise"))
-        .map_err(|e| format!("cannot write {}: {e}", job_file.display()))?;
+    let script_stage = inst.kind == "script";
+    if script_stage {
+        super::script::write_job(&super::script::build_job(s, i, job.out_dir.clone(), device)?, &job_file)?;
+    } else {
+        std::fs::write(&job_file, serde_json::to_string_pretty(&job).expect("jobs serialise"))
+            .map_err(|e| format!("cannot write {}: {e}", job_file.display()))?;
+    }
     let record = record_path(s, key);
     let script = s.cache.dir.join(format!("{key}.slurm.sh"));
     let pipeline = s.file.file_stem().map_or("pipeline".into(), |n| n.to_string_lossy().into_owned());
@@ -481,6 +490,7 @@ fn submit(
         record: &record,
         nproc: resources.nproc,
         cpus: resources.cpus,
+        script_stage,
     });
     std::fs::write(&script, text).map_err(|e| format!("cannot write {}: {e}", script.display()))?;
     // Stages that checkpoint (training, classifiers) resume when requeued; others rerun.
@@ -560,6 +570,9 @@ pub fn commit_job(record_file: &Path, started_epoch: u64) -> Result<(), String> 
     }
     // The log is not an output: a local run has none, and digests must agree.
     let _ = std::fs::remove_file(&log);
+    if rec.manifest.kind == "script" {
+        metrics = super::script::reported_metrics(&staging);
+    }
     let started = std::time::UNIX_EPOCH + Duration::from_secs(started_epoch);
     let secs = std::time::SystemTime::now().duration_since(started).map_or(0.0, |d| d.as_secs_f64());
     let manifest = Manifest {

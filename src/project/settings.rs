@@ -13,6 +13,7 @@
 //! max_params = 2_000_000_000        # the largest model read from a diffusers folder
 //! max_memory_gib = 32               # its weights, one example's activations and schedule
 //! out = "results"                   # `difflow run` puts readable copies in results/<pipeline stem>/
+//! python = ".venv/bin/python"       # runs script stages (default: see `exec::script::interpreter`)
 //!
 //! [slurm]                           # sbatch resources; each a value or a table by stage kind
 //! partition = "gpu"
@@ -74,6 +75,9 @@ pub struct Settings {
     /// `out`: the folder, absolute, under which `difflow run` publishes each pipeline's
     /// finished outputs (`<out>/<pipeline stem>/`; `difflow run --out` wins).
     pub out: Option<PathBuf>,
+    /// `python`: the interpreter of script stages (a path relative to the project, or a
+    /// command name looked up on `PATH`); unset: the set-up's environment.
+    pub python: Option<PathBuf>,
 }
 
 /// A `[sources.NAME]` table: another URL (a mirror) and/or another checksum.
@@ -135,6 +139,7 @@ struct RawSettings {
     max_memory_gib: Option<u64>,
     remote: Option<crate::remote::run::RemoteSettings>,
     out: Option<PathBuf>,
+    python: Option<PathBuf>,
 }
 
 impl Settings {
@@ -157,6 +162,7 @@ impl Settings {
             limits: SizeLimits::default(),
             remote: None,
             out: None,
+            python: None,
         }
     }
 
@@ -173,7 +179,7 @@ impl Settings {
         };
         let raw: RawSettings = toml::from_str(&text).map_err(|e| {
             format!(
-                "{} is not valid: {}\nhelp: the known settings are cache, data_root, device, inception_weights, threads, jobs, nproc, use_roots, executor, max_params, max_memory_gib, out, [slurm], user_cache, [sources.NAME] tables (url, sha256) and [remote] (url, pull, push)",
+                "{} is not valid: {}\nhelp: the known settings are cache, data_root, device, inception_weights, threads, jobs, nproc, use_roots, executor, max_params, max_memory_gib, out, python, [slurm], user_cache, [sources.NAME] tables (url, sha256) and [remote] (url, pull, push)",
                 file.display(),
                 e.message()
             )
@@ -224,6 +230,7 @@ impl Settings {
             s.limits.max_memory = gib.saturating_mul(1 << 30);
         }
         s.out = raw.out.map(|o| root.join(o));
+        s.python = raw.python.map(|p| if p.components().count() > 1 { root.join(p) } else { p });
         if let Some(r) = raw.remote {
             // Checked here so that a typo fails every command, not only the first transfer.
             crate::remote::Remote::open(&r).map_err(|e| format!("{}: {e}", file.display()))?;

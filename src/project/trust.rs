@@ -1,9 +1,9 @@
 //! Which projects may run their own Python. A recipe from someone else must not run its
-//! code behind the user's back: a pipeline with `python` models runs only in a project
-//! folder the user trusted once with `difflow trust`. The list is the user's, kept outside
-//! every project (`$XDG_CONFIG_HOME/difflow/trusted`, else `~/.config/difflow/trusted`),
-//! one canonical folder a line. Trust covers a folder and everything below it, whatever
-//! the files hold later: it is not a review of their contents.
+//! code behind the user's back: a pipeline with `python` models or `script` stages runs
+//! only in a project folder the user trusted once with `difflow trust`. The list is the
+//! user's, kept outside every project (`$XDG_CONFIG_HOME/difflow/trusted`, else
+//! `~/.config/difflow/trusted`), one canonical folder a line. Trust covers a folder and
+//! everything below it, whatever the files hold later: it is not a review of their contents.
 
 use std::path::{Path, PathBuf};
 
@@ -69,8 +69,8 @@ pub fn project_folder(dir: &Path) -> PathBuf {
     dir.ancestors().find(marks_project).unwrap_or(&dir).to_path_buf()
 }
 
-/// The project Python files a pipeline would run (`python` models' files and the project
-/// files they import), sorted.
+/// The project Python files a pipeline would run (`python` models' files, script stages'
+/// `run` files and the project files they import), sorted.
 pub fn python_files(p: &Pipeline) -> Vec<PathBuf> {
     fn collect(v: &Value, out: &mut Vec<PathBuf>) {
         match v {
@@ -85,7 +85,12 @@ pub fn python_files(p: &Pipeline) -> Vec<PathBuf> {
         }
     }
     let mut out = Vec::new();
-    p.instances.iter().flat_map(|i| i.params.values()).for_each(|v| collect(v, &mut out));
+    for inst in &p.instances {
+        if let ("script", Some(Value::Path(file))) = (inst.kind.as_str(), inst.params.get("run")) {
+            out.push(PathBuf::from(file));
+        }
+        inst.params.values().for_each(|v| collect(v, &mut out));
+    }
     let (policy, _) = crate::lang::use_policy::UsePolicy::for_pipeline(&p.root);
     for module in out.clone() {
         if let Ok((module, text)) = crate::lang::python_files::read_module(&module, &policy) {

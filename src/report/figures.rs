@@ -25,7 +25,8 @@ pub fn write_pictures(
     members: &[(&str, &Input)],
     titles: &AxisTitles,
 ) -> Result<(), String> {
-    for img in IMAGES {
+    for img in &picture_files(members) {
+        let img = img.as_str();
         let mut pictures = Vec::new();
         for (name, input) in members {
             let Ok(bytes) = std::fs::read(input.dir.join(img)) else { continue };
@@ -43,9 +44,32 @@ pub fn write_pictures(
     Ok(())
 }
 
+/// The picture files of a family: the stages' own (grids, plots), then every PNG, SVG or
+/// GIF a script wrote, by name.
+fn picture_files(members: &[(&str, &Input)]) -> Vec<String> {
+    let mut files: Vec<String> = IMAGES.iter().map(|i| i.to_string()).collect();
+    let mut written: Vec<String> = members
+        .iter()
+        .filter(|(_, input)| input.kind == "script")
+        .flat_map(|(_, input)| super::list(&input.dir))
+        .filter(|f| is_picture(f) && !files.contains(f))
+        .collect();
+    written.sort();
+    written.dedup();
+    files.extend(written);
+    files
+}
+
+/// Whether a file name is one of a picture the report shows.
+pub fn is_picture(name: &str) -> bool {
+    [".png", ".svg", ".gif"].iter().any(|ext| name.ends_with(ext))
+}
+
 fn mime(img: &str) -> &'static str {
     if img.ends_with(".gif") {
         "image/gif"
+    } else if img.ends_with(".svg") {
+        "image/svg+xml"
     } else {
         "image/png"
     }

@@ -263,7 +263,7 @@ fn sweep_coordinates(name: &str) -> Vec<(String, String)> {
 }
 
 fn has_image(dir: &Path) -> bool {
-    IMAGES.iter().any(|i| dir.join(i).is_file())
+    IMAGES.iter().any(|i| dir.join(i).is_file()) || list(dir).iter().any(|f| figures::is_picture(f))
 }
 
 fn list(dir: &Path) -> Vec<String> {

@@ -21,6 +21,7 @@ pub mod sample;
 pub mod sampler;
 pub mod schedule;
 pub mod stats;
+pub mod train;
 
 #[cfg(test)]
 mod tests;

@@ -45,6 +45,7 @@ pub(crate) fn literal_fits(value: &Value, ty: &Type, range: &super::Range) -> bo
         (Value::List(items), Type::List(inner)) => items.iter().all(|v| literal_fits(v, inner, range)),
         (v, Type::Union(alts)) => alts.iter().any(|t| literal_fits(v, t, range)),
         (Value::Record(_), Type::Record) => true,
+        (Value::Record(entries), Type::StageRecord(_)) => entries.is_empty(),
         _ => false,
     }
 }

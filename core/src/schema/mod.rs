@@ -46,6 +46,8 @@ pub enum Type {
     /// `{ KEY = VALUE, … }`: named literals (numbers, strings, bools, lists of them),
     /// passed on as they are (a python model's constructor arguments).
     Record,
+    /// `{ KEY = STAGE, … }`: named references to stages of these kinds (a script's inputs).
+    StageRecord(Vec<&'static str>),
 }
 
 impl Type {
@@ -69,6 +71,7 @@ impl Type {
             Type::Config(kind) => format!("{} (a name or an inline block)", articled(kind)),
             Type::Union(alts) => one_of(&alts.iter().map(Type::describe).collect::<Vec<_>>()),
             Type::Record => "a record `{ KEY = VALUE, … }` of literals".into(),
+            Type::StageRecord(_) => "a record `{ KEY = STAGE, … }` of stage names".into(),
         }
     }
 
@@ -86,6 +89,7 @@ impl Type {
             Type::Config(kind) => kind.to_string(),
             Type::Union(alts) => alts.iter().map(Type::short).collect::<Vec<_>>().join(" | "),
             Type::Record => "record of literals".into(),
+            Type::StageRecord(_) => "record of stages".into(),
         }
     }
 }
@@ -381,7 +385,9 @@ mod tests {
     fn stage_references_name_stage_kinds_and_configs_name_config_kinds() {
         fn walk(t: &Type) {
             match t {
-                Type::Stage(kinds) => kinds.iter().for_each(|k| assert!(is_stage_kind(k), "{k}")),
+                Type::Stage(kinds) | Type::StageRecord(kinds) => {
+                    kinds.iter().for_each(|k| assert!(is_stage_kind(k), "{k}"))
+                }
                 Type::Config(k) => assert!(is_config_kind(k), "{k}"),
                 Type::List(inner) => walk(inner),
                 Type::Union(alts) => alts.iter().for_each(walk),

@@ -4,10 +4,12 @@
 
 mod evaluation;
 mod sampling;
+mod script;
 
 use super::{Bound, Default, KeySpec, KindSpec, Range, Role, Type, VariantSpec};
 use evaluation::{metrics_kind, nll_kind, plot_kind, report_kind, stats_kind};
 use sampling::{guidance_kind, sampler_kind};
+use script::script_kind;
 
 pub(crate) fn key(name: &'static str, ty: Type, default: Default, doc: &'static str) -> KeySpec {
     KeySpec { name, ty, default, range: Range::ANY, doc, in_key: true, meaning: 1, title: None, replicable: false }
@@ -434,6 +436,31 @@ fn train_kind() -> KindSpec {
                 .range(ge_lt(0.0, 1.0)),
             replicable_seed(TRAINING_SEED),
             def("precision", en(&["fp32", "bf16"]), "\"fp32\"", "arithmetic precision of the forward/backward pass"),
+            opt(
+                "weighting",
+                en(&["uniform", "min_snr"]),
+                "loss weight per noise level: uniform, or Min-SNR-γ (Hang et al. 2023; unset: uniform)",
+            ),
+            opt("snr_gamma", Type::Float, "γ of weighting = \"min_snr\" (unset: 5)").range(gt(0.0)),
+            opt(
+                "lr_schedule",
+                en(&["constant", "cosine", "linear"]),
+                "learning rate after warm-up: constant, or cosine or linear decay to lr_floor at `steps` (unset: constant)",
+            )
+            .title("learning-rate schedule"),
+            opt("lr_floor", Type::Float, "where a decaying lr_schedule ends, as a fraction of lr (unset: 0)")
+                .range(ge_lt(0.0, 1.0)),
+            opt(
+                "precondition",
+                en(&["edm"]),
+                "EDM (Karras et al. 2022): the net as c_skip·x + c_out·F(c_in·x, ln(σ)/4), trained on log-normal σ \
+                 with λ(σ); sample it with heun, euler or euler_ancestral (unset: the schedule's ε/v/x₀ prediction)",
+            )
+            .title("preconditioning"),
+            opt("sigma_data", Type::Float, "EDM's σ_data, the data's standard deviation (unset: 0.5)").range(gt(0.0)),
+            opt("p_mean", Type::Float, "EDM's mean of ln σ in training (unset: -1.2)").range(ge_le(-10.0, 10.0)),
+            opt("p_std", Type::Float, "EDM's standard deviation of ln σ in training (unset: 1.2)")
+                .range(gt_le(0.0, 10.0)),
         ],
         version: 1,
     })
@@ -540,6 +567,7 @@ pub(super) fn kinds() -> Vec<KindSpec> {
         metrics_kind(),
         nll_kind(),
         plot_kind(),
+        script_kind(),
         report_kind(),
         stats_kind(),
     ]

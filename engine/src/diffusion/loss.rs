@@ -1,23 +1,11 @@
 //! Training objectives (Ho et al. 2020; Nichol & Dhariwal 2021).
 
 use anyhow::{bail, Result};
-use serde::{Deserialize, Serialize};
+pub use difflow_core::params::train::LossType;
 use tch::Tensor;
 
 use super::vlb::mean_flat;
 use super::Process;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LossType {
-    /// MSE on the prediction target (ε, v or x₀).
-    Simple,
-    /// simple + λ·L_vlb with λ = 0.001 and the mean stopped from the VLB's gradient, so the
-    /// VLB term trains only the learned variance (IDDPM §3.1).
-    Hybrid,
-    /// The per-timestep variational bound term alone (trains mean and variance).
-    Vlb,
-}
 
 /// IDDPM's λ for the hybrid loss.
 pub const HYBRID_LAMBDA: f64 = 0.001;
@@ -37,8 +25,33 @@ impl Process {
         noise: &Tensor,
         loss: LossType,
     ) -> Result<Tensor> {
+        self.weighted_training_loss(output, x0, xt, t, noise, loss, None)
+    }
+
+    /// [`Process::training_loss`] with each item's MSE term scaled by its `weight` [B] (the
+    /// Min-SNR-γ weights of its timestep); the VLB term, which trains the variance, is not.
+    #[allow(clippy::too_many_arguments)]
+    pub fn weighted_training_loss(
+        &self,
+        output: &Tensor,
+        x0: &Tensor,
+        xt: &Tensor,
+        t: &Tensor,
+        noise: &Tensor,
+        loss: LossType,
+        weight: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let (prediction, v) = self.split_output(output);
-        let mse = || mean_flat(&(&prediction - self.target(x0, t, noise)).square());
+        let mse = || {
+            let mse = mean_flat(&(&prediction - self.target(x0, t, noise)).square());
+            match weight {
+                Some(w) => mse * w,
+                None => mse,
+            }
+        };
+        if weight.is_some() && loss == LossType::Vlb {
+            bail!("loss weighting scales the MSE term, and loss = \"vlb\" has none");
+        }
         Ok(match loss {
             LossType::Simple => mse(),
             LossType::Hybrid => {

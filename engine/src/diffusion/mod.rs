@@ -7,6 +7,7 @@
 //! papers' t = 1). A respaced process keeps `timestep_map[k]`, the original timestep the
 //! network is called with at index k.
 
+pub mod edm;
 pub mod guidance;
 pub mod loss;
 pub mod noise;

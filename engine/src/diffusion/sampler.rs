@@ -9,8 +9,10 @@ use difflow_core::diffusion::schedule::DiffusionTables;
 use difflow_core::params::model::Prediction;
 pub use difflow_core::params::sampler::Sampler;
 use difflow_core::params::sampler::{karras_sigmas, schedule_sigmas, SigmaSteps};
+use difflow_core::params::train::{Edm, EDM_SIGMA_MAX, EDM_SIGMA_MIN};
 use tch::{Device, Kind, Tensor};
 
+use super::edm;
 use super::guidance::{cfg_output, classifier_gradient, guided_eps, guided_mean};
 use super::noise::{SampleNoise, STREAM_INIT};
 use super::vlb::ModelFn;
@@ -35,6 +37,8 @@ pub enum Guidance<'a> {
 pub struct SampleSetup<'a> {
     pub tables: &'a DiffusionTables,
     pub model: ModelSpec,
+    /// The net's EDM preconditioning (None: it predicts the schedule's ε, v or x₀).
+    pub edm: Option<Edm>,
     pub space: DataSpace,
     pub sampler: &'a Sampler,
     pub guidance: &'a Guidance<'a>,
@@ -91,6 +95,9 @@ impl SampleSetup<'_> {
         }
         if let Some(sigma_steps) = self.sampler.sigma_steps() {
             return self.sample_sigmas(process, net, x_init, indices, y, sigma_steps, on_step);
+        }
+        if self.edm.is_some() {
+            bail!("an EDM-preconditioned net is sampled on σ steps: use sampler = heun, euler or euler_ancestral");
         }
         let b = indices.len() as i64;
         let mut x = x_init;
@@ -149,7 +156,12 @@ impl SampleSetup<'_> {
     ) -> Result<Samples> {
         let alpha_bar: Vec<f64> = (0..process.steps()).map(|k| process.alpha_bar(k)).collect();
         let table = schedule_sigmas(&alpha_bar);
-        let (sigma_min, sigma_max) = sigma_steps.bounds(table[0], table[table.len() - 1])?;
+        // An EDM net knows no schedule: EDM's own σ range, else the schedule's.
+        let (lowest, highest) = match self.edm {
+            Some(_) => (EDM_SIGMA_MIN, EDM_SIGMA_MAX),
+            None => (table[0], table[table.len() - 1]),
+        };
+        let (sigma_min, sigma_max) = sigma_steps.bounds(lowest, highest)?;
         let sigmas = karras_sigmas(sigma_steps.steps, sigma_min, sigma_max, sigma_steps.rho);
         let mut trajectory = Vec::new();
         let mut evaluations = 0;
@@ -177,8 +189,10 @@ impl SampleSetup<'_> {
     /// The guided denoiser D(x; σ) of a net trained on the discrete schedule, as k-diffusion's
     /// `DiscreteEpsDDPMDenoiser` / `DiscreteVDDPMDenoiser`: the net sees x √ᾱ (ᾱ = 1/(1+σ²))
     /// at timestep `k` (σ's nearest), and its prediction is turned into x̂₀ with the exact σ.
-    /// Classifier guidance adds σ² ∇_x log p(y | x) (Tweedie); x̂₀ is clipped like the
-    /// other samplers' (k-diffusion leaves it unclipped).
+    /// An EDM net instead sees c_in(σ) x at the real timestep c_noise(σ), and D = c_skip x +
+    /// c_out F. Classifier guidance adds σ² ∇_x log p(y | x) (Tweedie), the classifier seeing
+    /// x √ᾱ at timestep `k`; x̂₀ is clipped like the other samplers' (k-diffusion leaves it
+    /// unclipped).
     fn denoise_sigma(
         &self,
         process: &Process,
@@ -192,18 +206,26 @@ impl SampleSetup<'_> {
         let t_model = process.model_timesteps(&t);
         let alpha_bar = 1.0 / (1.0 + sigma * sigma);
         let x_in = x * alpha_bar.sqrt();
+        let (net_x, net_t) = match &self.edm {
+            Some(edm) => {
+                let c_noise = Tensor::full([x.size()[0]], Edm::c_noise(sigma), (Kind::Float, self.device));
+                (edm::net_input(edm, x, sigma), c_noise)
+            }
+            None => (x_in.shallow_clone(), t_model.shallow_clone()),
+        };
         let output = tch::no_grad(|| match (self.guidance, y) {
             (Guidance::Cfg { scale }, Some(y)) => {
-                cfg_output(net, &x_in, &t_model, y, self.model.classes as i64, *scale, self.item_shape[0])
+                cfg_output(net, &net_x, &net_t, y, self.model.classes as i64, *scale, self.item_shape[0])
             }
-            _ => net(&x_in, &t_model, y),
+            _ => net(&net_x, &net_t, y),
         });
         let (prediction, _) = process.split_output(&output.to_kind(x.kind()));
-        let mut d = match self.model.prediction {
-            Prediction::Eps => x - prediction * sigma,
+        let mut d = match (&self.edm, self.model.prediction) {
+            (Some(edm), _) => edm::denoised(edm, x, sigma, &prediction),
+            (None, Prediction::Eps) => x - prediction * sigma,
             // x₀ = √ᾱ x_in − √(1−ᾱ) v, with √(1−ᾱ) = σ√ᾱ.
-            Prediction::V => x * alpha_bar - prediction * (sigma * alpha_bar.sqrt()),
-            Prediction::X0 => prediction,
+            (None, Prediction::V) => x * alpha_bar - prediction * (sigma * alpha_bar.sqrt()),
+            (None, Prediction::X0) => prediction,
         };
         if let (Guidance::Classifier { classifier, scale }, Some(y)) = (self.guidance, y) {
             // ∇_x log p = √ᾱ ∇_{x_in} log p.

@@ -34,6 +34,9 @@ pub fn run(job: &Job) -> Result<()> {
     }
     let (name, from) = input(job, &params.from)?;
     let meta = TrainMeta::read(&from.dir).with_context(|| format!("`{name}` is not a trained model"))?;
+    if meta.edm.is_some() {
+        bail!("`{name}` is an EDM-preconditioned net, which a diffusers UNet2DModel and DDPM scheduler cannot hold");
+    }
     write_folder(&meta, &from.dir, &job.out_dir).with_context(|| format!("cannot export `{name}` to diffusers"))
 }
 

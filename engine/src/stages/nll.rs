@@ -32,6 +32,9 @@ pub fn run(job: &Job) -> Result<()> {
     let device = crate::device::resolve(&job.device)?;
     let (from_name, from) = input(job, &params.from)?;
     let meta = TrainMeta::read(&from.dir).with_context(|| format!("`from = {from_name}` must be a train stage"))?;
+    if meta.edm.is_some() {
+        bail!("`{from_name}` trained an EDM net, which has no discrete schedule's bound to measure");
+    }
     let (data_name, data_input) = input(job, &params.data)?;
     let data = Dataset::read(&data_input.dir).with_context(|| format!("cannot read `{data_name}`"))?;
     if data.meta.shape != meta.data.shape || data.meta.data_type != meta.data.data_type {

@@ -89,6 +89,7 @@ pub fn convert(p: &Pretrained, weights: &Path, out: &Path) -> Result<TrainMeta> 
         steps: 0,
         final_loss: None,
         data_bound: None,
+        edm: None,
     };
     std::fs::write(out.join("meta.json"), serde_json::to_string_pretty(&meta)?)?;
     Ok(meta)

@@ -71,6 +71,7 @@ pub fn run(job: &Job) -> Result<()> {
     let setup = SampleSetup {
         tables: &meta.schedule.tables(),
         model: meta.model_spec,
+        edm: meta.edm,
         space: meta.data_space(),
         sampler,
         guidance: &guidance,

@@ -1,6 +1,8 @@
 //! The `train` stage (variant `diffusion`): fits a denoiser to a dataset with AdamW
-//! (implemented here on tensors so its moments can be checkpointed), linear warm-up,
-//! global-norm gradient clipping, EMA with warm-up and checkpoints that resume.
+//! (implemented here on tensors so its moments can be checkpointed), linear warm-up and an
+//! optional cosine or linear decay, global-norm gradient clipping, EMA with warm-up, an
+//! optional Min-SNR-γ loss weighting or EDM preconditioning (`difflow_core::params::train`,
+//! docs/recipes.md) and checkpoints that resume.
 //!
 //! Every step draws its randomness (batch, t, noise, label dropout, flips) from libtorch's
 //! generator seeded with (seed, step), so a resumed run takes exactly the steps an
@@ -14,13 +16,11 @@
 
 use anyhow::{bail, Context, Result};
 use difflow_core::diffusion::schedule::ScheduleSpec;
-use difflow_core::job::{Job, StageRef};
-use serde::Deserialize;
+use difflow_core::job::Job;
 use tch::Device;
 
 use crate::artifacts::{TrainMeta, LOSS_FILE};
 use crate::data::Dataset;
-use crate::diffusion::loss::LossType;
 use crate::diffusion::{DataSpace, Process, VarianceType};
 use crate::dist::ProcessGroup;
 use crate::models::ModelSpec;
@@ -31,33 +31,8 @@ use crate::tblog::TrainLog;
 use crate::training::checkpoint::{self, CheckpointState, CHECKPOINT_DIR};
 use crate::training::{Settings, Trainer};
 
-/// The parameters of a `train` stage.
-#[derive(Debug, Clone, Deserialize)]
-pub struct TrainParams {
-    /// The `model` and `schedule` config objects, kept whole for `meta.json`.
-    pub model: serde_json::Value,
-    pub data: StageRef,
-    pub schedule: serde_json::Value,
-    pub loss: LossType,
-    pub uncond_p: f64,
-    pub steps: Option<usize>,
-    pub epochs: Option<usize>,
-    pub batch: usize,
-    pub lr: f64,
-    pub warmup: usize,
-    pub grad_clip: f64,
-    pub ema: f64,
-    pub seed: u64,
-    pub precision: Precision,
-    pub checkpoint_every: usize,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Precision {
-    Fp32,
-    Bf16,
-}
+use difflow_core::params::train::LossType;
+pub use difflow_core::params::train::{Precision, TrainParams};
 
 pub fn run(job: &Job) -> Result<()> {
     let params: TrainParams = job_params(job)?;
@@ -78,6 +53,15 @@ pub fn run(job: &Job) -> Result<()> {
     model_spec.prediction.fits(&schedule).map_err(|e| anyhow::anyhow!("{e}: set the model's `prediction = \"v\"`"))?;
 
     let mut settings = settings_of(job, &params, data.meta.count, device)?;
+    if params.edm().is_some()
+        && (params.loss != LossType::Simple || params.weighting.is_some() || model_spec.learn_sigma)
+    {
+        bail!("EDM preconditioning trains with loss = \"simple\", no `weighting` and no learned variance");
+    }
+    if params.loss_weights(&[], model_spec.prediction).is_some() && params.loss == LossType::Vlb {
+        bail!("`weighting` scales the MSE term, and loss = \"vlb\" has none: use loss = \"simple\" or \"hybrid\"");
+    }
+    settings.loss_weights = params.loss_weights(&schedule.tables().alphas_cumprod, model_spec.prediction);
     if data.meta.count == 0 {
         bail!("the dataset `{}` is empty", data_input.dir.display());
     }
@@ -151,6 +135,7 @@ pub fn run(job: &Job) -> Result<()> {
         steps: settings.steps,
         final_loss: Some(final_loss),
         data_bound,
+        edm: params.edm(),
     };
     std::fs::write(out.join("meta.json"), serde_json::to_string_pretty(&meta)?)?;
     if checkpoint_dir.exists() {
@@ -209,8 +194,9 @@ fn settings_of(job: &Job, params: &TrainParams, count: usize, device: Device) ->
         uncond_p: params.uncond_p,
         steps,
         batch,
-        lr: params.lr,
-        warmup: params.warmup,
+        lr: params.lr_plan(steps),
+        loss_weights: None,
+        edm: params.edm(),
         grad_clip: params.grad_clip,
         ema: params.ema,
         seed: params.seed,

@@ -35,9 +35,7 @@ impl AdamStep {
             weight_decay: WEIGHT_DECAY,
             bias1: 1.0 - ADAM_BETA1.powi(n),
             bias2: 1.0 - ADAM_BETA2.powi(n),
-            // EMA with warm-up: decay min(ema, (1 + n) / (10 + n)) at update n, so that
-            // short runs are not dominated by the initial weights.
-            decay: ema.min((1.0 + step as f64) / (10.0 + step as f64)),
+            decay: difflow_core::params::train::ema_decay(ema, step),
         }
     }
 

@@ -14,7 +14,9 @@ use tch::{nn, Device, Kind, Tensor};
 
 use crate::artifacts::{EMA_FILE, MODEL_FILE, OPTIMIZER_FILE};
 use crate::data::{DataMeta, Dataset};
+use crate::diffusion::edm;
 use crate::diffusion::loss::LossType;
+use crate::diffusion::vlb::mean_flat;
 use crate::diffusion::Process;
 use crate::dist::{flat_gradient_parts, share, ProcessGroup};
 use crate::lanes::Lanes;
@@ -22,14 +24,18 @@ use crate::models::{build_denoiser, Denoiser, ModelSpec};
 use crate::rng::derive_seed;
 use adamw::{share_one_buffer, AdamStep, FlatParams};
 use checkpoint::CheckpointState;
+use difflow_core::params::train::{Edm, LrPlan};
 
 pub(crate) struct Settings {
     pub(crate) loss: LossType,
     pub(crate) uncond_p: f64,
     pub(crate) steps: usize,
     pub(crate) batch: usize,
-    pub(crate) lr: f64,
-    pub(crate) warmup: usize,
+    pub(crate) lr: LrPlan,
+    /// The loss weight of each timestep of the schedule (None: uniform).
+    pub(crate) loss_weights: Option<Vec<f64>>,
+    /// EDM preconditioning (None: the schedule's parameterisation).
+    pub(crate) edm: Option<Edm>,
     pub(crate) grad_clip: f64,
     pub(crate) ema: f64,
     pub(crate) seed: u64,
@@ -46,6 +52,36 @@ pub(crate) struct NoisyBatch<'a> {
     pub(crate) t: &'a Tensor,
     pub(crate) noise: &'a Tensor,
     pub(crate) y: Option<&'a Tensor>,
+    /// Each item's loss weight [B] (None: uniform).
+    pub(crate) weight: Option<&'a Tensor>,
+    /// The target of the net's output itself, with a unit-weighted MSE (EDM); None: the
+    /// process's loss on `xt` at timesteps `t`.
+    pub(crate) target: Option<&'a Tensor>,
+}
+
+/// What the net sees of a training batch and what it is scored against: x_t at timesteps t
+/// with the loss weights of t, or EDM's c_in·x at c_noise(σ) with its output's target.
+struct NetInputs {
+    xt: Tensor,
+    t: Tensor,
+    weight: Option<Tensor>,
+    target: Option<Tensor>,
+}
+
+impl NetInputs {
+    fn new(s: &Settings, process: &Process, x0: &Tensor, t: Tensor, noise: &Tensor, normal: Option<&Tensor>) -> Self {
+        if let (Some(edm), Some(normal)) = (&s.edm, normal) {
+            let sigma = edm::training_sigmas(edm, normal);
+            let batch = edm::training_batch(edm, x0, &sigma, noise);
+            return NetInputs { xt: batch.input, t: batch.c_noise, weight: None, target: Some(batch.target) };
+        }
+        let xt = process.q_sample(x0, &t, noise);
+        let weight = s
+            .loss_weights
+            .as_ref()
+            .map(|w| Tensor::from_slice(w).to_device(t.device()).index_select(0, &t).to_kind(Kind::Float));
+        NetInputs { xt, t, weight, target: None }
+    }
 }
 
 /// What one optimisation step reports.
@@ -127,13 +163,22 @@ impl Trainer {
                 labels.shallow_clone()
             }
         });
+        // EDM's log-normal σ, drawn after what every run draws so other runs are unchanged.
+        let normal = s.edm.map(|_| Tensor::randn([b], (Kind::Float, device)));
         // This rank's share of the global batch (all of it without a group).
         let (start, end) = group.map_or((0, s.batch), |g| share(s.batch, g.rank(), g.world_size()));
         let keep = |x: &Tensor| x.narrow(0, start as i64, (end - start) as i64);
         let (x0, t, noise, y) = (keep(&x0), keep(&t), keep(&noise), y.as_ref().map(keep));
-        let xt = process.q_sample(&x0, &t, &noise);
-
-        let batch = NoisyBatch { xt: &xt, x0: &x0, t: &t, noise: &noise, y: y.as_ref() };
+        let inputs = NetInputs::new(s, process, &x0, t, &noise, normal.as_ref().map(keep).as_ref());
+        let batch = NoisyBatch {
+            xt: &inputs.xt,
+            x0: &x0,
+            t: &inputs.t,
+            noise: &noise,
+            y: y.as_ref(),
+            weight: inputs.weight.as_ref(),
+            target: inputs.target.as_ref(),
+        };
         let (mut g, loss) = self.gradient(&lanes, s, process, &batch)?;
         let value = match group {
             None => loss.double_value(&[]),
@@ -145,7 +190,7 @@ impl Trainer {
                 summed_loss.double_value(&[0])
             }
         };
-        let lr = if s.warmup > 0 { s.lr * ((step + 1) as f64 / s.warmup as f64).min(1.0) } else { s.lr };
+        let lr = s.lr.at(step);
         if !value.is_finite() {
             return Ok(StepStats { loss: value, lr, grad_norm: None });
         }
@@ -174,7 +219,7 @@ impl Trainer {
         process: &Process,
         batch: &NoisyBatch,
     ) -> Result<(Tensor, Tensor)> {
-        let NoisyBatch { xt, x0, t, noise, y } = *batch;
+        let NoisyBatch { xt, x0, t, noise, y, weight, target } = *batch;
         if s.bf16 {
             crate::device::use_bf16_autocast();
         }
@@ -183,8 +228,14 @@ impl Trainer {
             let xt = keep(xt);
             let forward = || self.model.try_forward(&xt, &keep(t), y.map(keep).as_ref(), true);
             let output = if s.bf16 { tch::autocast(true, forward) } else { forward() }?;
-            let per_sample =
-                process.training_loss(&output.to_kind(Kind::Float), &keep(x0), &xt, &keep(t), &keep(noise), s.loss)?;
+            let output = output.to_kind(Kind::Float);
+            let per_sample = match target {
+                Some(target) => mean_flat(&(&output - keep(target)).square()),
+                None => {
+                    let (x0, t, noise, weight) = (keep(x0), keep(t), keep(noise), weight.map(keep));
+                    process.weighted_training_loss(&output, &x0, &xt, &t, &noise, s.loss, weight.as_ref())?
+                }
+            };
             let loss = per_sample.sum(Kind::Float) / s.batch as f64;
             let grads = Tensor::run_backward(&[&loss], &self.adam.params, false, false);
             let flat = tch::no_grad(|| Tensor::cat(&flat_gradient_parts(&grads, &self.adam.params), 0));

@@ -27,6 +27,8 @@ pub struct Script<'a> {
     pub nproc: usize,
     /// CPUs per process (srun does not inherit the job's `--cpus-per-task`).
     pub cpus: usize,
+    /// A script stage: `difflow __script JOB` runs it (and checks its outputs).
+    pub script_stage: bool,
 }
 
 /// `path` as an sbatch `--output` filename pattern that names exactly it. Slurm replaces
@@ -59,6 +61,9 @@ fn quote(p: &Path) -> String {
 /// The line that starts the worker (in the background): itself, or its ranks under srun.
 fn launch(s: &Script) -> String {
     let (worker, job) = (quote(s.worker), quote(s.job_file));
+    if s.script_stage {
+        return format!("{} __script {job} &", quote(s.difflow));
+    }
     if s.nproc <= 1 {
         return format!("{worker} {job} &");
     }
@@ -128,10 +133,28 @@ mod tests {
     #[test]
     fn the_script_quotes_paths_and_starts_ranks_with_srun_only_for_several_processes() {
         let p = Path::new("/c/it's.json");
-        let one = script(&Script { title: "t", worker: p, job_file: p, difflow: p, record: p, nproc: 1, cpus: 2 });
+        let one = script(&Script {
+            title: "t",
+            worker: p,
+            job_file: p,
+            difflow: p,
+            record: p,
+            nproc: 1,
+            cpus: 2,
+            script_stage: false,
+        });
         assert!(one.contains(r"'/c/it'\''s.json' '/c/it'\''s.json' &"), "{one}");
         assert!(!one.contains("srun") && !one.contains("DIFFLOW_STORE"));
-        let four = script(&Script { title: "t", worker: p, job_file: p, difflow: p, record: p, nproc: 4, cpus: 2 });
+        let four = script(&Script {
+            title: "t",
+            worker: p,
+            job_file: p,
+            difflow: p,
+            record: p,
+            nproc: 4,
+            cpus: 2,
+            script_stage: false,
+        });
         assert!(four.contains("srun --ntasks=4 --cpus-per-task=2 --kill-on-bad-exit=1"), "{four}");
         assert!(four.contains(r"rank '/c/it'\''s.json' '/c/it'\''s.json' &"), "{four}");
         assert!(four.contains(r"export DIFFLOW_STORE=") && four.contains(r"__free-port"), "{four}");

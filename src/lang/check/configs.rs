@@ -42,6 +42,13 @@ impl<'p> Checker<'p> {
         }
     }
 
+    /// A stage instance's parameters as its kind's type, or a diagnostic at its declaration
+    /// (see [`Checker::decoded`]).
+    pub(super) fn decoded_stage<T: DeserializeOwned>(&mut self, inst: &Instance) -> Option<T> {
+        let params = Config { kind: inst.kind.clone(), variant: inst.variant.clone(), params: inst.params.clone() };
+        self.decoded(&params, &inst.decl, "")
+    }
+
     /// `cfg` as a `T`, or a diagnostic at the config: the schema let a value through that
     /// the type does not read (the two disagree, which `difflow_core::params`' tests rule out).
     fn decoded<T: DeserializeOwned>(&mut self, cfg: &Config, decl: &str, path: &str) -> Option<T> {

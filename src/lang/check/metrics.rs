@@ -190,6 +190,15 @@ impl<'p> Checker<'p> {
         let (Some(train), Some(data)) = (self.inst(&params.from.name), self.inst(&params.data.name)) else {
             return;
         };
+        if self.is_edm(train) {
+            let message =
+                format!("the NLL is the bound of a discrete schedule, and `{}` trained an EDM net", train.decl);
+            self.push(
+                self.error(inst, "from", Code::EdmPrecondition, message, "an EDM net")
+                    .with_help("measure an EDM net by its samples (`metrics`)"),
+            );
+            return;
+        }
         if let Some(available) = self.data(data).and_then(|d| d.examples) {
             let n = params.count as i64;
             if n > available {

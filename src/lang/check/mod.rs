@@ -24,6 +24,7 @@ mod plot;
 mod pretrained;
 mod python;
 mod sample;
+pub mod script;
 mod steps;
 mod train;
 
@@ -102,6 +103,12 @@ pub(crate) fn check(pipeline: &Pipeline, spans: &SpanTable, limits: &SizeLimits)
             "metrics" => c.metrics(inst),
             "nll" => c.nll(inst),
             "plot" => c.plot(inst),
+            "script" => c.script(inst),
+            _ => {}
+        }
+        match (inst.kind.as_str(), inst.variant.as_str()) {
+            ("metrics", _) => c.samples_from_script(inst, "samples"),
+            ("plot", "grid") => c.samples_from_script(inst, "of"),
             _ => {}
         }
         if matches!(inst.kind.as_str(), "sample" | "nll" | "metrics") {
@@ -126,9 +133,6 @@ fn float(params: &std::collections::BTreeMap<String, Value>, key: &str) -> Optio
         Value::Int(i) => Some(*i as f64),
         _ => None,
     }
-}
-fn boolean(params: &std::collections::BTreeMap<String, Value>, key: &str) -> bool {
-    matches!(get(params, key), Some(Value::Bool(true)))
 }
 fn string<'v>(params: &'v std::collections::BTreeMap<String, Value>, key: &str) -> Option<&'v str> {
     match get(params, key)? {

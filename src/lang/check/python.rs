@@ -14,25 +14,7 @@ impl<'p> Checker<'p> {
         let text = match python_files::read_module(&net.file, &self.policy) {
             Ok((_, text)) => text,
             Err(refused) => {
-                let (message, label, help) = match refused {
-                    Refused::Missing => (
-                        format!("the python model's file `{shown}` does not exist"),
-                        "no such file".to_string(),
-                        "`file` is relative to the pipeline's folder".to_string(),
-                    ),
-                    Refused::Outside(canonical) => (
-                        format!("the python model's file `{shown}` is outside the project"),
-                        format!("{} is outside the project's folders", canonical.display()),
-                        "difflow runs Python files from inside the project only: the folder holding difflow.toml \
-                         (or the pipeline's folder) and below, plus `use_roots`; a link out of it is refused"
-                            .to_string(),
-                    ),
-                    Refused::Unreadable(why) => (
-                        format!("cannot read the python model's file `{shown}`: {why}"),
-                        "not readable as a code file".to_string(),
-                        "`file` names a regular Python file of at most 16 MiB".to_string(),
-                    ),
-                };
+                let (message, label, help) = file_refusal("the python model's file", "file", &shown, refused);
                 self.push(Diagnostic::new(Code::PythonModel, message, file_span, label).with_help(help));
                 return;
             }
@@ -49,5 +31,29 @@ impl<'p> Checker<'p> {
                     )),
             );
         }
+    }
+}
+
+/// Why a project Python file (`what`, named by the key `key`) may not run: the message,
+/// the label and the help line.
+pub(super) fn file_refusal(what: &str, key: &str, shown: &str, refused: Refused) -> (String, String, String) {
+    match refused {
+        Refused::Missing => (
+            format!("{what} `{shown}` does not exist"),
+            "no such file".to_string(),
+            format!("`{key}` is relative to the pipeline's folder"),
+        ),
+        Refused::Outside(canonical) => (
+            format!("{what} `{shown}` is outside the project"),
+            format!("{} is outside the project's folders", canonical.display()),
+            "difflow runs Python files from inside the project only: the folder holding difflow.toml \
+             (or the pipeline's folder) and below, plus `use_roots`; a link out of it is refused"
+                .to_string(),
+        ),
+        Refused::Unreadable(why) => (
+            format!("cannot read {what} `{shown}`: {why}"),
+            "not readable as a code file".to_string(),
+            format!("`{key}` names a regular Python file of at most 16 MiB"),
+        ),
     }
 }

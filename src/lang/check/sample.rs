@@ -8,6 +8,7 @@ use difflow_core::params::sampler::{schedule_sigmas, Sampler, SigmaProblem, Step
 use super::configs::{typed, typed_stage};
 use super::*;
 use crate::diffusion::schedule::ScheduleSpec;
+use difflow_core::params::train::{TrainParams, EDM_SIGMA_MAX, EDM_SIGMA_MIN};
 
 impl<'p> Checker<'p> {
     pub(super) fn sample(&mut self, inst: &Instance) {
@@ -47,6 +48,17 @@ impl<'p> Checker<'p> {
                     )),
             );
         }
+        if sampler.sigma_steps().is_none() && self.is_edm(train) {
+            let message = format!(
+                "`{}` trained an EDM-preconditioned net, which is sampled on σ steps, not on the schedule's timesteps",
+                train.decl
+            );
+            self.push(
+                self.error(inst, "sampler", Code::EdmPrecondition, message, "a sampler on timesteps")
+                    .with_label(self.at(train, "precondition"), "EDM")
+                    .with_help("use `sampler = heun { steps = 18 }` (or euler, euler_ancestral)"),
+            );
+        }
         let learned_sigma = typed::<ModelSpec>(model).is_some_and(|m| m.learn_sigma);
         if sampler.needs_learned_variance() && !learned_sigma {
             let message =
@@ -67,8 +79,14 @@ impl<'p> Checker<'p> {
         if schedule.validate().is_err() {
             return;
         }
-        let table = schedule_sigmas(&schedule.tables().alphas_cumprod);
-        let Err(problem) = sigma.bounds(table[0], table[table.len() - 1]) else { return };
+        // An EDM net knows no schedule: EDM's own σ range (as the engine), else the schedule's.
+        let (lowest, highest) = if self.is_edm(train) {
+            (EDM_SIGMA_MIN, EDM_SIGMA_MAX)
+        } else {
+            let table = schedule_sigmas(&schedule.tables().alphas_cumprod);
+            (table[0], table[table.len() - 1])
+        };
+        let Err(problem) = sigma.bounds(lowest, highest) else { return };
         let (key, label, help) = match problem {
             SigmaProblem::InfiniteSigmaMax => {
                 ("sampler", "σ_max unset".to_string(), "set `sigma_max` to a finite σ (EDM uses 80)".to_string())
@@ -85,6 +103,11 @@ impl<'p> Checker<'p> {
             diagnostic = diagnostic.with_label(self.at(train, "schedule"), format!("`{}`'s schedule", train.decl));
         }
         self.push(diagnostic);
+    }
+
+    /// Whether `train` is a train stage of an EDM-preconditioned net.
+    pub(super) fn is_edm(&self, train: &Instance) -> bool {
+        train.kind == "train" && typed_stage::<TrainParams>(train).is_some_and(|t| t.precondition.is_some())
     }
 
     /// Guidance the trained model supports; the number of classes labels may pick from.

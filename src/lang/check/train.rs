@@ -1,7 +1,8 @@
 //! Training stages: the model, loss and guidance training fit the data and schedule.
 
-use difflow_core::params::model::ModelSpec;
+use difflow_core::params::model::{ModelSpec, Prediction};
 use difflow_core::params::schedule::ScheduleSpec;
+use difflow_core::params::train::{LossType, LrSchedule, TrainParams, Weighting};
 
 use super::configs::typed;
 use super::*;
@@ -10,6 +11,7 @@ impl<'p> Checker<'p> {
     pub(super) fn train(&mut self, inst: &Instance) {
         let p = &inst.params;
         let (Some(model), Some(schedule)) = (config(p, "model"), config(p, "schedule")) else { return };
+        let Some(params) = self.decoded_stage::<TrainParams>(inst) else { return };
         if model.variant == "encoder" {
             let message = "a `train` stage trains a denoiser, but this model is an `encoder` (a classifier network)";
             self.push(
@@ -40,8 +42,7 @@ impl<'p> Checker<'p> {
                     .with_help(help),
             );
         }
-        let uncond_p = float(p, "uncond_p").unwrap_or(0.0);
-        if uncond_p > 0.0 && classes == 0 {
+        if params.uncond_p > 0.0 && classes == 0 {
             let message = "`uncond_p` drops the class label, but the model is unconditional (classes = 0)";
             let help = if data.classes > 0 {
                 format!(
@@ -55,8 +56,10 @@ impl<'p> Checker<'p> {
                 self.error(inst, "uncond_p", Code::CfgUnconditional, message, "no label to drop").with_help(help),
             );
         }
-        let loss = string(p, "loss").unwrap_or("simple");
-        if loss != "simple" && !boolean(&model.params, "learn_sigma") {
+        let spec = typed::<ModelSpec>(model);
+        let learn_sigma = spec.is_some_and(|m| m.learn_sigma);
+        if params.loss != LossType::Simple && !learn_sigma {
+            let loss = string(p, "loss").unwrap_or("hybrid");
             let message = format!("loss = \"{loss}\" trains the variance, but the model has learn_sigma = false");
             self.push(
                 self.error(inst, "loss", Code::NeedsLearnSigma, message, format!("{loss} loss"))
@@ -64,7 +67,9 @@ impl<'p> Checker<'p> {
                     .with_help("set `learn_sigma = true` on the model (IDDPM), or use loss = \"simple\""),
             );
         }
-        let prediction = typed::<ModelSpec>(model).map(|m| m.prediction);
+        self.recipe_keys_agree(inst, &params);
+        self.edm_fits(inst, &params, spec);
+        let prediction = spec.map(|m| m.prediction);
         let fits = prediction.zip(typed::<ScheduleSpec>(schedule)).map(|(p, s)| p.fits(&s));
         if let Some(Err(message)) = fits {
             self.push(
@@ -85,6 +90,73 @@ impl<'p> Checker<'p> {
                         .with_help("lower `warmup` (a few percent of `steps`) or train longer"),
                 );
             }
+        }
+    }
+
+    /// The loss weighting and learning-rate keys: a key that only refines another choice
+    /// needs that choice (`snr_gamma` Min-SNR-γ, `lr_floor` a decaying schedule), and the
+    /// weighting needs an MSE term to weigh.
+    fn recipe_keys_agree(&mut self, inst: &Instance, params: &TrainParams) {
+        let min_snr = params.weighting == Some(Weighting::MinSnr);
+        if min_snr && params.loss == LossType::Vlb {
+            let message = "weighting = \"min_snr\" weighs the MSE term, and loss = \"vlb\" has none";
+            self.push(
+                self.error(inst, "weighting", Code::OutOfRange, message, "nothing to weigh")
+                    .with_help("use loss = \"simple\" (or \"hybrid\"), or remove `weighting`"),
+            );
+        }
+        if params.snr_gamma.is_some() && !min_snr {
+            let message = "`snr_gamma` is γ of Min-SNR-γ, but the loss weighting is uniform";
+            self.push(
+                self.error(inst, "snr_gamma", Code::OutOfRange, message, "unused")
+                    .with_help("set `weighting = \"min_snr\"`, or remove `snr_gamma`"),
+            );
+        }
+        let decays = matches!(params.lr_schedule, Some(LrSchedule::Cosine | LrSchedule::Linear));
+        if params.lr_floor.is_some() && !decays {
+            let message = "`lr_floor` is where a decaying learning rate ends, but the learning rate is constant";
+            self.push(
+                self.error(inst, "lr_floor", Code::OutOfRange, message, "unused")
+                    .with_help("set `lr_schedule = \"cosine\"` or `\"linear\"`, or remove `lr_floor`"),
+            );
+        }
+    }
+
+    /// EDM preconditioning replaces the prediction, its loss and weighting; its constants
+    /// mean nothing without it.
+    fn edm_fits(&mut self, inst: &Instance, params: &TrainParams, spec: Option<ModelSpec>) {
+        if params.precondition.is_none() {
+            let set = [("sigma_data", params.sigma_data), ("p_mean", params.p_mean), ("p_std", params.p_std)];
+            for (key, _) in set.iter().filter(|(_, value)| value.is_some()) {
+                let message = format!("`{key}` is a constant of EDM, but the net is not EDM-preconditioned");
+                self.push(
+                    self.error(inst, key, Code::EdmPrecondition, message, "unused")
+                        .with_help(format!("set `precondition = \"edm\"`, or remove `{key}`")),
+                );
+            }
+            return;
+        }
+        let mut refuse = |key: &str, message: &str, help: &str| {
+            let d = self.error(inst, key, Code::EdmPrecondition, message, "not with EDM").with_help(help);
+            self.push(d);
+        };
+        if params.loss != LossType::Simple {
+            refuse("loss", "EDM trains D(x; σ) by its weighted MSE, not a VLB", "use loss = \"simple\" with EDM");
+        }
+        if params.weighting.is_some() {
+            refuse(
+                "weighting",
+                "EDM weighs its loss by λ(σ) = (σ² + σ_d²)/(σ σ_d)² already",
+                "remove `weighting` (it is for the schedule's ε, v or x₀ prediction)",
+            );
+        }
+        if let Some(spec) = spec.filter(|s| s.learn_sigma || s.prediction != Prediction::Eps) {
+            let (what, help) = if spec.learn_sigma {
+                ("learns no variance", "set the model's `learn_sigma = false`")
+            } else {
+                ("has no ε, v or x₀ prediction: F is scaled by c_out", "leave the model's `prediction` unset")
+            };
+            refuse("model", &format!("an EDM-preconditioned net {what}"), help);
         }
     }
 

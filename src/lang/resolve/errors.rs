@@ -144,6 +144,7 @@ impl<'a> Resolver<'a> {
             }
             Type::Union(_) => format!("write {}", ty.describe()),
             Type::Record => "write named literals in braces: `{ hidden = 64, name = \"small\" }`".to_string(),
+            Type::StageRecord(_) => "write stage names in braces: `{ samples = gen, data = digits }`".to_string(),
         };
         self.diags.push(
             Diagnostic::new(

@@ -123,7 +123,43 @@ impl<'a> Resolver<'a> {
                 ValueKind::Record(block) => self.record(block, cx),
                 _ => self.mismatch(v, ty, cx),
             },
+            Type::StageRecord(kinds) => match &v.kind {
+                ValueKind::Record(block) => self.stage_record(block, kinds, cx),
+                _ => self.mismatch(v, ty, cx),
+            },
         }
+    }
+
+    /// `{ KEY = STAGE, … }`: each entry a stage reference; a swept stage makes one record
+    /// per instance, as a plain reference does.
+    fn stage_record(&mut self, block: &'a ast::Block, kinds: &[&'static str], cx: &Cx) -> Option<Multi<Value>> {
+        let mut acc: Multi<std::collections::BTreeMap<String, Value>> = one_record();
+        let mut ok = true;
+        let entry_type = Type::Stage(kinds.to_vec());
+        for e in &block.entries {
+            let key = format!("{}.{}", cx.key, e.key.name);
+            if acc.first().is_some_and(|(_, r)| r.contains_key(&e.key.name)) {
+                self.diags.push(
+                    Diagnostic::new(Code::TypeMismatch, format!("`{key}` is set twice"), e.key.span, "set again here")
+                        .with_help("name each input once"),
+                );
+                ok = false;
+                continue;
+            }
+            let sub =
+                Cx { key, path: join_path(&cx.path, &e.key.name), collect: false, replicable: false, ..cx.clone() };
+            match self.value(&e.value, &entry_type, &sub) {
+                Some(m) if ok && !self.too_many(acc.len(), m.len(), e.value.span) => {
+                    acc = join(&acc, &m, |record, x| {
+                        let mut r = record.clone();
+                        r.insert(e.key.name.clone(), x.clone());
+                        r
+                    });
+                }
+                _ => ok = false,
+            }
+        }
+        ok.then(|| acc.into_iter().map(|(c, r)| (c, Value::Record(r))).collect())
     }
 
     /// `{ KEY = VALUE, … }` of literals; anything else (a name, a sweep, a block) is
@@ -329,7 +365,7 @@ impl<'a> Resolver<'a> {
             (ValueKind::Bool(_), Type::Bool) => true,
             (ValueKind::List(_), Type::List(_)) => true,
             (ValueKind::Inline { .. }, Type::Config(_)) => true,
-            (ValueKind::Record(_), Type::Record) => true,
+            (ValueKind::Record(_), Type::Record | Type::StageRecord(_)) => true,
             (ValueKind::Ident(id), Type::Stage(kinds)) => {
                 self.decls.get(id.name.as_str()).and_then(|d| d.kind).is_some_and(|k| kinds.contains(&k.name))
             }
@@ -400,9 +436,22 @@ pub(super) fn one(v: Value) -> Multi<Value> {
     vec![(Vec::new(), v)]
 }
 
+fn one_record() -> Multi<std::collections::BTreeMap<String, Value>> {
+    vec![(Vec::new(), std::collections::BTreeMap::new())]
+}
+
+/// `inputs` + `data` → `inputs.data` (the path spans are recorded under).
+fn join_path(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
 pub(super) fn type_wants(ty: &Type, kind: &str) -> bool {
     match ty {
-        Type::Stage(kinds) => kinds.contains(&kind),
+        Type::Stage(kinds) | Type::StageRecord(kinds) => kinds.contains(&kind),
         Type::Config(k) => *k == kind,
         Type::List(inner) => type_wants(inner, kind),
         Type::Union(alts) => alts.iter().any(|t| type_wants(t, kind)),

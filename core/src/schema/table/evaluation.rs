@@ -33,7 +33,11 @@ pub(super) fn metrics_kind() -> KindSpec {
             "default",
             "sample quality against a reference",
             vec![
-                req("samples", stage(&["sample", "dataset"]), "what is measured"),
+                req(
+                    "samples",
+                    stage(&["sample", "dataset", "script"]),
+                    "what is measured (a script that writes samples.safetensors stands for a sample stage)",
+                ),
                 training_step(
                     "measure the samples as drawn after this many steps of their training stage (unset: as they are); sweepable",
                 ),
@@ -99,7 +103,7 @@ pub(super) fn plot_kind() -> KindSpec {
                 "grid",
                 "an image grid: one column per class under its label when the images have 2 to 20 classes",
                 vec![
-                    req("of", stage(&["sample", "dataset"]), "images to show"),
+                    req("of", stage(&["sample", "dataset", "script"]), "images to show"),
                     def(
                         "count",
                         Type::Int,
@@ -164,7 +168,16 @@ pub(super) fn report_kind() -> KindSpec {
             vec![
                 req(
                     "include",
-                    Type::list(stage(&["dataset", "train", "classifier", "sample", "metrics", "nll", "plot"])),
+                    Type::list(stage(&[
+                        "dataset",
+                        "train",
+                        "classifier",
+                        "sample",
+                        "metrics",
+                        "nll",
+                        "plot",
+                        "script",
+                    ])),
                     "the stages or families to show",
                 ),
                 def("title", Type::Str, "\"\"", "page title (empty: the report's name)"),
@@ -184,7 +197,7 @@ pub(super) fn stats_kind() -> KindSpec {
         variants: vec![variant(
             "default",
             "float64 mu [D] and sigma [D, D]",
-            vec![req("of", stage(&["dataset", "sample"]), "the input"), features(), inception_weights()],
+            vec![req("of", stage(&["dataset", "sample", "script"]), "the input"), features(), inception_weights()],
         )],
     }
 }
