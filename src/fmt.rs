@@ -120,6 +120,18 @@ fn meaning_value(v: &Value, out: &mut String) {
     }
 }
 
+/// A value that holds other values (a list, sweep, block…): it may break over lines.
+fn is_compound(v: &Value) -> bool {
+    matches!(
+        v.kind,
+        ValueKind::List(_)
+            | ValueKind::Sweep(_)
+            | ValueKind::Replicate(_)
+            | ValueKind::Inline { .. }
+            | ValueKind::Record(_)
+    )
+}
+
 fn group(item: &Item) -> u8 {
     match item.kind {
         ItemKind::Use { .. } => 0,
@@ -361,15 +373,7 @@ impl<'a> Formatter<'a> {
 
     /// One-line form of a value, or `None` when it holds a comment (and must break).
     fn flat(&self, v: &Value) -> Option<String> {
-        if matches!(
-            v.kind,
-            ValueKind::List(_)
-                | ValueKind::Sweep(_)
-                | ValueKind::Replicate(_)
-                | ValueKind::Inline { .. }
-                | ValueKind::Record(_)
-        ) && self.has_comment_inside(v.span)
-        {
+        if is_compound(v) && self.has_comment_inside(v.span) {
             return None;
         }
         Some(match &v.kind {
@@ -379,29 +383,21 @@ impl<'a> Formatter<'a> {
             ValueKind::List(vs) => format!("[{}]", self.flat_list(vs)?),
             ValueKind::Sweep(vs) => format!("sweep({})", self.flat_list(vs)?),
             ValueKind::Replicate(count) => format!("replicate({})", self.flat(count)?),
-            ValueKind::Inline { variant, block } => {
-                if block.entries.is_empty() {
-                    format!("{} {{}}", variant.name)
-                } else {
-                    let mut parts = Vec::with_capacity(block.entries.len());
-                    for e in &block.entries {
-                        parts.push(format!("{} = {}", e.key.name, self.flat(&e.value)?));
-                    }
-                    format!("{} {{ {} }}", variant.name, parts.join(", "))
-                }
-            }
-            ValueKind::Record(block) => {
-                let mut parts = Vec::with_capacity(block.entries.len());
-                for e in &block.entries {
-                    parts.push(format!("{} = {}", e.key.name, self.flat(&e.value)?));
-                }
-                if parts.is_empty() {
-                    "{}".to_string()
-                } else {
-                    format!("{{ {} }}", parts.join(", "))
-                }
-            }
+            ValueKind::Inline { variant, block } => format!("{} {}", variant.name, self.flat_block(block)?),
+            ValueKind::Record(block) => self.flat_block(block)?,
         })
+    }
+
+    /// `{ KEY = VALUE, … }` on one line (`{}` when empty).
+    fn flat_block(&self, block: &Block) -> Option<String> {
+        if block.entries.is_empty() {
+            return Some("{}".to_string());
+        }
+        let mut parts = Vec::with_capacity(block.entries.len());
+        for e in &block.entries {
+            parts.push(format!("{} = {}", e.key.name, self.flat(&e.value)?));
+        }
+        Some(format!("{{ {} }}", parts.join(", ")))
     }
 
     fn flat_list(&self, vs: &[Value]) -> Option<String> {
@@ -416,15 +412,7 @@ impl<'a> Formatter<'a> {
     /// (a comma) to follow it.
     fn value(&mut self, v: &Value, indent: usize, column: usize, suffix: usize) {
         if let Some(s) = self.flat(v) {
-            let scalar = !matches!(
-                v.kind,
-                ValueKind::List(_)
-                    | ValueKind::Sweep(_)
-                    | ValueKind::Replicate(_)
-                    | ValueKind::Inline { .. }
-                    | ValueKind::Record(_)
-            );
-            if scalar || column + s.chars().count() + suffix <= MAX_WIDTH {
+            if !is_compound(v) || column + s.chars().count() + suffix <= MAX_WIDTH {
                 self.out.push_str(&s);
                 return;
             }

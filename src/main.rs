@@ -249,10 +249,10 @@ fn main() -> ExitCode {
         }
         Command::Push { file, stages, set } => load(&file, &set)
             .and_then(|(_, p)| session(&file, &p))
-            .and_then(|s| difflow::remote::run::push(&s, &stages).map_err(Failure::Failed)),
+            .and_then(|s| difflow::remote::run::push(&s, &stages)),
         Command::Pull { file, stages, set } => load(&file, &set)
             .and_then(|(_, p)| session(&file, &p))
-            .and_then(|s| difflow::remote::run::pull(&s, &stages).map_err(Failure::Failed)),
+            .and_then(|s| difflow::remote::run::pull(&s, &stages)),
         Command::Cancel { file, set } => cancel(&file, &set),
         Command::Report { files, out, stage } => report(&files, &out, &stage),
         Command::Compare { mine, theirs, tolerance } => compare(&mine, &theirs, tolerance),
@@ -369,7 +369,7 @@ fn session(file: &Path, p: &Pipeline) -> Result<Session, Failure> {
 fn plan(file: &Path, set: &[String], targets: &[String]) -> Outcome {
     let (_, p) = load(file, set)?;
     let s = session(file, &p)?;
-    let selected = s.selection(targets).map_err(wrong)?;
+    let selected = s.selection(targets)?;
     let rows: Vec<_> = exec::plan(&s).into_iter().filter(|(i, _)| selected.contains(i)).collect();
     print!("{}", exec::format_plan(&s, &rows));
     Ok(())
@@ -377,11 +377,11 @@ fn plan(file: &Path, set: &[String], targets: &[String]) -> Outcome {
 
 fn run(file: &Path, set: &[String], opts: RunOptions) -> Outcome {
     let (_, p) = load(file, set)?;
-    difflow::project::trust::require(&p).map_err(wrong)?;
+    difflow::project::trust::require(&p)?;
     let mut s = session(file, &p)?;
     // Fetch what the selected stages read and the user cache lacks; a failed fetch fails
     // as a stage does (exit 2): the pipeline is right, the network is not.
-    let selected = s.selection(&opts.targets).map_err(wrong)?;
+    let selected = s.selection(&opts.targets)?;
     let missing = difflow::fetch::missing(&s.pipeline, &selected, &s.settings).map_err(wrong)?;
     let repos = difflow::fetch::fetch_repos(&s.pipeline, &selected, &s.settings).map_err(Failure::Failed)?;
     if !missing.is_empty() || repos {

@@ -4,18 +4,12 @@
 //! that the kit cannot rot between the runs on a GPU machine. The NCCL shim must load and
 //! the NCCL group check, which needs a GPU, must say that it was skipped.
 
-use std::path::{Path, PathBuf};
+mod cli_support;
+
+use std::path::PathBuf;
 use std::process::Command;
 
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn venv() -> PathBuf {
-    let venv = std::env::var_os("DIFFLOW_VENV").map(PathBuf::from).unwrap_or_else(|| repo().join(".venv"));
-    assert!(venv.join("bin/python").exists(), "{} has no python: run `. scripts/setup.sh` first", venv.display());
-    venv
-}
+use cli_support::{repo, venv};
 
 #[test]
 fn gpu_kit_cpu_mode_checks_and_times_every_workload() {

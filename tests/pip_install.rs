@@ -9,20 +9,14 @@
 //! put it (the worker's rpath looks there) without a second 4.7 GB download, and a .pth
 //! file for the project venv's other packages (safetensors, numpy).
 
+mod cli_support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::Instant;
 
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn venv() -> PathBuf {
-    let venv = std::env::var_os("DIFFLOW_VENV").map(PathBuf::from).unwrap_or_else(|| repo().join(".venv"));
-    assert!(venv.join("bin/python").exists(), "{} has no python: run `. scripts/setup.sh` first", venv.display());
-    venv
-}
+use cli_support::{repo, venv};
 
 /// A command without what this test's own environment would lend the installed binaries
 /// or the build: cargo's per-package variables, a library path, another worker.

@@ -56,7 +56,7 @@ fn the_train_key_follows_the_model_file_and_its_imports_only() {
     assert_ne!(train_key(p), model_edited, "changing an argument kept the key");
 }
 
-/// A project with the engine's tiny Python test net, trained for a few steps.
+/// A project with the tiny Python test net of the checker's tests, trained for a few steps.
 const TRAIN_TOY_NET: &str = r#"
 dataset pts = toy { shape = "gaussians8", count = 64 }
 schedule lin = linear { steps = 100 }
@@ -71,7 +71,7 @@ fn an_untrusted_project_refuses_to_run_until_trusted_then_trains() {
     let p = std::fs::canonicalize(dir.path()).unwrap();
     std::fs::write(p.join("difflow.toml"), "").unwrap();
     std::fs::create_dir(p.join("nets")).unwrap();
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("engine/tests/fixtures/python/toy_net.py");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/check/python/toy_net.py");
     let net = std::fs::read_to_string(fixture).unwrap();
     std::fs::write(p.join("nets/toy_net.py"), format!("import helpers\n{net}")).unwrap();
     std::fs::write(p.join("nets/helpers.py"), "SCALE = 1.0\n").unwrap();

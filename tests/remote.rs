@@ -14,6 +14,16 @@ use remote_support::{
     two_concurrent_pushes_both_succeed, Target,
 };
 
+/// A folder remote (its folder and URL) and project A, which ran and pushed to it.
+fn pushed_to_a_folder() -> (tempfile::TempDir, String, Project) {
+    let remote = tempfile::tempdir().unwrap();
+    let url = file_url(remote.path());
+    let a = project_with_remote(&url);
+    ok(&a.run(&[]));
+    ok(&a.difflow(&["push", "p.diff"], &[]));
+    (remote, url, a)
+}
+
 /// The remote blob of the entry of kind `kind` (its only output).
 fn blob_of(remote: &Path, kind: &str) -> PathBuf {
     for entry in std::fs::read_dir(remote.join("ac")).unwrap() {
@@ -42,11 +52,7 @@ fn a_folder_remote_serves_a_colleague_who_then_computes_nothing() {
 
 #[test]
 fn a_flipped_byte_in_a_remote_blob_is_refused_and_the_stage_recomputed() {
-    let remote = tempfile::tempdir().unwrap();
-    let url = file_url(remote.path());
-    let a = project_with_remote(&url);
-    ok(&a.run(&[]));
-    ok(&a.difflow(&["push", "p.diff"], &[]));
+    let (remote, url, a) = pushed_to_a_folder();
     let blob = blob_of(remote.path(), "train");
     flip_first_byte(&blob);
     let b = project_with_remote(&url);
@@ -80,11 +86,7 @@ fn a_flipped_byte_in_a_remote_blob_is_refused_and_the_stage_recomputed() {
 
 #[test]
 fn a_manifest_computed_from_other_parameters_is_refused() {
-    let remote = tempfile::tempdir().unwrap();
-    let url = file_url(remote.path());
-    let a = project_with_remote(&url);
-    ok(&a.run(&[]));
-    ok(&a.difflow(&["push", "p.diff"], &[]));
+    let (remote, url, a) = pushed_to_a_folder();
     // B trains 30 steps; the remote's owner files A's 20-step run under B's key.
     let b = project_with_remote(&url);
     b.write(&TOY.replace("steps = 20", "steps = 30"));
@@ -107,11 +109,7 @@ fn a_manifest_computed_from_other_parameters_is_refused() {
 
 #[test]
 fn an_interrupted_push_leaves_nothing_a_pull_takes_as_complete() {
-    let remote = tempfile::tempdir().unwrap();
-    let url = file_url(remote.path());
-    let a = project_with_remote(&url);
-    ok(&a.run(&[]));
-    ok(&a.difflow(&["push", "p.diff"], &[]));
+    let (remote, url, _a) = pushed_to_a_folder();
     // A push killed after the blobs and before the manifest: the blobs are there, the
     // manifest is not.
     let blob = blob_of(remote.path(), "train");
@@ -166,6 +164,17 @@ fn a_remote_url_of_an_unsupported_kind_is_a_clear_error() {
     let out = p.run(&["--pull"]);
     assert_eq!(out.code(), 1);
     assert!(out.stderr().contains("needs a remote"), "{}", out.stderr());
+    // `push` and `pull` say the same, as a usage error too; so is a stage name they do not know.
+    let remote = tempfile::tempdir().unwrap();
+    let with_remote = project_with_remote(&file_url(remote.path()));
+    for command in ["push", "pull"] {
+        let out = p.difflow(&[command, "p.diff"], &[]);
+        assert_eq!(out.code(), 1, "{command}: {}", out.stderr());
+        assert!(out.stderr().contains(&format!("`difflow {command}` needs a remote")), "{}", out.stderr());
+        let out = with_remote.difflow(&[command, "p.diff", "nosuch"], &[]);
+        assert_eq!(out.code(), 1, "{command}: {}", out.stderr());
+        assert!(out.stderr().contains("nosuch"), "{}", out.stderr());
+    }
 }
 
 /// In the server's access log, every manifest's PUT comes after the PUTs of all the

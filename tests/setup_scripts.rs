@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cli_support::ran;
+use cli_support::{ran, repo, venv};
 
 /// Commands the user's set-up must not need: absent from the fenced PATH.
 const HIDDEN: &[&str] =
@@ -28,16 +28,6 @@ const HIDDEN: &[&str] =
 const RECORDED: &[&str] = &["apt-get", "apt", "sudo"];
 /// A hang (a lock that is never released, a prompt) fails the test instead of blocking it.
 const DEADLINE: Duration = Duration::from_secs(900);
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn venv() -> PathBuf {
-    let venv = std::env::var_os("DIFFLOW_VENV").map(PathBuf::from).unwrap_or_else(|| repo().join(".venv"));
-    assert!(venv.join("bin/python").is_file(), "{} has no python: run `. scripts/setup.sh` first", venv.display());
-    venv
-}
 
 /// The fenced PATH (`bin/`) and the file the stubs append their calls to.
 struct Fence {

@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{difflow_binary, python, repo_root};
+use common::{difflow_binary, mnist_project, python, repo_root};
 
 /// The Python block of docs/diffusers.md that samples with `class_labels`.
 fn documented_snippet() -> String {
@@ -29,20 +29,14 @@ fn difflow(dir: &Path, args: &[&str]) -> Output {
 fn the_documented_guidance_snippet_samples_an_exported_class_conditional_unet() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let mnist = repo_root().join("data/mnist");
-    assert!(mnist.is_dir(), "{} is missing: run `. scripts/setup.sh`", mnist.display());
-    std::fs::write(dir.join("difflow.toml"), "user_cache = \"uc\"\nthreads = 2\n").unwrap();
-    std::fs::write(
-        dir.join("p.diff"),
-        format!(
-            "dataset digits = mnist {{ path = \"{}\", split = \"test\", limit = 16, size = 16 }}\n\
-             schedule lin = linear {{ steps = 50 }}\n\
-             model net = unet {{ channels = 32, mults = [1, 2], res_blocks = 1, attention = [8], dropout = 0, classes = 10 }}\n\
-             train ddpm {{ model = net, data = digits, schedule = lin, steps = 2, batch = 8, uncond_p = 0.1 }}\n",
-            mnist.display()
-        ),
-    )
-    .unwrap();
+    mnist_project(
+        dir,
+        2,
+        16,
+        "schedule lin = linear { steps = 50 }\n\
+         model net = unet { channels = 32, mults = [1, 2], res_blocks = 1, attention = [8], dropout = 0, classes = 10 }\n\
+         train ddpm { model = net, data = digits, schedule = lin, steps = 2, batch = 8, uncond_p = 0.1 }\n",
+    );
     difflow(dir, &["run", "p.diff", "--device", "cpu"]);
     difflow(dir, &["export", "p.diff", "ddpm", "--format", "diffusers", "--out", "exported"]);
     let script = format!(

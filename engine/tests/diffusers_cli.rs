@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{oracle, repo_root, serve};
+use common::{mnist_project, oracle, serve};
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -91,20 +91,14 @@ fn a_pipeline_samples_from_a_diffusers_folder_and_from_a_hub_repository() {
 fn a_difflow_trained_unet_is_exported_and_loads_in_diffusers() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let mnist = repo_root().join("data/mnist");
-    assert!(mnist.is_dir(), "{} is missing: run `. scripts/setup.sh`", mnist.display());
-    std::fs::write(dir.join("difflow.toml"), "user_cache = \"uc\"\nthreads = 2\n").unwrap();
-    std::fs::write(
-        dir.join("p.diff"),
-        format!(
-            "dataset digits = mnist {{ path = \"{}\", split = \"test\", limit = 16, size = 16 }}\n\
-             schedule lin = linear {{ steps = 100 }}\n\
-             model net = unet {{ channels = 32, mults = [1, 2], res_blocks = 1, attention = [8], dropout = 0 }}\n\
-             train ddpm {{ model = net, data = digits, schedule = lin, steps = 3, batch = 8 }}\n",
-            mnist.display()
-        ),
-    )
-    .unwrap();
+    mnist_project(
+        dir,
+        2,
+        16,
+        "schedule lin = linear { steps = 100 }\n\
+         model net = unet { channels = 32, mults = [1, 2], res_blocks = 1, attention = [8], dropout = 0 }\n\
+         train ddpm { model = net, data = digits, schedule = lin, steps = 3, batch = 8 }\n",
+    );
     ok(&run(dir, &["run", "p.diff", "--device", "cpu"], &[]));
     let out = run(dir, &["export", "p.diff", "ddpm", "--format", "diffusers", "--out", "pipeline"], &[]);
     ok(&out);

@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use common::{bin_dir, repo_root, stage_job};
+use common::{bin_dir, mnist_project, stage_job};
 use serde_json::{json, Value};
 
 const MEMORY_LIMIT: u64 = 1 << 30;
@@ -89,23 +89,17 @@ fn the_worker_refuses_a_hostile_diffusers_folder_with_exit_2() {
 fn trained_project() -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let mnist = repo_root().join("data/mnist");
-    assert!(mnist.is_dir(), "{} is missing: run `. scripts/setup.sh`", mnist.display());
-    std::fs::write(dir.join("difflow.toml"), "user_cache = \"uc\"\nthreads = 1\n").unwrap();
-    std::fs::write(
-        dir.join("p.diff"),
-        format!(
-            "dataset digits = mnist {{ path = \"{}\", split = \"test\", limit = 8, size = 16 }}\n\
-             dataset pts = toy {{ count = 64 }}\n\
-             schedule lin = linear {{ steps = 100 }}\n\
-             model net = unet {{ channels = 32, mults = [1], res_blocks = 1, attention = [], dropout = 0 }}\n\
-             model small = mlp {{ hidden = 16, layers = 1 }}\n\
-             train image_model {{ model = net, data = digits, schedule = lin, steps = 2, batch = 4 }}\n\
-             train point_model {{ model = small, data = pts, schedule = lin, steps = 2, batch = 8 }}\n",
-            mnist.display()
-        ),
-    )
-    .unwrap();
+    mnist_project(
+        dir,
+        1,
+        8,
+        "dataset pts = toy { count = 64 }\n\
+         schedule lin = linear { steps = 100 }\n\
+         model net = unet { channels = 32, mults = [1], res_blocks = 1, attention = [], dropout = 0 }\n\
+         model small = mlp { hidden = 16, layers = 1 }\n\
+         train image_model { model = net, data = digits, schedule = lin, steps = 2, batch = 4 }\n\
+         train point_model { model = small, data = pts, schedule = lin, steps = 2, batch = 8 }\n",
+    );
     let out = run(dir, &["run", "p.diff", "--device", "cpu"]);
     assert!(out.status.success(), "{}", text(&out));
     tmp

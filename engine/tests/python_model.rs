@@ -13,8 +13,9 @@ use tch::{nn, Device, Kind, Tensor};
 
 const WORKER: &str = env!("CARGO_BIN_EXE_difflow-worker");
 
+/// The tiny Python net the front end's checker tests name too (one copy for both).
 fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/python/toy_net.py")
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("tests/check/python/toy_net.py")
 }
 
 fn model(class: &str) -> Value {

@@ -59,7 +59,7 @@ pub fn export(s: &Session, name: &str, format: &str, out: &Path) -> Result<(), F
             s.file.display()
         )));
     }
-    let worker = worker_path().map_err(Failure::Failed)?;
+    let worker = worker_path()?;
     let (out, existed) = prepare_out(out)?;
     let params = |i: &crate::lang::pipeline::Instance| {
         serde_json::Value::Object(i.params.iter().map(|(k, v)| (k.clone(), v.to_json())).collect())

@@ -4,17 +4,21 @@
 
 use std::path::Path;
 
+use crate::failure::Failure;
 use crate::lang::pipeline::Instance;
 use crate::lang::value::Value;
 
 /// Every dataset stage about to run whose data is missing, or an error naming them all.
-pub(super) fn missing_data<'a>(instances: impl Iterator<Item = &'a Instance>) -> Result<(), String> {
+pub(super) fn missing_data<'a>(instances: impl Iterator<Item = &'a Instance>) -> Result<(), Failure> {
     let missing = missing_datasets(instances);
     if missing.is_empty() {
         return Ok(());
     }
     let lines: Vec<String> = missing.iter().map(|m| format!("  {m}")).collect();
-    Err(format!("missing data; nothing was run:\n{}\n(paths are relative to the pipeline's folder)", lines.join("\n")))
+    Err(Failure::Failed(format!(
+        "missing data; nothing was run:\n{}\n(paths are relative to the pipeline's folder)",
+        lines.join("\n")
+    )))
 }
 
 /// One line per dataset stage among `instances` whose `path` does not exist, with how

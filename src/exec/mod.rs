@@ -102,7 +102,7 @@ pub fn run(s: &Session, opts: &RunOptions, progress: &Progress) -> Result<RunSum
     if opts.detach && executor != "slurm" {
         return Err(Failure::Usage("`--detach` needs a cluster: use it with `--executor slurm`".into()));
     }
-    let (selected, forced) = selection_with_forced(s, opts).map_err(Failure::Usage)?;
+    let (selected, forced) = selection_with_forced(s, opts)?;
     let out = out_dir::target(s, opts.out.as_deref(), opts.detach).map_err(Failure::Usage)?;
     if let Some(dir) = &out {
         out_dir::check(dir, s).map_err(Failure::Usage)?;
@@ -115,7 +115,7 @@ pub fn run(s: &Session, opts: &RunOptions, progress: &Progress) -> Result<RunSum
     // What a run killed outright (`kill -9`, a lost node) left beside these entries.
     let keys: Vec<&str> = selected.iter().map(|&i| s.key(i)).collect();
     cleanup::remove_leftovers(&s.cache, Some(&keys));
-    crate::remote::run::pull_for_run(s, opts.pull, &selected, &forced, progress).map_err(Failure::Usage)?;
+    crate::remote::run::pull_for_run(s, opts.pull, &selected, &forced, progress)?;
     let to_run = instances_to_run(s, &selected, &forced, progress);
     let cached_before = selected.len() - to_run.len();
     if to_run.is_empty() {
@@ -124,9 +124,9 @@ pub fn run(s: &Session, opts: &RunOptions, progress: &Progress) -> Result<RunSum
         let summary = Ok(RunSummary { ran: 0, cached: cached_before });
         return out_dir::finish(s, &selected, out.as_deref(), summary, true);
     }
-    missing_data(to_run.iter().map(|&i| s.instance(i))).map_err(Failure::Failed)?;
+    missing_data(to_run.iter().map(|&i| s.instance(i)))?;
     let needs_worker = to_run.iter().any(|&i| !matches!(s.instance(i).kind.as_str(), "report" | "script"));
-    let worker = if needs_worker { Some(worker::worker_path().map_err(Failure::Failed)?) } else { None };
+    let worker = if needs_worker { Some(worker::worker_path()?) } else { None };
     interrupt::install();
     let nproc = opts.nproc.map_or_else(|| s.settings.nproc.clone(), crate::project::settings::Nproc::All);
     if executor == "slurm" {
@@ -142,12 +142,12 @@ pub fn run(s: &Session, opts: &RunOptions, progress: &Progress) -> Result<RunSum
 
 /// The instances the targets select, and those `--force` names; a forced instance outside
 /// the selection brings in what it needs upstream.
-fn selection_with_forced(s: &Session, opts: &RunOptions) -> Result<(Vec<usize>, BTreeSet<usize>), String> {
+fn selection_with_forced(s: &Session, opts: &RunOptions) -> Result<(Vec<usize>, BTreeSet<usize>), Failure> {
     let mut selected = s.selection(&opts.targets)?;
     let forced: BTreeSet<usize> = if opts.force.is_empty() {
         BTreeSet::new()
     } else {
-        graph::resolve_names(&s.pipeline, &s.graph, &opts.force)?.into_iter().collect()
+        graph::resolve_names(&s.pipeline, &s.graph, &opts.force).map_err(Failure::Usage)?.into_iter().collect()
     };
     if forced.iter().any(|f| !selected.contains(f)) {
         let extra = s.graph.upstream_closure(forced.iter().copied());

@@ -186,9 +186,9 @@ pub fn schedule_table(name: &str, spec: &ScheduleSpec) -> String {
 fn describe_model(s: &Session, name: &str, config: &Config, as_json: bool) -> Result<String, Failure> {
     // Building a python model runs the project's code: only in a trusted project.
     if config.variant == "python" {
-        crate::project::trust::require(&s.pipeline).map_err(Failure::Usage)?;
+        crate::project::trust::require(&s.pipeline)?;
     }
-    let worker = worker_path().map_err(Failure::Failed)?;
+    let worker = worker_path()?;
     let meta = data_meta(s, config)?;
     let tmp = s.settings.state_dir().join("tmp").join(format!("describe-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).map_err(|e| Failure::Failed(format!("cannot create {}: {e}", tmp.display())))?;

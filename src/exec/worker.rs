@@ -10,30 +10,32 @@ use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
+use crate::failure::Failure;
 use crate::job::{Event, Job, WORKER_INTERRUPTED, WORKER_STAGE_FAILED};
 
 /// Where the worker executable is: `$DIFFLOW_WORKER`, else `difflow-worker` beside the
 /// running `difflow`.
-pub fn worker_path() -> Result<PathBuf, String> {
+pub fn worker_path() -> Result<PathBuf, Failure> {
     if let Some(p) = std::env::var_os("DIFFLOW_WORKER") {
         let p = PathBuf::from(p);
         return if p.is_file() {
             Ok(p)
         } else {
-            Err(format!("DIFFLOW_WORKER is set to {}, which is not a file", p.display()))
+            Err(Failure::Failed(format!("DIFFLOW_WORKER is set to {}, which is not a file", p.display())))
         };
     }
-    let exe = std::env::current_exe().map_err(|e| format!("cannot locate the difflow executable: {e}"))?;
+    let exe =
+        std::env::current_exe().map_err(|e| Failure::Failed(format!("cannot locate the difflow executable: {e}")))?;
     let name = format!("difflow-worker{}", std::env::consts::EXE_SUFFIX);
     let beside = exe.parent().map(|d| d.join(&name)).unwrap_or_else(|| PathBuf::from(&name));
     if beside.is_file() {
         Ok(beside)
     } else {
-        Err(format!(
+        Err(Failure::Failed(format!(
             "the stage worker `{name}` is not beside {}\nhelp: build it with `cargo build --release -p difflow-engine`, \
              or point DIFFLOW_WORKER at it",
             exe.display()
-        ))
+        )))
     }
 }
 

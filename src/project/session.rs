@@ -77,11 +77,11 @@ impl Session {
 
     /// Instance indices named by `--target`-style names, with their upstream closure, in
     /// topological order; everything when `names` is empty.
-    pub fn selection(&self, names: &[String]) -> Result<Vec<usize>, String> {
+    pub fn selection(&self, names: &[String]) -> Result<Vec<usize>, Failure> {
         if names.is_empty() {
             return Ok(self.graph.order().to_vec());
         }
-        let roots = graph::resolve_names(&self.pipeline, &self.graph, names)?;
+        let roots = graph::resolve_names(&self.pipeline, &self.graph, names).map_err(Failure::Usage)?;
         let closure = self.graph.upstream_closure(roots);
         Ok(self.graph.order().iter().copied().filter(|i| closure.contains(i)).collect())
     }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use difflow_core::files::{self, Purpose};
 
+use crate::failure::Failure;
 use crate::lang::pipeline::Pipeline;
 use crate::lang::value::Value;
 
@@ -104,19 +105,19 @@ pub fn python_files(p: &Pipeline) -> Vec<PathBuf> {
 
 /// Refuses a pipeline that would run Python in a project the user has not trusted: the
 /// message lists the files and the command that trusts them.
-pub fn require(p: &Pipeline) -> Result<(), String> {
+pub fn require(p: &Pipeline) -> Result<(), Failure> {
     let files = python_files(p);
     let project = project_folder(&p.root);
     if files.is_empty() || is_trusted(&project) {
         return Ok(());
     }
     let listed: String = files.iter().map(|f| format!("\n  {}", f.display())).collect();
-    Err(format!(
+    Err(Failure::Usage(format!(
         "this pipeline runs Python code of the project {}, which you have not trusted:{listed}\n\
          read them, then trust the project once with:\n  difflow trust {}",
         project.display(),
         shell_quoted(&project)
-    ))
+    )))
 }
 
 /// A path as a shell word (single-quoted when it holds anything but plain characters).

@@ -43,20 +43,24 @@ impl Http {
             }
         }
         let full = parsed.to_string();
-        let agent = ureq::AgentBuilder::new()
-            .timeout_connect(Duration::from_secs(15))
-            .timeout_read(Duration::from_secs(120))
-            .timeout_write(Duration::from_secs(120))
-            // ureq turns a PUT that meets a 301/302 into a GET, whose 200 would fake an
-            // upload, and a HEAD's redirect would read as "present": a redirect is an error.
-            .redirects(0)
-            .build();
         Ok(Http {
             base: full.trim_end_matches('/').to_string(),
             shown: redacted(&full).trim_end_matches('/').to_string(),
-            agent,
+            agent: agent(),
         })
     }
+}
+
+/// The HTTP client of the http and s3 backends. It follows no redirect: ureq turns a PUT
+/// that meets a 301/302 into a GET, whose 200 would fake an upload, a HEAD's redirect
+/// would read as "present", and an S3 signature holds for one host and path only.
+pub(super) fn agent() -> ureq::Agent {
+    ureq::AgentBuilder::new()
+        .timeout_connect(Duration::from_secs(15))
+        .timeout_read(Duration::from_secs(120))
+        .timeout_write(Duration::from_secs(120))
+        .redirects(0)
+        .build()
 }
 
 impl Http {
@@ -81,12 +85,27 @@ fn answered(url: &str, result: Result<ureq::Response, ureq::Error>) -> Result<Op
 fn failure(url: &str, e: ureq::Error) -> String {
     match e {
         ureq::Error::Status(code, r) => format!("{url}: the server answered {code} {}", r.status_text()),
-        // Not the error's own text: it quotes the URL with the password.
-        ureq::Error::Transport(t) => match t.message() {
-            Some(m) => format!("{url}: {}: {m}", t.kind()),
-            None => format!("{url}: {}", t.kind()),
-        },
+        ureq::Error::Transport(t) => transport_failure(url, &t),
     }
+}
+
+/// A request that got no answer, as a message naming `url`: not the error's own text,
+/// which quotes the request's URL (with a password, or an S3 signature).
+pub(super) fn transport_failure(url: &str, t: &ureq::Transport) -> String {
+    match t.message() {
+        Some(m) => format!("{url}: {}: {m}", t.kind()),
+        None => format!("{url}: {}", t.kind()),
+    }
+}
+
+/// The body of an answer into `sink`: at most `limit` bytes, more is an error naming `url`.
+pub(super) fn download(url: &str, response: ureq::Response, sink: &mut dyn Write, limit: u64) -> Result<(), String> {
+    let copied = std::io::copy(&mut response.into_reader().take(limit + 1), sink)
+        .map_err(|e| format!("{url}: the download broke off: {e}"))?;
+    if copied > limit {
+        return Err(format!("{url} has more than the {limit} bytes expected"));
+    }
+    Ok(())
 }
 
 impl Backend for Http {
@@ -95,11 +114,7 @@ impl Backend for Http {
         let Some(response) = answered(&url, self.agent.get(&self.request_url(path)).call())? else {
             return Ok(false);
         };
-        let copied = std::io::copy(&mut response.into_reader().take(limit + 1), sink)
-            .map_err(|e| format!("{url}: the download broke off: {e}"))?;
-        if copied > limit {
-            return Err(format!("{url} has more than the {limit} bytes expected"));
-        }
+        download(&url, response, sink, limit)?;
         Ok(true)
     }
 
@@ -139,24 +154,7 @@ impl Backend for Http {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A server on 127.0.0.1 that answers every request with `reply`: its URL.
-    fn answering(reply: String) -> String {
-        use std::io::{BufRead, BufReader};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let mut reader = BufReader::new(stream);
-                let mut line = String::new();
-                while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
-                    line.clear();
-                }
-                let _ = reader.get_mut().write_all(reply.as_bytes());
-            }
-        });
-        url
-    }
+    use crate::remote::test_server::answering;
 
     #[test]
     fn a_redirect_is_an_error_never_an_answer() {

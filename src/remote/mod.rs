@@ -19,6 +19,8 @@ pub mod pull;
 pub mod push;
 pub mod run;
 pub mod s3;
+#[cfg(test)]
+mod test_server;
 pub mod transfer;
 
 use std::io::Write;

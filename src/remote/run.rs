@@ -13,6 +13,7 @@ use crate::cache::key::canonical_json;
 use crate::cache::store::human_size;
 use crate::cache::{Cache, EntryLock, Manifest};
 use crate::exec::{Progress, Session};
+use crate::failure::Failure;
 
 /// The `[remote]` table of `difflow.toml`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -116,12 +117,12 @@ pub fn pull_for_run(
     selected: &[usize],
     forced: &BTreeSet<usize>,
     progress: &Progress,
-) -> Result<usize, String> {
+) -> Result<usize, Failure> {
     let wanted = asked || s.settings.remote.as_ref().is_some_and(|r| r.pull);
     if !wanted {
         return Ok(0);
     }
-    let remote = required(s, "`--pull`")?;
+    let remote = required(s, "`--pull`").map_err(Failure::Usage)?;
     let unforced: Vec<usize> = selected.iter().copied().filter(|i| !forced.contains(i)).collect();
     let candidates: Vec<Item> =
         items(s, &unforced).into_iter().filter(|item| !s.cache.is_complete(&item.key)).collect();
@@ -240,13 +241,13 @@ pub fn push_from_job(settings: &RemoteSettings, cache: &Cache, key: &str, label:
 }
 
 /// `difflow push FILE [STAGE]…`: upload the selected entries this cache holds.
-pub fn push(s: &Session, names: &[String]) -> Result<(), String> {
-    let remote = required(s, "`difflow push`")?;
+pub fn push(s: &Session, names: &[String]) -> Result<(), Failure> {
+    let remote = required(s, "`difflow push`").map_err(Failure::Usage)?;
     let selected = items(s, &s.selection(names)?);
     let _reading = s
         .cache
         .hold_for_reading(selected.iter().map(|item| item.key.as_str()))
-        .map_err(|e| format!("cannot lock the cache in {}: {e}", s.cache.dir.display()))?;
+        .map_err(|e| Failure::Failed(format!("cannot lock the cache in {}: {e}", s.cache.dir.display())))?;
     let (here, missing): (Vec<Item>, Vec<Item>) = selected.into_iter().partition(|item| s.cache.is_complete(&item.key));
     let progress = Progress::new();
     let cx = Transfers::new(&remote, &s.cache, &progress);
@@ -291,18 +292,22 @@ pub fn push(s: &Session, names: &[String]) -> Result<(), String> {
     if failed.is_empty() {
         Ok(())
     } else {
-        Err(format!("cannot push {}:\n  {}", plural(failed.len(), "entry", "entries"), failed.join("\n  ")))
+        Err(Failure::Failed(format!(
+            "cannot push {}:\n  {}",
+            plural(failed.len(), "entry", "entries"),
+            failed.join("\n  ")
+        )))
     }
 }
 
 /// `difflow pull FILE [STAGE]…`: download the selected entries the remote has and this
 /// cache lacks.
-pub fn pull(s: &Session, names: &[String]) -> Result<(), String> {
-    let remote = required(s, "`difflow pull`")?;
+pub fn pull(s: &Session, names: &[String]) -> Result<(), Failure> {
+    let remote = required(s, "`difflow pull`").map_err(Failure::Usage)?;
     let selected = items(s, &s.selection(names)?);
     let (cached, missing): (Vec<Item>, Vec<Item>) =
         selected.into_iter().partition(|item| s.cache.is_complete(&item.key));
-    reachable(&remote, &missing)?;
+    reachable(&remote, &missing).map_err(Failure::Failed)?;
     let progress = Progress::new();
     let start = Instant::now();
     let results = pull_many(&remote, &s.cache, &missing, &progress);
@@ -334,7 +339,11 @@ pub fn pull(s: &Session, names: &[String]) -> Result<(), String> {
     if refused.is_empty() {
         Ok(())
     } else {
-        Err(format!("cannot pull {}:\n  {}", plural(refused.len(), "entry", "entries"), refused.join("\n  ")))
+        Err(Failure::Failed(format!(
+            "cannot pull {}:\n  {}",
+            plural(refused.len(), "entry", "entries"),
+            refused.join("\n  ")
+        )))
     }
 }
 

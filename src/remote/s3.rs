@@ -12,6 +12,7 @@ use rusty_s3::actions::{ListObjectsV2, S3Action};
 use rusty_s3::{Bucket, Credentials, UrlStyle};
 
 use super::aws_config::{self, AwsConfig};
+use super::http::{download, transport_failure};
 use super::Backend;
 
 /// How long a signed request stays valid: long enough for a slow upload to start.
@@ -76,15 +77,7 @@ impl S3 {
             Some(token) => Credentials::new_with_token(k.id, k.secret, token),
             None => Credentials::new(k.id, k.secret),
         });
-        let agent = ureq::AgentBuilder::new()
-            .timeout_connect(Duration::from_secs(15))
-            .timeout_read(Duration::from_secs(120))
-            .timeout_write(Duration::from_secs(120))
-            // A signature holds for one host and path: a redirect is an error to report,
-            // and one that turned a PUT into a GET would fake an upload.
-            .redirects(0)
-            .build();
-        Ok(S3 { bucket, prefix, shown, credentials, agent })
+        Ok(S3 { bucket, prefix, shown, credentials, agent: super::http::agent() })
     }
 
     fn key(&self, path: &str) -> String {
@@ -162,10 +155,7 @@ fn xml_field(body: &str, tag: &str) -> Option<String> {
 fn failure(url: &str, e: ureq::Error) -> String {
     match e {
         ureq::Error::Status(_, r) => refusal(url, r),
-        ureq::Error::Transport(t) => match t.message() {
-            Some(m) => format!("{url}: {}: {m}", t.kind()),
-            None => format!("{url}: {}", t.kind()),
-        },
+        ureq::Error::Transport(t) => transport_failure(url, &t),
     }
 }
 
@@ -175,11 +165,7 @@ impl Backend for S3 {
         let key = self.key(path);
         let signed = self.bucket.get_object(Some(self.credentials()?), &key).sign(SIGNED_FOR);
         let Some(response) = self.send(path, signed, None)? else { return Ok(false) };
-        let copied = std::io::copy(&mut response.into_reader().take(limit + 1), sink)
-            .map_err(|e| format!("{url}: the download broke off: {e}"))?;
-        if copied > limit {
-            return Err(format!("{url} has more than the {limit} bytes expected"));
-        }
+        download(&url, response, sink, limit)?;
         Ok(true)
     }
 
@@ -247,6 +233,7 @@ mod tests {
 
     use super::{refusal, AwsConfig, S3, SIGNED_FOR};
     use crate::remote::aws_config::Keys;
+    use crate::remote::test_server::answering;
     use crate::remote::Backend;
 
     fn config(region: Option<&str>, endpoint: Option<&str>, token: Option<&str>) -> AwsConfig {
@@ -306,25 +293,6 @@ mod tests {
         );
         let why = refusal("s3://lab/x", "HTTP/1.1 403 Forbidden\r\n\r\n".parse().unwrap());
         assert!(why.ends_with("403 Forbidden: access denied (check the credentials and the bucket's policy)"), "{why}");
-    }
-
-    /// A server on 127.0.0.1 that answers every request with `reply`: its endpoint.
-    fn answering(reply: String) -> String {
-        use std::io::{BufRead, BufReader, Write};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let endpoint = format!("http://{}", listener.local_addr().unwrap());
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let mut reader = BufReader::new(stream);
-                // The request's head; a PUT's body is left unread (the reply comes first).
-                let mut line = String::new();
-                while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
-                    line.clear();
-                }
-                let _ = reader.get_mut().write_all(reply.as_bytes());
-            }
-        });
-        endpoint
     }
 
     #[test]

@@ -101,34 +101,11 @@ pub fn series_of(axis: &Axis, ys: &[f64]) -> Vec<Series> {
 /// sensible origin ([`ticks::y_range`]).
 pub fn line_chart(title: &str, x_label: &str, y_label: &str, lines: &[Series], ticks: &[(f64, String)]) -> String {
     let lines: Vec<Drawn> = lines.iter().map(Drawn::of).collect();
-    let all = || lines.iter().flat_map(|s| s.points.iter().copied());
-    let log_x = {
-        let (lo, hi) = all().fold((f64::MAX, f64::MIN), |(lo, hi), p| (lo.min(p.0), hi.max(p.0)));
-        lo > 0.0 && hi / lo >= 20.0
-    };
-    let fx = |x: f64| if log_x { x.log10() } else { x };
-    let (x_lo, x_hi) = padded(all().map(|p| fx(p.0)));
-    let (y_min, y_max) =
-        all().flat_map(|(_, y, e)| [y - e, y + e]).fold((f64::MAX, f64::MIN), |(lo, hi), y| (lo.min(y), hi.max(y)));
-    let (y_min, y_max, not_from_zero) = if y_min <= y_max { ticks::y_range(y_min, y_max) } else { (0.0, 1.0, false) };
-    let y_scale = ticks::nice_scale(y_min, y_max, TICKS - 1);
-    let (y_lo, y_hi) = (y_scale.lo, y_scale.hi);
+    let (frame, not_from_zero) = Frame::fit(&lines);
     let y_title = if not_from_zero { format!("{y_label} (axis not from 0)") } else { y_label.to_string() };
+    let x_title = if frame.log_x { format!("{x_label} (log scale)") } else { x_label.to_string() };
     let legend = lines.len() > 1 || lines.iter().any(|s| !s.label.is_empty());
-    let (left, right, top, bottom) = MARGIN;
-    let (plot_w, plot_h) = (WIDTH - left - right, HEIGHT - top - bottom);
-    // Wide enough for the longest legend label, the title and the y axis's title.
-    let legend_width = lines.iter().map(|s| text_width(&s.label, FONT_SIZE)).fold(0.0, f64::max);
-    let width = [
-        WIDTH + if legend { LEGEND_PAD + LEGEND_SWATCH + legend_width + LEGEND_PAD } else { 0.0 },
-        text_width(title, TITLE_FONT_SIZE) + 2.0 * LEGEND_PAD,
-        text_width(&y_title, FONT_SIZE) + 2.0 * LEGEND_PAD,
-    ]
-    .into_iter()
-    .fold(0.0, f64::max)
-    .ceil();
-    let sx = |x: f64| left + (fx(x) - x_lo) / (x_hi - x_lo) * plot_w;
-    let sy = |y: f64| top + (1.0 - (y - y_lo) / (y_hi - y_lo)) * plot_h;
+    let width = chart_width(title, &y_title, &lines, legend);
     let mut svg = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{HEIGHT}\" viewBox=\"0 0 {width} {HEIGHT}\" \
          font-family=\"sans-serif\" font-size=\"{FONT_SIZE}\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
@@ -136,46 +113,136 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, lines: &[Series], t
         width / 2.0,
         escape(title)
     );
-    let _ = writeln!(
-        svg,
-        "<rect x=\"{left}\" y=\"{top}\" width=\"{plot_w}\" height=\"{plot_h}\" fill=\"none\" stroke=\"#888\"/>"
-    );
-    for (x, text) in &x_ticks(ticks, (x_lo, x_hi), log_x) {
-        let _ = writeln!(
-            svg,
-            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
-            sx(*x),
-            top + plot_h + 18.0,
-            escape(text)
-        );
-    }
-    for y in y_scale.ticks() {
-        let _ = writeln!(
-            svg,
-            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>\n\
-             <line x1=\"{left}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#eee\"/>",
-            left - 6.0,
-            sy(y) + 5.0,
-            ticks::label(y, y_scale.step),
-            left + plot_w,
-            sy(y),
-            sy(y)
-        );
-    }
-    let x_title = if log_x { format!("{x_label} (log scale)") } else { x_label.to_string() };
-    let _ = writeln!(
-        svg,
-        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>\n\
-         <text x=\"{LEGEND_PAD}\" y=\"{:.1}\">{}</text>",
-        left + plot_w / 2.0,
-        HEIGHT - 12.0,
-        escape(&x_title),
-        top - 12.0,
-        escape(&y_title)
-    );
+    frame.write_axes(&mut svg, ticks, &x_title, &y_title);
     for (i, line) in lines.iter().enumerate() {
         let colour = COLOURS[i % COLOURS.len()];
-        let path: Vec<String> = line.points.iter().map(|&(x, y, _)| format!("{:.1},{:.1}", sx(x), sy(y))).collect();
+        frame.write_line(&mut svg, line, colour);
+        if legend {
+            write_legend_entry(&mut svg, i, colour, &line.label);
+        }
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+/// Wide enough for the plot with its legend (the longest label), the title and the y
+/// axis's title.
+fn chart_width(title: &str, y_title: &str, lines: &[Drawn], legend: bool) -> f64 {
+    let legend_width = lines.iter().map(|s| text_width(&s.label, FONT_SIZE)).fold(0.0, f64::max);
+    [
+        WIDTH + if legend { LEGEND_PAD + LEGEND_SWATCH + legend_width + LEGEND_PAD } else { 0.0 },
+        text_width(title, TITLE_FONT_SIZE) + 2.0 * LEGEND_PAD,
+        text_width(y_title, FONT_SIZE) + 2.0 * LEGEND_PAD,
+    ]
+    .into_iter()
+    .fold(0.0, f64::max)
+    .ceil()
+}
+
+/// Entry `i` of the legend, right of the plot: a swatch of the line's colour and its label.
+fn write_legend_entry(svg: &mut String, i: usize, colour: &str, label: &str) {
+    let (_, right, top, _) = MARGIN;
+    let y = top + 12.0 + i as f64 * 22.0;
+    let x = WIDTH - right + LEGEND_PAD;
+    let _ = writeln!(
+        svg,
+        "<line x1=\"{x}\" x2=\"{:.1}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"{colour}\" stroke-width=\"3\"/>\n\
+         <text x=\"{:.1}\" y=\"{:.1}\">{}</text>",
+        x + 20.0,
+        x + LEGEND_SWATCH,
+        y + 5.0,
+        escape(label)
+    );
+}
+
+/// The plot's coordinates: x (log10 on a log axis) from `x_lo` to `x_hi`, y over the
+/// round scale, mapped onto the plot area inside `MARGIN`.
+struct Frame {
+    log_x: bool,
+    x_lo: f64,
+    x_hi: f64,
+    y_scale: ticks::Scale,
+}
+
+impl Frame {
+    /// The frame that holds every point with its error bar; whether y does not start at 0.
+    fn fit(lines: &[Drawn]) -> (Frame, bool) {
+        let all = || lines.iter().flat_map(|s| s.points.iter().copied());
+        let log_x = {
+            let (lo, hi) = all().fold((f64::MAX, f64::MIN), |(lo, hi), p| (lo.min(p.0), hi.max(p.0)));
+            lo > 0.0 && hi / lo >= 20.0
+        };
+        let fx = |x: f64| if log_x { x.log10() } else { x };
+        let (x_lo, x_hi) = padded(all().map(|p| fx(p.0)));
+        let (y_min, y_max) =
+            all().flat_map(|(_, y, e)| [y - e, y + e]).fold((f64::MAX, f64::MIN), |(lo, hi), y| (lo.min(y), hi.max(y)));
+        let (y_min, y_max, not_from_zero) =
+            if y_min <= y_max { ticks::y_range(y_min, y_max) } else { (0.0, 1.0, false) };
+        let y_scale = ticks::nice_scale(y_min, y_max, TICKS - 1);
+        (Frame { log_x, x_lo, x_hi, y_scale }, not_from_zero)
+    }
+
+    fn plot_size() -> (f64, f64) {
+        let (left, right, top, bottom) = MARGIN;
+        (WIDTH - left - right, HEIGHT - top - bottom)
+    }
+
+    fn sx(&self, x: f64) -> f64 {
+        let fx = if self.log_x { x.log10() } else { x };
+        MARGIN.0 + (fx - self.x_lo) / (self.x_hi - self.x_lo) * Self::plot_size().0
+    }
+
+    fn sy(&self, y: f64) -> f64 {
+        let (lo, hi) = (self.y_scale.lo, self.y_scale.hi);
+        MARGIN.2 + (1.0 - (y - lo) / (hi - lo)) * Self::plot_size().1
+    }
+
+    /// The plot's border, the ticks with their labels and grid lines, and both axes' titles.
+    fn write_axes(&self, svg: &mut String, ticks: &[(f64, String)], x_title: &str, y_title: &str) {
+        let (left, _, top, _) = MARGIN;
+        let (plot_w, plot_h) = Self::plot_size();
+        let _ = writeln!(
+            svg,
+            "<rect x=\"{left}\" y=\"{top}\" width=\"{plot_w}\" height=\"{plot_h}\" fill=\"none\" stroke=\"#888\"/>"
+        );
+        for (x, text) in &x_ticks(ticks, (self.x_lo, self.x_hi), self.log_x) {
+            let _ = writeln!(
+                svg,
+                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
+                self.sx(*x),
+                top + plot_h + 18.0,
+                escape(text)
+            );
+        }
+        for y in self.y_scale.ticks() {
+            let _ = writeln!(
+                svg,
+                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>\n\
+                 <line x1=\"{left}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#eee\"/>",
+                left - 6.0,
+                self.sy(y) + 5.0,
+                ticks::label(y, self.y_scale.step),
+                left + plot_w,
+                self.sy(y),
+                self.sy(y)
+            );
+        }
+        let _ = writeln!(
+            svg,
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>\n\
+             <text x=\"{LEGEND_PAD}\" y=\"{:.1}\">{}</text>",
+            left + plot_w / 2.0,
+            HEIGHT - 12.0,
+            escape(x_title),
+            top - 12.0,
+            escape(y_title)
+        );
+    }
+
+    /// One series: its polyline, an error bar at each point that has one, and its points.
+    fn write_line(&self, svg: &mut String, line: &Drawn, colour: &str) {
+        let path: Vec<String> =
+            line.points.iter().map(|&(x, y, _)| format!("{:.1},{:.1}", self.sx(x), self.sy(y))).collect();
         let _ = writeln!(
             svg,
             "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"/>",
@@ -183,7 +250,7 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, lines: &[Series], t
         );
         for &(x, y, e) in &line.points {
             if e > 0.0 {
-                let (cx, lo, hi) = (sx(x), sy(y - e), sy(y + e));
+                let (cx, lo, hi) = (self.sx(x), self.sy(y - e), self.sy(y + e));
                 let _ = writeln!(
                     svg,
                     "<path class=\"error-bar\" stroke=\"{colour}\" stroke-width=\"1.5\" fill=\"none\" \
@@ -194,24 +261,10 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, lines: &[Series], t
                     cx + 5.0
                 );
             }
-            let _ = writeln!(svg, "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"4\" fill=\"{colour}\"/>", sx(x), sy(y));
-        }
-        if legend {
-            let y = top + 12.0 + i as f64 * 22.0;
-            let x = WIDTH - right + LEGEND_PAD;
-            let _ = writeln!(
-                svg,
-                "<line x1=\"{x}\" x2=\"{:.1}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"{colour}\" stroke-width=\"3\"/>\n\
-                 <text x=\"{:.1}\" y=\"{:.1}\">{}</text>",
-                x + 20.0,
-                x + LEGEND_SWATCH,
-                y + 5.0,
-                escape(&line.label)
-            );
+            let _ =
+                writeln!(svg, "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"4\" fill=\"{colour}\"/>", self.sx(x), self.sy(y));
         }
     }
-    svg.push_str("</svg>\n");
-    svg
 }
 
 /// An upper bound on the width of `text` in a sans-serif font of `size` px: per character

@@ -44,16 +44,8 @@ pub fn write_comparison(out: &Path, rows: &[Row]) -> Result<Vec<PathBuf>, String
         .collect();
     let (table_md, table_html) = table(rows, &metric_names);
     let mut md = format!("# {}\n\n{table_md}", markdown::text(&title));
-    let mut html = format!(
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{t}</title>\n<style>\n\
-         body {{ font-family: system-ui, sans-serif; max-width: 75em; margin: 2em auto; padding: 0 1em; color: #222; }}\n\
-         table {{ border-collapse: collapse; margin: 1em 0; }}\n\
-         th, td {{ border: 1px solid #ccc; padding: 0.3em 0.7em; text-align: right; }}\n\
-         th {{ background: #f3f3f3; }} td.name {{ text-align: left; font-family: monospace; }}\n\
-         figure {{ display: inline-block; margin: 0.5em; vertical-align: top; }}\n</style>\n</head>\n<body>\n\
-         <h1>{t}</h1>\n{table_html}",
-        t = escape(&title)
-    );
+    let css = "figure { display: inline-block; margin: 0.5em; vertical-align: top; }\n";
+    let mut html = super::html_head(&title, "75em", css) + &table_html;
     let images = out.join("images");
     if !charts.is_empty() {
         create_dir(&images)?;

@@ -55,23 +55,19 @@ pub fn write_report_titled(job: &Job, recipe: Option<&Recipe>, titles: &AxisTitl
     let families = families_of(job)?;
     let img_dir = job.out_dir.join("images");
     let mut md = format!("# {}\n", markdown::text(&title));
-    let mut html = format!(
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{t}</title>\n<style>\n\
-         body {{ font-family: system-ui, sans-serif; max-width: 1360px; margin: 2em auto; padding: 0 1em; color: #222; }}\n\
-         table {{ border-collapse: collapse; margin: 1em 0; }}\n\
-         th, td {{ border: 1px solid #ccc; padding: 0.3em 0.7em; text-align: right; }}\n\
-         th {{ background: #f3f3f3; }} td.name {{ text-align: left; font-family: monospace; }}\n\
-         figure {{ margin: 0.5em 0; max-width: 100%; }} figcaption {{ font-size: 0.9em; max-width: 40em; }}\n\
-         img {{ max-width: 100%; image-rendering: pixelated; }} svg {{ max-width: 100%; height: auto; }}\n\
-         .charts {{ display: flex; flex-wrap: wrap; gap: 0 1.5em; }} .charts figure {{ flex: 1 1 34em; max-width: 52em; }}\n\
-         .charts svg {{ width: 100%; }}\n\
-         .sweep {{ display: grid; grid-template-columns: repeat(auto-fit, minmax(12em, 1fr)); gap: 0.8em; align-items: start; }}\n\
-         .sweep figure {{ margin: 0; }} .sweep img {{ width: 100%; }}\n\
-         .sweep figcaption {{ font-size: 0.85em; font-weight: 600; text-align: center; margin-bottom: 0.3em; max-width: none; }}\n\
-         p.legend {{ font-size: 0.9em; color: #555; }}\n\
-         pre.recipe {{ background: #f6f6f6; padding: 0.8em; overflow-x: auto; font-size: 0.9em; }}\n\
-         table.provenance td {{ overflow-wrap: anywhere; }} table.provenance {{ max-width: 100%; }}\n</style>\n</head>\n<body>\n<h1>{t}</h1>\n",
-        t = escape(&title)
+    let mut html = html_head(
+        &title,
+        "1360px",
+        "figure { margin: 0.5em 0; max-width: 100%; } figcaption { font-size: 0.9em; max-width: 40em; }\n\
+         img { max-width: 100%; image-rendering: pixelated; } svg { max-width: 100%; height: auto; }\n\
+         .charts { display: flex; flex-wrap: wrap; gap: 0 1.5em; } .charts figure { flex: 1 1 34em; max-width: 52em; }\n\
+         .charts svg { width: 100%; }\n\
+         .sweep { display: grid; grid-template-columns: repeat(auto-fit, minmax(12em, 1fr)); gap: 0.8em; align-items: start; }\n\
+         .sweep figure { margin: 0; } .sweep img { width: 100%; }\n\
+         .sweep figcaption { font-size: 0.85em; font-weight: 600; text-align: center; margin-bottom: 0.3em; max-width: none; }\n\
+         p.legend { font-size: 0.9em; color: #555; }\n\
+         pre.recipe { background: #f6f6f6; padding: 0.8em; overflow-x: auto; font-size: 0.9em; }\n\
+         table.provenance td { overflow-wrap: anywhere; } table.provenance { max-width: 100%; }\n",
     );
     for (family, members) in &families {
         write_family(&mut md, &mut html, &img_dir, (family, members), titles)?;
@@ -174,13 +170,7 @@ fn write_metrics(
         .chain(coord_names.iter().cloned())
         .chain(metric_names.iter().map(|s| s.to_string()))
         .collect();
-    let md_header: Vec<String> = header.iter().map(|h| markdown::text(h)).collect();
-    let _ = write!(md, "\n| {} |\n|{}\n", md_header.join(" | "), "---|".repeat(header.len()));
-    html.push_str("<table>\n<tr>");
-    for h in &header {
-        let _ = write!(html, "<th>{}</th>", escape(h));
-    }
-    html.push_str("</tr>\n");
+    write_table_header(md, html, &header);
     for (((name, _), m), c) in members.iter().zip(metrics).zip(&coords) {
         let mut row = vec![markdown::cell(&markdown::code(name))];
         let _ = write!(html, "<tr><td class=\"name\">{}</td>", escape(name));
@@ -198,32 +188,88 @@ fn write_metrics(
         let _ = writeln!(md, "| {} |", row.join(" | "));
     }
     html.push_str("</table>\n");
-    let axes = chart::numeric_axes(&coords);
-    if !axes.is_empty() {
-        html.push_str("<div class=\"charts\">\n");
+    let metric_names: Vec<&str> = metric_names.iter().map(|m| m.as_str()).collect();
+    let charts = Charts { img_dir, family, members, titles, note: "" };
+    charts.write(md, html, &coords, &metric_names, |axis, mn| {
+        let ys: Vec<f64> = metrics.iter().map(|m| m.get(mn).copied().unwrap_or(f64::NAN)).collect();
+        chart::series_of(axis, &ys)
+    })
+}
+
+/// A report page's start: `title` as its `<title>` and `<h1>`, the body at most `width`
+/// wide, the tables' styles and then `css`.
+pub(crate) fn html_head(title: &str, width: &str, css: &str) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{t}</title>\n<style>\n\
+         body {{ font-family: system-ui, sans-serif; max-width: {width}; margin: 2em auto; padding: 0 1em; color: #222; }}\n\
+         table {{ border-collapse: collapse; margin: 1em 0; }}\n\
+         th, td {{ border: 1px solid #ccc; padding: 0.3em 0.7em; text-align: right; }}\n\
+         th {{ background: #f3f3f3; }} td.name {{ text-align: left; font-family: monospace; }}\n\
+         {css}</style>\n</head>\n<body>\n<h1>{t}</h1>\n",
+        t = escape(title)
+    )
+}
+
+/// A table's start with its column names: a Markdown header row, an HTML `<table>` with
+/// its `<th>` row.
+fn write_table_header<S: AsRef<str>>(md: &mut String, html: &mut String, header: &[S]) {
+    let md_header: Vec<String> = header.iter().map(|h| markdown::text(h.as_ref())).collect();
+    let _ = write!(md, "\n| {} |\n|{}\n", md_header.join(" | "), "---|".repeat(header.len()));
+    html.push_str("<table>\n<tr>");
+    for h in header {
+        let _ = write!(html, "<th>{}</th>", escape(h.as_ref()));
     }
-    for axis in &axes {
-        // `count` is how many items were measured and `steps` how long a model trained:
-        // settings, not measurements.
-        for mn in metric_names.iter().filter(|m| !["count", "steps"].contains(&m.as_str())) {
-            let ys: Vec<f64> = metrics.iter().map(|m| m.get(*mn).copied().unwrap_or(f64::NAN)).collect();
-            let lines = chart::series_of(axis, &ys);
-            let x_title = titles::axis_title(titles, &axis.name);
-            let measure = difflow_core::params::measure::reading_of(mn).map_or(mn.as_str(), |m| m.title);
-            let title = format!("{family}: {measure} against {x_title}");
-            let y_title = titles::metric_title(mn, members);
-            let svg = chart::line_chart(&title, x_title, &y_title, &lines, &axis.values);
-            std::fs::create_dir_all(img_dir).map_err(|e| format!("cannot create {}: {e}", img_dir.display()))?;
-            let file = format!("{}_{}_by_{}.svg", file_safe(family), file_safe(mn), file_safe(&axis.name));
-            std::fs::write(img_dir.join(&file), &svg).map_err(|e| format!("cannot write a chart: {e}"))?;
-            let _ = write!(md, "\n![{}](images/{file})\n", markdown::text(&title));
-            let _ = writeln!(html, "<figure>{svg}</figure>");
+    html.push_str("</tr>\n");
+}
+
+/// A family's charts: where they are written and what names them.
+struct Charts<'a> {
+    img_dir: &'a Path,
+    family: &'a str,
+    members: &'a [(&'a str, &'a Input)],
+    titles: &'a AxisTitles,
+    /// Ends each chart's title (what the error bars show, if any).
+    note: &'a str,
+}
+
+impl Charts<'_> {
+    /// Each measured metric against each numeric sweep axis of `coords` (one entry per
+    /// row), `lines_of(axis, metric)` giving a chart's lines: the SVG into `images/`,
+    /// referenced from `md` and inlined in `html`.
+    fn write(
+        &self,
+        md: &mut String,
+        html: &mut String,
+        coords: &[Vec<(String, String)>],
+        metric_names: &[&str],
+        lines_of: impl Fn(&chart::Axis, &str) -> Vec<chart::Series>,
+    ) -> Result<(), String> {
+        let axes = chart::numeric_axes(coords);
+        if axes.is_empty() {
+            return Ok(());
         }
-    }
-    if !axes.is_empty() {
+        html.push_str("<div class=\"charts\">\n");
+        let family = self.family;
+        for axis in &axes {
+            // `count` is how many items were measured and `steps` how long a model trained:
+            // settings, not measurements.
+            for &mn in metric_names.iter().filter(|m| !["count", "steps"].contains(m)) {
+                let x_title = titles::axis_title(self.titles, &axis.name);
+                let measure = difflow_core::params::measure::reading_of(mn).map_or(mn, |m| m.title);
+                let title = format!("{family}: {measure} against {x_title}{}", self.note);
+                let y_title = titles::metric_title(mn, self.members);
+                let svg = chart::line_chart(&title, x_title, &y_title, &lines_of(axis, mn), &axis.values);
+                let img_dir = self.img_dir;
+                std::fs::create_dir_all(img_dir).map_err(|e| format!("cannot create {}: {e}", img_dir.display()))?;
+                let file = format!("{}_{}_by_{}.svg", file_safe(family), file_safe(mn), file_safe(&axis.name));
+                std::fs::write(img_dir.join(&file), &svg).map_err(|e| format!("cannot write a chart: {e}"))?;
+                let _ = write!(md, "\n![{}](images/{file})\n", markdown::text(&title));
+                let _ = writeln!(html, "<figure>{svg}</figure>");
+            }
+        }
         html.push_str("</div>\n");
+        Ok(())
     }
-    Ok(())
 }
 
 /// The numbers of a family's table: an entry's metrics, and a model's steps, final loss
@@ -326,6 +372,20 @@ mod tests {
     use crate::job::JobSettings;
     use serde_json::json;
 
+    /// A report job over `inputs`, writing into `out_dir`.
+    pub(super) fn report_job(out_dir: &Path, params: serde_json::Value, inputs: BTreeMap<String, Input>) -> Job {
+        Job {
+            instance: "study".into(),
+            kind: "report".into(),
+            variant: "default".into(),
+            params,
+            inputs,
+            out_dir: out_dir.to_path_buf(),
+            device: "cpu".into(),
+            settings: JobSettings::default(),
+        }
+    }
+
     #[test]
     fn metric_text_rounds_for_people_and_keeps_tiny_and_huge_numbers_visible() {
         let shown: Vec<String> =
@@ -379,19 +439,11 @@ mod tests {
         );
         let out_dir = d.path().join("out");
         std::fs::create_dir_all(&out_dir).unwrap();
-        let job = Job {
-            instance: "study".into(),
-            kind: "report".into(),
-            variant: "default".into(),
-            params: json!({
-                "title": "CFG <strength>",
-                "include": [{"$stage": "scores[scale=0.5]"}, {"$stage": "scores[scale=2.0]"}, {"$stage": "curve"}]
-            }),
-            inputs,
-            out_dir: out_dir.clone(),
-            device: "cpu".into(),
-            settings: JobSettings::default(),
-        };
+        let params = json!({
+            "title": "CFG <strength>",
+            "include": [{"$stage": "scores[scale=0.5]"}, {"$stage": "scores[scale=2.0]"}, {"$stage": "curve"}]
+        });
+        let job = report_job(&out_dir, params, inputs);
         write_report(&job).unwrap();
         let md = std::fs::read_to_string(out_dir.join("report.md")).unwrap();
         assert!(md.starts_with("# CFG \\<strength\\>\n"), "{md}");
@@ -439,16 +491,8 @@ mod tests {
         let input = Input { kind: "metrics".into(), variant: "default".into(), params: json!({}), dir };
         let out_dir = d.path().join("out");
         std::fs::create_dir_all(&out_dir).unwrap();
-        let job = Job {
-            instance: "study".into(),
-            kind: "report".into(),
-            variant: "default".into(),
-            params: json!({"title": format!("<script>alert(0)</script>\n<div>{hostile}")}),
-            inputs: [(name.clone(), input)].into_iter().collect(),
-            out_dir: out_dir.clone(),
-            device: "cpu".into(),
-            settings: JobSettings::default(),
-        };
+        let params = json!({"title": format!("<script>alert(0)</script>\n<div>{hostile}")});
+        let job = report_job(&out_dir, params, [(name.clone(), input)].into_iter().collect());
         let recipe =
             Recipe { file_name: "<b>p.diff".into(), source: "```\n<script>x</script>".into(), ..Default::default() };
         write_report_with(&job, Some(&recipe)).unwrap();

@@ -9,8 +9,8 @@ use std::path::Path;
 
 use super::replicates::{coordinates, pool, summaries, summary_text};
 use super::stats::Summary;
-use super::titles::{self, AxisTitles};
-use super::{chart, escape, file_safe, markdown};
+use super::titles::AxisTitles;
+use super::{chart, escape, markdown, write_table_header, Charts};
 use crate::job::Input;
 
 /// At most this many overlapping pairs are named per metric (the rest are counted).
@@ -54,31 +54,19 @@ pub(super) fn write_pooled(
     write_table(md, html, &settings, &coord_names, &metric_names);
     write_overlaps(md, html, &settings, &metric_names);
     let coords: Vec<Vec<(String, String)>> = settings.iter().map(|s| s.coords.clone()).collect();
-    for axis in chart::numeric_axes(&coords) {
-        for mn in metric_names.iter().filter(|m| **m != "count") {
-            let of = |f: fn(&Summary) -> f64| -> Vec<f64> {
-                settings.iter().map(|s| s.summaries.get(*mn).map_or(f64::NAN, f)).collect()
-            };
-            let means = chart::series_of(&axis, &of(|s| s.mean));
-            let errors = chart::series_of(&axis, &of(|s| s.ci95.unwrap_or(0.0)));
-            let lines: Vec<chart::Series> = means
-                .into_iter()
-                .zip(errors)
-                .map(|(m, e)| chart::Series { errors: e.points.iter().map(|p| p.1).collect(), ..m })
-                .collect();
-            let x_title = titles::axis_title(axis_titles, &axis.name);
-            let measure = difflow_core::params::measure::reading_of(mn).map_or(*mn, |m| m.title);
-            let title = format!("{family}: {measure} against {x_title} (mean ± 95 % CI)");
-            let y_title = titles::metric_title(mn, members);
-            let svg = chart::line_chart(&title, x_title, &y_title, &lines, &axis.values);
-            std::fs::create_dir_all(img_dir).map_err(|e| format!("cannot create {}: {e}", img_dir.display()))?;
-            let file = format!("{}_{}_by_{}.svg", file_safe(family), file_safe(mn), file_safe(&axis.name));
-            std::fs::write(img_dir.join(&file), &svg).map_err(|e| format!("cannot write a chart: {e}"))?;
-            let _ = write!(md, "\n![{}](images/{file})\n", markdown::text(&title));
-            let _ = writeln!(html, "<figure>{svg}</figure>");
-        }
-    }
-    Ok(())
+    let charts = Charts { img_dir, family, members, titles: axis_titles, note: " (mean ± 95 % CI)" };
+    charts.write(md, html, &coords, &metric_names, |axis, mn| {
+        let of = |f: fn(&Summary) -> f64| -> Vec<f64> {
+            settings.iter().map(|s| s.summaries.get(mn).map_or(f64::NAN, f)).collect()
+        };
+        let means = chart::series_of(axis, &of(|s| s.mean));
+        let errors = chart::series_of(axis, &of(|s| s.ci95.unwrap_or(0.0)));
+        means
+            .into_iter()
+            .zip(errors)
+            .map(|(m, e)| chart::Series { errors: e.points.iter().map(|p| p.1).collect(), ..m })
+            .collect()
+    })
 }
 
 fn write_table(md: &mut String, html: &mut String, settings: &[Setting], coord_names: &[&str], metric_names: &[&str]) {
@@ -87,13 +75,7 @@ fn write_table(md: &mut String, html: &mut String, settings: &[Setting], coord_n
         .chain(["n"])
         .chain(metric_names.iter().copied())
         .collect();
-    let md_header: Vec<String> = header.iter().map(|h| markdown::text(h)).collect();
-    let _ = write!(md, "\n| {} |\n|{}\n", md_header.join(" | "), "---|".repeat(header.len()));
-    html.push_str("<table>\n<tr>");
-    for h in &header {
-        let _ = write!(html, "<th>{}</th>", escape(h));
-    }
-    html.push_str("</tr>\n");
+    write_table_header(md, html, &header);
     for s in settings {
         let mut row = vec![markdown::cell(&markdown::code(&s.name))];
         let _ = write!(html, "<tr><td class=\"name\">{}</td>", escape(&s.name));
@@ -158,8 +140,9 @@ fn write_overlaps(md: &mut String, html: &mut String, settings: &[Setting], metr
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::report_job;
     use super::super::write_report;
-    use crate::job::{Input, Job, JobSettings};
+    use crate::job::Input;
     use serde_json::json;
     use std::collections::BTreeMap;
 
@@ -180,16 +163,7 @@ mod tests {
         }
         let out_dir = d.path().join("out");
         std::fs::create_dir_all(&out_dir).unwrap();
-        let job = Job {
-            instance: "study".into(),
-            kind: "report".into(),
-            variant: "default".into(),
-            params: json!({}),
-            inputs,
-            out_dir: out_dir.clone(),
-            device: "cpu".into(),
-            settings: JobSettings::default(),
-        };
+        let job = report_job(&out_dir, json!({}), inputs);
         write_report(&job).unwrap();
         let md = std::fs::read_to_string(out_dir.join("report.md")).unwrap();
         assert!(md.contains("| setting | w | n | count | fid |"), "{md}");

@@ -302,3 +302,15 @@ pub fn diff_files_under(dirs: &[&str]) -> Vec<PathBuf> {
     out.sort();
     out
 }
+
+/// The repository's root.
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The project's Python environment (`$DIFFLOW_VENV`, else `.venv`), where torch lives.
+pub fn venv() -> PathBuf {
+    let venv = std::env::var_os("DIFFLOW_VENV").map(PathBuf::from).unwrap_or_else(|| repo().join(".venv"));
+    assert!(venv.join("bin/python").is_file(), "{} has no python: run `. scripts/setup.sh` first", venv.display());
+    venv
+}

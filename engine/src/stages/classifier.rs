@@ -168,9 +168,6 @@ pub fn run(job: &Job) -> Result<()> {
         if process.is_some() { "noisy" } else { "clean" }
     ));
 
-    std::fs::create_dir_all(&job.out_dir).with_context(|| format!("cannot create {}", job.out_dir.display()))?;
-    let weights = job.out_dir.join(CLASSIFIER_FILE);
-    trainer.vars.save(&weights).with_context(|| format!("cannot write {}", weights.display()))?;
     let meta = ClassifierMeta {
         model: model_json,
         schedule: schedule_config.clone(),
@@ -178,10 +175,19 @@ pub fn run(job: &Job) -> Result<()> {
         data: DataMeta { count: n_train, ..data.meta.clone() },
         accuracy: Some(accuracy),
     };
-    std::fs::write(job.out_dir.join("meta.json"), serde_json::to_string_pretty(&meta)?)
-        .with_context(|| format!("cannot write {}", job.out_dir.display()))?;
+    write_outputs(&job.out_dir, &trainer, &meta, &checkpoint_dir)
+}
+
+/// The weights and `meta.json` into the staging folder; the finished run's checkpoint
+/// removed.
+fn write_outputs(out_dir: &Path, trainer: &Trainer, meta: &ClassifierMeta, checkpoint_dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
+    let weights = out_dir.join(CLASSIFIER_FILE);
+    trainer.vars.save(&weights).with_context(|| format!("cannot write {}", weights.display()))?;
+    std::fs::write(out_dir.join("meta.json"), serde_json::to_string_pretty(meta)?)
+        .with_context(|| format!("cannot write {}", out_dir.display()))?;
     if checkpoint_dir.exists() {
-        std::fs::remove_dir_all(&checkpoint_dir).context("cannot remove the finished run's checkpoint")?;
+        std::fs::remove_dir_all(checkpoint_dir).context("cannot remove the finished run's checkpoint")?;
     }
     Ok(())
 }

@@ -72,6 +72,19 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
+/// A project in `dir`: `difflow.toml` (user cache `uc`, `threads` threads) and `p.diff`,
+/// the dataset `digits` (the first `limit` MNIST test digits at 16×16) then `rest`.
+pub fn mnist_project(dir: &Path, threads: u32, limit: u32, rest: &str) {
+    let mnist = repo_root().join("data/mnist");
+    assert!(mnist.is_dir(), "{} is missing: run `. scripts/setup.sh`", mnist.display());
+    std::fs::write(dir.join("difflow.toml"), format!("user_cache = \"uc\"\nthreads = {threads}\n")).unwrap();
+    let digits = format!(
+        "dataset digits = mnist {{ path = \"{}\", split = \"test\", limit = {limit}, size = 16 }}\n",
+        mnist.display()
+    );
+    std::fs::write(dir.join("p.diff"), digits + rest).unwrap();
+}
+
 /// The project venv's python (torch and diffusers: the oracles of the tests).
 pub fn python() -> PathBuf {
     let venv = std::env::var_os("DIFFLOW_VENV").map(PathBuf::from).unwrap_or_else(|| repo_root().join(".venv"));

@@ -327,6 +327,22 @@ impl<'a> Resolver<'a> {
                 None => ok = false,
             }
         }
+        ok &= self.fill_defaults(variant, entries, &misspelt, (what, at), &mut acc);
+        ok &= self.exactly_one_of(variant, entries, &misspelt, (what, at));
+        ok.then_some(acc)
+    }
+
+    /// Every key the block does not write (nor misspells): its default into each
+    /// instance's parameters, or an error where the key is required. False on an error.
+    fn fill_defaults(
+        &mut self,
+        variant: &'static VariantSpec,
+        entries: &[&'a Entry],
+        misspelt: &[&'static str],
+        (what, at): (&str, Span),
+        acc: &mut Multi<Params>,
+    ) -> bool {
+        let mut ok = true;
         for spec in &variant.keys {
             if entries.iter().any(|e| e.key.name == spec.name) || misspelt.contains(&spec.name) {
                 continue;
@@ -362,6 +378,19 @@ impl<'a> Resolver<'a> {
                 schema::Default::Unset => {}
             }
         }
+        ok
+    }
+
+    /// Each group of keys of which exactly one must be set: an error where none or two
+    /// are. False on an error.
+    fn exactly_one_of(
+        &mut self,
+        variant: &'static VariantSpec,
+        entries: &[&'a Entry],
+        misspelt: &[&'static str],
+        (what, at): (&str, Span),
+    ) -> bool {
+        let mut ok = true;
         for group in &variant.exactly_one_of {
             let set: Vec<&&Entry> = entries.iter().filter(|e| group.contains(&e.key.name.as_str())).collect();
             let names = group.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(" or ");
@@ -385,7 +414,7 @@ impl<'a> Resolver<'a> {
                 ok = false;
             }
         }
-        ok.then_some(acc)
+        ok
     }
 
     /// Report a key that `variant` (named `shown` in the message) does not have; the key

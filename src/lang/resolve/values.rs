@@ -6,19 +6,7 @@ use super::*;
 
 impl<'a> Resolver<'a> {
     pub(super) fn value(&mut self, v: &'a ast::Value, ty: &Type, cx: &Cx) -> Option<Multi<Value>> {
-        self.values_resolved += 1;
-        if self.values_resolved >= MAX_VALUES {
-            if self.values_resolved == MAX_VALUES {
-                self.diags.push(
-                    Diagnostic::new(
-                        Code::TooLarge,
-                        format!("this pipeline expands to more than {MAX_VALUES} values"),
-                        v.span,
-                        "checking stopped here",
-                    )
-                    .with_help("split the pipeline, or check for `let`s or sweeps that multiply without bound"),
-                );
-            }
+        if self.past_value_limit(v) {
             return None;
         }
         match &v.kind {
@@ -38,26 +26,7 @@ impl<'a> Resolver<'a> {
                 Some(alt) => self.value(v, alt, cx),
                 None => self.mismatch(v, ty, cx),
             },
-            Type::Int => match &v.kind {
-                ValueKind::Number { value, text, .. } => {
-                    if value.fract() != 0.0 || !value.is_finite() {
-                        self.diags.push(
-                            Diagnostic::new(
-                                Code::TypeMismatch,
-                                format!("`{}` wants a whole number, found `{text}`", cx.key),
-                                v.span,
-                                "not an int",
-                            )
-                            .with_help(format!("write a whole number, e.g. `{}`", value.round().max(1.0) as i64)),
-                        );
-                        return None;
-                    }
-                    self.in_range(*value, v, cx)?;
-                    self.exact_int(*value, v, cx)?;
-                    Some(one(Value::Int(*value as i64)))
-                }
-                _ => self.mismatch(v, ty, cx),
-            },
+            Type::Int => self.int_value(v, ty, cx),
             Type::Float => match &v.kind {
                 ValueKind::Number { value, .. } => {
                     self.in_range(*value, v, cx)?;
@@ -73,49 +42,8 @@ impl<'a> Resolver<'a> {
                 ValueKind::Str(s) => Some(one(Value::Str(s.clone()))),
                 _ => self.mismatch(v, ty, cx),
             },
-            Type::Enum(options) => match &v.kind {
-                ValueKind::Str(s) if options.contains(&s.as_str()) => Some(one(Value::Str(s.clone()))),
-                ValueKind::Str(s) => {
-                    let list = options.iter().map(|o| format!("\"{o}\"")).collect::<Vec<_>>().join(", ");
-                    let help = match suggest::closest(s, options.iter().copied()) {
-                        Some(best) => format!("did you mean \"{best}\"? `{}` is one of {list}", cx.key),
-                        None => format!("`{}` is one of {list}", cx.key),
-                    };
-                    self.diags.push(
-                        Diagnostic::new(
-                            Code::UnknownChoice,
-                            format!("\"{s}\" is not a choice of `{}`", cx.key),
-                            v.span,
-                            "not one of the choices",
-                        )
-                        .with_help(help),
-                    );
-                    None
-                }
-                _ => self.mismatch(v, ty, cx),
-            },
-            Type::Path => match &v.kind {
-                ValueKind::Str(s) => {
-                    let p = Path::new(s);
-                    let in_dataset =
-                        self.decls.get(&*cx.owner).and_then(|d| d.kind).is_some_and(|k| k.name == "dataset");
-                    let base = if in_dataset { &self.data_root } else { &self.root };
-                    let abs =
-                        if p.is_absolute() { p.to_path_buf() } else { crate::lang::modules::normalize(&base.join(p)) };
-                    if let Some(why) = crate::lang::input_path::refusal(&abs) {
-                        self.diags.push(
-                            Diagnostic::new(Code::BadInputPath, why, v.span, "not a file or folder of files")
-                                .with_help(format!(
-                                    "`{}` must name a regular file or a folder of regular files",
-                                    cx.key
-                                )),
-                        );
-                        return None;
-                    }
-                    Some(one(Value::Path(abs.display().to_string())))
-                }
-                _ => self.mismatch(v, ty, cx),
-            },
+            Type::Enum(options) => self.choice_value(v, options, ty, cx),
+            Type::Path => self.path_value(v, ty, cx),
             Type::List(inner) => self.list(v, inner, ty, cx),
             Type::Stage(kinds) => self.stage_ref(v, kinds, ty, cx),
             Type::Config(kind) => self.config_ref(v, kind, ty, cx),
@@ -160,6 +88,92 @@ impl<'a> Resolver<'a> {
             }
         }
         ok.then(|| acc.into_iter().map(|(c, r)| (c, Value::Record(r))).collect())
+    }
+
+    /// Counts one more value; past `MAX_VALUES` resolving stops, with one error at the
+    /// value that crossed the limit.
+    fn past_value_limit(&mut self, v: &ast::Value) -> bool {
+        self.values_resolved += 1;
+        if self.values_resolved < MAX_VALUES {
+            return false;
+        }
+        if self.values_resolved == MAX_VALUES {
+            self.diags.push(
+                Diagnostic::new(
+                    Code::TooLarge,
+                    format!("this pipeline expands to more than {MAX_VALUES} values"),
+                    v.span,
+                    "checking stopped here",
+                )
+                .with_help("split the pipeline, or check for `let`s or sweeps that multiply without bound"),
+            );
+        }
+        true
+    }
+
+    fn int_value(&mut self, v: &ast::Value, ty: &Type, cx: &Cx) -> Option<Multi<Value>> {
+        let ValueKind::Number { value, text, .. } = &v.kind else {
+            return self.mismatch(v, ty, cx);
+        };
+        if value.fract() != 0.0 || !value.is_finite() {
+            self.diags.push(
+                Diagnostic::new(
+                    Code::TypeMismatch,
+                    format!("`{}` wants a whole number, found `{text}`", cx.key),
+                    v.span,
+                    "not an int",
+                )
+                .with_help(format!("write a whole number, e.g. `{}`", value.round().max(1.0) as i64)),
+            );
+            return None;
+        }
+        self.in_range(*value, v, cx)?;
+        self.exact_int(*value, v, cx)?;
+        Some(one(Value::Int(*value as i64)))
+    }
+
+    fn choice_value(&mut self, v: &ast::Value, options: &[&str], ty: &Type, cx: &Cx) -> Option<Multi<Value>> {
+        let ValueKind::Str(s) = &v.kind else {
+            return self.mismatch(v, ty, cx);
+        };
+        if options.contains(&s.as_str()) {
+            return Some(one(Value::Str(s.clone())));
+        }
+        let list = options.iter().map(|o| format!("\"{o}\"")).collect::<Vec<_>>().join(", ");
+        let help = match suggest::closest(s, options.iter().copied()) {
+            Some(best) => format!("did you mean \"{best}\"? `{}` is one of {list}", cx.key),
+            None => format!("`{}` is one of {list}", cx.key),
+        };
+        self.diags.push(
+            Diagnostic::new(
+                Code::UnknownChoice,
+                format!("\"{s}\" is not a choice of `{}`", cx.key),
+                v.span,
+                "not one of the choices",
+            )
+            .with_help(help),
+        );
+        None
+    }
+
+    /// A path relative to the pipeline's folder (a dataset's: to the data root), made
+    /// absolute; refused unless it names a regular file or a folder of them.
+    fn path_value(&mut self, v: &ast::Value, ty: &Type, cx: &Cx) -> Option<Multi<Value>> {
+        let ValueKind::Str(s) = &v.kind else {
+            return self.mismatch(v, ty, cx);
+        };
+        let p = Path::new(s);
+        let in_dataset = self.decls.get(&*cx.owner).and_then(|d| d.kind).is_some_and(|k| k.name == "dataset");
+        let base = if in_dataset { &self.data_root } else { &self.root };
+        let abs = if p.is_absolute() { p.to_path_buf() } else { crate::lang::modules::normalize(&base.join(p)) };
+        if let Some(why) = crate::lang::input_path::refusal(&abs) {
+            self.diags.push(
+                Diagnostic::new(Code::BadInputPath, why, v.span, "not a file or folder of files")
+                    .with_help(format!("`{}` must name a regular file or a folder of regular files", cx.key)),
+            );
+            return None;
+        }
+        Some(one(Value::Path(abs.display().to_string())))
     }
 
     /// `{ KEY = VALUE, … }` of literals; anything else (a name, a sweep, a block) is
