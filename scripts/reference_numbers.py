@@ -7,10 +7,18 @@ against at float64 tolerance; its "recipes" part comes from diffusers and torch
 (reference_recipes.py, compared by engine/tests/recipes.rs).
 
     .venv/bin/python scripts/reference_numbers.py
+
+The samplers' numbers (Karras et al. 2022 after k-diffusion) are not stored: the test runs
+
+    .venv/bin/python scripts/reference_numbers.py samplers
+
+which prints them as JSON, so a new sampler is its formula and its cases here and its
+comparison in the test.
 """
 import json
 import math
 import os
+import sys
 
 import numpy as np
 from reference_recipes import recipe_cases
@@ -277,7 +285,9 @@ def discrete_denoiser(tb, net, prediction, y=None, cfg=None, prototypes=None):
     return model
 
 
-def karras_cases():
+def sampler_cases():
+    # Its own generator: the cases do not depend on what the stored sections drew.
+    rng = np.random.default_rng(20260102)
     out = {"sigmas": []}
     for (n, lo, hi, rho) in [(6, 0.002, 80.0, 7.0), (1, 0.1, 10.0, 7.0), (4, 0.03, 14.6, 3.0)]:
         out["sigmas"].append(dict(steps=n, sigma_min=lo, sigma_max=hi, rho=rho,
@@ -463,7 +473,6 @@ def main():
         out["dpm_solver"].append(dict(alpha_bar_s=ab_s, alpha_bar_t=ab_t, h_prev=h_prev, x=arr(xs), x0=arr(x0),
                                       x0_prev=arr(x0p) if prev_idx is not None else None, h=h, expected=arr(xt)))
 
-    out["karras"] = karras_cases()
     out["recipes"] = recipe_cases(cosine_betas(1000), rng, get_sigmas_karras, sample_heun)
 
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
@@ -474,4 +483,9 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["samplers"]:
+        json.dump(sampler_cases(), sys.stdout)
+    elif sys.argv[1:]:
+        sys.exit(f"usage: {sys.argv[0]} [samplers]")
+    else:
+        main()

@@ -1,6 +1,9 @@
 //! The engine's diffusion math against reference values computed independently in numpy
 //! float64 from the papers' formulas (`scripts/reference_numbers.py` →
-//! `tests/reference/numbers.json`), at float64 tolerance.
+//! `tests/reference/numbers.json`), at float64 tolerance. The samplers' values are not
+//! stored: the script prints them when the test runs (`reference_numbers.py samplers`).
+
+mod common;
 
 use std::cell::Cell;
 
@@ -428,6 +431,18 @@ fn dpm_solver_orders_converge_on_gaussian_data() {
     assert!(errors[1] < 0.4 * errors[0] && errors[2] < 0.4 * errors[0], "higher orders are more accurate: {errors:?}");
 }
 
+/// The samplers' reference values, computed now by `scripts/reference_numbers.py samplers`
+/// with the project venv's numpy.
+fn sampler_reference() -> Value {
+    let out = std::process::Command::new(common::python())
+        .arg(common::repo_root().join("scripts/reference_numbers.py"))
+        .arg("samplers")
+        .output()
+        .expect("the venv's python runs");
+    assert!(out.status.success(), "reference_numbers.py samplers failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("reference_numbers.py samplers prints JSON")
+}
+
 /// Karras σ samplers: k-diffusion's formulas in `scripts/reference_numbers.py` to 1e-5.
 fn assert_near(what: &str, got: &Tensor, want: &Value) {
     let (got, want) = (values(got), values(&tensor(want)));
@@ -442,13 +457,13 @@ fn karras_sigmas_and_step_rules_match_k_diffusion() {
     use difflow_core::params::sampler::karras_sigmas;
     use difflow_engine::diffusion::sampler::{sample_euler, sample_euler_ancestral, sample_heun};
 
-    let r = reference();
-    for case in r["karras"]["sigmas"].as_array().unwrap() {
+    let r = sampler_reference();
+    for case in r["sigmas"].as_array().unwrap() {
         let f = |k: &str| case[k].as_f64().unwrap();
         let got = karras_sigmas(case["steps"].as_u64().unwrap() as usize, f("sigma_min"), f("sigma_max"), f("rho"));
         assert_near("get_sigmas_karras", &Tensor::from_slice(&got), &case["expected"]);
     }
-    let s = &r["karras"]["steps"];
+    let s = &r["steps"];
     let sigmas: Vec<f64> = s["sigmas"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
     let (x, noise) = (tensor(&s["x"]), tensor(&s["noise"]));
     let mut toy = |x: &Tensor, sigma: f64| Ok(x * (0.9 / (1.0 + sigma * sigma)) + x.tanh() * 0.1);
@@ -463,8 +478,8 @@ fn karras_samplers_run_nets_of_discrete_schedules_with_guidance() {
     use difflow_engine::diffusion::noise::SampleNoise;
     use difflow_engine::diffusion::sampler::{Guidance, SampleSetup, Sampler};
 
-    let r = reference();
-    let chains = &r["karras"]["chains"];
+    let r = sampler_reference();
+    let chains = &r["chains"];
     let tables = spec_of(&serde_json::json!({"variant": "linear", "steps": 1000})).tables();
     let (x_init, mu) = (tensor(&chains["x_init"]), tensor(&chains["prototypes"]));
     let y = tensor(&chains["labels"]).to_kind(Kind::Int64);

@@ -1,5 +1,6 @@
-//! The typed values of each kind's variants, one module per kind, beside the schema entry
-//! that documents them (`schema/table.rs`). The checker decodes the resolved values into
+//! The typed values of each kind's variants and of each stage's parameters, one module per
+//! kind, beside the schema entry that documents them (`schema/table.rs`; the samplers'
+//! entries are in `sampler.rs` itself). The checker decodes the resolved values into
 //! these types and the engine decodes its job's parameters into the same ones, so the facts
 //! both sides need (a measure's minimum sample count, whether a sampler fits a schedule,
 //! dataset shapes, the UNet's normalisation) are methods here, written once.
@@ -11,9 +12,15 @@
 pub mod dataset;
 pub mod guidance;
 pub mod measure;
+pub mod metrics;
 pub mod model;
+pub mod nll;
+pub mod plot;
+pub mod pretrained;
+pub mod sample;
 pub mod sampler;
 pub mod schedule;
+pub mod stats;
 pub mod train;
 
 #[cfg(test)]

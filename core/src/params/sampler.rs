@@ -1,10 +1,14 @@
-//! The `sampler` kind: the reverse chain's variants, how many steps each takes and which
-//! timesteps it visits. The engine runs the step rules; the checker and the engine judge a
-//! sampler against a schedule with the same methods.
+//! The `sampler` kind: the reverse chain's variants, their keys as the schema documents
+//! them ([`variants`]), how many steps each takes and which timesteps it visits. The engine
+//! runs the step rules; the checker and the engine judge a sampler against a schedule with
+//! the same methods. A new sampler is a variant of [`Sampler`], its entry in [`variants`]
+//! and its step rule in the engine; the compiler lists the `match`es it needs.
 
 use serde::{Deserialize, Serialize};
 
 use crate::diffusion::schedule::{space_timesteps, Spacing};
+use crate::schema::table::{def, en, ge, ge_le, gt, opt, variant};
+use crate::schema::{KeySpec, Type, VariantSpec};
 
 /// The variance Σ_θ(x_t, t) of the reverse step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,6 +64,85 @@ pub enum Sampler {
     },
 }
 
+/// The schema's variants of the `sampler` kind, in reference order: one entry per variant
+/// of [`Sampler`], its keys the variant's fields (`params/tests.rs` proves they agree).
+pub(crate) fn variants() -> Vec<VariantSpec> {
+    vec![
+        variant(
+            "ddpm",
+            "ancestral sampling (Ho et al. 2020), optionally respaced (IDDPM)",
+            vec![
+                def(
+                    "variance",
+                    en(&["fixed_small", "fixed_large", "learned"]),
+                    "\"fixed_small\"",
+                    "reverse variance: posterior β̃_t, β_t, or the net's learned range (needs learn_sigma)",
+                ),
+                opt("steps", Type::Int, "respaced step count (unset: every step of the schedule)").range(ge(1.0)),
+            ],
+        ),
+        variant(
+            "ddim",
+            "Song et al. 2021: deterministic at eta = 0, DDPM-like at eta = 1",
+            vec![
+                sampling_steps("50"),
+                def("eta", Type::Float, "0", "stochasticity η").range(ge_le(0.0, 1.0)).title("DDIM η"),
+                def(
+                    "spacing",
+                    en(&["uniform", "quadratic", "trailing"]),
+                    "\"uniform\"",
+                    "how the steps are picked from 1…T",
+                ),
+            ],
+        ),
+        variant(
+            "dpm_solver",
+            "DPM-Solver (Lu et al. 2022), multistep",
+            vec![sampling_steps("20"), def("order", Type::Int, "2", "solver order").range(ge_le(1.0, 3.0))],
+        ),
+        variant(
+            "euler",
+            "Euler's method on Karras et al. 2022's σ steps (k-diffusion `sample_euler`)",
+            sigma_keys("50"),
+        ),
+        variant(
+            "heun",
+            "Heun's 2nd-order method on Karras σ steps (EDM; 2 × steps − 1 network evaluations)",
+            sigma_keys("18"),
+        ),
+        variant(
+            "euler_ancestral",
+            "ancestral Euler on Karras σ steps (k-diffusion `sample_euler_ancestral`, η = 1)",
+            sigma_keys("50"),
+        ),
+    ]
+}
+
+/// `steps` of a sampler on the schedule's timesteps.
+fn sampling_steps(default: &'static str) -> KeySpec {
+    def("steps", Type::Int, default, "sampling steps (at most the schedule's steps)")
+        .range(ge(1.0))
+        .title("sampling steps")
+}
+
+/// The keys of a sampler on Karras σ steps. The net, trained on a discrete schedule, sees
+/// x/√(σ² + 1) and the timestep whose σ = √((1 − ᾱ)/ᾱ) is nearest in log σ.
+fn sigma_keys(steps: &'static str) -> Vec<KeySpec> {
+    vec![
+        def("steps", Type::Int, steps, "σ steps (each σ maps to its nearest timestep)")
+            .range(ge(1.0))
+            .title("sampling steps"),
+        def("rho", Type::Float, "7", "ρ of the σ spacing: σ^(1/ρ) evenly spaced").range(gt(0.0)),
+        opt("sigma_min", Type::Float, "smallest σ (unset: the schedule's σ at t = 1)").range(gt(0.0)),
+        opt(
+            "sigma_max",
+            Type::Float,
+            "largest σ (unset: the schedule's σ at t = T, which zero terminal SNR makes infinite: set it there)",
+        )
+        .range(gt(0.0)),
+    ]
+}
+
 /// The σ steps of a Karras sampler: `steps` noise levels from σ_max down to σ_min spaced
 /// evenly in σ^(1/ρ), then 0. Unset bounds are the schedule's own σ range.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -82,6 +165,46 @@ pub fn karras_sigmas(steps: usize, sigma_min: f64, sigma_max: f64, rho: f64) -> 
     let (lo, hi) = (sigma_min.powf(1.0 / rho), sigma_max.powf(1.0 / rho));
     let ramp = |i: usize| if steps > 1 { i as f64 / (steps - 1) as f64 } else { 0.0 };
     (0..steps).map(|i| (hi + ramp(i) * (lo - hi)).powf(rho)).chain(std::iter::once(0.0)).collect()
+}
+
+/// Why a σ sampler's range does not fit a schedule.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SigmaProblem {
+    /// `sigma_max` unset on a schedule whose largest σ is infinite (zero terminal SNR).
+    InfiniteSigmaMax,
+    /// The range is empty.
+    MinNotBelowMax { sigma_min: f64, sigma_max: f64 },
+}
+
+impl std::fmt::Display for SigmaProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            SigmaProblem::InfiniteSigmaMax => {
+                f.write_str("the schedule's largest σ is infinite (zero terminal SNR): set the sampler's sigma_max")
+            }
+            SigmaProblem::MinNotBelowMax { sigma_min, sigma_max } => {
+                write!(f, "the sampler's sigma_min ({sigma_min}) must be below its sigma_max ({sigma_max})")
+            }
+        }
+    }
+}
+
+impl std::error::Error for SigmaProblem {}
+
+impl SigmaSteps {
+    /// The σ range (σ_min, σ_max): the set bounds, else `lowest` and `highest`, the net's
+    /// own range (a discrete schedule's σ at t = 1 and t = T, [`schedule_sigmas`]).
+    pub fn bounds(&self, lowest: f64, highest: f64) -> Result<(f64, f64), SigmaProblem> {
+        let sigma_min = self.sigma_min.unwrap_or(lowest);
+        let sigma_max = self.sigma_max.unwrap_or(highest);
+        if !sigma_max.is_finite() {
+            return Err(SigmaProblem::InfiniteSigmaMax);
+        }
+        if sigma_min >= sigma_max {
+            return Err(SigmaProblem::MinNotBelowMax { sigma_min, sigma_max });
+        }
+        Ok((sigma_min, sigma_max))
+    }
 }
 
 /// Why a sampler cannot run on a schedule.
@@ -211,6 +334,13 @@ mod tests {
         assert_eq!(heun.steps(1000), 35);
         // σ steps map to timesteps, so more steps than the schedule has are fine.
         assert_eq!(heun.check_steps(10), Ok(()));
+        let sigma = |sigma_min, sigma_max| SigmaSteps { steps: 4, rho: 7.0, sigma_min, sigma_max };
+        assert_eq!(sigma(None, None).bounds(0.01, 50.0), Ok((0.01, 50.0)));
+        assert_eq!(sigma(Some(0.5), Some(2.0)).bounds(0.01, 50.0), Ok((0.5, 2.0)));
+        let empty = SigmaProblem::MinNotBelowMax { sigma_min: 60.0, sigma_max: 50.0 };
+        assert_eq!(sigma(Some(60.0), None).bounds(0.01, 50.0), Err(empty));
+        assert_eq!(sigma(None, None).bounds(0.01, f64::INFINITY), Err(SigmaProblem::InfiniteSigmaMax));
+        assert_eq!(sigma(None, Some(3.0)).bounds(0.01, f64::INFINITY), Ok((0.01, 3.0)));
         let sigmas = karras_sigmas(3, 0.1, 10.0, 1.0);
         assert_eq!(sigmas.len(), 4);
         assert!((sigmas[1] - 5.05).abs() < 1e-12 && sigmas[3] == 0.0, "{sigmas:?}");

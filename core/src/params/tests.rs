@@ -1,6 +1,6 @@
-//! The schema and the typed values agree: every variant of every config kind (and of the
-//! dataset stage), filled with
-//! the schema's defaults (required keys given example values, optional keys set or not),
+//! The schema and the typed values agree: every variant of every config kind and of the
+//! stage kinds with a type here (dataset, sample, metrics, stats, nll, pretrained, plot),
+//! filled with the schema's defaults (required keys given example values, optional keys set or not),
 //! decodes into its type, and serialising the type back gives the same keys with the same
 //! values. So a key the schema has and the type lacks, a field the schema does not
 //! document, or a default the type reads differently all fail here.
@@ -12,9 +12,15 @@ use serde_json::{json, Map, Value};
 use super::dataset::DatasetParams;
 use super::guidance::GuidanceConfig;
 use super::measure::Measure;
+use super::metrics::MetricsParams;
 use super::model::ModelConfig;
+use super::nll::NllParams;
+use super::plot::PlotParams;
+use super::pretrained::PretrainedParams;
+use super::sample::SampleParams;
 use super::sampler::Sampler;
 use super::schedule::ScheduleSpec;
+use super::stats::StatsParams;
 use super::train::TrainParams;
 use crate::schema::{self, Default, KeySpec, Type};
 
@@ -88,8 +94,11 @@ fn agree(kind: &str, round_trip: fn(&Value) -> Result<Map<String, Value>, String
             let mut params = filled(kind, variant.name, set_optional);
             let what = format!("{kind} = {} ({params})", variant.name);
             let back = round_trip(&params).unwrap_or_else(|e| panic!("{what}: {e}"));
-            params.as_object_mut().unwrap().remove("kind");
-            assert!(same(&params, &Value::Object(back.clone())), "{what}: the type reads it as {back:?}");
+            // Nested configs' `kind`s compared on neither side: some types keep them, some not.
+            let mut back = Value::Object(back);
+            without_kinds(&mut params);
+            without_kinds(&mut back);
+            assert!(same(&params, &back), "{what}: the type reads it as {back:?}");
         }
     }
 }
@@ -102,9 +111,85 @@ fn every_config_variant_of_the_schema_is_its_type_key_for_key() {
     agree("guidance", round_trip::<GuidanceConfig>);
 }
 
+/// The variants `T` decodes, as serde lists them when a value names none of them.
+fn variants_of<T: DeserializeOwned>() -> Vec<String> {
+    let unknown = json!({"variant": "-"});
+    let message = T::deserialize(&unknown).err().expect("no variant is named `-`").to_string();
+    let (_, expected) = message.split_once("expected").unwrap_or_else(|| panic!("{message}"));
+    expected.split('`').skip(1).step_by(2).map(str::to_string).collect()
+}
+
+/// The other direction of [`agree`]: a variant of the type that the schema lacks, beside
+/// the ones named in `unwritten` (made by difflow, never written in a pipeline).
+fn same_variants<T: DeserializeOwned>(kind: &str, unwritten: &[&str]) {
+    let schema: Vec<&str> = schema::kind(kind).unwrap().variants.iter().map(|v| v.name).collect();
+    let mut typed = variants_of::<T>();
+    typed.retain(|v| !unwritten.contains(&v.as_str()));
+    let mut documented: Vec<String> = schema.iter().map(|v| v.to_string()).collect();
+    typed.sort();
+    documented.sort();
+    assert_eq!(typed, documented, "{kind}: the type's variants (left) and the schema's (right)");
+}
+
+#[test]
+fn every_variant_of_each_type_is_in_the_schema() {
+    same_variants::<Sampler>("sampler", &[]);
+    // A pretrained model's β step by step.
+    same_variants::<ScheduleSpec>("schedule", &["betas"]);
+    same_variants::<ModelConfig>("model", &[]);
+    same_variants::<GuidanceConfig>("guidance", &[]);
+    same_variants::<DatasetParams>("dataset", &[]);
+}
+
 #[test]
 fn every_dataset_variant_of_the_schema_is_its_type_key_for_key() {
     agree("dataset", round_trip::<DatasetParams>);
+}
+
+/// `value` without the `kind` of its nested config objects (their types do not keep it).
+fn without_kinds(value: &mut Value) {
+    match value {
+        Value::Object(object) => {
+            if object.contains_key("variant") {
+                object.remove("kind");
+            }
+            object.values_mut().for_each(without_kinds);
+        }
+        Value::Array(items) => items.iter_mut().for_each(without_kinds),
+        _ => {}
+    }
+}
+
+/// [`agree`] for a stage kind of one variant, whose type is its parameters (`variant` and
+/// the nested configs' `kind` are not among them).
+fn agree_stage(kind: &str, round_trip: fn(&Value) -> Result<Map<String, Value>, String>) {
+    let spec = schema::kind(kind).unwrap();
+    assert_eq!(spec.variants.len(), 1, "{kind}: one variant");
+    for set_optional in [false, true] {
+        let mut params = filled(kind, spec.variants[0].name, set_optional);
+        let what = format!("{kind} ({params})");
+        let back = round_trip(&params).unwrap_or_else(|e| panic!("{what}: {e}"));
+        let mut back = Value::Object(back);
+        without_kinds(&mut params);
+        without_kinds(&mut back);
+        params.as_object_mut().unwrap().remove("variant");
+        assert!(same(&params, &back), "{what}: the type reads it as {back:?}");
+    }
+}
+
+#[test]
+fn every_evaluation_stage_of_the_schema_is_its_type_key_for_key() {
+    agree_stage("sample", round_trip::<SampleParams>);
+    agree_stage("metrics", round_trip::<MetricsParams>);
+    agree_stage("stats", round_trip::<StatsParams>);
+    agree_stage("nll", round_trip::<NllParams>);
+    agree_stage("pretrained", round_trip::<PretrainedParams>);
+}
+
+#[test]
+fn every_plot_variant_of_the_schema_is_its_type_key_for_key() {
+    agree("plot", round_trip::<PlotParams>);
+    same_variants::<PlotParams>("plot", &[]);
 }
 
 #[test]

@@ -5,7 +5,7 @@
 //! nowhere else.
 
 mod literal;
-mod table;
+pub(crate) mod table;
 
 pub use literal::default_value;
 

@@ -1,5 +1,6 @@
 //! The table itself. Defaults are written in the language so that the reference shows
-//! them as a user would write them.
+//! them as a user would write them. The builders below are the crate's: a kind whose
+//! variants have a typed home in `params` (the samplers) declares its keys there.
 
 mod evaluation;
 mod sampling;
@@ -10,75 +11,75 @@ use evaluation::{metrics_kind, nll_kind, plot_kind, report_kind, stats_kind};
 use sampling::{guidance_kind, sampler_kind};
 use script::script_kind;
 
-fn key(name: &'static str, ty: Type, default: Default, doc: &'static str) -> KeySpec {
+pub(crate) fn key(name: &'static str, ty: Type, default: Default, doc: &'static str) -> KeySpec {
     KeySpec { name, ty, default, range: Range::ANY, doc, in_key: true, meaning: 1, title: None, replicable: false }
 }
 
-fn req(name: &'static str, ty: Type, doc: &'static str) -> KeySpec {
+pub(crate) fn req(name: &'static str, ty: Type, doc: &'static str) -> KeySpec {
     key(name, ty, Default::Required, doc)
 }
 
-fn opt(name: &'static str, ty: Type, doc: &'static str) -> KeySpec {
+pub(crate) fn opt(name: &'static str, ty: Type, doc: &'static str) -> KeySpec {
     key(name, ty, Default::Unset, doc)
 }
 
-fn def(name: &'static str, ty: Type, default: &'static str, doc: &'static str) -> KeySpec {
+pub(crate) fn def(name: &'static str, ty: Type, default: &'static str, doc: &'static str) -> KeySpec {
     key(name, ty, Default::Value(default), doc)
 }
 
 impl KeySpec {
-    fn range(mut self, range: Range) -> Self {
+    pub(crate) fn range(mut self, range: Range) -> Self {
         self.range = range;
         self
     }
-    fn not_in_key(mut self) -> Self {
+    pub(crate) fn not_in_key(mut self) -> Self {
         self.in_key = false;
         self
     }
     /// The key's meaning changed (the results for a set value differ): stage keys name it
     /// `NAME@N` when it is set, so entries made under the old meaning are not reused, while
     /// stages that leave it unset keep their keys.
-    fn meaning(mut self, version: u32) -> Self {
+    pub(crate) fn meaning(mut self, version: u32) -> Self {
         self.meaning = version;
         self
     }
-    fn title(mut self, title: &'static str) -> Self {
+    pub(crate) fn title(mut self, title: &'static str) -> Self {
         self.title = Some(title);
         self
     }
-    fn replicable(mut self) -> Self {
+    pub(crate) fn replicable(mut self) -> Self {
         self.replicable = true;
         self
     }
 }
 
-fn ge(v: f64) -> Range {
+pub(crate) fn ge(v: f64) -> Range {
     Range { min: Some(Bound { value: v, inclusive: true }), max: None }
 }
-fn gt(v: f64) -> Range {
+pub(crate) fn gt(v: f64) -> Range {
     Range { min: Some(Bound { value: v, inclusive: false }), max: None }
 }
-fn ge_le(lo: f64, hi: f64) -> Range {
+pub(crate) fn ge_le(lo: f64, hi: f64) -> Range {
     Range { min: Some(Bound { value: lo, inclusive: true }), max: Some(Bound { value: hi, inclusive: true }) }
 }
-fn gt_le(lo: f64, hi: f64) -> Range {
+pub(crate) fn gt_le(lo: f64, hi: f64) -> Range {
     Range { min: Some(Bound { value: lo, inclusive: false }), max: Some(Bound { value: hi, inclusive: true }) }
 }
-fn ge_lt(lo: f64, hi: f64) -> Range {
+pub(crate) fn ge_lt(lo: f64, hi: f64) -> Range {
     Range { min: Some(Bound { value: lo, inclusive: true }), max: Some(Bound { value: hi, inclusive: false }) }
 }
-fn gt_lt(lo: f64, hi: f64) -> Range {
+pub(crate) fn gt_lt(lo: f64, hi: f64) -> Range {
     Range { min: Some(Bound { value: lo, inclusive: false }), max: Some(Bound { value: hi, inclusive: false }) }
 }
 
-fn en(options: &[&'static str]) -> Type {
+pub(crate) fn en(options: &[&'static str]) -> Type {
     Type::Enum(options.to_vec())
 }
-fn stage(kinds: &[&'static str]) -> Type {
+pub(crate) fn stage(kinds: &[&'static str]) -> Type {
     Type::Stage(kinds.to_vec())
 }
 
-fn variant(name: &'static str, doc: &'static str, keys: Vec<KeySpec>) -> VariantSpec {
+pub(crate) fn variant(name: &'static str, doc: &'static str, keys: Vec<KeySpec>) -> VariantSpec {
     VariantSpec { name, doc, keys, exactly_one_of: Vec::new() }
 }
 
@@ -206,12 +207,6 @@ fn steps_or_epochs() -> [KeySpec; 2] {
             .title("training steps"),
         opt("epochs", Type::Int, "passes over the data (set exactly one of steps and epochs)").range(ge(1.0)),
     ]
-}
-
-fn sampling_steps(default: &'static str) -> KeySpec {
-    def("steps", Type::Int, default, "sampling steps (at most the schedule's steps)")
-        .range(ge(1.0))
-        .title("sampling steps")
 }
 
 /// `step = K` on a stage that reads a train stage: its EMA weights after K steps, a cache

@@ -161,14 +161,7 @@ impl SampleSetup<'_> {
             Some(_) => (EDM_SIGMA_MIN, EDM_SIGMA_MAX),
             None => (table[0], table[table.len() - 1]),
         };
-        let sigma_min = sigma_steps.sigma_min.unwrap_or(lowest);
-        let sigma_max = sigma_steps.sigma_max.unwrap_or(highest);
-        if !sigma_max.is_finite() {
-            bail!("the schedule's largest σ is infinite (zero terminal SNR): set the sampler's sigma_max");
-        }
-        if sigma_min >= sigma_max {
-            bail!("the sampler's sigma_min ({sigma_min}) must be below its sigma_max ({sigma_max})");
-        }
+        let (sigma_min, sigma_max) = sigma_steps.bounds(lowest, highest)?;
         let sigmas = karras_sigmas(sigma_steps.steps, sigma_min, sigma_max, sigma_steps.rho);
         let mut trajectory = Vec::new();
         let mut evaluations = 0;

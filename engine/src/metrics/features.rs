@@ -5,8 +5,7 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use difflow_core::job::{Job, StageRef};
-use serde::Deserialize;
+use difflow_core::job::Job;
 use tch::{Device, Kind, Tensor};
 
 use super::inception::{self, InceptionV3, Precision};
@@ -26,20 +25,7 @@ fn batch_size(device: Device) -> usize {
     }
 }
 
-/// The keys that choose a feature extractor, shared by `stats`, `metrics` and the `curve` plot.
-#[derive(Debug, Clone, Deserialize)]
-pub struct FeatureKeys {
-    pub features: Features,
-    pub inception_weights: Option<PathBuf>,
-}
-
-/// `features = "inception"` or a classifier stage.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(untagged)]
-pub enum Features {
-    Stage(StageRef),
-    Named(String),
-}
+pub use difflow_core::params::metrics::{FeatureKeys, Features};
 
 /// The Inception weights a stage uses: its own `inception_weights`, else `difflow.toml`'s.
 pub fn inception_weights(job: &Job, keys: &FeatureKeys) -> Option<PathBuf> {

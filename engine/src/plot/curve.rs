@@ -6,32 +6,16 @@
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use difflow_core::job::{Job, StageRef};
+use difflow_core::job::Job;
 use plotters::prelude::*;
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::metrics::entry::side;
-use crate::metrics::features::{Extractors, FeatureKeys};
+use crate::metrics::features::Extractors;
 use crate::metrics::trajectory::{trajectory_every, trajectory_metrics, TRAJECTORY_FILE};
 use crate::params::input;
 
-#[derive(Debug, Clone, Deserialize)]
-pub struct CurveParams {
-    /// A sample stage that kept its trajectory.
-    pub of: StageRef,
-    pub y: CurveMetric,
-    pub reference: Option<StageRef>,
-    #[serde(flatten)]
-    pub features: FeatureKeys,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CurveMetric {
-    Fid,
-    Is,
-}
+pub use difflow_core::params::plot::{CurveMetric, CurveParams};
 
 /// One (x, y) per kept trajectory point.
 pub struct Curve<'a> {

@@ -3,9 +3,7 @@
 //! so the columns show one path of the noising.
 
 use anyhow::{anyhow, bail, Context, Result};
-use difflow_core::diffusion::schedule::ScheduleSpec;
-use difflow_core::job::{Job, StageRef};
-use serde::Deserialize;
+use difflow_core::job::Job;
 use tch::{Device, Kind, Tensor};
 
 use super::grid::{auto_scale, grid_image};
@@ -18,13 +16,7 @@ use crate::params::input;
 /// Images shown (rows).
 pub const ROWS: i64 = 8;
 
-#[derive(Debug, Clone, Deserialize)]
-pub struct ForwardParams {
-    pub data: StageRef,
-    pub schedule: serde_json::Value,
-    /// Steps t to show (0 … T−1).
-    pub at: Vec<i64>,
-}
+pub use difflow_core::params::plot::ForwardParams;
 
 /// The noise is drawn from this seed: the figure is the same on every run.
 const NOISE_SEED: i64 = 0;
@@ -35,15 +27,10 @@ pub fn run(job: &Job, params: &ForwardParams, out: &std::path::Path) -> Result<(
     if !data.meta.is_images() {
         bail!("`{name}` holds vectors; the forward plot shows images");
     }
-    let tables = ScheduleSpec::from_config(&params.schedule).map_err(|e| anyhow!(e))?.tables();
-    let steps = tables.steps() as i64;
+    params.schedule.validate().map_err(|e| anyhow!("the schedule: {e}"))?;
+    params.check_at()?;
+    let tables = params.schedule.tables();
     let at = &params.at;
-    if at.is_empty() {
-        bail!("`at` lists no steps");
-    }
-    if let Some(bad) = at.iter().find(|&&t| t < 0 || t >= steps) {
-        bail!("`at` holds the step {bad}, but the schedule has steps 0 … {}", steps - 1);
-    }
     let spec = ModelSpec { classes: 0, learn_sigma: false, prediction: Prediction::Eps };
     let process =
         Process::new(tables, spec, VarianceType::FixedSmall, crate::diffusion::DataSpace::images(), Device::Cpu);

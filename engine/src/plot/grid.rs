@@ -7,8 +7,6 @@ use difflow_core::job::Job;
 use tch::{Device, Kind, Tensor};
 
 use crate::data::Dataset;
-use difflow_core::job::StageRef;
-use serde::Deserialize;
 
 use crate::params::input;
 
@@ -55,14 +53,7 @@ pub fn auto_scale(side: i64) -> usize {
 /// columns would be too narrow to read).
 const MAX_CLASS_COLUMNS: usize = 20;
 
-/// `plot … = grid { of = a sample or dataset stage, count = 64 }`: about `count` images, one
-/// column per class (labelled) when the images have 2 to 20 classes, else the first `count`
-/// in a square-ish grid.
-#[derive(Debug, Clone, Deserialize)]
-pub struct GridParams {
-    pub of: StageRef,
-    pub count: usize,
-}
+pub use difflow_core::params::plot::GridParams;
 
 pub fn run(job: &Job, params: &GridParams, out: &std::path::Path) -> Result<()> {
     let (name, of) = input(job, &params.of)?;

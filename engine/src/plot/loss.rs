@@ -13,9 +13,6 @@ use difflow_core::job::Job;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use difflow_core::job::StageRef;
-use serde::Deserialize;
-
 use crate::artifacts::LOSS_FILE;
 use crate::params::input;
 
@@ -174,11 +171,7 @@ pub fn smooth(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
         .collect()
 }
 
-#[derive(Debug, Clone, Deserialize)]
-pub struct LossParams {
-    /// Training stages.
-    pub of: Vec<StageRef>,
-}
+pub use difflow_core::params::plot::LossParams;
 
 pub fn run(job: &Job, params: &LossParams, out: &Path) -> Result<()> {
     let mut lines = Vec::new();

@@ -15,25 +15,13 @@ use anyhow::{Context, Result};
 use difflow_core::job::Job;
 use plotters::coord::Shift;
 use plotters::prelude::{BitMapBackend, ChartBuilder, DrawingArea, DrawingBackend, IntoDrawingArea, RGBColor, WHITE};
-use serde::Deserialize;
 use tch::Tensor;
 
 use crate::params::job_variant_params;
 
 pub const PLOT_FILE: &str = "plot.png";
 
-/// The parameters of a `plot` stage, by variant.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "variant", rename_all = "snake_case")]
-pub enum PlotParams {
-    Grid(grid::GridParams),
-    Scatter(scatter::ScatterParams),
-    Forward(forward::ForwardParams),
-    Trajectory(trajectory::TrajectoryParams),
-    Schedules(schedules::SchedulesParams),
-    Loss(loss::LossParams),
-    Curve(curve::CurveParams),
-}
+pub use difflow_core::params::plot::PlotParams;
 
 /// Runs a `plot` stage: `plot.png` in the output folder (and `plot.gif` for a trajectory).
 pub fn run(job: &Job) -> Result<()> {

@@ -6,19 +6,14 @@
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use difflow_core::job::{Job, StageRef};
+use difflow_core::job::Job;
 use plotters::prelude::*;
-use serde::Deserialize;
 use tch::{Device, Kind};
 
 use crate::data::Dataset;
 use crate::params::input;
 
-#[derive(Debug, Clone, Deserialize)]
-pub struct ScatterParams {
-    /// Stages holding 2-D points, one colour each.
-    pub of: Vec<StageRef>,
-}
+pub use difflow_core::params::plot::ScatterParams;
 
 /// `plot … = scatter { of = [stages with 2-D points] }`, titled with the stage's name.
 pub fn run(job: &Job, params: &ScatterParams, out: &Path) -> Result<()> {

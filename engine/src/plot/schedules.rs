@@ -3,8 +3,6 @@
 //! schedule.
 
 use anyhow::{anyhow, Result};
-use difflow_core::diffusion::schedule::ScheduleSpec;
-use serde::Deserialize;
 
 use plotters::chart::SeriesLabelPosition;
 
@@ -25,17 +23,15 @@ fn label(config: &serde_json::Value) -> String {
     out
 }
 
-#[derive(Debug, Clone, Deserialize)]
-pub struct SchedulesParams {
-    /// The `schedule` config objects to compare.
-    pub of: Vec<serde_json::Value>,
-}
+pub use difflow_core::params::plot::SchedulesParams;
 
 pub fn run(params: &SchedulesParams, out: &std::path::Path) -> Result<()> {
     let configs = &params.of;
     let (mut alpha, mut snr) = (Vec::new(), Vec::new());
-    for (i, config) in configs.iter().enumerate() {
-        let tables = ScheduleSpec::from_config(config).map_err(|e| anyhow!(e))?.tables();
+    for (i, spec) in configs.iter().enumerate() {
+        spec.validate().map_err(|e| anyhow!("the schedule {}: {e}", i + 1))?;
+        let tables = spec.tables();
+        let config = &serde_json::to_value(spec)?;
         let steps = tables.steps() as f64;
         let x = |t: usize| (t + 1) as f64 / steps;
         let ab = &tables.alphas_cumprod;

@@ -7,10 +7,9 @@
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use difflow_core::job::{Job, StageRef};
+use difflow_core::job::Job;
 use image::codecs::gif::{GifEncoder, Repeat};
 use image::{Delay, Frame};
-use serde::Deserialize;
 use tch::{Kind, Tensor};
 
 use super::grid::{auto_scale, grid_image};
@@ -23,11 +22,7 @@ pub const SHOWN: i64 = 8;
 /// report puts the strips of a sweep side by side.
 pub const STRIP_SAMPLES: i64 = 3;
 
-#[derive(Debug, Clone, Deserialize)]
-pub struct TrajectoryParams {
-    /// A sample stage that kept its trajectory.
-    pub samples: StageRef,
-}
+pub use difflow_core::params::plot::TrajectoryParams;
 
 pub fn run(job: &Job, params: &TrajectoryParams, png: &Path, gif: &Path) -> Result<()> {
     let (name, samples) = input(job, &params.samples)?;

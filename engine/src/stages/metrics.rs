@@ -9,15 +9,14 @@
 //! the x̂₀ predictions at each kept point go into `metrics.json` as `trajectory`.
 
 use anyhow::{anyhow, bail, Context, Result};
-use difflow_core::job::{Job, StageRef};
+use difflow_core::job::Job;
 use difflow_core::params::measure::Measure;
-use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tch::{Device, Tensor};
 
 use crate::data::Dataset;
 use crate::metrics::entry::{side, StatsEntry};
-use crate::metrics::features::{Extractors, FeatureKeys, Features};
+use crate::metrics::features::{Extractors, Features};
 use crate::metrics::fid::frechet_distance;
 use crate::metrics::inception_score::{inception_score, SPLITS};
 use crate::metrics::kid::{kernel_inception_distance, SUBSETS, SUBSET_SIZE};
@@ -28,19 +27,7 @@ use crate::progress::{self, Progress};
 
 pub const METRICS_FILE: &str = "metrics.json";
 
-/// The parameters of a `metrics` stage.
-#[derive(Debug, Clone, Deserialize)]
-pub struct MetricsParams {
-    pub samples: StageRef,
-    pub reference: Option<StageRef>,
-    #[serde(flatten)]
-    pub features: FeatureKeys,
-    pub measure: Vec<Measure>,
-    pub classifier: Option<StageRef>,
-    /// The hidden `stats` entries of the two sides, added by the orchestrator.
-    pub samples_stats: Option<StageRef>,
-    pub reference_stats: Option<StageRef>,
-}
+pub use difflow_core::params::metrics::{MetricsParams, Side};
 
 pub fn run(job: &Job) -> Result<()> {
     let params: MetricsParams = job_params(job)?;
@@ -48,7 +35,7 @@ pub fn run(job: &Job) -> Result<()> {
     let wants = |m: Measure| params.measure.contains(&m);
     let (samples_name, samples_input) = input(job, &params.samples)?;
     let samples = Dataset::read(&samples_input.dir).with_context(|| format!("cannot read `{samples_name}`"))?;
-    enough_items(&params.measure, &format!("`{samples_name}`"), samples.meta.count as i64, false)?;
+    enough_items(&params, Side::Samples, &format!("`{samples_name}`"), samples.meta.count as i64)?;
     let mut ex = Extractors::new(job, &params.features, device);
     let mut out = Map::new();
     out.insert("count".into(), json!(samples.meta.count));
@@ -58,7 +45,7 @@ pub fn run(job: &Job) -> Result<()> {
     if needs_stats {
         let s = side(job, params.samples_stats.as_ref(), Some(&params.samples), "samples", &mut ex)?;
         let r = side(job, params.reference_stats.as_ref(), params.reference.as_ref(), "reference", &mut ex)?;
-        enough_items(&params.measure, "the reference", r.features.size()[0], true)?;
+        enough_items(&params, Side::Reference, "the reference", r.features.size()[0])?;
         sides = Some((s, r));
     }
     let mut pair = None;
@@ -142,14 +129,11 @@ fn is_logits(samples_entry: Option<&StatsEntry>, ex: &mut Extractors, samples: &
 
 /// Every measure has the items it needs ([`Measure::min_items`]) on this side; on the
 /// reference side only the measures that compare are asked.
-fn enough_items(measures: &[Measure], side: &str, count: i64, reference: bool) -> Result<()> {
-    for m in measures.iter().filter(|m| !reference || m.needs_reference()) {
-        let needs = m.min_items();
-        if count < needs as i64 {
-            bail!("{m} needs at least {needs} items, and {side} has {count}");
-        }
+fn enough_items(params: &MetricsParams, side: Side, name: &str, count: i64) -> Result<()> {
+    match params.most_items(side) {
+        Some((m, needs)) if count < needs as i64 => bail!("{m} needs at least {needs} items, and {name} has {count}"),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// Accuracy of the samples' labels under `classifier`, else the classifier named by `features`.

@@ -9,8 +9,7 @@
 //! and the mean of each of the T terms.
 
 use anyhow::{bail, Context, Result};
-use difflow_core::job::{Job, StageRef};
-use serde::Deserialize;
+use difflow_core::job::Job;
 use serde_json::json;
 use tch::{Device, Kind, Tensor};
 
@@ -26,15 +25,7 @@ use crate::stages::metrics::METRICS_FILE;
 /// The noise of item i at step t depends only on (this seed, i, t): batching changes nothing.
 const NOISE_SEED: u64 = 0x6e6c6c;
 
-/// The parameters of an `nll` stage.
-#[derive(Debug, Clone, Deserialize)]
-pub struct NllParams {
-    pub from: StageRef,
-    pub data: StageRef,
-    /// Examples to evaluate (the first ones).
-    pub count: usize,
-    pub batch: usize,
-}
+pub use difflow_core::params::nll::NllParams;
 
 pub fn run(job: &Job) -> Result<()> {
     let params: NllParams = job_params(job)?;

@@ -2,12 +2,11 @@
 //! its scheduler config, and writes what a `train` stage writes (`meta.json`, EMA and raw
 //! weights in difflow's layout), so every stage that reads a trained model reads it too.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{anyhow, Context, Result};
 use difflow_core::diffusers::{self, Pretrained};
 use difflow_core::job::Job;
-use serde::Deserialize;
 use serde_json::json;
 use tch::{nn, Device};
 
@@ -18,14 +17,7 @@ use crate::models::{build_denoiser, diffusers::import_weights, ModelSpec};
 use crate::params::job_params;
 use crate::progress;
 
-/// The parameters of a `pretrained = diffusers` stage. A `repo` has been fetched into the
-/// user cache by the orchestrator, which passes that folder as `path`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct PretrainedParams {
-    pub path: Option<PathBuf>,
-    pub repo: Option<String>,
-    pub revision: String,
-}
+pub use difflow_core::params::pretrained::PretrainedParams;
 
 /// The `model` config object of the difflow `unet` a folder maps onto (with its layout).
 pub fn model_config(p: &Pretrained) -> serde_json::Value {

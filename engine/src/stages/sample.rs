@@ -5,7 +5,6 @@
 
 use anyhow::{bail, Context, Result};
 use difflow_core::job::{Job, StageRef};
-use serde::Deserialize;
 use tch::{Device, Kind, Tensor};
 
 use crate::artifacts::{self, LoadedClassifier, TrainMeta};
@@ -13,7 +12,7 @@ use crate::data::store::{to_uint8, SAMPLES_FILE};
 use crate::data::{DataMeta, Dataset};
 use crate::diffusion::guidance::GuidanceConfig;
 use crate::diffusion::noise::SampleNoise;
-use crate::diffusion::sampler::{Guidance, SampleSetup, Sampler};
+use crate::diffusion::sampler::{Guidance, SampleSetup};
 use crate::dist::{gather_rows, share, ProcessGroup};
 use crate::lanes::Lanes;
 use crate::metrics::trajectory::TRAJECTORY_FILE;
@@ -26,29 +25,7 @@ pub const GRID_FILE: &str = "grid.png";
 /// Images in `grid.png` at most.
 const GRID_MAX: i64 = 100;
 
-/// The parameters of a `sample` stage.
-#[derive(Debug, Clone, Deserialize)]
-pub struct SampleParams {
-    pub from: StageRef,
-    pub sampler: Sampler,
-    pub guidance: Option<GuidanceConfig>,
-    pub count: usize,
-    pub classes: Classes,
-    pub seed: u64,
-    pub batch: usize,
-    pub use_ema: bool,
-    /// Keep x_t and x̂₀ every k-th step.
-    pub trajectory: Option<usize>,
-}
-
-/// The labels to condition on: `"all"` (cycled evenly), one label, or a list cycled.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(untagged)]
-pub enum Classes {
-    All(String),
-    One(i64),
-    List(Vec<i64>),
-}
+pub use difflow_core::params::sample::{Classes, SampleParams};
 
 pub fn run(job: &Job) -> Result<()> {
     let params: SampleParams = job_params(job)?;
@@ -252,26 +229,11 @@ fn load_classifier(job: &Job, model: &StageRef, device: Device) -> Result<Loaded
 /// The label of each sample: `classes = "all"` cycles 0..K, N asks for class N, a list cycles it.
 fn labels_for(wanted: &Classes, count: usize, classes: usize) -> Result<Tensor> {
     let n = count as i64;
-    let check = |c: i64| -> Result<i64> {
-        if classes == 0 {
-            bail!("`classes` asks for class {c}, but the model is unconditional (and no classifier guides it)");
-        }
-        if c < 0 || c >= classes as i64 {
-            bail!("`classes` asks for class {c}, but the model has classes 0..{}", classes - 1);
-        }
-        Ok(c)
-    };
+    wanted.check(classes)?;
     match wanted {
-        Classes::All(all) if all == "all" => Ok(cycle_all(n, classes)),
-        Classes::All(other) => {
-            bail!("`classes` must be \"all\", a class number or a list of class numbers, not {other:?}")
-        }
-        Classes::One(c) => Ok(Tensor::full([n], check(*c)?, (Kind::Int64, Device::Cpu))),
-        Classes::List(list) => {
-            let wanted: Vec<i64> = list.iter().map(|&c| check(c)).collect::<Result<_>>()?;
-            if wanted.is_empty() {
-                bail!("`classes` is an empty list");
-            }
+        Classes::All(_) => Ok(cycle_all(n, classes)),
+        Classes::One(c) => Ok(Tensor::full([n], *c, (Kind::Int64, Device::Cpu))),
+        Classes::List(wanted) => {
             Ok(Tensor::from_slice(&(0..count).map(|i| wanted[i % wanted.len()]).collect::<Vec<_>>()))
         }
     }

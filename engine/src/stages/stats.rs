@@ -10,23 +10,16 @@
 //! extracts the features of a contiguous share of the items; rank 0 gathers and writes.
 
 use anyhow::{bail, Context, Result};
-use difflow_core::job::{Job, StageRef};
-use serde::Deserialize;
+use difflow_core::job::Job;
 
 use crate::data::Dataset;
 use crate::dist::{gather_rows, share, ProcessGroup};
 use crate::metrics::entry::{extract_with_progress, write_entry};
-use crate::metrics::features::{Extracted, Extractor, FeatureKeys};
+use crate::metrics::features::{Extracted, Extractor};
 use crate::params::{input, job_params};
 use crate::progress;
 
-/// The parameters of a `stats` stage.
-#[derive(Debug, Clone, Deserialize)]
-pub struct StatsParams {
-    pub of: StageRef,
-    #[serde(flatten)]
-    pub features: FeatureKeys,
-}
+pub use difflow_core::params::stats::StatsParams;
 
 pub fn run(job: &Job) -> Result<()> {
     let params: StatsParams = job_params(job)?;

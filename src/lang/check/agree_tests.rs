@@ -1,12 +1,14 @@
 //! `difflow check` and the engine's judgement agree: random schedules, samplers and models
 //! within every key's declared range are accepted by the checker exactly when the
 //! difflow-core methods the engine applies accept them (`ScheduleSpec::validate`,
-//! `Prediction::fits`, `Sampler::check_steps`, the learned variance rule, `ConvNet::resolutions`). No libtorch:
+//! `Prediction::fits`, `Sampler::check_steps`, `SigmaSteps::bounds`, the learned variance rule,
+//! `ConvNet::resolutions`). No libtorch:
 //! the engine's side is those methods, called on the same typed values the worker decodes.
 
-use difflow_core::diffusion::schedule::{ScheduleSpec, Spacing};
+use difflow_core::diffusion::schedule::ScheduleSpec;
 use difflow_core::params::model::{ConvNet, MlpConfig, ModelConfig, ModelSpec, NetLayout, Prediction, UNetConfig};
-use difflow_core::params::sampler::{Sampler, VarianceType};
+use difflow_core::params::sampler::{schedule_sigmas, Sampler};
+use difflow_core::schema::{self, Default, KeySpec, Type};
 use std::cell::Cell;
 
 use proptest::prelude::*;
@@ -46,16 +48,41 @@ fn schedule() -> impl Strategy<Value = ScheduleSpec> {
     ]
 }
 
+/// A value of `key` within its declared type and range, `None` for an optional key left
+/// unset; numbers without an upper bound stay within `span` of their lower one.
+fn key_value(key: &KeySpec, span: f64) -> BoxedStrategy<Option<Json>> {
+    let (range, name) = (key.range, key.name);
+    let lo = range.min.map_or(0.0, |b| b.value);
+    let hi = range.max.map_or(lo + span, |b| b.value);
+    let value: BoxedStrategy<Json> = match &key.ty {
+        Type::Int => (lo.ceil() as i64..=hi.floor() as i64)
+            .prop_filter("in range", move |&i| range.contains(i as f64))
+            .prop_map(Json::from)
+            .boxed(),
+        Type::Float => (lo..=hi).prop_filter("in range", move |&x| range.contains(x)).prop_map(Json::from).boxed(),
+        Type::Bool => any::<bool>().prop_map(Json::from).boxed(),
+        Type::Enum(options) => proptest::sample::select(options.clone()).prop_map(Json::from).boxed(),
+        other => panic!("`{name}`: no values of {other:?} are generated"),
+    };
+    match key.default {
+        Default::Unset => proptest::option::of(value).boxed(),
+        Default::Required | Default::Value(_) => value.prop_map(Some).boxed(),
+    }
+}
+
+/// Every sampler the schema declares, its keys within their declared ranges: a new
+/// sampler is generated here with no change.
 fn sampler() -> impl Strategy<Value = Sampler> {
-    let steps = 1usize..=2000;
-    let variance =
-        prop_oneof![Just(VarianceType::FixedSmall), Just(VarianceType::FixedLarge), Just(VarianceType::Learned)];
-    let spacing = prop_oneof![Just(Spacing::Uniform), Just(Spacing::Quadratic), Just(Spacing::Trailing)];
-    prop_oneof![
-        (variance, proptest::option::of(steps.clone())).prop_map(|(variance, steps)| Sampler::Ddpm { variance, steps }),
-        (steps.clone(), 0.0f64..=1.0, spacing).prop_map(|(steps, eta, spacing)| Sampler::Ddim { steps, eta, spacing }),
-        (steps, 1usize..=3).prop_map(|(steps, order)| Sampler::DpmSolver { steps, order }),
-    ]
+    let variants = &schema::kind("sampler").expect("the sampler kind").variants;
+    proptest::sample::select(variants.iter().collect::<Vec<_>>()).prop_flat_map(|variant| {
+        let keys: Vec<_> = variant.keys.iter().map(|k| key_value(k, 2000.0).prop_map(move |v| (k.name, v))).collect();
+        keys.prop_map(move |values| {
+            let mut object: serde_json::Map<String, Json> =
+                values.into_iter().filter_map(|(k, v)| Some((k.to_string(), v?))).collect();
+            object.insert("variant".into(), variant.name.into());
+            difflow_core::params::decode::<Sampler>(&Json::Object(object), "a generated sampler").unwrap()
+        })
+    })
 }
 
 /// Unconditional: whether the classes match the data is another rule than these.
@@ -123,6 +150,10 @@ fn engine_accepts(schedule: &ScheduleSpec, sampler: &Sampler, model: &ModelConfi
     schedule.validate().is_ok()
         && spec.prediction.fits(schedule).is_ok()
         && sampler.check_steps(schedule.steps()).is_ok()
+        && sampler.sigma_steps().is_none_or(|s| {
+            let table = schedule_sigmas(&schedule.tables().alphas_cumprod);
+            s.bounds(table[0], table[table.len() - 1]).is_ok()
+        })
         && (!sampler.needs_learned_variance() || spec.learn_sigma)
         && net_builds
 }

@@ -3,9 +3,11 @@
 
 use difflow_core::params::guidance::GuidanceConfig;
 use difflow_core::params::measure::Measure;
+use difflow_core::params::metrics::{MetricsParams, Side};
 use difflow_core::params::model::ModelSpec;
+use difflow_core::params::nll::NllParams;
 
-use super::configs::typed;
+use super::configs::{typed, typed_stage};
 use super::*;
 
 impl<'p> Checker<'p> {
@@ -15,23 +17,17 @@ impl<'p> Checker<'p> {
     }
 
     pub(super) fn metrics(&mut self, inst: &Instance) {
-        let p = &inst.params;
-        // The resolver checked every name against the schema, whose choices are `Measure::ALL`.
-        let measures: Vec<Measure> = match get(p, "measure") {
-            Some(Value::List(items)) => {
-                items.iter().filter_map(|v| if let Value::Str(s) = v { Measure::from_name(s) } else { None }).collect()
-            }
-            _ => Vec::new(),
-        };
-        let samples = stage(p, "samples").and_then(|n| self.inst(n));
-        let reference = stage(p, "reference").and_then(|n| self.inst(n));
-        self.reference_given(inst, &measures, reference);
+        let Some(params) = typed_stage::<MetricsParams>(inst) else { return };
+        let measures = &params.measure;
+        let samples = self.inst(&params.samples.name);
+        let reference = params.reference.as_ref().and_then(|r| self.inst(&r.name));
+        self.reference_given(inst, measures, reference);
         if measures.contains(&Measure::Accuracy) {
             self.accuracy_has_labels(inst, samples);
         }
         if let Some(sd) = samples.and_then(|s| self.data(s)) {
-            self.shapes_match(inst, &measures, samples, &sd, reference);
-            self.enough_samples(inst, &measures, samples, &sd);
+            self.shapes_match(inst, measures, samples, &sd, reference);
+            self.enough_samples(inst, &params, samples, &sd);
         }
     }
 
@@ -130,16 +126,15 @@ impl<'p> Checker<'p> {
         }
     }
 
-    /// Enough items on each side for the measures ([`Measure::min_items`]: IS splits into 10,
-    /// FID and KID need 2, precision and recall k + 1).
-    fn enough_samples(&mut self, inst: &Instance, measures: &[Measure], samples: Option<&Instance>, sd: &Data) {
-        let Some((measure, needs)) = Measure::most_items(measures.iter().copied()) else { return };
+    /// Enough items on each side for the measures ([`MetricsParams::most_items`]: IS splits
+    /// into 10, FID and KID need 2, precision and recall k + 1).
+    fn enough_samples(&mut self, inst: &Instance, params: &MetricsParams, samples: Option<&Instance>, sd: &Data) {
+        let Some(most) = params.most_items(Side::Samples) else { return };
         if let (Some(n), Some(s)) = (sd.examples, samples) {
-            self.enough_on_side(inst, "samples", (measure, needs), s, n);
+            self.enough_on_side(inst, "samples", most, s, n);
         }
-        let comparing = measures.iter().copied().filter(|m| m.needs_reference());
-        let Some(most) = Measure::most_items(comparing) else { return };
-        let reference = stage(&inst.params, "reference").and_then(|n| self.inst(n));
+        let Some(most) = params.most_items(Side::Reference) else { return };
+        let reference = params.reference.as_ref().and_then(|r| self.inst(&r.name));
         if let Some(r) = reference {
             if let Some(n) = self.data(r).and_then(|d| d.examples) {
                 self.enough_on_side(inst, "reference", most, r, n);
@@ -191,10 +186,8 @@ impl<'p> Checker<'p> {
     }
 
     pub(super) fn nll(&mut self, inst: &Instance) {
-        let p = &inst.params;
-        let (Some(train), Some(data)) =
-            (stage(p, "from").and_then(|n| self.inst(n)), stage(p, "data").and_then(|n| self.inst(n)))
-        else {
+        let Some(params) = typed_stage::<NllParams>(inst) else { return };
+        let (Some(train), Some(data)) = (self.inst(&params.from.name), self.inst(&params.data.name)) else {
             return;
         };
         if self.is_edm(train) {
@@ -206,7 +199,8 @@ impl<'p> Checker<'p> {
             );
             return;
         }
-        if let (Some(n), Some(available)) = (int(p, "count"), self.data(data).and_then(|d| d.examples)) {
+        if let Some(available) = self.data(data).and_then(|d| d.examples) {
+            let n = params.count as i64;
             if n > available {
                 let message = format!("`count` asks for {n} examples, but `{}` has {available}", data.decl);
                 self.push(

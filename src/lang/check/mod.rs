@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use difflow_core::net_size::SizeLimits;
 use difflow_core::params::dataset::{DataShape, DatasetParams};
+use difflow_core::params::sample::SampleParams;
 
 use crate::diagnostics::{Code, Diagnostic};
 use crate::lang::pipeline::{Instance, Pipeline};
@@ -234,8 +235,9 @@ impl<'p> Checker<'p> {
                 Some(Data { points: false, channels, size, classes, examples: None, origin: inst.name.clone() })
             }
             "sample" => {
-                let mut d = self.data(self.inst(stage(p, "from")?)?)?;
-                d.examples = int(p, "count");
+                let sample = configs::typed_stage::<SampleParams>(inst)?;
+                let mut d = self.data(self.inst(&sample.from.name)?)?;
+                d.examples = Some(sample.count as i64);
                 Some(d)
             }
             _ => None,

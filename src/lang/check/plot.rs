@@ -1,11 +1,16 @@
 //! Plots: each variant's inputs have the shape and the trajectories it draws.
 
+use difflow_core::params::plot::{AtProblem, ForwardParams, PlotParams};
+use difflow_core::params::sample::SampleParams;
+
+use super::configs::typed_stage;
 use super::*;
 
 impl<'p> Checker<'p> {
     pub(super) fn needs_trajectory(&mut self, inst: &Instance, key: &str) {
         let Some(sample) = stage(&inst.params, key).and_then(|n| self.inst(n)) else { return };
-        if get(&sample.params, "trajectory").is_none() {
+        let kept = typed_stage::<SampleParams>(sample).is_none_or(|s| s.trajectory.is_some());
+        if !kept {
             let message = format!("this plot needs the reverse trajectory, but `{}` does not keep it", sample.decl);
             self.push(
                 self.error(inst, key, Code::MissingTrajectory, message, "no trajectory")
@@ -53,21 +58,15 @@ impl<'p> Checker<'p> {
                 }
             }
             "forward" => {
-                let steps = config(p, "schedule").and_then(|s| int(&s.params, "steps"));
-                if let (Some(steps), Some(Value::List(at))) = (steps, get(p, "at")) {
-                    if let Some(Value::Int(t)) = at.iter().find(|v| matches!(v, Value::Int(t) if *t >= steps)) {
-                        let message = format!("t = {t} is beyond the schedule's {steps} steps (0…{})", steps - 1);
-                        self.push(
-                            self.error(inst, "at", Code::OutOfRange, message, "past the last step")
-                                .with_help(format!("pick steps between 0 and {}", steps - 1)),
-                        );
-                    }
+                if let Some(PlotParams::Forward(forward)) = typed_stage::<PlotParams>(inst) {
+                    self.forward_steps(inst, &forward);
                 }
             }
             "trajectory" => self.needs_trajectory(inst, "samples"),
             "curve" => {
                 self.needs_trajectory(inst, "of");
-                if string(p, "y") == Some("fid") && get(p, "reference").is_none() {
+                let Some(PlotParams::Curve(curve)) = typed_stage::<PlotParams>(inst) else { return };
+                if curve.y.needs_reference() && curve.reference.is_none() {
                     let message = "a FID curve compares against real data, but this plot has no `reference`";
                     self.push(
                         self.error(inst, "y", Code::MissingReference, message, "fid")
@@ -77,5 +76,18 @@ impl<'p> Checker<'p> {
             }
             _ => {}
         }
+    }
+
+    /// The steps a forward plot shows are the schedule's ([`ForwardParams::check_at`], which
+    /// the engine applies too).
+    fn forward_steps(&mut self, inst: &Instance, forward: &ForwardParams) {
+        let Err(problem) = forward.check_at() else { return };
+        let (label, help) = match problem {
+            AtProblem::Beyond { steps, .. } => {
+                ("past the last step", format!("pick steps between 0 and {}", steps - 1))
+            }
+            AtProblem::Empty => ("no steps", "list the steps t to show, as in `at = [0, 500, 999]`".to_string()),
+        };
+        self.push(self.error(inst, "at", Code::OutOfRange, problem.to_string(), label).with_help(help));
     }
 }

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use difflow_core::diffusers::{self, Pretrained};
+use difflow_core::params::pretrained::PretrainedParams;
 
+use super::configs::typed_stage;
 use super::*;
 use crate::diffusion::schedule::ScheduleSpec;
 use crate::fetch;
@@ -14,16 +16,17 @@ impl<'p> Checker<'p> {
     /// A local folder is read now; a Hub repository is read once fetched, by the run, and
     /// its names become paths in the user cache: they must follow the Hub's rules.
     pub(super) fn pretrained(&mut self, inst: &Instance) {
-        if let Some(message) = string(&inst.params, "repo").and_then(fetch::hub::repo_error) {
+        let Some(params) = typed_stage::<PretrainedParams>(inst) else { return };
+        if let Some(message) = params.repo.as_deref().and_then(fetch::hub::repo_error) {
             let help = "a Hub repository id is NAME or ORG/NAME, as in \"google/ddpm-cifar10-32\"";
             self.push(self.error(inst, "repo", Code::OutOfRange, message, "not a valid Hub name").with_help(help));
         }
-        if let Some(message) = string(&inst.params, "revision").and_then(fetch::hub::revision_error) {
+        if let Some(message) = fetch::hub::revision_error(&params.revision) {
             let help = "a revision is a branch, tag or commit, as in \"main\"";
             self.push(self.error(inst, "revision", Code::OutOfRange, message, "not a valid Hub name").with_help(help));
         }
-        let Some(Value::Path(dir)) = get(&inst.params, "path") else { return };
-        let (code, label, error) = match diffusers::locate(Path::new(dir)) {
+        let Some(dir) = &params.path else { return };
+        let (code, label, error) = match diffusers::locate(dir) {
             Err(e) => (Code::PretrainedFolder, "not a diffusers model folder", e),
             Ok(files) => match diffusers::read(&files, self.limits) {
                 Ok(_) => return,

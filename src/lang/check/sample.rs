@@ -2,36 +2,40 @@
 
 use difflow_core::params::guidance::GuidanceConfig;
 use difflow_core::params::model::ModelSpec;
-use difflow_core::params::sampler::{Sampler, StepsProblem};
-
-use difflow_core::params::train::TrainParams;
+use difflow_core::params::sample::{Classes, ClassesProblem, SampleParams};
+use difflow_core::params::sampler::{schedule_sigmas, Sampler, SigmaProblem, StepsProblem};
 
 use super::configs::{typed, typed_stage};
 use super::*;
+use crate::diffusion::schedule::ScheduleSpec;
+use difflow_core::params::train::{TrainParams, EDM_SIGMA_MAX, EDM_SIGMA_MIN};
 
 impl<'p> Checker<'p> {
     pub(super) fn sample(&mut self, inst: &Instance) {
-        let p = &inst.params;
-        let Some(train) = stage(p, "from").and_then(|n| self.inst(n)) else { return };
-        let pretrained = self.pretrained_model(train).map(|m| super::pretrained::pretrained_configs(&m));
-        let configs = match &pretrained {
+        let Some(params) = typed_stage::<SampleParams>(inst) else { return };
+        let Some(train) = self.inst(&params.from.name) else { return };
+        let pretrained = self.pretrained_model(train);
+        let pretrained_configs = pretrained.as_ref().map(super::pretrained::pretrained_configs);
+        let configs = match &pretrained_configs {
             Some((model, schedule)) => Some((model, schedule)),
             None => config(&train.params, "model").zip(config(&train.params, "schedule")),
         };
         let Some((model, schedule)) = configs else { return };
-        let Some(t_steps) = schedule_steps(schedule) else { return };
-        if let Some(sampler) = config(p, "sampler") {
-            self.sampler_fits(inst, train, sampler, model, t_steps);
-        }
+        let spec = match &pretrained {
+            Some(pretrained) => Some(pretrained.process.schedule.clone()),
+            None => typed::<ScheduleSpec>(schedule),
+        };
+        let Some(spec) = spec else { return };
+        self.sampler_fits(inst, train, &params.sampler, model, spec.steps());
+        self.sigmas_fit(inst, train, &params.sampler, &spec);
         let class_count = self.guidance_fits(inst, train, model, schedule);
-        self.labels_exist(inst, train, class_count);
+        self.labels_exist(inst, train, &params.classes, class_count);
     }
 
     /// The sampler takes no more steps than the schedule has, and learned variance needs
     /// a model that learned it.
-    fn sampler_fits(&mut self, inst: &Instance, train: &Instance, sampler: &Config, model: &Config, t_steps: i64) {
-        let Some(sampler) = typed::<Sampler>(sampler) else { return };
-        if let Err(StepsProblem { steps, .. }) = sampler.check_steps(usize::try_from(t_steps).unwrap_or(0)) {
+    fn sampler_fits(&mut self, inst: &Instance, train: &Instance, sampler: &Sampler, model: &Config, t_steps: usize) {
+        if let Err(StepsProblem { steps, .. }) = sampler.check_steps(t_steps) {
             let message = format!(
                 "the sampler takes {steps} steps, but `{}` trained on a schedule of {t_steps} steps",
                 train.decl
@@ -65,6 +69,40 @@ impl<'p> Checker<'p> {
                     .with_help("use variance = \"fixed_small\" or \"fixed_large\", or train with `learn_sigma = true`"),
             );
         }
+    }
+
+    /// A σ sampler's range is finite and not empty on the schedule ([`SigmaSteps::bounds`],
+    /// which the engine applies too).
+    fn sigmas_fit(&mut self, inst: &Instance, train: &Instance, sampler: &Sampler, schedule: &ScheduleSpec) {
+        let Some(sigma) = sampler.sigma_steps() else { return };
+        // An invalid schedule is reported where it is written.
+        if schedule.validate().is_err() {
+            return;
+        }
+        // An EDM net knows no schedule: EDM's own σ range (as the engine), else the schedule's.
+        let (lowest, highest) = if self.is_edm(train) {
+            (EDM_SIGMA_MIN, EDM_SIGMA_MAX)
+        } else {
+            let table = schedule_sigmas(&schedule.tables().alphas_cumprod);
+            (table[0], table[table.len() - 1])
+        };
+        let Err(problem) = sigma.bounds(lowest, highest) else { return };
+        let (key, label, help) = match problem {
+            SigmaProblem::InfiniteSigmaMax => {
+                ("sampler", "σ_max unset".to_string(), "set `sigma_max` to a finite σ (EDM uses 80)".to_string())
+            }
+            SigmaProblem::MinNotBelowMax { sigma_max, .. } => (
+                "sampler.sigma_min",
+                "an empty σ range".to_string(),
+                format!("set `sigma_min` below {sigma_max}, or leave it unset (the schedule's σ at t = 1)"),
+            ),
+        };
+        let mut diagnostic = self.error(inst, key, Code::OutOfRange, problem.to_string(), label).with_help(help);
+        // A bound left unset is the schedule's.
+        if sigma.sigma_min.is_none() || sigma.sigma_max.is_none() {
+            diagnostic = diagnostic.with_label(self.at(train, "schedule"), format!("`{}`'s schedule", train.decl));
+        }
+        self.push(diagnostic);
     }
 
     /// Whether `train` is a train stage of an EDM-preconditioned net.
@@ -118,39 +156,25 @@ impl<'p> Checker<'p> {
         class_count
     }
 
-    /// Labels asked for exist: the model (or the guiding classifier) knows that many classes.
-    fn labels_exist(&mut self, inst: &Instance, train: &Instance, class_count: i64) {
-        let p = &inst.params;
-        match get(p, "classes") {
-            Some(Value::Str(_)) | None => {}
-            Some(v) => {
-                let labels: Vec<i64> = match v {
-                    Value::Int(i) => vec![*i],
-                    Value::List(items) => {
-                        items.iter().filter_map(|x| if let Value::Int(i) = x { Some(*i) } else { None }).collect()
-                    }
-                    _ => Vec::new(),
-                };
-                if class_count == 0 {
-                    let message =
-                        format!("`classes` picks labels, but `{}` trained an unconditional model", train.decl);
-                    let help =
-                        "remove `classes`, or condition the model (`classes` on the model) or guide with a classifier";
-                    self.push(
-                        self.error(inst, "classes", Code::ClassMismatch, message, "no labels to pick").with_help(help),
-                    );
-                } else if let Some(bad) = labels.iter().find(|l| **l < 0 || **l >= class_count) {
-                    let message = format!(
-                        "class {bad} does not exist: the model knows {class_count} classes (0…{})",
-                        class_count - 1
-                    );
-                    self.push(
-                        self.error(inst, "classes", Code::OutOfRange, message, "no such class")
-                            .with_help(format!("pick labels between 0 and {}", class_count - 1)),
-                    );
-                }
+    /// Labels asked for exist: the model (or the guiding classifier) knows that many classes
+    /// ([`Classes::check`], which the engine applies too).
+    fn labels_exist(&mut self, inst: &Instance, train: &Instance, classes: &Classes, class_count: i64) {
+        let Err(problem) = classes.check(usize::try_from(class_count).unwrap_or(0)) else { return };
+        let diagnostic = match problem {
+            ClassesProblem::Unconditional { .. } => {
+                let message = format!("`classes` picks labels, but `{}` trained an unconditional model", train.decl);
+                let help =
+                    "remove `classes`, or condition the model (`classes` on the model) or guide with a classifier";
+                self.error(inst, "classes", Code::ClassMismatch, message, "no labels to pick").with_help(help)
             }
-        }
+            ClassesProblem::NoSuchClass { classes, .. } => self
+                .error(inst, "classes", Code::OutOfRange, problem.to_string(), "no such class")
+                .with_help(format!("pick labels between 0 and {}", classes - 1)),
+            ClassesProblem::Empty => self
+                .error(inst, "classes", Code::OutOfRange, problem.to_string(), "no labels")
+                .with_help("list the labels to draw, or remove `classes` (every class, cycled)"),
+        };
+        self.push(diagnostic);
     }
 
     pub(super) fn guidance_classifier(&mut self, inst: &Instance, train: &Instance, schedule: &Config, clf: &Instance) {
@@ -202,14 +226,4 @@ impl<'p> Checker<'p> {
             }
         }
     }
-}
-
-/// The steps of a schedule: its own, else its variant's default in the schema.
-fn schedule_steps(schedule: &Config) -> Option<i64> {
-    int(&schedule.params, "steps").or_else(|| {
-        match crate::schema::default_value(crate::schema::key("schedule", &schedule.variant, "steps")?)? {
-            Value::Int(steps) => Some(steps),
-            _ => None,
-        }
-    })
 }
