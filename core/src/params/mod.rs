@@ -9,6 +9,7 @@
 //! schema's defaults (and every optional key set) and serialises it back, which must give
 //! the same keys and values.
 
+pub mod classifier;
 pub mod dataset;
 pub mod guidance;
 pub mod measure;

@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
+use super::classifier::ClassifierParams;
 use super::dataset::DatasetParams;
 use super::guidance::GuidanceConfig;
 use super::measure::Measure;
@@ -184,6 +185,7 @@ fn every_evaluation_stage_of_the_schema_is_its_type_key_for_key() {
     agree_stage("stats", round_trip::<StatsParams>);
     agree_stage("nll", round_trip::<NllParams>);
     agree_stage("pretrained", round_trip::<PretrainedParams>);
+    agree_stage("classifier", round_trip::<ClassifierParams>);
 }
 
 #[test]

@@ -22,8 +22,7 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
 use difflow_core::diffusion::schedule::ScheduleSpec;
-use difflow_core::job::{Job, StageRef};
-use serde::Deserialize;
+use difflow_core::job::Job;
 use tch::nn;
 use tch::{Device, Kind, Tensor};
 
@@ -53,21 +52,7 @@ pub fn random_flip(x: &Tensor) -> Tensor {
     x.where_self(&mask.logical_not(), &x.flip([3i64]))
 }
 
-/// The parameters of a `classifier` stage.
-#[derive(Debug, Clone, Deserialize)]
-pub struct ClassifierParams {
-    /// The `model` config object (an encoder), kept whole for `meta.json`.
-    pub model: serde_json::Value,
-    pub data: StageRef,
-    /// Set: a noisy classifier of x_t; unset: a clean one.
-    pub schedule: Option<serde_json::Value>,
-    pub steps: Option<usize>,
-    pub epochs: Option<usize>,
-    pub batch: usize,
-    pub lr: f64,
-    pub seed: u64,
-    pub checkpoint_every: usize,
-}
+pub use difflow_core::params::classifier::ClassifierParams;
 
 /// A classifier learns labelled images.
 fn check_data(job: &Job, data: &DataMeta, variant: &str) -> Result<()> {

@@ -1,5 +1,6 @@
 //! Training stages: the model, loss and guidance training fit the data and schedule.
 
+use difflow_core::params::classifier::ClassifierParams;
 use difflow_core::params::model::{ModelSpec, Prediction};
 use difflow_core::params::schedule::ScheduleSpec;
 use difflow_core::params::train::{LossType, LrSchedule, TrainParams, Weighting};
@@ -176,6 +177,9 @@ impl<'p> Checker<'p> {
     pub(super) fn classifier(&mut self, inst: &Instance) {
         let p = &inst.params;
         let Some(model) = config(p, "model") else { return };
+        if self.decoded_stage::<ClassifierParams>(inst).is_none() {
+            return;
+        }
         if model.variant != "encoder" {
             let message = format!("a `classifier` stage trains an `encoder`, but this model is a `{}`", model.variant);
             self.push(
