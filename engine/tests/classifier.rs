@@ -146,7 +146,7 @@ fn image_plots_grid_forward_trajectory() {
     let err =
         difflow_engine::stages::run(&job("plot", "forward", bad, &[("d", "dataset", &data)], &work.path().join("f2")))
             .unwrap_err();
-    assert!(format!("{err:#}").contains("0 … 99"), "{err:#}");
+    assert!(format!("{err:#}").contains("(0…99)"), "{err:#}");
 
     // A sample stage's trajectory: K = 4 kept steps of N = 3 samples.
     let samples = work.path().join("samples");
