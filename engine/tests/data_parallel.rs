@@ -7,15 +7,14 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::ranks::{free_port, relative_difference, run_ranks, spawn_rank};
 use common::stage_job;
 use difflow_core::job::Input;
 use serde_json::{json, Value};
-use tch::Tensor;
 
 const WORKER: &str = env!("CARGO_BIN_EXE_difflow-worker");
 /// The agreement the issue demands between 1 and 2 processes.
@@ -59,61 +58,13 @@ fn encoder(channels: i64) -> Value {
            "attention": [], "dropout": 0.0})
 }
 
-fn spawn(job: &Path, rank: usize, world: usize, port: u16) -> Child {
-    spawn_with(job, rank, world, port, &[])
-}
-
-fn spawn_with(job: &Path, rank: usize, world: usize, port: u16, env: &[(&str, &str)]) -> Child {
-    Command::new(WORKER)
-        .arg(job)
-        .envs(env.iter().copied())
-        .env("OMP_NUM_THREADS", "1")
-        .env("DIFFLOW_RANK", rank.to_string())
-        .env("DIFFLOW_WORLD_SIZE", world.to_string())
-        .env("DIFFLOW_STORE", format!("127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn run(job: &Path, world: usize) {
-    let port = free_port();
-    let children: Vec<Child> = (0..world).map(|rank| spawn(job, rank, world, port)).collect();
-    for (rank, child) in children.into_iter().enumerate() {
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "rank {rank} of {world} failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-}
-
-fn weights(path: &Path) -> Vec<(String, Tensor)> {
-    let mut named = Tensor::read_safetensors(path).unwrap();
-    named.sort_by(|a, b| a.0.cmp(&b.0));
-    named
-}
-
-/// ‖a − b‖₂ / ‖b‖₂ over all the weights of two files, as one vector.
-fn relative_difference(a: &Path, b: &Path) -> f64 {
-    let (a, b) = (weights(a), weights(b));
-    assert_eq!(a.iter().map(|(n, _)| n).collect::<Vec<_>>(), b.iter().map(|(n, _)| n).collect::<Vec<_>>());
-    let flat = |w: &[(String, Tensor)]| {
-        Tensor::cat(&w.iter().map(|(_, t)| t.to_kind(tch::Kind::Double).reshape([-1])).collect::<Vec<_>>(), 0)
-    };
-    let (a, b) = (flat(&a), flat(&b));
-    (&a - &b).norm().double_value(&[]) / b.norm().double_value(&[])
-}
-
 /// Writes the MNIST dataset stage and returns it as an input, with the train parameters.
 fn digits_and_params(work: &Path) -> (Input, Value) {
     let mnist = repo().join("data/mnist");
     assert!(mnist.join("train-images-idx3-ubyte.gz").exists(), "{} is missing: run scripts/setup.sh", mnist.display());
     let digits =
         write_job(work, "digits", "dataset", "mnist", json!({"path": mnist, "split": "train", "size": 8}), &[]);
-    run(&digits, 1);
+    run_ranks(&digits, 1);
     let data = Input { kind: "dataset".into(), variant: "mnist".into(), params: json!({}), dir: work.join("digits") };
 
     let params = json!({
@@ -133,8 +84,8 @@ fn two_ranks_train_the_weights_one_process_trains() {
     let work = work.path();
     let (data, params) = digits_and_params(work);
     let (one, two) = one_and_two(work, ("train", "diffusion"), params, &[("digits", data)]);
-    run(&one, 1);
-    run(&two, 2);
+    run_ranks(&one, 1);
+    run_ranks(&two, 2);
 
     for file in ["model.safetensors", "ema.safetensors"] {
         assert_ranks_agree(work, file);
@@ -151,14 +102,14 @@ fn a_lost_rank_fails_the_stage_and_the_rerun_resumes_to_the_same_weights() {
     let (data, params) = digits_and_params(work);
     let whole = write_job(work, "whole", "train", "diffusion", params.clone(), &[("digits", data.clone())]);
     let killed = write_job(work, "killed", "train", "diffusion", params, &[("digits", data)]);
-    run(&whole, 2);
+    run_ranks(&whole, 2);
 
     // Rank 1 aborts when it reports step 12 (after the checkpoint at step 10): rank 0 must
     // fail at its next all-reduce instead of hanging.
     let port = free_port();
     let started = Instant::now();
-    let survivor = spawn(&killed, 0, 2, port);
-    let lost = spawn_with(&killed, 1, 2, port, &[("DIFFLOW_ABORT_AT", "12")]);
+    let survivor = spawn_rank(&killed, 0, 2, port, &[]);
+    let lost = spawn_rank(&killed, 1, 2, port, &[("DIFFLOW_ABORT_AT", "12")]);
     assert!(!lost.wait_with_output().unwrap().status.success());
     let out = survivor.wait_with_output().unwrap();
     let waited = started.elapsed();
@@ -170,7 +121,7 @@ fn a_lost_rank_fails_the_stage_and_the_rerun_resumes_to_the_same_weights() {
     assert!(!work.join("killed/ema.safetensors").exists(), "a failed stage has no outputs");
     assert!(work.join("killed/checkpoint/state.json").exists());
 
-    run(&killed, 2);
+    run_ranks(&killed, 2);
     for file in ["model.safetensors", "ema.safetensors"] {
         let diff = relative_difference(&work.join("killed").join(file), &work.join("whole").join(file));
         assert_eq!(diff, 0.0, "{file}: the resumed run differs from the whole one");
@@ -183,7 +134,7 @@ fn two_ranks_sample_what_one_process_samples() {
     let work = work.path();
     let (data, params) = digits_and_params(work);
     let ddpm = write_job(work, "ddpm", "train", "diffusion", params, &[("digits", data)]);
-    run(&ddpm, 1);
+    run_ranks(&ddpm, 1);
     let from = Input { kind: "train".into(), variant: "diffusion".into(), params: json!({}), dir: work.join("ddpm") };
     let params = json!({
         "from": {"$stage": "ddpm"}, "sampler": {"kind": "sampler", "variant": "ddim", "steps": 4, "eta": 1.0},
@@ -191,8 +142,8 @@ fn two_ranks_sample_what_one_process_samples() {
         "trajectory": 2
     });
     let (one, two) = one_and_two(work, ("sample", "default"), params, &[("ddpm", from)]);
-    run(&one, 1);
-    run(&two, 2);
+    run_ranks(&one, 1);
+    run_ranks(&two, 2);
     let mut files: Vec<_> = std::fs::read_dir(work.join("one")).unwrap().map(|e| e.unwrap().file_name()).collect();
     files.sort();
     assert!(files.len() >= 3, "samples, grid and trajectory: {files:?}");
@@ -215,8 +166,8 @@ fn two_ranks_train_the_classifier_one_process_trains() {
         "steps": 20, "batch": 16, "lr": 2e-4, "seed": 3
     });
     let (one, two) = one_and_two(work, ("classifier", "default"), params, &[("digits", data)]);
-    run(&one, 1);
-    run(&two, 2);
+    run_ranks(&one, 1);
+    run_ranks(&two, 2);
     assert_ranks_agree(work, "classifier.safetensors");
     let meta = |dir: &str| -> Value {
         serde_json::from_str(&std::fs::read_to_string(work.join(dir).join("meta.json")).unwrap()).unwrap()
@@ -232,18 +183,18 @@ fn two_ranks_extract_the_features_one_process_extracts() {
     let params =
         json!({"model": encoder(8), "data": {"$stage": "digits"}, "steps": 5, "batch": 16, "lr": 1e-3, "seed": 3});
     let judge = write_job(work, "judge", "classifier", "default", params, &[("digits", data.clone())]);
-    run(&judge, 1);
+    run_ranks(&judge, 1);
     let features =
         Input { kind: "classifier".into(), variant: "default".into(), params: json!({}), dir: work.join("judge") };
     // An odd count, so that the ranks' shares differ in size.
     let mnist = repo().join("data/mnist");
     let few = write_job(work, "few", "dataset", "mnist", json!({"path": mnist, "size": 8, "limit": 301}), &[]);
-    run(&few, 1);
+    run_ranks(&few, 1);
     let few = Input { kind: "dataset".into(), variant: "mnist".into(), params: json!({}), dir: work.join("few") };
     let params = json!({"of": {"$stage": "few"}, "features": {"$stage": "judge"}});
     let inputs = [("few", few), ("judge", features)];
     let (one, two) = one_and_two(work, ("stats", "default"), params, &inputs);
-    run(&one, 1);
+    run_ranks(&one, 1);
     // Each rank extracts its half: rank 0's features phase covers half of the items.
     let port = free_port();
     let rank0 = Command::new(WORKER)
@@ -255,7 +206,7 @@ fn two_ranks_extract_the_features_one_process_extracts() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let rank1 = spawn(&two, 1, 2, port);
+    let rank1 = spawn_rank(&two, 1, 2, port, &[]);
     let out = rank0.wait_with_output().unwrap();
     let other = rank1.wait_with_output().unwrap();
     for (rank, out) in [(0, &out), (1, &other)] {

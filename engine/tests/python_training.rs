@@ -4,12 +4,13 @@
 //! family, classifier-free guidance and the NLL bound draw from it; a stage reading a train
 //! entry made in another folder builds the net from its own pipeline's module file.
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+mod common;
 
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::ranks::{relative_difference, run_ranks, weights};
 use serde_json::{json, Value};
-use tch::{Kind, Tensor};
 
 const WORKER: &str = env!("CARGO_BIN_EXE_difflow-worker");
 
@@ -74,12 +75,6 @@ fn train_params(model: Value, steps: usize, more: Value) -> Value {
     params
 }
 
-fn weights(path: &Path) -> Vec<(String, Tensor)> {
-    let mut named = Tensor::read_safetensors(path).unwrap();
-    named.sort_by(|a, b| a.0.cmp(&b.0));
-    named
-}
-
 #[test]
 fn a_killed_python_training_resumes_to_the_weights_of_an_uninterrupted_run() {
     let root = tempfile::tempdir().unwrap();
@@ -109,42 +104,6 @@ fn a_killed_python_training_resumes_to_the_weights_of_an_uninterrupted_run() {
     }
     let loss = |dir: &str| std::fs::read_to_string(root.join(dir).join("loss.csv")).unwrap();
     assert_eq!(loss("killed"), loss("whole"), "identical loss logs");
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// Runs `job` on `world` data-parallel ranks (Gloo on the loopback).
-fn run_ranks(job: &Path, world: usize) {
-    let port = free_port();
-    let spawn = |rank: usize| -> Child {
-        Command::new(WORKER)
-            .arg(job)
-            .env("OMP_NUM_THREADS", "1")
-            .env("DIFFLOW_RANK", rank.to_string())
-            .env("DIFFLOW_WORLD_SIZE", world.to_string())
-            .env("DIFFLOW_STORE", format!("127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
-    let children: Vec<Child> = (0..world).map(spawn).collect();
-    for (rank, child) in children.into_iter().enumerate() {
-        succeed(child.wait_with_output().unwrap(), &format!("rank {rank} of {world}"));
-    }
-}
-
-/// ‖a − b‖₂ / ‖b‖₂ over all the weights of two files, as one vector.
-fn relative_difference(a: &Path, b: &Path) -> f64 {
-    let (a, b) = (weights(a), weights(b));
-    assert_eq!(a.iter().map(|w| &w.0).collect::<Vec<_>>(), b.iter().map(|w| &w.0).collect::<Vec<_>>());
-    let flat = |w: &[(String, Tensor)]| {
-        Tensor::cat(&w.iter().map(|(_, t)| t.to_kind(Kind::Double).reshape([-1])).collect::<Vec<_>>(), 0)
-    };
-    let (a, b) = (flat(&a), flat(&b));
-    (&a - &b).norm().double_value(&[]) / b.norm().double_value(&[])
 }
 
 #[test]
