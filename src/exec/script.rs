@@ -60,20 +60,33 @@ pub struct ScriptInput {
 }
 
 /// The interpreter that runs a project's scripts: `python` in `difflow.toml`; else the
-/// set-up's environment (`$DIFFLOW_VENV`); else a `python3` beside the `difflow`
-/// executable (a `pip install` puts both in one environment's `bin/`); else the active
-/// virtual environment's; else `python3` on `PATH`.
+/// set-up's environment (`$DIFFLOW_VENV`); else the environment of the `difflow`
+/// executable: a `python3` beside it (a `pip install` puts both in one environment's
+/// `bin/`) or the repository's `.venv` above it (`target/release/difflow`, the environment
+/// whose torch the worker embeds); else the active virtual environment's; else `python3`
+/// on `PATH`.
 pub fn interpreter(configured: Option<&Path>) -> PathBuf {
     if let Some(p) = configured {
         return p.to_path_buf();
     }
-    let in_env = |dir: PathBuf| ["python3", "python"].iter().map(|n| dir.join(n)).find(|p| p.is_file());
     let env_dir = |var: &str| std::env::var_os(var).filter(|v| !v.is_empty()).map(|v| PathBuf::from(v).join("bin"));
     env_dir("DIFFLOW_VENV")
-        .and_then(in_env)
-        .or_else(|| std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)).and_then(in_env))
-        .or_else(|| env_dir("VIRTUAL_ENV").and_then(in_env))
+        .and_then(|dir| python_in(&dir))
+        .or_else(|| std::env::current_exe().ok().and_then(|exe| python_of_executable(&exe)))
+        .or_else(|| env_dir("VIRTUAL_ENV").and_then(|dir| python_in(&dir)))
         .unwrap_or_else(|| PathBuf::from("python3"))
+}
+
+/// `python3` (or `python`) in `dir`, if there.
+fn python_in(dir: &Path) -> Option<PathBuf> {
+    ["python3", "python"].iter().map(|n| dir.join(n)).find(|p| p.is_file())
+}
+
+/// The Python of the environment `exe` belongs to: beside it, or in a `.venv` of one of
+/// the three folders above it (the repository root of `target/release/difflow`).
+fn python_of_executable(exe: &Path) -> Option<PathBuf> {
+    let dir = exe.parent()?;
+    python_in(dir).or_else(|| dir.ancestors().skip(1).take(3).find_map(|up| python_in(&up.join(".venv/bin"))))
 }
 
 /// The job of script instance `i`, writing into `out_dir`.
@@ -236,4 +249,24 @@ fn entry_files(dir: &Path) -> BTreeMap<String, PathBuf> {
 /// The numbers of a script's `metrics.json` (checked already), for the manifest.
 pub fn reported_metrics(out_dir: &Path) -> BTreeMap<String, f64> {
     outputs::read_metrics(&out_dir.join(outputs::METRICS_FILE)).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_built_difflow_runs_scripts_with_the_repositorys_environment() {
+        let root = tempfile::tempdir().unwrap();
+        let repo = &root.path().join("repo");
+        std::fs::create_dir_all(repo.join(".venv/bin")).unwrap();
+        std::fs::create_dir_all(repo.join("target/release")).unwrap();
+        std::fs::write(repo.join(".venv/bin/python3"), "").unwrap();
+        let exe = repo.join("target/release/difflow");
+        assert_eq!(python_of_executable(&exe), Some(repo.join(".venv/bin/python3")));
+        // A `pip install`: the Python beside the executable wins.
+        std::fs::write(repo.join("target/release/python3"), "").unwrap();
+        assert_eq!(python_of_executable(&exe), Some(repo.join("target/release/python3")));
+        assert_eq!(python_of_executable(&root.path().join("elsewhere/bin/difflow")), None);
+    }
 }
