@@ -342,7 +342,7 @@ fn training_losses_match() {
     use difflow_engine::diffusion::loss::LossType;
     for c in process_cases() {
         let (x0, xt, noise, output) = (c.input("x0"), c.input("xt"), c.input("noise"), c.input("output"));
-        let loss = |kind| c.p.training_loss(&output, &x0, &xt, &c.t, &noise, kind);
+        let loss = |kind| c.p.training_loss(&output, &x0, &xt, &c.t, &noise, kind, None);
         c.check("simple loss", &loss(LossType::Simple).unwrap(), "loss_simple");
         c.check("vlb loss", &loss(LossType::Vlb).unwrap(), "loss_vlb");
         if c.json["learn_sigma"].as_bool().unwrap() {
@@ -368,7 +368,7 @@ fn hybrid_loss_stops_the_vlb_gradient_at_the_mean() {
     let grads = |kind| {
         let output =
             Tensor::from_slice(&[0.1f64, -0.2, 0.3, 0.0, 0.5, -0.4, -0.6, 0.2]).view([2, 4]).set_requires_grad(true);
-        let loss = p.training_loss(&output, &x0, &xt, &t, &noise, kind).unwrap().sum(Kind::Double);
+        let loss = p.training_loss(&output, &x0, &xt, &t, &noise, kind, None).unwrap().sum(Kind::Double);
         Tensor::run_backward(&[loss], &[&output], false, false).pop().unwrap()
     };
     let (simple, hybrid) = (grads(LossType::Simple), grads(LossType::Hybrid));

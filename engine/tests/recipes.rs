@@ -69,8 +69,7 @@ fn min_snr_weights_and_losses_match_diffusers() {
             Process::new(tables.clone(), model, VarianceType::FixedSmall, DataSpace::points(None), Device::Cpu);
         let xt = process.q_sample(&x0, &t_tensor, &noise);
         let w = Tensor::from_slice(&weights);
-        let loss =
-            process.weighted_training_loss(&output, &x0, &xt, &t_tensor, &noise, LossType::Simple, Some(&w)).unwrap();
+        let loss = process.training_loss(&output, &x0, &xt, &t_tensor, &noise, LossType::Simple, Some(&w)).unwrap();
         let loss = Vec::<f64>::try_from(loss.to_kind(Kind::Double)).unwrap();
         assert_close(&format!("{name} weighted loss"), &loss, &floats(&case["loss"]));
     }
@@ -85,7 +84,7 @@ fn weighting_refuses_the_vlb_loss_it_cannot_weigh() {
     let t = Tensor::from_slice(&[3i64, 500]);
     let output = Tensor::zeros([2, 6], (Kind::Double, Device::Cpu));
     let w = Tensor::ones([2], (Kind::Double, Device::Cpu));
-    let err = process.weighted_training_loss(&output, &x0, &x0, &t, &x0, LossType::Vlb, Some(&w)).unwrap_err();
+    let err = process.training_loss(&output, &x0, &x0, &t, &x0, LossType::Vlb, Some(&w)).unwrap_err();
     assert!(err.to_string().contains("vlb"), "{err}");
 }
 

@@ -12,26 +12,13 @@ pub const HYBRID_LAMBDA: f64 = 0.001;
 
 impl Process {
     /// The per-item loss [B] at indices `t` for x_t = q_sample(x₀, t, noise) and the network's
-    /// `output` on it.
+    /// `output` on it, each item's MSE term scaled by its `weight` [B] when given (the
+    /// Min-SNR-γ weights of its timestep); the VLB term, which trains the variance, is not.
     ///
     /// The VLB term is L_t in bits per dimension; L_vlb = Σ_t L_t ≈ T·E_t[L_t], so the hybrid
     /// loss's λ·L_vlb is estimated by λ·T·L_t (improved-diffusion's `num_timesteps / 1000`).
-    pub fn training_loss(
-        &self,
-        output: &Tensor,
-        x0: &Tensor,
-        xt: &Tensor,
-        t: &Tensor,
-        noise: &Tensor,
-        loss: LossType,
-    ) -> Result<Tensor> {
-        self.weighted_training_loss(output, x0, xt, t, noise, loss, None)
-    }
-
-    /// [`Process::training_loss`] with each item's MSE term scaled by its `weight` [B] (the
-    /// Min-SNR-γ weights of its timestep); the VLB term, which trains the variance, is not.
     #[allow(clippy::too_many_arguments)]
-    pub fn weighted_training_loss(
+    pub fn training_loss(
         &self,
         output: &Tensor,
         x0: &Tensor,

@@ -233,7 +233,7 @@ impl Trainer {
                 Some(target) => mean_flat(&(&output - keep(target)).square()),
                 None => {
                     let (x0, t, noise, weight) = (keep(x0), keep(t), keep(noise), weight.map(keep));
-                    process.weighted_training_loss(&output, &x0, &xt, &t, &noise, s.loss, weight.as_ref())?
+                    process.training_loss(&output, &x0, &xt, &t, &noise, s.loss, weight.as_ref())?
                 }
             };
             let loss = per_sample.sum(Kind::Float) / s.batch as f64;
