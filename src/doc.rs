@@ -197,11 +197,7 @@ comment  = "#" … end of line
   absent from the stage's parameters ("unset"). Paths are resolved against the folder
   of the pipeline file.
 - `use "std/NAME.diff"` reads the standard library embedded in the binary:
-  `std/schedules.diff` (`linear_1000`, `cosine_1000`, `sigmoid_1000`,
-  `linear_zsnr_1000`), `std/unet.diff` (`unet_small`, `unet_mnist`, `ddpm_cifar10`,
-  `iddpm_cifar10`, `classifier_mnist`, `classifier_cifar10`, `mlp_toy`),
-  `std/samplers.diff` (`ddpm_full`, `ddpm_learned_250`, `ddim_50`, `ddim_250`,
-  `dpm_solver_20`).
+{STDLIB}
 
 ## Sweeps and families
 
@@ -262,9 +258,28 @@ points; gaussians8 has 8 labels, moons 2, swissroll none).
 
 /// The whole of `docs/language.md`.
 pub fn language_md() -> String {
-    let mut out = INTRO.replace("{CODES}", &code_table());
+    let mut out = INTRO.replace("{CODES}", &code_table()).replace("{STDLIB}", &stdlib_list());
     out.push_str(&render_kinds());
     out
+}
+
+/// One line per stdlib file with the declarations it holds, read from the files themselves.
+fn stdlib_list() -> String {
+    let lines: Vec<String> = crate::lang::modules::STDLIB
+        .iter()
+        .map(|(name, text)| {
+            let names: Vec<String> = text
+                .lines()
+                .filter_map(|line| {
+                    let mut words = line.split_whitespace();
+                    let (kind, decl) = (words.next()?, words.next()?);
+                    crate::schema::kind(kind).map(|_| format!("`{decl}`"))
+                })
+                .collect();
+            format!("  - `{name}`: {}", names.join(", "))
+        })
+        .collect();
+    lines.join("\n")
 }
 
 #[cfg(test)]

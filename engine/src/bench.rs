@@ -322,7 +322,7 @@ pub(crate) fn sample_chain(
 ) -> Result<(Tensor, f64)> {
     let (c, size, classes) = o.shape();
     let tables = schedule().tables();
-    let guidance = if classes > 0 { Guidance::Cfg { scale: chain.scale } } else { Guidance::None };
+    let guidance = if classes > 0 { Guidance::Cfg { scale: chain.scale, interval: None } } else { Guidance::None };
     let shape = [c, size, size];
     let setup = SampleSetup {
         tables: &tables,

@@ -500,7 +500,7 @@ fn karras_samplers_run_nets_of_discrete_schedules_with_guidance() {
             _ => Prediction::X0,
         };
         let guidance = match case["guidance"].as_str() {
-            Some("cfg") => Guidance::Cfg { scale: 2.0 },
+            Some("cfg") => Guidance::Cfg { scale: 2.0, interval: None },
             Some(_) => Guidance::Classifier { classifier: &classifier, scale: 1.5 },
             None => Guidance::None,
         };

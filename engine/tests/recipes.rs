@@ -162,7 +162,7 @@ fn heun_samples_an_edm_net_with_and_without_guidance() {
     let sampler = Sampler::Heun { steps: 4, rho: 7.0, sigma_min: None, sigma_max: None };
     for case in r["chains"].as_array().unwrap() {
         let cfg = case["guidance"] == "cfg";
-        let guidance = if cfg { Guidance::Cfg { scale: r["cfg_scale"].as_f64().unwrap() } } else { Guidance::None };
+        let guidance = if cfg { Guidance::Cfg { scale: r["cfg_scale"].as_f64().unwrap(), interval: None } } else { Guidance::None };
         let setup = SampleSetup {
             tables: &tables,
             model: ModelSpec { classes: 3, learn_sigma: false, prediction: Prediction::Eps },

@@ -18,6 +18,7 @@ use super::use_policy::{read_source, UsePolicy};
 
 /// The stdlib, compiled into the binary: `use "std/NAME.diff"`.
 pub const STDLIB: &[(&str, &str)] = &[
+    ("std/recipes.diff", include_str!("../../stdlib/recipes.diff")),
     ("std/samplers.diff", include_str!("../../stdlib/samplers.diff")),
     ("std/schedules.diff", include_str!("../../stdlib/schedules.diff")),
     ("std/unet.diff", include_str!("../../stdlib/unet.diff")),

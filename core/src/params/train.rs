@@ -145,6 +145,17 @@ pub struct TrainParams {
 }
 
 impl TrainParams {
+    /// The probability of dropping the label in a step: `uncond_p` for a class-conditional
+    /// model of `classes` classes; an unconditional model (0) has none to drop, whatever
+    /// the default says (`check` refuses an `uncond_p` written for one).
+    pub fn label_drop(&self, classes: usize) -> f64 {
+        if classes == 0 {
+            0.0
+        } else {
+            self.uncond_p
+        }
+    }
+
     /// The EDM constants of an EDM-preconditioned run (None otherwise).
     pub fn edm(&self) -> Option<Edm> {
         self.precondition.map(|Precondition::Edm| Edm {

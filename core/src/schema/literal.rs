@@ -45,16 +45,49 @@ pub(crate) fn literal_fits(value: &Value, ty: &Type, range: &super::Range) -> bo
         (Value::List(items), Type::List(inner)) => items.iter().all(|v| literal_fits(v, inner, range)),
         (v, Type::Union(alts)) => alts.iter().any(|t| literal_fits(v, t, range)),
         (Value::Record(_), Type::Record) => true,
+        (Value::Config(c), Type::Config(kind)) => {
+            c.kind == *kind
+                && c.params.iter().all(|(name, value)| {
+                    super::key(kind, &c.variant, name).is_some_and(|k| literal_fits(value, &k.ty, &k.range))
+                })
+        }
         (Value::Record(entries), Type::StageRecord(_)) => entries.is_empty(),
         _ => false,
     }
 }
 
-/// The default of a key as a value of its type (ints widened for float keys).
+/// The default of a key as a value of its type (ints widened for float keys). A config
+/// key's default is a block of its kind (`cosine { steps = 1000 }`) whose unwritten keys
+/// take their own defaults, as the resolver fills a block the user writes.
 pub fn default_value(spec: &KeySpec) -> Option<Value> {
     let Default::Value(text) = spec.default else { return None };
+    if let Type::Config(kind) = spec.ty {
+        return config_literal(kind, text);
+    }
     let v = parse_literal(text)?;
     Some(widen(v, &spec.ty))
+}
+
+/// `VARIANT { KEY = LITERAL, … }` of a config kind, the other keys at their defaults; the
+/// written values are single literals (no lists or nested blocks).
+fn config_literal(kind: &str, text: &str) -> Option<Value> {
+    let (variant, body) = text.trim().split_once('{')?;
+    let spec = super::variant(kind, variant.trim())?;
+    let body = body.trim().strip_suffix('}')?;
+    let mut params = std::collections::BTreeMap::new();
+    for entry in body.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (key, value) = entry.split_once('=')?;
+        let key = spec.key(key.trim())?;
+        params.insert(key.name.to_string(), widen(parse_literal(value)?, &key.ty));
+    }
+    for key in &spec.keys {
+        if !params.contains_key(key.name) {
+            if let Some(value) = default_value(key) {
+                params.insert(key.name.to_string(), value);
+            }
+        }
+    }
+    Some(Value::Config(crate::value::Config { kind: kind.to_string(), variant: spec.name.to_string(), params }))
 }
 
 fn widen(v: Value, ty: &Type) -> Value {

@@ -339,7 +339,7 @@ mod tests {
             for v in &k.variants {
                 for key in &v.keys {
                     if let Default::Value(text) = key.default {
-                        let value = literal::parse_literal(text).unwrap_or_else(|| {
+                        let value = literal::default_value(key).unwrap_or_else(|| {
                             panic!("{}.{}.{}: default {text} does not parse", k.name, v.name, key.name)
                         });
                         assert!(

@@ -117,7 +117,12 @@ fn schedule_steps() -> KeySpec {
 }
 
 /// Keys of the UNet's down path shared by `unet` and `encoder`.
-fn conv_keys(channels: &'static str, attention: &'static str, dropout: &'static str) -> Vec<KeySpec> {
+fn conv_keys(
+    channels: &'static str,
+    attention: &'static str,
+    dropout: &'static str,
+    scale_shift: &'static str,
+) -> Vec<KeySpec> {
     vec![
         def("channels", Type::Int, channels, "base channel count (level i has channels × mults[i])").range(ge(1.0)),
         def(
@@ -137,7 +142,12 @@ fn conv_keys(channels: &'static str, attention: &'static str, dropout: &'static 
         .range(ge(1.0)),
         def("heads", Type::Int, "1", "attention heads").range(ge(1.0)),
         def("dropout", Type::Float, dropout, "dropout in residual blocks").range(ge_lt(0.0, 1.0)),
-        def("scale_shift", Type::Bool, "false", "IDDPM's scale-shift norm for the time embedding (false: additive)"),
+        def(
+            "scale_shift",
+            Type::Bool,
+            scale_shift,
+            "IDDPM's scale-shift norm for the time embedding (false: additive)",
+        ),
     ]
 }
 
@@ -313,7 +323,8 @@ fn schedule_kind() -> KindSpec {
 }
 
 fn model_kind() -> KindSpec {
-    let mut unet_keys = conv_keys("128", "[16]", "0.1");
+    // No dropout and the scale-shift norm: the recipe tournament's first gain (docs/recipes.md).
+    let mut unet_keys = conv_keys("128", "[16]", "0.0", "true");
     unet_keys.extend(denoiser_keys());
     let mut mlp_keys = vec![
         def("hidden", Type::Int, "256", "width of each hidden layer").range(ge(1.0)),
@@ -340,7 +351,8 @@ fn model_kind() -> KindSpec {
         variants: vec![
             variant(
                 "unet",
-                "the DDPM/IDDPM UNet for images; defaults are Ho et al.'s CIFAR-10 net (35.7M parameters)",
+                "the DDPM/IDDPM UNet for images; its sizes default to Ho et al.'s CIFAR-10 net, with IDDPM's \
+                 scale-shift norm and no dropout",
                 unet_keys,
             ),
             variant("mlp", "a time-conditioned MLP for vector (toy) data", mlp_keys),
@@ -352,7 +364,7 @@ fn model_kind() -> KindSpec {
             variant(
                 "encoder",
                 "the UNet's down half with a pooled head: a classifier (noisy or clean; its classes come from the data)",
-                conv_keys("64", "[16]", "0.0"),
+                conv_keys("64", "[]", "0.0", "false"),
             ),
         ],
     }
@@ -419,15 +431,21 @@ fn train_kind() -> KindSpec {
         model_and_data: ("the denoiser (unet for images, mlp for vector data)", "training data"),
         lr: "2e-4",
         what: vec![
-            req("schedule", Type::Config("schedule"), "the noise schedule"),
+            def("schedule", Type::Config("schedule"), "cosine { steps = 1000 }", "the noise schedule"),
             def(
                 "loss",
                 en(&["simple", "hybrid", "vlb"]),
                 "\"simple\"",
                 "ε-MSE, MSE + λ·VLB (λ = 0.001), or the VLB alone; hybrid/vlb need learn_sigma",
             ),
-            def("uncond_p", Type::Float, "0", "probability of dropping the label (classifier-free guidance training)")
-                .range(ge_lt(0.0, 1.0)),
+            def(
+                "uncond_p",
+                Type::Float,
+                "0.1",
+                "probability of dropping the label (classifier-free guidance training); an unconditional model has \
+                 no label to drop",
+            )
+            .range(ge_lt(0.0, 1.0)),
         ],
         how: vec![
             def("warmup", Type::Int, "0", "linear learning-rate warm-up steps").range(ge(0.0)),
@@ -498,7 +516,7 @@ fn classifier_kind() -> KindSpec {
         kind: ("classifier", "a classifier checkpoint"),
         variant: ("default", "train a classifier"),
         model_and_data: ("an encoder model", "labelled training data"),
-        lr: "3e-4",
+        lr: "1e-3",
         what: vec![opt(
             "schedule",
             Type::Config("schedule"),
@@ -532,7 +550,12 @@ fn sample_kind() -> KindSpec {
                 training_step(
                     "sample the EMA weights after this many training steps (unset: the final ones); sweepable",
                 ),
-                req("sampler", Type::Config("sampler"), "the reverse chain"),
+                def(
+                    "sampler",
+                    Type::Config("sampler"),
+                    "heun { steps = 25, sigma_max = 80 }",
+                    "the reverse chain",
+                ),
                 opt("guidance", Type::Config("guidance"), "cfg or classifier guidance (unset: none)"),
                 def("count", Type::Int, "64", "samples to draw").range(ge_le(1.0, MAX_ITEMS)),
                 def(

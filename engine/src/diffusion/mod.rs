@@ -340,6 +340,13 @@ impl Process {
         self.tables.alphas_cumprod[t]
     }
 
+    /// σ = √((1 − ᾱ)/ᾱ) at the process index all of `t` hold (a sampler steps every item
+    /// at the same index): the noise level a σ-based rule such as a guidance interval reads.
+    pub fn sigma_at(&self, t: &Tensor) -> f64 {
+        let alpha_bar = self.alpha_bar(t.int64_value(&[0]) as usize);
+        ((1.0 - alpha_bar) / alpha_bar).sqrt()
+    }
+
     /// ᾱ before index t (1 at index 0).
     pub fn alpha_bar_prev(&self, t: usize) -> f64 {
         self.tables.alphas_cumprod_prev[t]

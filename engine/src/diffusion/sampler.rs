@@ -13,6 +13,8 @@ use difflow_core::params::train::{Edm, EDM_SIGMA_MAX, EDM_SIGMA_MIN};
 use tch::{Device, Kind, Tensor};
 
 use super::edm;
+use difflow_core::params::guidance::CfgInterval;
+
 use super::guidance::{cfg_output, classifier_gradient, guided_eps, guided_mean};
 use super::noise::{SampleNoise, STREAM_INIT};
 use super::vlb::ModelFn;
@@ -25,6 +27,8 @@ pub enum Guidance<'a> {
     /// Classifier-free guidance with weight w (needs labels and a model with a null class).
     Cfg {
         scale: f64,
+        /// Where the guidance applies (unset: every step).
+        interval: Option<CfgInterval>,
     },
     /// Classifier guidance with scale s by a noisy classifier.
     Classifier {
@@ -214,8 +218,9 @@ impl SampleSetup<'_> {
             None => (x_in.shallow_clone(), t_model.shallow_clone()),
         };
         let output = tch::no_grad(|| match (self.guidance, y) {
-            (Guidance::Cfg { scale }, Some(y)) => {
-                cfg_output(net, &net_x, &net_t, y, self.model.classes as i64, *scale, self.item_shape[0])
+            (Guidance::Cfg { scale, interval }, Some(y)) => {
+                let scale = CfgInterval::scale_at(*interval, *scale, sigma);
+                cfg_output(net, &net_x, &net_t, y, self.model.classes as i64, scale, self.item_shape[0])
             }
             _ => net(&net_x, &net_t, y),
         });
@@ -249,8 +254,12 @@ impl SampleSetup<'_> {
     ) -> Result<Denoised> {
         let t_model = process.model_timesteps(t);
         let output = tch::no_grad(|| match (self.guidance, y) {
-            (Guidance::Cfg { scale }, Some(y)) => {
-                cfg_output(net, x, &t_model, y, self.model.classes as i64, *scale, self.item_shape[0])
+            (Guidance::Cfg { scale, interval }, Some(y)) => {
+                let scale = match interval {
+                    Some(_) => CfgInterval::scale_at(*interval, *scale, process.sigma_at(t)),
+                    None => *scale,
+                };
+                cfg_output(net, x, &t_model, y, self.model.classes as i64, scale, self.item_shape[0])
             }
             _ => net(x, &t_model, y),
         });

@@ -11,6 +11,7 @@ use crate::artifacts::{self, LoadedClassifier, TrainMeta};
 use crate::data::store::{to_uint8, SAMPLES_FILE};
 use crate::data::{DataMeta, Dataset};
 use crate::diffusion::guidance::GuidanceConfig;
+use difflow_core::params::guidance::CfgInterval;
 use crate::diffusion::noise::SampleNoise;
 use crate::diffusion::sampler::{Guidance, SampleSetup};
 use crate::dist::{gather_rows, share, ProcessGroup};
@@ -61,7 +62,10 @@ pub fn run(job: &Job) -> Result<()> {
     let labels = labels_for(&params.classes, count, classes)?;
     let guidance = match &params.guidance {
         None => Guidance::None,
-        Some(GuidanceConfig::Cfg { scale }) => Guidance::Cfg { scale: *scale },
+        Some(GuidanceConfig::Cfg { scale, interval }) => Guidance::Cfg {
+            scale: *scale,
+            interval: interval.as_deref().map(CfgInterval::from_list).transpose().map_err(anyhow::Error::msg)?,
+        },
         Some(GuidanceConfig::Classifier { scale, .. }) => Guidance::Classifier {
             classifier: classifier.as_ref().map(|loaded| loaded.net.as_ref()).expect("loaded above"),
             scale: *scale,

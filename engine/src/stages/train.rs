@@ -65,7 +65,8 @@ pub fn run(job: &Job) -> Result<()> {
     if data.meta.count == 0 {
         bail!("the dataset `{}` is empty", data_input.dir.display());
     }
-    check_labels(&data, &model_spec, settings.uncond_p)?;
+    check_labels(&data, &model_spec)?;
+    settings.uncond_p = params.label_drop(model_spec.classes);
     let variance = if model_spec.learn_sigma { VarianceType::Learned } else { VarianceType::FixedSmall };
     let data_bound = (!data.meta.is_images()).then(|| data.values.abs().max().double_value(&[]));
     let space = if data.meta.is_images() { DataSpace::images() } else { DataSpace::points(data_bound) };
@@ -145,8 +146,8 @@ pub fn run(job: &Job) -> Result<()> {
     Ok(())
 }
 
-/// The model's classes cover the data's labels, and label dropout has labels to drop.
-fn check_labels(data: &Dataset, model_spec: &ModelSpec, uncond_p: f64) -> Result<()> {
+/// The model's classes cover the data's labels.
+fn check_labels(data: &Dataset, model_spec: &ModelSpec) -> Result<()> {
     if model_spec.classes > 0 {
         let max = data.labels.max().int64_value(&[]);
         if max >= model_spec.classes as i64 {
@@ -156,9 +157,6 @@ fn check_labels(data: &Dataset, model_spec: &ModelSpec, uncond_p: f64) -> Result
                 data.meta.classes
             );
         }
-    }
-    if uncond_p > 0.0 && model_spec.classes == 0 {
-        bail!("`uncond_p` drops class labels, but the model is unconditional (`classes = 0`)");
     }
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! Sampling stages: steps, guidance and labels fit the trained model.
 
-use difflow_core::params::guidance::GuidanceConfig;
+use difflow_core::params::guidance::{CfgInterval, GuidanceConfig};
 use difflow_core::params::model::ModelSpec;
 use difflow_core::params::sample::{Classes, ClassesProblem, SampleParams};
 use difflow_core::params::sampler::{schedule_sigmas, Sampler, SigmaProblem, StepsProblem};
@@ -117,7 +117,10 @@ impl<'p> Checker<'p> {
         let mut class_count = model_classes;
         if let Some(g) = config(&inst.params, "guidance").and_then(typed::<GuidanceConfig>) {
             match g {
-                GuidanceConfig::Cfg { .. } => {
+                GuidanceConfig::Cfg { interval, .. } => {
+                    if let Some(Err(message)) = interval.as_deref().map(CfgInterval::from_list) {
+                        self.push(self.error(inst, "guidance.interval", Code::OutOfRange, message, "[σ_lo, σ_hi]"));
+                    }
                     if model_classes == 0 {
                         let message = format!(
                             "cfg guidance needs a class-conditional model, but `{}` trained one with classes = 0",

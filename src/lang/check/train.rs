@@ -43,7 +43,8 @@ impl<'p> Checker<'p> {
                     .with_help(help),
             );
         }
-        if params.uncond_p > 0.0 && classes == 0 {
+        // Its default (0.1) is for class-conditional models; written, it must have labels to drop.
+        if params.uncond_p > 0.0 && classes == 0 && self.spans.value(&inst.decl, "uncond_p").is_some() {
             let message = "`uncond_p` drops the class label, but the model is unconditional (classes = 0)";
             let help = if data.classes > 0 {
                 format!(

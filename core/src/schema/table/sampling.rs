@@ -27,9 +27,19 @@ pub(super) fn guidance_kind() -> KindSpec {
             variant(
                 "cfg",
                 "classifier-free guidance (Ho & Salimans 2022): ε̃ = (1 + w) ε(x, c) − w ε(x); needs uncond_p > 0 in training",
-                vec![req("scale", Type::Float, "guidance strength w (0: plain conditional sampling)")
-                    .range(ge_le(0.0, MAX_GUIDANCE_SCALE))
-                    .title("guidance strength w")],
+                vec![
+                    req("scale", Type::Float, "guidance strength w (0: plain conditional sampling)")
+                        .range(ge_le(0.0, MAX_GUIDANCE_SCALE))
+                        .title("guidance strength w"),
+                    opt(
+                        "interval",
+                        Type::list(Type::Float),
+                        "[σ_lo, σ_hi]: guide only the steps with σ_lo < σ ≤ σ_hi, sample the others conditionally \
+                         (Kynkäänniemi et al. 2024; σ = √((1 − ᾱ)/ᾱ)); unset: every step",
+                    )
+                    .range(gt(0.0))
+                    .title("guidance interval"),
+                ],
             ),
             variant(
                 "classifier",
