@@ -67,6 +67,20 @@ fn recipe_material(source: &Source) -> Json {
     json!({ "text": hash_material(&json!(texts)), "set": source.sets })
 }
 
+/// A train stage's `uncond_p` as it acts: an unconditional model (classes = 0) drops no
+/// label whatever the value says (`TrainParams::label_drop`), so it keys as 0 and its
+/// entries do not depend on the default for class-conditional nets.
+fn label_drop_of(inst: &Instance, name: &str) -> Option<Value> {
+    if inst.kind != "train" || name != "uncond_p" {
+        return None;
+    }
+    let Some(Value::Config(model)) = inst.params.get("model") else { return None };
+    match model.params.get("classes") {
+        Some(Value::Int(classes)) if *classes > 0 => None,
+        _ => Some(Value::Float(0.0)),
+    }
+}
+
 /// A key: the first 128 bits of blake3 over the canonical JSON, hex.
 pub fn hash_material(material: &Json) -> String {
     let hex = blake3::hash(canonical_json(material).as_bytes()).to_hex();
@@ -84,8 +98,9 @@ fn key_material(inst: &Instance, upstream: &BTreeMap<String, String>, digests: &
             params.insert(name.clone(), python_module_material(Path::new(file), inst, digests)?);
             continue;
         }
-        if in_key(&inst.kind, &inst.variant, name) {
-            params.insert(keyed_name(&inst.kind, &inst.variant, name), value_material(value, inst, upstream, digests)?);
+        if in_key(&inst.kind, &inst.variant, name) && !crate::schema::is_neutral(&inst.kind, &inst.variant, name, value) {
+            let value = label_drop_of(inst, name).unwrap_or_else(|| value.clone());
+            params.insert(keyed_name(&inst.kind, &inst.variant, name), value_material(&value, inst, upstream, digests)?);
         }
     }
     Ok(json!({
@@ -142,7 +157,7 @@ fn value_material(
             for (k, x) in &c.params {
                 if let (true, "file", Value::Path(file)) = (c.kind == "model" && c.variant == "python", k.as_str(), x) {
                     map.insert(k.clone(), python_module_material(Path::new(file), inst, digests)?);
-                } else if in_key(&c.kind, &c.variant, k) {
+                } else if in_key(&c.kind, &c.variant, k) && !crate::schema::is_neutral(&c.kind, &c.variant, k, x) {
                     map.insert(k.clone(), value_material(x, inst, upstream, digests)?);
                 }
             }
@@ -330,6 +345,36 @@ mod tests {
         let whole = digits(vec![("split", Value::Str("train".into()))]);
         assert_eq!(whole, serde_json::json!({ "split": "train" }));
         assert_eq!(material(vec![("count", Value::Int(3))]), serde_json::json!({ "count": 3 }));
+    }
+
+    #[test]
+    fn a_neutral_value_and_a_label_drop_without_labels_key_as_before_the_keys_existed() {
+        use difflow_core::value::Config;
+        let params_of = |kind: &str, variant: &str, params: Vec<(&str, Value)>| {
+            let p = pipeline(vec![inst("s", kind, variant, params)]);
+            key_material(&p.instances[0], &BTreeMap::new(), &mut Digests::in_memory()).unwrap()["params"].clone()
+        };
+        let cfg = |interval: Option<Vec<f64>>| {
+            let mut params = BTreeMap::from([("scale".to_string(), Value::Float(2.0))]);
+            if let Some(i) = interval {
+                params.insert("interval".into(), Value::List(i.into_iter().map(Value::Float).collect()));
+            }
+            Value::Config(Config { kind: "guidance".into(), variant: "cfg".into(), params })
+        };
+        let guided = |interval| params_of("sample", "default", vec![("guidance", cfg(interval))]);
+        assert_eq!(guided(Some(vec![])), guided(None), "`interval = []` guides every step, as before the key");
+        assert_ne!(guided(Some(vec![0.28, 5.42])), guided(None));
+
+        let net = |classes: i64| {
+            let params = BTreeMap::from([("classes".to_string(), Value::Int(classes))]);
+            Value::Config(Config { kind: "model".into(), variant: "unet".into(), params })
+        };
+        let trained = |classes, uncond_p| {
+            params_of("train", "diffusion", vec![("model", net(classes)), ("uncond_p", Value::Float(uncond_p))])
+        };
+        assert_eq!(trained(0, 0.1), trained(0, 0.0), "an unconditional net drops no label");
+        assert_eq!(trained(0, 0.1)["uncond_p"], serde_json::json!(0.0));
+        assert_ne!(trained(10, 0.1), trained(10, 0.0));
     }
 
     #[test]

@@ -8,12 +8,12 @@ use crate::job::StageRef;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "variant", rename_all = "snake_case")]
 pub enum GuidanceConfig {
-    /// Classifier-free guidance with weight w, applied where σ lies in `interval` (unset:
+    /// Classifier-free guidance with weight w, applied where σ lies in `interval` (empty:
     /// at every step).
     Cfg {
         scale: f64,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        interval: Option<Vec<f64>>,
+        #[serde(default)]
+        interval: Vec<f64>,
     },
     /// Classifier guidance with gradient scale s by a noisy classifier stage.
     Classifier { model: StageRef, scale: f64 },
@@ -29,12 +29,14 @@ pub struct CfgInterval {
 }
 
 impl CfgInterval {
-    /// The interval an `interval = [σ_lo, σ_hi]` list stands for, or why it is none.
-    pub fn from_list(list: &[f64]) -> Result<CfgInterval, String> {
+    /// The interval an `interval = [σ_lo, σ_hi]` list stands for (`[]`: none, every step
+    /// guided), or why it is neither.
+    pub fn from_list(list: &[f64]) -> Result<Option<CfgInterval>, String> {
         match list {
-            [low, high] if low < high => Ok(CfgInterval { low: *low, high: *high }),
+            [] => Ok(None),
+            [low, high] if low < high => Ok(Some(CfgInterval { low: *low, high: *high })),
             [low, high] => Err(format!("the interval's σ_lo ({low}) must be below its σ_hi ({high})")),
-            _ => Err(format!("the interval is [σ_lo, σ_hi], two numbers; found {}", list.len())),
+            _ => Err(format!("the interval is [σ_lo, σ_hi], two numbers, or [] (every step); found {}", list.len())),
         }
     }
 
@@ -53,7 +55,7 @@ mod tests {
 
     #[test]
     fn guidance_applies_inside_the_half_open_interval_only() {
-        let i = Some(CfgInterval::from_list(&[0.28, 5.42]).unwrap());
+        let i = CfgInterval::from_list(&[0.28, 5.42]).unwrap();
         assert_eq!(CfgInterval::scale_at(i, 2.0, 0.28), 0.0);
         assert_eq!(CfgInterval::scale_at(i, 2.0, 0.29), 2.0);
         assert_eq!(CfgInterval::scale_at(i, 2.0, 5.42), 2.0);
@@ -61,5 +63,6 @@ mod tests {
         assert_eq!(CfgInterval::scale_at(None, 2.0, 80.0), 2.0);
         assert!(CfgInterval::from_list(&[5.0, 1.0]).is_err());
         assert!(CfgInterval::from_list(&[1.0]).is_err());
+        assert_eq!(CfgInterval::from_list(&[]), Ok(None));
     }
 }

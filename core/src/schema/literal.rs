@@ -90,7 +90,7 @@ fn config_literal(kind: &str, text: &str) -> Option<Value> {
     Some(Value::Config(crate::value::Config { kind: kind.to_string(), variant: spec.name.to_string(), params }))
 }
 
-fn widen(v: Value, ty: &Type) -> Value {
+pub(super) fn widen(v: Value, ty: &Type) -> Value {
     match (v, ty) {
         (Value::Int(i), Type::Float) => Value::Float(i as f64),
         (Value::List(items), Type::List(inner)) => Value::List(items.into_iter().map(|v| widen(v, inner)).collect()),

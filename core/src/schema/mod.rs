@@ -197,6 +197,9 @@ pub struct KeySpec {
     /// What a set value means, counted from 1: bumped when the same value gives other
     /// results, so that a stage key names it `NAME@N` (N > 1) and old entries are not reused.
     pub meaning: u32,
+    /// The value (a literal) that means what leaving the key out meant before the key
+    /// existed: a stage holding it keys as if the key were absent ([`is_neutral`]).
+    pub neutral: Option<&'static str>,
     /// What a reader calls it on a figure's axis or a sweep's column ("guidance strength
     /// w" for cfg's `scale`); unset: the key's name.
     pub title: Option<&'static str>,
@@ -323,6 +326,14 @@ pub fn with_defaults(kind: &str, variant: &str, params: &serde_json::Value) -> s
         }
     }
     out
+}
+
+/// Whether `value` of `kind`'s `variant`'s `key` is that key's neutral value, left out of
+/// stage keys so that entries made before the key existed stay valid.
+pub fn is_neutral(kind: &str, variant: &str, key_name: &str, value: &crate::value::Value) -> bool {
+    key(kind, variant, key_name)
+        .and_then(|k| k.neutral.and_then(literal::parse_literal).map(|n| literal::widen(n, &k.ty)))
+        .is_some_and(|n| &n == value)
 }
 
 fn variant_keys(kind: &str, variant: &str) -> &'static [KeySpec] {

@@ -64,7 +64,7 @@ pub fn run(job: &Job) -> Result<()> {
         None => Guidance::None,
         Some(GuidanceConfig::Cfg { scale, interval }) => Guidance::Cfg {
             scale: *scale,
-            interval: interval.as_deref().map(CfgInterval::from_list).transpose().map_err(anyhow::Error::msg)?,
+            interval: CfgInterval::from_list(interval).map_err(anyhow::Error::msg)?,
         },
         Some(GuidanceConfig::Classifier { scale, .. }) => Guidance::Classifier {
             classifier: classifier.as_ref().map(|loaded| loaded.net.as_ref()).expect("loaded above"),

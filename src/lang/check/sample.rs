@@ -118,7 +118,7 @@ impl<'p> Checker<'p> {
         if let Some(g) = config(&inst.params, "guidance").and_then(typed::<GuidanceConfig>) {
             match g {
                 GuidanceConfig::Cfg { interval, .. } => {
-                    if let Some(Err(message)) = interval.as_deref().map(CfgInterval::from_list) {
+                    if let Err(message) = CfgInterval::from_list(&interval) {
                         self.push(self.error(inst, "guidance.interval", Code::OutOfRange, message, "[σ_lo, σ_hi]"));
                     }
                     if model_classes == 0 {

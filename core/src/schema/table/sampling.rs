@@ -31,13 +31,15 @@ pub(super) fn guidance_kind() -> KindSpec {
                     req("scale", Type::Float, "guidance strength w (0: plain conditional sampling)")
                         .range(ge_le(0.0, MAX_GUIDANCE_SCALE))
                         .title("guidance strength w"),
-                    opt(
+                    def(
                         "interval",
                         Type::list(Type::Float),
-                        "[σ_lo, σ_hi]: guide only the steps with σ_lo < σ ≤ σ_hi, sample the others conditionally \
-                         (Kynkäänniemi et al. 2024; σ = √((1 − ᾱ)/ᾱ)); unset: every step",
+                        "[0.28, 5.42]",
+                        "[σ_lo, σ_hi]: guide only the steps with σ_lo < σ ≤ σ_hi and sample the others \
+                         conditionally (Kynkäänniemi et al. 2024; σ = √((1 − ᾱ)/ᾱ)); []: guide every step",
                     )
                     .range(gt(0.0))
+                    .neutral("[]")
                     .title("guidance interval"),
                 ],
             ),
