@@ -55,6 +55,28 @@ fn the_tournament_runs_every_recipe_at_a_tiny_size() {
     assert!(md.contains("| `scores_edm` |"), "{md}");
 }
 
+/// The bare pipeline (`pipelines/recipes/defaults.diff`): only data, net, `steps`,
+/// `batch` and the guidance strength, every other key at its default, beside the 2020
+/// recipe spelled out; tiny, it checks that the defaults resolve, run and are scored.
+#[test]
+fn the_defaults_pipeline_runs_at_a_tiny_size() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("pipelines/recipes");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    std::os::unix::fs::symlink(root.join("data/mnist"), dir.path().join("data/mnist")).unwrap();
+    std::fs::copy(root.join("pipelines/recipes/defaults.diff"), folder.join("defaults.diff")).unwrap();
+    let args = ["run", "defaults.diff", "--device", "cpu", "--set", "steps=2", "--set", "count=4", "--set", "judge_steps=2"];
+    let (code, out, err) = difflow_real(&folder, &args, &[]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let lock = LockFile::read(&folder.join("difflow.lock"));
+    for name in ["scores", "scores_2020", "real"] {
+        let metrics = &lock.stages[name].metrics;
+        assert!(metrics["accuracy"].is_finite() && metrics["fid"].is_finite(), "{name}: {metrics:?}");
+    }
+}
+
 fn is_train(name: &str) -> bool {
     ["old[", "ss[", "cos_lr[", "min_snr[", "edm[", "v["].iter().any(|prefix| name.starts_with(prefix))
 }

@@ -455,7 +455,13 @@ fn train_kind() -> KindSpec {
             .range(ge_lt(0.0, 1.0)),
         ],
         how: vec![
-            def("warmup", Type::Int, "20", "linear learning-rate warm-up steps").range(ge(0.0)),
+            def(
+                "warmup",
+                Type::Int,
+                "20",
+                "linear learning-rate warm-up steps (a run shorter than the default warms up throughout)",
+            )
+            .range(ge(0.0)),
             def("grad_clip", Type::Float, "1", "clip the gradient norm at this value (0: no clipping)").range(ge(0.0)),
             def("ema", Type::Float, "0.9999", "EMA decay (warmed up: min(ema, (1 + n)/(10 + n)))")
                 .range(ge_lt(0.0, 1.0)),

@@ -83,7 +83,10 @@ impl<'p> Checker<'p> {
             );
         }
         self.batch_fits(inst, &data);
-        if let (Some(warmup), Some(steps)) = (int(p, "warmup"), int(p, "steps")) {
+        // The default warm-up (20 steps) may outlast a tiny run, which then warms up throughout;
+        // a written one that does is a mistake.
+        let written = self.spans.value(&inst.decl, "warmup").is_some();
+        if let (Some(warmup), Some(steps), true) = (int(p, "warmup"), int(p, "steps"), written) {
             if warmup >= steps && warmup > 0 {
                 let message =
                     format!("the learning-rate warm-up ({warmup} steps) is not shorter than training ({steps} steps)");
