@@ -317,3 +317,26 @@ fn an_http_remote_with_a_password_gets_it_from_the_environment_and_never_prints_
     assert!(!out.stderr().contains("s3cret-pw") && out.stderr().contains("alice:***@"), "{}", out.stderr());
     assert!(out.stderr().contains("cannot reach the remote"), "{}", out.stderr());
 }
+
+#[test]
+fn a_short_blob_or_a_torn_manifest_on_the_remote_is_sent_again() {
+    // What a server that writes an upload as it arrives (s3rver) keeps of a killed push:
+    // the start of a blob, an empty manifest. The next push must not take them as there.
+    let (remote, url, a) = pushed_to_a_folder();
+    let blob = blob_of(remote.path(), "train");
+    let whole = std::fs::read(&blob).unwrap();
+    std::fs::write(&blob, &whole[..whole.len() / 2]).unwrap();
+    let manifest = std::fs::read_dir(remote.path().join("ac"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| std::fs::read_to_string(p).unwrap().contains("kind = \"plot\""))
+        .unwrap();
+    std::fs::write(&manifest, "").unwrap();
+    let pushed = ok(&a.difflow(&["push", "p.diff"], &[]));
+    assert!(pushed.contains("pushed 2 entries") && pushed.contains("3 already there"), "{pushed}");
+    assert_eq!(std::fs::read(&blob).unwrap(), whole);
+    let b = project_with_remote(&url);
+    let out = ok(&b.run(&["--pull"]));
+    assert!(b.take_worker_log().is_empty(), "{out}");
+    assert_eq!(lock_text(&a), lock_text(&b));
+}

@@ -64,8 +64,8 @@ impl Backend for Folder {
         Ok(())
     }
 
-    fn exists(&self, rel: &str) -> Result<bool, String> {
-        Ok(self.path(rel).is_file())
+    fn size(&self, rel: &str) -> Result<Option<Option<u64>>, String> {
+        Ok(std::fs::metadata(self.path(rel)).ok().filter(std::fs::Metadata::is_file).map(|m| Some(m.len())))
     }
 
     fn list(&self, rel: &str) -> Result<Option<Vec<String>>, String> {

@@ -98,6 +98,11 @@ pub(super) fn transport_failure(url: &str, t: &ureq::Transport) -> String {
     }
 }
 
+/// The length an answer gives, if any (a HEAD's is the object's size).
+pub(super) fn content_length(r: &ureq::Response) -> Option<u64> {
+    r.header("content-length").and_then(|n| n.trim().parse().ok())
+}
+
 /// The body of an answer into `sink`: at most `limit` bytes, more is an error naming `url`.
 pub(super) fn download(url: &str, response: ureq::Response, sink: &mut dyn Write, limit: u64) -> Result<(), String> {
     let copied = std::io::copy(&mut response.into_reader().take(limit + 1), sink)
@@ -137,9 +142,9 @@ impl Backend for Http {
         }
     }
 
-    fn exists(&self, path: &str) -> Result<bool, String> {
+    fn size(&self, path: &str) -> Result<Option<Option<u64>>, String> {
         let url = self.url(path);
-        Ok(answered(&url, self.agent.head(&self.request_url(path)).call())?.is_some())
+        Ok(answered(&url, self.agent.head(&self.request_url(path)).call())?.map(|r| content_length(&r)))
     }
 
     fn list(&self, _dir: &str) -> Result<Option<Vec<String>>, String> {

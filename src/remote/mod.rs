@@ -42,7 +42,12 @@ pub trait Backend: Send + Sync {
     fn get(&self, path: &str, sink: &mut dyn Write, limit: u64) -> Result<bool, String>;
     /// Store `src` (`size` bytes) under `path` so that readers see all of it or nothing.
     fn put(&self, path: &str, src: &Path, size: u64) -> Result<(), String>;
-    fn exists(&self, path: &str) -> Result<bool, String>;
+    /// The object's size: `Ok(None)` when there is no such object, `Some(None)` when the
+    /// service does not say how large it is.
+    fn size(&self, path: &str) -> Result<Option<Option<u64>>, String>;
+    fn exists(&self, path: &str) -> Result<bool, String> {
+        Ok(self.size(path)?.is_some())
+    }
     /// The names in a folder of the remote; `None` when the service cannot list.
     fn list(&self, dir: &str) -> Result<Option<Vec<String>>, String>;
     /// The object's address, for messages.

@@ -2,6 +2,11 @@
 //! blob already (so a push that was interrupted continues where it stopped), and the
 //! manifest goes up last, only after every blob is there. The caller holds the entry's
 //! lock.
+//!
+//! "Has" means whole: a blob of the manifest's size, a manifest that reads as this key's.
+//! Folders, nginx and S3 itself store an upload all at once or not at all, but a server
+//! that writes an object as it arrives (s3rver does) keeps the start of an upload that
+//! was killed and serves it; such an object is sent again.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,8 +14,9 @@ use std::time::Instant;
 
 use super::meter::Meter;
 use super::pool::{parallel_map, PARALLEL};
-use super::{blob_path, manifest_path, Transfer, Transfers};
+use super::{blob_path, manifest_path, Backend, Transfer, Transfers, MANIFEST_LIMIT};
 use crate::cache::store::MANIFEST;
+use crate::cache::Manifest;
 
 /// Upload the committed entry `key`; `Ok(None)` when the remote has its manifest and
 /// every blob already. A remote that lost blobs of an entry gets them back. `label`
@@ -20,7 +26,7 @@ pub fn push_entry(cx: &Transfers, key: &str, label: &str) -> Result<Option<Trans
     let backend = cx.remote.backend();
     let had_manifest = {
         let _slot = cx.slots.take();
-        backend.exists(&manifest_path(key))?
+        has_manifest(backend, key)?
     };
     let start = Instant::now();
     let dir = cx.cache.entry_dir(key);
@@ -38,8 +44,8 @@ pub fn push_entry(cx: &Transfers, key: &str, label: &str) -> Result<Option<Trans
         }
         let _slot = cx.slots.take();
         let blob = blob_path(&out.blake3);
-        let result = backend.exists(&blob).and_then(|there| {
-            if there {
+        let result = backend.size(&blob).and_then(|stored| {
+            if stored.is_some_and(|size| size.is_none_or(|size| size == out.size)) {
                 meter.add(out.size);
                 return Ok(None);
             }
@@ -75,4 +81,15 @@ pub fn push_entry(cx: &Transfers, key: &str, label: &str) -> Result<Option<Trans
     }
     t.secs = start.elapsed().as_secs_f64();
     Ok(Some(t))
+}
+
+/// Whether the remote holds a manifest of `key` that reads as one (not the start of an
+/// upload that was killed, see the module's note).
+fn has_manifest(backend: &dyn Backend, key: &str) -> Result<bool, String> {
+    let mut bytes = Vec::new();
+    if !backend.get(&manifest_path(key), &mut bytes, MANIFEST_LIMIT)? {
+        return Ok(false);
+    }
+    let text = String::from_utf8(bytes).unwrap_or_default();
+    Ok(toml::from_str::<Manifest>(&text).is_ok_and(|m| m.key == key))
 }

@@ -12,7 +12,7 @@ use rusty_s3::actions::{ListObjectsV2, S3Action};
 use rusty_s3::{Bucket, Credentials, UrlStyle};
 
 use super::aws_config::{self, AwsConfig};
-use super::http::{download, transport_failure};
+use super::http::{content_length, download, transport_failure};
 use super::Backend;
 
 /// How long a signed request stays valid: long enough for a slow upload to start.
@@ -177,14 +177,14 @@ impl Backend for S3 {
             .ok_or_else(|| format!("{}: the server answered 404 Not Found", self.url(path)))
     }
 
-    fn exists(&self, path: &str) -> Result<bool, String> {
+    fn size(&self, path: &str) -> Result<Option<Option<u64>>, String> {
         let key = self.key(path);
         let signed = self.bucket.head_object(Some(self.credentials()?), &key).sign(SIGNED_FOR);
         let url = self.url(path);
         match self.agent.request_url("HEAD", &signed).call() {
             Ok(r) if !(200..300).contains(&r.status()) => Err(refusal(&url, r)),
-            Ok(_) => Ok(true),
-            Err(ureq::Error::Status(404, _)) => Ok(false),
+            Ok(r) => Ok(Some(content_length(&r))),
+            Err(ureq::Error::Status(404, _)) => Ok(None),
             Err(e) => Err(failure(&url, e)),
         }
     }

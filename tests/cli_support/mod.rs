@@ -64,7 +64,9 @@ metrics scores { samples = gen, reference = ref, features = "inception", measure
 /// SIGKILL; with `SLEEP=<s>` it
 /// sleeps before finishing; with `RENDEZVOUS=<dir>` and `RENDEZVOUS_KIND=<kind>` it
 /// waits until two workers of that kind are running at once (and fails after 60 s
-/// alone, so a run that never overlaps them fails instead of hanging).
+/// alone, so a run that never overlaps them fails instead of hanging); with
+/// `BIG_KIND=<kind>` and `BIG_BYTES=<n>` it also writes `big.bin`, n bytes of a fixed
+/// pattern (a transfer long enough to interrupt).
 const WORKER: &str = r#"#!/usr/bin/env python3
 import json, os, signal, sys, time
 job = json.load(open(sys.argv[1]))
@@ -103,6 +105,11 @@ event(event="metric", name="loss", value=0.25)
 open(os.path.join(out, kind + ".txt"), "w").write(inst + "\n")
 if kind == "sample":
     open(os.path.join(out, "grid.png"), "w").write(inst + "\n")
+if kind == env("BIG_KIND"):
+    left, chunk = int(env("BIG_BYTES")), bytes(range(256)) * 4096
+    with open(os.path.join(out, "big.bin"), "wb") as big:
+        while left > 0:
+            left -= big.write(chunk[:left])
 "#;
 
 pub struct Project {

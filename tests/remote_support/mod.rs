@@ -11,6 +11,7 @@ use crate::cli_support::{Out, Project, TOY};
 
 pub mod gate;
 pub mod nginx;
+pub mod s3rver;
 
 pub fn ok(out: &Out) -> String {
     assert_eq!(out.code(), 0, "stdout:\n{}\nstderr:\n{}", out.stdout(), out.stderr());
