@@ -34,8 +34,9 @@ pub fn link_logdir(s: &Session) -> Result<PathBuf, Failure> {
     for &i in s.graph.order() {
         let inst = s.instance(i);
         let logs = logs_of(s, s.key(i));
-        let training = TRAINING_KINDS.contains(&inst.kind.as_str());
-        if !training && !(PICTURE_KINDS.contains(&inst.kind.as_str()) && logs.is_dir()) {
+        let kind = inst.kind.as_str();
+        let logged = TRAINING_KINDS.contains(&kind) || (PICTURE_KINDS.contains(&kind) && logs.is_dir());
+        if !logged {
             continue;
         }
         let mut name = safe_name(&inst.name);
