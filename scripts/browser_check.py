@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
 """Open an HTML report in headless Chromium, screenshot it and check it from the page.
 
-    browser_check.py REPORT.html SCREENSHOT.png
+    browser_check.py REPORT.html SCREENSHOT.png [TEXT ...]
 
 Talks to Chromium over the DevTools protocol on a pipe (--remote-debugging-pipe: no port,
 no network). Prints one JSON object: every <img> with its natural size, every inline <svg>
 with its drawn size, the row count of every table (header row excluded), the page's size
 against the window's width, the text of every SVG label drawn outside its SVG's view box,
-the number of rows each side-by-side sweep of figures takes, and every console error,
-uncaught exception or failed load the page logged. Exit 0 when the page loaded,
-whatever it found: the caller decides what is wrong.
+the number of rows each side-by-side sweep of figures takes, the number of error bars
+drawn (chart elements of class `error-bar` with a size), whether each TEXT is in the text
+the page shows (`contains`: TEXT → true or false), and every console error, uncaught
+exception or failed load the page logged. Exit 0 when the page loaded, whatever it found:
+the caller decides what is wrong.
 """
 import base64
 import json
@@ -26,7 +28,7 @@ FLAGS = [
     "--remote-debugging-pipe", "--window-size=1280,900",
 ]
 
-PROBE = """JSON.stringify({
+PROBE = """(texts => JSON.stringify({
   images: [...document.images].map(i => ({src: i.src.slice(0, 60), complete: i.complete,
            width: i.naturalWidth, height: i.naturalHeight})),
   svgs: [...document.querySelectorAll('svg')].map(s => { const r = s.getBoundingClientRect();
@@ -41,7 +43,10 @@ PROBE = """JSON.stringify({
                  || b.y + b.height > v.y + v.height + 0.5; }).map(t => t.textContent); }),
   sweep_rows: [...document.querySelectorAll('.sweep')].map(d =>
            new Set([...d.children].map(f => Math.round(f.getBoundingClientRect().top))).size),
-})"""
+  error_bars: [...document.querySelectorAll('svg .error-bar')].filter(e => { const r = e.getBoundingClientRect();
+           return r.width > 0 || r.height > 0; }).length,
+  contains: Object.fromEntries(texts.map(t => [t, document.body.innerText.includes(t)])),
+}))"""
 
 
 class Pipe:
@@ -100,7 +105,7 @@ def problems(events):
 
 
 def main():
-    report, screenshot = os.path.abspath(sys.argv[1]), sys.argv[2]
+    report, screenshot, texts = os.path.abspath(sys.argv[1]), sys.argv[2], sys.argv[3:]
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if not browser:
         sys.exit("chromium is not installed: `bash scripts/setup_tests.sh` installs Debian's chromium")
@@ -128,7 +133,7 @@ def main():
             pipe.send(domain, session=session)
         pipe.send("Page.navigate", {"url": "file://" + report}, session=session)
         pipe.wait_for("Page.loadEventFired")
-        probe = pipe.send("Runtime.evaluate", {"expression": PROBE, "returnByValue": True}, session=session)
+        probe = pipe.send("Runtime.evaluate", {"expression": f"{PROBE}({json.dumps(texts)})", "returnByValue": True}, session=session)
         found = json.loads(probe["result"]["value"])
         shot = pipe.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True}, session=session)
         with open(screenshot, "wb") as f:

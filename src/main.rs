@@ -167,8 +167,9 @@ enum Command {
         #[arg(long = "set", value_name = "NAME=VALUE")]
         set: Vec<String>,
     },
-    /// Make a folder with one link per training instance to its live TensorBoard logs and
-    /// print it: `tensorboard --logdir $(difflow logdir FILE)`.
+    /// Make a folder with one link per training instance to its live TensorBoard logs (and
+    /// per sampling instance that logged its grid) and print it:
+    /// `tensorboard --logdir $(difflow logdir FILE)`.
     Logdir {
         file: PathBuf,
         #[arg(long = "set", value_name = "NAME=VALUE")]

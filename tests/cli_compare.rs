@@ -43,6 +43,27 @@ fn a_report_across_two_pipelines_has_one_table_of_both() {
     let html = std::fs::read_to_string(p.path().join("cmp/report.html")).unwrap();
     assert_eq!(html.matches("<table>").count(), 1);
     assert!(html.contains("<figure><svg"), "the chart is inline");
+
+    // In headless Chromium: one table with a row per pipeline, one chart, no error.
+    let shot = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("compare-report.png");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/browser_check.py");
+    let check = std::process::Command::new("python3")
+        .arg(script)
+        .arg(p.path().join("cmp/report.html"))
+        .arg(&shot)
+        .args(["p.diff", "b.diff"])
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    let page: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();
+    assert_eq!(page["tables"], serde_json::json!([2]), "{page}");
+    assert_eq!(page["svgs"].as_array().map(Vec::len), Some(1), "{page}");
+    assert_eq!(page["contains"], serde_json::json!({"p.diff": true, "b.diff": true}), "{page}");
+    assert_eq!(
+        (&page["problems"], &page["svg_text_outside"]),
+        (&serde_json::json!([]), &serde_json::json!([])),
+        "{page}"
+    );
 }
 
 #[test]

@@ -87,17 +87,22 @@ fn replicates_are_reported_as_mean_and_interval_everywhere() {
     let html = std::fs::read_to_string(entry.join("report.html")).unwrap();
     assert!(html.contains("class=\"error-bar\"") && html.contains(" ± "), "no intervals in report.html");
 
-    browser_check(&entry.join("report.html"));
+    let fid_shown =
+        format!("{} ± {}", difflow::report::metric_text(fid.mean), difflow::report::metric_text(fid.ci95.unwrap()));
+    browser_check(&entry.join("report.html"), &fid_shown, html.matches("class=\"error-bar\"").count());
 }
 
-/// In headless Chromium: the charts are drawn, the table has a row per setting, and the
-/// page logs no error.
-fn browser_check(report: &Path) {
+/// In headless Chromium: the charts are drawn with their `bars` error bars, the table has a
+/// row per setting with `fid_shown` (mean ± interval) in it, and the page logs no error.
+fn browser_check(report: &Path, fid_shown: &str, bars: usize) {
     let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("replicates-report.png");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/browser_check.py");
-    let check = Command::new("python3").arg(script).arg(report).arg(&shot).output().unwrap();
+    let check = Command::new("python3").arg(script).arg(report).arg(&shot).arg(fid_shown).output().unwrap();
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
     let page: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();
+    assert_eq!(page["contains"][fid_shown], true, "{page}");
+    // Every bar of the page's charts is drawn, at least one per setting on the FID chart.
+    assert!(bars >= 2 && page["error_bars"].as_u64() == Some(bars as u64), "{bars} bars in the file: {page}");
     let svgs = page["svgs"].as_array().unwrap();
     assert_eq!(svgs.len(), 2, "fid and accuracy against steps: {page}");
     for svg in svgs {

@@ -110,15 +110,33 @@ fn a_report_after_set_shows_the_values_used_and_every_upstream_models_numbers_an
     let ddpm = &lock["stages"]["ddpm"];
     assert_eq!((ddpm["device"].as_str(), ddpm["threads"].as_integer()), (Some("cpu"), Some(1)), "{lock}");
 
-    // In headless Chromium: the page loads clean, with a provenance row per upstream stage.
-    let html = entry.join("report.html");
-    let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("report-provenance.png");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/browser_check.py");
-    let check = Command::new("python3").arg(script).arg(&html).arg(&shot).output().unwrap();
-    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
-    let page: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();
+    // In headless Chromium: the page loads clean, with a provenance row per upstream stage,
+    // and shows the `--set`s, the values they gave and the upstream models' numbers.
+    let shown = ["--set steps=12", "steps = 12", "steps = 6", "final loss", "held-out accuracy", "let steps = 30"];
+    let page = browser_check(&entry.join("report.html"), "report-provenance.png", &shown);
     assert_eq!(page["tables"], serde_json::json!([1, 5]), "the scores, then 5 upstream stages: {page}");
     assert_eq!(page["problems"], serde_json::json!([]), "{page}");
+    for text in shown {
+        assert_eq!(page["contains"][text], true, "`{text}` is not on the page: {page}");
+    }
+
+    // `difflow logdir` links the training runs and the sampling stage's grid (MNIST images).
+    let args = [&["logdir", "p.diff"], SETS].concat();
+    let (code, out, err) = difflow_real(dir.path(), &args, &[]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let mut linked: Vec<String> =
+        std::fs::read_dir(out.trim()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    linked.sort();
+    assert_eq!(linked, ["ddpm", "gen", "judge"], "{out}");
+}
+
+/// Opens `html` in headless Chromium (`scripts/browser_check.py`), looking for `texts`.
+fn browser_check(html: &Path, shot: &str, texts: &[&str]) -> serde_json::Value {
+    let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(shot);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/browser_check.py");
+    let check = Command::new("python3").arg(script).arg(html).arg(&shot).args(texts).output().unwrap();
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    serde_json::from_slice(&check.stdout).unwrap()
 }
 
 #[test]
@@ -132,8 +150,11 @@ fn a_comment_rewrites_the_report_and_nothing_else() {
     assert!(plan.contains("the pipeline's text changed"), "{plan}");
     let out = run(dir.path(), &[]);
     assert_eq!(ran(&out), ["study"], "{out}");
-    let (_, md) = report(dir.path());
+    let (entry, md) = report(dir.path());
     assert!(md.contains("# judged by a clean classifier"), "{md}");
+    let comment = "# judged by a clean classifier";
+    let page = browser_check(&entry.join("report.html"), "report-comment.png", &[comment]);
+    assert_eq!(page["contains"][comment], true, "the page shows the old text: {page}");
 
     // An upstream entry computed again is shown again (its wall time, its device).
     let out = run(dir.path(), &["--force", "digits"]);

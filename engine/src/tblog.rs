@@ -2,10 +2,13 @@
 //! output, written while it runs so that `tensorboard --logdir` shows the curves before the
 //! stage ends.
 //!
+//! A sampling stage logs its grid of samples the same way, as an image (the Images tab),
+//! so a sweep's grids can be looked through beside its training curves.
+//!
 //! The format is TFRecord framing (u64 LE length, masked CRC32C of the length, the data,
 //! masked CRC32C of the data) around `Event` protobuf messages; only the few fields a
-//! scalar and the hparams plugin's session start need are written, by hand (a protobuf
-//! crate would pull in a code generator for a handful of message fields).
+//! scalar, an image and the hparams plugin's session start need are written, by hand (a
+//! protobuf crate would pull in a code generator for a handful of message fields).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
@@ -71,6 +74,28 @@ impl EventWriter {
             self.flush()?;
         }
         Ok(())
+    }
+
+    /// Appends the encoded PNG `png` as image `tag` at `step` (`Summary.Image`: its height,
+    /// width, colour channels and the file's bytes as they are) and flushes.
+    pub fn image(&mut self, step: u64, tag: &str, png: &[u8]) -> io::Result<()> {
+        let (width, height, channels) = png_header(png)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not a PNG file with a header"))?;
+        let mut image = Vec::with_capacity(png.len() + 32);
+        for (field, n) in [(1, height), (2, width), (3, channels)] {
+            put_key(&mut image, field, WIRE_VARINT);
+            put_varint(&mut image, u64::from(n));
+        }
+        put_bytes(&mut image, 4, png);
+        let mut value = Vec::new();
+        put_bytes(&mut value, 1, tag.as_bytes());
+        put_bytes(&mut value, 4, &image);
+        let mut summary = Vec::new();
+        put_bytes(&mut summary, 1, &value);
+        let mut event = event_head(wall_time(), step as i64);
+        put_bytes(&mut event, 5, &summary);
+        self.file.write_all(&frame(&event))?;
+        self.flush()
     }
 
     /// Appends the hparams plugin's `session_start_info` with `hparams`, so that
@@ -163,6 +188,44 @@ pub fn swept_values(instance: &str) -> Vec<(String, HParam)> {
         .filter_map(|part| part.split_once('='))
         .map(|(k, v)| (k.trim().to_string(), HParam::parse(v.trim())))
         .collect()
+}
+
+/// A PNG's width, height and colour channels (1 grey, 2 grey and alpha, 3 RGB, 4 RGBA)
+/// from its IHDR chunk; None for anything else.
+fn png_header(png: &[u8]) -> Option<(u32, u32, u32)> {
+    if png.len() < 26 || &png[..8] != b"\x89PNG\r\n\x1a\n" || &png[12..16] != b"IHDR" {
+        return None;
+    }
+    let number = |at: usize| u32::from_be_bytes([png[at], png[at + 1], png[at + 2], png[at + 3]]);
+    let channels = match png[25] {
+        0 | 3 => 1,
+        4 => 2,
+        2 => 3,
+        6 => 4,
+        _ => return None,
+    };
+    Some((number(16), number(20), channels))
+}
+
+/// Logs the picture `png` a stage wrote (a sampling stage's grid) as image `tag` at `step`
+/// (the training step of the model it shows) into `out_dir`'s `logs/`, headed by the
+/// instance's swept values for the HParams tab. Like the training logs it is a view, not a
+/// result: a failure is reported and the stage goes on; [`DISABLE_ENV`] turns it off.
+pub fn log_picture(out_dir: &Path, instance: &str, tag: &str, step: u64, png: &Path) {
+    if std::env::var(DISABLE_ENV).as_deref() == Ok("0") {
+        return;
+    }
+    let written = std::fs::read(png).and_then(|bytes| {
+        let mut writer = EventWriter::create(&out_dir.join(LOG_DIR))?;
+        let hparams = swept_values(instance);
+        if !hparams.is_empty() {
+            writer.session_start(&hparams)?;
+        }
+        writer.image(step, tag, &bytes)
+    });
+    if let Err(e) = written {
+        crate::progress::log(format!("warning: {} is not in the TensorBoard log: {e}", png.display()));
+    }
 }
 
 /// What a training loop logs each step: loss, learning rate, gradient norm (when known)
@@ -369,6 +432,20 @@ mod tests {
         );
         assert!(swept_values("ddpm").is_empty());
         assert_eq!(HParam::Number(0.5).encode()[0], 0x11, "number_value is field 2, a double");
+    }
+
+    #[test]
+    fn a_png_header_gives_the_images_size_and_channels() {
+        let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();
+        png.extend_from_slice(&662u32.to_be_bytes());
+        png.extend_from_slice(&520u32.to_be_bytes());
+        png.extend_from_slice(&[8, 2, 0, 0, 0]);
+        assert_eq!(png_header(&png), Some((662, 520, 3)));
+        png[25] = 0;
+        assert_eq!(png_header(&png), Some((662, 520, 1)));
+        png[25] = 5;
+        assert_eq!(png_header(&png), None, "no such colour type");
+        assert_eq!(png_header(b"GIF89a and more bytes than a header"), None);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The live training log, read by TensorBoard itself: a toy training run's event file shows
 //! scalars while the run goes on, and every step's loss (as in `loss.csv`) once it ends; an
-//! instance of a sweep records its swept values for the HParams tab.
+//! instance of a sweep records its swept values for the HParams tab; a sampling stage's grid
+//! is an image in the Images tab.
 
 mod common;
 
@@ -8,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{input, python, stage_job};
+use common::{input, python, stage_job, two_class_data};
 use serde_json::{json, Value};
 
 const STEPS: usize = 2000;
@@ -209,4 +210,69 @@ fn tensorboard_shows_the_decaying_learning_rate_of_every_step() {
     }
     // It decays: the last step's rate is near the floor, far below the peak.
     assert!(logged[39][1].as_f64().unwrap() < 0.11e-3, "{:?}", logged[39]);
+}
+
+/// Reads the images of an event file with `EventAccumulator`: tag → [[step, width, height,
+/// the encoded bytes in hex]], and the hparams of its session start (if any).
+const IMAGE_READER: &str = r#"
+import json, sys
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import metadata
+acc = EventAccumulator(sys.argv[1], size_guidance={"images": 0})
+acc.Reload()
+images = {t: [[e.step, e.width, e.height, e.encoded_image_string.hex()] for e in acc.Images(t)] for t in acc.Tags()["images"]}
+try:
+    content = acc.PluginTagToContent(metadata.PLUGIN_NAME)[metadata.SESSION_START_INFO_TAG]
+    hparams = {k: v.number_value for k, v in metadata.parse_session_start_info_plugin_data(content).hparams.items()}
+except KeyError:
+    hparams = {}
+print(json.dumps({"images": images, "hparams": hparams}))
+"#;
+
+/// A sample stage of images logs its grid, byte for byte, at the step its model trained
+/// to, with the instance's swept values; TensorBoard reads both.
+#[test]
+fn tensorboard_shows_a_sampling_stages_grid_as_an_image() {
+    let python = tensorboard_python();
+    let root = tempfile::tempdir().unwrap();
+    let data = two_class_data(root.path(), 32);
+    let params = json!({
+        "model": {"kind": "model", "variant": "unet", "channels": 8, "mults": [1], "res_blocks": 1,
+                  "attention": [], "dropout": 0.0, "classes": 2},
+        "data": {"$stage": "points"},
+        "schedule": {"kind": "schedule", "variant": "cosine", "steps": 20},
+        "uncond_p": 0.1, "steps": 6, "batch": 8, "lr": 1e-3, "seed": 0, "checkpoint_every": 0
+    });
+    let inputs = [("points".to_string(), input("dataset", "images", &data))];
+    let train = stage_job("fit", ("train", "diffusion"), &params, inputs, &root.path().join("train"));
+    difflow_engine::stages::run(&train).unwrap();
+    let params = json!({
+        "from": {"$stage": "fit"}, "sampler": {"kind": "sampler", "variant": "ddim", "steps": 2},
+        "count": 12, "seed": 1, "guidance": {"kind": "guidance", "variant": "cfg", "scale": 2.0}
+    });
+    let inputs = [("fit".to_string(), input("train", "diffusion", &train.out_dir))];
+    let sample = stage_job("gen[scale=2.0]", ("sample", "default"), &params, inputs, &root.path().join("gen"));
+    difflow_engine::stages::run(&sample).unwrap();
+
+    let [file] = event_files(&sample.out_dir.join(difflow_core::job::LOG_DIR)).try_into().unwrap();
+    let out = Command::new(&python).args(["-c", IMAGE_READER]).arg(&file).output().unwrap();
+    assert!(out.status.success(), "EventAccumulator failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let read: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let grid = std::fs::read(sample.out_dir.join("grid.png")).unwrap();
+    let hex: String = grid.iter().map(|b| format!("{b:02x}")).collect();
+    // 12 samples of 8 × 8 in rows of 10: the grid's own size, from its header.
+    let [width, height] = [16, 20].map(|at| u32::from_be_bytes(grid[at..at + 4].try_into().unwrap()));
+    assert!(width > height && height > 8, "{width} × {height}");
+    assert_eq!(read["images"], json!({"samples": [[6, width, height, hex]]}), "{}", read["hparams"]);
+    assert_eq!(read["hparams"], json!({"scale": 2.0}));
+
+    // Without images (points), a sample stage logs nothing.
+    let job = train_job_named(root.path(), "toy", 4);
+    difflow_engine::stages::run(&job).unwrap();
+    let params =
+        json!({"from": {"$stage": "toy"}, "sampler": {"kind": "sampler", "variant": "ddim", "steps": 2}, "count": 8});
+    let inputs = [("toy".to_string(), input("train", "diffusion", &job.out_dir))];
+    let points = stage_job("gen", ("sample", "default"), &params, inputs, &root.path().join("points-gen"));
+    difflow_engine::stages::run(&points).unwrap();
+    assert!(!points.out_dir.join(difflow_core::job::LOG_DIR).exists());
 }

@@ -1,6 +1,7 @@
 //! `difflow logdir FILE`: a folder for `tensorboard --logdir` with one link per training
 //! instance, named by instance, to the live TensorBoard logs of its cache entry (or of its
-//! staging folder while it runs or before it starts).
+//! staging folder while it runs or before it starts), and one per sampling instance that
+//! logged its grid of images.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -11,6 +12,9 @@ use super::{Failure, Session};
 
 /// The stage kinds whose workers write live training logs.
 const TRAINING_KINDS: [&str; 2] = ["train", "classifier"];
+/// The stage kinds that may log a picture when they end (a sample stage of images does,
+/// one of points does not): linked only once their logs exist.
+const PICTURE_KINDS: [&str; 1] = ["sample"];
 
 /// Creates or refreshes `<state dir>/logdir/<pipeline stem>/` and returns it. Every link
 /// in it is rewritten, so links of instances that left the pipeline go.
@@ -29,7 +33,10 @@ pub fn link_logdir(s: &Session) -> Result<PathBuf, Failure> {
     let mut taken = HashSet::new();
     for &i in s.graph.order() {
         let inst = s.instance(i);
-        if !TRAINING_KINDS.contains(&inst.kind.as_str()) {
+        let logs = logs_of(s, s.key(i));
+        let kind = inst.kind.as_str();
+        let logged = TRAINING_KINDS.contains(&kind) || (PICTURE_KINDS.contains(&kind) && logs.is_dir());
+        if !logged {
             continue;
         }
         let mut name = safe_name(&inst.name);
@@ -40,7 +47,7 @@ pub fn link_logdir(s: &Session) -> Result<PathBuf, Failure> {
             }
             name = format!("{base}~{n}");
         }
-        symlink(&logs_of(s, s.key(i)), &dir.join(&name)).map_err(fail)?;
+        symlink(&logs, &dir.join(&name)).map_err(fail)?;
     }
     Ok(dir)
 }

@@ -128,6 +128,16 @@ pub fn run(job: &Job) -> Result<()> {
         bail!("sampling produced NaN values: the model or the sampler settings are unstable (try another sampler or fewer guidance)");
     }
     write_outputs(job, &meta.data, &x, &labels, classes, (trajectory > 0).then_some(&kept))?;
+    if meta.data.is_images() {
+        // The grid in TensorBoard's Images tab too, at the step its model trained to.
+        crate::tblog::log_picture(
+            &job.out_dir,
+            &job.instance,
+            "samples",
+            meta.steps as u64,
+            &job.out_dir.join(GRID_FILE),
+        );
+    }
     progress::metric("count", count as f64);
     Ok(())
 }
