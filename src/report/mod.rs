@@ -67,7 +67,8 @@ pub fn write_report_titled(job: &Job, recipe: Option<&Recipe>, titles: &AxisTitl
          .sweep figcaption { font-size: 0.85em; font-weight: 600; text-align: center; margin-bottom: 0.3em; max-width: none; }\n\
          p.legend { font-size: 0.9em; color: #555; }\n\
          pre.recipe { background: #f6f6f6; padding: 0.8em; overflow-x: auto; font-size: 0.9em; }\n\
-         table.provenance td { overflow-wrap: anywhere; } table.provenance { max-width: 100%; }\n",
+         table.provenance td { overflow-wrap: anywhere; } table.provenance { max-width: 100%; }\n\
+         table.provenance td:nth-child(n+2):nth-child(-n+8) { overflow-wrap: normal; white-space: nowrap; }\n",
     );
     for (family, members) in &families {
         write_family(&mut md, &mut html, &img_dir, (family, members), titles)?;
