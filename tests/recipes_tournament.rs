@@ -67,7 +67,8 @@ fn the_defaults_pipeline_runs_at_a_tiny_size() {
     std::fs::create_dir_all(dir.path().join("data")).unwrap();
     std::os::unix::fs::symlink(root.join("data/mnist"), dir.path().join("data/mnist")).unwrap();
     std::fs::copy(root.join("pipelines/recipes/defaults.diff"), folder.join("defaults.diff")).unwrap();
-    let args = ["run", "defaults.diff", "--device", "cpu", "--set", "steps=2", "--set", "count=4", "--set", "judge_steps=2"];
+    let args =
+        ["run", "defaults.diff", "--device", "cpu", "--set", "steps=2", "--set", "count=4", "--set", "judge_steps=2"];
     let (code, out, err) = difflow_real(&folder, &args, &[]);
     assert_eq!(code, 0, "{out}\n{err}");
     let lock = LockFile::read(&folder.join("difflow.lock"));

@@ -162,7 +162,11 @@ fn heun_samples_an_edm_net_with_and_without_guidance() {
     let sampler = Sampler::Heun { steps: 4, rho: 7.0, sigma_min: None, sigma_max: None };
     for case in r["chains"].as_array().unwrap() {
         let cfg = case["guidance"] == "cfg";
-        let guidance = if cfg { Guidance::Cfg { scale: r["cfg_scale"].as_f64().unwrap(), interval: None } } else { Guidance::None };
+        let guidance = if cfg {
+            Guidance::Cfg { scale: r["cfg_scale"].as_f64().unwrap(), interval: None }
+        } else {
+            Guidance::None
+        };
         let setup = SampleSetup {
             tables: &tables,
             model: ModelSpec { classes: 3, learn_sigma: false, prediction: Prediction::Eps },
@@ -229,4 +233,54 @@ fn the_train_stage_weighs_its_loss_by_min_snr() {
     let gamma_5 = first_loss(root.path(), "gamma_5", serde_json::json!({"weighting": "min_snr"}));
     let gamma_50 = first_loss(root.path(), "gamma_50", serde_json::json!({"weighting": "min_snr", "snr_gamma": 50.0}));
     assert!(gamma_5 < gamma_50 && gamma_50 < uniform, "γ = 5: {gamma_5}, γ = 50: {gamma_50}, uniform: {uniform}");
+}
+
+/// A guidance interval guides exactly the steps whose σ lies inside it: one that holds every
+/// σ of the chain samples as plain guidance, one that holds none as w = 0.
+#[test]
+fn a_guidance_interval_guides_only_the_steps_inside_it() {
+    use difflow_core::params::guidance::CfgInterval;
+    use difflow_core::params::sampler::Sampler;
+    use difflow_engine::diffusion::noise::SampleNoise;
+    use difflow_engine::diffusion::sampler::{Guidance, SampleSetup};
+
+    let net = |x: &Tensor, _t: &Tensor, y: Option<&Tensor>| {
+        let out = x.tanh() * 0.5;
+        match y {
+            Some(y) => out + (y.to_kind(Kind::Double) * 0.1).view([-1, 1]),
+            None => out,
+        }
+    };
+    let tables = cosine_1000().tables();
+    let x_init = Tensor::from_slice(&[0.3f64, -1.2, 0.8, 0.1]).view([2, 2]);
+    let y = Tensor::from_slice(&[1i64, 2]);
+    let draw = |sampler: &Sampler, guidance: Guidance| {
+        let setup = SampleSetup {
+            tables: &tables,
+            model: ModelSpec { classes: 3, learn_sigma: false, prediction: Prediction::Eps },
+            edm: None,
+            space: DataSpace::points(None),
+            sampler,
+            guidance: &guidance,
+            item_shape: &[2],
+            noise: SampleNoise { seed: 0 },
+            trajectory: 0,
+            device: Device::Cpu,
+        };
+        let out = setup.sample_from(&setup.process(), &net, x_init.copy(), &[0, 1], Some(&y), &mut |_| {}).unwrap();
+        values(&out.x0)
+    };
+    let everywhere = Some(CfgInterval { low: 1e-9, high: 1e9 });
+    let nowhere = Some(CfgInterval { low: 1e8, high: 1e9 });
+    let heun = Sampler::Heun { steps: 4, rho: 7.0, sigma_min: None, sigma_max: Some(80.0) };
+    let ddim = Sampler::Ddim { steps: 4, eta: 0.0, spacing: difflow_core::diffusion::schedule::Spacing::Uniform };
+    for sampler in [&heun, &ddim] {
+        let guided = draw(sampler, Guidance::Cfg { scale: 2.0, interval: None });
+        let plain = draw(sampler, Guidance::Cfg { scale: 0.0, interval: None });
+        assert_ne!(guided, plain, "{sampler:?}: guidance changes the samples");
+        assert_eq!(draw(sampler, Guidance::Cfg { scale: 2.0, interval: everywhere }), guided, "{sampler:?}");
+        assert_eq!(draw(sampler, Guidance::Cfg { scale: 2.0, interval: nowhere }), plain, "{sampler:?}");
+        let partly = draw(sampler, Guidance::Cfg { scale: 2.0, interval: Some(CfgInterval { low: 0.28, high: 5.42 }) });
+        assert!(partly != guided && partly != plain, "{sampler:?}: some steps guided, some not");
+    }
 }

@@ -98,9 +98,11 @@ fn key_material(inst: &Instance, upstream: &BTreeMap<String, String>, digests: &
             params.insert(name.clone(), python_module_material(Path::new(file), inst, digests)?);
             continue;
         }
-        if in_key(&inst.kind, &inst.variant, name) && !crate::schema::is_neutral(&inst.kind, &inst.variant, name, value) {
+        if in_key(&inst.kind, &inst.variant, name) && !crate::schema::is_neutral(&inst.kind, &inst.variant, name, value)
+        {
             let value = label_drop_of(inst, name).unwrap_or_else(|| value.clone());
-            params.insert(keyed_name(&inst.kind, &inst.variant, name), value_material(&value, inst, upstream, digests)?);
+            params
+                .insert(keyed_name(&inst.kind, &inst.variant, name), value_material(&value, inst, upstream, digests)?);
         }
     }
     Ok(json!({

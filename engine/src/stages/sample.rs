@@ -11,7 +11,6 @@ use crate::artifacts::{self, LoadedClassifier, TrainMeta};
 use crate::data::store::{to_uint8, SAMPLES_FILE};
 use crate::data::{DataMeta, Dataset};
 use crate::diffusion::guidance::GuidanceConfig;
-use difflow_core::params::guidance::CfgInterval;
 use crate::diffusion::noise::SampleNoise;
 use crate::diffusion::sampler::{Guidance, SampleSetup};
 use crate::dist::{gather_rows, share, ProcessGroup};
@@ -21,6 +20,7 @@ use crate::models::evaluate;
 use crate::params::{input, job_params};
 use crate::plot::write_image_grid;
 use crate::progress::{self, Progress};
+use difflow_core::params::guidance::CfgInterval;
 
 pub const GRID_FILE: &str = "grid.png";
 /// Images in `grid.png` at most.
@@ -62,10 +62,9 @@ pub fn run(job: &Job) -> Result<()> {
     let labels = labels_for(&params.classes, count, classes)?;
     let guidance = match &params.guidance {
         None => Guidance::None,
-        Some(GuidanceConfig::Cfg { scale, interval }) => Guidance::Cfg {
-            scale: *scale,
-            interval: CfgInterval::from_list(interval).map_err(anyhow::Error::msg)?,
-        },
+        Some(GuidanceConfig::Cfg { scale, interval }) => {
+            Guidance::Cfg { scale: *scale, interval: CfgInterval::from_list(interval).map_err(anyhow::Error::msg)? }
+        }
         Some(GuidanceConfig::Classifier { scale, .. }) => Guidance::Classifier {
             classifier: classifier.as_ref().map(|loaded| loaded.net.as_ref()).expect("loaded above"),
             scale: *scale,
