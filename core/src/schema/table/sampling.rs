@@ -34,9 +34,10 @@ pub(super) fn guidance_kind() -> KindSpec {
                     def(
                         "interval",
                         Type::list(Type::Float),
-                        "[0.28, 5.42]",
+                        "[]",
                         "[σ_lo, σ_hi]: guide only the steps with σ_lo < σ ≤ σ_hi and sample the others \
-                         conditionally (Kynkäänniemi et al. 2024; σ = √((1 − ᾱ)/ᾱ)); []: guide every step",
+                         conditionally (Kynkäänniemi et al. 2024; σ = √((1 − ᾱ)/ᾱ); e.g. [0.28, 5.42]); []: \
+                         guide every step",
                     )
                     .range(gt(0.0))
                     .neutral("[]")
