@@ -51,10 +51,10 @@ fn wrong_or_missing_parameters_name_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let inputs = toy(dir.path());
     let mut params = train_params(1e-3);
-    params.as_object_mut().unwrap().remove("schedule");
-    let (code, err) = run(dir.path(), "no_schedule", "train", "diffusion", params, inputs.clone());
+    params.as_object_mut().unwrap().remove("model");
+    let (code, err) = run(dir.path(), "no_model", "train", "diffusion", params, inputs.clone());
     assert_eq!(code, 2);
-    assert!(err.contains("`no_schedule`: missing field `schedule`"), "{err}");
+    assert!(err.contains("`no_model`: missing field `model`"), "{err}");
 
     let mut params = train_params(1e-3);
     params["batch"] = json!("large");

@@ -25,7 +25,8 @@ fn python() -> PathBuf {
     p
 }
 
-/// A `model` config object with the schema's defaults filled in, as the front end fills it.
+/// A `model` config object with the schema's defaults filled in, as the front end fills it
+/// (Ho et al.'s net is additive: its configs say `scale_shift = false`, the default's opposite).
 fn model(config: Value) -> Value {
     with_defaults("model", config["variant"].as_str().unwrap(), &config)
 }
@@ -36,7 +37,7 @@ fn unet(config: Value) -> UNetConfig {
 
 fn ho_cifar10() -> UNetConfig {
     unet(json!({"kind": "model", "variant": "unet", "channels": 128, "mults": [1, 2, 2, 2], "res_blocks": 2,
-                "attention": [16], "heads": 1, "dropout": 0.1}))
+                "attention": [16], "heads": 1, "dropout": 0.1, "scale_shift": false}))
 }
 
 #[test]
@@ -47,7 +48,7 @@ fn ho_et_al_cifar10_unet_has_35_746_307_parameters() {
 #[test]
 fn describe_lists_levels_and_counts_like_the_paper() {
     let config = model(json!({"kind": "model", "variant": "unet", "channels": 128, "mults": [1, 2, 2, 2],
-                        "res_blocks": 2, "attention": [16], "dropout": 0.1}));
+                        "res_blocks": 2, "attention": [16], "dropout": 0.1, "scale_shift": false}));
     let d = describe(&config, &[3, 32, 32], 0).unwrap();
     assert_eq!(d.params, 35_746_307);
     let levels: Vec<(i64, i64, bool)> = d.levels.iter().map(|l| (l.resolution, l.channels, l.attention)).collect();
@@ -55,7 +56,8 @@ fn describe_lists_levels_and_counts_like_the_paper() {
     // Class conditioning adds (classes + 1) × 4C embedding rows; learn_sigma doubles the
     // output conv's filters (C_out · C · 9 + C_out more).
     let conditional = model(json!({"kind": "model", "variant": "unet", "channels": 128, "mults": [1, 2, 2, 2],
-                             "res_blocks": 2, "attention": [16], "classes": 10, "learn_sigma": true}));
+                             "res_blocks": 2, "attention": [16], "classes": 10, "learn_sigma": true,
+                             "scale_shift": false}));
     let d2 = describe(&conditional, &[3, 32, 32], 0).unwrap();
     assert_eq!(d2.params, 35_746_307 + 11 * 512 + (3 * 128 * 9 + 3));
 }

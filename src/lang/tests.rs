@@ -67,7 +67,7 @@ fn spec_example_resolves_into_families() {
     assert_eq!(model.params["channels"], Value::Int(32));
     assert_eq!(model.params["classes"], Value::Int(10));
     assert_eq!(model.params["learn_sigma"], Value::Bool(true));
-    assert_eq!(ddpm.params["warmup"], Value::Int(0));
+    assert_eq!(ddpm.params["warmup"], Value::Int(20));
     assert_eq!(ddpm.params["lr"], Value::Float(2e-4));
     let Value::Config(s) = &ddpm.params["schedule"] else { panic!() };
     assert_eq!(s.params["steps"], Value::Int(1000));
@@ -154,7 +154,7 @@ fn basic_errors_have_their_codes() {
         codes(&format!("{TOY}\nsample s {{ from = tr, sampler = ddim {{ eta = 1.5 }} }}")),
         vec![Code::OutOfRange]
     );
-    assert_eq!(codes(&format!("{TOY}\nsample s {{ from = tr }}")), vec![Code::MissingKey]);
+    assert_eq!(codes(&format!("{TOY}\nsample s {{ sampler = ddim {{ }} }}")), vec![Code::MissingKey]);
     assert_eq!(codes("schedule s = cosin { }"), vec![Code::UnknownVariant]);
     assert_eq!(codes("shedule s = cosine { }"), vec![Code::UnknownKind]);
     assert_eq!(
